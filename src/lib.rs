@@ -3,9 +3,16 @@
 //! The pipeline (see docs/ARCHITECTURE.md): a capture [`capture::Source`] hands frames to a
 //! [`worker::Worker`], which decodes them ([`packet`]), tracks flows and reassembles TCP
 //! ([`flow`]), decodes application protocols ([`proto`]) and emits flow and transaction
-//! records to an output ([`export`]).
+//! records to a [`export::RecordSink`].
 
+pub mod capture;
+pub mod config;
 pub mod events;
+pub mod export;
+pub mod flow;
 pub mod packet;
 pub mod proto;
+pub mod replay;
+pub mod synth;
 pub mod time;
+pub mod worker;

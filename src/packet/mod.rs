@@ -407,5 +407,46 @@ fn transport<'a>(
     })
 }
 
+/// The worker a frame belongs to, before full decoding: a symmetric hash of its outer IP
+/// addresses and, for unfragmented TCP, its ports. Both directions
+/// of a flow hash alike, as with the kernel's PACKET_FANOUT_HASH. Frames that do not
+/// decode hash to 0 (one worker then counts them).
+pub fn fanout_hash(frame: &[u8], link: LinkType) -> u64 {
+    let Ok(l2) = link::decode_link(frame, link) else {
+        return 0;
+    };
+    let b = l2.payload;
+    let (src, dst, proto, l4): (IpAddr, IpAddr, u8, Option<&[u8]>) = match l2.ethertype {
+        ETHERTYPE_IPV4 if b.len() >= 20 => {
+            let ihl = (b[0] & 0x0f) as usize * 4;
+            let fragment = u16::from_be_bytes([b[6], b[7]]) & 0x3fff != 0;
+            let src = IpAddr::from([b[12], b[13], b[14], b[15]]);
+            let dst = IpAddr::from([b[16], b[17], b[18], b[19]]);
+            (src, dst, b[9], if fragment { None } else { b.get(ihl..) })
+        }
+        ETHERTYPE_IPV6 if b.len() >= 40 => {
+            let mut s = [0u8; 16];
+            let mut d = [0u8; 16];
+            s.copy_from_slice(&b[8..24]);
+            d.copy_from_slice(&b[24..40]);
+            // Extension headers (and fragments) are not walked here: addresses only.
+            (IpAddr::from(s), IpAddr::from(d), b[6], b.get(40..))
+        }
+        _ => return 0,
+    };
+    let (sp, dp) = match (proto, l4) {
+        // TCP rarely fragments: ports spread connections between two hosts over workers.
+        (IPPROTO_TCP, Some(t)) if t.len() >= 4 => (
+            u16::from_be_bytes([t[0], t[1]]),
+            u16::from_be_bytes([t[2], t[3]]),
+        ),
+        // UDP datagrams do fragment (large DNS answers), and tunnels vary their source port
+        // per inner flow: addresses only, so a datagram and its fragments meet.
+        _ => (0, 0),
+    };
+    let proto = if sp == 0 && dp == 0 { 0 } else { proto };
+    crate::flow::key::symmetric_hash(&src, &dst, sp, dp, proto)
+}
+
 #[cfg(test)]
 mod tests;

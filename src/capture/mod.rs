@@ -1,0 +1,64 @@
+//! Capture sources: where frames come from. Live sources (AF_XDP, TPACKET_V3) and capture
+//! files all hand the worker the same [`Frame`]s through the [`Source`] trait, so replaying
+//! a file runs exactly the code that live capture runs.
+
+pub mod pcap_file;
+
+use crate::packet::LinkType;
+use crate::time::Timestamp;
+
+/// One captured frame, borrowed from the source's buffer (file mapping or ring).
+#[derive(Clone, Copy, Debug)]
+pub struct Frame<'a> {
+    pub data: &'a [u8],
+    pub ts: Timestamp,
+    /// Length on the wire; larger than `data.len()` when the snap length cut it.
+    pub wire_len: u32,
+    pub link: LinkType,
+    /// Observation point: interface index, mirror tag, or pcapng interface number.
+    pub obs: u32,
+}
+
+/// Counters every source keeps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceStats {
+    /// Frames handed to the worker.
+    pub received: u64,
+    /// Frames the kernel dropped before podtap saw them (ring full).
+    pub dropped: u64,
+    /// Frames skipped because the source could not make sense of them (truncated
+    /// records, link types podtap does not decode).
+    pub malformed: u64,
+    /// Frames left to other workers by the fanout.
+    pub not_mine: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("cannot open {path}: {source}")]
+    Open {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a pcap or pcapng file (magic {magic:08x})")]
+    NotACapture { path: String, magic: u32 },
+    #[error(
+        "{path}: link type {dlt} is not supported (podtap decodes Ethernet, Linux SLL/SLL2, raw IP and BSD loopback)"
+    )]
+    UnsupportedLink { path: String, dlt: u32 },
+    #[error("{path}: {message}")]
+    Format { path: String, message: String },
+}
+
+/// A source of frames.
+pub trait Source {
+    /// Visit up to `max` frames. Returns how many were visited, or `None` when the source
+    /// is exhausted (end of file). A live source returns `Some(0)` when nothing is ready.
+    fn next_batch<F: FnMut(&Frame<'_>)>(
+        &mut self,
+        max: usize,
+        visit: F,
+    ) -> Result<Option<usize>, CaptureError>;
+
+    fn stats(&self) -> SourceStats;
+}

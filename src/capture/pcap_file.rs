@@ -1,0 +1,544 @@
+//! pcap and pcapng capture files, memory-mapped and read without copying.
+//!
+//! Classic pcap in both byte orders with micro- or nanosecond timestamps; pcapng with any
+//! number of sections and interfaces (per-interface link type and `if_tsresol`), Enhanced,
+//! Simple and obsolete Packet blocks. A truncated final record ends the file and is
+//! counted, never a panic.
+//!
+//! With a fanout of N, each of N workers opens the same file and keeps only the frames whose
+//! symmetric flow hash falls to it: the same split PACKET_FANOUT_HASH makes live.
+
+use memmap2::Mmap;
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{CaptureError, Frame, Source, SourceStats};
+use crate::packet::{LinkType, fanout_hash};
+use crate::time::Timestamp;
+
+enum Format {
+    Pcap {
+        big_endian: bool,
+        nanos: bool,
+        link: Option<LinkType>,
+        dlt: u32,
+    },
+    PcapNg {
+        big_endian: bool,
+        ifaces: Vec<Iface>,
+    },
+}
+
+#[derive(Clone, Copy)]
+struct Iface {
+    link: Option<LinkType>,
+    /// Timestamp units per second.
+    units_per_sec: u64,
+    snaplen: u32,
+}
+
+pub struct PcapFileSource {
+    path: String,
+    map: Arc<Mmap>,
+    pos: usize,
+    format: Format,
+    fanout: (u32, u32),
+    stats: SourceStats,
+    done: bool,
+}
+
+const PCAP_MAGIC_US: u32 = 0xa1b2_c3d4;
+const PCAP_MAGIC_NS: u32 = 0xa1b2_3c4d;
+const PCAPNG_SHB: u32 = 0x0a0d_0d0a;
+const PCAPNG_BOM: u32 = 0x1a2b_3c4d;
+
+impl PcapFileSource {
+    pub fn open(path: &Path) -> Result<Self, CaptureError> {
+        let p = path.display().to_string();
+        let file = File::open(path).map_err(|source| CaptureError::Open {
+            path: p.clone(),
+            source,
+        })?;
+        // SAFETY: the mapping is read-only; podtap never writes the file. A file truncated by
+        // another process while mapped would fault, which is the documented mmap caveat.
+        let map = unsafe { Mmap::map(&file) }.map_err(|source| CaptureError::Open {
+            path: p.clone(),
+            source,
+        })?;
+        Self::from_map(p, Arc::new(map))
+    }
+
+    /// Another reader of the same mapping (for fanout across workers).
+    pub fn share(&self) -> Result<Self, CaptureError> {
+        Self::from_map(self.path.clone(), self.map.clone())
+    }
+
+    /// Keep only the frames whose flow hash modulo `count` is `index`.
+    pub fn with_fanout(mut self, index: u32, count: u32) -> Self {
+        self.fanout = (index, count.max(1));
+        self
+    }
+
+    fn from_map(path: String, map: Arc<Mmap>) -> Result<Self, CaptureError> {
+        let b: &[u8] = &map;
+        if b.len() < 4 {
+            return Err(CaptureError::NotACapture { path, magic: 0 });
+        }
+        let magic_le = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        let magic_be = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        let (format, pos) = if magic_le == PCAPNG_SHB {
+            // The section header block is parsed as the first block of the loop.
+            (
+                Format::PcapNg {
+                    big_endian: false,
+                    ifaces: Vec::new(),
+                },
+                0,
+            )
+        } else if let Some((big_endian, nanos)) = match (magic_le, magic_be) {
+            (PCAP_MAGIC_US, _) => Some((false, false)),
+            (PCAP_MAGIC_NS, _) => Some((false, true)),
+            (_, PCAP_MAGIC_US) => Some((true, false)),
+            (_, PCAP_MAGIC_NS) => Some((true, true)),
+            _ => None,
+        } {
+            if b.len() < 24 {
+                return Err(CaptureError::Format {
+                    path,
+                    message: "pcap header truncated".into(),
+                });
+            }
+            let dlt = rd32(b, 20, big_endian) & 0x0fff_ffff;
+            let link = LinkType::from_pcap(dlt);
+            if link.is_none() {
+                return Err(CaptureError::UnsupportedLink { path, dlt });
+            }
+            (
+                Format::Pcap {
+                    big_endian,
+                    nanos,
+                    link,
+                    dlt,
+                },
+                24,
+            )
+        } else {
+            return Err(CaptureError::NotACapture {
+                path,
+                magic: magic_be,
+            });
+        };
+        Ok(PcapFileSource {
+            path,
+            map,
+            pos,
+            format,
+            fanout: (0, 1),
+            stats: SourceStats::default(),
+            done: false,
+        })
+    }
+
+    /// Link type of a classic pcap file (pcapng files may mix several).
+    pub fn link_type(&self) -> Option<u32> {
+        match self.format {
+            Format::Pcap { dlt, .. } => Some(dlt),
+            Format::PcapNg { .. } => None,
+        }
+    }
+}
+
+#[inline]
+fn rd32(b: &[u8], at: usize, big: bool) -> u32 {
+    let a = [b[at], b[at + 1], b[at + 2], b[at + 3]];
+    if big {
+        u32::from_be_bytes(a)
+    } else {
+        u32::from_le_bytes(a)
+    }
+}
+
+#[inline]
+fn rd16(b: &[u8], at: usize, big: bool) -> u16 {
+    let a = [b[at], b[at + 1]];
+    if big {
+        u16::from_be_bytes(a)
+    } else {
+        u16::from_le_bytes(a)
+    }
+}
+
+impl Source for PcapFileSource {
+    fn next_batch<F: FnMut(&Frame<'_>)>(
+        &mut self,
+        max: usize,
+        mut visit: F,
+    ) -> Result<Option<usize>, CaptureError> {
+        if self.done {
+            return Ok(None);
+        }
+        let map = self.map.clone();
+        let b: &[u8] = &map;
+        let mut n = 0;
+        while n < max {
+            let frame = match &mut self.format {
+                Format::Pcap {
+                    big_endian,
+                    nanos,
+                    link,
+                    ..
+                } => {
+                    if self.pos == b.len() {
+                        self.done = true;
+                        break;
+                    }
+                    if self.pos + 16 > b.len() {
+                        self.truncated();
+                        break;
+                    }
+                    let h = self.pos;
+                    let secs = rd32(b, h, *big_endian) as u64;
+                    let frac = rd32(b, h + 4, *big_endian);
+                    let caplen = rd32(b, h + 8, *big_endian) as usize;
+                    let wire = rd32(b, h + 12, *big_endian);
+                    let start = h + 16;
+                    if start + caplen > b.len() {
+                        self.truncated();
+                        break;
+                    }
+                    self.pos = start + caplen;
+                    let ts = if *nanos {
+                        Timestamp::from_secs_nanos(secs, frac)
+                    } else {
+                        Timestamp::from_secs_nanos(secs, frac.saturating_mul(1000))
+                    };
+                    let Some(link) = *link else { continue };
+                    Frame {
+                        data: &b[start..start + caplen],
+                        ts,
+                        wire_len: wire.max(caplen as u32),
+                        link,
+                        obs: 0,
+                    }
+                }
+                Format::PcapNg { big_endian, ifaces } => {
+                    match next_pcapng_frame(b, &mut self.pos, big_endian, ifaces) {
+                        Ok(Some(Some(f))) => f,
+                        Ok(Some(None)) => {
+                            // A frame on an interface whose link type podtap cannot decode.
+                            self.stats.malformed += 1;
+                            continue;
+                        }
+                        Ok(None) => {
+                            self.done = true;
+                            break;
+                        }
+                        Err(()) => {
+                            self.truncated();
+                            break;
+                        }
+                    }
+                }
+            };
+            if self.fanout.1 > 1
+                && (fanout_hash(frame.data, frame.link) % self.fanout.1 as u64) as u32
+                    != self.fanout.0
+            {
+                self.stats.not_mine += 1;
+                continue;
+            }
+            self.stats.received += 1;
+            n += 1;
+            visit(&frame);
+        }
+        if n == 0 && self.done {
+            Ok(None)
+        } else {
+            Ok(Some(n))
+        }
+    }
+
+    fn stats(&self) -> SourceStats {
+        self.stats
+    }
+}
+
+impl PcapFileSource {
+    fn truncated(&mut self) {
+        self.stats.malformed += 1;
+        self.done = true;
+        tracing::warn!(file = %self.path, offset = self.pos, "capture file ends in a truncated record; stopping there");
+    }
+}
+
+/// Read pcapng blocks until the next packet. `Ok(None)`: end of file; `Ok(Some(None))`: a
+/// packet on an interface podtap cannot decode; `Err(())`: truncated or corrupt block.
+#[allow(clippy::type_complexity)]
+fn next_pcapng_frame<'a>(
+    b: &'a [u8],
+    pos: &mut usize,
+    big: &mut bool,
+    ifaces: &mut Vec<Iface>,
+) -> Result<Option<Option<Frame<'a>>>, ()> {
+    loop {
+        let h = *pos;
+        if h == b.len() {
+            return Ok(None);
+        }
+        if h + 12 > b.len() {
+            return Err(());
+        }
+        let raw_type = u32::from_le_bytes([b[h], b[h + 1], b[h + 2], b[h + 3]]);
+        if raw_type == PCAPNG_SHB {
+            // Byte order of this section from its byte-order magic.
+            let bom_le = u32::from_le_bytes([b[h + 8], b[h + 9], b[h + 10], b[h + 11]]);
+            *big = bom_le != PCAPNG_BOM;
+            ifaces.clear();
+        }
+        let btype = rd32(b, h, *big);
+        let blen = rd32(b, h + 4, *big) as usize;
+        if blen < 12 || blen % 4 != 0 || h + blen > b.len() {
+            return Err(());
+        }
+        let body = &b[h + 8..h + blen - 4];
+        *pos = h + blen;
+        match btype {
+            1 => {
+                // Interface Description: linktype(2) reserved(2) snaplen(4) options.
+                if body.len() < 8 {
+                    return Err(());
+                }
+                let dlt = rd16(body, 0, *big) as u32;
+                let snaplen = rd32(body, 4, *big);
+                let units_per_sec = if_tsresol(&body[8..], *big).unwrap_or(1_000_000);
+                ifaces.push(Iface {
+                    link: LinkType::from_pcap(dlt),
+                    units_per_sec,
+                    snaplen,
+                });
+            }
+            6 | 2 => {
+                // Enhanced Packet: iface(4) ts_hi(4) ts_lo(4) caplen(4) origlen(4) data.
+                // Obsolete Packet: iface(2) drops(2), then the same.
+                if body.len() < 20 {
+                    return Err(());
+                }
+                let iface_id = if btype == 6 {
+                    rd32(body, 0, *big)
+                } else {
+                    rd16(body, 0, *big) as u32
+                };
+                let ticks = ((rd32(body, 4, *big) as u64) << 32) | rd32(body, 8, *big) as u64;
+                let caplen = rd32(body, 12, *big) as usize;
+                let orig = rd32(body, 16, *big);
+                if 20 + caplen > body.len() {
+                    return Err(());
+                }
+                let Some(iface) = ifaces.get(iface_id as usize) else {
+                    return Err(());
+                };
+                let Some(link) = iface.link else {
+                    return Ok(Some(None));
+                };
+                let ts = ticks_to_ts(ticks, iface.units_per_sec);
+                let data = &body[20..20 + caplen];
+                return Ok(Some(Some(Frame {
+                    data,
+                    ts,
+                    wire_len: orig.max(caplen as u32),
+                    link,
+                    obs: iface_id,
+                })));
+            }
+            3 => {
+                // Simple Packet: origlen(4) data; always interface 0, no timestamp.
+                if body.len() < 4 {
+                    return Err(());
+                }
+                let Some(iface) = ifaces.first() else {
+                    return Err(());
+                };
+                let orig = rd32(body, 0, *big);
+                let mut caplen = (orig as usize).min(body.len() - 4);
+                if iface.snaplen > 0 {
+                    caplen = caplen.min(iface.snaplen as usize);
+                }
+                let Some(link) = iface.link else {
+                    return Ok(Some(None));
+                };
+                let data = &body[4..4 + caplen];
+                return Ok(Some(Some(Frame {
+                    data,
+                    ts: Timestamp::ZERO,
+                    wire_len: orig,
+                    link,
+                    obs: 0,
+                })));
+            }
+            _ => {} // section header, statistics, name resolution, custom: nothing to do
+        }
+    }
+}
+
+/// The `if_tsresol` option (code 9) of an Interface Description block, as units per second.
+fn if_tsresol(mut opts: &[u8], big: bool) -> Option<u64> {
+    while opts.len() >= 4 {
+        let code = rd16(opts, 0, big);
+        let len = rd16(opts, 2, big) as usize;
+        let padded = (len + 3) & !3;
+        if code == 0 || opts.len() < 4 + len {
+            return None;
+        }
+        if code == 9 && len >= 1 {
+            let v = opts[4];
+            let exp = (v & 0x7f) as u32;
+            return if v & 0x80 != 0 {
+                2u64.checked_pow(exp)
+            } else {
+                10u64.checked_pow(exp)
+            };
+        }
+        opts = opts.get(4 + padded..)?;
+    }
+    None
+}
+
+fn ticks_to_ts(ticks: u64, units_per_sec: u64) -> Timestamp {
+    if units_per_sec == 0 {
+        return Timestamp(ticks);
+    }
+    let secs = ticks / units_per_sec;
+    let rem = ticks % units_per_sec;
+    let nanos = (rem as u128 * 1_000_000_000 / units_per_sec as u128) as u32;
+    Timestamp::from_secs_nanos(secs, nanos)
+}
+
+/// Write frames as a classic pcap (microsecond timestamps). Used by `podtap synth` and tests.
+pub struct PcapWriter<W: std::io::Write> {
+    out: W,
+}
+
+impl<W: std::io::Write> PcapWriter<W> {
+    pub fn new(mut out: W, dlt: u32) -> std::io::Result<Self> {
+        let mut h = Vec::with_capacity(24);
+        h.extend_from_slice(&PCAP_MAGIC_US.to_le_bytes());
+        h.extend_from_slice(&2u16.to_le_bytes());
+        h.extend_from_slice(&4u16.to_le_bytes());
+        h.extend_from_slice(&0i32.to_le_bytes());
+        h.extend_from_slice(&0u32.to_le_bytes());
+        h.extend_from_slice(&262_144u32.to_le_bytes());
+        h.extend_from_slice(&dlt.to_le_bytes());
+        out.write_all(&h)?;
+        Ok(PcapWriter { out })
+    }
+
+    pub fn write(&mut self, ts: Timestamp, frame: &[u8]) -> std::io::Result<()> {
+        let ns = ts.as_nanos();
+        let mut h = [0u8; 16];
+        h[0..4].copy_from_slice(&((ns / 1_000_000_000) as u32).to_le_bytes());
+        h[4..8].copy_from_slice(&(((ns % 1_000_000_000) / 1000) as u32).to_le_bytes());
+        h[8..12].copy_from_slice(&(frame.len() as u32).to_le_bytes());
+        h[12..16].copy_from_slice(&(frame.len() as u32).to_le_bytes());
+        self.out.write_all(&h)?;
+        self.out.write_all(frame)
+    }
+
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(src: &mut PcapFileSource) -> Vec<(Vec<u8>, Timestamp, u32)> {
+        let mut v = Vec::new();
+        while let Some(_n) = src
+            .next_batch(7, |f| v.push((f.data.to_vec(), f.ts, f.obs)))
+            .unwrap()
+        {}
+        v
+    }
+
+    #[test]
+    fn classic_pcap_roundtrip_and_truncated_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.pcap");
+        let mut w = PcapWriter::new(Vec::new(), 1).unwrap();
+        for i in 0..20u64 {
+            w.write(Timestamp::from_secs_nanos(100 + i, 5000), &[i as u8; 60])
+                .unwrap();
+        }
+        let mut bytes = w.into_inner();
+        std::fs::write(&path, &bytes).unwrap();
+        let got = read_all(&mut PcapFileSource::open(&path).unwrap());
+        assert_eq!(got.len(), 20);
+        assert_eq!(got[3].1, Timestamp::from_secs_nanos(103, 5000));
+        // Cut the last record in half: 19 frames and one malformed, no panic.
+        bytes.truncate(bytes.len() - 30);
+        std::fs::write(&path, &bytes).unwrap();
+        let mut src = PcapFileSource::open(&path).unwrap();
+        assert_eq!(read_all(&mut src).len(), 19);
+        assert_eq!(src.stats().malformed, 1);
+    }
+
+    #[test]
+    fn pcapng_with_tsresol_and_two_interfaces() {
+        let mut b = Vec::new();
+        let block = |b: &mut Vec<u8>, t: u32, body: &[u8]| {
+            let len = 12 + body.len().div_ceil(4) * 4;
+            b.extend_from_slice(&t.to_le_bytes());
+            b.extend_from_slice(&(len as u32).to_le_bytes());
+            b.extend_from_slice(body);
+            b.resize(b.len() + (4 - body.len() % 4) % 4, 0);
+            b.extend_from_slice(&(len as u32).to_le_bytes());
+        };
+        // SHB: bom, version 1.0, section length -1.
+        let mut shb = PCAPNG_BOM.to_le_bytes().to_vec();
+        shb.extend_from_slice(&[1, 0, 0, 0]);
+        shb.extend_from_slice(&(-1i64).to_le_bytes());
+        block(&mut b, PCAPNG_SHB, &shb);
+        // IDB 0: Ethernet, default microseconds. IDB 1: raw IP, if_tsresol = 10^-9.
+        block(&mut b, 1, &[1, 0, 0, 0, 0, 0, 1, 0]);
+        block(
+            &mut b,
+            1,
+            &[101, 0, 0, 0, 0, 0, 1, 0, 9, 0, 1, 0, 9, 0, 0, 0, 0, 0, 0, 0],
+        );
+        let epb = |iface: u32, ticks: u64, data: &[u8]| {
+            let mut v = iface.to_le_bytes().to_vec();
+            v.extend_from_slice(&((ticks >> 32) as u32).to_le_bytes());
+            v.extend_from_slice(&(ticks as u32).to_le_bytes());
+            v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            v.extend_from_slice(data);
+            v
+        };
+        block(&mut b, 6, &epb(0, 1_500_000, &[1, 2, 3]));
+        block(&mut b, 6, &epb(1, 2_000_000_001, &[4, 5]));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.pcapng");
+        std::fs::write(&path, &b).unwrap();
+        let got = read_all(&mut PcapFileSource::open(&path).unwrap());
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            (got[0].0.as_slice(), got[0].1, got[0].2),
+            (&[1u8, 2, 3][..], Timestamp(1_500_000_000), 0)
+        );
+        assert_eq!(
+            (got[1].0.as_slice(), got[1].1, got[1].2),
+            (&[4u8, 5][..], Timestamp(2_000_000_001), 1)
+        );
+    }
+
+    #[test]
+    fn rejects_non_captures() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x");
+        std::fs::write(&path, b"hello world, not a pcap").unwrap();
+        let err = PcapFileSource::open(&path).err().unwrap().to_string();
+        assert!(err.contains("not a pcap"), "{err}");
+    }
+}

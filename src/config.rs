@@ -1,0 +1,251 @@
+//! Typed configuration. Every option lives in a serde struct with its default documented
+//! beside it; `config/podtap.toml` lists them all. Unknown keys and bad values are
+//! rejected with the key path and the file named.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+use crate::packet::defrag::DefragLimits;
+
+/// The configuration shipped with podtap and used when no file is given.
+pub const EMBEDDED: &str = include_str!("../config/podtap.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {file}: {source}")]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}: invalid config at `{key}`: {message}")]
+    Invalid {
+        file: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub flow: FlowConfig,
+    pub reassembly: ReassemblyConfig,
+    pub defrag: DefragConfig,
+    pub replay: ReplayConfig,
+    pub output: OutputConfig,
+}
+
+/// Flow table limits and timeouts (per worker).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FlowConfig {
+    /// Most flows tracked at once by one worker. When full, the least recently seen flow
+    /// is closed early (end reason `evicted`) and counted as `flow.evicted`. Default 262144.
+    pub max_flows: usize,
+    /// A TCP flow with no packets for this long is closed (`idle`). Default 300 s.
+    pub tcp_idle_timeout_secs: u64,
+    /// After both FINs or a RST, a TCP flow lingers this long to collect the last ACKs
+    /// and retransmissions before it is reported (`fin` / `rst`). Default 5 s.
+    pub tcp_close_linger_secs: u64,
+    /// A UDP flow with no packets for this long is closed. Default 60 s.
+    pub udp_idle_timeout_secs: u64,
+    /// ICMP and other IP protocols. Default 30 s.
+    pub other_idle_timeout_secs: u64,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig {
+            max_flows: 262_144,
+            tcp_idle_timeout_secs: 300,
+            tcp_close_linger_secs: 5,
+            udp_idle_timeout_secs: 60,
+            other_idle_timeout_secs: 30,
+        }
+    }
+}
+
+/// TCP reassembly bounds.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReassemblyConfig {
+    /// Out-of-order bytes buffered per flow direction before a gap is declared
+    /// (`reassembly.flow_limit`). Default 256 KiB.
+    pub max_flow_bytes: usize,
+    /// Out-of-order bytes buffered by one worker across all flows
+    /// (`reassembly.worker_limit`). Default 64 MiB.
+    pub max_worker_bytes: usize,
+    /// A segment that fills a hole within this long of the segment that opened it is
+    /// out-of-order rather than a retransmission (when the handshake RTT is unknown;
+    /// otherwise the RTT is used). Default 3 ms, as Wireshark does.
+    pub out_of_order_threshold_us: u64,
+}
+
+impl Default for ReassemblyConfig {
+    fn default() -> Self {
+        ReassemblyConfig {
+            max_flow_bytes: 256 * 1024,
+            max_worker_bytes: 64 << 20,
+            out_of_order_threshold_us: 3000,
+        }
+    }
+}
+
+/// IP fragment reassembly bounds (per worker).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DefragConfig {
+    /// Datagrams reassembled at once; the oldest is dropped when full. Default 256.
+    pub max_datagrams: usize,
+    /// Incomplete datagrams are dropped after this long. Default 30 s.
+    pub timeout_secs: u64,
+}
+
+impl Default for DefragConfig {
+    fn default() -> Self {
+        DefragConfig {
+            max_datagrams: 256,
+            timeout_secs: 30,
+        }
+    }
+}
+
+impl DefragConfig {
+    pub fn limits(&self) -> DefragLimits {
+        DefragLimits {
+            max_datagrams: self.max_datagrams,
+            max_datagram_bytes: 65_535,
+            timeout_ns: self.timeout_secs.saturating_mul(1_000_000_000),
+        }
+    }
+}
+
+/// `podtap replay` defaults (the command line overrides them).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplayConfig {
+    /// Worker threads; packets are spread by a symmetric flow hash, as the kernel's
+    /// PACKET_FANOUT_HASH does live. Default 1.
+    pub workers: usize,
+}
+
+impl Default for ReplayConfig {
+    fn default() -> Self {
+        ReplayConfig { workers: 1 }
+    }
+}
+
+/// Record output.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutputConfig {
+    /// Records queued between workers and the writer, in batches. Default 1024.
+    pub queue_batches: usize,
+    /// Emit a record for every flow, not only for flows with transactions. Default true.
+    pub flows: bool,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        OutputConfig {
+            queue_batches: 1024,
+            flows: true,
+        }
+    }
+}
+
+impl Config {
+    /// Parse `text`, naming `file` and the offending key in errors.
+    pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+        let invalid = |key: String, message: String| ConfigError::Invalid {
+            file: file.to_path_buf(),
+            key,
+            message,
+        };
+        let de = toml::Deserializer::parse(text)
+            .map_err(|e| invalid("(syntax)".into(), e.to_string()))?;
+        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            invalid(key, e.into_inner().message().to_string())
+        })?;
+        cfg.validate()
+            .map_err(|(key, msg)| invalid(key.into(), msg))?;
+        Ok(cfg)
+    }
+
+    /// Load from a file, or the embedded default when `path` is `None`.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        match path {
+            None => Config::parse(EMBEDDED, Path::new("<embedded config/podtap.toml>")),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    file: p.into(),
+                    source,
+                })?;
+                Config::parse(&text, p)
+            }
+        }
+    }
+
+    /// Checks that serde cannot express.
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        let positive = [
+            ("flow.max_flows", self.flow.max_flows),
+            ("replay.workers", self.replay.workers),
+            ("defrag.max_datagrams", self.defrag.max_datagrams),
+            ("output.queue_batches", self.output.queue_batches),
+        ];
+        for (key, v) in positive {
+            if v == 0 {
+                return Err((key, "must be at least 1".into()));
+            }
+        }
+        if self.reassembly.max_worker_bytes < self.reassembly.max_flow_bytes {
+            return Err((
+                "reassembly.max_worker_bytes",
+                "must be at least reassembly.max_flow_bytes".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_config_matches_defaults() {
+        let cfg = Config::load(None).unwrap();
+        let d = Config::default();
+        assert_eq!(cfg.flow.max_flows, d.flow.max_flows);
+        assert_eq!(cfg.reassembly.max_flow_bytes, d.reassembly.max_flow_bytes);
+        assert_eq!(cfg.defrag.timeout_secs, d.defrag.timeout_secs);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_file() {
+        let err = Config::parse("[flow]\nmax_flow = 3\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("x.toml") && err.contains("max_flow"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_is_named_with_key() {
+        let err = Config::parse("[flow]\nmax_flows = \"many\"\n", Path::new("y.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("y.toml") && err.contains("flow.max_flows"),
+            "{err}"
+        );
+        let err = Config::parse("[replay]\nworkers = 0\n", Path::new("z.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("replay.workers") && err.contains("at least 1"),
+            "{err}"
+        );
+    }
+}

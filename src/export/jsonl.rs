@@ -1,0 +1,248 @@
+//! JSON lines: one object per flow or transaction. Keys are OpenTelemetry attribute names
+//! where one exists (`client.address`, `network.transport`, `http.request.method`, ...)
+//! and podtap's own under `podtap.`; see docs/SCHEMA.md. Written by hand, in a fixed key
+//! order, so lines are stable and diffable (golden tests depend on it).
+
+use std::fmt::Write;
+
+use crate::flow::FlowRecord;
+use crate::proto::{AttrValue, Direction, Transaction};
+
+/// Appends one JSON object to a string, key by key.
+pub struct JsonObject<'a> {
+    out: &'a mut String,
+    first: bool,
+}
+
+impl<'a> JsonObject<'a> {
+    pub fn new(out: &'a mut String) -> Self {
+        out.push('{');
+        JsonObject { out, first: true }
+    }
+
+    fn key(&mut self, k: &str) {
+        if !self.first {
+            self.out.push(',');
+        }
+        self.first = false;
+        string(self.out, k);
+        self.out.push(':');
+    }
+
+    pub fn str(&mut self, k: &str, v: &str) -> &mut Self {
+        self.key(k);
+        string(self.out, v);
+        self
+    }
+
+    pub fn display(&mut self, k: &str, v: impl std::fmt::Display) -> &mut Self {
+        self.key(k);
+        self.out.push('"');
+        let start = self.out.len();
+        let _ = write!(self.out, "{v}");
+        // Displayed values (addresses, timestamps) never need escaping; check anyway.
+        if self.out[start..]
+            .bytes()
+            .any(|b| b == b'"' || b == b'\\' || b < 0x20)
+        {
+            let raw = self.out.split_off(start);
+            self.out.pop();
+            string(self.out, &raw);
+        } else {
+            self.out.push('"');
+        }
+        self
+    }
+
+    pub fn u64(&mut self, k: &str, v: u64) -> &mut Self {
+        self.key(k);
+        let _ = write!(self.out, "{v}");
+        self
+    }
+
+    pub fn i64(&mut self, k: &str, v: i64) -> &mut Self {
+        self.key(k);
+        let _ = write!(self.out, "{v}");
+        self
+    }
+
+    pub fn bool(&mut self, k: &str, v: bool) -> &mut Self {
+        self.key(k);
+        self.out.push_str(if v { "true" } else { "false" });
+        self
+    }
+
+    pub fn end(&mut self) {
+        self.out.push('}');
+    }
+}
+
+/// A JSON string literal with escapes.
+pub fn string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// One flow as a JSON line (without the newline).
+pub fn write_flow(out: &mut String, f: &FlowRecord) {
+    let mut o = JsonObject::new(out);
+    o.str("podtap.record", "flow")
+        .str("network.type", f.network_type())
+        .str("network.transport", f.transport())
+        .display("client.address", f.client.addr)
+        .u64("client.port", f.client.port as u64)
+        .display("server.address", f.server.addr)
+        .u64("server.port", f.server.port as u64)
+        .u64("podtap.observation_point", f.obs as u64);
+    if f.vlan != 0 {
+        o.u64("podtap.vlan.id", f.vlan as u64);
+    }
+    if f.tunnel.kind != crate::packet::TunnelKind::None {
+        o.str("podtap.tunnel.type", f.tunnel.kind.as_str())
+            .u64("podtap.tunnel.id", f.tunnel.id as u64);
+    }
+    if f.protocol != crate::proto::Protocol::Unknown {
+        o.str("podtap.protocol", f.protocol.as_str());
+    }
+    o.display("podtap.flow.start", f.first.rfc3339())
+        .display("podtap.flow.end", f.last.rfc3339())
+        .u64("podtap.flow.duration_ns", f.last.since(f.first))
+        .str("podtap.flow.end_reason", f.reason.as_str());
+    for (side, d) in [
+        ("client", Direction::ToServer),
+        ("server", Direction::ToClient),
+    ] {
+        let c = &f.dirs[d.index()];
+        o.u64(&format!("podtap.flow.{side}.packets"), c.packets)
+            .u64(&format!("podtap.flow.{side}.bytes"), c.bytes)
+            .u64(
+                &format!("podtap.flow.{side}.payload_bytes"),
+                c.payload_bytes,
+            );
+    }
+    if let Some(t) = &f.tcp {
+        o.bool("podtap.flow.midstream", t.midstream);
+        if let (Some(s), Some(c)) = (t.server_rtt_ns, t.client_rtt_ns) {
+            o.u64("podtap.flow.handshake_rtt_ns", s + c)
+                .u64("podtap.flow.server_rtt_ns", s)
+                .u64("podtap.flow.client_rtt_ns", c);
+        } else if let Some(s) = t.server_rtt_ns {
+            o.u64("podtap.flow.server_rtt_ns", s);
+        }
+        let sum = |g: fn(&crate::flow::TcpDirStats) -> u64| g(&t.stats[0]) + g(&t.stats[1]);
+        o.u64("podtap.flow.retransmits", sum(|s| s.retransmits))
+            .u64("podtap.flow.out_of_order", sum(|s| s.out_of_order))
+            .u64("podtap.flow.resets", sum(|s| s.resets))
+            .u64("podtap.flow.zero_windows", sum(|s| s.zero_windows));
+        match (t.stats[0].resets > 0, t.stats[1].resets > 0) {
+            (true, true) => o.str("podtap.flow.reset_by", "both"),
+            (true, false) => o.str("podtap.flow.reset_by", "client"),
+            (false, true) => o.str("podtap.flow.reset_by", "server"),
+            _ => &mut o,
+        };
+        for (side, d) in [("client", 0usize), ("server", 1usize)] {
+            let s = &t.stats[d];
+            o.u64(&format!("podtap.flow.{side}.retransmits"), s.retransmits)
+                .u64(&format!("podtap.flow.{side}.out_of_order"), s.out_of_order)
+                .u64(&format!("podtap.flow.{side}.zero_windows"), s.zero_windows)
+                .u64(
+                    &format!("podtap.flow.{side}.reassembled_bytes"),
+                    t.reassembled[d],
+                )
+                .u64(&format!("podtap.flow.{side}.gap_bytes"), t.gap_bytes[d]);
+        }
+    }
+    o.end();
+}
+
+/// One transaction as a JSON line (without the newline).
+pub fn write_transaction(out: &mut String, t: &Transaction) {
+    let mut o = JsonObject::new(out);
+    o.str("podtap.record", "transaction")
+        .str("podtap.protocol", t.protocol.as_str())
+        .display("client.address", t.client.addr)
+        .u64("client.port", t.client.port as u64)
+        .display("server.address", t.server.addr)
+        .u64("server.port", t.server.port as u64)
+        .display("podtap.start", t.start.rfc3339())
+        .display("podtap.end", t.end.rfc3339())
+        .u64("podtap.duration_ns", t.duration_ns())
+        .str("podtap.operation", &t.operation)
+        .str("podtap.resource", &t.resource);
+    if let Some(s) = t.status {
+        o.i64("podtap.status", s);
+    }
+    if let Some(e) = &t.error {
+        o.str("error.type", e);
+    }
+    o.u64("podtap.request.bytes", t.req_bytes)
+        .u64("podtap.response.bytes", t.resp_bytes);
+    o.bool("podtap.complete", t.completeness.is_complete());
+    if !t.completeness.is_complete() {
+        let reasons: Vec<&str> = t.completeness.reasons().collect();
+        o.str("podtap.incomplete_reason", &reasons.join(","));
+    }
+    if let Some(tc) = &t.trace {
+        o.str("podtap.trace.format", tc.format)
+            .str("podtap.trace.id", &hex(&tc.trace_id))
+            .str("podtap.trace.parent_span_id", &hex(&tc.parent_span_id));
+    }
+    for (k, v) in &t.attrs {
+        match v {
+            AttrValue::Str(s) => o.str(k, s),
+            AttrValue::Int(i) => o.i64(k, *i),
+            AttrValue::Bool(b) => o.bool(k, *b),
+        };
+    }
+    o.end();
+}
+
+pub fn hex(b: &[u8]) -> String {
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        let _ = write!(s, "{x:02x}");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_strings() {
+        let mut s = String::new();
+        string(&mut s, "a\"b\\c\nd\u{1}é");
+        assert_eq!(s, r#""a\"b\\c\nd\u0001é""#);
+        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v, "a\"b\\c\nd\u{1}é");
+    }
+
+    #[test]
+    fn object_is_valid_json() {
+        let mut s = String::new();
+        JsonObject::new(&mut s)
+            .str("a", "x")
+            .u64("b", 3)
+            .bool("c", true)
+            .display("d", "q\"")
+            .i64("e", -1)
+            .end();
+        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v["d"], "q\"");
+        assert_eq!(v["e"], -1);
+    }
+}

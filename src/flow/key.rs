@@ -1,0 +1,93 @@
+//! The symmetric flow key: both directions of a conversation map to one key.
+
+use std::net::IpAddr;
+
+use crate::packet::{Packet, TunnelId};
+
+/// Five-tuple plus where it was observed. The two endpoints are stored in a canonical
+/// order (`a` <= `b`), so a packet and its reply produce the same key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// Observation point: interface index or mirror tag the packet was captured at.
+    pub obs: u32,
+    pub vlan: u16,
+    pub tunnel: TunnelId,
+    pub proto: u8,
+    pub a: IpAddr,
+    pub b: IpAddr,
+    pub a_port: u16,
+    pub b_port: u16,
+}
+
+impl FlowKey {
+    /// The key of `p` seen at `obs`, and whether `p` travels from `a` to `b`.
+    #[inline]
+    pub fn of(p: &Packet<'_>, obs: u32) -> (FlowKey, bool) {
+        let (sp, dp) = p.ports();
+        let forward = (p.src, sp) <= (p.dst, dp);
+        let (a, a_port, b, b_port) = if forward {
+            (p.src, sp, p.dst, dp)
+        } else {
+            (p.dst, dp, p.src, sp)
+        };
+        (
+            FlowKey {
+                obs,
+                vlan: p.vlan,
+                tunnel: p.tunnel,
+                proto: p.ip_proto,
+                a,
+                b,
+                a_port,
+                b_port,
+            },
+            forward,
+        )
+    }
+}
+
+/// A symmetric hash of a packet's addresses and ports, for spreading packets over workers
+/// so that both directions of a flow land in the same worker (what PACKET_FANOUT_HASH does
+/// in the kernel). Fragments carry no ports, so only addresses are hashed for IP pairs
+/// that fragment; callers hash with ports = 0 for them.
+#[inline]
+pub fn symmetric_hash(src: &IpAddr, dst: &IpAddr, sport: u16, dport: u16, proto: u8) -> u64 {
+    fn fold(ip: &IpAddr) -> u64 {
+        match ip {
+            IpAddr::V4(v4) => u32::from_be_bytes(v4.octets()) as u64,
+            IpAddr::V6(v6) => {
+                let o = v6.octets();
+                let hi = u64::from_be_bytes([o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7]]);
+                let lo = u64::from_be_bytes([o[8], o[9], o[10], o[11], o[12], o[13], o[14], o[15]]);
+                hi ^ lo.rotate_left(17)
+            }
+        }
+    }
+    let x = fold(src) ^ (sport as u64) << 32;
+    let y = fold(dst) ^ (dport as u64) << 32;
+    // Order-independent combination, then a multiply-xorshift mix.
+    let (lo, hi) = if x <= y { (x, y) } else { (y, x) };
+    let mut h = lo.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ hi.rotate_left(29) ^ proto as u64;
+    h ^= h >> 31;
+    h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    h ^ (h >> 29)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_is_symmetric() {
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        assert_eq!(
+            symmetric_hash(&a, &b, 1234, 80, 6),
+            symmetric_hash(&b, &a, 80, 1234, 6)
+        );
+        assert_ne!(
+            symmetric_hash(&a, &b, 1234, 80, 6),
+            symmetric_hash(&a, &b, 1235, 80, 6)
+        );
+    }
+}

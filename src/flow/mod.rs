@@ -1,0 +1,269 @@
+//! Flow tracking: one [`Flow`] per conversation seen at one observation point, both
+//! directions together, with TCP analysis and reassembly for TCP flows.
+
+pub mod key;
+pub mod reassembly;
+pub mod table;
+pub mod tcp;
+
+pub use key::FlowKey;
+pub use table::{FlowId, FlowTable};
+pub use tcp::{TcpConn, TcpDirStats};
+
+use std::net::IpAddr;
+
+use crate::packet::{
+    IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, L4, Packet, TunnelId, tcp_flags,
+};
+use crate::proto::{Decoder, Direction, Endpoint, Protocol};
+use crate::time::Timestamp;
+
+/// Why a flow was reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    /// Both sides sent FIN.
+    Fin,
+    /// A side sent RST.
+    Rst,
+    /// No packets for the idle timeout.
+    Idle,
+    /// The flow table was full and this was the least recently seen flow.
+    Evicted,
+    /// podtap stopped (end of the capture file or shutdown) with the flow open.
+    Shutdown,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Fin => "fin",
+            EndReason::Rst => "rst",
+            EndReason::Idle => "idle",
+            EndReason::Evicted => "evicted",
+            EndReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Packets and bytes sent by one side.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DirCounters {
+    pub packets: u64,
+    /// Frame bytes on the wire (as `tshark -z conv` counts them).
+    pub bytes: u64,
+    /// Transport payload bytes on the wire.
+    pub payload_bytes: u64,
+}
+
+/// One conversation.
+pub struct Flow {
+    pub key: FlowKey,
+    /// Which canonical endpoint of the key is the client (the side that opened it).
+    pub client_is_a: bool,
+    pub first: Timestamp,
+    pub last: Timestamp,
+    /// Indexed by `Direction::index()`: what the client sent, what the server sent.
+    pub dirs: [DirCounters; 2],
+    pub tcp: Option<TcpConn>,
+    /// The application decoder, once one claimed the flow.
+    pub decoder: Option<Box<Decoder>>,
+    /// The decoder said it has nothing more to learn (`Progress::Done`).
+    pub decoder_done: bool,
+}
+
+impl Flow {
+    /// A new flow for its first packet `p`; `forward` tells whether `p` goes from the key's
+    /// `a` side to its `b` side.
+    pub fn new(key: FlowKey, p: &Packet<'_>, forward: bool) -> Flow {
+        let sender_is_client = sender_is_client(p);
+        let client_is_a = sender_is_client == forward;
+        let tcp = match p.l4 {
+            L4::Tcp(h) => Some(TcpConn::new(&h)),
+            _ => None,
+        };
+        Flow {
+            key,
+            client_is_a,
+            first: p.ts,
+            last: p.ts,
+            dirs: [DirCounters::default(); 2],
+            tcp,
+            decoder: None,
+            decoder_done: false,
+        }
+    }
+
+    /// The direction of a packet travelling from the key's `a` side (`forward`) or not.
+    #[inline]
+    pub fn direction(&self, forward: bool) -> Direction {
+        if forward == self.client_is_a {
+            Direction::ToServer
+        } else {
+            Direction::ToClient
+        }
+    }
+
+    pub fn client(&self) -> Endpoint {
+        if self.client_is_a {
+            Endpoint {
+                addr: self.key.a,
+                port: self.key.a_port,
+            }
+        } else {
+            Endpoint {
+                addr: self.key.b,
+                port: self.key.b_port,
+            }
+        }
+    }
+
+    pub fn server(&self) -> Endpoint {
+        if self.client_is_a {
+            Endpoint {
+                addr: self.key.b,
+                port: self.key.b_port,
+            }
+        } else {
+            Endpoint {
+                addr: self.key.a,
+                port: self.key.a_port,
+            }
+        }
+    }
+
+    pub fn protocol(&self) -> Protocol {
+        self.decoder
+            .as_ref()
+            .map_or(Protocol::Unknown, |d| d.protocol())
+    }
+
+    /// A snapshot of the flow for output.
+    pub fn record(&self, reason: EndReason) -> FlowRecord {
+        let tcp = self.tcp.as_ref().map(|t| TcpRecord {
+            midstream: t.midstream,
+            server_rtt_ns: t.server_rtt_ns,
+            client_rtt_ns: t.client_rtt_ns,
+            stats: t.stats,
+            reassembled: [t.streams[0].delivered, t.streams[1].delivered],
+            gap_bytes: [t.streams[0].gap_bytes, t.streams[1].gap_bytes],
+        });
+        FlowRecord {
+            obs: self.key.obs,
+            vlan: self.key.vlan,
+            tunnel: self.key.tunnel,
+            ip_proto: self.key.proto,
+            client: self.client(),
+            server: self.server(),
+            first: self.first,
+            last: self.last,
+            dirs: self.dirs,
+            reason,
+            protocol: self.protocol(),
+            tcp,
+        }
+    }
+}
+
+/// Which side of a flow is the client, judged from its first packet.
+fn sender_is_client(p: &Packet<'_>) -> bool {
+    let (sp, dp) = p.ports();
+    match p.l4 {
+        // SYN: the sender opens; SYN-ACK: the receiver opened.
+        L4::Tcp(h) if h.has(tcp_flags::SYN) => !h.has(tcp_flags::ACK),
+        // Echo request (ICMP 8, ICMPv6 128) opens a ping; replies and errors answer.
+        L4::Icmp { kind, .. } => match p.ip_proto {
+            IPPROTO_ICMP => kind == 8,
+            IPPROTO_ICMPV6 => kind == 128,
+            _ => true,
+        },
+        // Midstream TCP, and UDP: the side on the service port is the server.
+        L4::Tcp(_) | L4::Udp { .. } => !looks_like_server_port(sp, dp),
+        L4::Other => true,
+    }
+}
+
+/// Is `sp` the server's port in a conversation between ports `sp` and `dp`?
+fn looks_like_server_port(sp: u16, dp: u16) -> bool {
+    let well_known = |p: u16| p < 1024 || WELL_KNOWN_HIGH.contains(&p);
+    match (well_known(sp), well_known(dp)) {
+        (true, false) => true,
+        (false, true) => false,
+        // Both or neither: the lower port is more likely the service.
+        _ => sp < dp,
+    }
+}
+
+/// Service ports above 1023 that podtap's protocols commonly use.
+const WELL_KNOWN_HIGH: &[u16] = &[
+    1433, 1521, 2049, 2181, 2379, 3000, 3306, 4317, 4318, 5000, 5432, 5672, 6379, 8000, 8080, 8081,
+    8443, 8888, 9042, 9090, 9092, 9200, 11211, 27017,
+];
+
+/// TCP details of a finished flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpRecord {
+    pub midstream: bool,
+    pub server_rtt_ns: Option<u64>,
+    pub client_rtt_ns: Option<u64>,
+    /// Indexed by direction: segments sent by the client, by the server.
+    pub stats: [TcpDirStats; 2],
+    pub reassembled: [u64; 2],
+    pub gap_bytes: [u64; 2],
+}
+
+/// Everything reported about a flow when it ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowRecord {
+    pub obs: u32,
+    pub vlan: u16,
+    pub tunnel: TunnelId,
+    pub ip_proto: u8,
+    pub client: Endpoint,
+    pub server: Endpoint,
+    pub first: Timestamp,
+    pub last: Timestamp,
+    /// Indexed by direction: sent by the client, sent by the server.
+    pub dirs: [DirCounters; 2],
+    pub reason: EndReason,
+    pub protocol: Protocol,
+    pub tcp: Option<TcpRecord>,
+}
+
+impl FlowRecord {
+    /// `network.transport` value.
+    pub fn transport(&self) -> &'static str {
+        match self.ip_proto {
+            IPPROTO_TCP => "tcp",
+            IPPROTO_UDP => "udp",
+            IPPROTO_ICMP => "icmp",
+            IPPROTO_ICMPV6 => "icmpv6",
+            132 => "sctp",
+            _ => "other",
+        }
+    }
+
+    /// `network.type` value.
+    pub fn network_type(&self) -> &'static str {
+        match self.client.addr {
+            IpAddr::V4(_) => "ipv4",
+            IpAddr::V6(_) => "ipv6",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_port_heuristics() {
+        assert!(looks_like_server_port(80, 40000));
+        assert!(!looks_like_server_port(40000, 80));
+        assert!(looks_like_server_port(6379, 51000));
+        assert!(
+            looks_like_server_port(53, 1000),
+            "both well known: the lower one"
+        );
+        assert!(!looks_like_server_port(50001, 50000));
+    }
+}

@@ -1,0 +1,93 @@
+//! The podtap command line. Library errors become `anyhow` errors only here.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+use podtap::config::Config;
+use podtap::replay::{self, OutputFormat, ReplayOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "podtap",
+    version,
+    about = "Watch every request between the pods of a node, from mirrored traffic"
+)]
+struct Cli {
+    /// Configuration file (TOML). Without it the embedded config/podtap.toml is used.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Decode capture files (pcap or pcapng) through the same pipeline as live capture.
+    Replay {
+        /// Capture files, processed in order.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// JSON lines (records on stdout, summary on stderr) or only the summary table.
+        #[arg(long, value_enum, default_value = "jsonl")]
+        output: OutputFormat,
+        /// Worker threads (default: `replay.workers` from the config).
+        #[arg(long)]
+        workers: Option<usize>,
+    },
+    /// Write a synthetic capture (HTTP/1.1 over TCP, optional UDP) for demos and benchmarks.
+    Synth {
+        /// Output pcap file.
+        out: PathBuf,
+        #[command(flatten)]
+        opts: podtap::synth::SynthOptions,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PODTAP_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let cfg = Config::load(cli.config.as_deref())?;
+    match cli.cmd {
+        Cmd::Replay {
+            files,
+            output,
+            workers,
+        } => {
+            let opts = ReplayOptions {
+                files,
+                workers: workers.unwrap_or(cfg.replay.workers),
+                output,
+            };
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+            let totals = match output {
+                OutputFormat::Jsonl => replay::run(&cfg, &opts, &mut out, &mut std::io::stderr())?,
+                OutputFormat::Table => {
+                    let mut table = Vec::new();
+                    let t = replay::run(&cfg, &opts, &mut std::io::sink(), &mut table)?;
+                    std::io::Write::write_all(&mut out, &table)?;
+                    t
+                }
+            };
+            tracing::info!(
+                packets = totals.packets,
+                flows = totals.flows,
+                "replay done"
+            );
+        }
+        Cmd::Synth { out, opts } => {
+            let f = std::fs::File::create(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            let n = podtap::synth::write(std::io::BufWriter::new(f), &opts)?;
+            eprintln!("wrote {n} frames to {}", out.display());
+        }
+    }
+    Ok(())
+}

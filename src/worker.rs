@@ -1,0 +1,388 @@
+//! The per-queue worker: one thread, one capture queue, shared nothing. It decodes each
+//! frame, finds its flow, runs TCP analysis and reassembly, feeds the application
+//! decoder, and hands finished flows and transactions to its record sink.
+//!
+//! Replay and live capture run this same code; only the [`crate::capture::Source`] differs.
+
+use crate::capture::Frame;
+use crate::config::Config;
+use crate::events::{Counters, Event};
+use crate::export::RecordSink;
+use crate::flow::reassembly::{Chunk, ReassemblyBudget};
+use crate::flow::tcp::TcpLimits;
+use crate::flow::{EndReason, Flow, FlowId, FlowKey, FlowTable};
+use crate::packet::{self, Decoded, Defragmenter, IPPROTO_TCP, IPPROTO_UDP, L4, Packet, tcp_flags};
+use crate::proto::{Decoder, Direction, L7Parser, Progress, StreamStats, Transaction};
+use crate::time::Timestamp;
+
+const NS_PER_SEC: u64 = 1_000_000_000;
+/// How often (packet clock) expiry runs.
+const TICK_NS: u64 = NS_PER_SEC;
+/// Most flows expired per tick, so one tick never stalls the packet path for long.
+const MAX_EXPIRE_PER_TICK: usize = 4096;
+
+/// The numbers the worker needs, copied out of the config once.
+#[derive(Clone, Copy, Debug)]
+pub struct WorkerSettings {
+    pub max_flows: usize,
+    pub tcp_idle_ns: u64,
+    pub tcp_linger_ns: u64,
+    pub udp_idle_ns: u64,
+    pub other_idle_ns: u64,
+    pub tcp: TcpLimits,
+    pub max_worker_reassembly: usize,
+}
+
+impl WorkerSettings {
+    pub fn from_config(cfg: &Config) -> Self {
+        let s = |secs: u64| secs.saturating_mul(NS_PER_SEC);
+        WorkerSettings {
+            max_flows: cfg.flow.max_flows,
+            tcp_idle_ns: s(cfg.flow.tcp_idle_timeout_secs),
+            tcp_linger_ns: s(cfg.flow.tcp_close_linger_secs),
+            udp_idle_ns: s(cfg.flow.udp_idle_timeout_secs),
+            other_idle_ns: s(cfg.flow.other_idle_timeout_secs),
+            tcp: TcpLimits {
+                max_flow_bytes: cfg.reassembly.max_flow_bytes,
+                out_of_order_threshold_ns: cfg
+                    .reassembly
+                    .out_of_order_threshold_us
+                    .saturating_mul(1000),
+            },
+            max_worker_reassembly: cfg.reassembly.max_worker_bytes,
+        }
+    }
+
+    /// Shortest of the timeouts: nothing last seen more recently can have expired.
+    fn min_timeout(&self) -> u64 {
+        self.tcp_idle_ns
+            .min(self.tcp_linger_ns)
+            .min(self.udp_idle_ns)
+            .min(self.other_idle_ns)
+    }
+}
+
+/// Totals a worker reports when it stops.
+#[derive(Clone, Debug, Default)]
+pub struct WorkerTotals {
+    pub packets: u64,
+    pub bytes: u64,
+    pub flows: u64,
+    pub transactions: u64,
+    pub counters: Counters,
+}
+
+/// Flow state and everything that feeds it: kept apart from the defragmenter so a decoded
+/// packet (which may borrow the defragmenter's buffer) can be processed.
+struct Tracker<S: RecordSink> {
+    settings: WorkerSettings,
+    table: FlowTable,
+    budget: ReassemblyBudget,
+    counters: Counters,
+    txs: Vec<Transaction>,
+    expired: Vec<FlowId>,
+    sink: S,
+    flows: u64,
+    transactions: u64,
+}
+
+pub struct Worker<S: RecordSink> {
+    defrag: Defragmenter,
+    tracker: Tracker<S>,
+    clock: Timestamp,
+    next_tick: Timestamp,
+    packets: u64,
+    bytes: u64,
+}
+
+impl<S: RecordSink> Worker<S> {
+    pub fn new(cfg: &Config, sink: S) -> Self {
+        let settings = WorkerSettings::from_config(cfg);
+        Worker {
+            defrag: Defragmenter::new(cfg.defrag.limits()),
+            tracker: Tracker {
+                settings,
+                table: FlowTable::new(settings.max_flows),
+                budget: ReassemblyBudget::new(settings.max_worker_reassembly),
+                counters: Counters::default(),
+                txs: Vec::with_capacity(64),
+                expired: Vec::with_capacity(MAX_EXPIRE_PER_TICK),
+                sink,
+                flows: 0,
+                transactions: 0,
+            },
+            clock: Timestamp::ZERO,
+            next_tick: Timestamp::ZERO,
+            packets: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Flows currently tracked.
+    pub fn live_flows(&self) -> usize {
+        self.tracker.table.len()
+    }
+
+    pub fn sink_mut(&mut self) -> &mut S {
+        &mut self.tracker.sink
+    }
+
+    /// Process one captured frame.
+    #[inline]
+    pub fn process(&mut self, f: &Frame<'_>) {
+        self.packets += 1;
+        self.bytes += f.wire_len as u64;
+        if f.ts > self.clock {
+            self.clock = f.ts;
+            if self.clock >= self.next_tick {
+                self.tick(self.clock);
+            }
+        }
+        match packet::decode(f.data, f.link, f.ts, f.wire_len, &mut self.defrag) {
+            Ok(Decoded::Packet(p)) => self.tracker.on_packet(&p, f.obs),
+            Ok(Decoded::FragmentHeld) => {}
+            Err(e) => self.tracker.counters.bump(e),
+        }
+    }
+
+    /// Periodic work on the packet clock: expire idle and closed flows and stale fragments.
+    pub fn tick(&mut self, now: Timestamp) {
+        self.next_tick = now.add_nanos(TICK_NS);
+        self.defrag.expire(now);
+        self.tracker.expire(now);
+    }
+
+    /// Report every open flow (end of file or shutdown) and return the totals.
+    pub fn finish(mut self) -> (WorkerTotals, S) {
+        let now = self.clock;
+        let t = &mut self.tracker;
+        for id in t.table.ids() {
+            let flow = t.table.remove(id);
+            // A connection that already closed reports how it closed, even mid-linger.
+            let reason = match flow.tcp.as_ref() {
+                Some(c) if c.reset => EndReason::Rst,
+                Some(c) if c.is_closed() => EndReason::Fin,
+                _ => t.reason_at(&flow, now).unwrap_or(EndReason::Shutdown),
+            };
+            t.finish(flow, reason);
+        }
+        t.sink.flush();
+        let mut counters = t.counters.clone();
+        counters.merge(&self.defrag.counters);
+        let totals = WorkerTotals {
+            packets: self.packets,
+            bytes: self.bytes,
+            flows: t.flows,
+            transactions: t.transactions,
+            counters,
+        };
+        (totals, self.tracker.sink)
+    }
+}
+
+impl<S: RecordSink> Tracker<S> {
+    fn on_packet(&mut self, p: &Packet<'_>, obs: u32) {
+        let (key, forward) = FlowKey::of(p, obs);
+        let id = match self.table.lookup(&key) {
+            Some(id) if self.reopens(id, p) => {
+                // The same ports open a new connection: report the old one first.
+                let old = self.table.remove(id);
+                let reason = if old.tcp.as_ref().is_some_and(|t| t.reset) {
+                    EndReason::Rst
+                } else {
+                    EndReason::Fin
+                };
+                self.finish(old, reason);
+                self.create(key, p, forward)
+            }
+            Some(id) => id,
+            None => self.create(key, p, forward),
+        };
+        self.table.touch(id);
+        let settings = self.settings;
+        let flow = self.table.get_mut(id);
+        let dir = flow.direction(forward);
+        flow.last = p.ts;
+        let c = &mut flow.dirs[dir.index()];
+        c.packets += 1;
+        c.bytes += p.wire_len as u64;
+        c.payload_bytes += p.payload_wire_len as u64;
+
+        let Flow {
+            tcp,
+            decoder,
+            decoder_done,
+            ..
+        } = flow;
+        let txs = &mut self.txs;
+        let ts = p.ts;
+        let mut feed = |dir: Direction, chunk: Chunk<'_>| {
+            feed_decoder(decoder, decoder_done, dir, chunk, ts, txs)
+        };
+        match (p.l4, tcp.as_mut()) {
+            (L4::Tcp(h), Some(conn)) => {
+                conn.segment(
+                    dir,
+                    &h,
+                    p.payload,
+                    p.payload_wire_len,
+                    ts,
+                    &settings.tcp,
+                    &mut self.budget,
+                    &mut self.counters,
+                    &mut feed,
+                );
+            }
+            (L4::Udp { .. }, _) if !p.payload.is_empty() => feed(dir, Chunk::Data(p.payload)),
+            _ => {}
+        }
+        if !self.txs.is_empty() {
+            let flow = self.table.get_mut(id);
+            let (client, server) = (flow.client(), flow.server());
+            emit(
+                &mut self.txs,
+                client,
+                server,
+                &mut self.sink,
+                &mut self.transactions,
+            );
+        }
+    }
+
+    /// Does `p` start a new connection on the tuple of a closed TCP flow?
+    fn reopens(&mut self, id: FlowId, p: &Packet<'_>) -> bool {
+        let L4::Tcp(h) = p.l4 else { return false };
+        h.has(tcp_flags::SYN)
+            && !h.has(tcp_flags::ACK)
+            && self
+                .table
+                .get_mut(id)
+                .tcp
+                .as_ref()
+                .is_some_and(|t| t.is_closed())
+    }
+
+    fn create(&mut self, key: FlowKey, p: &Packet<'_>, forward: bool) -> FlowId {
+        if self.table.is_full() {
+            if let Some(lru) = self.table.lru() {
+                let victim = self.table.remove(lru);
+                self.counters.bump(Event::FlowEvicted);
+                self.finish(victim, EndReason::Evicted);
+            }
+        }
+        let mut flow = Flow::new(key, p, forward);
+        if matches!(p.ip_proto, IPPROTO_TCP | IPPROTO_UDP) {
+            // Protocol detection picks a decoder here once application decoders exist;
+            // until then every stream goes to the built-in byte counter.
+            flow.decoder = Some(Box::new(Decoder::StreamStats(StreamStats::default())));
+        }
+        self.table.insert(flow)
+    }
+
+    /// Why `flow` should be reported at `now`, if it should.
+    fn reason_at(&self, flow: &Flow, now: Timestamp) -> Option<EndReason> {
+        let idle = now.since(flow.last);
+        let s = &self.settings;
+        match (flow.key.proto, flow.tcp.as_ref()) {
+            (_, Some(t)) if t.is_closed() => (idle >= s.tcp_linger_ns).then_some(if t.reset {
+                EndReason::Rst
+            } else {
+                EndReason::Fin
+            }),
+            (_, Some(_)) => (idle >= s.tcp_idle_ns).then_some(EndReason::Idle),
+            (IPPROTO_UDP, None) => (idle >= s.udp_idle_ns).then_some(EndReason::Idle),
+            _ => (idle >= s.other_idle_ns).then_some(EndReason::Idle),
+        }
+    }
+
+    fn expire(&mut self, now: Timestamp) {
+        let horizon = Timestamp(now.as_nanos().saturating_sub(self.settings.min_timeout()));
+        let mut ids = std::mem::take(&mut self.expired);
+        ids.clear();
+        self.table.collect_expired(
+            horizon,
+            MAX_EXPIRE_PER_TICK,
+            |f| self.reason_at(f, now).is_some(),
+            &mut ids,
+        );
+        for &id in &ids {
+            let flow = self.table.remove(id);
+            let reason = self.reason_at(&flow, now).unwrap_or(EndReason::Idle);
+            self.finish(flow, reason);
+        }
+        self.expired = ids;
+    }
+
+    /// The flow is over: drain reassembly into the decoder, close the decoder, report.
+    fn finish(&mut self, mut flow: Flow, reason: EndReason) {
+        let ts = flow.last;
+        let Flow {
+            tcp,
+            decoder,
+            decoder_done,
+            ..
+        } = &mut flow;
+        let txs = &mut self.txs;
+        if let Some(conn) = tcp.as_mut() {
+            let mut feed = |dir: Direction, chunk: Chunk<'_>| {
+                feed_decoder(decoder, decoder_done, dir, chunk, ts, txs)
+            };
+            conn.flush(&mut self.budget, &mut self.counters, &mut feed);
+        }
+        if let Some(dec) = decoder.as_deref_mut() {
+            dec.on_close(ts, reason == EndReason::Rst, txs);
+        }
+        if let Some(t) = flow.tcp.as_ref() {
+            // Packets from one side only, though that side acknowledges the other: the
+            // other direction went to another worker (or another capture point).
+            if (flow.dirs[0].packets == 0) != (flow.dirs[1].packets == 0) && t.midstream {
+                self.counters.bump(Event::FlowSplit);
+            }
+        }
+        let (client, server) = (flow.client(), flow.server());
+        emit(
+            &mut self.txs,
+            client,
+            server,
+            &mut self.sink,
+            &mut self.transactions,
+        );
+        self.flows += 1;
+        self.sink.flow(flow.record(reason));
+    }
+}
+
+/// Hand one piece of a stream to the flow's decoder (if it still wants data).
+#[inline]
+fn feed_decoder(
+    decoder: &mut Option<Box<Decoder>>,
+    done: &mut bool,
+    dir: Direction,
+    chunk: Chunk<'_>,
+    ts: Timestamp,
+    txs: &mut Vec<Transaction>,
+) {
+    let Some(dec) = decoder.as_deref_mut() else {
+        return;
+    };
+    match chunk {
+        Chunk::Data(b) if !*done => *done = dec.on_data(dir, b, ts, txs) == Progress::Done,
+        Chunk::Data(_) => {}
+        Chunk::Gap(n) => dec.on_gap(dir, n),
+    }
+}
+
+fn emit<S: RecordSink>(
+    txs: &mut Vec<Transaction>,
+    client: crate::proto::Endpoint,
+    server: crate::proto::Endpoint,
+    sink: &mut S,
+    count: &mut u64,
+) {
+    for mut tx in txs.drain(..) {
+        tx.client = client;
+        tx.server = server;
+        *count += 1;
+        sink.transaction(tx);
+    }
+}
