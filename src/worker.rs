@@ -386,3 +386,205 @@ fn emit<S: RecordSink>(
         sink.transaction(tx);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::{Record, VecSink};
+    use crate::flow::FlowRecord;
+    use crate::packet::LinkType;
+    use etherparse::PacketBuilder;
+
+    fn tcp(
+        src: [u8; 4],
+        dst: [u8; 4],
+        sp: u16,
+        dp: u16,
+        seq: u32,
+        ack: Option<u32>,
+        flags: &str,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let mut b = PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4(src, dst, 64)
+            .tcp(sp, dp, seq, 1000);
+        for f in flags.chars() {
+            b = match f {
+                'S' => b.syn(),
+                'F' => b.fin(),
+                'R' => b.rst(),
+                'P' => b.psh(),
+                _ => b,
+            };
+        }
+        if let Some(a) = ack {
+            b = b.ack(a);
+        }
+        let mut v = Vec::new();
+        b.write(&mut v, payload).unwrap();
+        v
+    }
+
+    fn feed(w: &mut Worker<VecSink>, frame: &[u8], ts_ms: u64) {
+        let f = Frame {
+            data: frame,
+            ts: Timestamp(ts_ms * 1_000_000),
+            wire_len: frame.len() as u32,
+            link: LinkType::Ethernet,
+            obs: 1,
+        };
+        w.process(&f);
+    }
+
+    fn flows(sink: &VecSink) -> Vec<&FlowRecord> {
+        sink.records
+            .iter()
+            .filter_map(|r| {
+                if let Record::Flow(f) = r {
+                    Some(f)
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+
+    const C: [u8; 4] = [10, 0, 0, 1];
+    const S: [u8; 4] = [10, 0, 0, 2];
+
+    /// A full connection: handshake, one exchange, FIN/FIN/ACK.
+    fn connection(w: &mut Worker<VecSink>, port: u16, t0: u64) {
+        feed(w, &tcp(C, S, port, 80, 100, None, "S", b""), t0);
+        feed(w, &tcp(S, C, 80, port, 900, Some(101), "S", b""), t0 + 1);
+        feed(w, &tcp(C, S, port, 80, 101, Some(901), "", b""), t0 + 2);
+        feed(
+            w,
+            &tcp(C, S, port, 80, 101, Some(901), "P", b"ping"),
+            t0 + 3,
+        );
+        feed(
+            w,
+            &tcp(S, C, 80, port, 901, Some(105), "P", b"pong!"),
+            t0 + 4,
+        );
+        feed(w, &tcp(C, S, port, 80, 105, Some(906), "F", b""), t0 + 5);
+        feed(w, &tcp(S, C, 80, port, 906, Some(106), "F", b""), t0 + 6);
+        feed(w, &tcp(C, S, port, 80, 106, Some(907), "", b""), t0 + 7);
+    }
+
+    #[test]
+    fn connection_is_one_flow_with_both_directions() {
+        let mut w = Worker::new(&Config::default(), VecSink::default());
+        connection(&mut w, 40000, 0);
+        let (totals, sink) = w.finish();
+        let f = flows(&sink);
+        assert_eq!(f.len(), 1);
+        let f = f[0];
+        assert_eq!(f.client.port, 40000);
+        assert_eq!(f.server.port, 80);
+        assert_eq!((f.dirs[0].packets, f.dirs[1].packets), (5, 3));
+        assert_eq!((f.dirs[0].payload_bytes, f.dirs[1].payload_bytes), (4, 5));
+        assert_eq!(f.reason, EndReason::Fin);
+        let t = f.tcp.unwrap();
+        assert_eq!(
+            (t.server_rtt_ns, t.client_rtt_ns),
+            (Some(1_000_000), Some(1_000_000))
+        );
+        assert_eq!(t.reassembled, [4, 5]);
+        assert_eq!(totals.packets, 8);
+    }
+
+    #[test]
+    fn closed_flow_expires_after_linger_and_port_reuse_starts_a_new_flow() {
+        let mut w = Worker::new(&Config::default(), VecSink::default());
+        connection(&mut w, 40000, 0);
+        // Same ports again 100 ms later: a new connection, the old one reported first.
+        connection(&mut w, 40000, 100);
+        assert_eq!(flows(w.sink_mut()).len(), 1);
+        // 10 s of packet clock later (another flow's packet), the second one has lingered out.
+        feed(
+            &mut w,
+            &tcp([10, 9, 9, 9], S, 1234, 80, 1, None, "S", b""),
+            10_000,
+        );
+        assert_eq!(flows(w.sink_mut()).len(), 2);
+        assert!(
+            flows(w.sink_mut())
+                .iter()
+                .all(|f| f.reason == EndReason::Fin)
+        );
+    }
+
+    #[test]
+    fn reset_and_idle_expiry() {
+        let mut cfg = Config::default();
+        cfg.flow.udp_idle_timeout_secs = 2;
+        let mut w = Worker::new(&cfg, VecSink::default());
+        feed(&mut w, &tcp(C, S, 40001, 80, 1, Some(1), "P", b"x"), 0);
+        feed(&mut w, &tcp(S, C, 80, 40001, 1, None, "R", b""), 1);
+        let mut udp = Vec::new();
+        PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4(C, S, 64)
+            .udp(5000, 53)
+            .write(&mut udp, b"q")
+            .unwrap();
+        feed(&mut w, &udp, 2);
+        feed(
+            &mut w,
+            &tcp([10, 9, 9, 9], S, 1234, 80, 1, None, "S", b""),
+            7_000,
+        );
+        let got: Vec<_> = flows(w.sink_mut())
+            .iter()
+            .map(|f| (f.transport(), f.reason))
+            .collect();
+        assert!(got.contains(&("tcp", EndReason::Rst)), "{got:?}");
+        assert!(got.contains(&("udp", EndReason::Idle)), "{got:?}");
+        let rst = flows(w.sink_mut())
+            .into_iter()
+            .find(|f| f.reason == EndReason::Rst)
+            .unwrap();
+        assert!(rst.tcp.unwrap().midstream);
+        assert_eq!(
+            rst.tcp.unwrap().stats[1].resets,
+            1,
+            "the server sent the reset"
+        );
+    }
+
+    #[test]
+    fn full_table_evicts_the_least_recently_seen_flow() {
+        let mut cfg = Config::default();
+        cfg.flow.max_flows = 2;
+        let mut w = Worker::new(&cfg, VecSink::default());
+        for (i, port) in [1000u16, 1001, 1000, 1002].into_iter().enumerate() {
+            feed(
+                &mut w,
+                &tcp(C, S, port, 80, 1, Some(1), "P", b"x"),
+                i as u64,
+            );
+        }
+        // 1001 was least recently seen when 1002 arrived.
+        let evicted: Vec<_> = flows(w.sink_mut())
+            .iter()
+            .map(|f| (f.client.port, f.reason))
+            .collect();
+        assert_eq!(evicted, [(1001, EndReason::Evicted)]);
+        assert_eq!(w.live_flows(), 2);
+        let (totals, _) = w.finish();
+        assert_eq!(totals.counters.get(Event::FlowEvicted), 1);
+    }
+
+    #[test]
+    fn malformed_frames_are_counted_and_skipped() {
+        let mut w = Worker::new(&Config::default(), VecSink::default());
+        let good = tcp(C, S, 40000, 80, 1, Some(1), "P", b"hello");
+        feed(&mut w, &good[..20], 0);
+        feed(&mut w, &good[..40], 1);
+        feed(&mut w, &good, 2);
+        let (totals, sink) = w.finish();
+        assert_eq!(totals.counters.get(Event::MalformedIpv4), 1);
+        assert_eq!(totals.counters.get(Event::MalformedTcp), 1);
+        assert_eq!(flows(&sink).len(), 1);
+    }
+}
