@@ -1,0 +1,206 @@
+//! Protocol detection: by content first, with the port as a hint.
+//!
+//! A server on a non-standard port is still recognised from its first bytes; the port only
+//! breaks ties and rescues protocols whose first message is not distinctive (DNS). Each
+//! protocol can be switched off or given extra ports in config (`[protocols.<name>]`).
+
+use serde::Deserialize;
+
+use super::{Direction, Protocol};
+
+/// Whether a decoder runs, and which ports hint at it.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProtocolSwitch {
+    /// Decode this protocol at all. Default true.
+    pub enabled: bool,
+    /// Extra server ports that hint at this protocol (added to the built-in ones).
+    pub ports: Vec<u16>,
+}
+
+impl Default for ProtocolSwitch {
+    fn default() -> Self {
+        ProtocolSwitch { enabled: true, ports: Vec::new() }
+    }
+}
+
+/// `[protocols]`: one switch per application protocol.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProtocolsConfig {
+    pub http: ProtocolSwitch,
+    pub http2: ProtocolSwitch,
+    pub dns: ProtocolSwitch,
+    pub tls: ProtocolSwitch,
+}
+
+impl ProtocolsConfig {
+    fn switch(&self, p: Protocol) -> Option<&ProtocolSwitch> {
+        match p {
+            Protocol::Http => Some(&self.http),
+            Protocol::Http2 | Protocol::Grpc => Some(&self.http2),
+            Protocol::Dns => Some(&self.dns),
+            Protocol::Tls => Some(&self.tls),
+            _ => None,
+        }
+    }
+
+    pub fn enabled(&self, p: Protocol) -> bool {
+        self.switch(p).is_some_and(|s| s.enabled)
+    }
+
+    fn port_hint(&self, p: Protocol, port: u16) -> bool {
+        let builtin: &[u16] = match p {
+            Protocol::Http => &[80, 8080, 8000, 8081, 3000, 5000, 9090],
+            Protocol::Http2 => &[50051],
+            Protocol::Dns => &[53, 5353, 5053],
+            Protocol::Tls => &[443, 8443, 6443],
+            _ => &[],
+        };
+        builtin.contains(&port) || self.switch(p).is_some_and(|s| s.ports.contains(&port))
+    }
+}
+
+/// The transport a flow runs over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+const HTTP_METHODS: [&[u8]; 9] =
+    [b"GET ", b"POST ", b"PUT ", b"DELETE ", b"HEAD ", b"OPTIONS ", b"PATCH ", b"CONNECT ", b"TRACE "];
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Outcome of looking at the first bytes of a flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Detection {
+    Found(Protocol),
+    /// Could still be something: look at the next chunk (e.g. fewer bytes than a signature).
+    NeedMore,
+    /// Nothing podtap decodes.
+    Unknown,
+}
+
+/// Guess the protocol of a flow from the first bytes seen in `dir`.
+pub fn detect(bytes: &[u8], dir: Direction, transport: Transport, server_port: u16, cfg: &ProtocolsConfig) -> Detection {
+    let found = |p: Protocol| if cfg.enabled(p) { Detection::Found(p) } else { Detection::Unknown };
+    match transport {
+        Transport::Udp => {
+            if looks_like_dns(bytes) && (cfg.port_hint(Protocol::Dns, server_port) || dir == Direction::ToServer) {
+                return if cfg.port_hint(Protocol::Dns, server_port) || strict_dns_query(bytes) {
+                    found(Protocol::Dns)
+                } else {
+                    Detection::Unknown
+                };
+            }
+            Detection::Unknown
+        }
+        Transport::Tcp => {
+            if bytes.is_empty() {
+                return Detection::NeedMore;
+            }
+            // HTTP/2 prior knowledge: the client preface.
+            let n = bytes.len().min(H2_PREFACE.len());
+            if bytes[..n] == H2_PREFACE[..n] {
+                return if n == H2_PREFACE.len() { found(Protocol::Http2) } else { Detection::NeedMore };
+            }
+            if HTTP_METHODS.iter().any(|m| bytes.starts_with(m)) || bytes.starts_with(b"HTTP/1.") {
+                return found(Protocol::Http);
+            }
+            if HTTP_METHODS.iter().any(|m| m.starts_with(bytes)) || b"HTTP/1.".starts_with(bytes) {
+                return Detection::NeedMore;
+            }
+            // TLS: handshake record (22), version 3.x, ClientHello (1) or ServerHello (2).
+            if bytes[0] == 0x16 {
+                if bytes.len() < 6 {
+                    return Detection::NeedMore;
+                }
+                if bytes[1] == 3 && bytes[2] <= 4 && (bytes[5] == 1 || bytes[5] == 2) {
+                    return found(Protocol::Tls);
+                }
+            }
+            // DNS over TCP: a 2-byte length then a DNS header.
+            if bytes.len() >= 14 && cfg.port_hint(Protocol::Dns, server_port) {
+                let len = u16::from_be_bytes([bytes[0], bytes[1]]) as usize;
+                if len >= 12 && looks_like_dns(&bytes[2..]) {
+                    return found(Protocol::Dns);
+                }
+            }
+            // HTTP/2 picked up midstream: a plausible frame header on a gRPC/h2 port.
+            if cfg.port_hint(Protocol::Http2, server_port) && bytes.len() >= 9 && bytes[3] <= 9 {
+                return found(Protocol::Http2);
+            }
+            Detection::Unknown
+        }
+    }
+}
+
+/// A DNS header that is plausible: opcode 0-5, counts small, a question present.
+fn looks_like_dns(b: &[u8]) -> bool {
+    if b.len() < 12 {
+        return false;
+    }
+    let opcode = (b[2] >> 3) & 0x0f;
+    let qd = u16::from_be_bytes([b[4], b[5]]);
+    let an = u16::from_be_bytes([b[6], b[7]]);
+    let ns = u16::from_be_bytes([b[8], b[9]]);
+    let ar = u16::from_be_bytes([b[10], b[11]]);
+    opcode <= 5 && (1..=4).contains(&qd) && an < 512 && ns < 512 && ar < 512
+}
+
+/// Off the DNS ports, only accept a query whose question section parses exactly.
+fn strict_dns_query(b: &[u8]) -> bool {
+    if b[2] & 0x80 != 0 || u16::from_be_bytes([b[6], b[7]]) != 0 {
+        return false;
+    }
+    let mut i = 12;
+    while let Some(&len) = b.get(i) {
+        if len == 0 {
+            return b.len() >= i + 5;
+        }
+        if len > 63 {
+            return false;
+        }
+        i += 1 + len as usize;
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Direction::*;
+
+    fn d(b: &[u8], t: Transport, port: u16) -> Detection {
+        detect(b, ToServer, t, port, &ProtocolsConfig::default())
+    }
+
+    #[test]
+    fn http_on_any_port() {
+        assert_eq!(d(b"GET / HTTP/1.1\r\n", Transport::Tcp, 12345), Detection::Found(Protocol::Http));
+        assert_eq!(d(b"HTTP/1.1 200 OK\r\n", Transport::Tcp, 12345), Detection::Found(Protocol::Http));
+        assert_eq!(d(b"GE", Transport::Tcp, 12345), Detection::NeedMore);
+        assert_eq!(d(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", Transport::Tcp, 1), Detection::Found(Protocol::Http2));
+        assert_eq!(d(b"PRI * HT", Transport::Tcp, 1), Detection::NeedMore);
+    }
+
+    #[test]
+    fn tls_and_dns() {
+        assert_eq!(d(&[0x16, 3, 1, 0, 200, 1, 0], Transport::Tcp, 9999), Detection::Found(Protocol::Tls));
+        let q = [0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 3, b'c', b'o', b'm', 0, 0, 1, 0, 1];
+        assert_eq!(d(&q, Transport::Udp, 53), Detection::Found(Protocol::Dns));
+        assert_eq!(d(&q, Transport::Udp, 4000), Detection::Found(Protocol::Dns), "strict parse off-port");
+        assert_eq!(d(b"hello world, not dns", Transport::Udp, 4000), Detection::Unknown);
+        let mut tcp = vec![0, q.len() as u8];
+        tcp.extend_from_slice(&q);
+        assert_eq!(d(&tcp, Transport::Tcp, 53), Detection::Found(Protocol::Dns));
+    }
+
+    #[test]
+    fn disabled_protocols_are_not_detected() {
+        let mut cfg = ProtocolsConfig::default();
+        cfg.http.enabled = false;
+        assert_eq!(detect(b"GET / HTTP/1.1\r\n", ToServer, Transport::Tcp, 80, &cfg), Detection::Unknown);
+    }
+}
