@@ -33,6 +33,7 @@ pub struct Config {
     pub defrag: DefragConfig,
     pub replay: ReplayConfig,
     pub output: OutputConfig,
+    pub protocols: crate::proto::detect::ProtocolsConfig,
 }
 
 /// Flow table limits and timeouts (per worker).

@@ -12,7 +12,9 @@ use crate::flow::reassembly::{Chunk, ReassemblyBudget};
 use crate::flow::tcp::TcpLimits;
 use crate::flow::{EndReason, Flow, FlowId, FlowKey, FlowTable};
 use crate::packet::{self, Decoded, Defragmenter, IPPROTO_TCP, IPPROTO_UDP, L4, Packet, tcp_flags};
-use crate::proto::{Decoder, Direction, L7Parser, Progress, StreamStats, Transaction};
+use crate::proto::detect::Transport;
+use crate::proto::session::{DecoderFactory, L7Session};
+use crate::proto::{Direction, Transaction};
 use crate::time::Timestamp;
 
 const NS_PER_SEC: u64 = 1_000_000_000;
@@ -31,6 +33,7 @@ pub struct WorkerSettings {
     pub other_idle_ns: u64,
     pub tcp: TcpLimits,
     pub max_worker_reassembly: usize,
+    pub transaction_timeout_ns: u64,
 }
 
 impl WorkerSettings {
@@ -50,6 +53,7 @@ impl WorkerSettings {
                     .saturating_mul(1000),
             },
             max_worker_reassembly: cfg.reassembly.max_worker_bytes,
+            transaction_timeout_ns: s(cfg.protocols.transaction_timeout_secs),
         }
     }
 
@@ -81,6 +85,9 @@ struct Tracker<S: RecordSink> {
     counters: Counters,
     txs: Vec<Transaction>,
     expired: Vec<FlowId>,
+    decoders: DecoderFactory,
+    /// Round-robin position of the transaction-timeout sweep over the flow table.
+    sweep_cursor: usize,
     sink: S,
     flows: u64,
     transactions: u64,
@@ -107,6 +114,8 @@ impl<S: RecordSink> Worker<S> {
                 counters: Counters::default(),
                 txs: Vec::with_capacity(64),
                 expired: Vec::with_capacity(MAX_EXPIRE_PER_TICK),
+                decoders: DecoderFactory::new(cfg.protocols.clone()),
+                sweep_cursor: 0,
                 sink,
                 flows: 0,
                 transactions: 0,
@@ -150,6 +159,7 @@ impl<S: RecordSink> Worker<S> {
         self.next_tick = now.add_nanos(TICK_NS);
         self.defrag.expire(now);
         self.tracker.expire(now);
+        self.tracker.sweep_l7_timeouts(now);
     }
 
     /// Report every open flow (end of file or shutdown) and return the totals.
@@ -208,17 +218,11 @@ impl<S: RecordSink> Tracker<S> {
         c.bytes += p.wire_len as u64;
         c.payload_bytes += p.payload_wire_len as u64;
 
-        let Flow {
-            tcp,
-            decoder,
-            decoder_done,
-            ..
-        } = flow;
-        let txs = &mut self.txs;
+        let Flow { tcp, l7, .. } = flow;
+        let (txs, decoders) = (&mut self.txs, &self.decoders);
         let ts = p.ts;
-        let mut feed = |dir: Direction, chunk: Chunk<'_>| {
-            feed_decoder(decoder, decoder_done, dir, chunk, ts, txs)
-        };
+        let mut feed =
+            |dir: Direction, chunk: Chunk<'_>| feed_l7(l7, dir, chunk, ts, decoders, txs);
         match (p.l4, tcp.as_mut()) {
             (L4::Tcp(h), Some(conn)) => {
                 conn.segment(
@@ -271,10 +275,13 @@ impl<S: RecordSink> Tracker<S> {
             }
         }
         let mut flow = Flow::new(key, p, forward);
-        if matches!(p.ip_proto, IPPROTO_TCP | IPPROTO_UDP) {
-            // Protocol detection picks a decoder here once application decoders exist;
-            // until then every stream goes to the built-in byte counter.
-            flow.decoder = Some(Box::new(Decoder::StreamStats(StreamStats::default())));
+        let transport = match p.ip_proto {
+            IPPROTO_TCP => Some(Transport::Tcp),
+            IPPROTO_UDP => Some(Transport::Udp),
+            _ => None,
+        };
+        if let Some(t) = transport {
+            flow.l7 = Some(L7Session::new(t, flow.server().port));
         }
         self.table.insert(flow)
     }
@@ -313,24 +320,45 @@ impl<S: RecordSink> Tracker<S> {
         self.expired = ids;
     }
 
+    /// Let decoders report requests whose response is overdue. Walks a bounded slice of
+    /// the table per tick, round-robin, so the cost per tick stays small.
+    fn sweep_l7_timeouts(&mut self, now: Timestamp) {
+        let timeout = self.settings.transaction_timeout_ns;
+        let txs = &mut self.txs;
+        let mut pending = Vec::new();
+        self.sweep_cursor = self
+            .table
+            .sweep(self.sweep_cursor, MAX_EXPIRE_PER_TICK, |flow| {
+                if let Some(s) = flow.l7.as_mut() {
+                    s.tick(now, timeout, txs);
+                    if !txs.is_empty() {
+                        pending.push((flow.client(), flow.server(), std::mem::take(txs)));
+                    }
+                }
+            });
+        for (client, server, mut batch) in pending {
+            emit(
+                &mut batch,
+                client,
+                server,
+                &mut self.sink,
+                &mut self.transactions,
+            );
+        }
+    }
+
     /// The flow is over: drain reassembly into the decoder, close the decoder, report.
     fn finish(&mut self, mut flow: Flow, reason: EndReason) {
         let ts = flow.last;
-        let Flow {
-            tcp,
-            decoder,
-            decoder_done,
-            ..
-        } = &mut flow;
-        let txs = &mut self.txs;
+        let Flow { tcp, l7, .. } = &mut flow;
+        let (txs, decoders) = (&mut self.txs, &self.decoders);
         if let Some(conn) = tcp.as_mut() {
-            let mut feed = |dir: Direction, chunk: Chunk<'_>| {
-                feed_decoder(decoder, decoder_done, dir, chunk, ts, txs)
-            };
+            let mut feed =
+                |dir: Direction, chunk: Chunk<'_>| feed_l7(l7, dir, chunk, ts, decoders, txs);
             conn.flush(&mut self.budget, &mut self.counters, &mut feed);
         }
-        if let Some(dec) = decoder.as_deref_mut() {
-            dec.on_close(ts, reason == EndReason::Rst, txs);
+        if let Some(s) = l7.as_mut() {
+            s.close(ts, reason == EndReason::Rst, txs);
         }
         if let Some(t) = flow.tcp.as_ref() {
             // Packets from one side only, though that side acknowledges the other: the
@@ -352,23 +380,20 @@ impl<S: RecordSink> Tracker<S> {
     }
 }
 
-/// Hand one piece of a stream to the flow's decoder (if it still wants data).
+/// Hand one piece of a stream to the flow's application layer.
 #[inline]
-fn feed_decoder(
-    decoder: &mut Option<Box<Decoder>>,
-    done: &mut bool,
+fn feed_l7(
+    l7: &mut Option<L7Session>,
     dir: Direction,
     chunk: Chunk<'_>,
     ts: Timestamp,
+    decoders: &DecoderFactory,
     txs: &mut Vec<Transaction>,
 ) {
-    let Some(dec) = decoder.as_deref_mut() else {
-        return;
-    };
+    let Some(s) = l7.as_mut() else { return };
     match chunk {
-        Chunk::Data(b) if !*done => *done = dec.on_data(dir, b, ts, txs) == Progress::Done,
-        Chunk::Data(_) => {}
-        Chunk::Gap(n) => dec.on_gap(dir, n),
+        Chunk::Data(b) => s.data(dir, b, ts, decoders, txs),
+        Chunk::Gap(n) => s.gap(dir, n),
     }
 }
 

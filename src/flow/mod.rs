@@ -15,7 +15,8 @@ use std::net::IpAddr;
 use crate::packet::{
     IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, L4, Packet, TunnelId, tcp_flags,
 };
-use crate::proto::{Decoder, Direction, Endpoint, Protocol};
+use crate::proto::session::L7Session;
+use crate::proto::{Direction, Endpoint, Protocol};
 use crate::time::Timestamp;
 
 /// Why a flow was reported.
@@ -65,10 +66,8 @@ pub struct Flow {
     /// Indexed by `Direction::index()`: what the client sent, what the server sent.
     pub dirs: [DirCounters; 2],
     pub tcp: Option<TcpConn>,
-    /// The application decoder, once one claimed the flow.
-    pub decoder: Option<Box<Decoder>>,
-    /// The decoder said it has nothing more to learn (`Progress::Done`).
-    pub decoder_done: bool,
+    /// Application-layer detection and decoding (TCP and UDP flows).
+    pub l7: Option<L7Session>,
 }
 
 impl Flow {
@@ -88,8 +87,7 @@ impl Flow {
             last: p.ts,
             dirs: [DirCounters::default(); 2],
             tcp,
-            decoder: None,
-            decoder_done: false,
+            l7: None,
         }
     }
 
@@ -132,9 +130,7 @@ impl Flow {
     }
 
     pub fn protocol(&self) -> Protocol {
-        self.decoder
-            .as_ref()
-            .map_or(Protocol::Unknown, |d| d.protocol())
+        self.l7.as_ref().map_or(Protocol::Unknown, |s| s.protocol())
     }
 
     /// A snapshot of the flow for output.

@@ -144,6 +144,23 @@ impl FlowTable {
         }
     }
 
+    /// Visit up to `max` slots starting at `cursor`, calling `f` on each live flow; returns
+    /// where the next sweep should start (wrapping around).
+    pub fn sweep(&mut self, cursor: usize, max: usize, mut f: impl FnMut(&mut Flow)) -> usize {
+        let n = self.slots.len();
+        if n == 0 {
+            return 0;
+        }
+        let mut i = cursor % n;
+        for _ in 0..max.min(n) {
+            if let Some(flow) = self.slots[i].flow.as_mut() {
+                f(flow);
+            }
+            i = (i + 1) % n;
+        }
+        i
+    }
+
     /// All live flows (for shutdown).
     pub fn ids(&self) -> Vec<FlowId> {
         self.index.values().map(|&i| FlowId(i)).collect()

@@ -20,18 +20,36 @@ pub struct ProtocolSwitch {
 
 impl Default for ProtocolSwitch {
     fn default() -> Self {
-        ProtocolSwitch { enabled: true, ports: Vec::new() }
+        ProtocolSwitch {
+            enabled: true,
+            ports: Vec::new(),
+        }
     }
 }
 
-/// `[protocols]`: one switch per application protocol.
-#[derive(Clone, Debug, Default, Deserialize)]
+/// `[protocols]`: one switch per application protocol, and the request timeout.
+#[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProtocolsConfig {
+    /// A request with no response for this long is reported incomplete (`no_response`,
+    /// `error.type = "timeout"`). Default 30 s.
+    pub transaction_timeout_secs: u64,
     pub http: ProtocolSwitch,
     pub http2: ProtocolSwitch,
     pub dns: ProtocolSwitch,
     pub tls: ProtocolSwitch,
+}
+
+impl Default for ProtocolsConfig {
+    fn default() -> Self {
+        ProtocolsConfig {
+            transaction_timeout_secs: 30,
+            http: ProtocolSwitch::default(),
+            http2: ProtocolSwitch::default(),
+            dns: ProtocolSwitch::default(),
+            tls: ProtocolSwitch::default(),
+        }
+    }
 }
 
 impl ProtocolsConfig {
@@ -68,8 +86,17 @@ pub enum Transport {
     Udp,
 }
 
-const HTTP_METHODS: [&[u8]; 9] =
-    [b"GET ", b"POST ", b"PUT ", b"DELETE ", b"HEAD ", b"OPTIONS ", b"PATCH ", b"CONNECT ", b"TRACE "];
+const HTTP_METHODS: [&[u8]; 9] = [
+    b"GET ",
+    b"POST ",
+    b"PUT ",
+    b"DELETE ",
+    b"HEAD ",
+    b"OPTIONS ",
+    b"PATCH ",
+    b"CONNECT ",
+    b"TRACE ",
+];
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Outcome of looking at the first bytes of a flow.
@@ -83,11 +110,25 @@ pub enum Detection {
 }
 
 /// Guess the protocol of a flow from the first bytes seen in `dir`.
-pub fn detect(bytes: &[u8], dir: Direction, transport: Transport, server_port: u16, cfg: &ProtocolsConfig) -> Detection {
-    let found = |p: Protocol| if cfg.enabled(p) { Detection::Found(p) } else { Detection::Unknown };
+pub fn detect(
+    bytes: &[u8],
+    dir: Direction,
+    transport: Transport,
+    server_port: u16,
+    cfg: &ProtocolsConfig,
+) -> Detection {
+    let found = |p: Protocol| {
+        if cfg.enabled(p) {
+            Detection::Found(p)
+        } else {
+            Detection::Unknown
+        }
+    };
     match transport {
         Transport::Udp => {
-            if looks_like_dns(bytes) && (cfg.port_hint(Protocol::Dns, server_port) || dir == Direction::ToServer) {
+            if looks_like_dns(bytes)
+                && (cfg.port_hint(Protocol::Dns, server_port) || dir == Direction::ToServer)
+            {
                 return if cfg.port_hint(Protocol::Dns, server_port) || strict_dns_query(bytes) {
                     found(Protocol::Dns)
                 } else {
@@ -103,7 +144,11 @@ pub fn detect(bytes: &[u8], dir: Direction, transport: Transport, server_port: u
             // HTTP/2 prior knowledge: the client preface.
             let n = bytes.len().min(H2_PREFACE.len());
             if bytes[..n] == H2_PREFACE[..n] {
-                return if n == H2_PREFACE.len() { found(Protocol::Http2) } else { Detection::NeedMore };
+                return if n == H2_PREFACE.len() {
+                    found(Protocol::Http2)
+                } else {
+                    Detection::NeedMore
+                };
             }
             if HTTP_METHODS.iter().any(|m| bytes.starts_with(m)) || bytes.starts_with(b"HTTP/1.") {
                 return found(Protocol::Http);
@@ -178,20 +223,41 @@ mod tests {
 
     #[test]
     fn http_on_any_port() {
-        assert_eq!(d(b"GET / HTTP/1.1\r\n", Transport::Tcp, 12345), Detection::Found(Protocol::Http));
-        assert_eq!(d(b"HTTP/1.1 200 OK\r\n", Transport::Tcp, 12345), Detection::Found(Protocol::Http));
+        assert_eq!(
+            d(b"GET / HTTP/1.1\r\n", Transport::Tcp, 12345),
+            Detection::Found(Protocol::Http)
+        );
+        assert_eq!(
+            d(b"HTTP/1.1 200 OK\r\n", Transport::Tcp, 12345),
+            Detection::Found(Protocol::Http)
+        );
         assert_eq!(d(b"GE", Transport::Tcp, 12345), Detection::NeedMore);
-        assert_eq!(d(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", Transport::Tcp, 1), Detection::Found(Protocol::Http2));
+        assert_eq!(
+            d(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", Transport::Tcp, 1),
+            Detection::Found(Protocol::Http2)
+        );
         assert_eq!(d(b"PRI * HT", Transport::Tcp, 1), Detection::NeedMore);
     }
 
     #[test]
     fn tls_and_dns() {
-        assert_eq!(d(&[0x16, 3, 1, 0, 200, 1, 0], Transport::Tcp, 9999), Detection::Found(Protocol::Tls));
-        let q = [0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 3, b'c', b'o', b'm', 0, 0, 1, 0, 1];
+        assert_eq!(
+            d(&[0x16, 3, 1, 0, 200, 1, 0], Transport::Tcp, 9999),
+            Detection::Found(Protocol::Tls)
+        );
+        let q = [
+            0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 3, b'c', b'o', b'm', 0, 0, 1, 0, 1,
+        ];
         assert_eq!(d(&q, Transport::Udp, 53), Detection::Found(Protocol::Dns));
-        assert_eq!(d(&q, Transport::Udp, 4000), Detection::Found(Protocol::Dns), "strict parse off-port");
-        assert_eq!(d(b"hello world, not dns", Transport::Udp, 4000), Detection::Unknown);
+        assert_eq!(
+            d(&q, Transport::Udp, 4000),
+            Detection::Found(Protocol::Dns),
+            "strict parse off-port"
+        );
+        assert_eq!(
+            d(b"hello world, not dns", Transport::Udp, 4000),
+            Detection::Unknown
+        );
         let mut tcp = vec![0, q.len() as u8];
         tcp.extend_from_slice(&q);
         assert_eq!(d(&tcp, Transport::Tcp, 53), Detection::Found(Protocol::Dns));
@@ -201,6 +267,9 @@ mod tests {
     fn disabled_protocols_are_not_detected() {
         let mut cfg = ProtocolsConfig::default();
         cfg.http.enabled = false;
-        assert_eq!(detect(b"GET / HTTP/1.1\r\n", ToServer, Transport::Tcp, 80, &cfg), Detection::Unknown);
+        assert_eq!(
+            detect(b"GET / HTTP/1.1\r\n", ToServer, Transport::Tcp, 80, &cfg),
+            Detection::Unknown
+        );
     }
 }

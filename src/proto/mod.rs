@@ -7,6 +7,7 @@
 //! (UDP), and tells it about gaps and the close of the connection.
 
 pub mod detect;
+pub mod session;
 pub mod stream_stats;
 pub mod transaction;
 

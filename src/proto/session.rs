@@ -1,0 +1,211 @@
+//! The application-layer state of one flow: detect the protocol from the first bytes,
+//! then feed the chosen decoder. Flows no decoder claims go to the built-in byte counter,
+//! so every stream still exercises the `L7Parser` seam and gets flow statistics.
+
+use super::detect::{Detection, ProtocolsConfig, Transport, detect};
+use super::{Decoder, Direction, L7Parser, Progress, Protocol, StreamStats, Transaction};
+use crate::time::Timestamp;
+
+/// Bytes kept while a signature is still incomplete (the HTTP/2 preface is 24).
+const PREFIX: usize = 32;
+/// Chunks looked at before giving up on detection.
+const MAX_TRIES: u8 = 4;
+
+/// Builds decoders from the configuration (one per worker).
+pub struct DecoderFactory {
+    pub protocols: ProtocolsConfig,
+}
+
+impl DecoderFactory {
+    pub fn new(protocols: ProtocolsConfig) -> Self {
+        DecoderFactory { protocols }
+    }
+
+    /// A decoder for `p`, or `None` when podtap has none for it (yet).
+    pub fn make(&self, p: Protocol, _transport: Transport) -> Option<Decoder> {
+        match p {
+            _ => None,
+        }
+    }
+}
+
+enum State {
+    Detecting {
+        prefix: [u8; PREFIX],
+        len: u8,
+        dir: Direction,
+        tries: u8,
+    },
+    Active(Box<Decoder>),
+    /// The decoder has nothing more to learn from this connection.
+    Done(Box<Decoder>),
+}
+
+pub struct L7Session {
+    state: State,
+    transport: Transport,
+    server_port: u16,
+}
+
+impl L7Session {
+    pub fn new(transport: Transport, server_port: u16) -> Self {
+        let state = State::Detecting {
+            prefix: [0; PREFIX],
+            len: 0,
+            dir: Direction::ToServer,
+            tries: 0,
+        };
+        L7Session {
+            state,
+            transport,
+            server_port,
+        }
+    }
+
+    pub fn protocol(&self) -> Protocol {
+        self.decoder().map_or(Protocol::Unknown, |d| d.protocol())
+    }
+
+    pub fn decoder(&self) -> Option<&Decoder> {
+        match &self.state {
+            State::Active(d) | State::Done(d) => Some(d),
+            State::Detecting { .. } => None,
+        }
+    }
+
+    /// In-order bytes (TCP) or one datagram (UDP) from `dir`.
+    pub fn data(
+        &mut self,
+        dir: Direction,
+        bytes: &[u8],
+        ts: Timestamp,
+        f: &DecoderFactory,
+        out: &mut Vec<Transaction>,
+    ) {
+        match &mut self.state {
+            State::Active(d) => {
+                if d.on_data(dir, bytes, ts, out) == Progress::Done {
+                    self.finish_active();
+                }
+            }
+            State::Done(_) => {}
+            State::Detecting {
+                prefix,
+                len,
+                dir: pdir,
+                tries,
+            } => {
+                // Bytes held from an earlier chunk of the same direction come first.
+                let held = if *pdir == dir { *len as usize } else { 0 };
+                let mut look = [0u8; PREFIX * 2];
+                let n = held + bytes.len().min(PREFIX);
+                look[..held].copy_from_slice(&prefix[..held]);
+                look[held..n].copy_from_slice(&bytes[..n - held]);
+                let dec = match detect(
+                    &look[..n],
+                    dir,
+                    self.transport,
+                    self.server_port,
+                    &f.protocols,
+                ) {
+                    Detection::NeedMore
+                        if self.transport == Transport::Tcp
+                            && *tries < MAX_TRIES
+                            && n <= PREFIX =>
+                    {
+                        prefix[..n].copy_from_slice(&look[..n]);
+                        *len = n as u8;
+                        *pdir = dir;
+                        *tries += 1;
+                        return;
+                    }
+                    Detection::Found(p) => f.make(p, self.transport),
+                    _ => None,
+                };
+                let dec = dec.unwrap_or(Decoder::StreamStats(StreamStats::default()));
+                self.start(dec, dir, &look[..held], bytes, ts, out);
+            }
+        }
+    }
+
+    fn start(
+        &mut self,
+        dec: Decoder,
+        dir: Direction,
+        held: &[u8],
+        bytes: &[u8],
+        ts: Timestamp,
+        out: &mut Vec<Transaction>,
+    ) {
+        let mut dec = Box::new(dec);
+        let mut progress = Progress::Continue;
+        if !held.is_empty() {
+            progress = dec.on_data(dir, held, ts, out);
+        }
+        if progress == Progress::Continue {
+            progress = dec.on_data(dir, bytes, ts, out);
+        }
+        self.state = if progress == Progress::Done {
+            State::Done(dec)
+        } else {
+            State::Active(dec)
+        };
+    }
+
+    fn finish_active(&mut self) {
+        let state = std::mem::replace(
+            &mut self.state,
+            State::Detecting {
+                prefix: [0; PREFIX],
+                len: 0,
+                dir: Direction::ToServer,
+                tries: MAX_TRIES,
+            },
+        );
+        self.state = match state {
+            State::Active(d) => State::Done(d),
+            other => other,
+        };
+    }
+
+    pub fn gap(&mut self, dir: Direction, missing: u32) {
+        match &mut self.state {
+            State::Active(d) => d.on_gap(dir, missing),
+            // A gap before the protocol is known: detect afresh on what follows.
+            State::Detecting { len, .. } => *len = 0,
+            State::Done(_) => {}
+        }
+    }
+
+    pub fn close(&mut self, ts: Timestamp, reset: bool, out: &mut Vec<Transaction>) {
+        if let State::Active(d) = &mut self.state {
+            d.on_close(ts, reset, out);
+        }
+    }
+
+    pub fn tick(&mut self, now: Timestamp, timeout_ns: u64, out: &mut Vec<Transaction>) {
+        if let State::Active(d) = &mut self.state {
+            d.on_tick(now, timeout_ns, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn undetected_streams_reach_the_byte_counter_including_held_prefix() {
+        let f = DecoderFactory::new(ProtocolsConfig::default());
+        let mut s = L7Session::new(Transport::Tcp, 80);
+        let mut out = Vec::new();
+        // "GE" could be HTTP: held; then "T" completes... into something that is not HTTP.
+        s.data(Direction::ToServer, b"GE", Timestamp(1), &f, &mut out);
+        assert!(s.decoder().is_none());
+        s.data(Direction::ToServer, b"Xhello", Timestamp(2), &f, &mut out);
+        let Some(Decoder::StreamStats(st)) = s.decoder() else {
+            panic!("expected the byte counter")
+        };
+        assert_eq!(st.delivered[0], 8, "held bytes are delivered too");
+    }
+}
