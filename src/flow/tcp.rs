@@ -332,7 +332,7 @@ mod tests {
     #[test]
     fn resets_zero_windows_and_fin() {
         let mut h = Harness::new(ACK);
-        let mut zero = |h: &mut Harness, w: u16| {
+        let zero = |h: &mut Harness, w: u16| {
             let hd = TcpHeader {
                 flags: ACK,
                 window: w,

@@ -126,3 +126,184 @@ fn non_ip_is_counted_not_decoded() {
     f.extend_from_slice(&[0; 28]);
     assert_eq!(decode_one(&f, LinkType::Ethernet), Err(Event::NonIp));
 }
+
+/// An IPv4 header (no options) with the given fragment fields, followed by `payload`.
+fn ipv4_fragment(id: u16, offset8: u16, more: bool, proto: u8, payload: &[u8]) -> Vec<u8> {
+    let total = 20 + payload.len();
+    let flags_off = (if more { 0x2000 } else { 0 }) | offset8;
+    let mut ip = vec![
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        (id >> 8) as u8,
+        id as u8,
+    ];
+    ip.extend_from_slice(&flags_off.to_be_bytes());
+    ip.extend_from_slice(&[64, proto, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+    ip.extend_from_slice(payload);
+    let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+    f.extend_from_slice(&ip);
+    f
+}
+
+#[test]
+fn ipv4_fragments_reassemble_through_decode() {
+    // A UDP datagram (8-byte header + 24 bytes) in three fragments, sent out of order.
+    let mut udp = vec![0x13, 0x88, 0x00, 0x35, 0, 32, 0, 0];
+    udp.extend((0..24u8).map(|i| b'a' + i));
+    let frags = [
+        ipv4_fragment(7, 2, true, 17, &udp[16..32]),
+        ipv4_fragment(7, 0, true, 17, &udp[0..16]),
+        ipv4_fragment(7, 4, false, 17, &udp[32..]),
+    ];
+    let mut d = Defragmenter::default();
+    let mut got = None;
+    for (i, f) in frags.iter().enumerate() {
+        match decode(
+            f,
+            LinkType::Ethernet,
+            Timestamp(i as u64),
+            f.len() as u32,
+            &mut d,
+        )
+        .unwrap()
+        {
+            Decoded::FragmentHeld => assert!(i < 2),
+            Decoded::Packet(p) => got = Some((p.l4, p.payload.to_vec())),
+        }
+    }
+    let (l4, payload) = got.expect("reassembled");
+    assert_eq!(
+        l4,
+        L4::Udp {
+            src_port: 5000,
+            dst_port: 53
+        }
+    );
+    assert_eq!(payload, &udp[8..]);
+}
+
+#[test]
+fn ipv6_extension_headers_and_fragments() {
+    // Hop-by-hop options (8 bytes, next = TCP) before a TCP header.
+    let tcp = {
+        let mut v = Vec::new();
+        PacketBuilder::ipv6([0xfd; 16], [0xfe; 16], 64)
+            .tcp(1111, 80, 1, 100)
+            .write(&mut v, b"data")
+            .unwrap();
+        v[40..].to_vec()
+    };
+    let mut ip6 = vec![0x60, 0, 0, 0];
+    ip6.extend_from_slice(&((8 + tcp.len()) as u16).to_be_bytes());
+    ip6.extend_from_slice(&[0, 64]); // next header: hop-by-hop
+    ip6.extend_from_slice(&[0xfd; 16]);
+    ip6.extend_from_slice(&[0xfe; 16]);
+    ip6.extend_from_slice(&[6, 0, 1, 4, 0, 0, 0, 0]); // next TCP, len 0, PadN
+    ip6.extend_from_slice(&tcp);
+    let p = decode_one(&ip6, LinkType::RawIp).unwrap();
+    assert_eq!(p.ip_proto, IPPROTO_TCP);
+    assert_eq!(p.payload, b"data");
+
+    // The same TCP segment split into two IPv6 fragments (fragment header, next = TCP).
+    let frag = |off8: u16, more: bool, data: &[u8]| {
+        let mut v = vec![0x60, 0, 0, 0];
+        v.extend_from_slice(&((8 + data.len()) as u16).to_be_bytes());
+        v.extend_from_slice(&[44, 64]);
+        v.extend_from_slice(&[0xfd; 16]);
+        v.extend_from_slice(&[0xfe; 16]);
+        v.extend_from_slice(&[6, 0]);
+        v.extend_from_slice(&((off8 << 3) | more as u16).to_be_bytes());
+        v.extend_from_slice(&0xabcdu32.to_be_bytes());
+        v.extend_from_slice(data);
+        v
+    };
+    let mut d = Defragmenter::default();
+    let f1 = frag(0, true, &tcp[..16]);
+    let f2 = frag(2, false, &tcp[16..]);
+    assert_eq!(
+        decode(&f1, LinkType::RawIp, Timestamp(1), f1.len() as u32, &mut d),
+        Ok(Decoded::FragmentHeld)
+    );
+    let Ok(Decoded::Packet(p)) =
+        decode(&f2, LinkType::RawIp, Timestamp(2), f2.len() as u32, &mut d)
+    else {
+        panic!("second fragment completes the datagram")
+    };
+    assert_eq!(p.ports(), (1111, 80));
+    assert_eq!(p.payload, b"data");
+}
+
+#[test]
+fn gre_erspan_and_geneve_frames() {
+    let inner = tcp_frame(b"mirrored");
+    // ERSPAN type II in GRE (with sequence number), session 33, in IPv4.
+    let mut gre = vec![
+        0x10, 0x00, 0x88, 0xbe, 0, 0, 0, 9, 0x10, 0x00, 0x00, 33, 0, 0, 0, 0,
+    ];
+    gre.extend_from_slice(&inner);
+    let mut outer = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 9], [2, 0, 0, 0, 0, 8])
+        .ipv4([192, 0, 2, 9], [192, 0, 2, 8], 64)
+        .write(&mut outer, etherparse::IpNumber(IPPROTO_GRE), &gre)
+        .unwrap();
+    let p = decode_one(&outer, LinkType::Ethernet).unwrap();
+    assert_eq!(
+        p.tunnel,
+        TunnelId {
+            kind: TunnelKind::Erspan,
+            id: 33
+        }
+    );
+    assert_eq!(
+        (p.src, p.payload),
+        ("10.0.0.1".parse::<IpAddr>().unwrap(), &b"mirrored"[..])
+    );
+
+    // GENEVE carrying Ethernet, VNI 77, on UDP 6081.
+    let mut geneve = vec![0x00, 0x00, 0x65, 0x58, 0, 0, 77, 0];
+    geneve.extend_from_slice(&inner);
+    let mut outer = Vec::new();
+    PacketBuilder::ethernet2([2; 6], [4; 6])
+        .ipv6([1; 16], [2; 16], 64)
+        .udp(40000, 6081)
+        .write(&mut outer, &geneve)
+        .unwrap();
+    let p = decode_one(&outer, LinkType::Ethernet).unwrap();
+    assert_eq!(
+        p.tunnel,
+        TunnelId {
+            kind: TunnelKind::Geneve,
+            id: 77
+        }
+    );
+    assert_eq!(p.payload, b"mirrored");
+}
+
+#[test]
+fn linux_cooked_capture_frame() {
+    let eth = tcp_frame(b"x");
+    let mut sll = vec![0, 0, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0, 0x08, 0x00];
+    sll.extend_from_slice(&eth[14..]);
+    let p = decode_one(&sll, LinkType::LinuxSll).unwrap();
+    assert_eq!((p.ports(), p.payload), ((40000, 80), &b"x"[..]));
+}
+
+#[test]
+fn fanout_hash_is_symmetric_for_frames() {
+    let a = tcp_frame(b"");
+    let b = {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4([10, 0, 0, 2], [10, 0, 0, 1], 64)
+            .tcp(80, 40000, 1, 1)
+            .write(&mut v, b"")
+            .unwrap();
+        v
+    };
+    assert_eq!(
+        fanout_hash(&a, LinkType::Ethernet),
+        fanout_hash(&b, LinkType::Ethernet)
+    );
+}
