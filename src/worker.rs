@@ -166,7 +166,13 @@ impl<S: RecordSink> Worker<S> {
     pub fn finish(mut self) -> (WorkerTotals, S) {
         let now = self.clock;
         let t = &mut self.tracker;
-        for id in t.table.ids() {
+        // Report in first-seen order so output is the same on every run.
+        let mut ids = t.table.ids();
+        ids.sort_by_key(|&id| {
+            let f = t.table.get_mut(id);
+            (f.first, f.key.a_port, f.key.b_port)
+        });
+        for id in ids {
             let flow = t.table.remove(id);
             // A connection that already closed reports how it closed, even mid-linger.
             let reason = match flow.tcp.as_ref() {
