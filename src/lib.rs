@@ -6,6 +6,7 @@
 //! records to a [`export::RecordSink`].
 
 pub mod capture;
+pub mod check;
 pub mod config;
 pub mod events;
 pub mod export;

@@ -35,6 +35,8 @@ enum Cmd {
         #[arg(long)]
         workers: Option<usize>,
     },
+    /// Check whether this host can capture, and which engine each interface would use.
+    Check,
     /// Write a synthetic capture (HTTP/1.1 over TCP, optional UDP) for demos and benchmarks.
     Synth {
         /// Output pcap file.
@@ -81,6 +83,13 @@ fn main() -> anyhow::Result<()> {
                 flows = totals.flows,
                 "replay done"
             );
+        }
+        Cmd::Check => {
+            let report = podtap::check::run();
+            print!("{}", report.render());
+            if !report.all_ok() {
+                std::process::exit(1);
+            }
         }
         Cmd::Synth { out, opts } => {
             let f = std::fs::File::create(&out)

@@ -1,0 +1,357 @@
+//! `podtap check`: can this host capture, and how? Each probe says what it found and, for
+//! every problem, what to do about it. The probes are real (open the sockets, read the
+//! limits), not guesses from the kernel version.
+
+use std::fmt::Write;
+
+/// Result of one probe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub what: &'static str,
+    pub ok: bool,
+    pub detail: String,
+    /// What to do when not ok.
+    pub fix: Option<String>,
+}
+
+fn finding(what: &'static str, ok: bool, detail: impl Into<String>, fix: Option<&str>) -> Finding {
+    Finding {
+        what,
+        ok,
+        detail: detail.into(),
+        fix: if ok { None } else { fix.map(str::to_string) },
+    }
+}
+
+/// An interface and what podtap would do with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interface {
+    pub name: String,
+    pub ifindex: u32,
+    pub kind: &'static str,
+    pub up: bool,
+    /// Capture engine `capture.mode = "auto"` picks, and why.
+    pub auto_mode: &'static str,
+    pub reason: &'static str,
+}
+
+pub struct Report {
+    pub findings: Vec<Finding>,
+    pub interfaces: Vec<Interface>,
+}
+
+impl Report {
+    pub fn all_ok(&self) -> bool {
+        self.findings.iter().all(|f| f.ok)
+    }
+
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        for f in &self.findings {
+            let _ = writeln!(
+                s,
+                "[{}] {:<22} {}",
+                if f.ok { " ok " } else { "FAIL" },
+                f.what,
+                f.detail
+            );
+            if let Some(fix) = &f.fix {
+                let _ = writeln!(s, "       fix: {fix}");
+            }
+        }
+        let _ = writeln!(
+            s,
+            "\n{:<18} {:>7} {:<10} {:<5} {:<8} reason",
+            "interface", "ifindex", "kind", "up", "auto"
+        );
+        for i in &self.interfaces {
+            let _ = writeln!(
+                s,
+                "{:<18} {:>7} {:<10} {:<5} {:<8} {}",
+                i.name, i.ifindex, i.kind, i.up, i.auto_mode, i.reason
+            );
+        }
+        s
+    }
+}
+
+pub fn run() -> Report {
+    let mut findings = vec![kernel(), capabilities()];
+    findings.push(af_packet());
+    findings.push(af_xdp());
+    findings.push(bpffs());
+    findings.push(memlock());
+    Report {
+        findings,
+        interfaces: interfaces(),
+    }
+}
+
+fn kernel() -> Finding {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse::<u32>().ok());
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    // AF_XDP need-wakeup and shared UMEM are 5.4+; TPACKET_V3 is far older.
+    let ok = (major, minor) >= (5, 4);
+    finding(
+        "kernel",
+        ok,
+        format!("Linux {release}"),
+        Some("AF_XDP needs Linux 5.4 or newer; podtap falls back to TPACKET_V3"),
+    )
+}
+
+/// Effective capability bits from /proc/self/status.
+fn cap_eff() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0)
+}
+
+fn capabilities() -> Finding {
+    const NEEDED: [(u32, &str); 4] = [
+        (12, "CAP_NET_ADMIN"),
+        (13, "CAP_NET_RAW"),
+        (39, "CAP_BPF"),
+        (14, "CAP_IPC_LOCK"),
+    ];
+    let eff = cap_eff();
+    let missing: Vec<&str> = NEEDED
+        .iter()
+        .filter(|(bit, _)| eff & (1u64 << bit) == 0)
+        .map(|(_, n)| *n)
+        .collect();
+    let detail = if missing.is_empty() {
+        "NET_ADMIN NET_RAW BPF IPC_LOCK present".to_string()
+    } else {
+        format!("missing {}", missing.join(" "))
+    };
+    finding(
+        "capabilities",
+        missing.is_empty(),
+        detail,
+        Some(
+            "run as root, or grant the capabilities (systemd: AmbientCapabilities=, Kubernetes: securityContext.capabilities.add)",
+        ),
+    )
+}
+
+fn af_packet() -> Finding {
+    // SAFETY: plain socket(2)/setsockopt(2)/close(2) on a descriptor we own.
+    unsafe {
+        let fd = libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW,
+            (libc::ETH_P_ALL as u16).to_be() as i32,
+        );
+        if fd < 0 {
+            let e = std::io::Error::last_os_error();
+            return finding(
+                "AF_PACKET",
+                false,
+                format!("socket: {e}"),
+                Some("run as root or grant CAP_NET_RAW"),
+            );
+        }
+        // TPACKET_V3 = 2 (enum tpacket_versions in linux/if_packet.h).
+        let v: libc::c_int = 2;
+        let r = libc::setsockopt(
+            fd,
+            libc::SOL_PACKET,
+            libc::PACKET_VERSION,
+            &v as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as u32,
+        );
+        let e = std::io::Error::last_os_error();
+        libc::close(fd);
+        if r < 0 {
+            return finding(
+                "AF_PACKET",
+                false,
+                format!("TPACKET_V3: {e}"),
+                Some("the kernel lacks TPACKET_V3 (Linux 3.2+)"),
+            );
+        }
+    }
+    finding("AF_PACKET", true, "TPACKET_V3 rings available", None)
+}
+
+fn af_xdp() -> Finding {
+    const AF_XDP: i32 = 44;
+    // SAFETY: socket(2)/close(2) on a descriptor we own.
+    let (fd, e) = unsafe {
+        let fd = libc::socket(AF_XDP, libc::SOCK_RAW, 0);
+        (fd, std::io::Error::last_os_error())
+    };
+    if fd >= 0 {
+        // SAFETY: fd was just returned by socket(2).
+        unsafe { libc::close(fd) };
+        return finding("AF_XDP", true, "XDP sockets available", None);
+    }
+    let fix = match e.raw_os_error() {
+        Some(libc::EAFNOSUPPORT) => {
+            "the kernel was built without CONFIG_XDP_SOCKETS: podtap uses TPACKET_V3"
+        }
+        _ => "run as root or grant CAP_NET_RAW and CAP_BPF",
+    };
+    finding("AF_XDP", false, format!("socket: {e}"), Some(fix))
+}
+
+fn bpffs() -> Finding {
+    const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+    let path = c"/sys/fs/bpf";
+    // SAFETY: statfs(2) into a zeroed struct we own.
+    let mounted = unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        libc::statfs(path.as_ptr(), &mut st) == 0 && st.f_type as i64 == BPF_FS_MAGIC
+    };
+    finding(
+        "bpffs",
+        mounted,
+        if mounted {
+            "/sys/fs/bpf is a BPF filesystem"
+        } else {
+            "/sys/fs/bpf is not mounted"
+        },
+        Some("mount -t bpf bpf /sys/fs/bpf (needed to pin the XDP program)"),
+    )
+}
+
+fn memlock() -> Finding {
+    // SAFETY: getrlimit(2) into a struct we own.
+    let lim = unsafe {
+        let mut r: libc::rlimit = std::mem::zeroed();
+        libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r);
+        r.rlim_cur
+    };
+    let unlimited = lim == libc::RLIM_INFINITY;
+    // AF_XDP pins its UMEM against RLIMIT_MEMLOCK unless the process has CAP_IPC_LOCK.
+    let ipc_lock = cap_eff() & (1 << 14) != 0;
+    let ok = unlimited || lim >= 256 << 20 || ipc_lock;
+    let mut detail = if unlimited {
+        "unlimited".to_string()
+    } else {
+        format!("{} KiB", lim / 1024)
+    };
+    if ipc_lock && !unlimited {
+        detail.push_str(" (not enforced: CAP_IPC_LOCK)");
+    }
+    finding(
+        "memlock limit",
+        ok,
+        detail,
+        Some("raise it: ulimit -l unlimited, or LimitMEMLOCK=infinity in the systemd unit"),
+    )
+}
+
+fn interfaces() -> Vec<Interface> {
+    let Ok(dir) = std::fs::read_dir("/sys/class/net") else {
+        return Vec::new();
+    };
+    let mut v: Vec<Interface> = dir
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let base = e.path();
+            let ifindex = std::fs::read_to_string(base.join("ifindex"))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()?;
+            let up =
+                std::fs::read_to_string(base.join("operstate")).is_ok_and(|s| s.trim() != "down");
+            let uevent = std::fs::read_to_string(base.join("uevent")).unwrap_or_default();
+            let devtype = uevent
+                .lines()
+                .find_map(|l| l.strip_prefix("DEVTYPE="))
+                .unwrap_or("");
+            let physical = base.join("device").exists();
+            let kind = match (name.as_str(), devtype, physical) {
+                ("lo", _, _) => "loopback",
+                (_, "bridge", _) => "bridge",
+                (_, "vxlan", _) => "vxlan",
+                (_, "", true) => "physical",
+                _ if is_veth(&name) => "veth",
+                (_, "", false) => "virtual",
+                (_, t, _) => match t {
+                    "wlan" => "wireless",
+                    _ => "other",
+                },
+            };
+            let (auto_mode, reason) = auto_choice(kind);
+            Some(Interface {
+                name,
+                ifindex,
+                kind,
+                up,
+                auto_mode,
+                reason,
+            })
+        })
+        .collect();
+    v.sort_by_key(|i| i.ifindex);
+    v
+}
+
+fn is_veth(name: &str) -> bool {
+    // A veth's driver directory is not exposed in sysfs; its peer link (iflink) differs
+    // from its own index, which is what marks a pair.
+    let base = std::path::Path::new("/sys/class/net").join(name);
+    let read = |f: &str| {
+        std::fs::read_to_string(base.join(f))
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    matches!((read("ifindex"), read("iflink")), (Some(a), Some(b)) if a != b)
+}
+
+/// What `capture.mode = "auto"` picks for a kind of interface, from the benchmarks in
+/// perf/RESULTS.md: AF_XDP on veths runs in copy mode only and is slower than TPACKET_V3
+/// there; on physical NICs (a SPAN/TAP port or mirror feed) AF_XDP binds the queues.
+pub fn auto_choice(kind: &str) -> (&'static str, &'static str) {
+    match kind {
+        "physical" => (
+            "xdp",
+            "NIC queues: AF_XDP (zero-copy where the driver supports it)",
+        ),
+        "veth" => (
+            "tpacket",
+            "veth: AF_XDP is copy-mode only here and slower than TPACKET_V3",
+        ),
+        "loopback" => ("tpacket", "loopback has no XDP receive path for copies"),
+        _ => (
+            "tpacket",
+            "virtual device: TPACKET_V3 sees both directions without mirroring",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_report_something_for_every_check() {
+        let r = run();
+        assert_eq!(r.findings.len(), 6);
+        assert!(r.findings.iter().all(|f| !f.detail.is_empty()));
+        assert!(
+            r.findings.iter().filter(|f| !f.ok).all(|f| f.fix.is_some()),
+            "every problem has a fix"
+        );
+        assert!(
+            r.interfaces
+                .iter()
+                .any(|i| i.name == "lo" && i.kind == "loopback")
+        );
+        assert!(r.render().contains("interface"));
+    }
+}
