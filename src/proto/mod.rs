@@ -6,6 +6,7 @@
 //! layer feeds each decoder the in-order bytes of each direction (TCP) or whole datagrams
 //! (UDP), and tells it about gaps and the close of the connection.
 
+pub mod dns;
 pub mod stream_stats;
 pub mod transaction;
 
