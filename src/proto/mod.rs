@@ -8,6 +8,7 @@
 
 pub mod dns;
 pub mod stream_stats;
+pub mod tls;
 pub mod transaction;
 
 pub use stream_stats::StreamStats;
