@@ -1319,6 +1319,20 @@ pub(crate) mod fixture {
             .collect()
     }
 
+    /// xorshift64*: deterministic pseudo-random bytes for the robustness tests.
+    pub(crate) struct Rng(pub u64);
+    impl Rng {
+        pub(crate) fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        pub(crate) fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+    }
+
     pub(crate) enum Feed {
         Data(Direction, Vec<u8>, Timestamp),
         Gap(Direction, u32),
@@ -2142,20 +2156,6 @@ mod tests {
         assert_eq!(s(&out[0], "podtap.dns.opcode"), "NOTIFY");
     }
 
-    /// xorshift64*: deterministic pseudo-random bytes for the robustness tests.
-    pub(crate) struct Rng(pub u64);
-    impl Rng {
-        pub fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        pub fn below(&mut self, n: usize) -> usize {
-            (self.next() % n.max(1) as u64) as usize
-        }
-    }
-
     #[test]
     fn fuzz_never_panics() {
         let seeds: Vec<Vec<u8>> = [
@@ -2168,7 +2168,7 @@ mod tests {
             .iter()
             .map(|h| hex(h))
             .collect();
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = super::fixture::Rng(0x9e37_79b9_7f4a_7c15);
         let mut name = Name::default();
         let mut out = Vec::new();
         let mut udp = DnsParser::udp();
