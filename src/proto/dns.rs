@@ -30,6 +30,11 @@
 //!   open until the answer sections have carried the closing SOA (the second SOA record),
 //!   or until the connection closes (then it is marked `closed`). IXFR and all other
 //!   types end at their first response message.
+//!
+//! Over TCP, a gap inside a message costs only that message (the length prefix says where
+//! the next one starts). After a gap past a message boundary, decoding resumes if the next
+//! bytes look like a length-prefixed DNS header; otherwise that direction is given up.
+//! Queries reported incomplete after a gap carry [`Completeness::GAP`].
 
 use std::collections::VecDeque;
 
@@ -1127,6 +1132,10 @@ impl DnsParser {
                 data = rest;
                 self.on_message(msg, wire, first_ts, ts, out);
                 continue;
+            }
+            if f.buf.is_empty() {
+                // Bounded by `max_tcp_message`; grown once per message, not per segment.
+                f.buf.reserve(f.msg_len);
             }
             let n = need.min(data.len());
             f.buf.extend_from_slice(&data[..n]);

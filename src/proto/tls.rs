@@ -533,6 +533,7 @@ fn alert_text(d: u8) -> CompactString {
 /// Append `bytes` as printable text, escaping others as `\DDD` (as for DNS names), up to
 /// `max` characters: peer-controlled strings must stay bounded and valid UTF-8.
 fn push_text(out: &mut CompactString, bytes: &[u8], max: usize) {
+    out.reserve(bytes.len().min(max.saturating_sub(out.len())));
     for &b in bytes {
         if out.len() + 4 > max {
             break;
@@ -666,6 +667,10 @@ impl HsReader {
                     sink(HsEvent::TooLarge);
                 }
                 self.buf.clear();
+                if self.keep {
+                    // Bounded by `max`; grown once, not per segment.
+                    self.buf.reserve(self.left);
+                }
                 if self.left == 0 {
                     self.end(sink);
                 }
