@@ -1265,10 +1265,10 @@ impl L7Parser for TlsParser {
         if st.payload == Payload::AppData {
             self.encrypted[d] += st.left as u64;
         }
-        if st.payload == Payload::Handshake || st.hdr_len > 0 {
-            st.hs = HsReader::default();
-            st.hs_broken = true;
-        }
+        // Whole records may have been lost, and a handshake message may have started in
+        // one of them: this side's handshake messages can no longer be framed.
+        st.hs = HsReader::default();
+        st.hs_broken = true;
         st.left = 0;
         st.hdr_len = 0;
         st.payload = Payload::Skip;
