@@ -34,6 +34,8 @@ pub struct Config {
     pub replay: ReplayConfig,
     pub output: OutputConfig,
     pub protocols: crate::proto::detect::ProtocolsConfig,
+    pub dns: crate::proto::dns::DnsConfig,
+    pub tls: crate::proto::tls::TlsConfig,
 }
 
 /// Flow table limits and timeouts (per worker).

@@ -114,7 +114,7 @@ impl<S: RecordSink> Worker<S> {
                 counters: Counters::default(),
                 txs: Vec::with_capacity(64),
                 expired: Vec::with_capacity(MAX_EXPIRE_PER_TICK),
-                decoders: DecoderFactory::new(cfg.protocols.clone()),
+                decoders: DecoderFactory::from_config(cfg),
                 sweep_cursor: 0,
                 sink,
                 flows: 0,
@@ -330,13 +330,14 @@ impl<S: RecordSink> Tracker<S> {
     /// the table per tick, round-robin, so the cost per tick stays small.
     fn sweep_l7_timeouts(&mut self, now: Timestamp) {
         let timeout = self.settings.transaction_timeout_ns;
-        let txs = &mut self.txs;
+        let (txs, counters) = (&mut self.txs, &mut self.counters);
         let mut pending = Vec::new();
         self.sweep_cursor = self
             .table
             .sweep(self.sweep_cursor, MAX_EXPIRE_PER_TICK, |flow| {
                 if let Some(s) = flow.l7.as_mut() {
                     s.tick(now, timeout, txs);
+                    s.drain_stats(counters);
                     if !txs.is_empty() {
                         pending.push((flow.client(), flow.server(), std::mem::take(txs)));
                     }
@@ -365,6 +366,7 @@ impl<S: RecordSink> Tracker<S> {
         }
         if let Some(s) = l7.as_mut() {
             s.close(ts, reason == EndReason::Rst, txs);
+            s.drain_stats(&mut self.counters);
         }
         if let Some(t) = flow.tcp.as_ref() {
             // Packets from one side only, though that side acknowledges the other: the

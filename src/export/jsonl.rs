@@ -165,6 +165,13 @@ pub fn write_flow(out: &mut String, f: &FlowRecord) {
                 .u64(&format!("podtap.flow.{side}.gap_bytes"), t.gap_bytes[d]);
         }
     }
+    if let Some(t) = &f.tls {
+        if let Some(sni) = &t.server_name {
+            o.str("tls.client.server_name", sni);
+        }
+        o.u64("podtap.tls.client.encrypted_bytes", t.encrypted_bytes[0])
+            .u64("podtap.tls.server.encrypted_bytes", t.encrypted_bytes[1]);
+    }
     o.end();
 }
 

@@ -143,6 +143,13 @@ impl Flow {
             reassembled: [t.streams[0].delivered, t.streams[1].delivered],
             gap_bytes: [t.streams[0].gap_bytes, t.streams[1].gap_bytes],
         });
+        let tls = self.l7.as_ref().and_then(|s| match s.decoder() {
+            Some(crate::proto::Decoder::Tls(t)) if t.is_tls() => Some(TlsRecord {
+                server_name: t.server_name().map(Into::into),
+                encrypted_bytes: t.encrypted_bytes(),
+            }),
+            _ => None,
+        });
         FlowRecord {
             obs: self.key.obs,
             vlan: self.key.vlan,
@@ -156,6 +163,7 @@ impl Flow {
             reason,
             protocol: self.protocol(),
             tcp,
+            tls,
         }
     }
 }
@@ -207,6 +215,15 @@ pub struct TcpRecord {
     pub gap_bytes: [u64; 2],
 }
 
+/// TLS details of a finished flow: the rest of the connection is counted as encrypted
+/// bytes under the server name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsRecord {
+    pub server_name: Option<compact_str::CompactString>,
+    /// Application-data bytes, indexed by direction (sent by the client, by the server).
+    pub encrypted_bytes: [u64; 2],
+}
+
 /// Everything reported about a flow when it ends.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlowRecord {
@@ -223,6 +240,7 @@ pub struct FlowRecord {
     pub reason: EndReason,
     pub protocol: Protocol,
     pub tcp: Option<TcpRecord>,
+    pub tls: Option<TlsRecord>,
 }
 
 impl FlowRecord {

@@ -7,13 +7,16 @@
 //! (UDP), and tells it about gaps and the close of the connection.
 
 pub mod detect;
+pub mod dns;
 pub mod session;
 pub mod stream_stats;
+pub mod tls;
 pub mod transaction;
 
 pub use stream_stats::StreamStats;
 pub use transaction::{AttrValue, Completeness, Endpoint, TraceContext, Transaction};
 
+use crate::events::Counters;
 use crate::time::Timestamp;
 
 /// Which side sent the bytes.
@@ -114,19 +117,34 @@ pub trait L7Parser {
 
 /// Static dispatch over the decoders (no trait objects on the packet path).
 pub enum Decoder {
+    /// Streams no decoder claimed: counted, not decoded.
     StreamStats(StreamStats),
+    Dns(dns::DnsParser),
+    Tls(tls::TlsParser),
 }
 
 impl Decoder {
     pub fn protocol(&self) -> Protocol {
         match self {
             Decoder::StreamStats(_) => Protocol::Unknown,
+            Decoder::Dns(_) => Protocol::Dns,
+            Decoder::Tls(_) => Protocol::Tls,
         }
     }
 
     pub fn as_stream_stats(&self) -> Option<&StreamStats> {
         match self {
             Decoder::StreamStats(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Fold the decoder's own drop/error counts (since the last call) into `c`.
+    pub fn drain_stats(&mut self, c: &mut Counters) {
+        match self {
+            Decoder::StreamStats(_) => {}
+            Decoder::Dns(p) => p.take_stats().add_to(c),
+            Decoder::Tls(p) => p.take_stats().add_to(c),
         }
     }
 }
@@ -135,6 +153,8 @@ macro_rules! dispatch {
     ($self:ident, $p:ident => $e:expr) => {
         match $self {
             Decoder::StreamStats($p) => $e,
+            Decoder::Dns($p) => $e,
+            Decoder::Tls($p) => $e,
         }
     };
 }

@@ -3,7 +3,10 @@
 //! so every stream still exercises the `L7Parser` seam and gets flow statistics.
 
 use super::detect::{Detection, ProtocolsConfig, Transport, detect};
+use super::dns::{DnsConfig, DnsParser};
+use super::tls::{TlsConfig, TlsParser};
 use super::{Decoder, Direction, L7Parser, Progress, Protocol, StreamStats, Transaction};
+use crate::events::Counters;
 use crate::time::Timestamp;
 
 /// Bytes kept while a signature is still incomplete (the HTTP/2 preface is 24).
@@ -12,18 +15,29 @@ const PREFIX: usize = 32;
 const MAX_TRIES: u8 = 4;
 
 /// Builds decoders from the configuration (one per worker).
+#[derive(Clone, Default)]
 pub struct DecoderFactory {
     pub protocols: ProtocolsConfig,
+    pub dns: DnsConfig,
+    pub tls: TlsConfig,
 }
 
 impl DecoderFactory {
-    pub fn new(protocols: ProtocolsConfig) -> Self {
-        DecoderFactory { protocols }
+    pub fn from_config(cfg: &crate::config::Config) -> Self {
+        DecoderFactory {
+            protocols: cfg.protocols.clone(),
+            dns: cfg.dns.clone(),
+            tls: cfg.tls.clone(),
+        }
     }
 
     /// A decoder for `p`, or `None` when podtap has none for it (yet).
-    pub fn make(&self, p: Protocol, _transport: Transport) -> Option<Decoder> {
+    pub fn make(&self, p: Protocol, transport: Transport) -> Option<Decoder> {
         match p {
+            Protocol::Dns => Some(Decoder::Dns(DnsParser::new(transport, &self.dns))),
+            Protocol::Tls if transport == Transport::Tcp => {
+                Some(Decoder::Tls(TlsParser::new(&self.tls)))
+            }
             _ => None,
         }
     }
@@ -183,6 +197,13 @@ impl L7Session {
         }
     }
 
+    /// Fold the decoder's drop/error counts into the worker's counters.
+    pub fn drain_stats(&mut self, c: &mut Counters) {
+        if let State::Active(d) | State::Done(d) = &mut self.state {
+            d.drain_stats(c);
+        }
+    }
+
     pub fn tick(&mut self, now: Timestamp, timeout_ns: u64, out: &mut Vec<Transaction>) {
         if let State::Active(d) = &mut self.state {
             d.on_tick(now, timeout_ns, out);
@@ -196,7 +217,7 @@ mod tests {
 
     #[test]
     fn undetected_streams_reach_the_byte_counter_including_held_prefix() {
-        let f = DecoderFactory::new(ProtocolsConfig::default());
+        let f = DecoderFactory::default();
         let mut s = L7Session::new(Transport::Tcp, 80);
         let mut out = Vec::new();
         // "GE" could be HTTP: held; then "T" completes... into something that is not HTTP.
