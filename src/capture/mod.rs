@@ -2,6 +2,7 @@
 //! files all hand the worker the same [`Frame`]s through the [`Source`] trait, so replaying
 //! a file runs exactly the code that live capture runs.
 
+pub mod iface;
 pub mod pcap_file;
 
 use crate::packet::LinkType;
