@@ -34,6 +34,7 @@ pub struct Config {
     pub replay: ReplayConfig,
     pub output: OutputConfig,
     pub protocols: crate::proto::detect::ProtocolsConfig,
+    pub http: crate::proto::http_common::HttpConfig,
     pub dns: crate::proto::dns::DnsConfig,
     pub tls: crate::proto::tls::TlsConfig,
 }
@@ -201,6 +202,11 @@ impl Config {
         for (key, v) in positive {
             if v == 0 {
                 return Err((key, "must be at least 1".into()));
+            }
+        }
+        for rule in &self.http.route.rules {
+            if let Err(e) = regex::Regex::new(&rule.pattern) {
+                return Err(("http.route.rules.pattern", e.to_string()));
             }
         }
         if self.reassembly.max_worker_bytes < self.reassembly.max_flow_bytes {

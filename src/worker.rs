@@ -114,7 +114,7 @@ impl<S: RecordSink> Worker<S> {
                 counters: Counters::default(),
                 txs: Vec::with_capacity(64),
                 expired: Vec::with_capacity(MAX_EXPIRE_PER_TICK),
-                decoders: DecoderFactory::from_config(cfg),
+                decoders: DecoderFactory::from_config(cfg).expect("config validated route rules"),
                 sweep_cursor: 0,
                 sink,
                 flows: 0,

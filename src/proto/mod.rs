@@ -8,6 +8,8 @@
 
 pub mod detect;
 pub mod dns;
+pub mod http1;
+pub mod http_common;
 pub mod session;
 pub mod stream_stats;
 pub mod tls;
@@ -119,6 +121,7 @@ pub trait L7Parser {
 pub enum Decoder {
     /// Streams no decoder claimed: counted, not decoded.
     StreamStats(StreamStats),
+    Http1(http1::Http1Parser),
     Dns(dns::DnsParser),
     Tls(tls::TlsParser),
 }
@@ -127,6 +130,7 @@ impl Decoder {
     pub fn protocol(&self) -> Protocol {
         match self {
             Decoder::StreamStats(_) => Protocol::Unknown,
+            Decoder::Http1(_) => Protocol::Http,
             Decoder::Dns(_) => Protocol::Dns,
             Decoder::Tls(_) => Protocol::Tls,
         }
@@ -143,6 +147,7 @@ impl Decoder {
     pub fn drain_stats(&mut self, c: &mut Counters) {
         match self {
             Decoder::StreamStats(_) => {}
+            Decoder::Http1(p) => p.take_stats().add_to(c),
             Decoder::Dns(p) => p.take_stats().add_to(c),
             Decoder::Tls(p) => p.take_stats().add_to(c),
         }
@@ -153,6 +158,7 @@ macro_rules! dispatch {
     ($self:ident, $p:ident => $e:expr) => {
         match $self {
             Decoder::StreamStats($p) => $e,
+            Decoder::Http1($p) => $e,
             Decoder::Dns($p) => $e,
             Decoder::Tls($p) => $e,
         }

@@ -4,10 +4,13 @@
 
 use super::detect::{Detection, ProtocolsConfig, Transport, detect};
 use super::dns::{DnsConfig, DnsParser};
+use super::http_common::HttpSettings;
+use super::http1::Http1Parser;
 use super::tls::{TlsConfig, TlsParser};
 use super::{Decoder, Direction, L7Parser, Progress, Protocol, StreamStats, Transaction};
 use crate::events::Counters;
 use crate::time::Timestamp;
+use std::sync::Arc;
 
 /// Bytes kept while a signature is still incomplete (the HTTP/2 preface is 24).
 const PREFIX: usize = 32;
@@ -18,22 +21,28 @@ const MAX_TRIES: u8 = 4;
 #[derive(Clone, Default)]
 pub struct DecoderFactory {
     pub protocols: ProtocolsConfig,
+    pub http: Arc<HttpSettings>,
     pub dns: DnsConfig,
     pub tls: TlsConfig,
 }
 
 impl DecoderFactory {
-    pub fn from_config(cfg: &crate::config::Config) -> Self {
-        DecoderFactory {
+    /// Fails only on an invalid `http.route.rules` pattern (rejected when loading config).
+    pub fn from_config(cfg: &crate::config::Config) -> Result<Self, regex::Error> {
+        Ok(DecoderFactory {
             protocols: cfg.protocols.clone(),
+            http: Arc::new(HttpSettings::new(cfg.http.clone())?),
             dns: cfg.dns.clone(),
             tls: cfg.tls.clone(),
-        }
+        })
     }
 
     /// A decoder for `p`, or `None` when podtap has none for it (yet).
     pub fn make(&self, p: Protocol, transport: Transport) -> Option<Decoder> {
         match p {
+            Protocol::Http if transport == Transport::Tcp => {
+                Some(Decoder::Http1(Http1Parser::new(self.http.clone())))
+            }
             Protocol::Dns => Some(Decoder::Dns(DnsParser::new(transport, &self.dns))),
             Protocol::Tls if transport == Transport::Tcp => {
                 Some(Decoder::Tls(TlsParser::new(&self.tls)))

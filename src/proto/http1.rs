@@ -1,0 +1,846 @@
+//! HTTP/1.0 and HTTP/1.1.
+//!
+//! Two layers: message framing per direction (heads parsed zero-copy with `httparse`,
+//! bodies skipped by length, chunked encoding walked without buffering the body) and the
+//! pairing of requests with responses in order (keep-alive and pipelining). Interim 1xx
+//! responses do not complete a request; HEAD, 204 and 304 responses have no body; a
+//! response without a length runs to the end of the connection. After a 101 (WebSocket,
+//! h2c) or a successful CONNECT the connection is no longer HTTP/1 and decoding stops.
+
+use compact_str::CompactString;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use super::http_common::{HttpSettings, TraceHeaders};
+use super::{Completeness, Direction, L7Parser, Progress, Protocol, Transaction};
+use crate::events::{Counters, Event};
+use crate::time::Timestamp;
+
+/// Headers parsed per message; more is a malformed message for podtap's purposes.
+const MAX_HEADERS: usize = 100;
+
+/// What went wrong on one connection since the last `take_stats`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Http1Stats {
+    pub parse_errors: u64,
+    pub buffer_limit: u64,
+    pub pending_limit: u64,
+    pub timeouts: u64,
+}
+
+impl Http1Stats {
+    pub fn add_to(&self, c: &mut Counters) {
+        c.add(Event::L7ParseError, self.parse_errors);
+        c.add(Event::L7BufferLimit, self.buffer_limit);
+        c.add(Event::PendingLimit, self.pending_limit);
+        c.add(Event::TransactionTimeout, self.timeouts);
+    }
+}
+
+/// Framing state of one direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Framing {
+    /// Expecting (or inside) a message head.
+    Head,
+    /// Skipping a body of known remaining length.
+    Body(u64),
+    Chunked(Chunk),
+    /// Body delimited by the end of the connection.
+    UntilClose,
+    /// Lost sync (gap, garbage, oversized head): look for the next message start.
+    Lost,
+    /// No longer HTTP/1 (after 101 or CONNECT).
+    Tunnel,
+}
+
+/// Chunked transfer coding, one state per position in the grammar.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Chunk {
+    Size { val: u64, digits: u8, ext: bool },
+    SizeLf { val: u64 },
+    Data(u64),
+    DataCr,
+    DataLf,
+    TrailerStart,
+    TrailerLine,
+    TrailerEndLf,
+}
+
+/// Result of walking chunked bytes.
+enum ChunkStep {
+    More,
+    Done,
+    Error,
+}
+
+/// Walk chunked framing over `b`; returns bytes consumed and whether the body ended.
+fn step_chunked(st: &mut Chunk, b: &[u8]) -> (usize, ChunkStep) {
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        match st {
+            Chunk::Data(n) => {
+                let take = (*n).min((b.len() - i) as u64);
+                i += take as usize;
+                *n -= take;
+                if *n == 0 {
+                    *st = Chunk::DataCr;
+                }
+                continue;
+            }
+            Chunk::Size { val, digits, ext } => {
+                if !*ext && c.is_ascii_hexdigit() {
+                    let d = (c as char).to_digit(16).unwrap_or(0) as u64;
+                    match val.checked_mul(16).and_then(|v| v.checked_add(d)) {
+                        Some(v) if *digits < 16 => {
+                            *val = v;
+                            *digits += 1;
+                        }
+                        _ => return (i, ChunkStep::Error),
+                    }
+                } else if c == b'\r' || c == b'\n' {
+                    if *digits == 0 {
+                        return (i, ChunkStep::Error);
+                    }
+                    let v = *val;
+                    if c == b'\r' {
+                        *st = Chunk::SizeLf { val: v };
+                    } else {
+                        *st = if v == 0 {
+                            Chunk::TrailerStart
+                        } else {
+                            Chunk::Data(v)
+                        };
+                    }
+                } else if *digits > 0 && matches!(c, b';' | b' ' | b'\t') {
+                    *ext = true;
+                } else if !*ext {
+                    return (i, ChunkStep::Error);
+                }
+            }
+            Chunk::SizeLf { val } => {
+                if c != b'\n' {
+                    return (i, ChunkStep::Error);
+                }
+                *st = if *val == 0 {
+                    Chunk::TrailerStart
+                } else {
+                    Chunk::Data(*val)
+                };
+            }
+            Chunk::DataCr => match c {
+                b'\r' => *st = Chunk::DataLf,
+                b'\n' => {
+                    *st = Chunk::Size {
+                        val: 0,
+                        digits: 0,
+                        ext: false,
+                    }
+                }
+                _ => return (i, ChunkStep::Error),
+            },
+            Chunk::DataLf => {
+                if c != b'\n' {
+                    return (i, ChunkStep::Error);
+                }
+                *st = Chunk::Size {
+                    val: 0,
+                    digits: 0,
+                    ext: false,
+                };
+            }
+            Chunk::TrailerStart => match c {
+                b'\r' => *st = Chunk::TrailerEndLf,
+                b'\n' => return (i + 1, ChunkStep::Done),
+                _ => *st = Chunk::TrailerLine,
+            },
+            Chunk::TrailerLine => {
+                if c == b'\n' {
+                    *st = Chunk::TrailerStart;
+                }
+            }
+            Chunk::TrailerEndLf => {
+                return if c == b'\n' {
+                    (i + 1, ChunkStep::Done)
+                } else {
+                    (i, ChunkStep::Error)
+                };
+            }
+        }
+        i += 1;
+    }
+    (i, ChunkStep::More)
+}
+
+/// One direction's message state.
+struct Side {
+    framing: Framing,
+    /// Head bytes when a head spans several chunks (bounded by `max_header_bytes`).
+    buf: Vec<u8>,
+    /// Bytes of the current message so far.
+    msg_bytes: u64,
+    /// Body bytes of the current message so far.
+    body_bytes: u64,
+    msg_start: Timestamp,
+    /// The current message crossed a gap.
+    gap: bool,
+    /// At the start of a line (for resynchronisation).
+    line_start: bool,
+}
+
+impl Side {
+    fn new() -> Side {
+        Side {
+            framing: Framing::Head,
+            buf: Vec::new(),
+            msg_bytes: 0,
+            body_bytes: 0,
+            msg_start: Timestamp::ZERO,
+            gap: false,
+            line_start: true,
+        }
+    }
+
+    fn reset_message(&mut self) {
+        self.framing = Framing::Head;
+        self.msg_bytes = 0;
+        self.body_bytes = 0;
+        self.gap = false;
+        self.buf.clear();
+    }
+}
+
+/// A request waiting for its response.
+struct Pending {
+    id: u64,
+    tx: Transaction,
+    head_request: bool,
+    connect: bool,
+}
+
+pub struct Http1Parser {
+    settings: Arc<HttpSettings>,
+    req: Side,
+    resp: Side,
+    pending: VecDeque<Pending>,
+    /// The request whose response is being received.
+    current: Option<Pending>,
+    next_id: u64,
+    /// Id of the request message being received (for its final size).
+    req_id: u64,
+    last_ts: Timestamp,
+    /// Transactions finished by a gap, emitted with the next call that has an output.
+    ready: Vec<Transaction>,
+    stats: Http1Stats,
+}
+
+impl Default for Http1Parser {
+    fn default() -> Self {
+        Http1Parser::new(Arc::new(HttpSettings::default()))
+    }
+}
+
+/// How a message's body is delimited.
+fn body_framing(chunked: bool, content_length: Option<u64>, until_close: bool) -> Framing {
+    if chunked {
+        Framing::Chunked(Chunk::Size {
+            val: 0,
+            digits: 0,
+            ext: false,
+        })
+    } else if let Some(n) = content_length {
+        Framing::Body(n)
+    } else if until_close {
+        Framing::UntilClose
+    } else {
+        Framing::Body(0)
+    }
+}
+
+fn header_has_token(v: &[u8], token: &str) -> bool {
+    v.split(|&c| c == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
+
+fn parse_len(v: &[u8]) -> Option<u64> {
+    std::str::from_utf8(v).ok()?.trim().parse().ok()
+}
+
+impl Http1Parser {
+    pub fn new(settings: Arc<HttpSettings>) -> Self {
+        Http1Parser {
+            settings,
+            req: Side::new(),
+            resp: Side::new(),
+            pending: VecDeque::new(),
+            current: None,
+            next_id: 0,
+            req_id: 0,
+            last_ts: Timestamp::ZERO,
+            ready: Vec::new(),
+            stats: Http1Stats::default(),
+        }
+    }
+
+    pub fn take_stats(&mut self) -> Http1Stats {
+        std::mem::take(&mut self.stats)
+    }
+
+    /// Requests still waiting for a response.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn side(&mut self, dir: Direction) -> &mut Side {
+        match dir {
+            Direction::ToServer => &mut self.req,
+            Direction::ToClient => &mut self.resp,
+        }
+    }
+
+    /// Feed bytes of one direction; returns false once the connection left HTTP/1.
+    fn feed(
+        &mut self,
+        dir: Direction,
+        mut rest: &[u8],
+        ts: Timestamp,
+        out: &mut Vec<Transaction>,
+    ) -> bool {
+        while !rest.is_empty() {
+            let side = self.side(dir);
+            match side.framing {
+                Framing::Tunnel => return false,
+                Framing::Head => {
+                    if side.buf.is_empty() && side.msg_bytes == 0 {
+                        side.msg_start = ts;
+                    }
+                    match self.take_head(dir, rest) {
+                        HeadScan::Complete {
+                            consumed,
+                            head_in_buf,
+                        } => {
+                            let ok = if head_in_buf {
+                                // Parse from the buffer, then hand it back (capacity kept).
+                                let buf = std::mem::take(&mut self.side(dir).buf);
+                                let ok = self.on_head(dir, &buf, ts, out);
+                                let side = self.side(dir);
+                                side.buf = buf;
+                                side.buf.clear();
+                                ok
+                            } else {
+                                self.on_head(dir, &rest[..consumed], ts, out)
+                            };
+                            rest = &rest[consumed..];
+                            if !ok {
+                                self.stats.parse_errors += 1;
+                                self.lose_sync(dir);
+                            } else {
+                                self.maybe_complete(dir, ts, out);
+                            }
+                        }
+                        HeadScan::Partial => return true,
+                        HeadScan::TooLarge => {
+                            self.stats.buffer_limit += 1;
+                            self.mark_current(dir, Completeness::TRUNCATED);
+                            self.lose_sync(dir);
+                            return true;
+                        }
+                    }
+                }
+                Framing::Body(n) => {
+                    let take = n.min(rest.len() as u64);
+                    side.framing = Framing::Body(n - take);
+                    side.msg_bytes += take;
+                    side.body_bytes += take;
+                    rest = &rest[take as usize..];
+                    self.maybe_complete(dir, ts, out);
+                }
+                Framing::Chunked(mut st) => {
+                    let (used, step) = step_chunked(&mut st, rest);
+                    side.framing = Framing::Chunked(st);
+                    side.msg_bytes += used as u64;
+                    side.body_bytes += used as u64;
+                    rest = &rest[used..];
+                    match step {
+                        ChunkStep::More => {}
+                        ChunkStep::Done => self.complete(dir, ts, out),
+                        ChunkStep::Error => {
+                            self.stats.parse_errors += 1;
+                            self.lose_sync(dir);
+                        }
+                    }
+                }
+                Framing::UntilClose => {
+                    side.msg_bytes += rest.len() as u64;
+                    side.body_bytes += rest.len() as u64;
+                    return true;
+                }
+                Framing::Lost => match resync(rest, dir, &mut side.line_start) {
+                    Some(at) => {
+                        rest = &rest[at..];
+                        side.reset_message();
+                    }
+                    None => return true,
+                },
+            }
+        }
+        true
+    }
+
+    /// Find the end of the head starting at `rest` (or continuing the buffered one).
+    fn take_head(&mut self, dir: Direction, rest: &[u8]) -> HeadScan {
+        let max = self.settings.cfg.max_header_bytes;
+        let side = self.side(dir);
+        if side.buf.is_empty() {
+            if let Some(end) = head_end(rest, 0) {
+                if end > max {
+                    return HeadScan::TooLarge;
+                }
+                side.msg_bytes += end as u64;
+                return HeadScan::Complete {
+                    consumed: end,
+                    head_in_buf: false,
+                };
+            }
+            if rest.len() > max {
+                return HeadScan::TooLarge;
+            }
+            side.buf.extend_from_slice(rest);
+            side.msg_bytes += rest.len() as u64;
+            return HeadScan::Partial;
+        }
+        let old = side.buf.len();
+        let room = (max + 1).saturating_sub(old);
+        side.buf.extend_from_slice(&rest[..rest.len().min(room)]);
+        match head_end(&side.buf, old.saturating_sub(3)) {
+            Some(end) => {
+                side.buf.truncate(end);
+                let consumed = end - old;
+                side.msg_bytes += consumed as u64;
+                HeadScan::Complete {
+                    consumed,
+                    head_in_buf: true,
+                }
+            }
+            None if side.buf.len() > max => HeadScan::TooLarge,
+            None => {
+                side.msg_bytes += (side.buf.len() - old) as u64;
+                HeadScan::Partial
+            }
+        }
+    }
+
+    fn on_head(
+        &mut self,
+        dir: Direction,
+        head: &[u8],
+        ts: Timestamp,
+        out: &mut Vec<Transaction>,
+    ) -> bool {
+        match dir {
+            Direction::ToServer => self.on_request_head(head, ts, out),
+            Direction::ToClient => self.on_response_head(head, ts, out),
+        }
+    }
+
+    fn on_request_head(&mut self, head: &[u8], ts: Timestamp, out: &mut Vec<Transaction>) -> bool {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut r = httparse::Request::new(&mut headers);
+        let Ok(httparse::Status::Complete(_)) = r.parse(head) else {
+            return false;
+        };
+        let (Some(method), Some(target), Some(version)) = (r.method, r.path, r.version) else {
+            return false;
+        };
+        let start = self.req.msg_start;
+        let mut tx = Transaction::new(Protocol::Http, start);
+        self.settings.finish_request(&mut tx, method, target);
+        tx.attr_str(
+            "network.protocol.version",
+            if version == 0 { "1.0" } else { "1.1" },
+        );
+        let (mut chunked, mut length, mut upgrade) = (false, None, None);
+        let mut trace = TraceHeaders::default();
+        for h in r.headers.iter() {
+            let name = h.name;
+            if name.eq_ignore_ascii_case("host") {
+                let host = String::from_utf8_lossy(h.value);
+                let host = host.trim();
+                // Strip a port, but not the colons of a bracketed IPv6 literal.
+                let host = match host.rfind(':') {
+                    Some(i) if !host[i..].contains(']') => &host[..i],
+                    _ => host,
+                };
+                tx.attr_str(
+                    "server.address",
+                    host.trim_start_matches('[').trim_end_matches(']'),
+                );
+            } else if name.eq_ignore_ascii_case("user-agent") {
+                tx.attr_str(
+                    "user_agent.original",
+                    String::from_utf8_lossy(h.value).as_ref(),
+                );
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = header_has_token(h.value, "chunked");
+            } else if name.eq_ignore_ascii_case("content-length") {
+                length = parse_len(h.value);
+            } else if name.eq_ignore_ascii_case("upgrade") {
+                upgrade = Some(CompactString::from(String::from_utf8_lossy(h.value).trim()));
+            }
+            trace.on_header(name.as_bytes(), h.value);
+            self.settings.capture_header(&mut tx, name, h.value);
+        }
+        tx.trace = trace.finish();
+        if let Some(u) = &upgrade {
+            tx.attr_str("podtap.http.upgrade", u.to_ascii_lowercase());
+        }
+        self.next_id += 1;
+        self.req_id = self.next_id;
+        if self.pending.len() >= self.settings.cfg.max_pending.max(1) {
+            if let Some(mut old) = self.pending.pop_front() {
+                self.stats.pending_limit += 1;
+                old.tx.completeness.set(Completeness::NO_RESPONSE);
+                old.tx.end = ts;
+                out.push(old.tx);
+            }
+        }
+        if self.req.gap {
+            tx.completeness.set(Completeness::GAP);
+        }
+        let connect = method.eq_ignore_ascii_case("CONNECT");
+        self.pending.push_back(Pending {
+            id: self.req_id,
+            tx,
+            head_request: method.eq_ignore_ascii_case("HEAD"),
+            connect,
+        });
+        self.req.framing = body_framing(chunked, length, false);
+        true
+    }
+
+    fn on_response_head(&mut self, head: &[u8], ts: Timestamp, out: &mut Vec<Transaction>) -> bool {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut r = httparse::Response::new(&mut headers);
+        let Ok(httparse::Status::Complete(_)) = r.parse(head) else {
+            return false;
+        };
+        let Some(code) = r.code else { return false };
+        let version = r.version.unwrap_or(1);
+        let (mut chunked, mut length, mut close) = (false, None, version == 0);
+        for h in r.headers.iter() {
+            if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = header_has_token(h.value, "chunked");
+            } else if h.name.eq_ignore_ascii_case("content-length") {
+                length = parse_len(h.value);
+            } else if h.name.eq_ignore_ascii_case("connection") {
+                close |= header_has_token(h.value, "close");
+            }
+        }
+        let head_len = head.len() as u64;
+        if (100..200).contains(&code) && code != 101 {
+            // Interim response: counted towards the request it answers, which stays open.
+            if let Some(p) = self.pending.front_mut() {
+                p.tx.resp_bytes += head_len;
+                p.tx.attr_int("podtap.http.interim_status", code as i64);
+            }
+            self.resp.reset_message();
+            return true;
+        }
+        let mut p = match self.pending.pop_front() {
+            Some(p) => p,
+            None => {
+                // A response without its request: picked up midstream or after a gap.
+                let mut tx = Transaction::new(Protocol::Http, self.resp.msg_start);
+                tx.completeness.set(Completeness::NO_REQUEST);
+                Pending {
+                    id: 0,
+                    tx,
+                    head_request: false,
+                    connect: false,
+                }
+            }
+        };
+        p.tx.status = Some(code as i64);
+        p.tx.attr_int("http.response.status_code", code as i64);
+        if code >= 500 {
+            p.tx.error = Some(code.to_string().into());
+        } else if code >= 400 {
+            p.tx.attr_bool("podtap.http.client_error", true);
+        }
+        if self.resp.gap {
+            p.tx.completeness.set(Completeness::GAP);
+        }
+        let tunnel = code == 101 || (p.connect && (200..300).contains(&code));
+        let no_body = p.head_request || code == 204 || code == 304 || tunnel;
+        self.resp.framing = if no_body {
+            Framing::Body(0)
+        } else {
+            body_framing(chunked, length, true)
+        };
+        if close && self.resp.framing == Framing::UntilClose {
+            p.tx.attr_bool("podtap.http.body_until_close", true);
+        }
+        self.current = Some(p);
+        if tunnel {
+            self.complete(Direction::ToClient, ts, out);
+            self.req.framing = Framing::Tunnel;
+            self.resp.framing = Framing::Tunnel;
+        }
+        true
+    }
+
+    /// A message whose body has been fully skipped is complete.
+    fn maybe_complete(&mut self, dir: Direction, ts: Timestamp, out: &mut Vec<Transaction>) {
+        if self.side(dir).framing == Framing::Body(0) {
+            self.complete(dir, ts, out);
+        }
+    }
+
+    fn complete(&mut self, dir: Direction, ts: Timestamp, out: &mut Vec<Transaction>) {
+        let side = self.side(dir);
+        let (bytes, body) = (side.msg_bytes, side.body_bytes);
+        let tunnel = side.framing == Framing::Tunnel;
+        match dir {
+            Direction::ToServer => {
+                let id = self.req_id;
+                if let Some(p) = self
+                    .pending
+                    .iter_mut()
+                    .chain(self.current.as_mut())
+                    .find(|p| p.id == id)
+                {
+                    p.tx.req_bytes = bytes;
+                    p.tx.attr_int("http.request.body.size", body as i64);
+                }
+            }
+            Direction::ToClient => {
+                if let Some(mut p) = self.current.take() {
+                    p.tx.resp_bytes += bytes;
+                    p.tx.end = ts;
+                    p.tx.attr_int("http.response.body.size", body as i64);
+                    // A request still streaming its body reports what was seen so far.
+                    if p.tx.req_bytes == 0 && p.id == self.req_id {
+                        p.tx.req_bytes = self.req.msg_bytes;
+                    }
+                    out.push(p.tx);
+                }
+            }
+        }
+        if !tunnel {
+            self.side(dir).reset_message();
+        }
+    }
+
+    fn lose_sync(&mut self, dir: Direction) {
+        let side = self.side(dir);
+        side.framing = Framing::Lost;
+        side.buf.clear();
+        side.line_start = false;
+    }
+
+    fn mark_current(&mut self, dir: Direction, bit: u16) {
+        match dir {
+            Direction::ToServer => {
+                if let Some(p) = self.pending.back_mut() {
+                    p.tx.completeness.set(bit);
+                }
+            }
+            Direction::ToClient => {
+                if let Some(p) = self.current.as_mut().or(self.pending.front_mut()) {
+                    p.tx.completeness.set(bit);
+                }
+            }
+        }
+    }
+
+    /// The start line of a head interrupted by a gap (still in the buffer).
+    fn salvage_head(&mut self, dir: Direction) {
+        let side = self.side(dir);
+        let line_end = side
+            .buf
+            .iter()
+            .position(|&c| c == b'\n')
+            .unwrap_or(side.buf.len());
+        let line = String::from_utf8_lossy(&side.buf[..line_end])
+            .trim_end()
+            .to_string();
+        let mut parts = line.split(' ');
+        let incomplete = Completeness::GAP | Completeness::TRUNCATED;
+        match dir {
+            Direction::ToServer => {
+                let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
+                    return;
+                };
+                let mut tx = Transaction::new(Protocol::Http, self.req.msg_start);
+                self.settings.finish_request(&mut tx, method, target);
+                tx.completeness.0 |= incomplete;
+                self.next_id += 1;
+                self.req_id = self.next_id;
+                let head_request = method == "HEAD";
+                self.pending.push_back(Pending {
+                    id: self.req_id,
+                    tx,
+                    head_request,
+                    connect: false,
+                });
+            }
+            Direction::ToClient => {
+                let status = parts.nth(1).and_then(|c| c.parse::<i64>().ok());
+                let mut p = match self.pending.pop_front() {
+                    Some(p) => p,
+                    None => return,
+                };
+                p.tx.completeness.0 |= incomplete;
+                p.tx.status = status;
+                p.tx.end = self.last_ts;
+                self.ready.push(p.tx);
+            }
+        }
+    }
+
+    fn give_up_all(&mut self, ts: Timestamp, why: u16, out: &mut Vec<Transaction>) {
+        for mut p in self
+            .current
+            .take()
+            .into_iter()
+            .chain(self.pending.drain(..))
+        {
+            p.tx.completeness.set(why);
+            if p.tx.status.is_none() {
+                p.tx.completeness.set(Completeness::NO_RESPONSE);
+            }
+            p.tx.end = ts.max(p.tx.start);
+            out.push(p.tx);
+        }
+    }
+}
+
+enum HeadScan {
+    Complete { consumed: usize, head_in_buf: bool },
+    Partial,
+    TooLarge,
+}
+
+/// End of the head (index just past the blank line), searching from `from`.
+fn head_end(b: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while let Some(p) = memchr::memchr(b'\n', &b[i.min(b.len())..]) {
+        let nl = i + p;
+        if b.get(nl + 1) == Some(&b'\n') {
+            return Some(nl + 2);
+        }
+        if b.get(nl + 1) == Some(&b'\r') && b.get(nl + 2) == Some(&b'\n') {
+            return Some(nl + 3);
+        }
+        i = nl + 1;
+    }
+    None
+}
+
+const METHODS: [&[u8]; 9] = [
+    b"GET ",
+    b"POST ",
+    b"PUT ",
+    b"DELETE ",
+    b"HEAD ",
+    b"OPTIONS ",
+    b"PATCH ",
+    b"CONNECT ",
+    b"TRACE ",
+];
+
+/// Where the next message starts after a loss of sync: a request line (client side) or a
+/// status line (server side) at the start of a line.
+fn resync(b: &[u8], dir: Direction, line_start: &mut bool) -> Option<usize> {
+    for i in 0..b.len() {
+        if *line_start {
+            let tail = &b[i..];
+            let hit = match dir {
+                Direction::ToServer => METHODS.iter().any(|m| tail.starts_with(m)),
+                Direction::ToClient => tail.starts_with(b"HTTP/1."),
+            };
+            if hit {
+                return Some(i);
+            }
+        }
+        *line_start = b[i] == b'\n';
+    }
+    None
+}
+
+impl L7Parser for Http1Parser {
+    fn on_data(
+        &mut self,
+        dir: Direction,
+        bytes: &[u8],
+        ts: Timestamp,
+        out: &mut Vec<Transaction>,
+    ) -> Progress {
+        self.last_ts = ts;
+        out.append(&mut self.ready);
+        if self.feed(dir, bytes, ts, out) {
+            Progress::Continue
+        } else {
+            Progress::Done
+        }
+    }
+
+    fn on_gap(&mut self, dir: Direction, missing: u32) {
+        let side = self.side(dir);
+        side.gap = true;
+        match side.framing {
+            Framing::Body(n) if n >= missing as u64 => {
+                side.framing = Framing::Body(n - missing as u64);
+                side.msg_bytes += missing as u64;
+                side.body_bytes += missing as u64;
+                self.mark_current(dir, Completeness::GAP);
+            }
+            Framing::UntilClose | Framing::Tunnel => self.mark_current(dir, Completeness::GAP),
+            Framing::Head if side.msg_bytes > 0 => {
+                // A head cut by the gap: keep what its start line tells, so that the
+                // requests and responses after it still pair up in order.
+                self.salvage_head(dir);
+                self.lose_sync(dir);
+            }
+            _ => {
+                self.mark_current(dir, Completeness::GAP);
+                self.lose_sync(dir);
+            }
+        }
+    }
+
+    fn on_close(&mut self, ts: Timestamp, reset: bool, out: &mut Vec<Transaction>) {
+        out.append(&mut self.ready);
+        // A body delimited by the close is complete now.
+        if self.resp.framing == Framing::UntilClose {
+            let end = self.last_ts;
+            self.complete(Direction::ToClient, end, out);
+        }
+        let why = if reset {
+            Completeness::RESET
+        } else {
+            Completeness::CLOSED
+        };
+        self.give_up_all(ts, why, out);
+    }
+
+    fn on_tick(&mut self, now: Timestamp, timeout_ns: u64, out: &mut Vec<Transaction>) {
+        out.append(&mut self.ready);
+        while let Some(p) = self.pending.front() {
+            if now.since(p.tx.start) < timeout_ns {
+                break;
+            }
+            let Some(mut p) = self.pending.pop_front() else {
+                break;
+            };
+            self.stats.timeouts += 1;
+            p.tx.completeness.set(Completeness::NO_RESPONSE);
+            p.tx.error = Some("timeout".into());
+            p.tx.end = now;
+            out.push(p.tx);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,374 @@
+//! HTTP/1 decoder tests on real request and response bytes. Every conversation is fed
+//! whole, one byte at a time, and split at every position; all must agree.
+
+use super::*;
+use crate::proto::AttrValue;
+
+use Direction::{ToClient as C, ToServer as S};
+
+/// Feed a conversation (direction, bytes) pieces of at most `chunk` bytes; close at the end.
+fn run_with(
+    conv: &[(Direction, &[u8])],
+    chunk: usize,
+    close: bool,
+    settings: HttpSettings,
+) -> Vec<Transaction> {
+    let mut p = Http1Parser::new(Arc::new(settings));
+    let mut out = Vec::new();
+    for (i, (dir, bytes)) in conv.iter().enumerate() {
+        for piece in bytes.chunks(chunk.max(1)) {
+            p.on_data(*dir, piece, Timestamp(1000 * (i as u64 + 1)), &mut out);
+        }
+    }
+    if close {
+        p.on_close(Timestamp(1_000_000), false, &mut out);
+    }
+    out
+}
+
+/// What a transaction looks like for comparisons (timestamps depend on chunking).
+fn shape(t: &Transaction) -> String {
+    format!(
+        "{} {} {:?} {:?} req={} resp={} {:?} {:?}",
+        t.operation,
+        t.resource,
+        t.status,
+        t.error,
+        t.req_bytes,
+        t.resp_bytes,
+        t.completeness.reasons().collect::<Vec<_>>(),
+        t.trace.as_ref().map(|c| c.format)
+    )
+}
+
+/// Run whole, byte by byte, and with every two-way split of each message; all must match.
+fn run(conv: &[(Direction, &[u8])], close: bool) -> Vec<Transaction> {
+    let whole = run_with(conv, usize::MAX, close, HttpSettings::default());
+    let want: Vec<String> = whole.iter().map(shape).collect();
+    let bytewise: Vec<String> = run_with(conv, 1, close, HttpSettings::default())
+        .iter()
+        .map(shape)
+        .collect();
+    assert_eq!(bytewise, want, "one byte at a time");
+    for (k, (_, msg)) in conv.iter().enumerate() {
+        for cut in 1..msg.len() {
+            let mut p = Http1Parser::default();
+            let mut out = Vec::new();
+            for (i, (dir, bytes)) in conv.iter().enumerate() {
+                let ts = Timestamp(1000 * (i as u64 + 1));
+                if i == k {
+                    p.on_data(*dir, &bytes[..cut], ts, &mut out);
+                    p.on_data(*dir, &bytes[cut..], ts, &mut out);
+                } else {
+                    p.on_data(*dir, bytes, ts, &mut out);
+                }
+            }
+            if close {
+                p.on_close(Timestamp(1_000_000), false, &mut out);
+            }
+            let got: Vec<String> = out.iter().map(shape).collect();
+            assert_eq!(got, want, "split message {k} at {cut}");
+        }
+    }
+    whole
+}
+
+fn attr<'a>(t: &'a Transaction, k: &str) -> Option<&'a AttrValue> {
+    t.attr(k)
+}
+
+const GET: &[u8] =
+    b"GET /users/42?x=1 HTTP/1.1\r\nHost: api.example:8080\r\nUser-Agent: curl/8\r\n\r\n";
+const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+
+#[test]
+fn keep_alive_requests_pair_in_order() {
+    let conv = [
+        (S, GET),
+        (C, OK),
+        (S, b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n".as_slice()),
+        (
+            C,
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".as_slice(),
+        ),
+        (S, GET),
+        (
+            C,
+            b"HTTP/1.1 500 Oops\r\nContent-Length: 3\r\n\r\nerr".as_slice(),
+        ),
+    ];
+    let t = run(&conv, false);
+    assert_eq!(t.len(), 3);
+    assert_eq!(
+        (t[0].operation.as_str(), t[0].resource.as_str(), t[0].status),
+        ("GET", "/users/{id}", Some(200))
+    );
+    assert_eq!(t[0].req_bytes, GET.len() as u64);
+    assert_eq!(t[0].resp_bytes, OK.len() as u64);
+    assert_eq!(
+        attr(&t[0], "server.address"),
+        Some(&AttrValue::Str("api.example".into()))
+    );
+    assert_eq!(
+        attr(&t[0], "url.path"),
+        Some(&AttrValue::Str("/users/42".into()))
+    );
+    assert_eq!((t[0].start, t[0].end), (Timestamp(1000), Timestamp(2000)));
+    assert_eq!((t[1].status, &t[1].error), (Some(404), &None));
+    assert_eq!(
+        (t[2].status, t[2].error.as_deref()),
+        (Some(500), Some("500"))
+    );
+    assert!(t.iter().all(|t| t.completeness.is_complete()));
+}
+
+#[test]
+fn pipelined_requests_match_responses_fifo() {
+    let reqs = b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\nHEAD /3 HTTP/1.1\r\nHost: h\r\n\r\n";
+    let resps = b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\naHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nbbHTTP/1.1 200 OK\r\nContent-Length: 999\r\n\r\n";
+    let t = run(&[(S, reqs), (C, resps)], false);
+    let got: Vec<_> = t.iter().map(|t| (t.resource.as_str(), t.status)).collect();
+    assert_eq!(
+        got,
+        [
+            ("/{id}", Some(200)),
+            ("/{id}", Some(201)),
+            ("/{id}", Some(200))
+        ],
+        "HEAD response has no body"
+    );
+}
+
+#[test]
+fn chunked_with_extensions_and_trailers() {
+    let resp = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n1A\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nX-Trailer: t\r\n\r\n";
+    let t = run(&[(S, GET), (C, resp), (S, GET), (C, OK)], false);
+    assert_eq!(t.len(), 2);
+    assert_eq!(t[0].resp_bytes, resp.len() as u64);
+    assert_eq!(
+        attr(&t[0], "http.response.body.size"),
+        Some(&AttrValue::Int((resp.len() - 47) as i64))
+    );
+}
+
+#[test]
+fn continue_then_final_response_and_post_body() {
+    let req_head =
+        b"POST /upload HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n";
+    let t = run(
+        &[
+            (S, req_head),
+            (C, b"HTTP/1.1 100 Continue\r\n\r\n"),
+            (S, b"0123456789"),
+            (C, b"HTTP/1.1 204 No Content\r\n\r\n"),
+        ],
+        false,
+    );
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].status, Some(204));
+    assert_eq!(t[0].req_bytes, req_head.len() as u64 + 10);
+    assert_eq!(t[0].resp_bytes, 25 + 27);
+    assert_eq!(
+        attr(&t[0], "podtap.http.interim_status"),
+        Some(&AttrValue::Int(100))
+    );
+}
+
+#[test]
+fn not_modified_and_http10_body_until_close() {
+    let t = run(
+        &[
+            (S, GET),
+            (
+                C,
+                b"HTTP/1.1 304 Not Modified\r\nContent-Length: 50\r\n\r\n",
+            ),
+            (S, b"GET /old HTTP/1.0\r\n\r\n"),
+            (C, b"HTTP/1.0 200 OK\r\n\r\nbody to the end"),
+        ],
+        true,
+    );
+    assert_eq!(t.len(), 2);
+    assert_eq!(t[0].status, Some(304));
+    assert_eq!(t[1].status, Some(200));
+    assert!(
+        t[1].completeness.is_complete(),
+        "a body delimited by close completes at close"
+    );
+    assert_eq!(
+        attr(&t[1], "http.response.body.size"),
+        Some(&AttrValue::Int(15))
+    );
+}
+
+#[test]
+fn websocket_upgrade_stops_decoding() {
+    let req = b"GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    let mut p = Http1Parser::default();
+    let mut out = Vec::new();
+    assert_eq!(
+        p.on_data(S, req, Timestamp(1), &mut out),
+        Progress::Continue
+    );
+    let r = p.on_data(
+        C,
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x05hello",
+        Timestamp(2),
+        &mut out,
+    );
+    assert_eq!(r, Progress::Done);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].status, Some(101));
+    assert_eq!(
+        attr(&out[0], "podtap.http.upgrade"),
+        Some(&AttrValue::Str("websocket".into()))
+    );
+}
+
+#[test]
+fn reset_with_pending_requests_and_response_without_request() {
+    let mut p = Http1Parser::default();
+    let mut out = Vec::new();
+    p.on_data(C, OK, Timestamp(1), &mut out);
+    assert!(out[0].completeness.has(Completeness::NO_REQUEST));
+    p.on_data(S, GET, Timestamp(2), &mut out);
+    p.on_close(Timestamp(9), true, &mut out);
+    assert_eq!(out.len(), 2);
+    assert!(
+        out[1].completeness.has(Completeness::RESET)
+            && out[1].completeness.has(Completeness::NO_RESPONSE)
+    );
+    assert_eq!(out[1].end, Timestamp(9));
+}
+
+#[test]
+fn timeout_and_pending_limit() {
+    let mut cfg = crate::proto::http_common::HttpConfig::default();
+    cfg.max_pending = 2;
+    let mut p = Http1Parser::new(Arc::new(HttpSettings::new(cfg).unwrap()));
+    let mut out = Vec::new();
+    for i in 0..3 {
+        p.on_data(S, GET, Timestamp(i), &mut out);
+    }
+    assert_eq!(
+        out.len(),
+        1,
+        "the oldest is reported when the pending limit is hit"
+    );
+    assert_eq!(p.take_stats().pending_limit, 1);
+    p.on_tick(Timestamp(1_000_000_000), 500_000_000, &mut out);
+    assert_eq!(out.len(), 3);
+    assert_eq!(out[2].error.as_deref(), Some("timeout"));
+    assert_eq!(p.pending(), 0);
+}
+
+#[test]
+fn gap_in_body_is_skipped_and_gap_in_headers_resyncs() {
+    let mut p = Http1Parser::default();
+    let mut out = Vec::new();
+    p.on_data(S, GET, Timestamp(1), &mut out);
+    p.on_data(
+        C,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab",
+        Timestamp(2),
+        &mut out,
+    );
+    p.on_gap(C, 5);
+    p.on_data(C, b"cde", Timestamp(3), &mut out);
+    assert_eq!(out.len(), 1);
+    assert!(out[0].completeness.has(Completeness::GAP));
+    assert_eq!(out[0].resp_bytes, 39 + 10);
+    // A gap inside a request head: the rest is garbage until the next request line.
+    p.on_data(S, b"GET /lost HTTP/1.1\r\nHo", Timestamp(4), &mut out);
+    p.on_gap(S, 7);
+    p.on_data(
+        S,
+        b"xx\r\n\r\nGET /next HTTP/1.1\r\nHost: h\r\n\r\n",
+        Timestamp(5),
+        &mut out,
+    );
+    p.on_data(C, OK, Timestamp(6), &mut out);
+    p.on_data(C, OK, Timestamp(7), &mut out);
+    let got: Vec<_> = out
+        .iter()
+        .map(|t| (t.resource.as_str(), t.completeness.has(Completeness::GAP)))
+        .collect();
+    assert_eq!(got[1..], [("/lost", true), ("/next", false)]);
+}
+
+#[test]
+fn secrets_never_appear() {
+    let req = b"GET /p?token=abc HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer s3cr3t\r\nCookie: sid=s3cr3t\r\n\r\n";
+    let t = run(&[(S, req), (C, OK)], false);
+    let dump = format!("{:?}", t[0]);
+    assert!(
+        !dump.contains("s3cr3t") && !dump.contains("token=abc"),
+        "{dump}"
+    );
+}
+
+#[test]
+fn trace_context_from_headers() {
+    let req = b"GET / HTTP/1.1\r\nHost: h\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\r\n";
+    let t = run(&[(S, req), (C, OK)], false);
+    assert_eq!(t[0].trace.as_ref().map(|c| c.format), Some("traceparent"));
+}
+
+#[test]
+fn oversized_head_is_truncated_and_counted() {
+    let mut cfg = crate::proto::http_common::HttpConfig::default();
+    cfg.max_header_bytes = 64;
+    let long = format!(
+        "GET / HTTP/1.1\r\nHost: h\r\nX-Long: {}\r\n\r\n",
+        "a".repeat(200)
+    );
+    let conv = [
+        (S, long.as_bytes()),
+        (S, b"GET /users/42 HTTP/1.1\r\nHost: h\r\n\r\n".as_slice()),
+        (C, OK),
+    ];
+    let t = run_with(&conv, 7, false, HttpSettings::new(cfg).unwrap());
+    assert_eq!(t.len(), 1);
+    assert_eq!(
+        t[0].resource, "/users/{id}",
+        "decoding resumes at the next request"
+    );
+}
+
+#[test]
+fn random_bytes_never_panic() {
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let seeds: [&[u8]; 4] = [
+        GET,
+        OK,
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+    ];
+    for _ in 0..3000 {
+        let mut p = Http1Parser::default();
+        let mut out = Vec::new();
+        for _ in 0..4 {
+            let mut m = seeds[(next() % 4) as usize].to_vec();
+            for _ in 0..(next() % 6) {
+                let i = (next() as usize) % m.len();
+                m[i] = next() as u8;
+            }
+            let dir = if next() % 2 == 0 { S } else { C };
+            let cut = (next() as usize) % (m.len() + 1);
+            p.on_data(dir, &m[..cut], Timestamp(1), &mut out);
+            if next() % 5 == 0 {
+                p.on_gap(dir, (next() % 100) as u32);
+            }
+            p.on_data(dir, &m[cut..], Timestamp(2), &mut out);
+        }
+        p.on_tick(Timestamp(u64::MAX / 2), 1, &mut out);
+        p.on_close(Timestamp(3), next() % 2 == 0, &mut out);
+        assert_eq!(p.pending(), 0);
+    }
+}

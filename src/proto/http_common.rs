@@ -1,0 +1,567 @@
+//! What HTTP/1 and HTTP/2 share: configuration, route templating for bounded
+//! cardinality, trace-context extraction from request headers, and redaction.
+
+use compact_str::CompactString;
+use regex::Regex;
+use serde::Deserialize;
+
+use super::{TraceContext, Transaction};
+
+/// `[http]`: settings of the HTTP/1 and HTTP/2 decoders.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Largest request or response head (start line + headers) decoded; a larger one is
+    /// skipped, counted (`l7.buffer_limit`) and its transaction marked `truncated`. 16 KiB.
+    pub max_header_bytes: usize,
+    /// Requests awaiting a response per connection; beyond it the oldest is reported as
+    /// unanswered (`l7.pending_limit`). Default 64.
+    pub max_pending: usize,
+    /// Keep the query string in `url.query` (values of sensitive parameters redacted).
+    /// Default false: query strings never leave podtap.
+    pub keep_query: bool,
+    /// Query parameters whose values are replaced by `REDACTED` when `keep_query` is on.
+    pub sensitive_query_params: Vec<String>,
+    /// Request headers recorded as `http.request.header.<name>` attributes. Default none.
+    pub capture_headers: Vec<String>,
+    /// Headers never recorded, in addition to Authorization, Proxy-Authorization, Cookie
+    /// and Set-Cookie, which are always redacted.
+    pub redact_headers: Vec<String>,
+    pub route: RouteConfig,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_header_bytes: 16 * 1024,
+            max_pending: 64,
+            keep_query: false,
+            sensitive_query_params: [
+                "token",
+                "access_token",
+                "password",
+                "secret",
+                "api_key",
+                "apikey",
+                "key",
+                "sig",
+                "signature",
+            ]
+            .map(String::from)
+            .to_vec(),
+            capture_headers: Vec::new(),
+            redact_headers: Vec::new(),
+            route: RouteConfig::default(),
+        }
+    }
+}
+
+/// `[http.route]`: how paths become `http.route` templates.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Replace identifier-like segments (numbers, UUIDs, hex, base64-like tokens) with
+    /// `{id}`. Default true.
+    pub enabled: bool,
+    /// Regex rules applied to the path first, in order: `{ pattern = "^/v1/users/[^/]+", replace = "/v1/users/{user}" }`.
+    pub rules: Vec<RouteRule>,
+}
+
+impl Default for RouteConfig {
+    fn default() -> Self {
+        RouteConfig {
+            enabled: true,
+            rules: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteRule {
+    pub pattern: String,
+    pub replace: String,
+}
+
+/// Headers whose values never leave podtap.
+const ALWAYS_REDACTED: [&str; 4] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+];
+
+/// Compiled HTTP settings shared by the decoders of one worker.
+#[derive(Clone, Debug)]
+pub struct HttpSettings {
+    pub cfg: HttpConfig,
+    rules: Vec<(Regex, String)>,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings::new(HttpConfig::default()).expect("default HTTP config is valid")
+    }
+}
+
+impl HttpSettings {
+    pub fn new(cfg: HttpConfig) -> Result<HttpSettings, regex::Error> {
+        let rules = cfg
+            .route
+            .rules
+            .iter()
+            .map(|r| Ok((Regex::new(&r.pattern)?, r.replace.clone())))
+            .collect::<Result<_, regex::Error>>()?;
+        Ok(HttpSettings { cfg, rules })
+    }
+
+    /// The route template of a path (no query).
+    pub fn route(&self, path: &str) -> CompactString {
+        let mut p: std::borrow::Cow<'_, str> = path.into();
+        for (re, rep) in &self.rules {
+            if re.is_match(&p) {
+                p = re.replace(&p, rep.as_str()).into_owned().into();
+            }
+        }
+        if !self.cfg.route.enabled {
+            return CompactString::from(p.as_ref());
+        }
+        template(&p)
+    }
+
+    fn redacted(&self, name: &str) -> bool {
+        ALWAYS_REDACTED.iter().any(|h| h.eq_ignore_ascii_case(name))
+            || self
+                .cfg
+                .redact_headers
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(name))
+    }
+
+    /// Record a request header as an attribute if configured (redacted ones as `[REDACTED]`).
+    pub fn capture_header(&self, tx: &mut Transaction, name: &str, value: &[u8]) {
+        let Some(wanted) = self
+            .cfg
+            .capture_headers
+            .iter()
+            .find(|h| h.eq_ignore_ascii_case(name))
+        else {
+            return;
+        };
+        let key: &'static str = leak_key(wanted);
+        if self.redacted(name) {
+            tx.attr_str(key, "[REDACTED]");
+        } else {
+            tx.attr_str(key, String::from_utf8_lossy(value).as_ref());
+        }
+    }
+
+    /// Set operation, resource and URL attributes from the method and request target.
+    pub fn finish_request(&self, tx: &mut Transaction, method: &str, target: &str) {
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (target, None),
+        };
+        // Absolute-form targets (proxies): keep only the path.
+        let path = match path.find("://") {
+            Some(i) => path[i + 3..].find('/').map_or("/", |j| &path[i + 3 + j..]),
+            None => path,
+        };
+        let route = self.route(path);
+        tx.operation = method.into();
+        tx.resource = route.clone();
+        tx.attr_str("http.request.method", method);
+        tx.attr_str("url.path", path);
+        tx.attr_str("http.route", route);
+        if let (true, Some(q)) = (self.cfg.keep_query, query) {
+            tx.attr_str("url.query", self.redact_query(q));
+        }
+    }
+
+    fn redact_query(&self, q: &str) -> String {
+        q.split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _))
+                    if self
+                        .cfg
+                        .sensitive_query_params
+                        .iter()
+                        .any(|s| s.eq_ignore_ascii_case(k)) =>
+                {
+                    format!("{k}=REDACTED")
+                }
+                _ => kv.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+}
+
+/// Attribute keys are `&'static str`; configured header names are few and fixed at start,
+/// so each is leaked once and reused.
+fn leak_key(header: &str) -> &'static str {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static KEYS: OnceLock<Mutex<HashMap<String, &'static str>>> = OnceLock::new();
+    let mut map = KEYS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let lower = header.to_ascii_lowercase();
+    map.entry(lower.clone())
+        .or_insert_with(|| Box::leak(format!("http.request.header.{lower}").into_boxed_str()))
+}
+
+/// Replace identifier-like path segments with `{id}`.
+pub fn template(path: &str) -> CompactString {
+    let mut out = CompactString::with_capacity(path.len());
+    for (i, seg) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        if is_identifier(seg) {
+            out.push_str("{id}");
+        } else {
+            out.push_str(seg);
+        }
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+fn is_identifier(seg: &str) -> bool {
+    let b = seg.as_bytes();
+    if b.is_empty() {
+        return false;
+    }
+    if b.iter().all(u8::is_ascii_digit) {
+        return true;
+    }
+    // UUID: 8-4-4-4-12 hex.
+    if b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| {
+            if [8, 13, 18, 23].contains(&i) {
+                *c == b'-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        })
+    {
+        return true;
+    }
+    let digits = b.iter().filter(|c| c.is_ascii_digit()).count();
+    // Long hex (hashes, object ids) with at least one digit.
+    if b.len() >= 8 && digits > 0 && b.iter().all(u8::is_ascii_hexdigit) {
+        return true;
+    }
+    // Base64/base64url-looking tokens: long, mixed letters and digits, no separators
+    // that words would have.
+    if b.len() >= 16 && digits > 0 {
+        let letters = b.iter().filter(|c| c.is_ascii_alphabetic()).count();
+        let ok = b.iter().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'+' | b'=' | b'.' | b'%')
+        });
+        return ok && letters > 0;
+    }
+    false
+}
+
+/// Collects trace-context headers of one request and picks one, by precedence:
+/// W3C traceparent, B3 single, B3 multi, Jaeger uber-trace-id, SkyWalking sw8.
+#[derive(Default, Debug)]
+pub struct TraceHeaders {
+    traceparent: Option<TraceContext>,
+    tracestate: Option<CompactString>,
+    b3: Option<TraceContext>,
+    x_b3_trace: Option<[u8; 16]>,
+    x_b3_span: Option<[u8; 8]>,
+    x_b3_sampled: Option<bool>,
+    jaeger: Option<TraceContext>,
+    sw8: Option<TraceContext>,
+}
+
+impl TraceHeaders {
+    /// Offer one request header (any case).
+    pub fn on_header(&mut self, name: &[u8], value: &[u8]) {
+        let Ok(v) = std::str::from_utf8(value) else {
+            return;
+        };
+        let v = v.trim();
+        let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+        if is("traceparent") {
+            self.traceparent = parse_traceparent(v);
+        } else if is("tracestate") {
+            self.tracestate = Some(v.into());
+        } else if is("b3") {
+            self.b3 = parse_b3_single(v);
+        } else if is("x-b3-traceid") {
+            self.x_b3_trace = hex_id::<16>(v);
+        } else if is("x-b3-spanid") {
+            self.x_b3_span = hex_id::<8>(v);
+        } else if is("x-b3-sampled") {
+            self.x_b3_sampled = Some(v == "1" || v.eq_ignore_ascii_case("true"));
+        } else if is("uber-trace-id") {
+            self.jaeger = parse_jaeger(v);
+        } else if is("sw8") {
+            self.sw8 = parse_sw8(v);
+        }
+    }
+
+    pub fn finish(self) -> Option<TraceContext> {
+        if let Some(mut t) = self.traceparent {
+            t.tracestate = self.tracestate;
+            return Some(t);
+        }
+        if self.b3.is_some() {
+            return self.b3;
+        }
+        if let (Some(trace_id), Some(parent_span_id)) = (self.x_b3_trace, self.x_b3_span) {
+            return Some(TraceContext {
+                trace_id,
+                parent_span_id,
+                sampled: self.x_b3_sampled,
+                format: "b3",
+                tracestate: None,
+            });
+        }
+        self.jaeger.or(self.sw8)
+    }
+}
+
+/// Hex id of N bytes; shorter hex is left-padded (B3 and Jaeger allow 64-bit trace ids).
+/// All-zero ids are invalid.
+fn hex_id<const N: usize>(s: &str) -> Option<[u8; N]> {
+    if s.is_empty() || s.len() > N * 2 || !s.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let padded = format!("{s:0>width$}", width = N * 2);
+    let mut out = [0u8; N];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&padded[i * 2..i * 2 + 2], 16).ok()?;
+    }
+    (out != [0u8; N]).then_some(out)
+}
+
+/// `00-<32 hex trace>-<16 hex parent>-<2 hex flags>`.
+fn parse_traceparent(v: &str) -> Option<TraceContext> {
+    let mut it = v.split('-');
+    let (ver, trace, span, flags) = (it.next()?, it.next()?, it.next()?, it.next()?);
+    if ver.len() != 2 || ver == "ff" || trace.len() != 32 || span.len() != 16 || flags.len() != 2 {
+        return None;
+    }
+    if ver == "00" && it.next().is_some() {
+        return None;
+    }
+    let flags = u8::from_str_radix(flags, 16).ok()?;
+    Some(TraceContext {
+        trace_id: hex_id(trace)?,
+        parent_span_id: hex_id(span)?,
+        sampled: Some(flags & 1 == 1),
+        format: "traceparent",
+        tracestate: None,
+    })
+}
+
+/// `{trace}-{span}[-{sampled}[-{parent}]]`, or a lone sampling decision (no context).
+fn parse_b3_single(v: &str) -> Option<TraceContext> {
+    let mut it = v.split('-');
+    let trace = it.next()?;
+    let span = it.next()?;
+    let sampled = it.next().map(|s| s == "1" || s == "d");
+    Some(TraceContext {
+        trace_id: hex_id(trace)?,
+        parent_span_id: hex_id(span)?,
+        sampled,
+        format: "b3",
+        tracestate: None,
+    })
+}
+
+/// `{trace}:{span}:{parent}:{flags}` (hex, possibly shortened).
+fn parse_jaeger(v: &str) -> Option<TraceContext> {
+    let v = v.replace("%3A", ":").replace("%3a", ":");
+    let mut it = v.split(':');
+    let (trace, span, _parent, flags) = (it.next()?, it.next()?, it.next()?, it.next()?);
+    let flags = u8::from_str_radix(flags, 16).ok()?;
+    Some(TraceContext {
+        trace_id: hex_id(trace)?,
+        parent_span_id: hex_id(span)?,
+        sampled: Some(flags & 1 == 1),
+        format: "uber-trace-id",
+        tracestate: None,
+    })
+}
+
+/// SkyWalking v8: `{sample}-{traceId b64}-{segmentId b64}-{spanId}-{service}-...`. Its ids
+/// are free-form strings, so the trace id is derived deterministically (FNV-1a 128-bit
+/// folding) and the parent span id from the segment id and span number.
+fn parse_sw8(v: &str) -> Option<TraceContext> {
+    use base64::Engine;
+    let mut it = v.split('-');
+    let sample = it.next()?;
+    let trace = base64::engine::general_purpose::STANDARD
+        .decode(it.next()?)
+        .ok()?;
+    let segment = base64::engine::general_purpose::STANDARD
+        .decode(it.next()?)
+        .ok()?;
+    let span: u64 = it.next()?.parse().ok()?;
+    if trace.is_empty() {
+        return None;
+    }
+    let h1 = fnv64(&trace, 0xcbf2_9ce4_8422_2325);
+    let h2 = fnv64(&trace, 0x8422_2325_cbf2_9ce4);
+    let mut trace_id = [0u8; 16];
+    trace_id[..8].copy_from_slice(&h1.to_be_bytes());
+    trace_id[8..].copy_from_slice(&h2.to_be_bytes());
+    let parent = fnv64(&segment, 0xcbf2_9ce4_8422_2325) ^ span;
+    Some(TraceContext {
+        trace_id,
+        parent_span_id: parent.to_be_bytes(),
+        sampled: Some(sample == "1"),
+        format: "sw8",
+        tracestate: None,
+    })
+}
+
+fn fnv64(b: &[u8], seed: u64) -> u64 {
+    b.iter()
+        .fold(seed, |h, &c| (h ^ c as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_identifiers() {
+        let cases = [
+            ("/users/123/orders/9f8a0c1e", "/users/{id}/orders/{id}"),
+            ("/items/550e8400-e29b-41d4-a716-446655440000", "/items/{id}"),
+            ("/blob/5d41402abc4b2a76b9719d911017c592", "/blob/{id}"),
+            ("/t/eyJhbGciOiJIUzI1NiJ9abc123", "/t/{id}"),
+            ("/api/v1/health", "/api/v1/health"),
+            ("/", "/"),
+            ("/users/42/", "/users/{id}/"),
+            ("/static/deadbeef", "/static/deadbeef"),
+            ("/a%20b/7", "/a%20b/{id}"),
+        ];
+        for (p, want) in cases {
+            assert_eq!(template(p), want, "{p}");
+        }
+    }
+
+    #[test]
+    fn custom_rules_apply_first() {
+        let mut cfg = HttpConfig::default();
+        cfg.route.rules.push(RouteRule {
+            pattern: "^/u/[^/]+".into(),
+            replace: "/u/{user}".into(),
+        });
+        let s = HttpSettings::new(cfg).unwrap();
+        assert_eq!(s.route("/u/alice/posts/7"), "/u/{user}/posts/{id}");
+    }
+
+    #[test]
+    fn query_dropped_by_default_and_redacted_when_kept() {
+        let mut tx = Transaction::default();
+        HttpSettings::default().finish_request(&mut tx, "GET", "/search/42?q=x&token=abc");
+        assert_eq!(tx.resource, "/search/{id}");
+        assert!(tx.attr("url.query").is_none());
+        let mut cfg = HttpConfig::default();
+        cfg.keep_query = true;
+        let mut tx = Transaction::default();
+        HttpSettings::new(cfg).unwrap().finish_request(
+            &mut tx,
+            "GET",
+            "http://h:8080/s?q=x&Token=abc",
+        );
+        assert_eq!(
+            tx.attr("url.path"),
+            Some(&crate::proto::AttrValue::Str("/s".into()))
+        );
+        assert_eq!(
+            tx.attr("url.query"),
+            Some(&crate::proto::AttrValue::Str("q=x&Token=REDACTED".into()))
+        );
+    }
+
+    #[test]
+    fn captured_headers_redact_secrets() {
+        let mut cfg = HttpConfig::default();
+        cfg.capture_headers = vec!["X-Request-Id".into(), "Authorization".into()];
+        let s = HttpSettings::new(cfg).unwrap();
+        let mut tx = Transaction::default();
+        s.capture_header(&mut tx, "x-request-id", b"r-1");
+        s.capture_header(&mut tx, "authorization", b"Bearer secret");
+        s.capture_header(&mut tx, "user-agent", b"curl");
+        assert_eq!(
+            tx.attr("http.request.header.x-request-id"),
+            Some(&crate::proto::AttrValue::Str("r-1".into()))
+        );
+        assert_eq!(
+            tx.attr("http.request.header.authorization"),
+            Some(&crate::proto::AttrValue::Str("[REDACTED]".into()))
+        );
+        assert_eq!(tx.attrs.len(), 2);
+    }
+
+    #[test]
+    fn trace_context_formats() {
+        let mut t = TraceHeaders::default();
+        t.on_header(
+            b"TraceParent",
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        );
+        t.on_header(b"tracestate", b"rojo=00f067aa0ba902b7");
+        t.on_header(
+            b"b3",
+            b"80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1",
+        );
+        let c = t.finish().unwrap();
+        assert_eq!(c.format, "traceparent");
+        assert_eq!(c.trace_id[..2], [0x4b, 0xf9]);
+        assert_eq!(c.parent_span_id[7], 0xb7);
+        assert_eq!(c.tracestate.as_deref(), Some("rojo=00f067aa0ba902b7"));
+
+        let mut t = TraceHeaders::default();
+        t.on_header(b"X-B3-TraceId", b"463ac35c9f6413ad");
+        t.on_header(b"X-B3-SpanId", b"a2fb4a1d1a96d312");
+        t.on_header(b"X-B3-Sampled", b"1");
+        let c = t.finish().unwrap();
+        assert_eq!(
+            (c.format, c.trace_id[8], c.trace_id[0], c.sampled),
+            ("b3", 0x46, 0, Some(true))
+        );
+
+        let mut t = TraceHeaders::default();
+        t.on_header(
+            b"uber-trace-id",
+            b"5b8efff798038103d269b633813fc60c:eee19b7ec3c1b174:0:1",
+        );
+        assert_eq!(t.finish().unwrap().format, "uber-trace-id");
+
+        let mut t = TraceHeaders::default();
+        t.on_header(b"sw8", b"1-MWYyZDRiZjQ3YmY3MTFlYWI3OTRhY2RlNDgwMDExMjI=-NWU4YTQ2OGU=-3-c2VydmljZQ==-aW5zdGFuY2U=-L2FwaQ==-bG9jYWxob3N0OjgwODA=");
+        let c = t.finish().unwrap();
+        assert_eq!((c.format, c.sampled), ("sw8", Some(true)));
+
+        // Invalid values are ignored.
+        for (n, v) in [
+            (
+                &b"traceparent"[..],
+                &b"00-00000000000000000000000000000000-00f067aa0ba902b7-01"[..],
+            ),
+            (b"traceparent", b"00-xyz-00f067aa0ba902b7-01"),
+            (b"b3", b"1"),
+            (b"uber-trace-id", b"abc"),
+            (b"sw8", b"garbage"),
+        ] {
+            let mut t = TraceHeaders::default();
+            t.on_header(n, v);
+            assert_eq!(t.finish(), None, "{}", String::from_utf8_lossy(v));
+        }
+    }
+}
