@@ -231,6 +231,8 @@ pub struct Http1Parser {
     last_ts: Timestamp,
     /// Transactions finished by a gap, emitted with the next call that has an output.
     ready: Vec<Transaction>,
+    /// After a successful CONNECT: the next bytes decide whether the tunnel carries HTTP/1.
+    probe_tunnel: bool,
     stats: Http1Stats,
 }
 
@@ -278,6 +280,7 @@ impl Http1Parser {
             req_id: 0,
             last_ts: Timestamp::ZERO,
             ready: Vec::new(),
+            probe_tunnel: false,
             stats: Http1Stats::default(),
         }
     }
@@ -306,6 +309,20 @@ impl Http1Parser {
         ts: Timestamp,
         out: &mut Vec<Transaction>,
     ) -> bool {
+        if self.probe_tunnel && !rest.is_empty() {
+            self.probe_tunnel = false;
+            // The first byte decides: a method's first letter, or `H` of a status line.
+            // TLS (0x16) and other protocols start differently.
+            let plausible = match dir {
+                Direction::ToServer => METHODS.iter().any(|m| m[0] == rest[0]),
+                Direction::ToClient => rest[0] == b'H',
+            };
+            if !plausible {
+                self.req.framing = Framing::Tunnel;
+                self.resp.framing = Framing::Tunnel;
+                return false;
+            }
+        }
         while !rest.is_empty() {
             let side = self.side(dir);
             match side.framing {
@@ -570,8 +587,9 @@ impl Http1Parser {
         if self.resp.gap {
             p.tx.completeness.set(Completeness::GAP);
         }
-        let tunnel = code == 101 || (p.connect && (200..300).contains(&code));
-        let no_body = p.head_request || code == 204 || code == 304 || tunnel;
+        let tunnel = code == 101;
+        let connected = p.connect && (200..300).contains(&code);
+        let no_body = p.head_request || code == 204 || code == 304 || tunnel || connected;
         self.resp.framing = if no_body {
             Framing::Body(0)
         } else {
@@ -585,6 +603,9 @@ impl Http1Parser {
             self.complete(Direction::ToClient, ts, out);
             self.req.framing = Framing::Tunnel;
             self.resp.framing = Framing::Tunnel;
+        } else if connected {
+            // A proxy tunnel: keep decoding only if what flows through it is HTTP/1 too.
+            self.probe_tunnel = true;
         }
         true
     }

@@ -372,3 +372,19 @@ fn random_bytes_never_panic() {
         assert_eq!(p.pending(), 0);
     }
 }
+
+#[test]
+fn connect_tunnel_carrying_http_is_decoded_and_tls_stops() {
+    let connect = b"CONNECT example.com:80 HTTP/1.1\r\nHost: example.com:80\r\n\r\n";
+    let established = b"HTTP/1.1 200 Connection established\r\n\r\n";
+    let get = b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n";
+    let t = run(&[(S, connect), (C, established), (S, get), (C, OK)], false);
+    let got: Vec<_> = t.iter().map(|t| (t.operation.as_str(), t.status)).collect();
+    assert_eq!(got, [("CONNECT", Some(200)), ("GET", Some(200))]);
+    let mut p = Http1Parser::default();
+    let mut out = Vec::new();
+    p.on_data(S, connect, Timestamp(1), &mut out);
+    p.on_data(C, established, Timestamp(2), &mut out);
+    let tls = [0x16, 3, 1, 0, 5];
+    assert_eq!(p.on_data(S, &tls, Timestamp(3), &mut out), Progress::Done);
+}
