@@ -713,6 +713,9 @@ impl Http1Parser {
                 };
                 p.tx.completeness.0 |= incomplete;
                 p.tx.status = status;
+                if let Some(code) = status {
+                    p.tx.attr_int("http.response.status_code", code);
+                }
                 p.tx.end = self.last_ts;
                 self.ready.push(p.tx);
             }

@@ -14,6 +14,8 @@ use std::sync::Arc;
 
 /// Bytes kept while a signature is still incomplete (the HTTP/2 preface is 24).
 const PREFIX: usize = 32;
+/// PostgreSQL SSLRequest: length 8, code 80877103.
+const PG_SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
 /// Chunks looked at before giving up on detection.
 const MAX_TRIES: u8 = 4;
 
@@ -124,6 +126,15 @@ impl L7Session {
                 let n = held + bytes.len().min(PREFIX);
                 look[..held].copy_from_slice(&prefix[..held]);
                 look[held..n].copy_from_slice(&bytes[..n - held]);
+                // STARTTLS of PostgreSQL: the client's SSLRequest and the server's one-byte
+                // answer come before a TLS handshake; step over them and keep detecting.
+                if self.transport == Transport::Tcp
+                    && ((dir == Direction::ToServer && look[..n] == PG_SSL_REQUEST)
+                        || (dir == Direction::ToClient && matches!(&look[..n], b"S" | b"N")))
+                {
+                    *len = 0;
+                    return;
+                }
                 let dec = match detect(
                     &look[..n],
                     dir,
@@ -237,5 +248,28 @@ mod tests {
             panic!("expected the byte counter")
         };
         assert_eq!(st.delivered[0], 8, "held bytes are delivered too");
+    }
+
+    #[test]
+    fn tls_after_postgres_ssl_request_is_detected() {
+        let f = DecoderFactory::default();
+        let mut s = L7Session::new(Transport::Tcp, 5432);
+        let mut out = Vec::new();
+        s.data(
+            Direction::ToServer,
+            &PG_SSL_REQUEST,
+            Timestamp(1),
+            &f,
+            &mut out,
+        );
+        s.data(Direction::ToClient, b"S", Timestamp(2), &f, &mut out);
+        s.data(
+            Direction::ToServer,
+            &[0x16, 3, 1, 0, 40, 1, 0, 0, 36],
+            Timestamp(3),
+            &f,
+            &mut out,
+        );
+        assert_eq!(s.protocol(), Protocol::Tls);
     }
 }
