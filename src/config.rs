@@ -28,6 +28,7 @@ pub enum ConfigError {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    pub capture: CaptureConfig,
     pub flow: FlowConfig,
     pub reassembly: ReassemblyConfig,
     pub defrag: DefragConfig,
@@ -37,6 +38,15 @@ pub struct Config {
     pub http: crate::proto::http_common::HttpConfig,
     pub dns: crate::proto::dns::DnsConfig,
     pub tls: crate::proto::tls::TlsConfig,
+}
+
+/// What is captured.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CaptureConfig {
+    /// Packet filter in tcpdump style (`tcp port 80 or udp port 53`); packets that do not
+    /// match are counted as `packet.filtered` and not analysed. Default: everything.
+    pub filter: crate::filter::Filter,
 }
 
 /// Flow table limits and timeouts (per worker).

@@ -10,6 +10,7 @@ pub mod check;
 pub mod config;
 pub mod events;
 pub mod export;
+pub mod filter;
 pub mod flow;
 pub mod packet;
 pub mod proto;

@@ -34,6 +34,10 @@ enum Cmd {
         /// Worker threads (default: `replay.workers` from the config).
         #[arg(long)]
         workers: Option<usize>,
+        /// Packet filter, tcpdump style: `tcp port 80`, `host 10.0.0.1 and not udp`
+        /// (default: `capture.filter` from the config).
+        #[arg(long)]
+        filter: Option<String>,
     },
     /// Check whether this host can capture, and which engine each interface would use.
     Check,
@@ -55,13 +59,17 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let cfg = Config::load(cli.config.as_deref())?;
+    let mut cfg = Config::load(cli.config.as_deref())?;
     match cli.cmd {
         Cmd::Replay {
             files,
             output,
             workers,
+            filter,
         } => {
+            if let Some(expr) = filter {
+                cfg.capture.filter = podtap::filter::Filter::parse(&expr)?;
+            }
             let opts = ReplayOptions {
                 files,
                 workers: workers.unwrap_or(cfg.replay.workers),

@@ -95,6 +95,7 @@ struct Tracker<S: RecordSink> {
 
 pub struct Worker<S: RecordSink> {
     defrag: Defragmenter,
+    filter: crate::filter::Filter,
     tracker: Tracker<S>,
     clock: Timestamp,
     next_tick: Timestamp,
@@ -107,6 +108,7 @@ impl<S: RecordSink> Worker<S> {
         let settings = WorkerSettings::from_config(cfg);
         Worker {
             defrag: Defragmenter::new(cfg.defrag.limits()),
+            filter: cfg.capture.filter.clone(),
             tracker: Tracker {
                 settings,
                 table: FlowTable::new(settings.max_flows),
@@ -148,7 +150,8 @@ impl<S: RecordSink> Worker<S> {
             }
         }
         match packet::decode(f.data, f.link, f.ts, f.wire_len, &mut self.defrag) {
-            Ok(Decoded::Packet(p)) => self.tracker.on_packet(&p, f.obs),
+            Ok(Decoded::Packet(p)) if self.filter.matches(&p) => self.tracker.on_packet(&p, f.obs),
+            Ok(Decoded::Packet(_)) => self.tracker.counters.bump(Event::Filtered),
             Ok(Decoded::FragmentHeld) => {}
             Err(e) => self.tracker.counters.bump(e),
         }
