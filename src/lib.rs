@@ -6,6 +6,7 @@
 //! records to an output ([`export`]).
 
 pub mod events;
+pub mod filter;
 pub mod packet;
 pub mod proto;
 pub mod time;
