@@ -166,9 +166,23 @@ enum Test {
     Ipv6,
     VlanTagged,
     Vlan(u16),
-    Net4 { dir: Dir, addr: u32, mask: u32 },
-    Net6 { dir: Dir, addr: u128, mask: u128 },
-    Port { dir: Dir, lo: u16, hi: u16 },
+    Net4 {
+        dir: Dir,
+        addr: u32,
+        mask: u32,
+    },
+    /// The address is split into halves and the mask kept as a prefix length because a
+    /// `u128` field would force 16-byte alignment and double the instruction size.
+    Net6 {
+        dir: Dir,
+        len: u8,
+        addr: [u64; 2],
+    },
+    Port {
+        dir: Dir,
+        lo: u16,
+        hi: u16,
+    },
 }
 
 impl Test {
@@ -185,10 +199,16 @@ impl Test {
                 IpAddr::V4(a) => a.to_bits() & mask == addr,
                 IpAddr::V6(_) => false,
             }),
-            Test::Net6 { dir, addr, mask } => dir.test(p.src, p.dst, |a| match a {
-                IpAddr::V6(a) => a.to_bits() & mask == addr,
-                IpAddr::V4(_) => false,
-            }),
+            Test::Net6 { dir, len, addr } => {
+                let net = (u128::from(addr[0]) << 64) | u128::from(addr[1]);
+                dir.test(p.src, p.dst, |a| match a {
+                    // Equal in the top `len` bits; a shift by 128 (len 0) means "any".
+                    IpAddr::V6(a) => (a.to_bits() ^ net)
+                        .checked_shr(128 - u32::from(len.min(128)))
+                        .is_none_or(|d| d == 0),
+                    IpAddr::V4(_) => false,
+                })
+            }
             Test::Port { dir, lo, hi } => {
                 // Not `Packet::ports()`: that reports ICMP echo ids as ports, and tcpdump's
                 // `port` never matches ICMP.
@@ -817,7 +837,14 @@ impl<'a> Parser<'a> {
             Some(v) if v.kind == TokKind::Word && keyword(v.text).is_none() => {
                 self.value(q, v, false)
             }
-            other => Err(self.expected(format!("{} after '{}'", q.kind.noun(), q.kw), other)),
+            other => {
+                // After a bare direction any type keyword could still have followed.
+                let noun = match q.kind {
+                    Kind::Addr => "'host', 'net', 'port', 'portrange' or an address",
+                    k => k.noun(),
+                };
+                Err(self.expected(format!("{noun} after '{}'", q.kw), other))
+            }
         }
     }
 
@@ -1195,12 +1222,949 @@ fn net_test(dir: Dir, addr: IpAddr, len: u8) -> Test {
             }
         }
         IpAddr::V6(a) => {
-            let mask = mask6(len);
+            let net = a.to_bits() & mask6(len);
             Test::Net6 {
                 dir,
-                addr: a.to_bits() & mask,
-                mask,
+                len: len.min(128),
+                addr: [(net >> 64) as u64, net as u64],
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::{Decoded, Defragmenter, LinkType, decode};
+    use crate::time::Timestamp;
+    use etherparse::{IpNumber, PacketBuilder};
+
+    const MAC_A: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    const MAC_B: [u8; 6] = [2, 0, 0, 0, 0, 2];
+
+    /// Decode a whole Ethernet frame the way the worker does. Leaks the frame and the
+    /// defragmenter so the packet can be 'static: tests only.
+    fn decoded(frame: Vec<u8>) -> Packet<'static> {
+        let d: &'static mut Defragmenter = Box::leak(Box::default());
+        let frame: &'static [u8] = Box::leak(frame.into_boxed_slice());
+        match decode(
+            frame,
+            LinkType::Ethernet,
+            Timestamp(1),
+            frame.len() as u32,
+            d,
+        ) {
+            Ok(Decoded::Packet(p)) => p,
+            other => panic!("test frame did not decode: {other:?}"),
+        }
+    }
+
+    fn v6(s: &str) -> [u8; 16] {
+        s.parse::<Ipv6Addr>().unwrap().octets()
+    }
+
+    fn tcp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Packet<'static> {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv4(src, dst, 64)
+            .tcp(sport, dport, 1, 1000)
+            .write(&mut f, b"x")
+            .unwrap();
+        decoded(f)
+    }
+
+    fn tcp4_vlan(vlan: u16, src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Packet<'static> {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .single_vlan(vlan.try_into().unwrap())
+            .ipv4(src, dst, 64)
+            .tcp(sport, dport, 1, 1000)
+            .write(&mut f, b"x")
+            .unwrap();
+        decoded(f)
+    }
+
+    fn udp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Packet<'static> {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv4(src, dst, 64)
+            .udp(sport, dport)
+            .write(&mut f, b"x")
+            .unwrap();
+        decoded(f)
+    }
+
+    fn icmp4_echo(src: [u8; 4], dst: [u8; 4], id: u16) -> Packet<'static> {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv4(src, dst, 64)
+            .icmpv4_echo_request(id, 1)
+            .write(&mut f, b"ping")
+            .unwrap();
+        decoded(f)
+    }
+
+    fn other4(src: [u8; 4], dst: [u8; 4], proto: u8) -> Packet<'static> {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv4(src, dst, 64)
+            .write(&mut f, IpNumber(proto), b"sctp-ish")
+            .unwrap();
+        decoded(f)
+    }
+
+    fn tcp6(src: &str, sport: u16, dst: &str, dport: u16) -> Packet<'static> {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv6(v6(src), v6(dst), 64)
+            .tcp(sport, dport, 1, 1000)
+            .write(&mut f, b"x")
+            .unwrap();
+        decoded(f)
+    }
+
+    fn udp6_vlan(vlan: u16, src: &str, sport: u16, dst: &str, dport: u16) -> Packet<'static> {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .single_vlan(vlan.try_into().unwrap())
+            .ipv6(v6(src), v6(dst), 64)
+            .udp(sport, dport)
+            .write(&mut f, b"x")
+            .unwrap();
+        decoded(f)
+    }
+
+    fn icmp6_echo(src: &str, dst: &str, id: u16) -> Packet<'static> {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv6(v6(src), v6(dst), 64)
+            .icmpv6_echo_request(id, 1)
+            .write(&mut f, b"ping")
+            .unwrap();
+        decoded(f)
+    }
+
+    /// A varied set of packets: every family, transport, direction and VLAN case the
+    /// primitives distinguish.
+    fn samples() -> Vec<Packet<'static>> {
+        vec![
+            tcp4([10, 0, 0, 1], 40000, [10, 0, 0, 2], 80),
+            tcp4([10, 0, 0, 2], 80, [10, 0, 0, 1], 40000),
+            tcp4([192, 168, 1, 5], 5000, [10, 9, 9, 9], 443),
+            tcp4_vlan(100, [10, 0, 0, 1], 1234, [10, 0, 0, 3], 6379),
+            udp4([10, 1, 2, 3], 5353, [192, 168, 1, 1], 53),
+            udp4([172, 16, 0, 1], 80, [172, 16, 0, 2], 80),
+            icmp4_echo([10, 0, 0, 1], [10, 0, 0, 2], 80),
+            other4([10, 0, 0, 1], [10, 0, 0, 2], 132),
+            tcp6("fd00::1", 1234, "fd00::2", 443),
+            tcp6("2001:db8::1", 80, "fd00::1", 50000),
+            udp6_vlan(42, "fd00::1", 5353, "fe80::1", 53),
+            icmp6_echo("fd00::1", "fd00::2", 443),
+        ]
+    }
+
+    fn filter(expr: &str) -> Filter {
+        Filter::parse(expr).unwrap_or_else(|e| panic!("{expr:?} should parse: {e}"))
+    }
+
+    fn m(expr: &str, p: &Packet<'_>) -> bool {
+        filter(expr).matches(p)
+    }
+
+    fn err(expr: &str) -> String {
+        match Filter::parse(expr) {
+            Ok(f) => panic!("{expr:?} should not parse, got {f:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// Every jump goes forward and stays in range (or ends): the loop must terminate and
+    /// never miss an instruction.
+    fn assert_well_formed(f: &Filter) {
+        let n = f.prog.len();
+        for (i, insn) in f.prog.iter().enumerate() {
+            for t in [insn.jt, insn.jf] {
+                assert!(
+                    t == ACCEPT || t == REJECT || (t as usize > i && (t as usize) < n),
+                    "{f:?}: insn {i} jumps to {t}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn empty_expression_matches_everything() {
+        for e in ["", "   ", "\t\n"] {
+            let f = filter(e);
+            assert!(f.is_match_all());
+            assert!(samples().iter().all(|p| f.matches(p)));
+        }
+        assert!(Filter::default().matches(&samples()[0]));
+    }
+
+    #[test]
+    fn hosts_v4_and_v6() {
+        let p = tcp4([10, 0, 0, 1], 40000, [10, 0, 0, 2], 80);
+        assert!(m("host 10.0.0.1", &p));
+        assert!(m("host 10.0.0.2", &p));
+        assert!(!m("host 10.0.0.3", &p));
+        assert!(m("src host 10.0.0.1", &p));
+        assert!(!m("src host 10.0.0.2", &p));
+        assert!(m("dst host 10.0.0.2", &p));
+        assert!(!m("dst host 10.0.0.1", &p));
+        // A bare address is `host`, a direction alone implies `host`.
+        assert!(m("10.0.0.1", &p));
+        assert!(!m("10.0.0.9", &p));
+        assert!(m("src 10.0.0.1", &p));
+        assert!(!m("dst 10.0.0.1", &p));
+        // Combined directions.
+        assert!(m("src or dst host 10.0.0.2", &p));
+        assert!(!m("src and dst host 10.0.0.2", &p));
+        assert!(m("src and dst net 10.0.0.0/24", &p));
+
+        let q = tcp6("fd00::1", 1234, "fd00::2", 443);
+        assert!(m("host fd00::1", &q));
+        assert!(m("fd00::2", &q));
+        assert!(m("src host fd00::1", &q));
+        assert!(!m("dst host fd00::1", &q));
+        assert!(m("ip6 dst host fd00::2", &q));
+        // Families never cross.
+        assert!(!m("host 10.0.0.1", &q));
+        assert!(!m("host ::ffff:10.0.0.1", &p));
+    }
+
+    #[test]
+    fn nets_v4_and_v6() {
+        let p = udp4([10, 1, 2, 3], 5353, [192, 168, 1, 1], 53);
+        assert!(m("net 10.0.0.0/8", &p));
+        assert!(m("net 192.168.0.0/16", &p));
+        assert!(!m("net 172.16.0.0/12", &p));
+        assert!(m("src net 10.0.0.0/8", &p));
+        assert!(!m("dst net 10.0.0.0/8", &p));
+        assert!(m("dst net 192.168.1.0/24", &p));
+        assert!(m("net 0.0.0.0/0", &p));
+        assert!(m("net 10.1.2.3/32", &p));
+        assert!(m("net 10.1.2.3", &p), "an address alone is a /32");
+        assert!(m("10.0.0.0/8", &p), "a bare network is `net`");
+        assert!(m("src 10.0.0.0/8", &p));
+        // tcpdump's shortened networks.
+        assert!(m("net 10", &p));
+        assert!(m("net 192.168.1", &p));
+        assert!(!m("net 192.168.2", &p));
+        assert!(m("net 10/8", &p));
+
+        let q = udp6_vlan(42, "fd00::1", 5353, "fe80::1", 53);
+        assert!(m("net fd00::/8", &q));
+        assert!(m("src net fd00::/8", &q));
+        assert!(!m("dst net fd00::/8", &q));
+        assert!(m("dst net fe80::/10", &q));
+        assert!(m("net ::/0", &q));
+        assert!(!m("net ::/0", &p), "a v6 net never matches v4");
+        assert!(!m("net 0.0.0.0/0", &q), "a v4 net never matches v6");
+    }
+
+    #[test]
+    fn ports_are_tcp_and_udp_only() {
+        let t = tcp4([10, 0, 0, 1], 40000, [10, 0, 0, 2], 80);
+        let u = udp4([10, 1, 2, 3], 5353, [192, 168, 1, 1], 53);
+        let ping = icmp4_echo([10, 0, 0, 1], [10, 0, 0, 2], 80);
+        let ping6 = icmp6_echo("fd00::1", "fd00::2", 443);
+        let sctp = other4([10, 0, 0, 1], [10, 0, 0, 2], 132);
+        assert!(m("port 80", &t));
+        assert!(m("port 40000", &t));
+        assert!(!m("port 81", &t));
+        assert!(m("src port 40000", &t) && !m("src port 80", &t));
+        assert!(m("dst port 80", &t) && !m("dst port 40000", &t));
+        assert!(m("port 53", &u) && m("dst port 53", &u) && m("src port 5353", &u));
+        assert!(m("portrange 50-60", &u));
+        assert!(m("portrange 53-53", &u));
+        assert!(!m("portrange 54-5000", &u));
+        assert!(m("src portrange 5000-6000", &u) && !m("dst portrange 5000-6000", &u));
+        assert!(m("portrange 0-65535", &t));
+        // ICMP echo ids are not ports, nor is anything on a portless protocol.
+        assert!(!m("port 80", &ping));
+        assert!(!m("port 443", &ping6));
+        assert!(!m("portrange 0-65535", &ping));
+        assert!(!m("port 0", &sctp));
+        assert!(!m("portrange 0-65535", &sctp));
+        // The same over IPv6.
+        let t6 = tcp6("fd00::1", 1234, "fd00::2", 443);
+        assert!(m("port 443", &t6) && m("dst port 443", &t6) && m("src port 1234", &t6));
+    }
+
+    #[test]
+    fn named_ports() {
+        let t = tcp4([10, 0, 0, 1], 40000, [10, 0, 0, 2], 80);
+        let u = udp4([10, 1, 2, 3], 5353, [192, 168, 1, 1], 53);
+        let r = tcp4_vlan(100, [10, 0, 0, 1], 1234, [10, 0, 0, 3], 6379);
+        assert!(m("port http", &t) && m("port HTTP", &t) && !m("port https", &t));
+        assert!(m("port dns", &u) && m("port domain", &u));
+        assert!(m("dst port redis", &r));
+        assert!(
+            m("portrange ftp-data-http", &t),
+            "names with '-' in a range"
+        );
+        assert!(m("portrange 1-http", &t));
+    }
+
+    #[test]
+    fn protocols_and_families() {
+        let s = samples();
+        let count = |e: &str| s.iter().filter(|p| m(e, p)).count();
+        assert_eq!(count("tcp"), 6);
+        assert_eq!(count("udp"), 3);
+        assert_eq!(count("icmp"), 1);
+        assert_eq!(count("icmp6"), 1);
+        assert_eq!(count("ip"), 8);
+        assert_eq!(count("ip6"), 4);
+        assert_eq!(count("proto 132"), 1);
+        assert_eq!(count("proto sctp"), 1);
+        assert_eq!(count("proto 6"), count("tcp"));
+        assert_eq!(count("proto \\tcp"), count("tcp"));
+        assert_eq!(count("proto udp"), count("udp"));
+        assert_eq!(count("ip proto 6"), 4);
+        assert_eq!(count("ip6 proto 6"), 2);
+        assert_eq!(count("ip6 proto 58"), 1);
+        assert_eq!(count("ip proto icmp"), 1);
+        assert_eq!(count("ip or ip6"), s.len());
+        // A protocol qualifier on a port: `tcp port 53` is not UDP DNS.
+        let u = udp4([10, 1, 2, 3], 5353, [192, 168, 1, 1], 53);
+        assert!(!m("tcp port 53", &u));
+        assert!(m("udp port 53", &u));
+        assert!(m("udp dst port 53", &u));
+        assert!(m("udp src or dst portrange 50-60", &u));
+    }
+
+    #[test]
+    fn vlans() {
+        let tagged4 = tcp4_vlan(100, [10, 0, 0, 1], 1234, [10, 0, 0, 3], 6379);
+        let tagged6 = udp6_vlan(42, "fd00::1", 5353, "fe80::1", 53);
+        let untagged = tcp4([10, 0, 0, 1], 40000, [10, 0, 0, 2], 80);
+        assert!(m("vlan", &tagged4) && m("vlan", &tagged6) && !m("vlan", &untagged));
+        assert!(m("vlan 100", &tagged4) && !m("vlan 100", &tagged6));
+        assert!(m("vlan 42", &tagged6));
+        assert!(m("not vlan", &untagged) && !m("not vlan", &tagged4));
+        assert!(m("vlan 42 and ip6 and udp port 53", &tagged6));
+        assert!(m("vlan and port 6379", &tagged4));
+    }
+
+    #[test]
+    fn filters_see_the_decapsulated_packet() {
+        let mut inner = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .tcp(40000, 80, 1, 1000)
+            .write(&mut inner, b"inner")
+            .unwrap();
+        let mut vx = vec![0x08, 0, 0, 0, 0, 0, 100, 0];
+        vx.extend_from_slice(&inner);
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv4([192, 0, 2, 1], [192, 0, 2, 2], 64)
+            .udp(12345, 4789)
+            .write(&mut f, &vx)
+            .unwrap();
+        let p = decoded(f);
+        assert!(m("tcp and host 10.0.0.1 and port 80", &p));
+        assert!(!m("host 192.0.2.1 or port 4789 or udp", &p));
+    }
+
+    #[test]
+    fn operators_and_spellings() {
+        let t = tcp4([10, 0, 0, 1], 40000, [10, 0, 0, 2], 80);
+        for e in [
+            "tcp and port 80",
+            "tcp && port 80",
+            "tcp&&port 80",
+            "TCP AND PORT 80",
+            "udp or port 80",
+            "udp || port 80",
+            "udp||tcp",
+            "not udp",
+            "!udp",
+            "! udp",
+            "!!tcp",
+            "not not tcp",
+            "(tcp)",
+            "((tcp) and (port 80))",
+            "(udp or tcp) and (port 443 or port 80)",
+            "not (udp or icmp)",
+            "!(udp||icmp)&&!port 443",
+        ] {
+            assert!(m(e, &t), "{e:?} should match");
+        }
+        for e in [
+            "tcp and port 81",
+            "udp or port 81",
+            "not tcp",
+            "!!!tcp",
+            "not (tcp or udp)",
+            "(udp or tcp) and (port 443 or port 8080)",
+        ] {
+            assert!(!m(e, &t), "{e:?} should not match");
+        }
+    }
+
+    #[test]
+    fn precedence_not_over_and_over_or() {
+        let tcp80 = tcp4([10, 0, 0, 1], 40000, [10, 0, 0, 2], 80);
+        let udp80 = udp4([172, 16, 0, 1], 80, [172, 16, 0, 2], 80);
+        let udp53 = udp4([10, 1, 2, 3], 5353, [192, 168, 1, 1], 53);
+        let tcp443 = tcp4([192, 168, 1, 5], 5000, [10, 9, 9, 9], 443);
+
+        // `not tcp and port 80` is `(not tcp) and port 80`, not `not (tcp and port 80)`.
+        let e = "not tcp and port 80";
+        assert!(m(e, &udp80));
+        assert!(!m(e, &tcp80));
+        assert!(
+            !m(e, &udp53),
+            "would match if `not` bound looser than `and`"
+        );
+
+        // `tcp or udp and port 53` is `tcp or (udp and port 53)`.
+        let e = "tcp or udp and port 53";
+        assert!(
+            m(e, &tcp443),
+            "would not match with tcpdump's equal precedence"
+        );
+        assert!(m(e, &udp53));
+        assert!(!m(e, &udp80));
+        assert_eq!(m(e, &tcp443), m("tcp or (udp and port 53)", &tcp443));
+        assert_ne!(m(e, &tcp443), m("(tcp or udp) and port 53", &tcp443));
+
+        // `and` binds tighter on both sides of an `or`.
+        let e = "udp and port 53 or tcp and port 443";
+        assert!(m(e, &udp53) && m(e, &tcp443) && !m(e, &tcp80) && !m(e, &udp80));
+    }
+
+    #[test]
+    fn qualifier_shorthand_repeats_the_last_qualifier() {
+        let tcp80 = tcp4([10, 0, 0, 1], 40000, [10, 0, 0, 2], 80);
+        let tcp443 = tcp4([192, 168, 1, 5], 5000, [10, 9, 9, 9], 443);
+        let udp80 = udp4([172, 16, 0, 1], 80, [172, 16, 0, 2], 80);
+        let udp53 = udp4([10, 1, 2, 3], 5353, [192, 168, 1, 1], 53);
+        assert!(m("port 80 or 443", &tcp80) && m("port 80 or 443", &tcp443));
+        assert!(!m("port 80 or 443", &udp53));
+        assert!(m("port 8080 or 9090 or 53", &udp53));
+        // The whole qualifier, protocol and direction included, is repeated.
+        let e = "tcp dst port http or https";
+        assert!(m(e, &tcp80) && m(e, &tcp443) && !m(e, &udp80));
+        assert!(!m("tcp src port http or https", &tcp80));
+        assert!(m("host 10.9.9.9 or 10.0.0.1", &tcp80));
+        assert!(m("src net 192.168.0.0/16 or 10.0.0.0/8", &tcp80));
+        assert!(!m("src net 192.168.0.0/16 or 10.0.0.0/8", &udp80));
+        // tcpdump's example: `not host a and b` is `not host a and host b`.
+        assert!(m("not host 10.0.0.1 and 10.9.9.9", &tcp443));
+        assert!(!m("not host 10.0.0.1 and 10.9.9.9", &tcp80));
+        // Also across `not` and parentheses.
+        assert!(m("port 80 and not 443", &tcp80));
+        assert!(m("port 1 or (443 and tcp)", &tcp443));
+        // A later bare address after a bare address is simply another host.
+        assert!(m("10.0.0.99 or 10.0.0.1", &tcp80));
+    }
+
+    #[test]
+    fn compiled_program_is_compact() {
+        // `not` costs nothing and each primitive is one instruction.
+        assert_eq!(filter("not not not tcp").prog.len(), 1);
+        assert_eq!(filter("tcp and (udp or not icmp)").prog.len(), 3);
+        assert_eq!(filter("tcp port 80").prog.len(), 2);
+        assert_eq!(filter("ip proto 6").prog.len(), 2);
+        assert_eq!(filter("host 10.0.0.1").prog.len(), 1);
+        assert!(size_of::<Insn>() <= 32, "{}", size_of::<Insn>());
+    }
+
+    #[test]
+    fn error_messages_name_position_and_token() {
+        // The brief's example, with a name podtap does not know.
+        assert_eq!(
+            err("port htp"),
+            "expected a port number after 'port' at column 6, found 'htp'"
+        );
+        assert_eq!(
+            err("foo"),
+            "unknown keyword 'foo' at column 1 (expected host, net, port, portrange, src, \
+             dst, tcp, udp, icmp, icmp6, ip, ip6, vlan, proto or an IP address)"
+        );
+        assert!(err("tcp and bogus").starts_with("unknown keyword 'bogus' at column 9"));
+        assert!(err("tcp and hots 10.0.0.1").starts_with("unknown keyword 'hots' at column 9"));
+
+        // Bad networks.
+        assert_eq!(
+            err("net 10.0.0.0/33"),
+            "invalid network '10.0.0.0/33' at column 5: prefix length 33 is longer than 32"
+        );
+        assert_eq!(
+            err("net fd00::/129"),
+            "invalid network 'fd00::/129' at column 5: prefix length 129 is longer than 128"
+        );
+        assert_eq!(
+            err("net 10.0.0.1/8"),
+            "invalid network '10.0.0.1/8' at column 5: bits set past the /8 prefix \
+             (did you mean 10.0.0.0/8?)"
+        );
+        assert_eq!(
+            err("src net 10.0.0.300/8"),
+            "invalid network '10.0.0.300/8' at column 9: '10.0.0.300' is not an IP address"
+        );
+        assert_eq!(
+            err("net 10.0.0.0/x"),
+            "invalid network '10.0.0.0/x' at column 5: prefix length 'x' is not a number"
+        );
+        assert_eq!(
+            err("net lan"),
+            "expected a network (ADDR/LEN) after 'net' at column 5, found 'lan'"
+        );
+        assert_eq!(
+            err("10.0.0.0/99"),
+            "invalid network '10.0.0.0/99' at column 1: prefix length 99 is longer than 32"
+        );
+
+        // Bad hosts.
+        assert_eq!(
+            err("host example.com"),
+            "expected an IP address after 'host' at column 6, found 'example.com'"
+        );
+        assert_eq!(
+            err("10.0.0.300"),
+            "expected an IP address or network at column 1, found '10.0.0.300'"
+        );
+        assert_eq!(
+            err("ip host fd00::1"),
+            "invalid address 'fd00::1' at column 9: 'ip' needs an IPv4 address"
+        );
+        assert_eq!(
+            err("ip6 net 10.0.0.0/8"),
+            "invalid address '10.0.0.0/8' at column 9: 'ip6' needs an IPv6 address"
+        );
+
+        // Ports out of range and malformed ranges.
+        assert_eq!(
+            err("port 65536"),
+            "invalid port '65536' at column 6: ports are 0 to 65535"
+        );
+        assert_eq!(
+            err("tcp dst port 99999999999999999999999"),
+            "invalid port '99999999999999999999999' at column 14: ports are 0 to 65535"
+        );
+        assert_eq!(
+            err("portrange 1-70000"),
+            "invalid port range '1-70000' at column 11: ports are 0 to 65535"
+        );
+        assert_eq!(
+            err("portrange 2000-1000"),
+            "invalid port range '2000-1000' at column 11: the start (2000) is above the end (1000)"
+        );
+        assert_eq!(
+            err("portrange 80"),
+            "expected a port range (N-M) after 'portrange' at column 11, found '80'"
+        );
+        assert_eq!(
+            err("port"),
+            "expected a port number after 'port' at column 5, found end of input"
+        );
+        assert_eq!(
+            err("port tcp"),
+            "expected a port number after 'port' at column 6, found 'tcp'"
+        );
+        // A repeated qualifier says so.
+        assert_eq!(
+            err("port 80 or 10.0.0.1"),
+            "expected a port number (repeating 'port' from column 1) at column 12, \
+             found '10.0.0.1'"
+        );
+
+        // Unbalanced parentheses.
+        assert_eq!(
+            err("(tcp"),
+            "unbalanced parentheses: '(' at column 1 is never closed"
+        );
+        assert_eq!(
+            err("((tcp) or udp"),
+            "unbalanced parentheses: '(' at column 1 is never closed"
+        );
+        assert_eq!(
+            err("tcp)"),
+            "unbalanced parentheses: ')' at column 4 has no matching '('"
+        );
+        assert_eq!(
+            err("(tcp))"),
+            "unbalanced parentheses: ')' at column 6 has no matching '('"
+        );
+        assert_eq!(
+            err("()"),
+            "expected an expression after '(' at column 2, found ')'"
+        );
+        assert_eq!(
+            err("(tcp udp)"),
+            "expected 'and', 'or' or ')' at column 6, found 'udp'"
+        );
+
+        // Trailing garbage and dangling operators.
+        assert_eq!(
+            err("tcp udp"),
+            "expected 'and', 'or' or end of input at column 5, found 'udp'"
+        );
+        assert_eq!(
+            err("port 80 80"),
+            "expected 'and', 'or' or end of input at column 9, found '80'"
+        );
+        assert_eq!(
+            err("tcp and"),
+            "expected an expression after 'and' at column 8, found end of input"
+        );
+        assert_eq!(
+            err("tcp or || udp"),
+            "expected an expression after 'or' at column 8, found '||'"
+        );
+        assert_eq!(
+            err("and tcp"),
+            "expected an expression at column 1, found 'and'"
+        );
+        assert_eq!(
+            err("not"),
+            "expected an expression after 'not' at column 4, found end of input"
+        );
+        assert_eq!(
+            err("tcp & udp"),
+            "unexpected character '&' at column 5 (use '&&' or 'and')"
+        );
+        assert_eq!(
+            err("tcp | udp"),
+            "unexpected character '|' at column 5 (use '||' or 'or')"
+        );
+
+        // Misplaced qualifiers and other values.
+        assert_eq!(
+            err("tcp host 10.0.0.1"),
+            "expected 'port' or 'portrange' after 'tcp' at column 5, found 'host'"
+        );
+        assert_eq!(
+            err("udp src 10.0.0.1"),
+            "expected 'port' or 'portrange' after 'udp' at column 9, found '10.0.0.1'"
+        );
+        assert_eq!(
+            err("ip6 port 80"),
+            "expected 'host', 'net' or 'proto' after 'ip6' at column 5, found 'port'"
+        );
+        assert_eq!(
+            err("src"),
+            "expected 'host', 'net', 'port', 'portrange' or an address after 'src' at column 4, \
+             found end of input"
+        );
+        assert_eq!(
+            err("vlan 5000"),
+            "invalid VLAN id '5000' at column 6: VLAN ids are 1 to 4095"
+        );
+        assert!(err("vlan 0").contains("use 'not vlan' for untagged"));
+        assert_eq!(
+            err("proto 256"),
+            "invalid protocol number '256' at column 7: protocol numbers are 0 to 255"
+        );
+        assert_eq!(
+            err("ip proto bogus"),
+            "expected a protocol number or name after 'proto' at column 10, found 'bogus'"
+        );
+    }
+
+    #[test]
+    fn columns_count_characters_not_bytes() {
+        // U+00A0 is whitespace but two bytes in UTF-8.
+        let e = Filter::parse("tcp\u{a0}and\u{a0}foo").unwrap_err();
+        assert_eq!(e.column(), 9);
+        assert!(err("tcp and ünknown").starts_with("unknown keyword 'ünknown' at column 9"));
+        assert_eq!(Filter::parse("tcp and").unwrap_err().column(), 8);
+    }
+
+    #[test]
+    fn hostile_input_is_an_error_not_a_crash() {
+        // Nesting beyond the limit is refused before the stack is at risk.
+        let deep = format!("{}tcp{}", "(".repeat(100_000), ")".repeat(100_000));
+        let e = Filter::parse(&deep).unwrap_err();
+        assert_eq!(e.column(), MAX_DEPTH + 1);
+        assert!(
+            e.to_string()
+                .starts_with("parentheses nested more than 100 deep")
+        );
+        let ok = format!("{}tcp{}", "(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH));
+        assert!(m(&ok, &samples()[0]));
+
+        // Long negation runs and flat chains do not recurse.
+        let nots = format!("{}tcp", "not ".repeat(100_001));
+        assert!(!m(&nots, &samples()[0]));
+        let chain = vec!["port 1"; 50_000].join(" or ") + " or tcp";
+        let f = filter(&chain);
+        assert_eq!(f.prog.len(), 50_001);
+        assert!(f.matches(&samples()[0]));
+        assert_well_formed(&f);
+    }
+
+    #[test]
+    fn deserializes_from_a_string() {
+        #[derive(serde::Deserialize)]
+        struct Capture {
+            filter: Filter,
+        }
+        let c: Capture = toml::from_str("filter = \"tcp port 80 or 443\"").unwrap();
+        assert_eq!(c.filter.as_str(), "tcp port 80 or 443");
+        assert_eq!(c.filter.to_string(), "tcp port 80 or 443");
+        assert!(c.filter.matches(&samples()[0]));
+
+        let c: Capture = serde_json::from_str(r#"{"filter": ""}"#).unwrap();
+        assert!(c.filter.is_match_all());
+
+        let e = toml::from_str::<Capture>("filter = \"port http2\"")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains(
+                "bad filter: expected a port number after 'port' at column 6, found 'http2'"
+            ),
+            "{e}"
+        );
+        let e = serde_json::from_str::<Capture>(r#"{"filter": 80}"#)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("a packet filter expression string"), "{e}");
+    }
+
+    #[test]
+    fn from_str_and_debug() {
+        let f: Filter = "tcp".parse().unwrap();
+        assert_eq!(format!("{f:?}"), r#"Filter { expr: "tcp", insns: 1 }"#);
+        assert!("tcp)".parse::<Filter>().is_err());
+    }
+
+    /// xorshift64*: deterministic, dependency-free randomness for the property tests.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+
+        fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+            xs[self.below(xs.len())]
+        }
+    }
+
+    /// Self-contained primitives: each starts with a keyword, so none is affected by the
+    /// qualifier shorthand wherever it lands.
+    const PRIMITIVES: [&str; 33] = [
+        "tcp",
+        "udp",
+        "icmp",
+        "icmp6",
+        "ip",
+        "ip6",
+        "vlan",
+        "vlan 42",
+        "vlan 100",
+        "host 10.0.0.1",
+        "src host 10.0.0.1",
+        "dst host 10.0.0.2",
+        "host fd00::1",
+        "dst host fd00::2",
+        "net 10.0.0.0/8",
+        "src net 192.168.0.0/16",
+        "dst net fd00::/8",
+        "net 0.0.0.0/0",
+        "port 80",
+        "src port 40000",
+        "dst port 53",
+        "port https",
+        "portrange 1-1024",
+        "dst portrange 50-60",
+        "proto 132",
+        "ip proto 17",
+        "ip6 proto 6",
+        "tcp port 80",
+        "udp dst port 53",
+        "src or dst port 443",
+        "src and dst net 10.0.0.0/8",
+        "ip6 src net fd00::/16",
+        "net 172.16",
+    ];
+
+    enum Expr {
+        Prim(&'static str),
+        Not(Box<Expr>),
+        And(Box<Expr>, Box<Expr>),
+        Or(Box<Expr>, Box<Expr>),
+    }
+
+    fn gen_expr(rng: &mut Rng, depth: usize) -> Expr {
+        if depth == 0 || rng.below(4) == 0 {
+            return Expr::Prim(PRIMITIVES[rng.below(PRIMITIVES.len())]);
+        }
+        match rng.below(3) {
+            0 => Expr::Not(Box::new(gen_expr(rng, depth - 1))),
+            1 => Expr::And(
+                Box::new(gen_expr(rng, depth - 1)),
+                Box::new(gen_expr(rng, depth - 1)),
+            ),
+            _ => Expr::Or(
+                Box::new(gen_expr(rng, depth - 1)),
+                Box::new(gen_expr(rng, depth - 1)),
+            ),
+        }
+    }
+
+    /// The reference semantics: primitives through the filter one at a time, operators in
+    /// plain Rust.
+    fn reference(e: &Expr, p: &Packet<'_>) -> bool {
+        match e {
+            Expr::Prim(s) => m(s, p),
+            Expr::Not(a) => !reference(a, p),
+            Expr::And(a, b) => reference(a, p) && reference(b, p),
+            Expr::Or(a, b) => reference(a, p) || reference(b, p),
+        }
+    }
+
+    /// Fully parenthesised, with random operator spellings.
+    fn render_full(e: &Expr, rng: &mut Rng) -> String {
+        match e {
+            Expr::Prim(s) => s.to_string(),
+            Expr::Not(a) => format!("{} ({})", rng.pick(&["not", "!"]), render_full(a, rng)),
+            Expr::And(a, b) => format!(
+                "({}) {} ({})",
+                render_full(a, rng),
+                rng.pick(&["and", "&&"]),
+                render_full(b, rng)
+            ),
+            Expr::Or(a, b) => format!(
+                "({}) {} ({})",
+                render_full(a, rng),
+                rng.pick(&["or", "||"]),
+                render_full(b, rng)
+            ),
+        }
+    }
+
+    /// With only the parentheses precedence requires, so the parser's precedence is what
+    /// decides the meaning. Binding strength: or 1, and 2, not 3, primitive 4.
+    fn render_min(e: &Expr, min: u8) -> String {
+        let (s, strength) = match e {
+            Expr::Prim(s) => (s.to_string(), 4),
+            Expr::Not(a) => (format!("not {}", render_min(a, 3)), 3),
+            Expr::And(a, b) => (format!("{} and {}", render_min(a, 2), render_min(b, 2)), 2),
+            Expr::Or(a, b) => (format!("{} or {}", render_min(a, 1), render_min(b, 1)), 1),
+        };
+        if strength < min { format!("({s})") } else { s }
+    }
+
+    #[test]
+    fn property_not_is_negation_and_operators_match_reference() {
+        let packets = samples();
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for _ in 0..400 {
+            let e = gen_expr(&mut rng, 4);
+            let full = render_full(&e, &mut rng);
+            let min = render_min(&e, 0);
+            let f_full = filter(&full);
+            let f_min = filter(&min);
+            let f_not = filter(&format!("not ({full})"));
+            let f_bang = filter(&format!("!({min})"));
+            assert_well_formed(&f_full);
+            assert_well_formed(&f_min);
+            for p in &packets {
+                let want = reference(&e, p);
+                assert_eq!(f_full.matches(p), want, "{full}\n{p:?}");
+                assert_eq!(f_min.matches(p), want, "{min}\n{p:?}");
+                assert_eq!(f_not.matches(p), !want, "not ({full})\n{p:?}");
+                assert_eq!(f_bang.matches(p), !want, "!({min})\n{p:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn property_random_token_soup_never_panics() {
+        const SOUP: [&str; 44] = [
+            "(",
+            ")",
+            "!",
+            "&&",
+            "||",
+            "&",
+            "|",
+            "and",
+            "or",
+            "not",
+            "host",
+            "net",
+            "port",
+            "portrange",
+            "src",
+            "dst",
+            "tcp",
+            "udp",
+            "icmp",
+            "icmp6",
+            "ip",
+            "ip6",
+            "vlan",
+            "proto",
+            "80",
+            "70000",
+            "1-2",
+            "2-1",
+            "-",
+            "10.0.0.0/8",
+            "10.0.0.1/8",
+            "fd00::/8",
+            "::",
+            "/",
+            "é",
+            "10.0.0.1/99",
+            "http",
+            "\\tcp",
+            "0",
+            "4095",
+            "10",
+            "1.2.3.4.5",
+            "::/",
+            "ftp-data-",
+        ];
+        let packets = samples();
+        let mut rng = Rng(42);
+        let mut parsed = 0;
+        for _ in 0..5000 {
+            let n = rng.below(8);
+            let mut s = String::new();
+            for _ in 0..n {
+                s.push_str(rng.pick(&SOUP));
+                s.push_str(rng.pick(&[" ", " ", ""]));
+            }
+            match Filter::parse(&s) {
+                Ok(f) => {
+                    parsed += 1;
+                    assert_well_formed(&f);
+                    for p in &packets {
+                        let _ = f.matches(p);
+                    }
+                }
+                Err(e) => {
+                    let col = e.column();
+                    assert!(col >= 1 && col <= s.chars().count() + 1, "{s:?}: {e}");
+                }
+            }
+        }
+        assert!(parsed > 100, "only {parsed} parsed: the soup is too thin");
+        // Arbitrary characters, including control and non-ASCII ones.
+        for _ in 0..2000 {
+            let s: String = (0..rng.below(12))
+                .filter_map(|_| char::from_u32(rng.below(0x3000) as u32))
+                .collect();
+            let _ = Filter::parse(&s);
         }
     }
 }
