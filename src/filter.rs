@@ -944,12 +944,11 @@ impl<'a> Parser<'a> {
             },
         };
         // `ip host ::1` can never match; say so rather than silently matching nothing.
-        let family_ok = match (q.proto, &leaf) {
-            (Some(ProtoQual::Ip), Test::Net6 { .. }) => false,
-            (Some(ProtoQual::Ip6), Test::Net4 { .. }) => false,
-            _ => true,
-        };
-        if !family_ok {
+        let family_mismatch = matches!(
+            (q.proto, &leaf),
+            (Some(ProtoQual::Ip), Test::Net6 { .. }) | (Some(ProtoQual::Ip6), Test::Net4 { .. })
+        );
+        if family_mismatch {
             let (want, qual) = if q.proto == Some(ProtoQual::Ip) {
                 ("IPv4", "ip")
             } else {
