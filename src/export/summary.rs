@@ -8,6 +8,8 @@ use std::fmt::Write;
 use crate::events::Counters;
 use crate::export::Record;
 use crate::flow::FlowRecord;
+use crate::proto::{Endpoint as ProtoEndpoint, Protocol};
+use compact_str::CompactString;
 
 #[derive(Default)]
 struct Endpoint {
@@ -25,7 +27,9 @@ pub struct Summary {
     retransmits: u64,
     resets: u64,
     top: Vec<FlowRecord>,
-    endpoints: HashMap<(String, String, String), Endpoint>,
+    /// Keyed by protocol, server, operation and resource: cloned inline strings, no
+    /// formatting per transaction.
+    endpoints: HashMap<(Protocol, ProtoEndpoint, CompactString, CompactString), Endpoint>,
     transactions: u64,
 }
 
@@ -51,11 +55,11 @@ impl Summary {
             }
             Record::Transaction(t) => {
                 self.transactions += 1;
-                let server = format!("{}:{}", t.server.addr, t.server.port);
                 let key = (
-                    t.protocol.as_str().to_string(),
-                    server,
-                    format!("{} {}", t.operation, t.resource),
+                    t.protocol,
+                    t.server,
+                    t.operation.clone(),
+                    t.resource.clone(),
                 );
                 let e = self.endpoints.entry(key).or_default();
                 e.count += 1;
@@ -134,11 +138,17 @@ impl Summary {
                 "p99 ms"
             );
             let mut rows: Vec<_> = self.endpoints.iter_mut().collect();
-            rows.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(b.0)));
-            for ((proto, server, op), e) in rows.into_iter().take(50) {
+            rows.sort_by(|a, b| {
+                b.1.count.cmp(&a.1.count).then_with(|| {
+                    (a.0.2.as_str(), a.0.3.as_str()).cmp(&(b.0.2.as_str(), b.0.3.as_str()))
+                })
+            });
+            for ((proto, server, op, res), e) in rows.into_iter().take(50) {
                 e.durations.sort_unstable();
                 let p = |q: f64| percentile(&e.durations, q) as f64 / 1e6;
-                let op: String = op.chars().take(36).collect();
+                let proto = proto.as_str();
+                let server = format!("{}:{}", server.addr, server.port);
+                let op: String = format!("{op} {res}").chars().take(36).collect();
                 let _ = writeln!(
                     s,
                     "{proto:<10} {server:<24} {op:<36} {:>7} {:>6} {:>6} {:>10.3} {:>10.3} {:>10.3}",
