@@ -1,0 +1,41 @@
+# podtap: the two commands a newcomer needs are `make run` and `make test`.
+SHELL := /bin/bash
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+export DEBIAN_FRONTEND := noninteractive
+
+# Packages to build and run podtap.
+RUN_PKGS := build-essential pkg-config
+# Packages the tests drive: real captures, servers, clients and the reference dissector.
+TEST_PKGS := tshark tcpdump nginx-light nftables iproute2 curl procps python3 hey time
+
+.PHONY: deps deps-test build run test bench
+
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections; \
+	  apt-get update -qq && apt-get install -y -qq $$missing; \
+	fi
+endef
+
+deps:
+	$(call apt_install,$(RUN_PKGS))
+	@command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup"; exit 1; }
+
+deps-test: deps
+	$(call apt_install,$(TEST_PKGS))
+
+build: deps
+	cargo build --release
+
+# Until live capture lands, run the pipeline on a capture the repository generates.
+run: build
+	./target/release/podtap synth target/sample.pcap --tcp-flows 200 --udp-flows 50 --requests 10
+	./target/release/podtap replay target/sample.pcap --output table
+
+test: deps-test
+	cargo test --all-targets
+
+bench: deps-test
+	perf/replay_bench.sh
