@@ -1,0 +1,282 @@
+//! Helpers for end-to-end tests: network namespaces joined by veth pairs, real servers and
+//! clients started inside them, tcpdump captures, and running podtap.
+//!
+//! Everything a test creates is removed when its guard drops, also when the test fails,
+//! and names carry the process id and a counter so tests can run in parallel and twice in
+//! a row. Traffic stays inside the namespaces: the root namespace is not touched.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A name unique to this process and call, at most 15 characters with `prefix` <= 4.
+pub fn unique(prefix: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}{}x{n}", std::process::id() % 100_000)
+}
+
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "end-to-end tests need root (network namespaces, raw sockets)"
+    );
+}
+
+pub fn sh(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A network namespace, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(prefix: &str) -> Netns {
+        let name = unique(prefix);
+        sh(Command::new("ip").args(["netns", "add", &name]));
+        sh(Command::new("ip").args(["-n", &name, "link", "set", "lo", "up"]));
+        Netns { name }
+    }
+
+    /// A command run inside the namespace.
+    pub fn cmd(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Kill what still runs inside, then remove the namespace.
+        if let Ok(out) = Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+        {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// Two namespaces joined by one veth pair: a client at 10.200.0.2, a server at 10.200.0.1.
+pub struct Pair {
+    pub client: Netns,
+    pub server: Netns,
+    pub client_if: String,
+    pub server_if: String,
+}
+
+pub const SERVER_IP: &str = "10.200.0.1";
+pub const CLIENT_IP: &str = "10.200.0.2";
+
+impl Pair {
+    pub fn new() -> Pair {
+        let client = Netns::new("ptc");
+        let server = Netns::new("pts");
+        let client_if = unique("vc");
+        let server_if = unique("vs");
+        sh(Command::new("ip").args([
+            "link",
+            "add",
+            &server_if,
+            "netns",
+            &server.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &client_if,
+            "netns",
+            &client.name,
+        ]));
+        for (ns, ifc, ip) in [
+            (&server, &server_if, SERVER_IP),
+            (&client, &client_if, CLIENT_IP),
+        ] {
+            sh(Command::new("ip").args([
+                "-n",
+                &ns.name,
+                "addr",
+                "add",
+                &format!("{ip}/24"),
+                "dev",
+                ifc,
+            ]));
+            sh(Command::new("ip").args(["-n", &ns.name, "link", "set", ifc, "up"]));
+            // Segmentation offloads would hand tcpdump 64 KiB super-segments; with them off
+            // the capture holds the MTU-sized segments a physical link carries.
+            sh(ns
+                .cmd("ethtool")
+                .args(["-K", ifc, "tso", "off", "gso", "off", "gro", "off"]));
+        }
+        Pair {
+            client,
+            server,
+            client_if,
+            server_if,
+        }
+    }
+}
+
+/// A child process killed (SIGKILL) on drop unless stopped first.
+pub struct Proc(pub Option<Child>);
+
+impl Proc {
+    /// Stop with SIGINT (tcpdump flushes its file) and wait.
+    pub fn interrupt(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(c.id() as i32, libc::SIGINT) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// tcpdump writing every frame of `iface` in `ns` to `file`; returns once it listens.
+pub fn tcpdump(ns: &Netns, iface: &str, file: &Path) -> Proc {
+    let mut child = ns
+        .cmd("tcpdump")
+        // Immediate mode: without it libpcap hands packets over per ring block (up to a
+        // second late), and the frames of the last second are lost when tcpdump stops.
+        .args(["-i", iface, "-s", "0", "-U", "--immediate-mode", "-w"])
+        .arg(file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tcpdump is installed (make deps-test)");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("listening on") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("tcpdump did not start listening");
+    Proc(Some(child))
+}
+
+/// nginx in `ns` on `ip:80` serving `root`, with `/fail` answering 500. Returns once it
+/// accepts connections.
+pub fn nginx(ns: &Netns, ip: &str, dir: &Path, root: &Path) -> Proc {
+    let d = dir.display();
+    let conf = format!(
+        "daemon off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log;
+events {{ worker_connections 256; }}
+http {{ access_log off; keepalive_requests 100000;
+  client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};
+  server {{ listen {ip}:80; root {}; location / {{ }} location /fail {{ return 500; }}
+    location /chunked {{ chunked_transfer_encoding on; return 200 'chunk'; }} }} }}",
+        root.display()
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).expect("write nginx.conf");
+    let child = ns
+        .cmd("nginx")
+        .arg("-c")
+        .arg(&path)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx is installed");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ok = ns
+            .cmd("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "--max-time",
+                "1",
+                &format!("http://{ip}/"),
+            ])
+            .status();
+        if ok.map(|s| s.success()).unwrap_or(false) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "nginx did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Proc(Some(child))
+}
+
+/// Run `podtap replay` on files and return its JSON records.
+pub fn replay(files: &[&Path], extra: &[&str]) -> Vec<serde_json::Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_podtap"))
+        .arg("replay")
+        .args(files)
+        .args(extra)
+        .output()
+        .expect("run podtap");
+    assert!(
+        out.status.success(),
+        "podtap replay failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
+pub fn records<'a>(all: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+    all.iter().filter(|r| r["podtap.record"] == kind).collect()
+}
+
+/// Frames tshark shows for a display filter.
+pub fn tshark_count(file: &Path, filter: &str) -> usize {
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(file)
+        .args(["-Y", filter, "-T", "fields", "-e", "frame.number"])
+        .output()
+        .expect("tshark is installed");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .count()
+}
+
+pub fn pcaps_dir() -> PathBuf {
+    std::env::var_os("PODTAP_PCAPS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/pcaps"))
+}
