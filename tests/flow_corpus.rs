@@ -1,0 +1,201 @@
+//! Flow tracking against tshark on the third-party capture corpus (`../shared/pcaps`, read
+//! in place): every capture replays without error, and its TCP and UDP conversations are
+//! podtap's flows, with the same frames and bytes in each direction.
+//!
+//! tshark's `-z conv` rounds bytes to kB, so the conversations are rebuilt here from
+//! per-frame fields (`tcp.stream`/`udp.stream`, endpoints, `frame.len`).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn captures() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "pcap" || x == "pcapng") {
+                out.push(p);
+            }
+        }
+    }
+    let mut v = Vec::new();
+    walk(&common::pcaps_dir(), &mut v);
+    v.sort();
+    assert!(
+        v.len() > 200,
+        "the capture corpus must be beside the repository (found {})",
+        v.len()
+    );
+    v
+}
+
+/// (transport, endpoint A, endpoint B) with A < B, and [frames, bytes] A->B and B->A.
+type Conv = (String, String, String);
+type Counts = [u64; 4];
+
+fn endpoint(addr: &str, port: &str) -> String {
+    let a = if addr.contains(':') {
+        format!("[{addr}]")
+    } else {
+        addr.to_string()
+    };
+    format!("{a}:{port}")
+}
+
+/// Conversations as tshark sees them, one entry per stream (so reused ports stay apart).
+fn tshark_conversations(file: &Path) -> Vec<(Conv, Counts)> {
+    let fields = [
+        "frame.protocols",
+        "frame.len",
+        "tcp.stream",
+        "udp.stream",
+        "ip.src",
+        "ip.dst",
+        "ipv6.src",
+        "ipv6.dst",
+        "tcp.srcport",
+        "tcp.dstport",
+        "udp.srcport",
+        "udp.dstport",
+    ];
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-r")
+        .arg(file)
+        .args(["-Y", "tcp || udp", "-T", "fields", "-E", "occurrence=l"]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd.output().expect("tshark is installed (make deps-test)");
+    let mut streams: BTreeMap<(String, u64), (Conv, Counts)> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let g = |i: usize| f.get(i).copied().unwrap_or("");
+        // Headers quoted inside ICMP errors are not conversations.
+        if g(0).contains(":icmp") {
+            continue;
+        }
+        let (proto, stream, sp, dp) = if !g(2).is_empty() {
+            ("tcp", g(2), g(8), g(9))
+        } else {
+            ("udp", g(3), g(10), g(11))
+        };
+        let Ok(stream) = stream.parse::<u64>() else {
+            continue;
+        };
+        let (src, dst) = if !g(6).is_empty() {
+            (g(6), g(7))
+        } else {
+            (g(4), g(5))
+        };
+        let (s, d) = (endpoint(src, sp), endpoint(dst, dp));
+        let len: u64 = g(1).parse().unwrap_or(0);
+        let entry = streams
+            .entry((proto.to_string(), stream))
+            .or_insert_with(|| {
+                let (a, b) = if s <= d {
+                    (s.clone(), d.clone())
+                } else {
+                    (d.clone(), s.clone())
+                };
+                ((proto.to_string(), a, b), [0; 4])
+            });
+        let forward = s == entry.0.1;
+        let i = if forward { 0 } else { 2 };
+        entry.1[i] += 1;
+        entry.1[i + 1] += len;
+    }
+    streams.into_values().collect()
+}
+
+fn podtap_conversations(file: &Path) -> Vec<(Conv, Counts)> {
+    let recs = common::replay(&[file], &[]);
+    common::records(&recs, "flow")
+        .into_iter()
+        .filter(|f| f["network.transport"] == "tcp" || f["network.transport"] == "udp")
+        .map(|f| {
+            let c = endpoint(
+                f["client.address"].as_str().unwrap_or(""),
+                &f["client.port"].to_string(),
+            );
+            let s = endpoint(
+                f["server.address"].as_str().unwrap_or(""),
+                &f["server.port"].to_string(),
+            );
+            let n = |k: &str| f[k].as_u64().unwrap_or(0);
+            let (cp, cb, sp, sb) = (
+                n("podtap.flow.client.packets"),
+                n("podtap.flow.client.bytes"),
+                n("podtap.flow.server.packets"),
+                n("podtap.flow.server.bytes"),
+            );
+            let transport = f["network.transport"].as_str().unwrap_or("").to_string();
+            if c <= s {
+                ((transport, c, s), [cp, cb, sp, sb])
+            } else {
+                ((transport, s, c), [sp, sb, cp, cb])
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn flows_match_tshark_conversations() {
+    let files = captures();
+    let results: Vec<(PathBuf, Vec<(Conv, Counts)>, Vec<(Conv, Counts)>)> =
+        std::thread::scope(|s| {
+            let parts: Vec<_> = files
+                .chunks(files.len().div_ceil(2))
+                .map(|chunk| {
+                    s.spawn(move || {
+                        chunk
+                            .iter()
+                            .map(|f| (f.clone(), tshark_conversations(f), podtap_conversations(f)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|h| h.join().expect("thread"))
+                .collect()
+        });
+    let mut failures = Vec::new();
+    let mut compared = 0;
+    for (file, mut want, mut got) in results {
+        want.sort();
+        got.sort();
+        compared += want.len();
+        if want != got {
+            let only = |a: &[(Conv, Counts)], b: &[(Conv, Counts)]| -> Vec<String> {
+                a.iter()
+                    .filter(|x| !b.contains(x))
+                    .take(4)
+                    .map(|(c, n)| format!("{} {}<->{} {n:?}", c.0, c.1, c.2))
+                    .collect()
+            };
+            failures.push(format!(
+                "{}: tshark {} conversations, podtap {}\n    tshark only: {:?}\n    podtap only: {:?}",
+                file.display(),
+                want.len(),
+                got.len(),
+                only(&want, &got),
+                only(&got, &want)
+            ));
+        }
+    }
+    eprintln!("{compared} conversations compared");
+    assert!(
+        compared >= 350,
+        "too few conversations compared: {compared}"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} captures differ from tshark:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
