@@ -65,6 +65,9 @@ pub struct FlowConfig {
     pub udp_idle_timeout_secs: u64,
     /// ICMP and other IP protocols. Default 30 s.
     pub other_idle_timeout_secs: u64,
+    /// Keep flows on different VLANs apart (needed only where VLANs reuse addresses).
+    /// Default false: SPAN ports often tag one direction only, which would split flows.
+    pub vlan_in_key: bool,
 }
 
 impl Default for FlowConfig {
@@ -75,6 +78,7 @@ impl Default for FlowConfig {
             tcp_close_linger_secs: 5,
             udp_idle_timeout_secs: 60,
             other_idle_timeout_secs: 30,
+            vlan_in_key: false,
         }
     }
 }

@@ -34,6 +34,7 @@ pub struct WorkerSettings {
     pub tcp: TcpLimits,
     pub max_worker_reassembly: usize,
     pub transaction_timeout_ns: u64,
+    pub vlan_in_key: bool,
 }
 
 impl WorkerSettings {
@@ -54,6 +55,7 @@ impl WorkerSettings {
             },
             max_worker_reassembly: cfg.reassembly.max_worker_bytes,
             transaction_timeout_ns: s(cfg.protocols.transaction_timeout_secs),
+            vlan_in_key: cfg.flow.vlan_in_key,
         }
     }
 
@@ -201,7 +203,7 @@ impl<S: RecordSink> Worker<S> {
 
 impl<S: RecordSink> Tracker<S> {
     fn on_packet(&mut self, p: &Packet<'_>, obs: u32) {
-        let (key, forward) = FlowKey::of(p, obs);
+        let (key, forward) = FlowKey::of(p, obs, self.settings.vlan_in_key);
         let id = match self.table.lookup(&key) {
             Some(id) if self.reopens(id, p) => {
                 // The same ports open a new connection: report the old one first.
@@ -272,7 +274,9 @@ impl<S: RecordSink> Tracker<S> {
                 .get_mut(id)
                 .tcp
                 .as_ref()
-                .is_some_and(|t| t.is_closed())
+                // The same ISN again is the old SYN retransmitted (or the capture
+                // repeated), not a new connection: tshark draws the same line.
+                .is_some_and(|t| t.is_closed() && t.client_isn() != Some(h.seq))
     }
 
     fn create(&mut self, key: FlowKey, p: &Packet<'_>, forward: bool) -> FlowId {
@@ -490,22 +494,36 @@ mod tests {
 
     /// A full connection: handshake, one exchange, FIN/FIN/ACK.
     fn connection(w: &mut Worker<VecSink>, port: u16, t0: u64) {
-        feed(w, &tcp(C, S, port, 80, 100, None, "S", b""), t0);
-        feed(w, &tcp(S, C, 80, port, 900, Some(101), "S", b""), t0 + 1);
-        feed(w, &tcp(C, S, port, 80, 101, Some(901), "", b""), t0 + 2);
+        // Each connection gets its own initial sequence number, as real stacks pick them.
+        let isn = 100 + t0 as u32 * 1000;
+        feed(w, &tcp(C, S, port, 80, isn, None, "S", b""), t0);
         feed(
             w,
-            &tcp(C, S, port, 80, 101, Some(901), "P", b"ping"),
+            &tcp(S, C, 80, port, 900, Some(isn + 1), "S", b""),
+            t0 + 1,
+        );
+        feed(w, &tcp(C, S, port, 80, isn + 1, Some(901), "", b""), t0 + 2);
+        feed(
+            w,
+            &tcp(C, S, port, 80, isn + 1, Some(901), "P", b"ping"),
             t0 + 3,
         );
         feed(
             w,
-            &tcp(S, C, 80, port, 901, Some(105), "P", b"pong!"),
+            &tcp(S, C, 80, port, 901, Some(isn + 5), "P", b"pong!"),
             t0 + 4,
         );
-        feed(w, &tcp(C, S, port, 80, 105, Some(906), "F", b""), t0 + 5);
-        feed(w, &tcp(S, C, 80, port, 906, Some(106), "F", b""), t0 + 6);
-        feed(w, &tcp(C, S, port, 80, 106, Some(907), "", b""), t0 + 7);
+        feed(
+            w,
+            &tcp(C, S, port, 80, isn + 5, Some(906), "F", b""),
+            t0 + 5,
+        );
+        feed(
+            w,
+            &tcp(S, C, 80, port, 906, Some(isn + 6), "F", b""),
+            t0 + 6,
+        );
+        feed(w, &tcp(C, S, port, 80, isn + 6, Some(907), "", b""), t0 + 7);
     }
 
     #[test]

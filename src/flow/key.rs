@@ -22,7 +22,9 @@ pub struct FlowKey {
 impl FlowKey {
     /// The key of `p` seen at `obs`, and whether `p` travels from `a` to `b`.
     #[inline]
-    pub fn of(p: &Packet<'_>, obs: u32) -> (FlowKey, bool) {
+    /// With `vlan_in_key` false, both directions meet whatever their VLAN tags (SPAN ports
+    /// often tag only one direction).
+    pub fn of(p: &Packet<'_>, obs: u32, vlan_in_key: bool) -> (FlowKey, bool) {
         let (sp, dp) = p.ports();
         let forward = (p.src, sp) <= (p.dst, dp);
         let (a, a_port, b, b_port) = if forward {
@@ -33,7 +35,7 @@ impl FlowKey {
         (
             FlowKey {
                 obs,
-                vlan: p.vlan,
+                vlan: if vlan_in_key { p.vlan } else { 0 },
                 tunnel: p.tunnel,
                 proto: p.ip_proto,
                 a,

@@ -59,6 +59,8 @@ pub struct DirCounters {
 /// One conversation.
 pub struct Flow {
     pub key: FlowKey,
+    /// VLAN id of the first packet (the key holds it only with `flow.vlan_in_key`).
+    pub vlan: u16,
     /// Which canonical endpoint of the key is the client (the side that opened it).
     pub client_is_a: bool,
     pub first: Timestamp,
@@ -82,6 +84,7 @@ impl Flow {
         };
         Flow {
             key,
+            vlan: p.vlan,
             client_is_a,
             first: p.ts,
             last: p.ts,
@@ -152,7 +155,7 @@ impl Flow {
         });
         FlowRecord {
             obs: self.key.obs,
-            vlan: self.key.vlan,
+            vlan: self.vlan,
             tunnel: self.key.tunnel,
             ip_proto: self.key.proto,
             client: self.client(),

@@ -73,6 +73,13 @@ impl TcpConn {
         self.reset || (self.dirs[0].fin && self.dirs[1].fin)
     }
 
+    /// Sequence number of the client's SYN, when it was seen.
+    pub fn client_isn(&self) -> Option<u32> {
+        self.dirs[Direction::ToServer.index()]
+            .syn
+            .map(|(seq, _)| seq)
+    }
+
     pub fn fin_seen(&self, dir: Direction) -> bool {
         self.dirs[dir.index()].fin
     }
