@@ -3,39 +3,14 @@
 //! ClientHello tshark finds is reported by podtap with the same method and path, status,
 //! query name and rcode, and server name.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn pcaps() -> PathBuf {
-    std::env::var_os("PODTAP_PCAPS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/pcaps"))
-}
-
 fn all_captures() -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        let Ok(rd) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, out);
-            } else if p.extension().is_some_and(|x| x == "pcap" || x == "pcapng") {
-                out.push(p);
-            }
-        }
-    }
-    let mut v = Vec::new();
-    walk(&pcaps(), &mut v);
-    v.sort();
-    assert!(
-        !v.is_empty(),
-        "no captures under {} (set PODTAP_PCAPS)",
-        pcaps().display()
-    );
-    v
+    common::captures()
 }
 
 type Bag = BTreeMap<String, i64>;

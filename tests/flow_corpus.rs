@@ -12,19 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn captures() -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, out);
-            } else if p.extension().is_some_and(|x| x == "pcap" || x == "pcapng") {
-                out.push(p);
-            }
-        }
-    }
-    let mut v = Vec::new();
-    walk(&common::pcaps_dir(), &mut v);
-    v.sort();
+    let v = common::captures();
     assert!(
         v.len() > 200,
         "the capture corpus must be beside the repository (found {})",

@@ -86,7 +86,8 @@ pub enum Transport {
     Udp,
 }
 
-const HTTP_METHODS: [&[u8]; 9] = [
+/// How an HTTP/1 request line starts (method and space).
+pub const HTTP_METHODS: [&[u8]; 9] = [
     b"GET ",
     b"POST ",
     b"PUT ",

@@ -11,6 +11,8 @@ use compact_str::CompactString;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+// Request-line starts, shared with protocol detection.
+use super::detect::HTTP_METHODS as METHODS;
 use super::http_common::{HttpSettings, TraceHeaders};
 use super::{Completeness, Direction, L7Parser, Progress, Protocol, Transaction};
 use crate::events::{Counters, Event};
@@ -760,18 +762,6 @@ fn head_end(b: &[u8], from: usize) -> Option<usize> {
     }
     None
 }
-
-const METHODS: [&[u8]; 9] = [
-    b"GET ",
-    b"POST ",
-    b"PUT ",
-    b"DELETE ",
-    b"HEAD ",
-    b"OPTIONS ",
-    b"PATCH ",
-    b"CONNECT ",
-    b"TRACE ",
-];
 
 /// Where the next message starts after a loss of sync: a request line (client side) or a
 /// status line (server side) at the start of a line.

@@ -280,3 +280,26 @@ pub fn pcaps_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/pcaps"))
 }
+
+/// Every capture of the corpus, sorted.
+pub fn captures() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "pcap" || x == "pcapng") {
+                out.push(p);
+            }
+        }
+    }
+    let mut v = Vec::new();
+    walk(&pcaps_dir(), &mut v);
+    v.sort();
+    assert!(
+        !v.is_empty(),
+        "no captures under {} (set PODTAP_PCAPS)",
+        pcaps_dir().display()
+    );
+    v
+}
