@@ -1,0 +1,105 @@
+//! Criterion benchmarks of the per-packet path, with throughput in packets and bytes:
+//! L2-L4 decode alone, and the whole worker (decode, flow table, TCP analysis and
+//! reassembly, L7 detection and HTTP/1 decoding) over a synthetic capture held in memory.
+//! Side-by-side comparisons with tcpdump and tshark live in perf/replay_bench.sh.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use std::hint::black_box;
+
+use podtap::capture::pcap_file::PcapFileSource;
+use podtap::capture::{Frame, Source};
+use podtap::config::Config;
+use podtap::export::RecordSink;
+use podtap::flow::FlowRecord;
+use podtap::packet::{Defragmenter, LinkType, decode};
+use podtap::proto::Transaction;
+use podtap::synth::{self, SynthOptions};
+use podtap::time::Timestamp;
+use podtap::worker::Worker;
+
+struct Discard;
+impl RecordSink for Discard {
+    fn flow(&mut self, _: FlowRecord) {}
+    fn transaction(&mut self, _: Transaction) {}
+}
+
+/// Frames of a synthetic capture: (bytes, timestamp).
+fn frames(opts: &SynthOptions) -> Vec<(Vec<u8>, Timestamp)> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("bench.pcap");
+    synth::write(std::fs::File::create(&path).expect("create"), opts).expect("synth");
+    let mut src = PcapFileSource::open(&path).expect("open");
+    let mut out = Vec::new();
+    while src
+        .next_batch(1024, |f| out.push((f.data.to_vec(), f.ts)))
+        .expect("read")
+        .is_some()
+    {}
+    out
+}
+
+fn bench(c: &mut Criterion) {
+    let small = frames(&SynthOptions {
+        tcp_flows: 2000,
+        udp_flows: 2000,
+        requests: 10,
+        payload: 64,
+    });
+    let http = frames(&SynthOptions {
+        tcp_flows: 500,
+        udp_flows: 0,
+        requests: 40,
+        payload: 0,
+    });
+    for (name, set) in [("small64", &small), ("http", &http)] {
+        let bytes: u64 = set.iter().map(|(f, _)| f.len() as u64).sum();
+        let mut g = c.benchmark_group(name);
+        g.sample_size(10);
+        g.throughput(Throughput::Elements(set.len() as u64));
+        g.bench_function("decode packets", |b| {
+            let mut d = Defragmenter::default();
+            b.iter(|| {
+                for (f, ts) in set.iter() {
+                    let _ = black_box(
+                        decode(f, LinkType::Ethernet, *ts, f.len() as u32, &mut d).is_ok(),
+                    );
+                }
+            })
+        });
+        g.bench_function("worker packets", |b| {
+            b.iter(|| {
+                let mut w = Worker::new(&Config::default(), Discard);
+                for (f, ts) in set.iter() {
+                    w.process(&Frame {
+                        data: f,
+                        ts: *ts,
+                        wire_len: f.len() as u32,
+                        link: LinkType::Ethernet,
+                        obs: 0,
+                    });
+                }
+                black_box(w.finish());
+            })
+        });
+        g.throughput(Throughput::Bytes(bytes));
+        g.bench_function("worker bytes", |b| {
+            b.iter(|| {
+                let mut w = Worker::new(&Config::default(), Discard);
+                for (f, ts) in set.iter() {
+                    w.process(&Frame {
+                        data: f,
+                        ts: *ts,
+                        wire_len: f.len() as u32,
+                        link: LinkType::Ethernet,
+                        obs: 0,
+                    });
+                }
+                black_box(w.finish());
+            })
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
