@@ -96,6 +96,9 @@ const ALWAYS_REDACTED: [&str; 4] = [
 pub struct HttpSettings {
     pub cfg: HttpConfig,
     rules: Vec<(Regex, String)>,
+    /// Captured header names (lowercase) with their attribute keys, built once so the
+    /// decode path neither allocates nor locks for them.
+    header_keys: Vec<(String, &'static str)>,
 }
 
 impl Default for HttpSettings {
@@ -112,7 +115,16 @@ impl HttpSettings {
             .iter()
             .map(|r| Ok((Regex::new(&r.pattern)?, r.replace.clone())))
             .collect::<Result<_, regex::Error>>()?;
-        Ok(HttpSettings { cfg, rules })
+        let header_keys = cfg
+            .capture_headers
+            .iter()
+            .map(|h| (h.to_ascii_lowercase(), leak_key(h)))
+            .collect();
+        Ok(HttpSettings {
+            cfg,
+            rules,
+            header_keys,
+        })
     }
 
     /// The route template of a path (no query).
@@ -140,15 +152,13 @@ impl HttpSettings {
 
     /// Record a request header as an attribute if configured (redacted ones as `[REDACTED]`).
     pub fn capture_header(&self, tx: &mut Transaction, name: &str, value: &[u8]) {
-        let Some(wanted) = self
-            .cfg
-            .capture_headers
+        let Some(&(_, key)) = self
+            .header_keys
             .iter()
-            .find(|h| h.eq_ignore_ascii_case(name))
+            .find(|(h, _)| h.eq_ignore_ascii_case(name))
         else {
             return;
         };
-        let key: &'static str = leak_key(wanted);
         if self.redacted(name) {
             tx.attr_str(key, "[REDACTED]");
         } else {
@@ -198,7 +208,7 @@ impl HttpSettings {
 }
 
 /// Attribute keys are `&'static str`; configured header names are few and fixed at start,
-/// so each is leaked once and reused.
+/// so each is leaked once (when settings are built, never on the decode path) and reused.
 fn leak_key(header: &str) -> &'static str {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
