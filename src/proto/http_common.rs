@@ -295,6 +295,23 @@ pub struct TraceHeaders {
 impl TraceHeaders {
     /// Offer one request header (any case).
     pub fn on_header(&mut self, name: &[u8], value: &[u8]) {
+        // Most headers are not trace headers: reject by name before touching the value.
+        const NAMES: [&str; 8] = [
+            "traceparent",
+            "tracestate",
+            "b3",
+            "x-b3-traceid",
+            "x-b3-spanid",
+            "x-b3-sampled",
+            "uber-trace-id",
+            "sw8",
+        ];
+        if !NAMES
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
+        {
+            return;
+        }
         let Ok(v) = std::str::from_utf8(value) else {
             return;
         };
