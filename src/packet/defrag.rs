@@ -96,6 +96,9 @@ impl Defragmenter {
 
     /// Offer one fragment. Returns the whole datagram payload once the last missing piece
     /// arrived, `Ok(None)` while it is still incomplete, or the reason it was dropped.
+    /// A returned error is not counted here: it is this frame's decode error, and the
+    /// caller counts decode errors (the worker bumps every `Err` of `packet::decode`
+    /// once). `counters` only hold what concerns other frames or whole datagrams.
     pub fn push(
         &mut self,
         key: FragKey,
@@ -110,7 +113,7 @@ impl Defragmenter {
         let end = start as usize + data.len();
         if end > self.limits.max_datagram_bytes || (frag.more && data.len() % 8 != 0) {
             self.drop_key(&key);
-            return Err(self.count(Event::FragmentInvalid));
+            return Err(Event::FragmentInvalid);
         }
         let end = end as u32;
         let i = match self.slots.iter().position(|s| s.key == Some(key)) {
@@ -121,12 +124,12 @@ impl Defragmenter {
         if !frag.more {
             if slot.total.is_some_and(|t| t != end) || slot.pieces.iter().any(|&(_, e)| e > end) {
                 self.free(i);
-                return Err(self.count(Event::FragmentInvalid));
+                return Err(Event::FragmentInvalid);
             }
             slot.total = Some(end);
         } else if slot.total.is_some_and(|t| end > t) {
             self.free(i);
-            return Err(self.count(Event::FragmentInvalid));
+            return Err(Event::FragmentInvalid);
         }
         if slot.buf.len() < end as usize {
             slot.buf.resize(end as usize, 0);
@@ -139,13 +142,13 @@ impl Defragmenter {
                 let new = &data[(os - start) as usize..(oe - start) as usize];
                 if held != new {
                     self.free(i);
-                    return Err(self.count(Event::FragmentInvalid));
+                    return Err(Event::FragmentInvalid);
                 }
             }
         }
         if slot.pieces.len() == MAX_PIECES {
             self.free(i);
-            return Err(self.count(Event::FragmentOverflow));
+            return Err(Event::FragmentOverflow);
         }
         slot.buf[start as usize..end as usize].copy_from_slice(data);
         slot.pieces.push((start, end));
@@ -174,11 +177,6 @@ impl Defragmenter {
                 self.counters.bump(Event::FragmentTimeout);
             }
         }
-    }
-
-    fn count(&mut self, e: Event) -> Event {
-        self.counters.bump(e);
-        e
     }
 
     fn claim(&mut self, key: FragKey, ts: Timestamp) -> Result<usize, Event> {
@@ -288,6 +286,8 @@ mod tests {
             Err(Event::FragmentInvalid)
         );
         assert_eq!(d.pending(), 0);
+        // Returned, not counted: the caller counts the frame's error once.
+        assert_eq!(d.counters.get(Event::FragmentInvalid), 0);
     }
 
     #[test]
