@@ -2,7 +2,8 @@
 //! end reason, the busiest flows, transactions per endpoint with latency percentiles, and
 //! every non-zero drop/error counter.
 
-use std::collections::{BTreeMap, HashMap};
+use hashbrown::HashMap;
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use crate::events::Counters;
