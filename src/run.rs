@@ -167,7 +167,8 @@ pub fn run(
 
     let (tx, rx) = bounded::<Vec<Record>>(cfg.output.queue_batches);
     let workers_stop = Arc::new(AtomicBool::new(false));
-    let result = std::thread::scope(|s| {
+    
+    std::thread::scope(|s| {
         let writer = s.spawn(|| write_records(cfg, opts.output, rx, out, &stats));
         let mut threads = Vec::with_capacity(n);
         for (i, src) in sources.into_iter().enumerate() {
@@ -245,8 +246,7 @@ pub fn run(
         writer.join().expect("writer thread panicked");
         log_stats(&stats, &selected);
         Ok(totals)
-    });
-    result
+    })
 }
 
 fn stats_interval(cfg: &Config) -> Duration {
@@ -294,12 +294,11 @@ fn capture_loop(
             .unwrap_or(Some(0))
             .unwrap_or(0);
         let stopping = stop.load(Ordering::Relaxed);
-        if n == 0 && !stopping {
-            if let Err(e) = src.wait(HOUSEKEEPING.as_millis() as i32) {
+        if n == 0 && !stopping
+            && let Err(e) = src.wait(HOUSEKEEPING.as_millis() as i32) {
                 tracing::error!("capture poll failed: {e}");
                 std::thread::sleep(HOUSEKEEPING);
             }
-        }
         let now = Instant::now();
         if now >= next_housekeeping || stopping {
             next_housekeeping = now + HOUSEKEEPING;
