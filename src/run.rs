@@ -70,30 +70,17 @@ impl Engine {
     }
 }
 
-/// Is `name` a virtual interface (veth, bridge, tunnel) rather than a NIC?
-pub fn is_virtual(name: &str) -> bool {
-    std::path::Path::new("/sys/devices/virtual/net")
-        .join(name)
-        .exists()
-}
-
 /// Which engine captures `iface` in `mode`, and why. `podtap check` prints the same.
 pub fn choose_engine(mode: CaptureMode, name: &str) -> (Engine, &'static str) {
     match mode {
         CaptureMode::Tpacket => (Engine::Tpacket, "capture.mode = tpacket"),
         CaptureMode::Xdp | CaptureMode::Auto => {
-            if is_virtual(name) {
-                // perf/RESULTS.md: on veths AF_XDP runs in copy mode only and receives
-                // fewer packets per second than TPACKET_V3 on the same traffic.
-                (
-                    Engine::Tpacket,
-                    "virtual interface: AF_XDP is copy-mode only here, TPACKET_V3 is faster",
-                )
-            } else {
-                (
+            match crate::check::auto_choice(crate::check::interface_kind(name)) {
+                ("xdp", _) => (
                     Engine::Tpacket,
                     "AF_XDP engine not available in this build; TPACKET_V3 used",
-                )
+                ),
+                (_, reason) => (Engine::Tpacket, reason),
             }
         }
     }
@@ -167,7 +154,7 @@ pub fn run(
 
     let (tx, rx) = bounded::<Vec<Record>>(cfg.output.queue_batches);
     let workers_stop = Arc::new(AtomicBool::new(false));
-    
+
     std::thread::scope(|s| {
         let writer = s.spawn(|| write_records(cfg, opts.output, rx, out, &stats));
         let mut threads = Vec::with_capacity(n);
@@ -294,11 +281,13 @@ fn capture_loop(
             .unwrap_or(Some(0))
             .unwrap_or(0);
         let stopping = stop.load(Ordering::Relaxed);
-        if n == 0 && !stopping
-            && let Err(e) = src.wait(HOUSEKEEPING.as_millis() as i32) {
-                tracing::error!("capture poll failed: {e}");
-                std::thread::sleep(HOUSEKEEPING);
-            }
+        if n == 0
+            && !stopping
+            && let Err(e) = src.wait(HOUSEKEEPING.as_millis() as i32)
+        {
+            tracing::error!("capture poll failed: {e}");
+            std::thread::sleep(HOUSEKEEPING);
+        }
         let now = Instant::now();
         if now >= next_housekeeping || stopping {
             next_housekeeping = now + HOUSEKEEPING;

@@ -298,11 +298,12 @@ impl<S: RecordSink> Tracker<S> {
 
     fn create(&mut self, key: FlowKey, p: &Packet<'_>, forward: bool) -> FlowId {
         if self.table.is_full()
-            && let Some(lru) = self.table.lru() {
-                let victim = self.table.remove(lru);
-                self.counters.bump(Event::FlowEvicted);
-                self.finish(victim, EndReason::Evicted);
-            }
+            && let Some(lru) = self.table.lru()
+        {
+            let victim = self.table.remove(lru);
+            self.counters.bump(Event::FlowEvicted);
+            self.finish(victim, EndReason::Evicted);
+        }
         let mut flow = Flow::new(key, p, forward);
         let transport = match p.ip_proto {
             IPPROTO_TCP => Some(Transport::Tcp),
