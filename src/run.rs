@@ -20,7 +20,7 @@ use crossbeam_channel::{Receiver, bounded};
 
 use crate::capture::iface::{self, Iface, LinkWatcher, Selector};
 use crate::capture::tpacket::{FilterHandle, IfaceCount, IfaceFilter, TpacketSource};
-use crate::capture::{CaptureError, Source};
+use crate::capture::{CaptureError, LiveSource};
 use crate::config::{CaptureMode, Config};
 use crate::events::{Counters, Event};
 use crate::export::summary::Summary;
@@ -260,9 +260,9 @@ fn log_attach(mode: CaptureMode, i: &Iface) {
 }
 
 /// One worker: read its ring, process frames, and between batches do the housekeeping.
-fn capture_loop(
+fn capture_loop<L: LiveSource>(
     cfg: &Config,
-    mut src: TpacketSource,
+    mut src: L,
     sink: ChannelSink,
     cpu: Option<core_affinity::CoreId>,
     qs: &QueueStats,
@@ -303,7 +303,7 @@ fn capture_loop(
     (totals, sink.dropped)
 }
 
-fn publish(src: &TpacketSource, worker: &mut Worker<ChannelSink>, qs: &QueueStats) {
+fn publish<L: LiveSource>(src: &L, worker: &mut Worker<ChannelSink>, qs: &QueueStats) {
     let st = src.stats();
     let (_, _, c) = worker.progress();
     let filtered = c.get(Event::Filtered);
@@ -314,7 +314,7 @@ fn publish(src: &TpacketSource, worker: &mut Worker<ChannelSink>, qs: &QueueStat
             .sum::<u64>();
     qs.received.store(st.received, Ordering::Relaxed);
     qs.kernel_dropped.store(st.dropped, Ordering::Relaxed);
-    qs.ring_full.store(src.freeze_count, Ordering::Relaxed);
+    qs.ring_full.store(src.ring_full(), Ordering::Relaxed);
     qs.malformed.store(malformed, Ordering::Relaxed);
     qs.filtered.store(filtered, Ordering::Relaxed);
     qs.records_dropped
