@@ -485,7 +485,7 @@ fn stale_setup_of_a_killed_run_is_replaced_not_stacked() {
     assert_eq!(stale_ids.len(), 1, "the killed run left its program");
     let f = ipn_tc(&t.node, &["filter", "show", "dev", &t.ha, "ingress"]);
     assert!(
-        f.contains("podtap_mirror_in"),
+        f.contains("podtap_mirror_i"),
         "the killed run left its filter: {f}"
     );
 
@@ -517,7 +517,9 @@ fn stale_setup_of_a_killed_run_is_replaced_not_stacked() {
     );
     assert_ne!(ids_during, stale_ids, "the stale program was replaced");
     assert_eq!(
-        filters_during.matches("podtap_mirror_in").count(),
+        filters_during
+            .matches("handle 0x7074 podtap_mirror_i")
+            .count(),
         1,
         "{filters_during}"
     );

@@ -85,6 +85,24 @@ impl Drop for BpfObject {
     }
 }
 
+type PrintFn = Option<unsafe extern "C" fn(i32, *const libc::c_char, *mut libc::c_void) -> i32>;
+
+unsafe extern "C" {
+    // libbpf's logger switch (linked in through libxdp-sys; not in its bindings).
+    fn libbpf_set_print(f: PrintFn) -> PrintFn;
+}
+
+/// Run `f` with libbpf's messages silenced: for probes whose failure is the expected
+/// answer (no clsact qdisc on an interface), which libbpf would print to stderr.
+pub fn quietly<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY: swapping the print callback; the old one is restored.
+    let old = unsafe { libbpf_set_print(None) };
+    let r = f();
+    // SAFETY: as above.
+    unsafe { libbpf_set_print(old) };
+    r
+}
+
 /// Write one map element (`BPF_ANY`).
 pub fn map_update<K, V>(fd: RawFd, key: &K, value: &V) -> io::Result<()> {
     // SAFETY: key and value point to values of the map's key and value sizes.

@@ -488,7 +488,7 @@ impl Mirror {
             o.flags = sys::bpf_tc_flags_BPF_TC_F_REPLACE;
             // SAFETY: initialised C structs that outlive the calls.
             let r = unsafe {
-                let c = sys::bpf_tc_hook_create(&mut h);
+                let c = bpfobj::quietly(|| sys::bpf_tc_hook_create(&mut h));
                 if c == 0 {
                     created_qdisc = true;
                 }
@@ -537,7 +537,7 @@ impl Mirror {
             return Ok(());
         };
         for (point, _) in POINTS {
-            remove_our_filter(ifindex, point, &self.cfg);
+            bpfobj::quietly(|| remove_our_filter(ifindex, point, &self.cfg));
         }
         if a.created_qdisc
             && let Some(name) = ifname_of(ifindex)
@@ -621,7 +621,7 @@ pub fn cleanup_stale(cfg: &MirrorConfig) {
     for i in iface::list_current_netns() {
         let mut removed = false;
         for (point, _) in POINTS {
-            removed |= remove_our_filter(i.ifindex, point, cfg);
+            removed |= bpfobj::quietly(|| remove_our_filter(i.ifindex, point, cfg));
         }
         if removed {
             tracing::info!(iface = %i.name, "removed a stale podtap mirror filter");
