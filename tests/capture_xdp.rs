@@ -538,3 +538,132 @@ fn t_ha_name(ns: &Netns, ifindex: u32) -> String {
         .map(|s| s.trim().split('@').next().unwrap().to_string())
         .unwrap()
 }
+
+/// Per-packet cost of the two mirror designs (run by hand: `cargo test --release --test
+/// capture_xdp mirror_cost -- --ignored --nocapture`): 64-byte UDP from pod A to pod B
+/// with iperf3, no mirror vs. the BPF tag mirror vs. u32 match-all + mirred, the copies
+/// drained by AF_XDP on the capture device in both cases.
+#[test]
+#[ignore]
+fn mirror_cost() {
+    require_root();
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let t = Topo::new();
+    let cfg = t.mirror_cfg();
+    let node = t.node.name.clone();
+    let idx = |name: &str| -> u32 {
+        sh(t.node
+            .cmd("cat")
+            .arg(format!("/sys/class/net/{name}/ifindex")))
+        .trim()
+        .parse()
+        .unwrap()
+    };
+    let (ha_idx, hb_idx) = (idx(&t.ha), idx(&t.hb));
+    let _srv = Proc(Some(
+        t.b.cmd("iperf3")
+            .args(["-s", "-B", B_IP])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
+    std::thread::sleep(Duration::from_millis(300));
+    let run_iperf = |label: &str| {
+        let out = sh(t
+            .a
+            .cmd("iperf3")
+            .args(["-c", B_IP, "-u", "-b", "0", "-l", "64", "-t", "4", "-J"]));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let s = &v["end"]["sum"];
+        let pps = s["packets"].as_f64().unwrap_or(0.0) / s["seconds"].as_f64().unwrap_or(1.0);
+        let lost = s["lost_percent"].as_f64().unwrap_or(0.0);
+        eprintln!("{label:<28} {pps:>10.0} pkt/s sent, {lost:.1}% lost at the receiver");
+        pps
+    };
+    let base = run_iperf("no mirror");
+    let (tx, rx) = std::sync::mpsc::channel::<u8>();
+    let (ack_tx, ack_rx) = std::sync::mpsc::channel::<()>();
+    let cfg2 = cfg.clone();
+    let (ha, hb) = (t.ha.clone(), t.hb.clone());
+    let h = std::thread::spawn(move || {
+        in_netns(&node, move || {
+            let mut m = Mirror::new(&cfg2, 1).unwrap();
+            let mut s = XdpSource::open(
+                m.capture_device(),
+                0,
+                &XdpConfig::default(),
+                Decap::Mirror(m.tags()),
+            )
+            .unwrap();
+            let mut drain = |s: &mut XdpSource, until: &std::sync::mpsc::Receiver<u8>| loop {
+                let n = s.next_batch(64, |_| {}).unwrap().unwrap();
+                if n == 0 {
+                    if let Ok(c) = until.try_recv() {
+                        return c;
+                    }
+                    let _ = s.wait(10);
+                }
+            };
+            m.attach(ha_idx).unwrap();
+            m.attach(hb_idx).unwrap();
+            ack_tx.send(()).unwrap();
+            drain(&mut s, &rx);
+            m.detach(ha_idx).unwrap();
+            m.detach(hb_idx).unwrap();
+            for h in [&ha, &hb] {
+                for d in ["ingress", "egress"] {
+                    let _ = Command::new("tc")
+                        .args(["qdisc", "add", "dev", h, "clsact"])
+                        .status();
+                    sh(Command::new("tc").args([
+                        "filter",
+                        "add",
+                        "dev",
+                        h,
+                        d,
+                        "pref",
+                        "9",
+                        "u32",
+                        "match",
+                        "u32",
+                        "0",
+                        "0",
+                        "action",
+                        "mirred",
+                        "egress",
+                        "mirror",
+                        "dev",
+                        &cfg2.device,
+                    ]));
+                }
+            }
+            ack_tx.send(()).unwrap();
+            drain(&mut s, &rx);
+            for h in [&ha, &hb] {
+                let _ = Command::new("tc")
+                    .args(["qdisc", "del", "dev", h, "clsact"])
+                    .status();
+            }
+            s.refresh_kernel_stats();
+            eprintln!(
+                "xdp source: {:?} {:?}, mirror {:?}",
+                s.stats(),
+                s.kernel_stats(),
+                m.stats()
+            );
+        })
+        .unwrap()
+    });
+    ack_rx.recv().unwrap();
+    let bpf = run_iperf("BPF tag mirror");
+    tx.send(1).unwrap();
+    ack_rx.recv().unwrap();
+    let u32m = run_iperf("u32 + mirred (no attribution)");
+    tx.send(2).unwrap();
+    h.join().unwrap();
+    eprintln!(
+        "per-packet sender cost vs no mirror: BPF +{:.0} ns, u32+mirred +{:.0} ns",
+        1e9 / bpf - 1e9 / base,
+        1e9 / u32m - 1e9 / base
+    );
+}

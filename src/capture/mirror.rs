@@ -250,7 +250,9 @@ fn ifindex_of(name: &str) -> Option<u32> {
 fn hook(ifindex: u32, point: sys::bpf_tc_attach_point) -> sys::bpf_tc_hook {
     // SAFETY: a zeroed C struct is its documented initial state.
     let mut h: sys::bpf_tc_hook = unsafe { std::mem::zeroed() };
-    h.sz = std::mem::size_of::<sys::bpf_tc_hook>();
+    // sz ends at the last field: libbpf rejects non-zero bytes past the fields it knows,
+    // and trailing padding is not guaranteed to stay zero.
+    h.sz = std::mem::offset_of!(sys::bpf_tc_hook, parent) + 4;
     h.ifindex = ifindex as i32;
     h.attach_point = point;
     h
@@ -259,7 +261,7 @@ fn hook(ifindex: u32, point: sys::bpf_tc_attach_point) -> sys::bpf_tc_hook {
 fn tc_opts(handle: u32, priority: u16, prog_fd: i32) -> sys::bpf_tc_opts {
     // SAFETY: as above.
     let mut o: sys::bpf_tc_opts = unsafe { std::mem::zeroed() };
-    o.sz = std::mem::size_of::<sys::bpf_tc_opts>();
+    o.sz = std::mem::offset_of!(sys::bpf_tc_opts, priority) + 4;
     o.handle = handle;
     o.priority = priority as u32;
     o.prog_fd = prog_fd;

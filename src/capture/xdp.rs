@@ -197,7 +197,8 @@ fn query(ifindex: u32) -> io::Result<Query> {
     // SAFETY: a zeroed, sized opts struct filled in by libbpf.
     unsafe {
         let mut q: libxdp_sys::bpf_xdp_query_opts = std::mem::zeroed();
-        q.sz = std::mem::size_of::<libxdp_sys::bpf_xdp_query_opts>();
+        // sz ends at the last field (trailing padding may not stay zero).
+        q.sz = std::mem::offset_of!(libxdp_sys::bpf_xdp_query_opts, xdp_zc_max_segs) + 4;
         let r = libxdp_sys::bpf_xdp_query(ifindex as i32, 0, &mut q);
         if r < 0 {
             return Err(io::Error::from_raw_os_error(-r));
@@ -353,7 +354,7 @@ impl Drop for Attachment {
         // SAFETY: a sized opts struct naming our program fd.
         unsafe {
             let mut o: libxdp_sys::bpf_xdp_attach_opts = std::mem::zeroed();
-            o.sz = std::mem::size_of::<libxdp_sys::bpf_xdp_attach_opts>();
+            o.sz = std::mem::offset_of!(libxdp_sys::bpf_xdp_attach_opts, old_prog_fd) + 4;
             o.old_prog_fd = self.prog_fd;
             let r =
                 libxdp_sys::bpf_xdp_attach(self.ifindex as i32, -1, flags | XDP_FLAGS_REPLACE, &o);
