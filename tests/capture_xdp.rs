@@ -357,7 +357,8 @@ fn mirrored_traffic_arrives_once_per_veth_with_direction() {
     assert_eq!(udp(ha_idx, Direction::FromPod), 100);
     assert_eq!(udp(hb_idx, Direction::ToPod), 100);
     // Both directions of every TCP connection reached one queue (one worker).
-    let mut queue_of: HashMap<(u32, ([u8; 6], [u8; 6])), u32> = HashMap::new();
+    type FlowAt = (u32, ([u8; 6], [u8; 6]));
+    let mut queue_of: HashMap<FlowAt, u32> = HashMap::new();
     let mut queues_used = [0usize; 2];
     for g in &got {
         if let Some(flow) = tcp_flow(&g.3) {
@@ -595,7 +596,7 @@ fn mirror_cost() {
                 Decap::Mirror(m.tags()),
             )
             .unwrap();
-            let mut drain = |s: &mut XdpSource, until: &std::sync::mpsc::Receiver<u8>| loop {
+            let drain = |s: &mut XdpSource, until: &std::sync::mpsc::Receiver<u8>| loop {
                 let n = s.next_batch(64, |_| {}).unwrap().unwrap();
                 if n == 0 {
                     if let Ok(c) = until.try_recv() {

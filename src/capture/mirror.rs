@@ -442,12 +442,11 @@ impl Mirror {
             self.next_slot += 1;
             return Ok(self.next_slot - 1);
         }
-        if self.freed.len() > SLOT_QUARANTINE.min(MAX_SLOT as usize / 2)
-            || self.attached.len() >= MAX_SLOT as usize - self.freed.len()
+        if (self.freed.len() > SLOT_QUARANTINE.min(MAX_SLOT as usize / 2)
+            || self.attached.len() >= MAX_SLOT as usize - self.freed.len())
+            && let Some(s) = self.freed.pop_front()
         {
-            if let Some(s) = self.freed.pop_front() {
-                return Ok(s);
-            }
+            return Ok(s);
         }
         Err(MirrorError::NoSlots(MAX_SLOT))
     }
