@@ -21,6 +21,7 @@ struct Setup {
     _dir: tempfile::TempDir,
     dir: std::path::PathBuf,
     _nginx: Proc,
+    _redis: Proc,
     server: Pod,
     client: Pod,
     bridge: Bridge,
@@ -36,15 +37,53 @@ fn setup() -> Setup {
     let server = bridge.pod();
     let client = bridge.pod();
     let nginx = nginx(&server.ns, &server.ip, dir.path(), &root);
+    let redis = redis(&server);
     Setup {
         dir: dir.path().to_path_buf(),
         _dir: dir,
         _nginx: nginx,
+        _redis: redis,
         server,
         client,
         bridge,
     }
 }
+
+/// redis-server in the server pod on port 6379; returns once it answers.
+fn redis(server: &Pod) -> Proc {
+    let child = server
+        .ns
+        .cmd("redis-server")
+        .args([
+            "--bind",
+            &server.ip,
+            "--port",
+            "6379",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args(["--protected-mode", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server is installed (make deps-test)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server
+        .ns
+        .cmd("redis-cli")
+        .args(["-h", &server.ip, "PING"])
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"PONG"))
+    {
+        assert!(Instant::now() < deadline, "redis-server did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Proc(Some(child))
+}
+
+/// PINGs sent by redis-cli on one connection.
+const PINGS: usize = 100;
 
 /// Make the requests; returns the status codes curl saw and the connections it opened
 /// (nginx closes the connection after a 500, so that is not simply one per invocation).
@@ -106,6 +145,13 @@ fn at<'a>(
         .collect()
 }
 
+fn flows_to(records: &[serde_json::Value], ifindex: u32, port: u16) -> Vec<&serde_json::Value> {
+    at(records, "flow", ifindex)
+        .into_iter()
+        .filter(|f| f["network.transport"] == "tcp" && f["server.port"] == port)
+        .collect()
+}
+
 #[test]
 fn tpacket_reports_every_request_at_both_pods() {
     let s = setup();
@@ -119,6 +165,14 @@ fn tpacket_reports_every_request_at_both_pods() {
         Duration::from_secs(5),
     );
     let (statuses, connects) = load(&s.client, &s.server.ip);
+    let pongs = sh(s.client.ns.cmd("redis-cli").args([
+        "-h",
+        &s.server.ip,
+        "-r",
+        &PINGS.to_string(),
+        "PING",
+    ]));
+    assert_eq!(pongs.lines().filter(|l| *l == "PONG").count(), PINGS);
     assert_eq!(statuses.len(), OK + MISSING + FAILING + SINGLE);
     let mut want: BTreeMap<u64, usize> = BTreeMap::new();
     for st in &statuses {
@@ -144,12 +198,16 @@ fn tpacket_reports_every_request_at_both_pods() {
                 .all(|t| t["server.address"] == s.server.ip.as_str()
                     && t["client.address"] == s.client.ip.as_str())
         );
-        let flows: Vec<_> = at(&records, "flow", pod.ifindex)
-            .into_iter()
-            .filter(|f| f["network.transport"] == "tcp")
-            .collect();
+        let flows = flows_to(&records, pod.ifindex, 80);
         assert_eq!(flows.len(), connects, "TCP connections at the {name} pod");
         assert!(flows.iter().all(|f| f["podtap.flow.end_reason"] == "fin"));
+        // Redis (no decoder yet): one connection, every byte of RESP each way
+        // (`*1\r\n$4\r\nPING\r\n` is 14 bytes, `+PONG\r\n` 7).
+        let redis: Vec<_> = flows_to(&records, pod.ifindex, 6379);
+        assert_eq!(redis.len(), 1, "redis connections at the {name} pod");
+        assert_eq!(redis[0]["podtap.flow.client.payload_bytes"], 14 * PINGS);
+        assert_eq!(redis[0]["podtap.flow.server.payload_bytes"], 7 * PINGS);
+        assert_eq!(redis[0]["podtap.flow.end_reason"], "fin");
     }
     assert_eq!(d.log_value("podtap stopped", "kernel_dropped"), Some(0));
     assert_eq!(d.log_value("podtap stopped", "records_dropped"), Some(0));
