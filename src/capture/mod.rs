@@ -87,6 +87,4 @@ pub trait LiveSource: Source + Send {
     fn refresh_kernel_stats(&mut self);
     /// Times the ring was full (the kernel had nowhere to put a frame).
     fn ring_full(&self) -> u64;
-    /// Frames and bytes per observation point since the start.
-    fn per_iface(&self) -> &[tpacket::IfaceCount];
 }

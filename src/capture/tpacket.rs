@@ -573,9 +573,6 @@ impl LiveSource for TpacketSource {
     fn ring_full(&self) -> u64 {
         self.freeze_count
     }
-    fn per_iface(&self) -> &[IfaceCount] {
-        TpacketSource::per_iface(self)
-    }
 }
 
 impl Drop for TpacketSource {

@@ -672,6 +672,18 @@ impl XdpSource {
     }
 }
 
+impl crate::capture::LiveSource for XdpSource {
+    fn wait(&mut self, timeout_ms: i32) -> io::Result<()> {
+        XdpSource::wait(self, timeout_ms)
+    }
+    fn refresh_kernel_stats(&mut self) {
+        XdpSource::refresh_kernel_stats(self)
+    }
+    fn ring_full(&self) -> u64 {
+        self.stats.ring_full
+    }
+}
+
 impl Source for XdpSource {
     fn next_batch<F: FnMut(&Frame<'_>)>(
         &mut self,
