@@ -38,6 +38,7 @@ pub struct Config {
     pub http: crate::proto::http_common::HttpConfig,
     pub dns: crate::proto::dns::DnsConfig,
     pub tls: crate::proto::tls::TlsConfig,
+    pub http2: crate::proto::http2::Http2Config,
 }
 
 /// What is captured.
@@ -229,6 +230,7 @@ impl Config {
                 "must be at least reassembly.max_flow_bytes".into(),
             ));
         }
+        self.http2.validate()?;
         Ok(())
     }
 }
