@@ -6,6 +6,7 @@ use super::detect::{Detection, ProtocolsConfig, Transport, detect};
 use super::dns::{DnsConfig, DnsParser};
 use super::http_common::HttpSettings;
 use super::http1::Http1Parser;
+use super::http2::{Http2Config, Http2Parser};
 use super::tls::{TlsConfig, TlsParser};
 use super::{Decoder, Direction, L7Parser, Progress, Protocol, StreamStats, Transaction};
 use crate::events::Counters;
@@ -26,6 +27,7 @@ pub struct DecoderFactory {
     pub http: Arc<HttpSettings>,
     pub dns: DnsConfig,
     pub tls: TlsConfig,
+    pub http2: Http2Config,
 }
 
 impl DecoderFactory {
@@ -36,6 +38,7 @@ impl DecoderFactory {
             http: Arc::new(HttpSettings::new(cfg.http.clone())?),
             dns: cfg.dns.clone(),
             tls: cfg.tls.clone(),
+            http2: cfg.http2.clone(),
         })
     }
 
@@ -45,6 +48,9 @@ impl DecoderFactory {
             Protocol::Http if transport == Transport::Tcp => {
                 Some(Decoder::Http1(Http1Parser::new(self.http.clone())))
             }
+            Protocol::Http2 | Protocol::Grpc if transport == Transport::Tcp => Some(
+                Decoder::Http2(Http2Parser::new(self.http.clone(), self.http2.clone())),
+            ),
             Protocol::Dns => Some(Decoder::Dns(DnsParser::new(transport, &self.dns))),
             Protocol::Tls if transport == Transport::Tcp => {
                 Some(Decoder::Tls(TlsParser::new(&self.tls)))
@@ -70,6 +76,8 @@ pub struct L7Session {
     state: State,
     transport: Transport,
     server_port: u16,
+    /// Counts of a decoder handed over to another (h2c upgrade), not yet drained.
+    carried: Option<Counters>,
 }
 
 impl L7Session {
@@ -84,6 +92,7 @@ impl L7Session {
             state,
             transport,
             server_port,
+            carried: None,
         }
     }
 
@@ -109,7 +118,7 @@ impl L7Session {
     ) {
         match &mut self.state {
             State::Active(d) => {
-                if d.on_data(dir, bytes, ts, out) == Progress::Done {
+                if d.on_data(dir, bytes, ts, out) == Progress::Done && !self.upgrade(dir, bytes, ts, f, out) {
                     self.finish_active();
                 }
             }
@@ -186,6 +195,39 @@ impl L7Session {
         };
     }
 
+    /// HTTP/1 that switched to HTTP/2 (`Upgrade: h2c`, 101): hand the connection to an
+    /// HTTP/2 decoder, with the bytes of `bytes` that were already HTTP/2.
+    fn upgrade(
+        &mut self,
+        dir: Direction,
+        bytes: &[u8],
+        ts: Timestamp,
+        f: &DecoderFactory,
+        out: &mut Vec<Transaction>,
+    ) -> bool {
+        let State::Active(d) = &mut self.state else {
+            return false;
+        };
+        let Decoder::Http1(h1) = &mut **d else {
+            return false;
+        };
+        let Some((req, rest)) = h1.take_h2c_upgrade() else {
+            return false;
+        };
+        if !f.protocols.enabled(Protocol::Http2) {
+            return false;
+        }
+        // Whatever HTTP/1 still held is reported, and its counts kept for `drain_stats`.
+        h1.on_close(ts, false, out);
+        let mut c = self.carried.take().unwrap_or_default();
+        d.drain_stats(&mut c);
+        self.carried = Some(c);
+        let h2 = Http2Parser::upgraded(f.http.clone(), f.http2.clone(), req);
+        let tail = &bytes[bytes.len() - rest.min(bytes.len())..];
+        self.start(Decoder::Http2(h2), dir, &[], tail, ts, out);
+        true
+    }
+
     fn finish_active(&mut self) {
         let state = std::mem::replace(
             &mut self.state,
@@ -219,6 +261,11 @@ impl L7Session {
 
     /// Fold the decoder's drop/error counts into the worker's counters.
     pub fn drain_stats(&mut self, c: &mut Counters) {
+        if let Some(carried) = self.carried.take() {
+            for (e, n) in carried.nonzero() {
+                c.add(e, n);
+            }
+        }
         if let State::Active(d) | State::Done(d) = &mut self.state {
             d.drain_stats(c);
         }

@@ -786,7 +786,7 @@ impl Http2Parser {
                     st.grpc_status = heads.grpc_status;
                     st.grpc = true;
                 }
-                if let Some(m) = heads.grpc_message.take() {
+                if let Some(m) = heads.grpc_message.take().filter(|m| !m.is_empty()) {
                     st.tx.attr_str("podtap.grpc.message", m);
                 }
                 if b.end_stream {
@@ -926,6 +926,12 @@ impl Http2Parser {
                             .map(CompactString::from)
                             .unwrap_or_else(|| g.to_string().into()),
                     );
+                }
+            }
+            // A gRPC call without grpc-status: only an HTTP failure says anything.
+            (true, None, Some(c)) => {
+                if c >= 400 {
+                    tx.error = Some(c.to_string().into());
                 }
             }
             (_, _, Some(c)) => {
