@@ -220,9 +220,9 @@ fn h2_midstream(b: &[u8], hinted: bool) -> bool {
             }
             frame::SETTINGS if !h.has(frame::ACK) && h.len > 0 => {
                 let visible = &payload[..payload.len().min(h.len as usize)];
-                let ids_ok = visible.chunks_exact(6).all(|p| {
-                    p[0] == 0 && matches!(p[1], 1..=6 | 8 | 9)
-                });
+                let ids_ok = visible
+                    .chunks_exact(6)
+                    .all(|p| p[0] == 0 && matches!(p[1], 1..=6 | 8 | 9));
                 if ids_ok && visible.len() >= 6 {
                     return true;
                 }
@@ -324,5 +324,43 @@ mod tests {
             detect(b"GET / HTTP/1.1\r\n", ToServer, Transport::Tcp, 80, &cfg),
             Detection::Unknown
         );
+    }
+
+    #[test]
+    fn http2_midstream_by_content_and_by_port() {
+        // HEADERS on stream 1 whose block starts with :method POST (static index 3).
+        let headers = [0, 0, 0x46, 1, 4, 0, 0, 0, 1, 0x83, 0x86, 0x41];
+        assert_eq!(
+            d(&headers, Transport::Tcp, 30035),
+            Detection::Found(Protocol::Http2)
+        );
+        // SETTINGS ACK then PING: two chained valid headers.
+        let mut two = vec![0, 0, 0, 4, 1, 0, 0, 0, 0];
+        two.extend_from_slice(&[0, 0, 8, 6, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            d(&two, Transport::Tcp, 7070),
+            Detection::Found(Protocol::Http2)
+        );
+        // A lone DATA frame header: only on a port configured for HTTP/2.
+        let data = [0, 0, 0x20, 0, 0, 0, 0, 0, 5, 1, 2, 3];
+        assert_eq!(d(&data, Transport::Tcp, 7070), Detection::Unknown);
+        assert_eq!(
+            d(&data, Transport::Tcp, 50051),
+            Detection::Found(Protocol::Http2)
+        );
+        let mut cfg = ProtocolsConfig::default();
+        cfg.http2.ports.push(7070);
+        assert_eq!(
+            detect(&data, ToServer, Transport::Tcp, 7070, &cfg),
+            Detection::Found(Protocol::Http2)
+        );
+        // Other binary protocols are not HTTP/2.
+        for b in [
+            &b"\x00\x00\x00\x0a\x00\x03\x00\x00\x00\x00\x00\x01xy"[..],
+            b"\x4a\x00\x00\x00\x0a5.7.30-log\x00",
+            b"\xda\xbb\xc2\x00\x00\x00\x00\x00",
+        ] {
+            assert_eq!(d(b, Transport::Tcp, 9999), Detection::Unknown, "{b:?}");
+        }
     }
 }

@@ -118,7 +118,9 @@ impl L7Session {
     ) {
         match &mut self.state {
             State::Active(d) => {
-                if d.on_data(dir, bytes, ts, out) == Progress::Done && !self.upgrade(dir, bytes, ts, f, out) {
+                if d.on_data(dir, bytes, ts, out) == Progress::Done
+                    && !self.upgrade(dir, bytes, ts, f, out)
+                {
                     self.finish_active();
                 }
             }
@@ -318,5 +320,47 @@ mod tests {
             &mut out,
         );
         assert_eq!(s.protocol(), Protocol::Tls);
+    }
+
+    #[test]
+    fn h2c_upgrade_hands_the_connection_to_http2() {
+        let f = DecoderFactory::default();
+        let mut s = L7Session::new(Transport::Tcp, 80);
+        let mut out = Vec::new();
+        let req = b"GET /robots.txt HTTP/1.1\r\nHost: example.org\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n";
+        s.data(Direction::ToServer, req, Timestamp(1), &f, &mut out);
+        // 101, then in the same segment the server's SETTINGS and stream 1's response.
+        let mut resp =
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+                .to_vec();
+        resp.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+        resp.extend_from_slice(&[0, 0, 1, 1, 5, 0, 0, 0, 1, 0x88]);
+        s.data(Direction::ToClient, &resp, Timestamp(2), &f, &mut out);
+        assert_eq!(s.protocol(), Protocol::Http2);
+        let mut c = super::super::http2::frame::PREFACE.to_vec();
+        c.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+        // Stream 3 on the upgraded connection, answered 404.
+        c.extend_from_slice(&[0, 0, 3, 1, 5, 0, 0, 0, 3, 0x82, 0x86, 0x84]);
+        s.data(Direction::ToServer, &c, Timestamp(3), &f, &mut out);
+        s.data(
+            Direction::ToClient,
+            &[0, 0, 1, 1, 5, 0, 0, 0, 3, 0x8d],
+            Timestamp(4),
+            &f,
+            &mut out,
+        );
+        let got: Vec<_> = out
+            .iter()
+            .map(|t| (t.protocol, t.resource.to_string(), t.status))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Protocol::Http, "/robots.txt".to_string(), Some(101)),
+                (Protocol::Http2, "/robots.txt".to_string(), Some(200)),
+                (Protocol::Http2, "/".to_string(), Some(404)),
+            ]
+        );
+        assert!(out.iter().all(|t| t.completeness.is_complete()));
     }
 }

@@ -317,21 +317,48 @@ impl Http2Parser {
         out: &mut Vec<Transaction>,
     ) -> Result<(), FrameError> {
         let d = dir.index();
+        let chunk_len = rest.len();
         while !rest.is_empty() {
             match self.sides[d].rx {
                 Rx::Start => self.start(dir, rest),
                 Rx::Lost => {
                     // Frame sync is only tried at chunk starts (segment boundaries usually
-                    // align with frames); the rest of a chunk that does not start one is
-                    // dropped.
-                    let plausible = FrameHeader::parse(rest).is_some_and(|h| h.plausible());
-                    if !plausible {
+                    // align with frames): a candidate header begins there (and may take
+                    // more chunks to complete); the rest of a chunk that does not start a
+                    // plausible frame is dropped.
+                    let s = &mut self.sides[d];
+                    if s.hdr_len == 0 {
+                        if rest.len() != chunk_len {
+                            return Ok(());
+                        }
+                        s.frame_start = ts;
+                    }
+                    let take = (HEADER_LEN - s.hdr_len).min(rest.len());
+                    s.hdr[s.hdr_len..s.hdr_len + take].copy_from_slice(&rest[..take]);
+                    s.hdr_len += take;
+                    rest = &rest[take..];
+                    if s.hdr_len < HEADER_LEN {
                         return Ok(());
                     }
-                    let s = &mut self.sides[d];
-                    s.rx = Rx::Header;
                     s.hdr_len = 0;
+                    let h = FrameHeader::parse(&s.hdr).unwrap_or_default();
+                    if !h.plausible() {
+                        return Ok(());
+                    }
                     s.block.active = false;
+                    if dir == Direction::ToClient
+                        && !s.synced
+                        && self.fresh.is_none()
+                        && h.ty == frame::SETTINGS
+                        && !h.has(frame::ACK)
+                    {
+                        // A server's first frame is its SETTINGS: the connection is
+                        // probably seen from its start (undone if the client's first
+                        // bytes are not the preface).
+                        s.hpack = hpack::Decoder::new(self.cfg.limits(), true);
+                    }
+                    s.rx = Rx::Header;
+                    rest = self.on_frame_header(dir, h, rest, ts, out)?;
                 }
                 Rx::Preface(n) => {
                     let want = &frame::PREFACE[n..];
@@ -434,16 +461,9 @@ impl Http2Parser {
             if srv.synced && srv.hpack.is_known() {
                 srv.hpack.lose_state();
             }
-        } else if self.fresh.is_none() {
-            // A server starts with a SETTINGS frame; if the client's preface turns out
-            // to be missing, this is undone above.
-            let starts_settings = FrameHeader::parse(rest)
-                .is_some_and(|h| h.ty == frame::SETTINGS && !h.has(frame::ACK) && h.plausible());
-            if starts_settings {
-                self.sides[d].hpack = hpack::Decoder::new(self.cfg.limits(), true);
-            }
         }
         self.sides[d].rx = Rx::Lost;
+        self.sides[d].hdr_len = 0;
     }
 
     /// A complete frame header: decide how its payload is consumed. Returns the input
