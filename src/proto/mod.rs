@@ -133,7 +133,7 @@ impl Decoder {
         match self {
             Decoder::StreamStats(_) => Protocol::Unknown,
             Decoder::Http1(_) => Protocol::Http,
-            Decoder::Http2(_) => Protocol::Http2,
+            Decoder::Http2(p) => p.protocol(),
             Decoder::Dns(_) => Protocol::Dns,
             Decoder::Tls(_) => Protocol::Tls,
         }

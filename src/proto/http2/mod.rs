@@ -216,6 +216,8 @@ pub struct Http2Parser {
     /// Streams with a transaction finished outside `on_data` (gap), emitted next time.
     ready: Vec<Transaction>,
     last_ts: Timestamp,
+    /// A gRPC call was seen: the connection is reported as `grpc`.
+    grpc: bool,
     stats: Http2Stats,
 }
 
@@ -263,6 +265,7 @@ impl Http2Parser {
             fresh: None,
             ready: Vec::new(),
             last_ts: Timestamp::ZERO,
+            grpc: false,
             stats: Http2Stats::default(),
         }
     }
@@ -297,6 +300,15 @@ impl Http2Parser {
             grpc_status: None,
         });
         p
+    }
+
+    /// `grpc` once a gRPC call was seen on the connection, else `http2`.
+    pub fn protocol(&self) -> Protocol {
+        if self.grpc {
+            Protocol::Grpc
+        } else {
+            Protocol::Http2
+        }
     }
 
     pub fn take_stats(&mut self) -> Http2Stats {
@@ -926,6 +938,7 @@ impl Http2Parser {
 
     /// Report a stream: status, error, sizes.
     fn finish(&mut self, mut st: Stream, ts: Timestamp, out: &mut Vec<Transaction>) {
+        self.grpc |= st.grpc;
         let tx = &mut st.tx;
         if st.grpc && tx.protocol != Protocol::Grpc {
             tx.protocol = Protocol::Grpc;
