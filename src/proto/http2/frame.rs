@@ -84,7 +84,7 @@ impl FrameHeader {
             PRIORITY => self.len == 5,
             RST_STREAM | WINDOW_UPDATE => self.len == 4,
             PING => self.len == 8,
-            SETTINGS => self.len % 6 == 0 && (!self.has(ACK) || self.len == 0),
+            SETTINGS => self.len.is_multiple_of(6) && (!self.has(ACK) || self.len == 0),
             GOAWAY => self.len >= 8,
             PUSH_PROMISE => self.len >= 4,
             _ => true,

@@ -80,6 +80,9 @@ pub const STATIC: [(&str, &str); 61] = [
     ("www-authenticate", ""),
 ];
 
+/// A field as (name, value), or `None` for a dynamic entry podtap never saw.
+type Lookup<'a> = Result<Option<(&'a [u8], &'a [u8])>, HpackError>;
+
 /// The table size every connection starts with (SETTINGS_HEADER_TABLE_SIZE default).
 pub const DEFAULT_TABLE_SIZE: usize = 4096;
 /// Per-entry overhead counted by the RFC.
@@ -343,7 +346,7 @@ impl Decoder {
     }
 
     /// The field at `idx`: `Ok(None)` when it is a dynamic entry podtap never saw.
-    fn lookup(&self, idx: u32) -> Result<Option<(&[u8], &[u8])>, HpackError> {
+    fn lookup(&self, idx: u32) -> Lookup<'_> {
         lookup_in(&self.entries, self.unknown_tail, idx)
     }
 
@@ -412,11 +415,7 @@ impl Decoder {
 }
 
 /// `lookup` over the table fields alone, so the scratch buffers can be borrowed beside it.
-fn lookup_in(
-    entries: &VecDeque<Entry>,
-    unknown_tail: bool,
-    idx: u32,
-) -> Result<Option<(&[u8], &[u8])>, HpackError> {
+fn lookup_in(entries: &VecDeque<Entry>, unknown_tail: bool, idx: u32) -> Lookup<'_> {
     let i = idx as usize;
     if i == 0 {
         return Err(HpackError::BadIndex(idx));

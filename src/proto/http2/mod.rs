@@ -635,23 +635,21 @@ impl Http2Parser {
                     self.finish(st, ts, out);
                 }
             }
-            frame::Frame::Goaway { last_stream, code } => {
-                // From the server: the client's streams above `last_stream` were never
-                // processed. (A client's GOAWAY concerns pushed streams: nothing to do.)
-                if dir == Direction::ToClient {
-                    let mut i = 0;
-                    while i < self.streams.len() {
-                        let s = &self.streams[i];
-                        if s.id % 2 == 1 && s.id > last_stream && s.http_status.is_none() {
-                            let mut st = self.streams.remove(i);
-                            st.tx.error = Some("goaway".into());
-                            st.tx
-                                .attr_str("podtap.http2.error_code", frame::error_name(code));
-                            st.tx.completeness.set(Completeness::NO_RESPONSE);
-                            self.finish(st, ts, out);
-                        } else {
-                            i += 1;
-                        }
+            // From the server: the client's streams above `last_stream` were never
+            // processed. (A client's GOAWAY concerns pushed streams: nothing to do.)
+            frame::Frame::Goaway { last_stream, code } if dir == Direction::ToClient => {
+                let mut i = 0;
+                while i < self.streams.len() {
+                    let s = &self.streams[i];
+                    if s.id % 2 == 1 && s.id > last_stream && s.http_status.is_none() {
+                        let mut st = self.streams.remove(i);
+                        st.tx.error = Some("goaway".into());
+                        st.tx
+                            .attr_str("podtap.http2.error_code", frame::error_name(code));
+                        st.tx.completeness.set(Completeness::NO_RESPONSE);
+                        self.finish(st, ts, out);
+                    } else {
+                        i += 1;
                     }
                 }
             }
@@ -962,11 +960,10 @@ impl Http2Parser {
                 }
             }
             // A gRPC call without grpc-status: only an HTTP failure says anything.
-            (true, None, Some(c)) => {
-                if c >= 400 {
-                    tx.error = Some(c.to_string().into());
-                }
+            (true, None, Some(c)) if c >= 400 => {
+                tx.error = Some(c.to_string().into());
             }
+            (true, None, Some(_)) => {}
             (_, _, Some(c)) => {
                 tx.status = Some(c);
                 if c >= 500 {
