@@ -38,6 +38,7 @@ pub struct Config {
     pub http: crate::proto::http_common::HttpConfig,
     pub dns: crate::proto::dns::DnsConfig,
     pub tls: crate::proto::tls::TlsConfig,
+    pub http2: crate::proto::http2::Http2Config,
 }
 
 /// What is captured, and how.
@@ -302,6 +303,7 @@ impl Config {
                 "must be at least reassembly.max_flow_bytes".into(),
             ));
         }
+        self.http2.validate()?;
         Ok(())
     }
 }

@@ -243,6 +243,10 @@ pub struct Http1Parser {
     ready: Vec<Transaction>,
     /// After a successful CONNECT: the next bytes decide whether the tunnel carries HTTP/1.
     probe_tunnel: bool,
+    /// After `Upgrade: h2c` answered by 101: the upgraded request (HTTP/2 stream 1).
+    h2c: Option<Transaction>,
+    /// Bytes of the last `on_data` chunk left unread when the connection left HTTP/1.
+    tunnel_rest: usize,
     stats: Http1Stats,
 }
 
@@ -291,6 +295,8 @@ impl Http1Parser {
             last_ts: Timestamp::ZERO,
             ready: Vec::new(),
             probe_tunnel: false,
+            h2c: None,
+            tunnel_rest: 0,
             stats: Http1Stats::default(),
         }
     }
@@ -300,6 +306,12 @@ impl Http1Parser {
     }
 
     /// Requests still waiting for a response.
+    /// After the connection switched to HTTP/2 (`Upgrade: h2c`, 101): the upgraded request
+    /// and how many bytes at the end of the last chunk belong to HTTP/2 already.
+    pub fn take_h2c_upgrade(&mut self) -> Option<(Transaction, usize)> {
+        self.h2c.take().map(|tx| (tx, self.tunnel_rest))
+    }
+
     pub fn pending(&self) -> usize {
         self.pending.len()
     }
@@ -336,7 +348,10 @@ impl Http1Parser {
         while !rest.is_empty() {
             let side = self.side(dir);
             match side.framing {
-                Framing::Tunnel => return false,
+                Framing::Tunnel => {
+                    self.tunnel_rest = rest.len();
+                    return false;
+                }
                 Framing::Head => {
                     if side.buf.is_empty() && side.msg_bytes == 0 {
                         side.msg_start = ts;
@@ -613,6 +628,24 @@ impl Http1Parser {
         };
         if close && self.resp.framing == Framing::UntilClose {
             p.tx.attr_bool("podtap.http.body_until_close", true);
+        }
+        if tunnel
+            && matches!(p.tx.attr("podtap.http.upgrade"),
+                Some(super::AttrValue::Str(u)) if header_has_token(u.as_bytes(), "h2c"))
+        {
+            // The request before its response fields: HTTP/2 answers it on stream 1.
+            let mut req = p.tx.clone();
+            req.attrs.retain(|(k, _)| {
+                !matches!(
+                    *k,
+                    "http.response.status_code"
+                        | "podtap.http.client_error"
+                        | "http.request.body.size"
+                )
+            });
+            req.status = None;
+            req.error = None;
+            self.h2c = Some(req);
         }
         self.current = Some(p);
         if tunnel {
