@@ -38,6 +38,7 @@ pub struct Config {
     pub http: crate::proto::http_common::HttpConfig,
     pub dns: crate::proto::dns::DnsConfig,
     pub tls: crate::proto::tls::TlsConfig,
+    pub export: crate::export::config::ExportConfig,
 }
 
 /// What is captured.
@@ -229,6 +230,9 @@ impl Config {
                 "must be at least reassembly.max_flow_bytes".into(),
             ));
         }
+        self.export
+            .validate()
+            .map_err(|(key, msg)| (&*key.leak(), msg))?;
         Ok(())
     }
 }
