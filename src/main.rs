@@ -94,7 +94,10 @@ fn main() -> anyhow::Result<()> {
                 .map_err(|(k, m)| anyhow::anyhow!("invalid export setting `{k}`: {m}"))?;
             let exporter = if export_cfg.active() {
                 health.set_capturing(opts.files.len());
-                Some(podtap::export::Exporter::start(&cfg.export, health.clone())?)
+                Some(podtap::export::Exporter::start(
+                    &cfg.export,
+                    health.clone(),
+                )?)
             } else {
                 None
             };

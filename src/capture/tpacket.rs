@@ -518,7 +518,9 @@ impl Source for TpacketSource {
                                 std::ptr::copy(h.add(mac), h.add(mac - 4), 12);
                                 let tag = h.add(mac + 8);
                                 tag.cast::<[u8; 2]>().write_unaligned(tpid.to_be_bytes());
-                                tag.add(2).cast::<[u8; 2]>().write_unaligned(tci.to_be_bytes());
+                                tag.add(2)
+                                    .cast::<[u8; 2]>()
+                                    .write_unaligned(tci.to_be_bytes());
                             }
                             (mac - 4, snaplen as usize + 4)
                         } else {
@@ -667,7 +669,11 @@ mod tests {
         }
         // Loopback frames are seen once outgoing and once incoming.
         assert_eq!(count_marked(&mut src), 10);
-        assert!(src.per_iface().iter().any(|c| c.ifindex == lo && c.frames >= 10));
+        assert!(
+            src.per_iface()
+                .iter()
+                .any(|c| c.ifindex == lo && c.frames >= 10)
+        );
         src.refresh_kernel_stats();
         assert_eq!(src.stats().dropped, 0);
     }

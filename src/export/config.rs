@@ -394,8 +394,7 @@ impl ExportConfig {
             };
         }
         if let Some(v) = get("OTEL_RESOURCE_ATTRIBUTES") {
-            let attrs =
-                parse_pairs(&v).map_err(|m| ("OTEL_RESOURCE_ATTRIBUTES".to_string(), m))?;
+            let attrs = parse_pairs(&v).map_err(|m| ("OTEL_RESOURCE_ATTRIBUTES".to_string(), m))?;
             for (k, v) in attrs {
                 if k == "service.name" {
                     self.service_name = v;

@@ -142,12 +142,14 @@ impl Exporter {
         let listener = if cfg.prometheus.listen.is_empty() {
             None
         } else {
-            let addr: std::net::SocketAddr = cfg.prometheus.listen.parse().map_err(|_| {
-                ExportError::Config {
-                    key: "export.prometheus.listen".into(),
-                    message: "not an address".into(),
-                }
-            })?;
+            let addr: std::net::SocketAddr =
+                cfg.prometheus
+                    .listen
+                    .parse()
+                    .map_err(|_| ExportError::Config {
+                        key: "export.prometheus.listen".into(),
+                        message: "not an address".into(),
+                    })?;
             let l = runtime
                 .block_on(tokio::net::TcpListener::bind(addr))
                 .map_err(|e| ExportError::Bind { addr, source: e })?;
@@ -345,10 +347,7 @@ impl Shared {
                 name: "podtap_stats_deltas_deferred_total",
                 help: "Worker statistics deltas kept for the next tick because the queue was full",
                 gauge: false,
-                series: vec![(
-                    vec![],
-                    self.worker_sum(|s| s.deltas_deferred.load(Relaxed)),
-                )],
+                series: vec![(vec![], self.worker_sum(|s| s.deltas_deferred.load(Relaxed)))],
             },
             SelfMetric {
                 name: "podtap_metric_series_overflow_total",
@@ -477,7 +476,10 @@ async fn run(
                 let n = batch.len() as u64;
                 let req = ExportTraceServiceRequest {
                     resource_spans: spans::group(
-                        batch.iter().map(|(s, sp, _)| (s.clone(), sp.clone())).collect(),
+                        batch
+                            .iter()
+                            .map(|(s, sp, _)| (s.clone(), sp.clone()))
+                            .collect(),
                         &cfg.resource_attributes,
                     ),
                 };

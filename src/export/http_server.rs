@@ -45,6 +45,7 @@ pub async fn serve(listener: tokio::net::TcpListener, ep: Endpoints) {
                 async move { Ok::<_, std::convert::Infallible>(handle(&ep, &req)) }
             });
             let conn = http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(10))
                 .serve_connection(TokioIo::new(stream), svc);
             let _ = tokio::time::timeout(Duration::from_secs(60), conn).await;

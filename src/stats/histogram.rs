@@ -55,7 +55,10 @@ pub struct Histogram {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Buckets {
-    Explicit { bounds: Arc<[f64]>, counts: Vec<u64> },
+    Explicit {
+        bounds: Arc<[f64]>,
+        counts: Vec<u64>,
+    },
     Exponential(ExpBuckets),
 }
 
@@ -337,7 +340,10 @@ mod tests {
                 };
                 let i = ExpBuckets::index(v, scale);
                 let (lo, hi) = (e.upper_bound(i - 1), e.upper_bound(i));
-                assert!(lo < v * (1.0 + 1e-12) && v <= hi * (1.0 + 1e-12), "{v} {scale}");
+                assert!(
+                    lo < v * (1.0 + 1e-12) && v <= hi * (1.0 + 1e-12),
+                    "{v} {scale}"
+                );
             }
         }
     }

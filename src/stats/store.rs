@@ -138,7 +138,11 @@ impl Store {
             // Folding here moves a whole series: count its values, not one. An overflow
             // series of the delta was counted in `other.overflowed` already.
             if self.overflowed != before {
-                self.overflowed = if is_overflow { before } else { before + v.count() };
+                self.overflowed = if is_overflow {
+                    before
+                } else {
+                    before + v.count()
+                };
             }
         }
     }
@@ -174,10 +178,7 @@ mod tests {
     use std::sync::Arc;
 
     fn store(max: usize) -> Store {
-        Store::new(
-            HistogramSpec::Explicit(Arc::from(&[0.1, 1.0][..])),
-            max,
-        )
+        Store::new(HistogramSpec::Explicit(Arc::from(&[0.1, 1.0][..])), max)
     }
 
     fn a(route: &str) -> Attrs {
@@ -196,10 +197,15 @@ mod tests {
         assert_eq!(s.overflowed, 2);
         let overflow = vec![(OVERFLOW_KEY, Val::Bool(true))];
         assert_eq!(
-            s.get(Metric::HttpServerDuration, &overflow).unwrap().count(),
+            s.get(Metric::HttpServerDuration, &overflow)
+                .unwrap()
+                .count(),
             2
         );
-        assert_eq!(s.get(Metric::HttpServerDuration, &a("/a")).unwrap().count(), 2);
+        assert_eq!(
+            s.get(Metric::HttpServerDuration, &a("/a")).unwrap().count(),
+            2
+        );
         assert_eq!(s.get(Metric::FlowIo, &a("/z")).unwrap().count(), 10);
     }
 

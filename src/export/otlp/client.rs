@@ -87,9 +87,7 @@ impl OtlpClient {
                         if let Some(pem) = &ca {
                             tls = tls.ca_certificate(Certificate::from_pem(pem));
                         }
-                        ep = ep
-                            .tls_config(tls)
-                            .map_err(|e| invalid("tls_ca_file", e))?;
+                        ep = ep.tls_config(tls).map_err(|e| invalid("tls_ca_file", e))?;
                     }
                     Ok(ep.connect_lazy())
                 };

@@ -184,7 +184,12 @@ mod tests {
                     let p = &h.data_points[0];
                     assert_eq!(p.count, 2);
                     assert_eq!(
-                        p.positive.as_ref().unwrap().bucket_counts.iter().sum::<u64>(),
+                        p.positive
+                            .as_ref()
+                            .unwrap()
+                            .bucket_counts
+                            .iter()
+                            .sum::<u64>(),
                         2
                     );
                 }

@@ -5,9 +5,7 @@
 //! itself is built on the export thread from the queued transaction.
 
 use compact_str::CompactString;
-use opentelemetry_proto::tonic::common::v1::{
-    AnyValue, InstrumentationScope, KeyValue, any_value,
-};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{
     ResourceSpans, ScopeSpans, Span, Status, span::SpanKind, status::StatusCode,
@@ -165,10 +163,28 @@ pub fn build_span(item: &SpanItem) -> Span {
             AttrValue::Bool(b) => kv_bool(k, *b),
         });
     }
-    attrs.push(kv_str("server.address", &tx.server.addr.to_string()));
-    attrs.push(kv_int("server.port", tx.server.port as i64));
-    attrs.push(kv_str("client.address", &tx.client.addr.to_string()));
+    // The decoder may name the server (HTTP Host); the wire always gives its address.
+    let has = |k: &str| tx.attrs.iter().any(|(n, _)| *n == k);
+    let (server_ip, client_ip) = (tx.server.addr.to_string(), tx.client.addr.to_string());
+    if !has("server.address") {
+        attrs.push(kv_str("server.address", &server_ip));
+    }
+    if !has("server.port") {
+        attrs.push(kv_int("server.port", tx.server.port as i64));
+    }
+    if !has("client.address") {
+        attrs.push(kv_str("client.address", &client_ip));
+    }
     attrs.push(kv_int("client.port", tx.client.port as i64));
+    // Seen from the server's side: the local end is the server, the peer the client.
+    let (local, peer) = match kind {
+        SpanKind::Client => ((&client_ip, tx.client.port), (&server_ip, tx.server.port)),
+        _ => ((&server_ip, tx.server.port), (&client_ip, tx.client.port)),
+    };
+    attrs.push(kv_str("network.local.address", local.0));
+    attrs.push(kv_int("network.local.port", local.1 as i64));
+    attrs.push(kv_str("network.peer.address", peer.0));
+    attrs.push(kv_int("network.peer.port", peer.1 as i64));
     attrs.push(kv_str("podtap.protocol", tx.protocol.as_str()));
     if let Some(e) = &tx.error {
         attrs.push(kv_str("error.type", e));
@@ -180,7 +196,9 @@ pub fn build_span(item: &SpanItem) -> Span {
     let (parent, trace_state, flags) = match &tx.trace {
         Some(t) => (
             t.parent_span_id.to_vec(),
-            t.tracestate.as_ref().map_or(String::new(), |s| s.to_string()),
+            t.tracestate
+                .as_ref()
+                .map_or(String::new(), |s| s.to_string()),
             // W3C trace flags: sampled (podtap exports it, so it was sampled here).
             1,
         ),
