@@ -6,7 +6,7 @@ export DEBIAN_FRONTEND := noninteractive
 # Packages to build and run podtap.
 RUN_PKGS := build-essential pkg-config
 # Packages the tests drive: real captures, servers, clients and the reference dissector.
-TEST_PKGS := tshark tcpdump nginx-light nftables iproute2 ethtool curl procps python3 hey time dnsmasq-base dnsutils openssl
+TEST_PKGS := tshark tcpdump nginx-light nftables iproute2 ethtool curl procps python3 hey time dnsmasq-base dnsutils openssl prometheus python3-pip
 
 .PHONY: deps deps-test build run test bench
 
@@ -25,6 +25,9 @@ deps:
 
 deps-test: deps
 	$(call apt_install,$(TEST_PKGS))
+	@# rotel: a small OpenTelemetry collector the export tests send OTLP to.
+	@python3 -c 'import rotel' 2>/dev/null || python3 -m pip install -q rotel \
+	  || python3 -m pip install -q --break-system-packages rotel
 
 build: deps
 	cargo build --release
