@@ -6,7 +6,7 @@ export DEBIAN_FRONTEND := noninteractive
 # Packages to build and run podtap.
 RUN_PKGS := build-essential pkg-config
 # Packages the tests drive: real captures, servers, clients and the reference dissector.
-TEST_PKGS := tshark tcpdump nginx-light nftables iproute2 ethtool curl procps python3 hey time dnsmasq-base dnsutils openssl prometheus python3-pip
+TEST_PKGS := tshark tcpdump nginx-light nftables iproute2 ethtool curl procps python3 hey time dnsmasq-base dnsutils openssl redis-server redis-tools bc netsniff-ng prometheus python3-pip
 
 .PHONY: deps deps-test build run test bench
 
@@ -32,10 +32,11 @@ deps-test: deps
 build: deps
 	cargo build --release
 
-# Until live capture lands, run the pipeline on a capture the repository generates.
+# The daemon on this host, default embedded config, until Ctrl-C. It needs root (or
+# CAP_NET_RAW + CAP_IPC_LOCK) to open capture rings.
 run: build
-	./target/release/podtap synth target/sample.pcap --tcp-flows 200 --udp-flows 50 --requests 10
-	./target/release/podtap replay target/sample.pcap --output table
+	./target/release/podtap check || true
+	./target/release/podtap run
 
 test: deps-test
 	cargo test --all-targets

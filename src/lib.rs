@@ -15,6 +15,7 @@ pub mod flow;
 pub mod packet;
 pub mod proto;
 pub mod replay;
+pub mod run;
 pub mod stats;
 pub mod synth;
 pub mod time;

@@ -71,3 +71,16 @@ pub trait Source {
 
     fn stats(&self) -> SourceStats;
 }
+
+/// What the daemon needs of a live source beyond [`Source`]: waiting for frames without
+/// spinning, and the kernel's drop counters.
+pub trait LiveSource: Source + Send {
+    /// Wait up to `timeout_ms` for frames.
+    fn wait(&mut self, timeout_ms: i32) -> std::io::Result<()>;
+    /// Fold the kernel's counters (drops, ring full) into [`Source::stats`].
+    fn refresh_kernel_stats(&mut self);
+    /// Times the ring was full (the kernel had nowhere to put a frame).
+    fn ring_full(&self) -> u64;
+    /// Frames and bytes per observation point since the start.
+    fn per_iface(&self) -> &[tpacket::IfaceCount];
+}

@@ -226,6 +226,11 @@ impl Exporter {
         self.shared.totals()
     }
 
+    /// The health handle `/readyz` reports (the daemon sets how many interfaces capture).
+    pub fn health(&self) -> &Health {
+        &self.shared.health
+    }
+
     /// Stop: merge what the workers sent, export the remaining spans and the last metrics
     /// within `deadline`, count whatever could not be sent as dropped.
     pub fn shutdown(mut self, deadline: Duration) -> ExportTotals {
@@ -728,6 +733,11 @@ impl WorkerExport {
         self.stats.flow(f);
     }
 
+    /// The capture source's drop totals so far (live capture), reported as deltas.
+    pub fn capture_drops(&mut self, kernel: u64, ring_full: u64) {
+        self.stats.capture_drops(kernel, ring_full);
+    }
+
     /// Each tick: fold in the worker's event counters and hand the delta over. A full
     /// queue leaves the delta with the worker for the next tick.
     pub fn tick(&mut self, counters: &Counters) {
@@ -775,6 +785,13 @@ impl<S: RecordSink> ExportSink<S> {
 
     pub fn into_inner(self) -> Option<S> {
         self.inner
+    }
+
+    /// Report the capture source's drop totals (live capture; cheap, call each tick).
+    pub fn capture_drops(&mut self, kernel: u64, ring_full: u64) {
+        if let Some(e) = self.export.as_mut() {
+            e.capture_drops(kernel, ring_full);
+        }
     }
 }
 

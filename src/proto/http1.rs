@@ -1,6 +1,6 @@
 //! HTTP/1.0 and HTTP/1.1.
 //!
-//! Two layers: message framing per direction (heads parsed zero-copy with `httparse`,
+//! Two layers: message framing per direction (heads parsed zero-copy by `head`,
 //! bodies skipped by length, chunked encoding walked without buffering the body) and the
 //! pairing of requests with responses in order (keep-alive and pipelining). Interim 1xx
 //! responses do not complete a request; HEAD, 204 and 304 responses have no body; a
@@ -18,8 +18,16 @@ use super::{Completeness, Direction, L7Parser, Progress, Protocol, Transaction};
 use crate::events::{Counters, Event};
 use crate::time::Timestamp;
 
+mod head;
+
 /// Headers parsed per message; more is a malformed message for podtap's purposes.
 const MAX_HEADERS: usize = 100;
+
+/// One header field of a head, borrowed from it.
+struct Field<'a> {
+    name: &'a str,
+    value: &'a [u8],
+}
 
 /// What went wrong on one connection since the last `take_stats`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -463,25 +471,28 @@ impl Http1Parser {
     }
 
     fn on_request_head(&mut self, head: &[u8], ts: Timestamp, out: &mut Vec<Transaction>) -> bool {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut r = httparse::Request::new(&mut headers);
-        let Ok(httparse::Status::Complete(_)) = r.parse(head) else {
+        let Some((line, block)) = head::request_line(head) else {
             return false;
         };
-        let (Some(method), Some(target), Some(version)) = (r.method, r.path, r.version) else {
-            return false;
-        };
+        let method = line.method;
         let start = self.req.msg_start;
         let mut tx = Transaction::new(Protocol::Http, start);
-        self.settings.finish_request(&mut tx, method, target);
+        let target = String::from_utf8_lossy(line.target);
+        self.settings.finish_request(&mut tx, method, &target);
         tx.attr_str(
             "network.protocol.version",
-            if version == 0 { "1.0" } else { "1.1" },
+            if line.minor == 0 { "1.0" } else { "1.1" },
         );
         let (mut chunked, mut length, mut upgrade) = (false, None, None);
         let mut trace = TraceHeaders::default();
-        for h in r.headers.iter() {
-            let name = h.name;
+        for (n, field) in head::fields(block).enumerate() {
+            let Ok((name, value)) = field else {
+                return false;
+            };
+            if n >= MAX_HEADERS {
+                return false;
+            }
+            let h = Field { name, value };
             if name.eq_ignore_ascii_case("host") {
                 let host = String::from_utf8_lossy(h.value);
                 let host = host.trim();
@@ -515,13 +526,13 @@ impl Http1Parser {
         }
         self.next_id += 1;
         self.req_id = self.next_id;
-        if self.pending.len() >= self.settings.cfg.max_pending.max(1) {
-            if let Some(mut old) = self.pending.pop_front() {
-                self.stats.pending_limit += 1;
-                old.tx.completeness.set(Completeness::NO_RESPONSE);
-                old.tx.end = ts;
-                out.push(old.tx);
-            }
+        if self.pending.len() >= self.settings.cfg.max_pending.max(1)
+            && let Some(mut old) = self.pending.pop_front()
+        {
+            self.stats.pending_limit += 1;
+            old.tx.completeness.set(Completeness::NO_RESPONSE);
+            old.tx.end = ts;
+            out.push(old.tx);
         }
         if self.req.gap {
             tx.completeness.set(Completeness::GAP);
@@ -538,15 +549,18 @@ impl Http1Parser {
     }
 
     fn on_response_head(&mut self, head: &[u8], ts: Timestamp, out: &mut Vec<Transaction>) -> bool {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut r = httparse::Response::new(&mut headers);
-        let Ok(httparse::Status::Complete(_)) = r.parse(head) else {
+        let Some((minor, code, block)) = head::status_line(head) else {
             return false;
         };
-        let Some(code) = r.code else { return false };
-        let version = r.version.unwrap_or(1);
-        let (mut chunked, mut length, mut close) = (false, None, version == 0);
-        for h in r.headers.iter() {
+        let (mut chunked, mut length, mut close) = (false, None, minor == 0);
+        for (n, field) in head::fields(block).enumerate() {
+            let Ok((name, value)) = field else {
+                return false;
+            };
+            if n >= MAX_HEADERS {
+                return false;
+            }
+            let h = Field { name, value };
             if h.name.eq_ignore_ascii_case("transfer-encoding") {
                 chunked = header_has_token(h.value, "chunked");
             } else if h.name.eq_ignore_ascii_case("content-length") {

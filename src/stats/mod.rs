@@ -38,6 +38,8 @@ pub struct WorkerStats {
     store: Store,
     /// Event counts already reported (the worker's counters only grow).
     events_seen: [u64; Event::COUNT],
+    /// Capture drop totals already reported: kernel, ring full.
+    capture_seen: [u64; 2],
 }
 
 impl WorkerStats {
@@ -45,6 +47,7 @@ impl WorkerStats {
         WorkerStats {
             store: Store::new(spec, max_series),
             events_seen: [0; Event::COUNT],
+            capture_seen: [0; 2],
         }
     }
 
@@ -74,6 +77,27 @@ impl WorkerStats {
                 self.store.add(
                     Metric::Events,
                     vec![("podtap.event", Val::Str(CompactString::const_new(e.name())))],
+                    now - *seen,
+                );
+                *seen = now;
+            }
+        }
+    }
+
+    /// Fold the growth of the capture source's drop totals into the delta.
+    pub fn capture_drops(&mut self, kernel: u64, ring_full: u64) {
+        for (i, (reason, now)) in [("kernel", kernel), ("ring_full", ring_full)]
+            .into_iter()
+            .enumerate()
+        {
+            let seen = &mut self.capture_seen[i];
+            if now > *seen {
+                self.store.add(
+                    Metric::CaptureDrops,
+                    vec![(
+                        "podtap.drop.reason",
+                        Val::Str(CompactString::const_new(reason)),
+                    )],
                     now - *seen,
                 );
                 *seen = now;
