@@ -166,3 +166,83 @@ fn collector_outage_is_bounded_counted_exactly_and_recovered_from() {
         PRODUCED
     );
 }
+
+#[test]
+fn live_daemon_exports_spans_and_metrics_and_reports_ready() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("www");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("index.html"), b"hello\n").unwrap();
+    let mut bridge = Bridge::new();
+    let server = bridge.pod();
+    let client = bridge.pod();
+    let _nginx = nginx(&server.ns, &server.ip, dir.path(), &root);
+    let (grpc, http, prom) = (free_port(), free_port(), free_port());
+    let log = dir.path().join("rotel.out");
+    let _rotel = rotel(grpc, http, &log, dir.path());
+    let cfg = dir.path().join("live.toml");
+    std::fs::write(
+        &cfg,
+        config(
+            "grpc",
+            &format!("http://127.0.0.1:{grpc}"),
+            &format!("[export.prometheus]\nlisten = \"127.0.0.1:{prom}\"\n"),
+        ),
+    )
+    .unwrap();
+    // Only the server pod's veth: each request is observed once, at the server.
+    let mut d = Daemon::start(
+        dir.path(),
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--mode",
+            "tpacket",
+            "-i",
+            &server.host_if,
+            "--workers",
+            "1",
+        ],
+    );
+    assert_eq!(http_get(prom, "/readyz").0, 200, "capturing and exporting");
+    const PLAIN: usize = 8;
+    let mut cmd = client.ns.cmd("curl");
+    cmd.args(["-s", "--max-time", "30"]);
+    for _ in 0..PLAIN {
+        cmd.args(["-o", "/dev/null", &format!("http://{}/", server.ip)]);
+    }
+    sh(&mut cmd);
+    let (trace, parent) = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331");
+    sh(client.ns.cmd("curl").args([
+        "-s",
+        "--max-time",
+        "30",
+        "-o",
+        "/dev/null",
+        "-H",
+        &format!("traceparent: 00-{trace}-{parent}-01"),
+        &format!("http://{}/missing", server.ip),
+    ]));
+    std::thread::sleep(Duration::from_millis(500));
+    d.stop();
+    let line = d.wait_log("export: spans", Duration::from_secs(5));
+    let t = export_totals(&line[line.find("export: ").unwrap()..]);
+    let n = PLAIN + 1;
+    assert_eq!(t["spans.sampled"], n as u64, "{line}");
+    assert_eq!(t["spans.exported"], n as u64, "{line}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (spans, count) = loop {
+        let (s, c) = collector_log(&log, "http.server.request.duration");
+        if (s.len() >= n && c >= n as u64) || Instant::now() > deadline {
+            break (s, c);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(spans.len(), n, "{spans:#?}");
+    assert_eq!(count, n as u64);
+    let joined: Vec<_> = spans.iter().filter(|s| s.trace_id == trace).collect();
+    assert_eq!(joined.len(), 1);
+    assert_eq!(joined[0].parent_id, parent);
+    assert_eq!(joined[0].name, "GET /missing");
+}
