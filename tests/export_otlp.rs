@@ -31,8 +31,8 @@ fn spans_and_metrics_reach_a_real_collector_over_grpc_and_http() {
         } else {
             format!("http://127.0.0.1:{http}")
         };
-        let extra = format!("[export.spans]\nmax_batch = 5\n");
-        let cfg = config(protocol, &endpoint, &extra).replace(
+        let extra = "[export.spans]\nmax_batch = 5\n";
+        let cfg = config(protocol, &endpoint, extra).replace(
             "[export.otlp]\n",
             &format!("[export.otlp]\ncompression = \"{compression}\"\n"),
         );

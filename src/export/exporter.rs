@@ -475,123 +475,128 @@ async fn run(
         let past_deadline = stopping && deadline.is_some_and(|d| Instant::now() >= d);
         // Spans: send while there are some and the collector is not in backoff.
         let mut sent_any = false;
-        if let Some(c) = client.as_mut().filter(|_| traces_on) {
-            if !buf.spans.is_empty() && Instant::now() >= retry_at && !past_deadline {
-                let batch = buf.take(cfg.spans.max_batch);
-                let n = batch.len() as u64;
-                let req = ExportTraceServiceRequest {
-                    resource_spans: spans::group(
-                        batch
-                            .iter()
-                            .map(|(s, sp, _)| (s.clone(), sp.clone()))
-                            .collect(),
-                        &cfg.resource_attributes,
-                    ),
-                };
-                match bounded(deadline, stopping, c.traces(req)).await {
-                    Ok(rejected) => {
-                        shared
-                            .counts
-                            .spans_exported
-                            .fetch_add(n - rejected.min(n), Relaxed);
-                        shared
-                            .counts
-                            .spans_rejected
-                            .fetch_add(rejected.min(n), Relaxed);
-                        retry_delay = retry_initial;
-                        shared.health.set_exporter_failing(false);
-                        sent_any = true;
-                    }
-                    Err(SendError::Permanent(m)) => {
-                        shared.counts.spans_dropped_error.fetch_add(n, Relaxed);
-                        shared.counts.trace_failures.fetch_add(1, Relaxed);
-                        trace_log.warn("span export rejected, batch dropped", &m);
-                    }
-                    Err(e) => {
-                        shared.counts.trace_failures.fetch_add(1, Relaxed);
-                        shared.health.set_exporter_failing(true);
-                        trace_log.warn("span export failed", &e);
-                        buf.put_back(batch);
-                        retry_at = Instant::now() + retry_delay;
-                        retry_delay = (retry_delay * 2).min(retry_max);
-                    }
+        if let Some(c) = client.as_mut().filter(|_| traces_on)
+            && !buf.spans.is_empty()
+            && Instant::now() >= retry_at
+            && !past_deadline
+        {
+            let batch = buf.take(cfg.spans.max_batch);
+            let n = batch.len() as u64;
+            let req = ExportTraceServiceRequest {
+                resource_spans: spans::group(
+                    batch
+                        .iter()
+                        .map(|(s, sp, _)| (s.clone(), sp.clone()))
+                        .collect(),
+                    &cfg.resource_attributes,
+                ),
+            };
+            match bounded(deadline, stopping, c.traces(req)).await {
+                Ok(rejected) => {
+                    shared
+                        .counts
+                        .spans_exported
+                        .fetch_add(n - rejected.min(n), Relaxed);
+                    shared
+                        .counts
+                        .spans_rejected
+                        .fetch_add(rejected.min(n), Relaxed);
+                    retry_delay = retry_initial;
+                    shared.health.set_exporter_failing(false);
+                    sent_any = true;
                 }
-                set_buffered(&shared, buf.spans.len());
+                Err(SendError::Permanent(m)) => {
+                    shared.counts.spans_dropped_error.fetch_add(n, Relaxed);
+                    shared.counts.trace_failures.fetch_add(1, Relaxed);
+                    trace_log.warn("span export rejected, batch dropped", &m);
+                }
+                Err(e) => {
+                    shared.counts.trace_failures.fetch_add(1, Relaxed);
+                    shared.health.set_exporter_failing(true);
+                    trace_log.warn("span export failed", &e);
+                    buf.put_back(batch);
+                    retry_at = Instant::now() + retry_delay;
+                    retry_delay = (retry_delay * 2).min(retry_max);
+                }
             }
+            set_buffered(&shared, buf.spans.len());
         }
         // Metrics: every interval, and once more when stopping.
         let metrics_due = Instant::now() >= next_metrics || stopping;
-        if metrics_on && metrics_due && Instant::now() >= metrics_retry_at && !past_deadline {
-            if let Some(c) = client.as_mut() {
-                next_metrics = Instant::now() + interval;
-                let now = now_ns();
-                let (req, is_delta) = {
-                    let a = shared.aggregates.lock().expect("aggregates lock");
-                    match cfg.metrics.temporality {
-                        Temporality::Cumulative => (
-                            (!a.cumulative.is_empty()).then(|| {
-                                otlp_metrics::request(
-                                    &a.cumulative,
-                                    Temporality::Cumulative,
-                                    shared.start_ns,
-                                    now,
-                                    &cfg.service_name,
-                                    &cfg.resource_attributes,
-                                )
-                            }),
-                            false,
-                        ),
-                        Temporality::Delta => (
-                            (!a.delta.is_empty()).then(|| {
-                                otlp_metrics::request(
-                                    &a.delta,
-                                    Temporality::Delta,
-                                    a.delta_start_ns,
-                                    now,
-                                    &cfg.service_name,
-                                    &cfg.resource_attributes,
-                                )
-                            }),
-                            true,
-                        ),
+        if metrics_on
+            && metrics_due
+            && Instant::now() >= metrics_retry_at
+            && !past_deadline
+            && let Some(c) = client.as_mut()
+        {
+            next_metrics = Instant::now() + interval;
+            let now = now_ns();
+            let (req, is_delta) = {
+                let a = shared.aggregates.lock().expect("aggregates lock");
+                match cfg.metrics.temporality {
+                    Temporality::Cumulative => (
+                        (!a.cumulative.is_empty()).then(|| {
+                            otlp_metrics::request(
+                                &a.cumulative,
+                                Temporality::Cumulative,
+                                shared.start_ns,
+                                now,
+                                &cfg.service_name,
+                                &cfg.resource_attributes,
+                            )
+                        }),
+                        false,
+                    ),
+                    Temporality::Delta => (
+                        (!a.delta.is_empty()).then(|| {
+                            otlp_metrics::request(
+                                &a.delta,
+                                Temporality::Delta,
+                                a.delta_start_ns,
+                                now,
+                                &cfg.service_name,
+                                &cfg.resource_attributes,
+                            )
+                        }),
+                        true,
+                    ),
+                }
+            };
+            if let Some(req) = req {
+                let points = otlp_metrics::data_points(&req);
+                match bounded(deadline, stopping, c.metrics(req)).await {
+                    Ok(rejected) => {
+                        shared
+                            .counts
+                            .points_exported
+                            .fetch_add(points - rejected.min(points), Relaxed);
+                        shared
+                            .counts
+                            .points_dropped
+                            .fetch_add(rejected.min(points), Relaxed);
+                        if is_delta {
+                            let mut a = shared.aggregates.lock().expect("aggregates lock");
+                            a.delta = a.delta.empty_like();
+                            a.delta_start_ns = now;
+                        }
+                        metrics_retry_delay = retry_initial;
                     }
-                };
-                if let Some(req) = req {
-                    let points = otlp_metrics::data_points(&req);
-                    match bounded(deadline, stopping, c.metrics(req)).await {
-                        Ok(rejected) => {
-                            shared
-                                .counts
-                                .points_exported
-                                .fetch_add(points - rejected.min(points), Relaxed);
-                            shared
-                                .counts
-                                .points_dropped
-                                .fetch_add(rejected.min(points), Relaxed);
+                    Err(e) => {
+                        shared.counts.metric_failures.fetch_add(1, Relaxed);
+                        metric_log.warn("metric export failed", &e);
+                        // Delta points stay in the delta store and go with the next
+                        // export; cumulative ones are in every export anyway. Only a
+                        // rejected delta is lost.
+                        if let SendError::Permanent(_) = e {
+                            shared.counts.points_dropped.fetch_add(points, Relaxed);
                             if is_delta {
                                 let mut a = shared.aggregates.lock().expect("aggregates lock");
                                 a.delta = a.delta.empty_like();
                                 a.delta_start_ns = now;
                             }
-                            metrics_retry_delay = retry_initial;
-                        }
-                        Err(e) => {
-                            shared.counts.metric_failures.fetch_add(1, Relaxed);
-                            metric_log.warn("metric export failed", &e);
-                            // Delta points stay in the delta store and go with the next
-                            // export; cumulative ones are in every export anyway. Only a
-                            // rejected delta is lost.
-                            if let SendError::Permanent(_) = e {
-                                shared.counts.points_dropped.fetch_add(points, Relaxed);
-                                if is_delta {
-                                    let mut a = shared.aggregates.lock().expect("aggregates lock");
-                                    a.delta = a.delta.empty_like();
-                                    a.delta_start_ns = now;
-                                }
-                            } else {
-                                metrics_retry_at = Instant::now() + metrics_retry_delay;
-                                metrics_retry_delay = (metrics_retry_delay * 2).min(retry_max);
-                            }
+                        } else {
+                            metrics_retry_at = Instant::now() + metrics_retry_delay;
+                            metrics_retry_delay = (metrics_retry_delay * 2).min(retry_max);
                         }
                     }
                 }
