@@ -67,6 +67,10 @@ pub struct CaptureConfig {
     pub pin: bool,
     /// TPACKET_V3 ring geometry.
     pub tpacket: crate::capture::tpacket::TpacketConfig,
+    /// AF_XDP socket geometry and attach behaviour.
+    pub xdp: crate::capture::xdp::XdpConfig,
+    /// The capture device pod veths are mirrored to for AF_XDP.
+    pub mirror: crate::capture::mirror::MirrorConfig,
 }
 
 impl Default for CaptureConfig {
@@ -82,6 +86,8 @@ impl Default for CaptureConfig {
             cpus: Vec::new(),
             pin: true,
             tpacket: Default::default(),
+            xdp: Default::default(),
+            mirror: Default::default(),
         }
     }
 }
@@ -279,6 +285,12 @@ impl Config {
         }
         if let Err(m) = self.capture.tpacket.validate() {
             return Err(("capture.tpacket", m));
+        }
+        if let Err(m) = self.capture.xdp.validate() {
+            return Err(("capture.xdp", m));
+        }
+        if let Err(m) = self.capture.mirror.validate() {
+            return Err(("capture.mirror", m));
         }
         for re in self.capture.interfaces.iter().chain(&self.capture.exclude) {
             if let Err(e) = regex::Regex::new(re) {

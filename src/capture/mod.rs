@@ -2,9 +2,12 @@
 //! files all hand the worker the same [`Frame`]s through the [`Source`] trait, so replaying
 //! a file runs exactly the code that live capture runs.
 
+pub(crate) mod bpfobj;
 pub mod iface;
+pub mod mirror;
 pub mod pcap_file;
 pub mod tpacket;
+pub mod xdp;
 
 use crate::packet::LinkType;
 use crate::time::Timestamp;
@@ -33,6 +36,9 @@ pub struct SourceStats {
     pub malformed: u64,
     /// Frames left to other workers by the fanout.
     pub not_mine: u64,
+    /// Of `dropped`, frames lost because the receive ring was full (the worker fell
+    /// behind); AF_XDP reports it apart from other drops.
+    pub ring_full: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
