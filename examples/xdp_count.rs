@@ -28,6 +28,9 @@ fn main() -> anyhow::Result<()> {
     }
     src.refresh_kernel_stats();
     let st = src.stats();
-    println!("xdp_count frames={frames} dropped={} ring_full={}", st.dropped, st.ring_full);
+    println!(
+        "xdp_count frames={frames} dropped={} ring_full={}",
+        st.dropped, st.ring_full
+    );
     Ok(())
 }

@@ -39,6 +39,7 @@ pub struct Config {
     pub dns: crate::proto::dns::DnsConfig,
     pub tls: crate::proto::tls::TlsConfig,
     pub http2: crate::proto::http2::Http2Config,
+    pub export: crate::export::config::ExportConfig,
 }
 
 /// What is captured, and how.
@@ -304,6 +305,9 @@ impl Config {
             ));
         }
         self.http2.validate()?;
+        self.export
+            .validate()
+            .map_err(|(key, msg)| (&*key.leak(), msg))?;
         Ok(())
     }
 }

@@ -16,6 +16,7 @@ pub mod packet;
 pub mod proto;
 pub mod replay;
 pub mod run;
+pub mod stats;
 pub mod synth;
 pub mod time;
 pub mod worker;

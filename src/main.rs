@@ -43,6 +43,10 @@ enum Cmd {
         /// (default: `capture.filter` from the config).
         #[arg(long)]
         filter: Option<String>,
+        /// After the files are done, keep running this many seconds with the exporter's
+        /// endpoints up (/metrics for a scrape, OTLP retries), then flush and exit.
+        #[arg(long, default_value_t = 0)]
+        hold_secs: u64,
     },
     /// The daemon: capture live on the node's pod interfaces until SIGINT/SIGTERM.
     Run {
@@ -95,6 +99,7 @@ fn main() -> anyhow::Result<()> {
             output,
             workers,
             filter,
+            hold_secs,
         } => {
             if let Some(expr) = filter {
                 cfg.capture.filter = podtap::filter::Filter::parse(&expr)?;
@@ -103,18 +108,54 @@ fn main() -> anyhow::Result<()> {
                 files,
                 workers: workers.unwrap_or(cfg.replay.workers),
                 output,
+                hold_secs,
+            };
+            // Statistics, OTLP and Prometheus when `[export]` (or OTEL_* variables) ask.
+            let health = podtap::export::Health::new();
+            let mut export_cfg = cfg.export.clone();
+            export_cfg
+                .apply_env(|k| std::env::var(k).ok())
+                .map_err(|(k, m)| anyhow::anyhow!("invalid export setting `{k}`: {m}"))?;
+            let exporter = if export_cfg.active() {
+                health.set_capturing(opts.files.len());
+                Some(podtap::export::Exporter::start(
+                    &cfg.export,
+                    health.clone(),
+                )?)
+            } else {
+                None
             };
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
             let totals = match output {
-                OutputFormat::Jsonl => replay::run(&cfg, &opts, &mut out, &mut std::io::stderr())?,
+                OutputFormat::Jsonl => replay::run(
+                    &cfg,
+                    &opts,
+                    &mut out,
+                    &mut std::io::stderr(),
+                    exporter.as_ref(),
+                )?,
                 OutputFormat::Table => {
                     let mut table = Vec::new();
-                    let t = replay::run(&cfg, &opts, &mut std::io::sink(), &mut table)?;
+                    let t = replay::run(
+                        &cfg,
+                        &opts,
+                        &mut std::io::sink(),
+                        &mut table,
+                        exporter.as_ref(),
+                    )?;
                     std::io::Write::write_all(&mut out, &table)?;
                     t
                 }
             };
+            if let Some(e) = exporter {
+                std::io::Write::flush(&mut out)?;
+                if opts.hold_secs > 0 {
+                    std::thread::sleep(std::time::Duration::from_secs(opts.hold_secs));
+                }
+                let t = e.shutdown(std::time::Duration::from_secs(5));
+                eprintln!("{t}");
+            }
             tracing::info!(
                 packets = totals.packets,
                 flows = totals.flows,
@@ -140,7 +181,22 @@ fn main() -> anyhow::Result<()> {
             let opts = podtap::run::RunOptions { output, workers };
             let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
             let mut stdout = std::io::stdout();
-            let t = podtap::run::run(&cfg, &opts, &mut stdout, stop)?;
+            // Statistics, OTLP and Prometheus when `[export]` (or OTEL_* variables) ask.
+            let mut export_cfg = cfg.export.clone();
+            export_cfg
+                .apply_env(|k| std::env::var(k).ok())
+                .map_err(|(k, m)| anyhow::anyhow!("invalid export setting `{k}`: {m}"))?;
+            let exporter = if export_cfg.active() {
+                let health = podtap::export::Health::new();
+                Some(podtap::export::Exporter::start(&cfg.export, health)?)
+            } else {
+                None
+            };
+            let t = podtap::run::run(&cfg, &opts, &mut stdout, stop, exporter.as_ref())?;
+            if let Some(e) = exporter {
+                let totals = e.shutdown(std::time::Duration::from_secs(5));
+                eprintln!("{totals}");
+            }
             tracing::info!(
                 packets = t.packets,
                 bytes = t.bytes,

@@ -13,7 +13,7 @@ use crate::capture::{CaptureError, Source, SourceStats};
 use crate::config::Config;
 use crate::events::Counters;
 use crate::export::summary::Summary;
-use crate::export::{ChannelSink, Record, jsonl};
+use crate::export::{ChannelSink, ExportSink, Exporter, Record, jsonl};
 use crate::worker::Worker;
 
 /// What `replay` prints.
@@ -29,6 +29,9 @@ pub struct ReplayOptions {
     pub files: Vec<PathBuf>,
     pub workers: usize,
     pub output: OutputFormat,
+    /// Keep the process (and the exporter's HTTP endpoints) alive this long after the
+    /// files are done, e.g. for a Prometheus scrape. Used by `main`.
+    pub hold_secs: u64,
 }
 
 /// Totals of a replay run.
@@ -53,6 +56,7 @@ pub fn run(
     opts: &ReplayOptions,
     out: &mut dyn Write,
     table: &mut dyn Write,
+    export: Option<&Exporter>,
 ) -> Result<ReplayTotals, CaptureError> {
     let mut totals = ReplayTotals::default();
     let mut summary = Summary::default();
@@ -65,7 +69,10 @@ pub fn run(
             let mut handles = Vec::with_capacity(n);
             for i in 0..n {
                 let src = first.share()?.with_fanout(i as u32, n as u32);
-                let sink = ChannelSink::new(tx.clone(), RECORD_BATCH, true);
+                let sink = ExportSink::new(
+                    export.map(|e| e.worker_handle(i)),
+                    Some(ChannelSink::new(tx.clone(), RECORD_BATCH, true)),
+                );
                 handles.push(s.spawn(move || run_worker(cfg, src, sink)));
             }
             drop(tx);
@@ -128,10 +135,11 @@ pub fn run(
 fn run_worker(
     cfg: &Config,
     mut src: PcapFileSource,
-    sink: ChannelSink,
+    sink: ExportSink<ChannelSink>,
 ) -> Result<(crate::worker::WorkerTotals, SourceStats, u64), CaptureError> {
     let mut worker = Worker::new(cfg, sink);
     while src.next_batch(BATCH, |f| worker.process(f))?.is_some() {}
     let (totals, sink) = worker.finish();
-    Ok((totals, src.stats(), sink.dropped))
+    let dropped = sink.inner().map_or(0, |s| s.dropped);
+    Ok((totals, src.stats(), dropped))
 }

@@ -27,7 +27,7 @@ use crate::capture::{CaptureError, LiveSource};
 use crate::config::{CaptureMode, Config};
 use crate::events::{Counters, Event};
 use crate::export::summary::Summary;
-use crate::export::{ChannelSink, Record, jsonl};
+use crate::export::{ChannelSink, ExportSink, Exporter, Record, jsonl};
 use crate::replay::OutputFormat;
 use crate::time::Timestamp;
 use crate::worker::{Worker, WorkerTotals};
@@ -157,6 +157,7 @@ pub fn run(
     opts: &RunOptions,
     out: &mut (dyn Write + Send),
     stop: Arc<AtomicBool>,
+    export: Option<&Exporter>,
 ) -> Result<RunTotals, RunError> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).map_err(RunError::Signals)?;
@@ -165,6 +166,7 @@ pub fn run(
     // Subscribe before listing, so a link created in between is not missed.
     let mut watcher = LinkWatcher::new().map_err(RunError::LinkWatch)?;
     let mut selected = selector.select(&iface::list());
+    let health = export.map(|e| e.health().clone());
 
     let online = std::thread::available_parallelism().map_or(1, |n| n.get());
     let n = match opts.workers.unwrap_or(cfg.capture.workers) {
@@ -275,7 +277,10 @@ pub fn run(
         let writer = s.spawn(|| write_records(cfg, opts.output, rx, out, &stats));
         let mut threads = Vec::with_capacity(queues);
         for (i, src) in sources.into_iter().enumerate() {
-            let sink = ChannelSink::new(tx.clone(), RECORD_BATCH, false);
+            let sink = ExportSink::new(
+                export.map(|e| e.worker_handle(i)),
+                Some(ChannelSink::new(tx.clone(), RECORD_BATCH, false)),
+            );
             let (qs, wstop, cpu) = (stats[i].clone(), workers_stop.clone(), cpu_of(i));
             threads.push(
                 std::thread::Builder::new()
@@ -286,7 +291,10 @@ pub fn run(
         }
         for (j, (dev, src)) in xdp_sources.into_iter().enumerate() {
             let i = n + j;
-            let sink = ChannelSink::new(tx.clone(), RECORD_BATCH, false);
+            let sink = ExportSink::new(
+                export.map(|e| e.worker_handle(i)),
+                Some(ChannelSink::new(tx.clone(), RECORD_BATCH, false)),
+            );
             // XDP queue j shares a CPU with tpacket worker j: where both engines run,
             // each CPU still carries one busy ring.
             let (qs, wstop, cpu) = (stats[i].clone(), workers_stop.clone(), cpu_of(j));
@@ -299,6 +307,9 @@ pub fn run(
             );
         }
         drop(tx);
+        if let Some(h) = &health {
+            h.set_capturing(selected.len());
+        }
         tracing::info!(
             interfaces = selected.len(),
             tpacket_workers = n,
@@ -318,6 +329,9 @@ pub fn run(
                     if now != selected {
                         relink(cfg, &selected, &now, &mut routes, mirror.as_mut(), &handles);
                         selected = now;
+                        if let Some(h) = &health {
+                            h.set_capturing(selected.len());
+                        }
                     }
                 }
             }
@@ -327,6 +341,9 @@ pub fn run(
             }
         }
         tracing::info!("stopping: flushing open flows");
+        if let Some(h) = &health {
+            h.set_capturing(0);
+        }
         workers_stop.store(true, Ordering::Relaxed);
         let mut totals = RunTotals::default();
         for t in threads {
@@ -454,7 +471,7 @@ fn log_attach(i: &Iface, engine: Engine, reason: &str) {
 fn capture_loop<L: LiveSource>(
     cfg: &Config,
     mut src: L,
-    sink: ChannelSink,
+    sink: ExportSink<ChannelSink>,
     cpu: Option<core_affinity::CoreId>,
     qs: &QueueStats,
     stop: &AtomicBool,
@@ -496,7 +513,7 @@ fn capture_loop<L: LiveSource>(
         }
     }
     let (totals, sink) = worker.finish();
-    (totals, sink.dropped)
+    (totals, sink.inner().map_or(0, |s| s.dropped))
 }
 
 fn count_iface(v: &mut Vec<IfaceCount>, ifindex: u32, len: u32) {
@@ -514,7 +531,7 @@ fn count_iface(v: &mut Vec<IfaceCount>, ifindex: u32, len: u32) {
 
 fn publish<L: LiveSource>(
     src: &L,
-    worker: &mut Worker<ChannelSink>,
+    worker: &mut Worker<ExportSink<ChannelSink>>,
     per_iface: &[IfaceCount],
     qs: &QueueStats,
 ) {
@@ -531,8 +548,10 @@ fn publish<L: LiveSource>(
     qs.ring_full.store(src.ring_full(), Ordering::Relaxed);
     qs.malformed.store(malformed, Ordering::Relaxed);
     qs.filtered.store(filtered, Ordering::Relaxed);
+    let sink = worker.sink_mut();
+    sink.capture_drops(st.dropped, src.ring_full());
     qs.records_dropped
-        .store(worker.sink_mut().dropped, Ordering::Relaxed);
+        .store(sink.inner().map_or(0, |s| s.dropped), Ordering::Relaxed);
     if let Ok(mut v) = qs.per_iface.try_lock() {
         v.clear();
         v.extend_from_slice(per_iface);

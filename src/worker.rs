@@ -183,6 +183,9 @@ impl<S: RecordSink> Worker<S> {
         self.defrag.expire(now);
         self.tracker.expire(now);
         self.tracker.sweep_l7_timeouts(now);
+        let mut counters = self.tracker.counters.clone();
+        counters.merge(&self.defrag.counters);
+        self.tracker.sink.tick(&counters);
     }
 
     /// Report every open flow (end of file or shutdown) and return the totals.
@@ -205,9 +208,10 @@ impl<S: RecordSink> Worker<S> {
             };
             t.finish(flow, reason);
         }
-        t.sink.flush();
         let mut counters = t.counters.clone();
         counters.merge(&self.defrag.counters);
+        t.sink.finish(&counters);
+        t.sink.flush();
         let totals = WorkerTotals {
             packets: self.packets,
             bytes: self.bytes,

@@ -1,11 +1,50 @@
 //! Where records go: the [`RecordSink`] seam between workers and outputs, a channel sink
-//! that batches records to a writer thread, JSON lines, and the summary table.
+//! that batches records to a writer thread, JSON lines, the summary table, and the
+//! exporter (statistics, OTLP metrics and spans, Prometheus, health endpoints).
+//!
+//! The daemon's use of the exporter:
+//!
+//! ```no_run
+//! # use podtap::export::{Exporter, ExportSink, Health, VecSink};
+//! # let cfg = podtap::config::Config::default();
+//! let health = Health::new();
+//! let exporter = Exporter::start(&cfg.export, health.clone()).unwrap();
+//! // per worker i: wrap its sink (or none) so statistics and spans are taken from its records
+//! let sink: ExportSink<VecSink> = ExportSink::new(Some(exporter.worker_handle(0)), None);
+//! health.set_capturing(1);
+//! // ... workers run; each calls sink.tick(&counters) on its clock tick ...
+//! let totals = exporter.shutdown(std::time::Duration::from_secs(5));
+//! ```
 
+pub mod config;
+pub mod exporter;
+pub mod health;
+pub mod http_server;
 pub mod jsonl;
+pub mod otlp;
+pub mod prometheus;
 pub mod summary;
+
+pub use exporter::{ExportSink, ExportTotals, Exporter, WorkerExport};
+pub use health::Health;
+
+/// Why the exporter could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("invalid export setting `{key}`: {message}")]
+    Config { key: String, message: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start the export thread: {0}")]
+    Runtime(std::io::Error),
+}
 
 use crossbeam_channel::{Sender, TrySendError};
 
+use crate::events::Counters;
 use crate::flow::FlowRecord;
 use crate::proto::Transaction;
 
@@ -23,6 +62,10 @@ pub trait RecordSink {
     fn transaction(&mut self, tx: Transaction);
     /// Push out anything batched.
     fn flush(&mut self) {}
+    /// The worker's periodic tick (packet clock), with its event counters so far.
+    fn tick(&mut self, _counters: &Counters) {}
+    /// The worker is done; `counters` are its final event counts. Called before `flush`.
+    fn finish(&mut self, _counters: &Counters) {}
 }
 
 /// Collects records in memory (tests, small tools).

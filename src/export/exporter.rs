@@ -1,0 +1,856 @@
+//! The exporter: one thread with its own tokio runtime that merges worker statistics,
+//! builds spans, sends OTLP and serves Prometheus. The capture path never waits for it.
+//!
+//! ```text
+//! worker ── WorkerExport ──▶ ArrayQueue<Store>     (stat deltas each tick; a full queue
+//!                                                    keeps the delta for the next tick)
+//!                       └──▶ ArrayQueue<SpanItem>  (sampled transactions; full → the
+//!                                                    oldest is dropped and counted)
+//! export thread: merge → cumulative + delta stores → OTLP metrics every interval, /metrics
+//!                spans → bounded retry buffer (oldest dropped beyond the bound) → OTLP
+//! ```
+//!
+//! Every sampled span ends up counted once: exported, rejected by the collector, or
+//! dropped (queue full, buffer full, permanent error, shutdown deadline), so
+//! `sampled = exported + rejected + dropped` holds exactly.
+
+use compact_str::CompactString;
+use crossbeam_queue::ArrayQueue;
+use crossbeam_utils::CachePadded;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::config::{ExportConfig, Temporality};
+use super::health::Health;
+use super::otlp::client::{OtlpClient, SendError};
+use super::otlp::{metrics as otlp_metrics, spans};
+use super::prometheus::SelfMetric;
+use super::{ExportError, RecordSink};
+use crate::events::Counters;
+use crate::flow::FlowRecord;
+use crate::proto::Transaction;
+use crate::stats::{Store, WorkerStats};
+
+/// Counters one worker owns (written by that worker only; padded so workers never share
+/// a cache line).
+#[derive(Default)]
+struct WorkerSlot {
+    sampled: AtomicU64,
+    queue_dropped: AtomicU64,
+    deltas_deferred: AtomicU64,
+}
+
+#[derive(Default)]
+struct Counts {
+    spans_exported: AtomicU64,
+    spans_rejected: AtomicU64,
+    spans_dropped_buffer: AtomicU64,
+    spans_dropped_error: AtomicU64,
+    spans_dropped_shutdown: AtomicU64,
+    spans_buffered: AtomicU64,
+    spans_buffered_max: AtomicU64,
+    points_exported: AtomicU64,
+    points_dropped: AtomicU64,
+    trace_failures: AtomicU64,
+    metric_failures: AtomicU64,
+}
+
+struct Aggregates {
+    /// Since start: Prometheus, and OTLP with cumulative temporality.
+    cumulative: Store,
+    /// Since the last successful OTLP metrics export (delta temporality).
+    delta: Store,
+    delta_start_ns: u64,
+}
+
+struct Shared {
+    cfg: ExportConfig,
+    spans: ArrayQueue<spans::SpanItem>,
+    deltas: ArrayQueue<Store>,
+    slots: Mutex<Vec<Arc<CachePadded<WorkerSlot>>>>,
+    counts: Counts,
+    aggregates: Mutex<Aggregates>,
+    start_ns: u64,
+    stop: AtomicBool,
+    /// Set by `shutdown`: when the final flush gives up.
+    deadline: Mutex<Option<Instant>>,
+    notify: tokio::sync::Notify,
+    health: Health,
+}
+
+/// What the exporter did, for the end-of-run report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExportTotals {
+    pub spans_sampled: u64,
+    pub spans_exported: u64,
+    pub spans_rejected: u64,
+    pub spans_dropped: u64,
+    pub spans_buffered_max: u64,
+    pub points_exported: u64,
+    pub points_dropped: u64,
+}
+
+impl std::fmt::Display for ExportTotals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "export: spans sampled={} exported={} rejected={} dropped={} buffered_max={}; \
+             data points exported={} dropped={}",
+            self.spans_sampled,
+            self.spans_exported,
+            self.spans_rejected,
+            self.spans_dropped,
+            self.spans_buffered_max,
+            self.points_exported,
+            self.points_dropped
+        )
+    }
+}
+
+/// The running exporter. `worker_handle(i)` gives each worker what it needs;
+/// `shutdown` flushes with a deadline.
+pub struct Exporter {
+    shared: Arc<Shared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// The address /metrics is served on, when enabled.
+    pub prometheus_addr: Option<std::net::SocketAddr>,
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+impl Exporter {
+    /// Start the export thread for `cfg` (the OpenTelemetry environment variables
+    /// applied on top). Binds the Prometheus address before returning, so a port in use
+    /// is an error here.
+    pub fn start(cfg: &ExportConfig, health: Health) -> Result<Exporter, ExportError> {
+        let mut cfg = cfg.clone();
+        cfg.apply_env(|k| std::env::var(k).ok())
+            .map_err(|(key, message)| ExportError::Config { key, message })?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(ExportError::Runtime)?;
+        let listener = if cfg.prometheus.listen.is_empty() {
+            None
+        } else {
+            let addr: std::net::SocketAddr =
+                cfg.prometheus
+                    .listen
+                    .parse()
+                    .map_err(|_| ExportError::Config {
+                        key: "export.prometheus.listen".into(),
+                        message: "not an address".into(),
+                    })?;
+            let l = runtime
+                .block_on(tokio::net::TcpListener::bind(addr))
+                .map_err(|e| ExportError::Bind { addr, source: e })?;
+            Some(l)
+        };
+        let prometheus_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+        let client = if cfg.otlp.enabled {
+            let _guard = runtime.enter();
+            Some(OtlpClient::new(&cfg.otlp)?)
+        } else {
+            None
+        };
+        let spec = cfg.metrics.spec();
+        let max_series = cfg.metrics.max_series;
+        let start_ns = now_ns();
+        let shared = Arc::new(Shared {
+            spans: ArrayQueue::new(cfg.spans.queue),
+            deltas: ArrayQueue::new(cfg.metrics.queue),
+            slots: Mutex::new(Vec::new()),
+            counts: Counts::default(),
+            aggregates: Mutex::new(Aggregates {
+                cumulative: Store::new(spec.clone(), max_series),
+                delta: Store::new(spec, max_series),
+                delta_start_ns: start_ns,
+            }),
+            start_ns,
+            stop: AtomicBool::new(false),
+            deadline: Mutex::new(None),
+            notify: tokio::sync::Notify::new(),
+            health,
+            cfg,
+        });
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("podtap-export".into())
+            .spawn(move || runtime.block_on(run(s, client, listener)))
+            .map_err(ExportError::Runtime)?;
+        if let Some(a) = prometheus_addr {
+            tracing::info!(%a, "serving /metrics, /healthz, /readyz");
+        }
+        Ok(Exporter {
+            shared,
+            thread: Some(thread),
+            prometheus_addr,
+        })
+    }
+
+    /// What worker `index` needs: statistics recording and span sampling, fed from its
+    /// records (wrap its sink in [`ExportSink`]).
+    pub fn worker_handle(&self, index: usize) -> WorkerExport {
+        let slot = Arc::new(CachePadded::new(WorkerSlot::default()));
+        self.shared
+            .slots
+            .lock()
+            .expect("slots lock")
+            .push(slot.clone());
+        let c = &self.shared.cfg;
+        let spans_on = c.spans.enabled && c.otlp.enabled && c.otlp.traces;
+        WorkerExport {
+            shared: self.shared.clone(),
+            slot,
+            stats: WorkerStats::new(c.metrics.spec(), c.metrics.max_series),
+            sampler: spans::Sampler::new(
+                c.spans.sample_ratio,
+                c.spans.keep_errors,
+                c.spans.keep_slower_than_ms,
+            ),
+            ids: spans::IdGen::new(index as u64 + 1),
+            spans_on,
+        }
+    }
+
+    pub fn totals(&self) -> ExportTotals {
+        self.shared.totals()
+    }
+
+    /// The health handle `/readyz` reports (the daemon sets how many interfaces capture).
+    pub fn health(&self) -> &Health {
+        &self.shared.health
+    }
+
+    /// Stop: merge what the workers sent, export the remaining spans and the last metrics
+    /// within `deadline`, count whatever could not be sent as dropped.
+    pub fn shutdown(mut self, deadline: Duration) -> ExportTotals {
+        self.stop(deadline);
+        self.shared.totals()
+    }
+
+    fn stop(&mut self, deadline: Duration) {
+        let Some(t) = self.thread.take() else { return };
+        *self.shared.deadline().lock().expect("deadline lock") = Some(Instant::now() + deadline);
+        self.shared.stop.store(true, Relaxed);
+        self.shared.notify.notify_one();
+        if t.join().is_err() {
+            tracing::error!("export thread panicked");
+        }
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(1));
+    }
+}
+
+impl Shared {
+    fn deadline(&self) -> &Mutex<Option<Instant>> {
+        &self.deadline
+    }
+
+    fn worker_sum(&self, f: impl Fn(&WorkerSlot) -> u64) -> u64 {
+        self.slots
+            .lock()
+            .expect("slots lock")
+            .iter()
+            .map(|s| f(s))
+            .sum()
+    }
+
+    fn totals(&self) -> ExportTotals {
+        let c = &self.counts;
+        ExportTotals {
+            spans_sampled: self.worker_sum(|s| s.sampled.load(Relaxed)),
+            spans_exported: c.spans_exported.load(Relaxed),
+            spans_rejected: c.spans_rejected.load(Relaxed),
+            spans_dropped: self.worker_sum(|s| s.queue_dropped.load(Relaxed))
+                + c.spans_dropped_buffer.load(Relaxed)
+                + c.spans_dropped_error.load(Relaxed)
+                + c.spans_dropped_shutdown.load(Relaxed),
+            spans_buffered_max: c.spans_buffered_max.load(Relaxed),
+            points_exported: c.points_exported.load(Relaxed),
+            points_dropped: c.points_dropped.load(Relaxed),
+        }
+    }
+
+    fn self_metrics(&self) -> Vec<SelfMetric> {
+        let c = &self.counts;
+        let l = |k: &'static str, v: &str| vec![(k, v.to_string())];
+        vec![
+            SelfMetric {
+                name: "podtap_export_spans_total",
+                help: "Sampled spans by outcome (sampled = exported + rejected + all dropped)",
+                gauge: false,
+                series: vec![
+                    (
+                        l("outcome", "sampled"),
+                        self.worker_sum(|s| s.sampled.load(Relaxed)),
+                    ),
+                    (l("outcome", "exported"), c.spans_exported.load(Relaxed)),
+                    (l("outcome", "rejected"), c.spans_rejected.load(Relaxed)),
+                    (
+                        l("outcome", "dropped_queue_full"),
+                        self.worker_sum(|s| s.queue_dropped.load(Relaxed)),
+                    ),
+                    (
+                        l("outcome", "dropped_buffer_full"),
+                        c.spans_dropped_buffer.load(Relaxed),
+                    ),
+                    (
+                        l("outcome", "dropped_export_error"),
+                        c.spans_dropped_error.load(Relaxed),
+                    ),
+                    (
+                        l("outcome", "dropped_shutdown"),
+                        c.spans_dropped_shutdown.load(Relaxed),
+                    ),
+                ],
+            },
+            SelfMetric {
+                name: "podtap_export_spans_buffered",
+                help: "Spans held for export now",
+                gauge: true,
+                series: vec![(vec![], c.spans_buffered.load(Relaxed))],
+            },
+            SelfMetric {
+                name: "podtap_export_spans_buffered_max",
+                help: "Most spans held for export at once",
+                gauge: true,
+                series: vec![(vec![], c.spans_buffered_max.load(Relaxed))],
+            },
+            SelfMetric {
+                name: "podtap_export_data_points_total",
+                help: "OTLP metric data points by outcome",
+                gauge: false,
+                series: vec![
+                    (l("outcome", "exported"), c.points_exported.load(Relaxed)),
+                    (l("outcome", "dropped"), c.points_dropped.load(Relaxed)),
+                ],
+            },
+            SelfMetric {
+                name: "podtap_export_failures_total",
+                help: "Failed OTLP export requests by signal",
+                gauge: false,
+                series: vec![
+                    (l("signal", "traces"), c.trace_failures.load(Relaxed)),
+                    (l("signal", "metrics"), c.metric_failures.load(Relaxed)),
+                ],
+            },
+            SelfMetric {
+                name: "podtap_stats_deltas_deferred_total",
+                help: "Worker statistics deltas kept for the next tick because the queue was full",
+                gauge: false,
+                series: vec![(vec![], self.worker_sum(|s| s.deltas_deferred.load(Relaxed)))],
+            },
+            SelfMetric {
+                name: "podtap_metric_series_overflow_total",
+                help: "Values folded into otel.metric.overflow series (max_series reached)",
+                gauge: false,
+                series: vec![(
+                    vec![],
+                    self.aggregates
+                        .lock()
+                        .expect("aggregates lock")
+                        .cumulative
+                        .overflowed,
+                )],
+            },
+        ]
+    }
+
+    fn render_prometheus(&self) -> String {
+        let own = self.self_metrics();
+        let a = self.aggregates.lock().expect("aggregates lock");
+        super::prometheus::render(&a.cumulative, &own)
+    }
+}
+
+/// Logs at most once per interval per kind, with how many were suppressed.
+struct RateLog {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RateLog {
+    fn new() -> RateLog {
+        RateLog {
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    fn warn(&mut self, what: &str, err: &dyn std::fmt::Display) {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(10))
+        {
+            self.suppressed += 1;
+            return;
+        }
+        tracing::warn!(suppressed = self.suppressed, "{what}: {err}");
+        self.last = Some(now);
+        self.suppressed = 0;
+    }
+}
+
+/// Spans built and waiting for the collector, bounded in count and bytes.
+struct SpanBuffer {
+    spans: VecDeque<(CompactString, Span, usize)>,
+    bytes: usize,
+}
+
+impl SpanBuffer {
+    fn push(&mut self, svc: CompactString, span: Span, max: usize, max_bytes: usize) -> u64 {
+        let size = span.encoded_len();
+        self.bytes += size;
+        self.spans.push_back((svc, span, size));
+        let mut dropped = 0;
+        while self.spans.len() > max || (self.bytes > max_bytes && self.spans.len() > 1) {
+            let (_, _, sz) = self.spans.pop_front().expect("non-empty");
+            self.bytes -= sz;
+            dropped += 1;
+        }
+        dropped
+    }
+
+    fn take(&mut self, n: usize) -> Vec<(CompactString, Span, usize)> {
+        let n = n.min(self.spans.len());
+        let batch: Vec<_> = self.spans.drain(..n).collect();
+        self.bytes -= batch.iter().map(|b| b.2).sum::<usize>();
+        batch
+    }
+
+    /// Put a batch that failed back in front, oldest first.
+    fn put_back(&mut self, batch: Vec<(CompactString, Span, usize)>) {
+        for item in batch.into_iter().rev() {
+            self.bytes += item.2;
+            self.spans.push_front(item);
+        }
+    }
+}
+
+async fn run(
+    shared: Arc<Shared>,
+    mut client: Option<OtlpClient>,
+    listener: Option<tokio::net::TcpListener>,
+) {
+    if let Some(l) = listener {
+        tokio::spawn(super::http_server::serve(l, shared_render(&shared)));
+    }
+    let cfg = &shared.cfg;
+    let traces_on = cfg.otlp.enabled && cfg.otlp.traces && cfg.spans.enabled;
+    let metrics_on = cfg.otlp.enabled && cfg.otlp.metrics;
+    let interval = Duration::from_millis(cfg.metrics.interval_ms);
+    let mut next_metrics = Instant::now() + interval;
+    let mut buf = SpanBuffer {
+        spans: VecDeque::new(),
+        bytes: 0,
+    };
+    let retry_initial = Duration::from_millis(cfg.spans.retry_initial_ms);
+    let retry_max = Duration::from_millis(cfg.spans.retry_max_ms.max(cfg.spans.retry_initial_ms));
+    let mut retry_delay = retry_initial;
+    let mut retry_at = Instant::now();
+    let mut metrics_retry_at = Instant::now();
+    let mut metrics_retry_delay = retry_initial;
+    let mut trace_log = RateLog::new();
+    let mut metric_log = RateLog::new();
+    let default_service = CompactString::from(cfg.service_name.as_str());
+    loop {
+        let stopping = shared.stop.load(Relaxed);
+        ingest(&shared, &mut buf, &default_service);
+        let deadline = *shared.deadline().lock().expect("deadline lock");
+        let past_deadline = stopping && deadline.is_some_and(|d| Instant::now() >= d);
+        // Spans: send while there are some and the collector is not in backoff.
+        let mut sent_any = false;
+        if let Some(c) = client.as_mut().filter(|_| traces_on)
+            && !buf.spans.is_empty()
+            && Instant::now() >= retry_at
+            && !past_deadline
+        {
+            let batch = buf.take(cfg.spans.max_batch);
+            let n = batch.len() as u64;
+            let req = ExportTraceServiceRequest {
+                resource_spans: spans::group(
+                    batch
+                        .iter()
+                        .map(|(s, sp, _)| (s.clone(), sp.clone()))
+                        .collect(),
+                    &cfg.resource_attributes,
+                ),
+            };
+            match bounded(deadline, stopping, c.traces(req)).await {
+                Ok(rejected) => {
+                    shared
+                        .counts
+                        .spans_exported
+                        .fetch_add(n - rejected.min(n), Relaxed);
+                    shared
+                        .counts
+                        .spans_rejected
+                        .fetch_add(rejected.min(n), Relaxed);
+                    retry_delay = retry_initial;
+                    shared.health.set_exporter_failing(false);
+                    sent_any = true;
+                }
+                Err(SendError::Permanent(m)) => {
+                    shared.counts.spans_dropped_error.fetch_add(n, Relaxed);
+                    shared.counts.trace_failures.fetch_add(1, Relaxed);
+                    trace_log.warn("span export rejected, batch dropped", &m);
+                }
+                Err(e) => {
+                    shared.counts.trace_failures.fetch_add(1, Relaxed);
+                    shared.health.set_exporter_failing(true);
+                    trace_log.warn("span export failed", &e);
+                    buf.put_back(batch);
+                    retry_at = Instant::now() + retry_delay;
+                    retry_delay = (retry_delay * 2).min(retry_max);
+                }
+            }
+            set_buffered(&shared, buf.spans.len());
+        }
+        // Metrics: every interval, and once more when stopping.
+        let metrics_due = Instant::now() >= next_metrics || stopping;
+        if metrics_on
+            && metrics_due
+            && Instant::now() >= metrics_retry_at
+            && !past_deadline
+            && let Some(c) = client.as_mut()
+        {
+            next_metrics = Instant::now() + interval;
+            let now = now_ns();
+            let (req, is_delta) = {
+                let a = shared.aggregates.lock().expect("aggregates lock");
+                match cfg.metrics.temporality {
+                    Temporality::Cumulative => (
+                        (!a.cumulative.is_empty()).then(|| {
+                            otlp_metrics::request(
+                                &a.cumulative,
+                                Temporality::Cumulative,
+                                shared.start_ns,
+                                now,
+                                &cfg.service_name,
+                                &cfg.resource_attributes,
+                            )
+                        }),
+                        false,
+                    ),
+                    Temporality::Delta => (
+                        (!a.delta.is_empty()).then(|| {
+                            otlp_metrics::request(
+                                &a.delta,
+                                Temporality::Delta,
+                                a.delta_start_ns,
+                                now,
+                                &cfg.service_name,
+                                &cfg.resource_attributes,
+                            )
+                        }),
+                        true,
+                    ),
+                }
+            };
+            if let Some(req) = req {
+                let points = otlp_metrics::data_points(&req);
+                match bounded(deadline, stopping, c.metrics(req)).await {
+                    Ok(rejected) => {
+                        shared
+                            .counts
+                            .points_exported
+                            .fetch_add(points - rejected.min(points), Relaxed);
+                        shared
+                            .counts
+                            .points_dropped
+                            .fetch_add(rejected.min(points), Relaxed);
+                        if is_delta {
+                            let mut a = shared.aggregates.lock().expect("aggregates lock");
+                            a.delta = a.delta.empty_like();
+                            a.delta_start_ns = now;
+                        }
+                        metrics_retry_delay = retry_initial;
+                    }
+                    Err(e) => {
+                        shared.counts.metric_failures.fetch_add(1, Relaxed);
+                        metric_log.warn("metric export failed", &e);
+                        // Delta points stay in the delta store and go with the next
+                        // export; cumulative ones are in every export anyway. Only a
+                        // rejected delta is lost.
+                        if let SendError::Permanent(_) = e {
+                            shared.counts.points_dropped.fetch_add(points, Relaxed);
+                            if is_delta {
+                                let mut a = shared.aggregates.lock().expect("aggregates lock");
+                                a.delta = a.delta.empty_like();
+                                a.delta_start_ns = now;
+                            }
+                        } else {
+                            metrics_retry_at = Instant::now() + metrics_retry_delay;
+                            metrics_retry_delay = (metrics_retry_delay * 2).min(retry_max);
+                        }
+                    }
+                }
+            }
+        }
+        if stopping {
+            let spans_done = !traces_on || client.is_none() || buf.spans.is_empty();
+            let queues_empty = shared.spans.is_empty() && shared.deltas.is_empty();
+            if (spans_done && queues_empty && metrics_due) || past_deadline {
+                break;
+            }
+            if !sent_any {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            continue;
+        }
+        if sent_any && !buf.spans.is_empty() {
+            continue;
+        }
+        tokio::select! {
+            _ = shared.notify.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    }
+    // Whatever is left could not be sent before the deadline.
+    ingest(&shared, &mut buf, &default_service);
+    let mut left = buf.spans.len() as u64;
+    while shared.spans.pop().is_some() {
+        left += 1;
+    }
+    shared
+        .counts
+        .spans_dropped_shutdown
+        .fetch_add(left, Relaxed);
+    set_buffered(&shared, 0);
+}
+
+/// A send, cut short by the shutdown deadline when stopping.
+async fn bounded<T>(
+    deadline: Option<Instant>,
+    stopping: bool,
+    f: impl std::future::Future<Output = Result<T, SendError>>,
+) -> Result<T, SendError> {
+    match deadline.filter(|_| stopping) {
+        Some(d) => {
+            let left = d.saturating_duration_since(Instant::now());
+            tokio::time::timeout(left, f)
+                .await
+                .unwrap_or_else(|_| Err(SendError::Retryable("shutdown deadline".into())))
+        }
+        None => f.await,
+    }
+}
+
+fn set_buffered(shared: &Shared, n: usize) {
+    shared.counts.spans_buffered.store(n as u64, Relaxed);
+    shared
+        .counts
+        .spans_buffered_max
+        .fetch_max(n as u64, Relaxed);
+}
+
+/// Merge worker deltas; build spans from queued transactions into the bounded buffer.
+fn ingest(shared: &Shared, buf: &mut SpanBuffer, default_service: &CompactString) {
+    if !shared.deltas.is_empty() {
+        let mut a = shared.aggregates.lock().expect("aggregates lock");
+        while let Some(d) = shared.deltas.pop() {
+            if shared.cfg.metrics.temporality == Temporality::Delta {
+                a.delta.merge(d.clone());
+            }
+            a.cumulative.merge(d);
+        }
+    }
+    let s = &shared.cfg.spans;
+    while let Some(item) = shared.spans.pop() {
+        let svc = spans::service_of(&item.tx, default_service);
+        let span = spans::build_span(&item);
+        let dropped = buf.push(svc.into(), span, s.max_buffered, s.max_buffered_bytes);
+        if dropped > 0 {
+            shared
+                .counts
+                .spans_dropped_buffer
+                .fetch_add(dropped, Relaxed);
+        }
+    }
+    set_buffered(shared, buf.spans.len());
+}
+
+fn shared_render(shared: &Arc<Shared>) -> super::http_server::Endpoints {
+    let s = shared.clone();
+    let h = shared.health.clone();
+    super::http_server::Endpoints {
+        metrics: Arc::new(move || s.render_prometheus()),
+        health: h,
+    }
+}
+
+/// What one worker needs from the exporter. Owned by the worker; nothing here locks.
+pub struct WorkerExport {
+    shared: Arc<Shared>,
+    slot: Arc<CachePadded<WorkerSlot>>,
+    stats: WorkerStats,
+    sampler: spans::Sampler,
+    ids: spans::IdGen,
+    spans_on: bool,
+}
+
+impl WorkerExport {
+    /// Record a transaction's statistics; if it is sampled, return the span's trace and
+    /// span ids (the caller then calls [`WorkerExport::queue_span`]).
+    pub fn observe(&mut self, tx: &Transaction) -> Option<([u8; 16], [u8; 8])> {
+        self.stats.transaction(tx);
+        if !self.spans_on {
+            return None;
+        }
+        let trace_id = match &tx.trace {
+            Some(t) => t.trace_id,
+            None => self.ids.trace_id(),
+        };
+        self.sampler
+            .keep(tx, &trace_id)
+            .then(|| (trace_id, self.ids.span_id()))
+    }
+
+    /// Queue a sampled transaction for the exporter; a full queue drops its oldest entry.
+    pub fn queue_span(&mut self, tx: Transaction, ids: ([u8; 16], [u8; 8])) {
+        self.slot.sampled.fetch_add(1, Relaxed);
+        let item = spans::SpanItem {
+            tx,
+            trace_id: ids.0,
+            span_id: ids.1,
+        };
+        if self.shared.spans.force_push(item).is_some() {
+            self.slot.queue_dropped.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn flow(&mut self, f: &FlowRecord) {
+        self.stats.flow(f);
+    }
+
+    /// The capture source's drop totals so far (live capture), reported as deltas.
+    pub fn capture_drops(&mut self, kernel: u64, ring_full: u64) {
+        self.stats.capture_drops(kernel, ring_full);
+    }
+
+    /// Each tick: fold in the worker's event counters and hand the delta over. A full
+    /// queue leaves the delta with the worker for the next tick.
+    pub fn tick(&mut self, counters: &Counters) {
+        self.stats.events(counters);
+        let d = self.stats.take_delta();
+        if d.is_empty() {
+            return;
+        }
+        if let Err(d) = self.shared.deltas.push(d) {
+            self.stats.restore(d);
+            self.slot.deltas_deferred.fetch_add(1, Relaxed);
+        } else {
+            self.shared.notify.notify_one();
+        }
+    }
+
+    /// The worker is done: hand over the last delta, waiting (briefly) for room.
+    pub fn finish(&mut self, counters: &Counters) {
+        let until = Instant::now() + Duration::from_secs(5);
+        loop {
+            self.tick(counters);
+            if self.stats.store().is_empty() || Instant::now() >= until {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// A [`RecordSink`] that records statistics and samples spans, then passes every record
+/// on to `inner` (JSON lines, summary), or keeps nothing when there is no inner sink.
+pub struct ExportSink<S: RecordSink> {
+    export: Option<WorkerExport>,
+    inner: Option<S>,
+}
+
+impl<S: RecordSink> ExportSink<S> {
+    pub fn new(export: Option<WorkerExport>, inner: Option<S>) -> Self {
+        ExportSink { export, inner }
+    }
+
+    pub fn inner(&self) -> Option<&S> {
+        self.inner.as_ref()
+    }
+
+    pub fn into_inner(self) -> Option<S> {
+        self.inner
+    }
+
+    /// Report the capture source's drop totals (live capture; cheap, call each tick).
+    pub fn capture_drops(&mut self, kernel: u64, ring_full: u64) {
+        if let Some(e) = self.export.as_mut() {
+            e.capture_drops(kernel, ring_full);
+        }
+    }
+}
+
+impl<S: RecordSink> RecordSink for ExportSink<S> {
+    fn flow(&mut self, rec: FlowRecord) {
+        if let Some(e) = self.export.as_mut() {
+            e.flow(&rec);
+        }
+        if let Some(i) = self.inner.as_mut() {
+            i.flow(rec);
+        }
+    }
+
+    fn transaction(&mut self, tx: Transaction) {
+        let ids = self.export.as_mut().and_then(|e| e.observe(&tx));
+        match (ids, self.inner.as_mut()) {
+            (Some(ids), Some(inner)) => {
+                self.export
+                    .as_mut()
+                    .expect("ids come from export")
+                    .queue_span(tx.clone(), ids);
+                inner.transaction(tx);
+            }
+            (Some(ids), None) => self
+                .export
+                .as_mut()
+                .expect("ids come from export")
+                .queue_span(tx, ids),
+            (None, Some(inner)) => inner.transaction(tx),
+            (None, None) => {}
+        }
+    }
+
+    fn tick(&mut self, counters: &Counters) {
+        if let Some(e) = self.export.as_mut() {
+            e.tick(counters);
+        }
+        if let Some(i) = self.inner.as_mut() {
+            i.tick(counters);
+        }
+    }
+
+    fn finish(&mut self, counters: &Counters) {
+        if let Some(e) = self.export.as_mut() {
+            e.finish(counters);
+        }
+        if let Some(i) = self.inner.as_mut() {
+            i.finish(counters);
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(i) = self.inner.as_mut() {
+            i.flush();
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! Statistics: per-worker RED (rate, errors, duration) and network metrics, recorded from
+//! the records a worker produces into a store the worker owns (no locks, no shared
+//! counters), handed to the exporter as a delta each tick.
+
+pub mod histogram;
+pub mod metrics;
+pub mod store;
+
+pub use histogram::{Histogram, HistogramSpec};
+pub use metrics::{Kind, Metric};
+pub use store::{Attrs, SeriesKey, Store, Val, Value};
+
+use compact_str::CompactString;
+
+use crate::events::{Counters, Event};
+use crate::flow::FlowRecord;
+use crate::proto::{AttrValue, Endpoint, Protocol, Transaction};
+
+/// Which side of a call the observation point is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// Seen where the server is (its pod's veth, or an unknown point): SERVER spans,
+    /// `*.server.*` metrics.
+    Server,
+    /// Seen where the client is: CLIENT spans, `*.client.*` metrics.
+    Client,
+}
+
+/// The side a transaction was observed at. Until pod attribution tells which end of the
+/// flow the observation point belongs to, every transaction counts as seen at the
+/// server. The one place to change when it does.
+pub fn observed_side(_tx: &Transaction) -> Side {
+    Side::Server
+}
+
+/// The statistics one worker records between ticks.
+pub struct WorkerStats {
+    store: Store,
+    /// Event counts already reported (the worker's counters only grow).
+    events_seen: [u64; Event::COUNT],
+    /// Capture drop totals already reported: kernel, ring full.
+    capture_seen: [u64; 2],
+}
+
+impl WorkerStats {
+    pub fn new(spec: HistogramSpec, max_series: usize) -> WorkerStats {
+        WorkerStats {
+            store: Store::new(spec, max_series),
+            events_seen: [0; Event::COUNT],
+            capture_seen: [0; 2],
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Everything recorded since the last call.
+    pub fn take_delta(&mut self) -> Store {
+        self.store.take()
+    }
+
+    /// Put back a delta that could not be handed over (queue full): nothing is lost, the
+    /// next tick sends both.
+    pub fn restore(&mut self, delta: Store) {
+        let newer = self.store.take();
+        self.store = delta;
+        self.store.merge(newer);
+    }
+
+    /// Fold the growth of the worker's event counters into the delta.
+    pub fn events(&mut self, c: &Counters) {
+        for &e in Event::ALL {
+            let now = c.get(e);
+            let seen = &mut self.events_seen[e as usize];
+            if now > *seen {
+                self.store.add(
+                    Metric::Events,
+                    vec![("podtap.event", Val::Str(CompactString::const_new(e.name())))],
+                    now - *seen,
+                );
+                *seen = now;
+            }
+        }
+    }
+
+    /// Fold the growth of the capture source's drop totals into the delta.
+    pub fn capture_drops(&mut self, kernel: u64, ring_full: u64) {
+        for (i, (reason, now)) in [("kernel", kernel), ("ring_full", ring_full)]
+            .into_iter()
+            .enumerate()
+        {
+            let seen = &mut self.capture_seen[i];
+            if now > *seen {
+                self.store.add(
+                    Metric::CaptureDrops,
+                    vec![(
+                        "podtap.drop.reason",
+                        Val::Str(CompactString::const_new(reason)),
+                    )],
+                    now - *seen,
+                );
+                *seen = now;
+            }
+        }
+    }
+
+    pub fn transaction(&mut self, tx: &Transaction) {
+        let side = observed_side(tx);
+        let secs = tx.duration_ns() as f64 / 1e9;
+        let (metric, attrs) = match tx.protocol {
+            Protocol::Http | Protocol::Http2 => {
+                let metric = match side {
+                    Side::Server => Metric::HttpServerDuration,
+                    Side::Client => Metric::HttpClientDuration,
+                };
+                let mut a = Attrs::with_capacity(7);
+                let method = match tx.attr("http.request.method") {
+                    Some(AttrValue::Str(m)) => m.clone(),
+                    _ => tx.operation.clone(),
+                };
+                a.push(("http.request.method", Val::Str(method)));
+                if !tx.resource.is_empty() {
+                    a.push(("http.route", Val::Str(tx.resource.clone())));
+                }
+                if let Some(s) = tx.status {
+                    a.push(("http.response.status_code", Val::Int(s)));
+                }
+                push_error(&mut a, tx);
+                a.push(("network.protocol.name", Val::Str("http".into())));
+                push_server(&mut a, &tx.server);
+                (metric, a)
+            }
+            Protocol::Grpc => {
+                let metric = match side {
+                    Side::Server => Metric::RpcServerDuration,
+                    Side::Client => Metric::RpcClientDuration,
+                };
+                let mut a = Attrs::with_capacity(6);
+                a.push(("rpc.system", Val::Str("grpc".into())));
+                for key in ["rpc.service", "rpc.method"] {
+                    if let Some(AttrValue::Str(v)) = tx.attr(key) {
+                        a.push((key, Val::Str(v.clone())));
+                    }
+                }
+                if let Some(s) = tx.status {
+                    a.push(("rpc.grpc.status_code", Val::Int(s)));
+                }
+                push_error(&mut a, tx);
+                push_server(&mut a, &tx.server);
+                (metric, a)
+            }
+            Protocol::Redis
+            | Protocol::Mysql
+            | Protocol::Postgresql
+            | Protocol::Mongodb
+            | Protocol::Memcached => {
+                let mut a = Attrs::with_capacity(5);
+                a.push(("db.system.name", Val::Str(tx.protocol.as_str().into())));
+                a.push(("db.operation.name", Val::Str(tx.operation.clone())));
+                push_error(&mut a, tx);
+                push_server(&mut a, &tx.server);
+                (Metric::DbClientDuration, a)
+            }
+            Protocol::Dns => {
+                let mut a = Attrs::with_capacity(5);
+                if let Some(AttrValue::Str(q)) = tx.attr("dns.question.name") {
+                    a.push(("dns.question.name", Val::Str(q.clone())));
+                }
+                if let Some(AttrValue::Str(t)) = tx.attr("dns.question.type") {
+                    a.push(("dns.question.type", Val::Str(t.clone())));
+                }
+                push_error(&mut a, tx);
+                push_server(&mut a, &tx.server);
+                (Metric::DnsLookupDuration, a)
+            }
+            // TLS handshakes and unknown streams are flows, not calls.
+            Protocol::Tls | Protocol::Kafka | Protocol::Unknown => return,
+        };
+        self.store.observe(metric, attrs, secs);
+    }
+
+    pub fn flow(&mut self, f: &FlowRecord) {
+        let edge = |extra: Option<(&'static str, Val)>| {
+            let mut a = Attrs::with_capacity(6);
+            a.push(("client.address", Val::Str(ip(&f.client))));
+            a.push(("server.address", Val::Str(ip(&f.server))));
+            a.push(("server.port", Val::Int(f.server.port as i64)));
+            a.push(("network.transport", Val::Str(f.transport().into())));
+            if let Some(x) = extra {
+                a.push(x);
+            }
+            a
+        };
+        const DIRS: [&str; 2] = ["client_to_server", "server_to_client"];
+        for (i, d) in f.dirs.iter().enumerate() {
+            let dir = Some(("podtap.flow.direction", Val::Str(DIRS[i].into())));
+            if d.bytes > 0 {
+                self.store.add(Metric::FlowIo, edge(dir.clone()), d.bytes);
+            }
+            if d.packets > 0 {
+                self.store.add(Metric::FlowPackets, edge(dir), d.packets);
+            }
+        }
+        let Some(t) = &f.tcp else { return };
+        if let (Some(s), Some(c)) = (t.server_rtt_ns, t.client_rtt_ns) {
+            self.store
+                .observe(Metric::TcpHandshake, edge(None), (s + c) as f64 / 1e9);
+        }
+        for (i, st) in t.stats.iter().enumerate() {
+            let dir = || Some(("podtap.flow.direction", Val::Str(DIRS[i].into())));
+            if st.retransmits > 0 {
+                self.store
+                    .add(Metric::TcpRetransmissions, edge(dir()), st.retransmits);
+            }
+            if st.resets > 0 {
+                self.store.add(Metric::TcpResets, edge(dir()), st.resets);
+            }
+            if st.zero_windows > 0 {
+                self.store
+                    .add(Metric::TcpZeroWindows, edge(dir()), st.zero_windows);
+            }
+        }
+        if !t.midstream {
+            self.store.add(Metric::TcpOpened, edge(None), 1);
+        }
+        let reason = Some(("podtap.flow.end_reason", Val::Str(f.reason.as_str().into())));
+        self.store.add(Metric::TcpClosed, edge(reason), 1);
+    }
+}
+
+fn push_error(a: &mut Attrs, tx: &Transaction) {
+    if let Some(e) = &tx.error {
+        a.push(("error.type", Val::Str(e.clone())));
+    }
+}
+
+fn push_server(a: &mut Attrs, server: &Endpoint) {
+    a.push(("server.address", Val::Str(ip(server))));
+    a.push(("server.port", Val::Int(server.port as i64)));
+}
+
+fn ip(e: &Endpoint) -> CompactString {
+    use std::fmt::Write;
+    let mut s = CompactString::default();
+    let _ = write!(s, "{}", e.addr);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::Timestamp;
+    use std::sync::Arc;
+
+    fn stats() -> WorkerStats {
+        WorkerStats::new(
+            HistogramSpec::Explicit(Arc::from(histogram::DEFAULT_BOUNDS)),
+            100,
+        )
+    }
+
+    pub fn http_tx(method: &str, route: &str, status: i64, ms: u64) -> Transaction {
+        let mut tx = Transaction::new(Protocol::Http, Timestamp(1_000_000_000));
+        tx.end = Timestamp(1_000_000_000 + ms * 1_000_000);
+        tx.operation = method.into();
+        tx.resource = route.into();
+        tx.status = Some(status);
+        if status >= 500 {
+            tx.error = Some(status.to_string().into());
+        }
+        tx.attr_str("http.request.method", method);
+        tx.attr_str("http.route", route);
+        tx.server = Endpoint {
+            addr: "10.0.0.2".parse().unwrap(),
+            port: 80,
+        };
+        tx
+    }
+
+    #[test]
+    fn http_transactions_become_server_duration_series() {
+        let mut s = stats();
+        s.transaction(&http_tx("GET", "/users/{id}", 200, 30));
+        s.transaction(&http_tx("GET", "/users/{id}", 200, 70));
+        s.transaction(&http_tx("GET", "/users/{id}", 503, 1));
+        let d = s.take_delta();
+        assert!(s.store().is_empty());
+        let series = d.sorted();
+        assert_eq!(series.len(), 2);
+        let (k, v) = series
+            .iter()
+            .find(|(k, _)| k.attrs.iter().all(|(n, _)| *n != "error.type"))
+            .unwrap();
+        assert_eq!(k.metric, Metric::HttpServerDuration);
+        let Value::Histogram(h) = v else { panic!() };
+        assert_eq!(h.count, 2);
+        assert!((h.sum - 0.1).abs() < 1e-9);
+        let names: Vec<_> = k.attrs.iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            names,
+            [
+                "http.request.method",
+                "http.route",
+                "http.response.status_code",
+                "network.protocol.name",
+                "server.address",
+                "server.port"
+            ]
+        );
+    }
+
+    #[test]
+    fn event_counters_report_growth_only() {
+        let mut s = stats();
+        let mut c = Counters::default();
+        c.add(Event::MalformedTcp, 3);
+        s.events(&c);
+        c.add(Event::MalformedTcp, 2);
+        s.events(&c);
+        s.events(&c);
+        let d = s.take_delta();
+        let attrs = vec![("podtap.event", Val::Str("malformed.tcp".into()))];
+        assert_eq!(d.get(Metric::Events, &attrs).unwrap().count(), 5);
+    }
+
+    #[test]
+    fn restored_delta_is_not_lost() {
+        let mut s = stats();
+        s.transaction(&http_tx("GET", "/", 200, 1));
+        let d = s.take_delta();
+        s.transaction(&http_tx("GET", "/", 200, 1));
+        s.restore(d);
+        let total: u64 = s.take_delta().sorted().iter().map(|(_, v)| v.count()).sum();
+        assert_eq!(total, 2);
+    }
+}

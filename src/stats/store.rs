@@ -1,0 +1,228 @@
+//! A bounded set of metric series: counters and histograms keyed by metric and attributes.
+//!
+//! Workers record into their own `Store` and hand it over each tick as a delta; the
+//! exporter merges deltas into its stores. Each metric holds at most `max_series`
+//! attribute sets; further ones fold into the series `otel.metric.overflow=true` (as the
+//! OpenTelemetry SDK specification prescribes) and are counted in `overflowed`.
+
+use compact_str::CompactString;
+use hashbrown::HashMap;
+
+use super::histogram::{Histogram, HistogramSpec};
+use super::metrics::{Kind, Metric};
+
+/// An attribute value that can key a series.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Val {
+    Str(CompactString),
+    Int(i64),
+    Bool(bool),
+}
+
+impl std::fmt::Display for Val {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Val::Str(s) => f.write_str(s),
+            Val::Int(i) => write!(f, "{i}"),
+            Val::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+/// Attributes of one series, in the order the recorder adds them (a fixed order per
+/// metric, so equal sets compare equal).
+pub type Attrs = Vec<(&'static str, Val)>;
+
+pub const OVERFLOW_KEY: &str = "otel.metric.overflow";
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SeriesKey {
+    pub metric: Metric,
+    pub attrs: Attrs,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Counter(u64),
+    Histogram(Histogram),
+}
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    spec: HistogramSpec,
+    max_series: usize,
+    series: HashMap<SeriesKey, Value>,
+    per_metric: [usize; Metric::COUNT],
+    /// Values folded into an overflow series since this store was made.
+    pub overflowed: u64,
+}
+
+impl Store {
+    pub fn new(spec: HistogramSpec, max_series: usize) -> Store {
+        Store {
+            spec,
+            max_series: max_series.max(1),
+            series: HashMap::new(),
+            per_metric: [0; Metric::COUNT],
+            overflowed: 0,
+        }
+    }
+
+    /// An empty store with the same settings.
+    pub fn empty_like(&self) -> Store {
+        Store::new(self.spec.clone(), self.max_series)
+    }
+
+    /// Move the contents out, leaving this store empty.
+    pub fn take(&mut self) -> Store {
+        let empty = self.empty_like();
+        std::mem::replace(self, empty)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty() && self.overflowed == 0
+    }
+
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    fn slot(&mut self, metric: Metric, attrs: Attrs) -> &mut Value {
+        let key = SeriesKey { metric, attrs };
+        let m = metric as usize;
+        let key = if self.series.contains_key(&key) {
+            key
+        } else if self.per_metric[m] < self.max_series {
+            self.per_metric[m] += 1;
+            key
+        } else {
+            self.overflowed += 1;
+            SeriesKey {
+                metric,
+                attrs: vec![(OVERFLOW_KEY, Val::Bool(true))],
+            }
+        };
+        let spec = &self.spec;
+        self.series
+            .entry(key)
+            .or_insert_with(|| match metric.def().kind {
+                Kind::Counter => Value::Counter(0),
+                Kind::Histogram => Value::Histogram(spec.new_histogram()),
+            })
+    }
+
+    pub fn add(&mut self, metric: Metric, attrs: Attrs, n: u64) {
+        if let Value::Counter(c) = self.slot(metric, attrs) {
+            *c += n;
+        }
+    }
+
+    pub fn observe(&mut self, metric: Metric, attrs: Attrs, seconds: f64) {
+        if let Value::Histogram(h) = self.slot(metric, attrs) {
+            h.record(seconds);
+        }
+    }
+
+    /// Fold `other` into this store (bounded the same way).
+    pub fn merge(&mut self, other: Store) {
+        self.overflowed += other.overflowed;
+        for (k, v) in other.series {
+            let is_overflow = k.attrs.len() == 1 && k.attrs[0].0 == OVERFLOW_KEY;
+            let before = self.overflowed;
+            let slot = self.slot(k.metric, k.attrs);
+            match (slot, &v) {
+                (Value::Counter(a), Value::Counter(b)) => *a += b,
+                (Value::Histogram(a), Value::Histogram(b)) => a.merge(b),
+                _ => {}
+            }
+            // Folding here moves a whole series: count its values, not one. An overflow
+            // series of the delta was counted in `other.overflowed` already.
+            if self.overflowed != before {
+                self.overflowed = if is_overflow {
+                    before
+                } else {
+                    before + v.count()
+                };
+            }
+        }
+    }
+
+    /// Series in a stable order (metric, then attributes).
+    pub fn sorted(&self) -> Vec<(&SeriesKey, &Value)> {
+        let mut v: Vec<_> = self.series.iter().collect();
+        v.sort_by(|a, b| (a.0.metric, &a.0.attrs).cmp(&(b.0.metric, &b.0.attrs)));
+        v
+    }
+
+    pub fn get(&self, metric: Metric, attrs: &Attrs) -> Option<&Value> {
+        self.series.get(&SeriesKey {
+            metric,
+            attrs: attrs.clone(),
+        })
+    }
+}
+
+impl Value {
+    /// Values recorded: the counter's total or the histogram's count.
+    pub fn count(&self) -> u64 {
+        match self {
+            Value::Counter(c) => *c,
+            Value::Histogram(h) => h.count,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn store(max: usize) -> Store {
+        Store::new(HistogramSpec::Explicit(Arc::from(&[0.1, 1.0][..])), max)
+    }
+
+    fn a(route: &str) -> Attrs {
+        vec![("http.route", Val::Str(route.into()))]
+    }
+
+    #[test]
+    fn cardinality_overflow_folds_into_one_series() {
+        let mut s = store(2);
+        for r in ["/a", "/b", "/c", "/d", "/a"] {
+            s.observe(Metric::HttpServerDuration, a(r), 0.05);
+        }
+        // Another metric has its own budget.
+        s.add(Metric::FlowIo, a("/z"), 10);
+        assert_eq!(s.len(), 4);
+        assert_eq!(s.overflowed, 2);
+        let overflow = vec![(OVERFLOW_KEY, Val::Bool(true))];
+        assert_eq!(
+            s.get(Metric::HttpServerDuration, &overflow)
+                .unwrap()
+                .count(),
+            2
+        );
+        assert_eq!(
+            s.get(Metric::HttpServerDuration, &a("/a")).unwrap().count(),
+            2
+        );
+        assert_eq!(s.get(Metric::FlowIo, &a("/z")).unwrap().count(), 10);
+    }
+
+    #[test]
+    fn merge_adds_and_respects_the_bound() {
+        let mut total = store(2);
+        let mut d1 = store(2);
+        d1.add(Metric::FlowIo, a("/a"), 5);
+        d1.add(Metric::FlowIo, a("/b"), 1);
+        let mut d2 = store(2);
+        d2.add(Metric::FlowIo, a("/a"), 2);
+        d2.add(Metric::FlowIo, a("/c"), 7);
+        total.merge(d1);
+        total.merge(d2);
+        assert_eq!(total.get(Metric::FlowIo, &a("/a")).unwrap().count(), 7);
+        let overflow = vec![(OVERFLOW_KEY, Val::Bool(true))];
+        assert_eq!(total.get(Metric::FlowIo, &overflow).unwrap().count(), 7);
+        assert_eq!(total.overflowed, 7);
+    }
+}

@@ -1,0 +1,248 @@
+//! OTLP export to a real collector (rotel on loopback): real nginx + curl traffic in
+//! namespaces, some requests carrying a W3C traceparent, captured and replayed by podtap
+//! exporting over gRPC and over HTTP/protobuf. What the collector logged must match what
+//! the client did: one SERVER span per request, joined to the caller's trace, and a
+//! duration histogram counting every request. Then a collector outage: podtap stays
+//! within its span buffer, counts every dropped span exactly, and resumes.
+
+mod common;
+mod export_common;
+
+use common::*;
+use export_common::*;
+use std::time::{Duration, Instant};
+
+fn config(protocol: &str, endpoint: &str, extra: &str) -> String {
+    format!(
+        "[export.otlp]\nenabled = true\nprotocol = \"{protocol}\"\nendpoint = \"{endpoint}\"\n\
+         [export.metrics]\ninterval_ms = 200\ntemporality = \"delta\"\n{extra}"
+    )
+}
+
+#[test]
+fn spans_and_metrics_reach_a_real_collector_over_grpc_and_http() {
+    let t = http_traffic(9, 3);
+    for (protocol, compression) in [("grpc", "none"), ("http/protobuf", "gzip")] {
+        let (grpc, http) = (free_port(), free_port());
+        let log = t.dir.path().join(format!("rotel-{grpc}.out"));
+        let _rotel = rotel(grpc, http, &log, t.dir.path());
+        let endpoint = if protocol == "grpc" {
+            format!("http://127.0.0.1:{grpc}")
+        } else {
+            format!("http://127.0.0.1:{http}")
+        };
+        let extra = "[export.spans]\nmax_batch = 5\n";
+        let cfg = config(protocol, &endpoint, extra).replace(
+            "[export.otlp]\n",
+            &format!("[export.otlp]\ncompression = \"{compression}\"\n"),
+        );
+        let out = podtap(t.dir.path(), &cfg, &t.pcap, &[])
+            .output()
+            .expect("podtap");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let totals = export_totals(&stderr);
+        assert_eq!(totals["spans.sampled"], t.requests as u64, "{stderr}");
+        assert_eq!(totals["spans.exported"], t.requests as u64, "{stderr}");
+        assert_eq!(totals["spans.dropped"], 0);
+
+        // rotel batches for 100 ms before logging.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let (spans, count) = loop {
+            let (s, c) = collector_log(&log, "http.server.request.duration");
+            if (s.len() >= t.requests && c >= t.requests as u64) || Instant::now() > deadline {
+                break (s, c);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(spans.len(), t.requests, "{protocol}: spans {spans:#?}");
+        assert_eq!(count, t.requests as u64, "{protocol}: histogram count");
+        assert!(
+            spans.iter().all(|s| s.kind == "SPAN_KIND_SERVER"),
+            "{spans:?}"
+        );
+        let mut names: Vec<_> = spans.iter().map(|s| s.name.as_str()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names, ["GET /", "GET /fail", "GET /missing"], "{protocol}");
+        for (trace, parent) in &t.traced {
+            let joined: Vec<_> = spans.iter().filter(|s| &s.trace_id == trace).collect();
+            assert_eq!(joined.len(), 1, "{protocol}: trace {trace} in {spans:#?}");
+            assert_eq!(&joined[0].parent_id, parent, "{protocol}");
+        }
+        // The others are roots of their own traces.
+        let roots = spans.iter().filter(|s| s.parent_id.is_empty()).count();
+        assert_eq!(roots, t.requests - t.traced.len(), "{protocol}");
+
+        // Histogram data points carry the semantic-convention attributes.
+        let text = std::fs::read_to_string(&log).unwrap();
+        for attr in [
+            "http.request.method: Str(GET)",
+            "http.route: Str(/fail)",
+            "http.response.status_code: Int(500)",
+            "error.type: Str(500)",
+            "server.address: Str(10.200.0.1)",
+            "server.port: Int(80)",
+        ] {
+            assert!(text.contains(attr), "{protocol}: {attr} not logged");
+        }
+    }
+}
+
+#[test]
+fn collector_outage_is_bounded_counted_exactly_and_recovered_from() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    // 100 connections x 20 requests = 2000 transactions, far more than the buffer holds.
+    let pcap = dir.path().join("many.pcap");
+    let st = std::process::Command::new(env!("CARGO_BIN_EXE_podtap"))
+        .arg("synth")
+        .arg(&pcap)
+        .args(["--tcp-flows", "100", "--requests", "20"])
+        .output()
+        .unwrap();
+    assert!(st.status.success());
+    const PRODUCED: u64 = 2000;
+    const BOUND: u64 = 300;
+    let (grpc, http, prom) = (free_port(), free_port(), free_port());
+    let cfg = config(
+        "grpc",
+        &format!("http://127.0.0.1:{grpc}"),
+        &format!(
+            "[export.spans]\nmax_buffered = {BOUND}\nmax_batch = 100\nretry_initial_ms = 100\n\
+             retry_max_ms = 400\n[export.prometheus]\nlisten = \"127.0.0.1:{prom}\"\n"
+        ),
+    );
+    // The collector is down while podtap produces every span.
+    let mut child = Proc(Some(
+        podtap(dir.path(), &cfg, &pcap, &["--hold-secs", "6"])
+            .spawn()
+            .unwrap(),
+    ));
+    wait_listening(prom, "podtap /metrics");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, m) = http_get(prom, "/metrics");
+        if m.contains("podtap_export_failures_total{signal=\"traces\"} ") {
+            let failing = m
+                .lines()
+                .find(|l| l.starts_with("podtap_export_failures_total{signal=\"traces\"}"))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                .unwrap_or(0);
+            if failing >= 2 {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "exports never failed: {m}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, body) = http_get(prom, "/readyz");
+    assert_eq!(code, 503, "not ready while the collector is down: {body}");
+    assert_eq!(http_get(prom, "/healthz").0, 200);
+
+    // The collector comes back: podtap resumes and empties its buffer.
+    let log = dir.path().join("rotel.out");
+    let _rotel = rotel(grpc, http, &log, dir.path());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while collector_log(&log, "").0.len() < BOUND as usize && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, _) = http_get(prom, "/readyz");
+    assert_eq!(code, 200, "ready again once exports succeed");
+    let c = child.0.take().unwrap();
+    let out = c.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let t = export_totals(&stderr);
+    std::thread::sleep(Duration::from_millis(500));
+    let received = collector_log(&log, "").0.len() as u64;
+    assert_eq!(t["spans.sampled"], PRODUCED, "{stderr}");
+    assert!(t["spans.buffered_max"] <= BOUND, "{stderr}");
+    assert_eq!(t["spans.exported"], received, "{stderr}");
+    assert_eq!(received, BOUND, "the buffered spans were delivered");
+    assert_eq!(t["spans.dropped"], PRODUCED - BOUND, "{stderr}");
+    assert_eq!(
+        t["spans.exported"] + t["spans.dropped"] + t["spans.rejected"],
+        PRODUCED
+    );
+}
+
+#[test]
+fn live_daemon_exports_spans_and_metrics_and_reports_ready() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("www");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("index.html"), b"hello\n").unwrap();
+    let mut bridge = Bridge::new();
+    let server = bridge.pod();
+    let client = bridge.pod();
+    let _nginx = nginx(&server.ns, &server.ip, dir.path(), &root);
+    let (grpc, http, prom) = (free_port(), free_port(), free_port());
+    let log = dir.path().join("rotel.out");
+    let _rotel = rotel(grpc, http, &log, dir.path());
+    let cfg = dir.path().join("live.toml");
+    std::fs::write(
+        &cfg,
+        config(
+            "grpc",
+            &format!("http://127.0.0.1:{grpc}"),
+            &format!("[export.prometheus]\nlisten = \"127.0.0.1:{prom}\"\n"),
+        ),
+    )
+    .unwrap();
+    // Only the server pod's veth: each request is observed once, at the server.
+    let mut d = Daemon::start(
+        dir.path(),
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--mode",
+            "tpacket",
+            "-i",
+            &server.host_if,
+            "--workers",
+            "1",
+        ],
+    );
+    assert_eq!(http_get(prom, "/readyz").0, 200, "capturing and exporting");
+    const PLAIN: usize = 8;
+    let mut cmd = client.ns.cmd("curl");
+    cmd.args(["-s", "--max-time", "30"]);
+    for _ in 0..PLAIN {
+        cmd.args(["-o", "/dev/null", &format!("http://{}/", server.ip)]);
+    }
+    sh(&mut cmd);
+    let (trace, parent) = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331");
+    sh(client.ns.cmd("curl").args([
+        "-s",
+        "--max-time",
+        "30",
+        "-o",
+        "/dev/null",
+        "-H",
+        &format!("traceparent: 00-{trace}-{parent}-01"),
+        &format!("http://{}/missing", server.ip),
+    ]));
+    std::thread::sleep(Duration::from_millis(500));
+    d.stop();
+    let line = d.wait_log("export: spans", Duration::from_secs(5));
+    let t = export_totals(&line[line.find("export: ").unwrap()..]);
+    let n = PLAIN + 1;
+    assert_eq!(t["spans.sampled"], n as u64, "{line}");
+    assert_eq!(t["spans.exported"], n as u64, "{line}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (spans, count) = loop {
+        let (s, c) = collector_log(&log, "http.server.request.duration");
+        if (s.len() >= n && c >= n as u64) || Instant::now() > deadline {
+            break (s, c);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(spans.len(), n, "{spans:#?}");
+    assert_eq!(count, n as u64);
+    let joined: Vec<_> = spans.iter().filter(|s| s.trace_id == trace).collect();
+    assert_eq!(joined.len(), 1);
+    assert_eq!(joined[0].parent_id, parent);
+    assert_eq!(joined[0].name, "GET /missing");
+}
