@@ -66,6 +66,11 @@ pub struct CaptureConfig {
     pub cpus: Vec<usize>,
     /// Pin workers to CPUs at all. Default true.
     pub pin: bool,
+    /// Interfaces that already receive copies of the traffic (a SPAN/TAP port, the end
+    /// of a mirror tunnel or of someone else's tc mirror), as anchored regexes: in `xdp`
+    /// and `auto` mode AF_XDP reads their queues directly instead of mirroring them.
+    /// Physical interfaces are treated so without being listed. Default none.
+    pub direct: Vec<String>,
     /// TPACKET_V3 ring geometry.
     pub tpacket: crate::capture::tpacket::TpacketConfig,
     /// AF_XDP socket geometry and attach behaviour.
@@ -86,6 +91,7 @@ impl Default for CaptureConfig {
             workers: 0,
             cpus: Vec::new(),
             pin: true,
+            direct: Vec::new(),
             tpacket: Default::default(),
             xdp: Default::default(),
             mirror: Default::default(),
@@ -293,7 +299,7 @@ impl Config {
         if let Err(m) = self.capture.mirror.validate() {
             return Err(("capture.mirror", m));
         }
-        for re in self.capture.interfaces.iter().chain(&self.capture.exclude) {
+        for re in self.capture.interfaces.iter().chain(&self.capture.exclude).chain(&self.capture.direct) {
             if let Err(e) = regex::Regex::new(re) {
                 return Err(("capture.interfaces", e.to_string()));
             }

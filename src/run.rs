@@ -75,8 +75,8 @@ impl Engine {
 
 /// Which engine captures interface `name` in `mode`, and why. `podtap check` prints the
 /// same reasons.
-pub fn choose_engine(mode: CaptureMode, name: &str) -> (Engine, String) {
-    match mode {
+pub fn choose_engine(cfg: &Config, name: &str) -> (Engine, String) {
+    match cfg.capture.mode {
         CaptureMode::Tpacket => (Engine::Tpacket, "capture.mode = tpacket".into()),
         CaptureMode::Xdp => (Engine::Xdp, "capture.mode = xdp".into()),
         CaptureMode::Auto => match crate::check::auto_choice(crate::check::interface_kind(name)) {
@@ -103,11 +103,17 @@ enum Route {
     Plain,
 }
 
-/// A physical interface receives copies of the traffic (SPAN/TAP port, mirror tunnel):
-/// AF_XDP reads its queues directly. Virtual interfaces carry the pods' own traffic and
-/// are mirrored instead.
-fn is_physical(name: &str) -> bool {
+/// Does `name` already receive copies of the traffic, so AF_XDP can read its queues
+/// directly? Physical interfaces do (in podtap's deployments a NIC it captures on is a
+/// SPAN/TAP port or the end of a mirror tunnel), and so do those `capture.direct` names;
+/// other virtual interfaces carry the pods' own traffic and are mirrored instead.
+fn is_direct(cfg: &Config, name: &str) -> bool {
     crate::check::interface_kind(name) == "physical"
+        || cfg
+            .capture
+            .direct
+            .iter()
+            .any(|re| regex::Regex::new(&format!("^(?:{re})$")).is_ok_and(|r| r.is_match(name)))
 }
 
 /// Receive queues of an interface (sysfs `queues/rx-*`).
@@ -180,14 +186,14 @@ pub fn run(
     let mut decisions: Vec<(Iface, Engine, String)> = selected
         .iter()
         .map(|i| {
-            let (e, why) = choose_engine(cfg.capture.mode, &i.name);
+            let (e, why) = choose_engine(cfg, &i.name);
             (i.clone(), e, why)
         })
         .collect();
     let wants_mirror = cfg.capture.mode == CaptureMode::Xdp
         || decisions
             .iter()
-            .any(|(i, e, _)| *e == Engine::Xdp && !is_physical(&i.name));
+            .any(|(i, e, _)| *e == Engine::Xdp && !is_direct(cfg, &i.name));
     let mut mirror: Option<Mirror> = None;
     let mut xdp_sources: Vec<(String, XdpSource)> = Vec::new();
     if wants_mirror {
@@ -199,7 +205,7 @@ pub fn run(
             Err(e) => {
                 let why = format!("AF_XDP unavailable ({e}); TPACKET_V3 used");
                 tracing::warn!("{why}");
-                for d in decisions.iter_mut().filter(|d| !is_physical(&d.0.name)) {
+                for d in decisions.iter_mut().filter(|d| !is_direct(cfg, &d.0.name)) {
                     if d.1 == Engine::Xdp {
                         d.1 = Engine::Tpacket;
                         d.2 = why.clone();
@@ -210,7 +216,7 @@ pub fn run(
     }
     let mut routes: HashMap<u32, Route> = HashMap::new();
     for (i, engine, why) in decisions.iter_mut() {
-        let route = match (*engine, is_physical(&i.name)) {
+        let route = match (*engine, is_direct(cfg, &i.name)) {
             (Engine::Tpacket, _) => Route::Tpacket,
             (Engine::Xdp, false) => match mirror.as_mut().map(|m| m.attach(i.ifindex)) {
                 Some(Ok(())) => Route::Mirror,
@@ -402,10 +408,10 @@ fn relink(
     handles: &[FilterHandle],
 ) {
     for i in now.iter().filter(|i| !before.contains(i)) {
-        let (mut engine, mut why) = choose_engine(cfg.capture.mode, &i.name);
+        let (mut engine, mut why) = choose_engine(cfg, &i.name);
         let mut route = Route::Tpacket;
         if engine == Engine::Xdp {
-            if is_physical(&i.name) {
+            if is_direct(cfg, &i.name) {
                 why = "AF_XDP queues are opened at start; TPACKET_V3 until restart".into();
             } else if let Some(m) = mirror.as_deref_mut() {
                 match m.attach(i.ifindex) {
