@@ -66,6 +66,8 @@ events! {
     L7BufferLimit => "l7.buffer_limit", "application message larger than the decoder's header buffer";
     TransactionTimeout => "l7.transaction_timeout", "request without a response before the timeout";
     PendingLimit => "l7.pending_limit", "too many requests pending on one connection: oldest reported incomplete";
+    // Attribution
+    AttributionUnselected => "attribution.unselected", "flow or transaction of pods outside attribution.selector: not reported";
     // Output
     RecordDropped => "output.record_dropped", "flow or transaction record dropped: output queue full";
 }
