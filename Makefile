@@ -29,10 +29,11 @@ deps-test: deps
 build: deps
 	cargo build --release
 
-# Until live capture lands, run the pipeline on a capture the repository generates.
+# The daemon on this host, default embedded config, until Ctrl-C. It needs root (or
+# CAP_NET_RAW + CAP_IPC_LOCK) to open capture rings.
 run: build
-	./target/release/podtap synth target/sample.pcap --tcp-flows 200 --udp-flows 50 --requests 10
-	./target/release/podtap replay target/sample.pcap --output table
+	./target/release/podtap check || true
+	./target/release/podtap run
 
 test: deps-test
 	cargo test --all-targets

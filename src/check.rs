@@ -268,24 +268,7 @@ fn interfaces() -> Vec<Interface> {
                 .ok()?;
             let up =
                 std::fs::read_to_string(base.join("operstate")).is_ok_and(|s| s.trim() != "down");
-            let uevent = std::fs::read_to_string(base.join("uevent")).unwrap_or_default();
-            let devtype = uevent
-                .lines()
-                .find_map(|l| l.strip_prefix("DEVTYPE="))
-                .unwrap_or("");
-            let physical = base.join("device").exists();
-            let kind = match (name.as_str(), devtype, physical) {
-                ("lo", _, _) => "loopback",
-                (_, "bridge", _) => "bridge",
-                (_, "vxlan", _) => "vxlan",
-                (_, "", true) => "physical",
-                _ if is_veth(&name) => "veth",
-                (_, "", false) => "virtual",
-                (_, t, _) => match t {
-                    "wlan" => "wireless",
-                    _ => "other",
-                },
-            };
+            let kind = interface_kind(&name);
             let (auto_mode, reason) = auto_choice(kind);
             Some(Interface {
                 name,
@@ -299,6 +282,30 @@ fn interfaces() -> Vec<Interface> {
         .collect();
     v.sort_by_key(|i| i.ifindex);
     v
+}
+
+/// The kind of interface `name` is (`physical`, `veth`, `bridge`, `loopback`...), from
+/// sysfs.
+pub fn interface_kind(name: &str) -> &'static str {
+    let base = std::path::Path::new("/sys/class/net").join(name);
+    let uevent = std::fs::read_to_string(base.join("uevent")).unwrap_or_default();
+    let devtype = uevent
+        .lines()
+        .find_map(|l| l.strip_prefix("DEVTYPE="))
+        .unwrap_or("");
+    let physical = base.join("device").exists();
+    match (name, devtype, physical) {
+        ("lo", _, _) => "loopback",
+        (_, "bridge", _) => "bridge",
+        (_, "vxlan", _) => "vxlan",
+        (_, "", true) => "physical",
+        _ if is_veth(name) => "veth",
+        (_, "", false) => "virtual",
+        (_, t, _) => match t {
+            "wlan" => "wireless",
+            _ => "other",
+        },
+    }
 }
 
 fn is_veth(name: &str) -> bool {

@@ -41,13 +41,59 @@ pub struct Config {
     pub attribution: AttributionConfig,
 }
 
-/// What is captured.
-#[derive(Clone, Debug, Default, Deserialize)]
+/// What is captured, and how.
+#[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CaptureConfig {
     /// Packet filter in tcpdump style (`tcp port 80 or udp port 53`); packets that do not
     /// match are counted as `packet.filtered` and not analysed. Default: everything.
     pub filter: crate::filter::Filter,
+    /// Capture engine: `auto` (AF_XDP where it can run, TPACKET_V3 elsewhere, the reason
+    /// logged per interface), `xdp` or `tpacket`. Default `auto`.
+    pub mode: CaptureMode,
+    /// Interfaces to capture, as anchored regexes over interface names. Interfaces that
+    /// appear later (new pods) are attached within a second. Default: the host ends of pod
+    /// veths of the common CNIs and the node's Ethernet interfaces.
+    pub interfaces: Vec<String>,
+    /// Interfaces never captured, even when `interfaces` matches them. Default none.
+    pub exclude: Vec<String>,
+    /// Worker threads (capture queues). 0: one per CPU in `cpus`, or per online CPU.
+    /// Default 0.
+    pub workers: usize,
+    /// CPUs the workers are pinned to, worker i on `cpus[i % len]`. Empty: worker i on
+    /// CPU i modulo the online CPUs. Default empty.
+    pub cpus: Vec<usize>,
+    /// Pin workers to CPUs at all. Default true.
+    pub pin: bool,
+    /// TPACKET_V3 ring geometry.
+    pub tpacket: crate::capture::tpacket::TpacketConfig,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            filter: Default::default(),
+            mode: CaptureMode::Auto,
+            interfaces: ["veth.*", "cali.*", "lxc.*", "eth.*", "en.*"]
+                .map(String::from)
+                .to_vec(),
+            exclude: Vec::new(),
+            workers: 0,
+            cpus: Vec::new(),
+            pin: true,
+            tpacket: Default::default(),
+        }
+    }
+}
+
+/// Capture engine choice.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptureMode {
+    #[default]
+    Auto,
+    Xdp,
+    Tpacket,
 }
 
 /// Flow table limits and timeouts (per worker).
@@ -162,6 +208,11 @@ pub struct OutputConfig {
     pub queue_batches: usize,
     /// Emit a record for every flow, not only for flows with transactions. Default true.
     pub flows: bool,
+    /// `podtap run --output table`: seconds between tables. Default 10.
+    pub table_interval_secs: u64,
+    /// `podtap run`: seconds between capture statistics lines in the log. 0: only at
+    /// exit. Default 60.
+    pub stats_interval_secs: u64,
 }
 
 impl Default for OutputConfig {
@@ -169,6 +220,8 @@ impl Default for OutputConfig {
         OutputConfig {
             queue_batches: 1024,
             flows: true,
+            table_interval_secs: 10,
+            stats_interval_secs: 60,
         }
     }
 }
@@ -281,6 +334,14 @@ impl Config {
         for rule in &self.http.route.rules {
             if let Err(e) = regex::Regex::new(&rule.pattern) {
                 return Err(("http.route.rules.pattern", e.to_string()));
+            }
+        }
+        if let Err(m) = self.capture.tpacket.validate() {
+            return Err(("capture.tpacket", m));
+        }
+        for re in self.capture.interfaces.iter().chain(&self.capture.exclude) {
+            if let Err(e) = regex::Regex::new(re) {
+                return Err(("capture.interfaces", e.to_string()));
             }
         }
         if self.reassembly.max_worker_bytes < self.reassembly.max_flow_bytes {

@@ -22,6 +22,11 @@ macro_rules! events {
                 match self { $( Event::$variant => $name, )* }
             }
 
+            /// A frame or header podtap could not decode (the `malformed` capture statistic).
+            pub fn is_malformed(self) -> bool {
+                self.name().starts_with("malformed.")
+            }
+
             /// One-line description for logs and metric help text.
             pub fn help(self) -> &'static str {
                 match self { $( Event::$variant => $help, )* }

@@ -16,6 +16,7 @@ pub mod k8s;
 pub mod packet;
 pub mod proto;
 pub mod replay;
+pub mod run;
 pub mod synth;
 pub mod time;
 pub mod worker;

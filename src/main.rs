@@ -44,6 +44,24 @@ enum Cmd {
         #[arg(long)]
         filter: Option<String>,
     },
+    /// The daemon: capture live on the node's pod interfaces until SIGINT/SIGTERM.
+    Run {
+        /// JSON lines (one per flow and transaction) or a periodic summary table, on stdout.
+        #[arg(long, value_enum, default_value = "jsonl")]
+        output: OutputFormat,
+        /// Worker threads (default: `capture.workers` from the config).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Capture engine (default: `capture.mode` from the config).
+        #[arg(long, value_enum)]
+        mode: Option<podtap::config::CaptureMode>,
+        /// Interface regexes to capture (default: `capture.interfaces`); repeatable.
+        #[arg(long = "interface", short = 'i')]
+        interfaces: Vec<String>,
+        /// Packet filter, tcpdump style (default: `capture.filter` from the config).
+        #[arg(long)]
+        filter: Option<String>,
+    },
     /// Check whether this host can capture, and which engine each interface would use.
     Check,
     /// Write a synthetic capture (HTTP/1.1 over TCP, optional UDP) for demos and benchmarks.
@@ -56,14 +74,20 @@ enum Cmd {
 }
 
 fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // The daemon says what it attaches and its statistics; the tools only warn.
+    let default_level = if matches!(cli.cmd, Cmd::Run { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PODTAP_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+                .unwrap_or_else(|_| default_level.into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let mut cfg = Config::load(cli.config.as_deref())?;
     match cli.cmd {
         Cmd::Replay {
@@ -96,6 +120,40 @@ fn main() -> anyhow::Result<()> {
                 flows = totals.flows,
                 "replay done"
             );
+        }
+        Cmd::Run {
+            output,
+            workers,
+            mode,
+            interfaces,
+            filter,
+        } => {
+            if let Some(expr) = filter {
+                cfg.capture.filter = podtap::filter::Filter::parse(&expr)?;
+            }
+            if let Some(m) = mode {
+                cfg.capture.mode = m;
+            }
+            if !interfaces.is_empty() {
+                cfg.capture.interfaces = interfaces;
+            }
+            let opts = podtap::run::RunOptions { output, workers };
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let mut stdout = std::io::stdout();
+            let t = podtap::run::run(&cfg, &opts, &mut stdout, stop)?;
+            tracing::info!(
+                packets = t.packets,
+                bytes = t.bytes,
+                flows = t.flows,
+                transactions = t.transactions,
+                kernel_dropped = t.kernel_dropped,
+                ring_full = t.ring_full,
+                records_dropped = t.records_dropped,
+                "podtap stopped"
+            );
+            for (e, n) in t.counters.nonzero() {
+                tracing::info!(event = e.name(), count = n, "{}", e.help());
+            }
         }
         Cmd::Check => {
             let report = podtap::check::run();

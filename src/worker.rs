@@ -159,6 +159,24 @@ impl<S: RecordSink> Worker<S> {
         }
     }
 
+    /// Live capture with no frames for a while: let the wall clock (`now`, the same clock
+    /// as live frame timestamps) drive expiry, and push out batched records.
+    pub fn idle(&mut self, now: Timestamp) {
+        if now > self.clock {
+            self.clock = now;
+            if self.clock >= self.next_tick {
+                self.tick(self.clock);
+            }
+        }
+        self.tracker.sink.flush();
+    }
+
+    /// Frames and bytes seen, and the counters so far (read by the daemon between
+    /// batches for its statistics).
+    pub fn progress(&self) -> (u64, u64, &Counters) {
+        (self.packets, self.bytes, &self.tracker.counters)
+    }
+
     /// Periodic work on the packet clock: expire idle and closed flows and stale fragments.
     pub fn tick(&mut self, now: Timestamp) {
         self.next_tick = now.add_nanos(TICK_NS);
@@ -253,11 +271,10 @@ impl<S: RecordSink> Tracker<S> {
         }
         if !self.txs.is_empty() {
             let flow = self.table.get_mut(id);
-            let (client, server) = (flow.client(), flow.server());
+            let (client, server, obs) = (flow.client(), flow.server(), flow.key.obs);
             emit(
                 &mut self.txs,
-                client,
-                server,
+                (client, server, obs),
                 &mut self.sink,
                 &mut self.transactions,
             );
@@ -280,12 +297,12 @@ impl<S: RecordSink> Tracker<S> {
     }
 
     fn create(&mut self, key: FlowKey, p: &Packet<'_>, forward: bool) -> FlowId {
-        if self.table.is_full() {
-            if let Some(lru) = self.table.lru() {
-                let victim = self.table.remove(lru);
-                self.counters.bump(Event::FlowEvicted);
-                self.finish(victim, EndReason::Evicted);
-            }
+        if self.table.is_full()
+            && let Some(lru) = self.table.lru()
+        {
+            let victim = self.table.remove(lru);
+            self.counters.bump(Event::FlowEvicted);
+            self.finish(victim, EndReason::Evicted);
         }
         let mut flow = Flow::new(key, p, forward);
         let transport = match p.ip_proto {
@@ -346,18 +363,15 @@ impl<S: RecordSink> Tracker<S> {
                     s.tick(now, timeout, txs);
                     s.drain_stats(counters);
                     if !txs.is_empty() {
-                        pending.push((flow.client(), flow.server(), std::mem::take(txs)));
+                        pending.push((
+                            (flow.client(), flow.server(), flow.key.obs),
+                            std::mem::take(txs),
+                        ));
                     }
                 }
             });
-        for (client, server, mut batch) in pending {
-            emit(
-                &mut batch,
-                client,
-                server,
-                &mut self.sink,
-                &mut self.transactions,
-            );
+        for (ends, mut batch) in pending {
+            emit(&mut batch, ends, &mut self.sink, &mut self.transactions);
         }
     }
 
@@ -382,14 +396,8 @@ impl<S: RecordSink> Tracker<S> {
                 self.counters.bump(Event::FlowSplit);
             }
         }
-        let (client, server) = (flow.client(), flow.server());
-        emit(
-            &mut self.txs,
-            client,
-            server,
-            &mut self.sink,
-            &mut self.transactions,
-        );
+        let ends = (flow.client(), flow.server(), flow.key.obs);
+        emit(&mut self.txs, ends, &mut self.sink, &mut self.transactions);
         self.flows += 1;
         self.sink.flow(flow.record(reason));
     }
@@ -414,14 +422,14 @@ fn feed_l7(
 
 fn emit<S: RecordSink>(
     txs: &mut Vec<Transaction>,
-    client: crate::proto::Endpoint,
-    server: crate::proto::Endpoint,
+    (client, server, obs): (crate::proto::Endpoint, crate::proto::Endpoint, u32),
     sink: &mut S,
     count: &mut u64,
 ) {
     for mut tx in txs.drain(..) {
         tx.client = client;
         tx.server = server;
+        tx.obs = obs;
         *count += 1;
         sink.transaction(tx);
     }

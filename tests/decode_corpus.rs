@@ -113,10 +113,10 @@ fn what_tshark_sees(file: &Path, s: &mut Seen) {
         }
         // Interim 1xx responses are part of their request's transaction; 101 ends it.
         for code in f(3).split(',').filter(|c| !c.is_empty()) {
-            if let Ok(c) = code.parse::<u16>() {
-                if !(100..200).contains(&c) || c == 101 {
-                    add(&mut s.http.0, format!("status {c}"));
-                }
+            if let Ok(c) = code.parse::<u16>()
+                && (!(100..200).contains(&c) || c == 101)
+            {
+                add(&mut s.http.0, format!("status {c}"));
             }
         }
         if f(4).split(',').any(|v| v == "1" || v == "True") && !f(6).is_empty() {

@@ -4,6 +4,7 @@
 
 pub mod iface;
 pub mod pcap_file;
+pub mod tpacket;
 
 use crate::packet::LinkType;
 use crate::time::Timestamp;
@@ -49,6 +50,13 @@ pub enum CaptureError {
     UnsupportedLink { path: String, dlt: u32 },
     #[error("{path}: {message}")]
     Format { path: String, message: String },
+    /// A live capture call failed; `fix` says what the operator can do about it.
+    #[error("{what}: {source} ({fix})")]
+    Live {
+        what: String,
+        source: std::io::Error,
+        fix: &'static str,
+    },
 }
 
 /// A source of frames.

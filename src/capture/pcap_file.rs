@@ -298,7 +298,7 @@ fn next_pcapng_frame<'a>(
         }
         let btype = rd32(b, h, *big);
         let blen = rd32(b, h + 4, *big) as usize;
-        if blen < 12 || blen % 4 != 0 || h + blen > b.len() {
+        if blen < 12 || !blen.is_multiple_of(4) || h + blen > b.len() {
             return Err(());
         }
         let body = &b[h + 8..h + blen - 4];

@@ -184,6 +184,7 @@ pub fn write_transaction(out: &mut String, t: &Transaction) {
         .u64("client.port", t.client.port as u64)
         .display("server.address", t.server.addr)
         .u64("server.port", t.server.port as u64)
+        .u64("podtap.observation_point", t.obs as u64)
         .display("podtap.start", t.start.rfc3339())
         .display("podtap.end", t.end.rfc3339())
         .u64("podtap.duration_ns", t.duration_ns())

@@ -111,7 +111,7 @@ impl Defragmenter {
         }
         let start = frag.offset;
         let end = start as usize + data.len();
-        if end > self.limits.max_datagram_bytes || (frag.more && data.len() % 8 != 0) {
+        if end > self.limits.max_datagram_bytes || (frag.more && !data.len().is_multiple_of(8)) {
             self.drop_key(&key);
             return Err(Event::FragmentInvalid);
         }

@@ -515,13 +515,13 @@ impl Http1Parser {
         }
         self.next_id += 1;
         self.req_id = self.next_id;
-        if self.pending.len() >= self.settings.cfg.max_pending.max(1) {
-            if let Some(mut old) = self.pending.pop_front() {
-                self.stats.pending_limit += 1;
-                old.tx.completeness.set(Completeness::NO_RESPONSE);
-                old.tx.end = ts;
-                out.push(old.tx);
-            }
+        if self.pending.len() >= self.settings.cfg.max_pending.max(1)
+            && let Some(mut old) = self.pending.pop_front()
+        {
+            self.stats.pending_limit += 1;
+            old.tx.completeness.set(Completeness::NO_RESPONSE);
+            old.tx.end = ts;
+            out.push(old.tx);
         }
         if self.req.gap {
             tx.completeness.set(Completeness::GAP);

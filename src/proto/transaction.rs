@@ -124,6 +124,8 @@ pub struct Transaction {
     pub resp_bytes: u64,
     pub client: Endpoint,
     pub server: Endpoint,
+    /// Observation point of the flow (interface index or mirror tag), as on its flow.
+    pub obs: u32,
     pub trace: Option<TraceContext>,
     pub completeness: Completeness,
     /// Further semantic-convention attributes (`url.path`, `dns.question.name`, ...).

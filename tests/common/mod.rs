@@ -303,3 +303,189 @@ pub fn captures() -> Vec<PathBuf> {
     );
     v
 }
+
+/// A bridge in the root namespace that "pod" namespaces attach to by veth pairs, the way a
+/// bridge CNI (cni0) wires pods: the host end of each veth is a bridge port. The bridge
+/// has no address, so no traffic reaches the root namespace's own stack.
+pub struct Bridge {
+    pub name: String,
+    /// Prefix of the host-side veth names of this bridge's pods (a capture regex
+    /// `<prefix>.*` selects exactly them).
+    pub prefix: String,
+    next: u8,
+}
+
+/// A "pod": a namespace with one veth into the root namespace.
+pub struct Pod {
+    pub ns: Netns,
+    /// Host-side veth (in the root namespace) and its ifindex.
+    pub host_if: String,
+    pub ifindex: u32,
+    pub ip: String,
+}
+
+impl Bridge {
+    pub fn new() -> Bridge {
+        let name = unique("ptbr");
+        let prefix = format!("pv{}", &name[4..]);
+        sh(Command::new("ip").args(["link", "add", &name, "type", "bridge"]));
+        sh(Command::new("ip").args(["link", "set", &name, "up"]));
+        Bridge {
+            name,
+            prefix,
+            next: 1,
+        }
+    }
+
+    /// A new pod on this bridge with address 10.201.0.<n>/24.
+    pub fn pod(&mut self) -> Pod {
+        let n = self.next;
+        self.next += 1;
+        let ns = Netns::new("ptp");
+        let host_if = format!("{}p{n}", self.prefix);
+        assert!(host_if.len() <= 15, "{host_if}");
+        let ip = format!("10.201.0.{n}");
+        sh(Command::new("ip").args([
+            "link", "add", &host_if, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
+        ]));
+        sh(Command::new("ip").args(["link", "set", &host_if, "master", &self.name, "up"]));
+        sh(Command::new("ip").args([
+            "-n",
+            &ns.name,
+            "addr",
+            "add",
+            &format!("{ip}/24"),
+            "dev",
+            "eth0",
+        ]));
+        sh(Command::new("ip").args(["-n", &ns.name, "link", "set", "eth0", "up"]));
+        for (cmd_ns, ifc) in [(None, &host_if), (Some(&ns), &"eth0".to_string())] {
+            let mut c = match cmd_ns {
+                Some(ns) => ns.cmd("ethtool"),
+                None => Command::new("ethtool"),
+            };
+            sh(c.args(["-K", ifc, "tso", "off", "gso", "off", "gro", "off"]));
+        }
+        let ifindex = std::fs::read_to_string(format!("/sys/class/net/{host_if}/ifindex"))
+            .expect("ifindex")
+            .trim()
+            .parse()
+            .expect("ifindex number");
+        Pod {
+            ns,
+            host_if,
+            ifindex,
+            ip,
+        }
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.name])
+            .status();
+    }
+}
+
+impl Drop for Pod {
+    fn drop(&mut self) {
+        // Deleting the host end removes the pair (the namespace goes with Netns's drop).
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .status();
+    }
+}
+
+/// `podtap run` in the root namespace with its stdout (JSON lines) going to a file and its
+/// log lines collected; returns once it says it is capturing.
+pub struct Daemon {
+    pub proc: Proc,
+    pub out: PathBuf,
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Daemon {
+    pub fn start(dir: &Path, args: &[&str]) -> Daemon {
+        let out = dir.join("podtap.jsonl");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_podtap"))
+            .arg("run")
+            .args(args)
+            .env("PODTAP_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(std::fs::File::create(&out).expect("output file"))
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run podtap");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                log2.lock().unwrap().push(line);
+            }
+        });
+        let d = Daemon {
+            proc: Proc(Some(child)),
+            out,
+            log,
+        };
+        d.wait_log("podtap: capturing", Duration::from_secs(20));
+        d
+    }
+
+    /// Wait until a log line contains `needle`; panics with the log after `timeout`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self.log.lock().unwrap().iter().find(|l| l.contains(needle)) {
+                return l.clone();
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "podtap never logged {needle:?}; log:\n{}",
+                    self.log.lock().unwrap().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, wait for the exit, and return the JSON records it wrote.
+    pub fn stop(&mut self) -> Vec<serde_json::Value> {
+        if let Some(mut c) = self.proc.0.take() {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Ok(Some(st)) = c.try_wait() {
+                    assert!(st.success(), "podtap exited with {st}");
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                    panic!("podtap did not stop on SIGTERM");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        self.wait_log("podtap stopped", Duration::from_secs(5));
+        std::fs::read_to_string(&self.out)
+            .expect("podtap output")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON line"))
+            .collect()
+    }
+
+    /// A `key=value` number from the last log line containing `needle`.
+    pub fn log_value(&self, needle: &str, key: &str) -> Option<u64> {
+        let log = self.log.lock().unwrap();
+        let line = log.iter().rev().find(|l| l.contains(needle))?;
+        let at = line.find(&format!(" {key}="))? + key.len() + 2;
+        line[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    }
+}
