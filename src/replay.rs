@@ -29,6 +29,8 @@ pub struct ReplayOptions {
     pub files: Vec<PathBuf>,
     pub workers: usize,
     pub output: OutputFormat,
+    /// Pod attribution (`attribution.replay`), shared by the workers.
+    pub attributor: Option<crate::k8s::Attributor>,
 }
 
 /// Totals of a replay run.
@@ -66,7 +68,8 @@ pub fn run(
             for i in 0..n {
                 let src = first.share()?.with_fanout(i as u32, n as u32);
                 let sink = ChannelSink::new(tx.clone(), RECORD_BATCH, true);
-                handles.push(s.spawn(move || run_worker(cfg, src, sink)));
+                let attr = opts.attributor.clone();
+                handles.push(s.spawn(move || run_worker(cfg, src, sink, attr)));
             }
             drop(tx);
             // The writer runs here while the workers run in their threads.
@@ -129,8 +132,9 @@ fn run_worker(
     cfg: &Config,
     mut src: PcapFileSource,
     sink: ChannelSink,
+    attr: Option<crate::k8s::Attributor>,
 ) -> Result<(crate::worker::WorkerTotals, SourceStats, u64), CaptureError> {
-    let mut worker = Worker::new(cfg, sink);
+    let mut worker = Worker::new(cfg, sink).with_attributor(attr);
     while src.next_batch(BATCH, |f| worker.process(f))?.is_some() {}
     let (totals, sink) = worker.finish();
     Ok((totals, src.stats(), sink.dropped))
