@@ -142,8 +142,14 @@ impl Snapshot {
     /// Attribute a flow: its observation point and both ends.
     pub fn resolve(&self, obs: u32, client: Endpoint, server: Endpoint) -> FlowPods {
         let obs = self.by_obs.get(&obs).cloned();
-        let client = self.peer(client.addr, client.port, false);
-        let server = self.peer(server.addr, server.port, true);
+        // The pod behind the observation point owns its own addresses, even where
+        // another namespace reuses them.
+        let end = |e: Endpoint, listening: bool| match &obs {
+            Some(o) if o.ips.contains(&e.addr) => Peer::Pod(o.clone()),
+            _ => self.peer(e.addr, e.port, listening),
+        };
+        let client = end(client, false);
+        let server = end(server, true);
         let selected = if !self.selector_active {
             true
         } else if let Some(o) = &obs {
@@ -220,7 +226,18 @@ pub fn build(inputs: &Inputs, generation: u64) -> Snapshot {
     for (i, p) in pods.iter().enumerate() {
         if !p.host_network && !b.remote.contains(&i) {
             for ip in &p.ips {
-                snap.by_ip.entry(*ip).or_insert_with(|| p.clone());
+                // An address claimed twice (namespaces on separate private networks)
+                // goes to the one with a name.
+                match snap.by_ip.entry(*ip) {
+                    hashbrown::hash_map::Entry::Vacant(v) => {
+                        v.insert(p.clone());
+                    }
+                    hashbrown::hash_map::Entry::Occupied(mut o) => {
+                        if o.get().name.is_none() && p.name.is_some() {
+                            o.insert(p.clone());
+                        }
+                    }
+                }
             }
         }
         if inputs.obs_interfaces.is_empty() {
@@ -404,7 +421,12 @@ impl Builder {
         snap.node_ips.extend(d.host.ips());
         for ns in &d.namespaces {
             let ips: Vec<IpAddr> = ns.ips().collect();
-            let hit = ips.iter().find_map(|ip| self.by_ip(*ip));
+            // Join a pod the API knows by address; two namespaces with one address
+            // (private networks, tests) stay two entries.
+            let hit = ips
+                .iter()
+                .find_map(|ip| self.by_ip(*ip))
+                .filter(|&i| self.drafts[i].netns_inode.is_none());
             let p = match hit {
                 Some(i) => &mut self.drafts[i],
                 None => {
