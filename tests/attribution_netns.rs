@@ -102,7 +102,7 @@ fn curl(s: &Setup) {
     sh(&mut c);
 }
 
-fn http_at<'a>(all: &'a [serde_json::Value], obs: u64) -> Vec<&'a serde_json::Value> {
+fn http_at(all: &[serde_json::Value], obs: u64) -> Vec<&serde_json::Value> {
     records(all, "transaction")
         .into_iter()
         .filter(|t| t["podtap.protocol"] == "http" && t["podtap.observation_point"] == obs)
@@ -131,7 +131,7 @@ fn discovery_maps_host_veths_to_namespaces_and_the_static_map_names_them() {
             .unwrap_or_else(|| panic!("{} leads to no namespace", pod.host_if));
         assert_eq!(ns.name.as_deref(), Some(pod.ns.name.as_str()));
         let ips: Vec<String> = ns.ips().map(|i| i.to_string()).collect();
-        assert_eq!(ips, [pod.ip.clone()]);
+        assert_eq!(ips, std::slice::from_ref(&pod.ip));
         assert_eq!(ns.host_ifaces, [(pod.ifindex, pod.host_if.clone())]);
         // The other pod's veth does not lead here.
         let other = if std::ptr::eq(pod, &s.server) {

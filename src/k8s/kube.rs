@@ -179,7 +179,7 @@ fn spawn_watch<K>(
                     // 410 Gone re-lists and other errors retry with backoff inside the
                     // watcher; log the first and then every power of ten.
                     errors += 1;
-                    if errors.is_power_of_two() || errors % 1000 == 0 {
+                    if errors.is_power_of_two() || errors.is_multiple_of(1000) {
                         tracing::warn!(resource = what, errors, "Kubernetes watch: {e}");
                     }
                 }

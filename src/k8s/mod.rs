@@ -117,10 +117,10 @@ impl Attributor {
         client: Endpoint,
         server: Endpoint,
     ) {
-        if let Some(p) = slot {
-            if p.generation == self.generation() {
-                return;
-            }
+        if let Some(p) = slot
+            && p.generation == self.generation()
+        {
+            return;
         }
         let mut fresh = self.shared.current.load().resolve(obs, client, server);
         if let Some(old) = slot.as_ref() {
@@ -347,10 +347,10 @@ pub fn node_name(cfg: &AttributionConfig) -> String {
     if !cfg.kubernetes.node_name.is_empty() {
         return cfg.kubernetes.node_name.clone();
     }
-    if let Ok(n) = std::env::var("NODE_NAME") {
-        if !n.is_empty() {
-            return n;
-        }
+    if let Ok(n) = std::env::var("NODE_NAME")
+        && !n.is_empty()
+    {
+        return n;
     }
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())

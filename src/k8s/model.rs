@@ -93,10 +93,10 @@ impl PodMeta {
         s("k8s.namespace.name", &self.namespace);
         s("k8s.pod.uid", &self.uid);
         s("k8s.node.name", &self.node);
-        if let Some(w) = &self.workload {
-            if let Some(k) = w.attribute() {
-                s(k, &Some(w.name.clone()));
-            }
+        if let Some(w) = &self.workload
+            && let Some(k) = w.attribute()
+        {
+            s(k, &Some(w.name.clone()));
         }
         s("k8s.container.name", &self.container);
         s("service.name", &self.service_name);

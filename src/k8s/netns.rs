@@ -226,13 +226,12 @@ pub fn discover(with_ports: bool) -> Result<Discovery, DiscoveryError> {
 
 fn open_ns(ns: &NsInfo, pids: &HashMap<u64, Vec<u32>>) -> Option<File> {
     let check = |f: File| (f.metadata().ok()?.ino() == ns.inode).then_some(f);
-    if let Some(name) = &ns.name {
-        if let Some(f) = File::open(Path::new("/var/run/netns").join(name))
+    if let Some(name) = &ns.name
+        && let Some(f) = File::open(Path::new("/var/run/netns").join(name))
             .ok()
             .and_then(check)
-        {
-            return Some(f);
-        }
+    {
+        return Some(f);
     }
     // Any process still in it (the first may have exited since the scan).
     pids.get(&ns.inode)?.iter().find_map(|pid| {
@@ -310,10 +309,10 @@ pub fn listening_ports() -> Vec<PortOwner> {
             else {
                 continue;
             };
-            if let Some(port) = by_inode.remove(&inode) {
-                if let Some(p) = process_info(pid) {
-                    out.push(PortOwner { port, process: p });
-                }
+            if let Some(port) = by_inode.remove(&inode)
+                && let Some(p) = process_info(pid)
+            {
+                out.push(PortOwner { port, process: p });
             }
         }
         if by_inode.is_empty() {
@@ -335,10 +334,10 @@ fn parse_proc_net_tcp(text: &str, out: &mut HashMap<u64, u16>) {
         let port = f[1]
             .rsplit_once(':')
             .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
-        if let (Some(port), Ok(inode)) = (port, f[9].parse::<u64>()) {
-            if inode != 0 {
-                out.insert(inode, port);
-            }
+        if let (Some(port), Ok(inode)) = (port, f[9].parse::<u64>())
+            && inode != 0
+        {
+            out.insert(inode, port);
         }
     }
 }
@@ -484,12 +483,11 @@ pub fn list_links() -> io::Result<Vec<Link>> {
         .filter_map(|m| parse_link(m))
         .collect();
     for m in nl.request(RTM_GETADDR, NLM_F_DUMP, &[0u8; 8], RTM_NEWADDR)? {
-        if let Some((ifindex, ip)) = parse_addr(&m) {
-            if let Some(l) = links.iter_mut().find(|l| l.ifindex == ifindex) {
-                if !l.addrs.contains(&ip) {
-                    l.addrs.push(ip);
-                }
-            }
+        if let Some((ifindex, ip)) = parse_addr(&m)
+            && let Some(l) = links.iter_mut().find(|l| l.ifindex == ifindex)
+            && !l.addrs.contains(&ip)
+        {
+            l.addrs.push(ip);
         }
     }
     links.sort_by_key(|l| l.ifindex);

@@ -119,10 +119,8 @@ impl Snapshot {
             return Peer::Pod(p.clone());
         }
         if self.node_ips.contains(&ip) || ip.is_loopback() {
-            if listening {
-                if let Some(p) = self.host_ports.get(&port) {
-                    return Peer::Pod(p.clone());
-                }
+            if listening && let Some(p) = self.host_ports.get(&port) {
+                return Peer::Pod(p.clone());
             }
             return Peer::Node;
         }
@@ -446,10 +444,10 @@ impl Builder {
             p.netns_name = ns.name.as_deref().map(Into::into);
             p.process = ns.processes.first().cloned();
             for pr in &ns.processes {
-                if let Some(c) = &pr.container_id {
-                    if !p.container_ids.contains(c) {
-                        p.container_ids.push(c.clone());
-                    }
+                if let Some(c) = &pr.container_id
+                    && !p.container_ids.contains(c)
+                {
+                    p.container_ids.push(c.clone());
                 }
             }
             for (i, n) in &ns.host_ifaces {
@@ -577,10 +575,9 @@ fn pod_draft(
     if let Some(ip) = status
         .and_then(|s| s.pod_ip.as_deref())
         .and_then(|s| s.parse().ok())
+        && !ips.contains(&ip)
     {
-        if !ips.contains(&ip) {
-            ips.push(ip);
-        }
+        ips.push(ip);
     }
     let labels: Vec<(CompactString, CompactString)> = m
         .labels
