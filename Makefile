@@ -4,9 +4,9 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 export DEBIAN_FRONTEND := noninteractive
 
 # Packages to build and run podtap.
-RUN_PKGS := build-essential pkg-config
+RUN_PKGS := build-essential pkg-config clang llvm libelf-dev zlib1g-dev m4 iproute2 ethtool
 # Packages the tests drive: real captures, servers, clients and the reference dissector.
-TEST_PKGS := tshark tcpdump nginx-light nftables iproute2 ethtool curl procps python3 hey time dnsmasq-base dnsutils openssl
+TEST_PKGS := tshark tcpdump nginx-light nftables iproute2 ethtool curl procps python3 hey time dnsmasq-base dnsutils openssl redis-server redis-tools bc netsniff-ng iputils-ping iperf3 nghttp2-client python3-pip
 
 .PHONY: deps deps-test build run test bench
 
@@ -25,6 +25,9 @@ deps:
 
 deps-test: deps
 	$(call apt_install,$(TEST_PKGS))
+	@# grpcio for the gRPC end-to-end test (Debian's own python3 refuses plain pip installs).
+	@python3 -c 'import grpc' 2>/dev/null || python3 -m pip install -q grpcio \
+	  || python3 -m pip install -q --break-system-packages grpcio
 
 build: deps
 	cargo build --release

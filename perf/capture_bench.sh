@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Live capture benchmark: trafgen in a network namespace blasts 64- and 512-byte UDP and
 # TCP frames over a veth into the root namespace; on the host end, one capturer at a time
-# (nothing, tcpdump -w /dev/null, netsniff-ng, podtap in tpacket mode and, when built,
-# podtap in xdp mode) receives them. For each: frames that arrived (veth rx counter),
+# (nothing, tcpdump -w /dev/null, netsniff-ng, podtap in tpacket mode, a bare AF_XDP
+# receive loop on the veth (examples/xdp_count.rs), podtap in xdp mode through its mirror
+# device) receives them. For each: frames that arrived (veth rx counter),
 # frames the capturer got, its loss, its CPU time per million frames, and the whole
 # machine's added CPU per million frames over the no-capture run (kernel + user).
 #
@@ -22,8 +23,9 @@ RATE=${RATE:-}           # offered pps (empty: as fast as trafgen goes)
 need() { command -v "$1" >/dev/null || { echo "missing $1: apt-get install $2" >&2; exit 1; }; }
 need trafgen netsniff-ng; need netsniff-ng netsniff-ng; need tcpdump tcpdump
 
-cargo build --release --quiet
+cargo build --release --quiet --bin podtap --example xdp_count
 PODTAP=$PWD/target/release/podtap
+XDP_COUNT=$PWD/target/release/examples/xdp_count
 NS=ptcapb-$$; HOST_IF=ptcapb$$; GEN_IF=tg$$; TMP=$(mktemp -d)
 WMEM_OLD=$(sysctl -n net.core.wmem_default)
 cleanup() {
@@ -74,6 +76,8 @@ run_one() {
     tcpdump) taskset -c 0 tcpdump -i "$HOST_IF" -w /dev/null -B 65536 -s 0 2>"$log" & pid=$! ;;
     netsniff-ng) taskset -c 0 netsniff-ng --in "$HOST_IF" --out /dev/null --silent --ring-size 64MiB 2>"$log" >"$log.out" & pid=$! ;;
     podtap-tpacket) NO_COLOR=1 "$PODTAP" --config "$TMP/podtap.toml" run -i "$HOST_IF" --output table >/dev/null 2>"$log" & pid=$! ;;
+    af_xdp-bare) taskset -c 0 "$XDP_COUNT" "$HOST_IF" >"$log.out" 2>"$log" & pid=$! ;;
+    podtap-xdp) NO_COLOR=1 "$PODTAP" --config "$TMP/podtap.toml" run --mode xdp -i "$HOST_IF" --output table >/dev/null 2>"$log" & pid=$! ;;
   esac
   sleep 1.5
   local rx0 b0 c0=0
@@ -96,6 +100,7 @@ run_one() {
       tcpdump) got=$(awk '/packets received by filter/{print $1}' "$log"); lost=$(awk '/dropped by kernel/{print $1}' "$log") ;;
       netsniff-ng) got=$(tr -d '\r' < "$log.out" | awk '/packets passed filter/{print $1}')
                    lost=$(tr -d '\r' < "$log.out" | awk '/failed filter/{print $1}') ;;
+      af_xdp-bare) got=$(sed -n 's/.*frames=\([0-9]*\).*/\1/p' "$log.out"); lost=$(sed -n 's/.*dropped=\([0-9]*\).*/\1/p' "$log.out") ;;
       podtap-*) got=$(sed -n 's/.*podtap stopped packets=\([0-9]*\).*/\1/p' "$log" | tail -1)
                 lost=$(sed -n 's/.*podtap stopped.*kernel_dropped=\([0-9]*\).*/\1/p' "$log" | tail -1) ;;
     esac
@@ -114,7 +119,7 @@ for proto in udp tcp; do
   for size in 64 512; do
     cfg "$proto" "$size"
     base_per=""
-    for cap in none tcpdump netsniff-ng podtap-tpacket; do
+    for cap in none tcpdump netsniff-ng podtap-tpacket af_xdp-bare podtap-xdp; do
       read -r arrived got lost ccpu tcpu secs < <(run_one "$cap" "$proto" "$size")
       mpkt=$(echo "$arrived / 1000000" | bc -l)
       per=$(echo "$tcpu / $HZ / $mpkt" | bc -l)

@@ -38,6 +38,7 @@ pub struct Config {
     pub http: crate::proto::http_common::HttpConfig,
     pub dns: crate::proto::dns::DnsConfig,
     pub tls: crate::proto::tls::TlsConfig,
+    pub http2: crate::proto::http2::Http2Config,
     pub attribution: AttributionConfig,
 }
 
@@ -67,6 +68,10 @@ pub struct CaptureConfig {
     pub pin: bool,
     /// TPACKET_V3 ring geometry.
     pub tpacket: crate::capture::tpacket::TpacketConfig,
+    /// AF_XDP socket geometry and attach behaviour.
+    pub xdp: crate::capture::xdp::XdpConfig,
+    /// The capture device pod veths are mirrored to for AF_XDP.
+    pub mirror: crate::capture::mirror::MirrorConfig,
 }
 
 impl Default for CaptureConfig {
@@ -82,6 +87,8 @@ impl Default for CaptureConfig {
             cpus: Vec::new(),
             pin: true,
             tpacket: Default::default(),
+            xdp: Default::default(),
+            mirror: Default::default(),
         }
     }
 }
@@ -339,6 +346,12 @@ impl Config {
         if let Err(m) = self.capture.tpacket.validate() {
             return Err(("capture.tpacket", m));
         }
+        if let Err(m) = self.capture.xdp.validate() {
+            return Err(("capture.xdp", m));
+        }
+        if let Err(m) = self.capture.mirror.validate() {
+            return Err(("capture.mirror", m));
+        }
         for re in self.capture.interfaces.iter().chain(&self.capture.exclude) {
             if let Err(e) = regex::Regex::new(re) {
                 return Err(("capture.interfaces", e.to_string()));
@@ -350,6 +363,7 @@ impl Config {
                 "must be at least reassembly.max_flow_bytes".into(),
             ));
         }
+        self.http2.validate()?;
         Ok(())
     }
 }

@@ -11,6 +11,7 @@
 //!   capture statistics, and on SIGINT/SIGTERM stops the workers, which flush every open
 //!   flow before the writer drains.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,8 +20,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, bounded};
 
 use crate::capture::iface::{self, Iface, LinkWatcher, Selector};
+use crate::capture::mirror::Mirror;
 use crate::capture::tpacket::{FilterHandle, IfaceCount, IfaceFilter, TpacketSource};
-use crate::capture::{CaptureError, Source};
+use crate::capture::xdp::{Decap, XdpSource};
+use crate::capture::{CaptureError, LiveSource};
 use crate::config::{CaptureMode, Config};
 use crate::events::{Counters, Event};
 use crate::export::summary::Summary;
@@ -75,26 +78,61 @@ impl Engine {
     }
 }
 
-/// Which engine captures `iface` in `mode`, and why. `podtap check` prints the same.
-pub fn choose_engine(mode: CaptureMode, name: &str) -> (Engine, &'static str) {
+/// Which engine captures interface `name` in `mode`, and why. `podtap check` prints the
+/// same reasons.
+pub fn choose_engine(mode: CaptureMode, name: &str) -> (Engine, String) {
     match mode {
-        CaptureMode::Tpacket => (Engine::Tpacket, "capture.mode = tpacket"),
-        CaptureMode::Xdp | CaptureMode::Auto => {
-            match crate::check::auto_choice(crate::check::interface_kind(name)) {
-                ("xdp", _) => (
+        CaptureMode::Tpacket => (Engine::Tpacket, "capture.mode = tpacket".into()),
+        CaptureMode::Xdp => (Engine::Xdp, "capture.mode = xdp".into()),
+        CaptureMode::Auto => match crate::check::auto_choice(crate::check::interface_kind(name)) {
+            ("xdp", why) => match crate::capture::xdp::probe(name) {
+                Ok(_) => (Engine::Xdp, why.into()),
+                Err(e) => (
                     Engine::Tpacket,
-                    "AF_XDP engine not available in this build; TPACKET_V3 used",
+                    format!("AF_XDP cannot run here ({e}); TPACKET_V3 used"),
                 ),
-                (_, reason) => (Engine::Tpacket, reason),
-            }
-        }
+            },
+            (_, why) => (Engine::Tpacket, why.into()),
+        },
     }
+}
+
+/// How the frames of one interface reach a worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    /// The TPACKET_V3 fanout group's interface filter lists it.
+    Tpacket,
+    /// Its traffic is mirrored to the capture device that AF_XDP workers read.
+    Mirror,
+    /// AF_XDP workers read its own queues (an already-mirrored NIC).
+    Plain,
+}
+
+/// A physical interface receives copies of the traffic (SPAN/TAP port, mirror tunnel):
+/// AF_XDP reads its queues directly. Virtual interfaces carry the pods' own traffic and
+/// are mirrored instead.
+fn is_physical(name: &str) -> bool {
+    crate::check::interface_kind(name) == "physical"
+}
+
+/// Receive queues of an interface (sysfs `queues/rx-*`).
+fn rx_queues(name: &str) -> u32 {
+    std::fs::read_dir(format!("/sys/class/net/{name}/queues"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+                .count() as u32
+        })
+        .unwrap_or(1)
+        .max(1)
 }
 
 /// Counters one worker publishes for the control loop (written between batches, never
 /// per frame).
 #[derive(Default)]
 pub struct QueueStats {
+    /// `tpacket` or `xdp`.
+    pub engine: &'static str,
     pub received: AtomicU64,
     pub kernel_dropped: AtomicU64,
     pub ring_full: AtomicU64,
@@ -157,10 +195,6 @@ pub fn run(
     // Subscribe before listing, so a link created in between is not missed.
     let mut watcher = LinkWatcher::new().map_err(RunError::LinkWatch)?;
     let mut selected = pods_selected(selector.select(&iface::list()));
-    for i in &selected {
-        log_attach(cfg.capture.mode, i);
-    }
-    let filter = iface_filter(&selected);
 
     let online = std::thread::available_parallelism().map_or(1, |n| n.get());
     let n = match opts.workers.unwrap_or(cfg.capture.workers) {
@@ -168,6 +202,71 @@ pub fn run(
         0 => online,
         n => n,
     };
+
+    // Decide each interface's engine, then open what the decisions need; where AF_XDP
+    // cannot be opened, TPACKET_V3 takes the interface over and the reason is logged.
+    let mut decisions: Vec<(Iface, Engine, String)> = selected
+        .iter()
+        .map(|i| {
+            let (e, why) = choose_engine(cfg.capture.mode, &i.name);
+            (i.clone(), e, why)
+        })
+        .collect();
+    let wants_mirror = cfg.capture.mode == CaptureMode::Xdp
+        || decisions
+            .iter()
+            .any(|(i, e, _)| *e == Engine::Xdp && !is_physical(&i.name));
+    let mut mirror: Option<Mirror> = None;
+    let mut xdp_sources: Vec<(String, XdpSource)> = Vec::new();
+    if wants_mirror {
+        match open_mirror(cfg, n as u32) {
+            Ok((m, srcs)) => {
+                mirror = Some(m);
+                xdp_sources.extend(srcs);
+            }
+            Err(e) => {
+                let why = format!("AF_XDP unavailable ({e}); TPACKET_V3 used");
+                tracing::warn!("{why}");
+                for d in decisions.iter_mut().filter(|d| !is_physical(&d.0.name)) {
+                    if d.1 == Engine::Xdp {
+                        d.1 = Engine::Tpacket;
+                        d.2 = why.clone();
+                    }
+                }
+            }
+        }
+    }
+    let mut routes: HashMap<u32, Route> = HashMap::new();
+    for (i, engine, why) in decisions.iter_mut() {
+        let route = match (*engine, is_physical(&i.name)) {
+            (Engine::Tpacket, _) => Route::Tpacket,
+            (Engine::Xdp, false) => match mirror.as_mut().map(|m| m.attach(i.ifindex)) {
+                Some(Ok(())) => Route::Mirror,
+                Some(Err(e)) => {
+                    *why = format!("mirror failed ({e}); TPACKET_V3 used");
+                    Route::Tpacket
+                }
+                None => Route::Tpacket,
+            },
+            (Engine::Xdp, true) => match open_plain(cfg, &i.name) {
+                Ok(srcs) => {
+                    xdp_sources.extend(srcs);
+                    Route::Plain
+                }
+                Err(e) => {
+                    *why = format!("AF_XDP unavailable ({e}); TPACKET_V3 used");
+                    Route::Tpacket
+                }
+            },
+        };
+        if route == Route::Tpacket {
+            *engine = Engine::Tpacket;
+        }
+        routes.insert(i.ifindex, route);
+        log_attach(i, *engine, why);
+    }
+    let filter = tpacket_filter(&selected, &routes);
+
     // One fanout group per process: its id only has to differ from other capturers'.
     let group = (std::process::id() & 0xffff) as u16;
     let mut sources = Vec::with_capacity(n);
@@ -179,32 +278,58 @@ pub fn run(
         )?);
     }
     let handles: Vec<FilterHandle> = sources.iter().map(|s| s.filter_handle()).collect();
-    let stats: Vec<Arc<QueueStats>> = (0..n).map(|_| Arc::new(QueueStats::default())).collect();
+    let queues = n + xdp_sources.len();
+    let stats: Vec<Arc<QueueStats>> = (0..queues)
+        .map(|i| {
+            Arc::new(QueueStats {
+                engine: if i < n { "tpacket" } else { "xdp" },
+                ..Default::default()
+            })
+        })
+        .collect();
     let core_ids = core_affinity::get_core_ids().unwrap_or_default();
+    let cpu_of = |i: usize| {
+        let cpu = if cfg.capture.cpus.is_empty() {
+            core_ids.get(i % core_ids.len().max(1)).copied()
+        } else {
+            let want = cfg.capture.cpus[i % cfg.capture.cpus.len()];
+            core_ids.iter().copied().find(|c| c.id == want)
+        };
+        cfg.capture.pin.then_some(cpu).flatten()
+    };
 
     let (tx, rx) = bounded::<Vec<Record>>(cfg.output.queue_batches);
     let workers_stop = Arc::new(AtomicBool::new(false));
 
     std::thread::scope(|s| {
         let writer = s.spawn(|| write_records(cfg, opts.output, rx, out, &stats));
-        let mut threads = Vec::with_capacity(n);
+        let mut threads = Vec::with_capacity(queues);
         for (i, src) in sources.into_iter().enumerate() {
-            let cpu = if cfg.capture.cpus.is_empty() {
-                core_ids.get(i % core_ids.len().max(1)).copied()
-            } else {
-                let want = cfg.capture.cpus[i % cfg.capture.cpus.len()];
-                core_ids.iter().copied().find(|c| c.id == want)
-            };
-            let cpu = cfg.capture.pin.then_some(cpu).flatten();
             let sink = ChannelSink::new(tx.clone(), RECORD_BATCH, false);
-            let qs = stats[i].clone();
-            let wstop = workers_stop.clone();
-            let attr = attributor.clone();
+            let (qs, wstop, cpu) = (stats[i].clone(), workers_stop.clone(), cpu_of(i));
             threads.push(
                 std::thread::Builder::new()
-                    .name(format!("podtap-w{i}"))
-                    .spawn_scoped(s, move || {
-                        capture_loop(cfg, src, sink, attr, cpu, &qs, &wstop)
+                    .name(format!("podtap-t{i}"))
+                    .spawn_scoped(s, {
+                        let attr = attributor.clone();
+                        move || capture_loop(cfg, src, sink, attr, cpu, &qs, &wstop)
+                    })
+                    .expect("spawn worker"),
+            );
+        }
+        for (j, (dev, src)) in xdp_sources.into_iter().enumerate() {
+            let i = n + j;
+            let sink = ChannelSink::new(tx.clone(), RECORD_BATCH, false);
+            // XDP queue j shares a CPU with tpacket worker j: where both engines run,
+            // each CPU still carries one busy ring.
+            let (qs, wstop, cpu) = (stats[i].clone(), workers_stop.clone(), cpu_of(j));
+            tracing::debug!(device = %dev, queue = src.queue(), "AF_XDP worker");
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("podtap-x{j}"))
+                    .spawn_scoped(s, {
+                        let attr = attributor.clone();
+                        move || capture_loop(cfg, src, sink, attr, cpu, &qs, &wstop)
                     })
                     .expect("spawn worker"),
             );
@@ -212,8 +337,9 @@ pub fn run(
         drop(tx);
         tracing::info!(
             interfaces = selected.len(),
-            workers = n,
-            engine = "tpacket",
+            tpacket_workers = n,
+            xdp_workers = queues - n,
+            mirror = mirror.as_ref().map(|m| m.capture_device().to_string()),
             "podtap: capturing"
         );
 
@@ -234,18 +360,7 @@ pub fn run(
                 Ok(_) | Err(_) => {
                     let now = pods_selected(selector.select(&iface::list()));
                     if now != selected {
-                        for i in now.iter().filter(|i| !selected.contains(i)) {
-                            log_attach(cfg.capture.mode, i);
-                        }
-                        for i in selected.iter().filter(|i| !now.contains(i)) {
-                            tracing::info!(interface = %i.name, ifindex = i.ifindex, "detached");
-                        }
-                        let f = iface_filter(&now);
-                        for h in &handles {
-                            if let Err(e) = h.set(&f) {
-                                tracing::error!("cannot update the capture filter: {e}");
-                            }
-                        }
+                        relink(cfg, &selected, &now, &mut routes, mirror.as_mut(), &handles);
                         selected = now;
                     }
                 }
@@ -273,8 +388,82 @@ pub fn run(
         }
         writer.join().expect("writer thread panicked");
         log_stats(&stats, &selected);
+        // The mirror goes last: its filters and capture device are removed on drop.
+        drop(mirror);
         Ok(totals)
     })
+}
+
+/// The capture device and one AF_XDP socket per queue on it.
+fn open_mirror(cfg: &Config, queues: u32) -> Result<(Mirror, Vec<(String, XdpSource)>), String> {
+    let m = Mirror::new(&cfg.capture.mirror, queues).map_err(|e| e.to_string())?;
+    let dev = m.capture_device().to_string();
+    let mut v = Vec::with_capacity(queues as usize);
+    for q in 0..queues {
+        let src = XdpSource::open(&dev, q, &cfg.capture.xdp, Decap::Mirror(m.tags()))
+            .map_err(|e| e.to_string())?;
+        v.push((dev.clone(), src));
+    }
+    Ok((m, v))
+}
+
+/// One AF_XDP socket per receive queue of an already-mirrored NIC.
+fn open_plain(cfg: &Config, name: &str) -> Result<Vec<(String, XdpSource)>, String> {
+    (0..rx_queues(name))
+        .map(|q| {
+            XdpSource::open(name, q, &cfg.capture.xdp, Decap::Plain)
+                .map(|s| (name.to_string(), s))
+                .map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
+/// Interfaces came or went: mirror or un-mirror them, and give the TPACKET_V3 rings the
+/// new interface list. Workers keep running throughout.
+fn relink(
+    cfg: &Config,
+    before: &[Iface],
+    now: &[Iface],
+    routes: &mut HashMap<u32, Route>,
+    mut mirror: Option<&mut Mirror>,
+    handles: &[FilterHandle],
+) {
+    for i in now.iter().filter(|i| !before.contains(i)) {
+        let (mut engine, mut why) = choose_engine(cfg.capture.mode, &i.name);
+        let mut route = Route::Tpacket;
+        if engine == Engine::Xdp {
+            if is_physical(&i.name) {
+                why = "AF_XDP queues are opened at start; TPACKET_V3 until restart".into();
+            } else if let Some(m) = mirror.as_deref_mut() {
+                match m.attach(i.ifindex) {
+                    Ok(()) => route = Route::Mirror,
+                    Err(e) => why = format!("mirror failed ({e}); TPACKET_V3 used"),
+                }
+            } else {
+                why = "AF_XDP unavailable (no capture device); TPACKET_V3 used".into();
+            }
+        }
+        if route == Route::Tpacket {
+            engine = Engine::Tpacket;
+        }
+        routes.insert(i.ifindex, route);
+        log_attach(i, engine, &why);
+    }
+    for i in before.iter().filter(|i| !now.contains(i)) {
+        if routes.remove(&i.ifindex) == Some(Route::Mirror)
+            && let Some(m) = mirror.as_deref_mut()
+            && let Err(e) = m.detach(i.ifindex)
+        {
+            tracing::warn!(interface = %i.name, "mirror detach: {e}");
+        }
+        tracing::info!(interface = %i.name, ifindex = i.ifindex, "detached");
+    }
+    let f = tpacket_filter(now, routes);
+    for h in handles {
+        if let Err(e) = h.set(&f) {
+            tracing::error!("cannot update the capture filter: {e}");
+        }
+    }
 }
 
 /// SIGHUP: re-read the config file and apply its attribution settings (selector, label
@@ -294,16 +483,21 @@ fn stats_interval(cfg: &Config) -> Duration {
     Duration::from_secs(cfg.output.stats_interval_secs.max(1))
 }
 
-fn iface_filter(selected: &[Iface]) -> IfaceFilter {
-    if selected.is_empty() {
+/// The TPACKET_V3 rings' filter: the selected interfaces routed to them.
+fn tpacket_filter(selected: &[Iface], routes: &HashMap<u32, Route>) -> IfaceFilter {
+    let ifs: Vec<u32> = selected
+        .iter()
+        .filter(|i| routes.get(&i.ifindex).is_none_or(|r| *r == Route::Tpacket))
+        .map(|i| i.ifindex)
+        .collect();
+    if ifs.is_empty() {
         IfaceFilter::Nothing
     } else {
-        IfaceFilter::Only(selected.iter().map(|i| i.ifindex).collect())
+        IfaceFilter::Only(ifs)
     }
 }
 
-fn log_attach(mode: CaptureMode, i: &Iface) {
-    let (engine, reason) = choose_engine(mode, &i.name);
+fn log_attach(i: &Iface, engine: Engine, reason: &str) {
     tracing::info!(
         interface = %i.name,
         ifindex = i.ifindex,
@@ -314,9 +508,9 @@ fn log_attach(mode: CaptureMode, i: &Iface) {
 }
 
 /// One worker: read its ring, process frames, and between batches do the housekeeping.
-fn capture_loop(
+fn capture_loop<L: LiveSource>(
     cfg: &Config,
-    mut src: TpacketSource,
+    mut src: L,
     sink: ChannelSink,
     attr: Option<crate::k8s::Attributor>,
     cpu: Option<core_affinity::CoreId>,
@@ -330,9 +524,14 @@ fn capture_loop(
     }
     let mut worker = Worker::new(cfg, sink).with_attributor(attr);
     let mut next_housekeeping = Instant::now();
+    // Frames and bytes per observation point (a few per node: a short vector).
+    let mut per_iface: Vec<IfaceCount> = Vec::with_capacity(256);
     loop {
         let n = src
-            .next_batch(BATCH, |f| worker.process(f))
+            .next_batch(BATCH, |f| {
+                count_iface(&mut per_iface, f.obs, f.wire_len);
+                worker.process(f)
+            })
             .unwrap_or(Some(0))
             .unwrap_or(0);
         let stopping = stop.load(Ordering::Relaxed);
@@ -348,7 +547,7 @@ fn capture_loop(
             next_housekeeping = now + HOUSEKEEPING;
             worker.idle(Timestamp::now());
             src.refresh_kernel_stats();
-            publish(&src, &mut worker, qs);
+            publish(&src, &mut worker, &per_iface, qs);
         }
         if stopping && n == 0 {
             break;
@@ -358,7 +557,25 @@ fn capture_loop(
     (totals, sink.dropped)
 }
 
-fn publish(src: &TpacketSource, worker: &mut Worker<ChannelSink>, qs: &QueueStats) {
+fn count_iface(v: &mut Vec<IfaceCount>, ifindex: u32, len: u32) {
+    if let Some(c) = v.iter_mut().find(|c| c.ifindex == ifindex) {
+        c.frames += 1;
+        c.bytes += len as u64;
+    } else if v.len() < v.capacity() {
+        v.push(IfaceCount {
+            ifindex,
+            frames: 1,
+            bytes: len as u64,
+        });
+    }
+}
+
+fn publish<L: LiveSource>(
+    src: &L,
+    worker: &mut Worker<ChannelSink>,
+    per_iface: &[IfaceCount],
+    qs: &QueueStats,
+) {
     let st = src.stats();
     let (_, _, c) = worker.progress();
     let filtered = c.get(Event::Filtered);
@@ -369,14 +586,14 @@ fn publish(src: &TpacketSource, worker: &mut Worker<ChannelSink>, qs: &QueueStat
             .sum::<u64>();
     qs.received.store(st.received, Ordering::Relaxed);
     qs.kernel_dropped.store(st.dropped, Ordering::Relaxed);
-    qs.ring_full.store(src.freeze_count, Ordering::Relaxed);
+    qs.ring_full.store(src.ring_full(), Ordering::Relaxed);
     qs.malformed.store(malformed, Ordering::Relaxed);
     qs.filtered.store(filtered, Ordering::Relaxed);
     qs.records_dropped
         .store(worker.sink_mut().dropped, Ordering::Relaxed);
     if let Ok(mut v) = qs.per_iface.try_lock() {
         v.clear();
-        v.extend_from_slice(src.per_iface());
+        v.extend_from_slice(per_iface);
     }
 }
 
@@ -384,6 +601,7 @@ fn log_stats(stats: &[Arc<QueueStats>], selected: &[Iface]) {
     for (i, q) in stats.iter().enumerate() {
         tracing::info!(
             queue = i,
+            engine = q.engine,
             received = q.received.load(Ordering::Relaxed),
             kernel_dropped = q.kernel_dropped.load(Ordering::Relaxed),
             ring_full = q.ring_full.load(Ordering::Relaxed),

@@ -1,7 +1,7 @@
 //! Application decoding against tshark on the third-party capture corpus
-//! (`../shared/pcaps`, read in place): every HTTP/1 request, DNS response and TLS
-//! ClientHello tshark finds is reported by podtap with the same method and path, status,
-//! query name and rcode, and server name.
+//! (`../shared/pcaps`, read in place): every HTTP/1 request, HTTP/2 header block, DNS
+//! response and TLS ClientHello tshark finds is reported by podtap with the same method
+//! and path, status, query name and rcode, and server name.
 
 mod common;
 
@@ -20,8 +20,17 @@ fn add(bag: &mut Bag, k: String) {
 }
 
 fn tshark(file: &Path, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
+    tshark_as(file, &[], filter, fields)
+}
+
+/// tshark with `-d tcp.port==P,http2` for each of `h2_ports`.
+fn tshark_as(file: &Path, h2_ports: &[u16], filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
     let mut cmd = Command::new("tshark");
-    cmd.arg("-r").arg(file).args(["-Y", filter, "-T", "fields"]);
+    cmd.arg("-r").arg(file);
+    for p in h2_ports {
+        cmd.args(["-d", &format!("tcp.port=={p},http2")]);
+    }
+    cmd.args(["-Y", filter, "-T", "fields"]);
     for f in fields {
         cmd.args(["-e", f]);
     }
@@ -84,6 +93,53 @@ struct Seen {
     http: (Bag, Bag),
     dns: (Bag, Bag),
     tls: (Bag, Bag),
+    http2: (Bag, Bag),
+}
+
+/// HTTP/2 servers on ports tshark does not dissect as HTTP/2 by itself (no preface in the
+/// capture, picked up midstream): decoded as HTTP/2 for the comparison.
+const H2_PORTS: &[(&str, u16)] = &[
+    ("deepflow/http/grpc-segmented.pcap", 20035),
+    ("deepflow/http/grpc-server-stream.pcap", 9001),
+    ("deepflow/http/grpc-service-name.pcap", 38888),
+    ("deepflow/http/grpc-unary.pcap", 30035),
+    ("deepflow/http/grpc-unknown.pcap", 7000),
+    ("deepflow/http/h2c_ascii.pcap", 7070),
+    ("deepflow/http/http2-multi.pcap", 3550),
+    ("deepflow/http/httpv2-stream-id.pcap", 11800),
+];
+
+/// HTTP/2 header blocks tshark decodes: each method, path and status counted (a block
+/// picked up midstream may have a method without its path). Header blocks inside TLS are
+/// out of scope (podtap decodes cleartext HTTP/2).
+fn what_tshark_sees_h2(file: &Path, s: &mut Seen) {
+    let f = file.to_string_lossy();
+    let ports: Vec<u16> = H2_PORTS
+        .iter()
+        .filter(|(suffix, _)| f.ends_with(suffix))
+        .map(|(_, p)| *p)
+        .collect();
+    let fields = [
+        "frame.protocols",
+        "http2.headers.method",
+        "http2.headers.path",
+        "http2.headers.status",
+    ];
+    for r in tshark_as(file, &ports, "http2.header", &fields) {
+        let f = |i: usize| r.get(i).map(String::as_str).unwrap_or("");
+        if f(0).contains(":tls") {
+            continue;
+        }
+        for m in f(1).split(',').filter(|v| !v.is_empty()) {
+            add(&mut s.http2.0, format!("method {m}"));
+        }
+        for p in f(2).split(',').filter(|v| !v.is_empty()) {
+            add(&mut s.http2.0, format!("path {}", path_of(p)));
+        }
+        for c in f(3).split(',').filter(|v| !v.is_empty()) {
+            add(&mut s.http2.0, format!("status {c}"));
+        }
+    }
 }
 
 /// One tshark pass over the file: HTTP/1 requests and final responses, DNS responses and
@@ -159,6 +215,17 @@ fn what_podtap_sees(file: &Path, s: &mut Seen) {
                     );
                 }
             }
+            Some("http2" | "grpc") => {
+                if let Some(m) = t["http.request.method"].as_str() {
+                    add(&mut s.http2.1, format!("method {m}"));
+                }
+                if let Some(p) = t["url.path"].as_str() {
+                    add(&mut s.http2.1, format!("path {p}"));
+                }
+                if let Some(c) = t["http.response.status_code"].as_i64() {
+                    add(&mut s.http2.1, format!("status {c}"));
+                }
+            }
             Some("tls") => add(
                 &mut s.tls.1,
                 t["podtap.resource"].as_str().unwrap_or("").to_string(),
@@ -183,6 +250,7 @@ fn podtap_reports_everything_tshark_sees_in_the_corpus() {
                         .map(|f| {
                             let mut s = Seen::default();
                             what_tshark_sees(f, &mut s);
+                            what_tshark_sees_h2(f, &mut s);
                             what_podtap_sees(f, &mut s);
                             (f.clone(), s)
                         })
@@ -199,7 +267,12 @@ fn podtap_reports_everything_tshark_sees_in_the_corpus() {
     let mut checked = BTreeMap::<&str, usize>::new();
     let mut extra = 0;
     for (file, s) in &results {
-        for (proto, (want, got)) in [("http", &s.http), ("dns", &s.dns), ("tls", &s.tls)] {
+        for (proto, (want, got)) in [
+            ("http", &s.http),
+            ("dns", &s.dns),
+            ("tls", &s.tls),
+            ("http2", &s.http2),
+        ] {
             if want.is_empty() {
                 continue;
             }
@@ -235,6 +308,10 @@ fn podtap_reports_everything_tshark_sees_in_the_corpus() {
     assert!(
         checked.get("tls").copied().unwrap_or(0) >= 8,
         "TLS captures found: {checked:?}"
+    );
+    assert!(
+        checked.get("http2").copied().unwrap_or(0) >= 12,
+        "HTTP/2 captures found: {checked:?}"
     );
     assert!(
         failures.is_empty(),

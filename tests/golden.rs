@@ -22,6 +22,8 @@ const CORPUS: &[&str] = &[
     "suricata-verify/http-ipv6/input.pcap",
     "suricata-verify/dns/dns-tcp-www-google-com/dns.pcap",
     "deepflow/http/grpc-unary.pcap",
+    "deepflow/http/h2c_ascii.pcap",
+    "suricata-verify/http2-keywords2/input.pcap",
     "tcpdump/dns_udp.pcap",
 ];
 

@@ -21,6 +21,7 @@ struct Setup {
     _dir: tempfile::TempDir,
     dir: std::path::PathBuf,
     _nginx: Proc,
+    _redis: Proc,
     server: Pod,
     client: Pod,
     bridge: Bridge,
@@ -36,15 +37,53 @@ fn setup() -> Setup {
     let server = bridge.pod();
     let client = bridge.pod();
     let nginx = nginx(&server.ns, &server.ip, dir.path(), &root);
+    let redis = redis(&server);
     Setup {
         dir: dir.path().to_path_buf(),
         _dir: dir,
         _nginx: nginx,
+        _redis: redis,
         server,
         client,
         bridge,
     }
 }
+
+/// redis-server in the server pod on port 6379; returns once it answers.
+fn redis(server: &Pod) -> Proc {
+    let child = server
+        .ns
+        .cmd("redis-server")
+        .args([
+            "--bind",
+            &server.ip,
+            "--port",
+            "6379",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args(["--protected-mode", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server is installed (make deps-test)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server
+        .ns
+        .cmd("redis-cli")
+        .args(["-h", &server.ip, "PING"])
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"PONG"))
+    {
+        assert!(Instant::now() < deadline, "redis-server did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Proc(Some(child))
+}
+
+/// PINGs sent by redis-cli on one connection.
+const PINGS: usize = 100;
 
 /// Make the requests; returns the status codes curl saw and the connections it opened
 /// (nginx closes the connection after a 500, so that is not simply one per invocation).
@@ -106,19 +145,73 @@ fn at<'a>(
         .collect()
 }
 
+fn flows_to(records: &[serde_json::Value], ifindex: u32, port: u16) -> Vec<&serde_json::Value> {
+    at(records, "flow", ifindex)
+        .into_iter()
+        .filter(|f| f["network.transport"] == "tcp" && f["server.port"] == port)
+        .collect()
+}
+
+/// A config naming a capture device of this test's own, so tests can run in parallel.
+fn config(s: &Setup, extra: &str) -> String {
+    let tag = &s.bridge.name[4..];
+    let path = s.dir.join("podtap.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[capture.mirror]\ndevice = \"ptap{tag}\"\npeer = \"ptapc{tag}\"\nstate_dir = \"{}\"\n{extra}",
+            s.dir.display()
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
 #[test]
 fn tpacket_reports_every_request_at_both_pods() {
+    every_request_at_both_pods("tpacket", "tpacket");
+}
+
+/// The same traffic through the mirror device and AF_XDP gives the same results.
+#[test]
+fn xdp_reports_every_request_at_both_pods() {
+    every_request_at_both_pods("xdp", "xdp");
+}
+
+fn every_request_at_both_pods(mode: &str, engine: &str) {
     let s = setup();
     let regex = format!("{}.*", s.bridge.prefix);
+    let cfg = config(&s, "");
     let mut d = Daemon::start(
         &s.dir,
-        &["--mode", "tpacket", "-i", &regex, "--workers", "2"],
+        &[
+            "--config",
+            &cfg,
+            "--mode",
+            mode,
+            "-i",
+            &regex,
+            "--workers",
+            "2",
+        ],
     );
-    d.wait_log(
-        &format!("interface={}", s.server.host_if),
+    let attached = d.wait_log(
+        &format!("interface={}", s.client.host_if),
         Duration::from_secs(5),
     );
+    assert!(
+        attached.contains(&format!("engine=\"{engine}\"")),
+        "{attached}"
+    );
     let (statuses, connects) = load(&s.client, &s.server.ip);
+    let pongs = sh(s.client.ns.cmd("redis-cli").args([
+        "-h",
+        &s.server.ip,
+        "-r",
+        &PINGS.to_string(),
+        "PING",
+    ]));
+    assert_eq!(pongs.lines().filter(|l| *l == "PONG").count(), PINGS);
     assert_eq!(statuses.len(), OK + MISSING + FAILING + SINGLE);
     let mut want: BTreeMap<u64, usize> = BTreeMap::new();
     for st in &statuses {
@@ -144,12 +237,16 @@ fn tpacket_reports_every_request_at_both_pods() {
                 .all(|t| t["server.address"] == s.server.ip.as_str()
                     && t["client.address"] == s.client.ip.as_str())
         );
-        let flows: Vec<_> = at(&records, "flow", pod.ifindex)
-            .into_iter()
-            .filter(|f| f["network.transport"] == "tcp")
-            .collect();
+        let flows = flows_to(&records, pod.ifindex, 80);
         assert_eq!(flows.len(), connects, "TCP connections at the {name} pod");
         assert!(flows.iter().all(|f| f["podtap.flow.end_reason"] == "fin"));
+        // Redis (no decoder yet): one connection, every byte of RESP each way
+        // (`*1\r\n$4\r\nPING\r\n` is 14 bytes, `+PONG\r\n` 7).
+        let redis: Vec<_> = flows_to(&records, pod.ifindex, 6379);
+        assert_eq!(redis.len(), 1, "redis connections at the {name} pod");
+        assert_eq!(redis[0]["podtap.flow.client.payload_bytes"], 14 * PINGS);
+        assert_eq!(redis[0]["podtap.flow.server.payload_bytes"], 7 * PINGS);
+        assert_eq!(redis[0]["podtap.flow.end_reason"], "fin");
     }
     assert_eq!(d.log_value("podtap stopped", "kernel_dropped"), Some(0));
     assert_eq!(d.log_value("podtap stopped", "records_dropped"), Some(0));
@@ -157,13 +254,71 @@ fn tpacket_reports_every_request_at_both_pods() {
         d.log_value("podtap stopped", "transactions"),
         Some(2 * statuses.len() as u64)
     );
+    assert_nothing_left(&s);
+}
+
+/// No qdiscs, filters or XDP programs on the pods' veths, no capture device.
+fn assert_nothing_left(s: &Setup) {
+    for pod in [&s.server, &s.client] {
+        let qdisc = sh(Command::new("tc").args(["qdisc", "show", "dev", &pod.host_if]));
+        assert!(!qdisc.contains("clsact"), "{qdisc}");
+        let filters =
+            sh(Command::new("tc").args(["filter", "show", "dev", &pod.host_if, "ingress"]));
+        assert!(filters.trim().is_empty(), "{filters}");
+        let link = sh(Command::new("ip").args(["link", "show", "dev", &pod.host_if]));
+        assert!(!link.contains("xdp"), "{link}");
+    }
+    let links = sh(Command::new("ip").args(["-br", "link"]));
+    let dev = format!("ptap{}", &s.bridge.name[4..]);
+    assert!(
+        !links.contains(&dev),
+        "capture device left behind:\n{links}"
+    );
+}
+
+/// AF_XDP asked for where it cannot run (zero-copy on veths, which have no zero-copy
+/// mode): TPACKET_V3 takes the interfaces over, says why, and captures everything.
+#[test]
+fn forced_fallback_to_tpacket_says_why() {
+    let s = setup();
+    let regex = format!("{}.*", s.bridge.prefix);
+    let cfg = config(&s, "[capture.xdp]\nzero_copy = \"on\"\n");
+    let mut d = Daemon::start(&s.dir, &["--config", &cfg, "--mode", "xdp", "-i", &regex]);
+    let attached = d.wait_log(
+        &format!("interface={}", s.server.host_if),
+        Duration::from_secs(5),
+    );
+    assert!(attached.contains("engine=\"tpacket\""), "{attached}");
+    assert!(attached.contains("AF_XDP unavailable"), "{attached}");
+    let out = sh(s
+        .client
+        .ns
+        .cmd("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .arg(format!("http://{}/index.html", s.server.ip)));
+    assert_eq!(out, "200");
+    std::thread::sleep(Duration::from_millis(300));
+    let records = d.stop();
+    assert_eq!(at(&records, "transaction", s.server.ifindex).len(), 1);
+    assert_eq!(at(&records, "transaction", s.client.ifindex).len(), 1);
+    assert_nothing_left(&s);
 }
 
 #[test]
 fn pods_created_while_running_are_captured_and_nothing_leaks() {
     let mut s = setup();
     let regex = format!("{}.*", s.bridge.prefix);
-    let mut d = Daemon::start(&s.dir, &["--mode", "tpacket", "-i", &regex]);
+    // In xdp mode pods are mirrored: churn exercises attach and detach of the mirror.
+    let cfg = config(&s, "");
+    let mut d = Daemon::start(&s.dir, &["--config", &cfg, "--mode", "xdp", "-i", &regex]);
     // A pod that appears after the start.
     let created = Instant::now();
     let late = s.bridge.pod();
@@ -221,17 +376,5 @@ fn pods_created_while_running_are_captured_and_nothing_leaks() {
     let client_txs = at(&records, "transaction", s.client.ifindex);
     assert_eq!(client_txs.len(), 1);
 
-    // Nothing left behind on the pods' interfaces: no qdiscs or filters, no XDP program,
-    // no capture device.
-    for pod in [&s.server, &s.client] {
-        let qdisc = sh(Command::new("tc").args(["qdisc", "show", "dev", &pod.host_if]));
-        assert!(!qdisc.contains("clsact"), "{qdisc}");
-        let link = sh(Command::new("ip").args(["link", "show", "dev", &pod.host_if]));
-        assert!(!link.contains("xdp"), "{link}");
-    }
-    let links = sh(Command::new("ip").args(["-br", "link"]));
-    assert!(
-        !links.contains("ptap"),
-        "capture device left behind:\n{links}"
-    );
+    assert_nothing_left(&s);
 }

@@ -2,9 +2,12 @@
 //! files all hand the worker the same [`Frame`]s through the [`Source`] trait, so replaying
 //! a file runs exactly the code that live capture runs.
 
+pub(crate) mod bpfobj;
 pub mod iface;
+pub mod mirror;
 pub mod pcap_file;
 pub mod tpacket;
+pub mod xdp;
 
 use crate::packet::LinkType;
 use crate::time::Timestamp;
@@ -33,6 +36,9 @@ pub struct SourceStats {
     pub malformed: u64,
     /// Frames left to other workers by the fanout.
     pub not_mine: u64,
+    /// Of `dropped`, frames lost because the receive ring was full (the worker fell
+    /// behind); AF_XDP reports it apart from other drops.
+    pub ring_full: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,4 +76,15 @@ pub trait Source {
     ) -> Result<Option<usize>, CaptureError>;
 
     fn stats(&self) -> SourceStats;
+}
+
+/// What the daemon needs of a live source beyond [`Source`]: waiting for frames without
+/// spinning, and the kernel's drop counters.
+pub trait LiveSource: Source + Send {
+    /// Wait up to `timeout_ms` for frames.
+    fn wait(&mut self, timeout_ms: i32) -> std::io::Result<()>;
+    /// Fold the kernel's counters (drops, ring full) into [`Source::stats`].
+    fn refresh_kernel_stats(&mut self);
+    /// Times the ring was full (the kernel had nowhere to put a frame).
+    fn ring_full(&self) -> u64;
 }

@@ -18,7 +18,7 @@ use std::sync::atomic::{Ordering, fence};
 
 use serde::Deserialize;
 
-use super::{CaptureError, Frame, Source, SourceStats};
+use super::{CaptureError, Frame, LiveSource, Source, SourceStats};
 use crate::packet::LinkType;
 use crate::time::Timestamp;
 
@@ -560,6 +560,18 @@ impl Source for TpacketSource {
 
     fn stats(&self) -> SourceStats {
         self.stats
+    }
+}
+
+impl LiveSource for TpacketSource {
+    fn wait(&mut self, timeout_ms: i32) -> io::Result<()> {
+        TpacketSource::wait(self, timeout_ms)
+    }
+    fn refresh_kernel_stats(&mut self) {
+        TpacketSource::refresh_kernel_stats(self)
+    }
+    fn ring_full(&self) -> u64 {
+        self.freeze_count
     }
 }
 

@@ -6,6 +6,7 @@
 
 use serde::Deserialize;
 
+use super::http2::frame::{self, FrameHeader, HEADER_LEN};
 use super::{Direction, Protocol};
 
 /// Whether a decoder runs, and which ports hint at it.
@@ -173,13 +174,64 @@ pub fn detect(
                     return found(Protocol::Dns);
                 }
             }
-            // HTTP/2 picked up midstream: a plausible frame header on a gRPC/h2 port.
-            if cfg.port_hint(Protocol::Http2, server_port) && bytes.len() >= 9 && bytes[3] <= 9 {
+            // HTTP/2 picked up midstream: on a port configured for it, one valid frame
+            // header is enough; elsewhere the bytes must look like HTTP/2 beyond doubt.
+            if bytes.len() < HEADER_LEN && bytes[0] == 0 {
+                return Detection::NeedMore;
+            }
+            let hinted = cfg.port_hint(Protocol::Http2, server_port);
+            if h2_midstream(bytes, hinted) {
                 return found(Protocol::Http2);
             }
             Detection::Unknown
         }
     }
+}
+
+/// Whether `b` (the first bytes seen of a direction) is a run of valid HTTP/2 frame
+/// headers. With `hinted` (a port configured for HTTP/2) one plausible header suffices;
+/// otherwise it takes two chained headers, a HEADERS frame whose block starts with an
+/// indexed pseudo-header (`:method`, `:scheme`, `:path`, `:status` from the static
+/// table), or a SETTINGS frame whose visible parameters are all defined ones.
+fn h2_midstream(b: &[u8], hinted: bool) -> bool {
+    let mut at = 0;
+    let mut headers = 0;
+    while let Some(h) = b.get(at..).and_then(FrameHeader::parse) {
+        if !h.plausible() {
+            return false;
+        }
+        headers += 1;
+        if hinted || headers >= 2 {
+            return true;
+        }
+        let payload = &b[at + HEADER_LEN..];
+        match h.ty {
+            frame::HEADERS => {
+                let mut i = 0;
+                if h.has(frame::PADDED) {
+                    i += 1;
+                }
+                if h.has(frame::PRIORITY_FLAG) {
+                    i += 5;
+                }
+                if payload.get(i).is_some_and(|&c| (0x82..=0x8e).contains(&c)) {
+                    return true;
+                }
+            }
+            frame::SETTINGS if !h.has(frame::ACK) && h.len > 0 => {
+                let visible = &payload[..payload.len().min(h.len as usize)];
+                let ids_ok = visible
+                    .chunks_exact(6)
+                    .all(|p| p[0] == 0 && matches!(p[1], 1..=6 | 8 | 9));
+                if ids_ok && visible.len() >= 6 {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+        at += HEADER_LEN + h.len as usize;
+    }
+    false
 }
 
 /// A DNS header that is plausible: opcode 0-5, counts small, a question present.
@@ -272,5 +324,43 @@ mod tests {
             detect(b"GET / HTTP/1.1\r\n", ToServer, Transport::Tcp, 80, &cfg),
             Detection::Unknown
         );
+    }
+
+    #[test]
+    fn http2_midstream_by_content_and_by_port() {
+        // HEADERS on stream 1 whose block starts with :method POST (static index 3).
+        let headers = [0, 0, 0x46, 1, 4, 0, 0, 0, 1, 0x83, 0x86, 0x41];
+        assert_eq!(
+            d(&headers, Transport::Tcp, 30035),
+            Detection::Found(Protocol::Http2)
+        );
+        // SETTINGS ACK then PING: two chained valid headers.
+        let mut two = vec![0, 0, 0, 4, 1, 0, 0, 0, 0];
+        two.extend_from_slice(&[0, 0, 8, 6, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            d(&two, Transport::Tcp, 7070),
+            Detection::Found(Protocol::Http2)
+        );
+        // A lone DATA frame header: only on a port configured for HTTP/2.
+        let data = [0, 0, 0x20, 0, 0, 0, 0, 0, 5, 1, 2, 3];
+        assert_eq!(d(&data, Transport::Tcp, 7070), Detection::Unknown);
+        assert_eq!(
+            d(&data, Transport::Tcp, 50051),
+            Detection::Found(Protocol::Http2)
+        );
+        let mut cfg = ProtocolsConfig::default();
+        cfg.http2.ports.push(7070);
+        assert_eq!(
+            detect(&data, ToServer, Transport::Tcp, 7070, &cfg),
+            Detection::Found(Protocol::Http2)
+        );
+        // Other binary protocols are not HTTP/2.
+        for b in [
+            &b"\x00\x00\x00\x0a\x00\x03\x00\x00\x00\x00\x00\x01xy"[..],
+            b"\x4a\x00\x00\x00\x0a5.7.30-log\x00",
+            b"\xda\xbb\xc2\x00\x00\x00\x00\x00",
+        ] {
+            assert_eq!(d(b, Transport::Tcp, 9999), Detection::Unknown, "{b:?}");
+        }
     }
 }

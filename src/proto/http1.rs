@@ -1,6 +1,6 @@
 //! HTTP/1.0 and HTTP/1.1.
 //!
-//! Two layers: message framing per direction (heads parsed zero-copy with `httparse`,
+//! Two layers: message framing per direction (heads parsed zero-copy by `head`,
 //! bodies skipped by length, chunked encoding walked without buffering the body) and the
 //! pairing of requests with responses in order (keep-alive and pipelining). Interim 1xx
 //! responses do not complete a request; HEAD, 204 and 304 responses have no body; a
@@ -18,8 +18,16 @@ use super::{Completeness, Direction, L7Parser, Progress, Protocol, Transaction};
 use crate::events::{Counters, Event};
 use crate::time::Timestamp;
 
+mod head;
+
 /// Headers parsed per message; more is a malformed message for podtap's purposes.
 const MAX_HEADERS: usize = 100;
+
+/// One header field of a head, borrowed from it.
+struct Field<'a> {
+    name: &'a str,
+    value: &'a [u8],
+}
 
 /// What went wrong on one connection since the last `take_stats`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -235,6 +243,10 @@ pub struct Http1Parser {
     ready: Vec<Transaction>,
     /// After a successful CONNECT: the next bytes decide whether the tunnel carries HTTP/1.
     probe_tunnel: bool,
+    /// After `Upgrade: h2c` answered by 101: the upgraded request (HTTP/2 stream 1).
+    h2c: Option<Transaction>,
+    /// Bytes of the last `on_data` chunk left unread when the connection left HTTP/1.
+    tunnel_rest: usize,
     stats: Http1Stats,
 }
 
@@ -283,6 +295,8 @@ impl Http1Parser {
             last_ts: Timestamp::ZERO,
             ready: Vec::new(),
             probe_tunnel: false,
+            h2c: None,
+            tunnel_rest: 0,
             stats: Http1Stats::default(),
         }
     }
@@ -292,6 +306,12 @@ impl Http1Parser {
     }
 
     /// Requests still waiting for a response.
+    /// After the connection switched to HTTP/2 (`Upgrade: h2c`, 101): the upgraded request
+    /// and how many bytes at the end of the last chunk belong to HTTP/2 already.
+    pub fn take_h2c_upgrade(&mut self) -> Option<(Transaction, usize)> {
+        self.h2c.take().map(|tx| (tx, self.tunnel_rest))
+    }
+
     pub fn pending(&self) -> usize {
         self.pending.len()
     }
@@ -328,7 +348,10 @@ impl Http1Parser {
         while !rest.is_empty() {
             let side = self.side(dir);
             match side.framing {
-                Framing::Tunnel => return false,
+                Framing::Tunnel => {
+                    self.tunnel_rest = rest.len();
+                    return false;
+                }
                 Framing::Head => {
                     if side.buf.is_empty() && side.msg_bytes == 0 {
                         side.msg_start = ts;
@@ -463,25 +486,28 @@ impl Http1Parser {
     }
 
     fn on_request_head(&mut self, head: &[u8], ts: Timestamp, out: &mut Vec<Transaction>) -> bool {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut r = httparse::Request::new(&mut headers);
-        let Ok(httparse::Status::Complete(_)) = r.parse(head) else {
+        let Some((line, block)) = head::request_line(head) else {
             return false;
         };
-        let (Some(method), Some(target), Some(version)) = (r.method, r.path, r.version) else {
-            return false;
-        };
+        let method = line.method;
         let start = self.req.msg_start;
         let mut tx = Transaction::new(Protocol::Http, start);
-        self.settings.finish_request(&mut tx, method, target);
+        let target = String::from_utf8_lossy(line.target);
+        self.settings.finish_request(&mut tx, method, &target);
         tx.attr_str(
             "network.protocol.version",
-            if version == 0 { "1.0" } else { "1.1" },
+            if line.minor == 0 { "1.0" } else { "1.1" },
         );
         let (mut chunked, mut length, mut upgrade) = (false, None, None);
         let mut trace = TraceHeaders::default();
-        for h in r.headers.iter() {
-            let name = h.name;
+        for (n, field) in head::fields(block).enumerate() {
+            let Ok((name, value)) = field else {
+                return false;
+            };
+            if n >= MAX_HEADERS {
+                return false;
+            }
+            let h = Field { name, value };
             if name.eq_ignore_ascii_case("host") {
                 let host = String::from_utf8_lossy(h.value);
                 let host = host.trim();
@@ -538,15 +564,18 @@ impl Http1Parser {
     }
 
     fn on_response_head(&mut self, head: &[u8], ts: Timestamp, out: &mut Vec<Transaction>) -> bool {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut r = httparse::Response::new(&mut headers);
-        let Ok(httparse::Status::Complete(_)) = r.parse(head) else {
+        let Some((minor, code, block)) = head::status_line(head) else {
             return false;
         };
-        let Some(code) = r.code else { return false };
-        let version = r.version.unwrap_or(1);
-        let (mut chunked, mut length, mut close) = (false, None, version == 0);
-        for h in r.headers.iter() {
+        let (mut chunked, mut length, mut close) = (false, None, minor == 0);
+        for (n, field) in head::fields(block).enumerate() {
+            let Ok((name, value)) = field else {
+                return false;
+            };
+            if n >= MAX_HEADERS {
+                return false;
+            }
+            let h = Field { name, value };
             if h.name.eq_ignore_ascii_case("transfer-encoding") {
                 chunked = header_has_token(h.value, "chunked");
             } else if h.name.eq_ignore_ascii_case("content-length") {
@@ -599,6 +628,24 @@ impl Http1Parser {
         };
         if close && self.resp.framing == Framing::UntilClose {
             p.tx.attr_bool("podtap.http.body_until_close", true);
+        }
+        if tunnel
+            && matches!(p.tx.attr("podtap.http.upgrade"),
+                Some(super::AttrValue::Str(u)) if header_has_token(u.as_bytes(), "h2c"))
+        {
+            // The request before its response fields: HTTP/2 answers it on stream 1.
+            let mut req = p.tx.clone();
+            req.attrs.retain(|(k, _)| {
+                !matches!(
+                    *k,
+                    "http.response.status_code"
+                        | "podtap.http.client_error"
+                        | "http.request.body.size"
+                )
+            });
+            req.status = None;
+            req.error = None;
+            self.h2c = Some(req);
         }
         self.current = Some(p);
         if tunnel {

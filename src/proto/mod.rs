@@ -9,6 +9,7 @@
 pub mod detect;
 pub mod dns;
 pub mod http1;
+pub mod http2;
 pub mod http_common;
 pub mod session;
 pub mod stream_stats;
@@ -122,6 +123,7 @@ pub enum Decoder {
     /// Streams no decoder claimed: counted, not decoded.
     StreamStats(StreamStats),
     Http1(http1::Http1Parser),
+    Http2(http2::Http2Parser),
     Dns(dns::DnsParser),
     Tls(tls::TlsParser),
 }
@@ -131,6 +133,7 @@ impl Decoder {
         match self {
             Decoder::StreamStats(_) => Protocol::Unknown,
             Decoder::Http1(_) => Protocol::Http,
+            Decoder::Http2(p) => p.protocol(),
             Decoder::Dns(_) => Protocol::Dns,
             Decoder::Tls(_) => Protocol::Tls,
         }
@@ -148,6 +151,7 @@ impl Decoder {
         match self {
             Decoder::StreamStats(_) => {}
             Decoder::Http1(p) => p.take_stats().add_to(c),
+            Decoder::Http2(p) => p.take_stats().add_to(c),
             Decoder::Dns(p) => p.take_stats().add_to(c),
             Decoder::Tls(p) => p.take_stats().add_to(c),
         }
@@ -159,6 +163,7 @@ macro_rules! dispatch {
         match $self {
             Decoder::StreamStats($p) => $e,
             Decoder::Http1($p) => $e,
+            Decoder::Http2($p) => $e,
             Decoder::Dns($p) => $e,
             Decoder::Tls($p) => $e,
         }

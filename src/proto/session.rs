@@ -6,6 +6,7 @@ use super::detect::{Detection, ProtocolsConfig, Transport, detect};
 use super::dns::{DnsConfig, DnsParser};
 use super::http_common::HttpSettings;
 use super::http1::Http1Parser;
+use super::http2::{Http2Config, Http2Parser};
 use super::tls::{TlsConfig, TlsParser};
 use super::{Decoder, Direction, L7Parser, Progress, Protocol, StreamStats, Transaction};
 use crate::events::Counters;
@@ -26,6 +27,7 @@ pub struct DecoderFactory {
     pub http: Arc<HttpSettings>,
     pub dns: DnsConfig,
     pub tls: TlsConfig,
+    pub http2: Http2Config,
 }
 
 impl DecoderFactory {
@@ -36,6 +38,7 @@ impl DecoderFactory {
             http: Arc::new(HttpSettings::new(cfg.http.clone())?),
             dns: cfg.dns.clone(),
             tls: cfg.tls.clone(),
+            http2: cfg.http2.clone(),
         })
     }
 
@@ -45,6 +48,9 @@ impl DecoderFactory {
             Protocol::Http if transport == Transport::Tcp => {
                 Some(Decoder::Http1(Http1Parser::new(self.http.clone())))
             }
+            Protocol::Http2 | Protocol::Grpc if transport == Transport::Tcp => Some(
+                Decoder::Http2(Http2Parser::new(self.http.clone(), self.http2.clone())),
+            ),
             Protocol::Dns => Some(Decoder::Dns(DnsParser::new(transport, &self.dns))),
             Protocol::Tls if transport == Transport::Tcp => {
                 Some(Decoder::Tls(TlsParser::new(&self.tls)))
@@ -70,6 +76,8 @@ pub struct L7Session {
     state: State,
     transport: Transport,
     server_port: u16,
+    /// Counts of a decoder handed over to another (h2c upgrade), not yet drained.
+    carried: Option<Counters>,
 }
 
 impl L7Session {
@@ -84,6 +92,7 @@ impl L7Session {
             state,
             transport,
             server_port,
+            carried: None,
         }
     }
 
@@ -109,7 +118,9 @@ impl L7Session {
     ) {
         match &mut self.state {
             State::Active(d) => {
-                if d.on_data(dir, bytes, ts, out) == Progress::Done {
+                if d.on_data(dir, bytes, ts, out) == Progress::Done
+                    && !self.upgrade(dir, bytes, ts, f, out)
+                {
                     self.finish_active();
                 }
             }
@@ -186,6 +197,39 @@ impl L7Session {
         };
     }
 
+    /// HTTP/1 that switched to HTTP/2 (`Upgrade: h2c`, 101): hand the connection to an
+    /// HTTP/2 decoder, with the bytes of `bytes` that were already HTTP/2.
+    fn upgrade(
+        &mut self,
+        dir: Direction,
+        bytes: &[u8],
+        ts: Timestamp,
+        f: &DecoderFactory,
+        out: &mut Vec<Transaction>,
+    ) -> bool {
+        let State::Active(d) = &mut self.state else {
+            return false;
+        };
+        let Decoder::Http1(h1) = &mut **d else {
+            return false;
+        };
+        let Some((req, rest)) = h1.take_h2c_upgrade() else {
+            return false;
+        };
+        if !f.protocols.enabled(Protocol::Http2) {
+            return false;
+        }
+        // Whatever HTTP/1 still held is reported, and its counts kept for `drain_stats`.
+        h1.on_close(ts, false, out);
+        let mut c = self.carried.take().unwrap_or_default();
+        d.drain_stats(&mut c);
+        self.carried = Some(c);
+        let h2 = Http2Parser::upgraded(f.http.clone(), f.http2.clone(), req);
+        let tail = &bytes[bytes.len() - rest.min(bytes.len())..];
+        self.start(Decoder::Http2(h2), dir, &[], tail, ts, out);
+        true
+    }
+
     fn finish_active(&mut self) {
         let state = std::mem::replace(
             &mut self.state,
@@ -219,6 +263,11 @@ impl L7Session {
 
     /// Fold the decoder's drop/error counts into the worker's counters.
     pub fn drain_stats(&mut self, c: &mut Counters) {
+        if let Some(carried) = self.carried.take() {
+            for (e, n) in carried.nonzero() {
+                c.add(e, n);
+            }
+        }
         if let State::Active(d) | State::Done(d) = &mut self.state {
             d.drain_stats(c);
         }
@@ -271,5 +320,47 @@ mod tests {
             &mut out,
         );
         assert_eq!(s.protocol(), Protocol::Tls);
+    }
+
+    #[test]
+    fn h2c_upgrade_hands_the_connection_to_http2() {
+        let f = DecoderFactory::default();
+        let mut s = L7Session::new(Transport::Tcp, 80);
+        let mut out = Vec::new();
+        let req = b"GET /robots.txt HTTP/1.1\r\nHost: example.org\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n";
+        s.data(Direction::ToServer, req, Timestamp(1), &f, &mut out);
+        // 101, then in the same segment the server's SETTINGS and stream 1's response.
+        let mut resp =
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+                .to_vec();
+        resp.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+        resp.extend_from_slice(&[0, 0, 1, 1, 5, 0, 0, 0, 1, 0x88]);
+        s.data(Direction::ToClient, &resp, Timestamp(2), &f, &mut out);
+        assert_eq!(s.protocol(), Protocol::Http2);
+        let mut c = super::super::http2::frame::PREFACE.to_vec();
+        c.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+        // Stream 3 on the upgraded connection, answered 404.
+        c.extend_from_slice(&[0, 0, 3, 1, 5, 0, 0, 0, 3, 0x82, 0x86, 0x84]);
+        s.data(Direction::ToServer, &c, Timestamp(3), &f, &mut out);
+        s.data(
+            Direction::ToClient,
+            &[0, 0, 1, 1, 5, 0, 0, 0, 3, 0x8d],
+            Timestamp(4),
+            &f,
+            &mut out,
+        );
+        let got: Vec<_> = out
+            .iter()
+            .map(|t| (t.protocol, t.resource.to_string(), t.status))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Protocol::Http, "/robots.txt".to_string(), Some(101)),
+                (Protocol::Http2, "/robots.txt".to_string(), Some(200)),
+                (Protocol::Http2, "/".to_string(), Some(404)),
+            ]
+        );
+        assert!(out.iter().all(|t| t.completeness.is_complete()));
     }
 }
