@@ -42,12 +42,17 @@ pub enum RunError {
     LinkWatch(std::io::Error),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error(transparent)]
+    Attribution(#[from] crate::k8s::AttrError),
 }
 
 pub struct RunOptions {
     pub output: OutputFormat,
     /// Overrides `capture.workers`.
     pub workers: Option<usize>,
+    /// The config file, re-read on SIGHUP (attribution settings take effect; `None`: the
+    /// embedded config).
+    pub config_path: Option<std::path::PathBuf>,
 }
 
 /// Frames a worker takes from its ring per batch.
@@ -169,9 +174,34 @@ pub fn run(
         signal_hook::flag::register(sig, stop.clone()).map_err(RunError::Signals)?;
     }
     let selector = Selector::new(&cfg.capture.interfaces, &cfg.capture.exclude)?;
+    // Pod attribution; its label selector also decides which pod interfaces are captured.
+    let attribution = if cfg.attribution.enabled {
+        let mut ac = cfg.attribution.clone();
+        // Live observation points are ifindexes, not pcapng interface numbers.
+        ac.replay_interfaces.clear();
+        Some(crate::k8s::Attribution::start(&ac)?)
+    } else {
+        None
+    };
+    let attributor = attribution.as_ref().map(|a| a.attributor());
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+        .map_err(RunError::Signals)?;
+    let pods_selected = |ifs: Vec<Iface>| -> Vec<Iface> {
+        match &attribution {
+            Some(a) => {
+                let snap = a.snapshot();
+                ifs.into_iter()
+                    .filter(|i| snap.is_selected(i.ifindex))
+                    .collect()
+            }
+            None => ifs,
+        }
+    };
+    let mut attr_generation = attributor.as_ref().map_or(0, |a| a.generation());
     // Subscribe before listing, so a link created in between is not missed.
     let mut watcher = LinkWatcher::new().map_err(RunError::LinkWatch)?;
-    let mut selected = selector.select(&iface::list());
+    let mut selected = pods_selected(selector.select(&iface::list()));
     let health = export.map(|e| e.health().clone());
 
     let online = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -291,7 +321,10 @@ pub fn run(
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("podtap-t{i}"))
-                    .spawn_scoped(s, move || capture_loop(cfg, src, sink, cpu, &qs, &wstop))
+                    .spawn_scoped(s, {
+                        let attr = attributor.clone();
+                        move || capture_loop(cfg, src, sink, attr, cpu, &qs, &wstop)
+                    })
                     .expect("spawn worker"),
             );
         }
@@ -308,7 +341,10 @@ pub fn run(
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("podtap-x{j}"))
-                    .spawn_scoped(s, move || capture_loop(cfg, src, sink, cpu, &qs, &wstop))
+                    .spawn_scoped(s, {
+                        let attr = attributor.clone();
+                        move || capture_loop(cfg, src, sink, attr, cpu, &qs, &wstop)
+                    })
                     .expect("spawn worker"),
             );
         }
@@ -326,12 +362,20 @@ pub fn run(
 
         let mut next_stats = Instant::now() + stats_interval(cfg);
         while !stop.load(Ordering::Relaxed) {
+            if hup.swap(false, Ordering::Relaxed) {
+                reload(opts, attribution.as_ref());
+            }
+            // New pod metadata (or a reloaded selector) can change which interfaces
+            // are captured, as a link change can.
+            let generation = attributor.as_ref().map_or(0, |a| a.generation());
+            let metadata_changed = generation != attr_generation;
+            attr_generation = generation;
             match watcher.poll(200) {
-                Ok(events) if events.is_empty() => {}
+                Ok(events) if events.is_empty() && !metadata_changed => {}
                 // Any link change: re-list (cheap) rather than trust the event stream,
                 // which may have lost messages (ENOBUFS).
                 Ok(_) | Err(_) => {
-                    let now = selector.select(&iface::list());
+                    let now = pods_selected(selector.select(&iface::list()));
                     if now != selected {
                         relink(cfg, &selected, &now, &mut routes, mirror.as_mut(), &handles);
                         selected = now;
@@ -445,6 +489,19 @@ fn relink(
     }
 }
 
+/// SIGHUP: re-read the config file and apply its attribution settings (selector, label
+/// keys, static map) without losing flows or watch state.
+fn reload(opts: &RunOptions, attribution: Option<&crate::k8s::Attribution>) {
+    let Some(a) = attribution else { return };
+    match Config::load(opts.config_path.as_deref()) {
+        Ok(new) => match a.reload(&new.attribution) {
+            Ok(()) => tracing::info!("SIGHUP: attribution settings reloaded"),
+            Err(e) => tracing::error!("SIGHUP: attribution not reloaded: {e}"),
+        },
+        Err(e) => tracing::error!("SIGHUP: config not reloaded: {e}"),
+    }
+}
+
 fn stats_interval(cfg: &Config) -> Duration {
     Duration::from_secs(cfg.output.stats_interval_secs.max(1))
 }
@@ -478,6 +535,7 @@ fn capture_loop<L: LiveSource>(
     cfg: &Config,
     mut src: L,
     sink: ExportSink<ChannelSink>,
+    attr: Option<crate::k8s::Attributor>,
     cpu: Option<core_affinity::CoreId>,
     qs: &QueueStats,
     stop: &AtomicBool,
@@ -487,7 +545,7 @@ fn capture_loop<L: LiveSource>(
     {
         tracing::warn!(cpu = c.id, "cannot pin worker to CPU");
     }
-    let mut worker = Worker::new(cfg, sink);
+    let mut worker = Worker::new(cfg, sink).with_attributor(attr);
     let mut next_housekeeping = Instant::now();
     // Frames and bytes per observation point (a few per node: a short vector).
     let mut per_iface: Vec<IfaceCount> = Vec::with_capacity(256);
