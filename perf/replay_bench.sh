@@ -106,8 +106,9 @@ HTTP_PREFIX_PPS=$(rate "$np" "$t_tsh")
 TXPS=$(rate "$TX" "$t_pod")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a / b }'; }
 
-# The criterion section (recorded by hand from `cargo bench`) is carried over.
-sed -n '/^## Criterion/,$p' perf/RESULTS.md > "$TMP/criterion.md" 2>/dev/null || true
+# The sections other scripts write (live capture, export) and the criterion section
+# (recorded by hand from `cargo bench`) are carried over.
+sed -n '/^## \(Live capture\|Export\|Criterion\)/,$p' perf/RESULTS.md > "$TMP/criterion.md" 2>/dev/null || true
 {
   echo "# Benchmark results"
   echo
