@@ -352,10 +352,10 @@ fn live_daemon_survives_a_collector_restart_mid_run() {
     assert_eq!(collector_log(&log, "").0.len(), BEFORE);
 
     // 2. The collector dies (idle: no span batch in flight) while traffic goes on.
-    drop(rotel1.0.take().map(|mut c| {
+    if let Some(mut c) = rotel1.0.take() {
         let _ = c.kill();
         let _ = c.wait();
-    }));
+    }
     let out = sh(client.ns.cmd("timeout").args([
         "60",
         "hey",
