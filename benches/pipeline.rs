@@ -11,6 +11,7 @@ use podtap::capture::{Frame, Source};
 use podtap::config::Config;
 use podtap::export::RecordSink;
 use podtap::flow::FlowRecord;
+use podtap::k8s::{Attribution, Inputs, static_map::StaticMap};
 use podtap::packet::{Defragmenter, LinkType, decode};
 use podtap::proto::Transaction;
 use podtap::synth::{self, SynthOptions};
@@ -81,6 +82,26 @@ fn bench(c: &mut Criterion) {
                 black_box(w.finish());
             })
         });
+        // The same capture with pod attribution on: each flow's ends resolved once (client
+        // and server pods by CIDR, the observation point by number) and shared with every
+        // record; the difference to "worker packets" is the whole cost of attribution.
+        let attribution = attribution();
+        g.bench_function("worker packets, attribution on", |b| {
+            b.iter(|| {
+                let mut w = Worker::new(&Config::default(), Discard)
+                    .with_attributor(Some(attribution.attributor()));
+                for (f, ts) in set.iter() {
+                    w.process(&Frame {
+                        data: f,
+                        ts: *ts,
+                        wire_len: f.len() as u32,
+                        link: LinkType::Ethernet,
+                        obs: 0,
+                    });
+                }
+                black_box(w.finish());
+            })
+        });
         g.throughput(Throughput::Bytes(bytes));
         g.bench_function("worker bytes", |b| {
             b.iter(|| {
@@ -99,6 +120,33 @@ fn bench(c: &mut Criterion) {
         });
         g.finish();
     }
+}
+
+/// Pods for the synthetic capture's clients (10.1/16, 10.3/16) and servers (10.2/16,
+/// 10.4/16), with the server pod behind observation point 0.
+fn attribution() -> Attribution {
+    let map = StaticMap::parse(
+        r#"
+[[pod]]
+name = "clients"
+namespace = "bench"
+cidrs = ["10.1.0.0/16", "10.3.0.0/16"]
+workload = { kind = "Deployment", name = "load" }
+[[pod]]
+name = "servers"
+namespace = "bench"
+cidrs = ["10.2.0.0/16", "10.4.0.0/16"]
+obs = [0]
+labels = { app = "web" }
+"#,
+        std::path::Path::new("bench.toml"),
+    )
+    .expect("static map");
+    Attribution::with_inputs(Inputs {
+        static_map: Some(map),
+        label_keys: vec!["app".into()],
+        ..Default::default()
+    })
 }
 
 criterion_group!(benches, bench);

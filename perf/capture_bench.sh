@@ -2,8 +2,8 @@
 # Live capture benchmark: trafgen in a network namespace blasts 64- and 512-byte UDP and
 # TCP frames over a veth into the root namespace; on the host end, one capturer at a time
 # (nothing, tcpdump -w /dev/null, netsniff-ng, podtap in tpacket mode, a bare AF_XDP
-# receive loop on the veth (examples/xdp_count.rs), podtap in xdp mode through its mirror
-# device) receives them. For each: frames that arrived (veth rx counter),
+# receive loop on the veth (examples/xdp_count.rs), podtap in xdp mode on the veth as on a
+# SPAN port, and podtap in xdp mode mirroring the veth as a pod's) receives them. For each: frames that arrived (veth rx counter),
 # frames the capturer got, its loss, its CPU time per million frames, and the whole
 # machine's added CPU per million frames over the no-capture run (kernel + user).
 #
@@ -66,6 +66,10 @@ cpus = [0]
 [output]
 stats_interval_secs = 0
 CONF
+# xdp: the veth stands for a SPAN port (AF_XDP on its queue, as the bare loop); xdp-mirror:
+# the veth stands for a pod's veth (copies through podtap's mirror device).
+sed 's/^mode = .*/mode = "xdp"/' "$TMP/podtap.toml" > "$TMP/podtap-xdp-mirror.toml"
+sed "s/^mode = .*/mode = \"xdp\"\ndirect = [\"$HOST_IF\"]/" "$TMP/podtap.toml" > "$TMP/podtap-xdp.toml"
 
 # run_one NAME PROTO SIZE -> "arrived captured lost capturer_jiffies machine_jiffies seconds"
 run_one() {
@@ -77,7 +81,7 @@ run_one() {
     netsniff-ng) taskset -c 0 netsniff-ng --in "$HOST_IF" --out /dev/null --silent --ring-size 64MiB 2>"$log" >"$log.out" & pid=$! ;;
     podtap-tpacket) NO_COLOR=1 "$PODTAP" --config "$TMP/podtap.toml" run -i "$HOST_IF" --output table >/dev/null 2>"$log" & pid=$! ;;
     af_xdp-bare) taskset -c 0 "$XDP_COUNT" "$HOST_IF" >"$log.out" 2>"$log" & pid=$! ;;
-    podtap-xdp) NO_COLOR=1 "$PODTAP" --config "$TMP/podtap.toml" run --mode xdp -i "$HOST_IF" --output table >/dev/null 2>"$log" & pid=$! ;;
+    podtap-xdp|podtap-xdp-mirror) NO_COLOR=1 "$PODTAP" --config "$TMP/$name.toml" run -i "$HOST_IF" --output table >/dev/null 2>"$log" & pid=$! ;;
   esac
   sleep 1.5
   local rx0 b0 c0=0
@@ -119,7 +123,7 @@ for proto in udp tcp; do
   for size in 64 512; do
     cfg "$proto" "$size"
     base_per=""
-    for cap in none tcpdump netsniff-ng podtap-tpacket af_xdp-bare podtap-xdp; do
+    for cap in none tcpdump netsniff-ng podtap-tpacket af_xdp-bare podtap-xdp podtap-xdp-mirror; do
       read -r arrived got lost ccpu tcpu secs < <(run_one "$cap" "$proto" "$size")
       mpkt=$(echo "$arrived / 1000000" | bc -l)
       per=$(echo "$tcpu / $HZ / $mpkt" | bc -l)

@@ -40,6 +40,7 @@ pub struct Config {
     pub tls: crate::proto::tls::TlsConfig,
     pub http2: crate::proto::http2::Http2Config,
     pub export: crate::export::config::ExportConfig,
+    pub attribution: AttributionConfig,
 }
 
 /// What is captured, and how.
@@ -66,6 +67,11 @@ pub struct CaptureConfig {
     pub cpus: Vec<usize>,
     /// Pin workers to CPUs at all. Default true.
     pub pin: bool,
+    /// Interfaces that already receive copies of the traffic (a SPAN/TAP port, the end
+    /// of a mirror tunnel or of someone else's tc mirror), as anchored regexes: in `xdp`
+    /// and `auto` mode AF_XDP reads their queues directly instead of mirroring them.
+    /// Physical interfaces are treated so without being listed. Default none.
+    pub direct: Vec<String>,
     /// TPACKET_V3 ring geometry.
     pub tpacket: crate::capture::tpacket::TpacketConfig,
     /// AF_XDP socket geometry and attach behaviour.
@@ -86,6 +92,7 @@ impl Default for CaptureConfig {
             workers: 0,
             cpus: Vec::new(),
             pin: true,
+            direct: Vec::new(),
             tpacket: Default::default(),
             xdp: Default::default(),
             mirror: Default::default(),
@@ -233,6 +240,61 @@ impl Default for OutputConfig {
     }
 }
 
+/// Pod attribution (`src/k8s/`): which pod, Service or node each end of a flow is.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AttributionConfig {
+    /// Attribute flows and transactions to pods. Default true.
+    pub enabled: bool,
+    /// Also attribute in `podtap replay`, against this host's current metadata (only
+    /// right when the capture was made here, now). Default false.
+    pub replay: bool,
+    /// Node-local discovery: network namespaces, their veths, addresses and processes.
+    /// Default true.
+    pub netns: bool,
+    /// Rescan namespaces this often; 0 scans once at start. Default 10 s.
+    pub resync_secs: u64,
+    /// Static map file (TOML) naming pods by interface, namespace or CIDR. Default none.
+    pub static_map: String,
+    /// Pod label keys reported as `k8s.pod.label.<key>`. Default none.
+    pub label_keys: Vec<String>,
+    /// Replay: pcapng interface `i` was captured on the host interface (or
+    /// `/var/run/netns` namespace) named `replay_interfaces[i]`. Default none.
+    pub replay_interfaces: Vec<String>,
+    /// Only pods matching this label selector are captured and reported. Default: all.
+    pub selector: crate::k8s::selector::LabelSelector,
+    pub kubernetes: KubernetesConfig,
+}
+
+impl Default for AttributionConfig {
+    fn default() -> Self {
+        AttributionConfig {
+            enabled: true,
+            replay: false,
+            netns: true,
+            resync_secs: 10,
+            static_map: String::new(),
+            label_keys: Vec::new(),
+            replay_interfaces: Vec::new(),
+            selector: Default::default(),
+            kubernetes: KubernetesConfig::default(),
+        }
+    }
+}
+
+/// The Kubernetes API source.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct KubernetesConfig {
+    /// Watch this node's pods, Services, EndpointSlices, ReplicaSets and Jobs. Default false.
+    pub enabled: bool,
+    /// Kubeconfig file; empty: in-cluster service account, else `KUBECONFIG` or
+    /// `~/.kube/config`. Default empty.
+    pub kubeconfig: String,
+    /// This node's name; empty: the `NODE_NAME` environment variable, else the host name.
+    pub node_name: String,
+}
+
 impl Config {
     /// Parse `text`, naming `file` and the offending key in errors.
     pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
@@ -249,6 +311,10 @@ impl Config {
         })?;
         cfg.validate()
             .map_err(|(key, msg)| invalid(key.into(), msg))?;
+        cfg.attribution
+            .selector
+            .validate()
+            .map_err(|(key, msg)| invalid(format!("attribution.selector.{key}"), msg))?;
         Ok(cfg)
     }
 
@@ -293,7 +359,13 @@ impl Config {
         if let Err(m) = self.capture.mirror.validate() {
             return Err(("capture.mirror", m));
         }
-        for re in self.capture.interfaces.iter().chain(&self.capture.exclude) {
+        for re in self
+            .capture
+            .interfaces
+            .iter()
+            .chain(&self.capture.exclude)
+            .chain(&self.capture.direct)
+        {
             if let Err(e) = regex::Regex::new(re) {
                 return Err(("capture.interfaces", e.to_string()));
             }

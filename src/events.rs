@@ -72,6 +72,8 @@ events! {
     TransactionTimeout => "l7.transaction_timeout", "request without a response before the timeout";
     PendingLimit => "l7.pending_limit", "too many requests pending on one connection: oldest reported incomplete";
     HpackError => "l7.hpack_error", "HTTP/2 header block failed to decompress: the connection's HPACK state is now unknown";
+    // Attribution
+    AttributionUnselected => "attribution.unselected", "flow or transaction of pods outside attribution.selector: not reported";
     // Output
     RecordDropped => "output.record_dropped", "flow or transaction record dropped: output queue full";
 }

@@ -12,6 +12,7 @@ pub mod events;
 pub mod export;
 pub mod filter;
 pub mod flow;
+pub mod k8s;
 pub mod packet;
 pub mod proto;
 pub mod replay;

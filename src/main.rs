@@ -104,11 +104,22 @@ fn main() -> anyhow::Result<()> {
             if let Some(expr) = filter {
                 cfg.capture.filter = podtap::filter::Filter::parse(&expr)?;
             }
+            // Attribution against this host's metadata, when asked for (attribution.replay).
+            let attribution = if cfg.attribution.enabled && cfg.attribution.replay {
+                let a = podtap::k8s::Attribution::start(&cfg.attribution)?;
+                if !a.wait_synced(std::time::Duration::from_secs(30)) {
+                    tracing::warn!("Kubernetes metadata not synced after 30 s; replaying anyway");
+                }
+                Some(a)
+            } else {
+                None
+            };
             let opts = ReplayOptions {
                 files,
                 workers: workers.unwrap_or(cfg.replay.workers),
                 output,
                 hold_secs,
+                attributor: attribution.as_ref().map(|a| a.attributor()),
             };
             // Statistics, OTLP and Prometheus when `[export]` (or OTEL_* variables) ask.
             let health = podtap::export::Health::new();
@@ -178,7 +189,11 @@ fn main() -> anyhow::Result<()> {
             if !interfaces.is_empty() {
                 cfg.capture.interfaces = interfaces;
             }
-            let opts = podtap::run::RunOptions { output, workers };
+            let opts = podtap::run::RunOptions {
+                output,
+                workers,
+                config_path: cli.config.clone(),
+            };
             let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
             let mut stdout = std::io::stdout();
             // Statistics, OTLP and Prometheus when `[export]` (or OTEL_* variables) ask.

@@ -32,6 +32,8 @@ pub struct ReplayOptions {
     /// Keep the process (and the exporter's HTTP endpoints) alive this long after the
     /// files are done, e.g. for a Prometheus scrape. Used by `main`.
     pub hold_secs: u64,
+    /// Pod attribution (`attribution.replay`), shared by the workers.
+    pub attributor: Option<crate::k8s::Attributor>,
 }
 
 /// Totals of a replay run.
@@ -73,7 +75,8 @@ pub fn run(
                     export.map(|e| e.worker_handle(i)),
                     Some(ChannelSink::new(tx.clone(), RECORD_BATCH, true)),
                 );
-                handles.push(s.spawn(move || run_worker(cfg, src, sink)));
+                let attr = opts.attributor.clone();
+                handles.push(s.spawn(move || run_worker(cfg, src, sink, attr)));
             }
             drop(tx);
             // The writer runs here while the workers run in their threads.
@@ -136,8 +139,9 @@ fn run_worker(
     cfg: &Config,
     mut src: PcapFileSource,
     sink: ExportSink<ChannelSink>,
+    attr: Option<crate::k8s::Attributor>,
 ) -> Result<(crate::worker::WorkerTotals, SourceStats, u64), CaptureError> {
-    let mut worker = Worker::new(cfg, sink);
+    let mut worker = Worker::new(cfg, sink).with_attributor(attr);
     while src.next_batch(BATCH, |f| worker.process(f))?.is_some() {}
     let (totals, sink) = worker.finish();
     let dropped = sink.inner().map_or(0, |s| s.dropped);

@@ -42,12 +42,17 @@ pub enum RunError {
     LinkWatch(std::io::Error),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error(transparent)]
+    Attribution(#[from] crate::k8s::AttrError),
 }
 
 pub struct RunOptions {
     pub output: OutputFormat,
     /// Overrides `capture.workers`.
     pub workers: Option<usize>,
+    /// The config file, re-read on SIGHUP (attribution settings take effect; `None`: the
+    /// embedded config).
+    pub config_path: Option<std::path::PathBuf>,
 }
 
 /// Frames a worker takes from its ring per batch.
@@ -75,8 +80,8 @@ impl Engine {
 
 /// Which engine captures interface `name` in `mode`, and why. `podtap check` prints the
 /// same reasons.
-pub fn choose_engine(mode: CaptureMode, name: &str) -> (Engine, String) {
-    match mode {
+pub fn choose_engine(cfg: &Config, name: &str) -> (Engine, String) {
+    match cfg.capture.mode {
         CaptureMode::Tpacket => (Engine::Tpacket, "capture.mode = tpacket".into()),
         CaptureMode::Xdp => (Engine::Xdp, "capture.mode = xdp".into()),
         CaptureMode::Auto => match crate::check::auto_choice(crate::check::interface_kind(name)) {
@@ -103,11 +108,17 @@ enum Route {
     Plain,
 }
 
-/// A physical interface receives copies of the traffic (SPAN/TAP port, mirror tunnel):
-/// AF_XDP reads its queues directly. Virtual interfaces carry the pods' own traffic and
-/// are mirrored instead.
-fn is_physical(name: &str) -> bool {
+/// Does `name` already receive copies of the traffic, so AF_XDP can read its queues
+/// directly? Physical interfaces do (in podtap's deployments a NIC it captures on is a
+/// SPAN/TAP port or the end of a mirror tunnel), and so do those `capture.direct` names;
+/// other virtual interfaces carry the pods' own traffic and are mirrored instead.
+fn is_direct(cfg: &Config, name: &str) -> bool {
     crate::check::interface_kind(name) == "physical"
+        || cfg
+            .capture
+            .direct
+            .iter()
+            .any(|re| regex::Regex::new(&format!("^(?:{re})$")).is_ok_and(|r| r.is_match(name)))
 }
 
 /// Receive queues of an interface (sysfs `queues/rx-*`).
@@ -163,9 +174,34 @@ pub fn run(
         signal_hook::flag::register(sig, stop.clone()).map_err(RunError::Signals)?;
     }
     let selector = Selector::new(&cfg.capture.interfaces, &cfg.capture.exclude)?;
+    // Pod attribution; its label selector also decides which pod interfaces are captured.
+    let attribution = if cfg.attribution.enabled {
+        let mut ac = cfg.attribution.clone();
+        // Live observation points are ifindexes, not pcapng interface numbers.
+        ac.replay_interfaces.clear();
+        Some(crate::k8s::Attribution::start(&ac)?)
+    } else {
+        None
+    };
+    let attributor = attribution.as_ref().map(|a| a.attributor());
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+        .map_err(RunError::Signals)?;
+    let pods_selected = |ifs: Vec<Iface>| -> Vec<Iface> {
+        match &attribution {
+            Some(a) => {
+                let snap = a.snapshot();
+                ifs.into_iter()
+                    .filter(|i| snap.is_selected(i.ifindex))
+                    .collect()
+            }
+            None => ifs,
+        }
+    };
+    let mut attr_generation = attributor.as_ref().map_or(0, |a| a.generation());
     // Subscribe before listing, so a link created in between is not missed.
     let mut watcher = LinkWatcher::new().map_err(RunError::LinkWatch)?;
-    let mut selected = selector.select(&iface::list());
+    let mut selected = pods_selected(selector.select(&iface::list()));
     let health = export.map(|e| e.health().clone());
 
     let online = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -180,14 +216,14 @@ pub fn run(
     let mut decisions: Vec<(Iface, Engine, String)> = selected
         .iter()
         .map(|i| {
-            let (e, why) = choose_engine(cfg.capture.mode, &i.name);
+            let (e, why) = choose_engine(cfg, &i.name);
             (i.clone(), e, why)
         })
         .collect();
     let wants_mirror = cfg.capture.mode == CaptureMode::Xdp
         || decisions
             .iter()
-            .any(|(i, e, _)| *e == Engine::Xdp && !is_physical(&i.name));
+            .any(|(i, e, _)| *e == Engine::Xdp && !is_direct(cfg, &i.name));
     let mut mirror: Option<Mirror> = None;
     let mut xdp_sources: Vec<(String, XdpSource)> = Vec::new();
     if wants_mirror {
@@ -199,7 +235,7 @@ pub fn run(
             Err(e) => {
                 let why = format!("AF_XDP unavailable ({e}); TPACKET_V3 used");
                 tracing::warn!("{why}");
-                for d in decisions.iter_mut().filter(|d| !is_physical(&d.0.name)) {
+                for d in decisions.iter_mut().filter(|d| !is_direct(cfg, &d.0.name)) {
                     if d.1 == Engine::Xdp {
                         d.1 = Engine::Tpacket;
                         d.2 = why.clone();
@@ -210,7 +246,7 @@ pub fn run(
     }
     let mut routes: HashMap<u32, Route> = HashMap::new();
     for (i, engine, why) in decisions.iter_mut() {
-        let route = match (*engine, is_physical(&i.name)) {
+        let route = match (*engine, is_direct(cfg, &i.name)) {
             (Engine::Tpacket, _) => Route::Tpacket,
             (Engine::Xdp, false) => match mirror.as_mut().map(|m| m.attach(i.ifindex)) {
                 Some(Ok(())) => Route::Mirror,
@@ -285,7 +321,10 @@ pub fn run(
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("podtap-t{i}"))
-                    .spawn_scoped(s, move || capture_loop(cfg, src, sink, cpu, &qs, &wstop))
+                    .spawn_scoped(s, {
+                        let attr = attributor.clone();
+                        move || capture_loop(cfg, src, sink, attr, cpu, &qs, &wstop)
+                    })
                     .expect("spawn worker"),
             );
         }
@@ -302,7 +341,10 @@ pub fn run(
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("podtap-x{j}"))
-                    .spawn_scoped(s, move || capture_loop(cfg, src, sink, cpu, &qs, &wstop))
+                    .spawn_scoped(s, {
+                        let attr = attributor.clone();
+                        move || capture_loop(cfg, src, sink, attr, cpu, &qs, &wstop)
+                    })
                     .expect("spawn worker"),
             );
         }
@@ -320,12 +362,20 @@ pub fn run(
 
         let mut next_stats = Instant::now() + stats_interval(cfg);
         while !stop.load(Ordering::Relaxed) {
+            if hup.swap(false, Ordering::Relaxed) {
+                reload(opts, attribution.as_ref());
+            }
+            // New pod metadata (or a reloaded selector) can change which interfaces
+            // are captured, as a link change can.
+            let generation = attributor.as_ref().map_or(0, |a| a.generation());
+            let metadata_changed = generation != attr_generation;
+            attr_generation = generation;
             match watcher.poll(200) {
-                Ok(events) if events.is_empty() => {}
+                Ok(events) if events.is_empty() && !metadata_changed => {}
                 // Any link change: re-list (cheap) rather than trust the event stream,
                 // which may have lost messages (ENOBUFS).
                 Ok(_) | Err(_) => {
-                    let now = selector.select(&iface::list());
+                    let now = pods_selected(selector.select(&iface::list()));
                     if now != selected {
                         relink(cfg, &selected, &now, &mut routes, mirror.as_mut(), &handles);
                         selected = now;
@@ -402,10 +452,10 @@ fn relink(
     handles: &[FilterHandle],
 ) {
     for i in now.iter().filter(|i| !before.contains(i)) {
-        let (mut engine, mut why) = choose_engine(cfg.capture.mode, &i.name);
+        let (mut engine, mut why) = choose_engine(cfg, &i.name);
         let mut route = Route::Tpacket;
         if engine == Engine::Xdp {
-            if is_physical(&i.name) {
+            if is_direct(cfg, &i.name) {
                 why = "AF_XDP queues are opened at start; TPACKET_V3 until restart".into();
             } else if let Some(m) = mirror.as_deref_mut() {
                 match m.attach(i.ifindex) {
@@ -436,6 +486,19 @@ fn relink(
         if let Err(e) = h.set(&f) {
             tracing::error!("cannot update the capture filter: {e}");
         }
+    }
+}
+
+/// SIGHUP: re-read the config file and apply its attribution settings (selector, label
+/// keys, static map) without losing flows or watch state.
+fn reload(opts: &RunOptions, attribution: Option<&crate::k8s::Attribution>) {
+    let Some(a) = attribution else { return };
+    match Config::load(opts.config_path.as_deref()) {
+        Ok(new) => match a.reload(&new.attribution) {
+            Ok(()) => tracing::info!("SIGHUP: attribution settings reloaded"),
+            Err(e) => tracing::error!("SIGHUP: attribution not reloaded: {e}"),
+        },
+        Err(e) => tracing::error!("SIGHUP: config not reloaded: {e}"),
     }
 }
 
@@ -472,6 +535,7 @@ fn capture_loop<L: LiveSource>(
     cfg: &Config,
     mut src: L,
     sink: ExportSink<ChannelSink>,
+    attr: Option<crate::k8s::Attributor>,
     cpu: Option<core_affinity::CoreId>,
     qs: &QueueStats,
     stop: &AtomicBool,
@@ -481,7 +545,7 @@ fn capture_loop<L: LiveSource>(
     {
         tracing::warn!(cpu = c.id, "cannot pin worker to CPU");
     }
-    let mut worker = Worker::new(cfg, sink);
+    let mut worker = Worker::new(cfg, sink).with_attributor(attr);
     let mut next_housekeeping = Instant::now();
     // Frames and bytes per observation point (a few per node: a short vector).
     let mut per_iface: Vec<IfaceCount> = Vec::with_capacity(256);

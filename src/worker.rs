@@ -11,11 +11,14 @@ use crate::export::RecordSink;
 use crate::flow::reassembly::{Chunk, ReassemblyBudget};
 use crate::flow::tcp::TcpLimits;
 use crate::flow::{EndReason, Flow, FlowId, FlowKey, FlowTable};
+use crate::k8s::{Attributor, FlowPods};
 use crate::packet::{self, Decoded, Defragmenter, IPPROTO_TCP, IPPROTO_UDP, L4, Packet, tcp_flags};
+use crate::proto::Endpoint;
 use crate::proto::detect::Transport;
 use crate::proto::session::{DecoderFactory, L7Session};
 use crate::proto::{Direction, Transaction};
 use crate::time::Timestamp;
+use std::sync::Arc;
 
 const NS_PER_SEC: u64 = 1_000_000_000;
 /// How often (packet clock) expiry runs.
@@ -93,6 +96,8 @@ struct Tracker<S: RecordSink> {
     sink: S,
     flows: u64,
     transactions: u64,
+    /// Pod attribution; resolved per flow, never per packet.
+    attr: Option<Attributor>,
 }
 
 pub struct Worker<S: RecordSink> {
@@ -123,12 +128,19 @@ impl<S: RecordSink> Worker<S> {
                 sink,
                 flows: 0,
                 transactions: 0,
+                attr: None,
             },
             clock: Timestamp::ZERO,
             next_tick: Timestamp::ZERO,
             packets: 0,
             bytes: 0,
         }
+    }
+
+    /// Attribute flows and transactions to pods with `attr` (see `crate::k8s`).
+    pub fn with_attributor(mut self, attr: Option<Attributor>) -> Self {
+        self.tracker.attr = attr;
+        self
     }
 
     /// Flows currently tracked.
@@ -274,13 +286,13 @@ impl<S: RecordSink> Tracker<S> {
             _ => {}
         }
         if !self.txs.is_empty() {
-            let flow = self.table.get_mut(id);
-            let (client, server, obs) = (flow.client(), flow.server(), flow.key.obs);
+            let ends = ends(&self.attr, self.table.get_mut(id));
             emit(
                 &mut self.txs,
-                (client, server, obs),
+                ends,
                 &mut self.sink,
                 &mut self.transactions,
+                &mut self.counters,
             );
         }
     }
@@ -309,11 +321,19 @@ impl<S: RecordSink> Tracker<S> {
             self.finish(victim, EndReason::Evicted);
         }
         let mut flow = Flow::new(key, p, forward);
-        let transport = match p.ip_proto {
+        let mut transport = match p.ip_proto {
             IPPROTO_TCP => Some(Transport::Tcp),
             IPPROTO_UDP => Some(Transport::Udp),
             _ => None,
         };
+        if let Some(a) = &self.attr {
+            let pods = a.resolve(key.obs, flow.client(), flow.server());
+            // Traffic of pods outside the selector is not reported: skip decoding it.
+            if !pods.selected {
+                transport = None;
+            }
+            flow.pods = Some(pods);
+        }
         if let Some(t) = transport {
             flow.l7 = Some(L7Session::new(t, flow.server().port));
         }
@@ -358,7 +378,7 @@ impl<S: RecordSink> Tracker<S> {
     /// the table per tick, round-robin, so the cost per tick stays small.
     fn sweep_l7_timeouts(&mut self, now: Timestamp) {
         let timeout = self.settings.transaction_timeout_ns;
-        let (txs, counters) = (&mut self.txs, &mut self.counters);
+        let (txs, counters, attr) = (&mut self.txs, &mut self.counters, &self.attr);
         let mut pending = Vec::new();
         self.sweep_cursor = self
             .table
@@ -367,15 +387,18 @@ impl<S: RecordSink> Tracker<S> {
                     s.tick(now, timeout, txs);
                     s.drain_stats(counters);
                     if !txs.is_empty() {
-                        pending.push((
-                            (flow.client(), flow.server(), flow.key.obs),
-                            std::mem::take(txs),
-                        ));
+                        pending.push((ends(attr, flow), std::mem::take(txs)));
                     }
                 }
             });
         for (ends, mut batch) in pending {
-            emit(&mut batch, ends, &mut self.sink, &mut self.transactions);
+            emit(
+                &mut batch,
+                ends,
+                &mut self.sink,
+                &mut self.transactions,
+                &mut self.counters,
+            );
         }
     }
 
@@ -400,8 +423,19 @@ impl<S: RecordSink> Tracker<S> {
                 self.counters.bump(Event::FlowSplit);
             }
         }
-        let ends = (flow.client(), flow.server(), flow.key.obs);
-        emit(&mut self.txs, ends, &mut self.sink, &mut self.transactions);
+        let ends = ends(&self.attr, &mut flow);
+        let selected = ends.3.as_ref().is_none_or(|p| p.selected);
+        emit(
+            &mut self.txs,
+            ends,
+            &mut self.sink,
+            &mut self.transactions,
+            &mut self.counters,
+        );
+        if !selected {
+            self.counters.bump(Event::AttributionUnselected);
+            return;
+        }
         self.flows += 1;
         self.sink.flow(flow.record(reason));
     }
@@ -424,16 +458,36 @@ fn feed_l7(
     }
 }
 
+/// A flow's ends as its records carry them: client, server, observation point, pods.
+type Ends = (Endpoint, Endpoint, u32, Option<Arc<FlowPods>>);
+
+/// The flow's ends, with its attribution brought up to date (a pointer comparison
+/// unless the metadata snapshot changed since the flow last reported).
+fn ends(attr: &Option<Attributor>, flow: &mut Flow) -> Ends {
+    let (client, server, obs) = (flow.client(), flow.server(), flow.key.obs);
+    if let Some(a) = attr {
+        a.refresh(&mut flow.pods, obs, client, server);
+    }
+    (client, server, obs, flow.pods.clone())
+}
+
 fn emit<S: RecordSink>(
     txs: &mut Vec<Transaction>,
-    (client, server, obs): (crate::proto::Endpoint, crate::proto::Endpoint, u32),
+    (client, server, obs, pods): Ends,
     sink: &mut S,
     count: &mut u64,
+    counters: &mut Counters,
 ) {
+    if pods.as_ref().is_some_and(|p| !p.selected) {
+        counters.add(Event::AttributionUnselected, txs.len() as u64);
+        txs.clear();
+        return;
+    }
     for mut tx in txs.drain(..) {
         tx.client = client;
         tx.server = server;
         tx.obs = obs;
+        tx.pods = pods.clone();
         *count += 1;
         sink.transaction(tx);
     }

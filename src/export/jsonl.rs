@@ -6,6 +6,7 @@
 use std::fmt::Write;
 
 use crate::flow::FlowRecord;
+use crate::k8s::{FlowPods, Peer};
 use crate::proto::{AttrValue, Direction, Transaction};
 
 /// Appends one JSON object to a string, key by key.
@@ -27,6 +28,32 @@ impl<'a> JsonObject<'a> {
         self.first = false;
         string(self.out, k);
         self.out.push(':');
+    }
+
+    /// A key made of two parts (`client.` + `k8s.pod.name`), written without
+    /// building the joined string.
+    fn key2(&mut self, prefix: &str, k: &str) {
+        if !self.first {
+            self.out.push(',');
+        }
+        self.first = false;
+        self.out.push('"');
+        escape(self.out, prefix);
+        escape(self.out, k);
+        self.out.push_str("\":");
+    }
+
+    /// An attribute under a prefix.
+    pub fn attr(&mut self, prefix: &str, k: &str, v: &AttrValue) -> &mut Self {
+        self.key2(prefix, k);
+        match v {
+            AttrValue::Str(s) => string(self.out, s),
+            AttrValue::Int(i) => {
+                let _ = write!(self.out, "{i}");
+            }
+            AttrValue::Bool(b) => self.out.push_str(if *b { "true" } else { "false" }),
+        }
+        self
     }
 
     pub fn str(&mut self, k: &str, v: &str) -> &mut Self {
@@ -80,6 +107,12 @@ impl<'a> JsonObject<'a> {
 /// A JSON string literal with escapes.
 pub fn string(out: &mut String, s: &str) {
     out.push('"');
+    escape(out, s);
+    out.push('"');
+}
+
+/// The inside of a JSON string literal.
+fn escape(out: &mut String, s: &str) {
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -93,7 +126,6 @@ pub fn string(out: &mut String, s: &str) {
             c => out.push(c),
         }
     }
-    out.push('"');
 }
 
 /// One flow as a JSON line (without the newline).
@@ -172,6 +204,9 @@ pub fn write_flow(out: &mut String, f: &FlowRecord) {
         o.u64("podtap.tls.client.encrypted_bytes", t.encrypted_bytes[0])
             .u64("podtap.tls.server.encrypted_bytes", t.encrypted_bytes[1]);
     }
+    if let Some(p) = &f.pods {
+        write_pods(&mut o, p);
+    }
     o.end();
 }
 
@@ -215,7 +250,52 @@ pub fn write_transaction(out: &mut String, t: &Transaction) {
             AttrValue::Bool(b) => o.bool(k, *b),
         };
     }
+    if let Some(p) = &t.pods {
+        write_pods(&mut o, p);
+    }
     o.end();
+}
+
+/// Pod attribution: each end under its side's prefix (`client.k8s.pod.name`,
+/// `server.k8s.service.name`, `client.podtap.kind`), and where the flow was observed.
+fn write_pods(o: &mut JsonObject<'_>, p: &FlowPods) {
+    for (side, peer) in [("client.", &p.client), ("server.", &p.server)] {
+        if let Some(kind) = peer.kind() {
+            o.attr(side, "podtap.kind", &AttrValue::Str(kind.into()));
+        }
+        match peer {
+            Peer::Pod(m) => {
+                for (k, v) in &m.attrs {
+                    o.attr(side, k, v);
+                }
+            }
+            Peer::Service(s) => {
+                o.attr(side, "k8s.service.name", &AttrValue::Str(s.name.clone()))
+                    .attr(
+                        side,
+                        "k8s.namespace.name",
+                        &AttrValue::Str(s.namespace.clone()),
+                    );
+            }
+            Peer::Node => {
+                if let Some(n) = &p.node_name {
+                    o.attr(side, "k8s.node.name", &AttrValue::Str(n.clone()));
+                }
+            }
+            Peer::External | Peer::Unknown => {}
+        }
+    }
+    match (p.observed_side(), &p.obs) {
+        (Some(side), _) => {
+            o.str("podtap.observation_point.side", side);
+        }
+        (None, Some(m)) => {
+            for (k, v) in &m.attrs {
+                o.attr("podtap.observation_point.", k, v);
+            }
+        }
+        (None, None) => {}
+    }
 }
 
 pub fn hex(b: &[u8]) -> String {

@@ -70,6 +70,9 @@ pub struct Flow {
     pub tcp: Option<TcpConn>,
     /// Application-layer detection and decoding (TCP and UDP flows).
     pub l7: Option<L7Session>,
+    /// Pod attribution, resolved when the flow is created and again only when the
+    /// metadata snapshot changes (`None` without attribution).
+    pub pods: Option<std::sync::Arc<crate::k8s::FlowPods>>,
 }
 
 impl Flow {
@@ -91,6 +94,7 @@ impl Flow {
             dirs: [DirCounters::default(); 2],
             tcp,
             l7: None,
+            pods: None,
         }
     }
 
@@ -167,6 +171,7 @@ impl Flow {
             protocol: self.protocol(),
             tcp,
             tls,
+            pods: self.pods.clone(),
         }
     }
 }
@@ -228,7 +233,7 @@ pub struct TlsRecord {
 }
 
 /// Everything reported about a flow when it ends.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct FlowRecord {
     pub obs: u32,
     pub vlan: u16,
@@ -244,6 +249,7 @@ pub struct FlowRecord {
     pub protocol: Protocol,
     pub tcp: Option<TcpRecord>,
     pub tls: Option<TlsRecord>,
+    pub pods: Option<std::sync::Arc<crate::k8s::FlowPods>>,
 }
 
 impl FlowRecord {

@@ -126,6 +126,8 @@ pub struct Transaction {
     pub server: Endpoint,
     /// Observation point of the flow (interface index or mirror tag), as on its flow.
     pub obs: u32,
+    /// Pod attribution of the flow (shared with its flow record).
+    pub pods: Option<std::sync::Arc<crate::k8s::FlowPods>>,
     pub trace: Option<TraceContext>,
     pub completeness: Completeness,
     /// Further semantic-convention attributes (`url.path`, `dns.question.name`, ...).

@@ -26,11 +26,24 @@ pub enum Side {
     Client,
 }
 
-/// The side a transaction was observed at. Until pod attribution tells which end of the
-/// flow the observation point belongs to, every transaction counts as seen at the
-/// server. The one place to change when it does.
-pub fn observed_side(_tx: &Transaction) -> Side {
-    Side::Server
+/// The side a transaction was observed at: the client's when pod attribution says the
+/// observation point (the veth it was captured on) is the client pod's, otherwise the
+/// server's (its pod's veth, or a point attribution does not know).
+pub fn observed_side(tx: &Transaction) -> Side {
+    match tx.pods.as_ref().and_then(|p| p.observed_side()) {
+        Some("client") => Side::Client,
+        _ => Side::Server,
+    }
+}
+
+/// The pod at the observation point of `tx`, when attribution knows it.
+pub fn local_pod(tx: &Transaction) -> Option<&crate::k8s::PodMeta> {
+    let p = tx.pods.as_ref()?;
+    let peer = match observed_side(tx) {
+        Side::Client => &p.client,
+        Side::Server => &p.server,
+    };
+    peer.pod().map(|m| &**m).or(p.obs.as_deref())
 }
 
 /// The statistics one worker records between ticks.
@@ -332,5 +345,41 @@ mod tests {
         s.restore(d);
         let total: u64 = s.take_delta().sorted().iter().map(|(_, v)| v.count()).sum();
         assert_eq!(total, 2);
+    }
+}
+
+#[cfg(test)]
+mod side_tests {
+    use super::*;
+    use crate::k8s::{FlowPods, Peer, PodMeta};
+    use std::sync::Arc;
+
+    fn pod(name: &str, service: &str) -> Arc<PodMeta> {
+        Arc::new(PodMeta {
+            name: Some(name.into()),
+            service_name: Some(service.into()),
+            ..Default::default()
+        })
+    }
+
+    /// Captured on the client pod's veth: a CLIENT observation of the client's workload;
+    /// on the server's: SERVER, the server's workload; without attribution: SERVER.
+    #[test]
+    fn the_observation_point_decides_the_side_and_the_service() {
+        let (web, api) = (pod("web-1", "web"), pod("api-1", "api"));
+        let mut tx = Transaction::default();
+        assert_eq!(observed_side(&tx), Side::Server);
+        assert!(local_pod(&tx).is_none());
+        for (obs, side, svc) in [(&web, Side::Client, "web"), (&api, Side::Server, "api")] {
+            tx.pods = Some(Arc::new(FlowPods {
+                obs: Some(obs.clone()),
+                client: Peer::Pod(web.clone()),
+                server: Peer::Pod(api.clone()),
+                selected: true,
+                ..Default::default()
+            }));
+            assert_eq!(observed_side(&tx), side);
+            assert_eq!(crate::export::otlp::spans::service_of(&tx, "podtap"), svc);
+        }
     }
 }

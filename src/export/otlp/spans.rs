@@ -123,10 +123,12 @@ pub fn span_name(tx: &Transaction) -> String {
     }
 }
 
-/// The service a transaction's span belongs to. Until pod attribution names workloads,
-/// every span goes to the configured default.
-pub fn service_of<'a>(_tx: &Transaction, default: &'a str) -> &'a str {
-    default
+/// The service a transaction's span belongs to: the workload of the pod it was observed
+/// at (each workload its own service in trace views), else the configured default.
+pub fn service_of<'a>(tx: &'a Transaction, default: &'a str) -> &'a str {
+    crate::stats::local_pod(tx)
+        .and_then(|p| p.service_name.as_deref())
+        .unwrap_or(default)
 }
 
 fn kv(key: &str, v: any_value::Value) -> KeyValue {
@@ -186,6 +188,18 @@ pub fn build_span(item: &SpanItem) -> Span {
     attrs.push(kv_str("network.peer.address", peer.0));
     attrs.push(kv_int("network.peer.port", peer.1 as i64));
     attrs.push(kv_str("podtap.protocol", tx.protocol.as_str()));
+    if let Some(p) = crate::stats::local_pod(tx) {
+        for (k, v) in [
+            ("k8s.pod.name", &p.name),
+            ("k8s.namespace.name", &p.namespace),
+            ("k8s.pod.uid", &p.uid),
+            ("k8s.node.name", &p.node),
+        ] {
+            if let Some(v) = v {
+                attrs.push(kv_str(k, v));
+            }
+        }
+    }
     if let Some(e) = &tx.error {
         attrs.push(kv_str("error.type", e));
     }

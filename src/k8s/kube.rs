@@ -1,0 +1,189 @@
+//! The Kubernetes source: kube-rs watchers (list, then watch with bookmarks; a 410 Gone
+//! re-lists, errors back off) feeding reflector stores for this node's pods and the
+//! cluster's Services, EndpointSlices, ReplicaSets and Jobs. Every change wakes the
+//! snapshot builder; the stores are read only when a snapshot is built.
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+use std::fmt::Debug;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use tokio::sync::Notify;
+
+use super::snapshot::KubeObjects;
+
+/// Resources watched; `synced` counts those whose first list completed.
+pub const WATCHED: u32 = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    #[error("Kubernetes client configuration ({source_desc}): {message}")]
+    Config {
+        source_desc: String,
+        message: String,
+    },
+}
+
+/// Build a client: from `kubeconfig` when given, else in-cluster or the usual kubeconfig
+/// (`kube::Config::infer`).
+pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, KubeError> {
+    let (desc, cfg) = match kubeconfig {
+        Some(p) => {
+            let desc = format!("kubeconfig {}", p.display());
+            let err = |m: String| KubeError::Config {
+                source_desc: desc.clone(),
+                message: m,
+            };
+            let kc = kube::config::Kubeconfig::read_from(p).map_err(|e| err(e.to_string()))?;
+            let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .map_err(|e| err(e.to_string()))?;
+            (desc, cfg)
+        }
+        None => {
+            let desc = "in-cluster or default kubeconfig".to_string();
+            let cfg = kube::Config::infer().await.map_err(|e| KubeError::Config {
+                source_desc: desc.clone(),
+                message: e.to_string(),
+            })?;
+            (desc, cfg)
+        }
+    };
+    Client::try_from(cfg).map_err(|e| KubeError::Config {
+        source_desc: desc,
+        message: e.to_string(),
+    })
+}
+
+/// Readers of the watched objects.
+#[derive(Clone)]
+pub struct KubeStores {
+    pods: Store<Pod>,
+    services: Store<Service>,
+    slices: Store<EndpointSlice>,
+    replica_sets: Store<ReplicaSet>,
+    jobs: Store<Job>,
+}
+
+impl KubeStores {
+    pub fn objects(&self) -> KubeObjects {
+        KubeObjects {
+            pods: self.pods.state(),
+            services: self.services.state(),
+            endpoint_slices: self.slices.state(),
+            replica_sets: self.replica_sets.state(),
+            jobs: self.jobs.state(),
+        }
+    }
+}
+
+/// Start the watchers on the current tokio runtime. `changed` is notified on every
+/// change; `synced` counts resources whose initial list is in.
+pub fn start(
+    client: Client,
+    node: &str,
+    changed: Arc<Notify>,
+    synced: Arc<AtomicU32>,
+) -> KubeStores {
+    let wc = watcher::Config::default().any_semantic();
+    let node_pods = wc.clone().fields(&format!("spec.nodeName={node}"));
+    let (pods, w) = reflector::store();
+    spawn_watch(
+        Api::<Pod>::all(client.clone()),
+        node_pods,
+        w,
+        "pods",
+        &changed,
+        &synced,
+    );
+    let (services, w) = reflector::store();
+    spawn_watch(
+        Api::<Service>::all(client.clone()),
+        wc.clone(),
+        w,
+        "services",
+        &changed,
+        &synced,
+    );
+    let (slices, w) = reflector::store();
+    spawn_watch(
+        Api::<EndpointSlice>::all(client.clone()),
+        wc.clone(),
+        w,
+        "endpointslices",
+        &changed,
+        &synced,
+    );
+    let (replica_sets, w) = reflector::store();
+    spawn_watch(
+        Api::<ReplicaSet>::all(client.clone()),
+        wc.clone(),
+        w,
+        "replicasets",
+        &changed,
+        &synced,
+    );
+    let (jobs, w) = reflector::store();
+    spawn_watch(Api::<Job>::all(client), wc, w, "jobs", &changed, &synced);
+    KubeStores {
+        pods,
+        services,
+        slices,
+        replica_sets,
+        jobs,
+    }
+}
+
+fn spawn_watch<K>(
+    api: Api<K>,
+    wc: watcher::Config,
+    writer: reflector::store::Writer<K>,
+    what: &'static str,
+    changed: &Arc<Notify>,
+    synced: &Arc<AtomicU32>,
+) where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (changed, synced) = (changed.clone(), synced.clone());
+    tokio::spawn(async move {
+        let stream = watcher(api, wc).default_backoff().reflect(writer);
+        let mut stream = std::pin::pin!(stream);
+        let mut first_sync = true;
+        let mut errors: u64 = 0;
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(watcher::Event::InitDone) => {
+                    if first_sync {
+                        first_sync = false;
+                        synced.fetch_add(1, Ordering::Relaxed);
+                    }
+                    tracing::debug!(resource = what, "watch list complete");
+                    changed.notify_one();
+                }
+                Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => changed.notify_one(),
+                Ok(_) => {}
+                Err(e) => {
+                    // 410 Gone re-lists and other errors retry with backoff inside the
+                    // watcher; log the first and then every power of ten.
+                    errors += 1;
+                    if errors.is_power_of_two() || errors.is_multiple_of(1000) {
+                        tracing::warn!(resource = what, errors, "Kubernetes watch: {e}");
+                    }
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,231 @@
+//! What attribution knows about a pod, a Service and a flow's two ends. Built off the
+//! packet path (in the snapshot builder) and shared by `Arc`; a flow holds one small
+//! [`FlowPods`] behind an `Arc`, so records clone a pointer, not strings.
+
+use compact_str::CompactString;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::proto::AttrValue;
+
+/// The controller a pod belongs to, after following owners (ReplicaSet → Deployment,
+/// Job → CronJob).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Workload {
+    /// `Deployment`, `StatefulSet`, `DaemonSet`, `ReplicaSet`, `Job`, `CronJob`, or
+    /// whatever kind a static map names.
+    pub kind: CompactString,
+    pub name: CompactString,
+}
+
+impl Workload {
+    /// The OpenTelemetry attribute for this kind (`k8s.deployment.name`, ...).
+    pub fn attribute(&self) -> Option<&'static str> {
+        Some(match self.kind.as_str() {
+            "Deployment" => "k8s.deployment.name",
+            "StatefulSet" => "k8s.statefulset.name",
+            "DaemonSet" => "k8s.daemonset.name",
+            "ReplicaSet" => "k8s.replicaset.name",
+            "Job" => "k8s.job.name",
+            "CronJob" => "k8s.cronjob.name",
+            _ => return None,
+        })
+    }
+}
+
+/// A process found in a pod's network namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    pub comm: CompactString,
+    /// From the cgroup path, when it names a container (64 hex digits).
+    pub container_id: Option<CompactString>,
+}
+
+/// One pod (or pod-like network namespace, or static map entry).
+#[derive(Clone, Debug, Default)]
+pub struct PodMeta {
+    pub name: Option<CompactString>,
+    pub namespace: Option<CompactString>,
+    pub uid: Option<CompactString>,
+    pub node: Option<CompactString>,
+    pub workload: Option<Workload>,
+    /// `k8s.container.name`, when the pod has one container (or the static map says).
+    pub container: Option<CompactString>,
+    /// `service.name`: label `app.kubernetes.io/name`, else the workload's name.
+    pub service_name: Option<CompactString>,
+    /// A Kubernetes Service whose endpoints include this pod.
+    pub k8s_service: Option<CompactString>,
+    pub labels: Vec<(CompactString, CompactString)>,
+    pub ips: Vec<IpAddr>,
+    pub host_network: bool,
+    /// Network namespace: inode and `/var/run/netns` name, when discovered on this node.
+    pub netns_inode: Option<u64>,
+    pub netns_name: Option<CompactString>,
+    /// The first process of the namespace (lowest pid), when discovered.
+    pub process: Option<ProcessInfo>,
+    /// Container ids of the pod (from the API or from cgroups): joins hostNetwork port
+    /// owners to pods.
+    pub container_ids: Vec<CompactString>,
+    /// Host-side interfaces (veth) leading into the pod: index and name.
+    pub host_ifaces: Vec<(u32, CompactString)>,
+    /// Within `attribution.selector` (always true without a selector).
+    pub selected: bool,
+    /// Output attributes without the side prefix (`k8s.pod.name`, ...), computed once.
+    pub attrs: Vec<(CompactString, AttrValue)>,
+}
+
+impl PodMeta {
+    pub fn labels(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
+        self.labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Compute `attrs` from the fields; `label_keys` are passed through as
+    /// `k8s.pod.label.<key>`.
+    pub fn compute_attrs(&mut self, label_keys: &[String]) {
+        let mut a: Vec<(CompactString, AttrValue)> = Vec::with_capacity(12);
+        let mut s = |k: &str, v: &Option<CompactString>| {
+            if let Some(v) = v {
+                a.push((k.into(), AttrValue::Str(v.clone())));
+            }
+        };
+        s("k8s.pod.name", &self.name);
+        s("k8s.namespace.name", &self.namespace);
+        s("k8s.pod.uid", &self.uid);
+        s("k8s.node.name", &self.node);
+        if let Some(w) = &self.workload
+            && let Some(k) = w.attribute()
+        {
+            s(k, &Some(w.name.clone()));
+        }
+        s("k8s.container.name", &self.container);
+        s("service.name", &self.service_name);
+        s("k8s.service.name", &self.k8s_service);
+        s("podtap.netns.name", &self.netns_name);
+        for key in label_keys {
+            if let Some((_, v)) = self.labels.iter().find(|(k, _)| k == key) {
+                a.push((
+                    format!("k8s.pod.label.{key}").into(),
+                    AttrValue::Str(v.clone()),
+                ));
+            }
+        }
+        if let Some(p) = &self.process {
+            a.push(("process.pid".into(), AttrValue::Int(p.pid as i64)));
+            a.push((
+                "process.executable.name".into(),
+                AttrValue::Str(p.comm.clone()),
+            ));
+            if let Some(c) = &p.container_id {
+                a.push(("container.id".into(), AttrValue::Str(c.clone())));
+            }
+        }
+        if self.host_network {
+            a.push(("podtap.host_network".into(), AttrValue::Bool(true)));
+        }
+        self.attrs = a;
+    }
+
+    pub fn attr(&self, key: &str) -> Option<&str> {
+        self.attrs.iter().find_map(|(k, v)| match v {
+            AttrValue::Str(s) if k == key => Some(s.as_str()),
+            _ => None,
+        })
+    }
+}
+
+/// A Kubernetes Service, reached through its ClusterIP.
+#[derive(Clone, Debug, Default)]
+pub struct ServiceMeta {
+    pub name: CompactString,
+    pub namespace: CompactString,
+}
+
+/// What one end of a flow is.
+#[derive(Clone, Debug, Default)]
+pub enum Peer {
+    /// Attribution has no data for this address (no source knows the node's networks).
+    #[default]
+    Unknown,
+    Pod(Arc<PodMeta>),
+    /// A Service ClusterIP (the packet was captured before the DNAT to an endpoint).
+    Service(Arc<ServiceMeta>),
+    /// An address of this node (host processes, hostNetwork pods not matched by port).
+    Node,
+    /// An address no source knows: outside the cluster, or a pod on another node that
+    /// is no Service's endpoint.
+    External,
+}
+
+impl Peer {
+    /// `pod`, `service`, `node`, `external`, or `None` when unknown.
+    pub fn kind(&self) -> Option<&'static str> {
+        Some(match self {
+            Peer::Unknown => return None,
+            Peer::Pod(_) => "pod",
+            Peer::Service(_) => "service",
+            Peer::Node => "node",
+            Peer::External => "external",
+        })
+    }
+
+    pub fn pod(&self) -> Option<&Arc<PodMeta>> {
+        match self {
+            Peer::Pod(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    fn strength(&self) -> u8 {
+        match self {
+            Peer::Unknown | Peer::External => 0,
+            Peer::Node => 1,
+            Peer::Service(_) | Peer::Pod(_) => 2,
+        }
+    }
+}
+
+/// The attribution of one flow (and of every transaction on it), resolved once per flow
+/// and again only when the metadata snapshot changes.
+#[derive(Clone, Debug, Default)]
+pub struct FlowPods {
+    /// Snapshot generation this was resolved against.
+    pub generation: u64,
+    /// The pod whose interface the flow was captured on.
+    pub obs: Option<Arc<PodMeta>>,
+    pub client: Peer,
+    pub server: Peer,
+    /// Report this flow: false when it belongs only to pods outside the selector.
+    pub selected: bool,
+    /// The node's name, for `k8s.node.name` on node peers.
+    pub node_name: Option<CompactString>,
+}
+
+impl FlowPods {
+    /// Keep what `old` knew about an end that the newer resolution no longer knows
+    /// (a pod deleted while its last connections drain keeps its name).
+    pub fn keep_known(&mut self, old: &FlowPods) {
+        if old.client.strength() > self.client.strength() {
+            self.client = old.client.clone();
+        }
+        if old.server.strength() > self.server.strength() {
+            self.server = old.server.clone();
+        }
+        if self.obs.is_none() {
+            self.obs = old.obs.clone();
+        }
+    }
+
+    /// `client` or `server` when the observation point is that end's pod.
+    pub fn observed_side(&self) -> Option<&'static str> {
+        let obs = self.obs.as_ref()?;
+        let same = |p: &Peer| p.pod().is_some_and(|p| Arc::ptr_eq(p, obs));
+        if same(&self.client) {
+            Some("client")
+        } else if same(&self.server) {
+            Some("server")
+        } else {
+            None
+        }
+    }
+}
