@@ -468,6 +468,10 @@ async fn run(
     let mut trace_log = RateLog::new();
     let mut metric_log = RateLog::new();
     let default_service = CompactString::from(cfg.service_name.as_str());
+    // When stopping, metrics go out once more (with the workers' last deltas), not on
+    // every pass of the flush loop: repeating a cumulative export of every series per
+    // pass would starve the span flush of its deadline.
+    let mut final_metrics_done = false;
     loop {
         let stopping = shared.stop.load(Relaxed);
         ingest(&shared, &mut buf, &default_service);
@@ -522,7 +526,7 @@ async fn run(
             set_buffered(&shared, buf.spans.len());
         }
         // Metrics: every interval, and once more when stopping.
-        let metrics_due = Instant::now() >= next_metrics || stopping;
+        let metrics_due = Instant::now() >= next_metrics || (stopping && !final_metrics_done);
         if metrics_on
             && metrics_due
             && Instant::now() >= metrics_retry_at
@@ -562,6 +566,8 @@ async fn run(
                     ),
                 }
             };
+            // Nothing to send counts as sent; a retryable failure leaves it due.
+            final_metrics_done |= stopping && req.is_none();
             if let Some(req) = req {
                 let points = otlp_metrics::data_points(&req);
                 match bounded(deadline, stopping, c.metrics(req)).await {
@@ -580,6 +586,7 @@ async fn run(
                             a.delta_start_ns = now;
                         }
                         metrics_retry_delay = retry_initial;
+                        final_metrics_done |= stopping;
                     }
                     Err(e) => {
                         shared.counts.metric_failures.fetch_add(1, Relaxed);
@@ -588,6 +595,7 @@ async fn run(
                         // export; cumulative ones are in every export anyway. Only a
                         // rejected delta is lost.
                         if let SendError::Permanent(_) = e {
+                            final_metrics_done |= stopping;
                             shared.counts.points_dropped.fetch_add(points, Relaxed);
                             if is_delta {
                                 let mut a = shared.aggregates.lock().expect("aggregates lock");
@@ -605,7 +613,8 @@ async fn run(
         if stopping {
             let spans_done = !traces_on || client.is_none() || buf.spans.is_empty();
             let queues_empty = shared.spans.is_empty() && shared.deltas.is_empty();
-            if (spans_done && queues_empty && metrics_due) || past_deadline {
+            let metrics_done = !metrics_on || client.is_none() || final_metrics_done;
+            if (spans_done && queues_empty && metrics_done) || past_deadline {
                 break;
             }
             if !sent_any {

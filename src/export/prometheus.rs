@@ -147,11 +147,11 @@ mod tests {
             ("http.route", Val::Str("/a\"b".into())),
             ("http.response.status_code", Val::Int(200)),
         ];
-        s.observe(Metric::HttpServerDuration, a.clone(), 0.05);
-        s.observe(Metric::HttpServerDuration, a, 0.5);
+        s.observe(Metric::HttpServerDuration, &a, 0.05);
+        s.observe(Metric::HttpServerDuration, &a, 0.5);
         s.add(
             Metric::FlowIo,
-            vec![("podtap.flow.direction", Val::Str("client_to_server".into()))],
+            &[("podtap.flow.direction", Val::Str("client_to_server".into()))],
             42,
         );
         let own = [SelfMetric {

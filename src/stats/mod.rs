@@ -53,6 +53,9 @@ pub struct WorkerStats {
     events_seen: [u64; Event::COUNT],
     /// Capture drop totals already reported: kernel, ring full.
     capture_seen: [u64; 2],
+    /// Attributes of the series being recorded, reused so recording allocates only for
+    /// a new series.
+    scratch: Attrs,
 }
 
 impl WorkerStats {
@@ -61,6 +64,7 @@ impl WorkerStats {
             store: Store::new(spec, max_series),
             events_seen: [0; Event::COUNT],
             capture_seen: [0; 2],
+            scratch: Attrs::with_capacity(8),
         }
     }
 
@@ -89,7 +93,7 @@ impl WorkerStats {
             if now > *seen {
                 self.store.add(
                     Metric::Events,
-                    vec![("podtap.event", Val::Str(CompactString::const_new(e.name())))],
+                    &[("podtap.event", Val::Str(CompactString::const_new(e.name())))],
                     now - *seen,
                 );
                 *seen = now;
@@ -107,7 +111,7 @@ impl WorkerStats {
             if now > *seen {
                 self.store.add(
                     Metric::CaptureDrops,
-                    vec![(
+                    &[(
                         "podtap.drop.reason",
                         Val::Str(CompactString::const_new(reason)),
                     )],
@@ -121,13 +125,14 @@ impl WorkerStats {
     pub fn transaction(&mut self, tx: &Transaction) {
         let side = observed_side(tx);
         let secs = tx.duration_ns() as f64 / 1e9;
-        let (metric, attrs) = match tx.protocol {
+        let mut a = std::mem::take(&mut self.scratch);
+        a.clear();
+        let metric = match tx.protocol {
             Protocol::Http | Protocol::Http2 => {
                 let metric = match side {
                     Side::Server => Metric::HttpServerDuration,
                     Side::Client => Metric::HttpClientDuration,
                 };
-                let mut a = Attrs::with_capacity(7);
                 let method = match tx.attr("http.request.method") {
                     Some(AttrValue::Str(m)) => m.clone(),
                     _ => tx.operation.clone(),
@@ -142,14 +147,13 @@ impl WorkerStats {
                 push_error(&mut a, tx);
                 a.push(("network.protocol.name", Val::Str("http".into())));
                 push_server(&mut a, &tx.server);
-                (metric, a)
+                metric
             }
             Protocol::Grpc => {
                 let metric = match side {
                     Side::Server => Metric::RpcServerDuration,
                     Side::Client => Metric::RpcClientDuration,
                 };
-                let mut a = Attrs::with_capacity(6);
                 a.push(("rpc.system", Val::Str("grpc".into())));
                 for key in ["rpc.service", "rpc.method"] {
                     if let Some(AttrValue::Str(v)) = tx.attr(key) {
@@ -161,22 +165,20 @@ impl WorkerStats {
                 }
                 push_error(&mut a, tx);
                 push_server(&mut a, &tx.server);
-                (metric, a)
+                metric
             }
             Protocol::Redis
             | Protocol::Mysql
             | Protocol::Postgresql
             | Protocol::Mongodb
             | Protocol::Memcached => {
-                let mut a = Attrs::with_capacity(5);
                 a.push(("db.system.name", Val::Str(tx.protocol.as_str().into())));
                 a.push(("db.operation.name", Val::Str(tx.operation.clone())));
                 push_error(&mut a, tx);
                 push_server(&mut a, &tx.server);
-                (Metric::DbClientDuration, a)
+                Metric::DbClientDuration
             }
             Protocol::Dns => {
-                let mut a = Attrs::with_capacity(5);
                 if let Some(AttrValue::Str(q)) = tx.attr("dns.question.name") {
                     a.push(("dns.question.name", Val::Str(q.clone())));
                 }
@@ -185,19 +187,23 @@ impl WorkerStats {
                 }
                 push_error(&mut a, tx);
                 push_server(&mut a, &tx.server);
-                (Metric::DnsLookupDuration, a)
+                Metric::DnsLookupDuration
             }
             // TLS handshakes and unknown streams are flows, not calls.
-            Protocol::Tls | Protocol::Kafka | Protocol::Unknown => return,
+            Protocol::Tls | Protocol::Kafka | Protocol::Unknown => {
+                self.scratch = a;
+                return;
+            }
         };
-        self.store.observe(metric, attrs, secs);
+        self.store.observe(metric, &a, secs);
+        self.scratch = a;
     }
 
     pub fn flow(&mut self, f: &FlowRecord) {
         let edge = |extra: Option<(&'static str, Val)>| {
             let mut a = Attrs::with_capacity(6);
-            a.push(("client.address", Val::Str(ip(&f.client))));
-            a.push(("server.address", Val::Str(ip(&f.server))));
+            a.push(("client.address", Val::Ip(f.client.addr)));
+            a.push(("server.address", Val::Ip(f.server.addr)));
             a.push(("server.port", Val::Int(f.server.port as i64)));
             a.push(("network.transport", Val::Str(f.transport().into())));
             if let Some(x) = extra {
@@ -209,36 +215,36 @@ impl WorkerStats {
         for (i, d) in f.dirs.iter().enumerate() {
             let dir = Some(("podtap.flow.direction", Val::Str(DIRS[i].into())));
             if d.bytes > 0 {
-                self.store.add(Metric::FlowIo, edge(dir.clone()), d.bytes);
+                self.store.add(Metric::FlowIo, &edge(dir.clone()), d.bytes);
             }
             if d.packets > 0 {
-                self.store.add(Metric::FlowPackets, edge(dir), d.packets);
+                self.store.add(Metric::FlowPackets, &edge(dir), d.packets);
             }
         }
         let Some(t) = &f.tcp else { return };
         if let (Some(s), Some(c)) = (t.server_rtt_ns, t.client_rtt_ns) {
             self.store
-                .observe(Metric::TcpHandshake, edge(None), (s + c) as f64 / 1e9);
+                .observe(Metric::TcpHandshake, &edge(None), (s + c) as f64 / 1e9);
         }
         for (i, st) in t.stats.iter().enumerate() {
             let dir = || Some(("podtap.flow.direction", Val::Str(DIRS[i].into())));
             if st.retransmits > 0 {
                 self.store
-                    .add(Metric::TcpRetransmissions, edge(dir()), st.retransmits);
+                    .add(Metric::TcpRetransmissions, &edge(dir()), st.retransmits);
             }
             if st.resets > 0 {
-                self.store.add(Metric::TcpResets, edge(dir()), st.resets);
+                self.store.add(Metric::TcpResets, &edge(dir()), st.resets);
             }
             if st.zero_windows > 0 {
                 self.store
-                    .add(Metric::TcpZeroWindows, edge(dir()), st.zero_windows);
+                    .add(Metric::TcpZeroWindows, &edge(dir()), st.zero_windows);
             }
         }
         if !t.midstream {
-            self.store.add(Metric::TcpOpened, edge(None), 1);
+            self.store.add(Metric::TcpOpened, &edge(None), 1);
         }
         let reason = Some(("podtap.flow.end_reason", Val::Str(f.reason.as_str().into())));
-        self.store.add(Metric::TcpClosed, edge(reason), 1);
+        self.store.add(Metric::TcpClosed, &edge(reason), 1);
     }
 }
 
@@ -249,15 +255,8 @@ fn push_error(a: &mut Attrs, tx: &Transaction) {
 }
 
 fn push_server(a: &mut Attrs, server: &Endpoint) {
-    a.push(("server.address", Val::Str(ip(server))));
+    a.push(("server.address", Val::Ip(server.addr)));
     a.push(("server.port", Val::Int(server.port as i64)));
-}
-
-fn ip(e: &Endpoint) -> CompactString {
-    use std::fmt::Write;
-    let mut s = CompactString::default();
-    let _ = write!(s, "{}", e.addr);
-    s
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@
 //! OpenTelemetry SDK specification prescribes) and are counted in `overflowed`.
 
 use compact_str::CompactString;
-use hashbrown::HashMap;
+use hashbrown::{Equivalent, HashMap};
+use std::net::IpAddr;
 
 use super::histogram::{Histogram, HistogramSpec};
 use super::metrics::{Kind, Metric};
@@ -17,6 +18,9 @@ pub enum Val {
     Str(CompactString),
     Int(i64),
     Bool(bool),
+    /// An address, kept binary so the per-transaction key neither formats nor hashes a
+    /// string; it is written as text (a string attribute) when exported.
+    Ip(IpAddr),
 }
 
 impl std::fmt::Display for Val {
@@ -25,6 +29,7 @@ impl std::fmt::Display for Val {
             Val::Str(s) => f.write_str(s),
             Val::Int(i) => write!(f, "{i}"),
             Val::Bool(b) => write!(f, "{b}"),
+            Val::Ip(a) => write!(f, "{a}"),
         }
     }
 }
@@ -35,10 +40,48 @@ pub type Attrs = Vec<(&'static str, Val)>;
 
 pub const OVERFLOW_KEY: &str = "otel.metric.overflow";
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SeriesKey {
     pub metric: Metric,
     pub attrs: Attrs,
+}
+
+/// The hash of a series: its metric and attribute values. The names are left out: a
+/// metric's recorder adds them in a fixed order, so they add no information, and hashing
+/// them doubled the cost of a lookup (one per transaction). Equal keys still hash equal.
+fn hash_series<H: std::hash::Hasher>(metric: Metric, attrs: &[(&'static str, Val)], h: &mut H) {
+    use std::hash::Hash;
+    metric.hash(h);
+    h.write_usize(attrs.len());
+    for (_, v) in attrs {
+        v.hash(h);
+    }
+}
+
+impl std::hash::Hash for SeriesKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        hash_series(self.metric, &self.attrs, h);
+    }
+}
+
+/// A borrowed series key: looks a series up without building an owned `Attrs` (the
+/// per-transaction path allocates only when a series is new). Hashes exactly like
+/// [`SeriesKey`].
+struct SeriesRef<'a> {
+    metric: Metric,
+    attrs: &'a [(&'static str, Val)],
+}
+
+impl std::hash::Hash for SeriesRef<'_> {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        hash_series(self.metric, self.attrs, h);
+    }
+}
+
+impl Equivalent<SeriesKey> for SeriesRef<'_> {
+    fn equivalent(&self, key: &SeriesKey) -> bool {
+        self.metric == key.metric && self.attrs == &key.attrs[..]
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -87,37 +130,43 @@ impl Store {
         self.series.len()
     }
 
-    fn slot(&mut self, metric: Metric, attrs: Attrs) -> &mut Value {
-        let key = SeriesKey { metric, attrs };
+    fn slot(&mut self, metric: Metric, attrs: &[(&'static str, Val)]) -> &mut Value {
+        const OVERFLOW: &[(&str, Val)] = &[(OVERFLOW_KEY, Val::Bool(true))];
         let m = metric as usize;
-        let key = if self.series.contains_key(&key) {
-            key
-        } else if self.per_metric[m] < self.max_series {
-            self.per_metric[m] += 1;
-            key
-        } else {
-            self.overflowed += 1;
-            SeriesKey {
-                metric,
-                attrs: vec![(OVERFLOW_KEY, Val::Bool(true))],
+        let mut attrs = attrs;
+        if !self.series.contains_key(&SeriesRef { metric, attrs }) {
+            if self.per_metric[m] < self.max_series {
+                self.per_metric[m] += 1;
+            } else {
+                self.overflowed += 1;
+                attrs = OVERFLOW;
             }
-        };
-        let spec = &self.spec;
+            if !self.series.contains_key(&SeriesRef { metric, attrs }) {
+                let v = match metric.def().kind {
+                    Kind::Counter => Value::Counter(0),
+                    Kind::Histogram => Value::Histogram(self.spec.new_histogram()),
+                };
+                let key = SeriesKey {
+                    metric,
+                    attrs: attrs.to_vec(),
+                };
+                self.series.insert(key, v);
+            }
+        }
         self.series
-            .entry(key)
-            .or_insert_with(|| match metric.def().kind {
-                Kind::Counter => Value::Counter(0),
-                Kind::Histogram => Value::Histogram(spec.new_histogram()),
-            })
+            .get_mut(&SeriesRef { metric, attrs })
+            .expect("series present")
     }
 
-    pub fn add(&mut self, metric: Metric, attrs: Attrs, n: u64) {
+    /// Count `n` in the series `metric` + `attrs` (copied only if the series is new).
+    pub fn add(&mut self, metric: Metric, attrs: &[(&'static str, Val)], n: u64) {
         if let Value::Counter(c) = self.slot(metric, attrs) {
             *c += n;
         }
     }
 
-    pub fn observe(&mut self, metric: Metric, attrs: Attrs, seconds: f64) {
+    /// Record a duration in the series `metric` + `attrs` (copied only if it is new).
+    pub fn observe(&mut self, metric: Metric, attrs: &[(&'static str, Val)], seconds: f64) {
         if let Value::Histogram(h) = self.slot(metric, attrs) {
             h.record(seconds);
         }
@@ -129,7 +178,7 @@ impl Store {
         for (k, v) in other.series {
             let is_overflow = k.attrs.len() == 1 && k.attrs[0].0 == OVERFLOW_KEY;
             let before = self.overflowed;
-            let slot = self.slot(k.metric, k.attrs);
+            let slot = self.slot(k.metric, &k.attrs);
             match (slot, &v) {
                 (Value::Counter(a), Value::Counter(b)) => *a += b,
                 (Value::Histogram(a), Value::Histogram(b)) => a.merge(b),
@@ -189,10 +238,10 @@ mod tests {
     fn cardinality_overflow_folds_into_one_series() {
         let mut s = store(2);
         for r in ["/a", "/b", "/c", "/d", "/a"] {
-            s.observe(Metric::HttpServerDuration, a(r), 0.05);
+            s.observe(Metric::HttpServerDuration, &a(r), 0.05);
         }
         // Another metric has its own budget.
-        s.add(Metric::FlowIo, a("/z"), 10);
+        s.add(Metric::FlowIo, &a("/z"), 10);
         assert_eq!(s.len(), 4);
         assert_eq!(s.overflowed, 2);
         let overflow = vec![(OVERFLOW_KEY, Val::Bool(true))];
@@ -213,11 +262,11 @@ mod tests {
     fn merge_adds_and_respects_the_bound() {
         let mut total = store(2);
         let mut d1 = store(2);
-        d1.add(Metric::FlowIo, a("/a"), 5);
-        d1.add(Metric::FlowIo, a("/b"), 1);
+        d1.add(Metric::FlowIo, &a("/a"), 5);
+        d1.add(Metric::FlowIo, &a("/b"), 1);
         let mut d2 = store(2);
-        d2.add(Metric::FlowIo, a("/a"), 2);
-        d2.add(Metric::FlowIo, a("/c"), 7);
+        d2.add(Metric::FlowIo, &a("/a"), 2);
+        d2.add(Metric::FlowIo, &a("/c"), 7);
         total.merge(d1);
         total.merge(d2);
         assert_eq!(total.get(Metric::FlowIo, &a("/a")).unwrap().count(), 7);

@@ -22,6 +22,7 @@ pub fn attrs(a: &[(&'static str, Val)]) -> Vec<KeyValue> {
             Val::Str(s) => kv_str(k, s),
             Val::Int(i) => kv_int(k, *i),
             Val::Bool(b) => kv_bool(k, *b),
+            Val::Ip(a) => kv_str(k, &a.to_string()),
         })
         .collect()
 }
@@ -163,9 +164,9 @@ mod tests {
         ] {
             let mut s = Store::new(spec.clone(), 10);
             let a = vec![("http.route", Val::Str("/x".into()))];
-            s.observe(Metric::HttpServerDuration, a.clone(), 0.05);
-            s.observe(Metric::HttpServerDuration, a.clone(), 0.5);
-            s.add(Metric::FlowIo, a, 100);
+            s.observe(Metric::HttpServerDuration, &a, 0.05);
+            s.observe(Metric::HttpServerDuration, &a, 0.5);
+            s.add(Metric::FlowIo, &a, 100);
             let r = request(&s, Temporality::Delta, 1, 2, "svc", &BTreeMap::new());
             assert_eq!(data_points(&r), 2);
             let ms = &r.resource_metrics[0].scope_metrics[0].metrics;
