@@ -286,7 +286,8 @@ impl<S: RecordSink> Tracker<S> {
             _ => {}
         }
         if !self.txs.is_empty() {
-            let ends = ends(&self.attr, self.table.get_mut(id));
+            let n = self.txs.len();
+            let ends = ends(&self.attr, self.table.get_mut(id), n);
             emit(
                 &mut self.txs,
                 ends,
@@ -387,7 +388,7 @@ impl<S: RecordSink> Tracker<S> {
                     s.tick(now, timeout, txs);
                     s.drain_stats(counters);
                     if !txs.is_empty() {
-                        pending.push((ends(attr, flow), std::mem::take(txs)));
+                        pending.push((ends(attr, flow, txs.len()), std::mem::take(txs)));
                     }
                 }
             });
@@ -423,7 +424,8 @@ impl<S: RecordSink> Tracker<S> {
                 self.counters.bump(Event::FlowSplit);
             }
         }
-        let ends = ends(&self.attr, &mut flow);
+        let n = self.txs.len();
+        let ends = ends(&self.attr, &mut flow, n);
         let selected = ends.3.as_ref().is_none_or(|p| p.selected);
         emit(
             &mut self.txs,
@@ -458,22 +460,28 @@ fn feed_l7(
     }
 }
 
-/// A flow's ends as its records carry them: client, server, observation point, pods.
-type Ends = (Endpoint, Endpoint, u32, Option<Arc<FlowPods>>);
+/// A flow's ends as its records carry them: client, server, observation point, pods, and
+/// the origin of the first of the transactions being reported (see
+/// [`Transaction::origin`]).
+type Ends = (Endpoint, Endpoint, u32, Option<Arc<FlowPods>>, Option<u64>);
 
-/// The flow's ends, with its attribution brought up to date (a pointer comparison
-/// unless the metadata snapshot changed since the flow last reported).
-fn ends(attr: &Option<Attributor>, flow: &mut Flow) -> Ends {
+/// The flow's ends for reporting its next `n` transactions, with its attribution brought
+/// up to date (a pointer comparison unless the metadata snapshot changed since the flow
+/// last reported).
+fn ends(attr: &Option<Attributor>, flow: &mut Flow, n: usize) -> Ends {
     let (client, server, obs) = (flow.client(), flow.server(), flow.key.obs);
     if let Some(a) = attr {
         a.refresh(&mut flow.pods, obs, client, server);
     }
-    (client, server, obs, flow.pods.clone())
+    let isn = flow.tcp.as_ref().and_then(|t| t.client_isn());
+    let origin = isn.map(|isn| (isn as u64) << 32 | flow.transactions as u64);
+    flow.transactions = flow.transactions.wrapping_add(n as u32);
+    (client, server, obs, flow.pods.clone(), origin)
 }
 
 fn emit<S: RecordSink>(
     txs: &mut Vec<Transaction>,
-    (client, server, obs, pods): Ends,
+    (client, server, obs, pods, origin): Ends,
     sink: &mut S,
     count: &mut u64,
     counters: &mut Counters,
@@ -483,11 +491,13 @@ fn emit<S: RecordSink>(
         txs.clear();
         return;
     }
-    for mut tx in txs.drain(..) {
+    for (i, mut tx) in txs.drain(..).enumerate() {
         tx.client = client;
         tx.server = server;
         tx.obs = obs;
         tx.pods = pods.clone();
+        // The index stays in the low half: connection identity and index never mix.
+        tx.origin = origin.map(|o| o & !0xffff_ffff | (o as u32).wrapping_add(i as u32) as u64);
         *count += 1;
         sink.transaction(tx);
     }

@@ -447,3 +447,132 @@ fn live_daemon_survives_a_collector_restart_mid_run() {
         "spans made after the restart reached the collector"
     );
 }
+
+/// A request seen at both ends: the daemon captures the client pod's and the server pod's
+/// veths, a static map names both pods, and every request gives a CLIENT span (service
+/// `shop-client`) and a SERVER span (service `web`) in one trace, the client span the
+/// server span's parent. A request carrying a `traceparent` puts both in the caller's
+/// trace, the client span a child of the caller's span.
+#[test]
+fn client_span_is_the_parent_of_the_server_span_when_both_pods_are_watched() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("www");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("index.html"), b"hello\n").unwrap();
+    let mut bridge = Bridge::new();
+    let server = bridge.pod();
+    let client = bridge.pod();
+    let _nginx = nginx(&server.ns, &server.ip, dir.path(), &root);
+    let (grpc, http) = (free_port(), free_port());
+    let log = dir.path().join("rotel.out");
+    let _rotel = rotel(grpc, http, &log, dir.path());
+    let map = dir.path().join("pods.toml");
+    std::fs::write(
+        &map,
+        format!(
+            "[[pod]]\nname = \"web-0\"\nnamespace = \"shop\"\nservice = \"web\"\n\
+             interfaces = [\"{}\"]\n\n\
+             [[pod]]\nname = \"client-0\"\nnamespace = \"shop\"\nservice = \"shop-client\"\n\
+             interfaces = [\"{}\"]\n",
+            server.host_if, client.host_if
+        ),
+    )
+    .unwrap();
+    let cfg = dir.path().join("linked.toml");
+    std::fs::write(
+        &cfg,
+        config(
+            "grpc",
+            &format!("http://127.0.0.1:{grpc}"),
+            &format!("[attribution]\nstatic_map = \"{}\"\n", map.display()),
+        ),
+    )
+    .unwrap();
+    let ifaces = format!("{}.*", bridge.prefix);
+    let mut d = Daemon::start(
+        dir.path(),
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--mode",
+            "tpacket",
+            "-i",
+            &ifaces,
+            "--workers",
+            "2",
+        ],
+    );
+    d.wait_log(
+        &format!("interface={}", client.host_if),
+        Duration::from_secs(5),
+    );
+    d.wait_log(
+        &format!("interface={}", server.host_if),
+        Duration::from_secs(5),
+    );
+    // Five requests on one keep-alive connection, then one carrying a traceparent.
+    const PLAIN: usize = 5;
+    let mut cmd = client.ns.cmd("curl");
+    cmd.args(["-s", "--max-time", "30"]);
+    for _ in 0..PLAIN {
+        cmd.args(["-o", "/dev/null", &format!("http://{}/", server.ip)]);
+    }
+    sh(&mut cmd);
+    let (trace, caller) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    sh(client.ns.cmd("curl").args([
+        "-s",
+        "--max-time",
+        "30",
+        "-o",
+        "/dev/null",
+        "-H",
+        &format!("traceparent: 00-{trace}-{caller}-01"),
+        &format!("http://{}/index.html", server.ip),
+    ]));
+    std::thread::sleep(Duration::from_millis(500));
+    d.stop();
+    let n = PLAIN + 1;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let spans = loop {
+        let (s, _) = collector_log(&log, "http.server.request.duration");
+        if s.len() >= 2 * n || Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(spans.len(), 2 * n, "{spans:#?}");
+    let of_kind = |k: &str| -> Vec<&LoggedSpan> { spans.iter().filter(|s| s.kind == k).collect() };
+    let (clients, servers) = (of_kind("SPAN_KIND_CLIENT"), of_kind("SPAN_KIND_SERVER"));
+    assert_eq!((clients.len(), servers.len()), (n, n), "{spans:#?}");
+    assert!(
+        clients.iter().all(|s| s.service == "shop-client"),
+        "{clients:#?}"
+    );
+    assert!(servers.iter().all(|s| s.service == "web"), "{servers:#?}");
+    for s in &servers {
+        let parents: Vec<_> = clients
+            .iter()
+            .filter(|c| c.span_id == s.parent_id)
+            .collect();
+        assert_eq!(
+            parents.len(),
+            1,
+            "server span {s:?} has its client span as parent"
+        );
+        assert_eq!(parents[0].trace_id, s.trace_id);
+        assert_eq!(parents[0].name, s.name);
+    }
+    let mut traces: Vec<_> = servers.iter().map(|s| s.trace_id.as_str()).collect();
+    traces.sort();
+    traces.dedup();
+    assert_eq!(traces.len(), n, "one trace per request");
+    let joined: Vec<_> = clients.iter().filter(|c| c.trace_id == trace).collect();
+    assert_eq!(joined.len(), 1, "{clients:#?}");
+    assert_eq!(
+        joined[0].parent_id, caller,
+        "the client span is the caller's child"
+    );
+    let roots = clients.iter().filter(|c| c.parent_id.is_empty()).count();
+    assert_eq!(roots, PLAIN, "the other client spans start their traces");
+}

@@ -228,6 +228,11 @@ pub struct SpansConfig {
     pub retry_initial_ms: u64,
     /// Default 10000 ms.
     pub retry_max_ms: u64,
+    /// A request seen at both its client's and its server's pod gives a CLIENT and a
+    /// SERVER span in one trace, the client span the parent of the server span. Their ids
+    /// derive from the connection's SYN and the request's index on it, so every podtap
+    /// (one per node) names them alike. Default true.
+    pub link_client_server: bool,
 }
 
 impl Default for SpansConfig {
@@ -243,6 +248,7 @@ impl Default for SpansConfig {
             max_batch: 512,
             retry_initial_ms: 200,
             retry_max_ms: 10_000,
+            link_client_server: true,
         }
     }
 }

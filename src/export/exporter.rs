@@ -219,6 +219,7 @@ impl Exporter {
             ),
             ids: spans::IdGen::new(index as u64 + 1),
             spans_on,
+            link: c.spans.link_client_server,
         }
     }
 
@@ -711,33 +712,69 @@ pub struct WorkerExport {
     sampler: spans::Sampler,
     ids: spans::IdGen,
     spans_on: bool,
+    /// `spans.link_client_server`.
+    link: bool,
+}
+
+/// The ids of `tx`'s span, or `None` when it is not sampled.
+///
+/// A request seen at both ends (the client pod's interface and the server pod's) gives two
+/// spans, CLIENT and SERVER. With `link`, both take their ids from the request's identity
+/// ([`spans::link_ids`]), so they share a trace and the server span's parent is the client
+/// span, with no state shared between the observations (they may be on different workers
+/// or nodes). The server span names that parent only when the client is a pod podtap
+/// watches; a request from outside keeps the caller's context, or none. Observations at
+/// neither end (a physical interface, a mirror) keep random span ids, so they never
+/// collide with the ends' spans.
+fn span_ids(
+    tx: &Transaction,
+    link: bool,
+    ids: &mut spans::IdGen,
+    sampler: &spans::Sampler,
+) -> Option<spans::SpanIds> {
+    let linked = if link { spans::link_ids(tx) } else { None };
+    let trace_id = match (&tx.trace, &linked) {
+        (Some(t), _) => t.trace_id,
+        (None, Some(l)) => l.trace_id,
+        (None, None) => ids.trace_id(),
+    };
+    if !sampler.keep(tx, &trace_id) {
+        return None;
+    }
+    let pods = tx.pods.as_deref();
+    let side = pods.and_then(|p| p.observed_side());
+    let (span_id, parent) = match (linked, side) {
+        (Some(l), Some("client")) => (l.client_span, None),
+        (Some(l), Some("server")) => {
+            let client_watched = pods
+                .and_then(|p| p.client.pod())
+                .is_some_and(|c| c.selected && !c.host_network);
+            (l.server_span, client_watched.then_some(l.client_span))
+        }
+        _ => (ids.span_id(), None),
+    };
+    Some(spans::SpanIds {
+        trace_id,
+        span_id,
+        parent,
+    })
 }
 
 impl WorkerExport {
-    /// Record a transaction's statistics; if it is sampled, return the span's trace and
-    /// span ids (the caller then calls [`WorkerExport::queue_span`]).
-    pub fn observe(&mut self, tx: &Transaction) -> Option<([u8; 16], [u8; 8])> {
+    /// Record a transaction's statistics; if it is sampled, return its span's ids (the
+    /// caller then calls [`WorkerExport::queue_span`]).
+    pub fn observe(&mut self, tx: &Transaction) -> Option<spans::SpanIds> {
         self.stats.transaction(tx);
         if !self.spans_on {
             return None;
         }
-        let trace_id = match &tx.trace {
-            Some(t) => t.trace_id,
-            None => self.ids.trace_id(),
-        };
-        self.sampler
-            .keep(tx, &trace_id)
-            .then(|| (trace_id, self.ids.span_id()))
+        span_ids(tx, self.link, &mut self.ids, &self.sampler)
     }
 
     /// Queue a sampled transaction for the exporter; a full queue drops its oldest entry.
-    pub fn queue_span(&mut self, tx: Transaction, ids: ([u8; 16], [u8; 8])) {
+    pub fn queue_span(&mut self, tx: Transaction, ids: spans::SpanIds) {
         self.slot.sampled.fetch_add(1, Relaxed);
-        let item = spans::SpanItem {
-            tx,
-            trace_id: ids.0,
-            span_id: ids.1,
-        };
+        let item = spans::SpanItem { tx, ids };
         if self.shared.spans.force_push(item).is_some() {
             self.slot.queue_dropped.fetch_add(1, Relaxed);
         }

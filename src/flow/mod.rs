@@ -73,6 +73,8 @@ pub struct Flow {
     /// Pod attribution, resolved when the flow is created and again only when the
     /// metadata snapshot changes (`None` without attribution).
     pub pods: Option<std::sync::Arc<crate::k8s::FlowPods>>,
+    /// Transactions reported so far: the index of the next one on this connection.
+    pub transactions: u32,
 }
 
 impl Flow {
@@ -95,6 +97,7 @@ impl Flow {
             tcp,
             l7: None,
             pods: None,
+            transactions: 0,
         }
     }
 

@@ -129,6 +129,11 @@ pub struct Transaction {
     /// Pod attribution of the flow (shared with its flow record).
     pub pods: Option<std::sync::Arc<crate::k8s::FlowPods>>,
     pub trace: Option<TraceContext>,
+    /// Which request of which connection this is, the same at every observation point:
+    /// the client's initial sequence number (high 32 bits) and the transaction's index on
+    /// the connection (low 32 bits). Only for TCP connections whose SYN was seen; it lets
+    /// the client's and the server's observations of one request name each other's spans.
+    pub origin: Option<u64>,
     pub completeness: Completeness,
     /// Further semantic-convention attributes (`url.path`, `dns.question.name`, ...).
     pub attrs: Vec<(&'static str, AttrValue)>,

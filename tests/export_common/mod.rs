@@ -80,9 +80,12 @@ pub fn rotel(grpc: u16, http: u16, out: &Path, dir: &Path) -> Proc {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoggedSpan {
     pub trace_id: String,
+    pub span_id: String,
     pub parent_id: String,
     pub name: String,
     pub kind: String,
+    /// `service.name` of the resource the span came in.
+    pub service: String,
 }
 
 /// Spans and `metric` histogram counts rotel logged so far.
@@ -92,6 +95,7 @@ pub fn collector_log(out: &Path, metric: &str) -> (Vec<LoggedSpan>, u64) {
     let mut cur: Option<LoggedSpan> = None;
     let mut in_metric = false;
     let mut count = 0;
+    let mut service = String::new();
     let field = |l: &str| l.split_once(':').map_or("", |x| x.1).trim().to_string();
     for line in text.lines() {
         let t = line.trim();
@@ -99,16 +103,27 @@ pub fn collector_log(out: &Path, metric: &str) -> (Vec<LoggedSpan>, u64) {
             spans.extend(cur.take());
             cur = Some(LoggedSpan {
                 trace_id: String::new(),
+                span_id: String::new(),
                 parent_id: String::new(),
                 name: String::new(),
                 kind: String::new(),
+                service: service.clone(),
             });
         } else if t.starts_with("ResourceSpans #") || t.starts_with("ResourceMetrics #") {
             spans.extend(cur.take());
+            service.clear();
+        } else if let Some(v) = t.strip_prefix("-> service.name: ") {
+            // `Str(web)`
+            service = v
+                .trim_start_matches("Str(")
+                .trim_end_matches(')')
+                .to_string();
         }
         if let Some(s) = cur.as_mut() {
             if t.starts_with("Trace ID") {
                 s.trace_id = field(t);
+            } else if t.starts_with("ID ") || t.starts_with("ID:") {
+                s.span_id = field(t);
             } else if t.starts_with("Parent ID") {
                 s.parent_id = field(t);
             } else if t.starts_with("Name ") || t.starts_with("Name:") {

@@ -20,8 +20,60 @@ use crate::stats::{Side, observed_side};
 #[derive(Clone, Debug)]
 pub struct SpanItem {
     pub tx: Transaction,
+    pub ids: SpanIds,
+}
+
+/// The ids a sampled transaction's span carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpanIds {
     pub trace_id: [u8; 16],
     pub span_id: [u8; 8],
+    /// The parent when podtap itself decides it (the client's span of the same request);
+    /// otherwise the caller's span from the request's trace context, if any.
+    pub parent: Option<[u8; 8]>,
+}
+
+/// Ids derived from a request's identity ([`Transaction::origin`] and the client's
+/// address), which every observation point of the request computes alike: the client's
+/// and the server's podtap span of one request share a trace and know each other's span
+/// id without talking to each other. The client address and port are used, not the
+/// server's: a Service's DNAT changes the server address between the two points.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkIds {
+    pub trace_id: [u8; 16],
+    pub client_span: [u8; 8],
+    pub server_span: [u8; 8],
+}
+
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn nonzero(v: u64) -> [u8; 8] {
+    v.max(1).to_be_bytes()
+}
+
+pub fn link_ids(tx: &Transaction) -> Option<LinkIds> {
+    let origin = tx.origin?;
+    let addr = match tx.client.addr {
+        std::net::IpAddr::V4(a) => u32::from(a) as u128,
+        std::net::IpAddr::V6(a) => u128::from(a),
+    };
+    let mut h = mix(origin ^ 0x706f_6474_6170); // "podtap"
+    h = mix(h ^ addr as u64);
+    h = mix(h ^ (addr >> 64) as u64);
+    h = mix(h ^ tx.client.port as u64);
+    let mut trace_id = [0u8; 16];
+    trace_id[..8].copy_from_slice(&mix(h ^ 1).to_be_bytes());
+    trace_id[8..].copy_from_slice(&nonzero(mix(h ^ 2)));
+    Some(LinkIds {
+        trace_id,
+        client_span: nonzero(mix(h ^ 3)),
+        server_span: nonzero(mix(h ^ 4)),
+    })
 }
 
 /// Fast per-worker id source (SplitMix64). Ids must be unique, not secret.
@@ -209,14 +261,18 @@ pub fn build_span(item: &SpanItem) -> Span {
     }
     let (parent, trace_state, flags) = match &tx.trace {
         Some(t) => (
-            t.parent_span_id.to_vec(),
+            item.ids.parent.unwrap_or(t.parent_span_id).to_vec(),
             t.tracestate
                 .as_ref()
                 .map_or(String::new(), |s| s.to_string()),
             // W3C trace flags: sampled (podtap exports it, so it was sampled here).
             1,
         ),
-        None => (Vec::new(), String::new(), 1),
+        None => (
+            item.ids.parent.map_or(Vec::new(), |p| p.to_vec()),
+            String::new(),
+            1,
+        ),
     };
     let status = match &tx.error {
         Some(e) => Status {
@@ -226,8 +282,8 @@ pub fn build_span(item: &SpanItem) -> Span {
         None => Status::default(),
     };
     Span {
-        trace_id: item.trace_id.to_vec(),
-        span_id: item.span_id.to_vec(),
+        trace_id: item.ids.trace_id.to_vec(),
+        span_id: item.ids.span_id.to_vec(),
         trace_state,
         parent_span_id: parent,
         flags,
@@ -331,8 +387,11 @@ mod tests {
             let t = tc(format);
             let mut ids = IdGen::new(1);
             let item = SpanItem {
-                trace_id: t.trace_id,
-                span_id: ids.span_id(),
+                ids: SpanIds {
+                    trace_id: t.trace_id,
+                    span_id: ids.span_id(),
+                    parent: None,
+                },
                 tx: http(Some(t.clone())),
             };
             let s = build_span(&item);
@@ -366,8 +425,11 @@ mod tests {
         assert_ne!(a, b);
         assert_ne!(a, [0; 16]);
         let s = build_span(&SpanItem {
-            trace_id: a,
-            span_id: ids.span_id(),
+            ids: SpanIds {
+                trace_id: a,
+                span_id: ids.span_id(),
+                parent: None,
+            },
             tx: http(None),
         });
         assert!(s.parent_span_id.is_empty());
@@ -379,8 +441,11 @@ mod tests {
         let mut tx = http(None);
         tx.error = Some("503".into());
         let s = build_span(&SpanItem {
-            trace_id: [1; 16],
-            span_id: [2; 8],
+            ids: SpanIds {
+                trace_id: [1; 16],
+                span_id: [2; 8],
+                parent: None,
+            },
             tx,
         });
         assert_eq!(s.status.unwrap().code, StatusCode::Error as i32);
@@ -418,5 +483,30 @@ mod tests {
         assert!(none.keep(&slow, &[0xff; 16]));
         let all = Sampler::new(1.0, false, 0);
         assert!(all.keep(&tx, &[0xff; 16]));
+    }
+
+    #[test]
+    fn link_ids_name_one_request_alike_at_both_ends_and_differ_between_requests() {
+        let mut a = http(None);
+        a.client = Endpoint {
+            addr: "10.0.0.1".parse().unwrap(),
+            port: 40000,
+        };
+        assert_eq!(link_ids(&a), None, "no SYN seen, no identity");
+        a.origin = Some(0x1234_5678_0000_0000);
+        // The server end saw the pod's address; the client end the Service's (DNAT).
+        let mut b = a.clone();
+        b.server.addr = "10.96.0.10".parse().unwrap();
+        let (la, lb) = (link_ids(&a).unwrap(), link_ids(&b).unwrap());
+        assert_eq!(la, lb);
+        assert_ne!(la.client_span, la.server_span);
+        let mut next = a.clone();
+        next.origin = Some(0x1234_5678_0000_0001);
+        let ln = link_ids(&next).unwrap();
+        assert_ne!(ln.trace_id, la.trace_id);
+        assert_ne!(ln.client_span, la.client_span);
+        let mut other = a.clone();
+        other.client.port = 40001;
+        assert_ne!(link_ids(&other).unwrap().trace_id, la.trace_id);
     }
 }
