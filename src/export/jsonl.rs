@@ -213,11 +213,21 @@ pub fn write_flow(out: &mut String, f: &FlowRecord) {
 /// One transaction as a JSON line (without the newline).
 pub fn write_transaction(out: &mut String, t: &Transaction) {
     let mut o = JsonObject::new(out);
+    // A decoder that names the server (HTTP Host, `:authority`) sets `server.address`, as
+    // spans carry it; the wire address then moves to `podtap.server.ip` (one key, once).
+    let named = t.attrs.iter().any(|(k, _)| *k == "server.address");
     o.str("podtap.record", "transaction")
         .str("podtap.protocol", t.protocol.as_str())
         .display("client.address", t.client.addr)
         .u64("client.port", t.client.port as u64)
-        .display("server.address", t.server.addr)
+        .display(
+            if named {
+                "podtap.server.ip"
+            } else {
+                "server.address"
+            },
+            t.server.addr,
+        )
         .u64("server.port", t.server.port as u64)
         .u64("podtap.observation_point", t.obs as u64)
         .display("podtap.start", t.start.rfc3339())
