@@ -42,7 +42,7 @@ run: build
 	./target/release/podtap run
 
 test: deps-test
-	cargo test --all-targets
+	cargo test --all-targets --no-fail-fast
 
 bench: deps-test
 	perf/replay_bench.sh

@@ -2,6 +2,8 @@
 //! every problem, what to do about it. The probes are real (open the sockets, read the
 //! limits), not guesses from the kernel version.
 
+use crate::capture::iface::Selector;
+use crate::config::Config;
 use std::fmt::Write;
 
 /// Result of one probe.
@@ -30,9 +32,14 @@ pub struct Interface {
     pub ifindex: u32,
     pub kind: &'static str,
     pub up: bool,
-    /// Capture engine `capture.mode = "auto"` picks, and why.
-    pub auto_mode: &'static str,
-    pub reason: &'static str,
+    /// Matches `capture.interfaces` and not `capture.exclude`: `podtap run` captures it.
+    pub captured: bool,
+    /// What AF_XDP could do on it: `native`, `generic`, or why it cannot run.
+    pub xdp: String,
+    /// The engine the configured `capture.mode` picks for it (`auto`: by kind of
+    /// interface and whether AF_XDP can run), and why.
+    pub engine: &'static str,
+    pub reason: String,
 }
 
 pub struct Report {
@@ -61,21 +68,34 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "\n{:<18} {:>7} {:<10} {:<5} {:<8} reason",
-            "interface", "ifindex", "kind", "up", "auto"
+            "\n{:<16} {:>7} {:<9} {:<5} {:<8} {:<8} {:<8} reason",
+            "interface", "ifindex", "kind", "up", "captured", "xdp", "engine"
         );
         for i in &self.interfaces {
+            // A long "cannot" reason goes into the last column.
+            let (xdp, why) = match i.xdp.as_str() {
+                m @ ("native" | "generic") => (m, String::new()),
+                e => ("no", format!(" (AF_XDP: {e})")),
+            };
             let _ = writeln!(
                 s,
-                "{:<18} {:>7} {:<10} {:<5} {:<8} {}",
-                i.name, i.ifindex, i.kind, i.up, i.auto_mode, i.reason
+                "{:<16} {:>7} {:<9} {:<5} {:<8} {:<8} {:<8} {}{why}",
+                i.name,
+                i.ifindex,
+                i.kind,
+                i.up,
+                if i.captured { "yes" } else { "no" },
+                xdp,
+                i.engine,
+                i.reason
             );
         }
         s
     }
 }
 
-pub fn run() -> Report {
+/// Probe the host; the interface table follows `cfg`'s capture settings.
+pub fn run(cfg: &Config) -> Report {
     let mut findings = vec![kernel(), capabilities()];
     findings.push(af_packet());
     findings.push(af_xdp());
@@ -83,7 +103,7 @@ pub fn run() -> Report {
     findings.push(memlock());
     Report {
         findings,
-        interfaces: interfaces(),
+        interfaces: interfaces(cfg),
     }
 }
 
@@ -252,10 +272,12 @@ fn memlock() -> Finding {
     )
 }
 
-fn interfaces() -> Vec<Interface> {
+fn interfaces(cfg: &Config) -> Vec<Interface> {
     let Ok(dir) = std::fs::read_dir("/sys/class/net") else {
         return Vec::new();
     };
+    // The config was validated when loaded, so its regexes compile.
+    let selector = Selector::new(&cfg.capture.interfaces, &cfg.capture.exclude).ok();
     let mut v: Vec<Interface> = dir
         .filter_map(|e| e.ok())
         .filter_map(|e| {
@@ -269,13 +291,20 @@ fn interfaces() -> Vec<Interface> {
             let up =
                 std::fs::read_to_string(base.join("operstate")).is_ok_and(|s| s.trim() != "down");
             let kind = interface_kind(&name);
-            let (auto_mode, reason) = auto_choice(kind);
+            let xdp = match crate::capture::xdp::probe(&name) {
+                Ok(crate::capture::xdp::XdpMode::Native) => "native".to_string(),
+                Ok(_) => "generic".to_string(),
+                Err(e) => e,
+            };
+            let (engine, reason) = crate::run::choose_engine(cfg, &name);
             Some(Interface {
+                captured: selector.as_ref().is_some_and(|s| s.matches(&name)),
                 name,
                 ifindex,
                 kind,
                 up,
-                auto_mode,
+                xdp,
+                engine: engine.as_str(),
                 reason,
             })
         })
@@ -347,7 +376,7 @@ mod tests {
 
     #[test]
     fn probes_report_something_for_every_check() {
-        let r = run();
+        let r = run(&Config::default());
         assert_eq!(r.findings.len(), 6);
         assert!(r.findings.iter().all(|f| !f.detail.is_empty()));
         assert!(
@@ -357,8 +386,10 @@ mod tests {
         assert!(
             r.interfaces
                 .iter()
-                .any(|i| i.name == "lo" && i.kind == "loopback")
+                .any(|i| i.name == "lo" && i.kind == "loopback" && !i.captured)
         );
+        // Without AF_XDP privileges every interface reports why; with them, a mode.
+        assert!(r.interfaces.iter().all(|i| !i.xdp.is_empty()));
         assert!(r.render().contains("interface"));
     }
 }

@@ -227,7 +227,7 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Cmd::Check => {
-            let report = podtap::check::run();
+            let report = podtap::check::run(&cfg);
             print!("{}", report.render());
             if !report.all_ok() {
                 std::process::exit(1);

@@ -84,7 +84,7 @@ pub fn choose_engine(cfg: &Config, name: &str) -> (Engine, String) {
     match cfg.capture.mode {
         CaptureMode::Tpacket => (Engine::Tpacket, "capture.mode = tpacket".into()),
         CaptureMode::Xdp => (Engine::Xdp, "capture.mode = xdp".into()),
-        CaptureMode::Auto => match crate::check::auto_choice(crate::check::interface_kind(name)) {
+        CaptureMode::Auto => match auto_pick(cfg, name) {
             ("xdp", why) => match crate::capture::xdp::probe(name) {
                 Ok(_) => (Engine::Xdp, why.into()),
                 Err(e) => (
@@ -95,6 +95,19 @@ pub fn choose_engine(cfg: &Config, name: &str) -> (Engine, String) {
             (_, why) => (Engine::Tpacket, why.into()),
         },
     }
+}
+
+/// `auto`'s first pick for `name`, before probing AF_XDP: by kind of interface, except
+/// that a `capture.direct` interface already receives copies, so AF_XDP reads it like a NIC.
+fn auto_pick(cfg: &Config, name: &str) -> (&'static str, &'static str) {
+    let kind = crate::check::interface_kind(name);
+    if kind != "physical" && is_direct(cfg, name) {
+        return (
+            "xdp",
+            "capture.direct: it receives copies, AF_XDP reads its queues",
+        );
+    }
+    crate::check::auto_choice(kind)
 }
 
 /// How the frames of one interface reach a worker.

@@ -205,8 +205,38 @@ fn dumpcap(ifaces: &[&str], file: &Path) -> Proc {
     });
     rx.recv_timeout(Duration::from_secs(10))
         .expect("dumpcap did not start capturing");
-    // "Capturing on" comes when the first interface is open; the others follow shortly.
-    std::thread::sleep(Duration::from_millis(1500));
+    // "Capturing on" can come before every interface's socket is open (and under load
+    // well before): wait until the kernel lists a running packet socket on each.
+    let ifindexes: Vec<String> = ifaces
+        .iter()
+        .map(|i| {
+            std::fs::read_to_string(format!("/sys/class/net/{i}/ifindex"))
+                .expect("ifindex")
+                .trim()
+                .to_string()
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        // sk RefCnt Type Proto Iface R Rmem User Inode
+        let table = std::fs::read_to_string("/proc/net/packet").unwrap_or_default();
+        let running = |ifindex: &String| {
+            table.lines().skip(1).any(|l| {
+                let f: Vec<_> = l.split_whitespace().collect();
+                f.len() > 5 && f[4] == ifindex && f[5] == "1"
+            })
+        };
+        if ifindexes.iter().all(running) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "dumpcap sockets on {ifaces:?}:\n{table}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The ring is set up right after the socket is bound.
+    std::thread::sleep(Duration::from_millis(500));
     Proc(Some(child))
 }
 

@@ -378,3 +378,53 @@ fn pods_created_while_running_are_captured_and_nothing_leaks() {
 
     assert_nothing_left(&s);
 }
+
+/// `podtap check` under a config: which interfaces `run` would capture, what AF_XDP can
+/// do on each, and the engine auto mode picks with its reason. A pod veth gets TPACKET_V3
+/// (AF_XDP on a veth is copy-mode only), a `capture.direct` veth AF_XDP, and an
+/// interface outside `capture.interfaces` is not captured.
+#[test]
+fn check_reports_each_interfaces_engine_under_the_config() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let mut bridge = Bridge::new();
+    let (plain, direct) = (bridge.pod(), bridge.pod());
+    let cfg = dir.path().join("check.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[capture]\nmode = \"auto\"\ninterfaces = [\"{}.*\"]\ndirect = [\"{}\"]\n",
+            bridge.prefix, direct.host_if
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_podtap"))
+        .args(["--config", cfg.to_str().unwrap(), "check"])
+        .output()
+        .expect("podtap check");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = |name: &str| -> Vec<String> {
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no row for {name} in\n{text}"));
+        line.split_whitespace().map(str::to_string).collect()
+    };
+    // interface ifindex kind up captured xdp engine reason...
+    let p = row(&plain.host_if);
+    assert_eq!(p[1], plain.ifindex.to_string());
+    assert_eq!((p[2].as_str(), p[4].as_str()), ("veth", "yes"), "{text}");
+    assert!(["native", "generic"].contains(&p[5].as_str()), "{text}");
+    assert_eq!(p[6], "tpacket", "{text}");
+    assert!(p[7..].join(" ").contains("copy-mode"), "{text}");
+    let d = row(&direct.host_if);
+    assert_eq!((d[4].as_str(), d[6].as_str()), ("yes", "xdp"), "{text}");
+    assert!(d[7..].join(" ").contains("capture.direct"), "{text}");
+    let b = row(&bridge.name);
+    assert_eq!((b[2].as_str(), b[4].as_str()), ("bridge", "no"), "{text}");
+}

@@ -59,9 +59,10 @@ pub struct TcpLimits {
 impl TcpConn {
     /// The first packet of the connection decides whether the handshake is seen.
     pub fn new(first: &TcpHeader) -> Self {
-        let mut c = TcpConn::default();
-        c.midstream = !first.has(tcp_flags::SYN);
-        c
+        TcpConn {
+            midstream: !first.has(tcp_flags::SYN),
+            ..Default::default()
+        }
     }
 
     pub fn handshake_rtt_ns(&self) -> Option<u64> {

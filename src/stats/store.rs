@@ -6,7 +6,8 @@
 //! OpenTelemetry SDK specification prescribes) and are counted in `overflowed`.
 
 use compact_str::CompactString;
-use hashbrown::{Equivalent, HashMap};
+use hashbrown::{DefaultHashBuilder, Equivalent, HashTable};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 
 use super::histogram::{Histogram, HistogramSpec};
@@ -94,7 +95,10 @@ pub enum Value {
 pub struct Store {
     spec: HistogramSpec,
     max_series: usize,
-    series: HashMap<SeriesKey, Value>,
+    /// A table with explicit hashes rather than a map: a lookup hashes the borrowed key
+    /// once, also when it misses and the series is inserted.
+    series: HashTable<(SeriesKey, Value)>,
+    hasher: DefaultHashBuilder,
     per_metric: [usize; Metric::COUNT],
     /// Values folded into an overflow series since this store was made.
     pub overflowed: u64,
@@ -105,7 +109,8 @@ impl Store {
         Store {
             spec,
             max_series: max_series.max(1),
-            series: HashMap::new(),
+            series: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
             per_metric: [0; Metric::COUNT],
             overflowed: 0,
         }
@@ -132,30 +137,40 @@ impl Store {
 
     fn slot(&mut self, metric: Metric, attrs: &[(&'static str, Val)]) -> &mut Value {
         const OVERFLOW: &[(&str, Val)] = &[(OVERFLOW_KEY, Val::Bool(true))];
+        let hasher = &self.hasher;
+        let hash = hasher.hash_one(SeriesRef { metric, attrs });
+        let eq =
+            |attrs| move |(k, _): &(SeriesKey, Value)| SeriesRef { metric, attrs }.equivalent(k);
+        let mut table = match self.series.find_entry(hash, eq(attrs)) {
+            Ok(found) => return &mut found.into_mut().1,
+            Err(absent) => absent.into_table(),
+        };
         let m = metric as usize;
-        let mut attrs = attrs;
-        if !self.series.contains_key(&SeriesRef { metric, attrs }) {
-            if self.per_metric[m] < self.max_series {
-                self.per_metric[m] += 1;
-            } else {
-                self.overflowed += 1;
-                attrs = OVERFLOW;
+        let (attrs, hash) = if self.per_metric[m] < self.max_series {
+            self.per_metric[m] += 1;
+            (attrs, hash)
+        } else {
+            self.overflowed += 1;
+            let hash = hasher.hash_one(SeriesRef {
+                metric,
+                attrs: OVERFLOW,
+            });
+            match table.find_entry(hash, eq(OVERFLOW)) {
+                Ok(found) => return &mut found.into_mut().1,
+                Err(absent) => table = absent.into_table(),
             }
-            if !self.series.contains_key(&SeriesRef { metric, attrs }) {
-                let v = match metric.def().kind {
-                    Kind::Counter => Value::Counter(0),
-                    Kind::Histogram => Value::Histogram(self.spec.new_histogram()),
-                };
-                let key = SeriesKey {
-                    metric,
-                    attrs: attrs.to_vec(),
-                };
-                self.series.insert(key, v);
-            }
-        }
-        self.series
-            .get_mut(&SeriesRef { metric, attrs })
-            .expect("series present")
+            (OVERFLOW, hash)
+        };
+        let v = match metric.def().kind {
+            Kind::Counter => Value::Counter(0),
+            Kind::Histogram => Value::Histogram(self.spec.new_histogram()),
+        };
+        let key = SeriesKey {
+            metric,
+            attrs: attrs.to_vec(),
+        };
+        let rehash = |(k, _): &(SeriesKey, Value)| hasher.hash_one(k);
+        &mut table.insert_unique(hash, (key, v), rehash).into_mut().1
     }
 
     /// Count `n` in the series `metric` + `attrs` (copied only if the series is new).
@@ -198,16 +213,16 @@ impl Store {
 
     /// Series in a stable order (metric, then attributes).
     pub fn sorted(&self) -> Vec<(&SeriesKey, &Value)> {
-        let mut v: Vec<_> = self.series.iter().collect();
+        let mut v: Vec<_> = self.series.iter().map(|(k, v)| (k, v)).collect();
         v.sort_by(|a, b| (a.0.metric, &a.0.attrs).cmp(&(b.0.metric, &b.0.attrs)));
         v
     }
 
     pub fn get(&self, metric: Metric, attrs: &Attrs) -> Option<&Value> {
-        self.series.get(&SeriesKey {
-            metric,
-            attrs: attrs.clone(),
-        })
+        let key = SeriesRef { metric, attrs };
+        self.series
+            .find(self.hasher.hash_one(&key), |(k, _)| key.equivalent(k))
+            .map(|(_, v)| v)
     }
 }
 
