@@ -62,6 +62,16 @@ pub fn run(
 ) -> Result<ReplayTotals, CaptureError> {
     let mut totals = ReplayTotals::default();
     let mut summary = Summary::default();
+    // The file holds the interfaces `attribution.replay_interfaces` names (pcapng ids).
+    let names: Vec<String> = cfg
+        .attribution
+        .replay_interfaces
+        .iter()
+        .map(|n| regex::escape(n))
+        .collect();
+    let captured = std::sync::Arc::new(
+        crate::capture::iface::Selector::new(&names, &[]).expect("escaped names are regexes"),
+    );
     for file in &opts.files {
         let first = PcapFileSource::open(file)?;
         let n = opts.workers.max(1);
@@ -72,7 +82,7 @@ pub fn run(
             for i in 0..n {
                 let src = first.share()?.with_fanout(i as u32, n as u32);
                 let sink = ExportSink::new(
-                    export.map(|e| e.worker_handle(i)),
+                    export.map(|e| e.worker_handle(i).captured(captured.clone())),
                     Some(ChannelSink::new(tx.clone(), RECORD_BATCH, true)),
                 );
                 let attr = opts.attributor.clone();

@@ -322,12 +322,14 @@ pub fn run(
     let (tx, rx) = bounded::<Vec<Record>>(cfg.output.queue_batches);
     let workers_stop = Arc::new(AtomicBool::new(false));
 
+    // Spans link a client pod's end only where its veth is captured.
+    let captured = Arc::new(selector.clone());
     std::thread::scope(|s| {
         let writer = s.spawn(|| write_records(cfg, opts.output, rx, out, &stats));
         let mut threads = Vec::with_capacity(queues);
         for (i, src) in sources.into_iter().enumerate() {
             let sink = ExportSink::new(
-                export.map(|e| e.worker_handle(i)),
+                export.map(|e| e.worker_handle(i).captured(captured.clone())),
                 Some(ChannelSink::new(tx.clone(), RECORD_BATCH, false)),
             );
             let (qs, wstop, cpu) = (stats[i].clone(), workers_stop.clone(), cpu_of(i));
@@ -344,7 +346,7 @@ pub fn run(
         for (j, (dev, src)) in xdp_sources.into_iter().enumerate() {
             let i = n + j;
             let sink = ExportSink::new(
-                export.map(|e| e.worker_handle(i)),
+                export.map(|e| e.worker_handle(i).captured(captured.clone())),
                 Some(ChannelSink::new(tx.clone(), RECORD_BATCH, false)),
             );
             // XDP queue j shares a CPU with tpacket worker j: where both engines run,

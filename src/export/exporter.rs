@@ -31,6 +31,7 @@ use super::otlp::client::{OtlpClient, SendError};
 use super::otlp::{metrics as otlp_metrics, spans};
 use super::prometheus::SelfMetric;
 use super::{ExportError, RecordSink};
+use crate::capture::iface::Selector;
 use crate::events::Counters;
 use crate::flow::FlowRecord;
 use crate::proto::Transaction;
@@ -220,6 +221,7 @@ impl Exporter {
             ids: spans::IdGen::new(index as u64 + 1),
             spans_on,
             link: c.spans.link_client_server,
+            captured: None,
         }
     }
 
@@ -714,25 +716,33 @@ pub struct WorkerExport {
     spans_on: bool,
     /// `spans.link_client_server`.
     link: bool,
+    /// The interfaces this podtap captures: a client pod of this node is seen at its own
+    /// end only when one of its veths is among them.
+    captured: Option<Arc<Selector>>,
 }
 
 /// The ids of `tx`'s span, or `None` when it is not sampled.
 ///
 /// A request seen at both ends (the client pod's interface and the server pod's) gives two
-/// spans, CLIENT and SERVER. With `link`, both take their ids from the request's identity
-/// ([`spans::link_ids`]), so they share a trace and the server span's parent is the client
-/// span, with no state shared between the observations (they may be on different workers
-/// or nodes). The server span names that parent only when the client is a pod podtap
-/// watches; a request from outside keeps the caller's context, or none. Observations at
-/// neither end (a physical interface, a mirror) keep random span ids, so they never
-/// collide with the ends' spans.
+/// spans, CLIENT and SERVER. With linking on (`link` holds the captured interfaces), both
+/// take their ids from the request's identity ([`spans::link_ids`]), so they share a trace
+/// and the server span's parent is the client span, with no state shared between the
+/// observations (they may be on different workers or nodes). The server span names that
+/// parent only when the client's end is seen: a pod of this node whose veth is captured,
+/// or a pod of another node (whose podtap sees it); otherwise it keeps the caller's
+/// context, or none. Observations at neither end (a physical interface, a mirror) keep
+/// random span ids, so they never collide with the ends' spans.
 fn span_ids(
     tx: &Transaction,
-    link: bool,
+    link: Option<Option<&Selector>>,
     ids: &mut spans::IdGen,
     sampler: &spans::Sampler,
 ) -> Option<spans::SpanIds> {
-    let linked = if link { spans::link_ids(tx) } else { None };
+    let linked = if link.is_some() {
+        spans::link_ids(tx)
+    } else {
+        None
+    };
     let trace_id = match (&tx.trace, &linked) {
         (Some(t), _) => t.trace_id,
         (None, Some(l)) => l.trace_id,
@@ -746,10 +756,8 @@ fn span_ids(
     let (span_id, parent) = match (linked, side) {
         (Some(l), Some("client")) => (l.client_span, None),
         (Some(l), Some("server")) => {
-            let client_watched = pods
-                .and_then(|p| p.client.pod())
-                .is_some_and(|c| c.selected && !c.host_network);
-            (l.server_span, client_watched.then_some(l.client_span))
+            let seen = pods.is_some_and(|p| client_end_seen(p, link.flatten()));
+            (l.server_span, seen.then_some(l.client_span))
         }
         _ => (ids.span_id(), None),
     };
@@ -760,6 +768,21 @@ fn span_ids(
     })
 }
 
+/// Is the client end of a flow observed by a podtap (this one or another node's)?
+fn client_end_seen(p: &crate::k8s::FlowPods, captured: Option<&Selector>) -> bool {
+    let Some(c) = p.client.pod() else {
+        return false;
+    };
+    if !c.selected || c.host_network {
+        return false;
+    }
+    if c.host_ifaces.is_empty() {
+        // A pod of another node: that node's podtap captures it.
+        return c.node.is_some() && c.node != p.node_name;
+    }
+    captured.is_some_and(|s| c.host_ifaces.iter().any(|(_, name)| s.matches(name)))
+}
+
 impl WorkerExport {
     /// Record a transaction's statistics; if it is sampled, return its span's ids (the
     /// caller then calls [`WorkerExport::queue_span`]).
@@ -768,7 +791,16 @@ impl WorkerExport {
         if !self.spans_on {
             return None;
         }
-        span_ids(tx, self.link, &mut self.ids, &self.sampler)
+        let link = self.link.then_some(self.captured.as_deref());
+        span_ids(tx, link, &mut self.ids, &self.sampler)
+    }
+
+    /// The interfaces captured (capture.interfaces and exclude as run uses them; in
+    /// replay, the interfaces the capture file holds). Without it no client pod of this
+    /// node counts as seen at its end.
+    pub fn captured(mut self, interfaces: Arc<Selector>) -> Self {
+        self.captured = Some(interfaces);
+        self
     }
 
     /// Queue a sampled transaction for the exporter; a full queue drops its oldest entry.
@@ -898,5 +930,57 @@ impl<S: RecordSink> RecordSink for ExportSink<S> {
         if let Some(i) = self.inner.as_mut() {
             i.flush();
         }
+    }
+}
+
+#[cfg(test)]
+mod link_tests {
+    use super::*;
+    use crate::k8s::{FlowPods, Peer, PodMeta};
+
+    fn pod(node: &str, ifaces: &[&str]) -> Arc<PodMeta> {
+        Arc::new(PodMeta {
+            node: Some(node.into()),
+            host_ifaces: ifaces
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (i as u32 + 10, (*n).into()))
+                .collect(),
+            selected: true,
+            ..Default::default()
+        })
+    }
+
+    fn flow(client: Arc<PodMeta>) -> FlowPods {
+        FlowPods {
+            client: Peer::Pod(client),
+            node_name: Some("node-a".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_client_end_is_seen_where_its_veth_is_captured_or_on_another_node() {
+        let veths = Selector::new(&["veth.*".into()], &[]).unwrap();
+        let local = flow(pod("node-a", &["veth1"]));
+        assert!(client_end_seen(&local, Some(&veths)));
+        assert!(
+            !client_end_seen(&local, None),
+            "nothing known to be captured"
+        );
+        let uncaptured = flow(pod("node-a", &["cali1"]));
+        assert!(!client_end_seen(&uncaptured, Some(&veths)));
+        assert!(client_end_seen(&flow(pod("node-b", &[])), Some(&veths)));
+        let mut outside = (*pod("node-a", &["veth1"])).clone();
+        outside.selected = false;
+        assert!(!client_end_seen(&flow(Arc::new(outside)), Some(&veths)));
+        let mut host = (*pod("node-b", &[])).clone();
+        host.host_network = true;
+        assert!(!client_end_seen(&flow(Arc::new(host)), Some(&veths)));
+        let external = FlowPods {
+            client: Peer::External,
+            ..Default::default()
+        };
+        assert!(!client_end_seen(&external, Some(&veths)));
     }
 }
