@@ -47,6 +47,10 @@ enum Cmd {
         /// endpoints up (/metrics for a scrape, OTLP retries), then flush and exit.
         #[arg(long, default_value_t = 0)]
         hold_secs: u64,
+        /// Offer the frames at this rate (frames per second, all workers together), like
+        /// `tcpreplay --pps`, instead of as fast as possible: benchmarks at a fixed load.
+        #[arg(long, default_value_t = 0)]
+        pps: u64,
     },
     /// The daemon: capture live on the node's pod interfaces until SIGINT/SIGTERM.
     Run {
@@ -100,6 +104,7 @@ fn main() -> anyhow::Result<()> {
             workers,
             filter,
             hold_secs,
+            pps,
         } => {
             if let Some(expr) = filter {
                 cfg.capture.filter = podtap::filter::Filter::parse(&expr)?;
@@ -119,6 +124,7 @@ fn main() -> anyhow::Result<()> {
                 workers: workers.unwrap_or(cfg.replay.workers),
                 output,
                 hold_secs,
+                pps,
                 attributor: attribution.as_ref().map(|a| a.attributor()),
             };
             // Statistics, OTLP and Prometheus when `[export]` (or OTEL_* variables) ask.

@@ -32,6 +32,8 @@ pub struct ReplayOptions {
     /// Keep the process (and the exporter's HTTP endpoints) alive this long after the
     /// files are done, e.g. for a Prometheus scrape. Used by `main`.
     pub hold_secs: u64,
+    /// Frames per second offered to the workers together; 0: as fast as they go.
+    pub pps: u64,
     /// Pod attribution (`attribution.replay`), shared by the workers.
     pub attributor: Option<crate::k8s::Attributor>,
 }
@@ -86,7 +88,8 @@ pub fn run(
                     Some(ChannelSink::new(tx.clone(), RECORD_BATCH, true)),
                 );
                 let attr = opts.attributor.clone();
-                handles.push(s.spawn(move || run_worker(cfg, src, sink, attr)));
+                let pps = opts.pps as f64 / n as f64;
+                handles.push(s.spawn(move || run_worker(cfg, src, sink, attr, pps)));
             }
             drop(tx);
             // The writer runs here while the workers run in their threads.
@@ -150,9 +153,22 @@ fn run_worker(
     mut src: PcapFileSource,
     sink: ExportSink<ChannelSink>,
     attr: Option<crate::k8s::Attributor>,
+    pps: f64,
 ) -> Result<(crate::worker::WorkerTotals, SourceStats, u64), CaptureError> {
     let mut worker = Worker::new(cfg, sink).with_attributor(attr);
-    while src.next_batch(BATCH, |f| worker.process(f))?.is_some() {}
+    let start = std::time::Instant::now();
+    let mut offered = 0u64;
+    while let Some(n) = src.next_batch(BATCH, |f| worker.process(f))? {
+        if pps > 0.0 {
+            // Hold back until the wall clock reaches this batch's place in the schedule; a
+            // worker that cannot keep up just falls behind it (the measured rate shows it).
+            offered += n as u64;
+            let due = start + std::time::Duration::from_secs_f64(offered as f64 / pps);
+            if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+    }
     let (totals, sink) = worker.finish();
     let dropped = sink.inner().map_or(0, |s| s.dropped);
     Ok((totals, src.stats(), dropped))

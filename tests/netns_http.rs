@@ -191,3 +191,146 @@ fn segment_loss_is_seen_as_retransmissions() {
         .count();
     assert_eq!(ok, 4);
 }
+
+/// A raw client (Python sockets, nothing in between) writes its requests back to back in
+/// one send (pipelining), reads the responses in order, and reports each status and the
+/// bytes it sent and read. Some requests ask for gzip, which nginx answers chunked.
+const PIPELINE_CLIENT: &str = r#"
+import socket, sys, time
+host, paths = sys.argv[1], sys.argv[2:]
+reqs = []
+for i, p in enumerate(paths):
+    gz = p.endswith("+gz")
+    p = p[:-3] if gz else p
+    last = i == len(paths) - 1
+    reqs.append(("GET %s HTTP/1.1\r\nHost: %s\r\n%s%s\r\n" % (
+        p, host, "Accept-Encoding: gzip\r\n" if gz else "",
+        "Connection: close\r\n" if last else "")).encode())
+s = socket.create_connection((host, 80), timeout=20)
+t0 = time.monotonic()
+s.sendall(b"".join(reqs))
+buf = b""
+def need(n):
+    global buf
+    while len(buf) < n:
+        d = s.recv(65536)
+        if not d:
+            raise SystemExit("closed early")
+        buf += d
+def line():
+    global buf
+    while b"\r\n" not in buf:
+        need(len(buf) + 1)
+    l, buf = buf.split(b"\r\n", 1)
+    return l
+read = 0
+for _ in reqs:
+    head = [line()]
+    while head[-1]:
+        head.append(line())
+    read += sum(len(h) + 2 for h in head)
+    status = int(head[0].split()[1])
+    fields = {h.split(b":", 1)[0].strip().lower(): h.split(b":", 1)[1].strip() for h in head[1:-1]}
+    chunked = fields.get(b"transfer-encoding", b"").lower() == b"chunked"
+    if chunked:
+        while True:
+            size_line = line()
+            read += len(size_line) + 2
+            n = int(size_line.split(b";")[0], 16)
+            need(n + 2)
+            buf = buf[n + 2:]
+            read += n + 2
+            if n == 0:
+                break
+    else:
+        n = int(fields.get(b"content-length", b"0"))
+        need(n)
+        buf = buf[n:]
+        read += n
+    print(status, 1 if chunked else 0)
+print("sent", sum(len(r) for r in reqs), "read", read, "elapsed_ns", int((time.monotonic() - t0) * 1e9))
+"#;
+
+#[test]
+fn pipelined_requests_and_chunked_responses_are_paired_exactly() {
+    let (pair, dir) = setup(50_000);
+    std::fs::write(dir.path().join("www/note.txt"), "pipelined ".repeat(500)).unwrap();
+    let _nginx = nginx(&pair.server, SERVER_IP, dir.path(), &dir.path().join("www"));
+    let pcap = dir.path().join("pipeline.pcap");
+    let mut cap = tcpdump(&pair.server, &pair.server_if, &pcap);
+    // 25 requests on one connection: plain and gzip-chunked bodies and 404s, then a 500
+    // last (nginx closes the connection after a 500, dropping what was pipelined behind).
+    let mut paths = Vec::new();
+    for _ in 0..6 {
+        paths.extend(["/note.txt+gz", "/index.html", "/missing", "/big.bin+gz"]);
+    }
+    paths.push("/fail");
+    let out = sh(pair
+        .client
+        .cmd("python3")
+        .args(["-c", PIPELINE_CLIENT, SERVER_IP])
+        .args(&paths));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    cap.interrupt();
+    let lines: Vec<&str> = out.lines().collect();
+    let (summary, answers) = lines.split_last().expect("client output");
+    let want: Vec<(u64, bool)> = answers
+        .iter()
+        .map(|l| {
+            let (s, c) = l.split_once(' ').expect("status chunked");
+            (s.parse().unwrap(), c == "1")
+        })
+        .collect();
+    assert_eq!(want.len(), paths.len());
+    // The client really received chunked responses, and errors.
+    assert_eq!(want.iter().filter(|(_, c)| *c).count(), 12, "{out}");
+    assert_eq!(want.iter().filter(|(s, _)| *s == 404).count(), 6);
+    assert_eq!(want.iter().filter(|(s, _)| *s == 500).count(), 1);
+    let num = |key: &str| -> u64 {
+        let f: Vec<&str> = summary.split_whitespace().collect();
+        let i = f.iter().position(|x| *x == key).expect(key);
+        f[i + 1].parse().unwrap()
+    };
+    let (sent, read, elapsed) = (num("sent"), num("read"), num("elapsed_ns"));
+
+    let all = replay(&[&pcap], &[]);
+    let mut txs: Vec<_> = records(&all, "transaction")
+        .into_iter()
+        .filter(|t| t["podtap.protocol"] == "http")
+        .collect();
+    txs.sort_by_key(|t| t["podtap.start"].as_str().unwrap_or("").to_string());
+    assert_eq!(
+        txs.len(),
+        paths.len(),
+        "one transaction per pipelined request"
+    );
+    // Paired in order: request i with response i, by path and status.
+    for ((t, p), (status, _)) in txs.iter().zip(&paths).zip(&want) {
+        assert_eq!(t["url.path"], p.trim_end_matches("+gz"), "{t}");
+        assert_eq!(t["http.response.status_code"], *status, "{t}");
+        assert_eq!(t["podtap.complete"], true, "{t}");
+        let d = t["podtap.duration_ns"].as_u64().unwrap();
+        assert!(
+            d <= elapsed,
+            "latency {d} ns within the client's {elapsed} ns: {t}"
+        );
+    }
+    let sum = |k: &str| txs.iter().map(|t| t[k].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(
+        sum("podtap.request.bytes"),
+        sent,
+        "request bytes the client sent"
+    );
+    assert_eq!(
+        sum("podtap.response.bytes"),
+        read,
+        "response bytes the client read"
+    );
+    let flows: Vec<_> = records(&all, "flow")
+        .into_iter()
+        .filter(|f| f["server.port"] == 80)
+        .collect();
+    assert_eq!(flows.len(), 1, "one connection");
+    assert_eq!(flows[0]["podtap.flow.client.payload_bytes"], sent);
+    assert_eq!(flows[0]["podtap.flow.server.payload_bytes"], read);
+}

@@ -194,14 +194,16 @@ pub fn tcpdump(ns: &Netns, iface: &str, file: &Path) -> Proc {
     Proc(Some(child))
 }
 
-/// nginx in `ns` on `ip:80` serving `root`, with `/fail` answering 500. Returns once it
-/// accepts connections.
+/// nginx in `ns` on `ip:80` serving `root`, with `/fail` answering 500. A request with
+/// `Accept-Encoding: gzip` gets a gzip-compressed, chunked response (the length is not
+/// known before compressing). Returns once it accepts connections.
 pub fn nginx(ns: &Netns, ip: &str, dir: &Path, root: &Path) -> Proc {
     let d = dir.display();
     let conf = format!(
         "daemon off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log;
 events {{ worker_connections 256; }}
 http {{ access_log off; keepalive_requests 100000;
+  gzip on; gzip_min_length 0; gzip_types text/plain application/octet-stream;
   client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};
   server {{ listen {ip}:80; root {}; location / {{ }} location /fail {{ return 500; }}
     location /chunked {{ chunked_transfer_encoding on; return 200 'chunk'; }} }} }}",
