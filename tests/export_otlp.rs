@@ -247,6 +247,17 @@ fn live_daemon_exports_spans_and_metrics_and_reports_ready() {
     assert_eq!(joined[0].name, "GET /missing");
 }
 
+/// The sum of the series of `metric` on podtap's `/metrics` whose labels include every
+/// one of `labels`.
+fn sum_series(body: &str, metric: &str, labels: &[&str]) -> u64 {
+    body.lines()
+        .filter(|l| l.starts_with(metric) && l[metric.len()..].starts_with(['{', ' ']))
+        .filter(|l| labels.iter().all(|x| l.contains(x)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
 /// A value of podtap's own `/metrics` (0 when absent).
 fn prom_value(body: &str, series: &str) -> u64 {
     body.lines()
@@ -464,7 +475,7 @@ fn client_span_is_the_parent_of_the_server_span_when_both_pods_are_watched() {
     let server = bridge.pod();
     let client = bridge.pod();
     let _nginx = nginx(&server.ns, &server.ip, dir.path(), &root);
-    let (grpc, http) = (free_port(), free_port());
+    let (grpc, http, prom) = (free_port(), free_port(), free_port());
     let log = dir.path().join("rotel.out");
     let _rotel = rotel(grpc, http, &log, dir.path());
     let map = dir.path().join("pods.toml");
@@ -485,7 +496,11 @@ fn client_span_is_the_parent_of_the_server_span_when_both_pods_are_watched() {
         config(
             "grpc",
             &format!("http://127.0.0.1:{grpc}"),
-            &format!("[attribution]\nstatic_map = \"{}\"\n", map.display()),
+            &format!(
+                "[export.prometheus]\nlisten = \"127.0.0.1:{prom}\"\n\
+                 [attribution]\nstatic_map = \"{}\"\n",
+                map.display()
+            ),
         ),
     )
     .unwrap();
@@ -530,9 +545,52 @@ fn client_span_is_the_parent_of_the_server_span_when_both_pods_are_watched() {
         &format!("traceparent: 00-{trace}-{caller}-01"),
         &format!("http://{}/index.html", server.ip),
     ]));
+    let n = PLAIN + 1;
+    // The metrics carry both ends' pods, under the side's prefix: the server's histogram
+    // counts every request between these two pods, and so does the client's.
+    let pods = [
+        "client_k8s_pod_name=\"client-0\"",
+        "client_k8s_namespace_name=\"shop\"",
+        "client_service_name=\"shop-client\"",
+        "server_k8s_pod_name=\"web-0\"",
+        "server_service_name=\"web\"",
+    ];
+    let body = wait_metrics(prom, "both ends' histograms", |b| {
+        sum_series(b, "http_server_request_duration_seconds_count", &pods) >= n as u64
+            && sum_series(b, "http_client_request_duration_seconds_count", &pods) >= n as u64
+    });
+    for h in [
+        "http_server_request_duration_seconds_count",
+        "http_client_request_duration_seconds_count",
+    ] {
+        assert_eq!(sum_series(&body, h, &pods), n as u64, "{h}:\n{body}");
+        assert_eq!(
+            sum_series(&body, h, &[]),
+            n as u64,
+            "every request is between the two pods"
+        );
+    }
     std::thread::sleep(Duration::from_millis(500));
     d.stop();
-    let n = PLAIN + 1;
+    // Connection metrics name the pods too (reported when the connections end).
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !log_text().contains("podtap.flow.io") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let text = log_text();
+    let flow_io = &text[text
+        .find("-> Name: podtap.flow.io")
+        .expect("flow io metric")..];
+    let flow_io = &flow_io[..flow_io[1..]
+        .find("-> Name:")
+        .map_or(flow_io.len(), |i| i + 1)];
+    for label in [
+        "client.k8s.pod.name: Str(client-0)",
+        "server.k8s.pod.name: Str(web-0)",
+    ] {
+        assert!(flow_io.contains(label), "{label} in\n{flow_io}");
+    }
     let deadline = Instant::now() + Duration::from_secs(10);
     let spans = loop {
         let (s, _) = collector_log(&log, "http.server.request.duration");

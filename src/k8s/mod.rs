@@ -20,7 +20,7 @@ pub mod selector;
 pub mod snapshot;
 pub mod static_map;
 
-pub use model::{FlowPods, Peer, PodMeta, ServiceMeta, Workload};
+pub use model::{FlowPods, METRIC_LABELS, Peer, PodMeta, ServiceMeta, Workload};
 pub use snapshot::{Inputs, KubeObjects, Snapshot};
 
 use arc_swap::ArcSwap;

@@ -73,7 +73,24 @@ pub struct PodMeta {
     pub selected: bool,
     /// Output attributes without the side prefix (`k8s.pod.name`, ...), computed once.
     pub attrs: Vec<(CompactString, AttrValue)>,
+    /// Metric label values, computed once and shared by every series that names this
+    /// pod: namespace, pod name, `service.name` (see [`METRIC_LABELS`]).
+    pub metric_labels: [Option<Arc<str>>; 3],
 }
+
+/// The metric labels of a flow's ends, by side: what [`PodMeta::metric_labels`] holds.
+pub const METRIC_LABELS: [[&str; 3]; 2] = [
+    [
+        "client.k8s.namespace.name",
+        "client.k8s.pod.name",
+        "client.service.name",
+    ],
+    [
+        "server.k8s.namespace.name",
+        "server.k8s.pod.name",
+        "server.service.name",
+    ],
+];
 
 impl PodMeta {
     pub fn labels(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
@@ -124,6 +141,12 @@ impl PodMeta {
             a.push(("podtap.host_network".into(), AttrValue::Bool(true)));
         }
         self.attrs = a;
+        let shared = |v: &Option<CompactString>| v.as_deref().map(Arc::from);
+        self.metric_labels = [
+            shared(&self.namespace),
+            shared(&self.name),
+            shared(&self.service_name),
+        ];
     }
 
     pub fn attr(&self, key: &str) -> Option<&str> {

@@ -147,6 +147,7 @@ impl WorkerStats {
                 push_error(&mut a, tx);
                 a.push(("network.protocol.name", Val::Str("http".into())));
                 push_server(&mut a, &tx.server);
+                push_pods(&mut a, tx.pods.as_deref());
                 metric
             }
             Protocol::Grpc => {
@@ -165,6 +166,7 @@ impl WorkerStats {
                 }
                 push_error(&mut a, tx);
                 push_server(&mut a, &tx.server);
+                push_pods(&mut a, tx.pods.as_deref());
                 metric
             }
             Protocol::Redis
@@ -176,6 +178,7 @@ impl WorkerStats {
                 a.push(("db.operation.name", Val::Str(tx.operation.clone())));
                 push_error(&mut a, tx);
                 push_server(&mut a, &tx.server);
+                push_pods(&mut a, tx.pods.as_deref());
                 Metric::DbClientDuration
             }
             Protocol::Dns => {
@@ -187,6 +190,7 @@ impl WorkerStats {
                 }
                 push_error(&mut a, tx);
                 push_server(&mut a, &tx.server);
+                push_pods(&mut a, tx.pods.as_deref());
                 Metric::DnsLookupDuration
             }
             // TLS handshakes and unknown streams are flows, not calls.
@@ -206,6 +210,7 @@ impl WorkerStats {
             a.push(("server.address", Val::Ip(f.server.addr)));
             a.push(("server.port", Val::Int(f.server.port as i64)));
             a.push(("network.transport", Val::Str(f.transport().into())));
+            push_pods(&mut a, f.pods.as_deref());
             if let Some(x) = extra {
                 a.push(x);
             }
@@ -251,6 +256,39 @@ impl WorkerStats {
 fn push_error(a: &mut Attrs, tx: &Transaction) {
     if let Some(e) = &tx.error {
         a.push(("error.type", Val::Str(e.clone())));
+    }
+}
+
+/// Each end's pod (namespace, name, `service.name`), Service, or kind (`node`,
+/// `external`), under the side's prefix as in the JSON lines. Pod values are shared
+/// strings: recording copies pointers, it does not allocate.
+fn push_pods(a: &mut Attrs, pods: Option<&crate::k8s::FlowPods>) {
+    use crate::k8s::{METRIC_LABELS, Peer};
+    const KIND: [&str; 2] = ["client.podtap.kind", "server.podtap.kind"];
+    const SERVICE: [[&str; 2]; 2] = [
+        ["client.k8s.namespace.name", "client.k8s.service.name"],
+        ["server.k8s.namespace.name", "server.k8s.service.name"],
+    ];
+    let Some(p) = pods else { return };
+    for (i, peer) in [&p.client, &p.server].into_iter().enumerate() {
+        match peer {
+            Peer::Pod(m) => {
+                for (k, v) in METRIC_LABELS[i].iter().zip(&m.metric_labels) {
+                    if let Some(v) = v {
+                        a.push((k, Val::Shared(v.clone())));
+                    }
+                }
+            }
+            Peer::Service(svc) => {
+                a.push((SERVICE[i][0], Val::Str(svc.namespace.clone())));
+                a.push((SERVICE[i][1], Val::Str(svc.name.clone())));
+            }
+            Peer::Node | Peer::External => {
+                let kind = peer.kind().unwrap_or_default();
+                a.push((KIND[i], Val::Str(CompactString::const_new(kind))));
+            }
+            Peer::Unknown => {}
+        }
     }
 }
 

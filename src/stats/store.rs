@@ -22,6 +22,9 @@ pub enum Val {
     /// An address, kept binary so the per-transaction key neither formats nor hashes a
     /// string; it is written as text (a string attribute) when exported.
     Ip(IpAddr),
+    /// A string shared with pod metadata (a pod's name, namespace, service): recording a
+    /// series copies a pointer, never the string.
+    Shared(std::sync::Arc<str>),
 }
 
 impl std::fmt::Display for Val {
@@ -31,6 +34,7 @@ impl std::fmt::Display for Val {
             Val::Int(i) => write!(f, "{i}"),
             Val::Bool(b) => write!(f, "{b}"),
             Val::Ip(a) => write!(f, "{a}"),
+            Val::Shared(s) => f.write_str(s),
         }
     }
 }

@@ -23,6 +23,7 @@ pub fn attrs(a: &[(&'static str, Val)]) -> Vec<KeyValue> {
             Val::Int(i) => kv_int(k, *i),
             Val::Bool(b) => kv_bool(k, *b),
             Val::Ip(a) => kv_str(k, &a.to_string()),
+            Val::Shared(s) => kv_str(k, s),
         })
         .collect()
 }
