@@ -112,6 +112,13 @@ fn keep_alive_and_separate_connections_are_counted_exactly() {
             f["podtap.flow.handshake_rtt_ns"].as_u64().is_some(),
             "handshake RTT measured: {f}"
         );
+        // Both sides sent data that the other acknowledged: each has a data RTT, shorter
+        // than the connection.
+        let lasted = f["podtap.flow.duration_ns"].as_u64().unwrap();
+        for side in ["client", "server"] {
+            let srtt = f[format!("podtap.flow.{side}.srtt_ns")].as_u64();
+            assert!(srtt.is_some_and(|v| v < lasted), "{side} srtt: {f}");
+        }
         assert_eq!(f["podtap.protocol"], "http");
     }
     // Every request is one HTTP transaction with the status curl saw.

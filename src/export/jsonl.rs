@@ -174,6 +174,11 @@ pub fn write_flow(out: &mut String, f: &FlowRecord) {
         } else if let Some(s) = t.server_rtt_ns {
             o.u64("podtap.flow.server_rtt_ns", s);
         }
+        for (side, srtt) in ["client", "server"].into_iter().zip(t.srtt_ns) {
+            if let Some(v) = srtt {
+                o.u64(&format!("podtap.flow.{side}.srtt_ns"), v);
+            }
+        }
         let sum = |g: fn(&crate::flow::TcpDirStats) -> u64| g(&t.stats[0]) + g(&t.stats[1]);
         o.u64("podtap.flow.retransmits", sum(|s| s.retransmits))
             .u64("podtap.flow.out_of_order", sum(|s| s.out_of_order))

@@ -149,6 +149,7 @@ impl Flow {
             midstream: t.midstream,
             server_rtt_ns: t.server_rtt_ns,
             client_rtt_ns: t.client_rtt_ns,
+            srtt_ns: t.srtt_ns,
             stats: t.stats,
             reassembled: [t.streams[0].delivered, t.streams[1].delivered],
             gap_bytes: [t.streams[0].gap_bytes, t.streams[1].gap_bytes],
@@ -220,6 +221,8 @@ pub struct TcpRecord {
     pub midstream: bool,
     pub server_rtt_ns: Option<u64>,
     pub client_rtt_ns: Option<u64>,
+    /// Smoothed RTT of the data each side sent (see `TcpConn::srtt_ns`).
+    pub srtt_ns: [Option<u64>; 2],
     /// Indexed by direction: segments sent by the client, by the server.
     pub stats: [TcpDirStats; 2],
     pub reassembled: [u64; 2],

@@ -32,6 +32,9 @@ struct DirState {
     window_zero: bool,
     syn: Option<(u32, Timestamp)>,
     fin: bool,
+    /// The segment being timed for an RTT sample: its end sequence number and when it
+    /// passed. One at a time, and never a retransmitted one (Karn's rule).
+    timed: Option<(u32, Timestamp)>,
 }
 
 /// TCP state of one flow.
@@ -44,6 +47,10 @@ pub struct TcpConn {
     /// Handshake RTT halves in nanoseconds, once the handshake was seen.
     pub server_rtt_ns: Option<u64>,
     pub client_rtt_ns: Option<u64>,
+    /// Smoothed RTT of each side's data (RFC 6298 weights), by direction: from the
+    /// observation point to the receiver and back with its ACK. Delayed ACKs are part of
+    /// it, as for every passive measurement.
+    pub srtt_ns: [Option<u64>; 2],
     /// The handshake was not seen: the connection was picked up midstream.
     pub midstream: bool,
     pub reset: bool,
@@ -130,14 +137,32 @@ impl TcpConn {
         self.dirs[d].window_zero = zero;
 
         let data_seq = if syn { h.seq.wrapping_add(1) } else { h.seq };
+        let (high_before, resent_before) = (self.dirs[d].high, self.stats[d].retransmits);
         self.classify(dir, data_seq, payload_wire_len, fin, ts, limits);
         if fin {
             self.dirs[d].fin = true;
+        }
+        if self.stats[d].retransmits != resent_before {
+            // Karn: an ACK after a resend cannot tell which copy it answers.
+            self.dirs[d].timed = None;
+        } else if payload_wire_len > 0
+            && self.dirs[d].timed.is_none()
+            && high_before.is_some_and(|hb| seq_diff(data_seq, hb) >= 0)
+        {
+            self.dirs[d].timed = Some((data_seq.wrapping_add(payload_wire_len), ts));
         }
 
         // The other side's stream learns from this ACK which of its bytes were received.
         if ack {
             let o = dir.reverse();
+            if let Some((end, sent)) = self.dirs[o.index()].timed
+                && seq_diff(h.ack, end) >= 0
+            {
+                self.dirs[o.index()].timed = None;
+                let r = ts.since(sent);
+                let srtt = &mut self.srtt_ns[o.index()];
+                *srtt = Some(srtt.map_or(r, |s| s - s / 8 + r / 8));
+            }
             let mut f = |c: Chunk<'_>| deliver(o, c);
             self.streams[o.index()].acked(h.ack, budget, counters, &mut f);
         }
@@ -306,6 +331,32 @@ mod tests {
     }
 
     use Direction::{ToClient as C, ToServer as S};
+
+    #[test]
+    fn data_rtt_is_smoothed_per_direction_and_skips_retransmissions() {
+        let mut h = Harness::new(SYN);
+        h.seg(S, SYN, 100, 0, b"", 0);
+        h.seg(C, SYN | ACK, 500, 101, b"", 100);
+        h.seg(S, ACK, 101, 501, b"", 200);
+        // Client data acknowledged 400 us later: the first sample is the SRTT.
+        h.seg(S, ACK | PSH, 101, 501, b"aaaa", 1000);
+        h.seg(C, ACK, 501, 105, b"", 1400);
+        assert_eq!(h.conn.srtt_ns, [Some(400_000), None]);
+        // A second sample of 1200 us: 7/8 of 400 + 1/8 of 1200 = 500 us.
+        h.seg(S, ACK | PSH, 105, 501, b"bbbb", 2000);
+        h.seg(C, ACK, 501, 109, b"", 3200);
+        assert_eq!(h.conn.srtt_ns[0], Some(500_000));
+        // Sent, resent, then acknowledged: no sample (which copy was answered?).
+        h.seg(S, ACK | PSH, 109, 501, b"cccc", 4000);
+        h.seg(S, ACK | PSH, 109, 501, b"cccc", 9000);
+        h.seg(C, ACK, 501, 113, b"", 9100);
+        assert_eq!(h.conn.srtt_ns[0], Some(500_000));
+        assert_eq!(h.conn.stats[0].retransmits, 1);
+        // The server's data is timed apart, against the client's ACKs.
+        h.seg(C, ACK | PSH, 501, 113, b"reply", 9200);
+        h.seg(S, ACK, 113, 506, b"", 9250);
+        assert_eq!(h.conn.srtt_ns, [Some(500_000), Some(50_000)]);
+    }
 
     #[test]
     fn handshake_rtt_is_split() {

@@ -54,6 +54,7 @@ metrics! {
     DbClientDuration => "db.client.operation.duration", "s", Histogram, "Duration of database client operations, observed on the wire";
     DnsLookupDuration => "dns.lookup.duration", "s", Histogram, "Duration of DNS queries until their response, observed on the wire";
     TcpHandshake => "podtap.tcp.handshake.duration", "s", Histogram, "TCP handshake round-trip time (SYN to the client's ACK) at the observation point";
+    TcpRtt => "podtap.tcp.rtt", "s", Histogram, "Smoothed RTT of each connection's data per sending direction: from the observation point to the receiver and back with its ACK";
     FlowIo => "podtap.flow.io", "By", Counter, "Bytes on the wire per flow edge and direction";
     FlowPackets => "podtap.flow.packets", "{packet}", Counter, "Packets per flow edge and direction";
     TcpRetransmissions => "podtap.tcp.retransmissions", "{segment}", Counter, "TCP segments retransmitted, per flow edge and sending direction";

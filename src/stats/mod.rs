@@ -231,6 +231,13 @@ impl WorkerStats {
             self.store
                 .observe(Metric::TcpHandshake, &edge(None), (s + c) as f64 / 1e9);
         }
+        for (i, srtt) in t.srtt_ns.iter().enumerate() {
+            if let Some(ns) = srtt {
+                let dir = Some(("podtap.flow.direction", Val::Str(DIRS[i].into())));
+                self.store
+                    .observe(Metric::TcpRtt, &edge(dir), *ns as f64 / 1e9);
+            }
+        }
         for (i, st) in t.stats.iter().enumerate() {
             let dir = || Some(("podtap.flow.direction", Val::Str(DIRS[i].into())));
             if st.retransmits > 0 {
