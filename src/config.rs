@@ -129,6 +129,10 @@ pub struct FlowConfig {
     /// Keep flows on different VLANs apart (needed only where VLANs reuse addresses).
     /// Default false: SPAN ports often tag one direction only, which would split flows.
     pub vlan_in_key: bool,
+    /// Open flows hand their traffic (bytes, packets, retransmissions) to the metrics at
+    /// least this often, so a long-lived connection shows up before it ends; 0: only
+    /// when it ends. Default 10 s.
+    pub report_interval_secs: u64,
 }
 
 impl Default for FlowConfig {
@@ -140,6 +144,7 @@ impl Default for FlowConfig {
             udp_idle_timeout_secs: 60,
             other_idle_timeout_secs: 30,
             vlan_in_key: false,
+            report_interval_secs: 10,
         }
     }
 }

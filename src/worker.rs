@@ -10,7 +10,7 @@ use crate::events::{Counters, Event};
 use crate::export::RecordSink;
 use crate::flow::reassembly::{Chunk, ReassemblyBudget};
 use crate::flow::tcp::TcpLimits;
-use crate::flow::{EndReason, Flow, FlowId, FlowKey, FlowTable};
+use crate::flow::{EndReason, Flow, FlowId, FlowKey, FlowProgress, FlowTable};
 use crate::k8s::{Attributor, FlowPods};
 use crate::packet::{self, Decoded, Defragmenter, IPPROTO_TCP, IPPROTO_UDP, L4, Packet, tcp_flags};
 use crate::proto::Endpoint;
@@ -38,6 +38,8 @@ pub struct WorkerSettings {
     pub max_worker_reassembly: usize,
     pub transaction_timeout_ns: u64,
     pub vlan_in_key: bool,
+    /// `flow.report_interval_secs` in ns; 0: flows report only when they end.
+    pub report_ns: u64,
 }
 
 impl WorkerSettings {
@@ -59,6 +61,7 @@ impl WorkerSettings {
             max_worker_reassembly: cfg.reassembly.max_worker_bytes,
             transaction_timeout_ns: s(cfg.protocols.transaction_timeout_secs),
             vlan_in_key: cfg.flow.vlan_in_key,
+            report_ns: s(cfg.flow.report_interval_secs),
         }
     }
 
@@ -90,6 +93,8 @@ struct Tracker<S: RecordSink> {
     counters: Counters,
     txs: Vec<Transaction>,
     expired: Vec<FlowId>,
+    /// Open flows' traffic reports gathered by a sweep, handed to the sink after it.
+    progress: Vec<FlowProgress>,
     decoders: DecoderFactory,
     /// Round-robin position of the transaction-timeout sweep over the flow table.
     sweep_cursor: usize,
@@ -123,6 +128,7 @@ impl<S: RecordSink> Worker<S> {
                 counters: Counters::default(),
                 txs: Vec::with_capacity(64),
                 expired: Vec::with_capacity(MAX_EXPIRE_PER_TICK),
+                progress: Vec::new(),
                 decoders: DecoderFactory::from_config(cfg).expect("config validated route rules"),
                 sweep_cursor: 0,
                 sink,
@@ -381,9 +387,30 @@ impl<S: RecordSink> Tracker<S> {
         let timeout = self.settings.transaction_timeout_ns;
         let (txs, counters, attr) = (&mut self.txs, &mut self.counters, &self.attr);
         let mut pending = Vec::new();
+        // Open flows' traffic for the metrics, at most every `report_ns` per flow. The
+        // buffer is the tracker's, reused: a tick allocates nothing once it has grown.
+        let report_ns = if self.sink.wants_progress() {
+            self.settings.report_ns
+        } else {
+            0
+        };
+        let progress = &mut self.progress;
         self.sweep_cursor = self
             .table
             .sweep(self.sweep_cursor, MAX_EXPIRE_PER_TICK, |flow| {
+                if report_ns > 0
+                    && now.since(flow.reported_at) >= report_ns
+                    && let Some(delta) = flow.take_progress(now)
+                {
+                    let (client, server, _, pods, _) = ends(attr, flow, 0);
+                    progress.push(FlowProgress {
+                        ip_proto: flow.key.proto,
+                        client,
+                        server,
+                        pods,
+                        delta,
+                    });
+                }
                 if let Some(s) = flow.l7.as_mut() {
                     s.tick(now, timeout, txs);
                     s.drain_stats(counters);
@@ -400,6 +427,9 @@ impl<S: RecordSink> Tracker<S> {
                 &mut self.transactions,
                 &mut self.counters,
             );
+        }
+        for p in self.progress.drain(..) {
+            self.sink.flow_progress(&p);
         }
     }
 

@@ -634,3 +634,115 @@ fn client_span_is_the_parent_of_the_server_span_when_both_pods_are_watched() {
     let roots = clients.iter().filter(|c| c.parent_id.is_empty()).count();
     assert_eq!(roots, PLAIN, "the other client spans start their traces");
 }
+
+/// A long-lived connection is in the metrics before it ends (`flow.report_interval_secs`),
+/// and what it reported along the way plus what it reported at its end add up to exactly
+/// its totals in the JSON flow line: nothing counted twice, nothing missed.
+#[test]
+fn open_connections_report_traffic_before_they_end_and_add_up_exactly() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("www");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("index.html"), b"hello\n").unwrap();
+    let mut bridge = Bridge::new();
+    let server = bridge.pod();
+    let client = bridge.pod();
+    let _nginx = nginx(&server.ns, &server.ip, dir.path(), &root);
+    let prom = free_port();
+    let cfg = dir.path().join("progress.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[flow]\nreport_interval_secs = 1\ntcp_close_linger_secs = 1\n[export.prometheus]\nlisten = \"127.0.0.1:{prom}\"\n"
+        ),
+    )
+    .unwrap();
+    let mut d = Daemon::start(
+        dir.path(),
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--mode",
+            "tpacket",
+            "-i",
+            &server.host_if,
+            "--workers",
+            "1",
+        ],
+    );
+    // Three requests, then the connection stays open (bounded: 30 s at most) until the
+    // test has seen it in the metrics, then one last request closes it.
+    let script = r#"
+import socket, sys
+s = socket.create_connection((sys.argv[1], 80), timeout=30)
+def get(close):
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n" + (b"Connection: close\r\n" if close else b"") + b"\r\n")
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        buf += s.recv(4096)
+    head, body = buf.split(b"\r\n\r\n", 1)
+    n = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0].split(b":")[1])
+    while len(body) < n:
+        body += s.recv(4096)
+for _ in range(3):
+    get(False)
+print("open", flush=True)
+sys.stdin.readline()
+get(True)
+s.close()
+"#;
+    let mut py = Proc(Some(
+        client
+            .ns
+            .cmd("python3")
+            .args(["-c", script, &server.ip])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3"),
+    ));
+    let child = py.0.as_mut().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "open");
+    let edge = [
+        "server_port=\"80\"",
+        "podtap_flow_direction=\"client_to_server\"",
+    ];
+    let body = wait_metrics(prom, "the open connection's bytes", |b| {
+        sum_series(b, "podtap_flow_io_bytes_total", &edge) > 0
+    });
+    let early = sum_series(&body, "podtap_flow_io_bytes_total", &edge);
+    assert_eq!(
+        sum_series(&body, "podtap_tcp_connections_closed_total", &[]),
+        0,
+        "the connection is still open"
+    );
+    // Finish the connection.
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    // The closed flow is reported after its linger (1 s here): then the metrics hold its
+    // remainder too.
+    let body = wait_metrics(prom, "the connection's end", |b| {
+        sum_series(b, "podtap_tcp_connections_closed_total", &[]) == 1
+    });
+    let reported = sum_series(&body, "podtap_flow_io_bytes_total", &edge);
+    let records = d.stop();
+    let flows: Vec<_> = records
+        .iter()
+        .filter(|r| r["podtap.record"] == "flow" && r["server.port"] == 80)
+        .collect();
+    assert_eq!(flows.len(), 1, "{flows:?}");
+    let total = flows[0]["podtap.flow.client.bytes"].as_u64().unwrap();
+    assert!(early > 0 && early < total, "early {early} of {total}");
+    assert_eq!(
+        reported, total,
+        "progress reports + the end's remainder = the flow's bytes"
+    );
+}

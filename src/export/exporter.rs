@@ -888,6 +888,22 @@ impl<S: RecordSink> RecordSink for ExportSink<S> {
         }
     }
 
+    fn flow_progress(&mut self, p: &crate::flow::FlowProgress) {
+        if let Some(e) = self.export.as_mut() {
+            e.stats.flow_traffic(
+                p.ip_proto,
+                &p.client,
+                &p.server,
+                p.pods.as_deref(),
+                &p.delta,
+            );
+        }
+    }
+
+    fn wants_progress(&self) -> bool {
+        self.export.is_some()
+    }
+
     fn transaction(&mut self, tx: Transaction) {
         let ids = self.export.as_mut().and_then(|e| e.observe(&tx));
         match (ids, self.inner.as_mut()) {

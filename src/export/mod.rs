@@ -60,6 +60,12 @@ pub enum Record {
 pub trait RecordSink {
     fn flow(&mut self, rec: FlowRecord);
     fn transaction(&mut self, tx: Transaction);
+    /// An open flow's traffic since its last report (only if [`RecordSink::wants_progress`]).
+    fn flow_progress(&mut self, _p: &crate::flow::FlowProgress) {}
+    /// Does this sink use [`RecordSink::flow_progress`]? (Saves the worker the work.)
+    fn wants_progress(&self) -> bool {
+        false
+    }
     /// Push out anything batched.
     fn flush(&mut self) {}
     /// The worker's periodic tick (packet clock), with its event counters so far.

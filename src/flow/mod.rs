@@ -75,6 +75,30 @@ pub struct Flow {
     pub pods: Option<std::sync::Arc<crate::k8s::FlowPods>>,
     /// Transactions reported so far: the index of the next one on this connection.
     pub transactions: u32,
+    /// What the metrics were given so far (see [`FlowProgress`]), and when.
+    pub reported: [DirDelta; 2],
+    pub reported_at: Timestamp,
+}
+
+/// Traffic of one direction that the metrics count: frame bytes, packets and TCP
+/// retransmissions sent by that side.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DirDelta {
+    pub bytes: u64,
+    pub packets: u64,
+    pub retransmits: u64,
+}
+
+/// An open flow's traffic since its last report, for the metrics (the JSON flow line
+/// still comes once, when the flow ends).
+#[derive(Clone, Debug)]
+pub struct FlowProgress {
+    pub ip_proto: u8,
+    pub client: Endpoint,
+    pub server: Endpoint,
+    pub pods: Option<std::sync::Arc<crate::k8s::FlowPods>>,
+    /// Indexed by direction: sent by the client, by the server.
+    pub delta: [DirDelta; 2],
 }
 
 impl Flow {
@@ -98,6 +122,8 @@ impl Flow {
             l7: None,
             pods: None,
             transactions: 0,
+            reported: [DirDelta::default(); 2],
+            reported_at: p.ts,
         }
     }
 
@@ -176,7 +202,46 @@ impl Flow {
             tcp,
             tls,
             pods: self.pods.clone(),
+            reported: self.reported,
         }
+    }
+
+    /// Totals the metrics count, per direction.
+    pub fn counted(&self) -> [DirDelta; 2] {
+        let resent = |d: usize| self.tcp.as_ref().map_or(0, |t| t.stats[d].retransmits);
+        [0, 1].map(|d| DirDelta {
+            bytes: self.dirs[d].bytes,
+            packets: self.dirs[d].packets,
+            retransmits: resent(d),
+        })
+    }
+
+    /// The traffic since the last report, if any, marked as reported at `now`.
+    pub fn take_progress(&mut self, now: Timestamp) -> Option<[DirDelta; 2]> {
+        let counted = self.counted();
+        if counted == self.reported {
+            return None;
+        }
+        let r = self.reported;
+        self.reported = counted;
+        self.reported_at = now;
+        Some([0, 1].map(|d| DirDelta {
+            bytes: counted[d].bytes - r[d].bytes,
+            packets: counted[d].packets - r[d].packets,
+            retransmits: counted[d].retransmits - r[d].retransmits,
+        }))
+    }
+}
+
+/// `network.transport` value of an IP protocol number.
+pub fn transport_name(ip_proto: u8) -> &'static str {
+    match ip_proto {
+        IPPROTO_TCP => "tcp",
+        IPPROTO_UDP => "udp",
+        IPPROTO_ICMP => "icmp",
+        IPPROTO_ICMPV6 => "icmpv6",
+        132 => "sctp",
+        _ => "other",
     }
 }
 
@@ -256,19 +321,26 @@ pub struct FlowRecord {
     pub tcp: Option<TcpRecord>,
     pub tls: Option<TlsRecord>,
     pub pods: Option<std::sync::Arc<crate::k8s::FlowPods>>,
+    /// What earlier [`FlowProgress`] reports already gave the metrics.
+    pub reported: [DirDelta; 2],
 }
 
 impl FlowRecord {
     /// `network.transport` value.
     pub fn transport(&self) -> &'static str {
-        match self.ip_proto {
-            IPPROTO_TCP => "tcp",
-            IPPROTO_UDP => "udp",
-            IPPROTO_ICMP => "icmp",
-            IPPROTO_ICMPV6 => "icmpv6",
-            132 => "sctp",
-            _ => "other",
-        }
+        transport_name(self.ip_proto)
+    }
+
+    /// What the metrics have not been given yet: the totals less earlier reports.
+    pub fn unreported(&self) -> [DirDelta; 2] {
+        let resent = |d: usize| self.tcp.as_ref().map_or(0, |t| t.stats[d].retransmits);
+        [0, 1].map(|d| DirDelta {
+            bytes: self.dirs[d].bytes.saturating_sub(self.reported[d].bytes),
+            packets: self.dirs[d]
+                .packets
+                .saturating_sub(self.reported[d].packets),
+            retransmits: resent(d).saturating_sub(self.reported[d].retransmits),
+        })
     }
 
     /// `network.type` value.

@@ -13,7 +13,7 @@ pub use store::{Attrs, SeriesKey, Store, Val, Value};
 use compact_str::CompactString;
 
 use crate::events::{Counters, Event};
-use crate::flow::FlowRecord;
+use crate::flow::{DirDelta, FlowRecord, transport_name};
 use crate::proto::{AttrValue, Endpoint, Protocol, Transaction};
 
 /// Which side of a call the observation point is on.
@@ -203,29 +203,35 @@ impl WorkerStats {
         self.scratch = a;
     }
 
-    pub fn flow(&mut self, f: &FlowRecord) {
-        let edge = |extra: Option<(&'static str, Val)>| {
-            let mut a = Attrs::with_capacity(6);
-            a.push(("client.address", Val::Ip(f.client.addr)));
-            a.push(("server.address", Val::Ip(f.server.addr)));
-            a.push(("server.port", Val::Int(f.server.port as i64)));
-            a.push(("network.transport", Val::Str(f.transport().into())));
-            push_pods(&mut a, f.pods.as_deref());
-            if let Some(x) = extra {
-                a.push(x);
-            }
-            a
-        };
-        const DIRS: [&str; 2] = ["client_to_server", "server_to_client"];
-        for (i, d) in f.dirs.iter().enumerate() {
-            let dir = Some(("podtap.flow.direction", Val::Str(DIRS[i].into())));
+    /// Traffic of a flow edge: bytes, packets and retransmissions per sending direction
+    /// (an open flow's progress, or what a finished flow had not reported yet).
+    pub fn flow_traffic(
+        &mut self,
+        ip_proto: u8,
+        client: &Endpoint,
+        server: &Endpoint,
+        pods: Option<&crate::k8s::FlowPods>,
+        delta: &[DirDelta; 2],
+    ) {
+        for (i, d) in delta.iter().enumerate() {
+            let a = edge_attrs(ip_proto, client, server, pods, Some(direction(i)));
             if d.bytes > 0 {
-                self.store.add(Metric::FlowIo, &edge(dir.clone()), d.bytes);
+                self.store.add(Metric::FlowIo, &a, d.bytes);
             }
             if d.packets > 0 {
-                self.store.add(Metric::FlowPackets, &edge(dir), d.packets);
+                self.store.add(Metric::FlowPackets, &a, d.packets);
+            }
+            if d.retransmits > 0 {
+                self.store
+                    .add(Metric::TcpRetransmissions, &a, d.retransmits);
             }
         }
+    }
+
+    pub fn flow(&mut self, f: &FlowRecord) {
+        let pods = f.pods.as_deref();
+        let edge = |extra| edge_attrs(f.ip_proto, &f.client, &f.server, pods, extra);
+        self.flow_traffic(f.ip_proto, &f.client, &f.server, pods, &f.unreported());
         let Some(t) = &f.tcp else { return };
         if let (Some(s), Some(c)) = (t.server_rtt_ns, t.client_rtt_ns) {
             self.store
@@ -233,17 +239,12 @@ impl WorkerStats {
         }
         for (i, srtt) in t.srtt_ns.iter().enumerate() {
             if let Some(ns) = srtt {
-                let dir = Some(("podtap.flow.direction", Val::Str(DIRS[i].into())));
                 self.store
-                    .observe(Metric::TcpRtt, &edge(dir), *ns as f64 / 1e9);
+                    .observe(Metric::TcpRtt, &edge(Some(direction(i))), *ns as f64 / 1e9);
             }
         }
         for (i, st) in t.stats.iter().enumerate() {
-            let dir = || Some(("podtap.flow.direction", Val::Str(DIRS[i].into())));
-            if st.retransmits > 0 {
-                self.store
-                    .add(Metric::TcpRetransmissions, &edge(dir()), st.retransmits);
-            }
+            let dir = || Some(direction(i));
             if st.resets > 0 {
                 self.store.add(Metric::TcpResets, &edge(dir()), st.resets);
             }
@@ -258,6 +259,39 @@ impl WorkerStats {
         let reason = Some(("podtap.flow.end_reason", Val::Str(f.reason.as_str().into())));
         self.store.add(Metric::TcpClosed, &edge(reason), 1);
     }
+}
+
+/// `podtap.flow.direction` of direction index `i` (sent by the client, by the server).
+fn direction(i: usize) -> (&'static str, Val) {
+    const DIRS: [&str; 2] = ["client_to_server", "server_to_client"];
+    (
+        "podtap.flow.direction",
+        Val::Str(CompactString::const_new(DIRS[i])),
+    )
+}
+
+/// The attributes of a flow edge: both addresses, the server port, the transport, both
+/// ends' pods, and one more (direction, end reason) if given.
+fn edge_attrs(
+    ip_proto: u8,
+    client: &Endpoint,
+    server: &Endpoint,
+    pods: Option<&crate::k8s::FlowPods>,
+    extra: Option<(&'static str, Val)>,
+) -> Attrs {
+    let mut a = Attrs::with_capacity(12);
+    a.push(("client.address", Val::Ip(client.addr)));
+    a.push(("server.address", Val::Ip(server.addr)));
+    a.push(("server.port", Val::Int(server.port as i64)));
+    a.push((
+        "network.transport",
+        Val::Str(CompactString::const_new(transport_name(ip_proto))),
+    ));
+    push_pods(&mut a, pods);
+    if let Some(x) = extra {
+        a.push(x);
+    }
+    a
 }
 
 fn push_error(a: &mut Attrs, tx: &Transaction) {
