@@ -19,7 +19,7 @@ RUNS=${RUNS:-5}
 PREFIX=${PREFIX:-300000}
 
 need() { command -v "$1" >/dev/null || { echo "missing $1: make deps-test (or apt-get install $2)" >&2; exit 1; }; }
-need tcpdump tcpdump; need tshark tshark; need editcap tshark; need nginx nginx-light; need hey hey; need /usr/bin/time time
+need tcpdump tcpdump; need tshark tshark; need editcap tshark; need nginx nginx-light; need hey hey; need /usr/bin/time time; need valgrind valgrind
 
 cargo build --release --quiet
 PODTAP=target/release/podtap
@@ -149,6 +149,12 @@ T_ATTR_OFF=$(med "${a_off[@]}"); T_ATTR_ON=$(med "${a_on[@]}")
 N_H=$(( $(frames "$HTTP") * ATTR_COPIES ))
 PPS_ATTR_OFF=$(rate "$N_H" "$T_ATTR_OFF"); PPS_ATTR_ON=$(rate "$N_H" "$T_ATTR_ON")
 ATTR_LOSS=$(awk -v a="$PPS_ATTR_OFF" -v b="$PPS_ATTR_ON" 'BEGIN { printf "%.1f", 100 * (a - b) / a }')
+# Wall time on a shared virtual machine wanders by several percent from run to run; the
+# instructions executed do not. cachegrind counts them for one pass each way.
+irefs() { valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null "$PODTAP" --config "$TMP/attr-$1.toml" \
+  replay "$HTTP" --output table --workers 1 2>&1 >/dev/null | awk '/I *refs/ {gsub(/,/, "", $4); print $4}'; }
+IR_OFF=$(irefs off); IR_ON=$(irefs on)
+IR_DIFF=$(awk -v a="$IR_OFF" -v b="$IR_ON" 'BEGIN { printf "%+.2f", 100 * (b - a) / a }')
 
 # The sections other scripts write (live capture, export) and the criterion section
 # (recorded by hand from `cargo bench`) are carried over.
@@ -191,12 +197,13 @@ sed -n '/^## \(Live capture\|Export\|Criterion\)/,$p' perf/RESULTS.md > "$TMP/cr
   echo "each run replays the capture $ATTR_COPIES times (\`podtap replay http.pcap http.pcap ...\`), every pass with a fresh flow table."
   echo "Resolution is per flow (and again only when the metadata snapshot changes), not per packet."
   echo
-  echo "| attribution | seconds | packets/s |"
+  echo "| measure | attribution off | on (static map) |"
   echo "| --- | ---: | ---: |"
-  echo "| off | $T_ATTR_OFF | $PPS_ATTR_OFF |"
-  echo "| on (static map) | $T_ATTR_ON | $PPS_ATTR_ON |"
+  echo "| seconds ($ATTR_COPIES passes) | $T_ATTR_OFF | $T_ATTR_ON |"
+  echo "| packets/s | $PPS_ATTR_OFF | $PPS_ATTR_ON |"
+  echo "| instructions, one pass (cachegrind) | $IR_OFF | $IR_ON ($IR_DIFF%) |"
   echo
-  echo "Throughput loss with attribution on: **$ATTR_LOSS%** (target: within 5%). Transactions named \`server.k8s.pod.name=web-0\` in the on run: $ATTR_NAMED of $TX."
+  echo "Throughput loss with attribution on: **$ATTR_LOSS%** in wall time, **$IR_DIFF%** more instructions (target: within 5%). Transactions named \`server.k8s.pod.name=web-0\` in the on run: $ATTR_NAMED of $TX."
   echo
   echo "Targets (issue: application decoding I): >= 50x \`tshark -Y http\`; >= 1 million HTTP transactions/s per core on small keep-alive requests."
   echo

@@ -193,8 +193,22 @@ impl WorkerStats {
                 push_pods(&mut a, tx.pods.as_deref());
                 Metric::DnsLookupDuration
             }
+            Protocol::Kafka => {
+                a.push((
+                    "messaging.system",
+                    Val::Str(CompactString::const_new("kafka")),
+                ));
+                a.push(("messaging.operation.name", Val::Str(tx.operation.clone())));
+                if !tx.resource.is_empty() {
+                    a.push(("messaging.destination.name", Val::Str(tx.resource.clone())));
+                }
+                push_error(&mut a, tx);
+                push_server(&mut a, &tx.server);
+                push_pods(&mut a, tx.pods.as_deref());
+                Metric::MessagingClientDuration
+            }
             // TLS handshakes and unknown streams are flows, not calls.
-            Protocol::Tls | Protocol::Kafka | Protocol::Unknown => {
+            Protocol::Tls | Protocol::Unknown => {
                 self.scratch = a;
                 return;
             }
@@ -399,6 +413,33 @@ mod tests {
                 "server.port"
             ]
         );
+    }
+
+    #[test]
+    fn kafka_requests_become_messaging_duration_series() {
+        let mut s = stats();
+        let mut tx = http_tx("GET", "", 0, 12);
+        tx.protocol = Protocol::Kafka;
+        tx.operation = "Produce".into();
+        tx.resource = "orders".into();
+        tx.attrs.clear();
+        s.transaction(&tx);
+        let d = s.take_delta();
+        let series = d.sorted();
+        assert_eq!(series.len(), 1);
+        let (k, v) = series[0];
+        assert_eq!(k.metric, Metric::MessagingClientDuration);
+        assert_eq!(k.metric.def().name, "messaging.client.operation.duration");
+        assert_eq!(v.count(), 1);
+        let get = |n: &str| {
+            k.attrs
+                .iter()
+                .find(|(a, _)| *a == n)
+                .map(|(_, v)| v.to_string())
+        };
+        assert_eq!(get("messaging.system").as_deref(), Some("kafka"));
+        assert_eq!(get("messaging.operation.name").as_deref(), Some("Produce"));
+        assert_eq!(get("messaging.destination.name").as_deref(), Some("orders"));
     }
 
     #[test]
