@@ -170,14 +170,8 @@ fn collector_outage_is_bounded_counted_exactly_and_recovered_from() {
 #[test]
 fn live_daemon_exports_spans_and_metrics_and_reports_ready() {
     require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("www");
-    std::fs::create_dir_all(&root).unwrap();
-    std::fs::write(root.join("index.html"), b"hello\n").unwrap();
-    let mut bridge = Bridge::new();
-    let server = bridge.pod();
-    let client = bridge.pod();
-    let _nginx = nginx(&server.ns, &server.ip, dir.path(), &root);
+    let w = web(&[]);
+    let (dir, server, client) = (&w.dir, &w.server, &w.client);
     let (grpc, http, prom) = (free_port(), free_port(), free_port());
     let log = dir.path().join("rotel.out");
     let _rotel = rotel(grpc, http, &log, dir.path());
@@ -247,6 +241,38 @@ fn live_daemon_exports_spans_and_metrics_and_reports_ready() {
     assert_eq!(joined[0].name, "GET /missing");
 }
 
+/// Two "pods" on a bridge, nginx in the server pod serving `index.html` (and `extra`
+/// files), and a temp dir for configs and logs. Fields drop in order: nginx first, the
+/// directory it runs in last.
+struct Web {
+    _nginx: Proc,
+    client: Pod,
+    server: Pod,
+    bridge: Bridge,
+    dir: tempfile::TempDir,
+}
+
+fn web(extra: &[(&str, &str)]) -> Web {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("www");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("index.html"), b"hello\n").unwrap();
+    for (name, body) in extra {
+        std::fs::write(root.join(name), body).unwrap();
+    }
+    let mut bridge = Bridge::new();
+    let server = bridge.pod();
+    let client = bridge.pod();
+    let nginx = nginx(&server.ns, &server.ip, dir.path(), &root);
+    Web {
+        _nginx: nginx,
+        client,
+        server,
+        bridge,
+        dir,
+    }
+}
+
 /// The sum of the series of `metric` on podtap's `/metrics` whose labels include every
 /// one of `labels`.
 fn sum_series(body: &str, metric: &str, labels: &[&str]) -> u64 {
@@ -309,15 +335,8 @@ fn live_daemon_survives_a_collector_restart_mid_run() {
     const DURING: usize = 600; // collector down: far more than the buffer holds
     const AFTER: usize = 20; // collector back
     const BOUND: usize = 100;
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("www");
-    std::fs::create_dir_all(&root).unwrap();
-    std::fs::write(root.join("index.html"), b"hello\n").unwrap();
-    std::fs::write(root.join("after.html"), b"back\n").unwrap();
-    let mut bridge = Bridge::new();
-    let server = bridge.pod();
-    let client = bridge.pod();
-    let _nginx = nginx(&server.ns, &server.ip, dir.path(), &root);
+    let w = web(&[("after.html", "back\n")]);
+    let (dir, server, client) = (&w.dir, &w.server, &w.client);
     let (grpc, http, prom) = (free_port(), free_port(), free_port());
     let log = dir.path().join("rotel.out");
     let first = dir.path().join("first");
@@ -467,14 +486,8 @@ fn live_daemon_survives_a_collector_restart_mid_run() {
 #[test]
 fn client_span_is_the_parent_of_the_server_span_when_both_pods_are_watched() {
     require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("www");
-    std::fs::create_dir_all(&root).unwrap();
-    std::fs::write(root.join("index.html"), b"hello\n").unwrap();
-    let mut bridge = Bridge::new();
-    let server = bridge.pod();
-    let client = bridge.pod();
-    let _nginx = nginx(&server.ns, &server.ip, dir.path(), &root);
+    let w = web(&[]);
+    let (dir, bridge, server, client) = (&w.dir, &w.bridge, &w.server, &w.client);
     let (grpc, http, prom) = (free_port(), free_port(), free_port());
     let log = dir.path().join("rotel.out");
     let _rotel = rotel(grpc, http, &log, dir.path());
@@ -641,14 +654,8 @@ fn client_span_is_the_parent_of_the_server_span_when_both_pods_are_watched() {
 #[test]
 fn open_connections_report_traffic_before_they_end_and_add_up_exactly() {
     require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("www");
-    std::fs::create_dir_all(&root).unwrap();
-    std::fs::write(root.join("index.html"), b"hello\n").unwrap();
-    let mut bridge = Bridge::new();
-    let server = bridge.pod();
-    let client = bridge.pod();
-    let _nginx = nginx(&server.ns, &server.ip, dir.path(), &root);
+    let w = web(&[]);
+    let (dir, server, client) = (&w.dir, &w.server, &w.client);
     let prom = free_port();
     let cfg = dir.path().join("progress.toml");
     std::fs::write(
