@@ -13,9 +13,8 @@ use std::sync::Arc;
 
 // Request-line starts, shared with protocol detection.
 use super::detect::HTTP_METHODS as METHODS;
-use super::http_common::{HttpSettings, TraceHeaders};
+use super::http_common::{HttpSettings, HttpStats, TraceHeaders};
 use super::{Completeness, Direction, L7Parser, Progress, Protocol, Transaction};
-use crate::events::{Counters, Event};
 use crate::time::Timestamp;
 
 mod head;
@@ -27,24 +26,6 @@ const MAX_HEADERS: usize = 100;
 struct Field<'a> {
     name: &'a str,
     value: &'a [u8],
-}
-
-/// What went wrong on one connection since the last `take_stats`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Http1Stats {
-    pub parse_errors: u64,
-    pub buffer_limit: u64,
-    pub pending_limit: u64,
-    pub timeouts: u64,
-}
-
-impl Http1Stats {
-    pub fn add_to(&self, c: &mut Counters) {
-        c.add(Event::L7ParseError, self.parse_errors);
-        c.add(Event::L7BufferLimit, self.buffer_limit);
-        c.add(Event::PendingLimit, self.pending_limit);
-        c.add(Event::TransactionTimeout, self.timeouts);
-    }
 }
 
 /// Framing state of one direction.
@@ -247,7 +228,7 @@ pub struct Http1Parser {
     h2c: Option<Transaction>,
     /// Bytes of the last `on_data` chunk left unread when the connection left HTTP/1.
     tunnel_rest: usize,
-    stats: Http1Stats,
+    stats: HttpStats,
 }
 
 impl Default for Http1Parser {
@@ -297,11 +278,11 @@ impl Http1Parser {
             probe_tunnel: false,
             h2c: None,
             tunnel_rest: 0,
-            stats: Http1Stats::default(),
+            stats: HttpStats::default(),
         }
     }
 
-    pub fn take_stats(&mut self) -> Http1Stats {
+    pub fn take_stats(&mut self) -> HttpStats {
         std::mem::take(&mut self.stats)
     }
 

@@ -6,6 +6,29 @@ use regex::Regex;
 use serde::Deserialize;
 
 use super::{TraceContext, Transaction};
+use crate::events::{Counters, Event};
+
+/// What went wrong on one HTTP/1 or HTTP/2 connection since the decoder's last
+/// `take_stats` (HTTP/1 has no HPACK, so its `hpack_errors` stays 0).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HttpStats {
+    pub parse_errors: u64,
+    pub hpack_errors: u64,
+    pub buffer_limit: u64,
+    pub pending_limit: u64,
+    pub timeouts: u64,
+}
+
+impl HttpStats {
+    /// Fold the counts into the worker's event counters.
+    pub fn add_to(&self, c: &mut Counters) {
+        c.add(Event::L7ParseError, self.parse_errors);
+        c.add(Event::HpackError, self.hpack_errors);
+        c.add(Event::L7BufferLimit, self.buffer_limit);
+        c.add(Event::PendingLimit, self.pending_limit);
+        c.add(Event::TransactionTimeout, self.timeouts);
+    }
+}
 
 /// `[http]`: settings of the HTTP/1 and HTTP/2 decoders.
 #[derive(Clone, Debug, Deserialize)]

@@ -21,9 +21,8 @@ use compact_str::CompactString;
 use serde::Deserialize;
 use std::sync::Arc;
 
-use super::http_common::{HttpSettings, TraceHeaders};
+use super::http_common::{HttpSettings, HttpStats, TraceHeaders};
 use super::{Completeness, Direction, L7Parser, Progress, Protocol, Transaction};
-use crate::events::{Counters, Event};
 use crate::time::Timestamp;
 use frame::{FrameError, FrameHeader, HEADER_LEN};
 
@@ -79,26 +78,6 @@ impl Http2Config {
             max_table_bytes: self.max_table_bytes,
             max_list_bytes: self.max_header_list_bytes,
         }
-    }
-}
-
-/// What went wrong on one connection since the last `take_stats`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Http2Stats {
-    pub parse_errors: u64,
-    pub hpack_errors: u64,
-    pub buffer_limit: u64,
-    pub pending_limit: u64,
-    pub timeouts: u64,
-}
-
-impl Http2Stats {
-    pub fn add_to(&self, c: &mut Counters) {
-        c.add(Event::L7ParseError, self.parse_errors);
-        c.add(Event::HpackError, self.hpack_errors);
-        c.add(Event::L7BufferLimit, self.buffer_limit);
-        c.add(Event::PendingLimit, self.pending_limit);
-        c.add(Event::TransactionTimeout, self.timeouts);
     }
 }
 
@@ -218,7 +197,7 @@ pub struct Http2Parser {
     last_ts: Timestamp,
     /// A gRPC call was seen: the connection is reported as `grpc`.
     grpc: bool,
-    stats: Http2Stats,
+    stats: HttpStats,
 }
 
 impl Default for Http2Parser {
@@ -266,7 +245,7 @@ impl Http2Parser {
             ready: Vec::new(),
             last_ts: Timestamp::ZERO,
             grpc: false,
-            stats: Http2Stats::default(),
+            stats: HttpStats::default(),
         }
     }
 
@@ -311,7 +290,7 @@ impl Http2Parser {
         }
     }
 
-    pub fn take_stats(&mut self) -> Http2Stats {
+    pub fn take_stats(&mut self) -> HttpStats {
         std::mem::take(&mut self.stats)
     }
 

@@ -37,7 +37,7 @@ type Chunk = (Direction, Vec<u8>);
 
 /// Feed chunks whole, one byte at a time, and split at every position of each chunk;
 /// every way must give the same transactions and the same counts.
-fn run_all_ways(chunks: &[Chunk]) -> (Vec<Transaction>, Http2Stats) {
+fn run_all_ways(chunks: &[Chunk]) -> (Vec<Transaction>, HttpStats) {
     let run = |split: &dyn Fn(&[u8]) -> Vec<Vec<u8>>| {
         let mut p = Http2Parser::default();
         let mut out = Vec::new();
@@ -119,7 +119,7 @@ fn prior_knowledge_requests_and_responses() {
         (Direction::ToClient, s1),
         (Direction::ToClient, s2),
     ]);
-    assert_eq!(stats, Http2Stats::default());
+    assert_eq!(stats, HttpStats::default());
     assert_eq!(txs.len(), 2);
     let t3 = &txs[0];
     assert_eq!(t3.protocol, Protocol::Http2);
@@ -222,7 +222,7 @@ fn continuation_padding_and_priority() {
     c.extend(frame(PING, 0, 0, &[0; 8]));
     let srv = frame(HEADERS, END_HEADERS | END_STREAM, 5, &[0x89]); // 204
     let (txs, stats) = run_all_ways(&[(Direction::ToServer, c), (Direction::ToClient, srv)]);
-    assert_eq!(stats, Http2Stats::default());
+    assert_eq!(stats, HttpStats::default());
     assert_eq!(txs.len(), 1);
     assert_eq!(s(&txs[0], "url.path").as_deref(), Some("/split/here"));
     assert_eq!(txs[0].status, Some(204));
@@ -280,7 +280,7 @@ fn midstream_keeps_static_fields_and_marks_hpack_unknown() {
     );
     let srv = frame(HEADERS, END_HEADERS | END_STREAM, 41, &[0x88, 0xc0]);
     let (txs, stats) = run_all_ways(&[(Direction::ToServer, c), (Direction::ToClient, srv)]);
-    assert_eq!(stats, Http2Stats::default());
+    assert_eq!(stats, HttpStats::default());
     assert_eq!(txs.len(), 1);
     let t = &txs[0];
     assert_eq!(t.operation, "POST");
@@ -310,7 +310,7 @@ fn midstream_direction_waits_for_a_frame_boundary() {
     p.on_data(Direction::ToServer, &c, Timestamp(2000), &mut txs);
     let resp = frame(HEADERS, END_HEADERS | END_STREAM, 7, &[0x8e]);
     p.on_data(Direction::ToClient, &resp, Timestamp(3000), &mut txs);
-    assert_eq!(p.take_stats(), Http2Stats::default());
+    assert_eq!(p.take_stats(), HttpStats::default());
     assert_eq!(txs.len(), 1);
     assert_eq!(
         (txs[0].status, txs[0].error.as_deref()),
