@@ -19,9 +19,6 @@ use crate::time::Timestamp;
 
 mod head;
 
-/// Headers parsed per message; more is a malformed message for podtap's purposes.
-const MAX_HEADERS: usize = 100;
-
 /// One header field of a head, borrowed from it.
 struct Field<'a> {
     name: &'a str,
@@ -481,13 +478,10 @@ impl Http1Parser {
         );
         let (mut chunked, mut length, mut upgrade) = (false, None, None);
         let mut trace = TraceHeaders::default();
-        for (n, field) in head::fields(block).enumerate() {
+        for field in head::fields(block) {
             let Ok((name, value)) = field else {
                 return false;
             };
-            if n >= MAX_HEADERS {
-                return false;
-            }
             let h = Field { name, value };
             if name.eq_ignore_ascii_case("host") {
                 let host = String::from_utf8_lossy(h.value);
@@ -549,13 +543,10 @@ impl Http1Parser {
             return false;
         };
         let (mut chunked, mut length, mut close) = (false, None, minor == 0);
-        for (n, field) in head::fields(block).enumerate() {
+        for field in head::fields(block) {
             let Ok((name, value)) = field else {
                 return false;
             };
-            if n >= MAX_HEADERS {
-                return false;
-            }
             let h = Field { name, value };
             if h.name.eq_ignore_ascii_case("transfer-encoding") {
                 chunked = header_has_token(h.value, "chunked");

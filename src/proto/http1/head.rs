@@ -83,15 +83,23 @@ pub fn status_line(head: &[u8]) -> Option<(u8, u16, &[u8])> {
     Some((minor, code, rest))
 }
 
+/// Header fields parsed per message; more is a malformed message for podtap's purposes.
+pub const MAX_HEADERS: usize = 100;
+
 /// The header fields of a header block, in order; a line that is not a field (no colon,
-/// whitespace or other non-token bytes in the name, an obsolete folded line) ends the
-/// iteration with `Err`.
+/// whitespace or other non-token bytes in the name, an obsolete folded line), or a field
+/// beyond [`MAX_HEADERS`], ends the iteration with `Err`.
 pub struct Fields<'a> {
     rest: &'a [u8],
+    /// Fields still allowed.
+    left: usize,
 }
 
 pub fn fields(block: &[u8]) -> Fields<'_> {
-    Fields { rest: block }
+    Fields {
+        rest: block,
+        left: MAX_HEADERS,
+    }
 }
 
 /// Token characters (RFC 9110 `tchar`) as a table: one load per byte of a field name.
@@ -138,10 +146,11 @@ impl<'a> Iterator for Fields<'a> {
             self.rest = &[];
             return None;
         }
-        if i == 0 || b.get(i) != Some(&b':') {
+        if i == 0 || b.get(i) != Some(&b':') || self.left == 0 {
             self.rest = &[];
             return Some(Err(()));
         }
+        self.left -= 1;
         let name = &b[..i];
         // Field values are short: a plain loop beats a SIMD search's set-up here.
         let mut j = i + 1;
@@ -242,5 +251,13 @@ mod tests {
             let v: Vec<_> = fields(bad).collect();
             assert_eq!(v, vec![Err(())], "{:?}", String::from_utf8_lossy(bad));
         }
+        // At most MAX_HEADERS fields; the next one is an error.
+        let block = "A: 1\r\n".repeat(MAX_HEADERS) + "\r\n";
+        assert!(fields(block.as_bytes()).all(|f| f.is_ok()));
+        assert_eq!(fields(block.as_bytes()).count(), MAX_HEADERS);
+        let block = "A: 1\r\n".repeat(MAX_HEADERS + 1) + "\r\n";
+        let v: Vec<_> = fields(block.as_bytes()).collect();
+        assert_eq!(v.len(), MAX_HEADERS + 1);
+        assert_eq!(v[MAX_HEADERS], Err(()));
     }
 }
