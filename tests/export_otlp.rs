@@ -201,23 +201,14 @@ fn live_daemon_exports_spans_and_metrics_and_reports_ready() {
     );
     assert_eq!(http_get(prom, "/readyz").0, 200, "capturing and exporting");
     const PLAIN: usize = 8;
-    let mut cmd = client.ns.cmd("curl");
-    cmd.args(["-s", "--max-time", "30"]);
-    for _ in 0..PLAIN {
-        cmd.args(["-o", "/dev/null", &format!("http://{}/", server.ip)]);
-    }
-    sh(&mut cmd);
+    curl_n(client, &server.ip, "/", PLAIN);
     let (trace, parent) = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331");
-    sh(client.ns.cmd("curl").args([
-        "-s",
-        "--max-time",
-        "30",
-        "-o",
-        "/dev/null",
-        "-H",
-        &format!("traceparent: 00-{trace}-{parent}-01"),
+    curl_traced(
+        client,
         &format!("http://{}/missing", server.ip),
-    ]));
+        trace,
+        parent,
+    );
     std::thread::sleep(Duration::from_millis(500));
     d.stop();
     let line = d.wait_log("export: spans", Duration::from_secs(5));
@@ -321,6 +312,20 @@ fn curl_n(client: &Pod, server_ip: &str, path: &str, n: usize) {
     }
     let out = sh(&mut cmd);
     assert_eq!(out.lines().filter(|l| *l == "200").count(), n, "{out}");
+}
+
+/// One GET of `url` from the client pod carrying a W3C `traceparent` (sampled).
+fn curl_traced(client: &Pod, url: &str, trace: &str, parent: &str) {
+    sh(client.ns.cmd("curl").args([
+        "-s",
+        "--max-time",
+        "30",
+        "-o",
+        "/dev/null",
+        "-H",
+        &format!("traceparent: 00-{trace}-{parent}-01"),
+        url,
+    ]));
 }
 
 /// The collector dies while `podtap run` captures live traffic (TPACKET_V3 on a pod's
@@ -541,23 +546,14 @@ fn client_span_is_the_parent_of_the_server_span_when_both_pods_are_watched() {
     );
     // Five requests on one keep-alive connection, then one carrying a traceparent.
     const PLAIN: usize = 5;
-    let mut cmd = client.ns.cmd("curl");
-    cmd.args(["-s", "--max-time", "30"]);
-    for _ in 0..PLAIN {
-        cmd.args(["-o", "/dev/null", &format!("http://{}/", server.ip)]);
-    }
-    sh(&mut cmd);
+    curl_n(client, &server.ip, "/", PLAIN);
     let (trace, caller) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
-    sh(client.ns.cmd("curl").args([
-        "-s",
-        "--max-time",
-        "30",
-        "-o",
-        "/dev/null",
-        "-H",
-        &format!("traceparent: 00-{trace}-{caller}-01"),
+    curl_traced(
+        client,
         &format!("http://{}/index.html", server.ip),
-    ]));
+        trace,
+        caller,
+    );
     let n = PLAIN + 1;
     // The metrics carry both ends' pods, under the side's prefix: the server's histogram
     // counts every request between these two pods, and so does the client's.
