@@ -186,19 +186,7 @@ fn live_daemon_exports_spans_and_metrics_and_reports_ready() {
     )
     .unwrap();
     // Only the server pod's veth: each request is observed once, at the server.
-    let mut d = Daemon::start(
-        dir.path(),
-        &[
-            "--config",
-            cfg.to_str().unwrap(),
-            "--mode",
-            "tpacket",
-            "-i",
-            &server.host_if,
-            "--workers",
-            "1",
-        ],
-    );
+    let mut d = daemon(dir.path(), &cfg, &server.host_if, 1);
     assert_eq!(http_get(prom, "/readyz").0, 200, "capturing and exporting");
     const PLAIN: usize = 8;
     curl_n(client, &server.ip, "/", PLAIN);
@@ -314,6 +302,24 @@ fn curl_n(client: &Pod, server_ip: &str, path: &str, n: usize) {
     assert_eq!(out.lines().filter(|l| *l == "200").count(), n, "{out}");
 }
 
+/// `podtap run` on TPACKET_V3 with `cfg`, capturing the interfaces matching `iface`.
+fn daemon(dir: &std::path::Path, cfg: &std::path::Path, iface: &str, workers: usize) -> Daemon {
+    let workers = workers.to_string();
+    Daemon::start(
+        dir,
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--mode",
+            "tpacket",
+            "-i",
+            iface,
+            "--workers",
+            &workers,
+        ],
+    )
+}
+
 /// One GET of `url` from the client pod carrying a W3C `traceparent` (sampled).
 fn curl_traced(client: &Pod, url: &str, trace: &str, parent: &str) {
     sh(client.ns.cmd("curl").args([
@@ -361,19 +367,7 @@ fn live_daemon_survives_a_collector_restart_mid_run() {
     )
     .unwrap();
     // Only the server pod's veth: each request is observed once.
-    let mut d = Daemon::start(
-        dir.path(),
-        &[
-            "--config",
-            cfg.to_str().unwrap(),
-            "--mode",
-            "tpacket",
-            "-i",
-            &server.host_if,
-            "--workers",
-            "1",
-        ],
-    );
+    let mut d = daemon(dir.path(), &cfg, &server.host_if, 1);
 
     // 1. Collector up: everything arrives.
     curl_n(&client, &server.ip, "/", BEFORE);
@@ -523,19 +517,7 @@ fn client_span_is_the_parent_of_the_server_span_when_both_pods_are_watched() {
     )
     .unwrap();
     let ifaces = format!("{}.*", bridge.prefix);
-    let mut d = Daemon::start(
-        dir.path(),
-        &[
-            "--config",
-            cfg.to_str().unwrap(),
-            "--mode",
-            "tpacket",
-            "-i",
-            &ifaces,
-            "--workers",
-            "2",
-        ],
-    );
+    let mut d = daemon(dir.path(), &cfg, &ifaces, 2);
     d.wait_log(
         &format!("interface={}", client.host_if),
         Duration::from_secs(5),
@@ -661,19 +643,7 @@ fn open_connections_report_traffic_before_they_end_and_add_up_exactly() {
         ),
     )
     .unwrap();
-    let mut d = Daemon::start(
-        dir.path(),
-        &[
-            "--config",
-            cfg.to_str().unwrap(),
-            "--mode",
-            "tpacket",
-            "-i",
-            &server.host_if,
-            "--workers",
-            "1",
-        ],
-    );
+    let mut d = daemon(dir.path(), &cfg, &server.host_if, 1);
     // Three requests, then the connection stays open (bounded: 30 s at most) until the
     // test has seen it in the metrics, then one last request closes it.
     let script = r#"
