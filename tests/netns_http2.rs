@@ -15,51 +15,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
-
-/// nginx serving `root` with HTTP/2 over cleartext (prior knowledge) on `ip:80`, `/fail`
-/// answering 500. Returns once it answers an HTTP/2 request.
-fn nginx_h2(ns: &Netns, ip: &str, dir: &Path, root: &Path) -> Proc {
-    let d = dir.display();
-    let conf = format!(
-        "daemon off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log;
-events {{ worker_connections 256; }}
-http {{ access_log off; keepalive_requests 100000;
-  client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};
-  server {{ listen {ip}:80 http2; root {}; location / {{ }} location /fail {{ return 500; }} }} }}",
-        root.display()
-    );
-    let path = dir.join("nginx.conf");
-    std::fs::write(&path, conf).expect("write nginx.conf");
-    let child = ns
-        .cmd("nginx")
-        .arg("-c")
-        .arg(&path)
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nginx is installed");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let ok = ns
-            .cmd("curl")
-            .args([
-                "-s",
-                "--http2-prior-knowledge",
-                "-o",
-                "/dev/null",
-                "--max-time",
-                "1",
-            ])
-            .arg(format!("http://{ip}/"))
-            .status();
-        if ok.map(|s| s.success()).unwrap_or(false) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "nginx did not come up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Proc(Some(child))
-}
+use std::time::Duration;
 
 fn bag<T: Ord>(items: impl IntoIterator<Item = T>) -> BTreeMap<T, usize> {
     let mut m = BTreeMap::new();

@@ -198,15 +198,35 @@ pub fn tcpdump(ns: &Netns, iface: &str, file: &Path) -> Proc {
 /// `Accept-Encoding: gzip` gets a gzip-compressed, chunked response (the length is not
 /// known before compressing). Returns once it accepts connections.
 pub fn nginx(ns: &Netns, ip: &str, dir: &Path, root: &Path) -> Proc {
+    nginx_on(ns, ip, dir, root, false)
+}
+
+/// The same nginx speaking HTTP/2 over cleartext (prior knowledge) instead of HTTP/1.1,
+/// without compression.
+#[allow(dead_code)] // not every test crate uses it
+pub fn nginx_h2(ns: &Netns, ip: &str, dir: &Path, root: &Path) -> Proc {
+    nginx_on(ns, ip, dir, root, true)
+}
+
+fn nginx_on(ns: &Netns, ip: &str, dir: &Path, root: &Path, h2: bool) -> Proc {
     let d = dir.display();
+    // HTTP/1 clients that ask for gzip get chunked responses; the HTTP/2 tests check
+    // body sizes as served, so that server does not compress.
+    let (listen, gzip) = if h2 {
+        (" http2", "")
+    } else {
+        (
+            "",
+            "gzip on; gzip_min_length 0; gzip_types text/plain application/octet-stream;",
+        )
+    };
     let conf = format!(
         "daemon off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log;
 events {{ worker_connections 256; }}
 http {{ access_log off; keepalive_requests 100000;
-  gzip on; gzip_min_length 0; gzip_types text/plain application/octet-stream;
+  {gzip}
   client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};
-  server {{ listen {ip}:80; root {}; location / {{ }} location /fail {{ return 500; }}
-    location /chunked {{ chunked_transfer_encoding on; return 200 'chunk'; }} }} }}",
+  server {{ listen {ip}:80{listen}; root {}; location / {{ }} location /fail {{ return 500; }} }} }}",
         root.display()
     );
     let path = dir.join("nginx.conf");
@@ -220,17 +240,12 @@ http {{ access_log off; keepalive_requests 100000;
         .expect("nginx is installed");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let ok = ns
-            .cmd("curl")
-            .args([
-                "-s",
-                "-o",
-                "/dev/null",
-                "--max-time",
-                "1",
-                &format!("http://{ip}/"),
-            ])
-            .status();
+        let mut probe = ns.cmd("curl");
+        probe.args(["-s", "-o", "/dev/null", "--max-time", "1"]);
+        if h2 {
+            probe.arg("--http2-prior-knowledge");
+        }
+        let ok = probe.arg(format!("http://{ip}/")).status();
         if ok.map(|s| s.success()).unwrap_or(false) {
             break;
         }
