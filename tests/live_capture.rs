@@ -125,6 +125,24 @@ fn load(client: &Pod, server_ip: &str) -> (Vec<u16>, usize) {
     (statuses, connects)
 }
 
+/// One GET of `/index.html` from `client`, which must answer 200.
+fn get_index(client: &Pod, server_ip: &str) {
+    let out = sh(client
+        .ns
+        .cmd("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .arg(format!("http://{server_ip}/index.html")));
+    assert_eq!(out, "200");
+}
+
 fn count_statuses<'a>(it: impl Iterator<Item = &'a serde_json::Value>) -> BTreeMap<u64, usize> {
     let mut m = BTreeMap::new();
     for t in it {
@@ -290,21 +308,7 @@ fn forced_fallback_to_tpacket_says_why() {
     );
     assert!(attached.contains("engine=\"tpacket\""), "{attached}");
     assert!(attached.contains("AF_XDP unavailable"), "{attached}");
-    let out = sh(s
-        .client
-        .ns
-        .cmd("curl")
-        .args([
-            "-s",
-            "--max-time",
-            "10",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-        ])
-        .arg(format!("http://{}/index.html", s.server.ip)));
-    assert_eq!(out, "200");
+    get_index(&s.client, &s.server.ip);
     std::thread::sleep(Duration::from_millis(300));
     let records = d.stop();
     assert_eq!(at(&records, "transaction", s.server.ifindex).len(), 1);
@@ -331,41 +335,14 @@ fn pods_created_while_running_are_captured_and_nothing_leaks() {
         "attached {:?} after the veth appeared",
         created.elapsed()
     );
-    let out = sh(late
-        .ns
-        .cmd("curl")
-        .args([
-            "-s",
-            "--max-time",
-            "10",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-        ])
-        .arg(format!("http://{}/index.html", s.server.ip)));
-    assert_eq!(out, "200");
+    get_index(&late, &s.server.ip);
     // The pod goes away while podtap runs.
     let late_ifindex = late.ifindex;
     let late_ip = late.ip.clone();
     drop(late);
     d.wait_log("detached", Duration::from_secs(2));
     // The remaining pods still work and are still captured.
-    let out = sh(s
-        .client
-        .ns
-        .cmd("curl")
-        .args([
-            "-s",
-            "--max-time",
-            "10",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-        ])
-        .arg(format!("http://{}/index.html", s.server.ip)));
-    assert_eq!(out, "200");
+    get_index(&s.client, &s.server.ip);
     std::thread::sleep(Duration::from_millis(300));
     let records = d.stop();
     let late_txs = at(&records, "transaction", late_ifindex);
