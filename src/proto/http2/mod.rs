@@ -147,6 +147,23 @@ impl Side {
             synced: false,
         }
     }
+
+    /// Take bytes of a 9-byte frame header from `rest` (the first one marks the frame's
+    /// start time); the header once all nine are in.
+    fn header_bytes(&mut self, rest: &mut &[u8], ts: Timestamp) -> Option<FrameHeader> {
+        if self.hdr_len == 0 {
+            self.frame_start = ts;
+        }
+        let take = (HEADER_LEN - self.hdr_len).min(rest.len());
+        self.hdr[self.hdr_len..self.hdr_len + take].copy_from_slice(&rest[..take]);
+        self.hdr_len += take;
+        *rest = &rest[take..];
+        if self.hdr_len < HEADER_LEN {
+            return None;
+        }
+        self.hdr_len = 0;
+        Some(FrameHeader::parse(&self.hdr).unwrap_or_default())
+    }
 }
 
 /// One HTTP/2 stream awaiting (the end of) its response.
@@ -318,21 +335,12 @@ impl Http2Parser {
                     // more chunks to complete); the rest of a chunk that does not start a
                     // plausible frame is dropped.
                     let s = &mut self.sides[d];
-                    if s.hdr_len == 0 {
-                        if rest.len() != chunk_len {
-                            return Ok(());
-                        }
-                        s.frame_start = ts;
-                    }
-                    let take = (HEADER_LEN - s.hdr_len).min(rest.len());
-                    s.hdr[s.hdr_len..s.hdr_len + take].copy_from_slice(&rest[..take]);
-                    s.hdr_len += take;
-                    rest = &rest[take..];
-                    if s.hdr_len < HEADER_LEN {
+                    if s.hdr_len == 0 && rest.len() != chunk_len {
                         return Ok(());
                     }
-                    s.hdr_len = 0;
-                    let h = FrameHeader::parse(&s.hdr).unwrap_or_default();
+                    let Some(h) = s.header_bytes(&mut rest, ts) else {
+                        return Ok(());
+                    };
                     if !h.plausible() {
                         return Ok(());
                     }
@@ -368,19 +376,9 @@ impl Http2Parser {
                     };
                 }
                 Rx::Header => {
-                    let s = &mut self.sides[d];
-                    if s.hdr_len == 0 {
-                        s.frame_start = ts;
-                    }
-                    let take = (HEADER_LEN - s.hdr_len).min(rest.len());
-                    s.hdr[s.hdr_len..s.hdr_len + take].copy_from_slice(&rest[..take]);
-                    s.hdr_len += take;
-                    rest = &rest[take..];
-                    if s.hdr_len < HEADER_LEN {
+                    let Some(h) = self.sides[d].header_bytes(&mut rest, ts) else {
                         return Ok(());
-                    }
-                    s.hdr_len = 0;
-                    let h = FrameHeader::parse(&s.hdr).unwrap_or_default();
+                    };
                     rest = self.on_frame_header(dir, h, rest, ts, out)?;
                 }
                 Rx::Payload => {
