@@ -301,6 +301,16 @@ pub struct KubernetesConfig {
     pub node_name: String,
 }
 
+/// Deserialize TOML into `T`, naming the dotted key a bad value or an unknown key sits at
+/// (`(syntax)` for text that is not TOML): the files podtap reads (config, static map)
+/// all report errors this way.
+pub fn from_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, (String, String)> {
+    let de =
+        toml::Deserializer::parse(text).map_err(|e| ("(syntax)".to_string(), e.to_string()))?;
+    serde_path_to_error::deserialize(de)
+        .map_err(|e| (e.path().to_string(), e.into_inner().message().to_string()))
+}
+
 impl Config {
     /// Parse `text`, naming `file` and the offending key in errors.
     pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
@@ -309,12 +319,7 @@ impl Config {
             key,
             message,
         };
-        let de = toml::Deserializer::parse(text)
-            .map_err(|e| invalid("(syntax)".into(), e.to_string()))?;
-        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = e.path().to_string();
-            invalid(key, e.into_inner().message().to_string())
-        })?;
+        let cfg: Config = from_toml(text).map_err(|(key, msg)| invalid(key, msg))?;
         cfg.validate()
             .map_err(|(key, msg)| invalid(key.into(), msg))?;
         cfg.attribution

@@ -105,10 +105,8 @@ impl StaticMap {
             key,
             message,
         };
-        let de = toml::Deserializer::parse(text)
-            .map_err(|e| invalid("(syntax)".into(), e.to_string()))?;
-        let mut map: StaticMap = serde_path_to_error::deserialize(de)
-            .map_err(|e| invalid(e.path().to_string(), e.into_inner().message().to_string()))?;
+        let mut map: StaticMap =
+            crate::config::from_toml(text).map_err(|(key, msg)| invalid(key, msg))?;
         for (i, p) in map.pod.iter_mut().enumerate() {
             if let Some(r) = &p.interface_regex {
                 p.regex =
