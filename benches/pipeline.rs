@@ -11,7 +11,7 @@ use podtap::capture::{Frame, Source};
 use podtap::config::Config;
 use podtap::export::RecordSink;
 use podtap::flow::FlowRecord;
-use podtap::k8s::{Attribution, Inputs, static_map::StaticMap};
+use podtap::k8s::{Attribution, Attributor, Inputs, static_map::StaticMap};
 use podtap::packet::{Defragmenter, LinkType, decode};
 use podtap::proto::Transaction;
 use podtap::synth::{self, SynthOptions};
@@ -67,40 +67,27 @@ fn bench(c: &mut Criterion) {
                 }
             })
         });
-        g.bench_function("worker packets", |b| {
-            b.iter(|| {
-                let mut w = Worker::new(&Config::default(), Discard);
-                for (f, ts) in set.iter() {
-                    w.process(&Frame {
-                        data: f,
-                        ts: *ts,
-                        wire_len: f.len() as u32,
-                        link: LinkType::Ethernet,
-                        obs: 0,
-                    });
-                }
-                black_box(w.finish());
-            })
-        });
+        // The whole capture through one worker (attributed or not).
+        let run = |attr: Option<Attributor>| {
+            let mut w = Worker::new(&Config::default(), Discard).with_attributor(attr);
+            for (f, ts) in set.iter() {
+                w.process(&Frame {
+                    data: f,
+                    ts: *ts,
+                    wire_len: f.len() as u32,
+                    link: LinkType::Ethernet,
+                    obs: 0,
+                });
+            }
+            black_box(w.finish());
+        };
+        g.bench_function("worker packets", |b| b.iter(|| run(None)));
         // The same capture with pod attribution on: each flow's ends resolved once (client
         // and server pods by CIDR, the observation point by number) and shared with every
         // record; the difference to "worker packets" is the whole cost of attribution.
         let attribution = attribution();
         g.bench_function("worker packets, attribution on", |b| {
-            b.iter(|| {
-                let mut w = Worker::new(&Config::default(), Discard)
-                    .with_attributor(Some(attribution.attributor()));
-                for (f, ts) in set.iter() {
-                    w.process(&Frame {
-                        data: f,
-                        ts: *ts,
-                        wire_len: f.len() as u32,
-                        link: LinkType::Ethernet,
-                        obs: 0,
-                    });
-                }
-                black_box(w.finish());
-            })
+            b.iter(|| run(Some(attribution.attributor())))
         });
         g.throughput(Throughput::Bytes(bytes));
         g.bench_function("worker bytes", |b| {
