@@ -227,8 +227,9 @@ impl WorkerStats {
         pods: Option<&crate::k8s::FlowPods>,
         delta: &[DirDelta; 2],
     ) {
+        let mut a = std::mem::take(&mut self.scratch);
         for (i, d) in delta.iter().enumerate() {
-            let a = edge_attrs(ip_proto, client, server, pods, Some(direction(i)));
+            edge_attrs(&mut a, ip_proto, client, server, pods, Some(direction(i)));
             if d.bytes > 0 {
                 self.store.add(Metric::FlowIo, &a, d.bytes);
             }
@@ -240,38 +241,45 @@ impl WorkerStats {
                     .add(Metric::TcpRetransmissions, &a, d.retransmits);
             }
         }
+        self.scratch = a;
     }
 
     pub fn flow(&mut self, f: &FlowRecord) {
         let pods = f.pods.as_deref();
-        let edge = |extra| edge_attrs(f.ip_proto, &f.client, &f.server, pods, extra);
         self.flow_traffic(f.ip_proto, &f.client, &f.server, pods, &f.unreported());
         let Some(t) = &f.tcp else { return };
+        // One attribute vector, refilled per series: recording allocates only new series.
+        let mut a = std::mem::take(&mut self.scratch);
+        let edge =
+            |a: &mut Attrs, extra| edge_attrs(a, f.ip_proto, &f.client, &f.server, pods, extra);
         if let (Some(s), Some(c)) = (t.server_rtt_ns, t.client_rtt_ns) {
+            edge(&mut a, None);
             self.store
-                .observe(Metric::TcpHandshake, &edge(None), (s + c) as f64 / 1e9);
+                .observe(Metric::TcpHandshake, &a, (s + c) as f64 / 1e9);
         }
         for (i, srtt) in t.srtt_ns.iter().enumerate() {
             if let Some(ns) = srtt {
-                self.store
-                    .observe(Metric::TcpRtt, &edge(Some(direction(i))), *ns as f64 / 1e9);
+                edge(&mut a, Some(direction(i)));
+                self.store.observe(Metric::TcpRtt, &a, *ns as f64 / 1e9);
             }
         }
         for (i, st) in t.stats.iter().enumerate() {
-            let dir = || Some(direction(i));
+            edge(&mut a, Some(direction(i)));
             if st.resets > 0 {
-                self.store.add(Metric::TcpResets, &edge(dir()), st.resets);
+                self.store.add(Metric::TcpResets, &a, st.resets);
             }
             if st.zero_windows > 0 {
-                self.store
-                    .add(Metric::TcpZeroWindows, &edge(dir()), st.zero_windows);
+                self.store.add(Metric::TcpZeroWindows, &a, st.zero_windows);
             }
         }
         if !t.midstream {
-            self.store.add(Metric::TcpOpened, &edge(None), 1);
+            edge(&mut a, None);
+            self.store.add(Metric::TcpOpened, &a, 1);
         }
-        let reason = Some(("podtap.flow.end_reason", Val::Str(f.reason.as_str().into())));
-        self.store.add(Metric::TcpClosed, &edge(reason), 1);
+        let reason = ("podtap.flow.end_reason", Val::Str(f.reason.as_str().into()));
+        edge(&mut a, Some(reason));
+        self.store.add(Metric::TcpClosed, &a, 1);
+        self.scratch = a;
     }
 }
 
@@ -284,16 +292,18 @@ fn direction(i: usize) -> (&'static str, Val) {
     )
 }
 
-/// The attributes of a flow edge: both addresses, the server port, the transport, both
-/// ends' pods, and one more (direction, end reason) if given.
+/// The attributes of a flow edge, written into `a` (cleared first): both addresses, the
+/// server port, the transport, both ends' pods, and one more (direction, end reason) if
+/// given.
 fn edge_attrs(
+    a: &mut Attrs,
     ip_proto: u8,
     client: &Endpoint,
     server: &Endpoint,
     pods: Option<&crate::k8s::FlowPods>,
     extra: Option<(&'static str, Val)>,
-) -> Attrs {
-    let mut a = Attrs::with_capacity(12);
+) {
+    a.clear();
     a.push(("client.address", Val::Ip(client.addr)));
     a.push(("server.address", Val::Ip(server.addr)));
     a.push(("server.port", Val::Int(server.port as i64)));
@@ -301,11 +311,10 @@ fn edge_attrs(
         "network.transport",
         Val::Str(CompactString::const_new(transport_name(ip_proto))),
     ));
-    push_pods(&mut a, pods);
+    push_pods(a, pods);
     if let Some(x) = extra {
         a.push(x);
     }
-    a
 }
 
 fn push_error(a: &mut Attrs, tx: &Transaction) {
