@@ -11,9 +11,11 @@ pub use metrics::{Kind, Metric};
 pub use store::{Attrs, SeriesKey, Store, Val, Value};
 
 use compact_str::CompactString;
+use std::sync::Arc;
 
 use crate::events::{Counters, Event};
 use crate::flow::{DirDelta, FlowRecord, transport_name};
+use crate::k8s::PodMeta;
 use crate::proto::{AttrValue, Endpoint, Protocol, Transaction};
 
 /// Which side of a call the observation point is on.
@@ -56,6 +58,39 @@ pub struct WorkerStats {
     /// Attributes of the series being recorded, reused so recording allocates only for
     /// a new series.
     scratch: Attrs,
+    pod_labels: PodLabelCache,
+}
+
+/// This worker's own copies of the pods' metric label strings. Cloning the pod
+/// metadata's shared strings per transaction would bump reference counts that every
+/// worker bumps too (a cache line bouncing between cores per label); these copies are
+/// touched by this worker only. Keyed by the metadata's address, which the entry keeps
+/// alive; bounded (cleared when full, then refilled as pods are seen).
+#[derive(Default)]
+struct PodLabelCache {
+    by_pod: hashbrown::HashMap<usize, (Arc<PodMeta>, Labels)>,
+}
+
+/// Namespace, pod name, `service.name` (see `k8s::METRIC_LABELS`).
+type Labels = [Option<Arc<str>>; 3];
+
+impl PodLabelCache {
+    const MAX_PODS: usize = 4096;
+
+    fn labels(&mut self, m: &Arc<PodMeta>) -> &Labels {
+        let key = Arc::as_ptr(m) as usize;
+        if !self.by_pod.contains_key(&key) && self.by_pod.len() >= Self::MAX_PODS {
+            self.by_pod.clear();
+        }
+        &self
+            .by_pod
+            .entry(key)
+            .or_insert_with(|| {
+                let own = m.metric_labels.clone().map(|v| v.as_deref().map(Arc::from));
+                (m.clone(), own)
+            })
+            .1
+    }
 }
 
 impl WorkerStats {
@@ -65,6 +100,7 @@ impl WorkerStats {
             events_seen: [0; Event::COUNT],
             capture_seen: [0; 2],
             scratch: Attrs::with_capacity(8),
+            pod_labels: PodLabelCache::default(),
         }
     }
 
@@ -147,7 +183,7 @@ impl WorkerStats {
                 push_error(&mut a, tx);
                 a.push(("network.protocol.name", Val::Str("http".into())));
                 push_server(&mut a, &tx.server);
-                push_pods(&mut a, tx.pods.as_deref());
+                push_pods(&mut a, tx.pods.as_deref(), &mut self.pod_labels);
                 metric
             }
             Protocol::Grpc => {
@@ -166,7 +202,7 @@ impl WorkerStats {
                 }
                 push_error(&mut a, tx);
                 push_server(&mut a, &tx.server);
-                push_pods(&mut a, tx.pods.as_deref());
+                push_pods(&mut a, tx.pods.as_deref(), &mut self.pod_labels);
                 metric
             }
             Protocol::Redis
@@ -178,7 +214,7 @@ impl WorkerStats {
                 a.push(("db.operation.name", Val::Str(tx.operation.clone())));
                 push_error(&mut a, tx);
                 push_server(&mut a, &tx.server);
-                push_pods(&mut a, tx.pods.as_deref());
+                push_pods(&mut a, tx.pods.as_deref(), &mut self.pod_labels);
                 Metric::DbClientDuration
             }
             Protocol::Dns => {
@@ -190,7 +226,7 @@ impl WorkerStats {
                 }
                 push_error(&mut a, tx);
                 push_server(&mut a, &tx.server);
-                push_pods(&mut a, tx.pods.as_deref());
+                push_pods(&mut a, tx.pods.as_deref(), &mut self.pod_labels);
                 Metric::DnsLookupDuration
             }
             Protocol::Kafka => {
@@ -204,7 +240,7 @@ impl WorkerStats {
                 }
                 push_error(&mut a, tx);
                 push_server(&mut a, &tx.server);
-                push_pods(&mut a, tx.pods.as_deref());
+                push_pods(&mut a, tx.pods.as_deref(), &mut self.pod_labels);
                 Metric::MessagingClientDuration
             }
             // TLS handshakes and unknown streams are flows, not calls.
@@ -229,7 +265,15 @@ impl WorkerStats {
     ) {
         let mut a = std::mem::take(&mut self.scratch);
         for (i, d) in delta.iter().enumerate() {
-            edge_attrs(&mut a, ip_proto, client, server, pods, Some(direction(i)));
+            edge_attrs(
+                &mut a,
+                &mut self.pod_labels,
+                ip_proto,
+                client,
+                server,
+                pods,
+                Some(direction(i)),
+            );
             if d.bytes > 0 {
                 self.store.add(Metric::FlowIo, &a, d.bytes);
             }
@@ -250,8 +294,10 @@ impl WorkerStats {
         let Some(t) = &f.tcp else { return };
         // One attribute vector, refilled per series: recording allocates only new series.
         let mut a = std::mem::take(&mut self.scratch);
-        let edge =
-            |a: &mut Attrs, extra| edge_attrs(a, f.ip_proto, &f.client, &f.server, pods, extra);
+        let cache = &mut self.pod_labels;
+        let mut edge = |a: &mut Attrs, extra| {
+            edge_attrs(a, cache, f.ip_proto, &f.client, &f.server, pods, extra)
+        };
         if let (Some(s), Some(c)) = (t.server_rtt_ns, t.client_rtt_ns) {
             edge(&mut a, None);
             self.store
@@ -297,6 +343,7 @@ fn direction(i: usize) -> (&'static str, Val) {
 /// given.
 fn edge_attrs(
     a: &mut Attrs,
+    cache: &mut PodLabelCache,
     ip_proto: u8,
     client: &Endpoint,
     server: &Endpoint,
@@ -311,7 +358,7 @@ fn edge_attrs(
         "network.transport",
         Val::Str(CompactString::const_new(transport_name(ip_proto))),
     ));
-    push_pods(a, pods);
+    push_pods(a, pods, cache);
     if let Some(x) = extra {
         a.push(x);
     }
@@ -326,7 +373,7 @@ fn push_error(a: &mut Attrs, tx: &Transaction) {
 /// Each end's pod (namespace, name, `service.name`), Service, or kind (`node`,
 /// `external`), under the side's prefix as in the JSON lines. Pod values are shared
 /// strings: recording copies pointers, it does not allocate.
-fn push_pods(a: &mut Attrs, pods: Option<&crate::k8s::FlowPods>) {
+fn push_pods(a: &mut Attrs, pods: Option<&crate::k8s::FlowPods>, cache: &mut PodLabelCache) {
     use crate::k8s::{METRIC_LABELS, Peer};
     const KIND: [&str; 2] = ["client.podtap.kind", "server.podtap.kind"];
     const SERVICE: [[&str; 2]; 2] = [
@@ -337,7 +384,7 @@ fn push_pods(a: &mut Attrs, pods: Option<&crate::k8s::FlowPods>) {
     for (i, peer) in [&p.client, &p.server].into_iter().enumerate() {
         match peer {
             Peer::Pod(m) => {
-                for (k, v) in METRIC_LABELS[i].iter().zip(&m.metric_labels) {
+                for (k, v) in METRIC_LABELS[i].iter().zip(cache.labels(m)) {
                     if let Some(v) = v {
                         a.push((k, Val::Shared(v.clone())));
                     }
@@ -509,6 +556,57 @@ mod side_tests {
             }));
             assert_eq!(observed_side(&tx), side);
             assert_eq!(crate::export::otlp::spans::service_of(&tx, "podtap"), svc);
+        }
+    }
+
+    /// Metrics name both ends' pods, from the worker's own copies of the label strings
+    /// (never the metadata's shared ones, whose reference counts every worker would bump).
+    #[test]
+    fn transaction_series_carry_both_pods_from_worker_local_strings() {
+        let mut web = (*pod("web-1", "web")).clone();
+        let mut api = (*pod("api-1", "api")).clone();
+        web.namespace = Some("shop".into());
+        api.namespace = Some("shop".into());
+        web.compute_attrs(&[]);
+        api.compute_attrs(&[]);
+        let (web, api) = (Arc::new(web), Arc::new(api));
+        let mut s = WorkerStats::new(
+            HistogramSpec::Explicit(Arc::from(histogram::DEFAULT_BOUNDS)),
+            100,
+        );
+        let mut tx = super::tests::http_tx("GET", "/", 200, 5);
+        tx.pods = Some(Arc::new(FlowPods {
+            obs: Some(api.clone()),
+            client: Peer::Pod(web.clone()),
+            server: Peer::Pod(api.clone()),
+            selected: true,
+            ..Default::default()
+        }));
+        s.transaction(&tx);
+        s.transaction(&tx);
+        let d = s.take_delta();
+        let series = d.sorted();
+        assert_eq!(series.len(), 1);
+        let (k, v) = series[0];
+        assert_eq!(v.count(), 2);
+        let get = |n: &str| {
+            k.attrs
+                .iter()
+                .find(|(a, _)| *a == n)
+                .map(|(_, v)| v.clone())
+        };
+        for (key, want, shared) in [
+            ("client.k8s.pod.name", "web-1", &web.metric_labels[1]),
+            ("client.service.name", "web", &web.metric_labels[2]),
+            ("server.k8s.pod.name", "api-1", &api.metric_labels[1]),
+            ("server.k8s.namespace.name", "shop", &api.metric_labels[0]),
+        ] {
+            let Some(Val::Shared(v)) = get(key) else {
+                panic!("{key} in {:?}", k.attrs)
+            };
+            assert_eq!(&*v, want);
+            let shared = shared.as_ref().unwrap();
+            assert!(!Arc::ptr_eq(&v, shared), "{key}: a worker-local copy");
         }
     }
 }
