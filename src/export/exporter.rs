@@ -724,25 +724,22 @@ pub struct WorkerExport {
 /// The ids of `tx`'s span, or `None` when it is not sampled.
 ///
 /// A request seen at both ends (the client pod's interface and the server pod's) gives two
-/// spans, CLIENT and SERVER. With linking on (`link` holds the captured interfaces), both
-/// take their ids from the request's identity ([`spans::link_ids`]), so they share a trace
-/// and the server span's parent is the client span, with no state shared between the
-/// observations (they may be on different workers or nodes). The server span names that
-/// parent only when the client's end is seen: a pod of this node whose veth is captured,
-/// or a pod of another node (whose podtap sees it); otherwise it keeps the caller's
-/// context, or none. Observations at neither end (a physical interface, a mirror) keep
+/// spans, CLIENT and SERVER. With `link` on, both take their ids from the request's
+/// identity ([`spans::link_ids`]), so they share a trace and the server span's parent is
+/// the client span, with no state shared between the observations (they may be on
+/// different workers or nodes). The server span names that parent only when the client's
+/// end is seen: a pod of this node whose veth is among the `captured` interfaces, or a pod
+/// of another node (whose podtap sees it); otherwise it keeps the caller's context, or
+/// none. Observations at neither end (a physical interface, a mirror) keep
 /// random span ids, so they never collide with the ends' spans.
 fn span_ids(
     tx: &Transaction,
-    link: Option<Option<&Selector>>,
+    link: bool,
+    captured: Option<&Selector>,
     ids: &mut spans::IdGen,
     sampler: &spans::Sampler,
 ) -> Option<spans::SpanIds> {
-    let linked = if link.is_some() {
-        spans::link_ids(tx)
-    } else {
-        None
-    };
+    let linked = if link { spans::link_ids(tx) } else { None };
     let trace_id = match (&tx.trace, &linked) {
         (Some(t), _) => t.trace_id,
         (None, Some(l)) => l.trace_id,
@@ -756,7 +753,7 @@ fn span_ids(
     let (span_id, parent) = match (linked, side) {
         (Some(l), Some("client")) => (l.client_span, None),
         (Some(l), Some("server")) => {
-            let seen = pods.is_some_and(|p| client_end_seen(p, link.flatten()));
+            let seen = pods.is_some_and(|p| client_end_seen(p, captured));
             (l.server_span, seen.then_some(l.client_span))
         }
         _ => (ids.span_id(), None),
@@ -791,8 +788,8 @@ impl WorkerExport {
         if !self.spans_on {
             return None;
         }
-        let link = self.link.then_some(self.captured.as_deref());
-        span_ids(tx, link, &mut self.ids, &self.sampler)
+        let captured = self.captured.as_deref();
+        span_ids(tx, self.link, captured, &mut self.ids, &self.sampler)
     }
 
     /// The interfaces captured (capture.interfaces and exclude as run uses them; in
