@@ -202,34 +202,34 @@ impl Flow {
             tcp,
             tls,
             pods: self.pods.clone(),
-            reported: self.reported,
+            unreported: self.unreported(),
         }
     }
 
-    /// Totals the metrics count, per direction.
-    pub fn counted(&self) -> [DirDelta; 2] {
+    /// What the metrics have not been given yet, per direction: the totals less earlier
+    /// reports.
+    fn unreported(&self) -> [DirDelta; 2] {
         let resent = |d: usize| self.tcp.as_ref().map_or(0, |t| t.stats[d].retransmits);
         [0, 1].map(|d| DirDelta {
-            bytes: self.dirs[d].bytes,
-            packets: self.dirs[d].packets,
-            retransmits: resent(d),
+            bytes: self.dirs[d].bytes - self.reported[d].bytes,
+            packets: self.dirs[d].packets - self.reported[d].packets,
+            retransmits: resent(d) - self.reported[d].retransmits,
         })
     }
 
     /// The traffic since the last report, if any, marked as reported at `now`.
     pub fn take_progress(&mut self, now: Timestamp) -> Option<[DirDelta; 2]> {
-        let counted = self.counted();
-        if counted == self.reported {
+        let delta = self.unreported();
+        if delta == [DirDelta::default(); 2] {
             return None;
         }
-        let r = self.reported;
-        self.reported = counted;
+        for (r, d) in self.reported.iter_mut().zip(&delta) {
+            r.bytes += d.bytes;
+            r.packets += d.packets;
+            r.retransmits += d.retransmits;
+        }
         self.reported_at = now;
-        Some([0, 1].map(|d| DirDelta {
-            bytes: counted[d].bytes - r[d].bytes,
-            packets: counted[d].packets - r[d].packets,
-            retransmits: counted[d].retransmits - r[d].retransmits,
-        }))
+        Some(delta)
     }
 }
 
@@ -321,26 +321,14 @@ pub struct FlowRecord {
     pub tcp: Option<TcpRecord>,
     pub tls: Option<TlsRecord>,
     pub pods: Option<std::sync::Arc<crate::k8s::FlowPods>>,
-    /// What earlier [`FlowProgress`] reports already gave the metrics.
-    pub reported: [DirDelta; 2],
+    /// What earlier [`FlowProgress`] reports did not give the metrics yet.
+    pub unreported: [DirDelta; 2],
 }
 
 impl FlowRecord {
     /// `network.transport` value.
     pub fn transport(&self) -> &'static str {
         transport_name(self.ip_proto)
-    }
-
-    /// What the metrics have not been given yet: the totals less earlier reports.
-    pub fn unreported(&self) -> [DirDelta; 2] {
-        let resent = |d: usize| self.tcp.as_ref().map_or(0, |t| t.stats[d].retransmits);
-        [0, 1].map(|d| DirDelta {
-            bytes: self.dirs[d].bytes.saturating_sub(self.reported[d].bytes),
-            packets: self.dirs[d]
-                .packets
-                .saturating_sub(self.reported[d].packets),
-            retransmits: resent(d).saturating_sub(self.reported[d].retransmits),
-        })
     }
 
     /// `network.type` value.

@@ -290,7 +290,7 @@ impl WorkerStats {
 
     pub fn flow(&mut self, f: &FlowRecord) {
         let pods = f.pods.as_deref();
-        self.flow_traffic(f.ip_proto, &f.client, &f.server, pods, &f.unreported());
+        self.flow_traffic(f.ip_proto, &f.client, &f.server, pods, &f.unreported);
         let Some(t) = &f.tcp else { return };
         // One attribute vector, refilled per series: recording allocates only new series.
         let mut a = std::mem::take(&mut self.scratch);
