@@ -307,3 +307,51 @@ fn fanout_hash_is_symmetric_for_frames() {
         fanout_hash(&b, LinkType::Ethernet)
     );
 }
+
+/// The IPv4 fast path agrees with etherparse on every header it accepts, and leaves the
+/// rest (options kept, fragments, bad lengths, AH) to it.
+#[test]
+fn plain_ipv4_fast_path_matches_etherparse() {
+    let ip = |f: &[u8]| f[14..].to_vec();
+    let base = ip(&tcp_frame(b"hello world"));
+    let mut cases: Vec<(Vec<u8>, bool)> = vec![(base.clone(), true)];
+    // Ethernet padding after the datagram.
+    let mut padded = base.clone();
+    padded.extend_from_slice(&[0; 6]);
+    cases.push((padded, true));
+    // Cut by the snap length: the declared length stays the wire length.
+    cases.push((base[..base.len() - 4].to_vec(), true));
+    // Options (IHL 6): accepted, payload after them.
+    let mut opts = base[..20].to_vec();
+    opts[0] = 0x46;
+    opts.extend_from_slice(&[1, 1, 1, 0]);
+    opts.extend_from_slice(&base[20..]);
+    let total = u16::from_be_bytes([opts[2], opts[3]]) + 4;
+    opts[2..4].copy_from_slice(&total.to_be_bytes());
+    cases.push((opts, true));
+    // Left to etherparse: a fragment, a length shorter than the header, IHL below 5, AH.
+    let mut frag = base.clone();
+    frag[6] = 0x20;
+    cases.push((frag, false));
+    let mut short = base.clone();
+    short[2..4].copy_from_slice(&10u16.to_be_bytes());
+    cases.push((short, false));
+    let mut ihl = base.clone();
+    ihl[0] = 0x44;
+    cases.push((ihl, false));
+    let mut ah = base.clone();
+    ah[9] = 51;
+    cases.push((ah, false));
+    for (i, (b, fast)) in cases.iter().enumerate() {
+        let got = plain_ipv4(ETHERTYPE_IPV4, b);
+        assert_eq!(got.is_some(), *fast, "case {i}");
+        if let Some(got) = got {
+            let mut d = Defragmenter::default();
+            let want = ip_layer_general(ETHERTYPE_IPV4, b, Timestamp(1), &mut Some(&mut d))
+                .unwrap()
+                .unwrap();
+            assert_eq!(got, want, "case {i}");
+        }
+    }
+    assert!(plain_ipv4(ETHERTYPE_IPV6, &base).is_none());
+}

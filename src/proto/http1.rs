@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 // Request-line starts, shared with protocol detection.
 use super::detect::HTTP_METHODS as METHODS;
-use super::http_common::{HttpSettings, HttpStats, TraceHeaders};
+use super::http_common::{HttpSettings, HttpStats, TraceHeaders, lossy};
 use super::{Completeness, Direction, L7Parser, Progress, Protocol, Transaction};
 use crate::time::Timestamp;
 
@@ -412,7 +412,8 @@ impl Http1Parser {
         let max = self.settings.cfg.max_header_bytes;
         let side = self.side(dir);
         if side.buf.is_empty() {
-            if let Some(end) = head_end(rest, 0) {
+            // A head longer than `max` is too large wherever it ends: look no further.
+            if let Some(end) = head_end(&rest[..rest.len().min(max + 3)], 0) {
                 if end > max {
                     return HeadScan::TooLarge;
                 }
@@ -470,7 +471,7 @@ impl Http1Parser {
         let method = line.method;
         let start = self.req.msg_start;
         let mut tx = Transaction::new(Protocol::Http, start);
-        let target = String::from_utf8_lossy(line.target);
+        let target = lossy(line.target);
         self.settings.finish_request(&mut tx, method, &target);
         tx.attr_str(
             "network.protocol.version",
@@ -484,7 +485,7 @@ impl Http1Parser {
             };
             let h = Field { name, value };
             if name.eq_ignore_ascii_case("host") {
-                let host = String::from_utf8_lossy(h.value);
+                let host = lossy(h.value);
                 let host = host.trim();
                 // Strip a port, but not the colons of a bracketed IPv6 literal.
                 let host = match host.rfind(':') {
@@ -498,19 +499,19 @@ impl Http1Parser {
             } else if name.eq_ignore_ascii_case("user-agent") {
                 tx.attr_str(
                     "user_agent.original",
-                    String::from_utf8_lossy(h.value).as_ref(),
+                    lossy(h.value).as_ref(),
                 );
             } else if name.eq_ignore_ascii_case("transfer-encoding") {
                 chunked = header_has_token(h.value, "chunked");
             } else if name.eq_ignore_ascii_case("content-length") {
                 length = parse_len(h.value);
             } else if name.eq_ignore_ascii_case("upgrade") {
-                upgrade = Some(CompactString::from(String::from_utf8_lossy(h.value).trim()));
+                upgrade = Some(CompactString::from(lossy(h.value).trim()));
             }
             trace.on_header(name.as_bytes(), h.value);
             self.settings.capture_header(&mut tx, name, h.value);
         }
-        tx.trace = trace.finish();
+        tx.trace = trace.finish().map(Box::new);
         if let Some(u) = &upgrade {
             tx.attr_str("podtap.http.upgrade", u.to_ascii_lowercase());
         }
@@ -768,18 +769,19 @@ enum HeadScan {
 
 /// End of the head (index just past the blank line), searching from `from`.
 fn head_end(b: &[u8], from: usize) -> Option<usize> {
-    let mut i = from;
-    while let Some(p) = memchr::memchr(b'\n', &b[i.min(b.len())..]) {
-        let nl = i + p;
-        if b.get(nl + 1) == Some(&b'\n') {
-            return Some(nl + 2);
+    // Lines are short: a word-at-a-time search per line beats a SIMD search's set-up.
+    let mut i = from.min(b.len());
+    loop {
+        let nl = head::find_lf(b, i);
+        if nl >= b.len() {
+            return None;
         }
-        if b.get(nl + 1) == Some(&b'\r') && b.get(nl + 2) == Some(&b'\n') {
-            return Some(nl + 3);
+        match (b.get(nl + 1), b.get(nl + 2)) {
+            (Some(b'\n'), _) => return Some(nl + 2),
+            (Some(b'\r'), Some(b'\n')) => return Some(nl + 3),
+            _ => i = nl + 1,
         }
-        i = nl + 1;
     }
-    None
 }
 
 /// Where the next message starts after a loss of sync: a request line (client side) or a

@@ -185,20 +185,24 @@ impl HttpSettings {
         if self.redacted(name) {
             tx.attr_str(key, "[REDACTED]");
         } else {
-            tx.attr_str(key, String::from_utf8_lossy(value).as_ref());
+            tx.attr_str(key, lossy(value).as_ref());
         }
     }
 
     /// Set operation, resource and URL attributes from the method and request target.
     pub fn finish_request(&self, tx: &mut Transaction, method: &str, target: &str) {
-        let (path, query) = match target.split_once('?') {
-            Some((p, q)) => (p, Some(q)),
+        let (path, query) = match memchr::memchr(b'?', target.as_bytes()) {
+            Some(i) => (&target[..i], Some(&target[i + 1..])),
             None => (target, None),
         };
-        // Absolute-form targets (proxies): keep only the path.
-        let path = match path.find("://") {
-            Some(i) => path[i + 3..].find('/').map_or("/", |j| &path[i + 3 + j..]),
-            None => path,
+        // Absolute-form targets (proxies): keep only the path. Origin-form (the common
+        // case) starts with '/' and needs no search.
+        let path = match path.starts_with('/') {
+            true => path,
+            false => match path.find("://") {
+                Some(i) => path[i + 3..].find('/').map_or("/", |j| &path[i + 3 + j..]),
+                None => path,
+            },
         };
         let route = self.route(path);
         tx.operation = method.into();
@@ -247,12 +251,20 @@ fn leak_key(header: &str) -> &'static str {
 
 /// Replace identifier-like path segments with `{id}`.
 pub fn template(path: &str) -> CompactString {
+    // Most paths have no identifier segment: decide that with a byte split (no char
+    // searcher set-up) and copy the path once.
+    if path.is_empty() {
+        return CompactString::const_new("/");
+    }
+    if !path.as_bytes().split(|&c| c == b'/').any(is_identifier) {
+        return CompactString::from(path);
+    }
     let mut out = CompactString::with_capacity(path.len());
     for (i, seg) in path.split('/').enumerate() {
         if i > 0 {
             out.push('/');
         }
-        if is_identifier(seg) {
+        if is_identifier(seg.as_bytes()) {
             out.push_str("{id}");
         } else {
             out.push_str(seg);
@@ -264,8 +276,7 @@ pub fn template(path: &str) -> CompactString {
     out
 }
 
-fn is_identifier(seg: &str) -> bool {
-    let b = seg.as_bytes();
+fn is_identifier(b: &[u8]) -> bool {
     if b.is_empty() {
         return false;
     }
@@ -299,6 +310,16 @@ fn is_identifier(seg: &str) -> bool {
         return ok && letters > 0;
     }
     false
+}
+
+/// Bytes as text, invalid UTF-8 replaced. Header values are almost always ASCII: the
+/// standard validator's word-at-a-time fast path decides that far quicker than
+/// `String::from_utf8_lossy`'s chunk walk, which is kept for the rare invalid value.
+pub fn lossy(b: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(b) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(b),
+    }
 }
 
 /// Collects trace-context headers of one request and picks one, by precedence:

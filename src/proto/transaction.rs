@@ -128,7 +128,8 @@ pub struct Transaction {
     pub obs: u32,
     /// Pod attribution of the flow (shared with its flow record).
     pub pods: Option<std::sync::Arc<crate::k8s::FlowPods>>,
-    pub trace: Option<TraceContext>,
+    /// Boxed: most requests carry none, and every move of a transaction copies this field.
+    pub trace: Option<Box<TraceContext>>,
     /// Which request of which connection this is, the same at every observation point:
     /// the client's initial sequence number (high 32 bits) and the transaction's index on
     /// the connection (low 32 bits). Only for TCP connections whose SYN was seen; it lets

@@ -367,7 +367,7 @@ mod tests {
             addr: "10.0.0.2".parse().unwrap(),
             port: 80,
         };
-        tx.trace = trace;
+        tx.trace = trace.map(Box::new);
         tx
     }
 

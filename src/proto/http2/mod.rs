@@ -224,7 +224,7 @@ impl Default for Http2Parser {
 }
 
 fn lossy(v: &[u8]) -> CompactString {
-    CompactString::from(String::from_utf8_lossy(v).as_ref())
+    CompactString::from(super::http_common::lossy(v).as_ref())
 }
 
 /// The gRPC status code names (`error.type` of failed calls).
@@ -838,7 +838,7 @@ impl Http2Parser {
             tx.attr_str("user_agent.original", ua.clone());
         }
         tx.attrs.extend(captured.attrs);
-        tx.trace = std::mem::take(&mut heads.trace).finish();
+        tx.trace = std::mem::take(&mut heads.trace).finish().map(Box::new);
         mark_unknown(&mut tx, heads);
         let grpc = heads.content_type_grpc;
         if grpc {
