@@ -14,16 +14,11 @@ use std::sync::Arc;
 // Request-line starts, shared with protocol detection.
 use super::detect::HTTP_METHODS as METHODS;
 use super::http_common::{HttpSettings, HttpStats, TraceHeaders, lossy};
+use super::scan::token_eq_lower;
 use super::{Completeness, Direction, L7Parser, Progress, Protocol, Transaction};
 use crate::time::Timestamp;
 
 mod head;
-
-/// One header field of a head, borrowed from it.
-struct Field<'a> {
-    name: &'a str,
-    value: &'a [u8],
-}
 
 /// Framing state of one direction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -334,6 +329,19 @@ impl Http1Parser {
                     if side.buf.is_empty() && side.msg_bytes == 0 {
                         side.msg_start = ts;
                     }
+                    // Most heads arrive whole in one chunk: parse in place, and the parse
+                    // finds the blank line (no separate scan for it). A head cut short,
+                    // too large or malformed goes the buffered way below, which tells
+                    // those apart.
+                    if side.buf.is_empty() {
+                        let max = self.settings.cfg.max_header_bytes;
+                        let window = &rest[..rest.len().min(max)];
+                        if let Some(len) = self.on_head(dir, window, true, ts, out) {
+                            rest = &rest[len..];
+                            self.maybe_complete(dir, ts, out);
+                            continue;
+                        }
+                    }
                     match self.take_head(dir, rest) {
                         HeadScan::Complete {
                             consumed,
@@ -342,13 +350,14 @@ impl Http1Parser {
                             let ok = if head_in_buf {
                                 // Parse from the buffer, then hand it back (capacity kept).
                                 let buf = std::mem::take(&mut self.side(dir).buf);
-                                let ok = self.on_head(dir, &buf, ts, out);
+                                let ok = self.on_head(dir, &buf, false, ts, out).is_some();
                                 let side = self.side(dir);
                                 side.buf = buf;
                                 side.buf.clear();
                                 ok
                             } else {
-                                self.on_head(dir, &rest[..consumed], ts, out)
+                                self.on_head(dir, &rest[..consumed], false, ts, out)
+                                    .is_some()
                             };
                             rest = &rest[consumed..];
                             if !ok {
@@ -451,23 +460,32 @@ impl Http1Parser {
         }
     }
 
+    /// Parse the head at the start of `head` and act on it. Returns its length, or `None`
+    /// when `head` holds no complete, well-formed head; then nothing has changed.
+    /// `uncounted`: the head's bytes are not yet in the message's byte count (the head is
+    /// parsed in place, not from the buffer that counted them as they arrived).
     fn on_head(
         &mut self,
         dir: Direction,
         head: &[u8],
+        uncounted: bool,
         ts: Timestamp,
         out: &mut Vec<Transaction>,
-    ) -> bool {
+    ) -> Option<usize> {
         match dir {
-            Direction::ToServer => self.on_request_head(head, ts, out),
-            Direction::ToClient => self.on_response_head(head, ts, out),
+            Direction::ToServer => self.on_request_head(head, uncounted, ts, out),
+            Direction::ToClient => self.on_response_head(head, uncounted, ts, out),
         }
     }
 
-    fn on_request_head(&mut self, head: &[u8], ts: Timestamp, out: &mut Vec<Transaction>) -> bool {
-        let Some((line, block)) = head::request_line(head) else {
-            return false;
-        };
+    fn on_request_head(
+        &mut self,
+        head: &[u8],
+        uncounted: bool,
+        ts: Timestamp,
+        out: &mut Vec<Transaction>,
+    ) -> Option<usize> {
+        let (line, block) = head::request_line(head)?;
         let method = line.method;
         let start = self.req.msg_start;
         let mut tx = Transaction::new(Protocol::Http, start);
@@ -479,13 +497,13 @@ impl Http1Parser {
         );
         let (mut chunked, mut length, mut upgrade) = (false, None, None);
         let mut trace = TraceHeaders::default();
-        for field in head::fields(block) {
+        let mut fields = head::fields(block);
+        for field in fields.by_ref() {
             let Ok((name, value)) = field else {
-                return false;
+                return None;
             };
-            let h = Field { name, value };
-            if name.eq_ignore_ascii_case("host") {
-                let host = lossy(h.value);
+            if token_eq_lower(name.as_bytes(), b"host") {
+                let host = lossy(value);
                 let host = host.trim();
                 // Strip a port, but not the colons of a bracketed IPv6 literal.
                 let host = match host.rfind(':') {
@@ -496,20 +514,24 @@ impl Http1Parser {
                     "server.address",
                     host.trim_start_matches('[').trim_end_matches(']'),
                 );
-            } else if name.eq_ignore_ascii_case("user-agent") {
-                tx.attr_str(
-                    "user_agent.original",
-                    lossy(h.value).as_ref(),
-                );
-            } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                chunked = header_has_token(h.value, "chunked");
-            } else if name.eq_ignore_ascii_case("content-length") {
-                length = parse_len(h.value);
-            } else if name.eq_ignore_ascii_case("upgrade") {
-                upgrade = Some(CompactString::from(lossy(h.value).trim()));
+            } else if token_eq_lower(name.as_bytes(), b"user-agent") {
+                tx.attr_str("user_agent.original", lossy(value).as_ref());
+            } else if token_eq_lower(name.as_bytes(), b"transfer-encoding") {
+                chunked = header_has_token(value, "chunked");
+            } else if token_eq_lower(name.as_bytes(), b"content-length") {
+                length = parse_len(value);
+            } else if token_eq_lower(name.as_bytes(), b"upgrade") {
+                upgrade = Some(CompactString::from(lossy(value).trim()));
             }
-            trace.on_header(name.as_bytes(), h.value);
-            self.settings.capture_header(&mut tx, name, h.value);
+            trace.on_header(name.as_bytes(), value);
+            self.settings.capture_header(&mut tx, name, value);
+        }
+        if !fields.complete() {
+            return None;
+        }
+        let len = head.len() - fields.rest().len();
+        if uncounted {
+            self.req.msg_bytes += len as u64;
         }
         tx.trace = trace.finish().map(Box::new);
         if let Some(u) = &upgrade {
@@ -536,28 +558,39 @@ impl Http1Parser {
             connect,
         });
         self.req.framing = body_framing(chunked, length, false);
-        true
+        Some(len)
     }
 
-    fn on_response_head(&mut self, head: &[u8], ts: Timestamp, out: &mut Vec<Transaction>) -> bool {
-        let Some((minor, code, block)) = head::status_line(head) else {
-            return false;
-        };
+    fn on_response_head(
+        &mut self,
+        head: &[u8],
+        uncounted: bool,
+        ts: Timestamp,
+        out: &mut Vec<Transaction>,
+    ) -> Option<usize> {
+        let (minor, code, block) = head::status_line(head)?;
         let (mut chunked, mut length, mut close) = (false, None, minor == 0);
-        for field in head::fields(block) {
+        let mut fields = head::fields(block);
+        for field in fields.by_ref() {
             let Ok((name, value)) = field else {
-                return false;
+                return None;
             };
-            let h = Field { name, value };
-            if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                chunked = header_has_token(h.value, "chunked");
-            } else if h.name.eq_ignore_ascii_case("content-length") {
-                length = parse_len(h.value);
-            } else if h.name.eq_ignore_ascii_case("connection") {
-                close |= header_has_token(h.value, "close");
+            if token_eq_lower(name.as_bytes(), b"transfer-encoding") {
+                chunked = header_has_token(value, "chunked");
+            } else if token_eq_lower(name.as_bytes(), b"content-length") {
+                length = parse_len(value);
+            } else if token_eq_lower(name.as_bytes(), b"connection") {
+                close |= header_has_token(value, "close");
             }
         }
-        let head_len = head.len() as u64;
+        if !fields.complete() {
+            return None;
+        }
+        let len = head.len() - fields.rest().len();
+        if uncounted {
+            self.resp.msg_bytes += len as u64;
+        }
+        let head_len = len as u64;
         if (100..200).contains(&code) && code != 101 {
             // Interim response: counted towards the request it answers, which stays open.
             if let Some(p) = self.pending.front_mut() {
@@ -565,7 +598,7 @@ impl Http1Parser {
                 p.tx.attr_int("podtap.http.interim_status", code as i64);
             }
             self.resp.reset_message();
-            return true;
+            return Some(len);
         }
         let mut p = match self.pending.pop_front() {
             Some(p) => p,
@@ -629,7 +662,7 @@ impl Http1Parser {
             // A proxy tunnel: keep decoding only if what flows through it is HTTP/1 too.
             self.probe_tunnel = true;
         }
-        true
+        Some(len)
     }
 
     /// A message whose body has been fully skipped is complete.

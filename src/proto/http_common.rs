@@ -312,10 +312,14 @@ fn is_identifier(b: &[u8]) -> bool {
     false
 }
 
-/// Bytes as text, invalid UTF-8 replaced. Header values are almost always ASCII: the
-/// standard validator's word-at-a-time fast path decides that far quicker than
-/// `String::from_utf8_lossy`'s chunk walk, which is kept for the rare invalid value.
+/// Bytes as text, invalid UTF-8 replaced. Header values are almost always ASCII: a
+/// 16-bytes-a-step ASCII check decides that far quicker than UTF-8 validation, which is
+/// kept for the rest (and `String::from_utf8_lossy` for the rare invalid value).
 pub fn lossy(b: &[u8]) -> std::borrow::Cow<'_, str> {
+    if super::scan::is_ascii(b) {
+        // SAFETY: ASCII is UTF-8.
+        return std::borrow::Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(b) });
+    }
     match std::str::from_utf8(b) {
         Ok(s) => std::borrow::Cow::Borrowed(s),
         Err(_) => String::from_utf8_lossy(b),
@@ -352,7 +356,7 @@ impl TraceHeaders {
         ];
         if !NAMES
             .iter()
-            .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
+            .any(|n| super::scan::token_eq_lower(name, n.as_bytes()))
         {
             return;
         }

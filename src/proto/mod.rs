@@ -11,6 +11,7 @@ pub mod dns;
 pub mod http1;
 pub mod http2;
 pub mod http_common;
+pub mod scan;
 pub mod session;
 pub mod stream_stats;
 pub mod tls;

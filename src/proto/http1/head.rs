@@ -2,10 +2,12 @@
 //! (the blank line) has already been found.
 //!
 //! podtap reads only a handful of fields per message, so this walks the head line by line
-//! (one SIMD newline search per line) and checks just enough structure to reject what is
+//! (one 16-bytes-a-step newline search per line) and checks just enough structure to reject what is
 //! not HTTP — tokens without whitespace, a colon in every field line, the version string —
 //! instead of validating every byte as a general-purpose parser must. Zero-copy: every
 //! field borrows the head.
+
+use crate::proto::scan;
 
 /// A request line: method, request target and minor version (0 or 1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,7 +23,10 @@ pub struct RequestLine<'a> {
 fn first_line(head: &[u8]) -> Option<(&[u8], &[u8])> {
     let skip = head.iter().position(|&c| c != b'\r' && c != b'\n')?;
     let head = &head[skip..];
-    let nl = memchr::memchr(b'\n', head)?;
+    let nl = find_lf(head, 0);
+    if nl == head.len() {
+        return None;
+    }
     let line = &head[..nl];
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     Some((line, &head[nl + 1..]))
@@ -35,29 +40,32 @@ fn version(v: &[u8]) -> Option<u8> {
     }
 }
 
-fn is_tchar(c: u8) -> bool {
-    TCHAR[c as usize]
+/// Index of the first `\n` in `b` from `i`, or `b.len()`.
+#[inline]
+pub(super) fn find_lf(b: &[u8], i: usize) -> usize {
+    scan::find_byte(b, i, b'\n')
 }
 
 /// Parse the request line of `head`; returns it and the header block.
 pub fn request_line(head: &[u8]) -> Option<(RequestLine<'_>, &[u8])> {
     let (line, rest) = first_line(head)?;
-    let sp1 = memchr::memchr(b' ', line)?;
-    let sp2 = memchr::memrchr(b' ', line)?;
-    if sp2 <= sp1 {
+    // method SP target SP version: the method is a token ending in the first space, and
+    // the version (which has no space) is the line's last eight bytes after the last one.
+    let sp1 = scan::token_len(line);
+    if sp1 == 0 || line.get(sp1) != Some(&b' ') || line.len() < sp1 + 11 {
         return None;
     }
-    let method = &line[..sp1];
-    let target = &line[sp1 + 1..sp2];
-    if method.is_empty() || !method.iter().all(|&c| is_tchar(c)) {
-        return None;
-    }
-    if target.is_empty() || target.iter().any(|&c| c <= b' ' || c == 0x7f) {
-        return None;
-    }
+    let sp2 = line.len() - 9;
     let minor = version(&line[sp2 + 1..])?;
-    // Token characters are ASCII, so this cannot fail.
-    let method = std::str::from_utf8(method).ok()?;
+    if line[sp2] != b' ' {
+        return None;
+    }
+    let target = &line[sp1 + 1..sp2];
+    if target.is_empty() || scan::find_ctl_or_space(target) != target.len() {
+        return None;
+    }
+    // SAFETY: token characters are ASCII, hence UTF-8.
+    let method = unsafe { std::str::from_utf8_unchecked(&line[..sp1]) };
     Some((
         RequestLine {
             method,
@@ -88,103 +96,58 @@ pub const MAX_HEADERS: usize = 100;
 
 /// The header fields of a header block, in order; a line that is not a field (no colon,
 /// whitespace or other non-token bytes in the name, an obsolete folded line), or a field
-/// beyond [`MAX_HEADERS`], ends the iteration with `Err`.
+/// beyond [`MAX_HEADERS`], ends the iteration with `Err`. The iteration also ends (with
+/// `None`) when the bytes run out before the blank line: [`Fields::complete`] tells the
+/// two ends apart, so a head can be parsed in place before its end is known.
 pub struct Fields<'a> {
     rest: &'a [u8],
     /// Fields still allowed.
     left: usize,
+    /// The blank line that ends the block was seen.
+    complete: bool,
 }
 
 pub fn fields(block: &[u8]) -> Fields<'_> {
     Fields {
         rest: block,
         left: MAX_HEADERS,
+        complete: false,
     }
 }
 
-/// Token characters (RFC 9110 `tchar`) as a table: one load per byte of a field name.
-static TCHAR: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut c = 0;
-    while c < 256 {
-        let b = c as u8;
-        t[c] = b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'!' | b'#'
-                    | b'$'
-                    | b'%'
-                    | b'&'
-                    | b'\''
-                    | b'*'
-                    | b'+'
-                    | b'-'
-                    | b'.'
-                    | b'^'
-                    | b'_'
-                    | b'`'
-                    | b'|'
-                    | b'~'
-            );
-        c += 1;
+impl<'a> Fields<'a> {
+    /// Whether the iteration ended at the blank line (and not at the end of the bytes).
+    pub fn complete(&self) -> bool {
+        self.complete
     }
-    t
-};
 
-/// Eight bytes at `i` as one little-endian word (the caller checks `i + 8 <= b.len()`).
-#[inline(always)]
-fn word(b: &[u8], i: usize) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&b[i..i + 8]);
-    u64::from_le_bytes(w)
-}
-
-const LO: u64 = 0x0101_0101_0101_0101;
-const HI: u64 = 0x8080_8080_8080_8080;
-
-/// High bit set in each byte of `w` that is zero. Borrows can only mark bytes above a true
-/// zero byte, so the lowest mark is always exact.
-#[inline(always)]
-fn zero_bytes(w: u64) -> u64 {
-    w.wrapping_sub(LO) & !w & HI
-}
-
-/// Index of the first `\n` in `b` from `i`, or `b.len()`. Field values are short, so a
-/// word-at-a-time scan beats both a byte loop and a SIMD search's set-up.
-#[inline]
-pub(super) fn find_lf(b: &[u8], mut i: usize) -> usize {
-    while i + 8 <= b.len() {
-        let m = zero_bytes(word(b, i) ^ (LO * b'\n' as u64));
-        if m != 0 {
-            return i + (m.trailing_zeros() / 8) as usize;
-        }
-        i += 8;
+    /// The bytes after the blank line, once [`complete`](Self::complete).
+    pub fn rest(&self) -> &'a [u8] {
+        self.rest
     }
-    while i < b.len() && b[i] != b'\n' {
-        i += 1;
-    }
-    i
-}
-
-/// The end of a field name: the first byte of `b` that is not a token character. Names
-/// are short (a dozen bytes), so a table lookup per byte is the cheap way.
-#[inline]
-fn name_end(b: &[u8]) -> usize {
-    b.iter().position(|&c| !TCHAR[c as usize]).unwrap_or(b.len())
 }
 
 /// A field value without the optional whitespace around it (RFC 9110 section 5.6.3: space
 /// and tab) and the line's CR. Plain loops: values carry one space and one CR at most,
 /// where a general ASCII-whitespace trim costs several times as much.
 #[inline]
-fn ows_trim(mut v: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = v {
-        v = rest;
+fn ows_trim(v: &[u8]) -> &[u8] {
+    // The shape of nearly every field line: `: value\r`.
+    if let [b' ', mid @ .., b'\r'] = v
+        && let (Some(&f), Some(&l)) = (mid.first(), mid.last())
+        && f > b' '
+        && l > b' '
+    {
+        return mid;
     }
-    while let [rest @ .., b' ' | b'\t' | b'\r'] = v {
-        v = rest;
+    let (mut s, mut e) = (0, v.len());
+    while s < e && (v[s] == b' ' || v[s] == b'\t') {
+        s += 1;
     }
-    v
+    while e > s && (v[e - 1] == b'\r' || v[e - 1] == b' ' || v[e - 1] == b'\t') {
+        e -= 1;
+    }
+    &v[s..e]
 }
 
 impl<'a> Iterator for Fields<'a> {
@@ -193,21 +156,37 @@ impl<'a> Iterator for Fields<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         let b = self.rest;
         // The name runs to the colon and must be a token; an empty line ends the block.
-        let i = name_end(b);
-        if i == 0 && (b.is_empty() || b[0] == b'\n' || (b[0] == b'\r' && b.get(1) == Some(&b'\n')))
-        {
-            self.rest = &[];
-            return None;
+        let i = scan::token_len(b);
+        if i == 0 {
+            let blank = match b {
+                [b'\n', ..] => 1,
+                [b'\r', b'\n', ..] => 2,
+                [] | [b'\r'] => return None,
+                _ => 0,
+            };
+            if blank > 0 {
+                self.rest = &b[blank..];
+                self.complete = true;
+                return None;
+            }
         }
         if i == 0 || b.get(i) != Some(&b':') || self.left == 0 {
+            if i == b.len() {
+                // A name cut off by the end of the bytes: not known to be bad yet.
+                return None;
+            }
             self.rest = &[];
             return Some(Err(()));
         }
+        let j = find_lf(b, i + 1);
+        if j == b.len() {
+            // The line's end is not here yet.
+            return None;
+        }
         self.left -= 1;
         let name = &b[..i];
-        let j = find_lf(b, i + 1);
         let value = ows_trim(&b[i + 1..j]);
-        self.rest = b.get(j + 1..).unwrap_or(&[]);
+        self.rest = &b[j + 1..];
         // SAFETY: token characters are ASCII, hence UTF-8.
         let name = unsafe { std::str::from_utf8_unchecked(name) };
         Some(Ok((name, value)))
@@ -290,6 +269,17 @@ mod tests {
             ]
         );
         assert_eq!(fields(b"\r\n").count(), 0);
+        let mut f = fields(b"A: 1\r\n\r\nbody");
+        assert_eq!(f.by_ref().count(), 1);
+        assert!(f.complete());
+        assert_eq!(f.rest(), b"body");
+        // Cut anywhere before the blank line: fields so far, then an incomplete end.
+        let whole = b"Host: a\r\nContent-Length: 2\r\n\r\n";
+        for cut in 0..whole.len() - 1 {
+            let mut f = fields(&whole[..cut]);
+            assert!(f.by_ref().all(|x| x.is_ok()), "cut {cut}");
+            assert!(!f.complete(), "cut {cut}");
+        }
         assert_eq!(fields(b"A: 1\nB: 2\n\n").count(), 2);
         for bad in [
             &b"No colon\r\n\r\n"[..],
