@@ -256,7 +256,19 @@ pub fn template(path: &str) -> CompactString {
     if path.is_empty() {
         return CompactString::const_new("/");
     }
-    if !path.as_bytes().split(|&c| c == b'/').any(is_identifier) {
+    let b = path.as_bytes();
+    let mut at = 0;
+    let has_identifier = loop {
+        let end = super::scan::find_byte(b, at, b'/');
+        if is_identifier(&b[at..end]) {
+            break true;
+        }
+        if end == b.len() {
+            break false;
+        }
+        at = end + 1;
+    };
+    if !has_identifier {
         return CompactString::from(path);
     }
     let mut out = CompactString::with_capacity(path.len());
@@ -280,8 +292,13 @@ fn is_identifier(b: &[u8]) -> bool {
     if b.is_empty() {
         return false;
     }
-    if b.iter().all(u8::is_ascii_digit) {
+    let digits = b.iter().filter(|c| c.is_ascii_digit()).count();
+    if digits == b.len() {
         return true;
+    }
+    // Every other kind is at least eight bytes long: most words end here.
+    if b.len() < 8 {
+        return false;
     }
     // UUID: 8-4-4-4-12 hex.
     if b.len() == 36
@@ -295,14 +312,17 @@ fn is_identifier(b: &[u8]) -> bool {
     {
         return true;
     }
-    let digits = b.iter().filter(|c| c.is_ascii_digit()).count();
-    // Long hex (hashes, object ids) with at least one digit.
-    if b.len() >= 8 && digits > 0 && b.iter().all(u8::is_ascii_hexdigit) {
+    // The kinds below have at least one digit.
+    if digits == 0 {
+        return false;
+    }
+    // Long hex (hashes, object ids).
+    if b.iter().all(u8::is_ascii_hexdigit) {
         return true;
     }
     // Base64/base64url-looking tokens: long, mixed letters and digits, no separators
     // that words would have.
-    if b.len() >= 16 && digits > 0 {
+    if b.len() >= 16 {
         let letters = b.iter().filter(|c| c.is_ascii_alphabetic()).count();
         let ok = b.iter().all(|c| {
             c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'+' | b'=' | b'.' | b'%')
@@ -522,6 +542,10 @@ mod tests {
             ("/users/42/", "/users/{id}/"),
             ("/static/deadbeef", "/static/deadbeef"),
             ("/a%20b/7", "/a%20b/{id}"),
+            ("/u/abcdefab-abcd-abcd-abcd-abcdefabcdef", "/u/{id}"),
+            ("/small.txt", "/small.txt"),
+            ("no-slash", "no-slash"),
+            ("/a//b/", "/a//b/"),
         ];
         for (p, want) in cases {
             assert_eq!(template(p), want, "{p}");

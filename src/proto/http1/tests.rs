@@ -388,3 +388,13 @@ fn connect_tunnel_carrying_http_is_decoded_and_tls_stops() {
     let tls = [0x16, 3, 1, 0, 5];
     assert_eq!(p.on_data(S, &tls, Timestamp(3), &mut out), Progress::Done);
 }
+
+#[test]
+fn content_length_values() {
+    assert_eq!(parse_len(b"12"), Some(12));
+    assert_eq!(parse_len(b" 0 "), Some(0));
+    assert_eq!(parse_len(b"18446744073709551615"), Some(u64::MAX));
+    for bad in [&b""[..], b"18446744073709551616", b"+1", b"-1", b"1 2", b"0x10", b"\xff"] {
+        assert_eq!(parse_len(bad), None, "{bad:?}");
+    }
+}
