@@ -463,7 +463,15 @@ mod tests {
             let nanos = ((t % u) as u128 * 1_000_000_000 / u as u128) as u32;
             Timestamp::from_secs_nanos(t / u, nanos)
         };
-        for t in [0, 1, 999_999, 1_000_001, 1_763_900_000_123_456, u64::MAX / 1000, u64::MAX] {
+        for t in [
+            0,
+            1,
+            999_999,
+            1_000_001,
+            1_763_900_000_123_456,
+            u64::MAX / 1000,
+            u64::MAX,
+        ] {
             for u in [1_000_000, 1_000_000_000, 1_000, 1 << 20] {
                 assert_eq!(ticks_to_ts(t, u), slow(t, u), "{t} {u}");
             }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 // Request-line starts, shared with protocol detection.
 use super::detect::HTTP_METHODS as METHODS;
-use super::http_common::{HttpSettings, HttpStats, TraceHeaders, lossy};
+use super::http_common::{HttpSettings, HttpStats, RouteCache, TraceHeaders, lossy};
 use super::scan::token_eq_lower;
 use super::{Completeness, Direction, L7Parser, Progress, Protocol, Transaction};
 use crate::time::Timestamp;
@@ -221,6 +221,8 @@ pub struct Http1Parser {
     /// Bytes of the last `on_data` chunk left unread when the connection left HTTP/1.
     tunnel_rest: usize,
     stats: HttpStats,
+    /// The connection's last request path and its route.
+    routes: RouteCache,
 }
 
 impl Default for Http1Parser {
@@ -282,6 +284,7 @@ impl Http1Parser {
             h2c: None,
             tunnel_rest: 0,
             stats: HttpStats::default(),
+            routes: RouteCache::default(),
         }
     }
 
@@ -501,7 +504,8 @@ impl Http1Parser {
         let start = self.req.msg_start;
         let mut tx = Transaction::new(Protocol::Http, start);
         let target = lossy(line.target);
-        self.settings.finish_request(&mut tx, method, &target);
+        self.settings
+            .finish_request_cached(&mut tx, method, &target, &mut self.routes);
         tx.attr_str(
             "network.protocol.version",
             if line.minor == 0 { "1.0" } else { "1.1" },

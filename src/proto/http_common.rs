@@ -174,7 +174,15 @@ impl HttpSettings {
     }
 
     /// Record a request header as an attribute if configured (redacted ones as `[REDACTED]`).
+    #[inline]
     pub fn capture_header(&self, tx: &mut Transaction, name: &str, value: &[u8]) {
+        // Called for every request header; usually none is configured.
+        if !self.header_keys.is_empty() {
+            self.capture_configured(tx, name, value);
+        }
+    }
+
+    fn capture_configured(&self, tx: &mut Transaction, name: &str, value: &[u8]) {
         let Some(&(_, key)) = self
             .header_keys
             .iter()
@@ -191,6 +199,18 @@ impl HttpSettings {
 
     /// Set operation, resource and URL attributes from the method and request target.
     pub fn finish_request(&self, tx: &mut Transaction, method: &str, target: &str) {
+        self.finish_request_cached(tx, method, target, &mut RouteCache::default());
+    }
+
+    /// [`finish_request`](Self::finish_request) for a connection that keeps its last
+    /// route in `cache`.
+    pub fn finish_request_cached(
+        &self,
+        tx: &mut Transaction,
+        method: &str,
+        target: &str,
+        cache: &mut RouteCache,
+    ) {
         let (path, query) = match memchr::memchr(b'?', target.as_bytes()) {
             Some(i) => (&target[..i], Some(&target[i + 1..])),
             None => (target, None),
@@ -204,7 +224,16 @@ impl HttpSettings {
                 None => path,
             },
         };
-        let route = self.route(path);
+        let route = match &cache.last {
+            Some((p, r)) if p == path => r.clone(),
+            _ => {
+                let route = self.route(path);
+                if path.len() <= RouteCache::INLINE && route.len() <= RouteCache::INLINE {
+                    cache.last = Some((path.into(), route.clone()));
+                }
+                route
+            }
+        };
         tx.operation = method.into();
         tx.resource = route.clone();
         tx.attr_str("http.request.method", method);
@@ -247,6 +276,20 @@ fn leak_key(header: &str) -> &'static str {
     let lower = header.to_ascii_lowercase();
     map.entry(lower.clone())
         .or_insert_with(|| Box::leak(format!("http.request.header.{lower}").into_boxed_str()))
+}
+
+/// The last path a connection asked for and its route. Keep-alive clients tend to call one
+/// endpoint again and again, and templating the path (and running configured rules) each
+/// time is the largest part of handling a request line. Only paths and routes short enough
+/// to be stored inline are kept, so the cache never allocates and costs 48 bytes.
+#[derive(Debug, Default)]
+pub struct RouteCache {
+    last: Option<(CompactString, CompactString)>,
+}
+
+impl RouteCache {
+    /// Bytes a `CompactString` holds without a heap allocation.
+    const INLINE: usize = std::mem::size_of::<CompactString>();
 }
 
 /// Replace identifier-like path segments with `{id}`.
@@ -346,6 +389,18 @@ pub fn lossy(b: &[u8]) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// The request headers that carry a trace context (lower case, all shorter than 32 bytes).
+const TRACE_HEADERS: [&str; 8] = [
+    "traceparent",
+    "tracestate",
+    "b3",
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-sampled",
+    "uber-trace-id",
+    "sw8",
+];
+
 /// Collects trace-context headers of one request and picks one, by precedence:
 /// W3C traceparent, B3 single, B3 multi, Jaeger uber-trace-id, SkyWalking sw8.
 #[derive(Default, Debug)]
@@ -362,19 +417,25 @@ pub struct TraceHeaders {
 
 impl TraceHeaders {
     /// Offer one request header (any case).
+    #[inline]
     pub fn on_header(&mut self, name: &[u8], value: &[u8]) {
-        // Most headers are not trace headers: reject by name before touching the value.
-        const NAMES: [&str; 8] = [
-            "traceparent",
-            "tracestate",
-            "b3",
-            "x-b3-traceid",
-            "x-b3-spanid",
-            "x-b3-sampled",
-            "uber-trace-id",
-            "sw8",
-        ];
-        if !NAMES
+        // Called for every request header, and most are not trace headers: the lengths of
+        // their names (as bits of a mask) reject nearly all of them without a call.
+        const LENGTHS: u32 = {
+            let (mut m, mut i) = (0u32, 0);
+            while i < TRACE_HEADERS.len() {
+                m |= 1 << TRACE_HEADERS[i].len();
+                i += 1;
+            }
+            m
+        };
+        if name.len() < 32 && LENGTHS & (1 << name.len()) != 0 {
+            self.on_header_named(name, value);
+        }
+    }
+
+    fn on_header_named(&mut self, name: &[u8], value: &[u8]) {
+        if !TRACE_HEADERS
             .iter()
             .any(|n| super::scan::token_eq_lower(name, n.as_bytes()))
         {
@@ -561,6 +622,28 @@ mod tests {
         });
         let s = HttpSettings::new(cfg).unwrap();
         assert_eq!(s.route("/u/alice/posts/7"), "/u/{user}/posts/{id}");
+    }
+
+    #[test]
+    fn route_cache_gives_the_same_routes() {
+        let s = HttpSettings::default();
+        let mut cache = RouteCache::default();
+        for path in [
+            "/users/1",
+            "/users/1",
+            "/users/2?x",
+            "/a/b",
+            "/users/1",
+            "/",
+        ] {
+            let (mut a, mut b) = (Transaction::default(), Transaction::default());
+            s.finish_request(&mut a, "GET", path);
+            s.finish_request_cached(&mut b, "GET", path, &mut cache);
+            assert_eq!((&a.resource, &a.attrs), (&b.resource, &b.attrs), "{path}");
+        }
+        let long = format!("/{}", "x".repeat(40));
+        s.finish_request_cached(&mut Transaction::default(), "GET", &long, &mut cache);
+        assert_eq!(cache.last.as_ref().map(|(p, _)| p.as_str()), Some("/"));
     }
 
     #[test]

@@ -394,7 +394,15 @@ fn content_length_values() {
     assert_eq!(parse_len(b"12"), Some(12));
     assert_eq!(parse_len(b" 0 "), Some(0));
     assert_eq!(parse_len(b"18446744073709551615"), Some(u64::MAX));
-    for bad in [&b""[..], b"18446744073709551616", b"+1", b"-1", b"1 2", b"0x10", b"\xff"] {
+    for bad in [
+        &b""[..],
+        b"18446744073709551616",
+        b"+1",
+        b"-1",
+        b"1 2",
+        b"0x10",
+        b"\xff",
+    ] {
         assert_eq!(parse_len(bad), None, "{bad:?}");
     }
 }
