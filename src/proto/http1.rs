@@ -833,22 +833,36 @@ fn head_end(b: &[u8], from: usize) -> Option<usize> {
 }
 
 /// Where the next message starts after a loss of sync: a request line (client side) or a
-/// status line (server side) at the start of a line.
+/// status line (server side) at the start of a line. `line_start` carries whether the
+/// previous chunk ended a line. Lost sync can last for a whole large body, so the search
+/// jumps from newline to newline rather than testing every byte.
 fn resync(b: &[u8], dir: Direction, line_start: &mut bool) -> Option<usize> {
-    for i in 0..b.len() {
-        if *line_start {
-            let tail = &b[i..];
-            let hit = match dir {
-                Direction::ToServer => METHODS.iter().any(|m| tail.starts_with(m)),
-                Direction::ToClient => tail.starts_with(b"HTTP/1."),
-            };
-            if hit {
-                return Some(i);
-            }
+    let starts = |tail: &[u8]| match dir {
+        Direction::ToServer => METHODS.iter().any(|m| tail.starts_with(m)),
+        Direction::ToClient => tail.starts_with(b"HTTP/1."),
+    };
+    let mut at = 0;
+    if !*line_start {
+        at = head::find_lf(b, 0) + 1;
+        if at > b.len() {
+            return None;
         }
-        *line_start = b[i] == b'\n';
     }
-    None
+    // `at` is the start of a line from here on.
+    loop {
+        if at == b.len() {
+            *line_start = true;
+            return None;
+        }
+        if starts(&b[at..]) {
+            return Some(at);
+        }
+        at = head::find_lf(b, at) + 1;
+        if at > b.len() {
+            *line_start = false;
+            return None;
+        }
+    }
 }
 
 impl L7Parser for Http1Parser {
@@ -890,6 +904,10 @@ impl L7Parser for Http1Parser {
                 self.lose_sync(dir);
             }
         }
+        // The bytes after a gap start a segment, and messages usually start segments:
+        // look for the next message from the first byte on. (Otherwise a keep-alive
+        // connection whose bodies end without a newline never finds a line start again.)
+        self.side(dir).line_start = true;
     }
 
     fn on_close(&mut self, ts: Timestamp, reset: bool, out: &mut Vec<Transaction>) {

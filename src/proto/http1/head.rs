@@ -1,11 +1,12 @@
-//! HTTP/1 head parsing: request and status lines and header fields of a head whose end
-//! (the blank line) has already been found.
+//! HTTP/1 head parsing: request and status lines and header fields. The field walk finds
+//! the blank line that ends the head itself, so a head can be parsed in place, straight
+//! from the segment it arrived in, and only a head cut short needs buffering.
 //!
 //! podtap reads only a handful of fields per message, so this walks the head line by line
-//! (one 16-bytes-a-step newline search per line) and checks just enough structure to reject what is
-//! not HTTP — tokens without whitespace, a colon in every field line, the version string —
-//! instead of validating every byte as a general-purpose parser must. Zero-copy: every
-//! field borrows the head.
+//! (one 16-bytes-a-step newline search per line) and checks just enough structure to
+//! reject what is not HTTP — tokens without whitespace, a colon in every field line, the
+//! version string — instead of validating every byte as a general-purpose parser must.
+//! Zero-copy: every field borrows the head.
 
 use crate::proto::scan;
 

@@ -406,3 +406,82 @@ fn content_length_values() {
         assert_eq!(parse_len(bad), None, "{bad:?}");
     }
 }
+
+#[test]
+fn a_whole_response_lost_in_a_gap_does_not_stall_the_connection() {
+    // Keep-alive with bodies that end without a newline (as nginx serving a small file):
+    // after the gap the next response starts the next segment and must be found there.
+    const SMALL: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    let mut p = Http1Parser::default();
+    let mut out = Vec::new();
+    for i in 0..5 {
+        p.on_data(
+            S,
+            b"GET /s HTTP/1.1\r\nHost: h\r\n\r\n",
+            Timestamp(i),
+            &mut out,
+        );
+    }
+    p.on_data(C, SMALL, Timestamp(10), &mut out);
+    p.on_gap(C, SMALL.len() as u32);
+    for i in 0..3 {
+        p.on_data(C, SMALL, Timestamp(11 + i), &mut out);
+    }
+    // Four responses seen, four requests answered (in order: HTTP/1 cannot tell which
+    // request the lost response belonged to); one request still waits.
+    assert_eq!(out.iter().filter(|t| t.status == Some(200)).count(), 4);
+    assert_eq!(p.pending(), 1);
+}
+
+#[test]
+fn resync_matches_a_byte_by_byte_search() {
+    // The search as the grammar says it: every byte, in order.
+    fn slow(b: &[u8], dir: Direction, line_start: &mut bool) -> Option<usize> {
+        for i in 0..b.len() {
+            if *line_start {
+                let tail = &b[i..];
+                let hit = match dir {
+                    Direction::ToServer => METHODS.iter().any(|m| tail.starts_with(m)),
+                    Direction::ToClient => tail.starts_with(b"HTTP/1."),
+                };
+                if hit {
+                    return Some(i);
+                }
+            }
+            *line_start = b[i] == b'\n';
+        }
+        None
+    }
+    let pieces: [&[u8]; 7] = [
+        b"\n",
+        b"HTTP/1.1 200",
+        b"GET / ",
+        b"xx",
+        b"\r\n",
+        b"HTTP/",
+        b"ok",
+    ];
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..3000 {
+        let mut b = Vec::new();
+        for _ in 0..next() % 12 {
+            b.extend_from_slice(pieces[(next() % 7) as usize]);
+        }
+        for dir in [S, C] {
+            let start = next() % 2 == 0;
+            let (mut a, mut z) = (start, start);
+            let got = resync(&b, dir, &mut a);
+            let want = slow(&b, dir, &mut z);
+            assert_eq!(got, want, "{:?}", String::from_utf8_lossy(&b));
+            if want.is_none() {
+                assert_eq!(a, z, "{:?}", String::from_utf8_lossy(&b));
+            }
+        }
+    }
+}
