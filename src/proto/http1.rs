@@ -518,10 +518,11 @@ impl Http1Parser {
                 return None;
             };
             if token_eq_lower(name.as_bytes(), b"host") {
+                // (The value is already trimmed of optional whitespace.)
                 let host = lossy(value);
-                let host = host.trim();
+                let host = host.as_ref();
                 // Strip a port, but not the colons of a bracketed IPv6 literal.
-                let host = match host.rfind(':') {
+                let host = match host.bytes().rposition(|c| c == b':') {
                     Some(i) if !host[i..].contains(']') => &host[..i],
                     _ => host,
                 };

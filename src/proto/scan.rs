@@ -98,8 +98,10 @@ mod sse2 {
         }
     }
 
-    /// First set bit of `mask(window)` at or after `from`, in 16-byte windows of `b`;
-    /// `b.len()` if none. The last window overlaps the one before it.
+    /// Index of the first set bit of `mask(window)` at or after `from`, in 16-byte
+    /// windows of `b`; `b.len()` if none. The last window overlaps the one before it.
+    /// `None` for a slice shorter than a window: the byte loop is cheaper there than
+    /// copying it into one.
     #[inline(always)]
     pub fn first(b: &[u8], mut from: usize, mask: impl Fn(__m128i) -> u32) -> Option<usize> {
         if b.len() < 16 {
@@ -121,58 +123,93 @@ mod sse2 {
         }
         Some(b.len())
     }
+
+    #[inline]
+    pub fn find_byte(b: &[u8], from: usize, needle: u8) -> usize {
+        first(b, from, |v| bits(eq(v, needle)))
+            .unwrap_or_else(|| super::portable::find_byte(b, from, needle))
+    }
+
+    #[inline]
+    pub fn token_len(b: &[u8]) -> usize {
+        // Letters, digits and `-` a window at a time; any other token character (rare in
+        // names) continues the walk byte by byte.
+        let from = first(b, 0, |v| !bits(alnum_dash(v)) & 0xffff).unwrap_or(0);
+        from + super::portable::token_len(&b[from..])
+    }
+
+    #[inline]
+    pub fn find_ctl_or_space(b: &[u8]) -> usize {
+        first(b, 0, |v| bits(ctl_or_space(v)))
+            .unwrap_or_else(|| super::portable::find_ctl_or_space(b))
+    }
+
+    // The sign bit of each lane is its high bit: a zero movemask is sixteen ASCII bytes.
+    #[inline]
+    pub fn is_ascii(b: &[u8]) -> bool {
+        first(b, 0, bits).map_or_else(|| super::portable::is_ascii(b), |i| i == b.len())
+    }
 }
+
+/// The same searches a byte at a time: for other architectures, and the reference the
+/// fast versions are tested against.
+mod portable {
+    #[inline]
+    pub fn find_byte(b: &[u8], from: usize, needle: u8) -> usize {
+        let from = from.min(b.len());
+        b[from..]
+            .iter()
+            .position(|&c| c == needle)
+            .map_or(b.len(), |i| from + i)
+    }
+
+    #[inline]
+    pub fn token_len(b: &[u8]) -> usize {
+        b.iter()
+            .position(|&c| !super::TCHAR[c as usize])
+            .unwrap_or(b.len())
+    }
+
+    #[inline]
+    pub fn find_ctl_or_space(b: &[u8]) -> usize {
+        b.iter()
+            .position(|&c| c <= b' ' || c == 0x7f)
+            .unwrap_or(b.len())
+    }
+
+    #[inline]
+    pub fn is_ascii(b: &[u8]) -> bool {
+        b.is_ascii()
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+use portable as imp;
+#[cfg(target_arch = "x86_64")]
+use sse2 as imp;
 
 /// Index of the first `needle` in `b` at or after `from`, or `b.len()`.
 #[inline]
 pub fn find_byte(b: &[u8], from: usize, needle: u8) -> usize {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(i) = sse2::first(b, from, |v| sse2::bits(sse2::eq(v, needle))) {
-        return i;
-    }
-    let from = from.min(b.len());
-    b[from..]
-        .iter()
-        .position(|&c| c == needle)
-        .map_or(b.len(), |i| from + i)
+    imp::find_byte(b, from, needle)
 }
 
 /// Length of the token (RFC 9110 `tchar`s) that starts `b`.
 #[inline]
 pub fn token_len(b: &[u8]) -> usize {
-    // Letters, digits and `-` in 16-byte steps; any other token character (rare in names)
-    // continues the walk byte by byte.
-    #[cfg(target_arch = "x86_64")]
-    let from = sse2::first(b, 0, |v| !sse2::bits(sse2::alnum_dash(v)) & 0xffff).unwrap_or(0);
-    #[cfg(not(target_arch = "x86_64"))]
-    let from = 0;
-    b[from..]
-        .iter()
-        .position(|&c| !TCHAR[c as usize])
-        .map_or(b.len(), |i| from + i)
+    imp::token_len(b)
 }
 
 /// Index of the first control byte, space or DEL in `b`, or `b.len()`.
 #[inline]
 pub fn find_ctl_or_space(b: &[u8]) -> usize {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(i) = sse2::first(b, 0, |v| sse2::bits(sse2::ctl_or_space(v))) {
-        return i;
-    }
-    b.iter()
-        .position(|&c| c <= b' ' || c == 0x7f)
-        .unwrap_or(b.len())
+    imp::find_ctl_or_space(b)
 }
 
 /// Whether every byte of `b` is ASCII.
 #[inline]
 pub fn is_ascii(b: &[u8]) -> bool {
-    // The sign bit of each lane is its high bit: a zero movemask is sixteen ASCII bytes.
-    #[cfg(target_arch = "x86_64")]
-    if let Some(i) = sse2::first(b, 0, sse2::bits) {
-        return i == b.len();
-    }
-    b.is_ascii()
+    imp::is_ascii(b)
 }
 
 /// Whether the token `name` equals `lower`, a lower-case name of letters, digits and `-`,
