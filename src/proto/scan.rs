@@ -4,8 +4,9 @@
 //! Spans are tens of bytes, where a general SIMD search (`memchr`) spends more on choosing
 //! and setting up its kernel than on searching. Here each step tests 16 bytes with SSE2,
 //! which every x86-64 CPU has, so there is no runtime dispatch; the last partial window is
-//! re-read overlapping the previous one instead of finishing byte by byte. Other
-//! architectures get plain loops with the same results (the tests check both agree).
+//! re-read overlapping the previous one instead of finishing byte by byte. Spans shorter
+//! than one window, and other architectures, get plain loops with the same results (the
+//! tests check both agree).
 
 /// Token characters (RFC 9110 `tchar`) as a table.
 pub static TCHAR: [bool; 256] = {
