@@ -175,9 +175,9 @@ fn segment_loss_is_seen_as_retransmissions() {
         .filter(|f| f["server.port"] == 80)
         .collect();
     assert_eq!(flows.len(), 1);
-    let ours = flows[0]["podtap.flow.server.retransmits"]
-        .as_u64()
-        .expect("retransmits");
+    let field = |k: &str| flows[0][k].as_u64().unwrap_or_else(|| panic!("{k}"));
+    let ours = field("podtap.flow.server.retransmits");
+    let reordered = field("podtap.flow.server.out_of_order");
     // The capture is on the sender's side, where nothing can arrive reordered: every
     // segment tshark flags (as retransmission, fast or spurious retransmission, or, by its
     // timing heuristic, out-of-order) repeats sequence space the server already sent.
@@ -187,9 +187,17 @@ fn segment_loss_is_seen_as_retransmissions() {
          || tcp.analysis.spurious_retransmission || tcp.analysis.out_of_order)",
     ) as u64;
     assert!(ours > 0, "5% loss must show retransmissions");
+    // Unless tcpdump itself dropped packets on this busy machine (then the capture has
+    // holes, which podtap reports as gap bytes): a resent segment whose original the
+    // capture lost fills a hole that opened a moment ago, which podtap calls out-of-order
+    // and tshark flags by one heuristic or another. Both count the same segments.
+    if field("podtap.flow.server.gap_bytes") == 0 {
+        assert_eq!(reordered, 0, "nothing is reordered on the sender's side");
+    }
     assert_eq!(
-        ours, theirs,
-        "podtap and tshark count the same retransmitted segments"
+        ours + reordered,
+        theirs,
+        "podtap and tshark count the same segments that are not new in-order data"
     );
     // The application still sees four complete downloads.
     let ok = records(&all, "transaction")

@@ -186,8 +186,14 @@ impl TcpConn {
 
     fn handshake(&mut self, dir: Direction, h: &TcpHeader, ts: Timestamp) {
         let d = dir.index();
-        if self.dirs[d].syn.is_some() {
-            return; // a retransmitted SYN keeps the first timestamp (RTT of what got through)
+        if let Some((seq, _)) = self.dirs[d].syn {
+            // A retransmitted SYN (or SYN-ACK): a resend like any other, and the one users
+            // look for when connections take a second or three to open. It keeps the first
+            // timestamp (the RTT of what got through).
+            if seq == h.seq {
+                self.stats[d].retransmits += 1;
+            }
+            return;
         }
         self.dirs[d].syn = Some((h.seq, ts));
         if h.has(tcp_flags::ACK) && dir == Direction::ToClient {
@@ -356,6 +362,20 @@ mod tests {
         h.seg(C, ACK | PSH, 501, 113, b"reply", 9200);
         h.seg(S, ACK, 113, 506, b"", 9250);
         assert_eq!(h.conn.srtt_ns, [Some(500_000), Some(50_000)]);
+    }
+
+    #[test]
+    fn retransmitted_syn_and_syn_ack_are_retransmissions() {
+        let mut h = Harness::new(SYN);
+        h.seg(S, SYN, 100, 0, b"", 0);
+        h.seg(S, SYN, 100, 0, b"", 1_000_000);
+        h.seg(C, SYN | ACK, 500, 101, b"", 1_000_100);
+        h.seg(C, SYN | ACK, 500, 101, b"", 2_000_100);
+        h.seg(S, ACK, 101, 501, b"", 2_000_200);
+        h.seg(S, ACK | PSH, 101, 501, b"aaaa", 2_000_300);
+        assert_eq!(h.conn.stats[0].retransmits, 1);
+        assert_eq!(h.conn.stats[1].retransmits, 1);
+        assert_eq!(h.conn.stats[0].out_of_order, 0);
     }
 
     #[test]

@@ -174,7 +174,20 @@ pub fn tcpdump(ns: &Netns, iface: &str, file: &Path) -> Proc {
         .cmd("tcpdump")
         // Immediate mode: without it libpcap hands packets over per ring block (up to a
         // second late), and the frames of the last second are lost when tcpdump stops.
-        .args(["-i", iface, "-s", "0", "-U", "--immediate-mode", "-w"])
+        // A 64 MiB ring (default 2 MiB): with tests running in parallel on two cores,
+        // tcpdump is sometimes descheduled long enough for a small ring to overflow, and
+        // a capture with holes is not the truth the tests compare against.
+        .args([
+            "-i",
+            iface,
+            "-s",
+            "0",
+            "-U",
+            "--immediate-mode",
+            "-B",
+            "65536",
+            "-w",
+        ])
         .arg(file)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
