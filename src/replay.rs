@@ -200,3 +200,45 @@ fn thread_cpu_ns() -> u64 {
     }
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::{self, SynthOptions};
+
+    #[test]
+    fn table_ends_with_worker_cpu_time_and_per_core_rates() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("synth.pcap");
+        let o = SynthOptions {
+            tcp_flows: 20,
+            udp_flows: 0,
+            requests: 5,
+            payload: 0,
+        };
+        let frames = synth::write(std::fs::File::create(&file).unwrap(), &o).unwrap();
+        let opts = ReplayOptions {
+            files: vec![file],
+            workers: 2,
+            output: OutputFormat::Table,
+            hold_secs: 0,
+            pps: 0,
+            attributor: None,
+        };
+        let (mut out, mut table) = (Vec::new(), Vec::new());
+        let t = run(&Config::default(), &opts, &mut out, &mut table, None).unwrap();
+        assert_eq!(t.packets, frames);
+        assert!(t.worker_cpu_ns > 0);
+        let table = String::from_utf8(table).unwrap();
+        let last = table.lines().last().unwrap();
+        assert!(
+            last.starts_with("worker cpu ") && last.ends_with(" transactions/s per core"),
+            "{last}"
+        );
+        // 20 connections of 5 requests each: the per-core transaction rate is 100 over the
+        // workers' CPU time, as printed.
+        let rate: f64 = last.split(' ').nth_back(3).unwrap().parse().unwrap();
+        let want = 100.0 / (t.worker_cpu_ns as f64 / 1e9);
+        assert!((rate - want).abs() <= 1.0, "{rate} vs {want}");
+    }
+}
