@@ -192,3 +192,14 @@ impl L7Parser for Decoder {
         dispatch!(self, p => p.on_tick(now, timeout_ns, out))
     }
 }
+
+/// A small deterministic generator (xorshift64) for the decoders' randomized tests.
+#[cfg(test)]
+pub(crate) fn test_rng(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    }
+}

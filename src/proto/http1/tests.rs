@@ -461,13 +461,7 @@ fn resync_matches_a_byte_by_byte_search() {
         b"HTTP/",
         b"ok",
     ];
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = crate::proto::test_rng(0x2545_f491_4f6c_dd1d);
     for _ in 0..3000 {
         let mut b = Vec::new();
         for _ in 0..next() % 12 {

@@ -376,13 +376,7 @@ fn oversized_frames_and_too_many_streams_are_bounded_and_counted() {
 
 #[test]
 fn random_input_never_panics() {
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = crate::proto::test_rng(0x2545_f491_4f6c_dd1d);
     let mut base = PREFACE.to_vec();
     base.extend(grpc_request(1));
     base.extend(frame(HEADERS, END_HEADERS, 3, &request_block("/a")));
