@@ -116,19 +116,18 @@ med() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
 TX_P=$("$PODTAP" replay "$TMP/prefix.pcap" --output table --workers 1 2>/dev/null | awk '/^packets/ {print $8}')
 t_pod_p=$(measure "$PODTAP" replay "$TMP/prefix.pcap" --output table --workers 1)
 TXPS_P=$(rate "$TX_P" "$t_pod_p")
-core=(); for _ in $(seq $((RUNS * 2 + 1))); do
-  core+=("$("$PODTAP" replay "$TMP/prefix.pcap" --output table --workers 1 2>/dev/null | awk '/^worker cpu/ {print $(NF-3)}')")
-done
-TXPS_CORE=$(med "${core[@]}")
-# The same per-core reading for the 64-byte capture (packets per second of worker CPU time).
-pcore=(); for _ in $(seq $((RUNS * 2 + 1))); do
-  pcore+=("$("$PODTAP" replay "$SMALL" --output table --workers 1 2>/dev/null | awk '/^worker cpu/ {print $(NF-5)}')")
-done
-PPS_S_CORE=$(med "${pcore[@]}")
-PPS_S_CORE_MIN=$(printf '%s\n' "${pcore[@]}" | sort -g | head -1)
-PPS_S_CORE_MAX=$(printf '%s\n' "${pcore[@]}" | sort -g | tail -1)
-TXPS_CORE_MAX=$(printf '%s\n' "${core[@]}" | sort -g | tail -1)
-TXPS_CORE_MIN=$(printf '%s\n' "${core[@]}" | sort -g | head -1)
+# Median (minimum, maximum) of 2 * RUNS + 1 readings of a per-core rate from the
+# `worker cpu ... P packets/s, T transactions/s per core` line; $2 picks the field (from
+# the end of the line: 5 packets, 3 transactions).
+per_core() {
+  local v=()
+  for _ in $(seq $((RUNS * 2 + 1))); do
+    v+=("$("$PODTAP" replay "$1" --output table --workers 1 2>/dev/null | awk -v k="$2" '/^worker cpu/ {print $(NF-k)}')")
+  done
+  echo "$(med "${v[@]}") ($(printf '%s\n' "${v[@]}" | sort -g | head -1), $(printf '%s\n' "${v[@]}" | sort -g | tail -1))"
+}
+TXPS_CORE=$(per_core "$TMP/prefix.pcap" 3)
+PPS_S_CORE=$(per_core "$SMALL" 5)
 
 # Pod attribution on vs off on the HTTP capture: a static map names both ends (by CIDR)
 # and the observation point; runs alternate off/on so both see the same machine state.
@@ -198,7 +197,7 @@ sed -n '/^## \(Live capture\|Export\|Criterion\)/,$p' perf/RESULTS.md > "$TMP/cr
   echo "| podtap / tcpdump -nn -S -r | $(ratio "$PPS_S_podtap_prefix" "$PPS_S_tcpdumpS")x | $(ratio "$PPS_H_podtap_prefix" "$PPS_H_tcpdumpS")x |"
   echo "| podtap / tshark -n -r | $(ratio "$PPS_S_podtap_prefix" "$PPS_S_tshark")x | $(ratio "$PPS_H_podtap_prefix" "$PPS_H_tshark")x |"
   echo "| podtap full file, packets/s (wall clock, start-up included) | $PPS_S_podtap | $PPS_H_podtap |"
-  echo "| podtap full file, packets/s per core (worker CPU time; median of $((RUNS * 2 + 1)), min, max) | $PPS_S_CORE ($PPS_S_CORE_MIN, $PPS_S_CORE_MAX) | |"
+  echo "| podtap full file, packets/s per core (worker CPU time; median of $((RUNS * 2 + 1)), min, max) | $PPS_S_CORE | |"
   echo "| podtap full file, Gbit/s of capture | $GBPS_S | $GBPS_H |"
   echo
   echo "## HTTP/1.1 decoding"
@@ -209,7 +208,7 @@ sed -n '/^## \(Live capture\|Export\|Criterion\)/,$p' perf/RESULTS.md > "$TMP/cr
   echo "| podtap transactions/s (one worker, whole file, wall clock) | $TXPS |"
   echo "| podtap transactions in the prefix (hey: small keep-alive requests) | $TX_P |"
   echo "| podtap transactions/s, prefix, wall clock (start-up included) | $TXPS_P |"
-  echo "| podtap transactions/s per core, prefix (worker CPU time; median of $((RUNS * 2 + 1)), min, max) | $TXPS_CORE ($TXPS_CORE_MIN, $TXPS_CORE_MAX) |"
+  echo "| podtap transactions/s per core, prefix (worker CPU time; median of $((RUNS * 2 + 1)), min, max) | $TXPS_CORE |"
   echo "| tshark -n -r -Y http, packets/s (prefix) | $HTTP_PREFIX_PPS |"
   echo "| podtap / tshark -Y http, packets/s (prefix, wall clock) | $(ratio "$PPS_H_podtap_prefix" "$HTTP_PREFIX_PPS")x |"
   echo

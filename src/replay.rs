@@ -155,7 +155,7 @@ pub fn run(
         table,
         "\nworker cpu {cpu:.3} s: {:.0} packets/s, {:.0} transactions/s per core",
         totals.packets as f64 / cpu,
-        summary.transactions() as f64 / cpu
+        totals.transactions as f64 / cpu
     );
     Ok(totals)
 }

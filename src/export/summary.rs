@@ -78,11 +78,6 @@ impl Summary {
     }
 
     /// Render the tables.
-    /// Transactions added so far.
-    pub fn transactions(&self) -> u64 {
-        self.transactions
-    }
-
     pub fn render(&mut self, packets: u64, bytes: u64, counters: &Counters) -> String {
         self.trim_top();
         let mut s = String::new();

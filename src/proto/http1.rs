@@ -253,6 +253,24 @@ fn header_has_token(v: &[u8], token: &str) -> bool {
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
 
+/// The length of `head` once its fields were walked to the blank line (`None` if the bytes
+/// ran out first), counted into the message if the buffer did not count it already.
+fn head_len(
+    side: &mut Side,
+    head: &[u8],
+    fields: &head::Fields<'_>,
+    uncounted: bool,
+) -> Option<usize> {
+    if !fields.complete() {
+        return None;
+    }
+    let len = head.len() - fields.rest().len();
+    if uncounted {
+        side.msg_bytes += len as u64;
+    }
+    Some(len)
+}
+
 /// A Content-Length value: decimal digits only (RFC 9110 section 8.6), no sign.
 fn parse_len(v: &[u8]) -> Option<u64> {
     let v = v.trim_ascii();
@@ -376,7 +394,7 @@ impl Http1Parser {
                             rest = &rest[consumed..];
                             if !ok {
                                 self.stats.parse_errors += 1;
-                                self.lose_sync(dir);
+                                self.lose_sync(dir, false);
                             } else {
                                 self.maybe_complete(dir, ts, out);
                             }
@@ -385,7 +403,7 @@ impl Http1Parser {
                         HeadScan::TooLarge => {
                             self.stats.buffer_limit += 1;
                             self.mark_current(dir, Completeness::TRUNCATED);
-                            self.lose_sync(dir);
+                            self.lose_sync(dir, false);
                             return true;
                         }
                     }
@@ -409,7 +427,7 @@ impl Http1Parser {
                         ChunkStep::Done => self.complete(dir, ts, out),
                         ChunkStep::Error => {
                             self.stats.parse_errors += 1;
-                            self.lose_sync(dir);
+                            self.lose_sync(dir, false);
                         }
                     }
                 }
@@ -542,13 +560,7 @@ impl Http1Parser {
             trace.on_header(name.as_bytes(), value);
             self.settings.capture_header(&mut tx, name, value);
         }
-        if !fields.complete() {
-            return None;
-        }
-        let len = head.len() - fields.rest().len();
-        if uncounted {
-            self.req.msg_bytes += len as u64;
-        }
+        let len = head_len(&mut self.req, head, &fields, uncounted)?;
         tx.trace = trace.finish().map(Box::new);
         if let Some(u) = &upgrade {
             tx.attr_str("podtap.http.upgrade", u.to_ascii_lowercase());
@@ -599,13 +611,7 @@ impl Http1Parser {
                 close |= header_has_token(value, "close");
             }
         }
-        if !fields.complete() {
-            return None;
-        }
-        let len = head.len() - fields.rest().len();
-        if uncounted {
-            self.resp.msg_bytes += len as u64;
-        }
+        let len = head_len(&mut self.resp, head, &fields, uncounted)?;
         let head_len = len as u64;
         if (100..200).contains(&code) && code != 101 {
             // Interim response: counted towards the request it answers, which stays open.
@@ -723,11 +729,14 @@ impl Http1Parser {
         }
     }
 
-    fn lose_sync(&mut self, dir: Direction) {
+    /// Give up on the current message and look for the next one. `at_line_start`: the
+    /// next byte may begin a message (after a gap: the bytes after it start a segment, and
+    /// messages usually start segments); otherwise only bytes after a newline can.
+    fn lose_sync(&mut self, dir: Direction, at_line_start: bool) {
         let side = self.side(dir);
         side.framing = Framing::Lost;
         side.buf.clear();
-        side.line_start = false;
+        side.line_start = at_line_start;
     }
 
     fn mark_current(&mut self, dir: Direction, bit: u16) {
@@ -818,7 +827,8 @@ enum HeadScan {
 
 /// End of the head (index just past the blank line), searching from `from`.
 fn head_end(b: &[u8], from: usize) -> Option<usize> {
-    // Lines are short: a word-at-a-time search per line beats a SIMD search's set-up.
+    // Lines are short: a 16-bytes-a-step search per line beats a general SIMD search's
+    // set-up.
     let mut i = from.min(b.len());
     loop {
         let nl = head::find_lf(b, i);
@@ -898,17 +908,15 @@ impl L7Parser for Http1Parser {
                 // A head cut by the gap: keep what its start line tells, so that the
                 // requests and responses after it still pair up in order.
                 self.salvage_head(dir);
-                self.lose_sync(dir);
+                // From the first byte after the gap on: a keep-alive connection whose
+                // bodies end without a newline would otherwise never find a start again.
+                self.lose_sync(dir, true);
             }
             _ => {
                 self.mark_current(dir, Completeness::GAP);
-                self.lose_sync(dir);
+                self.lose_sync(dir, true);
             }
         }
-        // The bytes after a gap start a segment, and messages usually start segments:
-        // look for the next message from the first byte on. (Otherwise a keep-alive
-        // connection whose bodies end without a newline never finds a line start again.)
-        self.side(dir).line_start = true;
     }
 
     fn on_close(&mut self, ts: Timestamp, reset: bool, out: &mut Vec<Transaction>) {

@@ -299,19 +299,7 @@ pub fn template(path: &str) -> CompactString {
     if path.is_empty() {
         return CompactString::const_new("/");
     }
-    let b = path.as_bytes();
-    let mut at = 0;
-    let has_identifier = loop {
-        let end = super::scan::find_byte(b, at, b'/');
-        if is_identifier(&b[at..end]) {
-            break true;
-        }
-        if end == b.len() {
-            break false;
-        }
-        at = end + 1;
-    };
-    if !has_identifier {
+    if !path.as_bytes().split(|&c| c == b'/').any(is_identifier) {
         return CompactString::from(path);
     }
     let mut out = CompactString::with_capacity(path.len());
