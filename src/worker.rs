@@ -521,16 +521,17 @@ fn emit<S: RecordSink>(
         txs.clear();
         return;
     }
-    for (i, mut tx) in txs.drain(..).enumerate() {
+    // Completed in place and handed over together: every move of a transaction copies it.
+    for (i, tx) in txs.iter_mut().enumerate() {
         tx.client = client;
         tx.server = server;
         tx.obs = obs;
         tx.pods = pods.clone();
         // The index stays in the low half: connection identity and index never mix.
         tx.origin = origin.map(|o| o & !0xffff_ffff | (o as u32).wrapping_add(i as u32) as u64);
-        *count += 1;
-        sink.transaction(tx);
     }
+    *count += txs.len() as u64;
+    sink.transactions(txs);
 }
 
 #[cfg(test)]

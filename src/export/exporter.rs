@@ -921,6 +921,24 @@ impl<S: RecordSink> RecordSink for ExportSink<S> {
         }
     }
 
+    fn transactions(&mut self, txs: &mut Vec<Transaction>) {
+        let Some(inner) = self.inner.as_mut() else {
+            // Spans are all that is kept: each transaction moves on by itself.
+            for tx in txs.drain(..) {
+                self.transaction(tx);
+            }
+            return;
+        };
+        if let Some(e) = self.export.as_mut() {
+            for tx in txs.iter() {
+                if let Some(ids) = e.observe(tx) {
+                    e.queue_span(tx.clone(), ids);
+                }
+            }
+        }
+        inner.transactions(txs);
+    }
+
     fn tick(&mut self, counters: &Counters) {
         if let Some(e) = self.export.as_mut() {
             e.tick(counters);

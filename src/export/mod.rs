@@ -60,6 +60,13 @@ pub enum Record {
 pub trait RecordSink {
     fn flow(&mut self, rec: FlowRecord);
     fn transaction(&mut self, tx: Transaction);
+    /// All of `txs`, in order, leaving it empty. A transaction is a few hundred bytes and
+    /// every move copies it: sinks that keep records override this to move each one once.
+    fn transactions(&mut self, txs: &mut Vec<Transaction>) {
+        for tx in txs.drain(..) {
+            self.transaction(tx);
+        }
+    }
     /// An open flow's traffic since its last report (only if [`RecordSink::wants_progress`]).
     fn flow_progress(&mut self, _p: &crate::flow::FlowProgress) {}
     /// Does this sink use [`RecordSink::flow_progress`]? (Saves the worker the work.)
@@ -113,6 +120,7 @@ impl ChannelSink {
         }
     }
 
+    #[inline]
     fn push(&mut self, r: Record) {
         self.batch.push(r);
         if self.batch.len() >= self.batch_size {
@@ -128,6 +136,13 @@ impl RecordSink for ChannelSink {
 
     fn transaction(&mut self, tx: Transaction) {
         self.push(Record::Transaction(tx));
+    }
+
+    fn transactions(&mut self, txs: &mut Vec<Transaction>) {
+        // Straight from the decoders' output into the batch: one copy each.
+        for tx in txs.drain(..) {
+            self.push(Record::Transaction(tx));
+        }
     }
 
     fn flush(&mut self) {

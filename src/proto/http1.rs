@@ -286,6 +286,78 @@ fn parse_len(v: &[u8]) -> Option<u64> {
     })
 }
 
+/// What a request head's fields say about its framing and trace context.
+struct RequestFields {
+    chunked: bool,
+    length: Option<u64>,
+    upgrade: Option<CompactString>,
+    trace: TraceHeaders,
+}
+
+/// Fill `tx` from a request line and walk its header fields; `None` for a malformed field.
+/// The walk may end before the blank line (the caller checks `Fields::complete`).
+fn request_fields<'a>(
+    settings: &HttpSettings,
+    routes: &mut RouteCache,
+    tx: &mut Transaction,
+    line: &head::RequestLine<'_>,
+    block: &'a [u8],
+) -> Option<(head::Fields<'a>, RequestFields)> {
+    let target = lossy(line.target);
+    settings.finish_request_cached(tx, line.method, &target, routes);
+    tx.attr_str(
+        "network.protocol.version",
+        if line.minor == 0 { "1.0" } else { "1.1" },
+    );
+    let (mut chunked, mut length, mut upgrade) = (false, None, None);
+    let mut trace = TraceHeaders::default();
+    let mut fields = head::fields(block);
+    for field in fields.by_ref() {
+        let Ok((name, value)) = field else {
+            return None;
+        };
+        // One comparison per field, chosen by the name's length.
+        let is = |lower: &[u8]| token_eq_lower(name.as_bytes(), lower);
+        match name.len() {
+            4 if is(b"host") => {
+                // (The value is already trimmed of optional whitespace.)
+                let host = lossy(value);
+                let host = host.as_ref();
+                // Strip a port, but not the colons of a bracketed IPv6 literal.
+                let host = match host.bytes().rposition(|c| c == b':') {
+                    Some(i) if !host[i..].contains(']') => &host[..i],
+                    _ => host,
+                };
+                // Brackets are rare: look for them before trimming them.
+                let host = if host.starts_with('[') || host.ends_with(']') {
+                    host.trim_start_matches('[').trim_end_matches(']')
+                } else {
+                    host
+                };
+                tx.attr_str("server.address", host);
+            }
+            10 if is(b"user-agent") => {
+                tx.attr_str("user_agent.original", lossy(value).as_ref());
+            }
+            17 if is(b"transfer-encoding") => chunked = header_has_token(value, "chunked"),
+            14 if is(b"content-length") => length = parse_len(value),
+            7 if is(b"upgrade") => upgrade = Some(CompactString::from(lossy(value).trim())),
+            _ => {}
+        }
+        trace.on_header(name.as_bytes(), value);
+        settings.capture_header(tx, name, value);
+    }
+    Some((
+        fields,
+        RequestFields {
+            chunked,
+            length,
+            upgrade,
+            trace,
+        },
+    ))
+}
+
 impl Http1Parser {
     pub fn new(settings: Arc<HttpSettings>) -> Self {
         Http1Parser {
@@ -519,55 +591,46 @@ impl Http1Parser {
     ) -> Option<usize> {
         let (line, block) = head::request_line(head)?;
         let method = line.method;
-        let start = self.req.msg_start;
-        let mut tx = Transaction::new(Protocol::Http, start);
-        let target = lossy(line.target);
-        self.settings
-            .finish_request_cached(&mut tx, method, &target, &mut self.routes);
-        tx.attr_str(
-            "network.protocol.version",
-            if line.minor == 0 { "1.0" } else { "1.1" },
-        );
-        let (mut chunked, mut length, mut upgrade) = (false, None, None);
-        let mut trace = TraceHeaders::default();
-        let mut fields = head::fields(block);
-        for field in fields.by_ref() {
-            let Ok((name, value)) = field else {
-                return None;
-            };
-            if token_eq_lower(name.as_bytes(), b"host") {
-                // (The value is already trimmed of optional whitespace.)
-                let host = lossy(value);
-                let host = host.as_ref();
-                // Strip a port, but not the colons of a bracketed IPv6 literal.
-                let host = match host.bytes().rposition(|c| c == b':') {
-                    Some(i) if !host[i..].contains(']') => &host[..i],
-                    _ => host,
-                };
-                tx.attr_str(
-                    "server.address",
-                    host.trim_start_matches('[').trim_end_matches(']'),
-                );
-            } else if token_eq_lower(name.as_bytes(), b"user-agent") {
-                tx.attr_str("user_agent.original", lossy(value).as_ref());
-            } else if token_eq_lower(name.as_bytes(), b"transfer-encoding") {
-                chunked = header_has_token(value, "chunked");
-            } else if token_eq_lower(name.as_bytes(), b"content-length") {
-                length = parse_len(value);
-            } else if token_eq_lower(name.as_bytes(), b"upgrade") {
-                upgrade = Some(CompactString::from(lossy(value).trim()));
-            }
-            trace.on_header(name.as_bytes(), value);
-            self.settings.capture_header(&mut tx, name, value);
-        }
-        let len = head_len(&mut self.req, head, &fields, uncounted)?;
+        // The transaction is built where it waits for its response: it is a few hundred
+        // bytes, and building it aside costs copies into the queue. A head that turns out
+        // incomplete or malformed takes it back out (nothing else has changed then).
+        self.pending.push_back(Pending {
+            id: 0,
+            tx: Transaction::new(Protocol::Http, self.req.msg_start),
+            head_request: false,
+            connect: false,
+        });
+        let p = self.pending.back_mut()?;
+        let walked = request_fields(&self.settings, &mut self.routes, &mut p.tx, &line, block)
+            .and_then(|(fields, f)| Some((head_len(&mut self.req, head, &fields, uncounted)?, f)));
+        let Some((
+            len,
+            RequestFields {
+                chunked,
+                length,
+                upgrade,
+                trace,
+            },
+        )) = walked
+        else {
+            self.pending.pop_back();
+            return None;
+        };
+        let tx = &mut p.tx;
         tx.trace = trace.finish().map(Box::new);
         if let Some(u) = &upgrade {
             tx.attr_str("podtap.http.upgrade", u.to_ascii_lowercase());
         }
+        if self.req.gap {
+            tx.completeness.set(Completeness::GAP);
+        }
         self.next_id += 1;
         self.req_id = self.next_id;
-        if self.pending.len() >= self.settings.cfg.max_pending.max(1)
+        p.id = self.req_id;
+        p.head_request = method.eq_ignore_ascii_case("HEAD");
+        p.connect = method.eq_ignore_ascii_case("CONNECT");
+        // The queue holds the new request already: beyond the limit by one.
+        if self.pending.len() > self.settings.cfg.max_pending.max(1)
             && let Some(mut old) = self.pending.pop_front()
         {
             self.stats.pending_limit += 1;
@@ -575,16 +638,6 @@ impl Http1Parser {
             old.tx.end = ts;
             out.push(old.tx);
         }
-        if self.req.gap {
-            tx.completeness.set(Completeness::GAP);
-        }
-        let connect = method.eq_ignore_ascii_case("CONNECT");
-        self.pending.push_back(Pending {
-            id: self.req_id,
-            tx,
-            head_request: method.eq_ignore_ascii_case("HEAD"),
-            connect,
-        });
         self.req.framing = body_framing(chunked, length, false);
         Some(len)
     }
@@ -603,12 +656,13 @@ impl Http1Parser {
             let Ok((name, value)) = field else {
                 return None;
             };
-            if token_eq_lower(name.as_bytes(), b"transfer-encoding") {
-                chunked = header_has_token(value, "chunked");
-            } else if token_eq_lower(name.as_bytes(), b"content-length") {
-                length = parse_len(value);
-            } else if token_eq_lower(name.as_bytes(), b"connection") {
-                close |= header_has_token(value, "close");
+            // One comparison per field, chosen by the name's length.
+            let is = |lower: &[u8]| token_eq_lower(name.as_bytes(), lower);
+            match name.len() {
+                17 if is(b"transfer-encoding") => chunked = header_has_token(value, "chunked"),
+                14 if is(b"content-length") => length = parse_len(value),
+                10 if is(b"connection") => close |= header_has_token(value, "close"),
+                _ => {}
             }
         }
         let len = head_len(&mut self.resp, head, &fields, uncounted)?;
@@ -622,11 +676,14 @@ impl Http1Parser {
             self.resp.reset_message();
             return Some(len);
         }
-        let mut p = match self.pending.pop_front() {
-            Some(p) => p,
-            None => {
+        // The answered request goes straight to `current` and is completed there: each
+        // move of a transaction is a copy of a few hundred bytes.
+        let msg_start = self.resp.msg_start;
+        let p = self
+            .current
+            .insert(self.pending.pop_front().unwrap_or_else(|| {
                 // A response without its request: picked up midstream or after a gap.
-                let mut tx = Transaction::new(Protocol::Http, self.resp.msg_start);
+                let mut tx = Transaction::new(Protocol::Http, msg_start);
                 tx.completeness.set(Completeness::NO_REQUEST);
                 Pending {
                     id: 0,
@@ -634,8 +691,7 @@ impl Http1Parser {
                     head_request: false,
                     connect: false,
                 }
-            }
-        };
+            }));
         p.tx.status = Some(code as i64);
         p.tx.attr_int("http.response.status_code", code as i64);
         if code >= 500 {
@@ -675,7 +731,6 @@ impl Http1Parser {
             req.error = None;
             self.h2c = Some(req);
         }
-        self.current = Some(p);
         if tunnel {
             self.complete(Direction::ToClient, ts, out);
             self.req.framing = Framing::Tunnel;
@@ -712,7 +767,7 @@ impl Http1Parser {
                 }
             }
             Direction::ToClient => {
-                if let Some(mut p) = self.current.take() {
+                if let Some(p) = self.current.as_mut() {
                     p.tx.resp_bytes += bytes;
                     p.tx.end = ts;
                     p.tx.attr_int("http.response.body.size", body as i64);
@@ -720,8 +775,10 @@ impl Http1Parser {
                     if p.tx.req_bytes == 0 && p.id == self.req_id {
                         p.tx.req_bytes = self.req.msg_bytes;
                     }
-                    out.push(p.tx);
                 }
+                // Finished in place, then moved once (room first, so the move can go
+                // straight into the output).
+                out.extend(self.current.take().map(|p| p.tx));
             }
         }
         if !tunnel {

@@ -211,9 +211,10 @@ impl HttpSettings {
         target: &str,
         cache: &mut RouteCache,
     ) {
-        let (path, query) = match memchr::memchr(b'?', target.as_bytes()) {
-            Some(i) => (&target[..i], Some(&target[i + 1..])),
-            None => (target, None),
+        // Targets are short: a 16-bytes-a-step search, not a general one with its set-up.
+        let (path, query) = match super::scan::find_byte(target.as_bytes(), 0, b'?') {
+            i if i < target.len() => (&target[..i], Some(&target[i + 1..])),
+            _ => (target, None),
         };
         // Absolute-form targets (proxies): keep only the path. Origin-form (the common
         // case) starts with '/' and needs no search.
@@ -366,6 +367,7 @@ fn is_identifier(b: &[u8]) -> bool {
 /// Bytes as text, invalid UTF-8 replaced. Header values are almost always ASCII: a
 /// 16-bytes-a-step ASCII check decides that far quicker than UTF-8 validation, which is
 /// kept for the rest (and `String::from_utf8_lossy` for the rare invalid value).
+#[inline]
 pub fn lossy(b: &[u8]) -> std::borrow::Cow<'_, str> {
     if super::scan::is_ascii(b) {
         // SAFETY: ASCII is UTF-8.
@@ -423,33 +425,35 @@ impl TraceHeaders {
     }
 
     fn on_header_named(&mut self, name: &[u8], value: &[u8]) {
-        if !TRACE_HEADERS
-            .iter()
-            .any(|n| super::scan::token_eq_lower(name, n.as_bytes()))
-        {
-            return;
-        }
+        // Which one, if any: common headers share these lengths (`User-Agent`,
+        // `Content-Type`), so one comparison each, chosen by the length.
+        // (HTTP/2 names need not be tokens: a plain case-insensitive comparison.)
+        let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+        let which = match name.len() {
+            2 if is("b3") => 2,
+            3 if is("sw8") => 7,
+            10 if is("tracestate") => 1,
+            11 if is("traceparent") => 0,
+            11 if is("x-b3-spanid") => 4,
+            12 if is("x-b3-traceid") => 3,
+            12 if is("x-b3-sampled") => 5,
+            13 if is("uber-trace-id") => 6,
+            _ => return,
+        };
+        debug_assert!(TRACE_HEADERS[which].len() == name.len() && is(TRACE_HEADERS[which]));
         let Ok(v) = std::str::from_utf8(value) else {
             return;
         };
         let v = v.trim();
-        let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
-        if is("traceparent") {
-            self.traceparent = parse_traceparent(v);
-        } else if is("tracestate") {
-            self.tracestate = Some(v.into());
-        } else if is("b3") {
-            self.b3 = parse_b3_single(v);
-        } else if is("x-b3-traceid") {
-            self.x_b3_trace = hex_id::<16>(v);
-        } else if is("x-b3-spanid") {
-            self.x_b3_span = hex_id::<8>(v);
-        } else if is("x-b3-sampled") {
-            self.x_b3_sampled = Some(v == "1" || v.eq_ignore_ascii_case("true"));
-        } else if is("uber-trace-id") {
-            self.jaeger = parse_jaeger(v);
-        } else if is("sw8") {
-            self.sw8 = parse_sw8(v);
+        match which {
+            0 => self.traceparent = parse_traceparent(v),
+            1 => self.tracestate = Some(v.into()),
+            2 => self.b3 = parse_b3_single(v),
+            3 => self.x_b3_trace = hex_id::<16>(v),
+            4 => self.x_b3_span = hex_id::<8>(v),
+            5 => self.x_b3_sampled = Some(v == "1" || v.eq_ignore_ascii_case("true")),
+            6 => self.jaeger = parse_jaeger(v),
+            _ => self.sw8 = parse_sw8(v),
         }
     }
 

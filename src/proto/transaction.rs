@@ -156,14 +156,17 @@ impl Transaction {
         self.end.since(self.start)
     }
 
+    #[inline]
     pub fn attr_str(&mut self, key: &'static str, v: impl Into<CompactString>) {
         self.attrs.push((key, AttrValue::Str(v.into())));
     }
 
+    #[inline]
     pub fn attr_int(&mut self, key: &'static str, v: i64) {
         self.attrs.push((key, AttrValue::Int(v)));
     }
 
+    #[inline]
     pub fn attr_bool(&mut self, key: &'static str, v: bool) {
         self.attrs.push((key, AttrValue::Bool(v)));
     }
