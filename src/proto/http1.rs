@@ -678,20 +678,20 @@ impl Http1Parser {
         }
         // The answered request goes straight to `current` and is completed there: each
         // move of a transaction is a copy of a few hundred bytes.
-        let msg_start = self.resp.msg_start;
-        let p = self
-            .current
-            .insert(self.pending.pop_front().unwrap_or_else(|| {
+        let p = match self.pending.pop_front() {
+            Some(p) => self.current.insert(p),
+            None => {
                 // A response without its request: picked up midstream or after a gap.
-                let mut tx = Transaction::new(Protocol::Http, msg_start);
+                let mut tx = Transaction::new(Protocol::Http, self.resp.msg_start);
                 tx.completeness.set(Completeness::NO_REQUEST);
-                Pending {
+                self.current.insert(Pending {
                     id: 0,
                     tx,
                     head_request: false,
                     connect: false,
-                }
-            }));
+                })
+            }
+        };
         p.tx.status = Some(code as i64);
         p.tx.attr_int("http.response.status_code", code as i64);
         if code >= 500 {
@@ -776,9 +776,10 @@ impl Http1Parser {
                         p.tx.req_bytes = self.req.msg_bytes;
                     }
                 }
-                // Finished in place, then moved once (room first, so the move can go
-                // straight into the output).
-                out.extend(self.current.take().map(|p| p.tx));
+                // Finished in place, then moved once.
+                if let Some(p) = self.current.take() {
+                    out.push(p.tx);
+                }
             }
         }
         if !tunnel {

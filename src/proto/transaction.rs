@@ -141,6 +141,8 @@ pub struct Transaction {
 }
 
 impl Transaction {
+    // Inlined so that a decoder's transaction is built where it is kept, not copied there.
+    #[inline]
     pub fn new(protocol: Protocol, start: Timestamp) -> Self {
         // Decoders add about ten attributes: size once instead of growing four times.
         Transaction {
