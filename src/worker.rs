@@ -588,7 +588,7 @@ mod tests {
             .iter()
             .filter_map(|r| {
                 if let Record::Flow(f) = r {
-                    Some(f)
+                    Some(&**f)
                 } else {
                     None
                 }

@@ -51,7 +51,9 @@ use crate::proto::Transaction;
 /// One output record.
 #[derive(Clone, Debug)]
 pub enum Record {
-    Flow(FlowRecord),
+    /// Boxed: a flow record is larger than a transaction, and every record in a batch is
+    /// as large as the largest kind. Flows end far less often than transactions do.
+    Flow(Box<FlowRecord>),
     Transaction(Transaction),
 }
 
@@ -89,7 +91,7 @@ pub struct VecSink {
 
 impl RecordSink for VecSink {
     fn flow(&mut self, rec: FlowRecord) {
-        self.records.push(Record::Flow(rec));
+        self.records.push(Record::Flow(Box::new(rec)));
     }
     fn transaction(&mut self, tx: Transaction) {
         self.records.push(Record::Transaction(tx));
@@ -131,7 +133,7 @@ impl ChannelSink {
 
 impl RecordSink for ChannelSink {
     fn flow(&mut self, rec: FlowRecord) {
-        self.push(Record::Flow(rec));
+        self.push(Record::Flow(Box::new(rec)));
     }
 
     fn transaction(&mut self, tx: Transaction) {
@@ -139,7 +141,7 @@ impl RecordSink for ChannelSink {
     }
 
     fn transactions(&mut self, txs: &mut Vec<Transaction>) {
-        // Straight from the decoders' output into the batch: one copy each.
+        // Straight from the decoders' output into the batch.
         for tx in txs.drain(..) {
             self.push(Record::Transaction(tx));
         }

@@ -49,7 +49,7 @@ impl Summary {
                     self.retransmits += t.stats[0].retransmits + t.stats[1].retransmits;
                     self.resets += t.stats[0].resets + t.stats[1].resets;
                 }
-                self.top.push(f.clone());
+                self.top.push(FlowRecord::clone(f));
                 if self.top.len() > TOP_FLOWS * 4 {
                     self.trim_top();
                 }
