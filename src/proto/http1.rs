@@ -756,12 +756,17 @@ impl Http1Parser {
         match dir {
             Direction::ToServer => {
                 let id = self.req_id;
-                if let Some(p) = self
-                    .pending
-                    .iter_mut()
-                    .chain(self.current.as_mut())
-                    .find(|p| p.id == id)
-                {
+                // Ids in the queue are unique; the request just received is nearly always
+                // its last entry.
+                let found = if self.pending.back().is_some_and(|p| p.id == id) {
+                    self.pending.back_mut()
+                } else {
+                    self.pending
+                        .iter_mut()
+                        .chain(self.current.as_mut())
+                        .find(|p| p.id == id)
+                };
+                if let Some(p) = found {
                     p.tx.req_bytes = bytes;
                     p.tx.attr_int("http.request.body.size", body as i64);
                 }

@@ -409,24 +409,28 @@ impl TraceHeaders {
     /// Offer one request header (any case).
     #[inline]
     pub fn on_header(&mut self, name: &[u8], value: &[u8]) {
-        // Called for every request header, and most are not trace headers: the lengths of
-        // their names (as bits of a mask) reject nearly all of them without a call.
-        const LENGTHS: u32 = {
-            let (mut m, mut i) = (0u32, 0);
+        // Called for every request header, and most are not trace headers: the length of
+        // the name and its first letter (as bits of a table) reject nearly all of them
+        // without a call. A letter's low five bits are the same in either case.
+        const FIRST: [u32; 32] = {
+            let (mut t, mut i) = ([0u32; 32], 0);
             while i < TRACE_HEADERS.len() {
-                m |= 1 << TRACE_HEADERS[i].len();
+                let n = TRACE_HEADERS[i].as_bytes();
+                t[n.len()] |= 1 << (n[0] & 31);
                 i += 1;
             }
-            m
+            t
         };
-        if name.len() < 32 && LENGTHS & (1 << name.len()) != 0 {
+        if let Some(&c) = name.first()
+            && name.len() < 32
+            && FIRST[name.len()] & (1 << (c & 31)) != 0
+        {
             self.on_header_named(name, value);
         }
     }
 
     fn on_header_named(&mut self, name: &[u8], value: &[u8]) {
-        // Which one, if any: common headers share these lengths (`User-Agent`,
-        // `Content-Type`), so one comparison each, chosen by the length.
+        // Which one, if any: one comparison each, chosen by the length.
         // (HTTP/2 names need not be tokens: a plain case-insensitive comparison.)
         let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
         let which = match name.len() {
