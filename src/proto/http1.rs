@@ -286,20 +286,21 @@ fn parse_len(v: &[u8]) -> Option<u64> {
     })
 }
 
-/// What a request head's fields say about its framing and trace context.
+/// What a request head's fields say about its framing.
 struct RequestFields {
     chunked: bool,
     length: Option<u64>,
     upgrade: Option<CompactString>,
-    trace: TraceHeaders,
 }
 
-/// Fill `tx` from a request line and walk its header fields; `None` for a malformed field.
-/// The walk may end before the blank line (the caller checks `Fields::complete`).
+/// Fill `tx` from a request line and walk its header fields, offering each to `trace`;
+/// `None` for a malformed field. The walk may end before the blank line (the caller checks
+/// `Fields::complete`). `trace` is the caller's: it is a few hundred bytes to move.
 fn request_fields<'a>(
     settings: &HttpSettings,
     routes: &mut RouteCache,
     tx: &mut Transaction,
+    trace: &mut TraceHeaders,
     line: &head::RequestLine<'_>,
     block: &'a [u8],
 ) -> Option<(head::Fields<'a>, RequestFields)> {
@@ -310,7 +311,6 @@ fn request_fields<'a>(
         if line.minor == 0 { "1.0" } else { "1.1" },
     );
     let (mut chunked, mut length, mut upgrade) = (false, None, None);
-    let mut trace = TraceHeaders::default();
     let mut fields = head::fields(block);
     for field in fields.by_ref() {
         let Ok((name, value)) = field else {
@@ -353,7 +353,6 @@ fn request_fields<'a>(
             chunked,
             length,
             upgrade,
-            trace,
         },
     ))
 }
@@ -601,7 +600,9 @@ impl Http1Parser {
             connect: false,
         });
         let p = self.pending.back_mut()?;
-        let walked = request_fields(&self.settings, &mut self.routes, &mut p.tx, &line, block)
+        let mut trace = TraceHeaders::default();
+        let (settings, routes) = (&self.settings, &mut self.routes);
+        let walked = request_fields(settings, routes, &mut p.tx, &mut trace, &line, block)
             .and_then(|(fields, f)| Some((head_len(&mut self.req, head, &fields, uncounted)?, f)));
         let Some((
             len,
@@ -609,7 +610,6 @@ impl Http1Parser {
                 chunked,
                 length,
                 upgrade,
-                trace,
             },
         )) = walked
         else {

@@ -461,6 +461,8 @@ impl TraceHeaders {
         }
     }
 
+    // Inlined: a call would copy all of `self` (a few hundred bytes) to pass it.
+    #[inline]
     pub fn finish(self) -> Option<TraceContext> {
         if let Some(mut t) = self.traceparent {
             t.tracestate = self.tracestate;

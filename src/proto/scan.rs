@@ -145,6 +145,19 @@ mod sse2 {
             .unwrap_or_else(|| super::portable::find_ctl_or_space(b))
     }
 
+    #[inline]
+    pub fn has_ctl_or_space(b: &[u8], len: usize) -> bool {
+        let len = len.min(b.len());
+        if len < 16 && b.len() >= 16 {
+            // One window over the span and what follows it; bits past the span dropped.
+            return bits(ctl_or_space(load(b, 0))) & ((1 << len) - 1) != 0;
+        }
+        if len < 16 {
+            return super::portable::has_ctl_or_space(b, len);
+        }
+        find_ctl_or_space(&b[..len]) != len
+    }
+
     // The sign bit of each lane is its high bit: a zero movemask is sixteen ASCII bytes.
     #[inline]
     pub fn is_ascii(b: &[u8]) -> bool {
@@ -179,6 +192,12 @@ mod portable {
     }
 
     #[inline]
+    pub fn has_ctl_or_space(b: &[u8], len: usize) -> bool {
+        let len = len.min(b.len());
+        find_ctl_or_space(&b[..len]) != len
+    }
+
+    #[inline]
     pub fn is_ascii(b: &[u8]) -> bool {
         b.is_ascii()
     }
@@ -205,6 +224,14 @@ pub fn token_len(b: &[u8]) -> usize {
 #[inline]
 pub fn find_ctl_or_space(b: &[u8]) -> usize {
     imp::find_ctl_or_space(b)
+}
+
+/// Whether `b[..len]` holds a control byte, a space or DEL. `b` may run on past `len`
+/// (the rest of a line): a span shorter than a window is then tested in one window that
+/// reads past it, instead of byte by byte.
+#[inline]
+pub fn has_ctl_or_space(b: &[u8], len: usize) -> bool {
+    imp::has_ctl_or_space(b, len)
 }
 
 /// Whether every byte of `b` is ASCII.
@@ -263,6 +290,10 @@ mod tests {
                     }
                     assert_eq!(token_len(&b), slow_token(&b), "{b:?}");
                     assert_eq!(find_ctl_or_space(&b), slow_ctl(&b), "{b:?}");
+                    for n in 0..=len {
+                        let want = slow_ctl(&b[..n]) != n;
+                        assert_eq!(has_ctl_or_space(&b, n), want, "{b:?} {n}");
+                    }
                     assert_eq!(is_ascii(&b), b.is_ascii(), "{b:?}");
                 }
             }
