@@ -6,6 +6,10 @@ use crate::packet::{Packet, TunnelId};
 
 /// Five-tuple plus where it was observed. The two endpoints are stored in a canonical
 /// order (`a` <= `b`), so a packet and its reply produce the same key.
+///
+/// The addresses are kept as plain 128-bit numbers with a family flag rather than as
+/// `IpAddr`s: the key is built, hashed and compared for every packet, and integers do
+/// that in a few instructions where the enum goes field by field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowKey {
     /// Observation point: interface index or mirror tag the packet was captured at.
@@ -13,59 +17,82 @@ pub struct FlowKey {
     pub vlan: u16,
     pub tunnel: TunnelId,
     pub proto: u8,
-    pub a: IpAddr,
-    pub b: IpAddr,
     pub a_port: u16,
     pub b_port: u16,
+    /// Whether `a` and `b` are IPv6 addresses.
+    a6: bool,
+    b6: bool,
+    /// The addresses as numbers: IPv4 in the low 32 bits, IPv6 in all 128.
+    a: u128,
+    b: u128,
+}
+
+/// An address as a number, as the key stores it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Addr {
+    // Field order matters for `Ord`: all IPv4 addresses sort before IPv6 ones and then by
+    // value, the order of `IpAddr`.
+    v6: bool,
+    n: u128,
+}
+
+impl Addr {
+    #[inline]
+    fn of(ip: IpAddr) -> Addr {
+        match ip {
+            IpAddr::V4(v4) => Addr {
+                v6: false,
+                n: u32::from(v4) as u128,
+            },
+            IpAddr::V6(v6) => Addr {
+                v6: true,
+                n: u128::from(v6),
+            },
+        }
+    }
+
+    fn ip(v6: bool, n: u128) -> IpAddr {
+        if v6 {
+            IpAddr::from(n.to_be_bytes())
+        } else {
+            IpAddr::from((n as u32).to_be_bytes())
+        }
+    }
 }
 
 /// Hashed as a few whole 128-bit words (every field, nothing folded away; two IPv4
-/// addresses share one word): the derived hash feeds the hasher each field and each
-/// address's variant tag apart, and the key is looked up for every packet.
+/// addresses share one word): the derived hash would feed the hasher field by field.
 impl std::hash::Hash for FlowKey {
     #[inline]
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        fn addr<H: std::hash::Hasher>(h: &mut H, ip: &IpAddr) {
-            match ip {
-                IpAddr::V4(v4) => h.write_u32(u32::from(*v4)),
-                IpAddr::V6(v6) => h.write_u128(u128::from(*v6)),
-            }
-        }
         let head = (self.obs as u64) << 32
             | (self.vlan as u64) << 16
             | (self.tunnel.kind as u64) << 8
             | self.proto as u64;
         let ports = (self.tunnel.id as u64) << 32 | (self.a_port as u64) << 16 | self.b_port as u64;
         h.write_u128((head as u128) << 64 | ports as u128);
-        match (self.a, self.b) {
-            // Two IPv4 addresses fill one 128-bit word (the common case: one more multiply).
-            (IpAddr::V4(a), IpAddr::V4(b)) => {
-                h.write_u128((u32::from(a) as u128) << 32 | u32::from(b) as u128)
-            }
-            (a, b) => {
-                addr(h, &a);
-                addr(h, &b);
-            }
+        if self.a6 || self.b6 {
+            h.write_u128(self.a);
+            h.write_u128(self.b);
+        } else {
+            h.write_u128(self.a << 32 | self.b);
         }
     }
 }
 
 impl FlowKey {
     /// The key of `p` seen at `obs`, and whether `p` travels from `a` to `b`.
-    #[inline]
     /// With `vlan_in_key` false, both directions meet whatever their VLAN tags (SPAN ports
     /// often tag only one direction).
+    #[inline]
     pub fn of(p: &Packet<'_>, obs: u32, vlan_in_key: bool) -> (FlowKey, bool) {
         let (sp, dp) = p.ports();
-        let forward = match (p.src, p.dst) {
-            // The same order as comparing the `IpAddr`s (octet by octet), as integers.
-            (IpAddr::V4(s), IpAddr::V4(d)) => (u32::from(s), sp) <= (u32::from(d), dp),
-            _ => (p.src, sp) <= (p.dst, dp),
-        };
+        let (src, dst) = (Addr::of(p.src), Addr::of(p.dst));
+        let forward = (src, sp) <= (dst, dp);
         let (a, a_port, b, b_port) = if forward {
-            (p.src, sp, p.dst, dp)
+            (src, sp, dst, dp)
         } else {
-            (p.dst, dp, p.src, sp)
+            (dst, dp, src, sp)
         };
         (
             FlowKey {
@@ -73,13 +100,25 @@ impl FlowKey {
                 vlan: if vlan_in_key { p.vlan } else { 0 },
                 tunnel: p.tunnel,
                 proto: p.ip_proto,
-                a,
-                b,
                 a_port,
                 b_port,
+                a6: a.v6,
+                b6: b.v6,
+                a: a.n,
+                b: b.n,
             },
             forward,
         )
+    }
+
+    /// The canonical first endpoint's address.
+    pub fn a(&self) -> IpAddr {
+        Addr::ip(self.a6, self.a)
+    }
+
+    /// The canonical second endpoint's address.
+    pub fn b(&self) -> IpAddr {
+        Addr::ip(self.b6, self.b)
     }
 }
 
@@ -115,7 +154,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ipv4_fast_order_matches_ipaddr_order() {
+    fn key_order_matches_ipaddr_order() {
         use crate::packet::{L4, Packet, TunnelId};
         use crate::time::Timestamp;
         let addrs = [
@@ -144,8 +183,10 @@ mod tests {
                         payload: &[],
                         payload_wire_len: 0,
                     };
-                    let (_, forward) = FlowKey::of(&p, 0, true);
+                    let (key, forward) = FlowKey::of(&p, 0, true);
                     assert_eq!(forward, (src, sp) <= (dst, dp), "{s}:{sp} {d}:{dp}");
+                    let ends = if forward { (src, dst) } else { (dst, src) };
+                    assert_eq!((key.a(), key.b()), ends);
                 }
             }
         }
