@@ -418,7 +418,9 @@ fn transport_ports(proto: u8, payload: &[u8]) -> Option<(u16, u16)> {
     }
 }
 
-#[inline]
+// Inlined into the straight-line path too, where the packet is then built in place
+// rather than returned through a `Result`.
+#[inline(always)]
 fn transport<'a>(
     ip: IpLayer<'a>,
     ts: Timestamp,
