@@ -101,6 +101,7 @@ pub fn run(cfg: &Config) -> Report {
     findings.push(af_xdp());
     findings.push(bpffs());
     findings.push(memlock());
+    findings.push(ring_headroom(&cfg.capture));
     Report {
         findings,
         interfaces: interfaces(cfg),
@@ -272,6 +273,29 @@ fn memlock() -> Finding {
     )
 }
 
+/// A capture thread on a loaded host is sometimes descheduled this long; each ring must
+/// hold the traffic that arrives meanwhile.
+const STALL_MS: f64 = 30.0;
+
+fn ring_headroom(c: &crate::config::CaptureConfig) -> Finding {
+    let pps = c.peak_pps_per_worker;
+    // Minimum-size frames: the most frames per byte of ring.
+    let tpacket = c.tpacket.holds_ms(pps, 60);
+    let xdp = c.xdp.holds_ms(pps);
+    finding(
+        "ring headroom",
+        tpacket >= STALL_MS && xdp >= STALL_MS,
+        format!(
+            "at {pps} packets/s per worker (64-byte frames) a TPACKET_V3 ring holds \
+             {tpacket:.0} ms, an AF_XDP queue {xdp:.0} ms (needed: {STALL_MS:.0} ms)"
+        ),
+        Some(
+            "raise capture.tpacket.block_count (TPACKET_V3) or capture.xdp.frame_count, \
+             fill_ring and rx_ring (AF_XDP), or add workers to lower the rate per worker",
+        ),
+    )
+}
+
 fn interfaces(cfg: &Config) -> Vec<Interface> {
     let Ok(dir) = std::fs::read_dir("/sys/class/net") else {
         return Vec::new();
@@ -377,7 +401,7 @@ mod tests {
     #[test]
     fn probes_report_something_for_every_check() {
         let r = run(&Config::default());
-        assert_eq!(r.findings.len(), 6);
+        assert_eq!(r.findings.len(), 7);
         assert!(r.findings.iter().all(|f| !f.detail.is_empty()));
         assert!(
             r.findings.iter().filter(|f| !f.ok).all(|f| f.fix.is_some()),
@@ -391,5 +415,19 @@ mod tests {
         // Without AF_XDP privileges every interface reports why; with them, a mode.
         assert!(r.interfaces.iter().all(|i| !i.xdp.is_empty()));
         assert!(r.render().contains("interface"));
+    }
+
+    #[test]
+    fn ring_headroom_fails_below_30_ms_and_says_what_to_raise() {
+        let mut c = crate::config::CaptureConfig::default();
+        let ok = ring_headroom(&c);
+        assert!(ok.ok, "{}", ok.detail);
+        assert!(ok.detail.contains("1500000 packets/s"), "{}", ok.detail);
+        // 65536 AF_XDP frames last 13 ms at 5 Mpps.
+        c.peak_pps_per_worker = 5_000_000;
+        let bad = ring_headroom(&c);
+        assert!(!bad.ok);
+        assert!(bad.detail.contains("AF_XDP queue 13 ms"), "{}", bad.detail);
+        assert!(bad.fix.unwrap().contains("capture.xdp.frame_count"));
     }
 }

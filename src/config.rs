@@ -72,6 +72,11 @@ pub struct CaptureConfig {
     /// and `auto` mode AF_XDP reads their queues directly instead of mirroring them.
     /// Physical interfaces are treated so without being listed. Default none.
     pub direct: Vec<String>,
+    /// Packets per second one worker must absorb at peak: its ring has to hold 30 ms of
+    /// them (the longest a loaded host was seen to deschedule a capture thread).
+    /// `podtap check` reports how long each engine's ring holds at this rate and fails
+    /// below 30 ms. Default 1500000.
+    pub peak_pps_per_worker: u64,
     /// TPACKET_V3 ring geometry.
     pub tpacket: crate::capture::tpacket::TpacketConfig,
     /// AF_XDP socket geometry and attach behaviour.
@@ -93,6 +98,7 @@ impl Default for CaptureConfig {
             cpus: Vec::new(),
             pin: true,
             direct: Vec::new(),
+            peak_pps_per_worker: 1_500_000,
             tpacket: Default::default(),
             xdp: Default::default(),
             mirror: Default::default(),

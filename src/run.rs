@@ -288,15 +288,13 @@ pub fn run(
     }
     let filter = tpacket_filter(&selected, &routes);
 
-    // One fanout group per process: its id only has to differ from other capturers'.
-    let group = (std::process::id() & 0xffff) as u16;
+    // One fanout group per process: its id only has to differ from other capturers'. A
+    // single ring needs no group: the kernel would hash every frame (flow dissector) only
+    // to pick the one socket there is.
+    let group = (n > 1).then_some((std::process::id() & 0xffff) as u16);
     let mut sources = Vec::with_capacity(n);
     for _ in 0..n {
-        sources.push(TpacketSource::open(
-            &cfg.capture.tpacket,
-            &filter,
-            Some(group),
-        )?);
+        sources.push(TpacketSource::open(&cfg.capture.tpacket, &filter, group)?);
     }
     let handles: Vec<FilterHandle> = sources.iter().map(|s| s.filter_handle()).collect();
     let queues = n + xdp_sources.len();

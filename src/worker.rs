@@ -260,7 +260,8 @@ impl<S: RecordSink> Tracker<S> {
             None => self.create(key, p, forward),
         };
         self.table.touch(id);
-        let settings = self.settings;
+        // Only the TCP limits: copying all the settings costs a dozen moves per packet.
+        let limits = self.settings.tcp;
         let flow = self.table.get_mut(id);
         let dir = flow.direction(forward);
         flow.last = p.ts;
@@ -282,7 +283,7 @@ impl<S: RecordSink> Tracker<S> {
                     p.payload,
                     p.payload_wire_len,
                     ts,
-                    &settings.tcp,
+                    &limits,
                     &mut self.budget,
                     &mut self.counters,
                     &mut feed,

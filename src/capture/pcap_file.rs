@@ -199,10 +199,16 @@ impl Source for PcapFileSource {
                         break;
                     }
                     let h = self.pos;
-                    let secs = rd32(b, h, *big_endian) as u64;
-                    let frac = rd32(b, h + 4, *big_endian);
-                    let caplen = rd32(b, h + 8, *big_endian) as usize;
-                    let wire = rd32(b, h + 12, *big_endian);
+                    // The record header in one piece: one bounds check and one byte-order
+                    // test for its four fields.
+                    let hdr: &[u8; 16] = b[h..h + 16].try_into().expect("checked above");
+                    let word = |i: usize| [hdr[i], hdr[i + 1], hdr[i + 2], hdr[i + 3]];
+                    let [secs, frac, caplen, wire] = if *big_endian {
+                        [0, 4, 8, 12].map(|i| u32::from_be_bytes(word(i)))
+                    } else {
+                        [0, 4, 8, 12].map(|i| u32::from_le_bytes(word(i)))
+                    };
+                    let (secs, caplen) = (secs as u64, caplen as usize);
                     let start = h + 16;
                     if start + caplen > b.len() {
                         self.truncated();

@@ -1,7 +1,7 @@
 //! AF_PACKET TPACKET_V3 capture: one mmap'd block ring per worker, the workers' sockets
 //! joined in one PACKET_FANOUT group in hash mode so both directions of a flow reach the
 //! same worker (the kernel's fanout hash is symmetric and, with the defrag flag, sees
-//! whole datagrams).
+//! whole datagrams). With one worker there is no group (nothing to choose between).
 //!
 //! Each socket is bound to every interface of the network namespace and carries a
 //! classic BPF filter that accepts only the selected interfaces (by ifindex). Changing the
@@ -53,6 +53,21 @@ impl Default for TpacketConfig {
 }
 
 impl TpacketConfig {
+    /// Frames of `frame_len` bytes (Ethernet header included) one worker's ring holds.
+    pub fn frames_held(&self, frame_len: usize) -> u64 {
+        let stride = frame_stride(frame_len.min(self.snaplen as usize));
+        // The kernel opens a new block when a frame would not end strictly before the
+        // block's end.
+        let per_block = (self.block_size as usize).saturating_sub(BLOCK_HDR_LEN + 1) / stride;
+        per_block as u64 * self.block_count as u64
+    }
+
+    /// How long one worker's ring holds `pps` frames per second of `frame_len` bytes:
+    /// the longest time its capture thread may be away before the kernel drops.
+    pub fn holds_ms(&self, pps: u64, frame_len: usize) -> f64 {
+        self.frames_held(frame_len) as f64 * 1000.0 / pps.max(1) as f64
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if !self.block_size.is_power_of_two() || self.block_size < 65536 {
             return Err("block_size: must be a power of two of at least 65536".into());
@@ -90,6 +105,17 @@ const TPACKET3_HDR_ALIGNED: usize = 48;
 /// the kernel's. The frame's MAC header starts later (`tp_mac`), leaving slack we use to
 /// put a VLAN tag the kernel took out back in front of the payload.
 const TPACKET3_HDRLEN: usize = TPACKET3_HDR_ALIGNED + 20;
+/// `struct tpacket_block_desc` rounded to 8 bytes: where a block's first frame starts.
+const BLOCK_HDR_LEN: usize = 48;
+
+/// Bytes a captured frame of `len` bytes takes in a block. The kernel puts the network
+/// header at TPACKET_ALIGN(header + sockaddr_ll + 16), so the 14-byte Ethernet header
+/// starts 14 bytes before that, and packs frames at 8-byte alignment (tpacket_rcv,
+/// prb_fill_curr_block).
+const fn frame_stride(len: usize) -> usize {
+    const MAC_OFF: usize = ((TPACKET3_HDRLEN + 16 + 15) & !15) - 14;
+    (MAC_OFF + len + 7) & !7
+}
 
 #[repr(C)]
 struct TpacketReq3 {
@@ -627,6 +653,77 @@ mod tests {
         };
         assert!(c.validate().unwrap_err().starts_with("block_size"));
         assert!(TpacketConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn default_ring_holds_30_ms_of_small_frames_at_1_5_mpps() {
+        let c = TpacketConfig::default();
+        // 64-byte frames take 144 bytes: 7281 per 1 MiB block, 32 blocks.
+        assert_eq!(frame_stride(60), 144);
+        assert_eq!(c.frames_held(60), 7281 * 32);
+        assert!(
+            c.holds_ms(1_500_000, 60) >= 30.0,
+            "{}",
+            c.holds_ms(1_500_000, 60)
+        );
+        // Frames longer than the snap length take only the snap length.
+        let short = TpacketConfig {
+            snaplen: 128,
+            ..c.clone()
+        };
+        assert_eq!(short.frames_held(9000), short.frames_held(128));
+    }
+
+    /// The ring geometry `frames_held` assumes is the kernel's: frames of a known length
+    /// sent over loopback sit `frame_stride` apart in a real block, the first one right
+    /// after the block header.
+    #[test]
+    fn frame_stride_matches_the_kernels_layout() {
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let lo = crate::capture::iface::list()
+            .into_iter()
+            .find(|i| i.name == "lo")
+            .expect("lo")
+            .ifindex;
+        let cfg = TpacketConfig {
+            block_size: 1 << 16,
+            block_count: 2,
+            retire_timeout_ms: 1,
+            snaplen: 65535,
+        };
+        let src = TpacketSource::open(&cfg, &IfaceFilter::Only(vec![lo]), None).unwrap();
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for len in [1usize, 18, 100, 333] {
+            tx.send_to(&vec![0x5a; len], rx.local_addr().unwrap())
+                .unwrap();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while !src.block_ready(0) && std::time::Instant::now() < deadline {
+            src.wait(20).unwrap();
+        }
+        assert!(src.block_ready(0), "no block retired");
+        fence(Ordering::Acquire);
+        let b = src.block_ptr(0);
+        let (num, first) = (rd_u32(b, 12), rd_u32(b, 16) as usize);
+        assert_eq!(first, BLOCK_HDR_LEN);
+        assert!(num >= 2, "{num} frames");
+        let mut off = first;
+        let mut checked = 0;
+        for _ in 0..num - 1 {
+            // SAFETY: offsets the kernel wrote, inside the 64 KiB block.
+            let h = unsafe { b.add(off) };
+            let (next, snaplen) = (rd_u32(h, 0) as usize, rd_u32(h, 12) as usize);
+            if rd_u16(h, TPACKET3_HDR_ALIGNED + 8) == ARPHRD_LOOPBACK {
+                assert_eq!(next, frame_stride(snaplen), "frame of {snaplen} bytes");
+                checked += 1;
+            }
+            off += next;
+        }
+        assert!(checked >= 1);
     }
 
     /// A real ring on loopback: frames sent to a UDP socket on 127.0.0.1 arrive with the

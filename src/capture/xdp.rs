@@ -98,6 +98,18 @@ impl Default for XdpConfig {
 }
 
 impl XdpConfig {
+    /// Frames one queue holds while its worker is away: what the fill ring has lent the
+    /// kernel, as far as the receive ring can queue them (one UMEM frame each, whatever
+    /// their length).
+    pub fn frames_held(&self) -> u64 {
+        self.fill_ring.min(self.rx_ring).min(self.frame_count) as u64
+    }
+
+    /// How long one queue holds `pps` frames per second, in milliseconds.
+    pub fn holds_ms(&self, pps: u64) -> f64 {
+        self.frames_held() as f64 * 1000.0 / pps.max(1) as f64
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if self.frame_size != 2048 && self.frame_size != 4096 {
             return Err("frame_size: must be 2048 or 4096".into());
@@ -712,9 +724,11 @@ mod tests {
     fn defaults_hold_30ms_at_1_5_mpps() {
         let c = XdpConfig::default();
         c.validate().unwrap();
-        let frames_needed = 1_500_000 * 30 / 1000;
-        assert!(c.fill_ring as usize >= frames_needed && c.rx_ring as usize >= frames_needed);
-        assert!(c.frame_count >= 65536);
+        assert_eq!(c.frames_held(), 65536);
+        assert!(c.holds_ms(1_500_000) >= 30.0, "{}", c.holds_ms(1_500_000));
+        // The smallest ring bounds what is held.
+        let small = XdpConfig { rx_ring: 4096, ..c };
+        assert_eq!(small.frames_held(), 4096);
     }
 
     #[test]

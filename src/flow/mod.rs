@@ -140,12 +140,12 @@ impl Flow {
     pub fn client(&self) -> Endpoint {
         if self.client_is_a {
             Endpoint {
-                addr: self.key.a,
+                addr: self.key.a(),
                 port: self.key.a_port,
             }
         } else {
             Endpoint {
-                addr: self.key.b,
+                addr: self.key.b(),
                 port: self.key.b_port,
             }
         }
@@ -154,12 +154,12 @@ impl Flow {
     pub fn server(&self) -> Endpoint {
         if self.client_is_a {
             Endpoint {
-                addr: self.key.b,
+                addr: self.key.b(),
                 port: self.key.b_port,
             }
         } else {
             Endpoint {
-                addr: self.key.a,
+                addr: self.key.a(),
                 port: self.key.a_port,
             }
         }

@@ -131,7 +131,57 @@ enum Next<'a> {
 
 /// Decode one captured frame. `defrag` holds IP fragments until their datagram is whole;
 /// the returned packet then borrows the reassembled datagram from it.
+#[inline]
 pub fn decode<'a>(
+    frame: &'a [u8],
+    link: LinkType,
+    ts: Timestamp,
+    wire_len: u32,
+    defrag: &'a mut Defragmenter,
+) -> Result<Decoded<'a>, Event> {
+    match decode_plain(frame, link, ts, wire_len) {
+        Some(p) => Ok(Decoded::Packet(p)),
+        None => decode_layers(frame, link, ts, wire_len, defrag),
+    }
+}
+
+/// The common frame read straight through: untagged Ethernet II, a plain IPv4 header (see
+/// `plain_ipv4`), and TCP or UDP that is no tunnel. It runs the same per-layer functions
+/// as `decode_layers`, without the layer loop and its intermediate results, so for what
+/// it accepts the packet is the same; `None` (anything else, including frames that turn
+/// out malformed) sends the frame through `decode_layers`, which names the error.
+#[inline(always)]
+fn decode_plain(frame: &[u8], link: LinkType, ts: Timestamp, wire_len: u32) -> Option<Packet<'_>> {
+    if link != LinkType::Ethernet
+        || frame.len() < 14
+        || u16::from_be_bytes([frame[12], frame[13]]) != ETHERTYPE_IPV4
+    {
+        return None;
+    }
+    let ip = plain_ipv4(ETHERTYPE_IPV4, &frame[14..])?;
+    match ip.proto {
+        IPPROTO_TCP => {}
+        // UDP to a VXLAN or GENEVE port is a tunnel (when it has a whole UDP header).
+        IPPROTO_UDP => match transport_ports(ip.proto, ip.payload) {
+            Some((_, dst))
+                if ip.payload.len() >= 8
+                    && matches!(
+                        dst,
+                        tunnel::VXLAN_PORT | tunnel::VXLAN_LINUX_PORT | tunnel::GENEVE_PORT
+                    ) =>
+            {
+                return None;
+            }
+            _ => {}
+        },
+        _ => return None,
+    }
+    transport(ip, ts, wire_len, 0, TunnelId::default()).ok()
+}
+
+/// Decode layer by layer: any link type, VLAN tags, tunnels, IPv6, fragments.
+#[inline(never)]
+fn decode_layers<'a>(
     frame: &'a [u8],
     link: LinkType,
     ts: Timestamp,
@@ -356,6 +406,7 @@ fn ip_layer_general<'a>(
     }
 }
 
+#[inline]
 fn transport_ports(proto: u8, payload: &[u8]) -> Option<(u16, u16)> {
     if (proto == IPPROTO_UDP || proto == IPPROTO_TCP) && payload.len() >= 4 {
         Some((
@@ -367,6 +418,9 @@ fn transport_ports(proto: u8, payload: &[u8]) -> Option<(u16, u16)> {
     }
 }
 
+// Inlined into the straight-line path too, where the packet is then built in place
+// rather than returned through a `Result`.
+#[inline(always)]
 fn transport<'a>(
     ip: IpLayer<'a>,
     ts: Timestamp,

@@ -355,3 +355,51 @@ fn plain_ipv4_fast_path_matches_etherparse() {
     }
     assert!(plain_ipv4(ETHERTYPE_IPV6, &base).is_none());
 }
+
+/// The straight-line path and the layer-by-layer path agree on every frame the first one
+/// accepts, and it declines (leaving the error to the layers) what it must not take:
+/// tunnels, truncated and malformed frames.
+#[test]
+fn straight_line_decode_matches_the_layers() {
+    let udp = |dst: u16, payload: &[u8]| {
+        let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .udp(5000, dst);
+        let mut v = Vec::new();
+        b.write(&mut v, payload).unwrap();
+        v
+    };
+    let mut padded = tcp_frame(b"x");
+    padded.extend_from_slice(&[0; 6]);
+    let accepted = [
+        tcp_frame(b""),
+        tcp_frame(b"GET / HTTP/1.1\r\n\r\n"),
+        padded,
+        udp(53, b"q"),
+    ];
+    for f in &accepted {
+        let plain = decode_plain(f, LinkType::Ethernet, Timestamp(7), f.len() as u32)
+            .expect("a plain frame takes the straight path");
+        let mut d = Defragmenter::default();
+        let Ok(Decoded::Packet(layered)) =
+            decode_layers(f, LinkType::Ethernet, Timestamp(7), f.len() as u32, &mut d)
+        else {
+            panic!("layers reject a plain frame")
+        };
+        assert_eq!(plain, layered);
+    }
+    let tcp = tcp_frame(b"abc");
+    let declined = [
+        udp(4789, &[0; 16]), // VXLAN
+        udp(6081, &[0; 16]), // GENEVE
+        tcp[..40].to_vec(),  // TCP header cut short
+        tcp[..20].to_vec(),  // IPv4 header cut short
+    ];
+    for (i, f) in declined.iter().enumerate() {
+        assert!(
+            decode_plain(f, LinkType::Ethernet, Timestamp(7), f.len() as u32).is_none(),
+            "frame {i}"
+        );
+    }
+    assert!(decode_plain(&tcp, LinkType::RawIp, Timestamp(7), tcp.len() as u32).is_none());
+}
