@@ -49,6 +49,9 @@ use crate::flow::FlowRecord;
 use crate::proto::Transaction;
 
 /// One output record.
+// Transactions are the common record and stay unboxed (a box each would be an allocation
+// per transaction); the rare, larger flow record is the boxed one.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Record {
     /// Boxed: a flow record is larger than a transaction, and every record in a batch is
