@@ -76,8 +76,9 @@ pub struct L7Session {
     state: State,
     transport: Transport,
     server_port: u16,
-    /// Counts of a decoder handed over to another (h2c upgrade), not yet drained.
-    carried: Option<Counters>,
+    /// Counts of a decoder handed over to another (h2c upgrade), not yet drained. Boxed:
+    /// rare, and the counters are larger than the rest of the flow's session.
+    carried: Option<Box<Counters>>,
 }
 
 impl L7Session {
