@@ -674,14 +674,12 @@ mod tests {
         assert_eq!(short.frames_held(9000), short.frames_held(128));
     }
 
-    /// The ring geometry `frames_held` assumes is the kernel's: frames of a known length
-    /// sent over loopback sit `frame_stride` apart in a real block, the first one right
-    /// after the block header.
-    #[test]
-    fn frame_stride_matches_the_kernels_layout() {
+    /// Loopback's ifindex and a small ring of `blocks` 64 KiB blocks; None (test skipped)
+    /// without root.
+    fn loopback_ring(blocks: u32) -> Option<(u32, TpacketConfig)> {
         if unsafe { libc::geteuid() } != 0 {
             eprintln!("skipped: needs root");
-            return;
+            return None;
         }
         let lo = crate::capture::iface::list()
             .into_iter()
@@ -690,9 +688,20 @@ mod tests {
             .ifindex;
         let cfg = TpacketConfig {
             block_size: 1 << 16,
-            block_count: 2,
+            block_count: blocks,
             retire_timeout_ms: 1,
             snaplen: 65535,
+        };
+        Some((lo, cfg))
+    }
+
+    /// The ring geometry `frames_held` assumes is the kernel's: frames of a known length
+    /// sent over loopback sit `frame_stride` apart in a real block, the first one right
+    /// after the block header.
+    #[test]
+    fn frame_stride_matches_the_kernels_layout() {
+        let Some((lo, cfg)) = loopback_ring(2) else {
+            return;
         };
         let src = TpacketSource::open(&cfg, &IfaceFilter::Only(vec![lo]), None).unwrap();
         let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -730,20 +739,8 @@ mod tests {
     /// loopback ifindex; a filter naming another interface keeps them out.
     #[test]
     fn loopback_frames_arrive_and_filter_switches() {
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("skipped: needs root");
+        let Some((lo, cfg)) = loopback_ring(4) else {
             return;
-        }
-        let lo = crate::capture::iface::list()
-            .into_iter()
-            .find(|i| i.name == "lo")
-            .expect("lo")
-            .ifindex;
-        let cfg = TpacketConfig {
-            block_size: 1 << 16,
-            block_count: 4,
-            retire_timeout_ms: 1,
-            snaplen: 65535,
         };
         let mut src = TpacketSource::open(&cfg, &IfaceFilter::Nothing, None).unwrap();
         let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
