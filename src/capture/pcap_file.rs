@@ -199,15 +199,11 @@ impl Source for PcapFileSource {
                         break;
                     }
                     let h = self.pos;
-                    // The record header in one piece: one bounds check and one byte-order
-                    // test for its four fields.
+                    // The record header in one piece: one bounds check for its four fields
+                    // (fixed offsets into a 16-byte array need none of their own).
                     let hdr: &[u8; 16] = b[h..h + 16].try_into().expect("checked above");
-                    let word = |i: usize| [hdr[i], hdr[i + 1], hdr[i + 2], hdr[i + 3]];
-                    let [secs, frac, caplen, wire] = if *big_endian {
-                        [0, 4, 8, 12].map(|i| u32::from_be_bytes(word(i)))
-                    } else {
-                        [0, 4, 8, 12].map(|i| u32::from_le_bytes(word(i)))
-                    };
+                    let [secs, frac, caplen, wire] =
+                        [0, 4, 8, 12].map(|i| rd32(hdr, i, *big_endian));
                     let (secs, caplen) = (secs as u64, caplen as usize);
                     let start = h + 16;
                     if start + caplen > b.len() {

@@ -271,6 +271,21 @@ fn head_len(
     Some(len)
 }
 
+/// Walk a head's fields, handing each name and value to `each`; `None` at a malformed
+/// field. The walk may end before the blank line (`head_len` tells).
+#[inline(always)]
+fn walk_fields<'a>(
+    block: &'a [u8],
+    mut each: impl FnMut(&'a str, &'a [u8]),
+) -> Option<head::Fields<'a>> {
+    let mut fields = head::fields(block);
+    for field in fields.by_ref() {
+        let (name, value) = field.ok()?;
+        each(name, value);
+    }
+    Some(fields)
+}
+
 /// A Content-Length value: decimal digits only (RFC 9110 section 8.6), no sign.
 fn parse_len(v: &[u8]) -> Option<u64> {
     let v = v.trim_ascii();
@@ -311,11 +326,7 @@ fn request_fields<'a>(
         if line.minor == 0 { "1.0" } else { "1.1" },
     );
     let (mut chunked, mut length, mut upgrade) = (false, None, None);
-    let mut fields = head::fields(block);
-    for field in fields.by_ref() {
-        let Ok((name, value)) = field else {
-            return None;
-        };
+    let fields = walk_fields(block, |name, value| {
         // One comparison per field, chosen by the name's length.
         let is = |lower: &[u8]| token_eq_lower(name.as_bytes(), lower);
         match name.len() {
@@ -346,7 +357,7 @@ fn request_fields<'a>(
         }
         trace.on_header(name.as_bytes(), value);
         settings.capture_header(tx, name, value);
-    }
+    })?;
     Some((
         fields,
         RequestFields {
@@ -651,11 +662,7 @@ impl Http1Parser {
     ) -> Option<usize> {
         let (minor, code, block) = head::status_line(head)?;
         let (mut chunked, mut length, mut close) = (false, None, minor == 0);
-        let mut fields = head::fields(block);
-        for field in fields.by_ref() {
-            let Ok((name, value)) = field else {
-                return None;
-            };
+        let fields = walk_fields(block, |name, value| {
             // One comparison per field, chosen by the name's length.
             let is = |lower: &[u8]| token_eq_lower(name.as_bytes(), lower);
             match name.len() {
@@ -664,7 +671,7 @@ impl Http1Parser {
                 10 if is(b"connection") => close |= header_has_token(value, "close"),
                 _ => {}
             }
-        }
+        })?;
         let len = head_len(&mut self.resp, head, &fields, uncounted)?;
         let head_len = len as u64;
         if (100..200).contains(&code) && code != 101 {
@@ -756,17 +763,15 @@ impl Http1Parser {
         match dir {
             Direction::ToServer => {
                 let id = self.req_id;
-                // Ids in the queue are unique; the request just received is nearly always
-                // its last entry.
-                let found = if self.pending.back().is_some_and(|p| p.id == id) {
-                    self.pending.back_mut()
-                } else {
-                    self.pending
-                        .iter_mut()
-                        .chain(self.current.as_mut())
-                        .find(|p| p.id == id)
-                };
-                if let Some(p) = found {
+                // Ids are unique; the request just received is nearly always the queue's
+                // last entry, so the search starts there.
+                if let Some(p) = self
+                    .pending
+                    .iter_mut()
+                    .rev()
+                    .chain(self.current.as_mut())
+                    .find(|p| p.id == id)
+                {
                     p.tx.req_bytes = bytes;
                     p.tx.attr_int("http.request.body.size", body as i64);
                 }
