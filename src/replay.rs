@@ -4,7 +4,6 @@
 //! by symmetric flow hash (as PACKET_FANOUT_HASH splits live traffic); a writer thread
 //! prints records as JSON lines and builds the summary.
 
-use crossbeam_channel::bounded;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -13,6 +12,7 @@ use crate::capture::{CaptureError, Source, SourceStats};
 use crate::config::Config;
 use crate::events::Counters;
 use crate::export::summary::Summary;
+use crate::export::queue::record_queue;
 use crate::export::{ChannelSink, ExportSink, Exporter, Record, jsonl};
 use crate::worker::Worker;
 
@@ -80,7 +80,7 @@ pub fn run(
     for file in &opts.files {
         let first = PcapFileSource::open(file)?;
         let n = opts.workers.max(1);
-        let (tx, rx) = bounded::<Vec<Record>>(cfg.output.queue_batches);
+        let (tx, rx) = record_queue(cfg.output.queue_batches, RECORD_BATCH);
         let flows_wanted = cfg.output.flows;
         let per_file = std::thread::scope(|s| -> Result<ReplayTotals, CaptureError> {
             let mut handles = Vec::with_capacity(n);
@@ -88,16 +88,21 @@ pub fn run(
                 let src = first.share()?.with_fanout(i as u32, n as u32);
                 let sink = ExportSink::new(
                     export.map(|e| e.worker_handle(i).captured(captured.clone())),
-                    Some(ChannelSink::new(tx.clone(), RECORD_BATCH, true)),
+                    Some(ChannelSink::new(tx.clone(), true)),
                 );
                 let attr = opts.attributor.clone();
                 let pps = opts.pps as f64 / n as f64;
-                handles.push(s.spawn(move || run_worker(cfg, src, sink, attr, pps)));
+                handles.push(
+                    std::thread::Builder::new()
+                        .name(format!("podtap-r{i}"))
+                        .spawn_scoped(s, move || run_worker(cfg, src, sink, attr, pps))
+                        .expect("spawn replay worker"),
+                );
             }
             drop(tx);
             // The writer runs here while the workers run in their threads.
             let mut line = String::with_capacity(1024);
-            for batch in rx {
+            while let Some(batch) = rx.recv() {
                 for r in &batch {
                     summary.add(r);
                     if opts.output == OutputFormat::Jsonl {
@@ -112,6 +117,7 @@ pub fn run(
                         let _ = out.write_all(line.as_bytes());
                     }
                 }
+                rx.give_back(batch);
             }
             let mut t = ReplayTotals::default();
             for h in handles {

@@ -17,8 +17,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, bounded};
-
 use crate::capture::iface::{self, Iface, LinkWatcher, Selector};
 use crate::capture::mirror::Mirror;
 use crate::capture::tpacket::{FilterHandle, IfaceCount, IfaceFilter, TpacketSource};
@@ -27,6 +25,7 @@ use crate::capture::{CaptureError, LiveSource};
 use crate::config::{CaptureMode, Config};
 use crate::events::{Counters, Event};
 use crate::export::summary::Summary;
+use crate::export::queue::{BatchReceiver, RecvError, record_queue};
 use crate::export::{ChannelSink, ExportSink, Exporter, Record, jsonl};
 use crate::replay::OutputFormat;
 use crate::time::Timestamp;
@@ -317,7 +316,7 @@ pub fn run(
         cfg.capture.pin.then_some(cpu).flatten()
     };
 
-    let (tx, rx) = bounded::<Vec<Record>>(cfg.output.queue_batches);
+    let (tx, rx) = record_queue(cfg.output.queue_batches, RECORD_BATCH);
     let workers_stop = Arc::new(AtomicBool::new(false));
 
     // Spans link a client pod's end only where its veth is captured.
@@ -328,7 +327,7 @@ pub fn run(
         for (i, src) in sources.into_iter().enumerate() {
             let sink = ExportSink::new(
                 export.map(|e| e.worker_handle(i).captured(captured.clone())),
-                Some(ChannelSink::new(tx.clone(), RECORD_BATCH, false)),
+                Some(ChannelSink::new(tx.clone(), false)),
             );
             let (qs, wstop, cpu) = (stats[i].clone(), workers_stop.clone(), cpu_of(i));
             threads.push(
@@ -345,7 +344,7 @@ pub fn run(
             let i = n + j;
             let sink = ExportSink::new(
                 export.map(|e| e.worker_handle(i).captured(captured.clone())),
-                Some(ChannelSink::new(tx.clone(), RECORD_BATCH, false)),
+                Some(ChannelSink::new(tx.clone(), false)),
             );
             // XDP queue j shares a CPU with tpacket worker j: where both engines run,
             // each CPU still carries one busy ring.
@@ -682,7 +681,7 @@ fn log_stats(stats: &[Arc<QueueStats>], selected: &[Iface]) {
 fn write_records(
     cfg: &Config,
     format: OutputFormat,
-    rx: Receiver<Vec<Record>>,
+    rx: BatchReceiver,
     out: &mut (dyn Write + Send),
     stats: &[Arc<QueueStats>],
 ) {
@@ -718,12 +717,13 @@ fn write_records(
                         let _ = out.write_all(line.as_bytes());
                     }
                 }
+                rx.give_back(batch);
                 if format == OutputFormat::Jsonl && rx.is_empty() {
                     let _ = out.flush();
                 }
             }
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            Err(RecvError::Timeout) => {}
+            Err(RecvError::Disconnected) => break,
         }
         if format == OutputFormat::Table && Instant::now() >= next_table {
             next_table = Instant::now() + interval;

@@ -23,6 +23,7 @@ pub mod http_server;
 pub mod jsonl;
 pub mod otlp;
 pub mod prometheus;
+pub mod queue;
 pub mod summary;
 
 pub use exporter::{ExportSink, ExportTotals, Exporter, WorkerExport};
@@ -41,8 +42,6 @@ pub enum ExportError {
     #[error("cannot start the export thread: {0}")]
     Runtime(std::io::Error),
 }
-
-use crossbeam_channel::{Sender, TrySendError};
 
 use crate::events::Counters;
 use crate::flow::FlowRecord;
@@ -107,19 +106,17 @@ impl RecordSink for VecSink {
 /// Non-blocking (live) never waits: a full queue drops the batch and counts every record
 /// in it, so the capture path is never held up by output.
 pub struct ChannelSink {
-    tx: Sender<Vec<Record>>,
+    tx: queue::BatchSender,
     batch: Vec<Record>,
-    batch_size: usize,
     blocking: bool,
     pub dropped: u64,
 }
 
 impl ChannelSink {
-    pub fn new(tx: Sender<Vec<Record>>, batch_size: usize, blocking: bool) -> Self {
+    pub fn new(tx: queue::BatchSender, blocking: bool) -> Self {
         ChannelSink {
+            batch: tx.empty_batch(),
             tx,
-            batch: Vec::with_capacity(batch_size),
-            batch_size,
             blocking,
             dropped: 0,
         }
@@ -128,7 +125,7 @@ impl ChannelSink {
     #[inline]
     fn push(&mut self, r: Record) {
         self.batch.push(r);
-        if self.batch.len() >= self.batch_size {
+        if self.batch.len() >= self.tx.batch_size() {
             self.flush();
         }
     }
@@ -161,15 +158,15 @@ impl RecordSink for ChannelSink {
         if self.batch.is_empty() {
             return;
         }
-        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(self.batch_size));
-        if self.blocking {
-            if let Err(e) = self.tx.send(batch) {
-                // The writer is gone (shutting down): nothing will read these.
-                self.dropped += e.0.len() as u64;
-            }
-        } else if let Err(TrySendError::Full(b) | TrySendError::Disconnected(b)) =
+        let batch = std::mem::replace(&mut self.batch, self.tx.empty_batch());
+        let sent = if self.blocking {
+            self.tx.send(batch)
+        } else {
             self.tx.try_send(batch)
-        {
+        };
+        // Full (live capture), or the writer is gone (shutting down): nothing will read
+        // these.
+        if let Err(b) = sent {
             self.dropped += b.len() as u64;
         }
     }
