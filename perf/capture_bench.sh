@@ -17,11 +17,23 @@
 #   added kernel us/packet = 1/rate(capturer) - 1/rate(nothing, same round)
 #                            + the capturer's own system time per packet (its CPU).
 # Kernel CPU accounting here is tick-sampled and cannot split softirq time finely; the
-# arrival rate measures the same cost with the clock instead.
+# arrival rate measures the same cost with the clock instead. That measure depends on how
+# saturated the generator is and moves by up to 2x between runs of one capturer on a shared
+# 2-core VM, so for the AF_PACKET capturers (tcpdump, netsniff-ng, podtap tpacket) the
+# kernel's work is also sampled directly:
+#   AF_PACKET kernel ns/pkt (sampled) = (time in the packet socket's receive path, i.e.
+#     samples under tpacket_rcv / packet_rcv: socket filter, timestamp, ring copy
+#     + the capturer's own kernel time: poll, getsockopt, faults) / frames arrived
+# from `perf record -a -e cpu-clock:k -F 20000 -g` over the run's measured window (both
+# CPUs; cpu-clock is a software event, so it works without hardware counters). perf runs
+# in every run (the same sampling overhead for every capturer and the baseline); without
+# perf (apt-get install linux-perf) or with SAMPLE=0 the column says n/a.
 #
 #   perf/capture_bench.sh                 # writes perf/out/capture.md, prints it
 #   N=2000000 ROUNDS=7 perf/capture_bench.sh
 #   RATE=300000 perf/capture_bench.sh     # fixed offered rate (then only loss and CPU mean much)
+#   CAPTURERS="none tcpdump podtap-tpacket" perf/capture_bench.sh   # a subset
+#   SAMPLE=0 perf/capture_bench.sh        # no perf sampling
 #
 # The generator is pinned to CPU 1, the capturers (every thread of them) to CPU 0.
 # Nothing leaves the namespace: the host end has no address and the frames are dropped
@@ -34,8 +46,12 @@ mkdir -p "$OUT"
 N=${N:-1000000}          # frames per run
 ROUNDS=${ROUNDS:-5}      # runs of each capturer per kind of traffic (medians reported)
 RATE=${RATE:-}           # offered pps (empty: as fast as trafgen goes)
+SAMPLE=${SAMPLE:-1}      # 0: no perf sampling (the sampled column says n/a)
 need() { command -v "$1" >/dev/null || { echo "missing $1: apt-get install $2" >&2; exit 1; }; }
 need trafgen netsniff-ng; need netsniff-ng netsniff-ng; need tcpdump tcpdump
+# perf is optional: without it the sampled kernel cost is n/a and everything else runs.
+want() { command -v "$1" >/dev/null || { echo "missing $1 (apt-get install $2): $3" >&2; return 1; }; }
+[ "$SAMPLE" = 1 ] && { want perf linux-perf "the sampled kernel cost will be n/a" || SAMPLE=0; }
 
 cargo build --release --quiet --bin podtap --example xdp_count
 PODTAP=$PWD/target/release/podtap
@@ -44,6 +60,10 @@ NS=ptcapb-$$; HOST_IF=ptcapb$$; GEN_IF=tg$$; TMP=$(mktemp -d)
 WMEM_OLD=$(sysctl -n net.core.wmem_default)
 cleanup() {
   pkill -P $$ 2>/dev/null || true
+  # perf and the capturers are started in run_one's subshell: their pids are in $TMP/pids.
+  # (a pid leaves the file once it has been waited for)
+  [ -f "$TMP/pids" ] && while read -r p; do kill -INT "$p" 2>/dev/null || true; done < "$TMP/pids"
+  sleep 0.5
   ip link del "$HOST_IF" 2>/dev/null || true
   ip netns del "$NS" 2>/dev/null || true
   sysctl -qw net.core.wmem_default="$WMEM_OLD"
@@ -57,6 +77,11 @@ ip link add "$HOST_IF" type veth peer name "$GEN_IF" netns "$NS"
 ip link set "$HOST_IF" up
 ip -n "$NS" link set "$GEN_IF" up
 HOST_MAC=$(cat /sys/class/net/$HOST_IF/address)
+# perf must be able to sample the kernel system-wide (root, or perf_event_paranoid <= -1).
+if [ "$SAMPLE" = 1 ] && ! perf record -q -a -e cpu-clock:k -F 1000 -g -o "$TMP/probe.data" sleep 0.1 >"$TMP/probe.log" 2>&1; then
+  echo "perf cannot sample here ($(head -1 "$TMP/probe.log")): the sampled kernel cost will be n/a" >&2
+  SAMPLE=0
+fi
 
 cfg() { # proto size
   local l4len=8
@@ -68,6 +93,8 @@ cfg() { # proto size
   echo "{ eth(da=$HOST_MAC, sa=02:00:00:00:00:01), ipv4(saddr=10.202.0.1, daddr=10.202.0.2), $l4, fill(0x41, $fill) }" > "$TMP/$1$2.cfg"
 }
 rx() { cat /sys/class/net/$HOST_IF/statistics/rx_packets; }
+started() { echo "$1" >> "$TMP/pids"; }
+reaped() { sed -i "/^$1\$/d" "$TMP/pids"; }
 proc_cpu() { awk '{print $14, $15}' "/proc/$1/stat" 2>/dev/null || echo 0 0; }   # user system
 HZ=$(getconf CLK_TCK)
 
@@ -84,9 +111,50 @@ CONF
 sed 's/^mode = .*/mode = "xdp"/' "$TMP/podtap.toml" > "$TMP/podtap-xdp-mirror.toml"
 sed "s/^mode = .*/mode = \"xdp\"\ndirect = [\"$HOST_IF\"]/" "$TMP/podtap.toml" > "$TMP/podtap-xdp.toml"
 
-# run_one NAME PROTO SIZE -> "arrived captured lost user_jiffies system_jiffies seconds"
+# tapcost.py CAPTURER_PID FRAMES LABEL BREAKDOWN_TSV < perf script -F pid,period,ip,sym
+# -> "tap_ns own_ns" per frame. tap: samples whose call chain passes through the packet
+# socket's receive function (all of the socket's per-frame work: filter, timestamp, ring
+# copy, block handling; whichever CPU and task it ran on). own: the capturer's other
+# kernel samples (its syscalls and faults). Appends the tap time per frame split by the
+# function tpacket_rcv called (or its own code) to BREAKDOWN_TSV.
+cat > "$TMP/tapcost.py" <<'PY'
+import collections, sys
+pid, frames, label, out = sys.argv[1], max(int(sys.argv[2]), 1), sys.argv[3], sys.argv[4]
+ROOTS = {"tpacket_rcv", "packet_rcv", "packet_rcv_spkt", "packet_rcv_fanout"}
+tap = own = 0
+parts = collections.Counter()
+def sample(head, chain):
+    global tap, own
+    if head is None:
+        return
+    spid, period = head.split()[:2]
+    period = int(period)
+    syms = [f.split(None, 1)[1] if " " in f else "?" for f in chain]
+    roots = [i for i, s in enumerate(syms) if s in ROOTS]
+    if roots:
+        top = roots[-1]  # callers come after callees; the outermost entry into the socket
+        tap += period
+        parts[syms[top - 1] if top > 0 else "(" + syms[top] + " itself)"] += period
+    elif spid == pid:
+        own += period
+head, chain = None, []
+for line in sys.stdin:
+    if line.startswith("\t"):
+        chain.append(line.strip())
+    elif line.strip():
+        sample(head, chain)
+        head, chain = line, []
+sample(head, chain)
+with open(out, "a") as f:
+    for sym, t in parts.items():
+        f.write(f"{label}\t{sym}\t{t / frames:.2f}\n")
+print(f"{tap / frames:.1f} {own / frames:.1f}")
+PY
+
+# run_one NAME PROTO SIZE ROUND -> "arrived captured lost user_jiffies system_jiffies seconds
+#                                   tap_ns own_kernel_ns" (the last two n/a when not sampled)
 run_one() {
-  local name=$1 proto=$2 size=$3 pid=""
+  local name=$1 proto=$2 size=$3 round=$4 pid="" perf_pid=""
   local log=$TMP/$1.log
   case $name in
     none) ;;
@@ -96,7 +164,15 @@ run_one() {
     af_xdp-bare) taskset -c 0 "$XDP_COUNT" "$HOST_IF" >"$log.out" 2>"$log" & pid=$! ;;
     podtap-xdp|podtap-xdp-mirror) NO_COLOR=1 taskset -c 0 "$PODTAP" --config "$TMP/$name.toml" run -i "$HOST_IF" --output table >/dev/null 2>"$log" & pid=$! ;;
   esac
+  [ -n "$pid" ] && started "$pid"
   sleep 1.5
+  if [ "$SAMPLE" = 1 ]; then
+    # Every run is sampled, so the sampling overhead is the same for all capturers and
+    # the baseline.
+    perf record -q -a -e cpu-clock:k -F 20000 -g -o "$TMP/perf.data" >"$TMP/perf.log" 2>&1 &
+    perf_pid=$!; started "$perf_pid"
+    sleep 0.3   # perf has opened its events
+  fi
   local rx0 u0=0 s0=0
   rx0=$(rx)
   [ -n "$pid" ] && read -r u0 s0 < <(proc_cpu "$pid")
@@ -110,9 +186,12 @@ run_one() {
   local rx1 u1=0 s1=0
   rx1=$(rx)
   [ -n "$pid" ] && read -r u1 s1 < <(proc_cpu "$pid")
+  if [ -n "$perf_pid" ]; then
+    kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true; reaped "$perf_pid"
+  fi
   local got=0 lost=0
   if [ -n "$pid" ]; then
-    kill -INT "$pid"; wait "$pid" 2>/dev/null || true
+    kill -INT "$pid"; wait "$pid" 2>/dev/null || true; reaped "$pid"
     case $name in
       tcpdump) got=$(awk '/packets received by filter/{print $1}' "$log"); lost=$(awk '/dropped by kernel/{print $1}' "$log") ;;
       netsniff-ng) got=$(tr -d '\r' < "$log.out" | awk '/packets passed filter/{print $1}')
@@ -122,31 +201,44 @@ run_one() {
                 lost=$(sed -n 's/.*podtap stopped.*kernel_dropped=\([0-9]*\).*/\1/p' "$log" | tail -1) ;;
     esac
   fi
-  echo "$((rx1 - rx0)) ${got:-0} ${lost:-0} $((u1 - u0)) $((s1 - s0)) $(echo "$t1 - $t0" | bc -l)"
+  local sampled="n/a n/a"
+  case $name in
+    none|tcpdump|netsniff-ng|podtap-tpacket)
+      # none: what the packet-socket path costs without a capturer (should be 0).
+      if [ -n "$perf_pid" ] && [ -s "$TMP/perf.data" ]; then
+        sampled=$(perf script -i "$TMP/perf.data" -F pid,period,ip,sym 2>/dev/null |
+          python3 "$TMP/tapcost.py" "${pid:--}" "$((rx1 - rx0))" "$proto ${size}B"$'\t'"$name"$'\t'"$round" "$BREAKDOWN") ||
+          sampled="n/a n/a"
+      fi ;;
+  esac
+  rm -f "$TMP/perf.data"
+  echo "$((rx1 - rx0)) ${got:-0} ${lost:-0} $((u1 - u0)) $((s1 - s0)) $(echo "$t1 - $t0" | bc -l) $sampled"
 }
 
 # CAPTURERS="none tcpdump podtap-tpacket" measures a subset (none is the baseline: keep it).
 read -r -a CAPTURERS <<< "${CAPTURERS:-none tcpdump netsniff-ng podtap-tpacket af_xdp-bare podtap-xdp podtap-xdp-mirror}"
 RUNS=$OUT/capture_runs.tsv
-printf 'traffic\tcapturer\tround\tarrived\tcaptured\tdrops\tuser_j\tsys_j\tseconds\n' > "$RUNS"
+BREAKDOWN=$OUT/capture_tap_breakdown.tsv
+printf 'traffic\tcapturer\tround\tarrived\tcaptured\tdrops\tuser_j\tsys_j\tseconds\ttap_ns\town_kernel_ns\n' > "$RUNS"
+printf 'traffic\tcapturer\tround\tcallee\tns_per_pkt\n' > "$BREAKDOWN"
 for proto in udp tcp; do
   for size in 64 512; do
     cfg "$proto" "$size"
     for round in $(seq 0 $((ROUNDS - 1))); do
       for i in "${!CAPTURERS[@]}"; do
         cap=${CAPTURERS[$(( (i + round) % ${#CAPTURERS[@]} ))]}
-        read -r arrived got lost ucpu scpu secs < <(run_one "$cap" "$proto" "$size")
-        printf '%s %dB\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n' "$proto" "$size" "$cap" "$round" \
-          "$arrived" "$got" "$lost" "$ucpu" "$scpu" "$secs" >> "$RUNS"
+        read -r arrived got lost ucpu scpu secs tap_ns own_ns < <(run_one "$cap" "$proto" "$size" "$round")
+        printf '%s %dB\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$proto" "$size" "$cap" "$round" \
+          "$arrived" "$got" "$lost" "$ucpu" "$scpu" "$secs" "$tap_ns" "$own_ns" >> "$RUNS"
       done
     done
   done
 done
 
 RES=$OUT/capture.md
-python3 - "$RUNS" "$HZ" "$N" "${RATE:-unlimited}" "$ROUNDS" "$(nproc)" "$(uname -r)" > "$RES" <<'PY'
+python3 - "$RUNS" "$HZ" "$N" "${RATE:-unlimited}" "$ROUNDS" "$(nproc)" "$(uname -r)" "$BREAKDOWN" > "$RES" <<'PY'
 import csv, statistics, sys
-runs_file, hz, n, rate, rounds, cpus, kernel = sys.argv[1:]
+runs_file, hz, n, rate, rounds, cpus, kernel, breakdown_file = sys.argv[1:]
 hz = float(hz)
 runs = list(csv.DictReader(open(runs_file), delimiter="\t"))
 traffics = list(dict.fromkeys(r["traffic"] for r in runs))
@@ -156,12 +248,22 @@ def get(t, c):
     return {int(r["round"]): r for r in runs if r["traffic"] == t and r["capturer"] == c}
 def us_per_pkt(secs, pkts):
     return secs / max(pkts, 1) * 1e6
+def sampled(r):
+    """AF_PACKET kernel ns per frame of one run (socket receive path + the capturer's own
+    kernel time), None when the run was not sampled."""
+    try:
+        return float(r["tap_ns"]) + float(r["own_kernel_ns"])
+    except ValueError:
+        return None
+def sampled_med(rs):
+    v = [x for x in map(sampled, rs.values()) if x is not None]
+    return (med(v), min(v), max(v)) if v else None
 print(f"Offered: {n} frames per run, rate {rate}; {rounds} rounds, capturers in rotating order; "
       f"generator on CPU 1, capturer on CPU 0; {cpus} CPUs, {kernel}. Medians over the rounds.")
 print()
 print("| traffic | capturer | arrival Mpps | captured / arrived (all rounds) | kernel drops (all rounds) "
-      "| capturer user us/pkt | capturer system us/pkt | added kernel us/pkt |")
-print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+      "| capturer user us/pkt | capturer system us/pkt | added kernel us/pkt | AF_PACKET kernel ns/pkt (sampled) |")
+print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 summary = {}
 for t in traffics:
     base = get(t, "none")
@@ -183,22 +285,34 @@ for t in traffics:
                 added.append(us_per_pkt(secs, a) - us_per_pkt(float(b["seconds"]), int(b["arrived"])) + s)
         row = {"mpps": med(mpps), "added": med(added) if added else 0.0, "rounds": rs}
         summary[(t, c)] = row
+        sm = sampled_med(rs)
+        sm = f"{sm[0]:.0f}" if sm else "n/a"
         if c == "none":
-            print(f"| {t} | none | {row['mpps']:.3f} | - | - | - | - | - |")
+            print(f"| {t} | none | {row['mpps']:.3f} | - | - | - | - | - | {sm} |")
         else:
             print(f"| {t} | {c} | {row['mpps']:.3f} | {captured} / {arrived} | {drops} "
-                  f"| {med(user):.3f} | {med(system):.3f} | {row['added']:.3f} |")
+                  f"| {med(user):.3f} | {med(system):.3f} | {row['added']:.3f} | {sm} |")
 print()
-print("| traffic | added kernel us/pkt: tcpdump, podtap tpacket (ratio) | loss tcpdump, podtap tpacket "
+print("| traffic | added kernel us/pkt: tcpdump, podtap tpacket (ratio) "
+      "| AF_PACKET kernel ns/pkt (sampled): tcpdump, podtap tpacket, median [min-max] "
+      "| sampled podtap tpacket / tcpdump, median of per-round ratios [min-max] | loss tcpdump, podtap tpacket "
       "| podtap xdp / bare AF_XDP, arrival rate (median of per-round ratios) | loss bare, podtap xdp |")
-print("| --- | --- | --- | ---: | --- |")
+print("| --- | --- | --- | ---: | --- | ---: | --- |")
 def loss(t, c):
     rs = summary[(t, c)]["rounds"].values()
     return sum(int(r["arrived"]) - int(r["captured"]) for r in rs if int(r["captured"]) < int(r["arrived"]))
 for t in traffics:
     have = lambda *cs: all((t, c) in summary for c in cs)
-    tk = tl = xr = xl = "-"
+    tk = tl = xr = xl = sk = sr = "-"
     if have("tcpdump", "podtap-tpacket"):
+        td, pt = get(t, "tcpdump"), get(t, "podtap-tpacket")
+        tds, pts = sampled_med(td), sampled_med(pt)
+        if tds and pts:
+            sk = f"{tds[0]:.0f} [{tds[1]:.0f}-{tds[2]:.0f}], {pts[0]:.0f} [{pts[1]:.0f}-{pts[2]:.0f}]"
+            ratios = [sampled(pt[rd]) / sampled(td[rd]) for rd in pt
+                      if rd in td and sampled(pt[rd]) and sampled(td[rd])]
+            if ratios:
+                sr = f"{med(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}]"
         td, pt = summary[(t, "tcpdump")]["added"], summary[(t, "podtap-tpacket")]["added"]
         # A ratio of two costs within the noise of zero says nothing.
         tk = f"{td:.3f}, {pt:.3f} ({pt / td:.2f})" if td > 0.02 else f"{td:.3f}, {pt:.3f}"
@@ -209,6 +323,32 @@ for t in traffics:
                   (int(bare[rd]["arrived"]) / float(bare[rd]["seconds"])) for rd in xdp if rd in bare]
         xr = f"{med(ratios):.2f}"
         xl = f"{loss(t, 'af_xdp-bare')}, {loss(t, 'podtap-xdp')}"
-    print(f"| {t} | {tk} | {tl} | {xr} | {xl} |")
+    print(f"| {t} | {tk} | {sk} | {sr} | {tl} | {xr} | {xl} |")
+
+# Where the sampled socket time goes: per function tpacket_rcv calls (inclusive), median
+# ns per frame over the rounds, the functions above 2% of some capturer's total.
+parts = list(csv.DictReader(open(breakdown_file), delimiter="\t"))
+pcaps = [c for c in caps if c in ("tcpdump", "netsniff-ng", "podtap-tpacket")]
+if parts and pcaps:
+    print()
+    print("AF_PACKET receive path, median ns/pkt by function called from tpacket_rcv (sampled):")
+    print()
+    print("| traffic | function | " + " | ".join(pcaps) + " |")
+    print("| --- | --- |" + " ---: |" * len(pcaps))
+    for t in traffics:
+        cell = {}
+        for c in pcaps:
+            nr = len(get(t, c))
+            by = {}
+            for p in parts:
+                if p["traffic"] == t and p["capturer"] == c:
+                    by.setdefault(p["callee"], []).append(float(p["ns_per_pkt"]))
+            # a function missing from a round's samples took 0 ns in it
+            cell[c] = {f: med(v + [0.0] * (nr - len(v))) for f, v in by.items()}
+        tot = {c: sum(cell[c].values()) or 1.0 for c in pcaps}
+        funcs = sorted({f for c in pcaps for f, v in cell[c].items() if v >= 0.02 * tot[c]},
+                       key=lambda f: -max(cell[c].get(f, 0.0) for c in pcaps))
+        for f in funcs:
+            print(f"| {t} | {f} | " + " | ".join(f"{cell[c].get(f, 0.0):.1f}" for c in pcaps) + " |")
 PY
 cat "$RES"
