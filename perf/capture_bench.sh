@@ -112,19 +112,23 @@ sed 's/^mode = .*/mode = "xdp"/' "$TMP/podtap.toml" > "$TMP/podtap-xdp-mirror.to
 sed "s/^mode = .*/mode = \"xdp\"\ndirect = [\"$HOST_IF\"]/" "$TMP/podtap.toml" > "$TMP/podtap-xdp.toml"
 
 # tapcost.py CAPTURER_PID FRAMES LABEL BREAKDOWN_TSV < perf script -F pid,period,ip,sym
-# -> "tap_ns own_ns" per frame. tap: samples whose call chain passes through the packet
-# socket's receive function (all of the socket's per-frame work: filter, timestamp, ring
-# copy, block handling; whichever CPU and task it ran on). own: the capturer's other
-# kernel samples (its syscalls and faults). Appends the tap time per frame split by the
+# -> "tap_ns own_ns path_ns" per frame. tap: samples whose call chain passes through the
+# packet socket's receive function (all of the socket's per-frame work: filter, timestamp,
+# ring copy, block handling; whichever CPU and task it ran on). own: the capturer's other
+# kernel samples (its syscalls and faults). path: the rest of the frame's way through the
+# kernel (trafgen's send, the veth, the receive softirq), which no capturer changes: it
+# scales with how fast the machine is at that moment, so tap / path is a second figure
+# that does not move with the VM's speed. Appends the tap time per frame split by the
 # function tpacket_rcv called (or its own code) to BREAKDOWN_TSV.
 cat > "$TMP/tapcost.py" <<'PY'
 import collections, sys
 pid, frames, label, out = sys.argv[1], max(int(sys.argv[2]), 1), sys.argv[3], sys.argv[4]
 ROOTS = {"tpacket_rcv", "packet_rcv", "packet_rcv_spkt", "packet_rcv_fanout"}
-tap = own = 0
+PATH = {"packet_sendmsg", "net_rx_action"}
+tap = own = path = 0
 parts = collections.Counter()
 def sample(head, chain):
-    global tap, own
+    global tap, own, path
     if head is None:
         return
     spid, period = head.split()[:2]
@@ -137,6 +141,8 @@ def sample(head, chain):
         parts[syms[top - 1] if top > 0 else "(" + syms[top] + " itself)"] += period
     elif spid == pid:
         own += period
+    elif PATH.intersection(syms):
+        path += period
 head, chain = None, []
 for line in sys.stdin:
     if line.startswith("\t"):
@@ -148,11 +154,11 @@ sample(head, chain)
 with open(out, "a") as f:
     for sym, t in parts.items():
         f.write(f"{label}\t{sym}\t{t / frames:.2f}\n")
-print(f"{tap / frames:.1f} {own / frames:.1f}")
+print(f"{tap / frames:.1f} {own / frames:.1f} {path / frames:.1f}")
 PY
 
 # run_one NAME PROTO SIZE ROUND -> "arrived captured lost user_jiffies system_jiffies seconds
-#                                   tap_ns own_kernel_ns" (the last two n/a when not sampled)
+#                                   tap_ns own_kernel_ns path_ns" (n/a when not sampled)
 run_one() {
   local name=$1 proto=$2 size=$3 round=$4 pid="" perf_pid=""
   local log=$TMP/$1.log
@@ -201,14 +207,14 @@ run_one() {
                 lost=$(sed -n 's/.*podtap stopped.*kernel_dropped=\([0-9]*\).*/\1/p' "$log" | tail -1) ;;
     esac
   fi
-  local sampled="n/a n/a"
+  local sampled="n/a n/a n/a"
   case $name in
     none|tcpdump|netsniff-ng|podtap-tpacket)
       # none: what the packet-socket path costs without a capturer (should be 0).
       if [ -n "$perf_pid" ] && [ -s "$TMP/perf.data" ]; then
         sampled=$(perf script -i "$TMP/perf.data" -F pid,period,ip,sym 2>/dev/null |
           python3 "$TMP/tapcost.py" "${pid:--}" "$((rx1 - rx0))" "$proto ${size}B"$'\t'"$name"$'\t'"$round" "$BREAKDOWN") ||
-          sampled="n/a n/a"
+          sampled="n/a n/a n/a"
       fi ;;
   esac
   rm -f "$TMP/perf.data"
@@ -219,7 +225,7 @@ run_one() {
 read -r -a CAPTURERS <<< "${CAPTURERS:-none tcpdump netsniff-ng podtap-tpacket af_xdp-bare podtap-xdp podtap-xdp-mirror}"
 RUNS=$OUT/capture_runs.tsv
 BREAKDOWN=$OUT/capture_tap_breakdown.tsv
-printf 'traffic\tcapturer\tround\tarrived\tcaptured\tdrops\tuser_j\tsys_j\tseconds\ttap_ns\town_kernel_ns\n' > "$RUNS"
+printf 'traffic\tcapturer\tround\tarrived\tcaptured\tdrops\tuser_j\tsys_j\tseconds\ttap_ns\town_kernel_ns\tpath_ns\n' > "$RUNS"
 printf 'traffic\tcapturer\tround\tcallee\tns_per_pkt\n' > "$BREAKDOWN"
 for proto in udp tcp; do
   for size in 64 512; do
@@ -227,9 +233,9 @@ for proto in udp tcp; do
     for round in $(seq 0 $((ROUNDS - 1))); do
       for i in "${!CAPTURERS[@]}"; do
         cap=${CAPTURERS[$(( (i + round) % ${#CAPTURERS[@]} ))]}
-        read -r arrived got lost ucpu scpu secs tap_ns own_ns < <(run_one "$cap" "$proto" "$size" "$round")
-        printf '%s %dB\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$proto" "$size" "$cap" "$round" \
-          "$arrived" "$got" "$lost" "$ucpu" "$scpu" "$secs" "$tap_ns" "$own_ns" >> "$RUNS"
+        read -r arrived got lost ucpu scpu secs tap_ns own_ns path_ns < <(run_one "$cap" "$proto" "$size" "$round")
+        printf '%s %dB\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$proto" "$size" "$cap" "$round" \
+          "$arrived" "$got" "$lost" "$ucpu" "$scpu" "$secs" "$tap_ns" "$own_ns" "$path_ns" >> "$RUNS"
       done
     done
   done
@@ -295,15 +301,17 @@ for t in traffics:
 print()
 print("| traffic | added kernel us/pkt: tcpdump, podtap tpacket (ratio) "
       "| AF_PACKET kernel ns/pkt (sampled): tcpdump, podtap tpacket, median [min-max] "
-      "| sampled podtap tpacket / tcpdump, median of per-round ratios [min-max] | loss tcpdump, podtap tpacket "
+      "| sampled podtap tpacket / tcpdump, median of per-round ratios [min-max] "
+      "| the same, each run's figure divided by its frame path's sampled ns "
+      "| loss tcpdump, podtap tpacket "
       "| podtap xdp / bare AF_XDP, arrival rate (median of per-round ratios) | loss bare, podtap xdp |")
-print("| --- | --- | --- | ---: | --- | ---: | --- |")
+print("| --- | --- | --- | ---: | ---: | --- | ---: | --- |")
 def loss(t, c):
     rs = summary[(t, c)]["rounds"].values()
     return sum(int(r["arrived"]) - int(r["captured"]) for r in rs if int(r["captured"]) < int(r["arrived"]))
 for t in traffics:
     have = lambda *cs: all((t, c) in summary for c in cs)
-    tk = tl = xr = xl = sk = sr = "-"
+    tk = tl = xr = xl = sk = sr = sn = "-"
     if have("tcpdump", "podtap-tpacket"):
         td, pt = get(t, "tcpdump"), get(t, "podtap-tpacket")
         tds, pts = sampled_med(td), sampled_med(pt)
@@ -313,6 +321,10 @@ for t in traffics:
                       if rd in td and sampled(pt[rd]) and sampled(td[rd])]
             if ratios:
                 sr = f"{med(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}]"
+            rel = lambda r: sampled(r) / float(r["path_ns"]) if sampled(r) and float(r["path_ns"]) else None
+            ratios = [rel(pt[rd]) / rel(td[rd]) for rd in pt if rd in td and rel(pt[rd]) and rel(td[rd])]
+            if ratios:
+                sn = f"{med(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}]"
         td, pt = summary[(t, "tcpdump")]["added"], summary[(t, "podtap-tpacket")]["added"]
         # A ratio of two costs within the noise of zero says nothing.
         tk = f"{td:.3f}, {pt:.3f} ({pt / td:.2f})" if td > 0.02 else f"{td:.3f}, {pt:.3f}"
@@ -323,7 +335,7 @@ for t in traffics:
                   (int(bare[rd]["arrived"]) / float(bare[rd]["seconds"])) for rd in xdp if rd in bare]
         xr = f"{med(ratios):.2f}"
         xl = f"{loss(t, 'af_xdp-bare')}, {loss(t, 'podtap-xdp')}"
-    print(f"| {t} | {tk} | {sk} | {sr} | {tl} | {xr} | {xl} |")
+    print(f"| {t} | {tk} | {sk} | {sr} | {sn} | {tl} | {xr} | {xl} |")
 
 # Where the sampled socket time goes: per function tpacket_rcv calls (inclusive), median
 # ns per frame over the rounds, the functions above 2% of some capturer's total.
