@@ -11,8 +11,8 @@ use crate::capture::pcap_file::PcapFileSource;
 use crate::capture::{CaptureError, Source, SourceStats};
 use crate::config::Config;
 use crate::events::Counters;
-use crate::export::summary::Summary;
 use crate::export::queue::record_queue;
+use crate::export::summary::Summary;
 use crate::export::{ChannelSink, ExportSink, Exporter, Record, jsonl};
 use crate::worker::Worker;
 

@@ -249,6 +249,11 @@ fn body_framing(chunked: bool, content_length: Option<u64>, until_close: bool) -
 }
 
 fn header_has_token(v: &[u8], token: &str) -> bool {
+    // Nearly every value is one token (`keep-alive`, `chunked`): compared whole, without
+    // the split.
+    if v.len() <= token.len() || !v.contains(&b',') {
+        return v.trim_ascii().eq_ignore_ascii_case(token.as_bytes());
+    }
     v.split(|&c| c == b',')
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
@@ -335,7 +340,7 @@ fn request_fields<'a>(
                 let host = lossy(value);
                 let host = host.as_ref();
                 // Strip a port, but not the colons of a bracketed IPv6 literal.
-                let host = match host.bytes().rposition(|c| c == b':') {
+                let host = match memchr::memrchr(b':', host.as_bytes()) {
                     Some(i) if !host[i..].contains(']') => &host[..i],
                     _ => host,
                 };

@@ -82,6 +82,29 @@ const GET: &[u8] =
 const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
 
 #[test]
+fn header_tokens_are_found_in_lists_and_alone() {
+    for (v, t, want) in [
+        (&b"close"[..], "close", true),
+        (b" Close ", "close", true),
+        (b"keep-alive", "close", false),
+        (b"closed", "close", false),
+        (b"Keep-Alive, close", "close", true),
+        (b"gzip ,chunked", "chunked", true),
+        (b"chunked, gzip", "chunked", true),
+        (b"gzip, deflate", "chunked", false),
+        (b"", "close", false),
+        (b",", "close", false),
+    ] {
+        assert_eq!(
+            header_has_token(v, t),
+            want,
+            "{:?} {t}",
+            String::from_utf8_lossy(v)
+        );
+    }
+}
+
+#[test]
 fn keep_alive_requests_pair_in_order() {
     let conv = [
         (S, GET),
