@@ -106,6 +106,7 @@ fn main() -> anyhow::Result<()> {
             hold_secs,
             pps,
         } => {
+            replay::prefer_small_pages();
             if let Some(expr) = filter {
                 cfg.capture.filter = podtap::filter::Filter::parse(&expr)?;
             }
