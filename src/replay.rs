@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::events::Counters;
 use crate::export::queue::record_queue;
 use crate::export::summary::Summary;
-use crate::export::{ChannelSink, ExportSink, Exporter, Record, jsonl};
+use crate::export::{ChannelSink, ExportSink, Exporter, jsonl};
 use crate::worker::Worker;
 
 /// What `replay` prints.
@@ -119,15 +119,10 @@ pub fn run(
             while let Some(batch) = rx.recv() {
                 for r in &batch {
                     summary.add(r);
-                    if opts.output == OutputFormat::Jsonl {
-                        line.clear();
-                        match r {
-                            Record::Flow(f) if flows_wanted => jsonl::write_flow(&mut line, f),
-                            Record::Flow(_) => continue,
-                            Record::Transaction(t) => jsonl::write_transaction(&mut line, t),
-                        }
-                        line.push('\n');
-                        // A closed stdout (e.g. `| head`) ends the output, not the run.
+                    // A closed stdout (e.g. `| head`) ends the output, not the run.
+                    if opts.output == OutputFormat::Jsonl
+                        && jsonl::write_record(&mut line, r, flows_wanted)
+                    {
                         let _ = out.write_all(line.as_bytes());
                     }
                 }

@@ -26,7 +26,7 @@ use crate::config::{CaptureMode, Config};
 use crate::events::{Counters, Event};
 use crate::export::queue::{BatchReceiver, RecvError, record_queue};
 use crate::export::summary::Summary;
-use crate::export::{ChannelSink, ExportSink, Exporter, Record, jsonl};
+use crate::export::{ChannelSink, ExportSink, Exporter, jsonl};
 use crate::replay::OutputFormat;
 use crate::time::Timestamp;
 use crate::worker::{Worker, WorkerTotals};
@@ -706,14 +706,9 @@ fn write_records(
             Ok(batch) => {
                 for r in &batch {
                     summary.add(r);
-                    if format == OutputFormat::Jsonl {
-                        line.clear();
-                        match r {
-                            Record::Flow(f) if cfg.output.flows => jsonl::write_flow(&mut line, f),
-                            Record::Flow(_) => continue,
-                            Record::Transaction(t) => jsonl::write_transaction(&mut line, t),
-                        }
-                        line.push('\n');
+                    if format == OutputFormat::Jsonl
+                        && jsonl::write_record(&mut line, r, cfg.output.flows)
+                    {
                         let _ = out.write_all(line.as_bytes());
                     }
                 }

@@ -128,6 +128,19 @@ fn escape(out: &mut String, s: &str) {
     }
 }
 
+/// `r` as one JSON line with its newline in `line` (cleared first); false, with `line`
+/// empty, for a flow record when flows are not wanted.
+pub fn write_record(line: &mut String, r: &super::Record, flows: bool) -> bool {
+    line.clear();
+    match r {
+        super::Record::Flow(f) if flows => write_flow(line, f),
+        super::Record::Flow(_) => return false,
+        super::Record::Transaction(t) => write_transaction(line, t),
+    }
+    line.push('\n');
+    true
+}
+
 /// One flow as a JSON line (without the newline).
 pub fn write_flow(out: &mut String, f: &FlowRecord) {
     let mut o = JsonObject::new(out);

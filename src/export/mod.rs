@@ -140,20 +140,6 @@ impl RecordSink for ChannelSink {
         self.push(Record::Transaction(tx));
     }
 
-    fn transactions(&mut self, txs: &mut Vec<Transaction>) {
-        // Straight from the decoders' output into the batch. A packet completes one
-        // transaction at most, nearly always: that one without a drain's bookkeeping.
-        if txs.len() == 1
-            && let Some(tx) = txs.pop()
-        {
-            self.push(Record::Transaction(tx));
-            return;
-        }
-        for tx in txs.drain(..) {
-            self.push(Record::Transaction(tx));
-        }
-    }
-
     fn flush(&mut self) {
         if self.batch.is_empty() {
             return;

@@ -57,6 +57,7 @@ pub fn record_queue(batches: usize, batch_size: usize) -> (BatchSender, BatchRec
 }
 
 /// A worker's end. Clone one per worker.
+#[derive(Clone)]
 pub struct BatchSender {
     tx: Sender<Vec<Record>>,
     spare: Receiver<Vec<Record>>,
@@ -64,18 +65,6 @@ pub struct BatchSender {
     batch_size: usize,
     /// Queue length at which the writer is woken instead of left to its next poll.
     wake_at: usize,
-}
-
-impl Clone for BatchSender {
-    fn clone(&self) -> Self {
-        BatchSender {
-            tx: self.tx.clone(),
-            spare: self.spare.clone(),
-            writer: self.writer.clone(),
-            batch_size: self.batch_size,
-            wake_at: self.wake_at,
-        }
-    }
 }
 
 impl BatchSender {

@@ -249,11 +249,6 @@ fn body_framing(chunked: bool, content_length: Option<u64>, until_close: bool) -
 }
 
 fn header_has_token(v: &[u8], token: &str) -> bool {
-    // Nearly every value is one token (`keep-alive`, `chunked`): compared whole, without
-    // the split.
-    if v.len() <= token.len() || !v.contains(&b',') {
-        return v.trim_ascii().eq_ignore_ascii_case(token.as_bytes());
-    }
     v.split(|&c| c == b',')
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }

@@ -430,34 +430,27 @@ impl TraceHeaders {
     }
 
     fn on_header_named(&mut self, name: &[u8], value: &[u8]) {
-        // Which one, if any: one comparison each, chosen by the length.
-        // (HTTP/2 names need not be tokens: a plain case-insensitive comparison.)
-        let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
-        let which = match name.len() {
-            2 if is("b3") => 2,
-            3 if is("sw8") => 7,
-            10 if is("tracestate") => 1,
-            11 if is("traceparent") => 0,
-            11 if is("x-b3-spanid") => 4,
-            12 if is("x-b3-traceid") => 3,
-            12 if is("x-b3-sampled") => 5,
-            13 if is("uber-trace-id") => 6,
-            _ => return,
-        };
-        debug_assert!(TRACE_HEADERS[which].len() == name.len() && is(TRACE_HEADERS[which]));
+        // Only names that passed `on_header`'s filter get here: nearly all are trace
+        // headers, so the value is read before the name is known for sure.
         let Ok(v) = std::str::from_utf8(value) else {
             return;
         };
         let v = v.trim();
-        match which {
-            0 => self.traceparent = parse_traceparent(v),
-            1 => self.tracestate = Some(v.into()),
-            2 => self.b3 = parse_b3_single(v),
-            3 => self.x_b3_trace = hex_id::<16>(v),
-            4 => self.x_b3_span = hex_id::<8>(v),
-            5 => self.x_b3_sampled = Some(v == "1" || v.eq_ignore_ascii_case("true")),
-            6 => self.jaeger = parse_jaeger(v),
-            _ => self.sw8 = parse_sw8(v),
+        // Which one, if any: one comparison each, chosen by the length.
+        // (HTTP/2 names need not be tokens: a plain case-insensitive comparison.)
+        let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+        match name.len() {
+            2 if is("b3") => self.b3 = parse_b3_single(v),
+            3 if is("sw8") => self.sw8 = parse_sw8(v),
+            10 if is("tracestate") => self.tracestate = Some(v.into()),
+            11 if is("traceparent") => self.traceparent = parse_traceparent(v),
+            11 if is("x-b3-spanid") => self.x_b3_span = hex_id::<8>(v),
+            12 if is("x-b3-traceid") => self.x_b3_trace = hex_id::<16>(v),
+            12 if is("x-b3-sampled") => {
+                self.x_b3_sampled = Some(v == "1" || v.eq_ignore_ascii_case("true"))
+            }
+            13 if is("uber-trace-id") => self.jaeger = parse_jaeger(v),
+            _ => {}
         }
     }
 
