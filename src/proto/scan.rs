@@ -139,6 +139,30 @@ mod sse2 {
         from + super::portable::token_len(&b[from..])
     }
 
+    #[inline(always)]
+    pub fn field_line(b: &[u8]) -> (usize, usize) {
+        if b.len() < 16 {
+            return super::portable::field_line(b);
+        }
+        // Both searches start from the one window at the line's start, so neither waits
+        // for the other: the newline search does not start after the name's end.
+        let v = load(b, 0);
+        let name_end = !bits(alnum_dash(v)) & 0xffff;
+        let lf = bits(eq(v, b'\n'));
+        let i = match name_end {
+            0 => token_len(b),
+            m => {
+                let from = m.trailing_zeros() as usize;
+                from + super::portable::token_len(&b[from..])
+            }
+        };
+        let j = match lf {
+            0 => find_byte(b, 16, b'\n'),
+            m => m.trailing_zeros() as usize,
+        };
+        (i, j)
+    }
+
     #[inline]
     pub fn find_ctl_or_space(b: &[u8]) -> usize {
         first(b, 0, |v| bits(ctl_or_space(v)))
@@ -185,6 +209,11 @@ mod portable {
     }
 
     #[inline]
+    pub fn field_line(b: &[u8]) -> (usize, usize) {
+        (token_len(b), find_byte(b, 0, b'\n'))
+    }
+
+    #[inline]
     pub fn find_ctl_or_space(b: &[u8]) -> usize {
         b.iter()
             .position(|&c| c <= b' ' || c == 0x7f)
@@ -218,6 +247,14 @@ pub fn find_byte(b: &[u8], from: usize, needle: u8) -> usize {
 #[inline]
 pub fn token_len(b: &[u8]) -> usize {
     imp::token_len(b)
+}
+
+/// A header field line at the start of `b`: the length of the token that starts it and the
+/// index of its first `\n` (`b.len()` if none). A token holds no newline, so the name ends
+/// at or before the line's end.
+#[inline(always)]
+pub fn field_line(b: &[u8]) -> (usize, usize) {
+    imp::field_line(b)
 }
 
 /// Index of the first control byte, space or DEL in `b`, or `b.len()`.
@@ -289,6 +326,8 @@ mod tests {
                         assert_eq!(find_byte(&b, from, b'\n'), slow_find(&b, from, b'\n'));
                     }
                     assert_eq!(token_len(&b), slow_token(&b), "{b:?}");
+                    let line = (slow_token(&b), slow_find(&b, 0, b'\n'));
+                    assert_eq!(field_line(&b), line, "{b:?}");
                     assert_eq!(find_ctl_or_space(&b), slow_ctl(&b), "{b:?}");
                     for n in 0..=len {
                         let want = slow_ctl(&b[..n]) != n;

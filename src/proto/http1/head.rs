@@ -168,8 +168,9 @@ impl<'a> Iterator for Fields<'a> {
     #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
         let b = self.rest;
-        // The name runs to the colon and must be a token; an empty line ends the block.
-        let i = scan::token_len(b);
+        // The name's length and the line's end: the name runs to the colon and must be a
+        // token; an empty line ends the block.
+        let (i, j) = scan::field_line(b);
         if i == 0 {
             let blank = match b {
                 [b'\n', ..] => 1,
@@ -191,7 +192,6 @@ impl<'a> Iterator for Fields<'a> {
             self.rest = &[];
             return Some(Err(()));
         }
-        let j = find_lf(b, i + 1);
         if j == b.len() {
             // The line's end is not here yet.
             return None;

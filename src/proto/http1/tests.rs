@@ -105,6 +105,21 @@ fn header_tokens_are_found_in_lists_and_alone() {
 }
 
 #[test]
+fn host_names_lose_their_port_and_brackets() {
+    for (value, host) in [
+        ("api.example", "api.example"),
+        ("api.example:8080", "api.example"),
+        ("10.0.0.1:65535", "10.0.0.1"),
+        ("[::1]:8080", "::1"),
+        ("[fe80::1]", "fe80::1"),
+        ("localhost:", "localhost"),
+        ("", ""),
+    ] {
+        assert_eq!(host_name(value), host, "{value}");
+    }
+}
+
+#[test]
 fn keep_alive_requests_pair_in_order() {
     let conv = [
         (S, GET),
