@@ -271,7 +271,7 @@ fn head_len(
     Some(len)
 }
 
-/// Walk a head's fields, handing each name and value to `each`; `None` at a malformed
+/// Walk a head's fields, handing each name and raw value to `each`; `None` at a malformed
 /// field. The walk may end before the blank line (`head_len` tells).
 #[inline(always)]
 fn walk_fields<'a>(
@@ -293,7 +293,9 @@ fn host_name(host: &str) -> &str {
     // those beats a general search, which costs ~150 instructions to set up). The colons
     // of a bracketed IPv6 literal come before its `]`.
     let b = host.as_bytes();
-    let colon = (b.len().saturating_sub(6)..b.len()).rev().find(|&i| b[i] == b':');
+    let colon = (b.len().saturating_sub(6)..b.len())
+        .rev()
+        .find(|&i| b[i] == b':');
     let host = match colon {
         Some(i) if !host[i..].contains(']') => &host[..i],
         _ => host,
@@ -346,26 +348,29 @@ fn request_fields<'a>(
         if line.minor == 0 { "1.0" } else { "1.1" },
     );
     let (mut chunked, mut length, mut upgrade) = (false, None, None);
-    let fields = walk_fields(block, |name, value| {
-        // One comparison per field, chosen by the name's length.
+    let fields = walk_fields(block, |name, raw| {
+        // One comparison per field, chosen by the name's length. (`raw` still has its
+        // optional whitespace and CR: the token and number parsers and the trace headers
+        // trim what they read.)
         let is = |lower: &[u8]| token_eq_lower(name.as_bytes(), lower);
         match name.len() {
             4 if is(b"host") => {
-                // (The value is already trimmed of optional whitespace.)
-                let host = lossy(value);
-                let host = host_name(host.as_ref());
-                tx.attr_str("server.address", host);
+                let host = lossy(head::field_value(raw));
+                tx.attr_str("server.address", host_name(host.as_ref()));
             }
             10 if is(b"user-agent") => {
-                tx.attr_str("user_agent.original", lossy(value).as_ref());
+                let agent = lossy(head::field_value(raw));
+                tx.attr_str("user_agent.original", agent.as_ref());
             }
-            17 if is(b"transfer-encoding") => chunked = header_has_token(value, "chunked"),
-            14 if is(b"content-length") => length = parse_len(value),
-            7 if is(b"upgrade") => upgrade = Some(CompactString::from(lossy(value).trim())),
+            17 if is(b"transfer-encoding") => chunked = header_has_token(raw, "chunked"),
+            14 if is(b"content-length") => length = parse_len(raw),
+            7 if is(b"upgrade") => upgrade = Some(CompactString::from(lossy(raw).trim())),
             _ => {}
         }
-        trace.on_header(name.as_bytes(), value);
-        settings.capture_header(tx, name, value);
+        trace.on_header(name.as_bytes(), raw);
+        if settings.captures_headers() {
+            settings.capture_header(tx, name, head::field_value(raw));
+        }
     })?;
     Some((
         fields,
@@ -671,13 +676,13 @@ impl Http1Parser {
     ) -> Option<usize> {
         let (minor, code, block) = head::status_line(head)?;
         let (mut chunked, mut length, mut close) = (false, None, minor == 0);
-        let fields = walk_fields(block, |name, value| {
-            // One comparison per field, chosen by the name's length.
+        let fields = walk_fields(block, |name, raw| {
+            // One comparison per field, chosen by the name's length; the parsers trim.
             let is = |lower: &[u8]| token_eq_lower(name.as_bytes(), lower);
             match name.len() {
-                17 if is(b"transfer-encoding") => chunked = header_has_token(value, "chunked"),
-                14 if is(b"content-length") => length = parse_len(value),
-                10 if is(b"connection") => close |= header_has_token(value, "close"),
+                17 if is(b"transfer-encoding") => chunked = header_has_token(raw, "chunked"),
+                14 if is(b"content-length") => length = parse_len(raw),
+                10 if is(b"connection") => close |= header_has_token(raw, "close"),
                 _ => {}
             }
         })?;

@@ -173,6 +173,12 @@ impl HttpSettings {
                 .any(|h| h.eq_ignore_ascii_case(name))
     }
 
+    /// Whether any header is configured to be captured.
+    #[inline]
+    pub fn captures_headers(&self) -> bool {
+        !self.header_keys.is_empty()
+    }
+
     /// Record a request header as an attribute if configured (redacted ones as `[REDACTED]`).
     #[inline]
     pub fn capture_header(&self, tx: &mut Transaction, name: &str, value: &[u8]) {
@@ -406,7 +412,8 @@ pub struct TraceHeaders {
 }
 
 impl TraceHeaders {
-    /// Offer one request header (any case).
+    /// Offer one request header (name in any case; the value is trimmed here, so an
+    /// HTTP/1 value may come with its optional whitespace and CR).
     #[inline]
     pub fn on_header(&mut self, name: &[u8], value: &[u8]) {
         // Called for every request header, and most are not trace headers: the length of

@@ -104,7 +104,9 @@ pub fn status_line(head: &[u8]) -> Option<(u8, u16, &[u8])> {
 /// Header fields parsed per message; more is a malformed message for podtap's purposes.
 pub const MAX_HEADERS: usize = 100;
 
-/// The header fields of a header block, in order; a line that is not a field (no colon,
+/// The header fields of a header block, in order, each a name and its raw value: the
+/// bytes after the colon up to the newline, optional whitespace and CR included
+/// ([`field_value`] trims them; most values are never looked at). A line that is not a field (no colon,
 /// whitespace or other non-token bytes in the name, an obsolete folded line), or a field
 /// beyond [`MAX_HEADERS`], ends the iteration with `Err`. The iteration also ends (with
 /// `None`) when the bytes run out before the blank line: [`Fields::complete`] tells the
@@ -141,7 +143,7 @@ impl<'a> Fields<'a> {
 /// and tab) and the line's CR. Plain loops: values carry one space and one CR at most,
 /// where a general ASCII-whitespace trim costs several times as much.
 #[inline]
-fn ows_trim(v: &[u8]) -> &[u8] {
+pub fn field_value(v: &[u8]) -> &[u8] {
     // The shape of nearly every field line: `: value\r`.
     if let [b' ', mid @ .., b'\r'] = v
         && let (Some(&f), Some(&l)) = (mid.first(), mid.last())
@@ -198,7 +200,7 @@ impl<'a> Iterator for Fields<'a> {
         }
         self.left -= 1;
         let name = &b[..i];
-        let value = ows_trim(&b[i + 1..j]);
+        let value = &b[i + 1..j];
         self.rest = &b[j + 1..];
         // SAFETY: token characters are ASCII, hence UTF-8.
         let name = unsafe { std::str::from_utf8_unchecked(name) };
@@ -272,7 +274,9 @@ mod tests {
     #[test]
     fn field_lines() {
         let block = b"Host: a.b\r\nX-Empty:\r\nContent-Length:  12 \r\n\r\nbody";
-        let f: Vec<_> = fields(block).collect();
+        let f: Vec<_> = fields(block)
+            .map(|f| f.map(|(n, v)| (n, field_value(v))))
+            .collect();
         assert_eq!(
             f,
             vec![

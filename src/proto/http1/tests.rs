@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::proto::AttrValue;
+use crate::proto::http_common::HttpConfig;
 
 use Direction::{ToClient as C, ToServer as S};
 
@@ -117,6 +118,48 @@ fn host_names_lose_their_port_and_brackets() {
     ] {
         assert_eq!(host_name(value), host, "{value}");
     }
+}
+
+#[test]
+fn field_values_lose_their_optional_whitespace() {
+    // Values with spaces, tabs and a bare LF around them; captured headers, the host, the
+    // user agent, the trace header and the framing fields all see the trimmed value.
+    let mut cfg = HttpConfig::default();
+    cfg.capture_headers = vec!["X-Request-Id".into(), "Authorization".into()];
+    let req: &[u8] = b"POST /a HTTP/1.1\r\nHost:\t api.example:80 \r\nUser-Agent:  ua/1\t\r\n\
+        X-Request-Id:   r-1  \r\nAuthorization: Bearer x\r\n\
+        traceparent:  00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 \r\n\
+        Content-Length: \t2 \nTransfer-Encoding:  identity \r\n\r\nok";
+    let resp: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length:  1 \r\nConnection:   close\r\n\r\nx";
+    let t = run_with(
+        &[(S, req), (C, resp)],
+        usize::MAX,
+        false,
+        HttpSettings::new(cfg).unwrap(),
+    );
+    assert_eq!(t.len(), 1);
+    let s = |v: &str| Some(AttrValue::Str(v.into()));
+    for (k, v) in [
+        ("server.address", "api.example"),
+        ("user_agent.original", "ua/1"),
+        ("http.request.header.x-request-id", "r-1"),
+        ("http.request.header.authorization", "[REDACTED]"),
+    ] {
+        assert_eq!(attr(&t[0], k).cloned(), s(v), "{k}");
+    }
+    assert_eq!(
+        attr(&t[0], "http.request.body.size"),
+        Some(&AttrValue::Int(2))
+    );
+    assert_eq!(
+        attr(&t[0], "http.response.body.size"),
+        Some(&AttrValue::Int(1))
+    );
+    assert_eq!(t[0].trace.as_ref().map(|c| c.format), Some("traceparent"));
+    assert_eq!(
+        (t[0].req_bytes, t[0].resp_bytes),
+        (req.len() as u64, resp.len() as u64)
+    );
 }
 
 #[test]
