@@ -409,6 +409,9 @@ pub struct TraceHeaders {
     x_b3_sampled: Option<bool>,
     jaeger: Option<TraceContext>,
     sw8: Option<TraceContext>,
+    /// A header passed the name filter: without one (nearly every request of most
+    /// services) `finish` reads none of the fields above.
+    offered: bool,
 }
 
 impl TraceHeaders {
@@ -432,6 +435,7 @@ impl TraceHeaders {
             && name.len() < 32
             && FIRST[name.len()] & (1 << (c & 31)) != 0
         {
+            self.offered = true;
             self.on_header_named(name, value);
         }
     }
@@ -464,6 +468,9 @@ impl TraceHeaders {
     // Inlined: a call would copy all of `self` (a few hundred bytes) to pass it.
     #[inline]
     pub fn finish(self) -> Option<TraceContext> {
+        if !self.offered {
+            return None;
+        }
         if let Some(mut t) = self.traceparent {
             t.tracestate = self.tracestate;
             return Some(t);
