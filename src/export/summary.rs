@@ -145,8 +145,8 @@ impl Summary {
                 })
             });
             for ((proto, server, op, res), e) in rows.into_iter().take(50) {
-                e.durations.sort_unstable();
-                let p = |q: f64| percentile(&e.durations, q) as f64 / 1e6;
+                let [p50, p90, p99] = percentiles(&mut e.durations, [0.50, 0.90, 0.99]);
+                let p = |v: u64| v as f64 / 1e6;
                 let proto = proto.as_str();
                 let server = format!("{}:{}", server.addr, server.port);
                 let op: String = format!("{op} {res}").chars().take(36).collect();
@@ -156,9 +156,9 @@ impl Summary {
                     e.count,
                     e.errors,
                     e.incomplete,
-                    p(0.50),
-                    p(0.90),
-                    p(0.99)
+                    p(p50),
+                    p(p90),
+                    p(p99)
                 );
             }
         }
@@ -173,23 +173,46 @@ impl Summary {
     }
 }
 
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[u64], q: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
+/// Nearest-rank percentiles of `values` for ascending quantiles `qs` (0 for no values).
+/// Each rank is selected in the part after the previous one instead of sorting everything:
+/// the summary is printed when a replay ends, and a full sort of a large capture's
+/// latencies took milliseconds of that.
+fn percentiles<const N: usize>(values: &mut [u64], qs: [f64; N]) -> [u64; N] {
+    let n = values.len();
+    let mut from = 0;
+    qs.map(|q| {
+        if n == 0 {
+            return 0;
+        }
+        let rank = ((q * n as f64).ceil() as usize).clamp(1, n) - 1;
+        if rank < from {
+            // Quantiles not ascending: this rank was placed by an earlier selection's
+            // partition only as far as being below it; select again in the whole.
+            from = 0;
+        }
+        let (_, v, _) = values[from..].select_nth_unstable(rank - from);
+        from = rank;
+        *v
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use super::percentiles;
+
     #[test]
-    fn percentiles() {
-        let v: Vec<u64> = (1..=100).collect();
-        assert_eq!(super::percentile(&v, 0.5), 50);
-        assert_eq!(super::percentile(&v, 0.99), 99);
-        assert_eq!(super::percentile(&[7], 0.9), 7);
-        assert_eq!(super::percentile(&[], 0.9), 0);
+    fn percentiles_are_nearest_ranks() {
+        let mut v: Vec<u64> = (1..=100).rev().collect();
+        assert_eq!(percentiles(&mut v, [0.5, 0.9, 0.99]), [50, 90, 99]);
+        assert_eq!(percentiles(&mut v, [0.99, 0.5]), [99, 50]);
+        assert_eq!(percentiles(&mut [7], [0.5, 0.9]), [7, 7]);
+        assert_eq!(percentiles(&mut [], [0.9]), [0]);
+        // Against a full sort, on values with repeats in scrambled order.
+        let mut v: Vec<u64> = (0..1001u64).map(|i| i * 7919 % 113).collect();
+        let mut sorted = v.clone();
+        sorted.sort_unstable();
+        let qs: [f64; 6] = [0.01, 0.5, 0.5, 0.9, 0.99, 1.0];
+        let want = qs.map(|q| sorted[((q * 1001.0).ceil() as usize).clamp(1, 1001) - 1]);
+        assert_eq!(percentiles(&mut v, qs), want);
     }
 }
