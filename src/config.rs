@@ -362,8 +362,11 @@ impl Config {
                 return Err((key, "must be at least 1".into()));
             }
         }
+        // Syntax only: compiling a regex builds its automata, milliseconds of every start-up
+        // for patterns the command may never use (`replay` matches no interfaces).
+        let check = |re: &str| regex_syntax::Parser::new().parse(re).map(drop);
         for rule in &self.http.route.rules {
-            if let Err(e) = regex::Regex::new(&rule.pattern) {
+            if let Err(e) = check(&rule.pattern) {
                 return Err(("http.route.rules.pattern", e.to_string()));
             }
         }
@@ -383,7 +386,7 @@ impl Config {
             .chain(&self.capture.exclude)
             .chain(&self.capture.direct)
         {
-            if let Err(e) = regex::Regex::new(re) {
+            if let Err(e) = check(re) {
                 return Err(("capture.interfaces", e.to_string()));
             }
         }
