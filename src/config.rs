@@ -364,10 +364,15 @@ impl Config {
         }
         // Syntax only: compiling a regex builds its automata, milliseconds of every start-up
         // for patterns the command may never use (`replay` matches no interfaces).
-        let check = |re: &str| regex_syntax::Parser::new().parse(re).map(drop);
+        let check = |re: &str| {
+            regex_syntax::Parser::new()
+                .parse(re)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        };
         for rule in &self.http.route.rules {
             if let Err(e) = check(&rule.pattern) {
-                return Err(("http.route.rules.pattern", e.to_string()));
+                return Err(("http.route.rules.pattern", e));
             }
         }
         if let Err(m) = self.capture.tpacket.validate() {
@@ -387,7 +392,7 @@ impl Config {
             .chain(&self.capture.direct)
         {
             if let Err(e) = check(re) {
-                return Err(("capture.interfaces", e.to_string()));
+                return Err(("capture.interfaces", e));
             }
         }
         if self.reassembly.max_worker_bytes < self.reassembly.max_flow_bytes {

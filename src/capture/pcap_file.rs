@@ -585,11 +585,16 @@ mod tests {
         };
         block(&mut b, 6, &epb(0, 1_500_000, &[1, 2, 3]));
         block(&mut b, 6, &epb(1, 2_000_000_001, &[4, 5]));
+        // IDB 2 of a link type podtap does not decode: its packet is counted and skipped.
+        block(&mut b, 1, &[0xff, 0x7f, 0, 0, 0, 0, 1, 0]);
+        block(&mut b, 6, &epb(2, 7, &[6]));
+        block(&mut b, 6, &epb(0, 3_000_000, &[7, 8]));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.pcapng");
         std::fs::write(&path, &b).unwrap();
-        let got = read_all(&mut PcapFileSource::open(&path).unwrap());
-        assert_eq!(got.len(), 2);
+        let mut src = PcapFileSource::open(&path).unwrap();
+        let got = read_all(&mut src);
+        assert_eq!(got.len(), 3);
         assert_eq!(
             (got[0].0.as_slice(), got[0].1, got[0].2),
             (&[1u8, 2, 3][..], Timestamp(1_500_000_000), 0)
@@ -597,6 +602,56 @@ mod tests {
         assert_eq!(
             (got[1].0.as_slice(), got[1].1, got[1].2),
             (&[4u8, 5][..], Timestamp(2_000_000_001), 1)
+        );
+        assert_eq!(got[2].0, [7, 8]);
+        assert_eq!(src.stats().malformed, 1);
+
+        // Broken packet blocks stop the read there, counted: a capture length past the
+        // block's end, and an interface never described.
+        for (iface, caplen) in [(0u32, 200u32), (9, 2)] {
+            let mut bad = b.clone();
+            let mut body = epb(iface, 1, &[9, 9]);
+            body[12..16].copy_from_slice(&caplen.to_le_bytes());
+            block(&mut bad, 6, &body);
+            block(&mut bad, 6, &epb(0, 1, &[1]));
+            std::fs::write(&path, &bad).unwrap();
+            let mut src = PcapFileSource::open(&path).unwrap();
+            assert_eq!(read_all(&mut src).len(), 3, "iface {iface} caplen {caplen}");
+            assert_eq!(src.stats().malformed, 2, "iface {iface} caplen {caplen}");
+        }
+    }
+
+    #[test]
+    fn pcapng_big_endian_section() {
+        // The same two blocks' worth of structure with every number big-endian.
+        let mut b = Vec::new();
+        let block = |b: &mut Vec<u8>, t: u32, body: &[u8]| {
+            let len = 12 + body.len().div_ceil(4) * 4;
+            b.extend_from_slice(&t.to_be_bytes());
+            b.extend_from_slice(&(len as u32).to_be_bytes());
+            b.extend_from_slice(body);
+            b.resize(b.len() + (4 - body.len() % 4) % 4, 0);
+            b.extend_from_slice(&(len as u32).to_be_bytes());
+        };
+        let mut shb = PCAPNG_BOM.to_be_bytes().to_vec();
+        shb.extend_from_slice(&[0, 1, 0, 0]);
+        shb.extend_from_slice(&(-1i64).to_be_bytes());
+        block(&mut b, PCAPNG_SHB, &shb);
+        block(&mut b, 1, &[0, 1, 0, 0, 0, 1, 0, 0]);
+        let mut epb = 0u32.to_be_bytes().to_vec();
+        for v in [0u32, 2_500_000, 3, 3] {
+            epb.extend_from_slice(&v.to_be_bytes());
+        }
+        epb.extend_from_slice(&[1, 2, 3]);
+        block(&mut b, 6, &epb);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("be.pcapng");
+        std::fs::write(&path, &b).unwrap();
+        let got = read_all(&mut PcapFileSource::open(&path).unwrap());
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            (got[0].0.as_slice(), got[0].1),
+            (&[1u8, 2, 3][..], Timestamp(2_500_000_000))
         );
     }
 

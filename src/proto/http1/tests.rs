@@ -124,8 +124,10 @@ fn host_names_lose_their_port_and_brackets() {
 fn field_values_lose_their_optional_whitespace() {
     // Values with spaces, tabs and a bare LF around them; captured headers, the host, the
     // user agent, the trace header and the framing fields all see the trimmed value.
-    let mut cfg = HttpConfig::default();
-    cfg.capture_headers = vec!["X-Request-Id".into(), "Authorization".into()];
+    let cfg = HttpConfig {
+        capture_headers: vec!["X-Request-Id".into(), "Authorization".into()],
+        ..Default::default()
+    };
     let req: &[u8] = b"POST /a HTTP/1.1\r\nHost:\t api.example:80 \r\nUser-Agent:  ua/1\t\r\n\
         X-Request-Id:   r-1  \r\nAuthorization: Bearer x\r\n\
         traceparent:  00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 \r\n\
