@@ -205,9 +205,13 @@ pub struct Http1Parser {
     settings: Arc<HttpSettings>,
     req: Side,
     resp: Side,
+    /// Requests in order, oldest first; while `answering`, the first is the one whose
+    /// response is being received (it stays in place: a transaction is a few hundred bytes
+    /// to copy), and those after it wait.
     pending: VecDeque<Pending>,
-    /// The request whose response is being received.
-    current: Option<Pending>,
+    /// A response head was read and its message is not complete yet: `pending`'s first
+    /// request is the one it answers.
+    answering: bool,
     next_id: u64,
     /// Id of the request message being received (for its final size).
     req_id: u64,
@@ -389,7 +393,7 @@ impl Http1Parser {
             req: Side::new(),
             resp: Side::new(),
             pending: VecDeque::new(),
-            current: None,
+            answering: false,
             next_id: 0,
             req_id: 0,
             last_ts: Timestamp::ZERO,
@@ -413,8 +417,23 @@ impl Http1Parser {
         self.h2c.take().map(|tx| (tx, self.tunnel_rest))
     }
 
+    /// Requests without a complete response (the one being answered included).
     pub fn pending(&self) -> usize {
         self.pending.len()
+    }
+
+    /// The request whose response is being received.
+    fn current(&mut self) -> Option<&mut Pending> {
+        if self.answering {
+            self.pending.front_mut()
+        } else {
+            None
+        }
+    }
+
+    /// Index in `pending` of the oldest request still waiting for its response.
+    fn first_waiting(&self) -> usize {
+        self.answering as usize
     }
 
     fn side(&mut self, dir: Direction) -> &mut Side {
@@ -522,7 +541,10 @@ impl Http1Parser {
                         ChunkStep::More => {}
                         ChunkStep::Done => self.complete(dir, ts, out),
                         ChunkStep::Error => {
+                            // The rest of this message cannot be framed: it is reported
+                            // as decoded so far.
                             self.stats.parse_errors += 1;
+                            self.mark_current(dir, Completeness::TRUNCATED);
                             self.lose_sync(dir, false);
                         }
                     }
@@ -655,8 +677,9 @@ impl Http1Parser {
         p.head_request = method.eq_ignore_ascii_case("HEAD");
         p.connect = method.eq_ignore_ascii_case("CONNECT");
         // The queue holds the new request already: beyond the limit by one.
-        if self.pending.len() > self.settings.cfg.max_pending.max(1)
-            && let Some(mut old) = self.pending.pop_front()
+        let waiting = self.pending.len() - self.first_waiting();
+        if waiting > self.settings.cfg.max_pending.max(1)
+            && let Some(mut old) = self.pending.remove(self.first_waiting())
         {
             self.stats.pending_limit += 1;
             old.tx.completeness.set(Completeness::NO_RESPONSE);
@@ -688,6 +711,9 @@ impl Http1Parser {
         })?;
         let len = head_len(&mut self.resp, head, &fields, uncounted)?;
         let head_len = len as u64;
+        // (A response still being answered has ended unseen; `lose_sync` reports such
+        // responses, this is a safeguard that no path replaces one silently.)
+        self.give_up_current(out);
         if (100..200).contains(&code) && code != 101 {
             // Interim response: counted towards the request it answers, which stays open.
             if let Some(p) = self.pending.front_mut() {
@@ -697,22 +723,21 @@ impl Http1Parser {
             self.resp.reset_message();
             return Some(len);
         }
-        // The answered request goes straight to `current` and is completed there: each
+        // The answered request stays at the queue's front and is completed there: each
         // move of a transaction is a copy of a few hundred bytes.
-        let p = match self.pending.pop_front() {
-            Some(p) => self.current.insert(p),
-            None => {
-                // A response without its request: picked up midstream or after a gap.
-                let mut tx = Transaction::new(Protocol::Http, self.resp.msg_start);
-                tx.completeness.set(Completeness::NO_REQUEST);
-                self.current.insert(Pending {
-                    id: 0,
-                    tx,
-                    head_request: false,
-                    connect: false,
-                })
-            }
-        };
+        if self.pending.is_empty() {
+            // A response without its request: picked up midstream or after a gap.
+            let mut tx = Transaction::new(Protocol::Http, self.resp.msg_start);
+            tx.completeness.set(Completeness::NO_REQUEST);
+            self.pending.push_front(Pending {
+                id: 0,
+                tx,
+                head_request: false,
+                connect: false,
+            });
+        }
+        self.answering = true;
+        let p = self.pending.front_mut()?;
         p.tx.status = Some(code as i64);
         p.tx.attr_int("http.response.status_code", code as i64);
         if code >= 500 {
@@ -779,29 +804,28 @@ impl Http1Parser {
                 let id = self.req_id;
                 // Ids are unique; the request just received is nearly always the queue's
                 // last entry, so the search starts there.
-                if let Some(p) = self
-                    .pending
-                    .iter_mut()
-                    .rev()
-                    .chain(self.current.as_mut())
-                    .find(|p| p.id == id)
-                {
+                if let Some(p) = self.pending.iter_mut().rev().find(|p| p.id == id) {
                     p.tx.req_bytes = bytes;
                     p.tx.attr_int("http.request.body.size", body as i64);
                 }
             }
             Direction::ToClient => {
-                if let Some(p) = self.current.as_mut() {
+                let req_bytes = self.req.msg_bytes;
+                let req_id = self.req_id;
+                if let Some(p) = self.current() {
                     p.tx.resp_bytes += bytes;
                     p.tx.end = ts;
                     p.tx.attr_int("http.response.body.size", body as i64);
                     // A request still streaming its body reports what was seen so far.
-                    if p.tx.req_bytes == 0 && p.id == self.req_id {
-                        p.tx.req_bytes = self.req.msg_bytes;
+                    if p.tx.req_bytes == 0 && p.id == req_id {
+                        p.tx.req_bytes = req_bytes;
                     }
                 }
                 // Finished in place, then moved once.
-                if let Some(p) = self.current.take() {
+                if self.answering
+                    && let Some(p) = self.pending.pop_front()
+                {
+                    self.answering = false;
                     out.push(p.tx);
                 }
             }
@@ -815,10 +839,30 @@ impl Http1Parser {
     /// next byte may begin a message (after a gap: the bytes after it start a segment, and
     /// messages usually start segments); otherwise only bytes after a newline can.
     fn lose_sync(&mut self, dir: Direction, at_line_start: bool) {
+        if dir == Direction::ToClient {
+            let mut ready = std::mem::take(&mut self.ready);
+            self.give_up_current(&mut ready);
+            self.ready = ready;
+        }
         let side = self.side(dir);
         side.framing = Framing::Lost;
         side.buf.clear();
         side.line_start = at_line_start;
+    }
+
+    /// A response being received that will not be seen to its end (its bytes lost to a
+    /// gap or malformed): reported as it stands, its completeness saying why, instead of
+    /// being replaced by the next response.
+    fn give_up_current(&mut self, out: &mut Vec<Transaction>) {
+        if !self.answering {
+            return;
+        }
+        self.answering = false;
+        if let Some(mut p) = self.pending.pop_front() {
+            p.tx.resp_bytes += self.resp.msg_bytes;
+            p.tx.end = self.last_ts.max(p.tx.start);
+            out.push(p.tx);
+        }
     }
 
     fn mark_current(&mut self, dir: Direction, bit: u16) {
@@ -829,7 +873,8 @@ impl Http1Parser {
                 }
             }
             Direction::ToClient => {
-                if let Some(p) = self.current.as_mut().or(self.pending.front_mut()) {
+                // The request being answered, or else the next to be.
+                if let Some(p) = self.pending.front_mut() {
                     p.tx.completeness.set(bit);
                 }
             }
@@ -869,7 +914,7 @@ impl Http1Parser {
             }
             Direction::ToClient => {
                 let status = parts.nth(1).and_then(|c| c.parse::<i64>().ok());
-                let mut p = match self.pending.pop_front() {
+                let mut p = match self.pending.remove(self.first_waiting()) {
                     Some(p) => p,
                     None => return,
                 };
@@ -885,12 +930,9 @@ impl Http1Parser {
     }
 
     fn give_up_all(&mut self, ts: Timestamp, why: u16, out: &mut Vec<Transaction>) {
-        for mut p in self
-            .current
-            .take()
-            .into_iter()
-            .chain(self.pending.drain(..))
-        {
+        // The request being answered first, then those waiting, in order.
+        self.answering = false;
+        for mut p in self.pending.drain(..) {
             p.tx.completeness.set(why);
             if p.tx.status.is_none() {
                 p.tx.completeness.set(Completeness::NO_RESPONSE);
@@ -1018,11 +1060,14 @@ impl L7Parser for Http1Parser {
 
     fn on_tick(&mut self, now: Timestamp, timeout_ns: u64, out: &mut Vec<Transaction>) {
         out.append(&mut self.ready);
-        while let Some(p) = self.pending.front() {
+        // Requests still waiting for a response head (the one being answered has its
+        // response under way).
+        let first = self.first_waiting();
+        while let Some(p) = self.pending.get(first) {
             if now.since(p.tx.start) < timeout_ns {
                 break;
             }
-            let Some(mut p) = self.pending.pop_front() else {
+            let Some(mut p) = self.pending.remove(first) else {
                 break;
             };
             self.stats.timeouts += 1;

@@ -517,6 +517,53 @@ fn a_whole_response_lost_in_a_gap_does_not_stall_the_connection() {
 }
 
 #[test]
+fn response_cut_by_a_gap_in_a_chunked_body_is_still_reported() {
+    // Two pipelined requests; the first response's chunked body is cut by a gap, so its end
+    // is never seen; the second response follows. Both transactions come out: the first
+    // marked with the gap, ended at the last byte seen, not silently replaced.
+    let mut p = Http1Parser::default();
+    let mut out = Vec::new();
+    p.on_data(
+        S,
+        b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n",
+        Timestamp(1),
+        &mut out,
+    );
+    p.on_data(
+        S,
+        b"GET /b HTTP/1.1\r\nHost: h\r\n\r\n",
+        Timestamp(2),
+        &mut out,
+    );
+    p.on_data(
+        C,
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
+        Timestamp(3),
+        &mut out,
+    );
+    p.on_gap(C, 40);
+    p.on_data(
+        C,
+        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+        Timestamp(5),
+        &mut out,
+    );
+    let got: Vec<_> = out
+        .iter()
+        .map(|t| {
+            (
+                t.resource.as_str(),
+                t.status,
+                t.completeness.has(Completeness::GAP),
+            )
+        })
+        .collect();
+    assert_eq!(got, [("/a", Some(200), true), ("/b", Some(404), false)]);
+    assert_eq!((out[0].end, out[1].end), (Timestamp(3), Timestamp(5)));
+    assert_eq!(p.pending(), 0);
+}
+
+#[test]
 fn resync_matches_a_byte_by_byte_search() {
     // The search as the grammar says it: every byte, in order.
     fn slow(b: &[u8], dir: Direction, line_start: &mut bool) -> Option<usize> {
