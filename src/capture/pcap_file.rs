@@ -551,17 +551,21 @@ mod tests {
         assert_eq!(src.stats().malformed, 1);
     }
 
+    /// Append a pcapng block (type, length, body padded to four bytes, length again) in
+    /// the byte order `word` writes.
+    fn pcapng_block(b: &mut Vec<u8>, word: fn(u32) -> [u8; 4], t: u32, body: &[u8]) {
+        let len = (12 + body.len().div_ceil(4) * 4) as u32;
+        b.extend_from_slice(&word(t));
+        b.extend_from_slice(&word(len));
+        b.extend_from_slice(body);
+        b.resize(b.len() + (4 - body.len() % 4) % 4, 0);
+        b.extend_from_slice(&word(len));
+    }
+
     #[test]
     fn pcapng_with_tsresol_and_two_interfaces() {
         let mut b = Vec::new();
-        let block = |b: &mut Vec<u8>, t: u32, body: &[u8]| {
-            let len = 12 + body.len().div_ceil(4) * 4;
-            b.extend_from_slice(&t.to_le_bytes());
-            b.extend_from_slice(&(len as u32).to_le_bytes());
-            b.extend_from_slice(body);
-            b.resize(b.len() + (4 - body.len() % 4) % 4, 0);
-            b.extend_from_slice(&(len as u32).to_le_bytes());
-        };
+        let block = |b: &mut Vec<u8>, t, body: &[u8]| pcapng_block(b, u32::to_le_bytes, t, body);
         // SHB: bom, version 1.0, section length -1.
         let mut shb = PCAPNG_BOM.to_le_bytes().to_vec();
         shb.extend_from_slice(&[1, 0, 0, 0]);
@@ -625,14 +629,7 @@ mod tests {
     fn pcapng_big_endian_section() {
         // The same two blocks' worth of structure with every number big-endian.
         let mut b = Vec::new();
-        let block = |b: &mut Vec<u8>, t: u32, body: &[u8]| {
-            let len = 12 + body.len().div_ceil(4) * 4;
-            b.extend_from_slice(&t.to_be_bytes());
-            b.extend_from_slice(&(len as u32).to_be_bytes());
-            b.extend_from_slice(body);
-            b.resize(b.len() + (4 - body.len() % 4) % 4, 0);
-            b.extend_from_slice(&(len as u32).to_be_bytes());
-        };
+        let block = |b: &mut Vec<u8>, t, body: &[u8]| pcapng_block(b, u32::to_be_bytes, t, body);
         let mut shb = PCAPNG_BOM.to_be_bytes().to_vec();
         shb.extend_from_slice(&[0, 1, 0, 0]);
         shb.extend_from_slice(&(-1i64).to_be_bytes());

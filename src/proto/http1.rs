@@ -712,8 +712,9 @@ impl Http1Parser {
         let len = head_len(&mut self.resp, head, &fields, uncounted)?;
         let head_len = len as u64;
         // (A response still being answered has ended unseen; `lose_sync` reports such
-        // responses, this is a safeguard that no path replaces one silently.)
-        self.give_up_current(out);
+        // responses, this is a safeguard that no path replaces one silently. Its bytes
+        // are not known apart from this head's any more.)
+        self.give_up_current(0, out);
         if (100..200).contains(&code) && code != 101 {
             // Interim response: counted towards the request it answers, which stays open.
             if let Some(p) = self.pending.front_mut() {
@@ -841,7 +842,7 @@ impl Http1Parser {
     fn lose_sync(&mut self, dir: Direction, at_line_start: bool) {
         if dir == Direction::ToClient {
             let mut ready = std::mem::take(&mut self.ready);
-            self.give_up_current(&mut ready);
+            self.give_up_current(self.resp.msg_bytes, &mut ready);
             self.ready = ready;
         }
         let side = self.side(dir);
@@ -851,15 +852,15 @@ impl Http1Parser {
     }
 
     /// A response being received that will not be seen to its end (its bytes lost to a
-    /// gap or malformed): reported as it stands, its completeness saying why, instead of
-    /// being replaced by the next response.
-    fn give_up_current(&mut self, out: &mut Vec<Transaction>) {
+    /// gap or malformed): reported as it stands, with the `bytes` of it seen, its
+    /// completeness saying why, instead of being replaced by the next response.
+    fn give_up_current(&mut self, bytes: u64, out: &mut Vec<Transaction>) {
         if !self.answering {
             return;
         }
         self.answering = false;
         if let Some(mut p) = self.pending.pop_front() {
-            p.tx.resp_bytes += self.resp.msg_bytes;
+            p.tx.resp_bytes += bytes;
             p.tx.end = self.last_ts.max(p.tx.start);
             out.push(p.tx);
         }

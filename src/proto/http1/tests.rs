@@ -560,6 +560,8 @@ fn response_cut_by_a_gap_in_a_chunked_body_is_still_reported() {
         .collect();
     assert_eq!(got, [("/a", Some(200), true), ("/b", Some(404), false)]);
     assert_eq!((out[0].end, out[1].end), (Timestamp(3), Timestamp(5)));
+    // The first response's bytes as far as they were seen.
+    assert_eq!(out[0].resp_bytes, 53);
     assert_eq!(p.pending(), 0);
 }
 
