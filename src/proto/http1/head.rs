@@ -108,9 +108,10 @@ pub const MAX_HEADERS: usize = 100;
 /// bytes after the colon up to the newline, optional whitespace and CR included
 /// ([`field_value`] trims them; most values are never looked at). A line that is not a
 /// field (no colon, whitespace or other non-token bytes in the name, an obsolete folded
-/// line), or a field beyond [`MAX_HEADERS`], ends the iteration with `Err`. The iteration also ends (with
-/// `None`) when the bytes run out before the blank line: [`Fields::complete`] tells the
-/// two ends apart, so a head can be parsed in place before its end is known.
+/// line), or a field beyond [`MAX_HEADERS`], ends the iteration with `Err`. The iteration
+/// also ends (with `None`) when the bytes run out before the blank line:
+/// [`Fields::complete`] tells the two ends apart, so a head can be parsed in place before
+/// its end is known.
 pub struct Fields<'a> {
     rest: &'a [u8],
     /// Fields still allowed.
