@@ -562,15 +562,23 @@ mod tests {
         b.extend_from_slice(&word(len));
     }
 
+    /// A section header block (byte-order magic, version 1.0, section length unknown) in
+    /// the byte order `word` writes.
+    fn pcapng_section(word: fn(u32) -> [u8; 4]) -> Vec<u8> {
+        let mut shb = word(PCAPNG_BOM).to_vec();
+        // Major 1, minor 0: two 16-bit numbers.
+        let little = word(1)[0] == 1;
+        shb.extend_from_slice(if little { &[1, 0, 0, 0] } else { &[0, 1, 0, 0] });
+        shb.extend_from_slice(&[0xff; 8]);
+        let mut b = Vec::new();
+        pcapng_block(&mut b, word, PCAPNG_SHB, &shb);
+        b
+    }
+
     #[test]
     fn pcapng_with_tsresol_and_two_interfaces() {
-        let mut b = Vec::new();
+        let mut b = pcapng_section(u32::to_le_bytes);
         let block = |b: &mut Vec<u8>, t, body: &[u8]| pcapng_block(b, u32::to_le_bytes, t, body);
-        // SHB: bom, version 1.0, section length -1.
-        let mut shb = PCAPNG_BOM.to_le_bytes().to_vec();
-        shb.extend_from_slice(&[1, 0, 0, 0]);
-        shb.extend_from_slice(&(-1i64).to_le_bytes());
-        block(&mut b, PCAPNG_SHB, &shb);
         // IDB 0: Ethernet, default microseconds. IDB 1: raw IP, if_tsresol = 10^-9.
         block(&mut b, 1, &[1, 0, 0, 0, 0, 0, 1, 0]);
         block(
@@ -627,13 +635,9 @@ mod tests {
 
     #[test]
     fn pcapng_big_endian_section() {
-        // The same two blocks' worth of structure with every number big-endian.
-        let mut b = Vec::new();
+        // The same structure with every number big-endian.
+        let mut b = pcapng_section(u32::to_be_bytes);
         let block = |b: &mut Vec<u8>, t, body: &[u8]| pcapng_block(b, u32::to_be_bytes, t, body);
-        let mut shb = PCAPNG_BOM.to_be_bytes().to_vec();
-        shb.extend_from_slice(&[0, 1, 0, 0]);
-        shb.extend_from_slice(&(-1i64).to_be_bytes());
-        block(&mut b, PCAPNG_SHB, &shb);
         block(&mut b, 1, &[0, 1, 0, 0, 0, 1, 0, 0]);
         let mut epb = 0u32.to_be_bytes().to_vec();
         for v in [0u32, 2_500_000, 3, 3] {
