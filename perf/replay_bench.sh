@@ -117,7 +117,7 @@ for _ in $(seq $RUNS); do
   pair_p+=("$tp"); pair_t+=("$tt")
   pair_r+=("$(awk -v p="$tp" -v t="$tt" 'BEGIN { printf "%.2f", t / p }')")
 done
-t_tsh=$(printf '%s\n' "${pair_t[@]}" | sort -g | sed -n "$(( (RUNS + 1) / 2 ))p")
+t_tsh=$(med "${pair_t[@]}")
 HTTP_PREFIX_PPS=$(rate "$np" "$t_tsh")
 TXPS=$(rate "$TX" "$t_pod")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a / b }'; }

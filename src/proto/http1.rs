@@ -714,7 +714,7 @@ impl Http1Parser {
         // (A response still being answered has ended unseen; `lose_sync` reports such
         // responses, this is a safeguard that no path replaces one silently. Its bytes
         // are not known apart from this head's any more.)
-        self.give_up_current(0, out);
+        out.extend(self.give_up_current(0));
         if (100..200).contains(&code) && code != 101 {
             // Interim response: counted towards the request it answers, which stays open.
             if let Some(p) = self.pending.front_mut() {
@@ -841,9 +841,8 @@ impl Http1Parser {
     /// messages usually start segments); otherwise only bytes after a newline can.
     fn lose_sync(&mut self, dir: Direction, at_line_start: bool) {
         if dir == Direction::ToClient {
-            let mut ready = std::mem::take(&mut self.ready);
-            self.give_up_current(self.resp.msg_bytes, &mut ready);
-            self.ready = ready;
+            let given_up = self.give_up_current(self.resp.msg_bytes);
+            self.ready.extend(given_up);
         }
         let side = self.side(dir);
         side.framing = Framing::Lost;
@@ -854,16 +853,14 @@ impl Http1Parser {
     /// A response being received that will not be seen to its end (its bytes lost to a
     /// gap or malformed): reported as it stands, with the `bytes` of it seen, its
     /// completeness saying why, instead of being replaced by the next response.
-    fn give_up_current(&mut self, bytes: u64, out: &mut Vec<Transaction>) {
-        if !self.answering {
-            return;
+    fn give_up_current(&mut self, bytes: u64) -> Option<Transaction> {
+        if !std::mem::take(&mut self.answering) {
+            return None;
         }
-        self.answering = false;
-        if let Some(mut p) = self.pending.pop_front() {
-            p.tx.resp_bytes += bytes;
-            p.tx.end = self.last_ts.max(p.tx.start);
-            out.push(p.tx);
-        }
+        let mut p = self.pending.pop_front()?;
+        p.tx.resp_bytes += bytes;
+        p.tx.end = self.last_ts.max(p.tx.start);
+        Some(p.tx)
     }
 
     fn mark_current(&mut self, dir: Direction, bit: u16) {
