@@ -140,6 +140,15 @@ impl RecordSink for ChannelSink {
         self.push(Record::Transaction(tx));
     }
 
+    fn transactions(&mut self, txs: &mut Vec<Transaction>) {
+        // Moved in one go and the batch checked once: a batch may run over its size by
+        // the few transactions one segment completes.
+        self.batch.extend(txs.drain(..).map(Record::Transaction));
+        if self.batch.len() >= self.tx.batch_size() {
+            self.flush();
+        }
+    }
+
     fn flush(&mut self) {
         if self.batch.is_empty() {
             return;

@@ -253,6 +253,12 @@ fn body_framing(chunked: bool, content_length: Option<u64>, until_close: bool) -
 }
 
 fn header_has_token(v: &[u8], token: &str) -> bool {
+    // Nearly every value is one token (`keep-alive`, `chunked`): compared whole, without
+    // the split and its byte-at-a-time walk.
+    let v = head::field_value(v);
+    if !v.contains(&b',') {
+        return v.eq_ignore_ascii_case(token.as_bytes());
+    }
     v.split(|&c| c == b',')
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }

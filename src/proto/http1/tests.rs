@@ -95,6 +95,11 @@ fn header_tokens_are_found_in_lists_and_alone() {
         (b"gzip, deflate", "chunked", false),
         (b"", "close", false),
         (b",", "close", false),
+        // Raw field values: the space after the colon and the line's CR are still there.
+        (b" keep-alive\r", "close", false),
+        (b" close\r", "close", true),
+        (b"\tchunked \r", "chunked", true),
+        (b" gzip, chunked\r", "chunked", true),
     ] {
         assert_eq!(
             header_has_token(v, t),
