@@ -370,7 +370,7 @@ fn live_daemon_survives_a_collector_restart_mid_run() {
     let mut d = daemon(dir.path(), &cfg, &server.host_if, 1);
 
     // 1. Collector up: everything arrives.
-    curl_n(&client, &server.ip, "/", BEFORE);
+    curl_n(client, &server.ip, "/", BEFORE);
     wait_metrics(prom, "spans before the outage exported", |m| {
         spans_total(m, "exported") == BEFORE as u64
     });
@@ -428,7 +428,7 @@ fn live_daemon_survives_a_collector_restart_mid_run() {
     wait_metrics(prom, "buffered spans delivered after the restart", |m| {
         spans_total(m, "exported") == (BEFORE + BOUND) as u64
     });
-    curl_n(&client, &server.ip, "/after.html", AFTER);
+    curl_n(client, &server.ip, "/after.html", AFTER);
     wait_metrics(prom, "spans after the restart exported", |m| {
         spans_total(m, "exported") == (BEFORE + BOUND + AFTER) as u64
     });

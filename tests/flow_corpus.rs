@@ -24,6 +24,8 @@ fn captures() -> Vec<PathBuf> {
 /// (transport, endpoint A, endpoint B) with A < B, and [frames, bytes] A->B and B->A.
 type Conv = (String, String, String);
 type Counts = [u64; 4];
+/// Each conversation with its packet and byte counts, as one tool reports them.
+type Conversations = Vec<(Conv, Counts)>;
 
 fn endpoint(addr: &str, port: &str) -> String {
     let a = if addr.contains(':') {
@@ -35,7 +37,7 @@ fn endpoint(addr: &str, port: &str) -> String {
 }
 
 /// Conversations as tshark sees them, one entry per stream (so reused ports stay apart).
-fn tshark_conversations(file: &Path) -> Vec<(Conv, Counts)> {
+fn tshark_conversations(file: &Path) -> Conversations {
     let fields = [
         "frame.protocols",
         "frame.len",
@@ -99,7 +101,7 @@ fn tshark_conversations(file: &Path) -> Vec<(Conv, Counts)> {
     streams.into_values().collect()
 }
 
-fn podtap_conversations(file: &Path) -> Vec<(Conv, Counts)> {
+fn podtap_conversations(file: &Path) -> Conversations {
     let recs = common::replay(&[file], &[]);
     common::records(&recs, "flow")
         .into_iter()
@@ -140,24 +142,23 @@ const EXPECTED: &[(&str, &str)] = &[(
 #[test]
 fn flows_match_tshark_conversations() {
     let files = captures();
-    let results: Vec<(PathBuf, Vec<(Conv, Counts)>, Vec<(Conv, Counts)>)> =
-        std::thread::scope(|s| {
-            let parts: Vec<_> = files
-                .chunks(files.len().div_ceil(2))
-                .map(|chunk| {
-                    s.spawn(move || {
-                        chunk
-                            .iter()
-                            .map(|f| (f.clone(), tshark_conversations(f), podtap_conversations(f)))
-                            .collect::<Vec<_>>()
-                    })
+    let results: Vec<(PathBuf, Conversations, Conversations)> = std::thread::scope(|s| {
+        let parts: Vec<_> = files
+            .chunks(files.len().div_ceil(2))
+            .map(|chunk| {
+                s.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|f| (f.clone(), tshark_conversations(f), podtap_conversations(f)))
+                        .collect::<Vec<_>>()
                 })
-                .collect();
-            parts
-                .into_iter()
-                .flat_map(|h| h.join().expect("thread"))
-                .collect()
-        });
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|h| h.join().expect("thread"))
+            .collect()
+    });
     let mut failures = Vec::new();
     let mut compared = 0;
     for (file, mut want, mut got) in results {

@@ -696,8 +696,10 @@ mod tests {
         HttpSettings::default().finish_request(&mut tx, "GET", "/search/42?q=x&token=abc");
         assert_eq!(tx.resource, "/search/{id}");
         assert!(tx.attr("url.query").is_none());
-        let mut cfg = HttpConfig::default();
-        cfg.keep_query = true;
+        let cfg = HttpConfig {
+            keep_query: true,
+            ..Default::default()
+        };
         let mut tx = Transaction::default();
         HttpSettings::new(cfg).unwrap().finish_request(
             &mut tx,
@@ -716,8 +718,10 @@ mod tests {
 
     #[test]
     fn captured_headers_redact_secrets() {
-        let mut cfg = HttpConfig::default();
-        cfg.capture_headers = vec!["X-Request-Id".into(), "Authorization".into()];
+        let cfg = HttpConfig {
+            capture_headers: vec!["X-Request-Id".into(), "Authorization".into()],
+            ..Default::default()
+        };
         let s = HttpSettings::new(cfg).unwrap();
         let mut tx = Transaction::default();
         s.capture_header(&mut tx, "x-request-id", b"r-1");

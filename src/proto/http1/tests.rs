@@ -331,8 +331,10 @@ fn reset_with_pending_requests_and_response_without_request() {
 
 #[test]
 fn timeout_and_pending_limit() {
-    let mut cfg = crate::proto::http_common::HttpConfig::default();
-    cfg.max_pending = 2;
+    let cfg = crate::proto::http_common::HttpConfig {
+        max_pending: 2,
+        ..Default::default()
+    };
     let mut p = Http1Parser::new(Arc::new(HttpSettings::new(cfg).unwrap()));
     let mut out = Vec::new();
     for i in 0..3 {
@@ -404,8 +406,10 @@ fn trace_context_from_headers() {
 
 #[test]
 fn oversized_head_is_truncated_and_counted() {
-    let mut cfg = crate::proto::http_common::HttpConfig::default();
-    cfg.max_header_bytes = 64;
+    let cfg = crate::proto::http_common::HttpConfig {
+        max_header_bytes: 64,
+        ..Default::default()
+    };
     let long = format!(
         "GET / HTTP/1.1\r\nHost: h\r\nX-Long: {}\r\n\r\n",
         "a".repeat(200)
@@ -605,7 +609,7 @@ fn resync_matches_a_byte_by_byte_search() {
             b.extend_from_slice(pieces[(next() % 7) as usize]);
         }
         for dir in [S, C] {
-            let start = next() % 2 == 0;
+            let start = next().is_multiple_of(2);
             let (mut a, mut z) = (start, start);
             let got = resync(&b, dir, &mut a);
             let want = slow(&b, dir, &mut z);
