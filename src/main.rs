@@ -97,10 +97,9 @@ fn asks_for_replay(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
 }
 
 fn main() -> anyhow::Result<()> {
-    // Before the first allocation: the allocator's first pages would otherwise be huge
-    // ones, each zeroed whole on first touch (see `prefer_small_pages`). Parsing the
-    // embedded config alone touched enough of them to cost several milliseconds, more
-    // than the rest of a small replay's start-up.
+    // Before the command line and the config are parsed, so that their allocations come
+    // from small pages too (see `prefer_small_pages`); only the Rust runtime's own first
+    // allocations, before `main`, precede this.
     if asks_for_replay(std::env::args_os()) {
         replay::prefer_small_pages();
     }
