@@ -81,28 +81,7 @@ enum Cmd {
     },
 }
 
-/// Whether the command line asks for `podtap replay`: its subcommand is the first argument
-/// that is neither an option nor the value of `--config` (the one global option with a
-/// value).
-fn asks_for_replay(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
-    let mut args = args.skip(1);
-    while let Some(a) = args.next() {
-        if a == "--config" {
-            args.next();
-        } else if !a.to_string_lossy().starts_with('-') {
-            return a == "replay";
-        }
-    }
-    false
-}
-
 fn main() -> anyhow::Result<()> {
-    // Before the command line and the config are parsed, so that their allocations come
-    // from small pages too (see `prefer_small_pages`); only the Rust runtime's own first
-    // allocations, before `main`, precede this.
-    if asks_for_replay(std::env::args_os()) {
-        replay::prefer_small_pages();
-    }
     let cli = Cli::parse();
     // The daemon says what it attaches and its statistics; the tools only warn.
     let default_level = if matches!(cli.cmd, Cmd::Run { .. }) {
@@ -127,6 +106,7 @@ fn main() -> anyhow::Result<()> {
             hold_secs,
             pps,
         } => {
+            replay::prefer_small_pages();
             if let Some(expr) = filter {
                 cfg.capture.filter = podtap::filter::Filter::parse(&expr)?;
             }
@@ -268,21 +248,4 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::asks_for_replay;
-
-    #[test]
-    fn replay_is_recognised_before_the_command_line_is_parsed() {
-        let ask = |s: &str| asks_for_replay(s.split(' ').map(Into::into));
-        assert!(ask("podtap replay x.pcap"));
-        assert!(ask("podtap --config=c.toml replay x.pcap"));
-        // A config file named `replay` is not the subcommand.
-        assert!(ask("podtap --config replay replay x.pcap"));
-        assert!(!ask("podtap --config replay run"));
-        assert!(!ask("podtap run --interface replay"));
-        assert!(!ask("podtap"));
-    }
 }

@@ -240,28 +240,12 @@ fn what_podtap_sees(file: &Path, s: &mut Seen) {
 #[test]
 fn podtap_reports_everything_tshark_sees_in_the_corpus() {
     let files = all_captures();
-    let results: Vec<(PathBuf, Seen)> = std::thread::scope(|sc| {
-        let halves: Vec<_> = files
-            .chunks(files.len().div_ceil(2))
-            .map(|chunk| {
-                sc.spawn(move || {
-                    chunk
-                        .iter()
-                        .map(|f| {
-                            let mut s = Seen::default();
-                            what_tshark_sees(f, &mut s);
-                            what_tshark_sees_h2(f, &mut s);
-                            what_podtap_sees(f, &mut s);
-                            (f.clone(), s)
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        halves
-            .into_iter()
-            .flat_map(|h| h.join().expect("worker thread"))
-            .collect()
+    let results = common::for_each_file(&files, |f| {
+        let mut s = Seen::default();
+        what_tshark_sees(f, &mut s);
+        what_tshark_sees_h2(f, &mut s);
+        what_podtap_sees(f, &mut s);
+        (f.to_path_buf(), s)
     });
     let mut failures = Vec::new();
     let mut checked = BTreeMap::<&str, usize>::new();

@@ -142,22 +142,12 @@ const EXPECTED: &[(&str, &str)] = &[(
 #[test]
 fn flows_match_tshark_conversations() {
     let files = captures();
-    let results: Vec<(PathBuf, Conversations, Conversations)> = std::thread::scope(|s| {
-        let parts: Vec<_> = files
-            .chunks(files.len().div_ceil(2))
-            .map(|chunk| {
-                s.spawn(move || {
-                    chunk
-                        .iter()
-                        .map(|f| (f.clone(), tshark_conversations(f), podtap_conversations(f)))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        parts
-            .into_iter()
-            .flat_map(|h| h.join().expect("thread"))
-            .collect()
+    let results = common::for_each_file(&files, |f| {
+        (
+            f.to_path_buf(),
+            tshark_conversations(f),
+            podtap_conversations(f),
+        )
     });
     let mut failures = Vec::new();
     let mut compared = 0;

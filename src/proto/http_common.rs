@@ -232,7 +232,7 @@ impl HttpSettings {
             },
         };
         let route = match &cache.last {
-            Some((p, r)) if same_bytes(p.as_bytes(), path.as_bytes()) => r.clone(),
+            Some((p, r)) if p == path => r.clone(),
             _ => {
                 let route = self.route(path);
                 if path.len() <= RouteCache::INLINE && route.len() <= RouteCache::INLINE {
@@ -297,29 +297,6 @@ pub struct RouteCache {
 impl RouteCache {
     /// Bytes a `CompactString` holds without a heap allocation.
     const INLINE: usize = std::mem::size_of::<CompactString>();
-}
-
-/// `a == b` for the short strings a route cache holds: 8-byte words (the last one
-/// overlapping the one before) instead of a call to `memcmp`, which costs more to reach
-/// than comparing a path of a few dozen bytes.
-#[inline]
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len();
-    if n != b.len() {
-        return false;
-    }
-    if n < 8 {
-        return a.iter().zip(b).fold(0, |d, (x, y)| d | (x ^ y)) == 0;
-    }
-    let word = |s: &[u8], i: usize| u64::from_ne_bytes(s[i..i + 8].try_into().expect("8 bytes"));
-    let mut i = 0;
-    while i + 8 < n {
-        if word(a, i) != word(b, i) {
-            return false;
-        }
-        i += 8;
-    }
-    word(a, n - 8) == word(b, n - 8)
 }
 
 /// Replace identifier-like path segments with `{id}`.
@@ -618,22 +595,6 @@ fn fnv64(b: &[u8], seed: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn short_strings_compare_like_slices() {
-        let base = b"/api/v1/users/orders/items?x=1";
-        for n in 0..base.len() {
-            let a = &base[..n];
-            assert!(same_bytes(a, a), "{n}");
-            assert!(!same_bytes(a, &base[..n + 1]), "{n}");
-            // One byte different at every place.
-            for at in 0..n {
-                let mut b = a.to_vec();
-                b[at] ^= 0x20;
-                assert!(!same_bytes(a, &b), "{n} {at}");
-            }
-        }
-    }
 
     #[test]
     fn templates_identifiers() {
