@@ -69,6 +69,10 @@ sleep 0.5; kill -INT "$TCPDUMP_PID"; wait "$TCPDUMP_PID" 2>/dev/null || true; TC
 kill "$(cat "$TMP/nginx.pid")"; wait 2>/dev/null || true
 
 # --- measurements ------------------------------------------------------------------------
+# Every timed run reads its capture from the page cache: this machine pages out file cache
+# that has not been touched for a while (proactive reclaim), and a tenth-of-a-second podtap
+# run that waits for the disk measures the disk. Both tools get the same warm file.
+warm() { local a; for a in "$@"; do case "$a" in *.pcap|*.pcapng) cat "$a" >/dev/null ;; esac; done; }
 frames() { capinfos -c -M "$1" 2>/dev/null | awk -F: '/Number of packets/ {gsub(/ /,"",$2); print $2}'; }
 # median wall seconds of RUNS runs of a command; $TMP/time keeps the last run's peak RSS
 # (wall time from the nanosecond clock: /usr/bin/time's 10 ms steps are several percent of
@@ -76,6 +80,7 @@ frames() { capinfos -c -M "$1" 2>/dev/null | awk -F: '/Number of packets/ {gsub(
 measure() {
   local times=() t0 t1
   for _ in $(seq $RUNS); do
+    warm "$@"
     t0=$(date +%s%N)
     /usr/bin/time -f "%e %M" -o "$TMP/time" "$@" >/dev/null 2>&1 || true
     t1=$(date +%s%N)
@@ -112,7 +117,7 @@ med() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
 # podtap against tshark -Y http on the same prefix, in pairs run back to back (podtap, then
 # tshark): the machine's speed wanders over minutes, and a ratio of two medians taken
 # minutes apart carries that wander. The ratio is the median of the pairs' ratios.
-wall() { local t0 t1; t0=$(date +%s%N); "$@" >/dev/null 2>&1 || true; t1=$(date +%s%N); awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'; }
+wall() { local t0 t1; warm "$@"; t0=$(date +%s%N); "$@" >/dev/null 2>&1 || true; t1=$(date +%s%N); awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'; }
 pair_r=(); pair_p=(); pair_t=()
 for _ in $(seq $PAIRS); do
   tp=$(wall "$PODTAP" replay "$TMP/prefix.pcap" --output table --workers 1)
@@ -136,6 +141,7 @@ TXPS_P=$(rate "$TX_P" "$t_pod_p")
 per_core() {
   local v=()
   for _ in $(seq $((RUNS * 2 + 1))); do
+    warm "$1"
     v+=("$("$PODTAP" replay "$1" --output table --workers 1 2>/dev/null | awk -v k="$2" '/^worker cpu/ {print $(NF-k)}')")
   done
   echo "$(med "${v[@]}") ($(printf '%s\n' "${v[@]}" | sort -g | head -1), $(printf '%s\n' "${v[@]}" | sort -g | tail -1))"
@@ -171,6 +177,7 @@ ATTR_FILES=(); for _ in $(seq "$ATTR_COPIES"); do ATTR_FILES+=("$HTTP"); done
 a_off=(); a_on=()
 for _ in $(seq $((RUNS + 2))); do
   for m in off on; do
+    warm "$HTTP"
     t0=$(date +%s%N)
     "$PODTAP" --config "$TMP/attr-$m.toml" replay "${ATTR_FILES[@]}" --output table --workers 1 >/dev/null 2>&1
     t1=$(date +%s%N)

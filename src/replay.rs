@@ -58,20 +58,6 @@ const BATCH: usize = 256;
 /// Records per batch sent to the writer.
 const RECORD_BATCH: usize = 256;
 
-/// Turn transparent huge pages off for this process (`podtap replay` only). A replay is
-/// short, and nearly all the heap it uses is touched for the first time: with huge pages
-/// each first touch of a 2 MiB region has the kernel zero the whole region although the
-/// allocator uses a part of it. On small HTTP transactions that zeroing was 8-12% of the
-/// worker's time; with 4 KiB pages, 2%. The daemon keeps huge pages: it lives long enough
-/// to reuse its heap, and its flow tables gain from fewer TLB misses.
-pub fn prefer_small_pages() {
-    // SAFETY: prctl(2) with integer arguments only. A kernel without THP refuses it, and
-    // the process just keeps the default.
-    unsafe {
-        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
-    }
-}
-
 pub fn run(
     cfg: &Config,
     opts: &ReplayOptions,
@@ -220,14 +206,6 @@ fn thread_cpu_ns() -> u64 {
 mod tests {
     use super::*;
     use crate::synth::{self, SynthOptions};
-
-    #[test]
-    fn replay_turns_huge_pages_off_for_its_process() {
-        prefer_small_pages();
-        // SAFETY: prctl(2) query with no pointer arguments.
-        let off = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) };
-        assert_eq!(off, 1);
-    }
 
     #[test]
     fn table_ends_with_worker_cpu_time_and_per_core_rates() {

@@ -59,6 +59,11 @@ fn prometheus_scrapes_request_counts_equal_to_what_the_client_sent() {
             .unwrap(),
     ));
     wait_listening(podtap_port, "podtap /metrics");
+    // A replay runs without transparent huge pages (switched off before its first
+    // allocation); the kernel shows the process's setting in its status file.
+    let pid = podtap.0.as_ref().unwrap().id();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(status.contains("THP_enabled:\t0"), "{status}");
 
     let n = t.requests as f64;
     let deadline = Instant::now() + Duration::from_secs(25);
