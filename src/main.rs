@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 use podtap::config::Config;
+use podtap::replay::{self, OutputFormat, ReplayOptions};
 
 /// Transactions are built in the workers and freed by the writer thread: glibc's arena
 /// lock made that cross-thread traffic the top cost. mimalloc frees across threads cheaply.
@@ -38,8 +39,8 @@ extern "C" fn small_pages_for_replay(
     if argv.is_null() || argc < 1 {
         return;
     }
-    // SAFETY: glibc passes the process's argc and argv to init-array functions: `argc`
-    // valid pointers to NUL-terminated strings. The strings are only read.
+    // SAFETY: glibc calls init-array functions with the process's argc and argv: `argv`
+    // holds `argc` valid pointers to NUL-terminated strings. They are only read.
     let args = (1..argc as usize).map(|i| unsafe { std::ffi::CStr::from_ptr(*argv.add(i)) });
     if subcommand(args.map(|a| a.to_bytes())) == Some(&b"replay"[..]) {
         // SAFETY: prctl(2) with integer arguments only. A kernel without THP refuses it,
@@ -62,7 +63,6 @@ fn subcommand<'a>(mut args: impl Iterator<Item = &'a [u8]>) -> Option<&'a [u8]> 
     }
     None
 }
-use podtap::replay::{self, OutputFormat, ReplayOptions};
 
 #[derive(Parser)]
 #[command(
