@@ -205,6 +205,7 @@ sed -n '/^## \(Live capture\|Export\|Criterion\)/,$p' perf/RESULTS.md > "$TMP/cr
   echo "Command: \`perf/replay_bench.sh\`$( [ "$QUICK" = 1 ] && echo ' (QUICK=1)')."
   echo "Each figure is the median of $RUNS runs, single-threaded (\`--workers 1\`); peak RSS of podtap includes the memory-mapped capture file."
   echo "tcpdump and tshark run on the first $PREFIX packets of each file (editcap) because they are much slower; rates are comparable per packet."
+  echo "Every timed run, of every tool, reads its capture warm from the page cache (read once just before)."
   echo
   echo "## Replay (L2-L4 decode, flow tracking, TCP reassembly, L7 detection and decoding)"
   echo
