@@ -152,8 +152,14 @@ mod sse2 {
         let i = match name_end {
             0 => token_len(b),
             m => {
+                // Nearly every name is letters and dashes up to its colon: that colon ends
+                // the token (it is no token character) without a look at the bytes after.
                 let from = m.trailing_zeros() as usize;
-                from + super::portable::token_len(&b[from..])
+                if b[from] == b':' {
+                    from
+                } else {
+                    from + super::portable::token_len(&b[from..])
+                }
             }
         };
         let j = match lf {
