@@ -317,6 +317,10 @@ mod tests {
         assert_eq!(sub("--config c.toml replay x").as_deref(), Some("replay"));
         assert_eq!(sub("--config=c.toml replay x").as_deref(), Some("replay"));
         assert_eq!(sub("run --output table").as_deref(), Some("run"));
+        // A config file named `replay` is not the subcommand, nor is an option's value.
+        assert_eq!(sub("--config replay replay x").as_deref(), Some("replay"));
+        assert_eq!(sub("--config replay run").as_deref(), Some("run"));
+        assert_eq!(sub("run --interface replay").as_deref(), Some("run"));
         assert_eq!(sub("--version"), None);
         assert_eq!(sub(""), None);
     }

@@ -311,7 +311,6 @@ pub fn pcaps_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/pcaps"))
 }
 
-/// Every capture of the corpus, sorted.
 /// `f` of every file, in the files' order, the work split over two threads: the corpus
 /// tests run tshark and podtap on every capture, and the machine has two cores.
 pub fn for_each_file<T: Send>(files: &[PathBuf], f: impl Fn(&Path) -> T + Sync) -> Vec<T> {
@@ -328,6 +327,7 @@ pub fn for_each_file<T: Send>(files: &[PathBuf], f: impl Fn(&Path) -> T + Sync) 
     })
 }
 
+/// Every capture of the corpus, sorted.
 pub fn captures() -> Vec<PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
