@@ -69,10 +69,24 @@ sleep 0.5; kill -INT "$TCPDUMP_PID"; wait "$TCPDUMP_PID" 2>/dev/null || true; TC
 kill "$(cat "$TMP/nginx.pid")"; wait 2>/dev/null || true
 
 # --- measurements ------------------------------------------------------------------------
-# Every timed run reads its capture from the page cache: this machine pages out file cache
-# that has not been touched for a while (proactive reclaim), and a tenth-of-a-second podtap
-# run that waits for the disk measures the disk. Both tools get the same warm file.
-warm() { local a; for a in "$@"; do case "$a" in *.pcap|*.pcapng) cat "$a" >/dev/null ;; esac; done; }
+# Every timed run reads its capture, its program and the program's shared libraries from
+# the page cache: this machine pages out file cache that is not mapped (a DAMON pageout
+# scheme), so between two runs a program's own pages go too, and a tenth-of-a-second podtap
+# run that waits for the disk measures the disk. Every tool gets the same treatment: its
+# executable, the libraries `ldd` lists, and for tshark its plugin and data folders
+# (listed once here, read before each run by `warm`).
+declare -A PROG_FILES
+for prog in "$PODTAP" tcpdump tshark; do
+  exe=$(command -v "$prog")
+  dirs=""; [ "$prog" = tshark ] && dirs=$(tshark -G folders 2>/dev/null | awk -F'\t' '/^Global (Plugins|configuration):/ {print $2}')
+  PROG_FILES[$exe]=$( { echo "$exe"; ldd "$exe" 2>/dev/null | awk '$3 ~ /^\// {print $3}'; for d in $dirs; do find "$d" -type f; done; } | tr '\n' ' ')
+done
+warm() {
+  local a exe; exe=$(command -v "$1" 2>/dev/null) || exe=""
+  # shellcheck disable=SC2086 # a list of paths without spaces
+  [ -n "$exe" ] && [ -n "${PROG_FILES[$exe]:-}" ] && cat ${PROG_FILES[$exe]} >/dev/null 2>&1
+  for a in "$@"; do case "$a" in *.pcap|*.pcapng) cat "$a" >/dev/null ;; esac; done
+}
 frames() { capinfos -c -M "$1" 2>/dev/null | awk -F: '/Number of packets/ {gsub(/ /,"",$2); print $2}'; }
 # median wall seconds of RUNS runs of a command; $TMP/time keeps the last run's peak RSS
 # (wall time from the nanosecond clock: /usr/bin/time's 10 ms steps are several percent of
@@ -205,7 +219,7 @@ sed -n '/^## \(Live capture\|Export\|Criterion\)/,$p' perf/RESULTS.md > "$TMP/cr
   echo "Command: \`perf/replay_bench.sh\`$( [ "$QUICK" = 1 ] && echo ' (QUICK=1)')."
   echo "Each figure is the median of $RUNS runs, single-threaded (\`--workers 1\`); peak RSS of podtap includes the memory-mapped capture file."
   echo "tcpdump and tshark run on the first $PREFIX packets of each file (editcap) because they are much slower; rates are comparable per packet."
-  echo "Every timed run, of every tool, reads its capture warm from the page cache (read once just before)."
+  echo "Every timed run, of every tool, reads its capture, program and libraries (tshark: plugins and data files too) warm from the page cache (read once just before)."
   echo
   echo "## Replay (L2-L4 decode, flow tracking, TCP reassembly, L7 detection and decoding)"
   echo

@@ -719,8 +719,11 @@ impl Http1Parser {
         let head_len = len as u64;
         // (A response still being answered has ended unseen; `lose_sync` reports such
         // responses, this is a safeguard that no path replaces one silently. Its bytes
-        // are not known apart from this head's any more.)
-        out.extend(self.give_up_current(0));
+        // are not known apart from this head's any more. Tested first: the call's
+        // `Option<Transaction>` is a copy of a few hundred bytes even when it is `None`.)
+        if self.answering {
+            out.extend(self.give_up_current(0));
+        }
         if (100..200).contains(&code) && code != 101 {
             // Interim response: counted towards the request it answers, which stays open.
             if let Some(p) = self.pending.front_mut() {
