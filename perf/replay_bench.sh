@@ -9,6 +9,8 @@
 # flows (`podtap synth`), and a real HTTP/1.1 capture of nginx serving hey and curl in two
 # network namespaces joined by a veth pair (nothing leaves the namespaces).
 set -euo pipefail
+# (A C locale: `$EPOCHREALTIME` and awk then agree on the decimal point.)
+export LC_ALL=C
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 OUT=perf/out
@@ -89,16 +91,17 @@ warm() {
 }
 frames() { capinfos -c -M "$1" 2>/dev/null | awk -F: '/Number of packets/ {gsub(/ /,"",$2); print $2}'; }
 # median wall seconds of RUNS runs of a command; $TMP/time keeps the last run's peak RSS
-# (wall time from the nanosecond clock: /usr/bin/time's 10 ms steps are several percent of
-# a 0.2 s run)
+# (wall time from bash's microsecond clock: /usr/bin/time's 10 ms steps are several percent
+# of a 0.2 s run, and `$(date +%s%N)` would count the start of a `date` process, about
+# 1.4 ms here, into every reading)
 measure() {
   local times=() t0 t1
   for _ in $(seq $RUNS); do
     warm "$@"
-    t0=$(date +%s%N)
+    t0=$EPOCHREALTIME
     /usr/bin/time -f "%e %M" -o "$TMP/time" "$@" >/dev/null 2>&1 || true
-    t1=$(date +%s%N)
-    times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')")
+    t1=$EPOCHREALTIME
+    times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')")
   done
   printf '%s\n' "${times[@]}" | sort -g | sed -n "$(( (RUNS + 1) / 2 ))p"
 }
@@ -131,7 +134,8 @@ med() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
 # podtap against tshark -Y http on the same prefix, in pairs run back to back (podtap, then
 # tshark): the machine's speed wanders over minutes, and a ratio of two medians taken
 # minutes apart carries that wander. The ratio is the median of the pairs' ratios.
-wall() { local t0 t1; warm "$@"; t0=$(date +%s%N); "$@" >/dev/null 2>&1 || true; t1=$(date +%s%N); awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'; }
+# (Four decimals: a millisecond is over 1% of a podtap run.)
+wall() { local t0 t1; warm "$@"; t0=$EPOCHREALTIME; "$@" >/dev/null 2>&1 || true; t1=$EPOCHREALTIME; awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }'; }
 pair_r=(); pair_p=(); pair_t=()
 for _ in $(seq $PAIRS); do
   tp=$(wall "$PODTAP" replay "$TMP/prefix.pcap" --output table --workers 1)
@@ -192,10 +196,10 @@ a_off=(); a_on=()
 for _ in $(seq $((RUNS + 2))); do
   for m in off on; do
     warm "$HTTP"
-    t0=$(date +%s%N)
+    t0=$EPOCHREALTIME
     "$PODTAP" --config "$TMP/attr-$m.toml" replay "${ATTR_FILES[@]}" --output table --workers 1 >/dev/null 2>&1
-    t1=$(date +%s%N)
-    eval "a_$m+=($(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'))"
+    t1=$EPOCHREALTIME
+    eval "a_$m+=($(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }'))"
   done
 done
 T_ATTR_OFF=$(med "${a_off[@]}"); T_ATTR_ON=$(med "${a_on[@]}")
