@@ -288,7 +288,7 @@ pub fn is_ascii(b: &[u8]) -> bool {
 /// upper-case letters (and `^` and `_`, which become `~` and DEL) change under it, so no
 /// byte can come to equal a pattern byte it did not already match ignoring case.
 /// Branch-free, unlike `eq_ignore_ascii_case`'s early-exit loop, and eight bytes at a time
-/// for names of 8 to 24 bytes (nearly all): the words at the start and at the end overlap
+/// for names of 8 to 24 bytes (most of those podtap looks for): the words at the start and at the end overlap
 /// in the middle, so two or three compare a name whole. With `lower` a literal, its words
 /// are constants.
 #[inline(always)]
