@@ -89,6 +89,10 @@ warm() {
   [ -n "$exe" ] && [ -n "${PROG_FILES[$exe]:-}" ] && cat ${PROG_FILES[$exe]} >/dev/null 2>&1
   for a in "$@"; do case "$a" in *.pcap|*.pcapng) cat "$a" >/dev/null ;; esac; done
 }
+# Seconds between two `$EPOCHREALTIME` readings, to four decimals (a millisecond is over
+# 1% of a podtap run). The readings are taken in the caller: a `$(...)` around the clock
+# would count the start of a subshell.
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f", b - a }'; }
 frames() { capinfos -c -M "$1" 2>/dev/null | awk -F: '/Number of packets/ {gsub(/ /,"",$2); print $2}'; }
 # median wall seconds of RUNS runs of a command; $TMP/time keeps the last run's peak RSS
 # (wall time from bash's microsecond clock: /usr/bin/time's 10 ms steps are several percent
@@ -101,7 +105,7 @@ measure() {
     t0=$EPOCHREALTIME
     /usr/bin/time -f "%e %M" -o "$TMP/time" "$@" >/dev/null 2>&1 || true
     t1=$EPOCHREALTIME
-    times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')")
+    times+=("$(secs "$t0" "$t1")")
   done
   printf '%s\n' "${times[@]}" | sort -g | sed -n "$(( (RUNS + 1) / 2 ))p"
 }
@@ -134,8 +138,7 @@ med() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
 # podtap against tshark -Y http on the same prefix, in pairs run back to back (podtap, then
 # tshark): the machine's speed wanders over minutes, and a ratio of two medians taken
 # minutes apart carries that wander. The ratio is the median of the pairs' ratios.
-# (Four decimals: a millisecond is over 1% of a podtap run.)
-wall() { local t0 t1; warm "$@"; t0=$EPOCHREALTIME; "$@" >/dev/null 2>&1 || true; t1=$EPOCHREALTIME; awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }'; }
+wall() { local t0 t1; warm "$@"; t0=$EPOCHREALTIME; "$@" >/dev/null 2>&1 || true; t1=$EPOCHREALTIME; secs "$t0" "$t1"; }
 pair_r=(); pair_p=(); pair_t=()
 for _ in $(seq $PAIRS); do
   tp=$(wall "$PODTAP" replay "$TMP/prefix.pcap" --output table --workers 1)
@@ -199,7 +202,7 @@ for _ in $(seq $((RUNS + 2))); do
     t0=$EPOCHREALTIME
     "$PODTAP" --config "$TMP/attr-$m.toml" replay "${ATTR_FILES[@]}" --output table --workers 1 >/dev/null 2>&1
     t1=$EPOCHREALTIME
-    eval "a_$m+=($(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }'))"
+    eval "a_$m+=($(secs "$t0" "$t1"))"
   done
 done
 T_ATTR_OFF=$(med "${a_off[@]}"); T_ATTR_ON=$(med "${a_on[@]}")

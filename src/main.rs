@@ -324,4 +324,19 @@ mod tests {
         assert_eq!(sub("--version"), None);
         assert_eq!(sub(""), None);
     }
+
+    /// `subcommand` reads the command line before clap can run (no allocation yet), so it
+    /// knows the options that come before a subcommand by hand: this fails when the CLI
+    /// gains another that takes a value, which `subcommand` would mistake for one.
+    #[test]
+    fn config_is_the_only_top_level_option_with_a_value() {
+        use clap::CommandFactory;
+        let cmd = super::Cli::command();
+        let with_values: Vec<_> = cmd
+            .get_arguments()
+            .filter(|a| !a.is_positional() && a.get_action().takes_values())
+            .map(|a| a.get_id().to_string())
+            .collect();
+        assert_eq!(with_values, ["config"]);
+    }
 }

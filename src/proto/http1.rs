@@ -719,11 +719,8 @@ impl Http1Parser {
         let head_len = len as u64;
         // (A response still being answered has ended unseen; `lose_sync` reports such
         // responses, this is a safeguard that no path replaces one silently. Its bytes
-        // are not known apart from this head's any more. Tested first: the call's
-        // `Option<Transaction>` is a copy of a few hundred bytes even when it is `None`.)
-        if self.answering {
-            out.extend(self.give_up_current(0));
-        }
+        // are not known apart from this head's any more.)
+        self.give_up_current(0, out);
         if (100..200).contains(&code) && code != 101 {
             // Interim response: counted towards the request it answers, which stays open.
             if let Some(p) = self.pending.front_mut() {
@@ -850,8 +847,9 @@ impl Http1Parser {
     /// messages usually start segments); otherwise only bytes after a newline can.
     fn lose_sync(&mut self, dir: Direction, at_line_start: bool) {
         if dir == Direction::ToClient {
-            let given_up = self.give_up_current(self.resp.msg_bytes);
-            self.ready.extend(given_up);
+            let mut ready = std::mem::take(&mut self.ready);
+            self.give_up_current(self.resp.msg_bytes, &mut ready);
+            self.ready = ready;
         }
         let side = self.side(dir);
         side.framing = Framing::Lost;
@@ -861,15 +859,18 @@ impl Http1Parser {
 
     /// A response being received that will not be seen to its end (its bytes lost to a
     /// gap or malformed): reported as it stands, with the `bytes` of it seen, its
-    /// completeness saying why, instead of being replaced by the next response.
-    fn give_up_current(&mut self, bytes: u64) -> Option<Transaction> {
+    /// completeness saying why, instead of being replaced by the next response. Pushed
+    /// onto `out` rather than returned: an `Option<Transaction>` is a copy of a few hundred
+    /// bytes even when it is `None`, and nearly every call has nothing to give up.
+    fn give_up_current(&mut self, bytes: u64, out: &mut Vec<Transaction>) {
         if !std::mem::take(&mut self.answering) {
-            return None;
+            return;
         }
-        let mut p = self.pending.pop_front()?;
-        p.tx.resp_bytes += bytes;
-        p.tx.end = self.last_ts.max(p.tx.start);
-        Some(p.tx)
+        if let Some(mut p) = self.pending.pop_front() {
+            p.tx.resp_bytes += bytes;
+            p.tx.end = self.last_ts.max(p.tx.start);
+            out.push(p.tx);
+        }
     }
 
     fn mark_current(&mut self, dir: Direction, bit: u16) {

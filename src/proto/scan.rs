@@ -288,9 +288,9 @@ pub fn is_ascii(b: &[u8]) -> bool {
 /// upper-case letters (and `^` and `_`, which become `~` and DEL) change under it, so no
 /// byte can come to equal a pattern byte it did not already match ignoring case.
 /// Branch-free, unlike `eq_ignore_ascii_case`'s early-exit loop, and eight bytes at a time
-/// for names of 8 to 24 bytes (most of those podtap looks for): the words at the start and at the end overlap
-/// in the middle, so two or three compare a name whole. With `lower` a literal, its words
-/// are constants.
+/// for names of 8 to 24 bytes (most of those podtap looks for): the words at the start and
+/// at the end overlap in the middle, so two or three compare a name whole. With `lower` a
+/// literal, its words are constants.
 #[inline(always)]
 pub fn token_eq_lower(name: &[u8], lower: &[u8]) -> bool {
     const BIT5: u64 = u64::from_ne_bytes([0x20; 8]);
