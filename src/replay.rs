@@ -1,8 +1,9 @@
 //! `podtap replay`: run capture files through the same workers live capture uses.
 //!
 //! N worker threads each read the memory-mapped file and keep their share of the frames
-//! by symmetric flow hash (as PACKET_FANOUT_HASH splits live traffic); a writer thread
-//! prints records as JSON lines and builds the summary.
+//! by symmetric flow hash (as PACKET_FANOUT_HASH splits live traffic). With JSON lines
+//! output a writer thread prints the records and builds the summary; with table output
+//! each worker summarises its own records and the summaries are merged.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -13,7 +14,7 @@ use crate::config::Config;
 use crate::events::Counters;
 use crate::export::queue::record_queue;
 use crate::export::summary::Summary;
-use crate::export::{ChannelSink, ExportSink, Exporter, jsonl};
+use crate::export::{ChannelSink, ExportSink, Exporter, RecordSink, jsonl};
 use crate::worker::Worker;
 
 /// What `replay` prints.
@@ -86,9 +87,13 @@ pub fn run(
             let mut handles = Vec::with_capacity(n);
             for i in 0..n {
                 let src = first.share()?.with_fanout(i as u32, n as u32);
+                let records = match opts.output {
+                    OutputFormat::Jsonl => ReplaySink::Writer(ChannelSink::new(tx.clone(), true)),
+                    OutputFormat::Table => ReplaySink::Summary(Summary::default()),
+                };
                 let sink = ExportSink::new(
                     export.map(|e| e.worker_handle(i).captured(captured.clone())),
-                    Some(ChannelSink::new(tx.clone(), true)),
+                    Some(records),
                 );
                 let attr = opts.attributor.clone();
                 let pps = opts.pps as f64 / n as f64;
@@ -100,7 +105,8 @@ pub fn run(
                 );
             }
             drop(tx);
-            // The writer runs here while the workers run in their threads.
+            // The writer runs here while the workers run in their threads (with table
+            // output no worker holds a sender, and it returns at once).
             let mut line = String::with_capacity(1024);
             while let Some(batch) = rx.recv() {
                 for r in &batch {
@@ -116,7 +122,11 @@ pub fn run(
             }
             let mut t = ReplayTotals::default();
             for h in handles {
-                let (wt, stats, dropped, cpu_ns) = h.join().expect("worker thread panicked")?;
+                let (wt, stats, dropped, worker_summary, cpu_ns) =
+                    h.join().expect("worker thread panicked")?;
+                if let Some(w) = worker_summary {
+                    summary.merge(w);
+                }
                 t.worker_cpu_ns += cpu_ns;
                 t.packets += wt.packets;
                 t.bytes += wt.bytes;
@@ -161,13 +171,61 @@ pub fn run(
     Ok(totals)
 }
 
+/// Where a replay worker's records go.
+enum ReplaySink {
+    /// `--output jsonl`: to the writer thread, which prints them and builds the summary.
+    Writer(ChannelSink),
+    /// `--output table`: into the worker's own summary, merged with the others' at the end.
+    Summary(Summary),
+}
+
+// A match per call, on a value that never changes during a run: static dispatch.
+impl RecordSink for ReplaySink {
+    fn flow(&mut self, rec: crate::flow::FlowRecord) {
+        match self {
+            ReplaySink::Writer(c) => c.flow(rec),
+            ReplaySink::Summary(s) => s.flow(rec),
+        }
+    }
+
+    fn transaction(&mut self, tx: crate::proto::Transaction) {
+        match self {
+            ReplaySink::Writer(c) => c.transaction(tx),
+            ReplaySink::Summary(s) => s.transaction(tx),
+        }
+    }
+
+    fn transactions(&mut self, txs: &mut Vec<crate::proto::Transaction>) {
+        match self {
+            ReplaySink::Writer(c) => c.transactions(txs),
+            ReplaySink::Summary(s) => s.transactions(txs),
+        }
+    }
+
+    fn flush(&mut self) {
+        if let ReplaySink::Writer(c) = self {
+            c.flush();
+        }
+    }
+}
+
+/// Totals, source statistics, records dropped, the worker's summary (table output) and its
+/// CPU time.
+type WorkerResult = (
+    crate::worker::WorkerTotals,
+    SourceStats,
+    u64,
+    Option<Summary>,
+    u64,
+);
+
 fn run_worker(
     cfg: &Config,
     mut src: PcapFileSource,
-    sink: ExportSink<ChannelSink>,
+    sink: ExportSink<ReplaySink>,
     attr: Option<crate::k8s::Attributor>,
     pps: f64,
-) -> Result<(crate::worker::WorkerTotals, SourceStats, u64, u64), CaptureError> {
+) -> Result<WorkerResult, CaptureError> {
     let cpu_start = thread_cpu_ns();
     let mut worker = Worker::new(cfg, sink).with_attributor(attr);
     let start = std::time::Instant::now();
@@ -184,9 +242,15 @@ fn run_worker(
         }
     }
     let (totals, sink) = worker.finish();
-    let dropped = sink.inner().map_or(0, |s| s.dropped);
+    // A writer's sink is dropped here, with its sender: the writer's loop ends when the
+    // last sender is gone, before it joins the workers.
+    let (dropped, summary) = match sink.into_inner() {
+        Some(ReplaySink::Writer(c)) => (c.dropped, None),
+        Some(ReplaySink::Summary(s)) => (0, Some(s)),
+        None => (0, None),
+    };
     let cpu_ns = thread_cpu_ns().saturating_sub(cpu_start);
-    Ok((totals, src.stats(), dropped, cpu_ns))
+    Ok((totals, src.stats(), dropped, summary, cpu_ns))
 }
 
 /// CPU time of the calling thread so far, in nanoseconds.
@@ -241,5 +305,50 @@ mod tests {
         let rate: f64 = last.split(' ').nth_back(3).unwrap().parse().unwrap();
         let want = 100.0 / (t.worker_cpu_ns as f64 / 1e9);
         assert!((rate - want).abs() <= 1.0, "{rate} vs {want}");
+    }
+
+    #[test]
+    fn workers_summaries_equal_the_writers_summary() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("synth.pcap");
+        let o = SynthOptions {
+            tcp_flows: 30,
+            udp_flows: 10,
+            requests: 7,
+            payload: 0,
+        };
+        synth::write(std::fs::File::create(&file).unwrap(), &o).unwrap();
+        // Table output: each worker summarises its records. JSON lines: the writer thread
+        // summarises everything it prints. The same table either way.
+        let table = |output| {
+            let opts = ReplayOptions {
+                files: vec![file.clone()],
+                workers: 2,
+                output,
+                hold_secs: 0,
+                pps: 0,
+                attributor: None,
+            };
+            let (mut out, mut table) = (Vec::new(), Vec::new());
+            let t = run(&Config::default(), &opts, &mut out, &mut table, None).unwrap();
+            assert_eq!(t.transactions, 30 * 7);
+            let printed = String::from_utf8(out).unwrap().lines().count();
+            (String::from_utf8(table).unwrap(), printed)
+        };
+        let ((by_workers, none), (by_writer, printed)) =
+            (table(OutputFormat::Table), table(OutputFormat::Jsonl));
+        assert_eq!((none, printed), (0, 30 * 7 + 40));
+        // Flows of equal size may be listed in another order (the writer gets the workers'
+        // batches interleaved); the CPU time differs from run to run.
+        let lines = |t: &str| -> Vec<String> {
+            t.lines()
+                .filter(|l| !l.contains(" -> ") && !l.starts_with("worker cpu"))
+                .map(String::from)
+                .collect()
+        };
+        assert_eq!(lines(&by_workers), lines(&by_writer));
+        assert!(by_workers.contains("transactions 210"), "{by_workers}");
+        // The heading of the top flows and the ten biggest of the 40.
+        assert_eq!(by_workers.matches(" -> ").count(), 1 + 10);
     }
 }
