@@ -43,6 +43,10 @@ pub struct Summary {
     retransmits: u64,
     resets: u64,
     top: Vec<FlowRecord>,
+    /// Once `top` has been trimmed to [`TOP_FLOWS`]: the bytes of the smallest kept. A
+    /// later flow of no more bytes can never be listed (equal sizes keep the order they
+    /// came in), so it is not kept at all: most flows of a large capture are not.
+    top_floor: Option<u64>,
     /// In order of first sight, found through `index` by their key: cloned inline strings,
     /// no formatting per transaction.
     endpoints: Vec<(EndpointKey, Endpoint)>,
@@ -58,12 +62,35 @@ const TOP_FLOWS: usize = 10;
 impl Summary {
     pub fn add(&mut self, r: &Record) {
         match r {
-            Record::Flow(f) => self.flow(FlowRecord::clone(f)),
+            Record::Flow(f) => {
+                if self.counts_only(f) {
+                    self.flow_counts(f);
+                } else {
+                    self.flow(FlowRecord::clone(f));
+                }
+            }
             Record::Transaction(t) => self.transaction(t),
         }
     }
 
+    /// Is `f` too small to be among the top flows?
+    fn counts_only(&self, f: &FlowRecord) -> bool {
+        self.top_floor
+            .is_some_and(|floor| f.dirs[0].bytes + f.dirs[1].bytes <= floor)
+    }
+
     fn flow(&mut self, f: FlowRecord) {
+        self.flow_counts(&f);
+        if self.counts_only(&f) {
+            return;
+        }
+        self.top.push(f);
+        if self.top.len() > TOP_FLOWS * 4 {
+            self.trim_top();
+        }
+    }
+
+    fn flow_counts(&mut self, f: &FlowRecord) {
         self.flows += 1;
         let e = self.by_transport.entry(f.transport()).or_default();
         e.0 += 1;
@@ -72,10 +99,6 @@ impl Summary {
         if let Some(t) = &f.tcp {
             self.retransmits += t.stats[0].retransmits + t.stats[1].retransmits;
             self.resets += t.stats[0].resets + t.stats[1].resets;
-        }
-        self.top.push(f);
-        if self.top.len() > TOP_FLOWS * 4 {
-            self.trim_top();
         }
     }
 
@@ -141,6 +164,9 @@ impl Summary {
         self.top
             .sort_by_key(|f| std::cmp::Reverse(f.dirs[0].bytes + f.dirs[1].bytes));
         self.top.truncate(TOP_FLOWS);
+        if self.top.len() == TOP_FLOWS {
+            self.top_floor = self.top.last().map(|f| f.dirs[0].bytes + f.dirs[1].bytes);
+        }
     }
 
     /// Render the tables.
@@ -355,6 +381,71 @@ mod tests {
         assert_eq!(one.transactions, 300);
         // Microseconds, rounded: 37 us and 400 ns is 37 us.
         assert!(r[0].3.contains(&37));
+    }
+
+    fn flow(port: u16, bytes: u64) -> FlowRecord {
+        let ep = |port| ProtoEndpoint {
+            addr: std::net::Ipv4Addr::LOCALHOST.into(),
+            port,
+        };
+        FlowRecord {
+            obs: 0,
+            vlan: 0,
+            tunnel: Default::default(),
+            ip_proto: 6,
+            client: ep(port),
+            server: ep(80),
+            first: Timestamp::default(),
+            last: Timestamp::default(),
+            dirs: [
+                crate::flow::DirCounters {
+                    bytes,
+                    ..Default::default()
+                },
+                Default::default(),
+            ],
+            reason: crate::flow::EndReason::Fin,
+            protocol: Protocol::Unknown,
+            tcp: None,
+            tls: None,
+            pods: None,
+            unreported: Default::default(),
+        }
+    }
+
+    #[test]
+    fn top_flows_are_the_biggest_first_come_first_listed() {
+        // Sizes with many ties, in scrambled order; the client port names each flow.
+        let flows: Vec<FlowRecord> = (0..500u16)
+            .map(|i| flow(i, u64::from(i) * 7 % 61))
+            .collect();
+        let mut want: Vec<&FlowRecord> = flows.iter().collect();
+        want.sort_by_key(|f| std::cmp::Reverse(f.dirs[0].bytes));
+        let want: Vec<u16> = want[..TOP_FLOWS].iter().map(|f| f.client.port).collect();
+        let listed = |s: &mut Summary| {
+            s.trim_top();
+            s.top.iter().map(|f| f.client.port).collect::<Vec<_>>()
+        };
+        let mut one = Summary::default();
+        for f in &flows {
+            one.add(&Record::Flow(Box::new(f.clone())));
+        }
+        assert_eq!(listed(&mut one), want);
+        assert_eq!(one.flows, 500);
+        // Split between two workers' summaries (by value, as their sinks get them), merged
+        // in worker order: the first worker's flows come first among equals.
+        let (mut a, mut b) = (Summary::default(), Summary::default());
+        for f in &flows[..200] {
+            RecordSink::flow(&mut a, f.clone());
+        }
+        for f in &flows[200..] {
+            RecordSink::flow(&mut b, f.clone());
+        }
+        a.merge(b);
+        assert_eq!(listed(&mut a), want);
+        assert_eq!(a.flows, 500);
+        let bytes: u64 = flows.iter().map(|f| f.dirs[0].bytes).sum();
+        assert_eq!(a.by_transport["tcp"], (500, bytes));
     }
 
     #[test]
