@@ -122,20 +122,19 @@ pub fn run(
             }
             let mut t = ReplayTotals::default();
             for h in handles {
-                let (wt, stats, dropped, worker_summary, cpu_ns) =
-                    h.join().expect("worker thread panicked")?;
-                if let Some(w) = worker_summary {
-                    summary.merge(w);
+                let w = h.join().expect("worker thread panicked")?;
+                if let Some(ws) = w.summary {
+                    summary.merge(ws);
                 }
-                t.worker_cpu_ns += cpu_ns;
-                t.packets += wt.packets;
-                t.bytes += wt.bytes;
-                t.flows += wt.flows;
-                t.transactions += wt.transactions;
-                t.counters.merge(&wt.counters);
-                t.source.received += stats.received;
-                t.source.malformed += stats.malformed;
-                t.records_dropped += dropped;
+                t.worker_cpu_ns += w.cpu_ns;
+                t.packets += w.totals.packets;
+                t.bytes += w.totals.bytes;
+                t.flows += w.totals.flows;
+                t.transactions += w.totals.transactions;
+                t.counters.merge(&w.totals.counters);
+                t.source.received += w.source.received;
+                t.source.malformed += w.source.malformed;
+                t.records_dropped += w.dropped;
             }
             Ok(t)
         })?;
@@ -209,15 +208,17 @@ impl RecordSink for ReplaySink {
     }
 }
 
-/// Totals, source statistics, records dropped, the worker's summary (table output) and its
-/// CPU time.
-type WorkerResult = (
-    crate::worker::WorkerTotals,
-    SourceStats,
-    u64,
-    Option<Summary>,
-    u64,
-);
+/// What a replay worker leaves when its share of a file is done.
+struct WorkerDone {
+    totals: crate::worker::WorkerTotals,
+    source: SourceStats,
+    /// Records the writer's queue refused (JSON lines output).
+    dropped: u64,
+    /// The worker's own summary (table output).
+    summary: Option<Summary>,
+    /// The worker thread's CPU time.
+    cpu_ns: u64,
+}
 
 fn run_worker(
     cfg: &Config,
@@ -225,7 +226,7 @@ fn run_worker(
     sink: ExportSink<ReplaySink>,
     attr: Option<crate::k8s::Attributor>,
     pps: f64,
-) -> Result<WorkerResult, CaptureError> {
+) -> Result<WorkerDone, CaptureError> {
     let cpu_start = thread_cpu_ns();
     let mut worker = Worker::new(cfg, sink).with_attributor(attr);
     let start = std::time::Instant::now();
@@ -250,7 +251,13 @@ fn run_worker(
         None => (0, None),
     };
     let cpu_ns = thread_cpu_ns().saturating_sub(cpu_start);
-    Ok((totals, src.stats(), dropped, summary, cpu_ns))
+    Ok(WorkerDone {
+        totals,
+        source: src.stats(),
+        dropped,
+        summary,
+        cpu_ns,
+    })
 }
 
 /// CPU time of the calling thread so far, in nanoseconds.
@@ -271,30 +278,48 @@ mod tests {
     use super::*;
     use crate::synth::{self, SynthOptions};
 
-    #[test]
-    fn table_ends_with_worker_cpu_time_and_per_core_rates() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A synthetic capture of `tcp_flows` connections of `requests` requests each and
+    /// `udp_flows` UDP flows, in `dir`; with its frame count.
+    fn capture(
+        dir: &tempfile::TempDir,
+        tcp_flows: u32,
+        udp_flows: u32,
+        requests: u32,
+    ) -> (PathBuf, u64) {
         let file = dir.path().join("synth.pcap");
         let o = SynthOptions {
-            tcp_flows: 20,
-            udp_flows: 0,
-            requests: 5,
+            tcp_flows,
+            udp_flows,
+            requests,
             payload: 0,
         };
         let frames = synth::write(std::fs::File::create(&file).unwrap(), &o).unwrap();
+        (file, frames)
+    }
+
+    /// Replay `file` with two workers: totals, stdout and the table.
+    fn replay(file: &std::path::Path, output: OutputFormat) -> (ReplayTotals, String, String) {
         let opts = ReplayOptions {
-            files: vec![file],
+            files: vec![file.to_path_buf()],
             workers: 2,
-            output: OutputFormat::Table,
+            output,
             hold_secs: 0,
             pps: 0,
             attributor: None,
         };
         let (mut out, mut table) = (Vec::new(), Vec::new());
         let t = run(&Config::default(), &opts, &mut out, &mut table, None).unwrap();
+        let text = |b| String::from_utf8(b).unwrap();
+        (t, text(out), text(table))
+    }
+
+    #[test]
+    fn table_ends_with_worker_cpu_time_and_per_core_rates() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, frames) = capture(&dir, 20, 0, 5);
+        let (t, _, table) = replay(&file, OutputFormat::Table);
         assert_eq!(t.packets, frames);
         assert!(t.worker_cpu_ns > 0);
-        let table = String::from_utf8(table).unwrap();
         let last = table.lines().last().unwrap();
         assert!(
             last.starts_with("worker cpu ") && last.ends_with(" transactions/s per core"),
@@ -310,30 +335,13 @@ mod tests {
     #[test]
     fn workers_summaries_equal_the_writers_summary() {
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("synth.pcap");
-        let o = SynthOptions {
-            tcp_flows: 30,
-            udp_flows: 10,
-            requests: 7,
-            payload: 0,
-        };
-        synth::write(std::fs::File::create(&file).unwrap(), &o).unwrap();
+        let (file, _) = capture(&dir, 30, 10, 7);
         // Table output: each worker summarises its records. JSON lines: the writer thread
         // summarises everything it prints. The same table either way.
         let table = |output| {
-            let opts = ReplayOptions {
-                files: vec![file.clone()],
-                workers: 2,
-                output,
-                hold_secs: 0,
-                pps: 0,
-                attributor: None,
-            };
-            let (mut out, mut table) = (Vec::new(), Vec::new());
-            let t = run(&Config::default(), &opts, &mut out, &mut table, None).unwrap();
+            let (t, out, table) = replay(&file, output);
             assert_eq!(t.transactions, 30 * 7);
-            let printed = String::from_utf8(out).unwrap().lines().count();
-            (String::from_utf8(table).unwrap(), printed)
+            (table, out.lines().count())
         };
         let ((by_workers, none), (by_writer, printed)) =
             (table(OutputFormat::Table), table(OutputFormat::Jsonl));

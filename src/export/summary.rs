@@ -63,46 +63,38 @@ impl Summary {
     pub fn add(&mut self, r: &Record) {
         match r {
             Record::Flow(f) => {
-                if self.counts_only(f) {
-                    self.flow_counts(f);
-                } else {
-                    self.flow(FlowRecord::clone(f));
+                if self.count_flow(f) {
+                    self.keep_flow(FlowRecord::clone(f));
                 }
             }
-            Record::Transaction(t) => self.transaction(t),
+            Record::Transaction(t) => self.count_transaction(t),
         }
     }
 
-    /// Is `f` too small to be among the top flows?
-    fn counts_only(&self, f: &FlowRecord) -> bool {
-        self.top_floor
-            .is_some_and(|floor| f.dirs[0].bytes + f.dirs[1].bytes <= floor)
+    /// Count `f`. True if it may be among the top flows: then keep it with
+    /// [`Summary::keep_flow`]; most flows of a large capture are not, and are never copied.
+    fn count_flow(&mut self, f: &FlowRecord) -> bool {
+        let bytes = f.dirs[0].bytes + f.dirs[1].bytes;
+        self.flows += 1;
+        let e = self.by_transport.entry(f.transport()).or_default();
+        e.0 += 1;
+        e.1 += bytes;
+        *self.by_reason.entry(f.reason.as_str()).or_default() += 1;
+        if let Some(t) = &f.tcp {
+            self.retransmits += t.stats[0].retransmits + t.stats[1].retransmits;
+            self.resets += t.stats[0].resets + t.stats[1].resets;
+        }
+        self.top_floor.is_none_or(|floor| bytes > floor)
     }
 
-    fn flow(&mut self, f: FlowRecord) {
-        self.flow_counts(&f);
-        if self.counts_only(&f) {
-            return;
-        }
+    fn keep_flow(&mut self, f: FlowRecord) {
         self.top.push(f);
         if self.top.len() > TOP_FLOWS * 4 {
             self.trim_top();
         }
     }
 
-    fn flow_counts(&mut self, f: &FlowRecord) {
-        self.flows += 1;
-        let e = self.by_transport.entry(f.transport()).or_default();
-        e.0 += 1;
-        e.1 += f.dirs[0].bytes + f.dirs[1].bytes;
-        *self.by_reason.entry(f.reason.as_str()).or_default() += 1;
-        if let Some(t) = &f.tcp {
-            self.retransmits += t.stats[0].retransmits + t.stats[1].retransmits;
-            self.resets += t.stats[0].resets + t.stats[1].resets;
-        }
-    }
-
-    fn transaction(&mut self, t: &Transaction) {
+    fn count_transaction(&mut self, t: &Transaction) {
         self.transactions += 1;
         if let Some((k, e)) = self.endpoints.get_mut(self.last)
             && (k.0, k.1) == (t.protocol, t.server)
@@ -271,16 +263,18 @@ impl Summary {
 /// freeing on one CPU what another built (7% of the wall time on small HTTP transactions).
 impl RecordSink for Summary {
     fn flow(&mut self, rec: FlowRecord) {
-        Summary::flow(self, rec);
+        if self.count_flow(&rec) {
+            self.keep_flow(rec);
+        }
     }
 
     fn transaction(&mut self, tx: Transaction) {
-        Summary::transaction(self, &tx);
+        self.count_transaction(&tx);
     }
 
     fn transactions(&mut self, txs: &mut Vec<Transaction>) {
         for tx in txs.iter() {
-            Summary::transaction(self, tx);
+            self.count_transaction(tx);
         }
         txs.clear();
     }
