@@ -224,7 +224,7 @@ sed -n '/^## \(Live capture\|Export\|Criterion\)/,$p' perf/RESULTS.md > "$TMP/cr
   echo
   echo "Latest run: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), Linux $(uname -r)."
   echo "Command: \`perf/replay_bench.sh\`$( [ "$QUICK" = 1 ] && echo ' (QUICK=1)')."
-  echo "Each figure is the median of $RUNS runs, single-threaded (\`--workers 1\`); peak RSS of podtap includes the memory-mapped capture file."
+  echo "Each figure is the median of $RUNS runs, single-threaded (\`--workers 1\`); peak RSS of podtap includes the mapped window of the capture file (32 MiB ahead of the reader, 1 MiB behind)."
   echo "tcpdump and tshark run on the first $PREFIX packets of each file (editcap) because they are much slower; rates are comparable per packet."
   echo "Every timed run, of every tool, reads its capture, program and libraries (tshark: plugins and data files too) warm from the page cache (read once just before)."
   echo

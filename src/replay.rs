@@ -8,6 +8,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
+use crate::capture::file_pager::FilePager;
 use crate::capture::pcap_file::PcapFileSource;
 use crate::capture::{CaptureError, Source, SourceStats};
 use crate::config::Config;
@@ -81,12 +82,22 @@ pub fn run(
     for file in &opts.files {
         let first = PcapFileSource::open(file)?;
         let n = opts.workers.max(1);
+        let (pager, progress) = FilePager::new(first.mapping(), n);
         let (tx, rx) = record_queue(cfg.output.queue_batches, RECORD_BATCH);
         let flows_wanted = cfg.output.flows;
         let per_file = std::thread::scope(|s| -> Result<ReplayTotals, CaptureError> {
             let mut handles = Vec::with_capacity(n);
-            for i in 0..n {
-                let src = first.share()?.with_fanout(i as u32, n as u32);
+            // Maps the file ahead of the workers and drops it behind them; it returns when
+            // the last worker's source is dropped (see `capture::file_pager`).
+            std::thread::Builder::new()
+                .name("podtap-pager".into())
+                .spawn_scoped(s, move || pager.run())
+                .expect("spawn replay pager");
+            for (i, progress) in progress.into_iter().enumerate() {
+                let src = first
+                    .share()?
+                    .with_fanout(i as u32, n as u32)
+                    .with_progress(progress);
                 let records = match opts.output {
                     OutputFormat::Jsonl => ReplaySink::Writer(ChannelSink::new(tx.clone(), true)),
                     OutputFormat::Table => ReplaySink::Summary(Summary::default()),

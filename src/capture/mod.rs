@@ -3,6 +3,7 @@
 //! a file runs exactly the code that live capture runs.
 
 pub(crate) mod bpfobj;
+pub mod file_pager;
 pub mod iface;
 pub mod mirror;
 pub mod pcap_file;

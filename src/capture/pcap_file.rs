@@ -13,6 +13,7 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
+use super::file_pager::ReadProgress;
 use super::{CaptureError, Frame, Source, SourceStats};
 use crate::packet::{LinkType, fanout_hash};
 use crate::time::Timestamp;
@@ -46,6 +47,9 @@ pub struct PcapFileSource {
     fanout: (u32, u32),
     stats: SourceStats,
     done: bool,
+    /// Where this reader tells a [`FilePager`](super::file_pager::FilePager) how far it
+    /// has read.
+    progress: Option<ReadProgress>,
 }
 
 const PCAP_MAGIC_US: u32 = 0xa1b2_c3d4;
@@ -77,6 +81,17 @@ impl PcapFileSource {
     /// Keep only the frames whose flow hash modulo `count` is `index`.
     pub fn with_fanout(mut self, index: u32, count: u32) -> Self {
         self.fanout = (index, count.max(1));
+        self
+    }
+
+    /// The file's mapping, for a [`FilePager`](super::file_pager::FilePager).
+    pub fn mapping(&self) -> Arc<Mmap> {
+        self.map.clone()
+    }
+
+    /// Publish this reader's position to a pager after each batch.
+    pub fn with_progress(mut self, progress: ReadProgress) -> Self {
+        self.progress = Some(progress);
         self
     }
 
@@ -137,6 +152,7 @@ impl PcapFileSource {
             fanout: (0, 1),
             stats: SourceStats::default(),
             done: false,
+            progress: None,
         })
     }
 
@@ -254,6 +270,9 @@ impl Source for PcapFileSource {
             self.stats.received += 1;
             n += 1;
             visit(&frame);
+        }
+        if let Some(p) = &self.progress {
+            p.publish(self.pos);
         }
         if n == 0 && self.done {
             Ok(None)
