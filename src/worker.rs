@@ -214,7 +214,7 @@ impl<S: RecordSink> Worker<S> {
         let mut ids = t.table.ids();
         ids.sort_by_key(|&id| {
             let f = t.table.get_mut(id);
-            (f.first, f.key.a_port, f.key.b_port)
+            (f.first, f.key.a_port(), f.key.b_port())
         });
         for id in ids {
             let flow = t.table.remove(id);
@@ -335,7 +335,7 @@ impl<S: RecordSink> Tracker<S> {
             _ => None,
         };
         if let Some(a) = &self.attr {
-            let pods = a.resolve(key.obs, flow.client(), flow.server());
+            let pods = a.resolve(key.obs(), flow.client(), flow.server());
             // Traffic of pods outside the selector is not reported: skip decoding it.
             if !pods.selected {
                 transport = None;
@@ -352,7 +352,7 @@ impl<S: RecordSink> Tracker<S> {
     fn reason_at(&self, flow: &Flow, now: Timestamp) -> Option<EndReason> {
         let idle = now.since(flow.last);
         let s = &self.settings;
-        match (flow.key.proto, flow.tcp.as_ref()) {
+        match (flow.key.proto(), flow.tcp.as_ref()) {
             (_, Some(t)) if t.is_closed() => (idle >= s.tcp_linger_ns).then_some(if t.reset {
                 EndReason::Rst
             } else {
@@ -405,7 +405,7 @@ impl<S: RecordSink> Tracker<S> {
                 {
                     let (client, server, _, pods, _) = ends(attr, flow, 0);
                     progress.push(FlowProgress {
-                        ip_proto: flow.key.proto,
+                        ip_proto: flow.key.proto(),
                         client,
                         server,
                         pods,
@@ -500,7 +500,7 @@ type Ends = (Endpoint, Endpoint, u32, Option<Arc<FlowPods>>, Option<u64>);
 /// up to date (a pointer comparison unless the metadata snapshot changed since the flow
 /// last reported).
 fn ends(attr: &Option<Attributor>, flow: &mut Flow, n: usize) -> Ends {
-    let (client, server, obs) = (flow.client(), flow.server(), flow.key.obs);
+    let (client, server, obs) = (flow.client(), flow.server(), flow.key.obs());
     if let Some(a) = attr {
         a.refresh(&mut flow.pods, obs, client, server);
     }

@@ -2,29 +2,46 @@
 
 use std::net::IpAddr;
 
-use crate::packet::{Packet, TunnelId};
+use crate::packet::{Packet, TunnelId, TunnelKind};
 
 /// Five-tuple plus where it was observed. The two endpoints are stored in a canonical
 /// order (`a` <= `b`), so a packet and its reply produce the same key.
 ///
-/// The addresses are kept as plain 128-bit numbers with a family flag rather than as
-/// `IpAddr`s: the key is built, hashed and compared for every packet, and integers do
-/// that in a few instructions where the enum goes field by field.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The key is built, hashed and compared for every packet, so it is kept as a few whole
+/// integers rather than as `IpAddr`s and small fields: the addresses as plain 128-bit
+/// numbers with a family flag, everything else packed into two 64-bit words. The hash and
+/// the comparison then read back exactly the words the key was written as. (With small
+/// fields, the compiler merged neighbouring ones into one wider load, which the processor
+/// cannot serve from the narrower stores that had just written them: a stall on every
+/// lookup.)
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct FlowKey {
-    /// Observation point: interface index or mirror tag the packet was captured at.
-    pub obs: u32,
-    pub vlan: u16,
-    pub tunnel: TunnelId,
-    pub proto: u8,
-    pub a_port: u16,
-    pub b_port: u16,
-    /// Whether `a` and `b` are IPv6 addresses.
-    a6: bool,
-    b6: bool,
+    /// Observation point (bits 32..64), VLAN (16..32), tunnel kind (8..16), IP protocol
+    /// (0..8).
+    head: u64,
+    /// Tunnel id (bits 32..64), port of `a` (16..32), port of `b` (0..16).
+    ports: u64,
     /// The addresses as numbers: IPv4 in the low 32 bits, IPv6 in all 128.
     a: u128,
     b: u128,
+    /// Whether `a` and `b` are IPv6 addresses.
+    a6: bool,
+    b6: bool,
+}
+
+impl std::fmt::Debug for FlowKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowKey")
+            .field("obs", &self.obs())
+            .field("vlan", &self.vlan())
+            .field("tunnel", &self.tunnel())
+            .field("proto", &self.proto())
+            .field("a", &self.a())
+            .field("a_port", &self.a_port())
+            .field("b", &self.b())
+            .field("b_port", &self.b_port())
+            .finish()
+    }
 }
 
 /// An address as a number, as the key stores it.
@@ -65,12 +82,7 @@ impl Addr {
 impl std::hash::Hash for FlowKey {
     #[inline]
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        let head = (self.obs as u64) << 32
-            | (self.vlan as u64) << 16
-            | (self.tunnel.kind as u64) << 8
-            | self.proto as u64;
-        let ports = (self.tunnel.id as u64) << 32 | (self.a_port as u64) << 16 | self.b_port as u64;
-        h.write_u128((head as u128) << 64 | ports as u128);
+        h.write_u128((self.head as u128) << 64 | self.ports as u128);
         if self.a6 || self.b6 {
             h.write_u128(self.a);
             h.write_u128(self.b);
@@ -94,21 +106,57 @@ impl FlowKey {
         } else {
             (dst, dp, src, sp)
         };
+        let vlan = if vlan_in_key { p.vlan } else { 0 };
         (
             FlowKey {
-                obs,
-                vlan: if vlan_in_key { p.vlan } else { 0 },
-                tunnel: p.tunnel,
-                proto: p.ip_proto,
-                a_port,
-                b_port,
-                a6: a.v6,
-                b6: b.v6,
+                head: (obs as u64) << 32
+                    | (vlan as u64) << 16
+                    | (p.tunnel.kind as u64) << 8
+                    | p.ip_proto as u64,
+                ports: (p.tunnel.id as u64) << 32 | (a_port as u64) << 16 | b_port as u64,
                 a: a.n,
                 b: b.n,
+                a6: a.v6,
+                b6: b.v6,
             },
             forward,
         )
+    }
+
+    /// Observation point: interface index or mirror tag the packet was captured at.
+    #[inline]
+    pub fn obs(&self) -> u32 {
+        (self.head >> 32) as u32
+    }
+
+    /// VLAN id (0 when untagged, or when VLANs are not part of the key).
+    pub fn vlan(&self) -> u16 {
+        (self.head >> 16) as u16
+    }
+
+    pub fn tunnel(&self) -> TunnelId {
+        TunnelId {
+            kind: TunnelKind::from_u8((self.head >> 8) as u8),
+            id: (self.ports >> 32) as u32,
+        }
+    }
+
+    /// IP protocol number.
+    #[inline]
+    pub fn proto(&self) -> u8 {
+        self.head as u8
+    }
+
+    /// The canonical first endpoint's port.
+    #[inline]
+    pub fn a_port(&self) -> u16 {
+        (self.ports >> 16) as u16
+    }
+
+    /// The canonical second endpoint's port.
+    #[inline]
+    pub fn b_port(&self) -> u16 {
+        self.ports as u16
     }
 
     /// The canonical first endpoint's address.
@@ -190,6 +238,54 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn packed_fields_read_back_as_written() {
+        use crate::packet::{L4, TunnelKind};
+        use crate::time::Timestamp;
+        let kinds = [
+            TunnelKind::None,
+            TunnelKind::Vxlan,
+            TunnelKind::Geneve,
+            TunnelKind::Gre,
+            TunnelKind::Erspan,
+            TunnelKind::IpInIp,
+        ];
+        for kind in kinds {
+            assert_eq!(TunnelKind::from_u8(kind as u8), kind);
+            let p = Packet {
+                ts: Timestamp(0),
+                wire_len: 0,
+                vlan: 4094,
+                tunnel: TunnelId {
+                    kind,
+                    id: u32::MAX - 1,
+                },
+                src: "fe80::1".parse().unwrap(),
+                dst: "10.0.0.1".parse().unwrap(),
+                ip_proto: 6,
+                l4: L4::Udp {
+                    src_port: 65535,
+                    dst_port: 1,
+                },
+                payload: &[],
+                payload_wire_len: 0,
+            };
+            let (k, forward) = FlowKey::of(&p, u32::MAX, true);
+            // IPv4 sorts before IPv6: the destination is `a`.
+            assert!(!forward);
+            assert_eq!(k.obs(), u32::MAX);
+            assert_eq!(k.vlan(), 4094);
+            assert_eq!(k.tunnel(), p.tunnel);
+            assert_eq!(k.proto(), 6);
+            assert_eq!((k.a(), k.a_port()), (p.dst, 1));
+            assert_eq!((k.b(), k.b_port()), (p.src, 65535));
+            let (untagged, _) = FlowKey::of(&p, u32::MAX, false);
+            assert_eq!(untagged.vlan(), 0);
+            assert_ne!(untagged, k);
+        }
+        assert_eq!(TunnelKind::from_u8(200), TunnelKind::None);
     }
 
     #[test]

@@ -141,12 +141,12 @@ impl Flow {
         if self.client_is_a {
             Endpoint {
                 addr: self.key.a(),
-                port: self.key.a_port,
+                port: self.key.a_port(),
             }
         } else {
             Endpoint {
                 addr: self.key.b(),
-                port: self.key.b_port,
+                port: self.key.b_port(),
             }
         }
     }
@@ -155,12 +155,12 @@ impl Flow {
         if self.client_is_a {
             Endpoint {
                 addr: self.key.b(),
-                port: self.key.b_port,
+                port: self.key.b_port(),
             }
         } else {
             Endpoint {
                 addr: self.key.a(),
-                port: self.key.a_port,
+                port: self.key.a_port(),
             }
         }
     }
@@ -188,10 +188,10 @@ impl Flow {
             _ => None,
         });
         FlowRecord {
-            obs: self.key.obs,
+            obs: self.key.obs(),
             vlan: self.vlan,
-            tunnel: self.key.tunnel,
-            ip_proto: self.key.proto,
+            tunnel: self.key.tunnel(),
+            ip_proto: self.key.proto(),
             client: self.client(),
             server: self.server(),
             first: self.first,

@@ -7,6 +7,7 @@ use crate::events::Event;
 
 /// Which tunnel a packet was found in (the outermost one podtap removed).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(u8)]
 pub enum TunnelKind {
     #[default]
     None,
@@ -18,6 +19,21 @@ pub enum TunnelKind {
 }
 
 impl TunnelKind {
+    /// The kind whose `as u8` is `n` (`None` for a number no kind has).
+    pub fn from_u8(n: u8) -> TunnelKind {
+        [
+            TunnelKind::None,
+            TunnelKind::Vxlan,
+            TunnelKind::Geneve,
+            TunnelKind::Gre,
+            TunnelKind::Erspan,
+            TunnelKind::IpInIp,
+        ]
+        .into_iter()
+        .find(|k| *k as u8 == n)
+        .unwrap_or_default()
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             TunnelKind::None => "none",
