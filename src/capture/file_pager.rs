@@ -19,16 +19,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-/// Bytes mapped ahead of the fastest reader. A worker decodes a few GB/s at most, so this
-/// is several milliseconds of its work: the pager, woken every [`NAP`], stays ahead.
+/// Bytes mapped ahead of the fastest reader. A worker reads a few GB/s at most, so this is
+/// ten milliseconds or more of its work: the pager, napping [`MAX_NAP`] at the longest,
+/// stays ahead.
 pub const AHEAD: usize = 32 << 20;
 /// Bytes kept mapped behind the slowest reader's published position. Nothing below that
 /// position is read again; the margin only keeps the pager off the page a reader is in.
 pub const BEHIND: usize = 1 << 20;
 /// Smallest range worth one `madvise` call.
 const STEP: usize = 2 << 20;
-/// Pause between two looks at the readers' positions when there was nothing to do.
+/// Pause between two looks at the readers' positions when there was nothing to do. It
+/// doubles while there is nothing to do (a replay held to a packet rate moves slowly), up
+/// to [`MAX_NAP`].
 const NAP: Duration = Duration::from_micros(200);
+const MAX_NAP: Duration = Duration::from_millis(5);
 /// A reader's position once it has finished (or was dropped).
 const FINISHED: usize = usize::MAX;
 
@@ -89,6 +93,8 @@ pub struct FilePager {
     /// Cleared when `MADV_POPULATE_READ` fails (kernels before 5.14 do not have it): the
     /// readers then fault the pages in themselves, as without a pager.
     populate: bool,
+    /// Cleared when `MADV_DONTNEED` fails: pages then stay mapped until the end.
+    drop_behind: bool,
 }
 
 impl FilePager {
@@ -120,15 +126,20 @@ impl FilePager {
             populated: 0,
             dropped: 0,
             populate: true,
+            drop_behind: true,
         };
         (pager, slots)
     }
 
     /// Keep the window moving until every reader has finished.
     pub fn run(mut self) {
+        let mut nap = NAP;
         while let Some(busy) = self.step() {
-            if !busy {
-                std::thread::sleep(NAP);
+            if busy {
+                nap = NAP;
+            } else {
+                std::thread::sleep(nap);
+                nap = (nap * 2).min(MAX_NAP);
             }
         }
     }
@@ -142,8 +153,8 @@ impl FilePager {
         let want = hi.saturating_add(self.ahead).min(len);
         if self.populate && want > self.populated && (want - self.populated >= STEP || want == len)
         {
-            // Cannot fail for memory reasons that matter: an error (an old kernel, or a file
-            // truncated under the mapping, which the readers report) ends populating.
+            // An error (a kernel before 5.14, or a file truncated under the mapping, which
+            // the readers report themselves) ends populating.
             if let Err(e) =
                 self.map
                     .advise_range(Advice::PopulateRead, self.populated, want - self.populated)
@@ -155,7 +166,7 @@ impl FilePager {
             busy = true;
         }
         let below = lo.saturating_sub(self.behind);
-        if below >= self.dropped + STEP {
+        if self.drop_behind && below >= self.dropped + STEP {
             // SAFETY: the mapping is a shared, read-only mapping of a file: DONTNEED drops
             // page-table entries only, and a later read maps the file's page again (see the
             // module comment). No reader's bytes change.
@@ -168,7 +179,7 @@ impl FilePager {
             };
             if let Err(e) = r {
                 tracing::debug!(error = %e, "MADV_DONTNEED failed; pages stay mapped until the end");
-                self.behind = usize::MAX;
+                self.drop_behind = false;
             }
             self.dropped = below;
             busy = true;
