@@ -71,6 +71,7 @@ events! {
     L7BufferLimit => "l7.buffer_limit", "application message larger than the decoder's header buffer";
     TransactionTimeout => "l7.transaction_timeout", "request without a response before the timeout";
     PendingLimit => "l7.pending_limit", "too many requests pending on one connection: oldest reported incomplete";
+    ResponseLost => "l7.response_lost", "a whole HTTP/1 response lost in a TCP gap: its request reported without one";
     HpackError => "l7.hpack_error", "HTTP/2 header block failed to decompress: the connection's HPACK state is now unknown";
     // Attribution
     AttributionUnselected => "attribution.unselected", "flow or transaction of pods outside attribution.selector: not reported";

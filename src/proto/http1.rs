@@ -212,6 +212,12 @@ pub struct Http1Parser {
     /// A response head was read and its message is not complete yet: `pending`'s first
     /// request is the one it answers.
     answering: bool,
+    /// The client was seen pipelining: a response, with no gap before it, found more than
+    /// one request waiting.
+    pipelined: bool,
+    /// Response bytes past the end of the message they were in were lost since the last
+    /// response head: whole responses may have been among them.
+    resp_gap: bool,
     next_id: u64,
     /// Id of the request message being received (for its final size).
     req_id: u64,
@@ -400,6 +406,8 @@ impl Http1Parser {
             resp: Side::new(),
             pending: VecDeque::new(),
             answering: false,
+            pipelined: false,
+            resp_gap: false,
             next_id: 0,
             req_id: 0,
             last_ts: Timestamp::ZERO,
@@ -560,13 +568,47 @@ impl Http1Parser {
                     side.body_bytes += rest.len() as u64;
                     return true;
                 }
-                Framing::Lost => match resync(rest, dir, &mut side.line_start) {
-                    Some(at) => {
-                        rest = &rest[at..];
-                        side.reset_message();
+                Framing::Lost => {
+                    if !side.buf.is_empty() {
+                        // The last chunk ended in what may begin a start line: its bytes
+                        // wait in `buf`, and the first bytes here decide.
+                        let carried = side.buf.len();
+                        side.buf
+                            .extend_from_slice(&rest[..rest.len().min(START_MAX)]);
+                        let verdict = start_line(&side.buf, dir);
+                        side.buf.truncate(carried);
+                        match verdict {
+                            StartLine::Yes => {
+                                // A head whose first bytes are buffered already.
+                                side.framing = Framing::Head;
+                                side.msg_bytes = carried as u64;
+                                side.body_bytes = 0;
+                                side.gap = false;
+                                continue;
+                            }
+                            StartLine::Maybe => {
+                                side.buf.extend_from_slice(rest);
+                                return true;
+                            }
+                            StartLine::No => {
+                                side.buf.clear();
+                                side.line_start = false;
+                            }
+                        }
                     }
-                    None => return true,
-                },
+                    match resync(rest, dir, &mut side.line_start, &mut side.buf) {
+                        Some(at) => {
+                            rest = &rest[at..];
+                            side.reset_message();
+                        }
+                        None => {
+                            if !side.buf.is_empty() {
+                                side.msg_start = ts;
+                            }
+                            return true;
+                        }
+                    }
+                }
             }
         }
         true
@@ -721,6 +763,7 @@ impl Http1Parser {
         // responses, this is a safeguard that no path replaces one silently. Its bytes
         // are not known apart from this head's any more.)
         self.give_up_current(0, out);
+        self.skip_lost_responses(out);
         if (100..200).contains(&code) && code != 101 {
             // Interim response: counted towards the request it answers, which stays open.
             if let Some(p) = self.pending.front_mut() {
@@ -839,6 +882,40 @@ impl Http1Parser {
         }
         if !tunnel {
             self.side(dir).reset_message();
+        }
+    }
+
+    /// Called at a response head. A client that does not pipeline sends each request after
+    /// reading the response to the one before, so it has more than one request waiting
+    /// only when whole responses were lost in a gap: this response answers the last of
+    /// them, and the others are reported unanswered. Matched in order instead, every later
+    /// response of the connection would pair with the request before its own. (A client
+    /// whose first pipelined requests coincide with the gap is taken for one that does not
+    /// pipeline: the one case this gets wrong, and it is marked `gap` all the same.)
+    fn skip_lost_responses(&mut self, out: &mut Vec<Transaction>) {
+        let after_gap = std::mem::take(&mut self.resp_gap);
+        let waiting = self.pending.len() - self.first_waiting();
+        if waiting < 2 {
+            return;
+        }
+        if !after_gap {
+            self.pipelined = true;
+            return;
+        }
+        if self.pipelined {
+            return;
+        }
+        for _ in 1..waiting {
+            let Some(mut p) = self.pending.pop_front() else {
+                break;
+            };
+            p.tx.completeness.set(Completeness::GAP);
+            p.tx.completeness.set(Completeness::NO_RESPONSE);
+            // The lost response was read before the next request was sent.
+            let next = self.pending.front().map_or(self.last_ts, |n| n.tx.start);
+            p.tx.end = next.max(p.tx.start);
+            self.stats.responses_lost += 1;
+            out.push(p.tx);
         }
     }
 
@@ -975,15 +1052,41 @@ fn head_end(b: &[u8], from: usize) -> Option<usize> {
     }
 }
 
+/// Longest start of a message `start_line` looks for (`OPTIONS `, `CONNECT `).
+const START_MAX: usize = 8;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StartLine {
+    Yes,
+    /// Too short to tell: the bytes begin a method or `HTTP/1.`.
+    Maybe,
+    No,
+}
+
+/// Whether `tail` begins a request line (client side) or a status line (server side).
+fn start_line(tail: &[u8], dir: Direction) -> StartLine {
+    let status: &[&[u8]] = &[b"HTTP/1."];
+    let starts: &[&[u8]] = match dir {
+        Direction::ToServer => &METHODS,
+        Direction::ToClient => status,
+    };
+    if starts.iter().any(|m| tail.starts_with(m)) {
+        StartLine::Yes
+    } else if starts.iter().any(|m| m.starts_with(tail)) {
+        StartLine::Maybe
+    } else {
+        StartLine::No
+    }
+}
+
 /// Where the next message starts after a loss of sync: a request line (client side) or a
 /// status line (server side) at the start of a line. `line_start` carries whether the
-/// previous chunk ended a line. Lost sync can last for a whole large body, so the search
-/// jumps from newline to newline rather than testing every byte.
-fn resync(b: &[u8], dir: Direction, line_start: &mut bool) -> Option<usize> {
-    let starts = |tail: &[u8]| match dir {
-        Direction::ToServer => METHODS.iter().any(|m| tail.starts_with(m)),
-        Direction::ToClient => tail.starts_with(b"HTTP/1."),
-    };
+/// previous chunk ended a line. A line that begins like a start line but is cut by the
+/// chunk's end is left in `carry`, for the caller to try again with the next chunk's
+/// bytes (after a gap, a segment's first bytes are usually a message's, and a segment may
+/// be short). Lost sync can last for a whole large body, so the search jumps from newline
+/// to newline rather than testing every byte.
+fn resync(b: &[u8], dir: Direction, line_start: &mut bool, carry: &mut Vec<u8>) -> Option<usize> {
     let mut at = 0;
     if !*line_start {
         at = head::find_lf(b, 0) + 1;
@@ -997,8 +1100,14 @@ fn resync(b: &[u8], dir: Direction, line_start: &mut bool) -> Option<usize> {
             *line_start = true;
             return None;
         }
-        if starts(&b[at..]) {
-            return Some(at);
+        match start_line(&b[at..], dir) {
+            StartLine::Yes => return Some(at),
+            StartLine::Maybe if head::find_lf(b, at) == b.len() => {
+                carry.extend_from_slice(&b[at..]);
+                *line_start = false;
+                return None;
+            }
+            _ => {}
         }
         at = head::find_lf(b, at) + 1;
         if at > b.len() {
@@ -1028,6 +1137,11 @@ impl L7Parser for Http1Parser {
     fn on_gap(&mut self, dir: Direction, missing: u32) {
         let side = self.side(dir);
         side.gap = true;
+        let within_body = matches!(side.framing, Framing::Body(n) if n >= missing as u64);
+        if dir == Direction::ToClient && !within_body {
+            self.resp_gap = true;
+        }
+        let side = self.side(dir);
         match side.framing {
             Framing::Body(n) if n >= missing as u64 => {
                 side.framing = Framing::Body(n - missing as u64);

@@ -17,6 +17,8 @@ pub struct HttpStats {
     pub buffer_limit: u64,
     pub pending_limit: u64,
     pub timeouts: u64,
+    /// HTTP/1 requests whose whole response was lost in a gap.
+    pub responses_lost: u64,
 }
 
 impl HttpStats {
@@ -27,6 +29,7 @@ impl HttpStats {
         c.add(Event::L7BufferLimit, self.buffer_limit);
         c.add(Event::PendingLimit, self.pending_limit);
         c.add(Event::TransactionTimeout, self.timeouts);
+        c.add(Event::ResponseLost, self.responses_lost);
     }
 }
 
