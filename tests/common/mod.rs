@@ -293,6 +293,11 @@ pub fn records<'a>(all: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_js
 
 /// Frames tshark shows for a display filter.
 pub fn tshark_count(file: &Path, filter: &str) -> usize {
+    tshark_frames(file, filter).len()
+}
+
+/// Numbers of the frames tshark shows for a display filter.
+pub fn tshark_frames(file: &Path, filter: &str) -> Vec<u64> {
     let out = Command::new("tshark")
         .arg("-r")
         .arg(file)
@@ -301,8 +306,8 @@ pub fn tshark_count(file: &Path, filter: &str) -> usize {
         .expect("tshark is installed");
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter(|l| !l.is_empty())
-        .count()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
 }
 
 pub fn pcaps_dir() -> PathBuf {
