@@ -244,15 +244,7 @@ mod tests {
     fn packed_fields_read_back_as_written() {
         use crate::packet::{L4, TunnelKind};
         use crate::time::Timestamp;
-        let kinds = [
-            TunnelKind::None,
-            TunnelKind::Vxlan,
-            TunnelKind::Geneve,
-            TunnelKind::Gre,
-            TunnelKind::Erspan,
-            TunnelKind::IpInIp,
-        ];
-        for kind in kinds {
+        for kind in TunnelKind::ALL {
             assert_eq!(TunnelKind::from_u8(kind as u8), kind);
             let p = Packet {
                 ts: Timestamp(0),

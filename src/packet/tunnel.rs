@@ -19,19 +19,21 @@ pub enum TunnelKind {
 }
 
 impl TunnelKind {
+    pub const ALL: [TunnelKind; 6] = [
+        TunnelKind::None,
+        TunnelKind::Vxlan,
+        TunnelKind::Geneve,
+        TunnelKind::Gre,
+        TunnelKind::Erspan,
+        TunnelKind::IpInIp,
+    ];
+
     /// The kind whose `as u8` is `n` (`None` for a number no kind has).
     pub fn from_u8(n: u8) -> TunnelKind {
-        [
-            TunnelKind::None,
-            TunnelKind::Vxlan,
-            TunnelKind::Geneve,
-            TunnelKind::Gre,
-            TunnelKind::Erspan,
-            TunnelKind::IpInIp,
-        ]
-        .into_iter()
-        .find(|k| *k as u8 == n)
-        .unwrap_or_default()
+        Self::ALL
+            .into_iter()
+            .find(|k| *k as u8 == n)
+            .unwrap_or_default()
     }
 
     pub fn as_str(self) -> &'static str {
