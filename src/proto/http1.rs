@@ -1135,13 +1135,14 @@ impl L7Parser for Http1Parser {
     }
 
     fn on_gap(&mut self, dir: Direction, missing: u32) {
-        let side = self.side(dir);
-        side.gap = true;
-        let within_body = matches!(side.framing, Framing::Body(n) if n >= missing as u64);
-        if dir == Direction::ToClient && !within_body {
+        // A gap inside the current response's body loses no response; any other may.
+        if dir == Direction::ToClient
+            && !matches!(self.resp.framing, Framing::Body(n) if n >= missing as u64)
+        {
             self.resp_gap = true;
         }
         let side = self.side(dir);
+        side.gap = true;
         match side.framing {
             Framing::Body(n) if n >= missing as u64 => {
                 side.framing = Framing::Body(n - missing as u64);
