@@ -1,7 +1,8 @@
 //! `podtap replay`: run capture files through the same workers live capture uses.
 //!
 //! N worker threads each read the memory-mapped file and keep their share of the frames
-//! by symmetric flow hash (as PACKET_FANOUT_HASH splits live traffic). With JSON lines
+//! by symmetric flow hash (as PACKET_FANOUT_HASH splits live traffic), while a pager thread
+//! maps the file ahead of them and drops it behind (`capture::file_pager`). With JSON lines
 //! output a writer thread prints the records and builds the summary; with table output
 //! each worker summarises its own records and the summaries are merged.
 

@@ -103,7 +103,7 @@ impl FilePager {
         Self::with_window(map, readers, AHEAD, BEHIND)
     }
 
-    pub fn with_window(
+    fn with_window(
         map: Arc<Mmap>,
         readers: usize,
         ahead: usize,

@@ -184,6 +184,45 @@ impl Side {
         }
     }
 
+    /// While sync is lost: where in `rest` the next message goes on, with the side reset
+    /// to read its head; `None` when `rest` holds no start of one. The last chunk may have
+    /// ended in what could begin a start line: those bytes wait in `buf` (see [`resync`]),
+    /// and the first bytes of `rest` decide. When they do begin one, the head goes on at
+    /// `rest[0]` with its first bytes buffered already.
+    fn find_start(&mut self, rest: &[u8], dir: Direction, ts: Timestamp) -> Option<usize> {
+        if !self.buf.is_empty() {
+            let carried = self.buf.len();
+            self.buf
+                .extend_from_slice(&rest[..rest.len().min(START_MAX)]);
+            let verdict = start_line(&self.buf, dir);
+            self.buf.truncate(carried);
+            match verdict {
+                StartLine::Yes => {
+                    let head = std::mem::take(&mut self.buf);
+                    self.reset_message();
+                    self.buf = head;
+                    self.msg_bytes = carried as u64;
+                    return Some(0);
+                }
+                StartLine::Maybe => {
+                    self.buf.extend_from_slice(rest);
+                    return None;
+                }
+                StartLine::No => {
+                    self.buf.clear();
+                    self.line_start = false;
+                }
+            }
+        }
+        let at = resync(rest, dir, &mut self.line_start, &mut self.buf);
+        match at {
+            Some(_) => self.reset_message(),
+            None if !self.buf.is_empty() => self.msg_start = ts,
+            None => {}
+        }
+        at
+    }
+
     fn reset_message(&mut self) {
         self.framing = Framing::Head;
         self.msg_bytes = 0;
@@ -568,47 +607,10 @@ impl Http1Parser {
                     side.body_bytes += rest.len() as u64;
                     return true;
                 }
-                Framing::Lost => {
-                    if !side.buf.is_empty() {
-                        // The last chunk ended in what may begin a start line: its bytes
-                        // wait in `buf`, and the first bytes here decide.
-                        let carried = side.buf.len();
-                        side.buf
-                            .extend_from_slice(&rest[..rest.len().min(START_MAX)]);
-                        let verdict = start_line(&side.buf, dir);
-                        side.buf.truncate(carried);
-                        match verdict {
-                            StartLine::Yes => {
-                                // A head whose first bytes are buffered already.
-                                side.framing = Framing::Head;
-                                side.msg_bytes = carried as u64;
-                                side.body_bytes = 0;
-                                side.gap = false;
-                                continue;
-                            }
-                            StartLine::Maybe => {
-                                side.buf.extend_from_slice(rest);
-                                return true;
-                            }
-                            StartLine::No => {
-                                side.buf.clear();
-                                side.line_start = false;
-                            }
-                        }
-                    }
-                    match resync(rest, dir, &mut side.line_start, &mut side.buf) {
-                        Some(at) => {
-                            rest = &rest[at..];
-                            side.reset_message();
-                        }
-                        None => {
-                            if !side.buf.is_empty() {
-                                side.msg_start = ts;
-                            }
-                            return true;
-                        }
-                    }
-                }
+                Framing::Lost => match side.find_start(rest, dir, ts) {
+                    Some(at) => rest = &rest[at..],
+                    None => return true,
+                },
             }
         }
         true
