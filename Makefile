@@ -10,14 +10,28 @@ TEST_PKGS := tshark tcpdump nginx-light nftables iproute2 ethtool curl procps py
 
 .PHONY: deps deps-test build run test bench
 
+# Installs only what is missing, without recommended extras (netsniff-ng recommends an
+# NTP daemon that would replace the host's own), and with service start-up refused by a
+# temporary policy-rc.d: the tests start the servers they need themselves, so nginx,
+# redis, prometheus and friends are left installed but neither running nor enabled.
 define apt_install
 	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections; \
-	  apt-get update -qq && apt-get install -y -qq $$missing; \
+	  had_policy=0; [ -e /usr/sbin/policy-rc.d ] && had_policy=1; \
+	  [ $$had_policy = 1 ] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; }; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; rc=$$?; \
+	  [ $$had_policy = 1 ] || rm -f /usr/sbin/policy-rc.d; \
+	  [ $$rc = 0 ] || exit $$rc; \
+	  for s in $(SERVICES_OFF); do \
+	    systemctl disable --now $$s >/dev/null 2>&1 || true; \
+	  done; \
 	fi
 endef
+
+# System services that the test packages ship: never left enabled or running.
+SERVICES_OFF := nginx redis-server prometheus prometheus-node-exporter smartmontools dnsmasq iperf3 memcached postgresql mariadb
 
 deps:
 	$(call apt_install,$(RUN_PKGS))
