@@ -40,6 +40,25 @@ pub struct Interface {
     /// interface and whether AF_XDP can run), and why.
     pub engine: &'static str,
     pub reason: String,
+    /// `run` would bind its queues with AF_XDP, taking its frames from the kernel: it is
+    /// listed in `capture.direct` and would be captured with AF_XDP.
+    pub destructive: bool,
+    /// Addresses (IPv4, and IPv6 other than link-local) and routes on it: a copy port
+    /// has neither, so a destructive bind of an interface that has them is a mistake.
+    pub live: LiveUse,
+}
+
+/// Signs that an interface carries the host's own traffic.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LiveUse {
+    pub addresses: Vec<String>,
+    pub routes: usize,
+}
+
+impl LiveUse {
+    pub fn is_live(&self) -> bool {
+        !self.addresses.is_empty() || self.routes > 0
+    }
 }
 
 pub struct Report {
@@ -68,8 +87,8 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "\n{:<16} {:>7} {:<9} {:<5} {:<8} {:<8} {:<8} reason",
-            "interface", "ifindex", "kind", "up", "captured", "xdp", "engine"
+            "\n{:<16} {:>7} {:<9} {:<5} {:<8} {:<8} {:<8} {:<11} reason",
+            "interface", "ifindex", "kind", "up", "captured", "xdp", "engine", "binds"
         );
         for i in &self.interfaces {
             // A long "cannot" reason goes into the last column.
@@ -77,9 +96,16 @@ impl Report {
                 m @ ("native" | "generic") => (m, String::new()),
                 e => ("no", format!(" (AF_XDP: {e})")),
             };
+            // "binds": whether the kernel still gets the interface's frames while podtap
+            // runs ("takes all": AF_XDP redirects them to podtap's sockets).
+            let binds = match (i.captured, i.destructive) {
+                (false, _) => "-",
+                (true, false) => "copies",
+                (true, true) => "TAKES ALL",
+            };
             let _ = writeln!(
                 s,
-                "{:<16} {:>7} {:<9} {:<5} {:<8} {:<8} {:<8} {}{why}",
+                "{:<16} {:>7} {:<9} {:<5} {:<8} {:<8} {:<8} {:<11} {}{why}",
                 i.name,
                 i.ifindex,
                 i.kind,
@@ -87,6 +113,7 @@ impl Report {
                 if i.captured { "yes" } else { "no" },
                 xdp,
                 i.engine,
+                binds,
                 i.reason
             );
         }
@@ -102,10 +129,133 @@ pub fn run(cfg: &Config) -> Report {
     findings.push(bpffs());
     findings.push(memlock());
     findings.push(ring_headroom(&cfg.capture));
+    let interfaces = interfaces(cfg);
+    findings.push(destructive_binds(&interfaces));
     Report {
         findings,
-        interfaces: interfaces(cfg),
+        interfaces,
     }
+}
+
+/// Which interfaces `run` would bind with AF_XDP, so that the kernel no longer receives
+/// their frames. Only `capture.direct` copy ports are; one that has addresses or routes
+/// is probably not a copy port, and binding it would cut the host off that network.
+fn destructive_binds(ifs: &[Interface]) -> Finding {
+    let bound: Vec<&Interface> = ifs.iter().filter(|i| i.destructive).collect();
+    let live: Vec<String> = bound
+        .iter()
+        .filter(|i| i.live.is_live())
+        .map(|i| {
+            format!(
+                "{} (addresses: {}; routes: {})",
+                i.name,
+                if i.live.addresses.is_empty() {
+                    "none".to_string()
+                } else {
+                    i.live.addresses.join(" ")
+                },
+                i.live.routes
+            )
+        })
+        .collect();
+    let detail = if bound.is_empty() {
+        "none: every captured interface is read with TPACKET_V3 or mirrored as copies; \
+         the kernel keeps receiving all traffic"
+            .to_string()
+    } else if live.is_empty() {
+        format!(
+            "AF_XDP takes every frame of {} (capture.direct copy ports: the kernel no \
+             longer receives their traffic)",
+            bound
+                .iter()
+                .map(|i| i.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    } else {
+        format!(
+            "WARNING: capture.direct would take ALL traffic of {} away from the kernel, \
+             but it carries the host's own traffic: this cuts the host off that network \
+             while podtap runs",
+            live.join(", ")
+        )
+    };
+    finding(
+        "destructive binds",
+        live.is_empty(),
+        detail,
+        Some(
+            "remove it from capture.direct: podtap then reads it with TPACKET_V3 (or, in \
+             capture.mode = \"xdp\", mirrors copies to its capture device)",
+        ),
+    )
+}
+
+/// Addresses and routes on `name` (IPv6 link-local ones excepted: every interface that is
+/// up has them).
+pub fn live_use(name: &str) -> LiveUse {
+    let mut addresses = Vec::new();
+    // SAFETY: getifaddrs(3) hands us a list we walk read-only and free once.
+    unsafe {
+        let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+        if libc::getifaddrs(&mut head) == 0 {
+            let mut p = head;
+            while !p.is_null() {
+                let a = &*p;
+                p = a.ifa_next;
+                if a.ifa_addr.is_null()
+                    || std::ffi::CStr::from_ptr(a.ifa_name).to_bytes() != name.as_bytes()
+                {
+                    continue;
+                }
+                match (*a.ifa_addr).sa_family as i32 {
+                    libc::AF_INET => {
+                        let sin = &*(a.ifa_addr as *const libc::sockaddr_in);
+                        let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+                        addresses.push(ip.to_string());
+                    }
+                    libc::AF_INET6 => {
+                        let sin6 = &*(a.ifa_addr as *const libc::sockaddr_in6);
+                        let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+                        if !ip.is_unicast_link_local() {
+                            addresses.push(ip.to_string());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            libc::freeifaddrs(head);
+        }
+    }
+    let v4 = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+    let v6 = std::fs::read_to_string("/proc/net/ipv6_route").unwrap_or_default();
+    LiveUse {
+        addresses,
+        routes: count_routes(&v4, &v6, name),
+    }
+}
+
+/// Routes through `name` in /proc/net/route and /proc/net/ipv6_route, leaving out the
+/// IPv6 ones the kernel adds to every interface (link-local fe80::/64, multicast
+/// ff00::/8) and host routes of its own addresses.
+fn count_routes(v4: &str, v6: &str, name: &str) -> usize {
+    let ipv4 = v4
+        .lines()
+        .skip(1)
+        .filter(|l| l.split_whitespace().next() == Some(name))
+        .count();
+    let ipv6 = v6
+        .lines()
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() >= 10
+                && f[9] == name
+                && f[1] != "80"
+                && !f[0].starts_with("fe8")
+                && !f[0].starts_with("ff")
+        })
+        .count();
+    ipv4 + ipv6
 }
 
 fn kernel() -> Finding {
@@ -234,13 +384,18 @@ fn bpffs() -> Finding {
         let mut st: libc::statfs = std::mem::zeroed();
         libc::statfs(path.as_ptr(), &mut st) == 0 && st.f_type as i64 == BPF_FS_MAGIC
     };
+    // `run` mounts it itself before it attaches a program (bpfobj::ensure_bpffs), which
+    // takes CAP_SYS_ADMIN: without that, it has to be mounted beforehand.
+    let can_mount = cap_eff() & (1 << 21) != 0;
     finding(
         "bpffs",
-        mounted,
+        mounted || can_mount,
         if mounted {
             "/sys/fs/bpf is a BPF filesystem"
+        } else if can_mount {
+            "/sys/fs/bpf is not mounted yet: podtap mounts it when it attaches a program"
         } else {
-            "/sys/fs/bpf is not mounted"
+            "/sys/fs/bpf is not mounted, and podtap may not mount it (no CAP_SYS_ADMIN)"
         },
         Some("mount -t bpf bpf /sys/fs/bpf (needed to pin the XDP program)"),
     )
@@ -321,8 +476,13 @@ fn interfaces(cfg: &Config) -> Vec<Interface> {
                 Err(e) => e,
             };
             let (engine, reason) = crate::run::choose_engine(cfg, &name);
+            let captured = selector.as_ref().is_some_and(|s| s.matches(&name));
+            let destructive =
+                captured && engine == crate::run::Engine::Xdp && crate::run::is_direct(cfg, &name);
             Some(Interface {
-                captured: selector.as_ref().is_some_and(|s| s.matches(&name)),
+                destructive,
+                live: live_use(&name),
+                captured,
                 name,
                 ifindex,
                 kind,
@@ -339,7 +499,15 @@ fn interfaces(cfg: &Config) -> Vec<Interface> {
 
 /// The kind of interface `name` is (`physical`, `veth`, `bridge`, `loopback`...), from
 /// sysfs.
+///
+/// `PODTAP_ASSUME_PHYSICAL` (comma-separated names) makes the named interfaces count as
+/// physical NICs: the end-to-end tests use it to show on a veth what podtap does with a
+/// NIC, since no real NIC may be touched there.
 pub fn interface_kind(name: &str) -> &'static str {
+    if std::env::var("PODTAP_ASSUME_PHYSICAL").is_ok_and(|v| v.split(',').any(|n| n.trim() == name))
+    {
+        return "physical";
+    }
     let base = std::path::Path::new("/sys/class/net").join(name);
     let uevent = std::fs::read_to_string(base.join("uevent")).unwrap_or_default();
     let devtype = uevent
@@ -373,14 +541,17 @@ fn is_veth(name: &str) -> bool {
     matches!((read("ifindex"), read("iflink")), (Some(a), Some(b)) if a != b)
 }
 
-/// What `capture.mode = "auto"` picks for a kind of interface, from the benchmarks in
-/// perf/RESULTS.md: AF_XDP on veths runs in copy mode only and is slower than TPACKET_V3
-/// there; on physical NICs (a SPAN/TAP port or mirror feed) AF_XDP binds the queues.
+/// What `capture.mode = "auto"` picks for a kind of interface (an interface listed in
+/// `capture.direct` is decided before this). AF_XDP on veths runs in copy mode only and
+/// is slower than TPACKET_V3 there (perf/RESULTS.md). A physical NIC carries the node's
+/// own traffic: binding its queues would hand every frame to podtap instead of the
+/// kernel, so it is read with TPACKET_V3 like everything else that is not a copy port.
 pub fn auto_choice(kind: &str) -> (&'static str, &'static str) {
     match kind {
         "physical" => (
-            "xdp",
-            "NIC queues: AF_XDP (zero-copy where the driver supports it)",
+            "tpacket",
+            "NIC carrying the node's traffic: AF_XDP would take its frames from the kernel \
+             (list it in capture.direct only if it is a dedicated copy port)",
         ),
         "veth" => (
             "tpacket",
@@ -401,7 +572,7 @@ mod tests {
     #[test]
     fn probes_report_something_for_every_check() {
         let r = run(&Config::default());
-        assert_eq!(r.findings.len(), 7);
+        assert_eq!(r.findings.len(), 8);
         assert!(r.findings.iter().all(|f| !f.detail.is_empty()));
         assert!(
             r.findings.iter().filter(|f| !f.ok).all(|f| f.fix.is_some()),
@@ -415,6 +586,75 @@ mod tests {
         // Without AF_XDP privileges every interface reports why; with them, a mode.
         assert!(r.interfaces.iter().all(|i| !i.xdp.is_empty()));
         assert!(r.render().contains("interface"));
+    }
+
+    fn iface(name: &str, destructive: bool, live: LiveUse) -> Interface {
+        Interface {
+            name: name.into(),
+            ifindex: 7,
+            kind: "physical",
+            up: true,
+            captured: true,
+            xdp: "native".into(),
+            engine: if destructive { "xdp" } else { "tpacket" },
+            reason: String::new(),
+            destructive,
+            live,
+        }
+    }
+
+    #[test]
+    fn a_nic_is_never_bound_destructively_unless_listed_as_a_copy_port() {
+        // The defaults capture eth.*/en.* in auto mode: a NIC must get TPACKET_V3.
+        assert_eq!(auto_choice("physical").0, "tpacket");
+        let cfg = Config::default();
+        assert!(!crate::run::is_direct(&cfg, "eth0"));
+        let mut cfg = Config::default();
+        cfg.capture.direct = vec!["span.*".into()];
+        assert!(crate::run::is_direct(&cfg, "span0"));
+        assert!(!crate::run::is_direct(&cfg, "eth0"));
+    }
+
+    #[test]
+    fn a_copy_port_with_addresses_or_routes_is_a_loud_failure() {
+        let quiet = destructive_binds(&[iface("eth0", false, LiveUse::default())]);
+        assert!(
+            quiet.ok && quiet.detail.starts_with("none"),
+            "{}",
+            quiet.detail
+        );
+        let span = destructive_binds(&[iface("span0", true, LiveUse::default())]);
+        assert!(span.ok, "{}", span.detail);
+        assert!(span.detail.contains("AF_XDP takes every frame of span0"));
+        let live = LiveUse {
+            addresses: vec!["10.0.0.5".into()],
+            routes: 2,
+        };
+        let bad = destructive_binds(&[iface("eth1", true, live)]);
+        assert!(!bad.ok);
+        assert!(bad.detail.starts_with("WARNING"), "{}", bad.detail);
+        assert!(bad.detail.contains("eth1 (addresses: 10.0.0.5; routes: 2)"));
+        assert!(bad.fix.unwrap().contains("remove it from capture.direct"));
+    }
+
+    #[test]
+    fn routes_count_what_an_operator_configured_not_what_every_link_has() {
+        let v4 = "Iface\tDestination\tGateway\n\
+                  eth1\t0000000A\t00000000\n\
+                  eth1\t00000000\t0100000A\n\
+                  eth2\t0000000B\t00000000\n";
+        let v6 = "fe800000000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001 eth1\n\
+                  ff000000000000000000000000000000 08 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001 eth1\n\
+                  20010db8000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001 eth1\n\
+                  20010db8000000000000000000000001 80 00000000000000000000000000000000 00 00000000000000000000000000000000 00000000 00000001 00000000 80200001 eth1\n";
+        assert_eq!(count_routes(v4, v6, "eth1"), 3);
+        assert_eq!(count_routes(v4, v6, "eth2"), 1);
+        assert_eq!(count_routes(v4, v6, "eth3"), 0);
+    }
+
+    #[test]
+    fn loopback_has_addresses() {
+        assert!(live_use("lo").addresses.iter().any(|a| a == "127.0.0.1"));
     }
 
     #[test]

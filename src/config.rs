@@ -67,10 +67,11 @@ pub struct CaptureConfig {
     pub cpus: Vec<usize>,
     /// Pin workers to CPUs at all. Default true.
     pub pin: bool,
-    /// Interfaces that already receive copies of the traffic (a SPAN/TAP port, the end
-    /// of a mirror tunnel or of someone else's tc mirror), as anchored regexes: in `xdp`
-    /// and `auto` mode AF_XDP reads their queues directly instead of mirroring them.
-    /// Physical interfaces are treated so without being listed. Default none.
+    /// Dedicated copy ports (a SPAN/TAP port, the end of a mirror tunnel or of someone
+    /// else's tc mirror), as anchored regexes: in `xdp` and `auto` mode AF_XDP binds
+    /// their queues and takes every frame from the kernel. Only listed interfaces are
+    /// bound so; a NIC that carries the node's own traffic must never be listed (`podtap
+    /// check` fails when a listed one has addresses or routes). Default none.
     pub direct: Vec<String>,
     /// Packets per second one worker must absorb at peak: its ring has to hold 30 ms of
     /// them (the longest a loaded host was seen to deschedule a capture thread).

@@ -97,16 +97,15 @@ pub fn choose_engine(cfg: &Config, name: &str) -> (Engine, String) {
 }
 
 /// `auto`'s first pick for `name`, before probing AF_XDP: by kind of interface, except
-/// that a `capture.direct` interface already receives copies, so AF_XDP reads it like a NIC.
+/// that a `capture.direct` interface is a dedicated copy port, so AF_XDP reads its queues.
 fn auto_pick(cfg: &Config, name: &str) -> (&'static str, &'static str) {
-    let kind = crate::check::interface_kind(name);
-    if kind != "physical" && is_direct(cfg, name) {
+    if is_direct(cfg, name) {
         return (
             "xdp",
-            "capture.direct: it receives copies, AF_XDP reads its queues",
+            "capture.direct: a dedicated copy port, AF_XDP takes its frames",
         );
     }
-    crate::check::auto_choice(kind)
+    crate::check::auto_choice(crate::check::interface_kind(name))
 }
 
 /// How the frames of one interface reach a worker.
@@ -120,17 +119,16 @@ enum Route {
     Plain,
 }
 
-/// Does `name` already receive copies of the traffic, so AF_XDP can read its queues
-/// directly? Physical interfaces do (in podtap's deployments a NIC it captures on is a
-/// SPAN/TAP port or the end of a mirror tunnel), and so do those `capture.direct` names;
-/// other virtual interfaces carry the pods' own traffic and are mirrored instead.
-fn is_direct(cfg: &Config, name: &str) -> bool {
-    crate::check::interface_kind(name) == "physical"
-        || cfg
-            .capture
-            .direct
-            .iter()
-            .any(|re| regex::Regex::new(&format!("^(?:{re})$")).is_ok_and(|r| r.is_match(name)))
+/// Is `name` a dedicated copy port (SPAN/TAP, the end of a mirror tunnel) whose queues
+/// AF_XDP may bind directly? Only when the operator lists it in `capture.direct`: a bound
+/// queue's frames go to podtap's sockets instead of the kernel, so binding an interface
+/// that carries the node's own traffic would cut the node off the network. Every other
+/// interface, physical NICs included, is read with TPACKET_V3 or mirrored as copies.
+pub fn is_direct(cfg: &Config, name: &str) -> bool {
+    cfg.capture
+        .direct
+        .iter()
+        .any(|re| regex::Regex::new(&format!("^(?:{re})$")).is_ok_and(|r| r.is_match(name)))
 }
 
 /// Receive queues of an interface (sysfs `queues/rx-*`).
@@ -268,7 +266,7 @@ pub fn run(
                 }
                 None => Route::Tpacket,
             },
-            (Engine::Xdp, true) => match open_plain(cfg, &i.name) {
+            (Engine::Xdp, true) => match open_plain_checked(cfg, &i.name) {
                 Ok(srcs) => {
                     xdp_sources.extend(srcs);
                     Route::Plain
@@ -440,6 +438,23 @@ fn open_mirror(cfg: &Config, queues: u32) -> Result<(Mirror, Vec<(String, XdpSou
         v.push((dev.clone(), src));
     }
     Ok((m, v))
+}
+
+/// [`open_plain`], after a loud warning when the copy port looks like it carries the
+/// host's own traffic (`podtap check` fails on the same condition): the operator listed
+/// it, so it is bound, but the log says what that costs.
+fn open_plain_checked(cfg: &Config, name: &str) -> Result<Vec<(String, XdpSource)>, String> {
+    let live = crate::check::live_use(name);
+    if live.is_live() {
+        tracing::warn!(
+            iface = name,
+            addresses = %live.addresses.join(" "),
+            routes = live.routes,
+            "capture.direct lists an interface with addresses or routes: AF_XDP takes ALL \
+             its frames from the kernel, so the host loses that network while podtap runs"
+        );
+    }
+    open_plain(cfg, name)
 }
 
 /// One AF_XDP socket per receive queue of an already-mirrored NIC.

@@ -392,16 +392,18 @@ fn check_reports_each_interfaces_engine_under_the_config() {
             .unwrap_or_else(|| panic!("no row for {name} in\n{text}"));
         line.split_whitespace().map(str::to_string).collect()
     };
-    // interface ifindex kind up captured xdp engine reason...
+    // interface ifindex kind up captured xdp engine binds reason...
     let p = row(&plain.host_if);
     assert_eq!(p[1], plain.ifindex.to_string());
     assert_eq!((p[2].as_str(), p[4].as_str()), ("veth", "yes"), "{text}");
     assert!(["native", "generic"].contains(&p[5].as_str()), "{text}");
     assert_eq!(p[6], "tpacket", "{text}");
-    assert!(p[7..].join(" ").contains("copy-mode"), "{text}");
+    assert_eq!(p[7], "copies", "{text}");
+    assert!(p[8..].join(" ").contains("copy-mode"), "{text}");
     let d = row(&direct.host_if);
     assert_eq!((d[4].as_str(), d[6].as_str()), ("yes", "xdp"), "{text}");
-    assert!(d[7..].join(" ").contains("capture.direct"), "{text}");
+    assert_eq!(d[7..9].join(" "), "TAKES ALL", "{text}");
+    assert!(d[9..].join(" ").contains("capture.direct"), "{text}");
     let b = row(&bridge.name);
     assert_eq!((b[2].as_str(), b[4].as_str()), ("bridge", "no"), "{text}");
 }

@@ -458,10 +458,15 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(dir: &Path, args: &[&str]) -> Daemon {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_podtap"));
+        cmd.arg("run").args(args);
+        Daemon::start_cmd(cmd, dir)
+    }
+
+    /// `podtap run` as `cmd` prepared it (inside a namespace, with its own environment).
+    pub fn start_cmd(mut cmd: Command, dir: &Path) -> Daemon {
         let out = dir.join("podtap.jsonl");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_podtap"))
-            .arg("run")
-            .args(args)
+        let mut child = cmd
             .env("PODTAP_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(std::fs::File::create(&out).expect("output file"))
