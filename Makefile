@@ -6,7 +6,7 @@ export DEBIAN_FRONTEND := noninteractive
 # Packages to build and run podtap.
 RUN_PKGS := build-essential pkg-config clang llvm libelf-dev zlib1g-dev m4 iproute2 ethtool
 # Packages the tests drive: real captures, servers, clients and the reference dissector.
-TEST_PKGS := tshark tcpdump nginx-light nftables iproute2 ethtool curl procps python3 hey time dnsmasq-base dnsutils openssl redis-server redis-tools bc netsniff-ng iputils-ping iperf3 nghttp2-client prometheus python3-pip valgrind
+TEST_PKGS := systemd tshark tcpdump nginx-light nftables iproute2 ethtool curl procps python3 hey time dnsmasq-base dnsutils openssl redis-server redis-tools bc netsniff-ng iputils-ping iperf3 nghttp2-client prometheus python3-pip valgrind
 
 .PHONY: deps deps-test build run test bench
 
@@ -35,7 +35,13 @@ SERVICES_OFF := nginx redis-server prometheus prometheus-node-exporter smartmont
 
 deps:
 	$(call apt_install,$(RUN_PKGS))
-	@command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup"; exit 1; }
+	@# Rust comes from rustup (Debian's rustc is too old for edition 2024): installed here
+	@# when missing; rust-toolchain.toml then selects the release podtap is tested with.
+	@command -v cargo >/dev/null || { \
+	  echo "cargo not found: installing Rust with rustup (https://rustup.rs)"; \
+	  command -v curl >/dev/null || apt-get install -y -qq --no-install-recommends curl ca-certificates; \
+	  curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain none; \
+	} || { echo "install Rust with rustup (https://rustup.rs), then run make again"; exit 1; }
 
 deps-test: deps
 	$(call apt_install,$(TEST_PKGS))

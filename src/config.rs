@@ -240,6 +240,14 @@ pub struct OutputConfig {
     /// `podtap run`: seconds between capture statistics lines in the log. 0: only at
     /// exit. Default 60.
     pub stats_interval_secs: u64,
+    /// `podtap run --output jsonl`: write the JSON lines to this file instead of stdout,
+    /// rotated by size. Empty: stdout. Default empty.
+    pub file: String,
+    /// Largest size of `file` before it is rotated to `<file>.1`. Default 100 MiB.
+    pub file_max_bytes: u64,
+    /// Rotated files kept (`<file>.1` .. `<file>.N`); older ones are deleted, so records
+    /// on disk take at most `file_max_bytes * (file_keep + 1)`. Default 4.
+    pub file_keep: usize,
 }
 
 impl Default for OutputConfig {
@@ -249,6 +257,9 @@ impl Default for OutputConfig {
             flows: true,
             table_interval_secs: 10,
             stats_interval_secs: 60,
+            file: String::new(),
+            file_max_bytes: 100 << 20,
+            file_keep: 4,
         }
     }
 }
@@ -358,6 +369,9 @@ impl Config {
             ("defrag.max_datagrams", self.defrag.max_datagrams),
             ("output.queue_batches", self.output.queue_batches),
         ];
+        if self.output.file_max_bytes < 4096 {
+            return Err(("output.file_max_bytes", "must be at least 4096".into()));
+        }
         for (key, v) in positive {
             if v == 0 {
                 return Err((key, "must be at least 1".into()));

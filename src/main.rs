@@ -85,7 +85,8 @@ enum Cmd {
         /// Capture files, processed in order.
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// JSON lines (records on stdout, summary on stderr) or only the summary table.
+        /// JSON lines (records on stdout, summary on stderr), only the summary table, or
+        /// none (only OTLP and /metrics).
         #[arg(long, value_enum, default_value = "jsonl")]
         output: OutputFormat,
         /// Worker threads (default: `replay.workers` from the config).
@@ -106,7 +107,9 @@ enum Cmd {
     },
     /// The daemon: capture live on the node's pod interfaces until SIGINT/SIGTERM.
     Run {
-        /// JSON lines (one per flow and transaction) or a periodic summary table, on stdout.
+        /// JSON lines (one per flow and transaction, on stdout or to `output.file`), a
+        /// periodic summary table on stdout, or none (records leave only through OTLP and
+        /// Prometheus: what the systemd unit and the DaemonSet use).
         #[arg(long, value_enum, default_value = "jsonl")]
         output: OutputFormat,
         /// Worker threads (default: `capture.workers` from the config).
@@ -216,6 +219,14 @@ fn main() -> anyhow::Result<()> {
                     std::io::Write::write_all(&mut out, &table)?;
                     t
                 }
+                // Only the exporter's outputs (OTLP, /metrics with --hold-secs).
+                OutputFormat::None => replay::run(
+                    &cfg,
+                    &opts,
+                    &mut std::io::sink(),
+                    &mut std::io::sink(),
+                    exporter.as_ref(),
+                )?,
             };
             if let Some(e) = exporter {
                 std::io::Write::flush(&mut out)?;
@@ -253,7 +264,21 @@ fn main() -> anyhow::Result<()> {
                 config_path: cli.config.clone(),
             };
             let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let mut stdout = std::io::stdout();
+            // JSON lines to a size-rotated file when `output.file` names one.
+            let mut out: Box<dyn std::io::Write + Send> =
+                if output == OutputFormat::Jsonl && !cfg.output.file.is_empty() {
+                    let path = std::path::Path::new(&cfg.output.file);
+                    Box::new(
+                        podtap::export::rotate::RotatingFile::open(
+                            path,
+                            cfg.output.file_max_bytes,
+                            cfg.output.file_keep,
+                        )
+                        .with_context(|| format!("output.file: cannot open {}", path.display()))?,
+                    )
+                } else {
+                    Box::new(std::io::stdout())
+                };
             // Statistics, OTLP and Prometheus when `[export]` (or OTEL_* variables) ask.
             let mut export_cfg = cfg.export.clone();
             export_cfg
@@ -265,7 +290,7 @@ fn main() -> anyhow::Result<()> {
             } else {
                 None
             };
-            let t = podtap::run::run(&cfg, &opts, &mut stdout, stop, exporter.as_ref())?;
+            let t = podtap::run::run(&cfg, &opts, &mut out, stop, exporter.as_ref())?;
             if let Some(e) = exporter {
                 let totals = e.shutdown(std::time::Duration::from_secs(5));
                 eprintln!("{totals}");

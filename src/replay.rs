@@ -22,10 +22,14 @@ use crate::worker::Worker;
 /// What `replay` prints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
-    /// JSON lines on stdout (one per flow and transaction), summary table on stderr.
+    /// JSON lines (one per flow and transaction) on stdout, or `output.file`; `replay`
+    /// also prints a summary table on stderr at the end.
     Jsonl,
-    /// Only the summary table, on stdout.
+    /// Only the summary table, on stdout (`run`: every `output.table_interval_secs`).
     Table,
+    /// No records written (`run` only): they leave through OTLP and Prometheus. What a
+    /// service wants: JSON lines of every request of a node do not belong in its journal.
+    None,
 }
 
 pub struct ReplayOptions {
@@ -101,7 +105,9 @@ pub fn run(
                     .with_progress(progress);
                 let records = match opts.output {
                     OutputFormat::Jsonl => ReplaySink::Writer(ChannelSink::new(tx.clone(), true)),
-                    OutputFormat::Table => ReplaySink::Summary(Summary::default()),
+                    OutputFormat::Table | OutputFormat::None => {
+                        ReplaySink::Summary(Summary::default())
+                    }
                 };
                 let sink = ExportSink::new(
                     export.map(|e| e.worker_handle(i).captured(captured.clone())),

@@ -317,6 +317,10 @@ pub fn run(
     let (tx, rx) = record_queue(cfg.output.queue_batches, RECORD_BATCH);
     let workers_stop = Arc::new(AtomicBool::new(false));
 
+    // With `--output none` the workers queue no records at all.
+    let records = |tx: &crate::export::queue::BatchSender| {
+        (opts.output != OutputFormat::None).then(|| ChannelSink::new(tx.clone(), false))
+    };
     // Spans link a client pod's end only where its veth is captured.
     let captured = Arc::new(selector.clone());
     std::thread::scope(|s| {
@@ -325,7 +329,7 @@ pub fn run(
         for (i, src) in sources.into_iter().enumerate() {
             let sink = ExportSink::new(
                 export.map(|e| e.worker_handle(i).captured(captured.clone())),
-                Some(ChannelSink::new(tx.clone(), false)),
+                records(&tx),
             );
             let (qs, wstop, cpu) = (stats[i].clone(), workers_stop.clone(), cpu_of(i));
             threads.push(
@@ -342,7 +346,7 @@ pub fn run(
             let i = n + j;
             let sink = ExportSink::new(
                 export.map(|e| e.worker_handle(i).captured(captured.clone())),
-                Some(ChannelSink::new(tx.clone(), false)),
+                records(&tx),
             );
             // XDP queue j shares a CPU with tpacket worker j: where both engines run,
             // each CPU still carries one busy ring.

@@ -213,7 +213,11 @@ fn a_listed_copy_port_is_taken_whole_with_a_loud_warning_and_given_back_at_exit(
     );
     assert!(eth1_row(&report).contains("TAKES ALL"), "{report}");
 
-    let mut d = Daemon::start_cmd(n.podtap(&["--config", cfg_arg, "run"]), &n.dir);
+    // Also: `--output none` writes no records (the systemd unit's way).
+    let mut d = Daemon::start_cmd(
+        n.podtap(&["--config", cfg_arg, "run", "--output", "none"]),
+        &n.dir,
+    );
     let warn = d.wait_log("capture.direct lists an interface", Duration::from_secs(5));
     assert!(warn.contains("WARN") && warn.contains(NODE_IP), "{warn}");
     assert!(
@@ -223,7 +227,12 @@ fn a_listed_copy_port_is_taken_whole_with_a_loud_warning_and_given_back_at_exit(
     // Copy-port behaviour: every frame arriving on eth1 goes to podtap, so the peer's
     // echo replies never reach the node's stack.
     assert_eq!(n.ping(5), 0, "a bound copy port's frames belong to podtap");
-    d.stop();
+    assert!(d.stop().is_empty(), "--output none wrote records");
+    let packets = d.log_value("podtap stopped", "packets").unwrap_or(0);
+    assert!(
+        packets >= 5,
+        "podtap received the replies it took: {packets}"
+    );
 
     assert!(
         !n.xdp_attached(),

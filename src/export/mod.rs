@@ -24,6 +24,7 @@ pub mod jsonl;
 pub mod otlp;
 pub mod prometheus;
 pub mod queue;
+pub mod rotate;
 pub mod summary;
 
 pub use exporter::{ExportSink, ExportTotals, Exporter, WorkerExport};
