@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::capture::iface::{self, Iface, LinkWatcher, Selector};
+use crate::capture::iface::{self, Iface, LinkEvent, LinkWatcher, Selector};
 use crate::capture::mirror::Mirror;
 use crate::capture::tpacket::{FilterHandle, IfaceCount, IfaceFilter, TpacketSource};
 use crate::capture::xdp::{Decap, XdpSource};
@@ -53,6 +53,14 @@ pub struct RunOptions {
     /// embedded config).
     pub config_path: Option<std::path::PathBuf>,
 }
+
+/// After a new interface appears, the namespace rescans that follow the immediate one
+/// (a CNI addresses the pod after creating its veth).
+const RESCANS_AFTER_LINK: [Duration; 3] = [
+    Duration::from_millis(300),
+    Duration::from_secs(1),
+    Duration::from_secs(3),
+];
 
 /// Frames a worker takes from its ring per batch.
 const BATCH: usize = 256;
@@ -375,6 +383,14 @@ pub fn run(
         );
 
         let mut next_stats = Instant::now() + stats_interval(cfg);
+        // Interfaces matched so far (before the pod selector), to see new ones; and the
+        // namespace rescans still due after the last new one.
+        let mut known: Vec<u32> = selector
+            .select(&iface::list())
+            .iter()
+            .map(|i| i.ifindex)
+            .collect();
+        let mut rescans: Vec<Instant> = Vec::new();
         while !stop.load(Ordering::Relaxed) {
             if hup.swap(false, Ordering::Relaxed) {
                 reload(opts, attribution.as_ref());
@@ -388,8 +404,33 @@ pub fn run(
                 Ok(events) if events.is_empty() && !metadata_changed => {}
                 // Any link change: re-list (cheap) rather than trust the event stream,
                 // which may have lost messages (ENOBUFS).
-                Ok(_) | Err(_) => {
-                    let now = pods_selected(selector.select(&iface::list()));
+                r => {
+                    let listed = selector.select(&iface::list());
+                    // A new interface is a new pod (or its veth): name it before its
+                    // first flow, and again shortly after, since a CNI moves the peer
+                    // into the pod's namespace and addresses it after creating the link.
+                    // A change of a captured link whose pod the snapshot lacks, or knows
+                    // without an address yet (the peer came up in its namespace), rescans
+                    // too.
+                    let unknown_changed = r.as_ref().is_ok_and(|events| {
+                        let snap = attribution.as_ref().map(|a| a.snapshot());
+                        events.iter().any(|e| {
+                            let (LinkEvent::Added(i) | LinkEvent::Removed(i)) = e;
+                            listed.contains(i)
+                                && snap.as_ref().is_some_and(|s| {
+                                    s.obs(i.ifindex).is_none_or(|p| p.ips.is_empty())
+                                })
+                        })
+                    });
+                    if let Some(a) = &attribution
+                        && (unknown_changed || listed.iter().any(|i| !known.contains(&i.ifindex)))
+                    {
+                        a.rescan_netns();
+                        let t = Instant::now();
+                        rescans = RESCANS_AFTER_LINK.iter().map(|d| t + *d).collect();
+                    }
+                    known = listed.iter().map(|i| i.ifindex).collect();
+                    let now = pods_selected(listed);
                     if now != selected {
                         relink(cfg, &selected, &now, &mut routes, mirror.as_mut(), &handles);
                         selected = now;
@@ -398,6 +439,12 @@ pub fn run(
                         }
                     }
                 }
+            }
+            if let Some(a) = &attribution
+                && rescans.first().is_some_and(|t| Instant::now() >= *t)
+            {
+                rescans.remove(0);
+                a.rescan_netns();
             }
             if cfg.output.stats_interval_secs > 0 && Instant::now() >= next_stats {
                 next_stats = Instant::now() + stats_interval(cfg);

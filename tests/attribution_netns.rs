@@ -368,3 +368,64 @@ fn live_daemon_names_pods_and_its_selector_reloads_on_sighup() {
         assert_named(t, "client");
     }
 }
+
+/// A pod created while the daemon runs is named from its first request, at both ends'
+/// veths, by node-local discovery alone (no static map, the periodic rescan far away):
+/// the link event that attaches its veth also rescans the namespaces.
+#[test]
+fn a_pod_created_while_running_is_named_from_its_first_packet() {
+    let (_serial, mut s) = setup();
+    let cfg = s.dir.join("rescan.toml");
+    // The periodic rescan would take 60 s: only the link event can name the pod in time.
+    std::fs::write(&cfg, "[attribution]\nresync_secs = 60\n").unwrap();
+    let regex = format!("{}.*", s.bridge.prefix);
+    let mut d = Daemon::start(
+        &s.dir,
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--mode",
+            "tpacket",
+            "-i",
+            &regex,
+        ],
+    );
+    let late = s.bridge.pod();
+    d.wait_log(
+        &format!("interface={} ", late.host_if),
+        Duration::from_secs(5),
+    );
+    // At once: every request of the new pod must already carry it.
+    let mut c = late.ns.cmd("curl");
+    c.args(["-s", "--max-time", "10"]);
+    for _ in 0..REQUESTS {
+        c.args([
+            "-o",
+            "/dev/null",
+            &format!("http://{}/index.html", s.server.ip),
+        ]);
+    }
+    sh(&mut c);
+    std::thread::sleep(Duration::from_millis(300));
+    let all = d.stop();
+    for (obs, side) in [(late.ifindex, "client"), (s.server.ifindex, "server")] {
+        let seen: Vec<_> = http_at(&all, obs as u64)
+            .into_iter()
+            .filter(|t| t["client.address"] == late.ip.as_str())
+            .collect();
+        assert_eq!(seen.len(), REQUESTS, "requests at the {side}'s veth");
+        for t in seen {
+            assert_eq!(t["client.podtap.kind"], "pod", "{side}: {t}");
+            assert_eq!(
+                t["client.podtap.netns.name"],
+                late.ns.name.as_str(),
+                "{side}: {t}"
+            );
+            assert_eq!(
+                t["server.podtap.netns.name"],
+                s.server.ns.name.as_str(),
+                "{t}"
+            );
+        }
+    }
+}

@@ -255,6 +255,40 @@ impl Attribution {
         Ok(())
     }
 
+    /// Rescan this host's network namespaces now and publish a snapshot: a pod interface
+    /// has just appeared, and its pod must be known before its first flow is reported,
+    /// not at the next periodic rescan. Flows already open re-resolve against the new
+    /// snapshot (their generation is behind). A no-op when `attribution.netns` is off.
+    pub fn rescan_netns(&self) {
+        let (enabled, with_ports) = {
+            let st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            (
+                st.cfg.netns,
+                self.shared
+                    .current
+                    .load()
+                    .pods()
+                    .iter()
+                    .any(|p| p.host_network),
+            )
+        };
+        if !enabled {
+            return;
+        }
+        match netns::discover(with_ports) {
+            Ok(d) => {
+                self.shared
+                    .state
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .inputs
+                    .netns = Some(d);
+                self.shared.rebuild();
+            }
+            Err(e) => tracing::warn!("attribution: namespace discovery failed: {e}"),
+        }
+    }
+
     /// Wait until every Kubernetes watch has listed once (true), or the timeout.
     pub fn wait_synced(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
