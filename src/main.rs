@@ -151,6 +151,7 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    podtap::capture::route_libbpf_logs();
     let mut cfg = Config::load(cli.config.as_deref())?;
     match cli.cmd {
         Cmd::Replay {

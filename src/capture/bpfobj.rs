@@ -103,6 +103,67 @@ pub fn quietly<T>(f: impl FnOnce() -> T) -> T {
     r
 }
 
+unsafe extern "C" {
+    // The C library's formatter: libbpf hands its callback a format and a va_list, which
+    // on the supported ABIs (x86_64, aarch64) is passed as a pointer.
+    fn vsnprintf(
+        buf: *mut libc::c_char,
+        len: usize,
+        fmt: *const libc::c_char,
+        ap: *mut libc::c_void,
+    ) -> i32;
+}
+
+thread_local! {
+    /// The last warning libbpf gave on this thread: the kernel's own explanation of a
+    /// refused attach ("Kernel error message: ..."), which the caller's error quotes.
+    static LAST_WARNING: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// libbpf's messages, formatted and sent to `tracing` (target `libbpf`) instead of being
+/// printed raw to stderr.
+unsafe extern "C" fn libbpf_to_tracing(
+    level: i32,
+    fmt: *const libc::c_char,
+    ap: *mut libc::c_void,
+) -> i32 {
+    let mut buf = [0u8; 512];
+    // SAFETY: libbpf passes a valid format and its arguments; the buffer bound is given.
+    let n = unsafe { vsnprintf(buf.as_mut_ptr().cast(), buf.len(), fmt, ap) };
+    let msg = std::ffi::CStr::from_bytes_until_nul(&buf)
+        .map(|c| c.to_string_lossy())
+        .unwrap_or_default();
+    let msg = msg.trim_end();
+    // LIBBPF_WARN = 0, LIBBPF_INFO = 1, LIBBPF_DEBUG = 2.
+    match level {
+        0 => {
+            LAST_WARNING.with(|w| {
+                let mut w = w.borrow_mut();
+                w.clear();
+                w.push_str(msg.strip_prefix("libbpf: ").unwrap_or(msg));
+            });
+            tracing::warn!(target: "libbpf", "{msg}")
+        }
+        1 => tracing::info!(target: "libbpf", "{msg}"),
+        _ => tracing::debug!(target: "libbpf", "{msg}"),
+    }
+    n
+}
+
+/// Send libbpf's messages through podtap's log from now on (call once, at start-up).
+pub fn route_libbpf_logs() {
+    // SAFETY: installs a callback with libbpf's print signature.
+    unsafe { libbpf_set_print(Some(libbpf_to_tracing)) };
+}
+
+/// The last warning libbpf gave on this thread since the last call, if any.
+pub fn take_libbpf_warning() -> Option<String> {
+    LAST_WARNING.with(|w| {
+        let s = std::mem::take(&mut *w.borrow_mut());
+        (!s.is_empty()).then_some(s)
+    })
+}
+
 /// Write one map element (`BPF_ANY`).
 pub fn map_update<K, V>(fd: RawFd, key: &K, value: &V) -> io::Result<()> {
     // SAFETY: key and value point to values of the map's key and value sizes.
@@ -214,5 +275,18 @@ mod tests {
         assert_eq!(super::parse_cpu_list("0"), Some(1));
         assert_eq!(super::parse_cpu_list("0-3,5,7-9"), Some(10));
         assert_eq!(super::parse_cpu_list("x"), None);
+    }
+
+    #[test]
+    fn libbpf_warnings_are_formatted_into_the_log_and_kept_for_the_error() {
+        super::route_libbpf_logs();
+        let _ = super::take_libbpf_warning();
+        // Not an ELF file: libbpf refuses it with a formatted warning.
+        static JUNK: [u8; 64] = [0x5a; 64];
+        assert!(super::BpfObject::load("junk", &JUNK, &[]).is_err());
+        let w = super::take_libbpf_warning().expect("libbpf warned");
+        assert!(w.contains("elf"), "{w}");
+        assert!(!w.contains('%'), "format expanded: {w}");
+        assert_eq!(super::take_libbpf_warning(), None, "taken once");
     }
 }

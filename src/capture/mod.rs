@@ -3,6 +3,7 @@
 //! a file runs exactly the code that live capture runs.
 
 pub(crate) mod bpfobj;
+pub use bpfobj::route_libbpf_logs;
 pub mod file_pager;
 pub mod iface;
 pub mod mirror;
