@@ -313,16 +313,11 @@ fn write_pods(o: &mut JsonObject<'_>, p: &FlowPods) {
             Peer::External | Peer::Unknown => {}
         }
     }
-    match (p.observed_side(), &p.obs) {
-        (Some(side), _) => {
-            o.str("podtap.observation_point.side", side);
+    o.str("podtap.observation_point.side", p.observation_side());
+    if let (None, Some(m)) = (p.observed_side(), &p.obs) {
+        for (k, v) in &m.attrs {
+            o.attr("podtap.observation_point.", k, v);
         }
-        (None, Some(m)) => {
-            for (k, v) in &m.attrs {
-                o.attr("podtap.observation_point.", k, v);
-            }
-        }
-        (None, None) => {}
     }
 }
 

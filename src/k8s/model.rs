@@ -240,6 +240,14 @@ impl FlowPods {
     }
 
     /// `client` or `server` when the observation point is that end's pod.
+    /// `podtap.observation_point.side` of flows and transactions: `client` or `server`
+    /// when the observation point is that end's pod, else `tap` (one point between the
+    /// ends, such as a node interface). A call between two pods of the node is seen at
+    /// both veths: summing one side counts it once.
+    pub fn observation_side(&self) -> &'static str {
+        self.observed_side().unwrap_or("tap")
+    }
+
     pub fn observed_side(&self) -> Option<&'static str> {
         let obs = self.obs.as_ref()?;
         let same = |p: &Peer| p.pod().is_some_and(|p| Arc::ptr_eq(p, obs));

@@ -359,6 +359,12 @@ fn edge_attrs(
         Val::Str(CompactString::const_new(transport_name(ip_proto))),
     ));
     push_pods(a, pods, cache);
+    // Every flow series says where it was seen, so one side sums to the traffic once.
+    let side = pods.map_or("tap", |p| p.observation_side());
+    a.push((
+        "podtap.observation_point.side",
+        Val::Str(CompactString::const_new(side)),
+    ));
     if let Some(x) = extra {
         a.push(x);
     }
@@ -414,7 +420,7 @@ mod tests {
     use crate::time::Timestamp;
     use std::sync::Arc;
 
-    fn stats() -> WorkerStats {
+    pub(super) fn stats() -> WorkerStats {
         WorkerStats::new(
             HistogramSpec::Explicit(Arc::from(histogram::DEFAULT_BOUNDS)),
             100,
@@ -557,6 +563,58 @@ mod side_tests {
             assert_eq!(observed_side(&tx), side);
             assert_eq!(crate::export::otlp::spans::service_of(&tx, "podtap"), svc);
         }
+    }
+
+    /// A call between two pods of the node is seen at both veths: every flow series says
+    /// which side it was seen at, so one side sums to the traffic once; a point that is
+    /// neither end's pod (or no attribution) is a single `tap`.
+    #[test]
+    fn flow_series_carry_the_observation_side() {
+        let (web, api) = (pod("web-1", "web"), pod("api-1", "api"));
+        let ep = |a: &str, port| Endpoint {
+            addr: a.parse().unwrap(),
+            port,
+        };
+        let (c, srv) = (ep("10.0.0.1", 40000), ep("10.0.0.2", 80));
+        let delta = [
+            DirDelta {
+                bytes: 100,
+                packets: 2,
+                ..Default::default()
+            },
+            DirDelta::default(),
+        ];
+        let mut s = super::tests::stats();
+        let at = |obs: Option<&Arc<PodMeta>>| FlowPods {
+            obs: obs.cloned(),
+            client: Peer::Pod(web.clone()),
+            server: Peer::Pod(api.clone()),
+            selected: true,
+            ..Default::default()
+        };
+        for p in [at(Some(&web)), at(Some(&api)), at(None)] {
+            s.flow_traffic(6, &c, &srv, Some(&p), &delta);
+        }
+        s.flow_traffic(6, &c, &srv, None, &delta);
+        let d = s.take_delta();
+        let mut by_side = std::collections::BTreeMap::new();
+        for (k, v) in d.sorted() {
+            if k.metric != Metric::FlowIo {
+                continue;
+            }
+            let side = k
+                .attrs
+                .iter()
+                .find(|(n, _)| *n == "podtap.observation_point.side")
+                .map(|(_, v)| format!("{v:?}"))
+                .expect("side on every flow series");
+            *by_side.entry(side).or_insert(0) += v.count();
+        }
+        let sides: Vec<_> = by_side.iter().map(|(s, n)| (s.as_str(), *n)).collect();
+        assert_eq!(sides.len(), 3, "{sides:?}");
+        assert!(sides.iter().any(|(s, n)| s.contains("client") && *n == 100));
+        assert!(sides.iter().any(|(s, n)| s.contains("server") && *n == 100));
+        assert!(sides.iter().any(|(s, n)| s.contains("tap") && *n == 200));
     }
 
     /// Metrics name both ends' pods, from the worker's own copies of the label strings
