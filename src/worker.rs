@@ -528,6 +528,7 @@ fn emit<S: RecordSink>(
         tx.server = server;
         tx.obs = obs;
         tx.pods = pods.clone();
+        crate::stats::settle_error(tx);
         // The index stays in the low half: connection identity and index never mix.
         tx.origin = origin.map(|o| o & !0xffff_ffff | (o as u32).wrapping_add(i as u32) as u64);
     }

@@ -719,3 +719,153 @@ s.close()
         "progress reports + the end's remainder = the flow's bytes"
     );
 }
+
+/// One definition of a failed transaction, the OpenTelemetry HTTP one: a 4xx is an error
+/// where the client is observed (CLIENT span, `http.client.*` metrics), not where the
+/// server is. A real capture (packetbeat `http_minitwit.pcap`: a browser at 192.168.1.104
+/// asks a proxy at .110, which asks a backend on 127.0.0.1:5000; `/favicon.ico` is a 404
+/// on both hops) replayed with a static map that makes the capture point the browser's
+/// pod: the browser's 404 is observed at the client, the proxy's at neither end (so at
+/// the server). The JSON lines, the summary table, the spans and the metrics must all
+/// call the first an error and the second not.
+#[test]
+fn a_4xx_is_an_error_at_the_client_only_alike_in_json_table_spans_and_metrics() {
+    let pcap = pcaps_dir().join("packetbeat/http_minitwit.pcap");
+    let dir = tempfile::tempdir().unwrap();
+    let map = dir.path().join("pods.toml");
+    std::fs::write(
+        &map,
+        "[[pod]]\nname = \"browser-0\"\nnamespace = \"shop\"\ncidrs = [\"192.168.1.104/32\"]\n\
+         obs = [0]\n",
+    )
+    .unwrap();
+    let attribution = format!(
+        "[attribution]\nreplay = true\nnetns = false\nresync_secs = 0\nstatic_map = \"{}\"\n",
+        map.display()
+    );
+    let (grpc, http, prom) = (free_port(), free_port(), free_port());
+    let log = dir.path().join("rotel.out");
+    let _rotel = rotel(grpc, http, &log, dir.path());
+    let cfg = config(
+        "grpc",
+        &format!("http://127.0.0.1:{grpc}"),
+        &format!("[export.prometheus]\nlisten = \"127.0.0.1:{prom}\"\n{attribution}"),
+    );
+    let cfg_file = dir.path().join("podtap.toml");
+    std::fs::write(&cfg_file, cfg).unwrap();
+    let run = |output: &str, extra: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_podtap"));
+        c.arg("--config")
+            .arg(&cfg_file)
+            .arg("replay")
+            .arg(&pcap)
+            .args(["--output", output])
+            .args(extra)
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        c
+    };
+
+    // JSON lines, with the exporter held up for a scrape.
+    let mut child = Proc(Some(run("jsonl", &["--hold-secs", "3"]).spawn().unwrap()));
+    wait_listening(prom, "podtap /metrics");
+    let client_404 = ["http_response_status_code=\"404\"", "server_port=\"80\""];
+    let server_404 = ["http_response_status_code=\"404\"", "server_port=\"5000\""];
+    let body = wait_metrics(prom, "both 404s recorded", |b| {
+        sum_series(b, "http_client_request_duration_seconds_count", &client_404) == 1
+            && sum_series(b, "http_server_request_duration_seconds_count", &server_404) == 1
+    });
+    let client_err = sum_series(
+        &body,
+        "http_client_request_duration_seconds_count",
+        &[client_404[0], client_404[1], "error_type=\"404\""],
+    );
+    assert_eq!(client_err, 1, "client-side 404 has error.type:\n{body}");
+    let server_err = sum_series(
+        &body,
+        "http_server_request_duration_seconds_count",
+        &["error_type="],
+    );
+    assert_eq!(server_err, 0, "no server-side error:\n{body}");
+    let out = child.0.take().unwrap().wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let txs = records(&all, "transaction");
+    assert_eq!(txs.len(), 6);
+    assert!(
+        all.iter()
+            .all(|r| r.get("podtap.http.client_error").is_none()),
+        "no private flag beside error.type"
+    );
+    let errors: Vec<_> = txs
+        .iter()
+        .filter(|t| t.get("error.type").is_some())
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(errors[0]["error.type"], "404");
+    assert_eq!(errors[0]["server.port"], 80);
+    assert_eq!(errors[0]["podtap.observation_point.side"], "client");
+    let proxied: Vec<_> = txs
+        .iter()
+        .filter(|t| t["podtap.status"] == 404 && t["server.port"] == 5000)
+        .collect();
+    assert_eq!(proxied.len(), 1);
+    assert!(proxied[0].get("error.type").is_none(), "{:#?}", proxied[0]);
+
+    // The table counts the same error, and only it.
+    let out = run("table", &[]).output().unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = |server: &str| {
+        table
+            .lines()
+            .find(|l| l.contains(server) && l.contains("GET /favicon.ico"))
+            .unwrap_or_else(|| panic!("{server} row in {table}"))
+            .split_whitespace()
+            .skip(4)
+            .take(2)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        row("192.168.1.110:80"),
+        ["1", "1"],
+        "count, errors:\n{table}"
+    );
+    assert_eq!(row("127.0.0.1:5000"), ["1", "0"], "count, errors:\n{table}");
+
+    // The spans (exported by both runs): ERROR on the CLIENT span only.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let spans = loop {
+        let s = collector_log(&log, "").0;
+        if s.len() >= 12 || Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(spans.len(), 12, "{spans:#?}");
+    for s in &spans {
+        let want = if s.kind == "SPAN_KIND_CLIENT" && s.name == "GET /favicon.ico" {
+            "STATUS_CODE_ERROR"
+        } else {
+            "STATUS_CODE_UNSET"
+        };
+        assert_eq!(s.status, want, "{s:?}");
+    }
+    let kinds = |k: &str| spans.iter().filter(|s| s.kind == k).count();
+    assert_eq!(
+        (kinds("SPAN_KIND_CLIENT"), kinds("SPAN_KIND_SERVER")),
+        (6, 6)
+    );
+}

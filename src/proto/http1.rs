@@ -792,10 +792,9 @@ impl Http1Parser {
         let p = self.pending.front_mut()?;
         p.tx.status = Some(code as i64);
         p.tx.attr_int("http.response.status_code", code as i64);
+        // A 4xx is an error only where the client is observed: `stats::settle_error`.
         if code >= 500 {
             p.tx.error = Some(code.to_string().into());
-        } else if code >= 400 {
-            p.tx.attr_bool("podtap.http.client_error", true);
         }
         if self.resp.gap {
             p.tx.completeness.set(Completeness::GAP);
@@ -818,12 +817,7 @@ impl Http1Parser {
             // The request before its response fields: HTTP/2 answers it on stream 1.
             let mut req = p.tx.clone();
             req.attrs.retain(|(k, _)| {
-                !matches!(
-                    *k,
-                    "http.response.status_code"
-                        | "podtap.http.client_error"
-                        | "http.request.body.size"
-                )
+                !matches!(*k, "http.response.status_code" | "http.request.body.size")
             });
             req.status = None;
             req.error = None;

@@ -38,6 +38,25 @@ pub fn observed_side(tx: &Transaction) -> Side {
     }
 }
 
+/// Complete `tx.error` (`error.type`) once the side `tx` was observed at is known: the
+/// one definition of a failed transaction, which the JSON lines, the summary table, spans
+/// (status ERROR), span sampling and the RED metrics all read. Decoders set what fails
+/// wherever it is seen (HTTP 5xx, gRPC status, resets...). An HTTP 4xx is the caller's
+/// failure: the OpenTelemetry HTTP conventions make it an error on CLIENT spans and
+/// `http.client.*` metrics only, never on the server's, so it is set here, for a
+/// transaction observed at the client.
+pub fn settle_error(tx: &mut Transaction) {
+    use compact_str::ToCompactString;
+    if tx.error.is_none()
+        && matches!(tx.protocol, Protocol::Http | Protocol::Http2)
+        && let Some(code @ 400..=499) = tx.status
+        && observed_side(tx) == Side::Client
+    {
+        // Three digits: inline, no allocation.
+        tx.error = Some(code.to_compact_string());
+    }
+}
+
 /// The pod at the observation point of `tx`, when attribution knows it.
 pub fn local_pod(tx: &Transaction) -> Option<&crate::k8s::PodMeta> {
     let p = tx.pods.as_ref()?;
@@ -615,6 +634,44 @@ mod side_tests {
         assert!(sides.iter().any(|(s, n)| s.contains("client") && *n == 100));
         assert!(sides.iter().any(|(s, n)| s.contains("server") && *n == 100));
         assert!(sides.iter().any(|(s, n)| s.contains("tap") && *n == 200));
+    }
+
+    /// An HTTP 4xx is an error (`error.type` = the code) where the client is observed
+    /// only; a 5xx is one wherever it is seen, and other protocols keep their decoder's
+    /// verdict.
+    #[test]
+    fn a_4xx_is_an_error_at_the_client_only() {
+        let (web, api) = (pod("web-1", "web"), pod("api-1", "api"));
+        let at = |obs: &Arc<PodMeta>, protocol, status: i64| {
+            let mut tx = super::tests::http_tx("GET", "/", status, 1);
+            tx.protocol = protocol;
+            tx.pods = Some(Arc::new(FlowPods {
+                obs: Some(obs.clone()),
+                client: Peer::Pod(web.clone()),
+                server: Peer::Pod(api.clone()),
+                selected: true,
+                ..Default::default()
+            }));
+            settle_error(&mut tx);
+            tx.error.map(|e| e.to_string())
+        };
+        for p in [Protocol::Http, Protocol::Http2] {
+            assert_eq!(at(&web, p, 404).as_deref(), Some("404"));
+            assert_eq!(at(&web, p, 499).as_deref(), Some("499"));
+            assert_eq!(at(&api, p, 404), None);
+            assert_eq!(at(&web, p, 399), None);
+            assert_eq!(at(&web, p, 200), None);
+            assert_eq!(at(&api, p, 503).as_deref(), Some("503"));
+            assert_eq!(at(&web, p, 503).as_deref(), Some("503"));
+        }
+        // gRPC's status is its own code (5 = NOT_FOUND), not an HTTP one.
+        assert_eq!(at(&web, Protocol::Grpc, 404), None);
+        let mut unattributed = super::tests::http_tx("GET", "/", 404, 1);
+        settle_error(&mut unattributed);
+        assert_eq!(
+            unattributed.error, None,
+            "no attribution: the server's side"
+        );
     }
 
     /// Metrics name both ends' pods, from the worker's own copies of the label strings

@@ -84,6 +84,8 @@ pub struct LoggedSpan {
     pub parent_id: String,
     pub name: String,
     pub kind: String,
+    /// `STATUS_CODE_UNSET`, `STATUS_CODE_ERROR`...
+    pub status: String,
     /// `service.name` of the resource the span came in.
     pub service: String,
 }
@@ -107,6 +109,7 @@ pub fn collector_log(out: &Path, metric: &str) -> (Vec<LoggedSpan>, u64) {
                 parent_id: String::new(),
                 name: String::new(),
                 kind: String::new(),
+                status: String::new(),
                 service: service.clone(),
             });
         } else if t.starts_with("ResourceSpans #") || t.starts_with("ResourceMetrics #") {
@@ -130,6 +133,8 @@ pub fn collector_log(out: &Path, metric: &str) -> (Vec<LoggedSpan>, u64) {
                 s.name = field(t);
             } else if t.starts_with("Kind") {
                 s.kind = field(t);
+            } else if t.starts_with("Status code") {
+                s.status = field(t);
             }
         }
         if t.starts_with("-> Name:") {

@@ -257,7 +257,7 @@ pub fn build_span(item: &SpanItem) -> Span {
     }
     if !tx.completeness.is_complete() {
         let reasons: Vec<_> = tx.completeness.reasons().collect();
-        attrs.push(kv_str("podtap.incomplete", &reasons.join(",")));
+        attrs.push(kv_str("podtap.incomplete_reason", &reasons.join(",")));
     }
     let (parent, trace_state, flags) = match &tx.trace {
         Some(t) => (

@@ -943,10 +943,9 @@ impl Http2Parser {
             (true, None, Some(_)) => {}
             (_, _, Some(c)) => {
                 tx.status = Some(c);
+                // A 4xx is an error only where the client is observed (`stats::settle_error`).
                 if c >= 500 {
                     tx.error = Some(c.to_string().into());
-                } else if c >= 400 {
-                    tx.attr_bool("podtap.http.client_error", true);
                 }
             }
             _ => {}
