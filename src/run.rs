@@ -163,6 +163,8 @@ pub struct QueueStats {
     pub malformed: AtomicU64,
     pub filtered: AtomicU64,
     pub records_dropped: AtomicU64,
+    /// Flows the worker tracks now.
+    pub open_flows: AtomicU64,
     /// Frames and bytes per interface; the worker updates it only when the lock is free.
     pub per_iface: Mutex<Vec<IfaceCount>>,
 }
@@ -690,6 +692,8 @@ fn publish<L: LiveSource>(
     qs.ring_full.store(src.ring_full(), Ordering::Relaxed);
     qs.malformed.store(malformed, Ordering::Relaxed);
     qs.filtered.store(filtered, Ordering::Relaxed);
+    qs.open_flows
+        .store(worker.live_flows() as u64, Ordering::Relaxed);
     let sink = worker.sink_mut();
     sink.capture_drops(st.dropped, src.ring_full());
     qs.records_dropped
@@ -755,17 +759,35 @@ fn write_records(
     let mut line = String::with_capacity(1024);
     let interval = Duration::from_secs(cfg.output.table_interval_secs.max(1));
     let mut next_table = Instant::now() + interval;
-    let render = |summary: &mut Summary, out: &mut (dyn Write + Send)| {
-        let (mut packets, mut bytes) = (0, 0);
+    // Each table covers its interval alone: the capture totals at its start are kept to
+    // print what the interval added.
+    let mut from = Timestamp::now();
+    let mut at_start = (0u64, 0u64);
+    let mut render = |summary: &mut Summary, out: &mut (dyn Write + Send)| {
+        let (mut packets, mut bytes, mut open_flows) = (0, 0, 0);
         for q in stats {
             packets += q.received.load(Ordering::Relaxed);
+            open_flows += q.open_flows.load(Ordering::Relaxed);
             if let Ok(v) = q.per_iface.lock() {
                 bytes += v.iter().map(|c| c.bytes).sum::<u64>();
             }
         }
-        let table = summary.render(packets, bytes, &Counters::default());
+        let to = Timestamp::now();
+        let iv = crate::export::summary::Interval {
+            from,
+            to,
+            open_flows,
+        };
+        let table = summary.render_interval(
+            &iv,
+            packets.saturating_sub(at_start.0),
+            bytes.saturating_sub(at_start.1),
+            &Counters::default(),
+        );
         let _ = out.write_all(table.as_bytes());
         let _ = out.flush();
+        *summary = Summary::default();
+        (from, at_start) = (to, (packets, bytes));
     };
     loop {
         match rx.recv_timeout(Duration::from_millis(200)) {

@@ -1,6 +1,13 @@
-//! The human summary printed at the end of `podtap replay`: totals, flows by transport and
-//! end reason, the busiest flows, transactions per endpoint with latency percentiles, and
-//! every non-zero drop/error counter.
+//! The human summary: totals, flows by transport and end reason, the busiest flows,
+//! calls per endpoint with latency percentiles, and every non-zero drop/error counter.
+//! `podtap replay` prints it once for the whole capture, `podtap run --output table` once
+//! per interval, for that interval alone.
+//!
+//! A call between two pods of the node is captured at both veths, so it arrives twice:
+//! once seen at the client, once at the server. The table counts it once: every figure is
+//! kept per observation side (the client's pod, or anything else: the server's pod or a
+//! single tap) and the larger side is printed, and each endpoint shows the latency seen at
+//! the server and at the client side by side.
 
 use hashbrown::HashMap;
 use std::collections::BTreeMap;
@@ -10,10 +17,37 @@ use crate::events::Counters;
 use crate::export::{Record, RecordSink};
 use crate::flow::FlowRecord;
 use crate::proto::{Endpoint as ProtoEndpoint, Protocol, Transaction};
+use crate::time::Timestamp;
 use compact_str::CompactString;
 
+/// Index of a record's observation side: 0 the server's (or a single tap), 1 the client's.
+fn side_of_tx(t: &Transaction) -> usize {
+    (crate::stats::observed_side(t) == crate::stats::Side::Client) as usize
+}
+
+fn side_of_flow(f: &FlowRecord) -> usize {
+    f.pods
+        .as_ref()
+        .is_some_and(|p| p.observed_side() == Some("client")) as usize
+}
+
+/// A count kept per observation side, printed as the larger side: a call seen at both
+/// ends is counted once, one seen at one end only is counted there.
+#[derive(Clone, Copy, Default)]
+struct PerSide([u64; 2]);
+
+impl PerSide {
+    fn once(&self) -> u64 {
+        self.0[0].max(self.0[1])
+    }
+    fn merge(&mut self, o: PerSide) {
+        self.0[0] += o.0[0];
+        self.0[1] += o.0[1];
+    }
+}
+
 #[derive(Default)]
-struct Endpoint {
+struct View {
     count: u64,
     errors: u64,
     incomplete: u64,
@@ -22,13 +56,24 @@ struct Endpoint {
     durations: Vec<u32>,
 }
 
+#[derive(Default)]
+struct Endpoint {
+    /// Seen at the server's side (or a single tap), at the client's.
+    at: [View; 2],
+}
+
 impl Endpoint {
     fn add(&mut self, t: &Transaction) {
-        self.count += 1;
-        self.errors += t.error.is_some() as u64;
-        self.incomplete += !t.completeness.is_complete() as u64;
+        let v = &mut self.at[side_of_tx(t)];
+        v.count += 1;
+        v.errors += t.error.is_some() as u64;
+        v.incomplete += !t.completeness.is_complete() as u64;
         let us = t.duration_ns().saturating_add(500) / 1000;
-        self.durations.push(us.min(u32::MAX as u64) as u32);
+        v.durations.push(us.min(u32::MAX as u64) as u32);
+    }
+
+    fn once(&self, f: impl Fn(&View) -> u64) -> u64 {
+        f(&self.at[0]).max(f(&self.at[1]))
     }
 }
 
@@ -37,11 +82,11 @@ type EndpointKey = (Protocol, ProtoEndpoint, CompactString, CompactString);
 
 #[derive(Default)]
 pub struct Summary {
-    flows: u64,
-    by_transport: BTreeMap<&'static str, (u64, u64)>,
-    by_reason: BTreeMap<&'static str, u64>,
-    retransmits: u64,
-    resets: u64,
+    flows: PerSide,
+    by_transport: BTreeMap<&'static str, (PerSide, PerSide)>,
+    by_reason: BTreeMap<&'static str, PerSide>,
+    retransmits: PerSide,
+    resets: PerSide,
     top: Vec<FlowRecord>,
     /// Once `top` has been trimmed to [`TOP_FLOWS`]: the bytes of the smallest kept. A
     /// later flow of no more bytes can never be listed (equal sizes keep the order they
@@ -54,10 +99,18 @@ pub struct Summary {
     /// The endpoint of the last transaction: the next one is most often the same (a
     /// connection's requests come in a row), found without hashing the key.
     last: usize,
-    transactions: u64,
+    transactions: PerSide,
 }
 
 const TOP_FLOWS: usize = 10;
+
+/// What `podtap run` adds to an interval's table.
+pub struct Interval {
+    pub from: Timestamp,
+    pub to: Timestamp,
+    /// Flows open at the end of the interval (flow-table entries of all workers).
+    pub open_flows: u64,
+}
 
 impl Summary {
     pub fn add(&mut self, r: &Record) {
@@ -74,15 +127,16 @@ impl Summary {
     /// Count `f`. True if it may be among the top flows: then keep it with
     /// [`Summary::keep_flow`]; most flows of a large capture are not, and are never copied.
     fn count_flow(&mut self, f: &FlowRecord) -> bool {
+        let side = side_of_flow(f);
         let bytes = f.dirs[0].bytes + f.dirs[1].bytes;
-        self.flows += 1;
+        self.flows.0[side] += 1;
         let e = self.by_transport.entry(f.transport()).or_default();
-        e.0 += 1;
-        e.1 += bytes;
-        *self.by_reason.entry(f.reason.as_str()).or_default() += 1;
+        e.0.0[side] += 1;
+        e.1.0[side] += bytes;
+        self.by_reason.entry(f.reason.as_str()).or_default().0[side] += 1;
         if let Some(t) = &f.tcp {
-            self.retransmits += t.stats[0].retransmits + t.stats[1].retransmits;
-            self.resets += t.stats[0].resets + t.stats[1].resets;
+            self.retransmits.0[side] += t.stats[0].retransmits + t.stats[1].retransmits;
+            self.resets.0[side] += t.stats[0].resets + t.stats[1].resets;
         }
         self.top_floor.is_none_or(|floor| bytes > floor)
     }
@@ -95,7 +149,7 @@ impl Summary {
     }
 
     fn count_transaction(&mut self, t: &Transaction) {
-        self.transactions += 1;
+        self.transactions.0[side_of_tx(t)] += 1;
         if let Some((k, e)) = self.endpoints.get_mut(self.last)
             && (k.0, k.1) == (t.protocol, t.server)
             && (&k.2, &k.3) == (&t.operation, &t.resource)
@@ -128,61 +182,115 @@ impl Summary {
 
     /// Add another summary's counts (one per replay worker) to this one.
     pub fn merge(&mut self, other: Summary) {
-        self.flows += other.flows;
+        self.flows.merge(other.flows);
         for (t, (n, b)) in other.by_transport {
             let e = self.by_transport.entry(t).or_default();
-            e.0 += n;
-            e.1 += b;
+            e.0.merge(n);
+            e.1.merge(b);
         }
         for (r, n) in other.by_reason {
-            *self.by_reason.entry(r).or_default() += n;
+            self.by_reason.entry(r).or_default().merge(n);
         }
-        self.retransmits += other.retransmits;
-        self.resets += other.resets;
+        self.retransmits.merge(other.retransmits);
+        self.resets.merge(other.resets);
         self.top.extend(other.top);
         self.trim_top();
         for (k, o) in other.endpoints {
             let i = self.endpoint(k);
             let e = &mut self.endpoints[i].1;
-            e.count += o.count;
-            e.errors += o.errors;
-            e.incomplete += o.incomplete;
-            e.durations.extend(o.durations);
+            for (mine, theirs) in e.at.iter_mut().zip(o.at) {
+                mine.count += theirs.count;
+                mine.errors += theirs.errors;
+                mine.incomplete += theirs.incomplete;
+                mine.durations.extend(theirs.durations);
+            }
         }
-        self.transactions += other.transactions;
+        self.transactions.merge(other.transactions);
     }
 
+    /// Keep the biggest flows, each connection once: one seen at both pods' veths arrives
+    /// as two records, and the server's side (or the tap's) is the one listed.
     fn trim_top(&mut self) {
-        self.top
-            .sort_by_key(|f| std::cmp::Reverse(f.dirs[0].bytes + f.dirs[1].bytes));
-        self.top.truncate(TOP_FLOWS);
+        self.top.sort_by_key(|f| {
+            (
+                std::cmp::Reverse(f.dirs[0].bytes + f.dirs[1].bytes),
+                side_of_flow(f),
+            )
+        });
+        let mut kept: Vec<FlowRecord> = Vec::with_capacity(TOP_FLOWS);
+        for f in self.top.drain(..) {
+            if kept.len() == TOP_FLOWS {
+                break;
+            }
+            let same = |k: &FlowRecord| {
+                (k.client, k.server, k.ip_proto) == (f.client, f.server, f.ip_proto)
+                    && (k.vlan, k.tunnel) == (f.vlan, f.tunnel)
+            };
+            if !kept.iter().any(same) {
+                kept.push(f);
+            }
+        }
+        self.top = kept;
         if self.top.len() == TOP_FLOWS {
             self.top_floor = self.top.last().map(|f| f.dirs[0].bytes + f.dirs[1].bytes);
         }
     }
 
-    /// Render the tables.
+    /// Render the tables (`podtap replay`: the whole capture).
     pub fn render(&mut self, packets: u64, bytes: u64, counters: &Counters) -> String {
+        let mut s = String::from("== podtap summary ==\n");
+        self.render_body(&mut s, packets, bytes, None, counters);
+        s
+    }
+
+    /// Render one interval of `podtap run --output table`: its own figures, headed by its
+    /// start and end.
+    pub fn render_interval(
+        &mut self,
+        iv: &Interval,
+        packets: u64,
+        bytes: u64,
+        counters: &Counters,
+    ) -> String {
+        let mut s = format!(
+            "== podtap {} .. {} ({:.1} s) ==\n",
+            iv.from.rfc3339(),
+            iv.to.rfc3339(),
+            iv.to.since(iv.from) as f64 / 1e9
+        );
+        self.render_body(&mut s, packets, bytes, Some(iv.open_flows), counters);
+        s
+    }
+
+    fn render_body(
+        &mut self,
+        s: &mut String,
+        packets: u64,
+        bytes: u64,
+        open_flows: Option<u64>,
+        counters: &Counters,
+    ) {
         self.trim_top();
-        let mut s = String::new();
-        let _ = writeln!(s, "== podtap summary ==");
+        let open = open_flows.map_or(String::new(), |n| format!("  open flows {n}"));
         let _ = writeln!(
             s,
-            "packets {packets}  bytes {bytes}  flows {}  transactions {}",
-            self.flows, self.transactions
+            "packets {packets}  bytes {bytes}  flows {}{open}  transactions {}",
+            self.flows.once(),
+            self.transactions.once()
         );
         let _ = writeln!(
             s,
             "tcp retransmits {}  resets {}",
-            self.retransmits, self.resets
+            self.retransmits.once(),
+            self.resets.once()
         );
         let _ = writeln!(s, "\n{:<10} {:>10} {:>14}", "transport", "flows", "bytes");
         for (t, (n, b)) in &self.by_transport {
-            let _ = writeln!(s, "{t:<10} {n:>10} {b:>14}");
+            let _ = writeln!(s, "{t:<10} {:>10} {:>14}", n.once(), b.once());
         }
         let _ = writeln!(s, "\n{:<10} {:>10}", "end", "flows");
         for (r, n) in &self.by_reason {
-            let _ = writeln!(s, "{r:<10} {n:>10}");
+            let _ = writeln!(s, "{r:<10} {:>10}", n.once());
         }
         if !self.top.is_empty() {
             let _ = writeln!(
@@ -199,50 +307,61 @@ impl Summary {
                     .tcp
                     .as_ref()
                     .map_or(0, |t| t.stats[0].retransmits + t.stats[1].retransmits);
+                // The application protocol where one was decoded, else the transport.
+                let proto = match f.protocol {
+                    Protocol::Unknown => f.transport(),
+                    p => p.as_str(),
+                };
                 let _ = writeln!(
                     s,
-                    "{name:<46} {:<5} {:>12} {:>12} {rt:>7}",
-                    f.transport(),
-                    f.dirs[0].bytes,
-                    f.dirs[1].bytes
+                    "{name:<46} {proto:<5} {:>12} {:>12} {rt:>7}",
+                    f.dirs[0].bytes, f.dirs[1].bytes
                 );
             }
         }
         if !self.endpoints.is_empty() {
             let _ = writeln!(
                 s,
-                "\n{:<10} {:<24} {:<36} {:>7} {:>6} {:>6} {:>10} {:>10} {:>10}",
+                "\n{:<10} {:<24} {:<36} {:>7} {:>6} {:>6} {:>10} {:>10} {:>10} {:>10}",
                 "protocol",
                 "server",
                 "operation",
                 "count",
                 "errors",
                 "incomp",
-                "p50 ms",
-                "p90 ms",
-                "p99 ms"
+                "srv p50 ms",
+                "srv p99 ms",
+                "cli p50 ms",
+                "cli p99 ms"
             );
             let mut rows: Vec<_> = self.endpoints.iter_mut().map(|(k, e)| (&*k, e)).collect();
             rows.sort_by(|a, b| {
-                b.1.count.cmp(&a.1.count).then_with(|| {
-                    (a.0.2.as_str(), a.0.3.as_str()).cmp(&(b.0.2.as_str(), b.0.3.as_str()))
-                })
+                b.1.once(|v| v.count)
+                    .cmp(&a.1.once(|v| v.count))
+                    .then_with(|| {
+                        (a.0.2.as_str(), a.0.3.as_str()).cmp(&(b.0.2.as_str(), b.0.3.as_str()))
+                    })
             });
             for ((proto, server, op, res), e) in rows.into_iter().take(50) {
-                let [p50, p90, p99] = percentiles(&mut e.durations, [0.50, 0.90, 0.99]);
-                let p = |v: u32| v as f64 / 1e3;
+                let (count, errors, incomplete) = (
+                    e.once(|v| v.count),
+                    e.once(|v| v.errors),
+                    e.once(|v| v.incomplete),
+                );
+                let [srv, cli] = e.at.each_mut().map(|v| {
+                    if v.durations.is_empty() {
+                        return ["-".to_string(), "-".to_string()];
+                    }
+                    percentiles(&mut v.durations, [0.50, 0.99])
+                        .map(|p| format!("{:.3}", p as f64 / 1e3))
+                });
                 let proto = proto.as_str();
                 let server = format!("{}:{}", server.addr, server.port);
                 let op: String = format!("{op} {res}").chars().take(36).collect();
                 let _ = writeln!(
                     s,
-                    "{proto:<10} {server:<24} {op:<36} {:>7} {:>6} {:>6} {:>10.3} {:>10.3} {:>10.3}",
-                    e.count,
-                    e.errors,
-                    e.incomplete,
-                    p(p50),
-                    p(p90),
-                    p(p99)
+                    "{proto:<10} {server:<24} {op:<36} {count:>7} {errors:>6} {incomplete:>6} {:>10} {:>10} {:>10} {:>10}",
+                    srv[0], srv[1], cli[0], cli[1]
                 );
             }
         }
@@ -253,7 +372,6 @@ impl Summary {
                 let _ = writeln!(s, "{:<32} {n:>10}  {}", e.name(), e.help());
             }
         }
-        s
     }
 }
 
@@ -340,9 +458,10 @@ mod tests {
             .endpoints
             .iter()
             .map(|(k, e)| {
-                let mut d = e.durations.clone();
+                let mut d = e.at[0].durations.clone();
+                d.extend(&e.at[1].durations);
                 d.sort_unstable();
-                (k.clone(), e.count, e.errors, d)
+                (k.clone(), e.once(|v| v.count), e.once(|v| v.errors), d)
             })
             .collect();
         v.sort_by(|a, b| (a.0.1.port, &a.0.3).cmp(&(b.0.1.port, &b.0.3)));
@@ -372,7 +491,7 @@ mod tests {
                 .count() as u64;
             assert_eq!(*errors, want_errors, "{k:?}");
         }
-        assert_eq!(one.transactions, 300);
+        assert_eq!(one.transactions.once(), 300);
         // Microseconds, rounded: 37 us and 400 ns is 37 us.
         assert!(r[0].3.contains(&37));
     }
@@ -425,7 +544,7 @@ mod tests {
             one.add(&Record::Flow(Box::new(f.clone())));
         }
         assert_eq!(listed(&mut one), want);
-        assert_eq!(one.flows, 500);
+        assert_eq!(one.flows.once(), 500);
         // Split between two workers' summaries (by value, as their sinks get them), merged
         // in worker order: the first worker's flows come first among equals.
         let (mut a, mut b) = (Summary::default(), Summary::default());
@@ -437,9 +556,10 @@ mod tests {
         }
         a.merge(b);
         assert_eq!(listed(&mut a), want);
-        assert_eq!(a.flows, 500);
+        assert_eq!(a.flows.once(), 500);
         let bytes: u64 = flows.iter().map(|f| f.dirs[0].bytes).sum();
-        assert_eq!(a.by_transport["tcp"], (500, bytes));
+        let (n, b) = a.by_transport["tcp"];
+        assert_eq!((n.once(), b.once()), (500, bytes));
     }
 
     #[test]
@@ -455,9 +575,91 @@ mod tests {
         }
         a.merge(b);
         assert_eq!(rows(&a), rows(&one));
-        assert_eq!(a.transactions, one.transactions);
+        assert_eq!(a.transactions.0, one.transactions.0);
         let c = Counters::default();
         assert_eq!(a.render(1, 2, &c), one.render(1, 2, &c));
+    }
+
+    /// Pods `web` (client) and `api` (server) on one node: every call and connection is
+    /// captured at both veths. The table lists each call and each flow once, with the
+    /// latency seen at each side, the application protocol of the flow, and a 404 as an
+    /// error only where the client saw it.
+    #[test]
+    fn a_call_seen_at_both_pods_is_one_row_with_both_sides_latency() {
+        use crate::k8s::{FlowPods, Peer, PodMeta};
+        use std::sync::Arc;
+        let web = Arc::new(PodMeta {
+            name: Some("web-1".into()),
+            ..Default::default()
+        });
+        let api = Arc::new(PodMeta {
+            name: Some("api-1".into()),
+            ..Default::default()
+        });
+        let at = |obs: &Arc<PodMeta>| {
+            Some(Arc::new(FlowPods {
+                obs: Some(obs.clone()),
+                client: Peer::Pod(web.clone()),
+                server: Peer::Pod(api.clone()),
+                selected: true,
+                ..Default::default()
+            }))
+        };
+        let mut s = Summary::default();
+        for i in 0..10u64 {
+            // The server answers in 1 ms; the client sees 1 ms plus 200 us of network.
+            let mut srv = tx(80, "/a", 1000 + i, false);
+            srv.pods = at(&api);
+            let mut cli = tx(80, "/a", 1200 + i, false);
+            cli.pods = at(&web);
+            if i == 0 {
+                srv.status = Some(404);
+                cli.status = Some(404);
+                cli.error = Some("404".into());
+            }
+            s.add(&Record::Transaction(srv));
+            s.add(&Record::Transaction(cli));
+        }
+        for obs in [&api, &web] {
+            let mut f = flow(40000, 5000);
+            f.protocol = Protocol::Http;
+            f.pods = at(obs);
+            s.add(&Record::Flow(Box::new(f)));
+        }
+        let table = s.render(0, 0, &Counters::default());
+        assert!(table.contains("flows 1  transactions 10"), "{table}");
+        let row: Vec<&str> = table
+            .lines()
+            .find(|l| l.contains("GET /a"))
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        // protocol server GET /a count errors incomp srv-p50 srv-p99 cli-p50 cli-p99
+        assert_eq!(
+            row[4..],
+            ["10", "1", "0", "1.004", "1.009", "1.204", "1.209"]
+        );
+        let top: Vec<&str> = table.lines().filter(|l| l.contains(" -> ")).collect();
+        assert_eq!(top.len(), 2, "heading and one flow: {table}");
+        assert!(top[1].contains(" http "), "{}", top[1]);
+    }
+
+    #[test]
+    fn an_interval_table_is_headed_by_its_times_and_shows_open_flows() {
+        let mut s = Summary::default();
+        s.add(&Record::Transaction(tx(80, "/a", 10, false)));
+        let iv = Interval {
+            from: Timestamp::from_secs_nanos(1_700_000_000, 0),
+            to: Timestamp::from_secs_nanos(1_700_000_010, 0),
+            open_flows: 3,
+        };
+        let t = s.render_interval(&iv, 5, 500, &Counters::default());
+        assert!(t.starts_with("== podtap 2023-11-14T22:13:20"), "{t}");
+        assert!(t.lines().next().unwrap().ends_with("(10.0 s) =="), "{t}");
+        assert!(
+            t.contains("packets 5  bytes 500  flows 0  open flows 3  transactions 1"),
+            "{t}"
+        );
     }
 
     #[test]
