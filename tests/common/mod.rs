@@ -509,6 +509,16 @@ impl Daemon {
 
     /// SIGTERM, wait for the exit, and return the JSON records it wrote.
     pub fn stop(&mut self) -> Vec<serde_json::Value> {
+        self.stop_raw();
+        std::fs::read_to_string(&self.out)
+            .expect("podtap output")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON line"))
+            .collect()
+    }
+
+    /// SIGTERM and wait for a clean exit; its output stays in `out`.
+    pub fn stop_raw(&mut self) {
         if let Some(mut c) = self.proc.0.take() {
             // SAFETY: kill(2) on our own child's pid.
             unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
@@ -526,11 +536,6 @@ impl Daemon {
             }
         }
         self.wait_log("podtap stopped", Duration::from_secs(5));
-        std::fs::read_to_string(&self.out)
-            .expect("podtap output")
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("JSON line"))
-            .collect()
     }
 
     /// A `key=value` number from the last log line containing `needle`.
