@@ -129,12 +129,100 @@ pub fn run(cfg: &Config) -> Report {
     findings.push(bpffs());
     findings.push(memlock());
     findings.push(ring_headroom(&cfg.capture));
-    let interfaces = interfaces(cfg);
+    let mut interfaces = interfaces(cfg);
     findings.push(destructive_binds(&interfaces));
+    findings.push(xdp_bind(cfg, &mut interfaces));
     Report {
         findings,
         interfaces,
     }
+}
+
+/// Does AF_XDP really work here? `run` opens it on a capture device of its own (and on
+/// `capture.direct` ports); check tries the same on a scratch capture device pair, with
+/// the configured XDP settings, and removes it again, when any captured interface would
+/// use AF_XDP. Where the try fails, `run` would fall back to TPACKET_V3: the interface
+/// table says so, with the cause.
+fn xdp_bind(cfg: &Config, ifs: &mut [Interface]) -> Finding {
+    let wanted = cfg.capture.mode == crate::config::CaptureMode::Xdp
+        || ifs.iter().any(|i| i.captured && i.engine == "xdp");
+    if !wanted {
+        return finding(
+            "AF_XDP bind",
+            true,
+            "not tried: no captured interface uses AF_XDP under this config",
+            None,
+        );
+    }
+    match try_xdp_bind(cfg) {
+        Ok(how) => {
+            for i in ifs.iter_mut().filter(|i| i.destructive) {
+                i.reason
+                    .push_str(" (bind on the port itself not tried: it would take its frames)");
+            }
+            finding("AF_XDP bind", true, how, None)
+        }
+        Err(e) => {
+            for i in ifs.iter_mut().filter(|i| i.engine == "xdp") {
+                i.engine = "tpacket";
+                i.destructive = false;
+                i.reason = format!("AF_XDP failed here ({e}); TPACKET_V3 used");
+            }
+            finding(
+                "AF_XDP bind",
+                false,
+                format!("failed on a scratch capture device: {e}"),
+                Some(
+                    "run falls back to TPACKET_V3 for those interfaces; fix the cause above \
+                     or set capture.mode = \"tpacket\"",
+                ),
+            )
+        }
+    }
+}
+
+/// One AF_XDP socket with podtap's XDP program on a scratch capture veth pair, as
+/// `run` opens on its mirror device; everything is removed on return.
+fn try_xdp_bind(cfg: &Config) -> Result<String, String> {
+    use crate::capture::mirror::{Mirror, MirrorConfig};
+    use crate::capture::xdp::{Decap, XdpSource};
+    let state = std::env::temp_dir().join(format!("podtap-check-{}", std::process::id()));
+    // Named per process: two checks at once must not share a device.
+    let id = std::process::id() % 100_000;
+    let mcfg = MirrorConfig {
+        device: format!("ptck{id}"),
+        peer: format!("ptck{id}c"),
+        state_dir: state.clone(),
+        ..cfg.capture.mirror.clone()
+    };
+    // A small UMEM: the try needs one frame, not the configured capacity.
+    let xcfg = crate::capture::xdp::XdpConfig {
+        frame_count: 4096,
+        fill_ring: 4096,
+        rx_ring: 4096,
+        ..cfg.capture.xdp.clone()
+    };
+    let _ = crate::capture::bpfobj::take_libbpf_warning();
+    let cause = |e: String| match crate::capture::bpfobj::take_libbpf_warning() {
+        Some(w) if !e.contains(&w) => format!("{e}: {w}"),
+        _ => e,
+    };
+    let r = (|| {
+        let m = Mirror::new(&mcfg, 1).map_err(|e| cause(e.to_string()))?;
+        let src = XdpSource::open(m.capture_device(), 0, &xcfg, Decap::Mirror(m.tags()))
+            .map_err(|e| cause(e.to_string()))?;
+        Ok(format!(
+            "an AF_XDP socket bound on a scratch capture device ({:?} XDP, {}) and removed",
+            src.mode(),
+            if src.zero_copy() {
+                "zero-copy"
+            } else {
+                "copy mode"
+            }
+        ))
+    })();
+    let _ = std::fs::remove_dir_all(&state);
+    r
 }
 
 /// Which interfaces `run` would bind with AF_XDP, so that the kernel no longer receives
@@ -572,7 +660,7 @@ mod tests {
     #[test]
     fn probes_report_something_for_every_check() {
         let r = run(&Config::default());
-        assert_eq!(r.findings.len(), 8);
+        assert_eq!(r.findings.len(), 9);
         assert!(r.findings.iter().all(|f| !f.detail.is_empty()));
         assert!(
             r.findings.iter().filter(|f| !f.ok).all(|f| f.fix.is_some()),

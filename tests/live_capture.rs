@@ -407,3 +407,63 @@ fn check_reports_each_interfaces_engine_under_the_config() {
     let b = row(&bridge.name);
     assert_eq!((b[2].as_str(), b[4].as_str()), ("bridge", "no"), "{text}");
 }
+
+/// `podtap check` predicts the engine `run` uses: with a setting under which AF_XDP
+/// cannot bind (zero-copy required on veths, which have no zero-copy mode), check tries
+/// the bind on a scratch device, fails with the cause and shows TPACKET_V3 for the pod
+/// veths; `run` under the same config attaches them with TPACKET_V3 too. Under a config
+/// where the bind works, check shows `xdp`, and so does run.
+#[test]
+fn check_predicts_the_engine_run_uses() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let mut bridge = Bridge::new();
+    let pod = bridge.pod();
+    let id = std::process::id() % 100_000;
+    for (zero_copy, engine) in [("on", "tpacket"), ("auto", "xdp")] {
+        let cfg = dir.path().join(format!("zc-{zero_copy}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "[capture]\nmode = \"xdp\"\ninterfaces = [\"{}.*\"]\n\
+                 [capture.xdp]\nzero_copy = \"{zero_copy}\"\nframe_count = 4096\n\
+                 fill_ring = 4096\nrx_ring = 4096\n\
+                 [capture.mirror]\ndevice = \"ptm{id}\"\npeer = \"ptm{id}c\"\n",
+                bridge.prefix
+            ),
+        )
+        .unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_podtap"))
+            .args(["--config", cfg.to_str().unwrap(), "check"])
+            .output()
+            .expect("podtap check");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let bind = text
+            .lines()
+            .find(|l| l.contains("AF_XDP bind"))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert_eq!(bind.starts_with("[FAIL]"), engine == "tpacket", "{text}");
+        let row: Vec<&str> = text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(&pod.host_if))
+            .unwrap_or_else(|| panic!("{text}"))
+            .split_whitespace()
+            .collect();
+        assert_eq!(row[6], engine, "check, zero_copy={zero_copy}:\n{text}");
+
+        let mut d = Daemon::start(
+            dir.path(),
+            &["--config", cfg.to_str().unwrap(), "--workers", "1"],
+        );
+        let line = d.wait_log(
+            &format!("interface={} ", pod.host_if),
+            std::time::Duration::from_secs(5),
+        );
+        assert!(
+            line.contains(&format!("engine=\"{engine}\""))
+                || line.contains(&format!("engine={engine}")),
+            "run, zero_copy={zero_copy}: {line}"
+        );
+        d.stop();
+    }
+}
