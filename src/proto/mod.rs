@@ -84,6 +84,24 @@ impl Protocol {
     }
 }
 
+/// How sure a decoder's probe is that a flow's first bytes are its protocol. Detection
+/// asks every enabled decoder's probe and takes the surest answer; `NeedMore` holds the
+/// decision until more bytes arrive (bounded), `Port` means only the server port points
+/// at it (used when nothing looks at the bytes with more certainty).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Confidence {
+    /// Not this protocol.
+    No,
+    /// Too few bytes to tell; ask again with the next chunk.
+    NeedMore,
+    /// Nothing in the bytes contradicts it, and the server port is one of its ports.
+    Port,
+    /// The bytes parse as this protocol's first message.
+    Likely,
+    /// A signature no other protocol has (a magic, a preface).
+    Certain,
+}
+
 /// What the decoder wants after a call to `on_data`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Progress {
