@@ -284,6 +284,9 @@ pub fn run(
         }
         routes.insert(i.ifindex, route);
         log_attach(i, *engine, why);
+        if let Some(e) = export {
+            e.interface_attached(i.ifindex, &i.name);
+        }
     }
     let filter = tpacket_filter(&selected, &routes);
 
@@ -389,7 +392,15 @@ pub fn run(
                 Ok(_) | Err(_) => {
                     let now = pods_selected(selector.select(&iface::list()));
                     if now != selected {
-                        relink(cfg, &selected, &now, &mut routes, mirror.as_mut(), &handles);
+                        relink(
+                            cfg,
+                            &selected,
+                            &now,
+                            &mut routes,
+                            mirror.as_mut(),
+                            &handles,
+                            export,
+                        );
                         selected = now;
                         if let Some(h) = &health {
                             h.set_capturing(selected.len());
@@ -462,6 +473,7 @@ fn relink(
     routes: &mut HashMap<u32, Route>,
     mut mirror: Option<&mut Mirror>,
     handles: &[FilterHandle],
+    export: Option<&Exporter>,
 ) {
     for i in now.iter().filter(|i| !before.contains(i)) {
         let (mut engine, mut why) = choose_engine(cfg, &i.name);
@@ -483,6 +495,9 @@ fn relink(
         }
         routes.insert(i.ifindex, route);
         log_attach(i, engine, &why);
+        if let Some(e) = export {
+            e.interface_attached(i.ifindex, &i.name);
+        }
     }
     for i in before.iter().filter(|i| !now.contains(i)) {
         if routes.remove(&i.ifindex) == Some(Route::Mirror)
@@ -492,6 +507,9 @@ fn relink(
             tracing::warn!(interface = %i.name, "mirror detach: {e}");
         }
         tracing::info!(interface = %i.name, ifindex = i.ifindex, "detached");
+        if let Some(e) = export {
+            e.interface_detached(i.ifindex);
+        }
     }
     let f = tpacket_filter(now, routes);
     for h in handles {
@@ -612,7 +630,7 @@ fn publish<L: LiveSource>(
     qs: &QueueStats,
 ) {
     let st = src.stats();
-    let (_, _, c) = worker.progress();
+    let (packets, bytes, c) = worker.progress();
     let filtered = c.get(Event::Filtered);
     let malformed = st.malformed
         + c.nonzero()
@@ -625,7 +643,13 @@ fn publish<L: LiveSource>(
     qs.malformed.store(malformed, Ordering::Relaxed);
     qs.filtered.store(filtered, Ordering::Relaxed);
     let sink = worker.sink_mut();
-    sink.capture_drops(st.dropped, src.ring_full());
+    sink.capture(&crate::stats::CaptureTotals {
+        packets,
+        bytes,
+        kernel_drops: st.dropped,
+        ring_full: src.ring_full(),
+        interfaces: per_iface,
+    });
     qs.records_dropped
         .store(sink.inner().map_or(0, |s| s.dropped), Ordering::Relaxed);
     if let Ok(mut v) = qs.per_iface.try_lock() {
