@@ -136,6 +136,14 @@ enum Cmd {
     },
 }
 
+/// Colour codes only for a person at a terminal: a log file, journald or `kubectl logs`
+/// would show them as escape sequences. `NO_COLOR` (https://no-color.org) turns them off
+/// there too.
+fn log_colours() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // The daemon says what it attaches and its statistics; the tools only warn.
@@ -150,6 +158,7 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| default_level.into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(log_colours())
         .init();
     podtap::capture::route_libbpf_logs();
     let mut cfg = Config::load(cli.config.as_deref())?;

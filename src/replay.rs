@@ -250,6 +250,14 @@ fn run_worker(
     let start = std::time::Instant::now();
     let mut offered = 0u64;
     while let Some(n) = src.next_batch(BATCH, |f| worker.process(f))? {
+        // The worker's packets and bytes, as live capture reports them (a file has no
+        // kernel drops; its interfaces are not attached ones).
+        let (packets, bytes, _) = worker.progress();
+        worker.sink_mut().capture(&crate::stats::CaptureTotals {
+            packets,
+            bytes,
+            ..Default::default()
+        });
         if pps > 0.0 {
             // Hold back until the wall clock reaches this batch's place in the schedule; a
             // worker that cannot keep up just falls behind it (the measured rate shows it).

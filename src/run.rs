@@ -292,6 +292,9 @@ pub fn run(
         }
         routes.insert(i.ifindex, route);
         log_attach(i, *engine, why);
+        if let Some(e) = export {
+            e.interface_attached(i.ifindex, &i.name);
+        }
     }
     let filter = tpacket_filter(&selected, &routes);
 
@@ -434,7 +437,15 @@ pub fn run(
                     known = listed.iter().map(|i| i.ifindex).collect();
                     let now = pods_selected(listed);
                     if now != selected {
-                        relink(cfg, &selected, &now, &mut routes, mirror.as_mut(), &handles);
+                        relink(
+                            cfg,
+                            &selected,
+                            &now,
+                            &mut routes,
+                            mirror.as_mut(),
+                            &handles,
+                            export,
+                        );
                         selected = now;
                         if let Some(h) = &health {
                             h.set_capturing(selected.len());
@@ -530,6 +541,7 @@ fn relink(
     routes: &mut HashMap<u32, Route>,
     mut mirror: Option<&mut Mirror>,
     handles: &[FilterHandle],
+    export: Option<&Exporter>,
 ) {
     for i in now.iter().filter(|i| !before.contains(i)) {
         let (mut engine, mut why) = choose_engine(cfg, &i.name);
@@ -551,6 +563,9 @@ fn relink(
         }
         routes.insert(i.ifindex, route);
         log_attach(i, engine, &why);
+        if let Some(e) = export {
+            e.interface_attached(i.ifindex, &i.name);
+        }
     }
     for i in before.iter().filter(|i| !now.contains(i)) {
         if routes.remove(&i.ifindex) == Some(Route::Mirror)
@@ -560,6 +575,9 @@ fn relink(
             tracing::warn!(interface = %i.name, "mirror detach: {e}");
         }
         tracing::info!(interface = %i.name, ifindex = i.ifindex, "detached");
+        if let Some(e) = export {
+            e.interface_detached(i.ifindex);
+        }
     }
     let f = tpacket_filter(now, routes);
     for h in handles {
@@ -680,7 +698,7 @@ fn publish<L: LiveSource>(
     qs: &QueueStats,
 ) {
     let st = src.stats();
-    let (_, _, c) = worker.progress();
+    let (packets, bytes, c) = worker.progress();
     let filtered = c.get(Event::Filtered);
     let malformed = st.malformed
         + c.nonzero()
@@ -695,7 +713,13 @@ fn publish<L: LiveSource>(
     qs.open_flows
         .store(worker.live_flows() as u64, Ordering::Relaxed);
     let sink = worker.sink_mut();
-    sink.capture_drops(st.dropped, src.ring_full());
+    sink.capture(&crate::stats::CaptureTotals {
+        packets,
+        bytes,
+        kernel_drops: st.dropped,
+        ring_full: src.ring_full(),
+        interfaces: per_iface,
+    });
     qs.records_dropped
         .store(sink.inner().map_or(0, |s| s.dropped), Ordering::Relaxed);
     if let Ok(mut v) = qs.per_iface.try_lock() {

@@ -120,3 +120,142 @@ fn prometheus_scrapes_request_counts_equal_to_what_the_client_sent() {
     assert_eq!(code, 200);
     podtap.interrupt();
 }
+
+/// `name{labels} value` lines of a scrape, by series (`name{labels}`).
+fn series(body: &str) -> std::collections::HashMap<String, f64> {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The capture health series exist from the exporter's start, at zero, so an alert on
+/// drops has a series before the first drop: every event kind of `src/events.rs`, each
+/// worker's packets, bytes, kernel drops and ring-full counts, and each interface's
+/// packets and bytes from its attachment (gone at its detachment).
+#[test]
+fn capture_health_series_exist_at_zero_before_anything_happens() {
+    use podtap::events::Event;
+    use podtap::export::{Exporter, Health, config::ExportConfig};
+    let mut cfg = ExportConfig::default();
+    cfg.prometheus.listen = "127.0.0.1:0".into();
+    let e = Exporter::start(&cfg, Health::new()).unwrap();
+    let port = e.prometheus_addr.unwrap().port();
+    let _workers = [e.worker_handle(0), e.worker_handle(1)];
+    let s = series(&http_get(port, "/metrics").1);
+    let zero = |k: &str| assert_eq!(s.get(k), Some(&0.0), "{k} in {s:#?}");
+    for ev in Event::ALL {
+        zero(&format!(
+            "podtap_events_total{{podtap_event=\"{}\"}}",
+            ev.name()
+        ));
+    }
+    for w in 0..2 {
+        zero(&format!(
+            "podtap_capture_packets_total{{podtap_worker=\"{w}\"}}"
+        ));
+        zero(&format!(
+            "podtap_capture_bytes_total{{podtap_worker=\"{w}\"}}"
+        ));
+        for reason in ["kernel", "ring_full"] {
+            zero(&format!(
+                "podtap_capture_drops_total{{podtap_drop_reason=\"{reason}\",podtap_worker=\"{w}\"}}"
+            ));
+        }
+    }
+    let iface = |m: &str| format!("podtap_interface_{m}_total{{network_interface_name=\"veth7\"}}");
+    assert!(!s.contains_key(&iface("packets")), "not attached yet");
+    e.interface_attached(7, "veth7");
+    let s = series(&http_get(port, "/metrics").1);
+    for m in ["packets", "bytes"] {
+        assert_eq!(s.get(&iface(m)), Some(&0.0), "{s:#?}");
+    }
+    e.interface_detached(7);
+    let s = series(&http_get(port, "/metrics").1);
+    assert!(!s.contains_key(&iface("packets")), "detached: {s:#?}");
+    assert!(!s.contains_key(&iface("bytes")), "detached: {s:#?}");
+}
+
+/// The daemon wires it up: on a live pod veth, before any traffic the test makes, every
+/// event kind, each worker's drops and the interface's series are there; ping traffic
+/// then shows in the interface's and the workers' packet counts.
+#[test]
+fn live_daemon_has_capture_health_series_from_the_start() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let mut bridge = Bridge::new();
+    let server = bridge.pod();
+    let client = bridge.pod();
+    let prom = free_port();
+    let cfg = dir.path().join("podtap.toml");
+    std::fs::write(
+        &cfg,
+        format!("[export.prometheus]\nlisten = \"127.0.0.1:{prom}\"\n"),
+    )
+    .unwrap();
+    let mut d = Daemon::start(
+        dir.path(),
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--mode",
+            "tpacket",
+            "-i",
+            &server.host_if,
+            "--workers",
+            "2",
+        ],
+    );
+    d.wait_log(
+        &format!("interface={}", server.host_if),
+        Duration::from_secs(5),
+    );
+    let s = series(&http_get(prom, "/metrics").1);
+    for ev in podtap::events::Event::ALL {
+        let k = format!("podtap_events_total{{podtap_event=\"{}\"}}", ev.name());
+        assert!(s.contains_key(&k), "{k} in {s:#?}");
+    }
+    for w in 0..2 {
+        for reason in ["kernel", "ring_full"] {
+            let k = format!(
+                "podtap_capture_drops_total{{podtap_drop_reason=\"{reason}\",podtap_worker=\"{w}\"}}"
+            );
+            assert_eq!(s.get(&k), Some(&0.0), "{k} in {s:#?}");
+        }
+        let k = format!("podtap_capture_packets_total{{podtap_worker=\"{w}\"}}");
+        assert!(s.contains_key(&k), "{k} in {s:#?}");
+    }
+    let iface = format!(
+        "podtap_interface_packets_total{{network_interface_name=\"{}\"}}",
+        server.host_if
+    );
+    assert!(s.contains_key(&iface), "{iface} in {s:#?}");
+    assert!(
+        s.contains_key(&iface.replace("_packets_", "_bytes_")),
+        "{s:#?}"
+    );
+
+    // Five echo requests and five replies cross the server's veth.
+    sh(client
+        .ns
+        .cmd("ping")
+        .args(["-c", "5", "-i", "0.2", "-W", "2", &server.ip]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let s = loop {
+        let s = series(&http_get(prom, "/metrics").1);
+        if s.get(&iface).is_some_and(|v| *v >= 10.0) || Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let on_iface = s[&iface];
+    assert!(on_iface >= 10.0, "{iface}: {on_iface}");
+    let by_workers: f64 = (0..2)
+        .map(|w| s[&format!("podtap_capture_packets_total{{podtap_worker=\"{w}\"}}")])
+        .sum();
+    assert!(by_workers >= on_iface, "{by_workers} < {on_iface}");
+    d.stop();
+}

@@ -185,3 +185,97 @@ fn flows_match_tshark_conversations() {
         failures.join("\n")
     );
 }
+
+/// The corpus captures with packets to group addresses (tshark: `ip.dst == 224.0.0.0/4 ||
+/// ip.dst == 255.255.255.255 || ipv6.dst == ff00::/8` over every capture).
+const GROUP_CAPTURES: &[&str] = &[
+    "packetbeat/libbeat-flowhash/icmp6.pcap",
+    "packetbeat/dhcp.pcap",
+];
+
+fn is_group(a: &std::net::IpAddr) -> bool {
+    match a {
+        std::net::IpAddr::V4(a) => a.is_multicast() || a.is_broadcast(),
+        std::net::IpAddr::V6(a) => a.is_multicast(),
+    }
+}
+
+/// A multicast or broadcast address is never a flow's client. Each packet tshark shows
+/// going to a group address belongs to a podtap flow whose client is the packet's source
+/// and whose server is the group (the ICMPv6 router solicitation to ff02::2, router
+/// advertisement to ff02::1 and neighbour solicitation to a solicited-node address of
+/// `icmp6.pcap`; DHCP discovers to 255.255.255.255); and no flow of the whole corpus has a
+/// group address as its client.
+#[test]
+fn group_addresses_are_the_server_side() {
+    use std::collections::HashMap;
+    use std::net::IpAddr;
+    let dir = common::pcaps_dir();
+    let (mut checked, mut solicitations) = (0, 0);
+    let mut failures = Vec::new();
+    for rel in GROUP_CAPTURES {
+        let f = dir.join(rel);
+        let out = Command::new("tshark")
+            .arg("-r")
+            .arg(&f)
+            .args([
+                "-Y",
+                "ip.dst == 224.0.0.0/4 || ip.dst == 255.255.255.255 || ipv6.dst == ff00::/8",
+                "-T",
+                "fields",
+                "-E",
+                "occurrence=l",
+            ])
+            .args([
+                "-e", "ip.src", "-e", "ip.dst", "-e", "ipv6.src", "-e", "ipv6.dst",
+            ])
+            .args(["-e", "icmpv6.type"])
+            .output()
+            .expect("tshark is installed");
+        let mut to_groups: HashMap<(IpAddr, IpAddr), u64> = HashMap::new();
+        for l in String::from_utf8_lossy(&out.stdout).lines() {
+            let c: Vec<&str> = l.split('\t').collect();
+            let (src, dst) = if c[2].is_empty() {
+                (c[0], c[1])
+            } else {
+                (c[2], c[3])
+            };
+            solicitations += (c[4] == "133") as u64;
+            *to_groups
+                .entry((src.parse().unwrap(), dst.parse().unwrap()))
+                .or_default() += 1;
+        }
+        assert!(!to_groups.is_empty(), "{rel} has group traffic");
+        let recs = common::replay(&[&f], &[]);
+        let mut by_ends: HashMap<(IpAddr, IpAddr), u64> = HashMap::new();
+        for r in common::records(&recs, "flow") {
+            let addr = |k: &str| r[k].as_str().unwrap().parse::<IpAddr>().unwrap();
+            *by_ends
+                .entry((addr("client.address"), addr("server.address")))
+                .or_default() += r["podtap.flow.client.packets"].as_u64().unwrap();
+        }
+        for (ends, n) in to_groups {
+            checked += n;
+            if by_ends.get(&ends) != Some(&n) {
+                failures.push(format!(
+                    "{rel}: {} -> {}: tshark {n} packets, podtap's client sent {:?}",
+                    ends.0,
+                    ends.1,
+                    by_ends.get(&ends)
+                ));
+            }
+        }
+    }
+    assert_eq!(solicitations, 1, "the router solicitation was among them");
+    assert!(checked >= 5, "group packets checked: {checked}");
+    // The whole corpus, in one run.
+    let files = captures();
+    let paths: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
+    for r in common::records(&common::replay(&paths, &[]), "flow") {
+        let c: IpAddr = r["client.address"].as_str().unwrap().parse().unwrap();
+        if is_group(&c) {
+            failures.push(format!("group client: {r}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -14,13 +14,14 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use podtap::capture::Source;
 use podtap::capture::pcap_file::PcapFileSource;
+use podtap::capture::tpacket::IfaceCount;
 use podtap::config::Config;
 use podtap::export::config::Temporality;
 use podtap::export::otlp::{metrics, spans};
 use podtap::export::{Record, VecSink, jsonl};
 use podtap::k8s::static_map::StaticMap;
 use podtap::k8s::{Attribution, Inputs};
-use podtap::stats::{HistogramSpec, WorkerStats, histogram};
+use podtap::stats::{CaptureTotals, HistogramSpec, WorkerStats, histogram};
 use podtap::worker::Worker;
 use regex::Regex;
 use std::collections::BTreeMap;
@@ -132,7 +133,19 @@ fn every_emitted_attribute_key_is_documented() {
         }
     }
     assert!(transactions > 100, "{transactions} transactions");
-    stats.capture_drops(1, 1);
+    let ifaces = [IfaceCount {
+        ifindex: 4,
+        frames: 1,
+        bytes: 60,
+    }];
+    let capture = CaptureTotals {
+        packets: 1,
+        bytes: 60,
+        kernel_drops: 1,
+        ring_full: 1,
+        interfaces: &ifaces,
+    };
+    stats.capture(0, &capture, &[(4, Arc::from("veth4"))]);
     let req = metrics::request(
         &stats.take_delta(),
         Temporality::Cumulative,
@@ -173,6 +186,8 @@ fn every_emitted_attribute_key_is_documented() {
         "podtap.observation_point.side",
         "network.peer.address",
         "podtap.event",
+        "podtap.worker",
+        "network.interface.name",
         "telemetry.sdk.name",
         "http.request.header.user-agent",
     ] {

@@ -35,7 +35,7 @@ use crate::capture::iface::Selector;
 use crate::events::Counters;
 use crate::flow::FlowRecord;
 use crate::proto::Transaction;
-use crate::stats::{Store, WorkerStats};
+use crate::stats::{Attrs, CaptureTotals, Metric, Store, WorkerStats};
 
 /// Counters one worker owns (written by that worker only; padded so workers never share
 /// a cache line).
@@ -82,6 +82,9 @@ struct Shared {
     deadline: Mutex<Option<Instant>>,
     notify: tokio::sync::Notify,
     health: Health,
+    /// Interfaces being captured (ifindex, name): their series exist from attachment
+    /// until detachment. Workers read it between batches, never locking.
+    interfaces: arc_swap::ArcSwap<Vec<(u32, Arc<str>)>>,
 }
 
 /// What the exporter did, for the end-of-run report.
@@ -181,8 +184,12 @@ impl Exporter {
             deadline: Mutex::new(None),
             notify: tokio::sync::Notify::new(),
             health,
+            interfaces: Default::default(),
             cfg,
         });
+        // Every event kind has its series from the start, at zero: an alert on one sees a
+        // series before the first occurrence.
+        shared.register(crate::stats::event_series());
         let s = shared.clone();
         let thread = std::thread::Builder::new()
             .name("podtap-export".into())
@@ -201,6 +208,8 @@ impl Exporter {
     /// What worker `index` needs: statistics recording and span sampling, fed from its
     /// records (wrap its sink in [`ExportSink`]).
     pub fn worker_handle(&self, index: usize) -> WorkerExport {
+        // The worker's capture series (packets, bytes, drops) exist from its start.
+        self.shared.register(crate::stats::worker_series(index));
         let slot = Arc::new(CachePadded::new(WorkerSlot::default()));
         self.shared
             .slots
@@ -222,7 +231,40 @@ impl Exporter {
             spans_on,
             link: c.spans.link_client_server,
             captured: None,
+            index,
         }
+    }
+
+    /// Capture started on interface `name` (`ifindex`): its packet and byte series exist
+    /// from now on, at zero until frames arrive.
+    pub fn interface_attached(&self, ifindex: u32, name: &str) {
+        let name: Arc<str> = Arc::from(name);
+        self.shared.interfaces.rcu(|v| {
+            let mut v = Vec::clone(v);
+            v.retain(|(i, _)| *i != ifindex);
+            v.push((ifindex, name.clone()));
+            v
+        });
+        self.shared.register(crate::stats::interface_series(&name));
+    }
+
+    /// Capture stopped on interface `ifindex`: its series are removed (a pod's veth does
+    /// not come back; keeping them would pile up dead series as pods come and go).
+    pub fn interface_detached(&self, ifindex: u32) {
+        let mut gone = None;
+        self.shared.interfaces.rcu(|v| {
+            let mut v = Vec::clone(v);
+            gone = v
+                .iter()
+                .position(|(i, _)| *i == ifindex)
+                .map(|p| v.remove(p).1);
+            v
+        });
+        let Some(name) = gone else { return };
+        let mut a = self.shared.aggregates.lock().expect("aggregates lock");
+        let keep = |k: &crate::stats::SeriesKey| !of_interface(k, |n| n == &*name);
+        a.cumulative.retain(keep);
+        a.delta.retain(keep);
     }
 
     pub fn totals(&self) -> ExportTotals {
@@ -261,6 +303,18 @@ impl Drop for Exporter {
 impl Shared {
     fn deadline(&self) -> &Mutex<Option<Instant>> {
         &self.deadline
+    }
+
+    /// Create `series` at zero where they do not exist yet (Prometheus and OTLP alike).
+    fn register(&self, series: impl IntoIterator<Item = (Metric, Attrs)>) {
+        let delta = self.cfg.metrics.temporality == Temporality::Delta;
+        let mut a = self.aggregates.lock().expect("aggregates lock");
+        for (metric, attrs) in series {
+            a.cumulative.add(metric, &attrs, 0);
+            if delta {
+                a.delta.add(metric, &attrs, 0);
+            }
+        }
     }
 
     fn worker_sum(&self, f: impl Fn(&WorkerSlot) -> u64) -> u64 {
@@ -674,8 +728,12 @@ fn set_buffered(shared: &Shared, n: usize) {
 /// Merge worker deltas; build spans from queued transactions into the bounded buffer.
 fn ingest(shared: &Shared, buf: &mut SpanBuffer, default_service: &CompactString) {
     if !shared.deltas.is_empty() {
+        let attached = shared.interfaces.load();
         let mut a = shared.aggregates.lock().expect("aggregates lock");
-        while let Some(d) = shared.deltas.pop() {
+        while let Some(mut d) = shared.deltas.pop() {
+            // A worker may have counted frames of an interface just detached: its series
+            // is gone and stays gone.
+            d.retain(|k| !of_interface(k, |n| attached.iter().all(|(_, a)| **a != *n)));
             if shared.cfg.metrics.temporality == Temporality::Delta {
                 a.delta.merge(d.clone());
             }
@@ -695,6 +753,14 @@ fn ingest(shared: &Shared, buf: &mut SpanBuffer, default_service: &CompactString
         }
     }
     set_buffered(shared, buf.spans.len());
+}
+
+/// Is `k` a per-interface series whose interface name `pred` accepts?
+fn of_interface(k: &crate::stats::SeriesKey, pred: impl Fn(&str) -> bool) -> bool {
+    matches!(k.metric, Metric::InterfacePackets | Metric::InterfaceBytes)
+        && k.attrs.iter().any(|(key, v)| {
+            *key == "network.interface.name" && matches!(v, crate::stats::Val::Shared(n) if pred(n))
+        })
 }
 
 fn shared_render(shared: &Arc<Shared>) -> super::http_server::Endpoints {
@@ -719,6 +785,8 @@ pub struct WorkerExport {
     /// The interfaces this podtap captures: a client pod of this node is seen at its own
     /// end only when one of its veths is among them.
     captured: Option<Arc<Selector>>,
+    /// The worker's index (`podtap.worker`).
+    index: usize,
 }
 
 /// The ids of `tx`'s span, or `None` when it is not sampled.
@@ -813,9 +881,10 @@ impl WorkerExport {
         self.stats.flow(f);
     }
 
-    /// The capture source's drop totals so far (live capture), reported as deltas.
-    pub fn capture_drops(&mut self, kernel: u64, ring_full: u64) {
-        self.stats.capture_drops(kernel, ring_full);
+    /// The worker's capture counters so far, reported as deltas (between batches).
+    pub fn capture(&mut self, t: &CaptureTotals<'_>) {
+        let attached = self.shared.interfaces.load();
+        self.stats.capture(self.index, t, &attached);
     }
 
     /// Each tick: fold in the worker's event counters and hand the delta over. A full
@@ -867,10 +936,10 @@ impl<S: RecordSink> ExportSink<S> {
         self.inner
     }
 
-    /// Report the capture source's drop totals (live capture; cheap, call each tick).
-    pub fn capture_drops(&mut self, kernel: u64, ring_full: u64) {
+    /// Report the worker's capture counters (cheap; call between batches).
+    pub fn capture(&mut self, t: &CaptureTotals<'_>) {
         if let Some(e) = self.export.as_mut() {
-            e.capture_drops(kernel, ring_full);
+            e.capture(t);
         }
     }
 }
@@ -1013,5 +1082,71 @@ mod link_tests {
             ..Default::default()
         };
         assert!(!client_end_seen(&external, Some(&veths)));
+    }
+}
+
+#[cfg(test)]
+mod series_tests {
+    use super::*;
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+
+    /// OTLP carries the zero series too: the metrics request built from the exporter's
+    /// store right after start names every event kind, each worker's capture counters and
+    /// each attached interface, all at 0.
+    #[test]
+    fn otlp_metrics_carry_the_zero_capture_series_from_the_start() {
+        let e = Exporter::start(&ExportConfig::default(), Health::new()).unwrap();
+        let _w = e.worker_handle(3);
+        e.interface_attached(12, "vethA");
+        let req = {
+            let a = e.shared.aggregates.lock().unwrap();
+            otlp_metrics::request(
+                &a.cumulative,
+                Temporality::Cumulative,
+                0,
+                1,
+                "podtap",
+                &Default::default(),
+            )
+        };
+        let mut points: Vec<(String, Vec<String>, i64)> = Vec::new();
+        for m in req.resource_metrics[0].scope_metrics[0].metrics.iter() {
+            let Some(Data::Sum(s)) = &m.data else {
+                continue;
+            };
+            for p in &s.data_points {
+                let attrs = p
+                    .attributes
+                    .iter()
+                    .map(|kv| format!("{}={:?}", kv.key, kv.value.as_ref().unwrap().value))
+                    .collect();
+                let v = match p.value {
+                    Some(
+                        opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsInt(i),
+                    ) => i,
+                    _ => -1,
+                };
+                points.push((m.name.clone(), attrs, v));
+            }
+        }
+        assert!(points.iter().all(|p| p.2 == 0), "{points:#?}");
+        let count = |name: &str| points.iter().filter(|p| p.0 == name).count();
+        assert_eq!(count("podtap.events"), crate::events::Event::COUNT);
+        assert_eq!(count("podtap.capture.packets"), 1);
+        assert_eq!(count("podtap.capture.bytes"), 1);
+        assert_eq!(count("podtap.capture.drops"), 2);
+        assert_eq!(count("podtap.interface.packets"), 1);
+        assert_eq!(count("podtap.interface.bytes"), 1);
+        let drops: Vec<_> = points
+            .iter()
+            .filter(|p| p.0 == "podtap.capture.drops")
+            .map(|p| p.1.join(","))
+            .collect();
+        assert!(
+            drops
+                .iter()
+                .all(|d| d.contains("podtap.worker=Some(IntValue(3))")),
+            "{drops:?}"
+        );
     }
 }

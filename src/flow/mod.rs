@@ -247,19 +247,36 @@ pub fn transport_name(ip_proto: u8) -> &'static str {
 
 /// Which side of a flow is the client, judged from its first packet.
 fn sender_is_client(p: &Packet<'_>) -> bool {
+    // A multicast or broadcast address names a group of receivers, never the one that
+    // asked: it is the server side whatever the transport suggests (a router solicitation
+    // to ff02::2, a DHCP discover to 255.255.255.255, mDNS, SSDP).
+    match (is_group(p.dst), is_group(p.src)) {
+        (true, false) => return true,
+        (false, true) => return false,
+        _ => {}
+    }
     let (sp, dp) = p.ports();
     match p.l4 {
         // SYN: the sender opens; SYN-ACK: the receiver opened.
         L4::Tcp(h) if h.has(tcp_flags::SYN) => !h.has(tcp_flags::ACK),
-        // Echo request (ICMP 8, ICMPv6 128) opens a ping; replies and errors answer.
+        // Requests open (echo, router and neighbour solicitation, timestamp...); replies,
+        // advertisements and errors answer.
         L4::Icmp { kind, .. } => match p.ip_proto {
-            IPPROTO_ICMP => kind == 8,
-            IPPROTO_ICMPV6 => kind == 128,
+            IPPROTO_ICMP => matches!(kind, 8 | 10 | 13 | 15 | 17),
+            IPPROTO_ICMPV6 => matches!(kind, 128 | 133 | 135),
             _ => true,
         },
         // Midstream TCP, and UDP: the side on the service port is the server.
         L4::Tcp(_) | L4::Udp { .. } => !looks_like_server_port(sp, dp),
         L4::Other => true,
+    }
+}
+
+/// A multicast or (limited) broadcast address: a group, not one host.
+fn is_group(a: std::net::IpAddr) -> bool {
+    match a {
+        std::net::IpAddr::V4(a) => a.is_multicast() || a.is_broadcast(),
+        std::net::IpAddr::V6(a) => a.is_multicast(),
     }
 }
 
@@ -354,5 +371,79 @@ mod tests {
             "both well known: the lower one"
         );
         assert!(!looks_like_server_port(50001, 50000));
+    }
+
+    fn packet(src: &str, dst: &str, ip_proto: u8, l4: L4) -> Packet<'static> {
+        Packet {
+            ts: crate::time::Timestamp(0),
+            wire_len: 0,
+            vlan: 0,
+            tunnel: Default::default(),
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            ip_proto,
+            l4,
+            payload: &[],
+            payload_wire_len: 0,
+        }
+    }
+
+    /// A multicast or broadcast destination is the server side, whatever the transport
+    /// or ports suggest; a multicast source never is the client.
+    #[test]
+    fn group_addresses_are_never_the_client() {
+        let icmp6 = |kind| L4::Icmp {
+            kind,
+            code: 0,
+            id: 0,
+        };
+        let udp = |src_port, dst_port| L4::Udp { src_port, dst_port };
+        for (src, dst, proto, l4) in [
+            // Router advertisement (an answer by type) to all nodes.
+            ("fe80::1", "ff02::1", IPPROTO_ICMPV6, icmp6(134)),
+            // Neighbour advertisement to all nodes; MLD report to its group.
+            ("fe80::1", "ff02::1", IPPROTO_ICMPV6, icmp6(136)),
+            ("fe80::1", "ff02::16", IPPROTO_ICMPV6, icmp6(143)),
+            // mDNS from its service port, SSDP to a high port, DHCP to broadcast.
+            ("192.168.1.5", "224.0.0.251", IPPROTO_UDP, udp(5353, 5353)),
+            (
+                "192.168.1.5",
+                "239.255.255.250",
+                IPPROTO_UDP,
+                udp(1900, 50000),
+            ),
+            ("0.0.0.0", "255.255.255.255", IPPROTO_UDP, udp(68, 67)),
+            (
+                "192.168.1.5",
+                "255.255.255.255",
+                IPPROTO_UDP,
+                udp(67, 40000),
+            ),
+        ] {
+            let p = packet(src, dst, proto, l4);
+            assert!(sender_is_client(&p), "{src} -> {dst} {l4:?}");
+            let mirrored = packet(dst, src, proto, l4);
+            assert!(!sender_is_client(&mirrored), "{dst} -> {src} {l4:?}");
+        }
+        // Unicast requests open, answers do not.
+        for (kind, opens) in [
+            (128, true),
+            (129, false),
+            (133, true),
+            (135, true),
+            (136, false),
+        ] {
+            let p = packet("fe80::1", "fe80::2", IPPROTO_ICMPV6, icmp6(kind));
+            assert_eq!(sender_is_client(&p), opens, "ICMPv6 type {kind}");
+        }
+        let icmp = |kind| L4::Icmp {
+            kind,
+            code: 0,
+            id: 0,
+        };
+        for (kind, opens) in [(8, true), (0, false), (13, true), (14, false), (3, false)] {
+            let p = packet("10.0.0.1", "10.0.0.2", IPPROTO_ICMP, icmp(kind));
+            assert_eq!(sender_is_client(&p), opens, "ICMP type {kind}");
+        }
     }
 }

@@ -63,7 +63,11 @@ metrics! {
     TcpZeroWindows => "podtap.tcp.zero_windows", "{event}", Counter, "Times a TCP receive window dropped to zero, per flow edge and advertising direction";
     TcpOpened => "podtap.tcp.connections.opened", "{connection}", Counter, "TCP connections whose handshake was seen";
     TcpClosed => "podtap.tcp.connections.closed", "{connection}", Counter, "TCP connections reported closed, by end reason";
-    CaptureDrops => "podtap.capture.drops", "{packet}", Counter, "Packets lost before podtap saw them, by reason (kernel: the socket's drop count; ring_full: frames the ring had no room for)";
+    CapturePackets => "podtap.capture.packets", "{packet}", Counter, "Frames a worker's capture ring handed to podtap";
+    CaptureBytes => "podtap.capture.bytes", "By", Counter, "Wire bytes of the frames a worker's capture ring handed to podtap";
+    CaptureDrops => "podtap.capture.drops", "{packet}", Counter, "Packets lost before podtap saw them, per worker and reason (kernel: the socket's drop count; ring_full: frames the ring had no room for)";
+    InterfacePackets => "podtap.interface.packets", "{packet}", Counter, "Frames captured per attached interface";
+    InterfaceBytes => "podtap.interface.bytes", "By", Counter, "Wire bytes of the frames captured per attached interface";
     Events => "podtap.events", "{event}", Counter, "podtap drop and error events (capture drops, malformed input, bounds reached), by event";
 }
 

@@ -13,6 +13,7 @@ pub use store::{Attrs, SeriesKey, Store, Val, Value};
 use compact_str::CompactString;
 use std::sync::Arc;
 
+use crate::capture::tpacket::IfaceCount;
 use crate::events::{Counters, Event};
 use crate::flow::{DirDelta, FlowRecord, transport_name};
 use crate::k8s::PodMeta;
@@ -67,13 +68,70 @@ pub fn local_pod(tx: &Transaction) -> Option<&crate::k8s::PodMeta> {
     peer.pod().map(|m| &**m).or(p.obs.as_deref())
 }
 
+/// A worker's capture counters so far (totals; their growth is recorded).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CaptureTotals<'a> {
+    pub packets: u64,
+    pub bytes: u64,
+    pub kernel_drops: u64,
+    pub ring_full: u64,
+    /// Frames and bytes per observation point (interface index).
+    pub interfaces: &'a [IfaceCount],
+}
+
+/// The capture series of worker `worker`: packets, bytes, kernel drops, ring full (in
+/// [`CaptureTotals`]' order). The exporter registers them at zero when the worker starts,
+/// so an alert on drops has a series before the first drop.
+pub fn worker_series(worker: usize) -> [(Metric, Attrs); 4] {
+    let w = ("podtap.worker", Val::Int(worker as i64));
+    let drop = |reason| {
+        vec![
+            (
+                "podtap.drop.reason",
+                Val::Str(CompactString::const_new(reason)),
+            ),
+            w.clone(),
+        ]
+    };
+    [
+        (Metric::CapturePackets, vec![w.clone()]),
+        (Metric::CaptureBytes, vec![w.clone()]),
+        (Metric::CaptureDrops, drop("kernel")),
+        (Metric::CaptureDrops, drop("ring_full")),
+    ]
+}
+
+const IFACE_KEY: &str = "network.interface.name";
+
+/// The series of an attached interface: packets, bytes.
+pub fn interface_series(name: &Arc<str>) -> [(Metric, Attrs); 2] {
+    let attrs = vec![(IFACE_KEY, Val::Shared(name.clone()))];
+    [
+        (Metric::InterfacePackets, attrs.clone()),
+        (Metric::InterfaceBytes, attrs),
+    ]
+}
+
+/// The series of every event kind (`podtap.events`), registered at zero at start.
+pub fn event_series() -> impl Iterator<Item = (Metric, Attrs)> {
+    Event::ALL.iter().map(|e| (Metric::Events, event_attrs(*e)))
+}
+
+fn event_attrs(e: Event) -> Attrs {
+    vec![("podtap.event", Val::Str(CompactString::const_new(e.name())))]
+}
+
 /// The statistics one worker records between ticks.
 pub struct WorkerStats {
     store: Store,
     /// Event counts already reported (the worker's counters only grow).
     events_seen: [u64; Event::COUNT],
-    /// Capture drop totals already reported: kernel, ring full.
-    capture_seen: [u64; 2],
+    /// Capture totals already reported: packets, bytes, kernel drops, ring full.
+    capture_seen: [u64; 4],
+    /// Frames and bytes already reported per interface.
+    iface_seen: Vec<IfaceCount>,
+    /// [`worker_series`] of this worker, built once.
+    worker_series: Option<(usize, [(Metric, Attrs); 4])>,
     /// Attributes of the series being recorded, reused so recording allocates only for
     /// a new series.
     scratch: Attrs,
@@ -117,7 +175,9 @@ impl WorkerStats {
         WorkerStats {
             store: Store::new(spec, max_series),
             events_seen: [0; Event::COUNT],
-            capture_seen: [0; 2],
+            capture_seen: [0; 4],
+            iface_seen: Vec::new(),
+            worker_series: None,
             scratch: Attrs::with_capacity(8),
             pod_labels: PodLabelCache::default(),
         }
@@ -146,35 +206,63 @@ impl WorkerStats {
             let now = c.get(e);
             let seen = &mut self.events_seen[e as usize];
             if now > *seen {
-                self.store.add(
-                    Metric::Events,
-                    &[("podtap.event", Val::Str(CompactString::const_new(e.name())))],
-                    now - *seen,
-                );
+                self.store.add(Metric::Events, &event_attrs(e), now - *seen);
                 *seen = now;
             }
         }
     }
 
-    /// Fold the growth of the capture source's drop totals into the delta.
-    pub fn capture_drops(&mut self, kernel: u64, ring_full: u64) {
-        for (i, (reason, now)) in [("kernel", kernel), ("ring_full", ring_full)]
-            .into_iter()
-            .enumerate()
-        {
+    /// Fold the growth of this worker's capture counters into the delta: frames and
+    /// bytes, kernel drops and ring-full counts (`worker` is the worker's index), and
+    /// frames and bytes per interface, for the interfaces `attached` names (the others'
+    /// counts are remembered, not recorded). Called between batches, not per frame.
+    pub fn capture(&mut self, worker: usize, t: &CaptureTotals<'_>, attached: &[(u32, Arc<str>)]) {
+        let series = match &self.worker_series {
+            Some((w, s)) if *w == worker => s,
+            _ => &self.worker_series.insert((worker, worker_series(worker))).1,
+        };
+        let now = [t.packets, t.bytes, t.kernel_drops, t.ring_full];
+        for (i, (metric, attrs)) in series.iter().enumerate() {
             let seen = &mut self.capture_seen[i];
-            if now > *seen {
-                self.store.add(
-                    Metric::CaptureDrops,
-                    &[(
-                        "podtap.drop.reason",
-                        Val::Str(CompactString::const_new(reason)),
-                    )],
-                    now - *seen,
-                );
-                *seen = now;
+            if now[i] > *seen {
+                self.store.add(*metric, attrs, now[i] - *seen);
+                *seen = now[i];
             }
         }
+        let mut a = std::mem::take(&mut self.scratch);
+        for c in t.interfaces {
+            let i = match self.iface_seen.iter().position(|s| s.ifindex == c.ifindex) {
+                Some(i) => i,
+                None => {
+                    self.iface_seen.push(IfaceCount {
+                        ifindex: c.ifindex,
+                        frames: 0,
+                        bytes: 0,
+                    });
+                    self.iface_seen.len() - 1
+                }
+            };
+            let seen = &mut self.iface_seen[i];
+            let grown = [
+                c.frames.saturating_sub(seen.frames),
+                c.bytes.saturating_sub(seen.bytes),
+            ];
+            (seen.frames, seen.bytes) = (c.frames, c.bytes);
+            let Some((_, name)) = attached.iter().find(|(i, _)| *i == c.ifindex) else {
+                continue;
+            };
+            a.clear();
+            a.push((IFACE_KEY, Val::Shared(name.clone())));
+            for (metric, n) in [Metric::InterfacePackets, Metric::InterfaceBytes]
+                .into_iter()
+                .zip(grown)
+            {
+                if n > 0 {
+                    self.store.add(metric, &a, n);
+                }
+            }
+        }
+        self.scratch = a;
     }
 
     pub fn transaction(&mut self, tx: &Transaction) {
@@ -723,5 +811,56 @@ mod side_tests {
             let shared = shared.as_ref().unwrap();
             assert!(!Arc::ptr_eq(&v, shared), "{key}: a worker-local copy");
         }
+    }
+}
+
+#[cfg(test)]
+mod capture_tests {
+    use super::*;
+
+    /// Capture counters are totals: each call records their growth, per worker and per
+    /// attached interface; an interface not attached is not recorded.
+    #[test]
+    fn capture_totals_are_recorded_as_growth() {
+        let mut s = WorkerStats::new(
+            HistogramSpec::Explicit(Arc::from(histogram::DEFAULT_BOUNDS)),
+            100,
+        );
+        let attached: Vec<(u32, Arc<str>)> = vec![(5, Arc::from("veth5"))];
+        let ifaces = |f5, f6| {
+            [
+                IfaceCount {
+                    ifindex: 5,
+                    frames: f5,
+                    bytes: f5 * 100,
+                },
+                IfaceCount {
+                    ifindex: 6,
+                    frames: f6,
+                    bytes: f6 * 100,
+                },
+            ]
+        };
+        for (packets, kernel, f5, f6) in [(10, 0, 4, 6), (25, 3, 9, 16), (25, 3, 9, 16)] {
+            let i = ifaces(f5, f6);
+            let t = CaptureTotals {
+                packets,
+                bytes: packets * 100,
+                kernel_drops: kernel,
+                ring_full: 0,
+                interfaces: &i,
+            };
+            s.capture(1, &t, &attached);
+        }
+        let d = s.take_delta();
+        let [packets, bytes, kernel, ring] = worker_series(1);
+        assert_eq!(d.get(packets.0, &packets.1).unwrap().count(), 25);
+        assert_eq!(d.get(bytes.0, &bytes.1).unwrap().count(), 2500);
+        assert_eq!(d.get(kernel.0, &kernel.1).unwrap().count(), 3);
+        assert!(d.get(ring.0, &ring.1).is_none(), "nothing grew");
+        let [ip, ib] = interface_series(&attached[0].1);
+        assert_eq!(d.get(ip.0, &ip.1).unwrap().count(), 9);
+        assert_eq!(d.get(ib.0, &ib.1).unwrap().count(), 900);
+        assert_eq!(d.len(), 5, "ifindex 6 is not attached: not recorded");
     }
 }

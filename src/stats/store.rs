@@ -215,6 +215,21 @@ impl Store {
         }
     }
 
+    /// Keep only the series `keep` accepts (e.g. those of an interface no longer
+    /// captured are removed, so pod churn does not pile up dead series).
+    pub fn retain(&mut self, mut keep: impl FnMut(&SeriesKey) -> bool) {
+        let per_metric = &mut self.per_metric;
+        self.series.retain(|(k, _)| {
+            let kept = keep(k);
+            // The overflow series is not counted against the bound.
+            let overflow = k.attrs.len() == 1 && k.attrs[0].0 == OVERFLOW_KEY;
+            if !kept && !overflow {
+                per_metric[k.metric as usize] -= 1;
+            }
+            kept
+        });
+    }
+
     /// Series in a stable order (metric, then attributes).
     pub fn sorted(&self) -> Vec<(&SeriesKey, &Value)> {
         let mut v: Vec<_> = self.series.iter().map(|(k, v)| (k, v)).collect();
