@@ -15,6 +15,8 @@ pub mod scan;
 pub mod session;
 pub mod stream_stats;
 pub mod tls;
+#[cfg(test)]
+pub(crate) mod testkit;
 pub mod transaction;
 
 pub use stream_stats::StreamStats;

@@ -1853,7 +1853,7 @@ mod tests {
                 (S, hex(APP12)),
             ],
         ];
-        let mut rng = crate::proto::dns::fixture::Rng(0x1234_5678_9abc_def1);
+        let mut rng = crate::proto::testkit::Rng(0x1234_5678_9abc_def1);
         let mut out = Vec::new();
         for round in 0..6_000u64 {
             let mut p = TlsParser::default();
@@ -1904,7 +1904,7 @@ mod tests {
     }
 
     fn run_capture(file: &str, port: u16) -> Vec<Transaction> {
-        use crate::proto::dns::fixture::{self, Feed};
+        use crate::proto::testkit::{self as fixture, Feed};
         let segs = fixture::read(file).unwrap_or_else(|| panic!("{file}"));
         let mut p = TlsParser::default();
         let mut out = Vec::new();
@@ -1927,7 +1927,7 @@ mod tests {
     /// -e tls.handshake.extensions.supported_version -e tls.handshake.extensions_alpn_str`).
     #[test]
     fn shared_captures() {
-        use crate::proto::dns::fixture::{self, Feed};
+        use crate::proto::testkit::{self as fixture, Feed};
         if fixture::pcaps().is_none() {
             return;
         }
