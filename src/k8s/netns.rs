@@ -48,8 +48,6 @@ pub struct NsInfo {
     pub links: Vec<Link>,
     /// Lowest pids first, at most [`MAX_PROCS_PER_NS`].
     pub processes: Vec<ProcessInfo>,
-    /// How many processes the namespace has (`processes` lists the first few).
-    pub process_count: usize,
     /// Its sockets and the processes holding them (not for the node's own namespace).
     pub sockets: Vec<SocketOwner>,
     /// The id the node's namespace gives this one (`RTM_GETNSID`), when assigned.
@@ -161,7 +159,6 @@ pub fn discover(with_ports: bool) -> Result<Discovery, DiscoveryError> {
             .filter_map(|&pid| process_info(pid))
             .take(MAX_PROCS_PER_NS)
             .collect();
-        ns.process_count = list.len();
     }
     let mut host = found.remove(&host_inode).unwrap_or(NsInfo {
         inode: host_inode,

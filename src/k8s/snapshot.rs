@@ -479,11 +479,7 @@ impl Builder {
                 .iter()
                 .find(|p| p.comm != "pause")
                 .map(|p| p.comm.clone());
-            p.processes = Some(Arc::new(ProcessTable::new(
-                &ns.sockets,
-                &ns.processes,
-                ns.process_count,
-            )));
+            p.processes = Some(Arc::new(ProcessTable::new(&ns.sockets)));
             for pr in &ns.processes {
                 if let Some(c) = &pr.container_id
                     && !p.container_ids.contains(c)

@@ -6,10 +6,11 @@
 //! resolved (and again only when the snapshot changes), never per packet. The server end
 //! is found by its listening socket (a connection accepted since the last scan is not in
 //! the tables yet), or by the connected socket when the scan saw the connection; the
-//! client end only by its connected socket, or as the namespace's only process. Anything
-//! else stays unnamed: no process is better than a wrong one.
+//! client end only by its connected socket (a connection open across a scan: pools,
+//! long-lived clients). Anything else stays unnamed: no process is better than a wrong
+//! one. (Not even a namespace's only process names a client: a process started after the
+//! scan, such as an exec'd probe or a shell, would make that guess wrong.)
 
-use compact_str::CompactString;
 use hashbrown::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -180,21 +181,18 @@ pub fn scan(pids: &[u32], mut info: impl FnMut(u32) -> Option<ProcessInfo>) -> V
     out
 }
 
-/// A pod's sockets as lookups, and its only process, shared by every flow of the pod.
+/// A pod's sockets as lookups, shared by every flow of the pod.
 #[derive(Debug, Default)]
 pub struct ProcessTable {
     /// (protocol, port) → the listeners on that port: local address and owner.
     listeners: HashMap<(u8, u16), Vec<(IpAddr, Arc<ProcessInfo>)>>,
     /// (protocol, local port, remote address, remote port) → owner.
     connected: HashMap<(u8, u16, IpAddr, u16), Arc<ProcessInfo>>,
-    /// The namespace's only process (the pod sandbox's `pause` not counted).
-    only: Option<Arc<ProcessInfo>>,
 }
 
 impl ProcessTable {
-    /// From a namespace's sockets and processes: `processes` are its lowest pids,
-    /// `total` how many it has (an only process is known only when all were listed).
-    pub fn new(owners: &[SocketOwner], processes: &[ProcessInfo], total: usize) -> ProcessTable {
+    /// From a namespace's sockets and their owners.
+    pub fn new(owners: &[SocketOwner]) -> ProcessTable {
         let mut by_pid: HashMap<u32, Arc<ProcessInfo>> = HashMap::new();
         let mut shared = |p: &ProcessInfo| {
             by_pid
@@ -216,12 +214,6 @@ impl ProcessTable {
                 }
             }
         }
-        let mut apps = processes.iter().filter(|p| !is_sandbox(&p.comm));
-        if total <= processes.len()
-            && let (Some(p), None) = (apps.next(), apps.next())
-        {
-            t.only = Some(shared(p));
-        }
         t
     }
 
@@ -238,18 +230,14 @@ impl ProcessTable {
     }
 
     /// The process of the flow's client end `local`: the connection's own socket when the
-    /// scan saw it, else the namespace's only process.
+    /// scan saw it.
     pub fn client(
         &self,
         proto: u8,
         local: Endpoint,
         remote: Endpoint,
     ) -> Option<&Arc<ProcessInfo>> {
-        self.connected(proto, local, remote).or(self.only.as_ref())
-    }
-
-    pub fn only(&self) -> Option<&Arc<ProcessInfo>> {
-        self.only.as_ref()
+        self.connected(proto, local, remote)
     }
 
     fn connected(&self, proto: u8, local: Endpoint, remote: Endpoint) -> Option<&Arc<ProcessInfo>> {
@@ -281,11 +269,6 @@ impl ProcessTable {
         let first = *hits.first()?;
         hits.iter().all(|p| p.pid == first.pid).then_some(first)
     }
-}
-
-/// The pod sandbox's process, which holds the namespace but serves nothing.
-fn is_sandbox(comm: &CompactString) -> bool {
-    comm == "pause"
 }
 
 #[cfg(test)]
@@ -371,20 +354,27 @@ mod tests {
     /// own process; a client connection names its process only when the scan saw it.
     #[test]
     fn each_port_names_its_own_process() {
-        let (pause, nginx, python) = (proc(1, "pause"), proc(10, "nginx"), proc(20, "python3"));
-        let t = ProcessTable::new(
-            &[
-                owner(6, ("0.0.0.0", 80), None, &nginx),
-                owner(6, ("10.0.0.2", 8000), None, &python),
-                owner(17, ("0.0.0.0", 53), None, &python),
-                owner(6, ("10.0.0.2", 41000), Some(("10.0.0.9", 5432)), &python),
-            ],
-            &[pause.clone(), nginx.clone(), python.clone()],
-            3,
-        );
+        let (nginx, python) = (proc(10, "nginx"), proc(20, "python3"));
+        let t = ProcessTable::new(&[
+            owner(6, ("0.0.0.0", 80), None, &nginx),
+            owner(6, ("10.0.0.2", 8000), None, &python),
+            owner(17, ("0.0.0.0", 53), None, &python),
+            owner(6, ("10.0.0.2", 41000), Some(("10.0.0.9", 5432)), &python),
+            owner(
+                6,
+                ("10.0.0.2", 80),
+                Some(("10.0.0.1", 50001)),
+                &proc(11, "nginx"),
+            ),
+        ]);
         let client = ep("10.0.0.1", 50000);
         let pid = |p: Option<&Arc<ProcessInfo>>| p.map(|p| p.pid);
         assert_eq!(pid(t.server(6, ep("10.0.0.2", 80), client)), Some(10));
+        assert_eq!(
+            pid(t.server(6, ep("10.0.0.2", 80), ep("10.0.0.1", 50001))),
+            Some(11),
+            "a connection the scan saw: the worker that accepted it"
+        );
         assert_eq!(pid(t.server(6, ep("10.0.0.2", 8000), client)), Some(20));
         assert_eq!(pid(t.server(17, ep("10.0.0.2", 53), client)), Some(20));
         assert_eq!(
@@ -409,33 +399,21 @@ mod tests {
         assert_eq!(
             pid(t.client(6, ep("10.0.0.2", 41001), ep("10.0.0.9", 5432))),
             None,
-            "two processes: an unseen connection names neither"
+            "a connection the scan did not see names no process"
         );
-        assert!(t.only().is_none());
-        // One process besides the sandbox: it is every client's.
-        let t = ProcessTable::new(&[], &[pause.clone(), python.clone()], 2);
-        assert_eq!(
-            pid(t.client(6, ep("10.0.0.2", 1), ep("10.0.0.9", 2))),
-            Some(20)
-        );
-        assert_eq!(pid(t.server(6, ep("10.0.0.2", 1), ep("10.0.0.9", 2))), None);
-        // More processes than were listed: not known to be the only one.
-        let t = ProcessTable::new(&[], &[python.clone()], 9);
-        assert!(t.only().is_none());
+        // A lone process is no client's guess either.
+        let t = ProcessTable::new(&[owner(6, ("0.0.0.0", 80), None, &nginx)]);
+        assert_eq!(pid(t.client(6, ep("10.0.0.2", 1), ep("10.0.0.9", 2))), None);
     }
 
     #[test]
     fn a_port_shared_by_two_programs_names_neither() {
         let (a, b) = (proc(10, "envoy"), proc(20, "haproxy"));
-        let t = ProcessTable::new(
-            &[
-                owner(6, ("0.0.0.0", 80), None, &a),
-                owner(6, ("0.0.0.0", 80), None, &b),
-                owner(6, ("::", 443), None, &a),
-            ],
-            &[a.clone(), b.clone()],
-            2,
-        );
+        let t = ProcessTable::new(&[
+            owner(6, ("0.0.0.0", 80), None, &a),
+            owner(6, ("0.0.0.0", 80), None, &b),
+            owner(6, ("::", 443), None, &a),
+        ]);
         let c = ep("10.0.0.1", 1);
         assert!(t.server(6, ep("10.0.0.2", 80), c).is_none());
         assert_eq!(

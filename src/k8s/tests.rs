@@ -436,7 +436,7 @@ fn host_network_pods_by_listening_port() {
 
 /// Two servers in one pod namespace (nginx on :80, python on :8000) and a client pod
 /// with one process: each flow names the process holding its socket at each end, not the
-/// namespace's first process; a pod with two processes and no socket seen names none.
+/// namespace's first process; a client connection no scan saw names none.
 /// Without Kubernetes, each pod's `service.name` is its namespace's name.
 #[test]
 fn flows_name_the_process_holding_their_socket() {
@@ -460,13 +460,18 @@ fn flows_name_the_process_holding_their_socket() {
     };
     let mut d = discovery();
     d.namespaces[0].processes = vec![pause.clone(), nginx.clone(), p(11, "nginx"), python.clone()];
-    d.namespaces[0].process_count = 4;
     d.namespaces[0].sockets = vec![
         listen(80, "0.0.0.0", &nginx),
         listen(8000, "10.0.1.5", &python),
     ];
     d.namespaces[1].processes = vec![curl.clone()];
-    d.namespaces[1].process_count = 1;
+    // curl's connection to the python server was open when the namespace was scanned.
+    d.namespaces[1].sockets = vec![SocketOwner {
+        proto: 6,
+        local: (ip("10.0.9.9"), 40001),
+        remote: Some((ip("10.0.1.5"), 8000)),
+        process: curl.clone(),
+    }];
     let a = Attribution::with_inputs(Inputs {
         netns: Some(d),
         ..Default::default()
@@ -477,8 +482,8 @@ fn flows_name_the_process_holding_their_socket() {
     assert_eq!(pid(&f, 1), Some((10, "nginx".into())));
     assert_eq!(
         pid(&f, 0),
-        Some((30, "curl".into())),
-        "the client pod's only process"
+        None,
+        "a connection no scan saw: not even the pod's only process is guessed"
     );
     assert_eq!(
         f.observed_process().map(|p| p.pid),
@@ -487,6 +492,7 @@ fn flows_name_the_process_holding_their_socket() {
     );
     let f = snap.resolve(12, 6, ep("10.0.9.9", 40001), ep("10.0.1.5", 8000));
     assert_eq!(pid(&f, 1), Some((20, "python3".into())));
+    assert_eq!(pid(&f, 0), Some((30, "curl".into())), "by its connection");
     assert_eq!(
         f.observed_process().map(|p| p.pid),
         Some(30),
@@ -543,7 +549,6 @@ fn a_flow_keeps_its_process_across_snapshots() {
         comm: "sidecar".into(),
         container_id: None,
     });
-    d.namespaces[1].process_count = 2;
     let (c, s) = (ep("10.0.9.9", 40000), ep("10.0.1.5", 80));
     d.namespaces[1].sockets = vec![crate::k8s::sockets::SocketOwner {
         proto: 6,
