@@ -181,11 +181,14 @@ pub fn scan(pids: &[u32], mut info: impl FnMut(u32) -> Option<ProcessInfo>) -> V
     out
 }
 
+/// A listening socket's local address and owner.
+type Listener = (IpAddr, Arc<ProcessInfo>);
+
 /// A pod's sockets as lookups, shared by every flow of the pod.
 #[derive(Debug, Default)]
 pub struct ProcessTable {
     /// (protocol, port) → the listeners on that port: local address and owner.
-    listeners: HashMap<(u8, u16), Vec<(IpAddr, Arc<ProcessInfo>)>>,
+    listeners: HashMap<(u8, u16), Vec<Listener>>,
     /// (protocol, local port, remote address, remote port) → owner.
     connected: HashMap<(u8, u16, IpAddr, u16), Arc<ProcessInfo>>,
 }

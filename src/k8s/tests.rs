@@ -427,6 +427,11 @@ fn host_network_pods_by_listening_port() {
         Some("node-exporter")
     );
     assert_eq!(snap.peer(ip("192.168.50.1"), 22, true).kind(), Some("node"));
+    // The process listening on the port is the server end's.
+    let f = snap.resolve(0, 6, ep("10.0.1.6", 40000), ep("192.168.50.1", 9100));
+    let p = f.process[1].as_ref().expect("the listener");
+    assert_eq!((p.pid, p.comm.as_str()), (4242, "node_exporter"));
+    assert!(f.process[0].is_none());
     assert_eq!(
         snap.peer(ip("192.168.50.1"), 9100, false).kind(),
         Some("node"),
