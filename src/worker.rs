@@ -335,7 +335,7 @@ impl<S: RecordSink> Tracker<S> {
             _ => None,
         };
         if let Some(a) = &self.attr {
-            let pods = a.resolve(key.obs(), flow.client(), flow.server());
+            let pods = a.resolve(key.obs(), key.proto(), flow.client(), flow.server());
             // Traffic of pods outside the selector is not reported: skip decoding it.
             if !pods.selected {
                 transport = None;
@@ -502,7 +502,7 @@ type Ends = (Endpoint, Endpoint, u32, Option<Arc<FlowPods>>, Option<u64>);
 fn ends(attr: &Option<Attributor>, flow: &mut Flow, n: usize) -> Ends {
     let (client, server, obs) = (flow.client(), flow.server(), flow.key.obs());
     if let Some(a) = attr {
-        a.refresh(&mut flow.pods, obs, client, server);
+        a.refresh(&mut flow.pods, obs, flow.key.proto(), client, server);
     }
     let isn = flow.tcp.as_ref().and_then(|t| t.client_isn());
     let origin = isn.map(|isn| (isn as u64) << 32 | flow.transactions as u64);

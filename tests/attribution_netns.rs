@@ -429,3 +429,116 @@ fn a_pod_created_while_running_is_named_from_its_first_packet() {
         }
     }
 }
+
+/// Two servers in one pod namespace, nginx on :80 and Python's http.server on :8000 (the
+/// namespace's first process is nginx), and a client pod with a bystander process: every
+/// transaction names the process that holds its socket, at both veths. The server end is
+/// found by its listening socket; a client connection open across a namespace rescan by
+/// its own socket; a short curl in a namespace of two processes is named by none, or by
+/// curl if a rescan saw it, never by the bystander.
+#[test]
+fn each_transaction_names_the_process_serving_its_port() {
+    let (_serial, s) = setup();
+    let py = python_http(&s.server.ns, &s.server.ip, 8000, &s.dir.join("www"));
+    let py_pid = py.0.as_ref().unwrap().id();
+    let nginx_pids = pids_named(&s.server.ns, "nginx");
+    assert!(!nginx_pids.is_empty());
+    let _bystander = Proc(Some(
+        s.client.ns.cmd("sleep").arg("600").spawn().expect("sleep"),
+    ));
+    let cfg = s.dir.join("procs.toml");
+    // Rescans every second: the long connection below is seen by one.
+    std::fs::write(&cfg, "[attribution]\nresync_secs = 1\n").unwrap();
+    let regex = format!("{}.*", s.bridge.prefix);
+    let mut d = Daemon::start(
+        &s.dir,
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--mode",
+            "tpacket",
+            "-i",
+            &regex,
+        ],
+    );
+    for p in [&s.server, &s.client] {
+        d.wait_log(&format!("interface={} ", p.host_if), Duration::from_secs(5));
+    }
+    curl(&s);
+    let mut c = s.client.ns.cmd("curl");
+    c.args(["-s", "--max-time", "10"]);
+    for _ in 0..REQUESTS {
+        c.args([
+            "-o",
+            "/dev/null",
+            &format!("http://{}:8000/index.html", s.server.ip),
+        ]);
+    }
+    sh(&mut c);
+    // A client that connects, waits past a rescan, then asks; it keeps its socket a
+    // moment after the answer, so the snapshot the transaction is reported against has
+    // seen it open.
+    let script = format!(
+        "import socket, time\n\
+         s = socket.create_connection(('{}', 80))\n\
+         time.sleep(3)\n\
+         s.sendall(b'GET /index.html HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n')\n\
+         data = b''\n\
+         while True:\n    d = s.recv(65536)\n    if not d: break\n    data += d\n\
+         print(data.split(b'\\r\\n')[0].decode(), flush=True)\n\
+         time.sleep(1)\n",
+        s.server.ip
+    );
+    let long = s
+        .client
+        .ns
+        .cmd("python3")
+        .args(["-c", &script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let long_pid = long.id();
+    let out = long.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "HTTP/1.1 200 OK"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let all = d.stop();
+
+    for (obs, side) in [(s.server.ifindex, "server"), (s.client.ifindex, "client")] {
+        let txs = http_at(&all, obs as u64);
+        assert_eq!(txs.len(), 2 * REQUESTS + 1, "at the {side}'s veth");
+        for t in txs {
+            let pid = t["server.process.pid"].as_u64().map(|p| p as u32);
+            let port = t["server.port"].as_u64().unwrap();
+            let (name, pid_ok) = match port {
+                80 => ("nginx", pid.is_some_and(|p| nginx_pids.contains(&p))),
+                8000 => ("python3", pid == Some(py_pid)),
+                p => panic!("port {p}: {t}"),
+            };
+            assert_eq!(t["server.process.executable.name"], name, "{side}: {t}");
+            assert!(
+                pid_ok,
+                "{side}: pid of {name} ({nginx_pids:?}, {py_pid}): {t}"
+            );
+            if t["client.process.pid"] == long_pid {
+                assert_eq!(t["client.process.executable.name"], "python3", "{t}");
+                assert_eq!(port, 80, "{t}");
+            } else {
+                assert_ne!(t["client.process.executable.name"], "sleep", "{side}: {t}");
+                if t.get("client.process.pid").is_some() {
+                    assert_eq!(t["client.process.executable.name"], "curl", "{side}: {t}");
+                }
+            }
+        }
+        let named_long = http_at(&all, obs as u64)
+            .into_iter()
+            .filter(|t| t["client.process.pid"] == long_pid)
+            .count();
+        assert_eq!(
+            named_long, 1,
+            "the long connection names its client at the {side}'s veth"
+        );
+    }
+}

@@ -869,3 +869,117 @@ fn a_4xx_is_an_error_at_the_client_only_alike_in_json_table_spans_and_metrics() 
         (6, 6)
     );
 }
+
+/// Without Kubernetes or a static map (node-local discovery alone), spans come under one
+/// resource per pod and process, the way instrumented services report themselves, and
+/// metric series name both pods. nginx (:80) and Python's http.server (:8000) run in one
+/// pod namespace: their SERVER spans come in two resources, each with the server pod's
+/// `service.name` (its namespace's name), `podtap.netns.name`, node, and its own
+/// `process.pid`/`process.executable.name`; the CLIENT spans under the client pod's
+/// service; none under podtap's own.
+#[test]
+fn spans_come_in_one_resource_per_pod_and_process_without_kubernetes() {
+    require_root();
+    let w = web(&[]);
+    let (dir, bridge, server, client) = (&w.dir, &w.bridge, &w.server, &w.client);
+    let py = python_http(&server.ns, &server.ip, 8000, &dir.path().join("www"));
+    let py_pid = py.0.as_ref().unwrap().id().to_string();
+    let nginx_pids: Vec<String> = pids_named(&server.ns, "nginx")
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    let (grpc, http, prom) = (free_port(), free_port(), free_port());
+    let log = dir.path().join("rotel.out");
+    let _rotel = rotel(grpc, http, &log, dir.path());
+    let cfg = dir.path().join("netns.toml");
+    std::fs::write(
+        &cfg,
+        config(
+            "grpc",
+            &format!("http://127.0.0.1:{grpc}"),
+            &format!("[export.prometheus]\nlisten = \"127.0.0.1:{prom}\"\n"),
+        ),
+    )
+    .unwrap();
+    let mut d = daemon(dir.path(), &cfg, &format!("{}.*", bridge.prefix), 2);
+    for p in [server, client] {
+        d.wait_log(&format!("interface={}", p.host_if), Duration::from_secs(5));
+    }
+    const N: usize = 3;
+    curl_n(client, &server.ip, "/", N);
+    curl_n(client, &format!("{}:8000", server.ip), "/", N);
+    // Metric series carry both pods' service.name, though no source names the pods.
+    let pods = [
+        format!("server_service_name=\"{}\"", server.ns.name),
+        format!("client_service_name=\"{}\"", client.ns.name),
+    ];
+    let pods: Vec<&str> = pods.iter().map(String::as_str).collect();
+    let body = wait_metrics(prom, "both ends' histograms", |b| {
+        sum_series(b, "http_server_request_duration_seconds_count", &pods) >= 2 * N as u64
+            && sum_series(b, "http_client_request_duration_seconds_count", &pods) >= 2 * N as u64
+    });
+    for h in [
+        "http_server_request_duration_seconds_count",
+        "http_client_request_duration_seconds_count",
+    ] {
+        assert_eq!(sum_series(&body, h, &pods), 2 * N as u64, "{h}:\n{body}");
+        assert_eq!(sum_series(&body, h, &[]), 2 * N as u64, "{h}:\n{body}");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    d.stop();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let spans = loop {
+        let (s, _) = collector_log(&log, "http.server.request.duration");
+        if s.len() >= 4 * N || Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(spans.len(), 4 * N, "{spans:#?}");
+    let node = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    for s in &spans {
+        let (pod, side) = match s.kind.as_str() {
+            "SPAN_KIND_SERVER" => (server, "server"),
+            "SPAN_KIND_CLIENT" => (client, "client"),
+            k => panic!("{k}: {s:#?}"),
+        };
+        assert_eq!(s.service, pod.ns.name, "{side} span's service: {s:#?}");
+        assert_eq!(s.resource("podtap.netns.name"), Some(pod.ns.name.as_str()));
+        assert_eq!(s.resource("k8s.node.name"), Some(node.trim()), "{s:#?}");
+        assert_eq!(s.resource("telemetry.sdk.name"), Some("podtap"));
+        assert_eq!(
+            s.resource
+                .iter()
+                .filter(|(k, _)| k == "service.name")
+                .count(),
+            1
+        );
+        if side == "client" {
+            // curl's short connections were open between two scans: no process, or curl.
+            assert!(
+                matches!(s.resource("process.executable.name"), None | Some("curl")),
+                "{s:#?}"
+            );
+            continue;
+        }
+        let (name, pid_ok) = match s.attr("server.port") {
+            Some("80") => (
+                "nginx",
+                s.resource("process.pid")
+                    .is_some_and(|p| nginx_pids.iter().any(|n| n == p)),
+            ),
+            Some("8000") => ("python3", s.resource("process.pid") == Some(&py_pid)),
+            p => panic!("server.port {p:?}: {s:#?}"),
+        };
+        assert_eq!(s.resource("process.executable.name"), Some(name), "{s:#?}");
+        assert!(pid_ok, "{name}'s pid ({nginx_pids:?}, {py_pid}): {s:#?}");
+    }
+    let servers = spans.iter().filter(|s| s.kind == "SPAN_KIND_SERVER");
+    let by_process: std::collections::BTreeSet<_> = servers
+        .filter_map(|s| s.resource("process.executable.name"))
+        .collect();
+    assert_eq!(
+        by_process.into_iter().collect::<Vec<_>>(),
+        ["nginx", "python3"]
+    );
+}

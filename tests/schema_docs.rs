@@ -128,6 +128,18 @@ fn every_emitted_attribute_key_is_documented() {
                         },
                     });
                     keys.add_kvs(&span.attributes, &format!("span of {name}"));
+                    // The resource the span is sent under: its workload's.
+                    let r = podtap::export::otlp::resource::resource_of(tx, "podtap");
+                    for rs in podtap::export::otlp::resource::group(
+                        vec![(r, span)],
+                        "podtap",
+                        &BTreeMap::new(),
+                    ) {
+                        keys.add_kvs(
+                            &rs.resource.unwrap().attributes,
+                            &format!("span resource of {name}"),
+                        );
+                    }
                 }
             }
         }
@@ -176,7 +188,7 @@ fn every_emitted_attribute_key_is_documented() {
         }
     }
     keys.add_kvs(
-        &spans::resource("shop-client", &BTreeMap::new()).attributes,
+        &podtap::export::otlp::resource::resource("shop-client", &BTreeMap::new()).attributes,
         "span resource",
     );
     // Sanity: the run exercised the parts of the vocabulary this test is about.

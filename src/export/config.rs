@@ -18,8 +18,8 @@ use crate::stats::histogram::DEFAULT_BOUNDS;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ExportConfig {
-    /// `service.name` of the spans and metrics until pod attribution names workloads.
-    /// Default "podtap".
+    /// `service.name` of the metrics, and of spans whose observed end is no known pod
+    /// (a known pod's spans come under its own). Default "podtap".
     pub service_name: String,
     /// Extra resource attributes (`deployment.environment.name = "prod"`). Default none.
     pub resource_attributes: BTreeMap<String, String>,

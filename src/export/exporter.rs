@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use super::config::{ExportConfig, Temporality};
 use super::health::Health;
 use super::otlp::client::{OtlpClient, SendError};
-use super::otlp::{metrics as otlp_metrics, spans};
+use super::otlp::{metrics as otlp_metrics, resource, spans};
 use super::prometheus::SelfMetric;
 use super::{ExportError, RecordSink};
 use crate::capture::iface::Selector;
@@ -465,15 +465,21 @@ impl RateLog {
 
 /// Spans built and waiting for the collector, bounded in count and bytes.
 struct SpanBuffer {
-    spans: VecDeque<(CompactString, Span, usize)>,
+    spans: VecDeque<(resource::SpanResource, Span, usize)>,
     bytes: usize,
 }
 
 impl SpanBuffer {
-    fn push(&mut self, svc: CompactString, span: Span, max: usize, max_bytes: usize) -> u64 {
+    fn push(
+        &mut self,
+        resource: resource::SpanResource,
+        span: Span,
+        max: usize,
+        max_bytes: usize,
+    ) -> u64 {
         let size = span.encoded_len();
         self.bytes += size;
-        self.spans.push_back((svc, span, size));
+        self.spans.push_back((resource, span, size));
         let mut dropped = 0;
         while self.spans.len() > max || (self.bytes > max_bytes && self.spans.len() > 1) {
             let (_, _, sz) = self.spans.pop_front().expect("non-empty");
@@ -483,7 +489,7 @@ impl SpanBuffer {
         dropped
     }
 
-    fn take(&mut self, n: usize) -> Vec<(CompactString, Span, usize)> {
+    fn take(&mut self, n: usize) -> Vec<(resource::SpanResource, Span, usize)> {
         let n = n.min(self.spans.len());
         let batch: Vec<_> = self.spans.drain(..n).collect();
         self.bytes -= batch.iter().map(|b| b.2).sum::<usize>();
@@ -491,7 +497,7 @@ impl SpanBuffer {
     }
 
     /// Put a batch that failed back in front, oldest first.
-    fn put_back(&mut self, batch: Vec<(CompactString, Span, usize)>) {
+    fn put_back(&mut self, batch: Vec<(resource::SpanResource, Span, usize)>) {
         for item in batch.into_iter().rev() {
             self.bytes += item.2;
             self.spans.push_front(item);
@@ -544,11 +550,12 @@ async fn run(
             let batch = buf.take(cfg.spans.max_batch);
             let n = batch.len() as u64;
             let req = ExportTraceServiceRequest {
-                resource_spans: spans::group(
+                resource_spans: resource::group(
                     batch
                         .iter()
-                        .map(|(s, sp, _)| (s.clone(), sp.clone()))
+                        .map(|(r, sp, _)| (r.clone(), sp.clone()))
                         .collect(),
+                    &cfg.service_name,
                     &cfg.resource_attributes,
                 ),
             };
@@ -742,9 +749,9 @@ fn ingest(shared: &Shared, buf: &mut SpanBuffer, default_service: &CompactString
     }
     let s = &shared.cfg.spans;
     while let Some(item) = shared.spans.pop() {
-        let svc = spans::service_of(&item.tx, default_service);
+        let resource = resource::resource_of(&item.tx, default_service);
         let span = spans::build_span(&item);
-        let dropped = buf.push(svc.into(), span, s.max_buffered, s.max_buffered_bytes);
+        let dropped = buf.push(resource, span, s.max_buffered, s.max_buffered_bytes);
         if dropped > 0 {
             shared
                 .counts

@@ -56,6 +56,13 @@ impl<'a> JsonObject<'a> {
         self
     }
 
+    /// A string under `prefix` + `k`, without making an [`AttrValue`] of it.
+    pub fn attr_str(&mut self, prefix: &str, k: &str, v: &str) -> &mut Self {
+        self.key2(prefix, k);
+        string(self.out, v);
+        self
+    }
+
     pub fn str(&mut self, k: &str, v: &str) -> &mut Self {
         self.key(k);
         string(self.out, v);
@@ -287,7 +294,10 @@ pub fn write_transaction(out: &mut String, t: &Transaction) {
 /// Pod attribution: each end under its side's prefix (`client.k8s.pod.name`,
 /// `server.k8s.service.name`, `client.podtap.kind`), and where the flow was observed.
 fn write_pods(o: &mut JsonObject<'_>, p: &FlowPods) {
-    for (side, peer) in [("client.", &p.client), ("server.", &p.server)] {
+    for ((side, peer), process) in [("client.", &p.client), ("server.", &p.server)]
+        .into_iter()
+        .zip(&p.process)
+    {
         if let Some(kind) = peer.kind() {
             o.attr(side, "podtap.kind", &AttrValue::Str(kind.into()));
         }
@@ -295,6 +305,14 @@ fn write_pods(o: &mut JsonObject<'_>, p: &FlowPods) {
             Peer::Pod(m) => {
                 for (k, v) in &m.attrs {
                     o.attr(side, k, v);
+                }
+                // The process holding the flow's socket at this end.
+                if let Some(pr) = process {
+                    o.attr(side, "process.pid", &AttrValue::Int(pr.pid as i64))
+                        .attr_str(side, "process.executable.name", &pr.comm);
+                    if let Some(c) = &pr.container_id {
+                        o.attr_str(side, "container.id", c);
+                    }
                 }
             }
             Peer::Service(s) => {

@@ -18,6 +18,7 @@ pub mod model;
 pub mod netns;
 pub mod selector;
 pub mod snapshot;
+pub mod sockets;
 pub mod static_map;
 
 pub use model::{FlowPods, METRIC_LABELS, Peer, PodMeta, ServiceMeta, Workload};
@@ -103,8 +104,19 @@ impl Attributor {
     }
 
     /// Resolve a flow against the newest snapshot.
-    pub fn resolve(&self, obs: u32, client: Endpoint, server: Endpoint) -> Arc<FlowPods> {
-        Arc::new(self.shared.current.load().resolve(obs, client, server))
+    pub fn resolve(
+        &self,
+        obs: u32,
+        ip_proto: u8,
+        client: Endpoint,
+        server: Endpoint,
+    ) -> Arc<FlowPods> {
+        Arc::new(
+            self.shared
+                .current
+                .load()
+                .resolve(obs, ip_proto, client, server),
+        )
     }
 
     /// Make `slot` current: resolve when empty or when the snapshot has changed since
@@ -114,6 +126,7 @@ impl Attributor {
         &self,
         slot: &mut Option<Arc<FlowPods>>,
         obs: u32,
+        ip_proto: u8,
         client: Endpoint,
         server: Endpoint,
     ) {
@@ -122,7 +135,11 @@ impl Attributor {
         {
             return;
         }
-        let mut fresh = self.shared.current.load().resolve(obs, client, server);
+        let mut fresh = self
+            .shared
+            .current
+            .load()
+            .resolve(obs, ip_proto, client, server);
         if let Some(old) = slot.as_ref() {
             fresh.keep_known(old);
         }

@@ -6,6 +6,7 @@ use compact_str::CompactString;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use super::sockets::ProcessTable;
 use crate::proto::AttrValue;
 
 /// The controller a pod belongs to, after following owners (ReplicaSet → Deployment,
@@ -62,8 +63,13 @@ pub struct PodMeta {
     /// Network namespace: inode and `/var/run/netns` name, when discovered on this node.
     pub netns_inode: Option<u64>,
     pub netns_name: Option<CompactString>,
-    /// The first process of the namespace (lowest pid), when discovered.
-    pub process: Option<ProcessInfo>,
+    /// The name of the namespace's first process (lowest pid, the pod sandbox's `pause`
+    /// not counted): names the pod's service when nothing else does. Which process a
+    /// flow belongs to is in `processes`.
+    pub main_process: Option<CompactString>,
+    /// The namespace's sockets and the processes holding them, when discovered: looked
+    /// up once per flow (see [`FlowPods::process`]).
+    pub processes: Option<Arc<ProcessTable>>,
     /// Container ids of the pod (from the API or from cgroups): joins hostNetwork port
     /// owners to pods.
     pub container_ids: Vec<CompactString>,
@@ -97,6 +103,27 @@ impl PodMeta {
         self.labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
+    /// `service.name` when no source named it: the pod's `app.kubernetes.io/name` label,
+    /// its workload's name, its `app` label, its network namespace's name, or its first
+    /// process's name, the first of these known. Pods found by node-local discovery alone
+    /// are then told apart in metrics and traces too.
+    pub fn fill_service_name(&mut self) {
+        if self.service_name.is_some() {
+            return;
+        }
+        let label = |key: &str| {
+            self.labels
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        };
+        self.service_name = label("app.kubernetes.io/name")
+            .or_else(|| self.workload.as_ref().map(|w| w.name.clone()))
+            .or_else(|| label("app"))
+            .or_else(|| self.netns_name.clone())
+            .or_else(|| self.main_process.clone());
+    }
+
     /// Compute `attrs` from the fields; `label_keys` are passed through as
     /// `k8s.pod.label.<key>`.
     pub fn compute_attrs(&mut self, label_keys: &[String]) {
@@ -125,16 +152,6 @@ impl PodMeta {
                     format!("k8s.pod.label.{key}").into(),
                     AttrValue::Str(v.clone()),
                 ));
-            }
-        }
-        if let Some(p) = &self.process {
-            a.push(("process.pid".into(), AttrValue::Int(p.pid as i64)));
-            a.push((
-                "process.executable.name".into(),
-                AttrValue::Str(p.comm.clone()),
-            ));
-            if let Some(c) = &p.container_id {
-                a.push(("container.id".into(), AttrValue::Str(c.clone())));
             }
         }
         if self.host_network {
@@ -222,6 +239,9 @@ pub struct FlowPods {
     pub selected: bool,
     /// The node's name, for `k8s.node.name` on node peers.
     pub node_name: Option<CompactString>,
+    /// The process holding the flow's socket at each end (client, server), when the end
+    /// is a pod whose sockets discovery has seen (see [`super::sockets`]).
+    pub process: [Option<Arc<ProcessInfo>>; 2],
 }
 
 impl FlowPods {
@@ -237,6 +257,12 @@ impl FlowPods {
         if self.obs.is_none() {
             self.obs = old.obs.clone();
         }
+        // A connection's socket is not in a newer scan once it closes: keep its process.
+        for (new, old) in self.process.iter_mut().zip(&old.process) {
+            if new.is_none() {
+                *new = old.clone();
+            }
+        }
     }
 
     /// `client` or `server` when the observation point is that end's pod.
@@ -246,6 +272,14 @@ impl FlowPods {
     /// both veths: summing one side counts it once.
     pub fn observation_side(&self) -> &'static str {
         self.observed_side().unwrap_or("tap")
+    }
+
+    /// The process at the end the flow was observed at: the client's where the
+    /// observation point is the client's pod, else the server's (as spans and metrics
+    /// pick their side).
+    pub fn observed_process(&self) -> Option<&Arc<ProcessInfo>> {
+        let i = usize::from(self.observed_side() != Some("client"));
+        self.process[i].as_ref()
     }
 
     pub fn observed_side(&self) -> Option<&'static str> {

@@ -20,6 +20,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use super::model::ProcessInfo;
+use super::sockets::{self, SocketOwner};
 
 /// Processes remembered per namespace (the lowest pids), to bound memory on busy hosts.
 pub const MAX_PROCS_PER_NS: usize = 8;
@@ -47,6 +48,8 @@ pub struct NsInfo {
     pub links: Vec<Link>,
     /// Lowest pids first, at most [`MAX_PROCS_PER_NS`].
     pub processes: Vec<ProcessInfo>,
+    /// Its sockets and the processes holding them (not for the node's own namespace).
+    pub sockets: Vec<SocketOwner>,
     /// The id the node's namespace gives this one (`RTM_GETNSID`), when assigned.
     pub nsid: Option<i32>,
     /// Host-side veths leading into this namespace: (ifindex, name) in the node.
@@ -164,6 +167,13 @@ pub fn discover(with_ports: bool) -> Result<Discovery, DiscoveryError> {
     host.links = list_links().map_err(DiscoveryError::Links)?;
     let mut namespaces: Vec<NsInfo> = found.into_values().collect();
     namespaces.sort_by_key(|n| n.inode);
+    // Which process holds which socket, per pod namespace: flows name their processes by
+    // it. (The node's own namespace is not scanned: hostNetwork pods go by `with_ports`.)
+    for ns in &mut namespaces {
+        if let Some(list) = pids.get(&ns.inode) {
+            ns.sockets = sockets::scan(list, process_info);
+        }
+    }
 
     // Ids the node gives the namespaces, then their links (from inside each).
     if let Ok(sock) = Netlink::open() {

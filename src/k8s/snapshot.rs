@@ -14,9 +14,10 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 use super::cidr::CidrTable;
-use super::model::{FlowPods, Peer, PodMeta, ServiceMeta, Workload};
+use super::model::{FlowPods, Peer, PodMeta, ProcessInfo, ServiceMeta, Workload};
 use super::netns::Discovery;
 use super::selector::LabelSelector;
+use super::sockets::ProcessTable;
 use super::static_map::StaticMap;
 use crate::proto::Endpoint;
 
@@ -54,8 +55,8 @@ pub struct Snapshot {
     pub node_name: Option<CompactString>,
     by_obs: HashMap<u32, Arc<PodMeta>>,
     by_ip: HashMap<IpAddr, Arc<PodMeta>>,
-    /// hostNetwork pods by the TCP port they listen on.
-    host_ports: HashMap<u16, Arc<PodMeta>>,
+    /// hostNetwork pods by the TCP port they listen on, and the process listening.
+    host_ports: HashMap<u16, (Arc<PodMeta>, Arc<ProcessInfo>)>,
     svc_by_ip_port: HashMap<(IpAddr, u16), Arc<ServiceMeta>>,
     svc_by_ip: HashMap<IpAddr, Arc<ServiceMeta>>,
     node_ips: HashSet<IpAddr>,
@@ -119,7 +120,7 @@ impl Snapshot {
             return Peer::Pod(p.clone());
         }
         if self.node_ips.contains(&ip) || ip.is_loopback() {
-            if listening && let Some(p) = self.host_ports.get(&port) {
+            if listening && let Some((p, _)) = self.host_ports.get(&port) {
                 return Peer::Pod(p.clone());
             }
             return Peer::Node;
@@ -137,8 +138,9 @@ impl Snapshot {
         Peer::External
     }
 
-    /// Attribute a flow: its observation point and both ends.
-    pub fn resolve(&self, obs: u32, client: Endpoint, server: Endpoint) -> FlowPods {
+    /// Attribute a flow: its observation point, both ends, and the processes holding
+    /// its sockets there. `ip_proto` is the flow's IP protocol (6 TCP, 17 UDP).
+    pub fn resolve(&self, obs: u32, ip_proto: u8, client: Endpoint, server: Endpoint) -> FlowPods {
         let obs = self.by_obs.get(&obs).cloned();
         // The pod behind the observation point owns its own addresses, even where
         // another namespace reuses them.
@@ -146,8 +148,13 @@ impl Snapshot {
             Some(o) if o.ips.contains(&e.addr) => Peer::Pod(o.clone()),
             _ => self.peer(e.addr, e.port, listening),
         };
-        let client = end(client, false);
-        let server = end(server, true);
+        let (client_ep, server_ep) = (client, server);
+        let client = end(client_ep, false);
+        let server = end(server_ep, true);
+        let process = [
+            self.process(&client, ip_proto, client_ep, server_ep, false),
+            self.process(&server, ip_proto, server_ep, client_ep, true),
+        ];
         let selected = if !self.selector_active {
             true
         } else if let Some(o) = &obs {
@@ -164,7 +171,31 @@ impl Snapshot {
             server,
             selected,
             node_name: self.node_name.clone(),
+            process,
         }
+    }
+
+    /// The process holding a flow's socket at the end `local` (of pod `peer`), talking
+    /// to `remote`; `serving` says `local` is the server end.
+    fn process(
+        &self,
+        peer: &Peer,
+        ip_proto: u8,
+        local: Endpoint,
+        remote: Endpoint,
+        serving: bool,
+    ) -> Option<Arc<ProcessInfo>> {
+        let pod = peer.pod()?;
+        if pod.host_network {
+            let (_, p) = self.host_ports.get(&local.port).filter(|_| serving)?;
+            return Some(p.clone());
+        }
+        let t = pod.processes.as_ref()?;
+        match serving {
+            true => t.server(ip_proto, local, remote),
+            false => t.client(ip_proto, local, remote),
+        }
+        .cloned()
     }
 }
 
@@ -207,7 +238,7 @@ pub fn build(inputs: &Inputs, generation: u64) -> Snapshot {
                 .iter()
                 .position(|p| p.host_network && p.container_ids.iter().any(|c| c == cid))
             {
-                b.host_ports.push((o.port, i));
+                b.host_ports.push((o.port, i, Arc::new(o.process.clone())));
             }
         }
     }
@@ -217,6 +248,7 @@ pub fn build(inputs: &Inputs, generation: u64) -> Snapshot {
         .into_iter()
         .map(|mut p| {
             p.selected = inputs.selector.matches(p.labels());
+            p.fill_service_name();
             p.compute_attrs(&inputs.label_keys);
             Arc::new(p)
         })
@@ -264,10 +296,10 @@ pub fn build(inputs: &Inputs, generation: u64) -> Snapshot {
     for (c, i) in cidr_targets {
         snap.cidrs.insert(c, pods[i].clone());
     }
-    for (port, i) in b.host_ports {
+    for (port, i, process) in b.host_ports {
         snap.host_ports
             .entry(port)
-            .or_insert_with(|| pods[i].clone());
+            .or_insert_with(|| (pods[i].clone(), process));
     }
     snap.pods = pods;
     snap
@@ -278,7 +310,7 @@ struct Builder {
     drafts: Vec<PodMeta>,
     /// Indexes of drafts known only from EndpointSlices (pods on other nodes).
     remote: Vec<usize>,
-    host_ports: Vec<(u16, usize)>,
+    host_ports: Vec<(u16, usize, Arc<ProcessInfo>)>,
 }
 
 impl Builder {
@@ -442,7 +474,12 @@ impl Builder {
             };
             p.netns_inode = Some(ns.inode);
             p.netns_name = ns.name.as_deref().map(Into::into);
-            p.process = ns.processes.first().cloned();
+            p.main_process = ns
+                .processes
+                .iter()
+                .find(|p| p.comm != "pause")
+                .map(|p| p.comm.clone());
+            p.processes = Some(Arc::new(ProcessTable::new(&ns.sockets)));
             for pr in &ns.processes {
                 if let Some(c) = &pr.container_id
                     && !p.container_ids.contains(c)

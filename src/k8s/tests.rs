@@ -1,6 +1,7 @@
 //! Snapshot building and resolution from hand-made inputs.
 
 use super::*;
+use crate::k8s::FlowPods;
 use crate::k8s::model::ProcessInfo;
 use crate::k8s::netns::{Discovery, Link, NsInfo, PortOwner};
 use crate::k8s::static_map::StaticMap;
@@ -191,6 +192,7 @@ fn discovery() -> Discovery {
         }],
         nsid: None,
         host_ifaces: vec![(host.0, host.1.into())],
+        ..Default::default()
     };
     Discovery {
         host: NsInfo {
@@ -224,13 +226,13 @@ fn discovery_joins_kube_pods_by_ip_and_names_the_rest() {
     let a = snap.obs(11).unwrap();
     assert_eq!(a.attr("k8s.pod.name"), Some("web-7d9f-abcde"));
     assert_eq!(a.attr("podtap.netns.name"), Some("pod-a"));
-    assert_eq!(a.process.as_ref().unwrap().comm, "nginx");
+    assert_eq!(a.main_process.as_deref(), Some("nginx"));
     // vethB's namespace is no pod the API knows: named by its namespace.
     let b = snap.obs(12).unwrap();
     assert_eq!(b.name, None);
     assert_eq!(b.attr("podtap.netns.name"), Some("pod-b"));
     assert!(snap.obs(13).is_none());
-    let f = snap.resolve(11, ep("10.0.9.9", 40000), ep("10.0.1.5", 80));
+    let f = snap.resolve(11, 6, ep("10.0.9.9", 40000), ep("10.0.1.5", 80));
     assert_eq!(f.observed_side(), Some("server"));
     assert_eq!(
         f.client.pod().unwrap().attr("podtap.netns.name"),
@@ -325,11 +327,11 @@ fn selector_limits_capture_and_reporting() {
     assert_eq!(snap.selected_obs(), [11]);
     let at = a.attributor();
     assert!(
-        at.resolve(11, ep("10.0.9.9", 1), ep("10.0.1.5", 80))
+        at.resolve(11, 6, ep("10.0.9.9", 1), ep("10.0.1.5", 80))
             .selected
     );
     assert!(
-        !at.resolve(12, ep("10.0.9.9", 1), ep("10.0.1.5", 80))
+        !at.resolve(12, 6, ep("10.0.9.9", 1), ep("10.0.1.5", 80))
             .selected
     );
     // Reload without a selector: everything is selected, in a new generation.
@@ -348,14 +350,14 @@ fn flows_re_resolve_on_a_new_generation_and_keep_deleted_pods() {
     let at = a.attributor();
     let (c, s) = (ep("10.0.1.6", 40000), ep("10.0.1.5", 80));
     let mut slot = None;
-    at.refresh(&mut slot, 0, c, s);
+    at.refresh(&mut slot, 0, 6, c, s);
     let first = slot.clone().unwrap();
     assert_eq!(
         first.server.pod().unwrap().attr("k8s.pod.name"),
         Some("web-7d9f-abcde")
     );
     // Same generation: the same resolution, not a new one.
-    at.refresh(&mut slot, 0, c, s);
+    at.refresh(&mut slot, 0, 6, c, s);
     assert!(Arc::ptr_eq(&first, slot.as_ref().unwrap()));
     // The web pod goes away and a pod appears at 10.0.1.9: the flow to the deleted pod
     // keeps its name; a new flow to the new address finds the new pod.
@@ -371,7 +373,7 @@ fn flows_re_resolve_on_a_new_generation_and_keep_deleted_pods() {
             serde_json::json!({}),
         ));
     });
-    at.refresh(&mut slot, 0, c, s);
+    at.refresh(&mut slot, 0, 6, c, s);
     let second = slot.clone().unwrap();
     assert!(!Arc::ptr_eq(&first, &second));
     assert_eq!(second.generation, 2);
@@ -383,7 +385,7 @@ fn flows_re_resolve_on_a_new_generation_and_keep_deleted_pods() {
         a.snapshot().peer(ip("10.0.1.5"), 80, true).kind(),
         Some("external")
     );
-    let new = at.resolve(0, c, ep("10.0.1.9", 80));
+    let new = at.resolve(0, 6, c, ep("10.0.1.9", 80));
     assert_eq!(
         new.server.pod().unwrap().attr("k8s.pod.name"),
         Some("web-new")
@@ -425,9 +427,159 @@ fn host_network_pods_by_listening_port() {
         Some("node-exporter")
     );
     assert_eq!(snap.peer(ip("192.168.50.1"), 22, true).kind(), Some("node"));
+    // The process listening on the port is the server end's.
+    let f = snap.resolve(0, 6, ep("10.0.1.6", 40000), ep("192.168.50.1", 9100));
+    let p = f.process[1].as_ref().expect("the listener");
+    assert_eq!((p.pid, p.comm.as_str()), (4242, "node_exporter"));
+    assert!(f.process[0].is_none());
     assert_eq!(
         snap.peer(ip("192.168.50.1"), 9100, false).kind(),
         Some("node"),
         "a client port is not a listener"
     );
+}
+
+/// Two servers in one pod namespace (nginx on :80, python on :8000) and a client pod
+/// with one process: each flow names the process holding its socket at each end, not the
+/// namespace's first process; a client connection no scan saw names none.
+/// Without Kubernetes, each pod's `service.name` is its namespace's name.
+#[test]
+fn flows_name_the_process_holding_their_socket() {
+    use crate::k8s::sockets::SocketOwner;
+    let p = |pid: u32, comm: &str| ProcessInfo {
+        pid,
+        comm: comm.into(),
+        container_id: None,
+    };
+    let (pause, nginx, python, curl) = (
+        p(5, "pause"),
+        p(10, "nginx"),
+        p(20, "python3"),
+        p(30, "curl"),
+    );
+    let listen = |port: u16, ipaddr: &str, pr: &ProcessInfo| SocketOwner {
+        proto: 6,
+        local: (ip(ipaddr), port),
+        remote: None,
+        process: pr.clone(),
+    };
+    let mut d = discovery();
+    d.namespaces[0].processes = vec![pause.clone(), nginx.clone(), p(11, "nginx"), python.clone()];
+    d.namespaces[0].sockets = vec![
+        listen(80, "0.0.0.0", &nginx),
+        listen(8000, "10.0.1.5", &python),
+    ];
+    d.namespaces[1].processes = vec![curl.clone()];
+    // curl's connection to the python server was open when the namespace was scanned.
+    d.namespaces[1].sockets = vec![SocketOwner {
+        proto: 6,
+        local: (ip("10.0.9.9"), 40001),
+        remote: Some((ip("10.0.1.5"), 8000)),
+        process: curl.clone(),
+    }];
+    let a = Attribution::with_inputs(Inputs {
+        netns: Some(d),
+        ..Default::default()
+    });
+    let snap = a.snapshot();
+    let pid = |f: &FlowPods, i: usize| f.process[i].as_ref().map(|p| (p.pid, p.comm.to_string()));
+    let f = snap.resolve(11, 6, ep("10.0.9.9", 40000), ep("10.0.1.5", 80));
+    assert_eq!(pid(&f, 1), Some((10, "nginx".into())));
+    assert_eq!(
+        pid(&f, 0),
+        None,
+        "a connection no scan saw: not even the pod's only process is guessed"
+    );
+    assert_eq!(
+        f.observed_process().map(|p| p.pid),
+        Some(10),
+        "seen at the server's veth"
+    );
+    let f = snap.resolve(12, 6, ep("10.0.9.9", 40001), ep("10.0.1.5", 8000));
+    assert_eq!(pid(&f, 1), Some((20, "python3".into())));
+    assert_eq!(pid(&f, 0), Some((30, "curl".into())), "by its connection");
+    assert_eq!(
+        f.observed_process().map(|p| p.pid),
+        Some(30),
+        "seen at the client's veth"
+    );
+    assert_eq!(
+        pid(
+            &snap.resolve(11, 6, ep("10.0.9.9", 1), ep("10.0.1.5", 9000)),
+            1
+        ),
+        None
+    );
+    assert_eq!(
+        pid(
+            &snap.resolve(11, 17, ep("10.0.9.9", 1), ep("10.0.1.5", 80)),
+            1
+        ),
+        None,
+        "UDP"
+    );
+    // The server pod as a client: three processes, none known to hold the socket.
+    let f = snap.resolve(11, 6, ep("10.0.1.5", 41000), ep("10.0.9.9", 5432));
+    assert_eq!(pid(&f, 0), None);
+    // service.name from the namespace's name, in the attributes and the metric labels.
+    let server = snap.obs(11).unwrap();
+    assert_eq!(server.attr("service.name"), Some("pod-a"));
+    assert_eq!(server.metric_labels[2].as_deref(), Some("pod-a"));
+    assert_eq!(
+        server.attr("process.pid"),
+        None,
+        "processes are per flow, not per pod"
+    );
+    // A namespace without a name: its first process (not the sandbox) names it.
+    let mut d = discovery();
+    d.namespaces[0].name = None;
+    d.namespaces[0].processes = vec![pause, python];
+    let snap = snapshot::build(
+        &Inputs {
+            netns: Some(d),
+            ..Default::default()
+        },
+        1,
+    );
+    assert_eq!(snap.obs(11).unwrap().attr("service.name"), Some("python3"));
+}
+
+/// A flow keeps the process it was resolved with when a newer snapshot no longer has its
+/// connection's socket.
+#[test]
+fn a_flow_keeps_its_process_across_snapshots() {
+    let mut d = discovery();
+    d.namespaces[1].processes.push(ProcessInfo {
+        pid: 201,
+        comm: "sidecar".into(),
+        container_id: None,
+    });
+    let (c, s) = (ep("10.0.9.9", 40000), ep("10.0.1.5", 80));
+    d.namespaces[1].sockets = vec![crate::k8s::sockets::SocketOwner {
+        proto: 6,
+        local: (c.addr, c.port),
+        remote: Some((s.addr, s.port)),
+        process: d.namespaces[1].processes[0].clone(),
+    }];
+    let a = Attribution::with_inputs(Inputs {
+        netns: Some(d),
+        ..Default::default()
+    });
+    let at = a.attributor();
+    let mut slot = None;
+    at.refresh(&mut slot, 12, 6, c, s);
+    assert_eq!(
+        slot.as_ref().unwrap().process[0].as_ref().map(|p| p.pid),
+        Some(200)
+    );
+    a.update(|i| i.netns.as_mut().unwrap().namespaces[1].sockets.clear());
+    at.refresh(&mut slot, 12, 6, c, s);
+    assert_eq!(slot.as_ref().unwrap().generation, 2);
+    assert_eq!(
+        slot.as_ref().unwrap().process[0].as_ref().map(|p| p.pid),
+        Some(200)
+    );
+    // A new flow from another port of that pod: two processes, neither known.
+    let other = at.resolve(12, 6, ep("10.0.9.9", 40001), s);
+    assert!(other.process[0].is_none());
 }

@@ -268,6 +268,54 @@ http {{ access_log off; keepalive_requests 100000;
     Proc(Some(child))
 }
 
+/// Python's `http.server` in `ns` on `ip:port` serving `root`; returns once it accepts
+/// connections. One process (threads, no children): its pid is the child's.
+pub fn python_http(ns: &Netns, ip: &str, port: u16, root: &Path) -> Proc {
+    let child = ns
+        .cmd("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            ip,
+            "--directory",
+        ])
+        .arg(root)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 is installed");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ok = ns
+            .cmd("curl")
+            .args(["-s", "-o", "/dev/null", "--max-time", "1"])
+            .arg(format!("http://{ip}:{port}/"))
+            .status();
+        if ok.map(|s| s.success()).unwrap_or(false) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "python http.server did not come up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Proc(Some(child))
+}
+
+/// The pids of the processes named `comm` in a namespace.
+pub fn pids_named(ns: &Netns, comm: &str) -> Vec<u32> {
+    let out = sh(Command::new("ip").args(["netns", "pids", &ns.name]));
+    out.split_whitespace()
+        .filter_map(|p| p.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == comm)
+        })
+        .collect()
+}
+
 /// Run `podtap replay` on files and return its JSON records.
 pub fn replay(files: &[&Path], extra: &[&str]) -> Vec<serde_json::Value> {
     let out = Command::new(env!("CARGO_BIN_EXE_podtap"))

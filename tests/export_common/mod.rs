@@ -88,6 +88,36 @@ pub struct LoggedSpan {
     pub status: String,
     /// `service.name` of the resource the span came in.
     pub service: String,
+    /// Every attribute of that resource, values as rotel prints them without the type
+    /// (`Str(web)` is `web`, `Int(7)` is `7`).
+    pub resource: Vec<(String, String)>,
+    /// The span's own attributes, likewise.
+    pub attrs: Vec<(String, String)>,
+}
+
+impl LoggedSpan {
+    pub fn resource(&self, key: &str) -> Option<&str> {
+        self.resource
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn attr(&self, key: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// `-> key: Str(value)` as (key, value).
+fn logged_attr(line: &str) -> Option<(String, String)> {
+    let (k, v) = line.strip_prefix("-> ")?.split_once(": ")?;
+    let v = v
+        .split_once('(')
+        .map_or(v, |(_, rest)| rest.strip_suffix(')').unwrap_or(rest));
+    Some((k.to_string(), v.to_string()))
 }
 
 /// Spans and `metric` histogram counts rotel logged so far.
@@ -98,6 +128,9 @@ pub fn collector_log(out: &Path, metric: &str) -> (Vec<LoggedSpan>, u64) {
     let mut in_metric = false;
     let mut count = 0;
     let mut service = String::new();
+    let mut resource: Vec<(String, String)> = Vec::new();
+    // Between `ResourceSpans #` and `ScopeSpans #`: the resource's attributes.
+    let mut in_resource = false;
     let field = |l: &str| l.split_once(':').map_or("", |x| x.1).trim().to_string();
     for line in text.lines() {
         let t = line.trim();
@@ -111,11 +144,28 @@ pub fn collector_log(out: &Path, metric: &str) -> (Vec<LoggedSpan>, u64) {
                 kind: String::new(),
                 status: String::new(),
                 service: service.clone(),
+                resource: resource.clone(),
+                attrs: Vec::new(),
             });
         } else if t.starts_with("ResourceSpans #") || t.starts_with("ResourceMetrics #") {
             spans.extend(cur.take());
             service.clear();
-        } else if let Some(v) = t.strip_prefix("-> service.name: ") {
+            resource.clear();
+            in_resource = true;
+        } else if t.starts_with("ScopeSpans #") || t.starts_with("ScopeMetrics #") {
+            in_resource = false;
+        } else if in_resource && let Some(a) = logged_attr(t) {
+            resource.push(a);
+        }
+        if !in_resource
+            && let Some(s) = cur.as_mut()
+            && let Some(a) = logged_attr(t)
+        {
+            s.attrs.push(a);
+        }
+        if let Some(v) = t.strip_prefix("-> service.name: ")
+            && in_resource
+        {
             // `Str(web)`
             service = v
                 .trim_start_matches("Str(")

@@ -10,7 +10,8 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 use std::collections::BTreeMap;
 
-use super::spans::{kv_bool, kv_int, kv_str, resource, scope};
+use super::resource::resource;
+use super::spans::{kv_bool, kv_int, kv_str, scope};
 use crate::export::config::Temporality;
 use crate::stats::histogram::Buckets;
 use crate::stats::metrics::SCHEMA_URL;

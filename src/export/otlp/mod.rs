@@ -1,5 +1,7 @@
-//! OTLP: spans built from transactions, metrics from the stores, and the transport.
+//! OTLP: spans built from transactions, metrics from the stores, the resources they are
+//! reported under, and the transport.
 
 pub mod client;
 pub mod metrics;
+pub mod resource;
 pub mod spans;

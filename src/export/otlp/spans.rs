@@ -4,16 +4,10 @@
 //! Ids and the sampling decision are made on the worker (cheap, no allocation); the span
 //! itself is built on the export thread from the queued transaction.
 
-use compact_str::CompactString;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{
-    ResourceSpans, ScopeSpans, Span, Status, span::SpanKind, status::StatusCode,
-};
-use std::collections::BTreeMap;
+use opentelemetry_proto::tonic::trace::v1::{Span, Status, span::SpanKind, status::StatusCode};
 
 use crate::proto::{AttrValue, Protocol, Transaction};
-use crate::stats::metrics::SCHEMA_URL;
 use crate::stats::{Side, observed_side};
 
 /// A sampled transaction with the ids its span will carry.
@@ -297,55 +291,12 @@ pub fn build_span(item: &SpanItem) -> Span {
     }
 }
 
-/// Resource attributes shared by everything podtap sends, plus `service.name`.
-pub fn resource(service: &str, extra: &BTreeMap<String, String>) -> Resource {
-    let mut attributes = vec![
-        kv_str("service.name", service),
-        kv_str("telemetry.sdk.name", "podtap"),
-        kv_str("telemetry.sdk.language", "rust"),
-        kv_str("telemetry.sdk.version", env!("CARGO_PKG_VERSION")),
-    ];
-    if let Ok(h) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
-        attributes.push(kv_str("host.name", h.trim()));
-    }
-    for (k, v) in extra {
-        attributes.push(kv_str(k, v));
-    }
-    Resource {
-        attributes,
-        ..Default::default()
-    }
-}
-
 pub fn scope() -> InstrumentationScope {
     InstrumentationScope {
         name: "podtap".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         ..Default::default()
     }
-}
-
-/// Group spans into one `ResourceSpans` per service.
-pub fn group(
-    spans: Vec<(CompactString, Span)>,
-    extra: &BTreeMap<String, String>,
-) -> Vec<ResourceSpans> {
-    let mut by_service: BTreeMap<CompactString, Vec<Span>> = BTreeMap::new();
-    for (svc, s) in spans {
-        by_service.entry(svc).or_default().push(s);
-    }
-    by_service
-        .into_iter()
-        .map(|(svc, spans)| ResourceSpans {
-            resource: Some(resource(&svc, extra)),
-            scope_spans: vec![ScopeSpans {
-                scope: Some(scope()),
-                spans,
-                schema_url: SCHEMA_URL.into(),
-            }],
-            schema_url: SCHEMA_URL.into(),
-        })
-        .collect()
 }
 
 #[cfg(test)]
