@@ -14,9 +14,9 @@ pub mod http_common;
 pub mod scan;
 pub mod session;
 pub mod stream_stats;
-pub mod tls;
 #[cfg(test)]
 pub(crate) mod testkit;
+pub mod tls;
 pub mod transaction;
 
 pub use stream_stats::StreamStats;

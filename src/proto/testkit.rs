@@ -41,8 +41,7 @@ pub(crate) fn read(rel: &str) -> Option<Vec<Seg>> {
     while let Some(p) = r.next_packet() {
         let p = p.expect("pcap record");
         let ts = Timestamp::from_secs_nanos(p.timestamp.as_secs(), p.timestamp.subsec_nanos());
-        let Ok(Decoded::Packet(pkt)) =
-            packet::decode(&p.data, link, ts, p.orig_len, &mut defrag)
+        let Ok(Decoded::Packet(pkt)) = packet::decode(&p.data, link, ts, p.orig_len, &mut defrag)
         else {
             continue;
         };

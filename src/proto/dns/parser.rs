@@ -6,7 +6,6 @@
 
 use compact_str::{CompactString, format_compact};
 
-
 /// Length of the fixed DNS header.
 pub const HEADER_LEN: usize = 12;
 /// Longest name on the wire (RFC 1035 §2.3.4), length bytes and the root label included.
