@@ -6,7 +6,7 @@
 
 use serde::Deserialize;
 
-use super::http2::frame::{self, FrameHeader, HEADER_LEN};
+use super::http2::parser::{self, FrameHeader, HEADER_LEN};
 use super::{Direction, Protocol};
 
 /// Whether a decoder runs, and which ports hint at it.
@@ -206,19 +206,19 @@ fn h2_midstream(b: &[u8], hinted: bool) -> bool {
         }
         let payload = &b[at + HEADER_LEN..];
         match h.ty {
-            frame::HEADERS => {
+            parser::HEADERS => {
                 let mut i = 0;
-                if h.has(frame::PADDED) {
+                if h.has(parser::PADDED) {
                     i += 1;
                 }
-                if h.has(frame::PRIORITY_FLAG) {
+                if h.has(parser::PRIORITY_FLAG) {
                     i += 5;
                 }
                 if payload.get(i).is_some_and(|&c| (0x82..=0x8e).contains(&c)) {
                     return true;
                 }
             }
-            frame::SETTINGS if !h.has(frame::ACK) && h.len > 0 => {
+            parser::SETTINGS if !h.has(parser::ACK) && h.len > 0 => {
                 let visible = &payload[..payload.len().min(h.len as usize)];
                 let ids_ok = visible
                     .chunks_exact(6)

@@ -338,7 +338,7 @@ mod tests {
         resp.extend_from_slice(&[0, 0, 1, 1, 5, 0, 0, 0, 1, 0x88]);
         s.data(Direction::ToClient, &resp, Timestamp(2), &f, &mut out);
         assert_eq!(s.protocol(), Protocol::Http2);
-        let mut c = super::super::http2::frame::PREFACE.to_vec();
+        let mut c = super::super::http2::parser::PREFACE.to_vec();
         c.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
         // Stream 3 on the upgraded connection, answered 404.
         c.extend_from_slice(&[0, 0, 3, 1, 5, 0, 0, 0, 3, 0x82, 0x86, 0x84]);

@@ -13,7 +13,7 @@
 //! referencing table entries it never saw) leaves the transaction marked `hpack_unknown`
 //! with the fields that could be decoded; malformed framing stops decoding the connection.
 
-pub mod frame;
+pub mod parser;
 pub mod hpack;
 pub mod huffman;
 
@@ -24,7 +24,7 @@ use std::sync::Arc;
 use super::http_common::{HttpSettings, HttpStats, TraceHeaders};
 use super::{Completeness, Direction, L7Parser, Progress, Protocol, Transaction};
 use crate::time::Timestamp;
-use frame::{FrameError, FrameHeader, HEADER_LEN};
+use parser::{FrameError, FrameHeader, HEADER_LEN};
 
 /// `[http2]`: bounds of the HTTP/2 decoder (per connection).
 #[derive(Clone, Debug, Deserialize)]
@@ -61,7 +61,7 @@ impl Default for Http2Config {
 
 impl Http2Config {
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        if self.max_frame_bytes < frame::DEFAULT_MAX_FRAME as usize {
+        if self.max_frame_bytes < parser::DEFAULT_MAX_FRAME as usize {
             return Err((
                 "http2.max_frame_bytes",
                 "must be at least 16384 (the smallest frame size limit a peer may set)".into(),
@@ -348,8 +348,8 @@ impl Http2Parser {
                     if dir == Direction::ToClient
                         && !s.synced
                         && self.fresh.is_none()
-                        && h.ty == frame::SETTINGS
-                        && !h.has(frame::ACK)
+                        && h.ty == parser::SETTINGS
+                        && !h.has(parser::ACK)
                     {
                         // A server's first frame is its SETTINGS: the connection is
                         // probably seen from its start (undone if the client's first
@@ -360,7 +360,7 @@ impl Http2Parser {
                     rest = self.on_frame_header(dir, h, rest, ts, out)?;
                 }
                 Rx::Preface(n) => {
-                    let want = &frame::PREFACE[n..];
+                    let want = &parser::PREFACE[n..];
                     let take = want.len().min(rest.len());
                     if rest[..take] != want[..take] {
                         // Not a preface after all: treat as midstream.
@@ -369,7 +369,7 @@ impl Http2Parser {
                         continue;
                     }
                     rest = &rest[take..];
-                    self.sides[d].rx = if n + take == frame::PREFACE.len() {
+                    self.sides[d].rx = if n + take == parser::PREFACE.len() {
                         Rx::Header
                     } else {
                         Rx::Preface(n + take)
@@ -420,7 +420,7 @@ impl Http2Parser {
                     }
                     s.rx = Rx::Header;
                     let h = s.frame;
-                    if h.ty == frame::DATA {
+                    if h.ty == parser::DATA {
                         self.on_data_frame(dir, &h, ts, out);
                     }
                 }
@@ -433,8 +433,8 @@ impl Http2Parser {
     fn start(&mut self, dir: Direction, rest: &[u8]) {
         let d = dir.index();
         if dir == Direction::ToServer {
-            let n = rest.len().min(frame::PREFACE.len());
-            if rest[..n] == frame::PREFACE[..n] {
+            let n = rest.len().min(parser::PREFACE.len());
+            if rest[..n] == parser::PREFACE[..n] {
                 self.fresh = Some(true);
                 self.sides[d].rx = Rx::Preface(0);
                 self.sides[d].hpack = hpack::Decoder::new(self.cfg.limits(), true);
@@ -471,26 +471,26 @@ impl Http2Parser {
         s.frame = h;
         s.synced = true;
         // Only CONTINUATION may follow a header block that is not finished.
-        if s.block.active && (h.ty != frame::CONTINUATION || h.stream != s.block.stream) {
+        if s.block.active && (h.ty != parser::CONTINUATION || h.stream != s.block.stream) {
             return Err(FrameError::ContinuationExpected(s.block.stream));
         }
-        if h.ty == frame::CONTINUATION && !s.block.active {
+        if h.ty == parser::CONTINUATION && !s.block.active {
             return Err(FrameError::UnexpectedContinuation);
         }
         let s = &mut self.sides[d];
-        let buffered = h.ty != frame::DATA && h.ty <= frame::CONTINUATION;
+        let buffered = h.ty != parser::DATA && h.ty <= parser::CONTINUATION;
         if !buffered {
             s.pad = 0;
             s.rx = Rx::Skip {
                 left: h.len,
-                pad_pending: h.ty == frame::DATA && h.has(frame::PADDED),
+                pad_pending: h.ty == parser::DATA && h.has(parser::PADDED),
             };
             if h.len == 0 {
-                if h.has(frame::PADDED) && h.ty == frame::DATA {
+                if h.has(parser::PADDED) && h.ty == parser::DATA {
                     return Err(FrameError::Padding);
                 }
                 s.rx = Rx::Header;
-                if h.ty == frame::DATA {
+                if h.ty == parser::DATA {
                     self.on_data_frame(dir, &h, ts, out);
                 }
             }
@@ -504,12 +504,12 @@ impl Http2Parser {
             };
             if matches!(
                 h.ty,
-                frame::HEADERS | frame::PUSH_PROMISE | frame::CONTINUATION
+                parser::HEADERS | parser::PUSH_PROMISE | parser::CONTINUATION
             ) {
                 // The block's table updates are lost with it.
                 s.hpack.lose_state();
                 let stream = h.stream;
-                if h.has(frame::END_HEADERS) {
+                if h.has(parser::END_HEADERS) {
                     s.block.active = false;
                 } else {
                     s.block = BlockState {
@@ -551,8 +551,8 @@ impl Http2Parser {
         out: &mut Vec<Transaction>,
     ) -> Result<(), FrameError> {
         let d = dir.index();
-        match frame::parse(h, payload)? {
-            frame::Frame::Headers {
+        match parser::parse(h, payload)? {
+            parser::Frame::Headers {
                 end_stream,
                 end_headers,
                 block,
@@ -569,7 +569,7 @@ impl Http2Parser {
                 };
                 self.block_fragment(dir, block, end_headers, ts, out);
             }
-            frame::Frame::PushPromise {
+            parser::Frame::PushPromise {
                 end_headers,
                 promised,
                 block,
@@ -586,25 +586,25 @@ impl Http2Parser {
                 };
                 self.block_fragment(dir, block, end_headers, ts, out);
             }
-            frame::Frame::Continuation { end_headers, block } => {
+            parser::Frame::Continuation { end_headers, block } => {
                 self.sides[d].block.wire += HEADER_LEN as u64 + h.len as u64;
                 self.block_fragment(dir, block, end_headers, ts, out);
             }
-            frame::Frame::Settings { ack: false, params } => {
+            parser::Frame::Settings { ack: false, params } => {
                 // The sender's settings bound what its peer sends: the other direction.
                 let peer = &mut self.sides[dir.reverse().index()];
-                for (id, v) in frame::settings(params) {
-                    if id == frame::SETTINGS_HEADER_TABLE_SIZE {
+                for (id, v) in parser::settings(params) {
+                    if id == parser::SETTINGS_HEADER_TABLE_SIZE {
                         peer.hpack.set_allowed(v);
                     }
                 }
             }
-            frame::Frame::RstStream { code } => {
+            parser::Frame::RstStream { code } => {
                 if let Some(i) = self.streams.iter().position(|s| s.id == h.stream) {
                     let mut st = self.streams.remove(i);
                     st.tx.error = Some("rst_stream".into());
                     st.tx
-                        .attr_str("podtap.http2.error_code", frame::error_name(code));
+                        .attr_str("podtap.http2.error_code", parser::error_name(code));
                     st.tx.completeness.set(Completeness::RESET);
                     if st.http_status.is_none() {
                         st.tx.completeness.set(Completeness::NO_RESPONSE);
@@ -614,7 +614,7 @@ impl Http2Parser {
             }
             // From the server: the client's streams above `last_stream` were never
             // processed. (A client's GOAWAY concerns pushed streams: nothing to do.)
-            frame::Frame::Goaway { last_stream, code } if dir == Direction::ToClient => {
+            parser::Frame::Goaway { last_stream, code } if dir == Direction::ToClient => {
                 let mut i = 0;
                 while i < self.streams.len() {
                     let s = &self.streams[i];
@@ -622,7 +622,7 @@ impl Http2Parser {
                         let mut st = self.streams.remove(i);
                         st.tx.error = Some("goaway".into());
                         st.tx
-                            .attr_str("podtap.http2.error_code", frame::error_name(code));
+                            .attr_str("podtap.http2.error_code", parser::error_name(code));
                         st.tx.completeness.set(Completeness::NO_RESPONSE);
                         self.finish(st, ts, out);
                     } else {
@@ -881,7 +881,7 @@ impl Http2Parser {
         ts: Timestamp,
         out: &mut Vec<Transaction>,
     ) {
-        let pad = if h.has(frame::PADDED) {
+        let pad = if h.has(parser::PADDED) {
             1 + self.sides[dir.index()].pad
         } else {
             0
@@ -896,14 +896,14 @@ impl Http2Parser {
             Direction::ToServer => {
                 st.req_body += body;
                 st.tx.req_bytes += wire;
-                if h.has(frame::END_STREAM) {
+                if h.has(parser::END_STREAM) {
                     st.req_done = true;
                 }
             }
             Direction::ToClient => {
                 st.resp_body += body;
                 st.tx.resp_bytes += wire;
-                if h.has(frame::END_STREAM) {
+                if h.has(parser::END_STREAM) {
                     let st = self.streams.remove(i);
                     self.finish(st, ts, out);
                 }

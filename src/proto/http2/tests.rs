@@ -1,6 +1,6 @@
 use super::*;
 use crate::proto::AttrValue;
-use frame::*;
+use parser::*;
 
 fn frame(ty: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let mut v = (payload.len() as u32).to_be_bytes()[1..].to_vec();

@@ -18,7 +18,7 @@ use super::scan::token_eq_lower;
 use super::{Completeness, Direction, L7Parser, Progress, Protocol, Transaction};
 use crate::time::Timestamp;
 
-mod head;
+mod parser;
 
 /// Framing state of one direction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -300,7 +300,7 @@ fn body_framing(chunked: bool, content_length: Option<u64>, until_close: bool) -
 fn header_has_token(v: &[u8], token: &str) -> bool {
     // Nearly every value is one token (`keep-alive`, `chunked`): compared whole, without
     // the split and its byte-at-a-time walk.
-    let v = head::field_value(v);
+    let v = parser::field_value(v);
     if !v.contains(&b',') {
         return v.eq_ignore_ascii_case(token.as_bytes());
     }
@@ -313,7 +313,7 @@ fn header_has_token(v: &[u8], token: &str) -> bool {
 fn head_len(
     side: &mut Side,
     head: &[u8],
-    fields: &head::Fields<'_>,
+    fields: &parser::Fields<'_>,
     uncounted: bool,
 ) -> Option<usize> {
     if !fields.complete() {
@@ -332,8 +332,8 @@ fn head_len(
 fn walk_fields<'a>(
     block: &'a [u8],
     mut each: impl FnMut(&'a str, &'a [u8]),
-) -> Option<head::Fields<'a>> {
-    let mut fields = head::fields(block);
+) -> Option<parser::Fields<'a>> {
+    let mut fields = parser::fields(block);
     for field in fields.by_ref() {
         let (name, value) = field.ok()?;
         each(name, value);
@@ -393,9 +393,9 @@ fn request_fields<'a>(
     routes: &mut RouteCache,
     tx: &mut Transaction,
     trace: &mut TraceHeaders,
-    line: &head::RequestLine<'_>,
+    line: &parser::RequestLine<'_>,
     block: &'a [u8],
-) -> Option<(head::Fields<'a>, RequestFields)> {
+) -> Option<(parser::Fields<'a>, RequestFields)> {
     let target = lossy(line.target);
     settings.finish_request_cached(tx, line.method, &target, routes);
     tx.attr_str(
@@ -410,11 +410,11 @@ fn request_fields<'a>(
         let is = |lower: &[u8]| token_eq_lower(name.as_bytes(), lower);
         match name.len() {
             4 if is(b"host") => {
-                let host = lossy(head::field_value(raw));
+                let host = lossy(parser::field_value(raw));
                 tx.attr_str("server.address", host_name(host.as_ref()));
             }
             10 if is(b"user-agent") => {
-                let agent = lossy(head::field_value(raw));
+                let agent = lossy(parser::field_value(raw));
                 tx.attr_str("user_agent.original", agent.as_ref());
             }
             17 if is(b"transfer-encoding") => chunked = header_has_token(raw, "chunked"),
@@ -424,7 +424,7 @@ fn request_fields<'a>(
         }
         trace.on_header(name.as_bytes(), raw);
         if settings.captures_headers() {
-            settings.capture_header(tx, name, head::field_value(raw));
+            settings.capture_header(tx, name, parser::field_value(raw));
         }
     })?;
     Some((
@@ -685,7 +685,7 @@ impl Http1Parser {
         ts: Timestamp,
         out: &mut Vec<Transaction>,
     ) -> Option<usize> {
-        let (line, block) = head::request_line(head)?;
+        let (line, block) = parser::request_line(head)?;
         let method = line.method;
         // The transaction is built where it waits for its response: it is a few hundred
         // bytes, and building it aside costs copies into the queue. A head that turns out
@@ -747,7 +747,7 @@ impl Http1Parser {
         ts: Timestamp,
         out: &mut Vec<Transaction>,
     ) -> Option<usize> {
-        let (minor, code, block) = head::status_line(head)?;
+        let (minor, code, block) = parser::status_line(head)?;
         let (mut chunked, mut length, mut close) = (false, None, minor == 0);
         let fields = walk_fields(block, |name, raw| {
             // One comparison per field, chosen by the name's length; the parsers trim.
@@ -1036,7 +1036,7 @@ fn head_end(b: &[u8], from: usize) -> Option<usize> {
     // set-up.
     let mut i = from.min(b.len());
     loop {
-        let nl = head::find_lf(b, i);
+        let nl = parser::find_lf(b, i);
         if nl >= b.len() {
             return None;
         }
@@ -1085,7 +1085,7 @@ fn start_line(tail: &[u8], dir: Direction) -> StartLine {
 fn resync(b: &[u8], dir: Direction, line_start: &mut bool, carry: &mut Vec<u8>) -> Option<usize> {
     let mut at = 0;
     if !*line_start {
-        at = head::find_lf(b, 0) + 1;
+        at = parser::find_lf(b, 0) + 1;
         if at > b.len() {
             return None;
         }
@@ -1098,14 +1098,14 @@ fn resync(b: &[u8], dir: Direction, line_start: &mut bool, carry: &mut Vec<u8>) 
         }
         match start_line(&b[at..], dir) {
             StartLine::Yes => return Some(at),
-            StartLine::Maybe if head::find_lf(b, at) == b.len() => {
+            StartLine::Maybe if parser::find_lf(b, at) == b.len() => {
                 carry.extend_from_slice(&b[at..]);
                 *line_start = false;
                 return None;
             }
             _ => {}
         }
-        at = head::find_lf(b, at) + 1;
+        at = parser::find_lf(b, at) + 1;
         if at > b.len() {
             *line_start = false;
             return None;
