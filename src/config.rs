@@ -47,8 +47,10 @@ pub struct Config {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CaptureConfig {
-    /// Packet filter in tcpdump style (`tcp port 80 or udp port 53`); packets that do not
-    /// match are counted as `packet.filtered` and not analysed. Default: everything.
+    /// Packet filter in tcpdump's language, pcap-filter (`tcp port 80 or udp port 53`),
+    /// with its precedence: `and` and `or` equal, grouping from the left; `not` tightest.
+    /// Packets that do not match are counted as `packet.filtered` and not analysed.
+    /// Default: everything. See [`crate::filter`].
     pub filter: crate::filter::Filter,
     /// Capture engine: `auto` (AF_XDP where it can run, TPACKET_V3 elsewhere, the reason
     /// logged per interface), `xdp` or `tpacket`. Default `auto`.

@@ -92,7 +92,8 @@ enum Cmd {
         /// Worker threads (default: `replay.workers` from the config).
         #[arg(long)]
         workers: Option<usize>,
-        /// Packet filter, tcpdump style: `tcp port 80`, `host 10.0.0.1 and not udp`
+        /// Packet filter in tcpdump's language: `tcp port 80`, `host 10.0.0.1 and not udp`.
+        /// As in tcpdump, `and` and `or` have equal precedence and group from the left
         /// (default: `capture.filter` from the config).
         #[arg(long)]
         filter: Option<String>,
@@ -121,7 +122,8 @@ enum Cmd {
         /// Interface regexes to capture (default: `capture.interfaces`); repeatable.
         #[arg(long = "interface", short = 'i')]
         interfaces: Vec<String>,
-        /// Packet filter, tcpdump style (default: `capture.filter` from the config).
+        /// Packet filter in tcpdump's language; `and` and `or` have equal precedence and
+        /// group from the left, as in tcpdump (default: `capture.filter` from the config).
         #[arg(long)]
         filter: Option<String>,
     },
