@@ -34,11 +34,9 @@ pub struct Config {
     pub defrag: DefragConfig,
     pub replay: ReplayConfig,
     pub output: OutputConfig,
-    pub protocols: crate::proto::detect::ProtocolsConfig,
-    pub http: crate::proto::http_common::HttpConfig,
-    pub dns: crate::proto::dns::DnsConfig,
-    pub tls: crate::proto::tls::TlsConfig,
-    pub http2: crate::proto::http2::Http2Config,
+    /// `[protocols]` and one `[protocols.<name>]` section per decoder (its switch, port
+    /// hint and own settings), as the decoder list in `proto/mod.rs` makes them.
+    pub protocols: crate::proto::ProtocolsConfig,
     pub export: crate::export::config::ExportConfig,
     pub attribution: AttributionConfig,
 }
@@ -339,7 +337,15 @@ impl Config {
             key,
             message,
         };
-        let cfg: Config = from_toml(text).map_err(|(key, msg)| invalid(key, msg))?;
+        let cfg: Config = from_toml(text).map_err(|(key, mut msg)| {
+            // The decoders' sections moved under [protocols.<name>].
+            if ["http", "http2", "dns", "tls"].contains(&key.as_str()) {
+                msg.push_str(&format!(
+                    " (the [{key}] settings are now under [protocols.{key}])"
+                ));
+            }
+            invalid(key, msg)
+        })?;
         cfg.validate()
             .map_err(|(key, msg)| invalid(key.into(), msg))?;
         cfg.attribution
@@ -387,11 +393,6 @@ impl Config {
                 .map(drop)
                 .map_err(|e| e.to_string())
         };
-        for rule in &self.http.route.rules {
-            if let Err(e) = check(&rule.pattern) {
-                return Err(("http.route.rules.pattern", e));
-            }
-        }
         if let Err(m) = self.capture.tpacket.validate() {
             return Err(("capture.tpacket", m));
         }
@@ -418,7 +419,7 @@ impl Config {
                 "must be at least reassembly.max_flow_bytes".into(),
             ));
         }
-        self.http2.validate()?;
+        self.protocols.validate()?;
         self.export
             .validate()
             .map_err(|(key, msg)| (&*key.leak(), msg))?;

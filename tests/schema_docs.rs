@@ -81,7 +81,7 @@ impl Keys {
 fn every_emitted_attribute_key_is_documented() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let cfg = Config::parse(
-        "[http]\ncapture_headers = [\"user-agent\", \"x-request-id\"]\nkeep_query = true\n",
+        "[protocols.http]\ncapture_headers = [\"user-agent\", \"x-request-id\"]\nkeep_query = true\n",
         Path::new("test.toml"),
     )
     .unwrap();

@@ -33,7 +33,7 @@ impl HttpStats {
     }
 }
 
-/// `[http]`: settings of the HTTP/1 and HTTP/2 decoders.
+/// `[protocols.http]`: settings of the HTTP/1 and HTTP/2 decoders.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
@@ -54,6 +54,25 @@ pub struct HttpConfig {
     /// and Set-Cookie, which are always redacted.
     pub redact_headers: Vec<String>,
     pub route: RouteConfig,
+}
+
+impl HttpConfig {
+    /// Checks serde cannot express (syntax only: compiling the route rules happens when a
+    /// worker prepares its decoders).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_header_bytes == 0 {
+            return Err("max_header_bytes: must be at least 1 (0 would drop every request)".into());
+        }
+        if self.max_pending == 0 {
+            return Err("max_pending: must be at least 1".into());
+        }
+        for rule in &self.route.rules {
+            regex_syntax::Parser::new()
+                .parse(&rule.pattern)
+                .map_err(|e| format!("route.rules.pattern: {e}"))?;
+        }
+        Ok(())
+    }
 }
 
 impl Default for HttpConfig {
@@ -82,7 +101,7 @@ impl Default for HttpConfig {
     }
 }
 
-/// `[http.route]`: how paths become `http.route` templates.
+/// `[protocols.http.route]`: how paths become `http.route` templates.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RouteConfig {
@@ -757,5 +776,56 @@ mod tests {
             t.on_header(n, v);
             assert_eq!(t.finish(), None, "{}", String::from_utf8_lossy(v));
         }
+    }
+}
+
+/// How HTTP transactions (HTTP/1 and HTTP/2) become metrics and spans.
+pub static HTTP_TELEMETRY: crate::proto::registry::Telemetry = {
+    use crate::proto::registry::MetricAttr::*;
+    crate::proto::registry::Telemetry {
+        duration: Some([
+            crate::stats::Metric::HttpServerDuration,
+            crate::stats::Metric::HttpClientDuration,
+        ]),
+        metric_attrs: &[
+            AttrOrOperation("http.request.method"),
+            Resource("http.route"),
+            Status("http.response.status_code"),
+            Error,
+            Const("network.protocol.name", "http"),
+            Server,
+        ],
+        span_name: http_span_name,
+        attributes: &[
+            "http.request.method",
+            "http.route",
+            "url.path",
+            "url.query",
+            "http.request.header.*",
+            "http.request.body.size",
+            "http.response.body.size",
+            "http.response.status_code",
+            "network.protocol.version",
+            "server.address",
+            "user_agent.original",
+            "podtap.http.body_until_close",
+            "podtap.http.interim_status",
+            "podtap.http.upgrade",
+            "podtap.http2.error_code",
+            "podtap.http2.pushed",
+        ],
+    }
+};
+
+/// `GET /users/{id}`: the method and the route (the method alone without one).
+fn http_span_name(tx: &Transaction) -> String {
+    let method = match tx.attr("http.request.method") {
+        Some(super::AttrValue::Str(m)) => m.as_str(),
+        _ => tx.operation.as_str(),
+    };
+    if tx.resource.is_empty() {
+        method.to_string()
+    } else {
+        format!("{method} {}", tx.resource)
     }
 }

@@ -1,7 +1,8 @@
-//! Application-layer decoding: the `L7Parser` seam, protocol identity, and the static
-//! dispatch over the decoders.
+//! Application-layer decoding: the `L7Parser` seam and the list of decoders, from which
+//! the registry (`registry.rs`) makes protocol identity, dispatch, configuration,
+//! detection and the telemetry lookup.
 //!
-//! Each decoder is a pure parser (bytes to typed messages, streaming, never panics) plus a
+//! Each decoder is a folder: a pure parser (bytes to typed messages, streaming, never panics) plus a
 //! small state machine that pairs requests with responses into [`Transaction`]s. The flow
 //! layer feeds each decoder the in-order bytes of each direction (TCP) or whole datagrams
 //! (UDP), and tells it about gaps and the close of the connection.
@@ -11,6 +12,8 @@ pub mod dns;
 pub mod http1;
 pub mod http2;
 pub mod http_common;
+#[macro_use]
+pub mod registry;
 pub mod scan;
 pub mod session;
 pub mod stream_stats;
@@ -46,43 +49,6 @@ impl Direction {
     #[inline]
     pub fn index(self) -> usize {
         self as usize
-    }
-}
-
-/// Application protocols podtap knows. `as_str` is the `podtap.protocol` value.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Protocol {
-    #[default]
-    Unknown,
-    Http,
-    Http2,
-    Grpc,
-    Dns,
-    Tls,
-    Redis,
-    Mysql,
-    Postgresql,
-    Kafka,
-    Mongodb,
-    Memcached,
-}
-
-impl Protocol {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Unknown => "unknown",
-            Protocol::Http => "http",
-            Protocol::Http2 => "http2",
-            Protocol::Grpc => "grpc",
-            Protocol::Dns => "dns",
-            Protocol::Tls => "tls",
-            Protocol::Redis => "redis",
-            Protocol::Mysql => "mysql",
-            Protocol::Postgresql => "postgresql",
-            Protocol::Kafka => "kafka",
-            Protocol::Mongodb => "mongodb",
-            Protocol::Memcached => "memcached",
-        }
     }
 }
 
@@ -139,78 +105,15 @@ pub trait L7Parser {
     fn on_tick(&mut self, _now: Timestamp, _timeout_ns: u64, _out: &mut Vec<Transaction>) {}
 }
 
-/// Static dispatch over the decoders (no trait objects on the packet path).
-pub enum Decoder {
-    /// Streams no decoder claimed: counted, not decoded.
-    StreamStats(StreamStats),
-    Http1(http1::Http1Parser),
-    Http2(http2::Http2Parser),
-    Dns(dns::DnsParser),
-    Tls(tls::TlsParser),
-}
+use detect::Transport;
 
-impl Decoder {
-    pub fn protocol(&self) -> Protocol {
-        match self {
-            Decoder::StreamStats(_) => Protocol::Unknown,
-            Decoder::Http1(_) => Protocol::Http,
-            Decoder::Http2(p) => p.protocol(),
-            Decoder::Dns(_) => Protocol::Dns,
-            Decoder::Tls(_) => Protocol::Tls,
-        }
-    }
-
-    pub fn as_stream_stats(&self) -> Option<&StreamStats> {
-        match self {
-            Decoder::StreamStats(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    /// Fold the decoder's own drop/error counts (since the last call) into `c`.
-    pub fn drain_stats(&mut self, c: &mut Counters) {
-        match self {
-            Decoder::StreamStats(_) => {}
-            Decoder::Http1(p) => p.take_stats().add_to(c),
-            Decoder::Http2(p) => p.take_stats().add_to(c),
-            Decoder::Dns(p) => p.take_stats().add_to(c),
-            Decoder::Tls(p) => p.take_stats().add_to(c),
-        }
-    }
-}
-
-macro_rules! dispatch {
-    ($self:ident, $p:ident => $e:expr) => {
-        match $self {
-            Decoder::StreamStats($p) => $e,
-            Decoder::Http1($p) => $e,
-            Decoder::Http2($p) => $e,
-            Decoder::Dns($p) => $e,
-            Decoder::Tls($p) => $e,
-        }
-    };
-}
-
-impl L7Parser for Decoder {
-    #[inline]
-    fn on_data(
-        &mut self,
-        dir: Direction,
-        bytes: &[u8],
-        ts: Timestamp,
-        out: &mut Vec<Transaction>,
-    ) -> Progress {
-        dispatch!(self, p => p.on_data(dir, bytes, ts, out))
-    }
-    fn on_gap(&mut self, dir: Direction, missing: u32) {
-        dispatch!(self, p => p.on_gap(dir, missing))
-    }
-    fn on_close(&mut self, ts: Timestamp, reset: bool, out: &mut Vec<Transaction>) {
-        dispatch!(self, p => p.on_close(ts, reset, out))
-    }
-    fn on_tick(&mut self, now: Timestamp, timeout_ns: u64, out: &mut Vec<Transaction>) {
-        dispatch!(self, p => p.on_tick(now, timeout_ns, out))
-    }
+// The decoders podtap has: the one place a protocol is wired in (see `registry`).
+// Variant = "[protocols.<section>]" => module::Decoder [Protocol = "podtap.protocol", ...]
+registry::decoders! {
+    Http1 = "http" => http1::Http1Parser [Http = "http"],
+    Http2 = "http2" => http2::Http2Parser [Http2 = "http2", Grpc = "grpc"],
+    Dns = "dns" => dns::DnsParser [Dns = "dns"],
+    Tls = "tls" => tls::TlsParser [Tls = "tls"],
 }
 
 /// A small deterministic generator (xorshift64) for the decoders' randomized tests.

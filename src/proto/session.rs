@@ -2,16 +2,14 @@
 //! then feed the chosen decoder. Flows no decoder claims go to the built-in byte counter,
 //! so every stream still exercises the `L7Parser` seam and gets flow statistics.
 
-use super::detect::{Detection, ProtocolsConfig, Transport, detect};
-use super::dns::{DnsConfig, DnsParser};
-use super::http_common::HttpSettings;
-use super::http1::Http1Parser;
-use super::http2::{Http2Config, Http2Parser};
-use super::tls::{TlsConfig, TlsParser};
-use super::{Decoder, Direction, L7Parser, Progress, Protocol, StreamStats, Transaction};
+use super::detect::{Detection, Transport, detect};
+use super::http2::Http2Parser;
+use super::{
+    Decoder, DecoderFactory, DecoderKind, Direction, L7Parser, Progress, Protocol, StreamStats,
+    Transaction,
+};
 use crate::events::Counters;
 use crate::time::Timestamp;
-use std::sync::Arc;
 
 /// Bytes kept while a signature is still incomplete (the HTTP/2 preface is 24).
 const PREFIX: usize = 32;
@@ -20,43 +18,10 @@ const PG_SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
 /// Chunks looked at before giving up on detection.
 const MAX_TRIES: u8 = 4;
 
-/// Builds decoders from the configuration (one per worker).
-#[derive(Clone, Default)]
-pub struct DecoderFactory {
-    pub protocols: ProtocolsConfig,
-    pub http: Arc<HttpSettings>,
-    pub dns: DnsConfig,
-    pub tls: TlsConfig,
-    pub http2: Http2Config,
-}
-
 impl DecoderFactory {
-    /// Fails only on an invalid `http.route.rules` pattern (rejected when loading config).
-    pub fn from_config(cfg: &crate::config::Config) -> Result<Self, regex::Error> {
-        Ok(DecoderFactory {
-            protocols: cfg.protocols.clone(),
-            http: Arc::new(HttpSettings::new(cfg.http.clone())?),
-            dns: cfg.dns.clone(),
-            tls: cfg.tls.clone(),
-            http2: cfg.http2.clone(),
-        })
-    }
-
-    /// A decoder for `p`, or `None` when podtap has none for it (yet).
-    pub fn make(&self, p: Protocol, transport: Transport) -> Option<Decoder> {
-        match p {
-            Protocol::Http if transport == Transport::Tcp => {
-                Some(Decoder::Http1(Http1Parser::new(self.http.clone())))
-            }
-            Protocol::Http2 | Protocol::Grpc if transport == Transport::Tcp => Some(
-                Decoder::Http2(Http2Parser::new(self.http.clone(), self.http2.clone())),
-            ),
-            Protocol::Dns => Some(Decoder::Dns(DnsParser::new(transport, &self.dns))),
-            Protocol::Tls if transport == Transport::Tcp => {
-                Some(Decoder::Tls(TlsParser::new(&self.tls)))
-            }
-            _ => None,
-        }
+    /// Fails only on settings that loading the config rejects already.
+    pub fn from_config(cfg: &crate::config::Config) -> Result<Self, String> {
+        DecoderFactory::new(&cfg.protocols)
     }
 }
 
@@ -147,18 +112,17 @@ impl L7Session {
                     *len = 0;
                     return;
                 }
+                let can_wait =
+                    self.transport == Transport::Tcp && *tries < MAX_TRIES && n <= PREFIX;
                 let dec = match detect(
                     &look[..n],
                     dir,
                     self.transport,
                     self.server_port,
                     &f.protocols,
+                    !can_wait,
                 ) {
-                    Detection::NeedMore
-                        if self.transport == Transport::Tcp
-                            && *tries < MAX_TRIES
-                            && n <= PREFIX =>
-                    {
+                    Detection::NeedMore if can_wait => {
                         prefix[..n].copy_from_slice(&look[..n]);
                         *len = n as u8;
                         *pdir = dir;
@@ -217,7 +181,7 @@ impl L7Session {
         let Some((req, rest)) = h1.take_h2c_upgrade() else {
             return false;
         };
-        if !f.protocols.enabled(Protocol::Http2) {
+        if !f.protocols.enabled(DecoderKind::Http2) {
             return false;
         }
         // Whatever HTTP/1 still held is reported, and its counts kept for `drain_stats`.
@@ -225,7 +189,7 @@ impl L7Session {
         let mut c = self.carried.take().unwrap_or_default();
         d.drain_stats(&mut c);
         self.carried = Some(c);
-        let h2 = Http2Parser::upgraded(f.http.clone(), f.http2.clone(), req);
+        let h2 = Http2Parser::upgraded(f.http2.0.clone(), f.http2.1.clone(), req);
         let tail = &bytes[bytes.len() - rest.min(bytes.len())..];
         self.start(Decoder::Http2(h2), dir, &[], tail, ts, out);
         true

@@ -52,7 +52,6 @@ metrics! {
     RpcServerDuration => "rpc.server.call.duration", "s", Histogram, "Duration of RPC server calls, observed on the wire";
     RpcClientDuration => "rpc.client.call.duration", "s", Histogram, "Duration of RPC client calls, observed on the wire";
     DbClientDuration => "db.client.operation.duration", "s", Histogram, "Duration of database client operations, observed on the wire";
-    MessagingClientDuration => "messaging.client.operation.duration", "s", Histogram, "Duration of messaging operations (Kafka requests until their response), observed on the wire";
     DnsLookupDuration => "dns.lookup.duration", "s", Histogram, "Duration of DNS queries until their response, observed on the wire";
     TcpHandshake => "podtap.tcp.handshake.duration", "s", Histogram, "TCP handshake round-trip time (SYN to the client's ACK) at the observation point";
     TcpRtt => "podtap.tcp.rtt", "s", Histogram, "Smoothed RTT of each connection's data per sending direction: from the observation point to the receiver and back with its ACK";

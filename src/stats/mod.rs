@@ -265,97 +265,54 @@ impl WorkerStats {
         self.scratch = a;
     }
 
+    /// A transaction's duration, into its protocol's histogram (which one, and with which
+    /// attributes, its decoder's telemetry mapping says), seen from the side it was
+    /// observed at.
     pub fn transaction(&mut self, tx: &Transaction) {
-        let side = observed_side(tx);
+        use crate::proto::registry::MetricAttr;
+        let Some(t) = crate::proto::telemetry(tx.protocol) else {
+            return;
+        };
+        // TLS handshakes and the like are flows, not calls.
+        let Some(metrics) = t.duration else { return };
+        let metric = metrics[(observed_side(tx) == Side::Client) as usize];
         let secs = tx.duration_ns() as f64 / 1e9;
         let mut a = std::mem::take(&mut self.scratch);
         a.clear();
-        let metric = match tx.protocol {
-            Protocol::Http | Protocol::Http2 => {
-                let metric = match side {
-                    Side::Server => Metric::HttpServerDuration,
-                    Side::Client => Metric::HttpClientDuration,
-                };
-                let method = match tx.attr("http.request.method") {
-                    Some(AttrValue::Str(m)) => m.clone(),
-                    _ => tx.operation.clone(),
-                };
-                a.push(("http.request.method", Val::Str(method)));
-                if !tx.resource.is_empty() {
-                    a.push(("http.route", Val::Str(tx.resource.clone())));
-                }
-                if let Some(s) = tx.status {
-                    a.push(("http.response.status_code", Val::Int(s)));
-                }
-                push_error(&mut a, tx);
-                a.push(("network.protocol.name", Val::Str("http".into())));
-                push_server(&mut a, &tx.server);
-                push_pods(&mut a, tx.pods.as_deref(), &mut self.pod_labels);
-                metric
-            }
-            Protocol::Grpc => {
-                let metric = match side {
-                    Side::Server => Metric::RpcServerDuration,
-                    Side::Client => Metric::RpcClientDuration,
-                };
-                a.push(("rpc.system", Val::Str("grpc".into())));
-                for key in ["rpc.service", "rpc.method"] {
-                    if let Some(AttrValue::Str(v)) = tx.attr(key) {
-                        a.push((key, Val::Str(v.clone())));
+        let attr = |key: &str| match tx.attr(key) {
+            Some(AttrValue::Str(v)) => Some(v.clone()),
+            _ => None,
+        };
+        for m in t.metric_attrs {
+            match *m {
+                MetricAttr::Attr(k) => {
+                    if let Some(v) = attr(k) {
+                        a.push((k, Val::Str(v)));
                     }
                 }
-                if let Some(s) = tx.status {
-                    a.push(("rpc.grpc.status_code", Val::Int(s)));
+                MetricAttr::AttrOrOperation(k) => {
+                    a.push((k, Val::Str(attr(k).unwrap_or_else(|| tx.operation.clone()))));
                 }
-                push_error(&mut a, tx);
-                push_server(&mut a, &tx.server);
-                push_pods(&mut a, tx.pods.as_deref(), &mut self.pod_labels);
-                metric
-            }
-            Protocol::Redis
-            | Protocol::Mysql
-            | Protocol::Postgresql
-            | Protocol::Mongodb
-            | Protocol::Memcached => {
-                a.push(("db.system.name", Val::Str(tx.protocol.as_str().into())));
-                a.push(("db.operation.name", Val::Str(tx.operation.clone())));
-                push_error(&mut a, tx);
-                push_server(&mut a, &tx.server);
-                push_pods(&mut a, tx.pods.as_deref(), &mut self.pod_labels);
-                Metric::DbClientDuration
-            }
-            Protocol::Dns => {
-                if let Some(AttrValue::Str(q)) = tx.attr("dns.question.name") {
-                    a.push(("dns.question.name", Val::Str(q.clone())));
+                MetricAttr::Operation(k) => a.push((k, Val::Str(tx.operation.clone()))),
+                MetricAttr::Resource(k) => {
+                    if !tx.resource.is_empty() {
+                        a.push((k, Val::Str(tx.resource.clone())));
+                    }
                 }
-                if let Some(AttrValue::Str(t)) = tx.attr("dns.question.type") {
-                    a.push(("dns.question.type", Val::Str(t.clone())));
+                MetricAttr::Status(k) => {
+                    if let Some(s) = tx.status {
+                        a.push((k, Val::Int(s)));
+                    }
                 }
-                push_error(&mut a, tx);
-                push_server(&mut a, &tx.server);
-                push_pods(&mut a, tx.pods.as_deref(), &mut self.pod_labels);
-                Metric::DnsLookupDuration
-            }
-            Protocol::Kafka => {
-                a.push((
-                    "messaging.system",
-                    Val::Str(CompactString::const_new("kafka")),
-                ));
-                a.push(("messaging.operation.name", Val::Str(tx.operation.clone())));
-                if !tx.resource.is_empty() {
-                    a.push(("messaging.destination.name", Val::Str(tx.resource.clone())));
+                MetricAttr::Const(k, v) => a.push((k, Val::Str(CompactString::const_new(v)))),
+                MetricAttr::ProtocolName(k) => {
+                    a.push((k, Val::Str(CompactString::const_new(tx.protocol.as_str()))))
                 }
-                push_error(&mut a, tx);
-                push_server(&mut a, &tx.server);
-                push_pods(&mut a, tx.pods.as_deref(), &mut self.pod_labels);
-                Metric::MessagingClientDuration
+                MetricAttr::Error => push_error(&mut a, tx),
+                MetricAttr::Server => push_server(&mut a, &tx.server),
             }
-            // TLS handshakes and unknown streams are flows, not calls.
-            Protocol::Tls | Protocol::Unknown => {
-                self.scratch = a;
-                return;
-            }
-        };
+        }
+        push_pods(&mut a, tx.pods.as_deref(), &mut self.pod_labels);
         self.store.observe(metric, &a, secs);
         self.scratch = a;
     }
@@ -585,20 +542,22 @@ mod tests {
     }
 
     #[test]
-    fn kafka_requests_become_messaging_duration_series() {
+    fn each_protocol_records_into_its_decoders_metric() {
         let mut s = stats();
-        let mut tx = http_tx("GET", "", 0, 12);
-        tx.protocol = Protocol::Kafka;
-        tx.operation = "Produce".into();
-        tx.resource = "orders".into();
-        tx.attrs.clear();
-        s.transaction(&tx);
+        let mut grpc = http_tx("POST", "/shop.Cart/Add", 0, 12);
+        grpc.protocol = Protocol::Grpc;
+        grpc.attr_str("rpc.service", "shop.Cart");
+        grpc.attr_str("rpc.method", "Add");
+        s.transaction(&grpc);
+        // A TLS handshake is its flow's property: no duration metric.
+        let mut tls = http_tx("GET", "", 0, 12);
+        tls.protocol = Protocol::Tls;
+        s.transaction(&tls);
         let d = s.take_delta();
         let series = d.sorted();
         assert_eq!(series.len(), 1);
         let (k, v) = series[0];
-        assert_eq!(k.metric, Metric::MessagingClientDuration);
-        assert_eq!(k.metric.def().name, "messaging.client.operation.duration");
+        assert_eq!(k.metric, Metric::RpcServerDuration);
         assert_eq!(v.count(), 1);
         let get = |n: &str| {
             k.attrs
@@ -606,9 +565,9 @@ mod tests {
                 .find(|(a, _)| *a == n)
                 .map(|(_, v)| v.to_string())
         };
-        assert_eq!(get("messaging.system").as_deref(), Some("kafka"));
-        assert_eq!(get("messaging.operation.name").as_deref(), Some("Produce"));
-        assert_eq!(get("messaging.destination.name").as_deref(), Some("orders"));
+        assert_eq!(get("rpc.system").as_deref(), Some("grpc"));
+        assert_eq!(get("rpc.service").as_deref(), Some("shop.Cart"));
+        assert_eq!(get("rpc.method").as_deref(), Some("Add"));
     }
 
     #[test]

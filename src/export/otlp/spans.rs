@@ -7,7 +7,7 @@
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::{Span, Status, span::SpanKind, status::StatusCode};
 
-use crate::proto::{AttrValue, Protocol, Transaction};
+use crate::proto::{AttrValue, Transaction};
 use crate::stats::{Side, observed_side};
 
 /// A sampled transaction with the ids its span will carry.
@@ -145,27 +145,14 @@ impl Sampler {
     }
 }
 
-/// The span name: `GET /users/{id}`, `redis GET`, `QUERY A`… (low cardinality).
+/// The span name: `GET /users/{id}`, `QUERY A`… (low cardinality), as the protocol's
+/// decoder names it (its telemetry mapping).
 pub fn span_name(tx: &Transaction) -> String {
-    let op = tx.operation.as_str();
-    match tx.protocol {
-        Protocol::Http | Protocol::Http2 => {
-            let method = match tx.attr("http.request.method") {
-                Some(AttrValue::Str(m)) => m.as_str(),
-                _ => op,
-            };
-            if tx.resource.is_empty() {
-                method.to_string()
-            } else {
-                format!("{method} {}", tx.resource)
-            }
-        }
-        Protocol::Grpc if !tx.resource.is_empty() => tx.resource.to_string(),
-        // Standard queries are named by type (`QUERY A`); other opcodes by opcode.
-        Protocol::Dns if tx.attr("podtap.dns.opcode").is_some() => op.to_string(),
-        Protocol::Dns => format!("QUERY {op}"),
-        Protocol::Tls => "TLS handshake".into(),
-        p => format!("{} {op}", p.as_str()).trim_end().to_string(),
+    match crate::proto::telemetry(tx.protocol) {
+        Some(t) => (t.span_name)(tx),
+        None => format!("{} {}", tx.protocol.as_str(), tx.operation)
+            .trim_end()
+            .to_string(),
     }
 }
 
@@ -306,7 +293,10 @@ mod tests {
     use crate::time::Timestamp;
 
     fn http(trace: Option<TraceContext>) -> Transaction {
-        let mut tx = Transaction::new(Protocol::Http, Timestamp(1_700_000_000_000_000_000));
+        let mut tx = Transaction::new(
+            crate::proto::Protocol::Http,
+            Timestamp(1_700_000_000_000_000_000),
+        );
         tx.end = Timestamp(1_700_000_000_025_000_000);
         tx.operation = "GET".into();
         tx.resource = "/users/{id}".into();
@@ -400,12 +390,11 @@ mod tests {
             tx,
         });
         assert_eq!(s.status.unwrap().code, StatusCode::Error as i32);
-        let mut d = Transaction::new(Protocol::Dns, Timestamp(0));
+        let mut d = Transaction::new(crate::proto::Protocol::Dns, Timestamp(0));
         d.operation = "A".into();
         assert_eq!(span_name(&d), "QUERY A");
-        let mut r = Transaction::new(Protocol::Redis, Timestamp(0));
-        r.operation = "GET".into();
-        assert_eq!(span_name(&r), "redis GET");
+        let r = Transaction::new(crate::proto::Protocol::Tls, Timestamp(0));
+        assert_eq!(span_name(&r), "TLS handshake");
         let mut h = http(None);
         h.resource = "".into();
         assert_eq!(span_name(&h), "GET");

@@ -47,11 +47,12 @@ use std::collections::VecDeque;
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
-use super::{Completeness, Direction, L7Parser, Progress, Protocol, Transaction};
+use super::registry::{MetricAttr, Probe, ProtocolDecoder, Telemetry};
+use super::{Completeness, Confidence, Direction, L7Parser, Progress, Protocol, Transaction};
 use crate::events::{Counters, Event};
 use crate::time::Timestamp;
 
-/// DNS decoder settings (`[dns]`).
+/// DNS decoder settings (`[protocols.dns]`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DnsConfig {
@@ -678,4 +679,125 @@ impl L7Parser for DnsParser {
             false
         });
     }
+}
+
+impl ProtocolDecoder for DnsParser {
+    type Config = DnsConfig;
+    type Shared = DnsConfig;
+    const PORTS: &'static [u16] = &[53, 5353, 5053];
+    const TRANSPORTS: &'static [Transport] = &[Transport::Udp, Transport::Tcp];
+
+    fn prepare(cfg: &super::ProtocolsConfig) -> Result<Self::Shared, String> {
+        Ok(cfg.dns.settings.clone())
+    }
+
+    /// A plausible header: on a DNS port enough (over TCP after the length prefix);
+    /// elsewhere only a query from the client whose question parses exactly.
+    fn probe(p: &Probe<'_>) -> Confidence {
+        let b = p.bytes;
+        match p.transport {
+            Transport::Udp => {
+                if !looks_like_dns(b) {
+                    Confidence::No
+                } else if p.hinted {
+                    Confidence::Likely
+                } else if p.dir == Direction::ToServer && strict_dns_query(b) {
+                    Confidence::Likely
+                } else {
+                    Confidence::No
+                }
+            }
+            Transport::Tcp => {
+                if b.len() >= 14 && p.hinted {
+                    let len = u16::from_be_bytes([b[0], b[1]]) as usize;
+                    if len >= 12 && looks_like_dns(&b[2..]) {
+                        return Confidence::Likely;
+                    }
+                }
+                Confidence::No
+            }
+        }
+    }
+
+    fn new(shared: &Self::Shared, transport: Transport) -> Self {
+        DnsParser::new(transport, shared)
+    }
+
+    fn protocol(&self) -> Protocol {
+        Protocol::Dns
+    }
+
+    fn drain_stats(&mut self, c: &mut Counters) {
+        self.take_stats().add_to(c)
+    }
+
+    fn telemetry(_: Protocol) -> &'static Telemetry {
+        &DNS_TELEMETRY
+    }
+}
+
+/// How DNS queries become metrics and spans.
+static DNS_TELEMETRY: Telemetry = Telemetry {
+    duration: Some([
+        crate::stats::Metric::DnsLookupDuration,
+        crate::stats::Metric::DnsLookupDuration,
+    ]),
+    metric_attrs: &[
+        MetricAttr::Attr("dns.question.name"),
+        MetricAttr::Attr("dns.question.type"),
+        MetricAttr::Error,
+        MetricAttr::Server,
+    ],
+    span_name: dns_span_name,
+    attributes: &[
+        "dns.question.name",
+        "dns.question.type",
+        "dns.response_code",
+        "podtap.dns.id",
+        "podtap.dns.opcode",
+        "podtap.dns.answer_count",
+        "podtap.dns.response_messages",
+        "podtap.dns.retransmits",
+        "podtap.dns.truncated",
+    ],
+};
+
+/// Standard queries are named by type (`QUERY A`); other opcodes by opcode.
+fn dns_span_name(tx: &Transaction) -> String {
+    if tx.attr("podtap.dns.opcode").is_some() {
+        tx.operation.to_string()
+    } else {
+        format!("QUERY {}", tx.operation)
+    }
+}
+
+/// A DNS header that is plausible: opcode 0-5, counts small, a question present.
+fn looks_like_dns(b: &[u8]) -> bool {
+    if b.len() < 12 {
+        return false;
+    }
+    let opcode = (b[2] >> 3) & 0x0f;
+    let qd = u16::from_be_bytes([b[4], b[5]]);
+    let an = u16::from_be_bytes([b[6], b[7]]);
+    let ns = u16::from_be_bytes([b[8], b[9]]);
+    let ar = u16::from_be_bytes([b[10], b[11]]);
+    opcode <= 5 && (1..=4).contains(&qd) && an < 512 && ns < 512 && ar < 512
+}
+
+/// Off the DNS ports, only accept a query whose question section parses exactly.
+fn strict_dns_query(b: &[u8]) -> bool {
+    if b[2] & 0x80 != 0 || u16::from_be_bytes([b[6], b[7]]) != 0 {
+        return false;
+    }
+    let mut i = 12;
+    while let Some(&len) = b.get(i) {
+        if len == 0 {
+            return b.len() >= i + 5;
+        }
+        if len > 63 {
+            return false;
+        }
+        i += 1 + len as usize;
+    }
+    false
 }

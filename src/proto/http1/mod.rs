@@ -12,11 +12,26 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 // Request-line starts, shared with protocol detection.
-use super::detect::HTTP_METHODS as METHODS;
+use super::detect::Transport;
 use super::http_common::{HttpSettings, HttpStats, RouteCache, TraceHeaders, lossy};
+use super::registry::{Probe, ProtocolDecoder, Telemetry};
 use super::scan::token_eq_lower;
-use super::{Completeness, Direction, L7Parser, Progress, Protocol, Transaction};
+use super::{Completeness, Confidence, Direction, L7Parser, Progress, Protocol, Transaction};
+use crate::events::Counters;
 use crate::time::Timestamp;
+
+/// How an HTTP/1 request line starts (method and space).
+pub const METHODS: [&[u8]; 9] = [
+    b"GET ",
+    b"POST ",
+    b"PUT ",
+    b"DELETE ",
+    b"HEAD ",
+    b"OPTIONS ",
+    b"PATCH ",
+    b"CONNECT ",
+    b"TRACE ",
+];
 
 mod parser;
 
@@ -1200,3 +1215,50 @@ impl L7Parser for Http1Parser {
 
 #[cfg(test)]
 mod tests;
+
+impl ProtocolDecoder for Http1Parser {
+    type Config = super::http_common::HttpConfig;
+    type Shared = Arc<HttpSettings>;
+    const PORTS: &'static [u16] = &[80, 8080, 8000, 8081, 3000, 5000, 9090];
+    const TRANSPORTS: &'static [Transport] = &[Transport::Tcp];
+
+    fn validate(cfg: &Self::Config) -> Result<(), String> {
+        super::http_common::HttpConfig::validate(cfg)
+    }
+
+    fn prepare(cfg: &super::ProtocolsConfig) -> Result<Self::Shared, String> {
+        HttpSettings::new(cfg.http1.settings.clone())
+            .map(Arc::new)
+            .map_err(|e| format!("route.rules: {e}"))
+    }
+
+    /// A request line's method or a status line's version: nothing else starts so.
+    fn probe(p: &Probe<'_>) -> Confidence {
+        let b = p.bytes;
+        if METHODS.iter().any(|m| b.starts_with(m)) || b.starts_with(b"HTTP/1.") {
+            Confidence::Certain
+        } else if !b.is_empty()
+            && (METHODS.iter().any(|m| m.starts_with(b)) || b"HTTP/1.".starts_with(b))
+        {
+            Confidence::NeedMore
+        } else {
+            Confidence::No
+        }
+    }
+
+    fn new(shared: &Self::Shared, _: Transport) -> Self {
+        Http1Parser::new(shared.clone())
+    }
+
+    fn protocol(&self) -> Protocol {
+        Protocol::Http
+    }
+
+    fn drain_stats(&mut self, c: &mut Counters) {
+        self.take_stats().add_to(c)
+    }
+
+    fn telemetry(_: Protocol) -> &'static Telemetry {
+        &super::http_common::HTTP_TELEMETRY
+    }
+}

@@ -7,26 +7,29 @@
 //! attributes, from the same [`HttpSettings`]), with `podtap.protocol` `http2` or `grpc`.
 //!
 //! Buffering is bounded: DATA payloads are skipped as they stream, other frames are
-//! buffered up to `http2.max_frame_bytes`, header blocks up to
-//! `http2.max_header_block_bytes`, the HPACK table up to `http2.max_table_bytes`, open
-//! streams up to `http2.max_streams`. A header block podtap cannot follow (skipped, or
+//! buffered up to `protocols.http2.max_frame_bytes`, header blocks up to
+//! `protocols.http2.max_header_block_bytes`, the HPACK table up to `protocols.http2.max_table_bytes`, open
+//! streams up to `protocols.http2.max_streams`. A header block podtap cannot follow (skipped, or
 //! referencing table entries it never saw) leaves the transaction marked `hpack_unknown`
 //! with the fields that could be decoded; malformed framing stops decoding the connection.
 
-pub mod parser;
 pub mod hpack;
 pub mod huffman;
+pub mod parser;
 
 use compact_str::CompactString;
 use serde::Deserialize;
 use std::sync::Arc;
 
+use super::detect::Transport;
 use super::http_common::{HttpSettings, HttpStats, TraceHeaders};
-use super::{Completeness, Direction, L7Parser, Progress, Protocol, Transaction};
+use super::registry::{MetricAttr, Probe, ProtocolDecoder, Telemetry};
+use super::{Completeness, Confidence, Direction, L7Parser, Progress, Protocol, Transaction};
+use crate::events::Counters;
 use crate::time::Timestamp;
 use parser::{FrameError, FrameHeader, HEADER_LEN};
 
-/// `[http2]`: bounds of the HTTP/2 decoder (per connection).
+/// `[protocols.http2]`: bounds of the HTTP/2 decoder (per connection).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Http2Config {
@@ -63,12 +66,12 @@ impl Http2Config {
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         if self.max_frame_bytes < parser::DEFAULT_MAX_FRAME as usize {
             return Err((
-                "http2.max_frame_bytes",
+                "max_frame_bytes",
                 "must be at least 16384 (the smallest frame size limit a peer may set)".into(),
             ));
         }
         if self.max_streams == 0 {
-            return Err(("http2.max_streams", "must be at least 1".into()));
+            return Err(("max_streams", "must be at least 1".into()));
         }
         Ok(())
     }
@@ -1101,3 +1104,159 @@ impl L7Parser for Http2Parser {
 
 #[cfg(test)]
 mod tests;
+
+impl ProtocolDecoder for Http2Parser {
+    type Config = Http2Config;
+    /// The HTTP settings (`[protocols.http]`) and this decoder's bounds.
+    type Shared = (Arc<HttpSettings>, Http2Config);
+    const PORTS: &'static [u16] = &[50051];
+    const TRANSPORTS: &'static [Transport] = &[Transport::Tcp];
+
+    fn validate(cfg: &Self::Config) -> Result<(), String> {
+        cfg.validate().map_err(|(k, m)| format!("{k}: {m}"))
+    }
+
+    fn prepare(cfg: &super::ProtocolsConfig) -> Result<Self::Shared, String> {
+        let http = HttpSettings::new(cfg.http1.settings.clone())
+            .map_err(|e| format!("protocols.http.route.rules: {e}"))?;
+        Ok((Arc::new(http), cfg.http2.settings.clone()))
+    }
+
+    /// The client preface is certain; picked up midstream, frame headers that chain, or a
+    /// HEADERS or SETTINGS frame only HTTP/2 would send (one plausible header on a port
+    /// hinted for HTTP/2).
+    fn probe(p: &Probe<'_>) -> Confidence {
+        let b = p.bytes;
+        if b.is_empty() {
+            return Confidence::NeedMore;
+        }
+        let n = b.len().min(parser::PREFACE.len());
+        if b[..n] == parser::PREFACE[..n] {
+            return if n == parser::PREFACE.len() {
+                Confidence::Certain
+            } else {
+                Confidence::NeedMore
+            };
+        }
+        if b.len() < HEADER_LEN && b[0] == 0 {
+            return Confidence::NeedMore;
+        }
+        if h2_midstream(b, p.hinted) {
+            Confidence::Likely
+        } else {
+            Confidence::No
+        }
+    }
+
+    fn new(shared: &Self::Shared, _: Transport) -> Self {
+        Http2Parser::new(shared.0.clone(), shared.1.clone())
+    }
+
+    fn protocol(&self) -> Protocol {
+        Http2Parser::protocol(self)
+    }
+
+    fn drain_stats(&mut self, c: &mut Counters) {
+        self.take_stats().add_to(c)
+    }
+
+    fn telemetry(p: Protocol) -> &'static Telemetry {
+        match p {
+            Protocol::Grpc => &GRPC_TELEMETRY,
+            _ => &super::http_common::HTTP_TELEMETRY,
+        }
+    }
+}
+
+/// How gRPC calls become metrics and spans.
+static GRPC_TELEMETRY: Telemetry = Telemetry {
+    duration: Some([
+        crate::stats::Metric::RpcServerDuration,
+        crate::stats::Metric::RpcClientDuration,
+    ]),
+    metric_attrs: &[
+        MetricAttr::Const("rpc.system", "grpc"),
+        MetricAttr::Attr("rpc.service"),
+        MetricAttr::Attr("rpc.method"),
+        MetricAttr::Status("rpc.grpc.status_code"),
+        MetricAttr::Error,
+        MetricAttr::Server,
+    ],
+    span_name: grpc_span_name,
+    attributes: &[
+        "http.request.method",
+        "http.route",
+        "url.path",
+        "url.query",
+        "http.request.header.*",
+        "http.request.body.size",
+        "http.response.body.size",
+        "http.response.status_code",
+        "network.protocol.version",
+        "server.address",
+        "user_agent.original",
+        "rpc.system",
+        "rpc.service",
+        "rpc.method",
+        "rpc.grpc.status_code",
+        "podtap.grpc.message",
+        "podtap.http.interim_status",
+        "podtap.http2.error_code",
+        "podtap.http2.pushed",
+    ],
+};
+
+/// `package.Service/Method`, else the method and route as for HTTP.
+fn grpc_span_name(tx: &Transaction) -> String {
+    if tx.resource.is_empty() {
+        (super::http_common::HTTP_TELEMETRY.span_name)(tx)
+    } else {
+        tx.resource.to_string()
+    }
+}
+
+/// Whether `b` (the first bytes seen of a direction) is a run of valid HTTP/2 frame
+/// headers. With `hinted` (a port configured for HTTP/2) one plausible header suffices;
+/// otherwise it takes two chained headers, a HEADERS frame whose block starts with an
+/// indexed pseudo-header (`:method`, `:scheme`, `:path`, `:status` from the static
+/// table), or a SETTINGS frame whose visible parameters are all defined ones.
+fn h2_midstream(b: &[u8], hinted: bool) -> bool {
+    let mut at = 0;
+    let mut headers = 0;
+    while let Some(h) = b.get(at..).and_then(FrameHeader::parse) {
+        if !h.plausible() {
+            return false;
+        }
+        headers += 1;
+        if hinted || headers >= 2 {
+            return true;
+        }
+        let payload = &b[at + HEADER_LEN..];
+        match h.ty {
+            parser::HEADERS => {
+                let mut i = 0;
+                if h.has(parser::PADDED) {
+                    i += 1;
+                }
+                if h.has(parser::PRIORITY_FLAG) {
+                    i += 5;
+                }
+                if payload.get(i).is_some_and(|&c| (0x82..=0x8e).contains(&c)) {
+                    return true;
+                }
+            }
+            parser::SETTINGS if !h.has(parser::ACK) && h.len > 0 => {
+                let visible = &payload[..payload.len().min(h.len as usize)];
+                let ids_ok = visible
+                    .chunks_exact(6)
+                    .all(|p| p[0] == 0 && matches!(p[1], 1..=6 | 8 | 9));
+                if ids_ok && visible.len() >= 6 {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+        at += HEADER_LEN + h.len as usize;
+    }
+    false
+}

@@ -45,11 +45,13 @@ pub use parser::*;
 use compact_str::{CompactString, format_compact};
 use serde::{Deserialize, Serialize};
 
-use super::{Completeness, Direction, L7Parser, Progress, Protocol, Transaction};
+use super::detect::Transport;
+use super::registry::{Probe, ProtocolDecoder, Telemetry};
+use super::{Completeness, Confidence, Direction, L7Parser, Progress, Protocol, Transaction};
 use crate::events::{Counters, Event};
 use crate::time::Timestamp;
 
-/// TLS decoder settings (`[tls]`).
+/// TLS decoder settings (`[protocols.tls]`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
@@ -803,3 +805,71 @@ impl L7Parser for TlsParser {
         );
     }
 }
+
+impl ProtocolDecoder for TlsParser {
+    type Config = TlsConfig;
+    type Shared = TlsConfig;
+    const PORTS: &'static [u16] = &[443, 8443, 6443];
+    const TRANSPORTS: &'static [Transport] = &[Transport::Tcp];
+
+    fn prepare(cfg: &super::ProtocolsConfig) -> Result<Self::Shared, String> {
+        Ok(cfg.tls.settings.clone())
+    }
+
+    /// A handshake record of a TLS version carrying a ClientHello or ServerHello.
+    fn probe(p: &Probe<'_>) -> Confidence {
+        let b = p.bytes;
+        if b.first() != Some(&CONTENT_HANDSHAKE) {
+            return Confidence::No;
+        }
+        if b.len() < 6 {
+            return Confidence::NeedMore;
+        }
+        let hello = b[5] == HANDSHAKE_CLIENT_HELLO || b[5] == HANDSHAKE_SERVER_HELLO;
+        if b[1] == 3 && b[2] <= 4 && hello {
+            Confidence::Likely
+        } else {
+            Confidence::No
+        }
+    }
+
+    fn new(shared: &Self::Shared, _: Transport) -> Self {
+        TlsParser::new(shared)
+    }
+
+    fn protocol(&self) -> Protocol {
+        Protocol::Tls
+    }
+
+    fn drain_stats(&mut self, c: &mut Counters) {
+        self.take_stats().add_to(c)
+    }
+
+    fn telemetry(_: Protocol) -> &'static Telemetry {
+        &TLS_TELEMETRY
+    }
+}
+
+/// A TLS handshake is a property of its flow, not a call: no duration metric.
+static TLS_TELEMETRY: Telemetry = Telemetry {
+    duration: None,
+    metric_attrs: &[],
+    span_name: |_| "TLS handshake".into(),
+    attributes: &[
+        "tls.protocol.name",
+        "tls.protocol.version",
+        "tls.cipher",
+        "tls.client.server_name",
+        "tls.client.alpn",
+        "tls.client.supported_versions",
+        "tls.next_protocol",
+        "tls.established",
+        "tls.resumed",
+        "podtap.tls.alert",
+        "podtap.tls.cipher_id",
+        "podtap.tls.client_hellos",
+        "podtap.tls.client.cipher_suites",
+        "podtap.tls.hello_retry",
+        "podtap.tls.handshake_duration_ns",
+    ],
+};
