@@ -1,31 +1,65 @@
-//! Golden tests: each capture below is replayed and its JSON lines compared with
-//! `tests/fixtures/golden/<name>.jsonl`. When the output changes on purpose, rewrite the
-//! expectations with `PODTAP_BLESS=1 cargo test --test golden` and review the diff.
+//! Golden tests: each capture below is replayed and its JSON lines compared with a pinned
+//! `<name>.jsonl`. When the output changes on purpose, rewrite the expectations with
+//! `PODTAP_BLESS=1 cargo test --test golden` and review the diff.
 //!
-//! The captures are the third-party corpus in `../shared/pcaps` (read in place, never
-//! copied) plus captures the suite generates itself.
+//! Each decoder owns its golden files: `src/proto/<decoder>/golden/` holds `corpus.txt`
+//! (the corpus captures it pins, one path a line) and their expected JSON lines, and any
+//! `.pcap` captures of its own beside them (expected in `<capture>.jsonl`). This test
+//! finds them there, so a new decoder adds its golden files without touching it. The
+//! captures of the packet layers (VLANs, tunnels, IPv6) are listed here.
+//!
+//! The corpus is the third-party one in `../shared/pcaps` (read in place, never copied).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Captures under `../shared/pcaps` whose full output is pinned: one per protocol family
-/// and per tricky case (VLAN, tunnels, IPv6, gaps, fragments).
+/// Packet-layer captures under `../shared/pcaps` whose full output is pinned in
+/// `tests/fixtures/golden`.
 const CORPUS: &[&str] = &[
-    "packetbeat/http_post.pcap",
-    "packetbeat/http_over_vlan.pcap",
-    "packetbeat/http_100_continue.pcap",
-    "packetbeat/gap_in_stream.pcap",
     "packetbeat/802.1q-q-in-q-icmp.pcap",
-    "packetbeat/dns_google_com.pcap",
-    "packetbeat/tls-version-13.pcap",
     "packetbeat/libbeat-flowhash/ipv6.pcap",
-    "suricata-verify/http-ipv6/input.pcap",
-    "suricata-verify/dns/dns-tcp-www-google-com/dns.pcap",
-    "deepflow/http/grpc-unary.pcap",
-    "deepflow/http/h2c_ascii.pcap",
-    "suricata-verify/http2-keywords2/input.pcap",
-    "tcpdump/dns_udp.pcap",
 ];
+
+/// Every pinned capture: (capture, its expected JSON lines).
+fn cases() -> Vec<(PathBuf, PathBuf)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut v: Vec<(PathBuf, PathBuf)> = CORPUS
+        .iter()
+        .map(|rel| {
+            (
+                shared().join(rel),
+                root.join("tests/fixtures/golden").join(golden_name(rel)),
+            )
+        })
+        .collect();
+    let mut decoders: Vec<PathBuf> = std::fs::read_dir(root.join("src/proto"))
+        .expect("src/proto")
+        .filter_map(|e| Some(e.ok()?.path().join("golden")))
+        .filter(|d| d.is_dir())
+        .collect();
+    decoders.sort();
+    for dir in decoders {
+        let listed = std::fs::read_to_string(dir.join("corpus.txt")).unwrap_or_default();
+        for rel in listed
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            v.push((shared().join(rel), dir.join(golden_name(rel))));
+        }
+        let mut own: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
+            .collect();
+        own.sort();
+        for pcap in own {
+            let name = pcap.file_name().unwrap().to_string_lossy().into_owned();
+            v.push((pcap.clone(), dir.join(golden_name(&name))));
+        }
+    }
+    v
+}
 
 fn shared() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/pcaps")
@@ -62,11 +96,15 @@ fn corpus_output_matches_golden_files() {
         dir.display()
     );
     let bless = std::env::var_os("PODTAP_BLESS").is_some();
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden");
     let mut failures = Vec::new();
-    for rel in CORPUS {
-        let got = replay(&dir.join(rel));
-        let path = fixtures.join(golden_name(rel));
+    let cases = cases();
+    assert!(
+        cases.len() > CORPUS.len(),
+        "the decoders' golden folders are found"
+    );
+    for (capture, path) in cases {
+        let rel = capture.display();
+        let got = replay(&capture);
         if bless {
             std::fs::write(&path, &got).expect("write golden file");
             continue;
@@ -99,9 +137,8 @@ fn corpus_output_matches_golden_files() {
 
 #[test]
 fn every_golden_line_is_json_with_a_record_type() {
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden");
-    for rel in CORPUS {
-        let Ok(text) = std::fs::read_to_string(fixtures.join(golden_name(rel))) else {
+    for (_, path) in cases() {
+        let Ok(text) = std::fs::read_to_string(&path) else {
             continue;
         };
         for line in text.lines() {

@@ -118,6 +118,22 @@ fn every_emitted_attribute_key_is_documented() {
                 Record::Flow(f) => stats.flow(f),
                 Record::Transaction(tx) => {
                     transactions += 1;
+                    // Every attribute the decoder set is one its telemetry mapping
+                    // declares: the mapping is the description spans, metrics and the
+                    // schema are held against.
+                    let declared =
+                        podtap::proto::telemetry(tx.protocol).map_or(&[][..], |t| t.attributes);
+                    for (k, _) in &tx.attrs {
+                        assert!(
+                            declared.iter().any(|d| match d.strip_suffix('*') {
+                                Some(prefix) => k.starts_with(prefix),
+                                None => d == k,
+                            }),
+                            "{}: {k} is set by the decoder but not declared in its \
+                             telemetry mapping ({name})",
+                            tx.protocol.as_str()
+                        );
+                    }
                     stats.transaction(tx);
                     let span = spans::build_span(&spans::SpanItem {
                         tx: tx.clone(),
@@ -207,6 +223,26 @@ fn every_emitted_attribute_key_is_documented() {
     }
     for (k, from) in source_keys(&root.join("src")) {
         keys.add(&k, || from);
+    }
+    // The schema names exactly the protocols of the decoder list.
+    let schema = std::fs::read_to_string(root.join("docs/SCHEMA.md")).unwrap();
+    let line = schema
+        .lines()
+        .find(|l| l.starts_with("| `podtap.protocol` |") && l.contains("`unknown`"))
+        .expect("podtap.protocol row");
+    let named = line.matches('`').count() / 2 - 1;
+    for p in podtap::proto::Protocol::ALL {
+        assert!(line.contains(&format!("`{}`", p.as_str())), "{line}");
+    }
+    assert_eq!(named, podtap::proto::Protocol::ALL.len() + 2, "{line}");
+    // What each decoder's telemetry mapping declares it sets.
+    for p in podtap::proto::Protocol::ALL {
+        let t = podtap::proto::telemetry(*p).expect("every protocol has a mapping");
+        for a in t.attributes {
+            // `http.request.header.*`: documented as `http.request.header.<name>`.
+            let k = a.replace('*', "x-name");
+            keys.add(&k, || format!("{} telemetry mapping", p.as_str()));
+        }
     }
 
     let docs = Docs::read(&[root.join("docs/SCHEMA.md"), root.join("docs/EXPORT.md")]);

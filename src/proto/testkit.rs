@@ -148,3 +148,143 @@ pub(crate) fn tcp(segs: &[Seg], port: u16) -> Vec<Feed> {
     }
     out
 }
+
+/// One side's bytes, in the order the two sides sent them.
+pub type Chunk<'a> = (Direction, &'a [u8]);
+
+/// The chunk's packet time: a millisecond per chunk, so durations stay positive.
+fn ts_of(i: usize) -> Timestamp {
+    Timestamp::from_secs_nanos(1_700_000_000, 0).add_nanos(i as u64 * 1_000_000)
+}
+
+/// Each chunk in one call, then the close.
+pub fn feed_whole<P: crate::proto::L7Parser>(
+    p: &mut P,
+    conv: &[Chunk],
+) -> Vec<crate::proto::Transaction> {
+    let mut out = Vec::new();
+    for (i, (dir, bytes)) in conv.iter().enumerate() {
+        p.on_data(*dir, bytes, ts_of(i), &mut out);
+    }
+    p.on_close(ts_of(conv.len()), false, &mut out);
+    out
+}
+
+/// One byte per call.
+pub fn feed_bytewise<P: crate::proto::L7Parser>(
+    p: &mut P,
+    conv: &[Chunk],
+) -> Vec<crate::proto::Transaction> {
+    let mut out = Vec::new();
+    for (i, (dir, bytes)) in conv.iter().enumerate() {
+        for b in bytes.chunks(1) {
+            p.on_data(*dir, b, ts_of(i), &mut out);
+        }
+    }
+    p.on_close(ts_of(conv.len()), false, &mut out);
+    out
+}
+
+/// Chunk `at` split in two at `cut`.
+fn feed_split<P: crate::proto::L7Parser>(
+    p: &mut P,
+    conv: &[Chunk],
+    at: usize,
+    cut: usize,
+) -> Vec<crate::proto::Transaction> {
+    let mut out = Vec::new();
+    for (i, (dir, bytes)) in conv.iter().enumerate() {
+        if i == at {
+            p.on_data(*dir, &bytes[..cut], ts_of(i), &mut out);
+            p.on_data(*dir, &bytes[cut..], ts_of(i), &mut out);
+        } else {
+            p.on_data(*dir, bytes, ts_of(i), &mut out);
+        }
+    }
+    p.on_close(ts_of(conv.len()), false, &mut out);
+    out
+}
+
+/// Chunk `at` lost: the decoder hears of a gap of its length instead.
+pub fn feed_with_gap<P: crate::proto::L7Parser>(
+    p: &mut P,
+    conv: &[Chunk],
+    at: usize,
+) -> Vec<crate::proto::Transaction> {
+    let mut out = Vec::new();
+    for (i, (dir, bytes)) in conv.iter().enumerate() {
+        if i == at {
+            p.on_gap(*dir, bytes.len() as u32);
+        } else {
+            p.on_data(*dir, bytes, ts_of(i), &mut out);
+        }
+    }
+    p.on_close(ts_of(conv.len()), false, &mut out);
+    out
+}
+
+/// Picked up mid-stream: the first `skip` chunks were never seen.
+pub fn feed_midstream<P: crate::proto::L7Parser>(
+    p: &mut P,
+    conv: &[Chunk],
+    skip: usize,
+) -> Vec<crate::proto::Transaction> {
+    let mut out = Vec::new();
+    for (i, (dir, bytes)) in conv.iter().enumerate().skip(skip) {
+        p.on_data(*dir, bytes, ts_of(i), &mut out);
+    }
+    p.on_close(ts_of(conv.len()), false, &mut out);
+    out
+}
+
+/// What the checks compare of a transaction: protocol, operation, resource, status,
+/// completeness and every attribute (times differ by how the bytes were cut).
+pub fn shape(t: &crate::proto::Transaction) -> String {
+    format!(
+        "{} {} {} {:?} {:?} {:?} {:?}",
+        t.protocol.as_str(),
+        t.operation,
+        t.resource,
+        t.status,
+        t.error,
+        t.completeness.reasons().collect::<Vec<_>>(),
+        t.attrs
+    )
+}
+
+/// The conversation fed whole, one byte at a time and split in two at every byte of
+/// every chunk (a fresh decoder each time): the transactions must be the same every way.
+/// Then with each chunk lost in turn (a gap in that direction) and picked up after each
+/// chunk (mid-stream): those must not panic, and must never report more transactions
+/// than the whole conversation holds requests plus one (a reply without its request).
+/// Returns the transactions of the whole feed for the caller's own assertions.
+pub fn check_all<P: crate::proto::L7Parser>(
+    make: impl Fn() -> P,
+    conv: &[Chunk],
+) -> Vec<crate::proto::Transaction> {
+    let whole = feed_whole(&mut make(), conv);
+    let want: Vec<String> = whole.iter().map(shape).collect();
+    let got: Vec<String> = feed_bytewise(&mut make(), conv).iter().map(shape).collect();
+    assert_eq!(got, want, "one byte at a time");
+    for (at, (_, bytes)) in conv.iter().enumerate() {
+        for cut in 1..bytes.len() {
+            let got: Vec<String> = feed_split(&mut make(), conv, at, cut)
+                .iter()
+                .map(shape)
+                .collect();
+            assert_eq!(got, want, "chunk {at} split at {cut}");
+        }
+    }
+    for at in 0..conv.len() {
+        let got = feed_with_gap(&mut make(), conv, at);
+        assert!(
+            got.len() <= whole.len() + 1,
+            "gap at chunk {at}: {} transactions from {}",
+            got.len(),
+            whole.len()
+        );
+        let got = feed_midstream(&mut make(), conv, at);
+        assert!(got.len() <= whole.len() + 1, "mid-stream from chunk {at}");
+    }
+    whole
+}

@@ -1039,3 +1039,69 @@ fn shared_captures() {
         assert_eq!(&got, want, "{file}");
     }
 }
+
+/// The shared test kit: two DNS-over-TCP queries and their answers (length-prefixed),
+/// whole, byte by byte, split everywhere, with a gap in each chunk and picked up after
+/// each chunk.
+#[test]
+fn testkit_feeds_every_way() {
+    fn framed(m: Vec<u8>) -> Vec<u8> {
+        let mut v = (m.len() as u16).to_be_bytes().to_vec();
+        v.extend(m);
+        v
+    }
+    fn query(id: u16, name: &[u8]) -> Vec<u8> {
+        let mut m = id.to_be_bytes().to_vec();
+        m.extend_from_slice(&[1, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+        for label in name.split(|&c| c == b'.') {
+            m.push(label.len() as u8);
+            m.extend_from_slice(label);
+        }
+        m.extend_from_slice(&[0, 0, 1, 0, 1]);
+        m
+    }
+    fn answer(id: u16, name: &[u8], rcode: u8) -> Vec<u8> {
+        let mut m = query(id, name);
+        m[2] = 0x81;
+        m[3] = 0x80 | rcode;
+        if rcode == 0 {
+            m[7] = 1;
+            m.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 0, 0, 7]);
+        }
+        m
+    }
+    let (q1, a1) = (
+        framed(query(7, b"api.shop")),
+        framed(answer(7, b"api.shop", 0)),
+    );
+    let (q2, a2) = (
+        framed(query(8, b"nope.shop")),
+        framed(answer(8, b"nope.shop", 3)),
+    );
+    let conv: Vec<crate::proto::testkit::Chunk> = vec![
+        (Direction::ToServer, &q1[..]),
+        (Direction::ToClient, &a1[..]),
+        (Direction::ToServer, &q2[..]),
+        (Direction::ToClient, &a2[..]),
+    ];
+    let out = crate::proto::testkit::check_all(
+        || DnsParser::new(Transport::Tcp, &DnsConfig::default()),
+        &conv,
+    );
+    let got: Vec<_> = out
+        .iter()
+        .map(|t| {
+            (
+                s(t, "dns.question.name"),
+                t.error.as_ref().map(|e| e.to_string()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("api.shop".to_string(), None),
+            ("nope.shop".to_string(), Some("NXDOMAIN".to_string())),
+        ]
+    );
+}

@@ -700,3 +700,34 @@ fn resync_matches_a_byte_by_byte_search() {
         }
     }
 }
+
+/// The shared test kit: two requests on one connection, whole, byte by byte, split
+/// everywhere, with a gap in each chunk and picked up after each chunk.
+#[test]
+fn testkit_feeds_every_way() {
+    let conv: [crate::proto::testkit::Chunk; 4] = [
+        (
+            S,
+            b"GET /users/42 HTTP/1.1\r\nHost: api\r\nUser-Agent: curl/8\r\n\r\n",
+        ),
+        (C, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"),
+        (
+            S,
+            b"POST /orders HTTP/1.1\r\nHost: api\r\nContent-Length: 3\r\n\r\nabc",
+        ),
+        (C, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
+    ];
+    let settings = Arc::new(HttpSettings::new(HttpConfig::default()).unwrap());
+    let out = crate::proto::testkit::check_all(|| Http1Parser::new(settings.clone()), &conv);
+    let got: Vec<_> = out
+        .iter()
+        .map(|t| (t.operation.to_string(), t.resource.to_string(), t.status))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("GET".to_string(), "/users/{id}".to_string(), Some(200)),
+            ("POST".to_string(), "/orders".to_string(), Some(404)),
+        ]
+    );
+}

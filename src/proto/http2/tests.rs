@@ -396,3 +396,43 @@ fn random_input_never_panics() {
         p.on_close(Timestamp(4), true, &mut out);
     }
 }
+
+/// The shared test kit: two prior-knowledge requests and their responses, whole, byte by
+/// byte, split everywhere, with a gap in each chunk and picked up after each chunk.
+#[test]
+fn testkit_feeds_every_way() {
+    let mut c1 = PREFACE.to_vec();
+    c1.extend(settings_frame());
+    c1.extend(frame(
+        HEADERS,
+        END_HEADERS | END_STREAM,
+        1,
+        &request_block("/users/42"),
+    ));
+    let s1 = frame(HEADERS, END_HEADERS | END_STREAM, 1, &[0x88]);
+    let c2 = frame(
+        HEADERS,
+        END_HEADERS | END_STREAM,
+        3,
+        &request_block("/orders"),
+    );
+    let s2 = frame(HEADERS, END_HEADERS | END_STREAM, 3, &[0x8d]);
+    let conv: Vec<crate::proto::testkit::Chunk> = vec![
+        (Direction::ToServer, &c1[..]),
+        (Direction::ToClient, &s1[..]),
+        (Direction::ToServer, &c2[..]),
+        (Direction::ToClient, &s2[..]),
+    ];
+    let out = crate::proto::testkit::check_all(Http2Parser::default, &conv);
+    let got: Vec<_> = out
+        .iter()
+        .map(|t| (t.resource.to_string(), t.status))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("/users/{id}".to_string(), Some(200)),
+            ("/orders".to_string(), Some(404))
+        ]
+    );
+}

@@ -765,3 +765,15 @@ fn shared_captures() {
         }
     }
 }
+
+/// The shared test kit: a TLS 1.2 handshake whole, byte by byte, split everywhere, with a
+/// gap in each chunk and picked up after each chunk.
+#[test]
+fn testkit_feeds_every_way() {
+    let flow: Vec<(Direction, Vec<u8>)> =
+        tls12_flow().into_iter().map(|(d, b, _)| (d, b)).collect();
+    let conv: Vec<crate::proto::testkit::Chunk> = flow.iter().map(|(d, b)| (*d, &b[..])).collect();
+    let out = crate::proto::testkit::check_all(|| TlsParser::new(&TlsConfig::default()), &conv);
+    assert_eq!(out.len(), 1);
+    assert_eq!(a(&out[0], "tls.protocol.version"), "1.2");
+}
