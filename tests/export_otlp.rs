@@ -252,17 +252,6 @@ fn web(extra: &[(&str, &str)]) -> Web {
     }
 }
 
-/// The sum of the series of `metric` on podtap's `/metrics` whose labels include every
-/// one of `labels`.
-fn sum_series(body: &str, metric: &str, labels: &[&str]) -> u64 {
-    body.lines()
-        .filter(|l| l.starts_with(metric) && l[metric.len()..].starts_with(['{', ' ']))
-        .filter(|l| labels.iter().all(|x| l.contains(x)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .map(|v| v as u64)
-        .sum()
-}
-
 /// A value of podtap's own `/metrics` (0 when absent).
 fn prom_value(body: &str, series: &str) -> u64 {
     body.lines()
@@ -276,19 +265,6 @@ fn spans_total(body: &str, outcome: &str) -> u64 {
         body,
         &format!("podtap_export_spans_total{{outcome=\"{outcome}\"}}"),
     )
-}
-
-/// Poll podtap's /metrics until `done` holds; panics with the last body after 20 s.
-fn wait_metrics(prom: u16, what: &str, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, m) = http_get(prom, "/metrics");
-        if done(&m) {
-            return m;
-        }
-        assert!(Instant::now() < deadline, "{what}: {m}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// `n` GETs of `path` on one keep-alive curl connection from the client pod.

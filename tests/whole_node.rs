@@ -97,28 +97,6 @@ impl Node {
     }
 }
 
-/// The sum of the series of `metric` on `/metrics` whose labels include all of `labels`.
-fn sum_series(body: &str, metric: &str, labels: &[&str]) -> u64 {
-    body.lines()
-        .filter(|l| l.starts_with(metric) && l[metric.len()..].starts_with(['{', ' ']))
-        .filter(|l| labels.iter().all(|x| l.contains(x)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .map(|v| v as u64)
-        .sum()
-}
-
-fn wait_metrics(prom: u16, what: &str, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, m) = http_get(prom, "/metrics");
-        if done(&m) {
-            return m;
-        }
-        assert!(Instant::now() < deadline, "{what}: {m}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 const SRV: &str = "http_server_request_duration_seconds_count";
 const CLI: &str = "http_client_request_duration_seconds_count";
 

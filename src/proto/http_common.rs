@@ -814,6 +814,7 @@ pub static HTTP_TELEMETRY: crate::proto::registry::Telemetry = {
             "podtap.http2.error_code",
             "podtap.http2.pushed",
         ],
+        base: None,
     }
 };
 

@@ -130,8 +130,27 @@ pub struct Telemetry {
     pub metric_attrs: &'static [MetricAttr],
     /// The span name: low cardinality (`GET /users/{id}`, `QUERY A`).
     pub span_name: fn(&Transaction) -> String,
-    /// Every attribute the decoder may set on a transaction.
+    /// Every attribute the decoder may set on a transaction, besides those of `base`.
     pub attributes: &'static [&'static str],
+    /// The mapping whose attributes these transactions carry too (gRPC: HTTP's).
+    pub base: Option<&'static Telemetry>,
+}
+
+impl Telemetry {
+    /// Whether the decoder declares attribute `key` (a `prefix.*` entry covers a family).
+    pub fn declares(&self, key: &str) -> bool {
+        self.attributes.iter().any(|d| match d.strip_suffix('*') {
+            Some(prefix) => key.starts_with(prefix),
+            None => *d == key,
+        }) || self.base.is_some_and(|b| b.declares(key))
+    }
+
+    /// The declared attributes, `base`'s included.
+    pub fn all_attributes(&self) -> Vec<&'static str> {
+        let mut v = self.base.map_or(Vec::new(), |b| b.all_attributes());
+        v.extend_from_slice(self.attributes);
+        v
+    }
 }
 
 /// Where a metric series attribute comes from.

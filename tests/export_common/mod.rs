@@ -317,3 +317,27 @@ pub fn export_totals(stderr: &str) -> std::collections::HashMap<String, u64> {
     }
     m
 }
+
+/// The sum of the series of `metric` on podtap's `/metrics` whose labels include every
+/// one of `labels`.
+pub fn sum_series(body: &str, metric: &str, labels: &[&str]) -> u64 {
+    body.lines()
+        .filter(|l| l.starts_with(metric) && l[metric.len()..].starts_with(['{', ' ']))
+        .filter(|l| labels.iter().all(|x| l.contains(x)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
+/// Poll podtap's /metrics until `done` holds; panics with the last body after 20 s.
+pub fn wait_metrics(prom: u16, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, m) = http_get(prom, "/metrics");
+        if done(&m) {
+            return m;
+        }
+        assert!(Instant::now() < deadline, "{what}: {m}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -760,6 +760,7 @@ static DNS_TELEMETRY: Telemetry = Telemetry {
         "podtap.dns.retransmits",
         "podtap.dns.truncated",
     ],
+    base: None,
 };
 
 /// Standard queries are named by type (`QUERY A`); other opcodes by opcode.

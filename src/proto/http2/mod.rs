@@ -1184,26 +1184,14 @@ static GRPC_TELEMETRY: Telemetry = Telemetry {
     ],
     span_name: grpc_span_name,
     attributes: &[
-        "http.request.method",
-        "http.route",
-        "url.path",
-        "url.query",
-        "http.request.header.*",
-        "http.request.body.size",
-        "http.response.body.size",
-        "http.response.status_code",
-        "network.protocol.version",
-        "server.address",
-        "user_agent.original",
         "rpc.system",
         "rpc.service",
         "rpc.method",
         "rpc.grpc.status_code",
         "podtap.grpc.message",
-        "podtap.http.interim_status",
-        "podtap.http2.error_code",
-        "podtap.http2.pushed",
     ],
+    // A gRPC call is an HTTP/2 request: its HTTP attributes come along.
+    base: Some(&super::http_common::HTTP_TELEMETRY),
 };
 
 /// `package.Service/Method`, else the method and route as for HTTP.

@@ -872,4 +872,5 @@ static TLS_TELEMETRY: Telemetry = Telemetry {
         "podtap.tls.hello_retry",
         "podtap.tls.handshake_duration_ns",
     ],
+    base: None,
 };
