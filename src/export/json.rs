@@ -4,6 +4,7 @@
 //! than the formatting itself) and copies unescaped text in whole runs.
 
 use std::io::Write as _;
+use std::mem::MaybeUninit;
 use std::net::{IpAddr, Ipv4Addr};
 
 use crate::time::digits2;
@@ -12,112 +13,166 @@ const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGH: u64 = 0x8080_8080_8080_8080;
 const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
 
-/// 0x80 in each byte of `x` that is zero, nothing elsewhere. Exact per byte (no carry
-/// crosses a byte), so every set bit names a zero byte, not only the lowest.
-#[inline(always)]
-fn zero_bytes(x: u64) -> u64 {
-    !(((x & LOW7) + LOW7) | x | LOW7)
-}
-
-/// 0x80 in each byte of `w` that a JSON string must escape: `"`, `\` and bytes below 0x20.
+/// 0x80 in each byte of `w` that a JSON string must escape (`"`, `\` and bytes below 0x20),
+/// nothing elsewhere. Exact per byte (no carry crosses a byte), so every set bit names a
+/// byte to escape, not only the lowest.
 #[inline(always)]
 fn special_bytes(w: u64) -> u64 {
-    // Low seven bits plus 0x60 reach 0x80 from 0x20 up; the byte's own top bit covers
-    // 0x80 and above.
-    let control = !(((w & LOW7) + ONES * 0x60) | w) & HIGH;
-    control | zero_bytes(w ^ (ONES * b'"' as u64)) | zero_bytes(w ^ (ONES * b'\\' as u64))
+    // On the low seven bits of each byte: adding 0x60 reaches 0x80 from 0x20 up; XOR with
+    // `"` (or `\`) and adding 0x7f reaches 0x80 unless the byte was that character. A byte
+    // passes when all three reach it, or when its own top bit is set (0x80 and up).
+    let t = w & LOW7;
+    let not_control = t + ONES * 0x60;
+    let not_quote = (t ^ (ONES * b'"' as u64)) + LOW7;
+    let not_backslash = (t ^ (ONES * b'\\' as u64)) + LOW7;
+    !((not_control & not_quote & not_backslash) | w) & HIGH
 }
 
+// Writing: each function reserves the most it can write (escaping makes at most six bytes
+// of one), stores into the spare capacity by index, then sets the length once. Indexing is
+// bounds-checked, so a wrong reservation panics instead of writing out of bounds; what the
+// length then covers was all written. This saves a capacity check and a length update per
+// piece, and lets whole 8-byte words be stored: a copy of a short run through `memcpy`
+// costs more than the run.
+
+/// Stores `bytes` at `sp[o..o + N]`.
 #[inline(always)]
-fn needs_escape(b: u8) -> bool {
-    b < 0x20 || b == b'"' || b == b'\\'
+fn put<const N: usize>(sp: &mut [MaybeUninit<u8>], o: usize, bytes: [u8; N]) {
+    sp[o..o + N].copy_from_slice(&bytes.map(MaybeUninit::new));
 }
 
-/// The escape of one byte that needs one: `\"`, `\\`, `\n`, `\r`, `\t`, and `\u00xx`
-/// (lower-case hex) for the other control bytes, as podtap has always written them.
+/// Sets the length of `out` to `len`, after `out[..len]` has been written.
+#[inline(always)]
+fn commit(out: &mut Vec<u8>, len: usize) {
+    assert!(len <= out.capacity());
+    // SAFETY: within capacity (checked above); the callers wrote every byte from the old
+    // length up to `len` through `spare_capacity_mut` before calling this.
+    unsafe { out.set_len(len) }
+}
+
+/// The escape of one byte that needs one, at `sp[o..]`, returning its length: `\"`, `\\`,
+/// `\n`, `\r`, `\t`, and `\u00xx` (lower-case hex) for the other control bytes, as podtap
+/// has always written them.
 #[cold]
-fn push_escape(out: &mut Vec<u8>, b: u8) {
-    match b {
-        b'"' => out.extend_from_slice(b"\\\""),
-        b'\\' => out.extend_from_slice(b"\\\\"),
-        b'\n' => out.extend_from_slice(b"\\n"),
-        b'\r' => out.extend_from_slice(b"\\r"),
-        b'\t' => out.extend_from_slice(b"\\t"),
+fn put_escape(sp: &mut [MaybeUninit<u8>], o: usize, b: u8) -> usize {
+    let short = match b {
+        b'"' => b'"',
+        b'\\' => b'\\',
+        b'\n' => b'n',
+        b'\r' => b'r',
+        b'\t' => b't',
         _ => {
             const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[(b >> 4) as usize],
-                HEX[(b & 15) as usize],
-            ]);
+            let hex = [HEX[(b >> 4) as usize], HEX[(b & 15) as usize]];
+            put(sp, o, [b'\\', b'u', b'0', b'0', hex[0], hex[1]]);
+            return 6;
         }
+    };
+    put(sp, o, [b'\\', short]);
+    2
+}
+
+/// Stores the low `len` bytes of `w` at `sp[o..]`, escaping those `m` (from
+/// [`special_bytes`], limited to them) marks, and returns where the output continues.
+#[inline(always)]
+fn put_word(sp: &mut [MaybeUninit<u8>], o: usize, w: u64, m: u64, len: usize) -> usize {
+    // All eight bytes are stored; the output only advances over the `len` that count.
+    put(sp, o, w.to_le_bytes());
+    if m == 0 {
+        o + len
+    } else {
+        put_word_escaped(sp, o, w, m, len)
     }
 }
 
-/// Appends the inside of a JSON string literal for `s`. Text is UTF-8 already (`&str`):
-/// multi-byte sequences are all bytes from 0x80 and pass through unchanged, as does DEL.
+/// [`put_word`] for a word with bytes to escape: after each escape, the rest of the word is
+/// stored again right behind it.
+#[inline(never)]
+fn put_word_escaped(
+    sp: &mut [MaybeUninit<u8>],
+    mut o: usize,
+    w: u64,
+    mut m: u64,
+    len: usize,
+) -> usize {
+    let mut done = 0;
+    while m != 0 {
+        let p = (m.trailing_zeros() / 8) as usize;
+        o += p - done;
+        o += put_escape(sp, o, (w >> (p * 8)) as u8);
+        done = p + 1;
+        if done < 8 {
+            put(sp, o, (w >> (done * 8)).to_le_bytes());
+        }
+        m &= m - 1;
+    }
+    o + len - done
+}
+
+/// Appends `before`, the inside of a JSON string literal for `s`, and `after`. Text is
+/// UTF-8 already (`&str`): multi-byte sequences are all bytes from 0x80 and pass through
+/// unchanged, as does DEL.
+#[inline]
+pub fn push_escaped_between<const A: usize, const B: usize>(
+    out: &mut Vec<u8>,
+    before: &[u8; A],
+    s: &str,
+    after: &[u8; B],
+) {
+    let b = s.as_bytes();
+    let n = b.len();
+    // Six bytes per input byte at most, and eight of slack for a word's store.
+    out.reserve(A + B + 6 * n + 8);
+    let base = out.len();
+    let sp = out.spare_capacity_mut();
+    put(sp, 0, *before);
+    let mut o = A;
+    // Eight bytes at a time, each word tested and stored whole.
+    let mut words = b.chunks_exact(8);
+    for c in &mut words {
+        let w = u64::from_le_bytes(c.try_into().expect("eight bytes"));
+        o = put_word(sp, o, w, special_bytes(w), 8);
+    }
+    let r = words.remainder().len();
+    if r > 0 {
+        let (w, m) = if n >= 8 {
+            // The last eight bytes, shifted so that the `r` not yet written come first.
+            let shift = (8 - r) * 8;
+            let w = u64::from_le_bytes(b[n - 8..].try_into().expect("eight bytes"));
+            (w >> shift, special_bytes(w) >> shift)
+        } else {
+            let mut w = 0;
+            for (k, &c) in b.iter().enumerate() {
+                w |= (c as u64) << (k * 8);
+            }
+            // The zero bytes above the string would count as control bytes.
+            (w, special_bytes(w) & ((1 << (r * 8)) - 1))
+        };
+        o = put_word(sp, o, w, m, r);
+    }
+    put(sp, o, *after);
+    commit(out, base + o + B);
+}
+
+/// Appends the inside of a JSON string literal for `s` (see [`push_escaped_between`]).
 #[inline]
 pub fn push_escaped(out: &mut Vec<u8>, s: &str) {
-    let b = s.as_bytes();
-    // Bytes before `run` are written; eight are tested at a time and runs without escapes
-    // are copied whole.
-    let mut run = 0;
-    let mut i = 0;
-    while i + 8 <= b.len() {
-        let w = u64::from_le_bytes(b[i..i + 8].try_into().expect("eight bytes"));
-        let mut m = special_bytes(w);
-        while m != 0 {
-            let j = i + (m.trailing_zeros() / 8) as usize;
-            out.extend_from_slice(&b[run..j]);
-            push_escape(out, b[j]);
-            run = j + 1;
-            m &= m - 1;
-        }
-        i += 8;
-    }
-    if i < b.len() {
-        if b.len() >= 8 {
-            // The last eight bytes, overlapping the ones already tested (masked off).
-            let k = b.len() - 8;
-            let w = u64::from_le_bytes(b[k..].try_into().expect("eight bytes"));
-            let mut m = special_bytes(w) & (u64::MAX << ((i - k) * 8));
-            while m != 0 {
-                let j = k + (m.trailing_zeros() / 8) as usize;
-                out.extend_from_slice(&b[run..j]);
-                push_escape(out, b[j]);
-                run = j + 1;
-                m &= m - 1;
-            }
-        } else {
-            for (j, &c) in b.iter().enumerate() {
-                if needs_escape(c) {
-                    out.extend_from_slice(&b[run..j]);
-                    push_escape(out, c);
-                    run = j + 1;
-                }
-            }
-        }
-    }
-    out.extend_from_slice(&b[run..]);
+    push_escaped_between(out, &[], s, &[]);
 }
 
 /// Appends `s` as a JSON string literal.
 #[inline]
 pub fn push_string(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
-    push_escaped(out, s);
-    out.push(b'"');
+    push_escaped_between(out, b"\"", s, b"\"");
 }
 
 /// Appends `v` in decimal.
 #[inline]
 pub fn push_u64(out: &mut Vec<u8>, v: u64) {
-    let mut buf = [0u8; 20];
-    let start = format_u64(&mut buf, v);
-    out.extend_from_slice(&buf[start..]);
+    out.reserve(20);
+    let base = out.len();
+    let n = format_u64(out.spare_capacity_mut(), v);
+    commit(out, base + n);
 }
 
 /// Appends `v` in decimal (`-` and the magnitude; `i64::MIN` too).
@@ -129,31 +184,31 @@ pub fn push_i64(out: &mut Vec<u8>, v: i64) {
     push_u64(out, v.unsigned_abs());
 }
 
-/// Writes `v`'s digits at the end of `buf`, returning where they start: pairs of digits
-/// from a table, four per division by 10000.
+/// Writes `v`'s digits at the start of `sp`, returning how many: counted first, then
+/// written from the last, pairs of digits from a table, four per division by 10000.
 #[inline]
-fn format_u64(buf: &mut [u8; 20], mut v: u64) -> usize {
-    let mut i = buf.len();
+fn format_u64(sp: &mut [MaybeUninit<u8>], mut v: u64) -> usize {
+    let n = v.checked_ilog10().unwrap_or(0) as usize + 1;
+    let mut i = n;
     while v >= 10_000 {
         let r = (v % 10_000) as u32;
         v /= 10_000;
-        buf[i - 4..i - 2].copy_from_slice(digits2(r / 100));
-        buf[i - 2..i].copy_from_slice(digits2(r % 100));
+        put(sp, i - 4, *digits2(r / 100));
+        put(sp, i - 2, *digits2(r % 100));
         i -= 4;
     }
     let mut v = v as u32;
     if v >= 100 {
-        buf[i - 2..i].copy_from_slice(digits2(v % 100));
+        put(sp, i - 2, *digits2(v % 100));
         v /= 100;
         i -= 2;
     }
     if v >= 10 {
-        buf[i - 2..i].copy_from_slice(digits2(v));
-        i - 2
+        put(sp, i - 2, *digits2(v));
     } else {
-        buf[i - 1] = b'0' + v as u8;
-        i - 1
+        sp[i - 1].write(b'0' + v as u8);
     }
+    n
 }
 
 /// Appends the address as `Display` writes it. IPv4 is formatted here; IPv6, rare and
@@ -170,27 +225,29 @@ pub fn push_ip(out: &mut Vec<u8>, a: IpAddr) {
 
 #[inline]
 fn push_ipv4(out: &mut Vec<u8>, a: Ipv4Addr) {
-    let mut buf = [0u8; 15];
+    out.reserve(15);
+    let base = out.len();
+    let sp = out.spare_capacity_mut();
     let mut n = 0;
-    for (k, &o) in a.octets().iter().enumerate() {
+    for (k, &x) in a.octets().iter().enumerate() {
         if k > 0 {
-            buf[n] = b'.';
+            sp[n].write(b'.');
             n += 1;
         }
-        let o = o as u32;
-        if o >= 100 {
-            buf[n] = b'0' + (o / 100) as u8;
-            buf[n + 1..n + 3].copy_from_slice(digits2(o % 100));
+        let x = x as u32;
+        if x >= 100 {
+            sp[n].write(b'0' + (x / 100) as u8);
+            put(sp, n + 1, *digits2(x % 100));
             n += 3;
-        } else if o >= 10 {
-            buf[n..n + 2].copy_from_slice(digits2(o));
+        } else if x >= 10 {
+            put(sp, n, *digits2(x));
             n += 2;
         } else {
-            buf[n] = b'0' + o as u8;
+            sp[n].write(b'0' + x as u8);
             n += 1;
         }
     }
-    out.extend_from_slice(&buf[..n]);
+    commit(out, base + n);
 }
 
 /// Appends `b` as lower-case hex, two digits per byte.

@@ -6,7 +6,9 @@
 use std::io::{self, Write};
 use std::net::IpAddr;
 
-use super::json::{push_escaped, push_hex, push_i64, push_ip, push_string, push_u64};
+use super::json::{
+    push_escaped, push_escaped_between, push_hex, push_i64, push_ip, push_string, push_u64,
+};
 use crate::flow::FlowRecord;
 use crate::k8s::{FlowPods, Peer};
 use crate::proto::{AttrValue, Direction, Transaction};
@@ -28,6 +30,7 @@ macro_rules! k {
 pub struct JsonLines {
     buf: Vec<u8>,
     clock: Rfc3339Cache,
+    keys: CleanKeys,
 }
 
 /// Buffered bytes at which a writer should hand them to its output: large enough that
@@ -40,6 +43,7 @@ impl Default for JsonLines {
             // Room for the last record that crosses `FLUSH_AT`.
             buf: Vec::with_capacity(FLUSH_AT + 16 * 1024),
             clock: Rfc3339Cache::default(),
+            keys: CleanKeys::default(),
         }
     }
 }
@@ -61,6 +65,7 @@ impl JsonLines {
         Obj {
             out: &mut self.buf,
             clock: &mut self.clock,
+            keys: &mut self.keys,
         }
     }
 
@@ -90,11 +95,32 @@ impl JsonLines {
     }
 }
 
+/// Static keys known to need no escaping, by address and length: a `&'static str` never
+/// changes or goes away, so one that scanned clean once is clean for the rest of the run.
+/// Decoders use a few dozen keys; a slot taken by another key only costs a rescan.
+struct CleanKeys([(usize, usize); 64]);
+
+impl Default for CleanKeys {
+    fn default() -> Self {
+        // Address 0 is no string's: every slot starts empty.
+        CleanKeys([(0, 0); 64])
+    }
+}
+
+impl CleanKeys {
+    #[inline(always)]
+    fn slot(&self, k: &'static str) -> usize {
+        // The top six bits of a multiplicative hash of the address.
+        ((k.as_ptr() as usize as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize
+    }
+}
+
 /// One JSON object being appended, key by key. Every object starts with the
 /// `podtap.record` key, so every later key is written with its leading comma.
 struct Obj<'a> {
     out: &'a mut Vec<u8>,
     clock: &'a mut Rfc3339Cache,
+    keys: &'a mut CleanKeys,
 }
 
 impl Obj<'_> {
@@ -115,24 +141,47 @@ impl Obj<'_> {
     /// A key known only at run time (decoder attributes, pod labels), under a prefix.
     #[inline]
     fn dyn_key(&mut self, prefix: &str, k: &str) {
-        self.out.extend_from_slice(b",\"");
-        push_escaped(self.out, prefix);
-        push_escaped(self.out, k);
-        self.out.extend_from_slice(b"\":");
+        if prefix.is_empty() {
+            push_escaped_between(self.out, b",\"", k, b"\":");
+        } else {
+            push_escaped_between(self.out, b",\"", prefix, b"");
+            push_escaped_between(self.out, b"", k, b"\":");
+        }
     }
 
+    /// A decoder's attribute key: a `&'static str`, scanned for escapes the first time it
+    /// is seen (or after its slot was taken by another key), then copied as it is.
+    #[inline]
+    fn static_key(&mut self, k: &'static str) {
+        let slot = self.keys.slot(k);
+        if self.keys.0[slot] == (k.as_ptr() as usize, k.len()) {
+            self.out.extend_from_slice(b",\"");
+            self.out.extend_from_slice(k.as_bytes());
+            self.out.extend_from_slice(b"\":");
+        } else {
+            let start = self.out.len();
+            push_escaped_between(self.out, b",\"", k, b"\":");
+            if self.out.len() - start == k.len() + 4 {
+                self.keys.0[slot] = (k.as_ptr() as usize, k.len());
+            }
+        }
+    }
+
+    #[inline(always)]
     fn str(&mut self, k: &'static str, v: &str) -> &mut Self {
         self.key(k);
         push_string(self.out, v);
         self
     }
 
+    #[inline(always)]
     fn u64(&mut self, k: &'static str, v: u64) -> &mut Self {
         self.key(k);
         push_u64(self.out, v);
         self
     }
 
+    #[inline(always)]
     fn bool(&mut self, k: &'static str, v: bool) -> &mut Self {
         self.key(k);
         self.out
@@ -140,6 +189,7 @@ impl Obj<'_> {
         self
     }
 
+    #[inline(always)]
     fn ip(&mut self, k: &'static str, a: IpAddr) -> &mut Self {
         self.key(k);
         self.out.push(b'"');
@@ -148,17 +198,29 @@ impl Obj<'_> {
         self
     }
 
+    #[inline(always)]
     fn time(&mut self, k: &'static str, t: Timestamp) -> &mut Self {
         self.key(k);
-        self.out.push(b'"');
-        self.out.extend_from_slice(&self.clock.format(t));
-        self.out.push(b'"');
+        let mut quoted = [b'"'; Rfc3339Cache::LEN + 2];
+        quoted[1..=Rfc3339Cache::LEN].copy_from_slice(&self.clock.format(t));
+        self.out.extend_from_slice(&quoted);
         self
     }
 
     /// An attribute: its key under a prefix, its value by type.
     fn attr(&mut self, prefix: &str, k: &str, v: &AttrValue) -> &mut Self {
         self.dyn_key(prefix, k);
+        self.value(v)
+    }
+
+    /// A decoder's attribute (see [`Obj::static_key`]).
+    fn static_attr(&mut self, k: &'static str, v: &AttrValue) -> &mut Self {
+        self.static_key(k);
+        self.value(v)
+    }
+
+    #[inline(always)]
+    fn value(&mut self, v: &AttrValue) -> &mut Self {
         match v {
             AttrValue::Str(s) => push_string(self.out, s),
             AttrValue::Int(i) => push_i64(self.out, *i),
@@ -359,7 +421,7 @@ fn write_transaction(o: &mut Obj<'_>, t: &Transaction) {
         o.out.push(b'"');
     }
     for (k, v) in &t.attrs {
-        o.attr("", k, v);
+        o.static_attr(k, v);
     }
     if let Some(p) = &t.pods {
         write_pods(o, p);

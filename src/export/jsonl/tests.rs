@@ -349,3 +349,48 @@ fn a_failed_write_drops_those_lines_only() {
         EXPECTED.lines().nth(6).unwrap().to_owned() + "\n"
     );
 }
+
+#[test]
+fn decoder_keys_are_escaped_every_time_whatever_shares_their_slot() {
+    // More keys than the clean-key table has slots, every third one needing escapes:
+    // slots are shared and overwritten, and a key is copied unscanned only after it was
+    // found clean.
+    let keys: Vec<&'static str> = (0..200)
+        .map(|i| {
+            let k = if i % 3 == 0 {
+                format!("x.\"{i}\"\\\n")
+            } else {
+                format!("podtap.test.key_{i}")
+            };
+            &*Box::leak(k.into_boxed_str())
+        })
+        .collect();
+    // All of them (slots overwritten before a key comes again), and a few (each key
+    // finds its own slot again).
+    for keys in [&keys[..], &keys[..4]] {
+        let mut t = transaction();
+        t.attrs = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (*k, AttrValue::Int(i as i64)))
+            .collect();
+        let r = Record::Transaction(t);
+        let mut w = JsonLines::default();
+        for _ in 0..3 {
+            w.push(&r, true);
+        }
+        let mut out = Vec::new();
+        w.write_to(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0], lines[1]);
+        assert_eq!(lines[0], lines[2]);
+        let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(v[*k], i as i64, "{k:?}");
+        }
+        let Keys(written) = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(&written[written.len() - keys.len()..], keys);
+    }
+}
