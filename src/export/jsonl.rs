@@ -78,10 +78,6 @@ impl JsonLines {
         self.buf.is_empty()
     }
 
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.buf
-    }
-
     /// Hands the buffered lines to `out` in one `write_all` and empties the buffer (also
     /// when the write fails: a closed output loses these lines, not the next ones).
     pub fn write_to(&mut self, out: &mut (impl Write + ?Sized)) -> io::Result<()> {
