@@ -7,7 +7,8 @@
 #
 # Captures are generated here: a synthetic 64-byte-payload TCP/UDP capture with many
 # flows (`podtap synth`), and a real HTTP/1.1 capture of nginx serving hey and curl in two
-# network namespaces joined by a veth pair (nothing leaves the namespaces).
+# network namespaces joined by a veth pair (nothing leaves the namespaces;
+# perf/http_capture.sh).
 set -euo pipefail
 # (A C locale: `$EPOCHREALTIME` and awk then agree on the decimal point.)
 export LC_ALL=C
@@ -35,40 +36,9 @@ if [ "$QUICK" = 1 ]; then FLOWS=5000; REQS=10; HEY_N=20000; BIG_N=200; else FLOW
 "$PODTAP" synth "$SMALL" --tcp-flows "$FLOWS" --udp-flows "$FLOWS" --requests "$REQS" --payload 64 2>/dev/null
 
 HTTP=$OUT/http.pcap
-NS_S=ptbench-srv-$$; NS_C=ptbench-cli-$$; TMP=$(mktemp -d)
-cleanup() {
-  [ -n "${TCPDUMP_PID:-}" ] && kill "$TCPDUMP_PID" 2>/dev/null || true
-  [ -f "$TMP/nginx.pid" ] && kill "$(cat "$TMP/nginx.pid")" 2>/dev/null || true
-  ip netns del "$NS_S" 2>/dev/null || true
-  ip netns del "$NS_C" 2>/dev/null || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-ip netns add "$NS_S"; ip netns add "$NS_C"
-ip link add ptb-s$$ netns "$NS_S" type veth peer name ptb-c$$ netns "$NS_C"
-ip -n "$NS_S" addr add 10.77.0.1/24 dev ptb-s$$; ip -n "$NS_C" addr add 10.77.0.2/24 dev ptb-c$$
-ip -n "$NS_S" link set ptb-s$$ up; ip -n "$NS_C" link set ptb-c$$ up
-ip -n "$NS_S" link set lo up; ip -n "$NS_C" link set lo up
-head -c 102400 /dev/urandom > "$TMP/big.bin"
-printf 'ok' > "$TMP/small.txt"
-cat > "$TMP/nginx.conf" <<CONF
-daemon off; worker_processes 1; pid $TMP/nginx.pid; error_log $TMP/error.log;
-events { worker_connections 1024; }
-http { access_log off; keepalive_requests 1000000;
-  client_body_temp_path $TMP; proxy_temp_path $TMP; fastcgi_temp_path $TMP; uwsgi_temp_path $TMP; scgi_temp_path $TMP;
-  server { listen 10.77.0.1:80; root $TMP; location / { } } }
-CONF
-ip netns exec "$NS_S" nginx -c "$TMP/nginx.conf" &
-sleep 0.5
-ip netns exec "$NS_S" tcpdump -i ptb-s$$ -s 0 -w "$HTTP" -U 2>"$TMP/tcpdump.err" &
-TCPDUMP_PID=$!
-for _ in $(seq 50); do grep -q "listening on" "$TMP/tcpdump.err" 2>/dev/null && break; sleep 0.1; done
-# Small keep-alive requests, then large bodies; both bounded in count and time.
-timeout 120 ip netns exec "$NS_C" hey -n "$HEY_N" -c 8 -t 10 http://10.77.0.1/small.txt >/dev/null
-args=(); for _ in $(seq "$BIG_N"); do args+=(-o /dev/null http://10.77.0.1/big.bin); done
-timeout 120 ip netns exec "$NS_C" curl -s --max-time 100 "${args[@]}" >/dev/null
-sleep 0.5; kill -INT "$TCPDUMP_PID"; wait "$TCPDUMP_PID" 2>/dev/null || true; TCPDUMP_PID=
-kill "$(cat "$TMP/nginx.pid")"; wait 2>/dev/null || true
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+perf/http_capture.sh "$HTTP" "$HEY_N" "$BIG_N"
 
 # --- measurements ------------------------------------------------------------------------
 # Every timed run reads its capture, its program and the program's shared libraries from
@@ -218,7 +188,7 @@ IR_DIFF=$(awk -v a="$IR_OFF" -v b="$IR_ON" 'BEGIN { printf "%+.2f", 100 * (b - a
 
 # The sections other scripts write (live capture, export) and the criterion section
 # (recorded by hand from `cargo bench`) are carried over.
-sed -n '/^## \(Live capture\|Export\|Criterion\)/,$p' perf/RESULTS.md > "$TMP/criterion.md" 2>/dev/null || true
+sed -n '/^## \(Live capture\|Export\|Criterion\|JSON lines\)/,$p' perf/RESULTS.md > "$TMP/criterion.md" 2>/dev/null || true
 {
   echo "# Benchmark results"
   echo

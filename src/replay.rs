@@ -14,9 +14,10 @@ use crate::capture::pcap_file::PcapFileSource;
 use crate::capture::{CaptureError, Source, SourceStats};
 use crate::config::Config;
 use crate::events::Counters;
+use crate::export::jsonl::{self, JsonLines};
 use crate::export::queue::record_queue;
 use crate::export::summary::Summary;
-use crate::export::{ChannelSink, ExportSink, Exporter, RecordSink, jsonl};
+use crate::export::{ChannelSink, ExportSink, Exporter, RecordSink};
 use crate::worker::Worker;
 
 /// What `replay` prints.
@@ -125,19 +126,19 @@ pub fn run(
             drop(tx);
             // The writer runs here while the workers run in their threads (with table
             // output no worker holds a sender, and it returns at once).
-            let mut line = String::with_capacity(1024);
+            let mut lines = JsonLines::default();
+            let jsonl = opts.output == OutputFormat::Jsonl;
             while let Some(batch) = rx.recv() {
                 for r in &batch {
                     summary.add(r);
-                    // A closed stdout (e.g. `| head`) ends the output, not the run.
-                    if opts.output == OutputFormat::Jsonl
-                        && jsonl::write_record(&mut line, r, flows_wanted)
-                    {
-                        let _ = out.write_all(line.as_bytes());
+                    if jsonl && lines.push(r, flows_wanted) && lines.len() >= jsonl::FLUSH_AT {
+                        // A closed stdout (e.g. `| head`) ends the output, not the run.
+                        let _ = lines.write_to(out);
                     }
                 }
                 rx.give_back(batch);
             }
+            let _ = lines.write_to(out);
             let mut t = ReplayTotals::default();
             for h in handles {
                 let w = h.join().expect("worker thread panicked")?;

@@ -24,9 +24,10 @@ use crate::capture::xdp::{Decap, XdpSource};
 use crate::capture::{CaptureError, LiveSource};
 use crate::config::{CaptureMode, Config};
 use crate::events::{Counters, Event};
+use crate::export::jsonl::{self, JsonLines};
 use crate::export::queue::{BatchReceiver, RecvError, record_queue};
 use crate::export::summary::Summary;
-use crate::export::{ChannelSink, ExportSink, Exporter, jsonl};
+use crate::export::{ChannelSink, ExportSink, Exporter};
 use crate::replay::OutputFormat;
 use crate::time::Timestamp;
 use crate::worker::{Worker, WorkerTotals};
@@ -780,7 +781,8 @@ fn write_records(
     stats: &[Arc<QueueStats>],
 ) {
     let mut summary = Summary::default();
-    let mut line = String::with_capacity(1024);
+    let mut lines = JsonLines::default();
+    let jsonl = format == OutputFormat::Jsonl;
     let interval = Duration::from_secs(cfg.output.table_interval_secs.max(1));
     let mut next_table = Instant::now() + interval;
     // Each table covers its interval alone: the capture totals at its start are kept to
@@ -818,14 +820,15 @@ fn write_records(
             Ok(batch) => {
                 for r in &batch {
                     summary.add(r);
-                    if format == OutputFormat::Jsonl
-                        && jsonl::write_record(&mut line, r, cfg.output.flows)
-                    {
-                        let _ = out.write_all(line.as_bytes());
+                    if jsonl && lines.push(r, cfg.output.flows) && lines.len() >= jsonl::FLUSH_AT {
+                        let _ = lines.write_to(out);
                     }
                 }
                 rx.give_back(batch);
-                if format == OutputFormat::Jsonl && rx.is_empty() {
+                // Caught up: what is buffered goes out now, so a quiet node's records are
+                // not held back waiting for more.
+                if jsonl && rx.is_empty() {
+                    let _ = lines.write_to(out);
                     let _ = out.flush();
                 }
             }
@@ -840,5 +843,6 @@ fn write_records(
     if format == OutputFormat::Table {
         render(&mut summary, out);
     }
+    let _ = lines.write_to(out);
     let _ = out.flush();
 }

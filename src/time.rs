@@ -67,6 +67,90 @@ impl fmt::Display for Rfc3339 {
     }
 }
 
+/// Formats timestamps as RFC 3339 bytes (the same text as [`Rfc3339`]) for the JSON lines
+/// writer, which stamps two per record. Records arrive in bursts within one second, so the
+/// date and time of day, which take divisions and a calendar computation, are kept for the
+/// last second seen; a timestamp in that second only formats its nanoseconds.
+#[derive(Clone, Debug)]
+pub struct Rfc3339Cache {
+    /// Whole seconds since the epoch of `prefix`.
+    secs: u64,
+    /// `YYYY-MM-DDTHH:MM:SS.` of `secs`.
+    prefix: [u8; 20],
+}
+
+impl Default for Rfc3339Cache {
+    fn default() -> Self {
+        Rfc3339Cache {
+            secs: 0,
+            prefix: *b"1970-01-01T00:00:00.",
+        }
+    }
+}
+
+impl Rfc3339Cache {
+    /// Length of every formatted timestamp: years stay within four digits for all u64
+    /// nanosecond values (the last is in 2554).
+    pub const LEN: usize = 30;
+
+    /// `t` as `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.
+    #[inline]
+    pub fn format(&mut self, t: Timestamp) -> [u8; Self::LEN] {
+        let secs = t.0 / 1_000_000_000;
+        let nanos = (t.0 % 1_000_000_000) as u32;
+        if secs != self.secs {
+            self.set_second(secs);
+        }
+        let mut out = [0u8; Self::LEN];
+        out[..20].copy_from_slice(&self.prefix);
+        // Nine digits: one, then four pairs.
+        let (hi, lo) = (nanos / 100_000_000, nanos % 100_000_000);
+        out[20] = b'0' + hi as u8;
+        let (a, b) = (lo / 10_000, lo % 10_000);
+        out[21..23].copy_from_slice(digits2(a / 100));
+        out[23..25].copy_from_slice(digits2(a % 100));
+        out[25..27].copy_from_slice(digits2(b / 100));
+        out[27..29].copy_from_slice(digits2(b % 100));
+        out[29] = b'Z';
+        out
+    }
+
+    #[cold]
+    fn set_second(&mut self, secs: u64) {
+        let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+        let sod = (secs % 86_400) as u32;
+        let p = &mut self.prefix;
+        let y = y as u32; // 1970..=2554
+        p[0..2].copy_from_slice(digits2(y / 100));
+        p[2..4].copy_from_slice(digits2(y % 100));
+        p[5..7].copy_from_slice(digits2(m));
+        p[8..10].copy_from_slice(digits2(d));
+        p[11..13].copy_from_slice(digits2(sod / 3600));
+        p[14..16].copy_from_slice(digits2(sod / 60 % 60));
+        p[17..19].copy_from_slice(digits2(sod % 60));
+        self.secs = secs;
+    }
+}
+
+/// "00" to "99".
+static DIGIT_PAIRS: [u8; 200] = {
+    let mut t = [0u8; 200];
+    let mut i = 0;
+    while i < 100 {
+        t[2 * i] = b'0' + (i / 10) as u8;
+        t[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    t
+};
+
+/// The two decimal digits of `n` (below 100).
+#[inline(always)]
+pub fn digits2(n: u32) -> &'static [u8; 2] {
+    let i = n as usize * 2;
+    DIGIT_PAIRS[i..i + 2].try_into().expect("two bytes")
+}
+
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
 /// (Howard Hinnant's algorithm, public domain).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
@@ -97,6 +181,141 @@ mod tests {
         assert_eq!(t.rfc3339().to_string(), "2000-02-29T12:34:56.000000789Z");
         let t = Timestamp::from_secs_nanos(1_795_405_963, 123_456_789);
         assert_eq!(t.rfc3339().to_string(), "2026-11-23T03:52:43.123456789Z");
+    }
+
+    /// Reference: the civil date of a day count by walking years and months one by one
+    /// (no shared code with the formatter).
+    fn leap(y: u64) -> bool {
+        (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400)
+    }
+
+    fn naive_date(mut days: u64) -> (u64, u64, u64) {
+        let mut y = 1970;
+        loop {
+            let n = if leap(y) { 366 } else { 365 };
+            if days < n {
+                break;
+            }
+            days -= n;
+            y += 1;
+        }
+        let months = [
+            31,
+            if leap(y) { 29 } else { 28 },
+            31,
+            30,
+            31,
+            30,
+            31,
+            31,
+            30,
+            31,
+            30,
+            31,
+        ];
+        let mut m = 0;
+        while days >= months[m] {
+            days -= months[m];
+            m += 1;
+        }
+        (y, m as u64 + 1, days + 1)
+    }
+
+    fn reference(ns: u64) -> String {
+        let secs = ns / 1_000_000_000;
+        let (y, mo, d) = naive_date(secs / 86_400);
+        let sod = secs % 86_400;
+        format!(
+            "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",
+            sod / 3600,
+            sod / 60 % 60,
+            sod % 60,
+            ns % 1_000_000_000
+        )
+    }
+
+    #[test]
+    fn cached_format_matches_the_reference_across_boundaries() {
+        let mut c = Rfc3339Cache::default();
+        let mut check = |ns: u64| {
+            let got = c.format(Timestamp(ns));
+            let want = reference(ns);
+            assert_eq!(std::str::from_utf8(&got).unwrap(), want, "{ns}");
+            assert_eq!(Timestamp(ns).rfc3339().to_string(), want, "{ns}");
+        };
+        const S: u64 = 1_000_000_000;
+        const DAY: u64 = 86_400 * S;
+        // The epoch, the first value the cache holds, and the largest timestamp.
+        check(0);
+        check(999_999_999);
+        check(S);
+        check(u64::MAX);
+        check(u64::MAX - 999_999_999);
+        // Around midnight of every day boundary of interest: month ends, leap days
+        // (2000 and 2024 are leap years, 2100 is not, 2400 is), year ends.
+        let days_to = |y: u64, m: u64, d: u64| {
+            let mut n: u64 = (1970..y).map(|y| if leap(y) { 366 } else { 365 }).sum();
+            let feb = if leap(y) { 29 } else { 28 };
+            n += [31, feb, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][..m as usize - 1]
+                .iter()
+                .sum::<u64>();
+            let n = n + d - 1;
+            assert_eq!(naive_date(n), (y, m, d));
+            n
+        };
+        for (y, m, d) in [
+            (1970, 1, 1),
+            (1972, 2, 29),
+            (1972, 3, 1),
+            (1999, 12, 31),
+            (2000, 2, 28),
+            (2000, 2, 29),
+            (2000, 3, 1),
+            (2023, 12, 31),
+            (2024, 2, 29),
+            (2024, 3, 1),
+            (2024, 12, 31),
+            (2025, 1, 1),
+            (2026, 11, 30),
+            (2100, 2, 28),
+            (2100, 3, 1),
+            (2400, 2, 29),
+        ] {
+            let day = days_to(y, m, d) * DAY;
+            for ns in [
+                day.saturating_sub(1),
+                day.saturating_sub(S),
+                day,
+                day + 1,
+                day + 999_999_999,
+                day + S,
+                day + DAY - 1,
+                day + 3_723 * S + 45_006_007, // 01:02:03.045006007
+            ] {
+                check(ns);
+            }
+        }
+        // Forwards and backwards through a day in uneven steps: the cache is replaced,
+        // reused and replaced again, including going back to an earlier second.
+        let start = days_to(2024, 2, 28) * DAY;
+        let mut ns = start;
+        while ns < start + 2 * DAY {
+            check(ns);
+            check(ns.saturating_sub(S + 7));
+            ns += 997 * S + 123_457;
+        }
+        // Every second of one minute crossing a leap day's end, twice each.
+        let end = days_to(2024, 3, 1) * DAY;
+        for s in 0..120 {
+            check(end - 60 * S + s * S / 2);
+        }
+    }
+
+    #[test]
+    fn digit_pairs() {
+        for n in 0..100 {
+            assert_eq!(digits2(n), format!("{n:02}").as_bytes());
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! UDP datagrams), and the allocation count of that second pass must be zero.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::cell::Cell;
 
 use etherparse::PacketBuilder;
 use podtap::capture::Frame;
@@ -17,26 +17,49 @@ use podtap::proto::Transaction;
 use podtap::time::Timestamp;
 use podtap::worker::Worker;
 
+use std::sync::Arc;
+
+use podtap::export::Record;
+use podtap::export::jsonl::JsonLines;
+use podtap::flow::{EndReason, TcpRecord};
+use podtap::k8s::{FlowPods, Peer, PodMeta};
+use podtap::proto::{AttrValue, Completeness, Endpoint, Protocol};
+
 struct Counting;
 
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
+// Per thread: the tests of this file run in parallel, each counting only its own.
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count() {
+    // (`try_with`: a thread's locals may be gone while it is being torn down.)
+    if COUNTING.try_with(Cell::get).unwrap_or(false) {
+        let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
+    }
+}
+
+/// Allocations this thread makes while `f` runs.
+fn allocations(f: impl FnOnce()) -> u64 {
+    ALLOCS.with(|a| a.set(0));
+    COUNTING.with(|c| c.set(true));
+    f();
+    COUNTING.with(|c| c.set(false));
+    ALLOCS.with(Cell::get)
+}
 
 // SAFETY: forwards every call to the system allocator unchanged; only counts.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
+        count();
         unsafe { System.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         unsafe { System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
+        count();
         unsafe { System.realloc(p, l, n) }
     }
 }
@@ -120,15 +143,138 @@ fn steady_state_packets_do_not_allocate() {
     // Build the frames of the measured rounds before counting starts.
     let measured: Vec<Vec<Vec<u8>>> = (3..23).map(|r| round(flows, r)).collect();
     let packets: usize = measured.iter().map(Vec::len).sum();
-    COUNTING.store(true, Ordering::SeqCst);
-    for frames in &measured {
-        run(&mut w, frames);
-    }
-    COUNTING.store(false, Ordering::SeqCst);
-    let allocs = ALLOCS.load(Ordering::SeqCst);
+    let allocs = allocations(|| {
+        for frames in &measured {
+            run(&mut w, frames);
+        }
+    });
     assert_eq!(w.live_flows(), 2 * flows as usize);
     assert_eq!(
         allocs, 0,
         "{allocs} allocations while processing {packets} packets of known flows"
     );
+}
+
+/// Records of every kind the JSON lines writer handles on a busy node: HTTP transactions
+/// with attributes, trace context and pods, and finished TCP and UDP (IPv6) flows.
+fn records() -> Vec<Record> {
+    let pod = Arc::new(PodMeta {
+        attrs: vec![
+            ("k8s.pod.name".into(), AttrValue::Str("web-0".into())),
+            ("k8s.namespace.name".into(), AttrValue::Str("shop".into())),
+            ("k8s.pod.label.app".into(), AttrValue::Str("web".into())),
+        ],
+        ..Default::default()
+    });
+    let pods = Arc::new(FlowPods {
+        obs: Some(pod.clone()),
+        client: Peer::External,
+        server: Peer::Pod(pod),
+        ..Default::default()
+    });
+    let mut v = Vec::new();
+    for i in 0..50u64 {
+        let mut t = Transaction::new(
+            Protocol::Http,
+            Timestamp(1_795_405_963_000_000_000 + i * 7_000_000),
+        );
+        t.end = Timestamp(t.start.0 + 228_000);
+        t.client = Endpoint {
+            addr: [10, 77, 0, 2].into(),
+            port: 34368,
+        };
+        t.server = Endpoint {
+            addr: [10, 77, 0, 1].into(),
+            port: 80,
+        };
+        t.operation = "GET".into();
+        t.resource = "/api/items/{id}".into();
+        t.status = Some(200);
+        t.attrs.push((
+            "url.path",
+            AttrValue::Str(format!("/api/items/{i}?q=\"x\"").into()),
+        ));
+        t.attrs
+            .push(("http.response.status_code", AttrValue::Int(200)));
+        t.attrs.push((
+            "user_agent.original",
+            AttrValue::Str("Mozilla/5.0 (X11; Linux x86_64) a longer user agent".into()),
+        ));
+        if i % 3 == 0 {
+            t.trace = Some(Box::default());
+            t.completeness = Completeness(Completeness::GAP | Completeness::RESET);
+        }
+        if i % 2 == 0 {
+            t.pods = Some(pods.clone());
+        }
+        v.push(Record::Transaction(t));
+    }
+    let flow = |tcp: bool, v6: bool| FlowRecord {
+        obs: 1,
+        vlan: 0,
+        tunnel: Default::default(),
+        ip_proto: if tcp { 6 } else { 17 },
+        client: Endpoint {
+            addr: if v6 {
+                "2001:db8::1".parse().unwrap()
+            } else {
+                [10, 0, 0, 1].into()
+            },
+            port: 40000,
+        },
+        server: Endpoint {
+            addr: if v6 {
+                "2001:db8::2".parse().unwrap()
+            } else {
+                [10, 0, 0, 2].into()
+            },
+            port: 53,
+        },
+        first: Timestamp(1_795_405_963_000_000_000),
+        last: Timestamp(1_795_405_964_500_000_000),
+        dirs: Default::default(),
+        reason: EndReason::Fin,
+        protocol: Protocol::Http,
+        tcp: tcp.then(|| TcpRecord {
+            midstream: false,
+            server_rtt_ns: Some(17_000),
+            client_rtt_ns: Some(16_000),
+            srtt_ns: [Some(40_000), Some(50_000)],
+            stats: Default::default(),
+            reassembled: [100, 200],
+            gap_bytes: [0, 0],
+        }),
+        tls: None,
+        pods: Some(pods.clone()),
+        unreported: Default::default(),
+    };
+    v.push(Record::Flow(Box::new(flow(true, false))));
+    v.push(Record::Flow(Box::new(flow(false, true))));
+    v
+}
+
+#[test]
+fn json_lines_do_not_allocate_once_warm() {
+    let recs = records();
+    let mut w = JsonLines::default();
+    let mut out = std::io::sink();
+    // Warm-up: one pass (the buffer is sized up front; nothing should grow).
+    for r in &recs {
+        w.push(r, true);
+    }
+    w.write_to(&mut out).unwrap();
+    let mut lines = 0;
+    let allocs = allocations(|| {
+        for _ in 0..200 {
+            for r in &recs {
+                lines += w.push(r, true) as usize;
+                if w.len() >= podtap::export::jsonl::FLUSH_AT {
+                    w.write_to(&mut out).unwrap();
+                }
+            }
+        }
+        w.write_to(&mut out).unwrap();
+    });
+    assert_eq!(lines, 200 * recs.len());
+    assert_eq!(allocs, 0, "{allocs} allocations writing {lines} JSON lines");
 }

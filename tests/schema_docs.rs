@@ -97,7 +97,7 @@ fn every_emitted_attribute_key_is_documented() {
         HistogramSpec::Explicit(Arc::from(histogram::DEFAULT_BOUNDS)),
         100_000,
     );
-    let mut line = String::new();
+    let mut line: Vec<u8> = Vec::new();
     let mut transactions = 0;
     for file in common::captures() {
         let name = file.strip_prefix(common::pcaps_dir()).unwrap().display();
@@ -108,8 +108,11 @@ fn every_emitted_attribute_key_is_documented() {
         let (totals, sink) = w.finish();
         stats.events(&totals.counters);
         for r in &sink.records {
-            if jsonl::write_record(&mut line, r, true) {
-                let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            let mut lines = jsonl::JsonLines::default();
+            if lines.push(r, true) {
+                lines.write_to(&mut line).unwrap();
+                let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+                line.clear();
                 for k in v.as_object().unwrap().keys() {
                     keys.add(k, || format!("JSON line of {name}"));
                 }

@@ -108,6 +108,8 @@ fn whole_node(mode: &str) {
     let log = dir.join("rotel.out");
     let _rotel = rotel(grpc, http, &log, dir);
     let cfg = dir.join("node.toml");
+    // A capture device of its own: another run's mirror (a parallel suite) is not ours.
+    let id = std::process::id() % 100_000;
     std::fs::write(
         &cfg,
         format!(
@@ -115,6 +117,7 @@ fn whole_node(mode: &str) {
              [export.metrics]\ninterval_ms = 500\ntemporality = \"delta\"\n\
              [export.spans]\nmax_buffered = 100000\n\
              [export.prometheus]\nlisten = \"127.0.0.1:{prom}\"\n\
+             [capture.mirror]\ndevice = \"ptw{id}\"\npeer = \"ptw{id}c\"\n\
              [output]\ntable_interval_secs = 600\n\
              [flow]\ntcp_close_linger_secs = 1\n"
         ),

@@ -3,303 +3,437 @@
 //! and podtap's own under `podtap.`; see docs/SCHEMA.md. Written by hand, in a fixed key
 //! order, so lines are stable and diffable (golden tests depend on it).
 
-use std::fmt::Write;
+use std::io::{self, Write};
+use std::net::IpAddr;
 
+use super::json::{
+    push_escaped, push_escaped_between, push_hex, push_i64, push_ip, push_string, push_u64,
+};
 use crate::flow::FlowRecord;
 use crate::k8s::{FlowPods, Peer};
 use crate::proto::{AttrValue, Direction, Transaction};
+use crate::time::{Rfc3339Cache, Timestamp};
 
-/// Appends one JSON object to a string, key by key.
-pub struct JsonObject<'a> {
-    out: &'a mut String,
-    first: bool,
+/// `,"name":` for a key podtap defines, built at compile time: a key is one copy of a
+/// constant. Only for names that need no escaping (checked in debug builds and by the
+/// golden tests, which parse every line).
+macro_rules! k {
+    ($name:literal) => {
+        concat!(",\"", $name, "\":")
+    };
 }
 
-impl<'a> JsonObject<'a> {
-    pub fn new(out: &'a mut String) -> Self {
-        out.push('{');
-        JsonObject { out, first: true }
-    }
+/// JSON lines for a writer thread: records are appended to one buffer, which the caller
+/// hands to its output in large writes (`write_to` once `len()` reaches [`FLUSH_AT`], and
+/// whenever it wants the lines out). Nothing is allocated per record once the buffer has
+/// grown to its working size.
+pub struct JsonLines {
+    buf: Vec<u8>,
+    clock: Rfc3339Cache,
+    keys: CleanKeys,
+}
 
-    fn key(&mut self, k: &str) {
-        if !self.first {
-            self.out.push(',');
+/// Buffered bytes at which a writer should hand them to its output: large enough that
+/// the write costs little per record, small enough to stay in the caches.
+pub const FLUSH_AT: usize = 64 * 1024;
+
+impl Default for JsonLines {
+    fn default() -> Self {
+        JsonLines {
+            // Room for the last record that crosses `FLUSH_AT`.
+            buf: Vec::with_capacity(FLUSH_AT + 16 * 1024),
+            clock: Rfc3339Cache::default(),
+            keys: CleanKeys::default(),
         }
-        self.first = false;
-        string(self.out, k);
-        self.out.push(':');
     }
+}
 
-    /// A key made of two parts (`client.` + `k8s.pod.name`), written without
-    /// building the joined string.
-    fn key2(&mut self, prefix: &str, k: &str) {
-        if !self.first {
-            self.out.push(',');
+impl JsonLines {
+    /// Appends `r` as one JSON line with its newline; false, with nothing written, for a
+    /// flow record when flows are not wanted.
+    pub fn push(&mut self, r: &super::Record, flows: bool) -> bool {
+        match r {
+            super::Record::Flow(f) if flows => write_flow(&mut self.obj(), f),
+            super::Record::Flow(_) => return false,
+            super::Record::Transaction(t) => write_transaction(&mut self.obj(), t),
         }
-        self.first = false;
-        self.out.push('"');
-        escape(self.out, prefix);
-        escape(self.out, k);
-        self.out.push_str("\":");
+        self.buf.push(b'\n');
+        true
     }
 
-    /// An attribute under a prefix.
-    pub fn attr(&mut self, prefix: &str, k: &str, v: &AttrValue) -> &mut Self {
-        self.key2(prefix, k);
-        match v {
-            AttrValue::Str(s) => string(self.out, s),
-            AttrValue::Int(i) => {
-                let _ = write!(self.out, "{i}");
-            }
-            AttrValue::Bool(b) => self.out.push_str(if *b { "true" } else { "false" }),
+    fn obj(&mut self) -> Obj<'_> {
+        Obj {
+            out: &mut self.buf,
+            clock: &mut self.clock,
+            keys: &mut self.keys,
         }
-        self
     }
 
-    /// A string under `prefix` + `k`, without making an [`AttrValue`] of it.
-    pub fn attr_str(&mut self, prefix: &str, k: &str, v: &str) -> &mut Self {
-        self.key2(prefix, k);
-        string(self.out, v);
-        self
+    /// Buffered bytes: whole lines.
+    pub fn len(&self) -> usize {
+        self.buf.len()
     }
 
-    pub fn str(&mut self, k: &str, v: &str) -> &mut Self {
-        self.key(k);
-        string(self.out, v);
-        self
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
     }
 
-    pub fn display(&mut self, k: &str, v: impl std::fmt::Display) -> &mut Self {
-        self.key(k);
-        self.out.push('"');
-        let start = self.out.len();
-        let _ = write!(self.out, "{v}");
-        // Displayed values (addresses, timestamps) never need escaping; check anyway.
-        if self.out[start..]
-            .bytes()
-            .any(|b| b == b'"' || b == b'\\' || b < 0x20)
-        {
-            let raw = self.out.split_off(start);
-            self.out.pop();
-            string(self.out, &raw);
+    /// Hands the buffered lines to `out` in one `write_all` and empties the buffer (also
+    /// when the write fails: a closed output loses these lines, not the next ones).
+    pub fn write_to(&mut self, out: &mut (impl Write + ?Sized)) -> io::Result<()> {
+        let r = out.write_all(&self.buf);
+        self.buf.clear();
+        // A record far larger than usual grew the buffer: give the memory back.
+        if self.buf.capacity() > 16 * FLUSH_AT {
+            self.buf.shrink_to(FLUSH_AT + 16 * 1024);
+        }
+        r
+    }
+}
+
+/// Static keys known to need no escaping, by address and length: a `&'static str` never
+/// changes or goes away, so one that scanned clean once is clean for the rest of the run.
+/// Decoders use a few dozen keys; a slot taken by another key only costs a rescan.
+struct CleanKeys([(usize, usize); 64]);
+
+impl Default for CleanKeys {
+    fn default() -> Self {
+        // Address 0 is no string's: every slot starts empty.
+        CleanKeys([(0, 0); 64])
+    }
+}
+
+impl CleanKeys {
+    #[inline(always)]
+    fn slot(&self, k: &'static str) -> usize {
+        // The top six bits of a multiplicative hash of the address.
+        ((k.as_ptr() as usize as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize
+    }
+}
+
+/// One JSON object being appended, key by key. Every object starts with the
+/// `podtap.record` key, so every later key is written with its leading comma.
+struct Obj<'a> {
+    out: &'a mut Vec<u8>,
+    clock: &'a mut Rfc3339Cache,
+    keys: &'a mut CleanKeys,
+}
+
+impl Obj<'_> {
+    /// A key from [`k!`]: `,"name":`.
+    #[inline(always)]
+    fn key(&mut self, k: &'static str) {
+        debug_assert!(
+            k.starts_with(",\"")
+                && k.ends_with("\":")
+                && !k[2..k.len() - 2]
+                    .bytes()
+                    .any(|b| b < 0x20 || b == b'"' || b == b'\\'),
+            "{k}"
+        );
+        self.out.extend_from_slice(k.as_bytes());
+    }
+
+    /// A key known only at run time (decoder attributes, pod labels), under a prefix.
+    #[inline]
+    fn dyn_key(&mut self, prefix: &str, k: &str) {
+        if prefix.is_empty() {
+            push_escaped_between(self.out, b",\"", k, b"\":");
         } else {
-            self.out.push('"');
+            push_escaped_between(self.out, b",\"", prefix, b"");
+            push_escaped_between(self.out, b"", k, b"\":");
         }
-        self
     }
 
-    pub fn u64(&mut self, k: &str, v: u64) -> &mut Self {
-        self.key(k);
-        let _ = write!(self.out, "{v}");
-        self
-    }
-
-    pub fn i64(&mut self, k: &str, v: i64) -> &mut Self {
-        self.key(k);
-        let _ = write!(self.out, "{v}");
-        self
-    }
-
-    pub fn bool(&mut self, k: &str, v: bool) -> &mut Self {
-        self.key(k);
-        self.out.push_str(if v { "true" } else { "false" });
-        self
-    }
-
-    pub fn end(&mut self) {
-        self.out.push('}');
-    }
-}
-
-/// A JSON string literal with escapes.
-pub fn string(out: &mut String, s: &str) {
-    out.push('"');
-    escape(out, s);
-    out.push('"');
-}
-
-/// The inside of a JSON string literal.
-fn escape(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+    /// A decoder's attribute key: a `&'static str`, scanned for escapes the first time it
+    /// is seen (or after its slot was taken by another key), then copied as it is.
+    #[inline]
+    fn static_key(&mut self, k: &'static str) {
+        let slot = self.keys.slot(k);
+        if self.keys.0[slot] == (k.as_ptr() as usize, k.len()) {
+            self.out.extend_from_slice(b",\"");
+            self.out.extend_from_slice(k.as_bytes());
+            self.out.extend_from_slice(b"\":");
+        } else {
+            let start = self.out.len();
+            push_escaped_between(self.out, b",\"", k, b"\":");
+            if self.out.len() - start == k.len() + 4 {
+                self.keys.0[slot] = (k.as_ptr() as usize, k.len());
             }
-            c => out.push(c),
         }
     }
-}
 
-/// `r` as one JSON line with its newline in `line` (cleared first); false, with `line`
-/// empty, for a flow record when flows are not wanted.
-pub fn write_record(line: &mut String, r: &super::Record, flows: bool) -> bool {
-    line.clear();
-    match r {
-        super::Record::Flow(f) if flows => write_flow(line, f),
-        super::Record::Flow(_) => return false,
-        super::Record::Transaction(t) => write_transaction(line, t),
+    #[inline(always)]
+    fn str(&mut self, k: &'static str, v: &str) -> &mut Self {
+        self.key(k);
+        push_string(self.out, v);
+        self
     }
-    line.push('\n');
-    true
+
+    #[inline(always)]
+    fn u64(&mut self, k: &'static str, v: u64) -> &mut Self {
+        self.key(k);
+        push_u64(self.out, v);
+        self
+    }
+
+    #[inline(always)]
+    fn bool(&mut self, k: &'static str, v: bool) -> &mut Self {
+        self.key(k);
+        self.out
+            .extend_from_slice(if v { b"true" } else { b"false" });
+        self
+    }
+
+    #[inline(always)]
+    fn ip(&mut self, k: &'static str, a: IpAddr) -> &mut Self {
+        self.key(k);
+        self.out.push(b'"');
+        push_ip(self.out, a);
+        self.out.push(b'"');
+        self
+    }
+
+    #[inline(always)]
+    fn time(&mut self, k: &'static str, t: Timestamp) -> &mut Self {
+        self.key(k);
+        let mut quoted = [b'"'; Rfc3339Cache::LEN + 2];
+        quoted[1..=Rfc3339Cache::LEN].copy_from_slice(&self.clock.format(t));
+        self.out.extend_from_slice(&quoted);
+        self
+    }
+
+    /// An attribute: its key under a prefix, its value by type.
+    fn attr(&mut self, prefix: &str, k: &str, v: &AttrValue) -> &mut Self {
+        self.dyn_key(prefix, k);
+        self.value(v)
+    }
+
+    /// A decoder's attribute (see [`Obj::static_key`]).
+    fn static_attr(&mut self, k: &'static str, v: &AttrValue) -> &mut Self {
+        self.static_key(k);
+        self.value(v)
+    }
+
+    #[inline(always)]
+    fn value(&mut self, v: &AttrValue) -> &mut Self {
+        match v {
+            AttrValue::Str(s) => push_string(self.out, s),
+            AttrValue::Int(i) => push_i64(self.out, *i),
+            AttrValue::Bool(b) => self
+                .out
+                .extend_from_slice(if *b { b"true" } else { b"false" }),
+        }
+        self
+    }
+
+    /// A string attribute under a prefix.
+    fn attr_str(&mut self, prefix: &str, k: &str, v: &str) -> &mut Self {
+        self.dyn_key(prefix, k);
+        push_string(self.out, v);
+        self
+    }
+
+    fn end(&mut self) {
+        self.out.push(b'}');
+    }
 }
 
-/// One flow as a JSON line (without the newline).
-pub fn write_flow(out: &mut String, f: &FlowRecord) {
-    let mut o = JsonObject::new(out);
-    o.str("podtap.record", "flow")
-        .str("network.type", f.network_type())
-        .str("network.transport", f.transport())
-        .display("client.address", f.client.addr)
-        .u64("client.port", f.client.port as u64)
-        .display("server.address", f.server.addr)
-        .u64("server.port", f.server.port as u64)
-        .u64("podtap.observation_point", f.obs as u64);
+/// `podtap.flow.{client,server}.*` keys, by direction (client first).
+const FLOW_DIR_KEYS: [[&str; 3]; 2] = [
+    [
+        k!("podtap.flow.client.packets"),
+        k!("podtap.flow.client.bytes"),
+        k!("podtap.flow.client.payload_bytes"),
+    ],
+    [
+        k!("podtap.flow.server.packets"),
+        k!("podtap.flow.server.bytes"),
+        k!("podtap.flow.server.payload_bytes"),
+    ],
+];
+const FLOW_SRTT_KEYS: [&str; 2] = [
+    k!("podtap.flow.client.srtt_ns"),
+    k!("podtap.flow.server.srtt_ns"),
+];
+const FLOW_TCP_KEYS: [[&str; 5]; 2] = [
+    [
+        k!("podtap.flow.client.retransmits"),
+        k!("podtap.flow.client.out_of_order"),
+        k!("podtap.flow.client.zero_windows"),
+        k!("podtap.flow.client.reassembled_bytes"),
+        k!("podtap.flow.client.gap_bytes"),
+    ],
+    [
+        k!("podtap.flow.server.retransmits"),
+        k!("podtap.flow.server.out_of_order"),
+        k!("podtap.flow.server.zero_windows"),
+        k!("podtap.flow.server.reassembled_bytes"),
+        k!("podtap.flow.server.gap_bytes"),
+    ],
+];
+
+/// One flow as a JSON object (without the newline).
+fn write_flow(o: &mut Obj<'_>, f: &FlowRecord) {
+    o.out.extend_from_slice(br#"{"podtap.record":"flow""#);
+    o.str(k!("network.type"), f.network_type())
+        .str(k!("network.transport"), f.transport())
+        .ip(k!("client.address"), f.client.addr)
+        .u64(k!("client.port"), f.client.port as u64)
+        .ip(k!("server.address"), f.server.addr)
+        .u64(k!("server.port"), f.server.port as u64)
+        .u64(k!("podtap.observation_point"), f.obs as u64);
     if f.vlan != 0 {
-        o.u64("podtap.vlan.id", f.vlan as u64);
+        o.u64(k!("podtap.vlan.id"), f.vlan as u64);
     }
     if f.tunnel.kind != crate::packet::TunnelKind::None {
-        o.str("podtap.tunnel.type", f.tunnel.kind.as_str())
-            .u64("podtap.tunnel.id", f.tunnel.id as u64);
+        o.str(k!("podtap.tunnel.type"), f.tunnel.kind.as_str())
+            .u64(k!("podtap.tunnel.id"), f.tunnel.id as u64);
     }
     if f.protocol != crate::proto::Protocol::Unknown {
-        o.str("podtap.protocol", f.protocol.as_str());
+        o.str(k!("podtap.protocol"), f.protocol.as_str());
     }
-    o.display("podtap.flow.start", f.first.rfc3339())
-        .display("podtap.flow.end", f.last.rfc3339())
-        .u64("podtap.flow.duration_ns", f.last.since(f.first))
-        .str("podtap.flow.end_reason", f.reason.as_str());
-    for (side, d) in [
-        ("client", Direction::ToServer),
-        ("server", Direction::ToClient),
-    ] {
+    o.time(k!("podtap.flow.start"), f.first)
+        .time(k!("podtap.flow.end"), f.last)
+        .u64(k!("podtap.flow.duration_ns"), f.last.since(f.first))
+        .str(k!("podtap.flow.end_reason"), f.reason.as_str());
+    for (keys, d) in FLOW_DIR_KEYS
+        .iter()
+        .zip([Direction::ToServer, Direction::ToClient])
+    {
         let c = &f.dirs[d.index()];
-        o.u64(&format!("podtap.flow.{side}.packets"), c.packets)
-            .u64(&format!("podtap.flow.{side}.bytes"), c.bytes)
-            .u64(
-                &format!("podtap.flow.{side}.payload_bytes"),
-                c.payload_bytes,
-            );
+        o.u64(keys[0], c.packets)
+            .u64(keys[1], c.bytes)
+            .u64(keys[2], c.payload_bytes);
     }
     if let Some(t) = &f.tcp {
-        o.bool("podtap.flow.midstream", t.midstream);
+        o.bool(k!("podtap.flow.midstream"), t.midstream);
         if let (Some(s), Some(c)) = (t.server_rtt_ns, t.client_rtt_ns) {
-            o.u64("podtap.flow.handshake_rtt_ns", s + c)
-                .u64("podtap.flow.server_rtt_ns", s)
-                .u64("podtap.flow.client_rtt_ns", c);
+            o.u64(k!("podtap.flow.handshake_rtt_ns"), s + c)
+                .u64(k!("podtap.flow.server_rtt_ns"), s)
+                .u64(k!("podtap.flow.client_rtt_ns"), c);
         } else if let Some(s) = t.server_rtt_ns {
-            o.u64("podtap.flow.server_rtt_ns", s);
+            o.u64(k!("podtap.flow.server_rtt_ns"), s);
         }
-        for (side, srtt) in ["client", "server"].into_iter().zip(t.srtt_ns) {
+        for (key, srtt) in FLOW_SRTT_KEYS.into_iter().zip(t.srtt_ns) {
             if let Some(v) = srtt {
-                o.u64(&format!("podtap.flow.{side}.srtt_ns"), v);
+                o.u64(key, v);
             }
         }
         let sum = |g: fn(&crate::flow::TcpDirStats) -> u64| g(&t.stats[0]) + g(&t.stats[1]);
-        o.u64("podtap.flow.retransmits", sum(|s| s.retransmits))
-            .u64("podtap.flow.out_of_order", sum(|s| s.out_of_order))
-            .u64("podtap.flow.resets", sum(|s| s.resets))
-            .u64("podtap.flow.zero_windows", sum(|s| s.zero_windows));
+        o.u64(k!("podtap.flow.retransmits"), sum(|s| s.retransmits))
+            .u64(k!("podtap.flow.out_of_order"), sum(|s| s.out_of_order))
+            .u64(k!("podtap.flow.resets"), sum(|s| s.resets))
+            .u64(k!("podtap.flow.zero_windows"), sum(|s| s.zero_windows));
         match (t.stats[0].resets > 0, t.stats[1].resets > 0) {
-            (true, true) => o.str("podtap.flow.reset_by", "both"),
-            (true, false) => o.str("podtap.flow.reset_by", "client"),
-            (false, true) => o.str("podtap.flow.reset_by", "server"),
-            _ => &mut o,
+            (true, true) => o.str(k!("podtap.flow.reset_by"), "both"),
+            (true, false) => o.str(k!("podtap.flow.reset_by"), "client"),
+            (false, true) => o.str(k!("podtap.flow.reset_by"), "server"),
+            _ => o,
         };
-        for (side, d) in [("client", 0usize), ("server", 1usize)] {
+        for (d, keys) in FLOW_TCP_KEYS.iter().enumerate() {
             let s = &t.stats[d];
-            o.u64(&format!("podtap.flow.{side}.retransmits"), s.retransmits)
-                .u64(&format!("podtap.flow.{side}.out_of_order"), s.out_of_order)
-                .u64(&format!("podtap.flow.{side}.zero_windows"), s.zero_windows)
-                .u64(
-                    &format!("podtap.flow.{side}.reassembled_bytes"),
-                    t.reassembled[d],
-                )
-                .u64(&format!("podtap.flow.{side}.gap_bytes"), t.gap_bytes[d]);
+            o.u64(keys[0], s.retransmits)
+                .u64(keys[1], s.out_of_order)
+                .u64(keys[2], s.zero_windows)
+                .u64(keys[3], t.reassembled[d])
+                .u64(keys[4], t.gap_bytes[d]);
         }
     }
     if let Some(t) = &f.tls {
         if let Some(sni) = &t.server_name {
-            o.str("tls.client.server_name", sni);
+            o.str(k!("tls.client.server_name"), sni);
         }
-        o.u64("podtap.tls.client.encrypted_bytes", t.encrypted_bytes[0])
-            .u64("podtap.tls.server.encrypted_bytes", t.encrypted_bytes[1]);
+        o.u64(
+            k!("podtap.tls.client.encrypted_bytes"),
+            t.encrypted_bytes[0],
+        )
+        .u64(
+            k!("podtap.tls.server.encrypted_bytes"),
+            t.encrypted_bytes[1],
+        );
     }
     if let Some(p) = &f.pods {
-        write_pods(&mut o, p);
+        write_pods(o, p);
     }
     o.end();
 }
 
-/// One transaction as a JSON line (without the newline).
-pub fn write_transaction(out: &mut String, t: &Transaction) {
-    let mut o = JsonObject::new(out);
+/// One transaction as a JSON object (without the newline).
+fn write_transaction(o: &mut Obj<'_>, t: &Transaction) {
+    o.out
+        .extend_from_slice(br#"{"podtap.record":"transaction""#);
     // A decoder that names the server (HTTP Host, `:authority`) sets `server.address`, as
     // spans carry it; the wire address then moves to `podtap.server.ip` (one key, once).
     let named = t.attrs.iter().any(|(k, _)| *k == "server.address");
-    o.str("podtap.record", "transaction")
-        .str("podtap.protocol", t.protocol.as_str())
-        .display("client.address", t.client.addr)
-        .u64("client.port", t.client.port as u64)
-        .display(
+    o.str(k!("podtap.protocol"), t.protocol.as_str())
+        .ip(k!("client.address"), t.client.addr)
+        .u64(k!("client.port"), t.client.port as u64)
+        .ip(
             if named {
-                "podtap.server.ip"
+                k!("podtap.server.ip")
             } else {
-                "server.address"
+                k!("server.address")
             },
             t.server.addr,
         )
-        .u64("server.port", t.server.port as u64)
-        .u64("podtap.observation_point", t.obs as u64)
-        .display("podtap.start", t.start.rfc3339())
-        .display("podtap.end", t.end.rfc3339())
-        .u64("podtap.duration_ns", t.duration_ns())
-        .str("podtap.operation", &t.operation)
-        .str("podtap.resource", &t.resource);
+        .u64(k!("server.port"), t.server.port as u64)
+        .u64(k!("podtap.observation_point"), t.obs as u64)
+        .time(k!("podtap.start"), t.start)
+        .time(k!("podtap.end"), t.end)
+        .u64(k!("podtap.duration_ns"), t.duration_ns())
+        .str(k!("podtap.operation"), &t.operation)
+        .str(k!("podtap.resource"), &t.resource);
     if let Some(s) = t.status {
-        o.i64("podtap.status", s);
+        o.key(k!("podtap.status"));
+        push_i64(o.out, s);
     }
     if let Some(e) = &t.error {
-        o.str("error.type", e);
+        o.str(k!("error.type"), e);
     }
-    o.u64("podtap.request.bytes", t.req_bytes)
-        .u64("podtap.response.bytes", t.resp_bytes);
-    o.bool("podtap.complete", t.completeness.is_complete());
+    o.u64(k!("podtap.request.bytes"), t.req_bytes)
+        .u64(k!("podtap.response.bytes"), t.resp_bytes);
+    o.bool(k!("podtap.complete"), t.completeness.is_complete());
     if !t.completeness.is_complete() {
-        let reasons: Vec<&str> = t.completeness.reasons().collect();
-        o.str("podtap.incomplete_reason", &reasons.join(","));
+        o.key(k!("podtap.incomplete_reason"));
+        o.out.push(b'"');
+        for (i, r) in t.completeness.reasons().enumerate() {
+            if i > 0 {
+                o.out.push(b',');
+            }
+            push_escaped(o.out, r);
+        }
+        o.out.push(b'"');
     }
     if let Some(tc) = &t.trace {
-        o.str("podtap.trace.format", tc.format)
-            .str("podtap.trace.id", &hex(&tc.trace_id))
-            .str("podtap.trace.parent_span_id", &hex(&tc.parent_span_id));
+        o.str(k!("podtap.trace.format"), tc.format);
+        o.key(k!("podtap.trace.id"));
+        o.out.push(b'"');
+        push_hex(o.out, &tc.trace_id);
+        o.out.push(b'"');
+        o.key(k!("podtap.trace.parent_span_id"));
+        o.out.push(b'"');
+        push_hex(o.out, &tc.parent_span_id);
+        o.out.push(b'"');
     }
     for (k, v) in &t.attrs {
-        match v {
-            AttrValue::Str(s) => o.str(k, s),
-            AttrValue::Int(i) => o.i64(k, *i),
-            AttrValue::Bool(b) => o.bool(k, *b),
-        };
+        o.static_attr(k, v);
     }
     if let Some(p) = &t.pods {
-        write_pods(&mut o, p);
+        write_pods(o, p);
     }
     o.end();
 }
 
 /// Pod attribution: each end under its side's prefix (`client.k8s.pod.name`,
 /// `server.k8s.service.name`, `client.podtap.kind`), and where the flow was observed.
-fn write_pods(o: &mut JsonObject<'_>, p: &FlowPods) {
+fn write_pods(o: &mut Obj<'_>, p: &FlowPods) {
     for ((side, peer), process) in [("client.", &p.client), ("server.", &p.server)]
         .into_iter()
         .zip(&p.process)
     {
         if let Some(kind) = peer.kind() {
-            o.attr(side, "podtap.kind", &AttrValue::Str(kind.into()));
+            o.attr_str(side, "podtap.kind", kind);
         }
         match peer {
             Peer::Pod(m) => {
@@ -316,22 +450,21 @@ fn write_pods(o: &mut JsonObject<'_>, p: &FlowPods) {
                 }
             }
             Peer::Service(s) => {
-                o.attr(side, "k8s.service.name", &AttrValue::Str(s.name.clone()))
-                    .attr(
-                        side,
-                        "k8s.namespace.name",
-                        &AttrValue::Str(s.namespace.clone()),
-                    );
+                o.attr_str(side, "k8s.service.name", &s.name).attr_str(
+                    side,
+                    "k8s.namespace.name",
+                    &s.namespace,
+                );
             }
             Peer::Node => {
                 if let Some(n) = &p.node_name {
-                    o.attr(side, "k8s.node.name", &AttrValue::Str(n.clone()));
+                    o.attr_str(side, "k8s.node.name", n);
                 }
             }
             Peer::External | Peer::Unknown => {}
         }
     }
-    o.str("podtap.observation_point.side", p.observation_side());
+    o.str(k!("podtap.observation_point.side"), p.observation_side());
     if let (None, Some(m)) = (p.observed_side(), &p.obs) {
         for (k, v) in &m.attrs {
             o.attr("podtap.observation_point.", k, v);
@@ -339,39 +472,5 @@ fn write_pods(o: &mut JsonObject<'_>, p: &FlowPods) {
     }
 }
 
-pub fn hex(b: &[u8]) -> String {
-    let mut s = String::with_capacity(b.len() * 2);
-    for x in b {
-        let _ = write!(s, "{x:02x}");
-    }
-    s
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escapes_strings() {
-        let mut s = String::new();
-        string(&mut s, "a\"b\\c\nd\u{1}é");
-        assert_eq!(s, r#""a\"b\\c\nd\u0001é""#);
-        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
-        assert_eq!(v, "a\"b\\c\nd\u{1}é");
-    }
-
-    #[test]
-    fn object_is_valid_json() {
-        let mut s = String::new();
-        JsonObject::new(&mut s)
-            .str("a", "x")
-            .u64("b", 3)
-            .bool("c", true)
-            .display("d", "q\"")
-            .i64("e", -1)
-            .end();
-        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
-        assert_eq!(v["d"], "q\"");
-        assert_eq!(v["e"], -1);
-    }
-}
+mod tests;

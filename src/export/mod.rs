@@ -20,6 +20,7 @@ pub mod config;
 pub mod exporter;
 pub mod health;
 pub mod http_server;
+pub mod json;
 pub mod jsonl;
 pub mod otlp;
 pub mod prometheus;

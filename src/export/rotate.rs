@@ -57,12 +57,31 @@ impl RotatingFile {
 }
 
 impl Write for RotatingFile {
-    /// The writer hands whole lines (one record) per call, so a rotation never splits one.
+    /// The writer hands whole lines, many per call (a 64 KiB buffer of records): this
+    /// writes the lines that fit under the bound and returns their length (`write_all`
+    /// comes back with the rest), rotating first when not even one fits. A file thus ends
+    /// at a line's end, and only a single line longer than the bound makes it overflow.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.written > 0 && self.written + buf.len() as u64 > self.max_bytes {
-            self.rotate()?;
+        let room = self.max_bytes.saturating_sub(self.written);
+        let mut take = buf.len();
+        if take as u64 > room {
+            match memchr::memrchr(b'\n', &buf[..room as usize]) {
+                Some(i) => take = i + 1,
+                None => {
+                    if self.written > 0 {
+                        self.rotate()?;
+                    }
+                    if take as u64 > self.max_bytes {
+                        take = match memchr::memrchr(b'\n', &buf[..self.max_bytes as usize]) {
+                            Some(i) => i + 1,
+                            // One line longer than the bound: it goes alone into a file.
+                            None => memchr::memchr(b'\n', buf).map_or(buf.len(), |i| i + 1),
+                        };
+                    }
+                }
+            }
         }
-        let n = self.file.write(buf)?;
+        let n = self.file.write(&buf[..take])?;
         self.written += n as u64;
         Ok(n)
     }
@@ -104,6 +123,58 @@ mod tests {
         // 20 lines: 3 per file, so the newest file holds the last 20 % 3 = 2 lines.
         let newest = std::fs::read_to_string(&path).unwrap();
         assert_eq!(newest.lines().count(), 2);
+    }
+
+    #[test]
+    fn many_lines_in_one_write_are_split_at_line_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("records.jsonl");
+        let mut f = RotatingFile::open(&path, 100, 100).unwrap();
+        // Lines of 10..=39 bytes, as the JSON lines writer hands them: many per call.
+        let mut all = Vec::new();
+        for i in 0..60 {
+            let len = 10 + i % 30;
+            let mut line = vec![b'a' + (i % 26) as u8; len - 1];
+            line.push(b'\n');
+            all.extend_from_slice(&line);
+        }
+        // Buffers of whole lines, up to 700 bytes each.
+        let mut start = 0;
+        while start < all.len() {
+            let end = (start + 700).min(all.len());
+            let end = start + memchr::memrchr(b'\n', &all[start..end]).unwrap() + 1;
+            f.write_all(&all[start..end]).unwrap();
+            start = end;
+        }
+        // One line longer than the bound goes alone into its own file.
+        let long = [vec![b'L'; 149], vec![b'\n'], b"after\n".to_vec()].concat();
+        f.write_all(&long).unwrap();
+        f.flush().unwrap();
+        let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        // Oldest first: the highest rotation number, the live file last.
+        files.sort_by_key(|(n, _)| {
+            std::cmp::Reverse(n.rsplit('.').next().unwrap().parse::<u32>().unwrap_or(0))
+        });
+        let mut joined = Vec::new();
+        for (name, text) in &files {
+            assert!(text.ends_with(b"\n"), "{name} ends mid-line");
+            if !text.starts_with(b"L") {
+                assert!(text.len() <= 100, "{name}: {} bytes", text.len());
+            }
+            joined.extend_from_slice(text);
+        }
+        assert_eq!(joined.len(), all.len() + long.len());
+        assert!(joined.ends_with(&long));
+        assert_eq!(files.last().unwrap().1, b"after\n");
     }
 
     #[test]
