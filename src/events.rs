@@ -73,6 +73,12 @@ events! {
     PendingLimit => "l7.pending_limit", "too many requests pending on one connection: oldest reported incomplete";
     ResponseLost => "l7.response_lost", "a whole HTTP/1 response lost in a TCP gap: its request reported without one";
     HpackError => "l7.hpack_error", "HTTP/2 header block failed to decompress: the connection's HPACK state is now unknown";
+    MemcachedMalformed => "memcached.malformed", "memcached reply line, binary header, reply data block or UDP frame that does not parse: the direction resynchronises";
+    MemcachedLineTooLong => "memcached.line_too_long", "memcached text line over 8 KiB (retrieval commands excepted): skipped, the direction resynchronises";
+    MemcachedValueTooLarge => "memcached.value_too_large", "memcached value longer than memcached.max_value_bytes: its transaction is marked truncated and the direction resynchronises";
+    MemcachedNoRequest => "memcached.no_request", "memcached reply without a request (lost in a gap): reported with no_request";
+    MemcachedGetHits => "memcached.get_hits", "keys found by memcached retrieval commands (get, gets, mg, binary GET family), as memcached's get_hits";
+    MemcachedGetMisses => "memcached.get_misses", "keys not found by memcached retrieval commands, as memcached's get_misses";
     // Attribution
     AttributionUnselected => "attribution.unselected", "flow or transaction of pods outside attribution.selector: not reported";
     // Output
@@ -120,7 +126,12 @@ impl Counters {
         }
         // Informational events are logged at debug level, real losses at warn.
         match e {
-            Event::Filtered | Event::NonIp | Event::FragmentHeld | Event::FragmentReassembled => {
+            Event::Filtered
+            | Event::NonIp
+            | Event::FragmentHeld
+            | Event::FragmentReassembled
+            | Event::MemcachedGetHits
+            | Event::MemcachedGetMisses => {
                 tracing::debug!(event = e.name(), count = self.counts[i], "{}", e.help())
             }
             _ => tracing::warn!(event = e.name(), count = self.counts[i], "{}", e.help()),

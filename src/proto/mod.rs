@@ -12,6 +12,7 @@ pub mod dns;
 pub mod http1;
 pub mod http2;
 pub mod http_common;
+pub mod memcached;
 #[macro_use]
 pub mod registry;
 pub mod scan;
