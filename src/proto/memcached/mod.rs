@@ -53,8 +53,8 @@ use compact_str::{CompactString, format_compact};
 use serde::{Deserialize, Serialize};
 
 use self::parser::{
-    BinHeader, REQUEST_MAGIC, RESPONSE_MAGIC, TEXT_WORD_MAX, UdpHeader, distinctive,
-    is_word_prefix, status_is_outcome, status_name,
+    BinHeader, REQUEST_MAGIC, RESPONSE_MAGIC, TEXT_WORD_MAX, UDP_HEADER_LEN, UdpHeader,
+    distinctive, is_word_prefix, status_is_outcome, status_name,
 };
 pub use self::parser::{
     Class, Command, Event, Opaque, ParseError, Parser, Proto, Reply, ReplyKind, Request, Side,
@@ -332,14 +332,18 @@ fn compatible(p: &Pending, r: &Reply) -> bool {
 }
 
 /// Whether a reply can come from the quiet command `p`: its own opcode (binary), or a
-/// reply its quiet mode does not suppress (meta: `EN` for mg, `HD` for the others).
+/// reply its quiet mode does not suppress (meta: `EN` for mg, `HD` for the others). An
+/// ms answers `NF` only in rare modes, where an md after it answers `NF` for every key it
+/// misses: without an opaque to tell, `NF` is left to the md.
 fn could_answer_quiet(p: &Pending, r: &Reply) -> bool {
     if !compatible(p, r) {
         return false;
     }
     !matches!(
         (p.command, r.kind),
-        (Command::Mg, ReplyKind::En) | (Command::Ms | Command::Md | Command::Ma, ReplyKind::Hd)
+        (Command::Mg, ReplyKind::En)
+            | (Command::Ms | Command::Md | Command::Ma, ReplyKind::Hd)
+            | (Command::Ms, ReplyKind::Nf)
     )
 }
 
@@ -455,6 +459,9 @@ pub struct MemcachedParser {
     /// datagram expected next (request id, sequence number).
     udp_id: [Option<u16>; 2],
     udp_next: Option<(u16, u16)>,
+    /// UDP: the frame header of the datagram being read is not counted yet (it goes to
+    /// the first message read from it).
+    udp_frame: [bool; 2],
     /// A client-side gap lost the framing: the next request may follow lost ones.
     req_gap: bool,
     /// A server-side gap lost the framing: replies may have been lost before the next.
@@ -488,6 +495,7 @@ impl MemcachedParser {
             pending: VecDeque::new(),
             udp_id: [None; 2],
             udp_next: None,
+            udp_frame: [false; 2],
             req_gap: false,
             resp_gap: false,
             gap_seen: false,
@@ -555,6 +563,9 @@ impl MemcachedParser {
         p.keys = r.keys;
         p.last = ts;
         p.req_bytes = r.wire_len;
+        if std::mem::take(&mut self.udp_frame[0]) {
+            p.req_bytes += UDP_HEADER_LEN as u64;
+        }
         p.after_gap = std::mem::take(&mut self.req_gap);
         if r.gap {
             p.completeness |= Completeness::GAP;
@@ -593,8 +604,11 @@ impl MemcachedParser {
         self.pending.push_back(p);
     }
 
-    fn on_reply(&mut self, r: Reply, ts: Timestamp, out: &mut Vec<Transaction>) {
+    fn on_reply(&mut self, mut r: Reply, ts: Timestamp, out: &mut Vec<Transaction>) {
         let udp = self.udp_id[1];
+        if std::mem::take(&mut self.udp_frame[1]) {
+            r.wire_len += UDP_HEADER_LEN as u64;
+        }
         if r.tentative {
             // A number read while resynchronising: an incr/decr reply only if one waits.
             let wanted = self.pending.iter().any(|p| {
@@ -794,6 +808,7 @@ impl MemcachedParser {
         };
         let d = dir.index();
         self.udp_id[d] = Some(h.request_id);
+        self.udp_frame[d] = true;
         match dir {
             Direction::ToServer => {
                 // Each request datagram stands alone.
@@ -803,6 +818,24 @@ impl MemcachedParser {
                     self.stats.malformed += 1;
                     self.parsers[d].reset();
                 }
+            }
+            Direction::ToClient if payload.is_empty() => {
+                // The server is done with the request and has nothing to say: its quiet
+                // commands succeeded (or missed).
+                let mut i = 0;
+                while i < self.pending.len() {
+                    let p = &self.pending[i];
+                    if p.udp_id != Some(h.request_id) || !p.quiet || p.replies > 0 {
+                        i += 1;
+                        continue;
+                    }
+                    if let Some(mut p) = self.pending.remove(i) {
+                        p.settle();
+                        p.resp_bytes += UDP_HEADER_LEN as u64;
+                        out.push(finish(&self.settings, &mut self.stats, p, ts, 0));
+                    }
+                }
+                self.udp_frame[d] = false;
             }
             Direction::ToClient => {
                 let continues = self.udp_next == Some((h.request_id, h.seq));
@@ -944,7 +977,9 @@ impl L7Parser for MemcachedParser {
 /// the protocol, and the extras and key lengths that opcode takes: `Certain`. Text: a
 /// command line that parses strictly (known command, arguments of the right count and
 /// form, no control characters): `Likely`; a single-key `get`, `touch` and `quit` are
-/// also Redis inline commands, so over TCP they need `port_hinted`. Replies (`VALUE`,
+/// also Redis inline commands, so over TCP they need `port_hinted`. On the memcached port,
+/// a line of one lower-case word or a known command with bad arguments (memcached answers
+/// both with an error): `Port`. Replies (`VALUE`,
 /// `END`, `STORED`, `HD`, `VA`, `EN`, ...) only with `port_hinted`. UDP: the 8-byte frame
 /// header first (a request is datagram 0 of 1).
 pub fn probe(bytes: &[u8], dir: Direction, transport: Transport, port_hinted: bool) -> Confidence {
@@ -987,6 +1022,10 @@ pub fn probe(bytes: &[u8], dir: Direction, transport: Transport, port_hinted: bo
             let known = r.command != Command::Unknown && r.valid && !r.ctl;
             if known && (distinctive(r) || port_hinted || udp) {
                 Confidence::Likely
+            } else if port_hinted && !r.ctl {
+                // A command memcached would answer with an error (an unknown word, bad
+                // arguments): nothing against it on the memcached port.
+                Confidence::Port
             } else {
                 Confidence::No
             }

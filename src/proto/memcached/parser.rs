@@ -779,7 +779,11 @@ impl UdpHeader {
             seq: be16(2),
             total: be16(4),
         };
-        (hdr.total > 0 && hdr.seq < hdr.total).then_some((hdr, &b[UDP_HEADER_LEN..]))
+        let payload = &b[UDP_HEADER_LEN..];
+        // memcached answers a quiet binary command over UDP with a bare header counting
+        // zero datagrams: "done, nothing to say".
+        let empty = hdr.total == 0 && hdr.seq == 0 && payload.is_empty();
+        (empty || hdr.seq < hdr.total).then_some((hdr, payload))
     }
 }
 
@@ -807,6 +811,8 @@ struct Fields {
     base64: bool,
     opaque: Opaque,
     ctl: bool,
+    /// The first word is one plausible command word (lower case, digits, `_`).
+    word_ok: bool,
 }
 
 impl Default for Fields {
@@ -823,6 +829,7 @@ impl Default for Fields {
             base64: false,
             opaque: Opaque::default(),
             ctl: false,
+            word_ok: false,
         }
     }
 }
@@ -895,6 +902,9 @@ pub struct Parser {
     /// Bytes of the current message so far.
     wire: u64,
     gap: bool,
+    /// Nothing read yet: the first line may be a command memcached does not know (the
+    /// server answers it ERROR), as long as it is a lone plausible word.
+    pristine: bool,
     /// Resynchronising, the line under way cannot start a message (its first word is
     /// none memcached uses): look for the next start from here.
     abandon: bool,
@@ -927,6 +937,7 @@ impl Parser {
             wire: 0,
             gap: false,
             abandon: false,
+            pristine: true,
             max_value,
             key: keep_key.then(|| {
                 Box::new(KeyBuf {
@@ -997,6 +1008,7 @@ impl Parser {
     /// Look for the next message start (bytes were lost at an unknown place, e.g. a UDP
     /// datagram missing from a multi-datagram reply).
     pub fn lose_sync(&mut self) {
+        self.pristine = false;
         self.begin_message();
         self.state = State::Start;
         self.resync = true;
@@ -1096,6 +1108,7 @@ impl Parser {
             Side::Replies => RESPONSE_MAGIC,
         };
         if self.resync && !self.line_start {
+            self.pristine = false;
             // Candidates: the byte after a newline (text), a magic byte (binary).
             let found = match self.binary {
                 Some(true) => memchr(magic, rest),
@@ -1137,6 +1150,7 @@ impl Parser {
         if self.hdr_len < BIN_HEADER_LEN {
             return (n, None);
         }
+        self.pristine = false;
         let Some(h) = BinHeader::parse(&self.hdr) else {
             return (n, None);
         };
@@ -1348,6 +1362,7 @@ impl Parser {
     /// Resynchronising: whether a line whose first word begins with `w` may be a message.
     fn may_start(&self, w: &[u8]) -> bool {
         (w.len() <= TEXT_WORD_MAX && is_word_prefix(w, self.side))
+            || (self.pristine && self.side == Side::Requests && plausible_word(w))
             || (self.side == Side::Replies && w.len() <= 20 && w.iter().all(u8::is_ascii_digit))
     }
 
@@ -1356,6 +1371,7 @@ impl Parser {
     /// newline inside the line is not missed.
     fn abandon_line(&mut self, at: usize, line_start: bool) -> (usize, Option<Event>) {
         self.abandon = false;
+        self.pristine = false;
         self.state = State::Start;
         self.line_start = line_start;
         self.tok_len = 0;
@@ -1461,6 +1477,7 @@ impl Parser {
         self.fields.last_noreply = t == b"noreply";
         let f = &mut self.fields;
         if i == 0 {
+            f.word_ok = full == t.len() && plausible_word(t);
             match self.side {
                 Side::Requests => f.command = Command::from_word(t),
                 Side::Replies => f.reply = ReplyKind::from_word(t),
@@ -1551,6 +1568,7 @@ impl Parser {
 
     /// The newline: the line is a message, or it is dropped.
     fn end_line(&mut self) -> Option<Event> {
+        let pristine = std::mem::take(&mut self.pristine);
         self.state = State::Start;
         self.line_start = true;
         let f = self.fields;
@@ -1562,7 +1580,8 @@ impl Parser {
                 let valid = !f.bad && args_ok(c, f.ntok, f.last_noreply);
                 // Resynchronising, a line must name a command; a known command with bad
                 // arguments is taken (memcached answers it with an error).
-                if self.resync && (c == Command::Unknown || f.ctl) {
+                let lone_word = pristine && f.word_ok && f.ntok == 1;
+                if self.resync && ((c == Command::Unknown && !lone_word) || f.ctl) {
                     return None;
                 }
                 self.resync = false;
@@ -1681,6 +1700,13 @@ fn meta_flag(f: &mut Fields, t: &[u8], full: usize) {
         },
         _ => {}
     }
+}
+
+/// One word that could be a command: 1 to 14 lower-case letters, digits or `_`.
+fn plausible_word(w: &[u8]) -> bool {
+    (1..=TEXT_WORD_MAX).contains(&w.len())
+        && w.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
 }
 
 /// Token counts memcached accepts (the command word included; a trailing `noreply` is

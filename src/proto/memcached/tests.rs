@@ -460,6 +460,9 @@ fn meta_conversation() -> Conversation {
             b"mg a q v O3\r\nmg foo q v O4\r\nmd nope q O5\r\nms x 1 q\r\ny\r\nma n q\r\nmn\r\n",
         ),
         (ToClient, b"VA 3 O4\r\nbar\r\nNF O5\r\nMN\r\n"),
+        // Without opaques: the NF is md's, not the quiet ms's before it.
+        (ToServer, b"ms y 1 q\r\nz\r\nmd nope q\r\nmn\r\n"),
+        (ToClient, b"NF\r\nMN\r\n"),
         (ToServer, b"mg a\r\nmd foo\r\nma nope\r\nme foo\r\nmn\r\n"),
         (
             ToClient,
@@ -485,6 +488,9 @@ fn meta_commands_quiet_mode_and_opaque_tokens() {
             // ms x q and ma n q: passed over in silence, settled by MN as successes.
             "ms - h- m- noreply",
             "ma - h1 m0 noreply",
+            "mn - h- m-",
+            "ms - h- m- noreply",
+            "md NF h0 m1 noreply",
             "mn - h- m-",
             "mg EN h0 m1",
             "md - h1 m0",
@@ -829,6 +835,14 @@ fn udp_text_and_binary_pair_by_request_id() {
         t(9),
         &mut out,
     );
+    // memcached acknowledges a quiet binary command over UDP with a bare frame header.
+    p.on_data(
+        ToServer,
+        &dg(hdr(11, 0, 1), &breq(0x11, b"q", &SET_EXTRAS, b"v", 0)),
+        t(9),
+        &mut out,
+    );
+    p.on_data(ToClient, &hdr(11, 0, 0), t(9), &mut out);
     // A reply whose middle datagram is lost.
     p.on_data(ToServer, &dg(hdr(9, 0, 1), b"get big\r\n"), t(10), &mut out);
     p.on_data(ToClient, &dg(hdr(9, 0, 3), &big[..20]), t(11), &mut out);
@@ -853,6 +867,7 @@ fn udp_text_and_binary_pair_by_request_id() {
             "get - h1 m0",
             "get - h1 m1",
             "set - h- m- noreply",
+            "SETQ - h- m- noreply",
             "get - h0 m1 [gap]",
             "GETK - h1 m0",
             "SETQ - h- m- noreply",
@@ -860,6 +875,10 @@ fn udp_text_and_binary_pair_by_request_id() {
     );
     assert_eq!(out[1].start, t(1));
     assert_eq!(out[1].end, t(7));
+    // Bytes on the wire: the 8-byte frame header of each datagram included.
+    assert_eq!(out[1].req_bytes, 8 + 12);
+    assert_eq!(out[1].resp_bytes, 8 + 16 + 8 + 5);
+    assert_eq!(out[3].resp_bytes, 8);
     assert_eq!(p.take_stats().malformed, 0);
 }
 
@@ -1240,6 +1259,26 @@ fn timeouts_report_unanswered_commands_and_settle_quiet_ones() {
         ]
     );
     assert_eq!(p.take_stats().timeouts, 1);
+}
+
+#[test]
+fn a_connection_opening_with_an_unknown_command_pairs_its_error() {
+    // pymemcache reconnects after an error, so a connection may start with any line.
+    let c = conv(&[
+        (ToServer, b"bogus\r\n"),
+        (ToClient, b"ERROR\r\n"),
+        (ToServer, b"get a\r\n"),
+        (ToClient, b"END\r\n"),
+    ]);
+    check_all_feeds(&c, &["unknown ERROR h- m- error=ERROR", "get - h0 m1"]);
+    assert_eq!(
+        probe(b"bogus\r\n", ToServer, Transport::Tcp, true),
+        Confidence::Port
+    );
+    assert_eq!(
+        probe(b"bogus\r\n", ToServer, Transport::Tcp, false),
+        Confidence::No
+    );
 }
 
 #[test]
