@@ -722,10 +722,13 @@ impl MemcachedParser {
         // Commands waiting for a reply (not quiet, nothing received yet).
         let first = self.pending.iter().position(|p| p.udp_id == udp)?;
         let head_answering = self.pending[first].replies > 0;
+        // Only whether more than one waits matters: counting stops there, so a long
+        // pipeline costs no walk over all of it per reply.
         let waiting = self
             .pending
             .iter()
             .filter(|p| p.udp_id == udp && !p.quiet && p.replies == 0)
+            .take(2)
             .count();
         if !head_answering && waiting > 1 {
             if !resp_gap {
