@@ -1045,16 +1045,16 @@ pub fn probe(bytes: &[u8], dir: Direction, transport: Transport, port_hinted: bo
         return text_ok(&ev);
     }
     match p.progress() {
-        parser::Progress::Message(ev) => text_ok(ev),
+        parser::Partial::Message(ev) => text_ok(ev),
         // A line cut short by the end of the bytes.
-        parser::Progress::FirstWord(w, ctl) => {
+        parser::Partial::FirstWord(w, ctl) => {
             if !ctl && w.len() <= TEXT_WORD_MAX && is_word_prefix(w, side) {
                 need_more
             } else {
                 Confidence::No
             }
         }
-        parser::Progress::Words {
+        parser::Partial::Words {
             command,
             reply,
             ctl,

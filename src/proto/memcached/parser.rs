@@ -650,7 +650,7 @@ pub enum ParseError {
 
 /// See [`Parser::progress`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Progress<'a> {
+pub enum Partial<'a> {
     Nothing,
     /// A message read up to its data block or body.
     Message(&'a Event),
@@ -960,22 +960,22 @@ impl Parser {
 
     /// How far the bytes read so far got, for the protocol probe: a message whose data
     /// block is still being skipped, or the state of a line cut short.
-    pub fn progress(&self) -> Progress<'_> {
+    pub fn progress(&self) -> Partial<'_> {
         match self.state {
             State::Data | State::Trailer(_) | State::Body => match &self.msg {
-                Some(e) => Progress::Message(e),
-                None => Progress::Nothing,
+                Some(e) => Partial::Message(e),
+                None => Partial::Nothing,
             },
             State::Line if self.fields.ntok == 0 => {
-                Progress::FirstWord(&self.tok[..self.tok_len.min(TOK_CAP)], self.fields.ctl)
+                Partial::FirstWord(&self.tok[..self.tok_len.min(TOK_CAP)], self.fields.ctl)
             }
-            State::Line => Progress::Words {
+            State::Line => Partial::Words {
                 command: self.fields.command,
                 reply: self.fields.reply,
                 ctl: self.fields.ctl || self.fields.bad,
             },
-            State::Header => Progress::Header(&self.hdr[..self.hdr_len]),
-            _ => Progress::Nothing,
+            State::Header => Partial::Header(&self.hdr[..self.hdr_len]),
+            _ => Partial::Nothing,
         }
     }
 
