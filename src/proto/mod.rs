@@ -8,11 +8,7 @@
 //! (UDP), and tells it about gaps and the close of the connection.
 
 pub mod detect;
-pub mod dns;
-pub mod http1;
-pub mod http2;
 pub mod http_common;
-pub mod memcached;
 #[macro_use]
 pub mod registry;
 pub mod scan;
@@ -20,7 +16,6 @@ pub mod session;
 pub mod stream_stats;
 #[cfg(test)]
 pub(crate) mod testkit;
-pub mod tls;
 pub mod transaction;
 
 pub use stream_stats::StreamStats;
@@ -115,6 +110,7 @@ registry::decoders! {
     Http2 = "http2" => http2::Http2Parser [Http2 = "http2", Grpc = "grpc"],
     Dns = "dns" => dns::DnsParser [Dns = "dns"],
     Tls = "tls" => tls::TlsParser [Tls = "tls"],
+    Memcached = "memcached" => memcached::MemcachedParser [Memcached = "memcached"],
 }
 
 /// A small deterministic generator (xorshift64) for the decoders' randomized tests.

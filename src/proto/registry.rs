@@ -178,9 +178,13 @@ pub enum MetricAttr {
 
 /// Expands the list of decoders in `proto/mod.rs`. Each line:
 /// `Variant = "section" => module::Type [ProtocolVariant = "name", ...],`
-/// where the protocols are those the decoder reports (the first is its own).
+/// where `module` is the decoder's folder (declared here) and the protocols are those the
+/// decoder reports (the first is its own).
 macro_rules! decoders {
     ($( $variant:ident = $section:literal => $module:ident :: $ty:ident [ $( $proto:ident = $pname:literal ),+ ] ),* $(,)?) => {
+        // Each decoder's folder, `src/proto/<module>/`.
+        $( pub mod $module; )*
+
         /// Application protocols podtap decodes. `as_str` is the `podtap.protocol` value.
         #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum Protocol {

@@ -60,6 +60,7 @@ pub use self::parser::{
     Class, Command, Event, Opaque, ParseError, Parser, Proto, Reply, ReplyKind, Request, Side,
 };
 use super::detect::Transport;
+use super::registry::{MetricAttr, Probe, ProtocolDecoder, Telemetry};
 use super::{Completeness, Confidence, Direction, L7Parser, Progress, Protocol, Transaction};
 use crate::events::{Counters, Event as Ev};
 use crate::time::Timestamp;
@@ -1089,3 +1090,62 @@ fn plausible_header_start(b: &[u8], side: Side) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+impl ProtocolDecoder for MemcachedParser {
+    type Config = MemcachedConfig;
+    type Shared = MemcachedConfig;
+    const PORTS: &'static [u16] = &[11211];
+    const TRANSPORTS: &'static [Transport] = &[Transport::Tcp, Transport::Udp];
+
+    fn prepare(cfg: &super::ProtocolsConfig) -> Result<Self::Shared, String> {
+        Ok(cfg.memcached.settings.clone())
+    }
+
+    fn probe(p: &Probe<'_>) -> Confidence {
+        probe(p.bytes, p.dir, p.transport, p.hinted)
+    }
+
+    fn new(shared: &Self::Shared, transport: Transport) -> Self {
+        MemcachedParser::new(transport, shared)
+    }
+
+    fn protocol(&self) -> Protocol {
+        Protocol::Memcached
+    }
+
+    fn drain_stats(&mut self, c: &mut Counters) {
+        self.take_stats().add_to(c)
+    }
+
+    fn telemetry(_: Protocol) -> &'static Telemetry {
+        &TELEMETRY
+    }
+}
+
+/// How memcached commands become metrics and spans (the database conventions).
+static TELEMETRY: Telemetry = Telemetry {
+    duration: Some([
+        crate::stats::Metric::DbClientDuration,
+        crate::stats::Metric::DbClientDuration,
+    ]),
+    metric_attrs: &[
+        MetricAttr::ProtocolName("db.system.name"),
+        MetricAttr::Operation("db.operation.name"),
+        MetricAttr::Attr("db.response.status_code"),
+        MetricAttr::Error,
+        MetricAttr::Server,
+    ],
+    span_name: |tx| format!("memcached {}", tx.operation),
+    attributes: &[
+        "db.system.name",
+        "db.operation.name",
+        "db.query.summary",
+        "db.response.status_code",
+        "podtap.memcached.protocol",
+        "podtap.memcached.hits",
+        "podtap.memcached.misses",
+        "podtap.memcached.keys",
+        "podtap.memcached.noreply",
+    ],
+    base: None,
+};

@@ -886,7 +886,7 @@ fn udp_text_and_binary_pair_by_request_id() {
 fn udp_corpus_captures_report_every_datagram() {
     // packetbeat's UDP captures hold only quiet or noreply requests (their reserved field
     // is not zero); packetbeat reports one transaction per request.
-    use crate::proto::dns::fixture;
+    use crate::proto::testkit as fixture;
     for (file, want) in [
         (
             "memcache_text_udp_single_store.pcap",
@@ -946,7 +946,7 @@ fn udp_corpus_captures_report_every_datagram() {
 
 #[test]
 fn tcp_corpus_captures_match_packetbeat_and_deepflow() {
-    use crate::proto::dns::fixture;
+    use crate::proto::testkit as fixture;
     let set = "set - h- m-";
     for (file, want) in [
         // packetbeat's tests: `set, inc, dec, get, _ = objs` and the like; `quit` is a
@@ -1447,7 +1447,7 @@ fn probe_refuses_other_protocols() {
 fn probe_takes_no_flow_of_the_corpus_but_memcached() {
     // The first payload of each direction of every TCP and UDP flow in the shared corpus:
     // only memcached flows may be claimed. (Memcached flows are claimed: their port.)
-    use crate::proto::dns::fixture;
+    use crate::proto::testkit as fixture;
     let Some(dir) = fixture::pcaps() else {
         return;
     };
@@ -1538,4 +1538,73 @@ fn lines_and_headers_memcached_does_not_send_are_malformed_and_skipped() {
     p.on_data(ToClient, &resps, Timestamp(2), &mut out);
     assert_eq!(summaries(&out), ["GET - h1 m0", "GET KEY_ENOENT h0 m1"]);
     assert_eq!(p.take_stats().malformed, 1);
+}
+
+/// The shared test kit: a text set, a multi-get with one hit and one miss and a meta get,
+/// whole, byte by byte, split everywhere, with a gap in each chunk and picked up after
+/// each chunk.
+#[test]
+fn testkit_feeds_every_way() {
+    use crate::proto::testkit::{Chunk, check_all};
+    let conv: [Chunk; 6] = [
+        (Direction::ToServer, b"set user:1 0 0 5\r\nhello\r\n"),
+        (Direction::ToClient, b"STORED\r\n"),
+        (Direction::ToServer, b"get user:1 user:2\r\n"),
+        (Direction::ToClient, b"VALUE user:1 0 5\r\nhello\r\nEND\r\n"),
+        (Direction::ToServer, b"mg user:1 v\r\n"),
+        (Direction::ToClient, b"VA 5\r\nhello\r\n"),
+    ];
+    let out = check_all(MemcachedParser::tcp, &conv);
+    let ops: Vec<_> = out.iter().map(|t| t.operation.to_string()).collect();
+    assert_eq!(ops, ["set", "get", "mg"]);
+    let hits = |t: &Transaction| match t.attr("podtap.memcached.hits") {
+        Some(crate::proto::AttrValue::Int(n)) => *n,
+        _ => -1,
+    };
+    assert_eq!(hits(&out[1]), 1);
+}
+
+/// The telemetry mapping: memcached commands become `db.client.operation.duration` series
+/// named by `db.system.name` and the command, with the error where the server refused.
+#[test]
+fn commands_become_db_duration_series() {
+    use crate::stats::{HistogramSpec, Metric, WorkerStats, histogram};
+    let mut p = MemcachedParser::tcp();
+    let mut txs = Vec::new();
+    let t = |ms: u64| Timestamp(1_000_000_000 + ms * 1_000_000);
+    p.on_data(Direction::ToServer, b"get a b\r\n", t(0), &mut txs);
+    p.on_data(Direction::ToClient, b"END\r\n", t(2), &mut txs);
+    p.on_data(Direction::ToServer, b"incr a x\r\n", t(3), &mut txs);
+    p.on_data(
+        Direction::ToClient,
+        b"CLIENT_ERROR invalid numeric delta argument\r\n",
+        t(4),
+        &mut txs,
+    );
+    let mut s = WorkerStats::new(
+        HistogramSpec::Explicit(std::sync::Arc::from(histogram::DEFAULT_BOUNDS)),
+        100,
+    );
+    for tx in &txs {
+        s.transaction(tx);
+    }
+    let d = s.take_delta();
+    let series = d.sorted();
+    assert_eq!(series.len(), 2);
+    for (k, v) in series {
+        assert_eq!(k.metric, Metric::DbClientDuration);
+        assert_eq!(v.count(), 1);
+        let get = |n: &str| {
+            k.attrs
+                .iter()
+                .find(|(a, _)| *a == n)
+                .map(|(_, v)| v.to_string())
+        };
+        assert_eq!(get("db.system.name").as_deref(), Some("memcached"));
+        match get("db.operation.name").as_deref() {
+            Some("get") => assert_eq!(get("error.type"), None),
+            Some("incr") => assert_eq!(get("error.type").as_deref(), Some("CLIENT_ERROR")),
+            other => panic!("{other:?}"),
+        }
+    }
 }
