@@ -11,8 +11,9 @@ use super::{
 use crate::events::Counters;
 use crate::time::Timestamp;
 
-/// Bytes kept while a signature is still incomplete (the HTTP/2 preface is 24).
-const PREFIX: usize = 32;
+/// Bytes kept while a signature is still incomplete, and how far a probe sees into a
+/// chunk: the HTTP/2 preface is 24, a memcached or Redis inline command line often longer.
+const PREFIX: usize = 64;
 /// PostgreSQL SSLRequest: length 8, code 80877103.
 const PG_SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
 /// Chunks looked at before giving up on detection.
