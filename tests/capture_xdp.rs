@@ -111,11 +111,20 @@ fn small_xdp() -> XdpConfig {
 
 /// Ethernet frames of a pcap file.
 fn pcap_frames(path: &Path) -> Vec<Vec<u8>> {
+    pcap_frames_timed(path)
+        .into_iter()
+        .map(|(_, f)| f)
+        .collect()
+}
+
+/// Ethernet frames of a pcap file with their times (ns since the epoch).
+fn pcap_frames_timed(path: &Path) -> Vec<(u64, Vec<u8>)> {
     let f = std::fs::File::open(path).unwrap();
     let mut r = pcap_file::pcap::PcapReader::new(f).unwrap();
     let mut v = Vec::new();
     while let Some(p) = r.next_packet() {
-        v.push(p.unwrap().data.into_owned());
+        let p = p.unwrap();
+        v.push((p.timestamp.as_nanos() as u64, p.data.into_owned()));
     }
     v
 }
@@ -201,7 +210,7 @@ fn mirrored_traffic_arrives_once_per_veth_with_direction() {
                 .collect();
             let mode = srcs[0].mode();
             ready_tx.send(()).unwrap();
-            let mut got: Vec<(u32, u32, Direction, Vec<u8>)> = Vec::new();
+            let mut got: Vec<(u32, u32, Direction, Vec<u8>, u64)> = Vec::new();
             let mut deadline: Option<Instant> = None;
             let hard = Instant::now() + Duration::from_secs(120);
             loop {
@@ -210,7 +219,7 @@ fn mirrored_traffic_arrives_once_per_veth_with_direction() {
                     let q = s.queue();
                     n += s
                         .next_batch_dir(64, |f, d| {
-                            got.push((q, f.obs, d.unwrap(), f.data.to_vec()))
+                            got.push((q, f.obs, d.unwrap(), f.data.to_vec(), f.ts.as_nanos()))
                         })
                         .unwrap()
                         .unwrap();
@@ -301,6 +310,7 @@ fn mirrored_traffic_arrives_once_per_veth_with_direction() {
             "{k:?}"
         );
         assert_eq!(st.malformed, 0, "nothing untagged or unattributed");
+        assert_eq!(st.unstamped, 0, "every copy carried its arrival stamp");
     }
     assert_eq!(ms.failed + ms.tag_failed, 0, "{ms:?}");
 
@@ -333,6 +343,25 @@ fn mirrored_traffic_arrives_once_per_veth_with_direction() {
         }
     }
     assert!(got.iter().all(|g| g.1 == ha_idx || g.1 == hb_idx));
+    // Each frame's time (the mirror's stamp at the veth, converted from the monotonic to
+    // the wall clock) against the time tcpdump's packet socket gave the same frame on the
+    // same veth: microseconds apart, where a wrong clock or offset would be far off.
+    let mut times: HashMap<(u32, Vec<u8>), Vec<u64>> = HashMap::new();
+    for g in &got {
+        times.entry((g.1, g.3.clone())).or_default().push(g.4);
+    }
+    let mut off: Vec<i64> = Vec::new();
+    for (idx, file) in [(ha_idx, &pa), (hb_idx, &pb)] {
+        for (t, f) in pcap_frames_timed(file) {
+            let mine = times.get_mut(&(idx, f)).expect("frame captured");
+            off.push(mine.remove(0) as i64 - t as i64);
+        }
+    }
+    off.sort_unstable_by_key(|d| d.abs());
+    let (med, worst) = (off[off.len() / 2], off[off.len() - 1]);
+    eprintln!("AF_XDP time - tcpdump time per frame: median {med} ns, largest {worst} ns");
+    assert!(med.abs() < 100_000, "median {med} ns");
+    assert!(worst.abs() < 10_000_000, "largest {worst} ns");
     // Known counts: 20 echo requests leave pod A and reach pod B, 100 datagrams likewise.
     let icmp = |obs, dir, ty| {
         got.iter()

@@ -223,6 +223,10 @@ pub struct Mirror {
 
 const PROG_IN: &str = "podtap_mirror_in";
 const PROG_EG: &str = "podtap_mirror_eg";
+/// On the capture device's egress: stamps each copy with its arrival time (a trailer).
+const PROG_TS: &str = "podtap_mirror_ts";
+/// MTU of the capture pair: 1500 plus the 16-byte arrival stamp.
+const CAPTURE_MTU: u32 = 1500 + 16;
 /// Slots kept unused after a detach before they are handed out again.
 const SLOT_QUARANTINE: usize = 1024;
 
@@ -356,13 +360,17 @@ impl Mirror {
         let device_ifindex = ifindex_of(&cfg.device).unwrap_or(0);
         let mut m = Mirror {
             cfg: cfg.clone(),
-            obj: BpfObject::load("podtap_mirror", bpfobj::MIRROR_OBJ, &[PROG_IN, PROG_EG])
-                .map_err(|e| {
-                    let _ = Command::new("ip")
-                        .args(["link", "del", &cfg.device])
-                        .status();
-                    MirrorError::Load(e)
-                })?,
+            obj: BpfObject::load(
+                "podtap_mirror",
+                bpfobj::MIRROR_OBJ,
+                &[PROG_IN, PROG_EG, PROG_TS],
+            )
+            .map_err(|e| {
+                let _ = Command::new("ip")
+                    .args(["link", "del", &cfg.device])
+                    .status();
+                MirrorError::Load(e)
+            })?,
             queues,
             device_ifindex,
             attached: HashMap::new(),
@@ -406,6 +414,12 @@ impl Mirror {
                 "off",
             ])
             .output();
+        // Room for the arrival stamp the copies carry (16 bytes in front of the frame,
+        // see bpf/mirror.bpf.c) on top of a 1500-byte frame and its tag: the peer drops
+        // what exceeds its MTU.
+        for d in [&dev, &peer] {
+            run(Command::new("ip").args(["link", "set", d, "mtu", &CAPTURE_MTU.to_string()]))?;
+        }
         run(Command::new("ip").args(["link", "set", &peer, "up"]))?;
         run(Command::new("ip").args(["link", "set", &dev, "up"]))?;
         let cfg_fd = self.obj.map_fd("podtap_mcfg").ok_or_else(|| {
@@ -413,6 +427,27 @@ impl Mirror {
         })?;
         let value: [u32; 2] = [self.device_ifindex, self.queues];
         bpfobj::map_update(cfg_fd, &0u32, &value).map_err(MirrorError::Load)?;
+        // The arrival stamp, on the device's own clsact egress (it goes with the device).
+        let mut h = hook(self.device_ifindex, sys::bpf_tc_attach_point_BPF_TC_EGRESS);
+        let mut o = tc_opts(
+            self.cfg.tc_handle,
+            self.cfg.tc_priority,
+            self.obj.prog_fd(PROG_TS).unwrap_or(-1),
+        );
+        // SAFETY: initialised C structs that outlive the calls.
+        let r = unsafe {
+            match sys::bpf_tc_hook_create(&mut h) {
+                0 => sys::bpf_tc_attach(&h, &mut o),
+                c => c,
+            }
+        };
+        if r != 0 {
+            return Err(MirrorError::Tc {
+                what: "attach the stamp on the capture device's egress",
+                ifindex: self.device_ifindex,
+                source: io::Error::from_raw_os_error(-r),
+            });
+        }
         Ok(())
     }
 
