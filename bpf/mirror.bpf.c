@@ -22,9 +22,10 @@
 struct mirror_cfg {
 	__u32 capture_ifindex;
 	__u32 queues;
+	__u32 stamp;
 };
 
-/* Index 0: the capture device and its queue count. */
+/* Index 0: the capture device, its queue count, and whether copies are stamped. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -155,12 +156,15 @@ int podtap_mirror_eg(struct __sk_buff *skb)
  * offset 12 of the frame, which after the stamp would land inside it, so the tag is
  * written here, behind the addresses. A GSO super-segment is segmented after this hook
  * (the device has GSO off) and every segment repeats the headers, stamp included. A copy
- * left unstamped (no tag: not the mirror's) is stamped by the XDP program instead. */
+ * left unstamped (no tag: not the mirror's) is stamped by the XDP program instead.
+ * Switched off with capture.xdp.frame_timestamps = false. */
 SEC("tc")
 int podtap_mirror_ts(struct __sk_buff *skb)
 {
 	__u64 now = bpf_ktime_get_ns();
-	if (!skb->vlan_present)
+	__u32 zero = 0;
+	struct mirror_cfg *cfg = bpf_map_lookup_elem(&podtap_mcfg, &zero);
+	if (!cfg || !cfg->stamp || !skb->vlan_present)
 		return TC_ACT_OK;
 	__u16 tci = skb->vlan_tci;
 	__be16 proto = skb->vlan_proto;

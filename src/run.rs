@@ -482,7 +482,10 @@ fn open_tpacket(
 
 /// The capture device and one AF_XDP socket per queue on it.
 fn open_mirror(cfg: &Config, queues: u32) -> Result<(Mirror, Vec<(String, XdpSource)>), String> {
-    let m = Mirror::new(&cfg.capture.mirror, queues).map_err(|e| e.to_string())?;
+    let mut m = Mirror::new(&cfg.capture.mirror, queues).map_err(|e| e.to_string())?;
+    if !cfg.capture.xdp.frame_timestamps {
+        m.set_stamping(false).map_err(|e| e.to_string())?;
+    }
     let dev = m.capture_device().to_string();
     let mut v = Vec::with_capacity(queues as usize);
     for q in 0..queues {

@@ -213,6 +213,8 @@ pub struct Mirror {
     obj: BpfObject,
     queues: u32,
     device_ifindex: u32,
+    /// Copies carry their arrival stamp (`podtap_mirror_ts`).
+    stamp: bool,
     attached: HashMap<u32, Attached>,
     tags: Arc<TagTable>,
     next_slot: u16,
@@ -373,6 +375,7 @@ impl Mirror {
             })?,
             queues,
             device_ifindex,
+            stamp: true,
             attached: HashMap::new(),
             tags: Arc::new(TagTable::new()),
             next_slot: 1,
@@ -422,11 +425,7 @@ impl Mirror {
         }
         run(Command::new("ip").args(["link", "set", &peer, "up"]))?;
         run(Command::new("ip").args(["link", "set", &dev, "up"]))?;
-        let cfg_fd = self.obj.map_fd("podtap_mcfg").ok_or_else(|| {
-            MirrorError::Load(io::Error::other("map podtap_mcfg missing from the object"))
-        })?;
-        let value: [u32; 2] = [self.device_ifindex, self.queues];
-        bpfobj::map_update(cfg_fd, &0u32, &value).map_err(MirrorError::Load)?;
+        self.write_cfg()?;
         // The arrival stamp, on the device's own clsact egress (it goes with the device).
         let mut h = hook(self.device_ifindex, sys::bpf_tc_attach_point_BPF_TC_EGRESS);
         let mut o = tc_opts(
@@ -449,6 +448,24 @@ impl Mirror {
             });
         }
         Ok(())
+    }
+
+    /// What the mirror programs read: the capture device, its queue count, and whether
+    /// copies are stamped.
+    fn write_cfg(&self) -> Result<(), MirrorError> {
+        let cfg_fd = self.obj.map_fd("podtap_mcfg").ok_or_else(|| {
+            MirrorError::Load(io::Error::other("map podtap_mcfg missing from the object"))
+        })?;
+        let value: [u32; 3] = [self.device_ifindex, self.queues, self.stamp as u32];
+        bpfobj::map_update(cfg_fd, &0u32, &value).map_err(MirrorError::Load)
+    }
+
+    /// Stamp each copy with the time the pod veth passed it (the default), or not
+    /// (`capture.xdp.frame_timestamps = false`: the AF_XDP side then times frames by
+    /// receive batch).
+    pub fn set_stamping(&mut self, on: bool) -> Result<(), MirrorError> {
+        self.stamp = on;
+        self.write_cfg()
     }
 
     /// Name of the interface the AF_XDP sockets bind (queues `0..queues()`).
