@@ -10,7 +10,10 @@
  *
  * The copy's transmit queue (= receive queue on the capture peer = AF_XDP socket =
  * worker) comes from a symmetric hash of the addresses (and TCP ports), so both
- * directions of a flow reach the same worker. */
+ * directions of a flow reach the same worker.
+ *
+ * A third program, on the capture device's own egress, stamps each copy with its arrival
+ * time (podtap_mirror_ts, below). */
 #include "helpers.h"
 #include <linux/pkt_cls.h>
 

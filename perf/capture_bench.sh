@@ -2,8 +2,10 @@
 # Live capture benchmark: trafgen in a network namespace blasts 64- and 512-byte UDP and
 # TCP frames over a veth into the root namespace; on the host end, one capturer at a time
 # (nothing, tcpdump -w /dev/null, netsniff-ng, podtap in tpacket mode, a bare AF_XDP
-# receive loop on the veth (examples/xdp_count.rs), podtap in xdp mode on the veth as on a
-# SPAN port, and podtap in xdp mode mirroring the veth as a pod's) receives them.
+# receive loop on the veth (examples/xdp_count.rs: no arrival stamps), podtap in xdp mode
+# on the veth as on a SPAN port, and podtap in xdp mode mirroring the veth as a pod's; the
+# last two also with capture.xdp.frame_timestamps = false, "-nots", to show what the
+# per-frame arrival stamps cost) receives them.
 #
 # The machine's speed wanders from minute to minute, so the capturers take turns: ROUNDS
 # rounds per kind of traffic, each round running every capturer once (the order rotated
@@ -110,6 +112,9 @@ CONF
 # the veth stands for a pod's veth (copies through podtap's mirror device).
 sed 's/^mode = .*/mode = "xdp"/' "$TMP/podtap.toml" > "$TMP/podtap-xdp-mirror.toml"
 sed "s/^mode = .*/mode = \"xdp\"\ndirect = [\"$HOST_IF\"]/" "$TMP/podtap.toml" > "$TMP/podtap-xdp.toml"
+for c in podtap-xdp podtap-xdp-mirror; do
+  { cat "$TMP/$c.toml"; printf '[capture.xdp]\nframe_timestamps = false\n'; } > "$TMP/$c-nots.toml"
+done
 
 # tapcost.py CAPTURER_PID FRAMES LABEL BREAKDOWN_TSV < perf script -F pid,period,ip,sym
 # -> "tap_ns own_ns path_ns" per frame. tap: samples whose call chain passes through the
@@ -168,7 +173,7 @@ run_one() {
     netsniff-ng) taskset -c 0 netsniff-ng --in "$HOST_IF" --out /dev/null --silent --ring-size 64MiB 2>"$log" >"$log.out" & pid=$! ;;
     podtap-tpacket) NO_COLOR=1 taskset -c 0 "$PODTAP" --config "$TMP/podtap.toml" run -i "$HOST_IF" --output table >/dev/null 2>"$log" & pid=$! ;;
     af_xdp-bare) taskset -c 0 "$XDP_COUNT" "$HOST_IF" >"$log.out" 2>"$log" & pid=$! ;;
-    podtap-xdp|podtap-xdp-mirror) NO_COLOR=1 taskset -c 0 "$PODTAP" --config "$TMP/$name.toml" run -i "$HOST_IF" --output table >/dev/null 2>"$log" & pid=$! ;;
+    podtap-xdp*) NO_COLOR=1 taskset -c 0 "$PODTAP" --config "$TMP/$name.toml" run -i "$HOST_IF" --output table >/dev/null 2>"$log" & pid=$! ;;
   esac
   [ -n "$pid" ] && started "$pid"
   sleep 1.5
@@ -222,7 +227,7 @@ run_one() {
 }
 
 # CAPTURERS="none tcpdump podtap-tpacket" measures a subset (none is the baseline: keep it).
-read -r -a CAPTURERS <<< "${CAPTURERS:-none tcpdump netsniff-ng podtap-tpacket af_xdp-bare podtap-xdp podtap-xdp-mirror}"
+read -r -a CAPTURERS <<< "${CAPTURERS:-none tcpdump netsniff-ng podtap-tpacket af_xdp-bare podtap-xdp podtap-xdp-nots podtap-xdp-mirror podtap-xdp-mirror-nots}"
 RUNS=$OUT/capture_runs.tsv
 BREAKDOWN=$OUT/capture_tap_breakdown.tsv
 printf 'traffic\tcapturer\tround\tarrived\tcaptured\tdrops\tuser_j\tsys_j\tseconds\ttap_ns\town_kernel_ns\tpath_ns\n' > "$RUNS"
@@ -336,6 +341,33 @@ for t in traffics:
         xr = f"{med(ratios):.2f}"
         xl = f"{loss(t, 'af_xdp-bare')}, {loss(t, 'podtap-xdp')}"
     print(f"| {t} | {tk} | {sk} | {sr} | {sn} | {tl} | {xr} | {xl} |")
+
+# What the per-frame arrival stamps cost xdp mode: the same capturer with and without
+# them, per round (same traffic, adjacent in time), as arrival rates; and both against
+# the bare AF_XDP loop of the same round.
+def ratios(t, a, b):
+    ra, rb = get(t, a), get(t, b)
+    rate = lambda r: int(r["arrived"]) / float(r["seconds"])
+    v = [rate(ra[rd]) / rate(rb[rd]) for rd in ra if rd in rb]
+    return (med(v), min(v), max(v)) if v else None
+stamp_rows = []
+for t in traffics:
+    cells = []
+    for a, b in (("podtap-xdp", "af_xdp-bare"), ("podtap-xdp-nots", "af_xdp-bare"),
+                 ("podtap-xdp", "podtap-xdp-nots"), ("podtap-xdp-mirror", "podtap-xdp-mirror-nots")):
+        r = ratios(t, a, b) if (t, a) in summary and (t, b) in summary else None
+        cells.append(f"{r[0]:.3f} [{r[1]:.3f}-{r[2]:.3f}]" if r else "-")
+    if any(c != "-" for c in cells):
+        stamp_rows.append(f"| {t} | " + " | ".join(cells) + " |")
+if stamp_rows:
+    print()
+    print("Arrival rate ratios, median of per-round ratios [min-max]; stamps cost 1 - (with / without):")
+    print()
+    print("| traffic | podtap xdp / bare AF_XDP | podtap xdp without stamps / bare AF_XDP "
+          "| podtap xdp with / without stamps | podtap xdp mirror with / without stamps |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for r in stamp_rows:
+        print(r)
 
 # Where the sampled socket time goes: per function tpacket_rcv calls (inclusive), median
 # ns per frame over the rounds, the functions above 2% of some capturer's total.

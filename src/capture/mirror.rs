@@ -12,8 +12,14 @@
 //!    from a symmetric flow hash so both directions of a flow reach the same worker,
 //! 3. pops the tag again and returns `TC_ACT_OK`: the pod's packet goes on unchanged.
 //!
-//! The capture device has `tx-vlan-stag-hw-insert` off, so the kernel writes the tag
-//! into the clone's own header on transmit; the pod's packet bytes are never written.
+//! Inside that clone-redirect, `podtap_mirror_ts` on the capture device's own egress
+//! stamps the copy (and only the copy) with the time: a 16-byte header in front of its
+//! Ethernet frame, which the AF_XDP source strips (see [`super::xdp`]). It writes the tag
+//! into the copy itself, behind the MAC addresses, as the kernel would have.
+//!
+//! The capture device has `tx-vlan-stag-hw-insert` off, so where the stamp program has
+//! not written the tag (stamps off) the kernel writes it into the clone's own header on
+//! transmit; the pod's packet bytes are never written.
 //! TSO/GSO are off on it too, so super-segments are split into wire-sized frames before
 //! they reach the AF_XDP frames. On the receive side [`untag`] turns the tag back into
 //! the veth's ifindex ([`TagTable`]) and direction and removes it.
