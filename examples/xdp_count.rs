@@ -1,6 +1,7 @@
 //! A bare AF_XDP receive loop: count the frames arriving on queue 0 of an interface
-//! until SIGINT/SIGTERM, decoding nothing. `perf/capture_bench.sh` measures podtap's xdp
-//! mode against it.
+//! until SIGINT/SIGTERM, decoding nothing and stamping nothing (no arrival stamps: the
+//! frames are timed by receive batch, which this loop does not even read).
+//! `perf/capture_bench.sh` measures podtap's xdp mode against it.
 //!
 //!     cargo run --release --example xdp_count -- IFACE
 
@@ -16,7 +17,11 @@ fn main() -> anyhow::Result<()> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone())?;
     }
-    let mut src = XdpSource::open(&ifname, 0, &XdpConfig::default(), Decap::Plain)?;
+    let cfg = XdpConfig {
+        frame_timestamps: false,
+        ..Default::default()
+    };
+    let mut src = XdpSource::open(&ifname, 0, &cfg, Decap::Plain)?;
     let mut frames = 0u64;
     eprintln!("listening on {ifname}");
     while !stop.load(Ordering::Relaxed) {

@@ -2,8 +2,10 @@
 # Live capture benchmark: trafgen in a network namespace blasts 64- and 512-byte UDP and
 # TCP frames over a veth into the root namespace; on the host end, one capturer at a time
 # (nothing, tcpdump -w /dev/null, netsniff-ng, podtap in tpacket mode, a bare AF_XDP
-# receive loop on the veth (examples/xdp_count.rs), podtap in xdp mode on the veth as on a
-# SPAN port, and podtap in xdp mode mirroring the veth as a pod's) receives them.
+# receive loop on the veth (examples/xdp_count.rs: no arrival stamps), podtap in xdp mode
+# on the veth as on a SPAN port, and podtap in xdp mode mirroring the veth as a pod's; the
+# last two also with capture.xdp.frame_timestamps = false, "-nots", to show what the
+# per-frame arrival stamps cost) receives them.
 #
 # The machine's speed wanders from minute to minute, so the capturers take turns: ROUNDS
 # rounds per kind of traffic, each round running every capturer once (the order rotated
@@ -35,6 +37,12 @@
 #   CAPTURERS="none tcpdump podtap-tpacket" perf/capture_bench.sh   # a subset
 #   SAMPLE=0 perf/capture_bench.sh        # no perf sampling
 #
+# For the AF_XDP capturers the kernel's own BPF run-time statistics (kernel.bpf_stats_enabled,
+# on for the whole bench, for every capturer alike) give the ns per frame of podtap's XDP
+# program and of the mirror's stamp program (tc, on the capture device), read while the
+# capturer runs (examples/bpf_prog_stats.rs). With and without arrival stamps, these are
+# what the stamps cost in the kernel, where they also lower the arrival rate.
+#
 # The generator is pinned to CPU 1, the capturers (every thread of them) to CPU 0.
 # Nothing leaves the namespace: the host end has no address and the frames are dropped
 # by the stack after capture.
@@ -53,11 +61,13 @@ need trafgen netsniff-ng; need netsniff-ng netsniff-ng; need tcpdump tcpdump
 want() { command -v "$1" >/dev/null || { echo "missing $1 (apt-get install $2): $3" >&2; return 1; }; }
 [ "$SAMPLE" = 1 ] && { want perf linux-perf "the sampled kernel cost will be n/a" || SAMPLE=0; }
 
-cargo build --release --quiet --bin podtap --example xdp_count
+cargo build --release --quiet --bin podtap --example xdp_count --example bpf_prog_stats
 PODTAP=$PWD/target/release/podtap
 XDP_COUNT=$PWD/target/release/examples/xdp_count
+BPF_STATS=$PWD/target/release/examples/bpf_prog_stats
 NS=ptcapb-$$; HOST_IF=ptcapb$$; GEN_IF=tg$$; TMP=$(mktemp -d)
 WMEM_OLD=$(sysctl -n net.core.wmem_default)
+BPF_STATS_OLD=$(sysctl -n kernel.bpf_stats_enabled)
 cleanup() {
   pkill -P $$ 2>/dev/null || true
   # perf and the capturers are started in run_one's subshell: their pids are in $TMP/pids.
@@ -67,9 +77,11 @@ cleanup() {
   ip link del "$HOST_IF" 2>/dev/null || true
   ip netns del "$NS" 2>/dev/null || true
   sysctl -qw net.core.wmem_default="$WMEM_OLD"
+  sysctl -qw kernel.bpf_stats_enabled="$BPF_STATS_OLD"
   rm -rf "$TMP"
 }
 trap cleanup EXIT
+sysctl -qw kernel.bpf_stats_enabled=1
 # trafgen slows down instead of failing with ENOBUFS when the socket buffer is large.
 sysctl -qw net.core.wmem_default=8388608
 ip netns add "$NS"
@@ -110,6 +122,9 @@ CONF
 # the veth stands for a pod's veth (copies through podtap's mirror device).
 sed 's/^mode = .*/mode = "xdp"/' "$TMP/podtap.toml" > "$TMP/podtap-xdp-mirror.toml"
 sed "s/^mode = .*/mode = \"xdp\"\ndirect = [\"$HOST_IF\"]/" "$TMP/podtap.toml" > "$TMP/podtap-xdp.toml"
+for c in podtap-xdp podtap-xdp-mirror; do
+  { cat "$TMP/$c.toml"; printf '[capture.xdp]\nframe_timestamps = false\n'; } > "$TMP/$c-nots.toml"
+done
 
 # tapcost.py CAPTURER_PID FRAMES LABEL BREAKDOWN_TSV < perf script -F pid,period,ip,sym
 # -> "tap_ns own_ns path_ns" per frame. tap: samples whose call chain passes through the
@@ -168,7 +183,7 @@ run_one() {
     netsniff-ng) taskset -c 0 netsniff-ng --in "$HOST_IF" --out /dev/null --silent --ring-size 64MiB 2>"$log" >"$log.out" & pid=$! ;;
     podtap-tpacket) NO_COLOR=1 taskset -c 0 "$PODTAP" --config "$TMP/podtap.toml" run -i "$HOST_IF" --output table >/dev/null 2>"$log" & pid=$! ;;
     af_xdp-bare) taskset -c 0 "$XDP_COUNT" "$HOST_IF" >"$log.out" 2>"$log" & pid=$! ;;
-    podtap-xdp|podtap-xdp-mirror) NO_COLOR=1 taskset -c 0 "$PODTAP" --config "$TMP/$name.toml" run -i "$HOST_IF" --output table >/dev/null 2>"$log" & pid=$! ;;
+    podtap-xdp*) NO_COLOR=1 taskset -c 0 "$PODTAP" --config "$TMP/$name.toml" run -i "$HOST_IF" --output table >/dev/null 2>"$log" & pid=$! ;;
   esac
   [ -n "$pid" ] && started "$pid"
   sleep 1.5
@@ -192,6 +207,17 @@ run_one() {
   local rx1 u1=0 s1=0
   rx1=$(rx)
   [ -n "$pid" ] && read -r u1 s1 < <(proc_cpu "$pid")
+  # ns per run of the XDP program and of the mirror's stamp program, while they are loaded;
+  # of each name the instance that ran most (other podtap instances may be running).
+  local bpf_ns="n/a n/a"
+  case $name in
+    af_xdp-bare|podtap-xdp*)
+      bpf_ns=$("$BPF_STATS" podtap_ | awk '
+        { k = ($1 ~ /^podtap_xsk/) ? "xsk" : ($1 == "podtap_mirror_t") ? "ts" : ""
+          if (k != "" && $2 > n[k]) { n[k] = $2; t[k] = $3 } }
+        END { for (i = 1; i <= 2; i++) { k = i == 1 ? "xsk" : "ts"
+                printf "%s ", (n[k] > 0 ? sprintf("%.1f", t[k] / n[k]) : "n/a") } }') ;;
+  esac
   if [ -n "$perf_pid" ]; then
     kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true; reaped "$perf_pid"
   fi
@@ -218,14 +244,14 @@ run_one() {
       fi ;;
   esac
   rm -f "$TMP/perf.data"
-  echo "$((rx1 - rx0)) ${got:-0} ${lost:-0} $((u1 - u0)) $((s1 - s0)) $(echo "$t1 - $t0" | bc -l) $sampled"
+  echo "$((rx1 - rx0)) ${got:-0} ${lost:-0} $((u1 - u0)) $((s1 - s0)) $(echo "$t1 - $t0" | bc -l) $sampled $bpf_ns"
 }
 
 # CAPTURERS="none tcpdump podtap-tpacket" measures a subset (none is the baseline: keep it).
-read -r -a CAPTURERS <<< "${CAPTURERS:-none tcpdump netsniff-ng podtap-tpacket af_xdp-bare podtap-xdp podtap-xdp-mirror}"
+read -r -a CAPTURERS <<< "${CAPTURERS:-none tcpdump netsniff-ng podtap-tpacket af_xdp-bare podtap-xdp podtap-xdp-nots podtap-xdp-mirror podtap-xdp-mirror-nots}"
 RUNS=$OUT/capture_runs.tsv
 BREAKDOWN=$OUT/capture_tap_breakdown.tsv
-printf 'traffic\tcapturer\tround\tarrived\tcaptured\tdrops\tuser_j\tsys_j\tseconds\ttap_ns\town_kernel_ns\tpath_ns\n' > "$RUNS"
+printf 'traffic\tcapturer\tround\tarrived\tcaptured\tdrops\tuser_j\tsys_j\tseconds\ttap_ns\town_kernel_ns\tpath_ns\txsk_ns\tstamp_ns\n' > "$RUNS"
 printf 'traffic\tcapturer\tround\tcallee\tns_per_pkt\n' > "$BREAKDOWN"
 for proto in udp tcp; do
   for size in 64 512; do
@@ -233,9 +259,9 @@ for proto in udp tcp; do
     for round in $(seq 0 $((ROUNDS - 1))); do
       for i in "${!CAPTURERS[@]}"; do
         cap=${CAPTURERS[$(( (i + round) % ${#CAPTURERS[@]} ))]}
-        read -r arrived got lost ucpu scpu secs tap_ns own_ns path_ns < <(run_one "$cap" "$proto" "$size" "$round")
-        printf '%s %dB\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$proto" "$size" "$cap" "$round" \
-          "$arrived" "$got" "$lost" "$ucpu" "$scpu" "$secs" "$tap_ns" "$own_ns" "$path_ns" >> "$RUNS"
+        read -r arrived got lost ucpu scpu secs tap_ns own_ns path_ns xsk_ns stamp_ns < <(run_one "$cap" "$proto" "$size" "$round")
+        printf '%s %dB\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$proto" "$size" "$cap" "$round" \
+          "$arrived" "$got" "$lost" "$ucpu" "$scpu" "$secs" "$tap_ns" "$own_ns" "$path_ns" "$xsk_ns" "$stamp_ns" >> "$RUNS"
       done
     done
   done
@@ -336,6 +362,80 @@ for t in traffics:
         xr = f"{med(ratios):.2f}"
         xl = f"{loss(t, 'af_xdp-bare')}, {loss(t, 'podtap-xdp')}"
     print(f"| {t} | {tk} | {sk} | {sr} | {sn} | {tl} | {xr} | {xl} |")
+
+# What the per-frame arrival stamps cost xdp mode: the same capturer with and without
+# them, per round (same traffic, adjacent in time), as arrival rates; and both against
+# the bare AF_XDP loop of the same round.
+def ratios(t, a, b):
+    ra, rb = get(t, a), get(t, b)
+    rate = lambda r: int(r["arrived"]) / float(r["seconds"])
+    v = [rate(ra[rd]) / rate(rb[rd]) for rd in ra if rd in rb]
+    return (med(v), min(v), max(v)) if v else None
+stamp_rows = []
+for t in traffics:
+    cells = []
+    for a, b in (("podtap-xdp", "af_xdp-bare"), ("podtap-xdp-nots", "af_xdp-bare"),
+                 ("podtap-xdp", "podtap-xdp-nots"), ("podtap-xdp-mirror", "podtap-xdp-mirror-nots")):
+        r = ratios(t, a, b) if (t, a) in summary and (t, b) in summary else None
+        cells.append(f"{r[0]:.3f} [{r[1]:.3f}-{r[2]:.3f}]" if r else "-")
+    if any(c != "-" for c in cells):
+        stamp_rows.append(f"| {t} | " + " | ".join(cells) + " |")
+if stamp_rows:
+    print()
+    print("Arrival rate ratios, median of per-round ratios [min-max]; stamps cost 1 - (with / without):")
+    print()
+    print("| traffic | podtap xdp / bare AF_XDP | podtap xdp without stamps / bare AF_XDP "
+          "| podtap xdp with / without stamps | podtap xdp mirror with / without stamps |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for r in stamp_rows:
+        print(r)
+
+# The stamps' kernel cost from the BPF run-time statistics: ns per frame of the XDP
+# program (and, mirrored, of the stamp program per copy), medians over the rounds; and the
+# extra ns per frame as a share of a frame's time at the bare AF_XDP loop's arrival rate
+# in the same rounds (mirrored: at the unstamped mirror's rate).
+def bpf(t, c, col):
+    v = []
+    for r in get(t, c).values():
+        try:
+            v.append(float(r[col]))
+        except (KeyError, ValueError):
+            pass
+    return med(v) if v else None
+def frame_ns(t, c):
+    rs = get(t, c).values()
+    v = [float(r["seconds"]) / max(int(r["arrived"]), 1) * 1e9 for r in rs]
+    return med(v) if v else None
+bpf_rows = []
+f = lambda x: "-" if x is None else f"{x:.1f}"
+for t in traffics:
+    x = {c: bpf(t, c, "xsk_ns") for c in ("af_xdp-bare", "podtap-xdp", "podtap-xdp-nots",
+                                        "podtap-xdp-mirror", "podtap-xdp-mirror-nots")}
+    st = {c: bpf(t, c, "stamp_ns") for c in ("podtap-xdp-mirror", "podtap-xdp-mirror-nots")}
+    if all(v is None for v in x.values()):
+        continue
+    share = share_m = "-"
+    if x["podtap-xdp"] is not None and x["podtap-xdp-nots"] is not None and frame_ns(t, "af_xdp-bare"):
+        share = f"{(x['podtap-xdp'] - x['podtap-xdp-nots']) / frame_ns(t, 'af_xdp-bare') * 100:.1f}%"
+    if None not in (x["podtap-xdp-mirror"], x["podtap-xdp-mirror-nots"], st["podtap-xdp-mirror"],
+                    st["podtap-xdp-mirror-nots"]) and frame_ns(t, "podtap-xdp-mirror-nots"):
+        extra = (x["podtap-xdp-mirror"] - x["podtap-xdp-mirror-nots"]
+                 + st["podtap-xdp-mirror"] - st["podtap-xdp-mirror-nots"])
+        share_m = f"{extra / frame_ns(t, 'podtap-xdp-mirror-nots') * 100:.1f}%"
+    bpf_rows.append(f"| {t} | {f(x['af_xdp-bare'])} | {f(x['podtap-xdp'])} | {f(x['podtap-xdp-nots'])} "
+                    f"| {share} | {f(x['podtap-xdp-mirror'])} + {f(st['podtap-xdp-mirror'])} "
+                    f"| {f(x['podtap-xdp-mirror-nots'])} + {f(st['podtap-xdp-mirror-nots'])} | {share_m} |")
+if bpf_rows:
+    print()
+    print("Kernel BPF run time, ns per frame (medians over the rounds; kernel.bpf_stats_enabled):")
+    print()
+    print("| traffic | XDP prog: bare AF_XDP | podtap xdp | podtap xdp without stamps "
+          "| stamps' extra / frame time at the bare loop's rate "
+          "| mirrored, XDP + tc stamp prog: podtap xdp | the same without stamps "
+          "| stamps' extra / frame time at the unstamped mirror's rate |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in bpf_rows:
+        print(r)
 
 # Where the sampled socket time goes: per function tpacket_rcv calls (inclusive), median
 # ns per frame over the rounds, the functions above 2% of some capturer's total.

@@ -25,7 +25,7 @@ use crate::capture::{CaptureError, LiveSource};
 use crate::config::{CaptureMode, Config};
 use crate::events::{Counters, Event};
 use crate::export::jsonl::{self, JsonLines};
-use crate::export::queue::{BatchReceiver, RecvError, record_queue};
+use crate::export::queue::{BatchReceiver, BatchSender, RecvError, record_queue};
 use crate::export::summary::Summary;
 use crate::export::{ChannelSink, ExportSink, Exporter};
 use crate::replay::OutputFormat;
@@ -158,10 +158,15 @@ fn rx_queues(name: &str) -> u32 {
 pub struct QueueStats {
     /// `tpacket` or `xdp`.
     pub engine: &'static str,
+    /// A worker runs this queue (TPACKET_V3 queues wait for their rings until some
+    /// interface is routed to them).
+    pub active: AtomicBool,
     pub received: AtomicU64,
     pub kernel_dropped: AtomicU64,
     pub ring_full: AtomicU64,
     pub malformed: AtomicU64,
+    /// Frames timed by receive batch for want of their own stamp (AF_XDP).
+    pub unstamped: AtomicU64,
     pub filtered: AtomicU64,
     pub records_dropped: AtomicU64,
     /// Flows the worker tracks now.
@@ -303,11 +308,17 @@ pub fn run(
     // single ring needs no group: the kernel would hash every frame (flow dissector) only
     // to pick the one socket there is.
     let group = (n > 1).then_some((std::process::id() & 0xffff) as u16);
-    let mut sources = Vec::with_capacity(n);
-    for _ in 0..n {
-        sources.push(TpacketSource::open(&cfg.capture.tpacket, &filter, group)?);
+    // The TPACKET_V3 rings (n * block_size * block_count bytes) are opened only when some
+    // interface is routed to them: now, or from the control loop when the first one
+    // appears (in xdp mode: a NIC that shows up later, a pod whose mirror fails; in auto
+    // mode: any interface auto gives TPACKET_V3). In tpacket mode they are opened at
+    // start even with no interface yet, so that a ring that cannot be opened stops the
+    // start.
+    let mut sources = Vec::new();
+    if cfg.capture.mode == CaptureMode::Tpacket || filter != IfaceFilter::Nothing {
+        sources = open_tpacket(cfg, &filter, n, group)?;
     }
-    let handles: Vec<FilterHandle> = sources.iter().map(|s| s.filter_handle()).collect();
+    let mut handles: Vec<FilterHandle> = sources.iter().map(|s| s.filter_handle()).collect();
     let queues = n + xdp_sources.len();
     let stats: Vec<Arc<QueueStats>> = (0..queues)
         .map(|i| {
@@ -340,21 +351,25 @@ pub fn run(
     std::thread::scope(|s| {
         let writer = s.spawn(|| write_records(cfg, opts.output, rx, out, &stats));
         let mut threads = Vec::with_capacity(queues);
-        for (i, src) in sources.into_iter().enumerate() {
+        // TPACKET_V3 worker i (also when its ring is opened late, from the control loop).
+        let spawn_tpacket = |i: usize, src: TpacketSource, tx: &BatchSender| {
             let sink = ExportSink::new(
                 export.map(|e| e.worker_handle(i).captured(captured.clone())),
                 records(&tx),
             );
             let (qs, wstop, cpu) = (stats[i].clone(), workers_stop.clone(), cpu_of(i));
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("podtap-t{i}"))
-                    .spawn_scoped(s, {
-                        let attr = attributor.clone();
-                        move || capture_loop(cfg, src, sink, attr, cpu, &qs, &wstop)
-                    })
-                    .expect("spawn worker"),
-            );
+            qs.active.store(true, Ordering::Relaxed);
+            std::thread::Builder::new()
+                .name(format!("podtap-t{i}"))
+                .spawn_scoped(s, {
+                    let attr = attributor.clone();
+                    move || capture_loop(cfg, src, sink, attr, cpu, &qs, &wstop)
+                })
+                .expect("spawn worker")
+        };
+        let tpacket_open = !sources.is_empty();
+        for (i, src) in sources.into_iter().enumerate() {
+            threads.push(spawn_tpacket(i, src, &tx));
         }
         for (j, (dev, src)) in xdp_sources.into_iter().enumerate() {
             let i = n + j;
@@ -365,6 +380,7 @@ pub fn run(
             // XDP queue j shares a CPU with tpacket worker j: where both engines run,
             // each CPU still carries one busy ring.
             let (qs, wstop, cpu) = (stats[i].clone(), workers_stop.clone(), cpu_of(j));
+            qs.active.store(true, Ordering::Relaxed);
             tracing::debug!(device = %dev, queue = src.queue(), "AF_XDP worker");
             threads.push(
                 std::thread::Builder::new()
@@ -376,13 +392,16 @@ pub fn run(
                     .expect("spawn worker"),
             );
         }
+        // Kept for TPACKET_V3 workers started later; dropped once the workers are done, so
+        // that the writer sees the end of the records.
+        let mut tpacket_tx = (!tpacket_open).then(|| tx.clone());
         drop(tx);
         if let Some(h) = &health {
             h.set_capturing(selected.len());
         }
         tracing::info!(
             interfaces = selected.len(),
-            tpacket_workers = n,
+            tpacket_workers = if tpacket_open { n } else { 0 },
             xdp_workers = queues - n,
             mirror = mirror.as_ref().map(|m| m.capture_device().to_string()),
             "podtap: capturing"
@@ -447,6 +466,25 @@ pub fn run(
                             &handles,
                             export,
                         );
+                        // The first interface routed to TPACKET_V3 opens its rings.
+                        let f = tpacket_filter(&now, &routes);
+                        if let Some(ttx) = tpacket_tx.as_ref()
+                            && f != IfaceFilter::Nothing
+                        {
+                            match open_tpacket(cfg, &f, n, group) {
+                                Ok(srcs) => {
+                                    handles.extend(srcs.iter().map(|s| s.filter_handle()));
+                                    for (i, src) in srcs.into_iter().enumerate() {
+                                        threads.push(spawn_tpacket(i, src, ttx));
+                                    }
+                                    tpacket_tx = None;
+                                    tracing::info!(workers = n, "TPACKET_V3 rings opened");
+                                }
+                                Err(e) => tracing::error!(
+                                    "cannot open the TPACKET_V3 rings, interfaces routed to them are not captured: {e}"
+                                ),
+                            }
+                        }
                         selected = now;
                         if let Some(h) = &health {
                             h.set_capturing(selected.len());
@@ -480,6 +518,7 @@ pub fn run(
             totals.counters.merge(&wt.counters);
             totals.records_dropped += dropped;
         }
+        drop(tpacket_tx);
         for q in &stats {
             totals.kernel_dropped += q.kernel_dropped.load(Ordering::Relaxed);
             totals.ring_full += q.ring_full.load(Ordering::Relaxed);
@@ -492,9 +531,24 @@ pub fn run(
     })
 }
 
+/// `n` TPACKET_V3 rings, joined in fanout `group`, listening to `filter`'s interfaces.
+fn open_tpacket(
+    cfg: &Config,
+    filter: &IfaceFilter,
+    n: usize,
+    group: Option<u16>,
+) -> Result<Vec<TpacketSource>, CaptureError> {
+    (0..n)
+        .map(|_| TpacketSource::open(&cfg.capture.tpacket, filter, group))
+        .collect()
+}
+
 /// The capture device and one AF_XDP socket per queue on it.
 fn open_mirror(cfg: &Config, queues: u32) -> Result<(Mirror, Vec<(String, XdpSource)>), String> {
-    let m = Mirror::new(&cfg.capture.mirror, queues).map_err(|e| e.to_string())?;
+    let mut m = Mirror::new(&cfg.capture.mirror, queues).map_err(|e| e.to_string())?;
+    if !cfg.capture.xdp.frame_timestamps {
+        m.set_stamping(false).map_err(|e| e.to_string())?;
+    }
     let dev = m.capture_device().to_string();
     let mut v = Vec::with_capacity(queues as usize);
     for q in 0..queues {
@@ -710,6 +764,7 @@ fn publish<L: LiveSource>(
     qs.kernel_dropped.store(st.dropped, Ordering::Relaxed);
     qs.ring_full.store(src.ring_full(), Ordering::Relaxed);
     qs.malformed.store(malformed, Ordering::Relaxed);
+    qs.unstamped.store(st.unstamped, Ordering::Relaxed);
     qs.filtered.store(filtered, Ordering::Relaxed);
     qs.open_flows
         .store(worker.live_flows() as u64, Ordering::Relaxed);
@@ -731,6 +786,9 @@ fn publish<L: LiveSource>(
 
 fn log_stats(stats: &[Arc<QueueStats>], selected: &[Iface]) {
     for (i, q) in stats.iter().enumerate() {
+        if !q.active.load(Ordering::Relaxed) {
+            continue;
+        }
         tracing::info!(
             queue = i,
             engine = q.engine,
@@ -739,6 +797,7 @@ fn log_stats(stats: &[Arc<QueueStats>], selected: &[Iface]) {
             ring_full = q.ring_full.load(Ordering::Relaxed),
             filtered = q.filtered.load(Ordering::Relaxed),
             malformed = q.malformed.load(Ordering::Relaxed),
+            unstamped = q.unstamped.load(Ordering::Relaxed),
             records_dropped = q.records_dropped.load(Ordering::Relaxed),
             "queue stats"
         );

@@ -46,6 +46,109 @@ impl Timestamp {
     }
 }
 
+/// CLOCK_MONOTONIC now, in nanoseconds: the clock `bpf_ktime_get_ns` reads, so the XDP
+/// program's frame stamps compare with it. A vDSO call, no system call.
+pub fn monotonic_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec we own; both clocks always exist.
+    unsafe { libc::clock_gettime(clock, &mut t) };
+    (t.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(t.tv_nsec as u64)
+}
+
+/// Turns CLOCK_MONOTONIC readings (kernel frame stamps) into wall-clock [`Timestamp`]s.
+///
+/// The two clocks advance together (NTP's frequency corrections apply to both); they
+/// part only when the wall clock is stepped. So the offset between them is measured
+/// once and re-measured every [`MonoToWall::REFRESH_NS`] of monotonic time, which picks
+/// up a step within that time and costs a few vDSO reads per second, never a system
+/// call per frame.
+#[derive(Clone, Copy, Debug)]
+pub struct MonoToWall {
+    /// Wall clock minus monotonic clock, in nanoseconds.
+    offset_ns: i64,
+    /// Monotonic time of the last measurement.
+    measured_at: u64,
+}
+
+impl MonoToWall {
+    /// How often the offset is measured again.
+    pub const REFRESH_NS: u64 = 1_000_000_000;
+
+    /// A converter with the offset measured now.
+    pub fn new() -> MonoToWall {
+        let mut c = MonoToWall {
+            offset_ns: 0,
+            measured_at: 0,
+        };
+        c.measure();
+        c
+    }
+
+    /// A converter with a known offset (wall minus monotonic) that is never re-measured
+    /// before `measured_at + REFRESH_NS`: for tests.
+    pub fn with_offset(offset_ns: i64, measured_at: u64) -> MonoToWall {
+        MonoToWall {
+            offset_ns,
+            measured_at,
+        }
+    }
+
+    pub fn offset_ns(&self) -> i64 {
+        self.offset_ns
+    }
+
+    /// The wall-clock time of monotonic instant `mono_ns`.
+    #[inline]
+    pub fn to_wall(&self, mono_ns: u64) -> Timestamp {
+        Timestamp(mono_ns.saturating_add_signed(self.offset_ns))
+    }
+
+    /// Re-measure the offset when the last measurement is older than `REFRESH_NS` at
+    /// monotonic time `now_mono`. Returns whether it measured.
+    #[inline]
+    pub fn refresh(&mut self, now_mono: u64) -> bool {
+        if now_mono.saturating_sub(self.measured_at) < Self::REFRESH_NS {
+            return false;
+        }
+        self.measure();
+        true
+    }
+
+    /// The wall clock read between two monotonic reads, three times; the tightest pair
+    /// brackets the wall reading best (a preemption between the reads spoils only its
+    /// own try).
+    fn measure(&mut self) {
+        let mut best = (u64::MAX, 0i64, 0u64);
+        for _ in 0..3 {
+            let m1 = monotonic_ns();
+            let r = clock_ns(libc::CLOCK_REALTIME);
+            let m2 = monotonic_ns();
+            let width = m2.saturating_sub(m1);
+            if width < best.0 {
+                let mid = m1 + width / 2;
+                best = (width, r as i64 - mid as i64, m2);
+            }
+        }
+        self.offset_ns = best.1;
+        self.measured_at = best.2;
+    }
+}
+
+impl Default for MonoToWall {
+    fn default() -> Self {
+        MonoToWall::new()
+    }
+}
+
 /// Display adapter that formats a timestamp as RFC 3339 without allocating.
 pub struct Rfc3339(Timestamp);
 
@@ -316,6 +419,42 @@ mod tests {
         for n in 0..100 {
             assert_eq!(digits2(n), format!("{n:02}").as_bytes());
         }
+    }
+
+    #[test]
+    fn monotonic_converts_to_wall_time() {
+        let c = MonoToWall::with_offset(1_700_000_000_000_000_000, 5);
+        assert_eq!(c.to_wall(0).0, 1_700_000_000_000_000_000);
+        assert_eq!(c.to_wall(123_456_789).0, 1_700_000_000_123_456_789);
+        // A (theoretical) negative offset never wraps below the epoch.
+        assert_eq!(MonoToWall::with_offset(-10, 0).to_wall(3).0, 0);
+
+        // The measured offset turns the monotonic clock into the wall clock: a monotonic
+        // reading taken between two wall readings converts to a time between them.
+        let c = MonoToWall::new();
+        let before = Timestamp::now();
+        let t = c.to_wall(monotonic_ns());
+        let after = Timestamp::now();
+        // The wall clock has microsecond resolution on some systems: allow 1 ms.
+        assert!(
+            t.0 + 1_000_000 >= before.0 && t.0 <= after.0 + 1_000_000,
+            "{before:?} <= {t:?} <= {after:?}"
+        );
+    }
+
+    #[test]
+    fn offset_is_remeasured_only_after_the_refresh_interval() {
+        let now = monotonic_ns();
+        let mut c = MonoToWall::with_offset(42, now);
+        assert!(!c.refresh(now + MonoToWall::REFRESH_NS - 1));
+        assert_eq!(c.offset_ns(), 42, "kept between refreshes");
+        assert!(c.refresh(now + MonoToWall::REFRESH_NS));
+        let real = MonoToWall::new().offset_ns();
+        assert!(
+            (c.offset_ns() - real).abs() < 1_000_000,
+            "re-measured: {} vs {real}",
+            c.offset_ns()
+        );
     }
 
     #[test]

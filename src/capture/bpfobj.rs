@@ -8,7 +8,9 @@ use std::os::fd::RawFd;
 
 use libxdp_sys as sys;
 
-/// XDP program object: `podtap_xsk_drop`, `podtap_xsk_pass`, map `podtap_xsks`.
+/// XDP program object: `podtap_xsk_drop`, `podtap_xsk_pass` (frames stamped in XDP
+/// metadata), `podtap_xsk_dnts`, `podtap_xsk_pnts` (the same without stamps), map
+/// `podtap_xsks`.
 pub const XSK_OBJ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/xsk.bpf.o"));
 /// tc mirror object: `podtap_mirror_in`, `podtap_mirror_eg`, maps `podtap_mcfg`,
 /// `podtap_mslots`, `podtap_mstats`.

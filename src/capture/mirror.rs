@@ -12,8 +12,14 @@
 //!    from a symmetric flow hash so both directions of a flow reach the same worker,
 //! 3. pops the tag again and returns `TC_ACT_OK`: the pod's packet goes on unchanged.
 //!
-//! The capture device has `tx-vlan-stag-hw-insert` off, so the kernel writes the tag
-//! into the clone's own header on transmit; the pod's packet bytes are never written.
+//! Inside that clone-redirect, `podtap_mirror_ts` on the capture device's own egress
+//! stamps the copy (and only the copy) with the time: a 16-byte header in front of its
+//! Ethernet frame, which the AF_XDP source strips (see [`super::xdp`]). It writes the tag
+//! into the copy itself, behind the MAC addresses, as the kernel would have.
+//!
+//! The capture device has `tx-vlan-stag-hw-insert` off, so where the stamp program has
+//! not written the tag (stamps off) the kernel writes it into the clone's own header on
+//! transmit; the pod's packet bytes are never written.
 //! TSO/GSO are off on it too, so super-segments are split into wire-sized frames before
 //! they reach the AF_XDP frames. On the receive side [`untag`] turns the tag back into
 //! the veth's ifindex ([`TagTable`]) and direction and removes it.
@@ -213,6 +219,8 @@ pub struct Mirror {
     obj: BpfObject,
     queues: u32,
     device_ifindex: u32,
+    /// Copies carry their arrival stamp (`podtap_mirror_ts`).
+    stamp: bool,
     attached: HashMap<u32, Attached>,
     tags: Arc<TagTable>,
     next_slot: u16,
@@ -223,6 +231,10 @@ pub struct Mirror {
 
 const PROG_IN: &str = "podtap_mirror_in";
 const PROG_EG: &str = "podtap_mirror_eg";
+/// On the capture device's egress: stamps each copy with its arrival time (a trailer).
+const PROG_TS: &str = "podtap_mirror_ts";
+/// MTU of the capture pair: 1500 plus the 16-byte arrival stamp.
+const CAPTURE_MTU: u32 = 1500 + 16;
 /// Slots kept unused after a detach before they are handed out again.
 const SLOT_QUARANTINE: usize = 1024;
 
@@ -356,15 +368,20 @@ impl Mirror {
         let device_ifindex = ifindex_of(&cfg.device).unwrap_or(0);
         let mut m = Mirror {
             cfg: cfg.clone(),
-            obj: BpfObject::load("podtap_mirror", bpfobj::MIRROR_OBJ, &[PROG_IN, PROG_EG])
-                .map_err(|e| {
-                    let _ = Command::new("ip")
-                        .args(["link", "del", &cfg.device])
-                        .status();
-                    MirrorError::Load(e)
-                })?,
+            obj: BpfObject::load(
+                "podtap_mirror",
+                bpfobj::MIRROR_OBJ,
+                &[PROG_IN, PROG_EG, PROG_TS],
+            )
+            .map_err(|e| {
+                let _ = Command::new("ip")
+                    .args(["link", "del", &cfg.device])
+                    .status();
+                MirrorError::Load(e)
+            })?,
             queues,
             device_ifindex,
+            stamp: true,
             attached: HashMap::new(),
             tags: Arc::new(TagTable::new()),
             next_slot: 1,
@@ -406,14 +423,55 @@ impl Mirror {
                 "off",
             ])
             .output();
+        // Room for the arrival stamp the copies carry (16 bytes in front of the frame,
+        // see bpf/mirror.bpf.c) on top of a 1500-byte frame and its tag: the peer drops
+        // what exceeds its MTU.
+        for d in [&dev, &peer] {
+            run(Command::new("ip").args(["link", "set", d, "mtu", &CAPTURE_MTU.to_string()]))?;
+        }
         run(Command::new("ip").args(["link", "set", &peer, "up"]))?;
         run(Command::new("ip").args(["link", "set", &dev, "up"]))?;
+        self.write_cfg()?;
+        // The arrival stamp, on the device's own clsact egress (it goes with the device).
+        let mut h = hook(self.device_ifindex, sys::bpf_tc_attach_point_BPF_TC_EGRESS);
+        let mut o = tc_opts(
+            self.cfg.tc_handle,
+            self.cfg.tc_priority,
+            self.obj.prog_fd(PROG_TS).unwrap_or(-1),
+        );
+        // SAFETY: initialised C structs that outlive the calls.
+        let r = unsafe {
+            match sys::bpf_tc_hook_create(&mut h) {
+                0 => sys::bpf_tc_attach(&h, &mut o),
+                c => c,
+            }
+        };
+        if r != 0 {
+            return Err(MirrorError::Tc {
+                what: "attach the stamp on the capture device's egress",
+                ifindex: self.device_ifindex,
+                source: io::Error::from_raw_os_error(-r),
+            });
+        }
+        Ok(())
+    }
+
+    /// What the mirror programs read: the capture device, its queue count, and whether
+    /// copies are stamped.
+    fn write_cfg(&self) -> Result<(), MirrorError> {
         let cfg_fd = self.obj.map_fd("podtap_mcfg").ok_or_else(|| {
             MirrorError::Load(io::Error::other("map podtap_mcfg missing from the object"))
         })?;
-        let value: [u32; 2] = [self.device_ifindex, self.queues];
-        bpfobj::map_update(cfg_fd, &0u32, &value).map_err(MirrorError::Load)?;
-        Ok(())
+        let value: [u32; 3] = [self.device_ifindex, self.queues, self.stamp as u32];
+        bpfobj::map_update(cfg_fd, &0u32, &value).map_err(MirrorError::Load)
+    }
+
+    /// Stamp each copy with the time the pod veth passed it (the default), or not
+    /// (`capture.xdp.frame_timestamps = false`: the AF_XDP side then times frames by
+    /// receive batch).
+    pub fn set_stamping(&mut self, on: bool) -> Result<(), MirrorError> {
+        self.stamp = on;
+        self.write_cfg()
     }
 
     /// Name of the interface the AF_XDP sockets bind (queues `0..queues()`).

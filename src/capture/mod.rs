@@ -41,6 +41,10 @@ pub struct SourceStats {
     /// Of `dropped`, frames lost because the receive ring was full (the worker fell
     /// behind); AF_XDP reports it apart from other drops.
     pub ring_full: u64,
+    /// Frames timed by their receive batch because they carried no believable stamp of
+    /// their own (AF_XDP: the driver could not reserve XDP metadata, or the stamp was
+    /// stale); other sources always have a per-frame time.
+    pub unstamped: u64,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -11,6 +11,15 @@
 //! Frames are handed to the worker straight from the UMEM. Copies made by the
 //! [`mirror`](super::mirror) carry an 802.1ad tag naming the pod veth; it is removed in
 //! place (the MAC addresses move forward over it) and becomes `Frame::obs`.
+//!
+//! Each frame carries its own time: the XDP program stamps it on arrival
+//! (`bpf_ktime_get_ns`, CLOCK_MONOTONIC) in a 16-byte header it pushes in front of the
+//! packet ([`STAMP_LEN`]); the source strips the header and converts the stamp to wall
+//! time ([`MonoToWall`]). One time per receive batch would give every frame of a batch
+//! the same time: a request and its response, or a SYN and its SYN-ACK, taken in one
+//! batch would be 0 ns apart. A frame without a believable stamp (the program could not
+//! move the packet's head, or the time is implausible) gets the batch's time instead
+//! and is counted in [`SourceStats::unstamped`].
 
 use std::collections::HashMap;
 use std::io;
@@ -26,7 +35,7 @@ use super::bpfobj::{self, BpfObject};
 use super::mirror::{self, Direction, TagTable};
 use super::{CaptureError, Frame, Source, SourceStats};
 use crate::packet::LinkType;
-use crate::time::Timestamp;
+use crate::time::{self, MonoToWall, Timestamp};
 
 /// `[capture.xdp]`: AF_XDP socket geometry and behaviour.
 ///
@@ -34,8 +43,13 @@ use crate::time::Timestamp;
 /// frames): 65 536 frames of 2 KiB (128 MiB of UMEM per queue, locked memory), all of
 /// them in the fill ring at rest and all of them fitting in the receive ring when the
 /// worker stalls, i.e. ~44 ms of headroom. 2 KiB frames take 1500-byte-MTU frames plus
-/// tags (copy mode puts 256 bytes of headroom in front); raise `frame_size` to 4096 to
-/// capture larger frames.
+/// tags and the 16-byte arrival stamp (copy mode puts 256 bytes of headroom in front);
+/// raise `frame_size` to 4096 to capture larger frames.
+///
+/// Memory per queue (one queue per worker on the mirror device, one per NIC receive
+/// queue on a `direct` interface): `frame_count * frame_size` of UMEM plus 8 bytes per
+/// fill-ring entry and 16 per receive-ring entry, all locked: 128 MiB + 1.5 MiB by
+/// default. [`XdpConfig::memory_per_queue`] computes it.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct XdpConfig {
@@ -61,6 +75,10 @@ pub struct XdpConfig {
     /// Busy-poll the device queue for this many microseconds per receive
     /// (SO_BUSY_POLL with SO_PREFER_BUSY_POLL); 0 = off. Default 0.
     pub busy_poll_us: u32,
+    /// Stamp each frame with its arrival time in the XDP program. `false` times frames
+    /// by receive batch (every frame of a batch gets the same time, so short durations
+    /// read 0): only to measure what the stamps cost. Default true.
+    pub frame_timestamps: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -93,6 +111,7 @@ impl Default for XdpConfig {
             zero_copy: ZeroCopy::Auto,
             need_wakeup: true,
             busy_poll_us: 0,
+            frame_timestamps: true,
         }
     }
 }
@@ -108,6 +127,17 @@ impl XdpConfig {
     /// How long one queue holds `pps` frames per second, in milliseconds.
     pub fn holds_ms(&self, pps: u64) -> f64 {
         self.frames_held() as f64 * 1000.0 / pps.max(1) as f64
+    }
+
+    /// Bytes one queue locks: its UMEM and its rings (fill: 8-byte addresses, receive:
+    /// 16-byte descriptors; the completion and transmit rings podtap never uses have 64
+    /// entries).
+    pub fn memory_per_queue(&self) -> u64 {
+        self.frame_count as u64 * self.frame_size as u64
+            + self.fill_ring as u64 * 8
+            + self.rx_ring as u64 * 16
+            + 64 * 8
+            + 64 * 16
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -277,10 +307,11 @@ impl Attachment {
     fn attach(ifname: &str, cfg: &XdpConfig, drop_unmatched: bool) -> Result<Attachment, XdpError> {
         let ifindex = ifindex_of(ifname).ok_or_else(|| XdpError::NoInterface(ifname.into()))?;
         bpfobj::ensure_bpffs().map_err(XdpError::BpfFs)?;
-        let prog = if drop_unmatched {
-            "podtap_xsk_drop"
-        } else {
-            "podtap_xsk_pass"
+        let prog = match (drop_unmatched, cfg.frame_timestamps) {
+            (true, true) => "podtap_xsk_drop",
+            (false, true) => "podtap_xsk_pass",
+            (true, false) => "podtap_xsk_dnts",
+            (false, false) => "podtap_xsk_pnts",
         };
         let obj =
             BpfObject::load("podtap_xsk", bpfobj::XSK_OBJ, &[prog]).map_err(XdpError::Load)?;
@@ -418,6 +449,33 @@ pub struct XdpKernelStats {
     pub rx_invalid_descs: u64,
 }
 
+/// Bytes of the header the XDP program pushes in front of each frame: `struct
+/// podtap_stamp` of `bpf/xsk.bpf.c` (monotonic ns, then the magic; native byte order).
+pub const STAMP_LEN: usize = 16;
+/// The header's magic word ("podtapts"). A frame the program could not stamp starts
+/// with its Ethernet header, whose bytes 8..16 (source MAC tail, EtherType, payload)
+/// would have to spell it to be taken for a stamp.
+pub const STAMP_MAGIC: u64 = u64::from_le_bytes(*b"podtapts");
+/// A stamp older than this, relative to the receive batch, is not believed: frames wait
+/// in the receive ring for milliseconds, not seconds (after 1 s the worker has long been
+/// dropping), so it is not this frame's arrival.
+pub const STAMP_MAX_AGE_NS: u64 = 1_000_000_000;
+
+/// The arrival stamp (monotonic ns) at the start of a received frame, if it has one.
+#[inline]
+pub fn parse_stamp(frame: &[u8]) -> Option<u64> {
+    let h: &[u8; STAMP_LEN] = frame.get(..STAMP_LEN)?.try_into().ok()?;
+    let word = |i: usize| u64::from_ne_bytes(h[i..i + 8].try_into().expect("8 bytes"));
+    (word(8) == STAMP_MAGIC).then(|| word(0))
+}
+
+/// Whether a frame stamp (monotonic ns) is believable in a batch received at monotonic
+/// time `now`: not in the future, and not older than [`STAMP_MAX_AGE_NS`].
+#[inline]
+pub fn stamp_is_fresh(stamp: u64, now: u64) -> bool {
+    stamp <= now && now - stamp <= STAMP_MAX_AGE_NS
+}
+
 /// One AF_XDP socket on one queue of one interface.
 pub struct XdpSource {
     queue: u32,
@@ -433,6 +491,9 @@ pub struct XdpSource {
     obs: u32,
     zero_copy: bool,
     need_wakeup: bool,
+    /// The XDP program stamps frames (`frame_timestamps`).
+    stamps: bool,
+    clock: MonoToWall,
     stats: SourceStats,
     kernel: XdpKernelStats,
     untagged: u64,
@@ -562,6 +623,8 @@ impl XdpSource {
             obs,
             zero_copy,
             need_wakeup: cfg.need_wakeup,
+            stamps: cfg.frame_timestamps,
+            clock: MonoToWall::new(),
             stats: SourceStats::default(),
             kernel: XdpKernelStats::default(),
             untagged: 0,
@@ -629,14 +692,36 @@ impl XdpSource {
             }
             return Ok(Some(0));
         }
-        let ts = Timestamp::now();
+        // The batch's time: frames without a stamp of their own get it.
+        let (now_mono, batch_ts) = if self.stamps {
+            let now = time::monotonic_ns();
+            self.clock.refresh(now);
+            (now, self.clock.to_wall(now))
+        } else {
+            (0, Timestamp::now())
+        };
         let mut visited = 0;
         for i in 0..n {
             let mut desc = self.descs[i];
             // SAFETY: the frame was handed to us by the receive ring and is ours until
             // it goes back to the fill ring below.
             let mut data = unsafe { self.umem.data_mut(&mut desc) };
-            let bytes = data.contents_mut();
+            let mut bytes = data.contents_mut();
+            let ts = if !self.stamps {
+                batch_ts
+            } else {
+                let stamp = parse_stamp(bytes);
+                if stamp.is_some() {
+                    bytes = &mut bytes[STAMP_LEN..];
+                }
+                match stamp {
+                    Some(t) if stamp_is_fresh(t, now_mono) => self.clock.to_wall(t),
+                    _ => {
+                        self.stats.unstamped += 1;
+                        batch_ts
+                    }
+                }
+            };
             let (start, obs, dir) = match &self.decap {
                 Decap::Plain => (0, self.obs, None),
                 Decap::Mirror(tags) => match mirror::untag(bytes) {
@@ -748,6 +833,46 @@ mod tests {
             ..Default::default()
         };
         assert!(c.validate().unwrap_err().starts_with("frame_count"));
+    }
+
+    #[test]
+    fn stamps_are_recognised_by_their_magic() {
+        // A stamped frame: the program's header, then the Ethernet frame.
+        let mut f = Vec::new();
+        f.extend_from_slice(&123_456_789u64.to_ne_bytes());
+        f.extend_from_slice(&STAMP_MAGIC.to_ne_bytes());
+        f.extend_from_slice(&[0xff; 6]);
+        assert_eq!(parse_stamp(&f), Some(123_456_789));
+        // A frame the program could not stamp starts with its Ethernet header.
+        let eth = [
+            0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x08, 0x00, 0x45, 0, 0, 20,
+        ];
+        assert_eq!(parse_stamp(&eth), None);
+        assert_eq!(parse_stamp(&[0u8; 64]), None);
+        // Too short to hold a header.
+        assert_eq!(parse_stamp(&f[..STAMP_LEN - 1]), None);
+        assert_eq!(parse_stamp(&[]), None);
+    }
+
+    #[test]
+    fn stale_and_future_stamps_are_not_believed() {
+        let now = 50 * STAMP_MAX_AGE_NS;
+        assert!(stamp_is_fresh(now, now));
+        assert!(stamp_is_fresh(now - 1, now));
+        assert!(stamp_is_fresh(now - STAMP_MAX_AGE_NS, now));
+        assert!(!stamp_is_fresh(now - STAMP_MAX_AGE_NS - 1, now), "stale");
+        assert!(!stamp_is_fresh(0, now), "stale");
+        assert!(!stamp_is_fresh(now + 1, now), "from the future");
+        assert!(!stamp_is_fresh(u64::MAX, now));
+    }
+
+    #[test]
+    fn memory_per_queue_counts_umem_and_rings() {
+        let c = XdpConfig::default();
+        assert_eq!(
+            c.memory_per_queue(),
+            (128 << 20) + 65536 * 8 + 65536 * 16 + 64 * 24
+        );
     }
 
     #[test]
