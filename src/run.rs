@@ -297,10 +297,6 @@ pub fn run(
             *engine = Engine::Tpacket;
         }
         routes.insert(i.ifindex, route);
-        log_attach(i, *engine, why);
-        if let Some(e) = export {
-            e.interface_attached(i.ifindex, &i.name);
-        }
     }
     let filter = tpacket_filter(&selected, &routes);
 
@@ -317,6 +313,13 @@ pub fn run(
     let mut sources = Vec::new();
     if cfg.capture.mode == CaptureMode::Tpacket || filter != IfaceFilter::Nothing {
         sources = open_tpacket(cfg, &filter, n, group)?;
+    }
+    // Said only now that every socket an interface needs is open.
+    for (i, engine, why) in &decisions {
+        log_attach(i, *engine, why);
+        if let Some(e) = export {
+            e.interface_attached(i.ifindex, &i.name);
+        }
     }
     let mut handles: Vec<FilterHandle> = sources.iter().map(|s| s.filter_handle()).collect();
     let queues = n + xdp_sources.len();

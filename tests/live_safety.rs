@@ -240,3 +240,41 @@ fn a_listed_copy_port_is_taken_whole_with_a_loud_warning_and_given_back_at_exit(
     );
     assert_eq!(n.ping(5), 5, "the link works again after podtap stops");
 }
+
+/// A fallback says why, in the kernel's own words: a copy port whose driver refuses XDP
+/// (here a veth whose MTU is too large for native XDP) is read with TPACKET_V3, and the
+/// log names the kernel's reason that libbpf reported, not a bare errno.
+#[test]
+fn a_refused_xdp_attach_falls_back_and_names_the_kernels_reason() {
+    let n = setup();
+    for ns in [&n.node, &n._peer] {
+        let ifc = if ns.name == n.node.name {
+            "eth1"
+        } else {
+            "eth0"
+        };
+        sh(Command::new("ip").args(["-n", &ns.name, "link", "set", ifc, "mtu", "9000"]));
+    }
+    let cfg = n.dir.join("native.toml");
+    std::fs::write(
+        &cfg,
+        "[capture]\ndirect = [\"eth1\"]\n[capture.xdp]\nattach_mode = \"native\"\n",
+    )
+    .unwrap();
+    let mut d = Daemon::start_cmd(
+        n.podtap(&["--config", cfg.to_str().unwrap(), "run", "--output", "none"]),
+        &n.dir,
+    );
+    let line = d.wait_log("interface=eth1", Duration::from_secs(5));
+    assert!(
+        line.contains("engine=\"tpacket\"") || line.contains("engine=tpacket"),
+        "{line}"
+    );
+    assert!(
+        line.contains("MTU is too large"),
+        "the kernel's reason: {line}"
+    );
+    assert!(!n.xdp_attached(), "nothing left attached after the refusal");
+    assert_eq!(n.ping(5), 5, "the node keeps its traffic");
+    d.stop();
+}

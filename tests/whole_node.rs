@@ -62,7 +62,7 @@ impl Node {
             "-c",
             &CONNS.to_string(),
             "-q",
-            "300",
+            "200",
             "-t",
             "10",
             &format!("http://{}{path}", self.server.ip),

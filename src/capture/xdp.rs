@@ -185,12 +185,15 @@ pub enum XdpError {
         id: u32,
     },
     #[error(
-        "{ifname}: attaching XDP in {mode:?} mode: {source} (driver has no XDP: use capture.mode=tpacket or capture.xdp.attach_mode=generic)"
+        "{ifname}: attaching XDP in {mode:?} mode: {source}{kernel} (use capture.mode=tpacket, or capture.xdp.attach_mode=generic where the driver refuses native XDP)"
     )]
     Attach {
         ifname: String,
         mode: XdpMode,
         source: io::Error,
+        /// The kernel's own reason, as libbpf reported it (`: Kernel error message: ...`,
+        /// e.g. virtio_net refusing XDP while LRO/GRO_HW is on), or empty.
+        kernel: String,
     },
     #[error(
         "creating the UMEM: {0} (raise RLIMIT_MEMLOCK: ulimit -l unlimited / LimitMEMLOCK=infinity, or grant CAP_IPC_LOCK; or lower capture.xdp.frame_count)"
@@ -326,6 +329,7 @@ impl Attachment {
             ifname: ifname.into(),
             mode: XdpMode::Native,
             source: e,
+            kernel: String::new(),
         })?;
         for (id, flags) in [
             (q.drv_prog, XDP_FLAGS_DRV_MODE),
@@ -382,6 +386,7 @@ impl Attachment {
             ifname: ifname.into(),
             mode,
             source,
+            kernel: bpfobj::take_libbpf_warning().map_or(String::new(), |w| format!(": {w}")),
         })
     }
 }
