@@ -71,7 +71,7 @@ events! {
     L7BufferLimit => "l7.buffer_limit", "application message larger than the decoder's header buffer";
     TransactionTimeout => "l7.transaction_timeout", "request without a response before the timeout";
     PendingLimit => "l7.pending_limit", "too many requests pending on one connection: oldest reported incomplete";
-    ResponseLost => "l7.response_lost", "a whole HTTP/1 response lost in a TCP gap: its request reported without one";
+    ResponseLost => "l7.response_lost", "a whole response (HTTP/1, Redis) lost in a TCP gap: its request reported without one";
     HpackError => "l7.hpack_error", "HTTP/2 header block failed to decompress: the connection's HPACK state is now unknown";
     MemcachedMalformed => "memcached.malformed", "memcached reply line, binary header, reply data block or UDP frame that does not parse: the direction resynchronises";
     MemcachedLineTooLong => "memcached.line_too_long", "memcached text line over 8 KiB (retrieval commands excepted): skipped, the direction resynchronises";
@@ -79,6 +79,10 @@ events! {
     MemcachedNoRequest => "memcached.no_request", "memcached reply without a request (lost in a gap): reported with no_request";
     MemcachedGetHits => "memcached.get_hits", "keys found by memcached retrieval commands (get, gets, mg, binary GET family), as memcached's get_hits";
     MemcachedGetMisses => "memcached.get_misses", "keys not found by memcached retrieval commands, as memcached's get_misses";
+    RedisMalformed => "redis.malformed", "bytes of a Redis connection that are not RESP: skipped to the next plausible message";
+    RedisTooDeep => "redis.too_deep", "Redis reply nested deeper than redis.max_depth: skipped to the next plausible message";
+    RedisBulkTooLarge => "redis.bulk_too_large", "Redis bulk string longer than redis.max_bulk_bytes: skipped to the next plausible message";
+    RedisPushMessages => "redis.push_messages", "Redis pub/sub message, RESP3 push or MONITOR line: counted, not paired with a command";
     // Attribution
     AttributionUnselected => "attribution.unselected", "flow or transaction of pods outside attribution.selector: not reported";
     // Output
@@ -131,7 +135,8 @@ impl Counters {
             | Event::FragmentHeld
             | Event::FragmentReassembled
             | Event::MemcachedGetHits
-            | Event::MemcachedGetMisses => {
+            | Event::MemcachedGetMisses
+            | Event::RedisPushMessages => {
                 tracing::debug!(event = e.name(), count = self.counts[i], "{}", e.help())
             }
             _ => tracing::warn!(event = e.name(), count = self.counts[i], "{}", e.help()),

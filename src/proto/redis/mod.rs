@@ -1,0 +1,1041 @@
+//! Redis: RESP2 and RESP3 over TCP, and inline commands.
+//!
+//! [`parser`] frames each direction (commands from the client, replies from the server);
+//! [`RedisParser`] pairs them into one [`Transaction`] per command:
+//!
+//! * Replies come in the order of the commands (pipelining): each reply answers the oldest
+//!   command still waiting for one.
+//! * MULTI/EXEC: every queued command is answered by its `+QUEUED` (it is one transaction,
+//!   marked `podtap.redis.queued`), EXEC by the array of results.
+//! * Pub/sub: a (P|S)SUBSCRIBE or (P|S)UNSUBSCRIBE of n channels gets n confirmations; the
+//!   first answers it, the others answer nothing. Published messages (`message`,
+//!   `pmessage`, `smessage`), RESP3 push frames and the MONITOR feed are not replies: they
+//!   are counted (`redis.push_messages`), never paired.
+//! * `CLIENT REPLY OFF` and `SKIP` silence replies: those commands are reported at once,
+//!   complete, with `podtap.redis.no_reply`.
+//! * A reply that comes after its command was reported (timeout, `max_pending`) is
+//!   recognised as that command's and dropped, so that later pairs do not shift.
+//! * Errors (`-ERR`, `-WRONGTYPE`, `-MOVED`, RESP3 blob errors) have their prefix, the
+//!   first word, as `db.response.status_code` and `error.type`.
+//! * SELECT changes `db.namespace` for the commands answered after its `+OK`.
+//!
+//! Keys and values never leave podtap: a command is described by its name
+//! (`db.operation.name`, with the subcommand of container commands: `CLIENT SETNAME`) and
+//! the prefix of its first key up to a delimiter (`user:1234` → `user`, in
+//! `db.query.summary` and `podtap.resource`). `redact = false` adds the whole command to
+//! `db.query.text`, for debugging only.
+
+mod commands;
+pub mod parser;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use compact_str::CompactString;
+use serde::{Deserialize, Serialize};
+
+use self::commands::{BLOCKING, CONTAINER, Command as Spec};
+use self::parser::{GapEffect, Kind, Limits, Out, ParseError, Reply, ReplyParser, RequestParser};
+use super::{Completeness, Confidence, Direction, L7Parser, Progress, Protocol, Transaction};
+use crate::events::{Counters, Event};
+use crate::time::Timestamp;
+
+/// Longest command name looked up (the longest known is 29 bytes).
+const NAME_MAX: usize = 32;
+/// Bytes of a command kept for `db.query.text` when `redact = false`.
+const QUERY_TEXT_MAX: usize = 512;
+/// Largest `max_key_prefix` (the bytes of a key the parser keeps).
+const KEY_PREFIX_CAP: usize = parser::ARG_CAP;
+
+/// `[redis]`: settings of the Redis decoder.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// Commands awaiting a reply per connection (a pipeline's depth). Beyond it the oldest
+    /// is reported without a reply (`no_response`, `l7.pending_limit`); its reply, when it
+    /// comes, is still recognised as its own. Default 256.
+    pub max_pending: usize,
+    /// What ends a key's prefix: the key `user:1234` has the prefix `user`, reported in
+    /// `db.query.summary` (`GET user`) and `podtap.resource`. A key without the delimiter
+    /// within `max_key_prefix` bytes contributes nothing (it may be an identifier itself).
+    /// Empty: no prefixes. Default `":"`.
+    pub key_prefix_delimiter: String,
+    /// Longest key prefix reported, in bytes (at most 64). Default 32.
+    pub max_key_prefix: usize,
+    /// Keep keys and values out of every record. Default true. DANGEROUS when false: each
+    /// command with its arguments, keys and values (up to 512 bytes; passwords of AUTH,
+    /// HELLO, ACL SETUSER, CONFIG SET and MIGRATE excepted) goes into `db.query.text`,
+    /// and so into the JSON lines and spans. For debugging only.
+    pub redact: bool,
+    /// Longest bulk string accepted (redis-server's own `proto-max-bulk-len`). A longer
+    /// one is counted (`redis.bulk_too_large`) and the stream resynchronised. Values are
+    /// never buffered, whatever their size. Default 536870912 (512 MiB).
+    pub max_bulk_bytes: u64,
+    /// Deepest nesting of aggregates in a reply; deeper is counted (`redis.too_deep`) and
+    /// the stream resynchronised. Default 64.
+    pub max_depth: usize,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            max_pending: 256,
+            key_prefix_delimiter: ":".into(),
+            max_key_prefix: 32,
+            redact: true,
+            max_bulk_bytes: 512 * 1024 * 1024,
+            max_depth: 64,
+        }
+    }
+}
+
+impl RedisConfig {
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.max_key_prefix > KEY_PREFIX_CAP {
+            return Err((
+                "redis.max_key_prefix",
+                format!("must be at most {KEY_PREFIX_CAP}"),
+            ));
+        }
+        if self.key_prefix_delimiter.len() > 8 {
+            return Err((
+                "redis.key_prefix_delimiter",
+                "must be at most 8 bytes".into(),
+            ));
+        }
+        if self.max_depth == 0 || self.max_depth > 1024 {
+            return Err(("redis.max_depth", "must be between 1 and 1024".into()));
+        }
+        if self.max_pending == 0 {
+            return Err(("redis.max_pending", "must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            max_bulk: self.max_bulk_bytes,
+            max_depth: self.max_depth.clamp(1, 1024),
+        }
+    }
+}
+
+/// What went wrong or was notable on one connection since the last `take_stats`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RedisStats {
+    /// Bytes that are not RESP; the stream was resynchronised. → `redis.malformed`
+    pub malformed: u64,
+    /// Replies nested deeper than `max_depth`. → `redis.too_deep`
+    pub too_deep: u64,
+    /// Bulk strings longer than `max_bulk_bytes`. → `redis.bulk_too_large`
+    pub bulk_too_large: u64,
+    /// Pub/sub messages, RESP3 pushes and MONITOR lines: not replies. → `redis.push_messages`
+    pub push_messages: u64,
+    /// Commands reported early because `max_pending` was reached. → `l7.pending_limit`
+    pub pending_limit: u64,
+    /// Commands reported by `on_tick` without a reply. → `l7.transaction_timeout`
+    pub timeouts: u64,
+    /// Commands whose reply was lost in a gap. → `l7.response_lost`
+    pub replies_lost: u64,
+}
+
+impl RedisStats {
+    /// Fold the counts into the worker's event counters.
+    pub fn add_to(&self, c: &mut Counters) {
+        for (e, n) in [
+            (Event::RedisMalformed, self.malformed),
+            (Event::RedisTooDeep, self.too_deep),
+            (Event::RedisBulkTooLarge, self.bulk_too_large),
+            (Event::RedisPushMessages, self.push_messages),
+            (Event::PendingLimit, self.pending_limit),
+            (Event::TransactionTimeout, self.timeouts),
+            (Event::ResponseLost, self.replies_lost),
+        ] {
+            if n > 0 {
+                c.add(e, n);
+            }
+        }
+    }
+
+    fn count(&mut self, e: ParseError) {
+        match e {
+            ParseError::Malformed => self.malformed += 1,
+            ParseError::TooDeep => self.too_deep += 1,
+            ParseError::BulkTooLarge => self.bulk_too_large += 1,
+        }
+    }
+}
+
+/// How sure it is that a connection whose first bytes (in `dir`) are `b` speaks Redis.
+///
+/// A client's multibulk command (`*<n>\r\n$<len>\r\n<name>`) is distinctive: Likely, and
+/// Certain once its name is a known command. Inline commands and replies (`+OK`, `-ERR`,
+/// `:1`...) look like other text protocols (memcached's `get foo`, POP3's `+OK`): only on
+/// a port hinted for Redis, and then only when they parse as Redis.
+pub fn probe(b: &[u8], dir: Direction, port_hinted: bool) -> Confidence {
+    if b.is_empty() {
+        return Confidence::NeedMore;
+    }
+    match dir {
+        Direction::ToServer if b[0] == b'*' => probe_multibulk(b),
+        Direction::ToServer if port_hinted => probe_inline(b),
+        Direction::ToClient if port_hinted => probe_reply(b),
+        _ => Confidence::No,
+    }
+}
+
+/// `*<count>\r\n$<len>\r\n<name>`, as far as `b` goes.
+fn probe_multibulk(b: &[u8]) -> Confidence {
+    let mut i = 1;
+    let Some(count) = probe_number(b, &mut i, 7) else {
+        return Confidence::No;
+    };
+    if count.is_none() {
+        return Confidence::NeedMore;
+    }
+    if count == Some(0) {
+        return Confidence::No;
+    }
+    match b.get(i) {
+        None => return Confidence::NeedMore,
+        Some(b'$') => i += 1,
+        Some(_) => return Confidence::No,
+    }
+    let len = match probe_number(b, &mut i, 3) {
+        None => return Confidence::No,
+        Some(None) => return Confidence::NeedMore,
+        Some(Some(n)) if (1..=NAME_MAX as u64).contains(&n) => n as usize,
+        Some(Some(_)) => return Confidence::No,
+    };
+    let name = &b[i..b.len().min(i + len)];
+    if !name
+        .iter()
+        .all(|c| c.is_ascii_alphabetic() || matches!(c, b'.' | b'_' | b'-'))
+    {
+        return Confidence::No;
+    }
+    if name.len() < len {
+        // The name is cut by the end of what was seen: its shape is enough.
+        return if b.len() >= 16 {
+            Confidence::Likely
+        } else {
+            Confidence::NeedMore
+        };
+    }
+    let upper = upper(name);
+    if commands::lookup(&upper.0[..upper.1]).is_some() {
+        Confidence::Certain
+    } else {
+        Confidence::Likely
+    }
+}
+
+/// A decimal number of at most `max` digits ended by CRLF, at `b[*i..]`: `Some(None)` when
+/// `b` ends first, `None` when it is not one.
+fn probe_number(b: &[u8], i: &mut usize, max: usize) -> Option<Option<u64>> {
+    let mut n = 0u64;
+    let mut digits = 0;
+    loop {
+        let Some(&c) = b.get(*i) else {
+            return Some(None);
+        };
+        *i += 1;
+        match c {
+            b'0'..=b'9' if digits < max && !(digits == 1 && n == 0) => {
+                n = n * 10 + (c - b'0') as u64;
+                digits += 1;
+            }
+            b'\r' if digits > 0 => {
+                return match b.get(*i) {
+                    None => Some(None),
+                    Some(b'\n') => {
+                        *i += 1;
+                        Some(Some(n))
+                    }
+                    Some(_) => None,
+                };
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// An inline command: a known command's name, then printable words, then CRLF. Not an
+/// HTTP request line (`GET / HTTP/1.1` names a Redis command too).
+fn probe_inline(b: &[u8]) -> Confidence {
+    let line_end = memchr::memchr(b'\n', b);
+    let line = &b[..line_end.unwrap_or(b.len())];
+    if !line
+        .iter()
+        .all(|&c| (0x20..0x7f).contains(&c) || c == b'\t' || c == b'\r')
+    {
+        return Confidence::No;
+    }
+    let name_end = line
+        .iter()
+        .position(|&c| matches!(c, b' ' | b'\t' | b'\r'))
+        .unwrap_or(line.len());
+    if name_end == line.len() && line_end.is_none() {
+        return Confidence::NeedMore;
+    }
+    let name = &line[..name_end];
+    if name.is_empty() || name.len() > NAME_MAX || !name[0].is_ascii_alphabetic() {
+        return Confidence::No;
+    }
+    let u = upper(name);
+    if commands::lookup(&u.0[..u.1]).is_none() {
+        return Confidence::No;
+    }
+    if memchr::memmem::find(line, b" HTTP/").is_some() {
+        return Confidence::No;
+    }
+    if line_end.is_none() && b.len() < 32 {
+        return Confidence::NeedMore;
+    }
+    Confidence::Port
+}
+
+/// A reply's first line, well formed for its type.
+fn probe_reply(b: &[u8]) -> Confidence {
+    if !b"+-:$*%~>|=!_#,(".contains(&b[0]) {
+        return Confidence::No;
+    }
+    let Some(cr) = memchr::memchr(b'\r', b) else {
+        return if b.len() < 32 && !b.contains(&b'\n') {
+            Confidence::NeedMore
+        } else {
+            Confidence::No
+        };
+    };
+    match b.get(cr + 1) {
+        None => return Confidence::NeedMore,
+        Some(b'\n') => {}
+        Some(_) => return Confidence::No,
+    }
+    let body = &b[1..cr];
+    let number = |s: &[u8]| {
+        let s = s.strip_prefix(b"-").unwrap_or(s);
+        !s.is_empty() && s.len() <= 20 && s.iter().all(u8::is_ascii_digit)
+    };
+    let length = |s: &[u8]| s == b"-1" || s == b"?" || (number(s) && s[0] != b'-');
+    let ok = match b[0] {
+        b'+' => body.iter().all(|&c| (0x20..0x7f).contains(&c)),
+        b'-' => {
+            body.first().is_some_and(u8::is_ascii_uppercase)
+                && body.iter().all(|&c| (0x20..0x7f).contains(&c))
+        }
+        b':' | b'(' => number(body),
+        b'$' | b'*' | b'%' | b'~' | b'>' | b'|' | b'=' | b'!' => length(body),
+        b'_' => body.is_empty(),
+        b'#' => body == b"t" || body == b"f",
+        b',' => !body.is_empty() && body.iter().all(u8::is_ascii_graphic),
+        _ => false,
+    };
+    if ok { Confidence::Port } else { Confidence::No }
+}
+
+/// `name` upper-cased into a fixed buffer (bytes beyond `NAME_MAX` dropped).
+fn upper(name: &[u8]) -> ([u8; NAME_MAX], usize) {
+    let mut out = [0u8; NAME_MAX];
+    let n = name.len().min(NAME_MAX);
+    for (o, c) in out.iter_mut().zip(&name[..n]) {
+        *o = c.to_ascii_uppercase();
+    }
+    (out, n)
+}
+
+/// `db.namespace` values of the 16 databases a default redis-server has.
+const DB_NAMES: [&str; 16] = [
+    "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15",
+];
+
+fn db_name(db: u32) -> CompactString {
+    match DB_NAMES.get(db as usize) {
+        Some(s) => CompactString::const_new(s),
+        None => compact_str::format_compact!("{db}"),
+    }
+}
+
+/// Commands whose arguments stay out of `db.query.text` even when `redact = false`.
+const SECRET_OPS: [&str; 5] = ["AUTH", "HELLO", "ACL SETUSER", "CONFIG SET", "MIGRATE"];
+
+/// What a command does to the connection, or how its reply is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Special {
+    None,
+    /// SELECT of this database.
+    Select(u32),
+    /// A (P|S)SUBSCRIBE or (P|S)UNSUBSCRIBE: answered by `channels` confirmations (0: by
+    /// one per subscription the connection has, an unsubscribe without arguments).
+    Subscribe {
+        channels: u64,
+    },
+    Multi,
+    Exec,
+    Discard,
+    Reset,
+    Monitor,
+    /// SCAN and its kin: the rows are the keys, the reply's second element.
+    Scan,
+}
+
+/// Whether replies are sent (`CLIENT REPLY`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReplyMode {
+    On,
+    Off,
+    /// The next command gets no reply.
+    SkipNext,
+}
+
+/// A command waiting for its reply: what its transaction needs, without the transaction
+/// (built once, when the reply comes).
+struct Pending {
+    start: Timestamp,
+    req_bytes: u64,
+    op: CompactString,
+    prefix: CompactString,
+    special: Special,
+    blocking: bool,
+    completeness: u16,
+    query: Option<CompactString>,
+}
+
+/// How a reply is taken.
+enum Class {
+    Reply,
+    /// A pub/sub message, a push or a monitor line: not a reply.
+    Message,
+    /// A (un)subscribe confirmation.
+    Confirmation,
+}
+
+const CONFIRMATIONS: [&[u8]; 6] = [
+    b"subscribe",
+    b"psubscribe",
+    b"ssubscribe",
+    b"unsubscribe",
+    b"punsubscribe",
+    b"sunsubscribe",
+];
+
+pub struct RedisParser {
+    cfg: Arc<RedisConfig>,
+    req: RequestParser,
+    rep: ReplyParser,
+    /// When the message under way in each direction began.
+    req_start: Timestamp,
+    pending: VecDeque<Pending>,
+    /// Commands at the front of the order that were reported already (timed out, or
+    /// beyond `max_pending`): the next replies are theirs.
+    reported: u64,
+    /// Confirmations still to come for a (un)subscribe of several channels, answered by
+    /// its first.
+    skip_confirms: u64,
+    /// An unsubscribe without arguments was answered: its further confirmations (one per
+    /// subscription) answer nothing.
+    argless_unsub: bool,
+    /// The connection has subscriptions (RESP2 `message` arrays are messages then).
+    subscribed: bool,
+    /// After MONITOR: everything the server sends is the feed.
+    monitor: bool,
+    reply_mode: ReplyMode,
+    /// The selected database, and one a SELECT inside MULTI selects at EXEC.
+    db: u32,
+    queued_select: Option<u32>,
+    /// Replies may have been lost (a gap, malformed bytes) since the last reply.
+    resp_lost: bool,
+    /// Bytes of the server's stream were lost since the last reply.
+    resp_gap: bool,
+    /// More than one command was seen waiting at a reply without a gap before it.
+    pipelined: bool,
+    last_ts: Timestamp,
+    /// Transactions finished by a gap, emitted with the next call that has an output.
+    ready: Vec<Transaction>,
+    stats: RedisStats,
+}
+
+impl Default for RedisParser {
+    fn default() -> Self {
+        RedisParser::new(Arc::new(RedisConfig::default()))
+    }
+}
+
+impl RedisParser {
+    pub fn new(cfg: Arc<RedisConfig>) -> Self {
+        let limits = cfg.limits();
+        let text = if cfg.redact { 0 } else { QUERY_TEXT_MAX };
+        RedisParser {
+            req: RequestParser::new(limits, text),
+            rep: ReplyParser::new(limits),
+            cfg,
+            req_start: Timestamp::ZERO,
+            pending: VecDeque::new(),
+            reported: 0,
+            skip_confirms: 0,
+            argless_unsub: false,
+            subscribed: false,
+            monitor: false,
+            reply_mode: ReplyMode::On,
+            db: 0,
+            queued_select: None,
+            resp_lost: false,
+            resp_gap: false,
+            pipelined: false,
+            last_ts: Timestamp::ZERO,
+            ready: Vec::new(),
+            stats: RedisStats::default(),
+        }
+    }
+
+    pub fn take_stats(&mut self) -> RedisStats {
+        std::mem::take(&mut self.stats)
+    }
+
+    /// Commands waiting for a reply.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    #[cfg(test)]
+    fn rep_stack_capacity(&self) -> usize {
+        self.rep.stack_capacity()
+    }
+
+    fn feed_requests(&mut self, mut rest: &[u8], ts: Timestamp, out: &mut Vec<Transaction>) {
+        while !rest.is_empty() {
+            if self.req.at_boundary() || self.req.is_lost() {
+                self.req_start = ts;
+            }
+            let step = self.req.next(rest);
+            rest = &rest[step.used..];
+            match step.out {
+                Out::More => {}
+                Out::Message => self.on_command(ts, 0, out),
+                Out::Error(e) => {
+                    self.stats.count(e);
+                    if self.req.lost_named() {
+                        // Its name was read: reported, cut short, so that its reply (an
+                        // error, likely) pairs with it.
+                        self.on_command(ts, Completeness::TRUNCATED, out);
+                    }
+                }
+            }
+        }
+    }
+
+    fn feed_replies(&mut self, mut rest: &[u8], ts: Timestamp, out: &mut Vec<Transaction>) {
+        while !rest.is_empty() {
+            let step = self.rep.next(rest);
+            rest = &rest[step.used..];
+            match step.out {
+                Out::More => {}
+                Out::Message => self.on_reply(ts, out),
+                Out::Error(e) => {
+                    self.stats.count(e);
+                    if self.rep.lost_partial() {
+                        // The reply under way will not be read to its end.
+                        self.reply_lost(Completeness::TRUNCATED, out);
+                    }
+                    self.resp_lost = true;
+                }
+            }
+        }
+    }
+
+    /// A command was read (or, with `salvaged`, the start of one before a gap).
+    fn on_command(&mut self, ts: Timestamp, salvaged: u16, out: &mut Vec<Transaction>) {
+        let cmd = &self.req.cmd;
+        let (name, n) = upper(cmd.args[0].bytes());
+        let name = &name[..n];
+        let whole = cmd.args[0].total() <= NAME_MAX as u64;
+        let mut spec: &'static Spec = match commands::lookup(name) {
+            Some(s) if whole => s,
+            _ => &commands::OTHER,
+        };
+        let module =
+            spec.name == commands::OTHER.name && whole && commands::is_module_command(name);
+        if cmd.unsynced && cmd.inline && spec.name == commands::OTHER.name && !module {
+            // Stray text while looking for sync (the middle of a value), not a command.
+            return;
+        }
+        if spec.has(CONTAINER) && cmd.argc >= 2 {
+            let sub = cmd.args[1].bytes();
+            if cmd.args[1].is_whole() && !sub.is_empty() && n + 1 + sub.len() <= NAME_MAX {
+                let mut full = [0u8; NAME_MAX];
+                full[..n].copy_from_slice(name);
+                full[n] = b'|';
+                for (o, c) in full[n + 1..].iter_mut().zip(sub) {
+                    *o = c.to_ascii_uppercase();
+                }
+                if let Some(s) = commands::lookup(&full[..n + 1 + sub.len()]) {
+                    spec = s;
+                }
+            }
+        }
+        let op = if module {
+            // Known module prefix and a name-like rest (checked): valid UTF-8.
+            CompactString::from_utf8_lossy(name)
+        } else {
+            CompactString::const_new(spec.op)
+        };
+        let key_at = if module { 1 } else { spec.key as usize };
+        let prefix = if (1..=2).contains(&key_at) && cmd.argc > key_at as u64 {
+            self.key_prefix(cmd.args[key_at].bytes())
+        } else {
+            CompactString::default()
+        };
+        let special = special_of(spec.op, cmd);
+        let query = self.query_text(spec.op, &op);
+        let mut completeness = salvaged;
+        if cmd.gap {
+            completeness |= Completeness::GAP;
+        }
+        let p = Pending {
+            start: self.req_start,
+            req_bytes: cmd.bytes,
+            op,
+            prefix,
+            special,
+            blocking: spec.has(BLOCKING),
+            completeness,
+            query,
+        };
+        let silenced = if self.reply_mode == ReplyMode::On && spec.op != "CLIENT REPLY" {
+            false
+        } else {
+            let mode = self.req.cmd.args[2];
+            self.silenced(spec.op, mode.bytes())
+        };
+        if silenced {
+            let mut tx = self.transaction(p, ts);
+            tx.attr_bool("podtap.redis.no_reply", true);
+            out.push(tx);
+            return;
+        }
+        self.pending.push_back(p);
+        if self.pending.len() > self.cfg.max_pending.max(1)
+            && let Some(old) = self.pending.pop_front()
+        {
+            self.stats.pending_limit += 1;
+            self.reported += 1;
+            let mut tx = self.transaction(old, ts);
+            tx.completeness.set(Completeness::NO_RESPONSE);
+            out.push(tx);
+        }
+    }
+
+    /// Whether this command gets no reply (`CLIENT REPLY`); updates the mode.
+    fn silenced(&mut self, op: &str, arg: &[u8]) -> bool {
+        if op == "CLIENT REPLY" {
+            if arg.eq_ignore_ascii_case(b"ON") {
+                self.reply_mode = ReplyMode::On;
+                return false;
+            }
+            if arg.eq_ignore_ascii_case(b"OFF") {
+                self.reply_mode = ReplyMode::Off;
+                return true;
+            }
+            if arg.eq_ignore_ascii_case(b"SKIP") {
+                if self.reply_mode != ReplyMode::Off {
+                    self.reply_mode = ReplyMode::SkipNext;
+                }
+                return true;
+            }
+        }
+        match self.reply_mode {
+            ReplyMode::On => false,
+            ReplyMode::Off => true,
+            ReplyMode::SkipNext => {
+                self.reply_mode = ReplyMode::On;
+                true
+            }
+        }
+    }
+
+    /// The part of `key` before the configured delimiter, when that comes within
+    /// `max_key_prefix` bytes and the part is printable.
+    fn key_prefix(&self, key: &[u8]) -> CompactString {
+        let delim = self.cfg.key_prefix_delimiter.as_bytes();
+        if delim.is_empty() {
+            return CompactString::default();
+        }
+        let window = &key[..key.len().min(self.cfg.max_key_prefix + delim.len())];
+        match memchr::memmem::find(window, delim) {
+            Some(at)
+                if at > 0
+                    && at <= self.cfg.max_key_prefix
+                    && key[..at].iter().all(u8::is_ascii_graphic) =>
+            {
+                // Printable ASCII: valid UTF-8.
+                CompactString::from_utf8_lossy(&key[..at])
+            }
+            _ => CompactString::default(),
+        }
+    }
+
+    /// `db.query.text` when `redact = false`.
+    fn query_text(&self, spec_op: &str, op: &str) -> Option<CompactString> {
+        let text = self.req.text()?;
+        if SECRET_OPS.contains(&spec_op) {
+            return Some(compact_str::format_compact!("{op} ?"));
+        }
+        let mut s = CompactString::with_capacity(text.len());
+        for &c in text {
+            if c.is_ascii_graphic() || c == b' ' {
+                s.push(c as char);
+            } else {
+                s.push_str(&compact_str::format_compact!("\\x{c:02x}"));
+            }
+        }
+        Some(s)
+    }
+
+    /// A transaction for `p` as it stands, ended at `end`.
+    fn transaction(&self, p: Pending, end: Timestamp) -> Transaction {
+        let mut tx = Transaction::new(Protocol::Redis, p.start);
+        tx.end = end.max(p.start);
+        tx.req_bytes = p.req_bytes;
+        tx.completeness = Completeness(p.completeness);
+        tx.attr_str("db.system.name", CompactString::const_new("redis"));
+        tx.attr_str("db.operation.name", p.op.clone());
+        tx.attr_str("db.namespace", db_name(self.db));
+        let summary = if p.prefix.is_empty() {
+            p.op.clone()
+        } else {
+            let mut s = CompactString::with_capacity(p.op.len() + 1 + p.prefix.len());
+            s.push_str(&p.op);
+            s.push(' ');
+            s.push_str(&p.prefix);
+            s
+        };
+        tx.attr_str("db.query.summary", summary);
+        if let Some(q) = p.query {
+            tx.attr_str("db.query.text", q);
+        }
+        tx.operation = p.op;
+        tx.resource = p.prefix;
+        tx
+    }
+
+    fn classify(&self, r: &Reply) -> Class {
+        if self.monitor {
+            return Class::Message;
+        }
+        let first = r.first.bytes();
+        let confirmation = CONFIRMATIONS.contains(&first);
+        match r.kind {
+            Kind::Push if confirmation => Class::Confirmation,
+            Kind::Push => Class::Message,
+            Kind::Array if r.len == 3 || r.len == 4 => {
+                let front_subscribes = matches!(
+                    self.pending.front(),
+                    Some(Pending {
+                        special: Special::Subscribe { .. },
+                        ..
+                    })
+                );
+                let expected = self.subscribed
+                    || front_subscribes
+                    || self.skip_confirms > 0
+                    || self.argless_unsub;
+                let message = match first {
+                    b"message" | b"smessage" => r.len == 3,
+                    b"pmessage" => r.len == 4,
+                    _ => false,
+                };
+                if confirmation && r.len == 3 && expected {
+                    Class::Confirmation
+                } else if message
+                    && (self.subscribed || (self.pending.is_empty() && self.reported == 0))
+                {
+                    Class::Message
+                } else {
+                    Class::Reply
+                }
+            }
+            _ => Class::Reply,
+        }
+    }
+
+    fn on_reply(&mut self, ts: Timestamp, out: &mut Vec<Transaction>) {
+        out.append(&mut self.ready);
+        match self.classify(&self.rep.reply) {
+            Class::Message => {
+                self.stats.push_messages += 1;
+                return;
+            }
+            Class::Confirmation => {
+                if let Some(n) = self.rep.reply.last_int {
+                    self.subscribed = n > 0;
+                }
+                if self.skip_confirms > 0 {
+                    self.skip_confirms -= 1;
+                    return;
+                }
+                let front_subscribes = matches!(
+                    self.pending.front(),
+                    Some(Pending {
+                        special: Special::Subscribe { .. },
+                        ..
+                    })
+                );
+                if !front_subscribes && self.reported == 0 {
+                    // Further confirmations of an unsubscribe from everything, or one
+                    // whose command was not seen: not a reply.
+                    if self.rep.reply.last_int == Some(0) {
+                        self.argless_unsub = false;
+                    }
+                    return;
+                }
+            }
+            Class::Reply => self.argless_unsub = false,
+        }
+        if self.reported > 0 {
+            // The reply of a command reported already.
+            self.reported -= 1;
+            return;
+        }
+        let gap = self.rep.reply.gap || std::mem::take(&mut self.resp_gap);
+        if std::mem::take(&mut self.resp_lost) {
+            if self.pending.len() > 1 && !self.pipelined {
+                // A client that does not pipeline sends a command once the one before it
+                // was answered: those answers were in the gap, this one answers the last.
+                while self.pending.len() > 1 {
+                    if let Some(mut p) = self.pending.pop_front() {
+                        p.completeness |= Completeness::GAP | Completeness::NO_RESPONSE;
+                        self.stats.replies_lost += 1;
+                        let end = self.pending.front().map_or(ts, |n| n.start);
+                        let tx = self.transaction(p, end);
+                        out.push(tx);
+                    }
+                }
+            }
+        } else if self.pending.len() > 1 {
+            self.pipelined = true;
+        }
+        let Some(mut p) = self.pending.pop_front() else {
+            // A reply without its command: picked up mid-stream, or the command was lost.
+            let p = Pending {
+                start: ts,
+                req_bytes: 0,
+                op: CompactString::default(),
+                prefix: CompactString::default(),
+                special: Special::None,
+                blocking: false,
+                completeness: Completeness::NO_REQUEST | if gap { Completeness::GAP } else { 0 },
+                query: None,
+            };
+            let mut tx = self.transaction(p, ts);
+            self.answer(&mut tx, Special::None);
+            out.push(tx);
+            return;
+        };
+        if gap {
+            p.completeness |= Completeness::GAP;
+        }
+        let special = p.special;
+        let mut tx = self.transaction(p, ts);
+        self.answer(&mut tx, special);
+        out.push(tx);
+    }
+
+    /// Fill `tx` from the reply just read, and apply what the command did.
+    fn answer(&mut self, tx: &mut Transaction, special: Special) {
+        let r = &self.rep.reply;
+        tx.resp_bytes = r.bytes;
+        let text = r.text.bytes();
+        if r.kind.is_error() {
+            let code = error_code(text);
+            tx.attr_str("db.response.status_code", code.clone());
+            tx.error = Some(code);
+        } else if r.kind == Kind::SimpleString && text == b"QUEUED" {
+            tx.attr_bool("podtap.redis.queued", true);
+        } else if r.kind.is_aggregate() && r.kind != Kind::Push {
+            let rows = match special {
+                Special::Scan => r.second_len,
+                Special::Exec | Special::Subscribe { .. } => None,
+                _ => Some(r.len),
+            };
+            if let Some(rows) = rows {
+                tx.attr_int(
+                    "db.response.returned_rows",
+                    rows.min(i64::MAX as u64) as i64,
+                );
+            }
+        }
+        let ok = r.kind == Kind::SimpleString && text == b"OK";
+        let queued = r.kind == Kind::SimpleString && text == b"QUEUED";
+        match special {
+            Special::Select(db) if ok => self.db = db,
+            Special::Select(db) if queued => self.queued_select = Some(db),
+            Special::Exec => {
+                if r.kind == Kind::Array
+                    && let Some(db) = self.queued_select
+                {
+                    self.db = db;
+                }
+                self.queued_select = None;
+            }
+            Special::Discard | Special::Multi => self.queued_select = None,
+            Special::Reset if r.kind == Kind::SimpleString => {
+                self.db = 0;
+                self.subscribed = false;
+                self.monitor = false;
+                self.reply_mode = ReplyMode::On;
+                self.skip_confirms = 0;
+                self.argless_unsub = false;
+                self.queued_select = None;
+            }
+            Special::Monitor if ok => self.monitor = true,
+            Special::Subscribe { channels } if !r.kind.is_error() => {
+                if channels > 1 {
+                    self.skip_confirms += channels - 1;
+                }
+                self.argless_unsub = channels == 0;
+            }
+            _ => {}
+        }
+    }
+
+    /// The reply under way will not be seen to its end (a gap, malformed bytes): its
+    /// command is reported as it stands.
+    fn reply_lost(&mut self, why: u16, out: &mut Vec<Transaction>) {
+        if self.reported > 0 {
+            self.reported -= 1;
+            return;
+        }
+        if let Some(mut p) = self.pending.pop_front() {
+            p.completeness |= why | Completeness::NO_RESPONSE;
+            let mut tx = self.transaction(p, self.last_ts);
+            tx.resp_bytes = self.rep.reply.bytes;
+            out.push(tx);
+        }
+    }
+}
+
+/// The error's prefix: its first word when that is an upper-case code (`ERR`,
+/// `WRONGTYPE`, `MOVED`), else `ERR`.
+fn error_code(text: &[u8]) -> CompactString {
+    let word = text.split(|&c| c == b' ').next().unwrap_or_default();
+    if !word.is_empty()
+        && word
+            .iter()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-')
+    {
+        // ASCII: valid UTF-8.
+        CompactString::from_utf8_lossy(word)
+    } else {
+        CompactString::const_new("ERR")
+    }
+}
+
+fn special_of(op: &str, cmd: &parser::Command) -> Special {
+    match op {
+        "SELECT" => {
+            let arg = cmd.args[1].bytes();
+            match std::str::from_utf8(arg).ok().and_then(|s| s.parse().ok()) {
+                Some(db) if cmd.argc == 2 => Special::Select(db),
+                _ => Special::None,
+            }
+        }
+        "SUBSCRIBE" | "PSUBSCRIBE" | "SSUBSCRIBE" | "UNSUBSCRIBE" | "PUNSUBSCRIBE"
+        | "SUNSUBSCRIBE" => Special::Subscribe {
+            channels: cmd.argc.saturating_sub(1),
+        },
+        "MULTI" => Special::Multi,
+        "EXEC" => Special::Exec,
+        "DISCARD" => Special::Discard,
+        "RESET" => Special::Reset,
+        "MONITOR" => Special::Monitor,
+        "SCAN" | "SSCAN" | "HSCAN" | "ZSCAN" => Special::Scan,
+        _ => Special::None,
+    }
+}
+
+impl L7Parser for RedisParser {
+    fn on_data(
+        &mut self,
+        dir: Direction,
+        bytes: &[u8],
+        ts: Timestamp,
+        out: &mut Vec<Transaction>,
+    ) -> Progress {
+        self.last_ts = ts;
+        if !self.ready.is_empty() {
+            out.append(&mut self.ready);
+        }
+        match dir {
+            Direction::ToServer => self.feed_requests(bytes, ts, out),
+            Direction::ToClient => self.feed_replies(bytes, ts, out),
+        }
+        Progress::Continue
+    }
+
+    fn on_gap(&mut self, dir: Direction, missing: u32) {
+        let missing = missing as u64;
+        match dir {
+            Direction::ToServer => {
+                if let GapEffect::Lost { partial: true } = self.req.gap(missing)
+                    && self.req.lost_named()
+                {
+                    // A command cut by the gap: its name is known, and its reply will
+                    // come; keeping it keeps the pairs after it in order.
+                    let mut ready = std::mem::take(&mut self.ready);
+                    let ts = self.last_ts;
+                    self.on_command(ts, Completeness::GAP | Completeness::TRUNCATED, &mut ready);
+                    self.ready = ready;
+                }
+            }
+            Direction::ToClient => {
+                if let GapEffect::Lost { partial } = self.rep.gap(missing) {
+                    if partial {
+                        let mut ready = std::mem::take(&mut self.ready);
+                        self.reply_lost(Completeness::GAP | Completeness::TRUNCATED, &mut ready);
+                        self.ready = ready;
+                    }
+                    self.resp_lost = true;
+                    self.resp_gap = true;
+                }
+            }
+        }
+    }
+
+    fn on_close(&mut self, ts: Timestamp, reset: bool, out: &mut Vec<Transaction>) {
+        out.append(&mut self.ready);
+        let why = if reset {
+            Completeness::RESET
+        } else {
+            Completeness::CLOSED
+        };
+        while let Some(mut p) = self.pending.pop_front() {
+            p.completeness |= why | Completeness::NO_RESPONSE;
+            let tx = self.transaction(p, ts);
+            out.push(tx);
+        }
+        self.reported = 0;
+    }
+
+    fn on_tick(&mut self, now: Timestamp, timeout_ns: u64, out: &mut Vec<Transaction>) {
+        out.append(&mut self.ready);
+        // Oldest first; a blocking command (BLPOP...) may wait as long as it likes, and
+        // the commands after it wait for it.
+        while let Some(p) = self.pending.front() {
+            if p.blocking || now.since(p.start) < timeout_ns {
+                break;
+            }
+            let Some(mut p) = self.pending.pop_front() else {
+                break;
+            };
+            self.stats.timeouts += 1;
+            self.reported += 1;
+            p.completeness |= Completeness::NO_RESPONSE;
+            let mut tx = self.transaction(p, now);
+            tx.error = Some(CompactString::const_new("timeout"));
+            out.push(tx);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
