@@ -263,6 +263,14 @@ fn probe_number(b: &[u8], i: &mut usize, max: usize) -> Option<Option<u64>> {
 /// An inline command: a known command's name, then printable words, then CRLF. Not an
 /// HTTP request line (`GET / HTTP/1.1` names a Redis command too).
 fn probe_inline(b: &[u8]) -> Confidence {
+    // redis-server skips blank lines before a command.
+    let Some(start) = b
+        .iter()
+        .position(|c| !matches!(c, b'\r' | b'\n' | b' ' | b'\t'))
+    else {
+        return Confidence::NeedMore;
+    };
+    let b = &b[start..];
     let line_end = memchr::memchr(b'\n', b);
     let line = &b[..line_end.unwrap_or(b.len())];
     if !line
@@ -332,6 +340,16 @@ fn probe_reply(b: &[u8]) -> Confidence {
         _ => false,
     };
     if ok { Confidence::Port } else { Confidence::No }
+}
+
+/// Whether redis-server (7.0) knows a command of this name (any case), or it is a command
+/// of a usual module (`JSON.GET`). Subcommands as `CONTAINER|SUB`.
+pub fn is_command(name: &[u8]) -> bool {
+    if name.len() > NAME_MAX {
+        return false;
+    }
+    let (u, n) = upper(name);
+    commands::lookup(&u[..n]).is_some() || commands::is_module_command(&u[..n])
 }
 
 /// `name` upper-cased into a fixed buffer (bytes beyond `NAME_MAX` dropped).
@@ -450,6 +468,8 @@ pub struct RedisParser {
     /// More than one command was seen waiting at a reply without a gap before it.
     pipelined: bool,
     last_ts: Timestamp,
+    /// When the server last sent bytes.
+    rep_ts: Timestamp,
     /// Transactions finished by a gap, emitted with the next call that has an output.
     ready: Vec<Transaction>,
     stats: RedisStats,
@@ -483,6 +503,7 @@ impl RedisParser {
             resp_gap: false,
             pipelined: false,
             last_ts: Timestamp::ZERO,
+            rep_ts: Timestamp::ZERO,
             ready: Vec::new(),
             stats: RedisStats::default(),
         }
@@ -967,7 +988,10 @@ impl L7Parser for RedisParser {
         }
         match dir {
             Direction::ToServer => self.feed_requests(bytes, ts, out),
-            Direction::ToClient => self.feed_replies(bytes, ts, out),
+            Direction::ToClient => {
+                self.rep_ts = ts;
+                self.feed_replies(bytes, ts, out)
+            }
         }
         Progress::Continue
     }
@@ -1008,6 +1032,15 @@ impl L7Parser for RedisParser {
         } else {
             Completeness::CLOSED
         };
+        if !self.rep.at_boundary() && !self.rep.is_lost() && self.reported == 0 {
+            // A reply was under way: its command is reported with what was seen of it.
+            if let Some(mut p) = self.pending.pop_front() {
+                p.completeness |= why | Completeness::TRUNCATED;
+                let mut tx = self.transaction(p, self.rep_ts);
+                tx.resp_bytes = self.rep.reply.bytes;
+                out.push(tx);
+            }
+        }
         while let Some(mut p) = self.pending.pop_front() {
             p.completeness |= why | Completeness::NO_RESPONSE;
             let tx = self.transaction(p, ts);

@@ -776,6 +776,23 @@ fn a_large_value_is_skipped_without_buffering() {
     assert!(std::mem::size_of::<RedisParser>() < 2048);
 }
 
+#[test]
+fn a_reply_cut_by_the_close_reports_what_was_seen() {
+    // As in deepflow/redis/redis.pcap: the capture ends before the value's last CRLF.
+    let mut p = RedisParser::default();
+    let mut out = Vec::new();
+    p.on_data(C, &cmd(&[b"GET", b"a:1"]), Timestamp(1), &mut out);
+    p.on_data(S, b"$10\r\n0123", Timestamp(2), &mut out);
+    p.on_data(S, b"456789", Timestamp(3), &mut out);
+    p.on_close(Timestamp(9), false, &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        describe(&out[0]),
+        "GET [a] ns=0 sum=GET a err=- code=- rows=- (closed,truncated)"
+    );
+    assert_eq!((out[0].end, out[0].resp_bytes), (Timestamp(3), 15));
+}
+
 fn random_pieces_large(len: usize) -> Vec<Piece> {
     (0..len)
         .step_by(1448)
@@ -1506,5 +1523,10 @@ fn probe_tells_redis_from_other_protocols() {
     assert_eq!(probe(b"get foo\r\n", C, false), No);
     assert_eq!(probe(b"get foo\r\n", C, true), Port);
     assert_eq!(probe(b"stats\r\n", C, true), No);
+    // redis-server skips blank lines before an inline command.
+    assert_eq!(probe(b"\r\n\r\nPING\r\n", C, true), Port);
+    assert_eq!(probe(b"\r\n", C, true), NeedMore);
+    assert!(is_command(b"get") && is_command(b"CLIENT|SETNAME") && is_command(b"json.get"));
+    assert!(!is_command(b"hi") && !is_command(b"$0"));
     assert_eq!(probe(b"VALUE foo 0 3\r\nbar\r\nEND\r\n", S, false), No);
 }
