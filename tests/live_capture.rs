@@ -246,7 +246,10 @@ fn every_request_at_both_pods(mode: &str, engine: &str) {
     let records = d.stop();
 
     for (pod, name) in [(&s.server, "server"), (&s.client, "client")] {
-        let txs = at(&records, "transaction", pod.ifindex);
+        let all = at(&records, "transaction", pod.ifindex);
+        let (txs, redis_txs): (Vec<_>, Vec<_>) = all
+            .into_iter()
+            .partition(|t| t["podtap.protocol"] == "http");
         assert_eq!(
             txs.len(),
             statuses.len(),
@@ -262,8 +265,12 @@ fn every_request_at_both_pods(mode: &str, engine: &str) {
         let flows = flows_to(&records, pod.ifindex, 80);
         assert_eq!(flows.len(), connects, "TCP connections at the {name} pod");
         assert!(flows.iter().all(|f| f["podtap.flow.end_reason"] == "fin"));
-        // Redis (no decoder yet): one connection, every byte of RESP each way
-        // (`*1\r\n$4\r\nPING\r\n` is 14 bytes, `+PONG\r\n` 7).
+        // Redis: one connection, every byte of RESP each way (`*1\r\n$4\r\nPING\r\n`
+        // is 14 bytes, `+PONG\r\n` 7), and every PING a transaction.
+        assert_eq!(redis_txs.len(), PINGS, "redis commands at the {name} pod");
+        assert!(redis_txs.iter().all(|t| t["podtap.protocol"] == "redis"
+            && t["db.operation.name"] == "PING"
+            && t["podtap.complete"] == true));
         let redis: Vec<_> = flows_to(&records, pod.ifindex, 6379);
         assert_eq!(redis.len(), 1, "redis connections at the {name} pod");
         assert_eq!(redis[0]["podtap.flow.client.payload_bytes"], 14 * PINGS);
@@ -274,7 +281,7 @@ fn every_request_at_both_pods(mode: &str, engine: &str) {
     assert_eq!(d.log_value("podtap stopped", "records_dropped"), Some(0));
     assert_eq!(
         d.log_value("podtap stopped", "transactions"),
-        Some(2 * statuses.len() as u64)
+        Some(2 * (statuses.len() + PINGS) as u64)
     );
     assert_nothing_left(&s);
 }
