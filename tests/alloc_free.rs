@@ -277,4 +277,104 @@ fn json_lines_do_not_allocate_once_warm() {
     });
     assert_eq!(lines, 200 * recs.len());
     assert_eq!(allocs, 0, "{allocs} allocations writing {lines} JSON lines");
+/// A frame of a Redis connection (server port 6379).
+fn redis_tcp(client: u8, from_client: bool, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
+    let (c, s) = ([10, 0, 4, client], [10, 0, 5, 1]);
+    let (src, dst, sp, dp) = if from_client {
+        (c, s, 41000, 6379)
+    } else {
+        (s, c, 6379, 41000)
+    };
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2([2; 6], [4; 6])
+        .ipv4(src, dst, 64)
+        .tcp(sp, dp, seq, 64000)
+        .ack(ack)
+        .write(&mut v, payload)
+        .unwrap();
+    v
+}
+
+/// The Redis decoder reads messages without allocating: subscribers receiving published
+/// messages (arrays of bulk strings, split across segments), which are counted, not
+/// paired, so no transaction (whose attributes are allocated) is built.
+#[test]
+fn redis_messages_do_not_allocate() {
+    let mut w = Worker::new(&Config::default(), Discard);
+    let flows = 20u8;
+    let sub = b"*2\r\n$9\r\nSUBSCRIBE\r\n$7\r\nnews:eu\r\n";
+    let confirm = b"*3\r\n$9\r\nsubscribe\r\n$7\r\nnews:eu\r\n:1\r\n";
+    let mut msg = b"*3\r\n$7\r\nmessage\r\n$7\r\nnews:eu\r\n$300\r\n".to_vec();
+    msg.extend_from_slice(&[b'x'; 300]);
+    msg.extend_from_slice(b"\r\n");
+    // Three messages per round, cut at odd places.
+    let stream = msg.repeat(3);
+    let cuts = [0, 17, 200, 371, stream.len()];
+    let c0 = 1000u32;
+    let s0 = 5000u32;
+    let round = |r: u32| -> Vec<Vec<u8>> {
+        let mut frames = Vec::new();
+        let base = s0 + confirm.len() as u32 + r * stream.len() as u32;
+        for f in 0..flows {
+            for pair in cuts.windows(2) {
+                frames.push(redis_tcp(
+                    f,
+                    false,
+                    base + pair[0] as u32,
+                    c0 + sub.len() as u32,
+                    &stream[pair[0]..pair[1]],
+                ));
+            }
+            frames.push(redis_tcp(
+                f,
+                true,
+                c0 + sub.len() as u32,
+                base + stream.len() as u32,
+                b"",
+            ));
+        }
+        frames
+    };
+    let mut ts = 1_000_000_000u64;
+    let mut run = |w: &mut Worker<Discard>, frames: &[Vec<u8>]| {
+        for f in frames {
+            ts += 1000;
+            w.process(&Frame {
+                data: f,
+                ts: Timestamp(ts),
+                wire_len: f.len() as u32,
+                link: LinkType::Ethernet,
+                obs: 1,
+            });
+        }
+    };
+    let mut hello = Vec::new();
+    for f in 0..flows {
+        hello.push(redis_tcp(f, true, c0, s0, sub));
+        hello.push(redis_tcp(f, false, s0, c0 + sub.len() as u32, confirm));
+    }
+    run(&mut w, &hello);
+    for r in 0..3 {
+        run(&mut w, &round(r));
+    }
+    let measured: Vec<Vec<Vec<u8>>> = (3..23).map(round).collect();
+    let packets: usize = measured.iter().map(Vec::len).sum();
+    let allocs = allocations(|| {
+        for frames in &measured {
+            run(&mut w, frames);
+        }
+    });
+    assert_eq!(w.live_flows(), flows as usize);
+    assert_eq!(
+        allocs, 0,
+        "{allocs} allocations while processing {packets} packets of Redis messages"
+    );
+    // They were decoded: every message counted.
+    let (totals, _) = w.finish();
+    assert_eq!(
+        totals
+            .counters
+            .get(podtap::events::Event::RedisPushMessages),
+        flows as u64 * 3 * 23
+    );
 }
