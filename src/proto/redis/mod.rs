@@ -682,7 +682,13 @@ impl RedisParser {
             return CompactString::default();
         }
         let window = &key[..key.len().min(self.cfg.max_key_prefix + delim.len())];
-        match memchr::memmem::find(window, delim) {
+        let at = match delim {
+            // The usual one-byte delimiter: a plain byte search, without a substring
+            // searcher's set-up.
+            [d] => memchr::memchr(*d, window),
+            _ => memchr::memmem::find(window, delim),
+        };
+        match at {
             Some(at)
                 if at > 0
                     && at <= self.cfg.max_key_prefix
@@ -744,11 +750,11 @@ impl RedisParser {
             return Class::Message;
         }
         let first = r.first.bytes();
-        let confirmation = CONFIRMATIONS.contains(&first);
         match r.kind {
-            Kind::Push if confirmation => Class::Confirmation,
+            Kind::Push if CONFIRMATIONS.contains(&first) => Class::Confirmation,
             Kind::Push => Class::Message,
-            Kind::Array if r.len == 3 || r.len == 4 => {
+            Kind::Array if (r.len == 3 || r.len == 4) && !first.is_empty() => {
+                let confirmation = CONFIRMATIONS.contains(&first);
                 let front_subscribes = matches!(
                     self.pending.front(),
                     Some(Pending {
