@@ -2285,7 +2285,9 @@ pub fn lookup(upper: &[u8]) -> Option<&'static Command> {
             return None;
         }
         let c = &COMMANDS[i as usize];
-        if c.name.as_bytes() == upper {
+        let name = c.name.as_bytes();
+        // Names are short: compared byte by byte, without a call to `memcmp`.
+        if name.len() == upper.len() && name.iter().zip(upper).all(|(a, b)| a == b) {
             return Some(c);
         }
         s = (s + 1) & (SLOTS - 1);

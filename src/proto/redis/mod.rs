@@ -352,6 +352,13 @@ pub fn is_command(name: &[u8]) -> bool {
     commands::lookup(&u[..n]).is_some() || commands::is_module_command(&u[..n])
 }
 
+/// Equality of short byte strings without a call to `memcmp` (whose set-up costs more
+/// than comparing a few bytes).
+#[inline]
+fn short_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
 /// `name` upper-cased into a fixed buffer (bytes beyond `NAME_MAX` dropped).
 fn upper(name: &[u8]) -> ([u8; NAME_MAX], usize) {
     let mut out = [0u8; NAME_MAX];
@@ -413,6 +420,8 @@ struct Pending {
     req_bytes: u64,
     op: CompactString,
     prefix: CompactString,
+    /// `db.query.summary`: the command and the prefix.
+    summary: CompactString,
     special: Special,
     blocking: bool,
     completeness: u16,
@@ -470,6 +479,12 @@ pub struct RedisParser {
     last_ts: Timestamp,
     /// When the server last sent bytes.
     rep_ts: Timestamp,
+    /// The last key prefix reported.
+    last_prefix: CompactString,
+    /// The last `db.query.summary` built with a prefix, and the command it was built of
+    /// (of `last_prefix`).
+    summary: CompactString,
+    summary_op: &'static str,
     /// Transactions finished by a gap, emitted with the next call that has an output.
     ready: Vec<Transaction>,
     stats: RedisStats,
@@ -504,6 +519,9 @@ impl RedisParser {
             pipelined: false,
             last_ts: Timestamp::ZERO,
             rep_ts: Timestamp::ZERO,
+            last_prefix: CompactString::default(),
+            summary: CompactString::default(),
+            summary_op: "",
             ready: Vec::new(),
             stats: RedisStats::default(),
         }
@@ -601,10 +619,10 @@ impl RedisParser {
             CompactString::const_new(spec.op)
         };
         let key_at = if module { 1 } else { spec.key as usize };
-        let prefix = if (1..=2).contains(&key_at) && cmd.argc > key_at as u64 {
-            self.key_prefix(cmd.args[key_at].bytes())
+        let prefix_len = if (1..=2).contains(&key_at) && cmd.argc > key_at as u64 {
+            self.prefix_len(cmd.args[key_at].bytes())
         } else {
-            CompactString::default()
+            None
         };
         let special = special_of(spec.op, cmd);
         let query = self.query_text(spec.op, &op);
@@ -612,11 +630,35 @@ impl RedisParser {
         if cmd.gap {
             completeness |= Completeness::GAP;
         }
+        let req_bytes = cmd.bytes;
+        let (prefix, summary) = match prefix_len {
+            Some(at) => {
+                // A connection's keys share few prefixes and its commands are few: the last
+                // prefix and summary are kept, and most commands reuse them.
+                let key = &self.req.cmd.args[key_at].bytes()[..at];
+                let mut fresh = false;
+                if !short_eq(key, self.last_prefix.as_bytes()) {
+                    self.last_prefix = CompactString::from_utf8_lossy(key);
+                    fresh = true;
+                }
+                if fresh || module || !std::ptr::eq(spec.op, self.summary_op) {
+                    let mut s = CompactString::with_capacity(op.len() + 1 + at);
+                    s.push_str(&op);
+                    s.push(' ');
+                    s.push_str(&self.last_prefix);
+                    self.summary = s;
+                    self.summary_op = if module { "" } else { spec.op };
+                }
+                (self.last_prefix.clone(), self.summary.clone())
+            }
+            None => (CompactString::default(), op.clone()),
+        };
         let p = Pending {
             start: self.req_start,
-            req_bytes: cmd.bytes,
+            req_bytes,
             op,
             prefix,
+            summary,
             special,
             blocking: spec.has(BLOCKING),
             completeness,
@@ -629,9 +671,8 @@ impl RedisParser {
             self.silenced(spec.op, mode.bytes())
         };
         if silenced {
-            let mut tx = self.transaction(p, ts);
+            let tx = self.transaction(p, ts, out);
             tx.attr_bool("podtap.redis.no_reply", true);
-            out.push(tx);
             return;
         }
         self.pending.push_back(p);
@@ -640,9 +681,8 @@ impl RedisParser {
         {
             self.stats.pending_limit += 1;
             self.reported += 1;
-            let mut tx = self.transaction(old, ts);
+            let tx = self.transaction(old, ts, out);
             tx.completeness.set(Completeness::NO_RESPONSE);
-            out.push(tx);
         }
     }
 
@@ -676,10 +716,10 @@ impl RedisParser {
 
     /// The part of `key` before the configured delimiter, when that comes within
     /// `max_key_prefix` bytes and the part is printable.
-    fn key_prefix(&self, key: &[u8]) -> CompactString {
+    fn prefix_len(&self, key: &[u8]) -> Option<usize> {
         let delim = self.cfg.key_prefix_delimiter.as_bytes();
         if delim.is_empty() {
-            return CompactString::default();
+            return None;
         }
         let window = &key[..key.len().min(self.cfg.max_key_prefix + delim.len())];
         let at = match delim {
@@ -687,18 +727,9 @@ impl RedisParser {
             // searcher's set-up.
             [d] => memchr::memchr(*d, window),
             _ => memchr::memmem::find(window, delim),
-        };
-        match at {
-            Some(at)
-                if at > 0
-                    && at <= self.cfg.max_key_prefix
-                    && key[..at].iter().all(u8::is_ascii_graphic) =>
-            {
-                // Printable ASCII: valid UTF-8.
-                CompactString::from_utf8_lossy(&key[..at])
-            }
-            _ => CompactString::default(),
-        }
+        }?;
+        (at > 0 && at <= self.cfg.max_key_prefix && key[..at].iter().all(u8::is_ascii_graphic))
+            .then_some(at)
     }
 
     /// `db.query.text` when `redact = false`.
@@ -718,25 +749,24 @@ impl RedisParser {
         Some(s)
     }
 
-    /// A transaction for `p` as it stands, ended at `end`.
-    fn transaction(&self, p: Pending, end: Timestamp) -> Transaction {
-        let mut tx = Transaction::new(Protocol::Redis, p.start);
+    /// The transaction of `p` as it stands, ended at `end`, pushed onto `out` (built where
+    /// it is kept: a transaction is a few hundred bytes to move).
+    fn transaction<'o>(
+        &mut self,
+        p: Pending,
+        end: Timestamp,
+        out: &'o mut Vec<Transaction>,
+    ) -> &'o mut Transaction {
+        out.push(Transaction::new(Protocol::Redis, p.start));
+        let last = out.len() - 1;
+        let tx = &mut out[last];
         tx.end = end.max(p.start);
         tx.req_bytes = p.req_bytes;
         tx.completeness = Completeness(p.completeness);
         tx.attr_str("db.system.name", CompactString::const_new("redis"));
         tx.attr_str("db.operation.name", p.op.clone());
         tx.attr_str("db.namespace", db_name(self.db));
-        let summary = if p.prefix.is_empty() {
-            p.op.clone()
-        } else {
-            let mut s = CompactString::with_capacity(p.op.len() + 1 + p.prefix.len());
-            s.push_str(&p.op);
-            s.push(' ');
-            s.push_str(&p.prefix);
-            s
-        };
-        tx.attr_str("db.query.summary", summary);
+        tx.attr_str("db.query.summary", p.summary);
         if let Some(q) = p.query {
             tx.attr_str("db.query.text", q);
         }
@@ -833,8 +863,7 @@ impl RedisParser {
                         p.completeness |= Completeness::GAP | Completeness::NO_RESPONSE;
                         self.stats.replies_lost += 1;
                         let end = self.pending.front().map_or(ts, |n| n.start);
-                        let tx = self.transaction(p, end);
-                        out.push(tx);
+                        self.transaction(p, end, out);
                     }
                 }
             }
@@ -848,23 +877,22 @@ impl RedisParser {
                 req_bytes: 0,
                 op: CompactString::default(),
                 prefix: CompactString::default(),
+                summary: CompactString::default(),
                 special: Special::None,
                 blocking: false,
                 completeness: Completeness::NO_REQUEST | if gap { Completeness::GAP } else { 0 },
                 query: None,
             };
-            let mut tx = self.transaction(p, ts);
-            self.answer(&mut tx, Special::None);
-            out.push(tx);
+            let tx = self.transaction(p, ts, out);
+            self.answer(tx, Special::None);
             return;
         };
         if gap {
             p.completeness |= Completeness::GAP;
         }
         let special = p.special;
-        let mut tx = self.transaction(p, ts);
-        self.answer(&mut tx, special);
-        out.push(tx);
+        let tx = self.transaction(p, ts, out);
+        self.answer(tx, special);
     }
 
     /// Fill `tx` from the reply just read, and apply what the command did.
@@ -934,9 +962,8 @@ impl RedisParser {
         }
         if let Some(mut p) = self.pending.pop_front() {
             p.completeness |= why | Completeness::NO_RESPONSE;
-            let mut tx = self.transaction(p, self.last_ts);
+            let tx = self.transaction(p, self.last_ts, out);
             tx.resp_bytes = self.rep.reply.bytes;
-            out.push(tx);
         }
     }
 }
@@ -1042,15 +1069,13 @@ impl L7Parser for RedisParser {
             // A reply was under way: its command is reported with what was seen of it.
             if let Some(mut p) = self.pending.pop_front() {
                 p.completeness |= why | Completeness::TRUNCATED;
-                let mut tx = self.transaction(p, self.rep_ts);
+                let tx = self.transaction(p, self.rep_ts, out);
                 tx.resp_bytes = self.rep.reply.bytes;
-                out.push(tx);
             }
         }
         while let Some(mut p) = self.pending.pop_front() {
             p.completeness |= why | Completeness::NO_RESPONSE;
-            let tx = self.transaction(p, ts);
-            out.push(tx);
+            self.transaction(p, ts, out);
         }
         self.reported = 0;
     }
@@ -1069,9 +1094,8 @@ impl L7Parser for RedisParser {
             self.stats.timeouts += 1;
             self.reported += 1;
             p.completeness |= Completeness::NO_RESPONSE;
-            let mut tx = self.transaction(p, now);
+            let tx = self.transaction(p, now, out);
             tx.error = Some(CompactString::const_new("timeout"));
-            out.push(tx);
         }
     }
 }

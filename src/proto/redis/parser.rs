@@ -89,6 +89,20 @@ impl<const N: usize> Capture<N> {
         self.total += 1;
     }
 
+    /// Keep `b[at..at + len]`, the whole value, into an empty capture. Short values are
+    /// copied as one fixed 16-byte block when `b` has the bytes after them (no call to
+    /// `memcpy`, whose set-up costs more than copying a short key).
+    #[inline]
+    fn set(&mut self, b: &[u8], at: usize, len: usize) {
+        if N >= 16 && len <= 16 && self.len == 0 && at + 16 <= b.len() {
+            self.buf[..16].copy_from_slice(&b[at..at + 16]);
+            self.len = len as u8;
+            self.total = len as u64;
+        } else {
+            self.push(&b[at..at + len]);
+        }
+    }
+
     /// The bytes kept.
     #[inline]
     pub fn bytes(&self) -> &[u8] {
@@ -181,6 +195,41 @@ fn add_digit(num: &mut u64, digits: &mut u8, c: u8) -> bool {
         }
         None => false,
     }
+}
+
+/// A header number wholly in `b` at `*p`: digits (no leading zero but `0` itself, at most
+/// `MAX_DIGITS`) then CRLF. `None` when it is not one or `b` ends first: the byte-wise
+/// path then decides.
+#[inline(always)]
+fn whole_number(b: &[u8], p: &mut usize) -> Option<u64> {
+    let (mut num, mut digits) = (0u64, 0u8);
+    loop {
+        let c = *b.get(*p)?;
+        if c == b'\r' {
+            break;
+        }
+        if !add_digit(&mut num, &mut digits, c) {
+            return None;
+        }
+        *p += 1;
+    }
+    if digits == 0 || b.get(*p + 1) != Some(&b'\n') {
+        return None;
+    }
+    *p += 2;
+    Some(num)
+}
+
+/// A bulk value wholly in `b` at `*p` (after its length line): its bytes, then CRLF.
+#[inline(always)]
+fn whole_data<'a>(b: &'a [u8], p: &mut usize, len: u64) -> Option<&'a [u8]> {
+    let start = *p;
+    let end = start.checked_add(usize::try_from(len).ok()?)?;
+    if b.get(end..end + 2)? != b"\r\n" {
+        return None;
+    }
+    *p = end + 2;
+    Some(&b[start..end])
 }
 
 // ---------------------------------------------------------------------------------------
@@ -361,6 +410,39 @@ impl RequestParser {
         }
     }
 
+    /// A multibulk command wholly at the start of `b`, well formed: read as the byte-wise
+    /// path would read it; its length. `None` leaves the byte-wise path to it (cut short,
+    /// malformed, or anything unusual), with nothing changed that it does not reset.
+    #[inline]
+    fn whole_command(&mut self, b: &[u8]) -> Option<usize> {
+        let mut p = 1;
+        let argc = whole_number(b, &mut p)?;
+        if argc == 0 || argc > MAX_ARGS {
+            return None;
+        }
+        self.begin();
+        for index in 0..argc {
+            if b.get(p) != Some(&b'$') {
+                return None;
+            }
+            p += 1;
+            let len = whole_number(b, &mut p)?;
+            if len > self.limits.max_bulk {
+                return None;
+            }
+            let at = p;
+            whole_data(b, &mut p, len)?;
+            if let Some(a) = self.cmd.args.get_mut(index as usize) {
+                a.set(b, at, len as usize);
+            }
+        }
+        self.cmd.argc = argc;
+        self.cmd.bytes = p as u64;
+        self.synced = true;
+        self.recovering = false;
+        Some(p)
+    }
+
     /// Bytes lost from the stream: see [`GapEffect`].
     pub fn gap(&mut self, missing: u64) -> GapEffect {
         match self.state {
@@ -396,6 +478,16 @@ impl RequestParser {
             let c = b[i];
             match self.state {
                 Req::Start => {
+                    // Nearly every command arrives whole: read it in place.
+                    if c == b'*'
+                        && self.text.is_none()
+                        && let Some(len) = self.whole_command(&b[i..])
+                    {
+                        return Step {
+                            used: i + len,
+                            out: Out::Message,
+                        };
+                    }
                     if c == b'*' {
                         self.begin();
                         self.state = Req::Count;
@@ -1049,6 +1141,98 @@ impl ReplyParser {
         }
     }
 
+    /// A reply wholly at the start of `b` that is a simple string, an error, an integer, a
+    /// bulk string, a null, or an array of those: read as the byte-wise path would read
+    /// it; its length. `None` leaves the byte-wise path to it, with nothing changed that it
+    /// does not reset.
+    #[inline]
+    fn whole_reply(&mut self, b: &[u8]) -> Option<usize> {
+        let ty = *b.first()?;
+        let mut p = 1;
+        match ty {
+            b'+' | b'-' => {
+                let end = memchr::memchr2(b'\r', b'\n', b)?;
+                if b[end] != b'\r' || b.get(end + 1) != Some(&b'\n') {
+                    return None;
+                }
+                self.begin();
+                self.reply.kind = if ty == b'+' {
+                    Kind::SimpleString
+                } else {
+                    Kind::Error
+                };
+                self.reply.text.push(&b[1..end]);
+                p = end + 2;
+            }
+            b':' => {
+                let neg = b.get(1) == Some(&b'-');
+                p += neg as usize;
+                whole_number(b, &mut p)?;
+                self.begin();
+                self.reply.kind = Kind::Integer;
+            }
+            b'$' => {
+                if b.get(1..5) == Some(b"-1\r\n") {
+                    self.begin();
+                    self.reply.kind = Kind::Null;
+                    p = 5;
+                } else {
+                    let len = whole_number(b, &mut p)?;
+                    if len > self.limits.max_bulk {
+                        return None;
+                    }
+                    whole_data(b, &mut p, len)?;
+                    self.begin();
+                    self.reply.kind = Kind::BulkString;
+                }
+            }
+            b'*' => {
+                if b.get(1..5) == Some(b"-1\r\n") {
+                    self.begin();
+                    self.reply.kind = Kind::Null;
+                    p = 5;
+                } else {
+                    let n = whole_number(b, &mut p)?;
+                    let (mut first, mut last_int) = (None, None);
+                    for index in 0..n {
+                        match *b.get(p)? {
+                            b'$' if b.get(p + 1..p + 5) == Some(b"-1\r\n") => p += 5,
+                            b'$' => {
+                                p += 1;
+                                let len = whole_number(b, &mut p)?;
+                                if len > self.limits.max_bulk {
+                                    return None;
+                                }
+                                let value = whole_data(b, &mut p, len)?;
+                                if index == 0 {
+                                    first = Some(value);
+                                }
+                            }
+                            b':' => {
+                                p += 1;
+                                let neg = b.get(p) == Some(&b'-');
+                                p += neg as usize;
+                                let v = whole_number(b, &mut p)?.min(i64::MAX as u64) as i64;
+                                last_int = Some(if neg { -v } else { v });
+                            }
+                            _ => return None,
+                        }
+                    }
+                    self.begin();
+                    self.reply.kind = Kind::Array;
+                    self.reply.len = n;
+                    if let Some(f) = first {
+                        self.reply.first.push(f);
+                    }
+                    self.reply.last_int = last_int;
+                }
+            }
+            _ => return None,
+        }
+        self.reply.bytes = p as u64;
+        Some(p)
+    }
+
     /// Where the bytes of the bulk value starting now are kept.
     fn keep_for(&self) -> Keep {
         if self.stack.is_empty() {
@@ -1069,6 +1253,14 @@ impl ReplyParser {
             match self.state {
                 Rep::Start => {
                     let top = self.stack.is_empty();
+                    // Nearly every reply arrives whole and is a scalar or a flat array:
+                    // read it in place.
+                    if top
+                        && !self.top_attr
+                        && let Some(len) = self.whole_reply(&b[i..])
+                    {
+                        return self.message(i + len);
+                    }
                     let end_of_stream =
                         c == b'.' && self.stack.last().is_some_and(|f| f.left == STREAMED);
                     if Kind::of(c).is_none() && c != b'|' && !end_of_stream {
