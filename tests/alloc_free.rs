@@ -277,6 +277,8 @@ fn json_lines_do_not_allocate_once_warm() {
     });
     assert_eq!(lines, 200 * recs.len());
     assert_eq!(allocs, 0, "{allocs} allocations writing {lines} JSON lines");
+}
+
 /// A frame of a Redis connection (server port 6379).
 fn redis_tcp(client: u8, from_client: bool, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
     let (c, s) = ([10, 0, 4, client], [10, 0, 5, 1]);

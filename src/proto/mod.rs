@@ -111,6 +111,7 @@ registry::decoders! {
     Dns = "dns" => dns::DnsParser [Dns = "dns"],
     Tls = "tls" => tls::TlsParser [Tls = "tls"],
     Memcached = "memcached" => memcached::MemcachedParser [Memcached = "memcached"],
+    Redis = "redis" => redis::RedisParser [Redis = "redis"],
 }
 
 /// A small deterministic generator (xorshift64) for the decoders' randomized tests.

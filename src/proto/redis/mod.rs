@@ -36,6 +36,8 @@ use serde::{Deserialize, Serialize};
 
 use self::commands::{BLOCKING, CONTAINER, Command as Spec};
 use self::parser::{GapEffect, Kind, Limits, Out, ParseError, Reply, ReplyParser, RequestParser};
+use super::detect::Transport;
+use super::registry::{MetricAttr, Probe, ProtocolDecoder, Telemetry};
 use super::{Completeness, Confidence, Direction, L7Parser, Progress, Protocol, Transaction};
 use crate::events::{Counters, Event};
 use crate::time::Timestamp;
@@ -1102,3 +1104,67 @@ impl L7Parser for RedisParser {
 
 #[cfg(test)]
 mod tests;
+
+impl ProtocolDecoder for RedisParser {
+    type Config = RedisConfig;
+    type Shared = Arc<RedisConfig>;
+    const PORTS: &'static [u16] = &[6379];
+    const TRANSPORTS: &'static [Transport] = &[Transport::Tcp];
+
+    fn validate(cfg: &Self::Config) -> Result<(), String> {
+        cfg.validate().map_err(|(k, m)| format!("{k}: {m}"))
+    }
+
+    fn prepare(cfg: &super::ProtocolsConfig) -> Result<Self::Shared, String> {
+        Ok(Arc::new(cfg.redis.settings.clone()))
+    }
+
+    /// RESP commands anywhere; inline commands and replies only on a Redis port.
+    fn probe(p: &Probe<'_>) -> Confidence {
+        probe(p.bytes, p.dir, p.hinted)
+    }
+
+    fn new(shared: &Self::Shared, _: Transport) -> Self {
+        RedisParser::new(shared.clone())
+    }
+
+    fn protocol(&self) -> Protocol {
+        Protocol::Redis
+    }
+
+    fn drain_stats(&mut self, c: &mut Counters) {
+        self.take_stats().add_to(c)
+    }
+
+    fn telemetry(_: Protocol) -> &'static Telemetry {
+        &TELEMETRY
+    }
+}
+
+/// How Redis commands become metrics and spans (the database conventions).
+static TELEMETRY: Telemetry = Telemetry {
+    duration: Some([
+        crate::stats::Metric::DbClientDuration,
+        crate::stats::Metric::DbClientDuration,
+    ]),
+    metric_attrs: &[
+        MetricAttr::ProtocolName("db.system.name"),
+        MetricAttr::Operation("db.operation.name"),
+        MetricAttr::Attr("db.response.status_code"),
+        MetricAttr::Error,
+        MetricAttr::Server,
+    ],
+    span_name: |tx| format!("redis {}", tx.operation),
+    attributes: &[
+        "db.system.name",
+        "db.operation.name",
+        "db.namespace",
+        "db.query.summary",
+        "db.query.text",
+        "db.response.status_code",
+        "db.response.returned_rows",
+        "podtap.redis.no_reply",
+        "podtap.redis.queued",
+    ],
+    base: None,
+};

@@ -1530,3 +1530,42 @@ fn probe_tells_redis_from_other_protocols() {
     assert!(!is_command(b"hi") && !is_command(b"$0"));
     assert_eq!(probe(b"VALUE foo 0 3\r\nbar\r\nEND\r\n", S, false), No);
 }
+
+/// The shared test kit: a pipelined SET and GET, a failing command and a RESP3 map reply,
+/// whole, byte by byte, split everywhere, with a gap in each chunk and picked up after
+/// each chunk.
+#[test]
+fn testkit_feeds_every_way() {
+    use crate::proto::testkit::{Chunk, check_all};
+    let conv: [Chunk; 6] = [
+        (
+            Direction::ToServer,
+            b"*3\r\n$3\r\nSET\r\n$6\r\nuser:1\r\n$5\r\nhello\r\n*2\r\n$3\r\nGET\r\n$6\r\nuser:1\r\n",
+        ),
+        (Direction::ToClient, b"+OK\r\n$5\r\nhello\r\n"),
+        (Direction::ToServer, b"*2\r\n$4\r\nINCR\r\n$6\r\nuser:1\r\n"),
+        (
+            Direction::ToClient,
+            b"-ERR value is not an integer or out of range\r\n",
+        ),
+        (Direction::ToServer, b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n"),
+        (Direction::ToClient, b"%1\r\n+server\r\n+redis\r\n"),
+    ];
+    let out = check_all(
+        || RedisParser::new(std::sync::Arc::new(RedisConfig::default())),
+        &conv,
+    );
+    let got: Vec<_> = out
+        .iter()
+        .map(|t| (t.operation.to_string(), t.error.as_ref().map(|e| e.to_string())))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("SET".to_string(), None),
+            ("GET".to_string(), None),
+            ("INCR".to_string(), Some("ERR".to_string())),
+            ("HELLO".to_string(), None),
+        ]
+    );
+}
