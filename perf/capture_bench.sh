@@ -110,11 +110,19 @@ reaped() { sed -i "/^$1\$/d" "$TMP/pids"; }
 proc_cpu() { awk '{print $14, $15}' "/proc/$1/stat" 2>/dev/null || echo 0 0; }   # user system
 HZ=$(getconf CLK_TCK)
 
+# The mirror gets a capture device and filter handle of its own: a podtap starting
+# elsewhere on the machine with the defaults removes ptap0 and every filter with handle
+# 0x7074 as a crashed run's leftovers, and with them this bench's copies.
 cat > "$TMP/podtap.toml" <<CONF
 [capture]
 mode = "tpacket"
 workers = 1
 cpus = [0]
+[capture.mirror]
+device = "ptcb$$"
+peer = "ptcbc$$"
+tc_handle = $(( 0x7200 + $$ % 1000 ))
+state_dir = "$TMP"
 [output]
 stats_interval_secs = 0
 CONF
