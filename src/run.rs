@@ -358,7 +358,7 @@ pub fn run(
         let spawn_tpacket = |i: usize, src: TpacketSource, tx: &BatchSender| {
             let sink = ExportSink::new(
                 export.map(|e| e.worker_handle(i).captured(captured.clone())),
-                records(&tx),
+                records(tx),
             );
             let (qs, wstop, cpu) = (stats[i].clone(), workers_stop.clone(), cpu_of(i));
             qs.active.store(true, Ordering::Relaxed);

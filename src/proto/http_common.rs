@@ -614,6 +614,58 @@ fn fnv64(b: &[u8], seed: u64) -> u64 {
         .fold(seed, |h, &c| (h ^ c as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
+/// How HTTP transactions (HTTP/1 and HTTP/2) become metrics and spans.
+pub static HTTP_TELEMETRY: crate::proto::registry::Telemetry = {
+    use crate::proto::registry::MetricAttr::*;
+    crate::proto::registry::Telemetry {
+        duration: Some([
+            crate::stats::Metric::HttpServerDuration,
+            crate::stats::Metric::HttpClientDuration,
+        ]),
+        metric_attrs: &[
+            AttrOrOperation("http.request.method"),
+            Resource("http.route"),
+            Status("http.response.status_code"),
+            Error,
+            Const("network.protocol.name", "http"),
+            Server,
+        ],
+        span_name: http_span_name,
+        attributes: &[
+            "http.request.method",
+            "http.route",
+            "url.path",
+            "url.query",
+            "http.request.header.*",
+            "http.request.body.size",
+            "http.response.body.size",
+            "http.response.status_code",
+            "network.protocol.version",
+            "server.address",
+            "user_agent.original",
+            "podtap.http.body_until_close",
+            "podtap.http.interim_status",
+            "podtap.http.upgrade",
+            "podtap.http2.error_code",
+            "podtap.http2.pushed",
+        ],
+        base: None,
+    }
+};
+
+/// `GET /users/{id}`: the method and the route (the method alone without one).
+fn http_span_name(tx: &Transaction) -> String {
+    let method = match tx.attr("http.request.method") {
+        Some(super::AttrValue::Str(m)) => m.as_str(),
+        _ => tx.operation.as_str(),
+    };
+    if tx.resource.is_empty() {
+        method.to_string()
+    } else {
+        format!("{method} {}", tx.resource)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -776,57 +828,5 @@ mod tests {
             t.on_header(n, v);
             assert_eq!(t.finish(), None, "{}", String::from_utf8_lossy(v));
         }
-    }
-}
-
-/// How HTTP transactions (HTTP/1 and HTTP/2) become metrics and spans.
-pub static HTTP_TELEMETRY: crate::proto::registry::Telemetry = {
-    use crate::proto::registry::MetricAttr::*;
-    crate::proto::registry::Telemetry {
-        duration: Some([
-            crate::stats::Metric::HttpServerDuration,
-            crate::stats::Metric::HttpClientDuration,
-        ]),
-        metric_attrs: &[
-            AttrOrOperation("http.request.method"),
-            Resource("http.route"),
-            Status("http.response.status_code"),
-            Error,
-            Const("network.protocol.name", "http"),
-            Server,
-        ],
-        span_name: http_span_name,
-        attributes: &[
-            "http.request.method",
-            "http.route",
-            "url.path",
-            "url.query",
-            "http.request.header.*",
-            "http.request.body.size",
-            "http.response.body.size",
-            "http.response.status_code",
-            "network.protocol.version",
-            "server.address",
-            "user_agent.original",
-            "podtap.http.body_until_close",
-            "podtap.http.interim_status",
-            "podtap.http.upgrade",
-            "podtap.http2.error_code",
-            "podtap.http2.pushed",
-        ],
-        base: None,
-    }
-};
-
-/// `GET /users/{id}`: the method and the route (the method alone without one).
-fn http_span_name(tx: &Transaction) -> String {
-    let method = match tx.attr("http.request.method") {
-        Some(super::AttrValue::Str(m)) => m.as_str(),
-        _ => tx.operation.as_str(),
-    };
-    if tx.resource.is_empty() {
-        method.to_string()
-    } else {
-        format!("{method} {}", tx.resource)
     }
 }

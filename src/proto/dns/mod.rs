@@ -697,11 +697,10 @@ impl ProtocolDecoder for DnsParser {
         let b = p.bytes;
         match p.transport {
             Transport::Udp => {
-                if !looks_like_dns(b) {
-                    Confidence::No
-                } else if p.hinted {
-                    Confidence::Likely
-                } else if p.dir == Direction::ToServer && strict_dns_query(b) {
+                // (strict_dns_query reads the header: only after looks_like_dns.)
+                if looks_like_dns(b)
+                    && (p.hinted || (p.dir == Direction::ToServer && strict_dns_query(b)))
+                {
                     Confidence::Likely
                 } else {
                     Confidence::No
@@ -787,6 +786,9 @@ fn looks_like_dns(b: &[u8]) -> bool {
 
 /// Off the DNS ports, only accept a query whose question section parses exactly.
 fn strict_dns_query(b: &[u8]) -> bool {
+    if b.len() < 12 {
+        return false;
+    }
     if b[2] & 0x80 != 0 || u16::from_be_bytes([b[6], b[7]]) != 0 {
         return false;
     }
