@@ -17,6 +17,7 @@
 # written); "total seconds" also includes the exporter's final flush (spans still
 # buffered when the file ends are sent before exit, within a 5 s deadline).
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 OUT=perf/out
@@ -176,21 +177,5 @@ $(cat "$TMP/paced.txt" "$TMP/runs.txt")
 \`\`\`
 EOF
 )
-# Replace this section (up to the next "## " heading) or append it.
-python3 - perf/RESULTS.md "$SECTION" <<'PY'
-import re, sys
-path, section = sys.argv[1], sys.argv[2].rstrip() + "\n"
-try:
-    text = open(path).read()
-except FileNotFoundError:
-    text = "# Benchmark results\n"
-head = "## Export overhead"
-i = text.find(head)
-if i < 0:
-    text = text.rstrip() + "\n\n" + section
-else:
-    j = text.find("\n## ", i + len(head))
-    text = text[:i] + section + ("\n" + text[j + 1:] if j >= 0 else "")
-open(path, "w").write(text)
-PY
+results_section "## Export overhead" "$SECTION"
 echo "saturated: off $R_OFF tx/s, on $R_ON tx/s, loss $LOSS%; at $TX_RATE tx/s: off $PR_OFF, on $PR_ON, loss $PLOSS%"

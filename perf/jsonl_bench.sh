@@ -20,6 +20,7 @@
 # keep-alive requests, then curl's 100 KiB bodies, in network namespaces), made once and
 # kept in perf/out (FRESH=1 makes it again).
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 export LC_ALL=C
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -63,7 +64,6 @@ FILES=(); for _ in $(seq "$COPIES"); do FILES+=("$PCAP"); done
 replay() { "$1" replay "${FILES[@]}" --workers 1 --output "$2"; }
 # The capture and the program read from the page cache, not the disk (see replay_bench.sh).
 warm() { cat "$1" "$PCAP" >/dev/null; }
-med() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
 lo() { printf '%s\n' "$@" | sort -g | head -1; }
 hi() { printf '%s\n' "$@" | sort -g | tail -1; }
 irefs() {
@@ -124,20 +124,5 @@ $(cat "$TMP/rates")
 \`\`\`
 EOF
 )
-python3 - perf/RESULTS.md "$SECTION" <<'PY'
-import sys
-path, section = sys.argv[1], sys.argv[2].rstrip() + "\n"
-try:
-    text = open(path).read()
-except FileNotFoundError:
-    text = "# Benchmark results\n"
-head = "## JSON lines output"
-i = text.find(head)
-if i < 0:
-    text = text.rstrip() + "\n\n" + section
-else:
-    j = text.find("\n## ", i + len(head))
-    text = text[:i] + section + ("\n" + text[j + 1:] if j >= 0 else "")
-open(path, "w").write(text)
-PY
+results_section "## JSON lines output" "$SECTION"
 echo "$SECTION"

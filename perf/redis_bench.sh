@@ -11,6 +11,7 @@
 # 3-byte values and random keys (`key:000000012345`), 8 connections; segmentation
 # offloads off, so tcpdump sees the MTU-sized segments a physical link carries.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 export LC_ALL=C
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -67,7 +68,6 @@ warm() { cat "$PODTAP" "$@" >/dev/null 2>&1 || true; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f", b - a }'; }
 frames() { capinfos -c -M "$1" 2>/dev/null | awk -F: '/Number of packets/ {gsub(/ /,"",$2); print $2}'; }
 rate() { awk -v n="$1" -v t="$2" 'BEGIN { if (t < 0.001) t = 0.001; printf "%.0f", n / t }'; }
-med() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
 wall() { local t0 t1; warm "${@: -1}"; t0=$EPOCHREALTIME; "$@" >/dev/null 2>&1 || true; t1=$EPOCHREALTIME; secs "$t0" "$t1"; }
 replay() { "$PODTAP" replay "$1" --output table --workers 1 2>/dev/null; }
 
@@ -150,20 +150,5 @@ $(tr '\r' '\n' < "$TMP/bench.txt" | grep -v -e '^ *$' -e 'rps=' || true)
 \`\`\`
 EOF
 )
-python3 - perf/RESULTS.md "$SECTION" <<'PY'
-import sys
-path, section = sys.argv[1], sys.argv[2].rstrip() + "\n"
-try:
-    text = open(path).read()
-except FileNotFoundError:
-    text = "# Benchmark results\n"
-head = "## Redis decoding"
-i = text.find(head)
-if i < 0:
-    text = text.rstrip() + "\n\n" + section
-else:
-    j = text.find("\n## ", i + len(head))
-    text = text[:i] + section + ("\n" + text[j + 1:] if j >= 0 else "")
-open(path, "w").write(text)
-PY
+results_section "## Redis decoding" "$SECTION"
 echo "$SECTION"

@@ -10,6 +10,7 @@
 # network namespaces joined by a veth pair (nothing leaves the namespaces;
 # perf/http_capture.sh).
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 # (A C locale: `$EPOCHREALTIME` and awk then agree on the decimal point.)
 export LC_ALL=C
 cd "$(dirname "$0")/.."
@@ -104,7 +105,6 @@ done
 # HTTP decoding: podtap's transactions per second against tshark's HTTP dissection.
 t_pod=$(measure "$PODTAP" replay "$HTTP" --output table --workers 1)
 TX=$("$PODTAP" replay "$HTTP" --output table --workers 1 2>/dev/null | awk '/^packets/ {print $8}')
-med() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
 # podtap against tshark -Y http on the same prefix, in pairs run back to back (podtap, then
 # tshark): the machine's speed wanders over minutes, and a ratio of two medians taken
 # minutes apart carries that wander. The ratio is the median of the pairs' ratios.
