@@ -229,16 +229,9 @@ struct Web {
     server: Pod,
     bridge: Bridge,
     dir: tempfile::TempDir,
-    // Dropped last: the pods are gone before the next test makes its own.
-    _serial: std::sync::MutexGuard<'static, ()>,
 }
 
-/// The tests' pods share addresses (the bridge helper numbers them alike), and node-local
-/// attribution maps an address to every namespace that has it: one test at a time.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 fn web(extra: &[(&str, &str)]) -> Web {
-    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("www");
     std::fs::create_dir_all(&root).unwrap();
@@ -256,7 +249,6 @@ fn web(extra: &[(&str, &str)]) -> Web {
         server,
         bridge,
         dir,
-        _serial: serial,
     }
 }
 

@@ -20,7 +20,8 @@ const CALLS: usize = OK + MISSING;
 /// hey's concurrent connections per run.
 const CONNS: u64 = 5;
 
-/// The tests' pods share addresses (the bridge helper numbers them alike): one at a time.
+/// One whole node at a time: two at once load the two cores past what a debug build
+/// captures without loss.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 struct Node {

@@ -153,6 +153,21 @@ impl Telemetry {
     }
 }
 
+/// The database conventions' duration metric: `db.client.operation.duration`, whichever
+/// end a command was seen at (the conventions define no server-side one).
+pub const DB_DURATION: Option<[Metric; 2]> =
+    Some([Metric::DbClientDuration, Metric::DbClientDuration]);
+
+/// The attributes of a database command's series: the system, the operation, the
+/// response code and error, the server.
+pub const DB_METRIC_ATTRS: &[MetricAttr] = &[
+    MetricAttr::ProtocolName("db.system.name"),
+    MetricAttr::Operation("db.operation.name"),
+    MetricAttr::Attr("db.response.status_code"),
+    MetricAttr::Error,
+    MetricAttr::Server,
+];
+
 /// Where a metric series attribute comes from.
 #[derive(Clone, Copy, Debug)]
 pub enum MetricAttr {

@@ -412,7 +412,14 @@ pub struct Bridge {
     /// `<prefix>.*` selects exactly them).
     pub prefix: String,
     next: u8,
+    /// Third octet of this bridge's subnet, 10.201.<subnet>.0/24: bridges of one test
+    /// process get their own, so pods of tests running side by side never share an
+    /// address (node-local attribution maps an address to every namespace holding it).
+    subnet: u8,
 }
+
+/// The next bridge's subnet (see [`Bridge::subnet`]).
+static SUBNETS: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
 
 /// A "pod": a namespace with one veth into the root namespace.
 pub struct Pod {
@@ -433,17 +440,18 @@ impl Bridge {
             name,
             prefix,
             next: 1,
+            subnet: SUBNETS.fetch_add(1, Ordering::Relaxed),
         }
     }
 
-    /// A new pod on this bridge with address 10.201.0.<n>/24.
+    /// A new pod on this bridge with address 10.201.<subnet>.<n>/24.
     pub fn pod(&mut self) -> Pod {
         let n = self.next;
         self.next += 1;
         let ns = Netns::new("ptp");
         let host_if = format!("{}p{n}", self.prefix);
         assert!(host_if.len() <= 15, "{host_if}");
-        let ip = format!("10.201.0.{n}");
+        let ip = format!("10.201.{}.{n}", self.subnet);
         sh(Command::new("ip").args([
             "link", "add", &host_if, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
         ]));

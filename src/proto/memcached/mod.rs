@@ -60,7 +60,7 @@ pub use self::parser::{
     Class, Command, Event, Opaque, ParseError, Parser, Proto, Reply, ReplyKind, Request, Side,
 };
 use super::detect::Transport;
-use super::registry::{MetricAttr, Probe, ProtocolDecoder, Telemetry};
+use super::registry::{Probe, ProtocolDecoder, Telemetry};
 use super::{Completeness, Confidence, Direction, L7Parser, Progress, Protocol, Transaction};
 use crate::events::{Counters, Event as Ev};
 use crate::time::Timestamp;
@@ -1124,17 +1124,8 @@ impl ProtocolDecoder for MemcachedParser {
 
 /// How memcached commands become metrics and spans (the database conventions).
 static TELEMETRY: Telemetry = Telemetry {
-    duration: Some([
-        crate::stats::Metric::DbClientDuration,
-        crate::stats::Metric::DbClientDuration,
-    ]),
-    metric_attrs: &[
-        MetricAttr::ProtocolName("db.system.name"),
-        MetricAttr::Operation("db.operation.name"),
-        MetricAttr::Attr("db.response.status_code"),
-        MetricAttr::Error,
-        MetricAttr::Server,
-    ],
+    duration: super::registry::DB_DURATION,
+    metric_attrs: super::registry::DB_METRIC_ATTRS,
     span_name: |tx| format!("memcached {}", tx.operation),
     attributes: &[
         "db.system.name",

@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use self::commands::{BLOCKING, CONTAINER, Command as Spec};
 use self::parser::{GapEffect, Kind, Limits, Out, ParseError, Reply, ReplyParser, RequestParser};
 use super::detect::Transport;
-use super::registry::{MetricAttr, Probe, ProtocolDecoder, Telemetry};
+use super::registry::{Probe, ProtocolDecoder, Telemetry};
 use super::{Completeness, Confidence, Direction, L7Parser, Progress, Protocol, Transaction};
 use crate::events::{Counters, Event};
 use crate::time::Timestamp;
@@ -1143,17 +1143,8 @@ impl ProtocolDecoder for RedisParser {
 
 /// How Redis commands become metrics and spans (the database conventions).
 static TELEMETRY: Telemetry = Telemetry {
-    duration: Some([
-        crate::stats::Metric::DbClientDuration,
-        crate::stats::Metric::DbClientDuration,
-    ]),
-    metric_attrs: &[
-        MetricAttr::ProtocolName("db.system.name"),
-        MetricAttr::Operation("db.operation.name"),
-        MetricAttr::Attr("db.response.status_code"),
-        MetricAttr::Error,
-        MetricAttr::Server,
-    ],
+    duration: super::registry::DB_DURATION,
+    metric_attrs: super::registry::DB_METRIC_ATTRS,
     span_name: |tx| format!("redis {}", tx.operation),
     attributes: &[
         "db.system.name",
