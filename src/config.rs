@@ -161,12 +161,19 @@ impl Default for FlowConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReassemblyConfig {
-    /// Out-of-order bytes buffered per flow direction before a gap is declared
-    /// (`reassembly.flow_limit`). Default 256 KiB.
+    /// Memory of out-of-order data held per flow direction before a gap is declared
+    /// (`reassembly.flow_limit`): the held buffers' capacity plus
+    /// `flow::reassembly::SEGMENT_OVERHEAD` (48 bytes) per held segment, so it bounds real
+    /// memory whatever the segment sizes. Default 256 KiB.
     pub max_flow_bytes: usize,
-    /// Out-of-order bytes buffered by one worker across all flows
-    /// (`reassembly.worker_limit`). Default 64 MiB.
+    /// Held segments per flow direction (`reassembly.flow_limit` too): real loss leaves a
+    /// few holes per window, a sender crafting thousands is cut short. Default 1024.
+    pub max_flow_segments: usize,
+    /// Memory of out-of-order data held by one worker across all flows, counted as for
+    /// `max_flow_bytes` (`reassembly.worker_limit`). Default 64 MiB.
     pub max_worker_bytes: usize,
+    /// Held segments across one worker's flows (`reassembly.worker_limit`). Default 65536.
+    pub max_worker_segments: usize,
     /// A segment that fills a hole within this long of the segment that opened it is
     /// out-of-order rather than a retransmission (when the handshake RTT is unknown;
     /// otherwise the RTT is used). Default 3 ms, as Wireshark does.
@@ -177,7 +184,9 @@ impl Default for ReassemblyConfig {
     fn default() -> Self {
         ReassemblyConfig {
             max_flow_bytes: 256 * 1024,
+            max_flow_segments: 1024,
             max_worker_bytes: 64 << 20,
+            max_worker_segments: 65536,
             out_of_order_threshold_us: 3000,
         }
     }
@@ -411,6 +420,24 @@ impl Config {
         {
             if let Err(e) = check(re) {
                 return Err(("capture.interfaces", e));
+            }
+        }
+        for (key, v) in [
+            ("reassembly.max_flow_bytes", self.reassembly.max_flow_bytes),
+            (
+                "reassembly.max_flow_segments",
+                self.reassembly.max_flow_segments,
+            ),
+            (
+                "reassembly.max_worker_segments",
+                self.reassembly.max_worker_segments,
+            ),
+        ] {
+            if v == 0 {
+                return Err((
+                    key,
+                    "must be at least 1: 0 would hold no out-of-order data".into(),
+                ));
             }
         }
         if self.reassembly.max_worker_bytes < self.reassembly.max_flow_bytes {
