@@ -157,6 +157,11 @@ impl Default for FlowConfig {
     }
 }
 
+/// The most worker threads `capture.workers`, `replay.workers` and `--workers` accept:
+/// beyond the CPUs of any machine podtap runs on, and far below the point where spawning
+/// them fails.
+pub const MAX_WORKERS: usize = 1024;
+
 /// TCP reassembly bounds.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -380,6 +385,19 @@ impl Config {
 
     /// Checks that serde cannot express.
     fn validate(&self) -> Result<(), (&'static str, String)> {
+        for (key, n) in [
+            ("capture.workers", self.capture.workers),
+            ("replay.workers", self.replay.workers),
+        ] {
+            if n > MAX_WORKERS {
+                return Err((
+                    key,
+                    format!(
+                        "{n} worker threads: at most {MAX_WORKERS} (one per CPU is the most that helps)"
+                    ),
+                ));
+            }
+        }
         let positive = [
             ("flow.max_flows", self.flow.max_flows),
             ("replay.workers", self.replay.workers),
@@ -491,5 +509,55 @@ mod tests {
             err.contains("replay.workers") && err.contains("at least 1"),
             "{err}"
         );
+    }
+}
+
+#[cfg(test)]
+mod zero_bounds {
+    use super::*;
+
+    /// Every bound of the embedded configuration set to 0 (which would hold, keep or
+    /// accept nothing) is rejected, and the error names the key and the file.
+    #[test]
+    fn a_zero_bound_is_rejected_with_its_key() {
+        let base: toml::Table = toml::from_str(EMBEDDED).unwrap();
+        let mut bounds = Vec::new();
+        fn walk(t: &toml::Table, path: &str, out: &mut Vec<String>) {
+            for (k, v) in t {
+                let key = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match v {
+                    toml::Value::Table(inner) => walk(inner, &key, out),
+                    toml::Value::Integer(n) if *n > 0 && k.starts_with("max_") => out.push(key),
+                    _ => {}
+                }
+            }
+        }
+        walk(&base, "", &mut bounds);
+        assert!(bounds.len() > 15, "{bounds:?}");
+        let mut accepted = Vec::new();
+        for key in &bounds {
+            let mut t = base.clone();
+            let mut at = &mut t;
+            let parts: Vec<&str> = key.split('.').collect();
+            for p in &parts[..parts.len() - 1] {
+                at = at.get_mut(*p).unwrap().as_table_mut().unwrap();
+            }
+            at.insert(parts[parts.len() - 1].into(), toml::Value::Integer(0));
+            match Config::parse(&toml::to_string(&t).unwrap(), Path::new("zero.toml")) {
+                Ok(_) => accepted.push(key.clone()),
+                Err(e) => {
+                    let e = e.to_string();
+                    let last = parts[parts.len() - 1];
+                    assert!(e.contains(last) && e.contains("zero.toml"), "{key}: {e}");
+                }
+            }
+        }
+        // Where 0 is a choice, not a mistake: Redis summaries without any part of a key.
+        accepted.retain(|k| k != "protocols.redis.max_key_prefix");
+        assert!(accepted.is_empty(), "0 accepted for {accepted:?}");
     }
 }
