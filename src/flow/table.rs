@@ -194,3 +194,34 @@ impl FlowTable {
         }
     }
 }
+/// What one tracked flow costs the table: its slot, and its entry in the index
+/// (hashbrown: key, value and one control byte, at most 7/8 full).
+pub const FLOW_BYTES: usize =
+    std::mem::size_of::<Slot>() + (std::mem::size_of::<(FlowKey, u32)>() + 1) * 8 / 7 + 1;
+
+#[cfg(test)]
+mod flow_cost {
+    use std::mem::size_of;
+
+    /// A tracked flow costs at most 1 KiB (issue 27), so `flow.max_flows` bounds the table
+    /// at about max_flows KiB; the decoder of a flow that carries application data is its
+    /// own allocation, also bounded.
+    #[test]
+    fn a_tracked_flow_costs_at_most_1_kib() {
+        eprintln!(
+            "slot {} (flow {}, tcp {}), index entry {}, table per flow {}, decoder {}",
+            size_of::<super::Slot>(),
+            size_of::<crate::flow::Flow>(),
+            size_of::<crate::flow::tcp::TcpConn>(),
+            size_of::<(super::FlowKey, u32)>(),
+            super::FLOW_BYTES,
+            size_of::<crate::proto::Decoder>(),
+        );
+        assert!(
+            super::FLOW_BYTES <= 1024,
+            "{} bytes a flow",
+            super::FLOW_BYTES
+        );
+        assert!(size_of::<crate::proto::Decoder>() <= 1024);
+    }
+}
