@@ -113,6 +113,7 @@ registry::decoders! {
     Tls = "tls" => tls::TlsParser [Tls = "tls"],
     Memcached = "memcached" => memcached::MemcachedParser [Memcached = "memcached"],
     Redis = "redis" => redis::RedisParser [Redis = "redis"],
+    Postgresql = "postgresql" => postgresql::PgParser [Postgresql = "postgresql"],
 }
 
 /// A small deterministic generator (xorshift64) for the decoders' randomized tests.
