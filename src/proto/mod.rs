@@ -75,6 +75,10 @@ pub enum Progress {
     /// The decoder has nothing more to learn from this connection (e.g. TLS after the
     /// handshake, or a stream it gave up on): stop feeding it, keep counting bytes.
     Done,
+    /// The decoder is done, and another protocol follows on the connection (PostgreSQL's
+    /// SSLRequest accepted: a TLS handshake comes next): detect afresh on the next bytes.
+    /// The decoder's counts are kept for `drain_stats`.
+    Redetect,
 }
 
 /// One protocol decoder for one connection, fed the in-order bytes of each direction.

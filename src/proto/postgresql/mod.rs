@@ -9,7 +9,8 @@
 //!   replication one (`replication=true|database`: its statements carry
 //!   `podtap.postgresql.replication`). An SSLRequest or GSSENCRequest the server accepts
 //!   (`S`/`G`) means encryption follows: counted (`postgresql.encrypted`) and the decoder
-//!   is done with the connection; refused (`N`), the startup follows in clear. A
+//!   is done with the connection (after `S` it hands the connection back to detection,
+//!   which finds the TLS handshake); refused (`N`), the startup follows in clear. A
 //!   CancelRequest is counted (`postgresql.cancel_requests`). Authentication is not a
 //!   transaction, and password messages are never read.
 //! * **Simple query.** A Query may hold several statements: it is split at its top-level
@@ -315,6 +316,8 @@ pub struct PgParser {
     streaming: bool,
     /// Encryption was accepted: nothing more to read.
     done: bool,
+    /// ... and it is TLS (SSLRequest), which the session detects afresh.
+    tls_follows: bool,
     /// No startup was seen: the connection was picked up mid-stream.
     midstream: Option<bool>,
     gap_seen: bool,
@@ -351,6 +354,7 @@ impl PgParser {
             skip_until_sync: false,
             streaming: false,
             done: false,
+            tls_follows: false,
             midstream: None,
             gap_seen: false,
             last: [Timestamp::ZERO; 2],
@@ -396,6 +400,8 @@ impl PgParser {
                     if c != b'N' {
                         self.stats.encrypted += 1;
                         self.done = true;
+                        // TLS follows an accepted SSLRequest: another decoder's to read.
+                        self.tls_follows = c == b'S';
                     }
                 }
                 Some(Ev::Malformed) => self.stats.malformed += 1,
@@ -626,6 +632,8 @@ impl PgParser {
     }
 
     fn on_server(&mut self, m: Msg<'_>, ts: Timestamp, out: &mut Vec<Transaction>) {
+        // The server never speaks first: a reply before any request means a pickup.
+        self.midstream.get_or_insert(true);
         let wire = m.wire_len();
         if self.streaming {
             return;
@@ -1041,7 +1049,9 @@ impl L7Parser for PgParser {
     ) -> Progress {
         self.last[dir.index()] = ts;
         self.feed(dir, bytes, ts, out);
-        if self.done {
+        if self.tls_follows {
+            Progress::Redetect
+        } else if self.done {
             Progress::Done
         } else {
             Progress::Continue
@@ -1115,7 +1125,11 @@ pub fn probe(b: &[u8], dir: Direction, hinted: bool) -> Confidence {
             SSL_REQUEST | GSSENC_REQUEST if len == 8 => Confidence::Certain,
             CANCEL_REQUEST if len == 16 => Confidence::Certain,
             c if c >> 16 == 3 && c & 0xffff < 16 && (9..=10_000).contains(&len) => {
-                Confidence::Certain
+                if startup_plausible(&b[..b.len().min(len as usize)], len as usize) {
+                    Confidence::Certain
+                } else {
+                    Confidence::No
+                }
             }
             _ => Confidence::No,
         };
@@ -1197,6 +1211,37 @@ pub fn probe(b: &[u8], dir: Direction, hinted: bool) -> Confidence {
         (n, _) if n >= 2 => Confidence::Likely,
         (_, true) => Confidence::Port,
         _ => Confidence::No,
+    }
+}
+
+/// A StartupMessage's parameters as far as `b` (the message from its length) holds them:
+/// NUL-terminated printable names and values, and, when it is whole, a `user` and the
+/// final NUL as its last byte.
+fn startup_plausible(b: &[u8], len: usize) -> bool {
+    let params = &b[8.min(b.len())..];
+    if params
+        .iter()
+        .any(|&c| c != 0 && (c < 0x20 && !c.is_ascii_whitespace()))
+    {
+        return false;
+    }
+    if b.len() < len {
+        return true;
+    }
+    let mut user = false;
+    let mut rest = params;
+    loop {
+        match cstr(rest) {
+            Some((k, r)) if k.is_empty() => return r.is_empty() && user,
+            Some((k, r)) => match cstr(r) {
+                Some((_, r)) => {
+                    user |= k == b"user";
+                    rest = r;
+                }
+                None => return false,
+            },
+            None => return false,
+        }
     }
 }
 

@@ -377,7 +377,7 @@ fn ssl_accepted_stops_refused_continues() {
     let mut out = Vec::new();
     let ts = Timestamp(1);
     assert_eq!(p.on_data(C, &ssl, ts, &mut out), Progress::Continue);
-    assert_eq!(p.on_data(S, b"S", ts, &mut out), Progress::Done);
+    assert_eq!(p.on_data(S, b"S", ts, &mut out), Progress::Redetect);
     assert_eq!(p.stats().encrypted, 1);
 
     let st = startup(&[("user", "u"), ("database", "d")]);
@@ -526,4 +526,38 @@ fn random_bytes_never_panic() {
         p.on_close(Timestamp(u64::MAX / 2), false, &mut out);
         assert_eq!(p.pending(), 0);
     }
+}
+
+#[test]
+fn session_hands_an_accepted_ssl_request_to_tls_and_keeps_a_refused_one() {
+    use crate::proto::session::L7Session;
+    use crate::proto::{DecoderFactory, detect::Transport};
+    let f = DecoderFactory::default();
+    let ssl = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+    let mut out = Vec::new();
+    // Refused: the startup and the queries follow in clear, decoded as PostgreSQL.
+    let mut s = L7Session::new(Transport::Tcp, 15432);
+    s.data(C, &ssl, Timestamp(1), &f, &mut out);
+    s.data(S, b"N", Timestamp(2), &f, &mut out);
+    s.data(C, &startup(&[("user", "u")]), Timestamp(3), &f, &mut out);
+    s.data(S, &auth_ok(), Timestamp(4), &f, &mut out);
+    s.data(C, &q("SELECT 1"), Timestamp(5), &f, &mut out);
+    s.data(S, &cat(&[cc("SELECT 1"), z()]), Timestamp(6), &f, &mut out);
+    assert_eq!(s.protocol(), Protocol::Postgresql);
+    assert_eq!(out.len(), 1);
+    assert!(out[0].completeness.is_complete());
+    // Accepted: counted, and the TLS handshake after it is detected as such.
+    let mut s = L7Session::new(Transport::Tcp, 5432);
+    s.data(C, &ssl, Timestamp(1), &f, &mut out);
+    s.data(S, b"S", Timestamp(2), &f, &mut out);
+    s.data(
+        C,
+        &[0x16, 3, 1, 0, 40, 1, 0, 0, 36],
+        Timestamp(3),
+        &f,
+        &mut out,
+    );
+    assert_eq!(s.protocol(), Protocol::Tls);
+    let mut c = crate::events::Counters::default();
+    s.drain_stats(&mut c);
 }
