@@ -222,9 +222,33 @@ fn utf8_prefix(b: &[u8]) -> &str {
     }
 }
 
+/// Where a statement's summary comes from: its own Query text (owned, no allocation of
+/// its own), a prepared statement (shared with the statement map), or nowhere.
+enum Src {
+    None,
+    Own(Stmt),
+    Shared(Arc<Stmt>),
+}
+
+impl Src {
+    fn get(&self) -> Option<&Stmt> {
+        match self {
+            Src::None => None,
+            Src::Own(s) => Some(s),
+            Src::Shared(s) => Some(s),
+        }
+    }
+}
+
+impl From<Option<Arc<Stmt>>> for Src {
+    fn from(s: Option<Arc<Stmt>>) -> Src {
+        s.map_or(Src::None, Src::Shared)
+    }
+}
+
 /// A statement under way.
 struct Tx {
-    stmt: Option<Arc<Stmt>>,
+    stmt: Src,
     /// Operation when there is no statement text (FunctionCall).
     hint: &'static str,
     start: Timestamp,
@@ -237,9 +261,9 @@ struct Tx {
 }
 
 impl Tx {
-    fn new(stmt: Option<Arc<Stmt>>, start: Timestamp) -> Tx {
+    fn new(stmt: impl Into<Src>, start: Timestamp) -> Tx {
         Tx {
-            stmt,
+            stmt: stmt.into(),
             hint: "",
             start,
             req_bytes: 0,
@@ -443,7 +467,7 @@ impl PgParser {
                     Box::<str>::from(&text[off..])
                 });
                 let cur = first.map(|s| {
-                    let mut tx = Tx::new(Some(Arc::new(self.settings.stmt(s, truncated))), ts);
+                    let mut tx = Tx::new(Src::Own(self.settings.stmt(s, truncated)), ts);
                     tx.req_bytes = wire;
                     tx
                 });
@@ -574,7 +598,7 @@ impl PgParser {
                 self.push(Exp::Sync, ts, out);
             }
             b'F' => {
-                let mut tx = Tx::new(None, ts);
+                let mut tx = Tx::new(Src::None, ts);
                 tx.hint = "FUNCTION CALL";
                 tx.req_bytes = wire;
                 if !self.skip_until_sync {
@@ -750,7 +774,7 @@ impl PgParser {
             // A reply without its request.
             if end.tag.is_some() {
                 self.stats.no_request += 1;
-                let tx = Tx::new(None, ts);
+                let tx = Tx::new(Src::None, ts);
                 let t = self.finish(
                     tx,
                     ts,
@@ -770,8 +794,8 @@ impl PgParser {
                 if let Some(Exp::Query(q)) = self.pending.front_mut() {
                     q.cur = next;
                 }
-                let tx = cur.unwrap_or_else(|| Tx::new(None, ts));
-                if end.tag.is_none() && tx.stmt.is_none() {
+                let tx = cur.unwrap_or_else(|| Tx::new(Src::None, ts));
+                if end.tag.is_none() && tx.stmt.get().is_none() {
                     // An empty query: nothing ran.
                     return;
                 }
@@ -805,7 +829,7 @@ impl PgParser {
         if let Some(Exp::Query(q)) = self.pending.front_mut() {
             q.rest = after;
         }
-        Some(Tx::new(Some(Arc::new(stmt)), ts))
+        Some(Tx::new(Src::Own(stmt), ts))
     }
 
     fn on_error(&mut self, err: ErrorFields<'_>, ts: Timestamp, out: &mut Vec<Transaction>) {
@@ -820,7 +844,7 @@ impl PgParser {
         match front {
             Exp::Query(q) => {
                 q.failed = true;
-                let tx = q.cur.take().unwrap_or_else(|| Tx::new(None, ts));
+                let tx = q.cur.take().unwrap_or_else(|| Tx::new(Src::None, ts));
                 let t = self.finish(tx, ts, end());
                 out.push(t);
                 return;
@@ -911,7 +935,7 @@ impl PgParser {
                     });
                     self.stats.skipped += 1;
                     let t = self.finish(
-                        Tx::new(Some(Arc::new(stmt)), ts),
+                        Tx::new(Src::Own(stmt), ts),
                         ts,
                         End {
                             completeness: Completeness::NO_RESPONSE,
@@ -937,7 +961,7 @@ impl PgParser {
         out: &mut Vec<Transaction>,
     ) {
         let tx = match e {
-            Exp::Execute(t) | Exp::Func(t) => std::mem::replace(t, Tx::new(None, ts)),
+            Exp::Execute(t) | Exp::Func(t) => std::mem::replace(t, Tx::new(Src::None, ts)),
             Exp::Query(q) => match q.cur.take() {
                 Some(t) => t,
                 None => return,
@@ -970,7 +994,7 @@ impl PgParser {
             c |= Completeness::GAP;
         }
         t.completeness = Completeness(c);
-        let stmt = tx.stmt.as_deref();
+        let stmt = tx.stmt.get();
         let tag_cmd = end
             .tag
             .map(|(cmd, _)| utf8_prefix(cmd))
