@@ -140,14 +140,12 @@ pub struct PgStats {
 }
 
 impl PgStats {
-    /// Fold the counts into the worker's event counters.
+    /// Fold the counts into the worker's event counters: the core events for now; the
+    /// decoder's own (`postgresql.*`) once decoder-local events exist.
     pub fn add_to(&self, c: &mut Counters) {
         for (e, n) in [
             (Ev7::L7ParseError, self.malformed),
-            (
-                Ev7::PendingLimit,
-                self.pending_limit + self.statement_limit + self.portal_limit,
-            ),
+            (Ev7::PendingLimit, self.pending_limit),
             (Ev7::TransactionTimeout, self.timeouts),
         ] {
             if n > 0 {
