@@ -62,7 +62,7 @@ use super::detect::Transport;
 use super::registry::{Probe, ProtocolDecoder, Telemetry};
 use super::sql::{self, Dialect};
 use super::{Completeness, Confidence, Direction, L7Parser, Progress, Protocol, Transaction};
-use crate::events::{Counters, Event as Ev7};
+use crate::events::{DecoderCounters, Event, decoder_events};
 use crate::time::Timestamp;
 
 /// `[protocols.postgresql]`: settings of the PostgreSQL decoder.
@@ -108,29 +108,43 @@ impl Default for PgConfig {
     }
 }
 
+decoder_events! {
+    /// PostgreSQL's own events (`postgresql.*` counters).
+    pub enum PgEvent {
+        Malformed => "postgresql.malformed", warn, "bytes of a PostgreSQL connection that are no message: the direction resynchronises at the next plausible message";
+        Encrypted => "postgresql.encrypted", debug, "PostgreSQL SSLRequest or GSSENCRequest accepted: the connection is encrypted from there (TLS is detected afresh)";
+        CancelRequests => "postgresql.cancel_requests", debug, "PostgreSQL CancelRequest connections";
+        StatementLimit => "postgresql.statement_limit", warn, "PostgreSQL Parse of a named statement beyond postgresql.max_statements: its executions are summarized from their CommandComplete tag";
+        PortalLimit => "postgresql.portal_limit", warn, "PostgreSQL Bind of a named portal beyond postgresql.max_portals";
+        UnknownStatement => "postgresql.unknown_statement", debug, "PostgreSQL Bind or Execute of a statement or portal never seen (prepared before the pickup, or beyond the limits)";
+        NoRequest => "postgresql.no_request", debug, "PostgreSQL reply without a request (picked up mid-stream, or lost in a gap): reported with no_request";
+        Skipped => "postgresql.skipped", debug, "PostgreSQL statements the server skipped after an error: reported no_response with podtap.postgresql.skipped";
+        AsyncMessages => "postgresql.async_messages", debug, "PostgreSQL NoticeResponse, ParameterStatus and NotificationResponse: counted, not paired";
+        UnpairedErrors => "postgresql.unpaired_errors", warn, "PostgreSQL ErrorResponse with no statement to pin it on (startup, authentication, shutdown)";
+    }
+}
+
 /// What was notable on one connection since the last `take_stats`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PgStats {
-    /// Bytes that are no message: the direction resynchronised. → `postgresql.malformed`
+    /// → `postgresql.malformed`
     pub malformed: u64,
-    /// SSLRequest/GSSENCRequest accepted: encrypted from there. → `postgresql.encrypted`
+    /// → `postgresql.encrypted`
     pub encrypted: u64,
     /// → `postgresql.cancel_requests`
     pub cancel_requests: u64,
-    /// Parse of a statement beyond `max_statements`. → `postgresql.statement_limit`
+    /// → `postgresql.statement_limit`
     pub statement_limit: u64,
-    /// Bind of a portal beyond `max_portals`. → `postgresql.portal_limit`
+    /// → `postgresql.portal_limit`
     pub portal_limit: u64,
-    /// Bind or Execute of a statement or portal never seen (prepared before the pickup).
     /// → `postgresql.unknown_statement`
     pub unknown_statement: u64,
-    /// Replies without a request. → `postgresql.no_request`
+    /// → `postgresql.no_request`
     pub no_request: u64,
-    /// Statements the server skipped after an error. → `postgresql.skipped`
+    /// → `postgresql.skipped`
     pub skipped: u64,
-    /// NoticeResponse, ParameterStatus, NotificationResponse. → `postgresql.async_messages`
+    /// → `postgresql.async_messages`
     pub async_messages: u64,
-    /// ErrorResponse with no request to pin it on (startup, authentication, shutdown).
     /// → `postgresql.unpaired_errors`
     pub unpaired_errors: u64,
     /// → `l7.pending_limit`
@@ -140,18 +154,20 @@ pub struct PgStats {
 }
 
 impl PgStats {
-    /// Fold the counts into the worker's event counters: the core events for now; the
-    /// decoder's own (`postgresql.*`) once decoder-local events exist.
-    pub fn add_to(&self, c: &mut Counters) {
-        for (e, n) in [
-            (Ev7::L7ParseError, self.malformed),
-            (Ev7::PendingLimit, self.pending_limit),
-            (Ev7::TransactionTimeout, self.timeouts),
-        ] {
-            if n > 0 {
-                c.add(e, n);
-            }
-        }
+    /// Fold the counts into the worker's event counters.
+    pub fn add_to(&self, c: &mut DecoderCounters<'_, PgEvent>) {
+        c.add_own(PgEvent::Malformed, self.malformed);
+        c.add_own(PgEvent::Encrypted, self.encrypted);
+        c.add_own(PgEvent::CancelRequests, self.cancel_requests);
+        c.add_own(PgEvent::StatementLimit, self.statement_limit);
+        c.add_own(PgEvent::PortalLimit, self.portal_limit);
+        c.add_own(PgEvent::UnknownStatement, self.unknown_statement);
+        c.add_own(PgEvent::NoRequest, self.no_request);
+        c.add_own(PgEvent::Skipped, self.skipped);
+        c.add_own(PgEvent::AsyncMessages, self.async_messages);
+        c.add_own(PgEvent::UnpairedErrors, self.unpaired_errors);
+        c.add(Event::PendingLimit, self.pending_limit);
+        c.add(Event::TransactionTimeout, self.timeouts);
     }
 }
 
@@ -1275,6 +1291,7 @@ impl ProtocolDecoder for PgParser {
     type Shared = Arc<Settings>;
     const PORTS: &'static [u16] = &[5432];
     const TRANSPORTS: &'static [Transport] = &[Transport::Tcp];
+    type Events = PgEvent;
 
     fn validate(cfg: &PgConfig) -> Result<(), String> {
         if cfg.max_query_bytes == 0 {
@@ -1301,7 +1318,7 @@ impl ProtocolDecoder for PgParser {
         Protocol::Postgresql
     }
 
-    fn drain_stats(&mut self, c: &mut Counters) {
+    fn drain_stats(&mut self, c: &mut DecoderCounters<'_, Self::Events>) {
         self.take_stats().add_to(c)
     }
 

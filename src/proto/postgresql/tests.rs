@@ -560,4 +560,9 @@ fn session_hands_an_accepted_ssl_request_to_tls_and_keeps_a_refused_one() {
     assert_eq!(s.protocol(), Protocol::Tls);
     let mut c = crate::events::Counters::default();
     s.drain_stats(&mut c);
+    assert!(
+        c.nonzero()
+            .any(|(e, n)| e.name() == "postgresql.encrypted" && n == 1),
+        "the accepted SSLRequest is counted after the hand-over"
+    );
 }
