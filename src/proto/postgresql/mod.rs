@@ -48,7 +48,9 @@
 
 pub mod parser;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use hashbrown::HashMap;
 use std::sync::Arc;
 
 use compact_str::CompactString;
@@ -333,8 +335,17 @@ struct End<'a> {
 
 /// The PostgreSQL state machine of one connection. See the module documentation.
 pub struct PgParser {
-    settings: Arc<Settings>,
+    /// Client side, server side.
     framers: [Framer; 2],
+    /// Everything else: apart, so that a message borrowed from a framer can be handled.
+    c: Conn,
+}
+
+/// The pairing state of one connection.
+struct Conn {
+    settings: Arc<Settings>,
+    /// The client sent SSLRequest/GSSENCRequest: the server's next byte answers it.
+    want_encryption_answer: bool,
     pending: VecDeque<Exp>,
     statements: HashMap<CompactString, Arc<Stmt>>,
     unnamed: Option<Arc<Stmt>>,
@@ -374,44 +385,47 @@ impl PgParser {
             error: if settings.cfg.redact { 128 } else { 1024 },
         };
         PgParser {
-            settings,
             framers: [
                 Framer::new(Side::Client, keep),
                 Framer::new(Side::Server, keep),
             ],
-            pending: VecDeque::new(),
-            statements: HashMap::new(),
-            unnamed: None,
-            portals: HashMap::new(),
-            unnamed_portal: None,
-            namespace: CompactString::default(),
-            replication: None,
-            req_acc: 0,
-            batch_start: None,
-            resp_acc: 0,
-            skip_until_sync: false,
-            streaming: false,
-            done: false,
-            tls_follows: false,
-            midstream: None,
-            gap_seen: false,
-            last: [Timestamp::ZERO; 2],
-            stats: PgStats::default(),
+            c: Conn {
+                settings,
+                want_encryption_answer: false,
+                pending: VecDeque::new(),
+                statements: HashMap::new(),
+                unnamed: None,
+                portals: HashMap::new(),
+                unnamed_portal: None,
+                namespace: CompactString::default(),
+                replication: None,
+                req_acc: 0,
+                batch_start: None,
+                resp_acc: 0,
+                skip_until_sync: false,
+                streaming: false,
+                done: false,
+                tls_follows: false,
+                midstream: None,
+                gap_seen: false,
+                last: [Timestamp::ZERO; 2],
+                stats: PgStats::default(),
+            },
         }
     }
 
     pub fn stats(&self) -> &PgStats {
-        &self.stats
+        &self.c.stats
     }
 
     /// The counts since the last call, resetting them.
     pub fn take_stats(&mut self) -> PgStats {
-        std::mem::take(&mut self.stats)
+        std::mem::take(&mut self.c.stats)
     }
 
     /// Statements awaiting their reply.
     pub fn pending(&self) -> usize {
-        self.pending.len()
+        self.c.pending.len()
     }
 
     fn feed(
@@ -422,37 +436,37 @@ impl PgParser {
         out: &mut Vec<Transaction>,
     ) {
         let d = dir.index();
-        while !bytes.is_empty() && !self.done {
-            // The framer's message borrows it: take it out of `self` for the call.
-            let mut f = std::mem::replace(
-                &mut self.framers[d],
-                Framer::new(Side::Client, Keep { query: 0, error: 0 }),
-            );
-            let (n, ev) = f.next(bytes);
+        let c = &mut self.c;
+        while !bytes.is_empty() && !c.done {
+            let (n, ev) = self.framers[d].next(bytes);
             match ev {
                 Some(Ev::Msg(m)) => match dir {
-                    Direction::ToServer => self.on_client(m, ts, out),
-                    Direction::ToClient => self.on_server(m, ts, out),
+                    Direction::ToServer => c.on_client(m, ts, out),
+                    Direction::ToClient => c.on_server(m, ts, out),
                 },
-                Some(Ev::EncryptionAnswer(c)) => {
-                    if c != b'N' {
-                        self.stats.encrypted += 1;
-                        self.done = true;
+                Some(Ev::EncryptionAnswer(a)) => {
+                    if a != b'N' {
+                        c.stats.encrypted += 1;
+                        c.done = true;
                         // TLS follows an accepted SSLRequest: another decoder's to read.
-                        self.tls_follows = c == b'S';
+                        c.tls_follows = a == b'S';
                     }
                 }
-                Some(Ev::Malformed) => self.stats.malformed += 1,
+                Some(Ev::Malformed) => c.stats.malformed += 1,
                 None => {}
             }
-            self.framers[d] = f;
+            if std::mem::take(&mut c.want_encryption_answer) {
+                self.framers[1].encryption_answer_next = true;
+            }
             if n == 0 {
                 break;
             }
             bytes = &bytes[n..];
         }
     }
+}
 
+impl Conn {
     fn push(&mut self, e: Exp, ts: Timestamp, out: &mut Vec<Transaction>) {
         if self.pending.len() >= self.settings.cfg.max_pending.max(1)
             && let Some(mut old) = self.pending.pop_front()
@@ -643,7 +657,7 @@ impl PgParser {
 
     fn on_startup(&mut self, m: Msg<'_>) {
         match startup_code(m.body) {
-            Some(SSL_REQUEST | GSSENC_REQUEST) => self.framers[1].encryption_answer_next = true,
+            Some(SSL_REQUEST | GSSENC_REQUEST) => self.want_encryption_answer = true,
             Some(CANCEL_REQUEST) => self.stats.cancel_requests += 1,
             Some(code) if code >> 16 == 3 => {
                 let (mut user, mut db) = (None, None);
@@ -1009,15 +1023,20 @@ impl PgParser {
         }
         t.completeness = Completeness(c);
         let stmt = tx.stmt.get();
-        let tag_cmd = end
-            .tag
-            .map(|(cmd, _)| utf8_prefix(cmd))
-            .filter(|c| !c.is_empty());
-        let op: CompactString = match (stmt.and_then(|s| s.op), tag_cmd) {
-            (Some(op), _) => CompactString::const_new(op),
-            (None, Some(cmd)) => CompactString::from(cmd),
-            (None, None) if !tx.hint.is_empty() => CompactString::const_new(tx.hint),
-            _ => CompactString::default(),
+        // The tag's command only when the text says nothing (a prepared statement from
+        // before the pickup): read lazily.
+        let tag_cmd = || {
+            end.tag
+                .map(|(cmd, _)| utf8_prefix(cmd))
+                .filter(|c| !c.is_empty())
+        };
+        let op: CompactString = match stmt.and_then(|s| s.op) {
+            Some(op) => CompactString::const_new(op),
+            None => match tag_cmd() {
+                Some(cmd) => CompactString::from(cmd),
+                None if !tx.hint.is_empty() => CompactString::const_new(tx.hint),
+                None => CompactString::default(),
+            },
         };
         t.attr_str("db.system.name", "postgresql");
         if !self.namespace.is_empty() {
@@ -1085,11 +1104,11 @@ impl L7Parser for PgParser {
         ts: Timestamp,
         out: &mut Vec<Transaction>,
     ) -> Progress {
-        self.last[dir.index()] = ts;
+        self.c.last[dir.index()] = ts;
         self.feed(dir, bytes, ts, out);
-        if self.tls_follows {
+        if self.c.tls_follows {
             Progress::Redetect
-        } else if self.done {
+        } else if self.c.done {
             Progress::Done
         } else {
             Progress::Continue
@@ -1103,10 +1122,10 @@ impl L7Parser for PgParser {
         if missing == 0 {
             return;
         }
-        self.gap_seen = true;
+        self.c.gap_seen = true;
         if !self.framers[dir.index()].gap(missing as u64) {
             // Whatever is under way lost part of its exchange.
-            if let Some(tx) = self.pending.front_mut().and_then(Exp::tx_mut) {
+            if let Some(tx) = self.c.pending.front_mut().and_then(Exp::tx_mut) {
                 tx.completeness |= Completeness::GAP;
             }
         }
@@ -1118,21 +1137,23 @@ impl L7Parser for PgParser {
         } else {
             Completeness::CLOSED
         };
-        while let Some(mut e) = self.pending.pop_front() {
-            self.report_exp(&mut e, ts, Completeness::NO_RESPONSE | why, false, out);
+        while let Some(mut e) = self.c.pending.pop_front() {
+            self.c
+                .report_exp(&mut e, ts, Completeness::NO_RESPONSE | why, false, out);
         }
     }
 
     fn on_tick(&mut self, now: Timestamp, timeout_ns: u64, out: &mut Vec<Transaction>) {
-        let last = self.last[0].max(self.last[1]);
-        if self.pending.is_empty() || now.since(last) < timeout_ns || self.streaming {
+        let last = self.c.last[0].max(self.c.last[1]);
+        if self.c.pending.is_empty() || now.since(last) < timeout_ns || self.c.streaming {
             return;
         }
         let before = out.len();
-        while let Some(mut e) = self.pending.pop_front() {
-            self.report_exp(&mut e, now, Completeness::NO_RESPONSE, false, out);
+        while let Some(mut e) = self.c.pending.pop_front() {
+            self.c
+                .report_exp(&mut e, now, Completeness::NO_RESPONSE, false, out);
         }
-        self.stats.timeouts += (out.len() - before) as u64;
+        self.c.stats.timeouts += (out.len() - before) as u64;
         for t in &mut out[before..] {
             t.error = Some(CompactString::const_new("timeout"));
         }

@@ -279,35 +279,29 @@ impl Framer {
                     let untagged = self.side == Side::Client
                         && (if have == 0 { b[pos] } else { self.hdr[0] }) == 0;
                     let need = if untagged { 4 } else { 5 };
-                    let take = (need - have).min(b.len() - pos);
-                    self.hdr[have..have + take].copy_from_slice(&b[pos..pos + take]);
-                    pos += take;
-                    if have + take < need {
-                        self.st = St::Header {
-                            have: (have + take) as u8,
-                        };
-                        return (pos, None);
-                    }
-                    let (tag, len) = if untagged {
-                        (
-                            0,
-                            u32::from_be_bytes([
-                                self.hdr[0],
-                                self.hdr[1],
-                                self.hdr[2],
-                                self.hdr[3],
-                            ]),
-                        )
+                    let hdr: [u8; 5] = if have == 0 && b.len() - pos >= 5 {
+                        // The whole header in the chunk (the usual case): read it in place.
+                        let h = [b[pos], b[pos + 1], b[pos + 2], b[pos + 3], b[pos + 4]];
+                        pos += need;
+                        h
                     } else {
-                        (
-                            self.hdr[0],
-                            u32::from_be_bytes([
-                                self.hdr[1],
-                                self.hdr[2],
-                                self.hdr[3],
-                                self.hdr[4],
-                            ]),
-                        )
+                        let take = (need - have).min(b.len() - pos);
+                        for k in 0..take {
+                            self.hdr[have + k] = b[pos + k];
+                        }
+                        pos += take;
+                        if have + take < need {
+                            self.st = St::Header {
+                                have: (have + take) as u8,
+                            };
+                            return (pos, None);
+                        }
+                        self.hdr
+                    };
+                    let (tag, len) = if untagged {
+                        (0, u32::from_be_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]))
+                    } else {
+                        (hdr[0], u32::from_be_bytes([hdr[1], hdr[2], hdr[3], hdr[4]]))
                     };
                     let min = if untagged { 8 } else { 4 };
                     let fixed_ok =
@@ -465,7 +459,10 @@ pub fn command_tag(tag: &[u8]) -> (&[u8], Option<u64>) {
             break;
         }
         if rows.is_none() {
-            rows = std::str::from_utf8(word).ok().and_then(|s| s.parse().ok());
+            // All digits: overflow is the only failure.
+            rows = word.iter().try_fold(0u64, |n, &d| {
+                n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+            });
         }
         end = start - 1;
     }

@@ -463,7 +463,7 @@ fn statement_map_is_bounded() {
     let mut p = PgParser::new(&cfg);
     crate::proto::testkit::feed_whole(&mut p, &[(C, &c)]);
     assert_eq!(p.stats().statement_limit, 2);
-    assert!(p.statements.len() <= 2);
+    assert!(p.c.statements.len() <= 2);
 }
 
 #[test]
