@@ -1123,11 +1123,11 @@ impl L7Parser for PgParser {
             return;
         }
         self.c.gap_seen = true;
-        if !self.framers[dir.index()].gap(missing as u64) {
-            // Whatever is under way lost part of its exchange.
-            if let Some(tx) = self.c.pending.front_mut().and_then(Exp::tx_mut) {
-                tx.completeness |= Completeness::GAP;
-            }
+        // Inside a message (rows, COPY data) the framing survives; either way the statement
+        // under way lost part of its exchange.
+        self.framers[dir.index()].gap(missing as u64);
+        if let Some(tx) = self.c.pending.front_mut().and_then(Exp::tx_mut) {
+            tx.completeness |= Completeness::GAP;
         }
     }
 

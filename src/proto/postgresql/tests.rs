@@ -566,3 +566,55 @@ fn session_hands_an_accepted_ssl_request_to_tls_and_keeps_a_refused_one() {
         "the accepted SSLRequest is counted after the hand-over"
     );
 }
+
+#[test]
+fn named_portal_suspended_then_resumed() {
+    // JDBC with a fetch size: a named portal executed twice, the first time suspended.
+    let c1 = cat(&[
+        parse("", "SELECT * FROM big"),
+        bind("C_1", "", ""),
+        exec("C_1"),
+        sync(),
+    ]);
+    let r1 = cat(&[
+        msg(b'1', b""),
+        msg(b'2', b""),
+        row(),
+        row(),
+        msg(b's', b""),
+        z(),
+    ]);
+    let c2 = cat(&[exec("C_1"), sync()]);
+    let r2 = cat(&[row(), cc("SELECT 3"), z()]);
+    let conv: Vec<Chunk> = vec![(C, &c1), (S, &r1), (C, &c2), (S, &r2)];
+    let txs = check_all(make, &conv);
+    assert_eq!(txs.len(), 2);
+    assert_eq!(s(&txs[0], "podtap.postgresql.suspended").as_deref(), Some("true"));
+    assert_eq!(s(&txs[0], "db.response.returned_rows").as_deref(), Some("2"));
+    assert_eq!(s(&txs[1], "db.query.summary").as_deref(), Some("SELECT big"));
+    assert_eq!(s(&txs[1], "db.response.returned_rows").as_deref(), Some("3"));
+}
+
+#[test]
+fn a_gap_inside_a_long_row_costs_only_its_bytes() {
+    let big_row = msg(b'D', &[b'x'; 3000]);
+    let c1 = q("SELECT * FROM blobs");
+    let r1 = cat(&[rowdesc(), big_row[..1000].to_vec()]);
+    let r1b = big_row[2000..].to_vec();
+    let r1c = cat(&[cc("SELECT 1"), z()]);
+    let mut p = make();
+    let mut out = Vec::new();
+    p.on_data(C, &c1, Timestamp(1), &mut out);
+    p.on_data(S, &r1, Timestamp(2), &mut out);
+    p.on_gap(S, 1000);
+    p.on_data(S, &r1b, Timestamp(3), &mut out);
+    p.on_data(S, &r1c, Timestamp(4), &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].operation, "SELECT");
+    assert_eq!(s(&out[0], "db.response.returned_rows").as_deref(), Some("1"));
+    assert_eq!(
+        out[0].completeness.0,
+        Completeness::GAP | Completeness::MIDSTREAM
+    );
+    assert_eq!(p.stats().malformed, 0);
+}
