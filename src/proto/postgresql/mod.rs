@@ -444,14 +444,14 @@ impl PgParser {
                     Direction::ToServer => c.on_client(m, ts, out),
                     Direction::ToClient => c.on_server(m, ts, out),
                 },
-                Some(Ev::EncryptionAnswer(a)) => {
-                    if a != b'N' {
-                        c.stats.encrypted += 1;
-                        c.done = true;
-                        // TLS follows an accepted SSLRequest: another decoder's to read.
-                        c.tls_follows = a == b'S';
-                    }
+                // Refused (`N`): the startup follows in clear.
+                Some(Ev::EncryptionAnswer(a)) if a != b'N' => {
+                    c.stats.encrypted += 1;
+                    c.done = true;
+                    // TLS follows an accepted SSLRequest: another decoder's to read.
+                    c.tls_follows = a == b'S';
                 }
+                Some(Ev::EncryptionAnswer(_)) => {}
                 Some(Ev::Malformed) => c.stats.malformed += 1,
                 None => {}
             }
@@ -1291,7 +1291,7 @@ fn startup_plausible(b: &[u8], len: usize) -> bool {
     let mut rest = params;
     loop {
         match cstr(rest) {
-            Some((k, r)) if k.is_empty() => return r.is_empty() && user,
+            Some((b"", r)) => return r.is_empty() && user,
             Some((k, r)) => match cstr(r) {
                 Some((_, r)) => {
                     user |= k == b"user";

@@ -286,9 +286,7 @@ impl Framer {
                         h
                     } else {
                         let take = (need - have).min(b.len() - pos);
-                        for k in 0..take {
-                            self.hdr[have + k] = b[pos + k];
-                        }
+                        self.hdr[have..have + take].copy_from_slice(&b[pos..pos + take]);
                         pos += take;
                         if have + take < need {
                             self.st = St::Header {

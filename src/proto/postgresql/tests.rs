@@ -118,7 +118,7 @@ fn s(t: &Transaction, k: &str) -> Option<String> {
 fn auth_ok() -> Vec<u8> {
     cat(&[
         msg(b'R', &[0, 0, 0, 0]),
-        msg(b'S', b"server_version\015.0\0"),
+        msg(b'S', b"server_version\x0015.0\0"),
         msg(b'K', &[0, 0, 0, 1, 0, 0, 0, 2]),
         z(),
     ])
@@ -511,13 +511,13 @@ fn random_bytes_never_panic() {
         let mut p = make();
         let mut out = Vec::new();
         for i in 0..(rng() % 20) {
-            let dir = if rng() % 2 == 0 { C } else { S };
+            let dir = if rng().is_multiple_of(2) { C } else { S };
             let mut b = pieces[(rng() % pieces.len() as u64) as usize].clone();
-            if rng() % 4 == 0 && !b.is_empty() {
+            if rng().is_multiple_of(4) && !b.is_empty() {
                 let k = (rng() % b.len() as u64) as usize;
                 b[k] = rng() as u8;
             }
-            if rng() % 8 == 0 {
+            if rng().is_multiple_of(8) {
                 p.on_gap(dir, (rng() % 10) as u32);
             }
             p.on_data(dir, &b, Timestamp(i), &mut out);
@@ -589,10 +589,22 @@ fn named_portal_suspended_then_resumed() {
     let conv: Vec<Chunk> = vec![(C, &c1), (S, &r1), (C, &c2), (S, &r2)];
     let txs = check_all(make, &conv);
     assert_eq!(txs.len(), 2);
-    assert_eq!(s(&txs[0], "podtap.postgresql.suspended").as_deref(), Some("true"));
-    assert_eq!(s(&txs[0], "db.response.returned_rows").as_deref(), Some("2"));
-    assert_eq!(s(&txs[1], "db.query.summary").as_deref(), Some("SELECT big"));
-    assert_eq!(s(&txs[1], "db.response.returned_rows").as_deref(), Some("3"));
+    assert_eq!(
+        s(&txs[0], "podtap.postgresql.suspended").as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        s(&txs[0], "db.response.returned_rows").as_deref(),
+        Some("2")
+    );
+    assert_eq!(
+        s(&txs[1], "db.query.summary").as_deref(),
+        Some("SELECT big")
+    );
+    assert_eq!(
+        s(&txs[1], "db.response.returned_rows").as_deref(),
+        Some("3")
+    );
 }
 
 #[test]
@@ -611,7 +623,10 @@ fn a_gap_inside_a_long_row_costs_only_its_bytes() {
     p.on_data(S, &r1c, Timestamp(4), &mut out);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].operation, "SELECT");
-    assert_eq!(s(&out[0], "db.response.returned_rows").as_deref(), Some("1"));
+    assert_eq!(
+        s(&out[0], "db.response.returned_rows").as_deref(),
+        Some("1")
+    );
     assert_eq!(
         out[0].completeness.0,
         Completeness::GAP | Completeness::MIDSTREAM
