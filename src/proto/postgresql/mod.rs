@@ -1315,10 +1315,13 @@ impl ProtocolDecoder for PgParser {
     type Events = PgEvent;
 
     fn validate(cfg: &PgConfig) -> Result<(), String> {
-        if cfg.max_query_bytes == 0 {
-            return Err("max_query_bytes must be at least 1".into());
-        }
-        Ok(())
+        super::registry::nonzero(&[
+            ("max_statements", cfg.max_statements as u64),
+            ("max_portals", cfg.max_portals as u64),
+            ("max_pending", cfg.max_pending as u64),
+            ("max_query_bytes", u64::from(cfg.max_query_bytes)),
+            ("max_query_text_bytes", cfg.max_query_text_bytes as u64),
+        ])
     }
 
     fn prepare(cfg: &super::ProtocolsConfig) -> Result<Self::Shared, String> {
