@@ -9,6 +9,7 @@
 
 pub mod detect;
 pub mod http_common;
+pub mod sql;
 #[macro_use]
 pub mod registry;
 pub mod scan;
@@ -74,6 +75,10 @@ pub enum Progress {
     /// The decoder has nothing more to learn from this connection (e.g. TLS after the
     /// handshake, or a stream it gave up on): stop feeding it, keep counting bytes.
     Done,
+    /// The decoder is done, and another protocol follows on the connection (PostgreSQL's
+    /// SSLRequest accepted: a TLS handshake comes next): detect afresh on the next bytes.
+    /// The decoder's counts are kept for `drain_stats`.
+    Redetect,
 }
 
 /// One protocol decoder for one connection, fed the in-order bytes of each direction.
@@ -112,6 +117,7 @@ registry::decoders! {
     Tls = "tls" => tls::TlsParser [Tls = "tls"],
     Memcached = "memcached" => memcached::MemcachedParser [Memcached = "memcached"],
     Redis = "redis" => redis::RedisParser [Redis = "redis"],
+    Postgresql = "postgresql" => postgresql::PgParser [Postgresql = "postgresql"],
 }
 
 /// A small deterministic generator (xorshift64) for the decoders' randomized tests.

@@ -14,8 +14,6 @@ use crate::time::Timestamp;
 /// Bytes kept while a signature is still incomplete, and how far a probe sees into a
 /// chunk: the HTTP/2 preface is 24, a memcached or Redis inline command line often longer.
 const PREFIX: usize = 64;
-/// PostgreSQL SSLRequest: length 8, code 80877103.
-const PG_SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
 /// Chunks looked at before giving up on detection.
 const MAX_TRIES: u8 = 4;
 
@@ -84,13 +82,15 @@ impl L7Session {
         out: &mut Vec<Transaction>,
     ) {
         match &mut self.state {
-            State::Active(d) => {
-                if d.on_data(dir, bytes, ts, out) == Progress::Done
-                    && !self.upgrade(dir, bytes, ts, f, out)
-                {
-                    self.finish_active();
+            State::Active(d) => match d.on_data(dir, bytes, ts, out) {
+                Progress::Continue => {}
+                Progress::Done => {
+                    if !self.upgrade(dir, bytes, ts, f, out) {
+                        self.finish_active();
+                    }
                 }
-            }
+                Progress::Redetect => self.redetect(),
+            },
             State::Done(_) => {}
             State::Detecting {
                 prefix,
@@ -104,15 +104,6 @@ impl L7Session {
                 let n = held + bytes.len().min(PREFIX);
                 look[..held].copy_from_slice(&prefix[..held]);
                 look[held..n].copy_from_slice(&bytes[..n - held]);
-                // STARTTLS of PostgreSQL: the client's SSLRequest and the server's one-byte
-                // answer come before a TLS handshake; step over them and keep detecting.
-                if self.transport == Transport::Tcp
-                    && ((dir == Direction::ToServer && look[..n] == PG_SSL_REQUEST)
-                        || (dir == Direction::ToClient && matches!(&look[..n], b"S" | b"N")))
-                {
-                    *len = 0;
-                    return;
-                }
                 let can_wait =
                     self.transport == Transport::Tcp && *tries < MAX_TRIES && n <= PREFIX;
                 let dec = match detect(
@@ -156,11 +147,34 @@ impl L7Session {
         if progress == Progress::Continue {
             progress = dec.on_data(dir, bytes, ts, out);
         }
-        self.state = if progress == Progress::Done {
-            State::Done(dec)
-        } else {
-            State::Active(dec)
+        self.state = match progress {
+            Progress::Continue => State::Active(dec),
+            Progress::Done => State::Done(dec),
+            Progress::Redetect => {
+                self.state = State::Active(dec);
+                self.redetect();
+                return;
+            }
         };
+    }
+
+    /// The decoder handed the connection on (STARTTLS): keep its counts, and detect the
+    /// protocol of what follows afresh.
+    fn redetect(&mut self) {
+        let state = std::mem::replace(
+            &mut self.state,
+            State::Detecting {
+                prefix: [0; PREFIX],
+                len: 0,
+                dir: Direction::ToServer,
+                tries: 0,
+            },
+        );
+        if let State::Active(mut d) | State::Done(mut d) = state {
+            let mut c = self.carried.take().unwrap_or_default();
+            d.drain_stats(&mut c);
+            self.carried = Some(c);
+        }
     }
 
     /// HTTP/1 that switched to HTTP/2 (`Upgrade: h2c`, 101): hand the connection to an
@@ -272,7 +286,7 @@ mod tests {
         let mut out = Vec::new();
         s.data(
             Direction::ToServer,
-            &PG_SSL_REQUEST,
+            &[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f],
             Timestamp(1),
             &f,
             &mut out,

@@ -1,0 +1,527 @@
+//! PostgreSQL wire protocol (version 3) framing: each direction's bytes into messages,
+//! split anywhere, zero-copy.
+//!
+//! Every message but the client's first ones is a one-byte type, a 4-byte big-endian
+//! length (counting itself) and the body. The startup-family messages of the client
+//! (StartupMessage, SSLRequest, GSSENCRequest, CancelRequest) have no type byte: their
+//! length's first byte is 0, which no type byte is. The server's answer to SSLRequest and
+//! GSSENCRequest is a single byte (`S`/`G` yes, `N` no), read when the decoder asks for it.
+//!
+//! A body is handed out borrowed from the input when the whole message is in one chunk;
+//! a message split over chunks keeps at most a bounded prefix of its body (only the
+//! messages whose content the decoder reads: queries, names, command tags, error fields,
+//! startup parameters; never password messages or rows). Either way the decoder sees the
+//! same bytes: at most `keep` of the body, whatever the cut.
+
+/// Longest message believed (PostgreSQL's own limit on a message is 1 GB); a longer length
+/// is damage, and the direction resynchronises.
+pub const MAX_LEN: u32 = 1 << 30;
+
+/// StartupMessage protocol 3.0.
+pub const PROTOCOL_3: u32 = 196_608;
+pub const SSL_REQUEST: u32 = 80_877_103;
+pub const GSSENC_REQUEST: u32 = 80_877_104;
+pub const CANCEL_REQUEST: u32 = 80_877_102;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Server,
+}
+
+/// Message types a client sends.
+pub fn client_tag(t: u8) -> bool {
+    matches!(
+        t,
+        b'Q' | b'P'
+            | b'B'
+            | b'E'
+            | b'D'
+            | b'C'
+            | b'S'
+            | b'H'
+            | b'X'
+            | b'F'
+            | b'd'
+            | b'c'
+            | b'f'
+            | b'p'
+    )
+}
+
+/// Message types a server sends.
+pub fn server_tag(t: u8) -> bool {
+    matches!(
+        t,
+        b'R' | b'K'
+            | b'S'
+            | b'Z'
+            | b'T'
+            | b'D'
+            | b'C'
+            | b'I'
+            | b'E'
+            | b'N'
+            | b'A'
+            | b'1'
+            | b'2'
+            | b'3'
+            | b't'
+            | b'n'
+            | b's'
+            | b'G'
+            | b'H'
+            | b'W'
+            | b'd'
+            | b'c'
+            | b'V'
+            | b'v'
+    )
+}
+
+/// The body length a message type must have, when fixed.
+fn fixed_len(side: Side, t: u8) -> Option<u32> {
+    match (side, t) {
+        (Side::Server, b'Z') => Some(1),
+        (Side::Server, b'1' | b'2' | b'3' | b'n' | b'I' | b's' | b'c')
+        | (Side::Client, b'S' | b'H' | b'X' | b'c') => Some(0),
+        (Side::Server, b'K') => Some(8),
+        _ => None,
+    }
+}
+
+/// Bounds on what is kept of a split message's body.
+#[derive(Clone, Copy, Debug)]
+pub struct Keep {
+    /// Query and Parse bodies: the query text the decoder reads (plus the statement name).
+    pub query: u32,
+    /// ErrorResponse bodies.
+    pub error: u32,
+}
+
+impl Keep {
+    fn of(&self, side: Side, tag: u8) -> u32 {
+        match (side, tag) {
+            (Side::Client, b'Q') => self.query,
+            (Side::Client, b'P') => self.query.saturating_add(64),
+            // Names only: a portal and a statement name (63 bytes each at most).
+            (Side::Client, b'B' | b'E' | b'D' | b'C') => 160,
+            // Startup parameters.
+            (Side::Client, 0) => 1024,
+            (Side::Server, b'C') => 64,
+            (Side::Server, b'E') => self.error,
+            (Side::Server, b'Z' | b'G' | b'H' | b'W') => 1,
+            (Side::Server, b'R') => 4,
+            _ => 0,
+        }
+    }
+}
+
+/// One message: its type (0 for the client's untagged startup family), its body length
+/// and as much of its body as the decoder reads.
+#[derive(Clone, Copy, Debug)]
+pub struct Msg<'a> {
+    pub tag: u8,
+    /// Body bytes (the type and length not counted).
+    pub len: u32,
+    /// The body, cut at the type's keep bound.
+    pub body: &'a [u8],
+    /// `body` is the whole body.
+    pub whole: bool,
+    /// Bytes of the body were lost in a gap.
+    pub gap: bool,
+}
+
+impl Msg<'_> {
+    /// Bytes on the wire.
+    pub fn wire_len(&self) -> u64 {
+        self.len as u64 + 4 + u64::from(self.tag != 0)
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Ev<'a> {
+    Msg(Msg<'a>),
+    /// The server's one-byte answer to SSLRequest/GSSENCRequest.
+    EncryptionAnswer(u8),
+    /// Bytes that are no message: the direction resynchronises.
+    Malformed,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum St {
+    /// `have` bytes of a header are in `hdr`.
+    Header { have: u8 },
+    Body {
+        tag: u8,
+        len: u32,
+        seen: u32,
+        keep: u32,
+        gap: bool,
+    },
+    /// Framing unknown: looking for a plausible header.
+    Lost,
+}
+
+/// One direction's message framer.
+pub struct Framer {
+    side: Side,
+    st: St,
+    hdr: [u8; 5],
+    buf: Vec<u8>,
+    keep: Keep,
+    /// Server side: the next byte is the answer to an SSLRequest/GSSENCRequest.
+    pub encryption_answer_next: bool,
+}
+
+impl Framer {
+    pub fn new(side: Side, keep: Keep) -> Self {
+        Framer {
+            side,
+            st: St::Header { have: 0 },
+            hdr: [0; 5],
+            buf: Vec::new(),
+            keep,
+            encryption_answer_next: false,
+        }
+    }
+
+    /// At a message boundary (nothing of a message read yet).
+    pub fn between_messages(&self) -> bool {
+        matches!(self.st, St::Header { have: 0 })
+    }
+
+    pub fn is_lost(&self) -> bool {
+        matches!(self.st, St::Lost)
+    }
+
+    /// Forget the framing: resynchronise on what comes next.
+    pub fn lose_sync(&mut self) {
+        self.st = St::Lost;
+        self.buf.clear();
+    }
+
+    /// `missing` bytes will never arrive. Inside a body that is longer, only the body
+    /// suffers (true); otherwise the framing is lost (false).
+    pub fn gap(&mut self, missing: u64) -> bool {
+        if let St::Body { len, seen, gap, .. } = &mut self.st
+            && (*len - *seen) as u64 >= missing
+        {
+            *seen += missing as u32;
+            *gap = true;
+            return true;
+        }
+        self.lose_sync();
+        false
+    }
+
+    fn tag_ok(&self, t: u8) -> bool {
+        match self.side {
+            Side::Client => client_tag(t),
+            Side::Server => server_tag(t),
+        }
+    }
+
+    /// Whether a header at the start of `b` (5 bytes at least) is plausible enough to
+    /// resynchronise on.
+    fn plausible(&self, b: &[u8]) -> bool {
+        if b.len() < 5 || !self.tag_ok(b[0]) {
+            return false;
+        }
+        let len = u32::from_be_bytes([b[1], b[2], b[3], b[4]]);
+        if !(4..=1 << 24).contains(&len) {
+            return false;
+        }
+        if let Some(f) = fixed_len(self.side, b[0])
+            && len - 4 != f
+        {
+            return false;
+        }
+        match (self.side, b[0], b.get(5)) {
+            (Side::Server, b'Z', Some(s)) => matches!(s, b'I' | b'T' | b'E'),
+            (Side::Server, b'C', Some(c)) => c.is_ascii_uppercase(),
+            (Side::Server, b'E' | b'N', Some(c)) => c.is_ascii_uppercase(),
+            (Side::Client, b'Q', Some(c)) => c.is_ascii_graphic() || c.is_ascii_whitespace(),
+            _ => true,
+        }
+    }
+
+    /// Read the next message from `b`: the bytes used and what they made, if anything.
+    /// Returns `(0, None)` only when `b` is empty.
+    pub fn next<'a>(&'a mut self, b: &'a [u8]) -> (usize, Option<Ev<'a>>) {
+        let mut pos = 0;
+        loop {
+            if pos >= b.len() {
+                return (pos, None);
+            }
+            match self.st {
+                St::Lost => {
+                    match (pos..b.len()).find(|&i| self.plausible(&b[i..])) {
+                        Some(i) => {
+                            pos = i;
+                            self.st = St::Header { have: 0 };
+                        }
+                        // The chunk's tail may hold the start of a header: a later chunk
+                        // starting at a message (as TCP segments mostly do) resynchronises.
+                        None => return (b.len(), None),
+                    }
+                }
+                St::Header { have: 0 } if self.encryption_answer_next => {
+                    self.encryption_answer_next = false;
+                    let c = b[pos];
+                    if matches!(c, b'S' | b'N' | b'G') {
+                        return (pos + 1, Some(Ev::EncryptionAnswer(c)));
+                    }
+                    // Anything else (an ErrorResponse of an old server) is framed as usual.
+                }
+                St::Header { have } => {
+                    let have = have as usize;
+                    let untagged = self.side == Side::Client
+                        && (if have == 0 { b[pos] } else { self.hdr[0] }) == 0;
+                    let need = if untagged { 4 } else { 5 };
+                    let hdr: [u8; 5] = if have == 0 && b.len() - pos >= 5 {
+                        // The whole header in the chunk (the usual case): read it in place.
+                        let h = [b[pos], b[pos + 1], b[pos + 2], b[pos + 3], b[pos + 4]];
+                        pos += need;
+                        h
+                    } else {
+                        let take = (need - have).min(b.len() - pos);
+                        self.hdr[have..have + take].copy_from_slice(&b[pos..pos + take]);
+                        pos += take;
+                        if have + take < need {
+                            self.st = St::Header {
+                                have: (have + take) as u8,
+                            };
+                            return (pos, None);
+                        }
+                        self.hdr
+                    };
+                    let (tag, len) = if untagged {
+                        (0, u32::from_be_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]))
+                    } else {
+                        (hdr[0], u32::from_be_bytes([hdr[1], hdr[2], hdr[3], hdr[4]]))
+                    };
+                    let min = if untagged { 8 } else { 4 };
+                    let fixed_ok =
+                        fixed_len(self.side, tag).is_none_or(|f| len.wrapping_sub(4) == f);
+                    if len < min || len > MAX_LEN || (!untagged && !self.tag_ok(tag)) || !fixed_ok {
+                        self.lose_sync();
+                        return (pos, Some(Ev::Malformed));
+                    }
+                    let len = len - 4;
+                    let keep = self.keep.of(self.side, tag).min(len);
+                    let avail = b.len() - pos;
+                    self.st = St::Header { have: 0 };
+                    if avail >= len as usize {
+                        let body = &b[pos..pos + keep as usize];
+                        return (
+                            pos + len as usize,
+                            Some(Ev::Msg(Msg {
+                                tag,
+                                len,
+                                body,
+                                whole: keep == len,
+                                gap: false,
+                            })),
+                        );
+                    }
+                    self.buf.clear();
+                    self.st = St::Body {
+                        tag,
+                        len,
+                        seen: 0,
+                        keep,
+                        gap: false,
+                    };
+                }
+                St::Body {
+                    tag,
+                    len,
+                    seen,
+                    keep,
+                    gap,
+                } => {
+                    let take = ((len - seen) as usize).min(b.len() - pos);
+                    if seen < keep {
+                        let k = ((keep - seen) as usize).min(take);
+                        self.buf.extend_from_slice(&b[pos..pos + k]);
+                    }
+                    let seen = seen + take as u32;
+                    pos += take;
+                    if seen < len {
+                        self.st = St::Body {
+                            tag,
+                            len,
+                            seen,
+                            keep,
+                            gap,
+                        };
+                        return (pos, None);
+                    }
+                    self.st = St::Header { have: 0 };
+                    let whole = keep == len && !gap;
+                    return (
+                        pos,
+                        Some(Ev::Msg(Msg {
+                            tag,
+                            len,
+                            body: &self.buf,
+                            whole,
+                            gap,
+                        })),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A NUL-terminated string at the start of `b`, and what follows its NUL (None without
+/// a NUL).
+pub fn cstr(b: &[u8]) -> Option<(&[u8], &[u8])> {
+    let n = b.iter().position(|&c| c == 0)?;
+    Some((&b[..n], &b[n + 1..]))
+}
+
+/// A NUL-terminated string, or all of `b` when the NUL was cut off (a kept prefix).
+pub fn cstr_lenient(b: &[u8]) -> &[u8] {
+    cstr(b).map_or(b, |(s, _)| s)
+}
+
+/// The 4-byte code at the start of an untagged client message.
+pub fn startup_code(body: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(body.get(..4)?.try_into().ok()?))
+}
+
+/// The name/value parameters of a StartupMessage body (after the protocol code).
+pub fn startup_params(body: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    let mut rest = body.get(4..).unwrap_or_default();
+    std::iter::from_fn(move || {
+        let (k, r) = cstr(rest)?;
+        if k.is_empty() {
+            return None;
+        }
+        let (v, r) = cstr(r)?;
+        rest = r;
+        Some((k, v))
+    })
+}
+
+/// What an ErrorResponse says (NoticeResponse has the same fields).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ErrorFields<'a> {
+    /// `S`/`V`: ERROR, FATAL, PANIC (V is never localized).
+    pub severity: &'a [u8],
+    /// `C`: the SQLSTATE.
+    pub code: &'a [u8],
+    /// `M`: the message (never exported unless configured: it can quote literals).
+    pub message: &'a [u8],
+}
+
+pub fn error_fields(mut b: &[u8]) -> ErrorFields<'_> {
+    let mut f = ErrorFields::default();
+    while let Some((&t, rest)) = b.split_first() {
+        if t == 0 {
+            break;
+        }
+        let (v, r) = match cstr(rest) {
+            Some(x) => x,
+            None => (rest, &[][..]),
+        };
+        match t {
+            b'S' if f.severity.is_empty() => f.severity = v,
+            b'V' => f.severity = v,
+            b'C' => f.code = v,
+            b'M' => f.message = v,
+            _ => {}
+        }
+        b = r;
+    }
+    f
+}
+
+/// A CommandComplete tag split into its command and its row count: `INSERT 0 5` →
+/// (`INSERT`, 5), `SELECT 3` → (`SELECT`, 3), `CREATE TABLE` → (`CREATE TABLE`, None).
+pub fn command_tag(tag: &[u8]) -> (&[u8], Option<u64>) {
+    let tag = cstr_lenient(tag);
+    let mut end = tag.len();
+    let mut rows = None;
+    // Trailing numbers: the last is the row count (INSERT has the oid before it).
+    while end > 0 {
+        let start = tag[..end]
+            .iter()
+            .rposition(|&c| c == b' ')
+            .map_or(0, |p| p + 1);
+        let word = &tag[start..end];
+        if word.is_empty() || !word.iter().all(u8::is_ascii_digit) || start == 0 {
+            break;
+        }
+        if rows.is_none() {
+            // All digits: overflow is the only failure.
+            rows = word.iter().try_fold(0u64, |n, &d| {
+                n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+            });
+        }
+        end = start - 1;
+    }
+    (&tag[..end], rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_tags() {
+        assert_eq!(command_tag(b"INSERT 0 5\0"), (&b"INSERT"[..], Some(5)));
+        assert_eq!(command_tag(b"SELECT 3"), (&b"SELECT"[..], Some(3)));
+        assert_eq!(command_tag(b"CREATE TABLE"), (&b"CREATE TABLE"[..], None));
+        assert_eq!(command_tag(b"BEGIN\0"), (&b"BEGIN"[..], None));
+        assert_eq!(command_tag(b"123"), (&b"123"[..], None));
+        assert_eq!(command_tag(b""), (&b""[..], None));
+    }
+
+    #[test]
+    fn error_fields_read() {
+        let e = error_fields(b"SERROR\0VERROR\0C42P01\0Mrelation \"x\" does not exist\0\0");
+        assert_eq!(e.severity, b"ERROR");
+        assert_eq!(e.code, b"42P01");
+        let e = error_fields(b"SERR");
+        assert_eq!(e.severity, b"ERR");
+    }
+
+    #[test]
+    fn framing_split_anywhere_gives_the_same_messages() {
+        let mut conv = Vec::new();
+        conv.extend_from_slice(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
+        conv.extend_from_slice(b"Q\0\0\0\x0dSELECT 1\0");
+        conv.extend_from_slice(b"S\0\0\0\x04");
+        let keep = Keep {
+            query: 4,
+            error: 64,
+        };
+        let collect = |chunks: &[&[u8]]| {
+            let mut f = Framer::new(Side::Client, keep);
+            let mut got = Vec::new();
+            for c in chunks {
+                let mut b: &[u8] = c;
+                while !b.is_empty() {
+                    let (n, ev) = f.next(b);
+                    if let Some(Ev::Msg(m)) = ev {
+                        got.push((m.tag, m.len, m.body.to_vec(), m.whole));
+                    }
+                    b = &b[n..];
+                }
+            }
+            got
+        };
+        let want = collect(&[&conv]);
+        assert_eq!(want.len(), 3);
+        assert_eq!(want[1], (b'Q', 9, b"SELE".to_vec(), false));
+        for cut in 0..conv.len() {
+            assert_eq!(collect(&[&conv[..cut], &conv[cut..]]), want, "cut {cut}");
+        }
+        let bytes: Vec<&[u8]> = conv.chunks(1).collect();
+        assert_eq!(collect(&bytes), want);
+    }
+}
