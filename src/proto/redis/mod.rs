@@ -490,6 +490,11 @@ pub struct RedisParser {
     last_ts: Timestamp,
     /// When the server last sent bytes.
     rep_ts: Timestamp,
+    /// The name of the last command looked up, as sent, and what it names (only plain
+    /// known commands: see `on_command`).
+    last_name: [u8; 16],
+    last_name_len: u8,
+    last_spec: Option<&'static Spec>,
     /// The last command's `db.operation.name`, and the command it was made of.
     op: CompactString,
     op_of: &'static str,
@@ -533,6 +538,9 @@ impl RedisParser {
             pipelined: false,
             last_ts: Timestamp::ZERO,
             rep_ts: Timestamp::ZERO,
+            last_name: [0; 16],
+            last_name_len: 0,
+            last_spec: None,
             op: CompactString::default(),
             op_of: "",
             last_prefix: CompactString::default(),
@@ -601,15 +609,36 @@ impl RedisParser {
     /// A command was read (or, with `salvaged`, the start of one before a gap).
     fn on_command(&mut self, ts: Timestamp, salvaged: u16, out: &mut Vec<Transaction>) {
         let cmd = &self.req.cmd;
-        let (name, n) = upper(cmd.args[0].bytes());
-        let name = &name[..n];
+        let raw = cmd.args[0].bytes();
         let whole = cmd.args[0].total() <= NAME_MAX as u64;
-        let mut spec: &'static Spec = match commands::lookup(name) {
-            Some(s) if whole => s,
-            _ => &commands::OTHER,
+        // A connection repeats a few commands: the same name, byte for byte, as the last
+        // plain command's names the same command, found without upper-casing and hashing.
+        // (Not a container or a module command: those need the upper-cased name below.)
+        let (upper_name, n, mut spec, module) = match self.last_spec {
+            Some(s) if whole && short_eq(raw, &self.last_name[..self.last_name_len as usize]) => {
+                ([0u8; NAME_MAX], 0, s, false)
+            }
+            _ => {
+                let (u, n) = upper(raw);
+                let spec: &'static Spec = match commands::lookup(&u[..n]) {
+                    Some(s) if whole => s,
+                    _ => &commands::OTHER,
+                };
+                let module = spec.name == commands::OTHER.name
+                    && whole
+                    && commands::is_module_command(&u[..n]);
+                if spec.name != commands::OTHER.name
+                    && !spec.has(CONTAINER)
+                    && raw.len() <= self.last_name.len()
+                {
+                    self.last_name[..raw.len()].copy_from_slice(raw);
+                    self.last_name_len = raw.len() as u8;
+                    self.last_spec = Some(spec);
+                }
+                (u, n, spec, module)
+            }
         };
-        let module =
-            spec.name == commands::OTHER.name && whole && commands::is_module_command(name);
+        let name = &upper_name[..n];
         if cmd.unsynced && cmd.inline && spec.name == commands::OTHER.name && !module {
             // Stray text while looking for sync (the middle of a value), not a command.
             return;
