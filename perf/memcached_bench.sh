@@ -178,7 +178,7 @@ SECTION=$(cat <<EOF
 ## Memcached decoding (\`perf/memcached_bench.sh\`)
 
 Latest run: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores, load average before the measurements: $(cut -d' ' -f1-3 /proc/loadavg).
-Command: \`perf/memcached_bench.sh\`$( [ "$QUICK" = 1 ] && echo " (QUICK=1)").
+Command: \`perf/memcached_bench.sh\`$( [ "$QUICK" = 1 ] && echo " (QUICK=1)"), release build (fat LTO) of $(git rev-parse --short HEAD).
 Capture: $N text-protocol sets, then $N gets, of random keys (100000 of them, 3-byte values) from
 $CONNS connections, $DEPTH commands per write (the \`redis-benchmark -P 16 -t get,set\` of the
 Redis section, for memcached; a bounded raw-socket loop, \`load.py\` in the script) against
@@ -200,8 +200,10 @@ $NF frames, ${CAPTURE_DROPS:-0} dropped by the kernel while capturing. Replay: \
 | instructions, prefix, whole process (cachegrind) | $IR |
 | instructions per memcached command (prefix) | $IR_TX |
 
-A frame of this capture carries $(awk -v t="$TX_P" -v n="$NP" 'BEGIN { printf "%.1f", t / n }') commands on average (16 per write
-each way, plus acknowledgements); the tshark ratio compares time per frame.
+A frame of this capture carries $(awk -v t="$TX_P" -v n="$NP" 'BEGIN { printf "%.1f", t / n }') commands on average: the client writes 16 commands
+at a time, and memcached answers 16 sets with one segment but sends each get's reply in a
+segment of its own (as it does on this setup), so the gets' frames carry one reply each.
+The tshark ratio compares time per frame.
 
 podtap's summary rows for memcached, and its drop and error counters:
 

@@ -106,6 +106,7 @@ SECTION=$(cat <<EOF
 ## Redis decoding (\`perf/redis_bench.sh\`)
 
 Latest run: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores, load average before the measurements: $(cut -d' ' -f1-3 /proc/loadavg).
+Command: \`perf/redis_bench.sh\`$( [ "$QUICK" = 1 ] && echo " (QUICK=1)"), release build (fat LTO) of $(git rev-parse --short HEAD).
 Capture: \`redis-benchmark -n $N -P 16 -c 8 -r 100000 -d 3 -t get,set\` against redis-server
 $(redis-server --version | awk '{print $3}' | tr -d 'v='), tcpdump on the server's veth (offloads off: MTU-sized segments),
 $NF frames, ${CAPTURE_DROPS:-0} dropped by the kernel while capturing. Replay: \`podtap replay FILE --output table --workers 1\`
@@ -131,10 +132,11 @@ the same prefix.
 A frame of this capture carries $(awk -v t="$TX_P" -v n="$NP" 'BEGIN { printf "%.1f", t / n }') commands on average (16 per
 pipelined round trip, each way, plus acknowledgements), where a frame of the HTTP capture
 carries half a transaction: the tshark ratio compares time per frame, and here most of
-podtap's time per frame is per command. Of the $IR_TX instructions per command, about a
-quarter are outside the decoder: handing the transaction to the summary, counting it there
+podtap's time per frame is per command. Of the $IR_TX instructions per command, a fifth
+or so are outside the decoder: handing the transaction to the summary, counting it there
 and freeing it (\`worker::emit\`, \`Summary::count_transaction\`, the \`Transaction\`'s
-attribute vector), the same for every protocol.
+attribute vector), the same for every protocol (see "Redis: instructions per command"
+below for where the rest goes).
 
 podtap's summary rows for Redis, and its drop and error counters:
 
