@@ -123,7 +123,9 @@ ip netns exec "$NS_S" tcpdump -i pmb-s$$ -s 0 -B 65536 -w "$CAP" 2>"$TMP/tcpdump
 TCPDUMP_PID=$!
 for _ in $(seq 50); do grep -q "listening on" "$TMP/tcpdump.err" 2>/dev/null && break; sleep 0.1; done
 timeout 600 ip netns exec "$NS_C" python3 "$TMP/load.py" 10.79.0.1 "$N" "$CONNS" "$DEPTH" > "$TMP/load.txt"
-sleep 0.5; kill -INT "$TCPDUMP_PID"; wait "$TCPDUMP_PID" 2>/dev/null || true; TCPDUMP_PID=
+# tcpdump reads the ring a block at a time, a block handed over when full or after its
+# 1 s timeout: stopped any sooner, it loses the last frames.
+sleep 2; kill -INT "$TCPDUMP_PID"; wait "$TCPDUMP_PID" 2>/dev/null || true; TCPDUMP_PID=
 CAPTURE_DROPS=$(awk '/dropped by kernel/ {print $1}' "$TMP/tcpdump.err")
 read -r G1 S1 H1 M1 < <(ip netns exec "$NS_C" python3 "$TMP/stats.py" 10.79.0.1)
 kill "$MC_PID"; wait "$MC_PID" 2>/dev/null || true; MC_PID=

@@ -58,7 +58,9 @@ TCPDUMP_PID=$!
 for _ in $(seq 50); do grep -q "listening on" "$TMP/tcpdump.err" 2>/dev/null && break; sleep 0.1; done
 ip netns exec "$NS_C" redis-benchmark -h 10.78.0.1 -n "$N" -P 16 -c 8 -r 100000 -d 3 -t get,set -q \
   > "$TMP/bench.txt" 2>&1
-sleep 0.5; kill -INT "$TCPDUMP_PID"; wait "$TCPDUMP_PID" 2>/dev/null || true; TCPDUMP_PID=
+# tcpdump reads the ring a block at a time, a block handed over when full or after its
+# 1 s timeout: stopped any sooner, it loses the last frames.
+sleep 2; kill -INT "$TCPDUMP_PID"; wait "$TCPDUMP_PID" 2>/dev/null || true; TCPDUMP_PID=
 CAPTURE_DROPS=$(awk '/dropped by kernel/ {print $1}' "$TMP/tcpdump.err")
 kill "$REDIS_PID"; wait "$REDIS_PID" 2>/dev/null || true; REDIS_PID=
 
