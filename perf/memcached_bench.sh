@@ -206,6 +206,8 @@ A frame of this capture carries $(awk -v t="$TX_P" -v n="$NP" 'BEGIN { printf "%
 at a time, and memcached answers 16 sets with one segment but sends each get's reply in a
 segment of its own (as it does on this setup), so the gets' frames carry one reply each.
 The tshark ratio compares time per frame.
+tshark's get/set count is far below podtap's because its memcache dissector reports one
+command per TCP segment: a client segment of 16 sets shows as one \`set\`.
 
 podtap's summary rows for memcached, and its drop and error counters:
 
