@@ -982,7 +982,7 @@ mod tests {
     }
 
     #[test]
-    fn a_directory_or_a_pipe_is_named_for_what_it_is() {
+    fn a_directory_is_named_for_what_it_is_and_a_fifo_is_streamed() {
         let dir = tempfile::tempdir().unwrap();
         let err = PcapFileSource::open(dir.path()).err().unwrap().to_string();
         assert!(err.contains("is a directory"), "{err}");
@@ -990,9 +990,228 @@ mod tests {
         let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
         // SAFETY: a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-        // Answered at once (opening a FIFO for reading would wait for a writer).
-        let err = PcapFileSource::open(&fifo).err().unwrap().to_string();
-        assert!(err.contains("not a regular file"), "{err}");
+        let bytes = mixed_pcap();
+        let file = dir.path().join("a.pcap");
+        std::fs::write(&file, &bytes).unwrap();
+        // Opening the FIFO waits for this writer; it writes in pieces, as tcpdump does.
+        let writer = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || {
+                let mut f = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+                for piece in bytes.chunks(1000) {
+                    std::io::Write::write_all(&mut f, piece).unwrap();
+                }
+            })
+        };
+        let mut src = PcapFileSource::open(&fifo).unwrap();
+        assert!(src.is_stream());
+        let streamed = (read_all(&mut src), src.stats());
+        writer.join().unwrap();
+        let mut mapped = PcapFileSource::open(&file).unwrap();
+        assert!(!mapped.is_stream());
+        assert_eq!(streamed, (read_all(&mut mapped), mapped.stats()));
+        assert_eq!(streamed.0.len(), 50);
+    }
+
+    /// A reader that hands out 1 to 7 bytes a read, and now and then is interrupted: a
+    /// slow pipe.
+    struct Drip {
+        data: Vec<u8>,
+        at: usize,
+        calls: usize,
+    }
+
+    impl Read for Drip {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            self.calls += 1;
+            if self.calls.is_multiple_of(11) {
+                return Err(std::io::ErrorKind::Interrupted.into());
+            }
+            let k = (self.calls % 7 + 1)
+                .min(out.len())
+                .min(self.data.len() - self.at);
+            out[..k].copy_from_slice(&self.data[self.at..self.at + k]);
+            self.at += k;
+            Ok(k)
+        }
+    }
+
+    type Frames = Vec<(Vec<u8>, Timestamp, u32)>;
+
+    /// `bytes` read from a mapped file, and dripped through a stream whose buffer starts
+    /// at `buffer` bytes: frames and counts, or the error.
+    fn mapped_and_dripped(
+        bytes: &[u8],
+        buffer: usize,
+        max: usize,
+    ) -> [Result<(Frames, SourceStats), String>; 2] {
+        let read = |src: Result<PcapFileSource, CaptureError>| {
+            let mut src = src.map_err(|e| e.to_string())?;
+            let mut v = Vec::new();
+            while src
+                .next_batch(7, |f| v.push((f.data.to_vec(), f.ts, f.obs)))
+                .map_err(|e| e.to_string())?
+                .is_some()
+            {}
+            Ok((v, src.stats()))
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x");
+        std::fs::write(&path, bytes).unwrap();
+        let drip = Drip {
+            data: bytes.to_vec(),
+            at: 0,
+            calls: 0,
+        };
+        [
+            read(PcapFileSource::open(&path)),
+            read(PcapFileSource::from_reader_sized(
+                "drip",
+                Box::new(drip),
+                buffer,
+                max,
+            )),
+        ]
+    }
+
+    /// A classic pcap of 50 frames of 0 to 1,470 bytes.
+    fn mixed_pcap() -> Vec<u8> {
+        let mut w = PcapWriter::new(Vec::new(), 1).unwrap();
+        for i in 0..50u32 {
+            let len = (i * 733 % 1471) as usize;
+            w.write(Timestamp::from_secs_nanos(7 + i as u64, i * 1000), &vec![i as u8; len])
+                .unwrap();
+        }
+        w.into_inner()
+    }
+
+    /// A pcapng of two sections (little-, then big-endian), several interfaces (one of a
+    /// link type podtap does not decode), Enhanced, Simple and obsolete Packet blocks of
+    /// 0 to 1,500 bytes and blocks podtap skips.
+    fn mixed_pcapng() -> Vec<u8> {
+        let mut b = Vec::new();
+        for word in [u32::to_le_bytes as fn(u32) -> [u8; 4], u32::to_be_bytes] {
+            b.extend_from_slice(&pcapng_section(word));
+            let half = |v: u16| {
+                if word(1)[0] == 1 {
+                    v.to_le_bytes()
+                } else {
+                    v.to_be_bytes()
+                }
+            };
+            let idb = |dlt: u16, opts: &[u8]| {
+                let mut v = half(dlt).to_vec();
+                v.extend_from_slice(&[0, 0]);
+                v.extend_from_slice(&word(0));
+                v.extend_from_slice(opts);
+                v
+            };
+            pcapng_block(&mut b, word, 1, &idb(1, &[]));
+            let mut tsresol = half(9).to_vec();
+            tsresol.extend_from_slice(&half(1));
+            tsresol.extend_from_slice(&[9, 0, 0, 0, 0, 0, 0, 0]);
+            pcapng_block(&mut b, word, 1, &idb(101, &tsresol));
+            pcapng_block(&mut b, word, 1, &idb(0x7fff, &[]));
+            for i in 0..40u32 {
+                let data = vec![i as u8; (i * 389 % 1501) as usize];
+                let mut body = Vec::new();
+                match i % 5 {
+                    3 => {
+                        // Simple Packet (interface 0).
+                        body.extend_from_slice(&word(data.len() as u32));
+                        body.extend_from_slice(&data);
+                        pcapng_block(&mut b, word, 3, &body);
+                    }
+                    4 => pcapng_block(&mut b, word, 5, &[1, 2, 3, 4, 5, 6, 7, 8]),
+                    _ => {
+                        for v in [i % 3, i, i * 1000, data.len() as u32, data.len() as u32] {
+                            body.extend_from_slice(&word(v));
+                        }
+                        body.extend_from_slice(&data);
+                        pcapng_block(&mut b, word, 6, &body);
+                    }
+                }
+            }
+        }
+        b
+    }
+
+    /// Dripped a few bytes a read through a stream, a capture gives exactly the frames
+    /// and counts its mapped file gives: with the usual buffer, and with a 64-byte one
+    /// that records are moved to the front of and that grows for the longer ones.
+    #[test]
+    fn a_dripped_stream_gives_what_the_mapped_file_gives() {
+        let pcap = mixed_pcap();
+        let pcapng = mixed_pcapng();
+        let mut cut = pcapng.clone();
+        cut.truncate(cut.len() - 9);
+        for (name, bytes) in [
+            ("pcap", pcap.clone()),
+            ("pcap cut", pcap[..pcap.len() - 100].to_vec()),
+            ("pcap header only", pcap[..24].to_vec()),
+            ("pcapng", pcapng.clone()),
+            ("pcapng cut", cut),
+        ] {
+            for buffer in [64, 100, STREAM_BUFFER] {
+                let [mapped, dripped] = mapped_and_dripped(&bytes, buffer, STREAM_MAX_RECORD);
+                let mapped = mapped.unwrap();
+                assert_eq!(Ok(&mapped), dripped.as_ref(), "{name}, buffer {buffer}");
+            }
+        }
+        let [mapped, _] = mapped_and_dripped(&pcapng, 64, STREAM_MAX_RECORD);
+        let (frames, stats) = mapped.unwrap();
+        // A section's 40 blocks: 8 statistics blocks skipped, 8 packets of the undecoded
+        // interface counted, 24 frames; two sections.
+        assert_eq!((frames.len(), stats.malformed), (48, 16));
+        let [_, dripped] = mapped_and_dripped(&pcap[..pcap.len() - 100], 64, 1 << 20);
+        assert_eq!(dripped.unwrap().1.malformed, 1, "the cut record is counted");
+    }
+
+    /// A record longer than the stream's bound is a clean error, not a hang or an
+    /// allocation of what its length claims; broken headers are the errors they are in a
+    /// file.
+    #[test]
+    fn a_stream_bounds_its_records_and_reports_damage() {
+        let mut w = PcapWriter::new(Vec::new(), 1).unwrap();
+        w.write(Timestamp::ZERO, &[1; 100]).unwrap();
+        w.write(Timestamp::ZERO, &[2; 3000]).unwrap();
+        let bytes = w.into_inner();
+        let [_, dripped] = mapped_and_dripped(&bytes, 64, 2048);
+        let err = dripped.unwrap_err();
+        assert!(
+            err.contains("offset 140 is 3016 bytes long") && err.contains("up to 2048"),
+            "{err}"
+        );
+        // A length of 4 GiB: refused at once.
+        let mut huge = bytes.clone();
+        huge[24 + 16 + 100 + 8..][..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        let [mapped, dripped] = mapped_and_dripped(&huge, 64, STREAM_MAX_RECORD);
+        assert_eq!(mapped.unwrap().1.malformed, 1, "a file just ends there");
+        assert!(dripped.unwrap_err().contains("4294967311 bytes long"));
+        // A pcapng block at the bound is read.
+        let mut ng = pcapng_section(u32::to_le_bytes);
+        pcapng_block(&mut ng, u32::to_le_bytes, 1, &[1, 0, 0, 0, 0, 0, 0, 0]);
+        let mut body = vec![0u8; 20];
+        body[12..16].copy_from_slice(&4000u32.to_le_bytes());
+        body.extend_from_slice(&[3; 4000]);
+        pcapng_block(&mut ng, u32::to_le_bytes, 6, &body);
+        let [mapped, dripped] = mapped_and_dripped(&ng, 64, 4032);
+        assert_eq!(mapped.unwrap().0.len(), 1);
+        assert_eq!(dripped.unwrap().0.len(), 1);
+        // Not a capture, empty, damaged.
+        for (bytes, what) in [
+            (&b"hello world, not a pcap"[..], "not a pcap"),
+            (&b""[..], "not a pcap"),
+            (&bytes[..20], "pcap header truncated"),
+        ] {
+            let [mapped, dripped] = mapped_and_dripped(bytes, 64, 1 << 20);
+            assert!(mapped.unwrap_err().contains(what));
+            assert!(dripped.unwrap_err().contains(what), "{what}");
+        }
+        let mut bad = pcapng_section(u32::to_le_bytes);
+        bad[8..12].copy_from_slice(&0x1234_5678u32.to_le_bytes());
+        let [_, dripped] = mapped_and_dripped(&bad, 64, 1 << 20);
+        assert!(dripped.unwrap_err().contains("byte-order magic"));
     }
 
     /// A damaged section or interface header is an error; a file that ends inside its
