@@ -63,7 +63,13 @@ fn replay_stdin(bytes: Vec<u8>, args: &[&str]) -> String {
 fn replay_fifo(dir: &Path, bytes: Vec<u8>, args: &[&str]) -> String {
     let fifo = dir.join("capture.fifo");
     let _ = std::fs::remove_file(&fifo);
-    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
     let writer = {
         let fifo = fifo.clone();
         std::thread::spawn(move || {
@@ -103,7 +109,14 @@ fn replay_fifo(dir: &Path, bytes: Vec<u8>, args: &[&str]) -> String {
 }
 
 fn replay_file(file: &Path, args: &[&str]) -> String {
-    stdout_of(podtap().arg("replay").arg(file).args(args).output().unwrap())
+    stdout_of(
+        podtap()
+            .arg("replay")
+            .arg(file)
+            .args(args)
+            .output()
+            .unwrap(),
+    )
 }
 
 fn sorted(s: &str) -> Vec<&str> {

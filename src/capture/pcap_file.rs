@@ -1,4 +1,5 @@
-//! pcap and pcapng capture files, memory-mapped and read without copying.
+//! pcap and pcapng capture files, memory-mapped and read without copying; or streams
+//! (standard input, FIFOs) read through a bounded buffer the frames borrow from.
 //!
 //! Classic pcap in both byte orders with micro- or nanosecond timestamps; pcapng with any
 //! number of sections and interfaces (per-interface link type and `if_tsresol`), Enhanced,
@@ -343,7 +344,8 @@ impl Source for PcapFileSource {
                     }
                 }
                 // The buffer is lent to the parse (frames borrow it) and given back after.
-                let (buf, filled, eof, base) = (std::mem::take(&mut s.buf), s.filled, s.eof, s.base);
+                let (buf, filled, eof, base) =
+                    (std::mem::take(&mut s.buf), s.filled, s.eof, s.base);
                 let r = self.parse(&buf[..filled], eof, base, max, &mut visit);
                 let Backing::Stream(s) = &mut self.backing else {
                     unreachable!("the backing does not change")
@@ -1079,8 +1081,11 @@ mod tests {
         let mut w = PcapWriter::new(Vec::new(), 1).unwrap();
         for i in 0..50u32 {
             let len = (i * 733 % 1471) as usize;
-            w.write(Timestamp::from_secs_nanos(7 + i as u64, i * 1000), &vec![i as u8; len])
-                .unwrap();
+            w.write(
+                Timestamp::from_secs_nanos(7 + i as u64, i * 1000),
+                &vec![i as u8; len],
+            )
+            .unwrap();
         }
         w.into_inner()
     }
