@@ -112,6 +112,7 @@ registry::decoders! {
     Tls = "tls" => tls::TlsParser [Tls = "tls"],
     Memcached = "memcached" => memcached::MemcachedParser [Memcached = "memcached"],
     Redis = "redis" => redis::RedisParser [Redis = "redis"],
+    Mysql = "mysql" => mysql::MysqlParser [Mysql = "mysql", Mariadb = "mariadb"],
 }
 
 /// A small deterministic generator (xorshift64) for the decoders' randomized tests.
