@@ -316,6 +316,8 @@ struct Conn {
     stats: MysqlStats,
     gap_seen: bool,
     scratch: String,
+    /// A compressed packet read as an ordinary one, to be read again as compressed.
+    refeed: Vec<u8>,
     /// Set when a direction must be re-armed (the other reached a boundary).
     rearm: [bool; 2],
 }
@@ -354,6 +356,7 @@ impl MysqlParser {
                 stats: MysqlStats::default(),
                 gap_seen: false,
                 scratch: String::new(),
+                refeed: Vec::new(),
                 rearm: [false; 2],
             },
         }
@@ -383,39 +386,49 @@ impl MysqlParser {
     }
 
     fn feed(&mut self, dir: Direction, mut bytes: &[u8], ts: Timestamp, out: &mut Vec<Transaction>) {
-        let d = dir.index();
         while !bytes.is_empty() && self.conn.phase != Phase::Stopped {
             if self.conn.compressed {
-                let mut inf = self.inflaters[d].take().unwrap_or_default();
-                loop {
-                    if self.conn.phase == Phase::Stopped || (bytes.is_empty() && inf.between_packets()) {
-                        break;
-                    }
-                    match inf.next(bytes) {
-                        Ok((n, plain)) => {
-                            bytes = &bytes[n..];
-                            let empty = plain.is_empty();
-                            if !empty {
-                                Self::feed_plain(&mut self.framers, &mut self.conn, dir, plain, ts, out);
-                            }
-                            if n == 0 && empty {
-                                break;
-                            }
-                        }
-                        Err(_) => {
-                            self.conn.stats.compression_unsupported += 1;
-                            self.conn.stop(out);
-                            return;
-                        }
-                    }
-                }
-                self.inflaters[d] = Some(inf);
+                self.feed_compressed(dir, bytes, ts, out);
                 return;
-            } else {
-                let n = Self::feed_plain(&mut self.framers, &mut self.conn, dir, bytes, ts, out);
-                bytes = &bytes[n..];
+            }
+            let n = Self::feed_plain(&mut self.framers, &mut self.conn, dir, bytes, ts, out);
+            bytes = &bytes[n..];
+            if !self.conn.refeed.is_empty() {
+                // The client's compressed packet, first read as an ordinary one.
+                let again = std::mem::take(&mut self.conn.refeed);
+                self.feed_compressed(dir, &again, ts, out);
             }
         }
+    }
+
+    /// Inflate compressed packets and frame the ordinary packets they hold. A compressed
+    /// packet first read as an ordinary one (picked up mid-connection) is fed again.
+    fn feed_compressed(&mut self, dir: Direction, mut bytes: &[u8], ts: Timestamp, out: &mut Vec<Transaction>) {
+        let d = dir.index();
+        let mut inf = self.inflaters[d].take().unwrap_or_default();
+        loop {
+            if self.conn.phase == Phase::Stopped || (bytes.is_empty() && inf.between_packets()) {
+                break;
+            }
+            match inf.next(bytes) {
+                Ok((n, plain)) => {
+                    bytes = &bytes[n..];
+                    let empty = plain.is_empty();
+                    if !empty {
+                        Self::feed_plain(&mut self.framers, &mut self.conn, dir, plain, ts, out);
+                    }
+                    if n == 0 && empty {
+                        break;
+                    }
+                }
+                Err(_) => {
+                    self.conn.stats.compression_unsupported += 1;
+                    self.conn.stop(out);
+                    return;
+                }
+            }
+        }
+        self.inflaters[d] = Some(inf);
     }
 
     /// Frame ordinary packets; returns the bytes consumed (all of them, unless the
@@ -504,10 +517,21 @@ impl Conn {
                 }
                 if self.looks_compressed(m) {
                     // Picked up in the middle of a compressed connection: this message
-                    // was its first compressed packet. Not decoded (its framing is
-                    // already consumed as an ordinary packet).
-                    self.stats.compression_unsupported += 1;
-                    self.phase = Phase::Stopped;
+                    // was a compressed packet. Read whole, it is fed again as one (its
+                    // header rebuilt from the ordinary one it was read as); cut, it is
+                    // counted and decoding stops rather than guess.
+                    if m.head.len() as u64 == m.len && m.seq_errors == 0 {
+                        let n = m.len as u32;
+                        self.refeed.clear();
+                        self.refeed.extend_from_slice(&n.to_le_bytes()[..3]);
+                        self.refeed.push(m.seq);
+                        self.refeed.extend_from_slice(m.head);
+                        self.compressed = true;
+                        self.phase = Phase::Command;
+                    } else {
+                        self.stats.compression_unsupported += 1;
+                        self.phase = Phase::Stopped;
+                    }
                     return;
                 }
                 self.phase = Phase::Command;
@@ -552,12 +576,8 @@ impl Conn {
     /// payload starts with a 3-byte uncompressed length followed either (0: stored) by an
     /// ordinary packet header whose length fills the rest, or by a zlib header.
     fn looks_compressed(&self, m: &Message<'_>) -> bool {
-        let h = m.head;
-        if h.len() < 7 || h[0] != COM_SLEEP {
-            return false;
-        }
         let _ = self;
-        looks_compressed_payload(m.len, h)
+        looks_compressed_payload(m.len, m.head)
     }
 
     /// The client's first message after the greeting (or the first seen, with sequence
@@ -1148,7 +1168,9 @@ impl Conn {
             tx.error = Some(code_s);
         } else if p.result_set {
             tx.attr_int("db.response.returned_rows", p.rows as i64);
-        } else if p.results > 0 && p.command != COM_STMT_PREPARE {
+        } else if p.results > 0
+            && matches!(p.command, COM_QUERY | COM_STMT_EXECUTE | COM_STMT_BULK_EXECUTE)
+        {
             tx.attr_int("podtap.mysql.affected_rows", p.affected as i64);
         }
         if p.results > 1 {
@@ -1240,7 +1262,7 @@ fn looks_compressed_payload(len: u64, h: &[u8]) -> bool {
     if ulen == 0 {
         // Stored: an ordinary packet header filling the rest, sequence 0, a command.
         let inner = u32::from_le_bytes([h[3], h[4], h[5], 0]) as u64;
-        inner + 4 + 3 == len && h[6] == 0 && h.get(7).is_some_and(|&c| command_name(c).is_some())
+        inner + 4 == len && h[6] == 0 && h.get(7).is_some_and(|&c| command_name(c).is_some())
     } else {
         // zlib: CMF 0x78 and a valid FCHECK.
         h[3] == 0x78 && (u16::from_be_bytes([h[3], h[4]]) % 31 == 0) && ulen <= MAX_PACKET as u64
@@ -1396,15 +1418,11 @@ pub fn probe(b: &[u8], dir: Direction, hinted: bool) -> Confidence {
                 return Confidence::No;
             }
             let cmd = payload[0];
-            if cmd == COM_SLEEP {
-                if payload.len() < 8 {
-                    return Confidence::NeedMore;
-                }
-                return if looks_compressed_payload(len as u64, &payload[1..]) {
-                    Confidence::Likely
-                } else {
-                    Confidence::No
-                };
+            if payload.len() >= 8 && looks_compressed_payload(len as u64, payload) {
+                return Confidence::Likely;
+            }
+            if cmd == COM_SLEEP && payload.len() < 8 {
+                return Confidence::NeedMore;
             }
             if cmd == COM_QUERY || cmd == COM_STMT_PREPARE {
                 let mut text = &payload[1..payload.len().min(len)];
