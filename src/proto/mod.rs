@@ -9,6 +9,7 @@
 
 pub mod detect;
 pub mod http_common;
+pub mod sql;
 #[macro_use]
 pub mod registry;
 pub mod scan;
