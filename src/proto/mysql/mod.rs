@@ -149,7 +149,7 @@ mod sqltext {
     use compact_str::CompactString;
 
     pub struct Summary {
-        pub operation: CompactString,
+        pub operation: Option<CompactString>,
         pub collection: Option<CompactString>,
         pub summary: CompactString,
     }
@@ -162,25 +162,34 @@ mod sqltext {
         }
     }
 
-    /// Temporary stand-in until `proto::sql` lands: the first word, upper-cased.
+    /// The statement's operation (None when the first word is not a statement keyword),
+    /// main table and `db.query.summary`, from the shared SQL tokenizer (MySQL dialect).
     pub fn summarize(b: &[u8]) -> Summary {
-        let t = text(b).trim_start();
-        let word: CompactString = t
-            .split(|c: char| !c.is_ascii_alphabetic())
-            .next()
-            .unwrap_or_default()
-            .to_ascii_uppercase()
-            .into();
+        let s = crate::proto::sql::summarize_in(crate::proto::sql::Dialect::MySql, text(b));
+        let operation = s.operation.map(CompactString::const_new);
+        // As `sql::query_summary` builds it, without a `String` on the way.
+        let summary = match (s.operation, s.collection) {
+            (Some(op), Some(c)) => {
+                let mut v = CompactString::with_capacity(op.len() + 1 + c.len());
+                v.push_str(op);
+                v.push(' ');
+                v.push_str(c);
+                v
+            }
+            (Some(op), None) => CompactString::const_new(op),
+            (None, _) => CompactString::const_new(""),
+        };
         Summary {
-            operation: word.clone(),
-            collection: None,
-            summary: word,
+            operation,
+            collection: s.collection.map(CompactString::from),
+            summary,
         }
     }
 
-    /// Temporary stand-in until `proto::sql` lands: nothing (no literal may leave).
-    pub fn normalize(_b: &[u8], _max: usize, out: &mut String) {
+    /// `db.query.text`: literals replaced by `?`, whitespace collapsed, bounded.
+    pub fn normalize(b: &[u8], max: usize, out: &mut String) {
         out.clear();
+        crate::proto::sql::normalize_in(crate::proto::sql::Dialect::MySql, text(b), max, out);
     }
 }
 
@@ -639,17 +648,16 @@ impl Conn {
             p.completeness |= Completeness::MIDSTREAM;
         }
         let body = &m.head[1..];
-        let truncated = m.len > m.head.len() as u64;
         match command {
             COM_QUERY => {
                 let text = self.query_text(body);
-                self.describe(&mut p, text, truncated);
+                self.describe(&mut p, text);
                 if p.operation == "USE" {
                     p.namespace = use_target(text);
                 }
             }
             COM_STMT_PREPARE => {
-                self.describe(&mut p, body, truncated);
+                self.describe(&mut p, body);
                 p.prepared = Some(Statement {
                     operation: p.operation.clone(),
                     collection: p.collection.clone(),
@@ -757,14 +765,16 @@ impl Conn {
         body
     }
 
-    fn describe(&mut self, p: &mut Pending, text: &[u8], truncated: bool) {
+    fn describe(&mut self, p: &mut Pending, text: &[u8]) {
         let s = sqltext::summarize(text);
-        p.operation = s.operation;
+        // A text whose first word is no statement keyword: the command's own name.
+        p.operation = s.operation.unwrap_or(CompactString::const_new("QUERY"));
         p.collection = s.collection;
-        p.summary = s.summary;
-        if truncated {
-            p.completeness |= 0;
-        }
+        p.summary = if s.summary.is_empty() {
+            p.operation.clone()
+        } else {
+            s.summary
+        };
         if self.cfg.query_text {
             sqltext::normalize(text, self.cfg.max_query_text, &mut self.scratch);
             if !self.scratch.is_empty() {

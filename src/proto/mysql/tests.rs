@@ -249,12 +249,12 @@ fn check_session(deprecate: bool) {
         })
         .collect();
     let want = [
-        "mariadb COM_QUERY SELECT ns=shop status=- rows=3 affected=- results=- []",
-        "mariadb COM_QUERY INSERT ns=shop status=- rows=- affected=2 results=- []",
-        "mariadb COM_QUERY SELEC ns=shop status=1064 rows=- affected=- results=- []",
-        "mariadb COM_STMT_PREPARE SELECT ns=shop status=- rows=- affected=- results=- []",
-        "mariadb COM_STMT_EXECUTE SELECT ns=shop status=- rows=1 affected=- results=- []",
-        "mariadb COM_STMT_CLOSE DEALLOCATE SELECT ns=shop status=- rows=- affected=- results=- []",
+        "mariadb COM_QUERY SELECT users ns=shop status=- rows=3 affected=- results=- []",
+        "mariadb COM_QUERY INSERT users ns=shop status=- rows=- affected=2 results=- []",
+        "mariadb COM_QUERY QUERY ns=shop status=1064 rows=- affected=- results=- []",
+        "mariadb COM_STMT_PREPARE SELECT users ns=shop status=- rows=- affected=- results=- []",
+        "mariadb COM_STMT_EXECUTE SELECT users ns=shop status=- rows=1 affected=- results=- []",
+        "mariadb COM_STMT_CLOSE DEALLOCATE SELECT users ns=shop status=- rows=- affected=- results=- []",
         "mariadb COM_INIT_DB INIT_DB ns=billing status=- rows=- affected=- results=- []",
         "mariadb COM_PING PING ns=billing status=- rows=- affected=- results=- []",
         "mariadb COM_QUERY CALL ns=billing status=- rows=2 affected=- results=2 []",
@@ -599,4 +599,35 @@ fn random_bytes_never_panic() {
         p.on_close(Timestamp::ZERO, false, &mut out);
         let _ = probe(&bytes, dir, true);
     }
+}
+
+#[test]
+fn query_text_is_opt_in_and_literal_free() {
+    let conv = vec![
+        (C, cmd(COM_QUERY, b"SELECT id FROM users WHERE pw = 'hunter2-s3cr3t' AND n = 42")),
+        (S, pkt(1, &ok_payload(0, 2))),
+    ];
+    let txs = testkit::check_all(decoder, &chunks(&conv));
+    assert!(txs[0].attr("db.query.text").is_none());
+    let cfg = MysqlConfig {
+        query_text: true,
+        ..MysqlConfig::default()
+    };
+    let txs = testkit::check_all(|| MysqlParser::new(&cfg), &chunks(&conv));
+    let text = s(&txs[0], "db.query.text");
+    assert!(text.starts_with("SELECT id FROM users WHERE pw = ?"), "{text}");
+    assert!(!text.contains("hunter2") && !text.contains("42"), "{text}");
+    assert_eq!(s(&txs[0], "db.collection.name"), "users");
+}
+
+#[test]
+fn use_changes_the_namespace() {
+    let conv = vec![
+        (C, cmd(COM_QUERY, b"USE `shop`")),
+        (S, pkt(1, &ok_payload(0, 2))),
+        (C, cmd(COM_PING, b"")),
+        (S, pkt(1, &ok_payload(0, 2))),
+    ];
+    let txs = testkit::check_all(decoder, &chunks(&conv));
+    assert_eq!(s(&txs[1], "db.namespace"), "shop");
 }
