@@ -105,6 +105,8 @@ pub struct MysqlStats {
     pub seq_mismatch: u64,
     /// Replies without a command. → `mysql.no_request`
     pub no_request: u64,
+    /// Commands whose reply was lost in a gap. → `l7.response_lost`
+    pub responses_lost: u64,
     /// Prepared statements not remembered (the map was full). → `mysql.statements_dropped`
     pub statements_dropped: u64,
     /// COM_STMT_EXECUTE of a statement whose PREPARE was not seen (or not kept).
@@ -134,6 +136,7 @@ impl MysqlStats {
         for (e, n) in [
             (Ev::L7ParseError, parse),
             (Ev::PendingLimit, self.pending_limit),
+            (Ev::ResponseLost, self.responses_lost),
             (Ev::TransactionTimeout, self.timeouts),
         ] {
             if n > 0 {
@@ -327,6 +330,11 @@ struct Conn {
     scratch: String,
     /// A compressed packet read as an ordinary one, to be read again as compressed.
     refeed: Vec<u8>,
+    /// Time of the chunk holding the first byte of each direction's current message.
+    msg_start: [Timestamp; 2],
+    /// A gap lost the server's framing: the replies of the commands pending then are
+    /// lost (settled when the next command comes).
+    resp_lost: bool,
     /// Set when a direction must be re-armed (the other reached a boundary).
     rearm: [bool; 2],
 }
@@ -366,6 +374,8 @@ impl MysqlParser {
                 gap_seen: false,
                 scratch: String::new(),
                 refeed: Vec::new(),
+                msg_start: [Timestamp::ZERO; 2],
+                resp_lost: false,
                 rearm: [false; 2],
             },
         }
@@ -460,6 +470,9 @@ impl MysqlParser {
                     framers[k].rearm();
                 }
             }
+            if framers[d].between_messages() {
+                conn.msg_start[d] = ts;
+            }
             let (n, m) = framers[d].next(&bytes[used..]);
             used += n;
             if let Some(m) = m {
@@ -467,6 +480,10 @@ impl MysqlParser {
                     Direction::ToServer => conn.on_client(&m, ts, out),
                     Direction::ToClient => conn.on_server(&m, ts, out),
                 }
+                // MySQL speaks in turns: a whole message from one side means the other
+                // is between messages (how a side that lost its framing in a gap finds
+                // it again).
+                conn.rearm[1 - d] = true;
                 if conn.compressed != was_compressed {
                     // The rest of these bytes is compressed.
                     return used;
@@ -638,7 +655,22 @@ impl Conn {
             let tx = self.finish(p, end, Completeness::NO_RESPONSE);
             out.push(tx);
         }
-        let mut p = Pending::new(command, ts);
+        if self.resp_lost {
+            // The replies of the commands before this one were lost in a gap.
+            self.resp_lost = false;
+            while let Some(p) = self.pending.pop_front() {
+                self.stats.responses_lost += 1;
+                let end = p.last;
+                let why = if p.resp_bytes > 0 {
+                    Completeness::GAP | Completeness::TRUNCATED
+                } else {
+                    Completeness::GAP | Completeness::NO_RESPONSE
+                };
+                let tx = self.finish(p, end, why);
+                out.push(tx);
+            }
+        }
+        let mut p = Pending::new(command, self.msg_start[0]);
         p.req_bytes = m.wire;
         p.seq_next = m.last_seq.wrapping_add(1);
         if m.gap {
@@ -808,7 +840,10 @@ impl Conn {
                     out.push(tx);
                     return;
                 }
-                self.stats.no_request += 1;
+                // Counted once per reply: its first packet follows a one-packet command.
+                if m.seq == 1 {
+                    self.stats.no_request += 1;
+                }
             }
             Phase::Auth => match m.head.first() {
                 Some(0x00) => {
@@ -857,7 +892,10 @@ impl Conn {
         let caps = self.caps.unwrap_or(0);
         let mariadb_caps = self.mariadb_caps;
         let Some(p) = self.pending.front_mut() else {
-            self.stats.no_request += 1;
+            // Counted once per reply: its first packet follows a one-packet command.
+            if m.seq == 1 {
+                self.stats.no_request += 1;
+            }
             return;
         };
         if m.seq != p.seq_next {
@@ -889,6 +927,13 @@ impl Conn {
                         self.stats.malformed += 1;
                     }
                     done = true;
+                }
+                Some(0xfe) if p.command == COM_CHANGE_USER => p.reply = Reply::Auth,
+                Some(_) if p.command == COM_STMT_FETCH => {
+                    // Binary rows (header 0x00) up to an EOF or OK.
+                    p.result_set = true;
+                    p.reply = Reply::Rows;
+                    done = Self::row_or_end(p, h, m.len, terminator);
                 }
                 Some(0x00) if p.command == COM_STMT_PREPARE => {
                     // stmt id 4, columns 2, params 2, filler 1, warnings 2.
@@ -935,11 +980,6 @@ impl Conn {
                             done = true;
                         }
                     }
-                    if p.command == COM_CHANGE_USER && first == Some(0xfe) && m.len >= 7 {
-                        // An auth switch request, not an OK.
-                        done = false;
-                        p.reply = Reply::Auth;
-                    }
                 }
                 Some(0xfb) if p.command == COM_QUERY => p.reply = Reply::Infile,
                 _ if p.command == COM_STATISTICS => done = true,
@@ -972,11 +1012,6 @@ impl Conn {
                             done = true;
                         }
                     }
-                }
-                Some(_) if p.command == COM_STMT_FETCH => {
-                    p.result_set = true;
-                    p.reply = Reply::Rows;
-                    p.rows += 1;
                 }
                 _ => {
                     self.stats.malformed += 1;
@@ -1109,8 +1144,6 @@ impl Conn {
             }
             let tx = self.finish(p, ts, 0);
             out.push(tx);
-            // The client is at a boundary now.
-            self.rearm[0] = true;
         }
     }
 
@@ -1312,11 +1345,15 @@ impl L7Parser for MysqlParser {
         }
         match dir {
             Direction::ToServer => {
-                // Commands may be lost: the reply under way still belongs to the front.
+                // Commands may be lost: replies to them find no command (counted), and
+                // the reply under way still belongs to the front.
             }
             Direction::ToClient => {
+                // The rest of the reply under way (and maybe whole replies) is lost: the
+                // commands pending now are settled when the next command comes.
                 if let Some(p) = self.conn.pending.front_mut() {
                     p.completeness |= Completeness::GAP;
+                    self.conn.resp_lost = true;
                 }
             }
         }

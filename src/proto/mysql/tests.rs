@@ -631,3 +631,48 @@ fn use_changes_the_namespace() {
     let txs = testkit::check_all(decoder, &chunks(&conv));
     assert_eq!(s(&txs[1], "db.namespace"), "shop");
 }
+
+#[test]
+fn a_lost_reply_does_not_shift_the_pairs() {
+    let conv = vec![
+        (C, cmd(COM_QUERY, b"SELECT a FROM t")),
+        (S, result_set(1, 3, 2, false)),
+        (C, cmd(COM_QUERY, b"SELECT b FROM u")),
+        (S, result_set(1, 2, 2, false)),
+    ];
+    let mut p = decoder();
+    let txs = testkit::feed_with_gap(&mut p, &chunks(&conv), 1);
+    assert_eq!(txs.len(), 2);
+    assert!(txs[0].completeness.has(Completeness::GAP));
+    assert!(txs[0].completeness.has(Completeness::NO_RESPONSE));
+    assert_eq!(s(&txs[1], "db.query.summary"), "SELECT u");
+    assert_eq!(s(&txs[1], "db.response.returned_rows"), "2");
+    assert_eq!(txs[1].completeness.0, Completeness::MIDSTREAM);
+    assert_eq!(p.take_stats().responses_lost, 1);
+    // A lost command: its reply is counted, the next pair is whole.
+    let mut p = decoder();
+    let txs = testkit::feed_with_gap(&mut p, &chunks(&conv), 0);
+    assert_eq!(txs.len(), 1);
+    assert_eq!(s(&txs[0], "db.query.summary"), "SELECT u");
+    assert_eq!(s(&txs[0], "db.response.returned_rows"), "2");
+    assert_eq!(p.take_stats().no_request, 1);
+}
+
+#[test]
+fn cursor_fetch() {
+    // EXECUTE with a read-only cursor: column definitions only; FETCH brings the rows.
+    let mut exec = 1u32.to_le_bytes().to_vec();
+    exec.extend_from_slice(&[1, 1, 0, 0, 0]);
+    let mut fetch = 1u32.to_le_bytes().to_vec();
+    fetch.extend_from_slice(&10u32.to_le_bytes());
+    let conv = vec![
+        (C, cmd(COM_STMT_EXECUTE, &exec)),
+        (S, pkts(1, &[vec![1], coldef("a"), eof_payload(0x41)])),
+        (C, cmd(COM_STMT_FETCH, &fetch)),
+        (S, pkts(1, &[vec![0, 0, 1, b'x'], vec![0, 0, 1, b'y'], eof_payload(0x80)])),
+    ];
+    let txs = testkit::check_all(decoder, &chunks(&conv));
+    assert_eq!(txs.len(), 2);
+    assert_eq!(txs[1].operation, "FETCH");
+    assert_eq!(s(&txs[1], "db.response.returned_rows"), "2");
+}
