@@ -541,7 +541,7 @@ impl Conn {
                     self.stats.malformed += 1;
                     return;
                 }
-                if self.looks_compressed(m) {
+                if looks_compressed_payload(m.len, m.head) {
                     // Picked up in the middle of a compressed connection: this message
                     // was a compressed packet. Read whole, it is fed again as one (its
                     // header rebuilt from the ordinary one it was read as); cut, it is
@@ -596,14 +596,6 @@ impl Conn {
             }
             Phase::Stopped => {}
         }
-    }
-
-    /// Whether a message read as an ordinary packet is a compressed packet's header: its
-    /// payload starts with a 3-byte uncompressed length followed either (0: stored) by an
-    /// ordinary packet header whose length fills the rest, or by a zlib header.
-    fn looks_compressed(&self, m: &Message<'_>) -> bool {
-        let _ = self;
-        looks_compressed_payload(m.len, m.head)
     }
 
     /// The client's first message after the greeting (or the first seen, with sequence
@@ -1140,6 +1132,10 @@ impl Conn {
             if p.error.is_none() {
                 if let Some(ns) = &p.namespace {
                     self.namespace = Some(ns.clone());
+                }
+                if matches!(p.command, COM_CHANGE_USER | COM_RESET_CONNECTION) {
+                    // A new session: the server dropped its prepared statements.
+                    self.statements.clear();
                 }
             }
             let tx = self.finish(p, ts, 0);

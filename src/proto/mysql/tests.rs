@@ -676,3 +676,53 @@ fn cursor_fetch() {
     assert_eq!(txs[1].operation, "FETCH");
     assert_eq!(s(&txs[1], "db.response.returned_rows"), "2");
 }
+
+#[test]
+fn documented_config_is_the_default() {
+    let cfg = crate::config::Config::load(None).unwrap();
+    assert_eq!(cfg.protocols.mysql.settings, MysqlConfig::default());
+    assert!(cfg.protocols.mysql.enabled);
+    assert!(MysqlParser::validate(&MysqlConfig::default()).is_ok());
+    let small = MysqlConfig {
+        max_statement_bytes: 8,
+        ..MysqlConfig::default()
+    };
+    assert!(MysqlParser::validate(&small).is_err());
+}
+
+#[test]
+fn change_user_resets_the_session() {
+    let mut cu = vec![COM_CHANGE_USER];
+    cu.extend_from_slice(b"other\0");
+    cu.push(SECRET.len() as u8);
+    cu.extend_from_slice(SECRET.as_bytes());
+    cu.extend_from_slice(b"newdb\0");
+    let mut prep_ok = vec![0];
+    prep_ok.extend_from_slice(&3u32.to_le_bytes());
+    prep_ok.extend_from_slice(&[0; 7]);
+    let mut switch = vec![0xfe];
+    switch.extend_from_slice(b"mysql_native_password\0");
+    switch.extend_from_slice(&[7; 20]);
+    let conv = vec![
+        (S, greeting("8.0.36", BASE_CAPS | CLIENT_CONNECT_WITH_DB)),
+        (C, login(BASE_CAPS, "u", Some("db"))),
+        (S, pkt(2, &ok_payload(0, 2))),
+        (C, cmd(COM_STMT_PREPARE, b"DELETE FROM t")),
+        (S, pkt(1, &prep_ok)),
+        (C, pkt(0, &cu)),
+        (S, pkt(1, &switch)),
+        (C, pkt(2, SECRET.as_bytes())),
+        (S, pkt(3, &ok_payload(0, 2))),
+        (C, cmd(COM_PING, b"")),
+        (S, pkt(1, &ok_payload(0, 2))),
+    ];
+    let mut p = decoder();
+    let txs = testkit::check_all(decoder, &chunks(&conv));
+    testkit::feed_whole(&mut p, &chunks(&conv));
+    assert_eq!(txs.len(), 3);
+    assert_eq!(txs[1].operation, "CHANGE_USER");
+    assert_eq!(s(&txs[2], "db.namespace"), "newdb");
+    assert_eq!(p.statements(), 0);
+    assert!(!format!("{txs:?}").contains("hunter2"));
+    assert_eq!(p.take_stats(), MysqlStats::default());
+}
