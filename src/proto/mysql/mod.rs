@@ -880,6 +880,20 @@ impl Conn {
     }
 
     fn on_reply(&mut self, m: &Message<'_>, ts: Timestamp, out: &mut Vec<Transaction>) {
+        let eof = m.head.first() == Some(&0xfe) && m.len < 7;
+        if !eof
+            && self.caps.is_none()
+            && self.pending.front().is_some_and(|p| p.reply == Reply::PrepColumnsEof)
+            && let Some(p) = self.pending.pop_front()
+        {
+            // Picked up mid-connection, a PREPARE's column definitions were not followed
+            // by an EOF: the client asked for DEPRECATE_EOF (learned here). The PREPARE
+            // was complete, and this message starts the next reply.
+            self.deprecate_eof_seen = Some(true);
+            let end = p.last;
+            let tx = self.finish(p, end, 0);
+            out.push(tx);
+        }
         let deprecate_eof = self.deprecate_eof();
         let caps = self.caps.unwrap_or(0);
         let mariadb_caps = self.mariadb_caps;
@@ -1097,9 +1111,9 @@ impl Conn {
                 }
             }
             Reply::PrepColumnsEof => {
-                // An EOF (or, when DEPRECATE_EOF was not known, the next reply's first
-                // packet would be misread: the EOF is expected here).
-                if !(terminator && m.len < 7) {
+                if terminator && m.len < 7 {
+                    learned_eof = Some(false);
+                } else {
                     self.stats.malformed += 1;
                 }
                 done = true;

@@ -726,3 +726,22 @@ fn change_user_resets_the_session() {
     assert!(!format!("{txs:?}").contains("hunter2"));
     assert_eq!(p.take_stats(), MysqlStats::default());
 }
+
+#[test]
+fn midstream_prepare_without_parameters_learns_deprecate_eof() {
+    let mut ok = vec![0];
+    ok.extend_from_slice(&5u32.to_le_bytes());
+    ok.extend_from_slice(&1u16.to_le_bytes());
+    ok.extend_from_slice(&[0, 0, 0, 0, 0]);
+    let conv = vec![
+        (C, cmd(COM_STMT_PREPARE, b"SELECT a FROM t")),
+        (S, pkts(1, &[ok, coldef("a")])),
+        (C, cmd(COM_PING, b"")),
+        (S, pkt(1, &ok_payload(0, 2))),
+    ];
+    let txs = testkit::check_all(decoder, &chunks(&conv));
+    assert_eq!(txs.len(), 2);
+    assert_eq!(txs[0].operation, "PREPARE");
+    assert_eq!(txs[1].operation, "PING");
+    assert!(txs.iter().all(|t| !t.completeness.has(Completeness::NO_RESPONSE)));
+}
