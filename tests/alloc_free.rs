@@ -376,7 +376,7 @@ fn redis_messages_do_not_allocate() {
     assert_eq!(
         totals
             .counters
-            .get(podtap::events::Event::RedisPushMessages),
+            .get(podtap::events::Event::named("redis.push_messages").unwrap()),
         flows as u64 * 3 * 23
     );
 }

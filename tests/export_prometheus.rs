@@ -147,7 +147,7 @@ fn capture_health_series_exist_at_zero_before_anything_happens() {
     let _workers = [e.worker_handle(0), e.worker_handle(1)];
     let s = series(&http_get(port, "/metrics").1);
     let zero = |k: &str| assert_eq!(s.get(k), Some(&0.0), "{k} in {s:#?}");
-    for ev in Event::ALL {
+    for ev in Event::all() {
         zero(&format!(
             "podtap_events_total{{podtap_event=\"{}\"}}",
             ev.name()
@@ -214,7 +214,7 @@ fn live_daemon_has_capture_health_series_from_the_start() {
         Duration::from_secs(5),
     );
     let s = series(&http_get(prom, "/metrics").1);
-    for ev in podtap::events::Event::ALL {
+    for ev in podtap::events::Event::all() {
         let k = format!("podtap_events_total{{podtap_event=\"{}\"}}", ev.name());
         assert!(s.contains_key(&k), "{k} in {s:#?}");
     }

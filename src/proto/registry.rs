@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 
 use super::detect::Transport;
 use super::{Confidence, Direction, L7Parser, Protocol, Transaction};
-use crate::events::Counters;
+use crate::events::{DecoderCounters, DecoderEvent};
 use crate::stats::Metric;
 
 /// The first bytes a probe looks at.
@@ -48,6 +48,9 @@ pub trait ProtocolDecoder: L7Parser + Sized {
     const PORTS: &'static [u16];
     /// Transports it decodes.
     const TRANSPORTS: &'static [Transport];
+    /// Its own drop, error and notable events (declared with `decoder_events!` in its
+    /// folder; `NoEvents` when the core ones say it all).
+    type Events: DecoderEvent;
 
     /// Checks serde cannot express: the message, for `protocols.<name>`.
     fn validate(_cfg: &Self::Config) -> Result<(), String> {
@@ -63,7 +66,7 @@ pub trait ProtocolDecoder: L7Parser + Sized {
     /// The protocol its transactions report now (HTTP/2 turns to gRPC on seeing it).
     fn protocol(&self) -> Protocol;
     /// Fold its drop/error counts since the last call into `c`.
-    fn drain_stats(&mut self, c: &mut Counters);
+    fn drain_stats(&mut self, c: &mut DecoderCounters<'_, Self::Events>);
     /// How a transaction of protocol `p` (one of this decoder's) becomes telemetry.
     fn telemetry(p: Protocol) -> &'static Telemetry;
 }
@@ -234,6 +237,17 @@ macro_rules! decoders {
             }
         }
 
+        /// Each decoder's own events, in the order of the list (the event table numbers
+        /// them after the core events).
+        pub const DECODER_EVENT_TABLES: &[&[$crate::events::EventInfo]] = &[
+            $( <<$module::$ty as $crate::proto::registry::ProtocolDecoder>::Events
+                as $crate::events::DecoderEvent>::INFO, )*
+        ];
+
+        /// How many events the decoders declare, all together.
+        pub const DECODER_EVENTS: usize = 0 $( + <<$module::$ty as $crate::proto::registry::ProtocolDecoder>::Events
+            as $crate::events::DecoderEvent>::INFO.len() )*;
+
         /// Static dispatch over the decoders (no trait objects on the packet path).
         pub enum Decoder {
             /// Streams no decoder claimed: counted, not decoded.
@@ -260,7 +274,13 @@ macro_rules! decoders {
             pub fn drain_stats(&mut self, c: &mut Counters) {
                 match self {
                     Decoder::StreamStats(_) => {}
-                    $( Decoder::$variant(p) => $crate::proto::registry::ProtocolDecoder::drain_stats(p, c), )*
+                    $( Decoder::$variant(p) => $crate::proto::registry::ProtocolDecoder::drain_stats(
+                        p,
+                        &mut $crate::events::DecoderCounters::new(
+                            c,
+                            const { $crate::events::decoder_event_offset(DecoderKind::$variant as usize) },
+                        ),
+                    ), )*
                 }
             }
         }

@@ -114,7 +114,7 @@ pub fn interface_series(name: &Arc<str>) -> [(Metric, Attrs); 2] {
 
 /// The series of every event kind (`podtap.events`), registered at zero at start.
 pub fn event_series() -> impl Iterator<Item = (Metric, Attrs)> {
-    Event::ALL.iter().map(|e| (Metric::Events, event_attrs(*e)))
+    Event::all().map(|e| (Metric::Events, event_attrs(e)))
 }
 
 fn event_attrs(e: Event) -> Attrs {
@@ -202,9 +202,9 @@ impl WorkerStats {
 
     /// Fold the growth of the worker's event counters into the delta.
     pub fn events(&mut self, c: &Counters) {
-        for &e in Event::ALL {
+        for (i, e) in Event::all().enumerate() {
             let now = c.get(e);
-            let seen = &mut self.events_seen[e as usize];
+            let seen = &mut self.events_seen[i];
             if now > *seen {
                 self.store.add(Metric::Events, &event_attrs(e), now - *seen);
                 *seen = now;

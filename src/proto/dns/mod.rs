@@ -686,6 +686,7 @@ impl ProtocolDecoder for DnsParser {
     type Shared = DnsConfig;
     const PORTS: &'static [u16] = &[53, 5353, 5053];
     const TRANSPORTS: &'static [Transport] = &[Transport::Udp, Transport::Tcp];
+    type Events = crate::events::NoEvents;
 
     fn prepare(cfg: &super::ProtocolsConfig) -> Result<Self::Shared, String> {
         Ok(cfg.dns.settings.clone())
@@ -726,8 +727,8 @@ impl ProtocolDecoder for DnsParser {
         Protocol::Dns
     }
 
-    fn drain_stats(&mut self, c: &mut Counters) {
-        self.take_stats().add_to(c)
+    fn drain_stats(&mut self, c: &mut crate::events::DecoderCounters<'_, Self::Events>) {
+        self.take_stats().add_to(c.core())
     }
 
     fn telemetry(_: Protocol) -> &'static Telemetry {

@@ -17,7 +17,6 @@ use super::http_common::{HttpSettings, HttpStats, RouteCache, TraceHeaders, loss
 use super::registry::{Probe, ProtocolDecoder, Telemetry};
 use super::scan::token_eq_lower;
 use super::{Completeness, Confidence, Direction, L7Parser, Progress, Protocol, Transaction};
-use crate::events::Counters;
 use crate::time::Timestamp;
 
 /// How an HTTP/1 request line starts (method and space).
@@ -1221,6 +1220,7 @@ impl ProtocolDecoder for Http1Parser {
     type Shared = Arc<HttpSettings>;
     const PORTS: &'static [u16] = &[80, 8080, 8000, 8081, 3000, 5000, 9090];
     const TRANSPORTS: &'static [Transport] = &[Transport::Tcp];
+    type Events = crate::events::NoEvents;
 
     fn validate(cfg: &Self::Config) -> Result<(), String> {
         super::http_common::HttpConfig::validate(cfg)
@@ -1254,8 +1254,8 @@ impl ProtocolDecoder for Http1Parser {
         Protocol::Http
     }
 
-    fn drain_stats(&mut self, c: &mut Counters) {
-        self.take_stats().add_to(c)
+    fn drain_stats(&mut self, c: &mut crate::events::DecoderCounters<'_, Self::Events>) {
+        self.take_stats().add_to(c.core())
     }
 
     fn telemetry(_: Protocol) -> &'static Telemetry {

@@ -25,7 +25,6 @@ use super::detect::Transport;
 use super::http_common::{HttpSettings, HttpStats, TraceHeaders};
 use super::registry::{MetricAttr, Probe, ProtocolDecoder, Telemetry};
 use super::{Completeness, Confidence, Direction, L7Parser, Progress, Protocol, Transaction};
-use crate::events::Counters;
 use crate::time::Timestamp;
 use parser::{FrameError, FrameHeader, HEADER_LEN};
 
@@ -1111,6 +1110,7 @@ impl ProtocolDecoder for Http2Parser {
     type Shared = (Arc<HttpSettings>, Http2Config);
     const PORTS: &'static [u16] = &[50051];
     const TRANSPORTS: &'static [Transport] = &[Transport::Tcp];
+    type Events = crate::events::NoEvents;
 
     fn validate(cfg: &Self::Config) -> Result<(), String> {
         cfg.validate().map_err(|(k, m)| format!("{k}: {m}"))
@@ -1156,8 +1156,8 @@ impl ProtocolDecoder for Http2Parser {
         Http2Parser::protocol(self)
     }
 
-    fn drain_stats(&mut self, c: &mut Counters) {
-        self.take_stats().add_to(c)
+    fn drain_stats(&mut self, c: &mut crate::events::DecoderCounters<'_, Self::Events>) {
+        self.take_stats().add_to(c.core())
     }
 
     fn telemetry(p: Protocol) -> &'static Telemetry {

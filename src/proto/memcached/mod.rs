@@ -62,7 +62,7 @@ pub use self::parser::{
 use super::detect::Transport;
 use super::registry::{Probe, ProtocolDecoder, Telemetry};
 use super::{Completeness, Confidence, Direction, L7Parser, Progress, Protocol, Transaction};
-use crate::events::{Counters, Event as Ev};
+use crate::events::{DecoderCounters, Event as Ev, decoder_events};
 use crate::time::Timestamp;
 
 /// `[memcached]`: settings of the memcached decoder.
@@ -102,6 +102,18 @@ impl Default for MemcachedConfig {
     }
 }
 
+decoder_events! {
+    /// memcached's own events (`memcached.*` counters).
+    pub enum MemcachedEvent {
+        Malformed => "memcached.malformed", warn, "memcached reply line, binary header, reply data block or UDP frame that does not parse: the direction resynchronises";
+        LineTooLong => "memcached.line_too_long", warn, "memcached text line over 8 KiB (retrieval commands excepted): skipped, the direction resynchronises";
+        ValueTooLarge => "memcached.value_too_large", warn, "memcached value longer than memcached.max_value_bytes: its transaction is marked truncated and the direction resynchronises";
+        NoRequest => "memcached.no_request", warn, "memcached reply without a request (lost in a gap): reported with no_request";
+        GetHits => "memcached.get_hits", debug, "keys found by memcached retrieval commands (get, gets, mg, binary GET family), as memcached's get_hits";
+        GetMisses => "memcached.get_misses", debug, "keys not found by memcached retrieval commands, as memcached's get_misses";
+    }
+}
+
 /// What went wrong or was notable on one connection since the last `take_stats`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MemcachedStats {
@@ -125,21 +137,16 @@ pub struct MemcachedStats {
 
 impl MemcachedStats {
     /// Fold the counts into the worker's event counters.
-    pub fn add_to(&self, c: &mut Counters) {
-        for (e, n) in [
-            (Ev::MemcachedMalformed, self.malformed),
-            (Ev::MemcachedLineTooLong, self.line_too_long),
-            (Ev::MemcachedValueTooLarge, self.value_too_large),
-            (Ev::MemcachedNoRequest, self.no_request),
-            (Ev::MemcachedGetHits, self.get_hits),
-            (Ev::MemcachedGetMisses, self.get_misses),
-            (Ev::PendingLimit, self.pending_limit),
-            (Ev::TransactionTimeout, self.timeouts),
-        ] {
-            if n > 0 {
-                c.add(e, n);
-            }
-        }
+    pub fn add_to(&self, c: &mut DecoderCounters<'_, MemcachedEvent>) {
+        use MemcachedEvent::*;
+        c.add_own(Malformed, self.malformed);
+        c.add_own(LineTooLong, self.line_too_long);
+        c.add_own(ValueTooLarge, self.value_too_large);
+        c.add_own(NoRequest, self.no_request);
+        c.add_own(GetHits, self.get_hits);
+        c.add_own(GetMisses, self.get_misses);
+        c.add(Ev::PendingLimit, self.pending_limit);
+        c.add(Ev::TransactionTimeout, self.timeouts);
     }
 }
 
@@ -1096,6 +1103,7 @@ impl ProtocolDecoder for MemcachedParser {
     type Shared = MemcachedConfig;
     const PORTS: &'static [u16] = &[11211];
     const TRANSPORTS: &'static [Transport] = &[Transport::Tcp, Transport::Udp];
+    type Events = MemcachedEvent;
 
     fn prepare(cfg: &super::ProtocolsConfig) -> Result<Self::Shared, String> {
         Ok(cfg.memcached.settings.clone())
@@ -1113,7 +1121,7 @@ impl ProtocolDecoder for MemcachedParser {
         Protocol::Memcached
     }
 
-    fn drain_stats(&mut self, c: &mut Counters) {
+    fn drain_stats(&mut self, c: &mut DecoderCounters<'_, Self::Events>) {
         self.take_stats().add_to(c)
     }
 

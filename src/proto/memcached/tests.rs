@@ -350,10 +350,12 @@ fn text_attributes_sizes_and_counters() {
     // get test_key (1 hit), get x k1 k2 y (2 hits, 2 misses); gat counts as a touch.
     assert_eq!((st.get_hits, st.get_misses), (3, 2));
     assert_eq!((st.malformed, st.no_request, st.line_too_long), (0, 0, 0));
-    let mut c = Counters::default();
-    st.add_to(&mut c);
-    assert_eq!(c.get(Ev::MemcachedGetHits), 3);
-    assert_eq!(c.get(Ev::MemcachedGetMisses), 2);
+    let mut c = crate::events::Counters::default();
+    let at = crate::events::decoder_event_offset(crate::proto::DecoderKind::Memcached as usize);
+    st.add_to(&mut DecoderCounters::new(&mut c, at));
+    assert_eq!(c.get(Ev::of(MemcachedEvent::GetHits)), 3);
+    assert_eq!(c.get(Ev::of(MemcachedEvent::GetMisses)), 2);
+    assert_eq!(Ev::of(MemcachedEvent::GetHits).name(), "memcached.get_hits");
 }
 
 #[test]

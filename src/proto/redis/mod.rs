@@ -39,7 +39,7 @@ use self::parser::{GapEffect, Kind, Limits, Out, ParseError, Reply, ReplyParser,
 use super::detect::Transport;
 use super::registry::{Probe, ProtocolDecoder, Telemetry};
 use super::{Completeness, Confidence, Direction, L7Parser, Progress, Protocol, Transaction};
-use crate::events::{Counters, Event};
+use crate::events::{DecoderCounters, Event, decoder_events};
 use crate::time::Timestamp;
 
 /// Longest command name looked up (the longest known is 29 bytes).
@@ -122,6 +122,16 @@ impl RedisConfig {
     }
 }
 
+decoder_events! {
+    /// Redis's own events (`redis.*` counters).
+    pub enum RedisEvent {
+        Malformed => "redis.malformed", warn, "bytes of a Redis connection that are not RESP: skipped to the next plausible message";
+        TooDeep => "redis.too_deep", warn, "Redis reply nested deeper than redis.max_depth: skipped to the next plausible message";
+        BulkTooLarge => "redis.bulk_too_large", warn, "Redis bulk string longer than redis.max_bulk_bytes: skipped to the next plausible message";
+        PushMessages => "redis.push_messages", debug, "Redis pub/sub message, RESP3 push or MONITOR line: counted, not paired with a command";
+    }
+}
+
 /// What went wrong or was notable on one connection since the last `take_stats`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RedisStats {
@@ -143,20 +153,14 @@ pub struct RedisStats {
 
 impl RedisStats {
     /// Fold the counts into the worker's event counters.
-    pub fn add_to(&self, c: &mut Counters) {
-        for (e, n) in [
-            (Event::RedisMalformed, self.malformed),
-            (Event::RedisTooDeep, self.too_deep),
-            (Event::RedisBulkTooLarge, self.bulk_too_large),
-            (Event::RedisPushMessages, self.push_messages),
-            (Event::PendingLimit, self.pending_limit),
-            (Event::TransactionTimeout, self.timeouts),
-            (Event::ResponseLost, self.replies_lost),
-        ] {
-            if n > 0 {
-                c.add(e, n);
-            }
-        }
+    pub fn add_to(&self, c: &mut DecoderCounters<'_, RedisEvent>) {
+        c.add_own(RedisEvent::Malformed, self.malformed);
+        c.add_own(RedisEvent::TooDeep, self.too_deep);
+        c.add_own(RedisEvent::BulkTooLarge, self.bulk_too_large);
+        c.add_own(RedisEvent::PushMessages, self.push_messages);
+        c.add(Event::PendingLimit, self.pending_limit);
+        c.add(Event::TransactionTimeout, self.timeouts);
+        c.add(Event::ResponseLost, self.replies_lost);
     }
 
     fn count(&mut self, e: ParseError) {
@@ -1110,6 +1114,7 @@ impl ProtocolDecoder for RedisParser {
     type Shared = Arc<RedisConfig>;
     const PORTS: &'static [u16] = &[6379];
     const TRANSPORTS: &'static [Transport] = &[Transport::Tcp];
+    type Events = RedisEvent;
 
     fn validate(cfg: &Self::Config) -> Result<(), String> {
         cfg.validate().map_err(|(k, m)| format!("{k}: {m}"))
@@ -1132,7 +1137,7 @@ impl ProtocolDecoder for RedisParser {
         Protocol::Redis
     }
 
-    fn drain_stats(&mut self, c: &mut Counters) {
+    fn drain_stats(&mut self, c: &mut DecoderCounters<'_, Self::Events>) {
         self.take_stats().add_to(c)
     }
 

@@ -1,6 +1,7 @@
 use super::parser::{Kind, Limits, Out, ParseError, ReplyParser, RequestParser};
 use super::*;
-use crate::proto::{AttrValue, test_rng};
+use crate::events::Counters;
+use crate::proto::{AttrValue, Decoder, test_rng};
 use Direction::{ToClient as S, ToServer as C};
 
 /// Feeding a decoder a conversation in every way a capture can deliver it. Written for
@@ -1322,7 +1323,11 @@ fn events_are_named_and_counted() {
         replies_lost: 7,
     };
     let mut c = Counters::default();
-    st.add_to(&mut c);
+    let mut d = Decoder::Redis(RedisParser::default());
+    if let Decoder::Redis(p) = &mut d {
+        p.stats = st;
+    }
+    d.drain_stats(&mut c);
     let got: Vec<_> = c.nonzero().map(|(e, n)| (e.name(), n)).collect();
     for want in [
         ("redis.malformed", 1),

@@ -811,6 +811,7 @@ impl ProtocolDecoder for TlsParser {
     type Shared = TlsConfig;
     const PORTS: &'static [u16] = &[443, 8443, 6443];
     const TRANSPORTS: &'static [Transport] = &[Transport::Tcp];
+    type Events = crate::events::NoEvents;
 
     fn prepare(cfg: &super::ProtocolsConfig) -> Result<Self::Shared, String> {
         Ok(cfg.tls.settings.clone())
@@ -841,8 +842,8 @@ impl ProtocolDecoder for TlsParser {
         Protocol::Tls
     }
 
-    fn drain_stats(&mut self, c: &mut Counters) {
-        self.take_stats().add_to(c)
+    fn drain_stats(&mut self, c: &mut crate::events::DecoderCounters<'_, Self::Events>) {
+        self.take_stats().add_to(c.core())
     }
 
     fn telemetry(_: Protocol) -> &'static Telemetry {
