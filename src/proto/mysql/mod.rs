@@ -45,7 +45,7 @@ use self::parser::*;
 use super::detect::Transport;
 use super::registry::{Probe, ProtocolDecoder, Telemetry};
 use super::{Completeness, Confidence, Direction, L7Parser, Progress, Protocol, Transaction};
-use crate::events::{Counters, Event as Ev};
+use crate::events::{DecoderCounters, Event, decoder_events};
 use crate::time::Timestamp;
 
 /// `[protocols.mysql]`: settings of the MySQL/MariaDB decoder.
@@ -127,22 +127,36 @@ pub struct MysqlStats {
     pub timeouts: u64,
 }
 
+decoder_events! {
+    /// MySQL's own events (`mysql.*` counters).
+    pub enum MysqlEvent {
+        Malformed => "mysql.malformed", warn, "MySQL message that does not parse as the connection's state expects, or longer than mysql.max_message_bytes";
+        SequenceMismatch => "mysql.sequence_mismatch", warn, "MySQL packet whose sequence id does not follow the one before: counted, the count followed from it";
+        NoRequest => "mysql.no_request", warn, "MySQL reply without a command (its command lost in a gap, or before the capture)";
+        StatementsDropped => "mysql.statements_dropped", warn, "MySQL prepared statement not remembered: the connection's map held mysql.max_statements";
+        UnknownStatement => "mysql.unknown_statement", debug, "MySQL COM_STMT_EXECUTE of a statement whose PREPARE was not seen or kept: reported as EXECUTE";
+        Tls => "mysql.tls", debug, "MySQL connection switched to TLS: not decoded further";
+        CompressionUnsupported => "mysql.compression_unsupported", warn, "MySQL compressed connection that cannot be read (zstd, zlib that does not inflate, a gap): not decoded further";
+        Replication => "mysql.replication", debug, "MySQL replication stream (COM_BINLOG_DUMP): not decoded further";
+        SkippedBytes => "mysql.skipped_bytes", debug, "bytes of a MySQL connection skipped while a direction was out of sync after a gap";
+    }
+}
+
 impl MysqlStats {
     /// Fold the counts into the worker's event counters.
-    pub fn add_to(&self, c: &mut Counters) {
-        // Until decoder-local events exist, the decoder's own counts fold into the core
-        // parse-error event; the pairing counts have core events of their own.
-        let parse = self.malformed + self.compression_unsupported;
-        for (e, n) in [
-            (Ev::L7ParseError, parse),
-            (Ev::PendingLimit, self.pending_limit),
-            (Ev::ResponseLost, self.responses_lost),
-            (Ev::TransactionTimeout, self.timeouts),
-        ] {
-            if n > 0 {
-                c.add(e, n);
-            }
-        }
+    pub fn add_to(&self, c: &mut DecoderCounters<'_, MysqlEvent>) {
+        c.add_own(MysqlEvent::Malformed, self.malformed);
+        c.add_own(MysqlEvent::SequenceMismatch, self.seq_mismatch);
+        c.add_own(MysqlEvent::NoRequest, self.no_request);
+        c.add_own(MysqlEvent::StatementsDropped, self.statements_dropped);
+        c.add_own(MysqlEvent::UnknownStatement, self.unknown_statement);
+        c.add_own(MysqlEvent::Tls, self.tls);
+        c.add_own(MysqlEvent::CompressionUnsupported, self.compression_unsupported);
+        c.add_own(MysqlEvent::Replication, self.replication);
+        c.add_own(MysqlEvent::SkippedBytes, self.skipped_bytes);
+        c.add(Event::PendingLimit, self.pending_limit);
+        c.add(Event::TransactionTimeout, self.timeouts);
+        c.add(Event::ResponseLost, self.responses_lost);
     }
 }
 
@@ -1519,6 +1533,7 @@ impl ProtocolDecoder for MysqlParser {
     type Shared = MysqlConfig;
     const PORTS: &'static [u16] = &[3306];
     const TRANSPORTS: &'static [Transport] = &[Transport::Tcp];
+    type Events = MysqlEvent;
 
     fn validate(cfg: &Self::Config) -> Result<(), String> {
         if cfg.max_statement_bytes < 64 {
@@ -1546,7 +1561,7 @@ impl ProtocolDecoder for MysqlParser {
         self.conn.protocol()
     }
 
-    fn drain_stats(&mut self, c: &mut Counters) {
+    fn drain_stats(&mut self, c: &mut DecoderCounters<'_, Self::Events>) {
         self.take_stats().add_to(c)
     }
 
