@@ -36,7 +36,14 @@ fn tshark_mysql(file: &Path, port: u16) -> (BTreeMap<u8, u64>, BTreeMap<String, 
         .arg("-r")
         .arg(file)
         .args(["-d", &format!("tcp.port=={port},mysql")])
-        .args(["-T", "fields", "-e", "mysql.command", "-e", "mysql.error_code"])
+        .args([
+            "-T",
+            "fields",
+            "-e",
+            "mysql.command",
+            "-e",
+            "mysql.error_code",
+        ])
         .output()
         .expect("tshark is installed");
     let mut cmds = BTreeMap::new();
@@ -96,7 +103,11 @@ const CORPUS: &[(&str, u16, &str)] = &[
     // Compressed protocol picked up after the handshake: tshark reads each compressed
     // packet's header as an ordinary one (command 0, "Sleep"); podtap inflates it and
     // reports the command inside.
-    ("deepflow/mysql/mysql-compressed-response.pcap", 30130, "compressed"),
+    (
+        "deepflow/mysql/mysql-compressed-response.pcap",
+        30130,
+        "compressed",
+    ),
     ("deepflow/mysql/mysql-database.pcap", 20130, ""),
     ("deepflow/mysql/mysql-error.pcap", 20130, ""),
     ("deepflow/mysql/mysql-exec.pcap", 30130, ""),
@@ -117,7 +128,11 @@ const CORPUS: &[(&str, u16, &str)] = &[
     // SYN the flow layer takes the lower port for the server, so the query travels
     // "to the client" and nothing is decoded. tshark reads the one compressed query as
     // command 0 ("Sleep"), as in the other compressed captures.
-    ("deepflow/mysql/partial-packet-compressed.pcap", 30130, "roles"),
+    (
+        "deepflow/mysql/partial-packet-compressed.pcap",
+        30130,
+        "roles",
+    ),
     ("deepflow/mysql/truncate-1024.pcap", 6033, ""),
     ("packetbeat/mysql_affected_rows.pcap", 3306, ""),
     ("packetbeat/mysql_connection.pcap", 3306, ""),
@@ -179,7 +194,10 @@ fn corpus_mysql_captures_equal_tshark() {
     }
     let get = |rel: &str| {
         let r = results.iter().find(|r| r.0 == rel).unwrap();
-        mysql_transactions(&r.3).into_iter().cloned().collect::<Vec<_>>()
+        mysql_transactions(&r.3)
+            .into_iter()
+            .cloned()
+            .collect::<Vec<_>>()
     };
     // What the upstream tests assert, where they do: packetbeat's affected rows and
     // returned rows, deepflow's statement ids, login error and compressed response.
@@ -215,7 +233,11 @@ fn mariadb(ns: &Netns, ip: &str, dir: &Path) -> Mariadb {
     sh(Command::new("mariadb-install-db")
         .arg("--no-defaults")
         .arg(format!("--datadir={}", data.display()))
-        .args(["--user=root", "--auth-root-authentication-method=normal", "--skip-test-db"])
+        .args([
+            "--user=root",
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+        ])
         .stdout(Stdio::null()));
     let socket = dir.join("sock");
     let child = ns
@@ -225,7 +247,12 @@ fn mariadb(ns: &Netns, ip: &str, dir: &Path) -> Mariadb {
         .arg(format!("--socket={}", socket.display()))
         .arg(format!("--pid-file={}", dir.join("pid").display()))
         .arg(format!("--bind-address={ip}"))
-        .args(["--port=3306", "--user=root", "--skip-log-bin", "--skip-name-resolve"])
+        .args([
+            "--port=3306",
+            "--user=root",
+            "--skip-log-bin",
+            "--skip-name-resolve",
+        ])
         .args(["--max-allowed-packet=64M", "--innodb-buffer-pool-size=32M"])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("err.log")).unwrap())
@@ -272,7 +299,10 @@ impl Mariadb {
             .lines()
             .filter_map(|l| {
                 let (k, v) = l.split_once('\t')?;
-                Some((k.trim_start_matches("Com_").to_string(), v.trim().parse().ok()?))
+                Some((
+                    k.trim_start_matches("Com_").to_string(),
+                    v.trim().parse().ok()?,
+                ))
             })
             .collect()
     }
@@ -400,7 +430,10 @@ fn real_mariadb_counts_equal_its_com_status() {
     let pcap = dir.path().join("mysql.pcap");
     let mut dump = tcpdump(&pair.server, &pair.server_if, &pcap);
 
-    sh(pair.client.cmd("python3").args(["-c", PY_CLIENT, SERVER_IP, SECRET]));
+    sh(pair
+        .client
+        .cmd("python3")
+        .args(["-c", PY_CLIENT, SERVER_IP, SECRET]));
     // mysqlslap: auto-generated mixed load, fixed queries and iterations.
     sh(pair.client.cmd("mysqlslap").args([
         "--no-defaults",
@@ -450,7 +483,10 @@ fn real_mariadb_counts_equal_its_com_status() {
         }
     }
     // The server also counts the statements a procedure runs: CALL two() runs two SELECTs.
-    let calls = txs.iter().filter(|t| t["db.operation.name"] == "CALL").count() as i64;
+    let calls = txs
+        .iter()
+        .filter(|t| t["db.operation.name"] == "CALL")
+        .count() as i64;
     *podtap.entry("select".into()).or_default() += 2 * calls;
     // Every counter the server moved that podtap has a name for, and every one podtap
     // counted, agree; SHOW statements are not compared (Com_show_* per object).
@@ -462,12 +498,18 @@ fn real_mariadb_counts_equal_its_com_status() {
     podtap.retain(|k, _| !k.starts_with("show_"));
     assert_eq!(podtap, compared, "podtap vs Com_ deltas");
     // The error, exact.
-    let errors: Vec<_> = txs.iter().filter(|t| t.get("error.type").is_some()).collect();
+    let errors: Vec<_> = txs
+        .iter()
+        .filter(|t| t.get("error.type").is_some())
+        .collect();
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(errors[0]["db.response.status_code"], "1146");
     assert_eq!(errors[0]["podtap.mysql.sqlstate"], "42S02");
     // The multi-result CALL: one transaction, three results, three rows.
-    let call: Vec<_> = txs.iter().filter(|t| t["db.operation.name"] == "CALL").collect();
+    let call: Vec<_> = txs
+        .iter()
+        .filter(|t| t["db.operation.name"] == "CALL")
+        .collect();
     assert_eq!(call.len(), 1);
     assert_eq!(call[0]["podtap.mysql.results"], 3);
     assert_eq!(call[0]["db.response.returned_rows"], 3 + 2);
@@ -498,12 +540,19 @@ fn real_mariadb_counts_equal_its_com_status() {
     t_cmds.remove(&0);
     t_cmds.retain(|&c, _| c <= 0x1f);
     for (c, n) in &t_cmds {
-        assert!(p_cmds.get(c).copied().unwrap_or(0) >= *n, "command {c}: tshark {n}, podtap {p_cmds:?}");
+        assert!(
+            p_cmds.get(c).copied().unwrap_or(0) >= *n,
+            "command {c}: tshark {n}, podtap {p_cmds:?}"
+        );
     }
     assert_eq!(p_errs, t_errs);
     // With db.query.text on, the text is there and the secret still is not.
     let cfg = dir.path().join("podtap.toml");
-    std::fs::write(&cfg, "[protocols.mysql]\nquery_text = true\nredact = false\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "[protocols.mysql]\nquery_text = true\nredact = false\n",
+    )
+    .unwrap();
     let records = Command::new(env!("CARGO_BIN_EXE_podtap"))
         .arg("--config")
         .arg(&cfg)
@@ -514,5 +563,8 @@ fn real_mariadb_counts_equal_its_com_status() {
     assert!(records.status.success());
     let text = String::from_utf8_lossy(&records.stdout);
     assert!(text.contains("db.query.text"));
-    assert!(!text.contains(SECRET), "the secret left podtap with query_text on");
+    assert!(
+        !text.contains(SECRET),
+        "the secret left podtap with query_text on"
+    );
 }

@@ -151,7 +151,10 @@ impl MysqlStats {
         c.add_own(MysqlEvent::StatementsDropped, self.statements_dropped);
         c.add_own(MysqlEvent::UnknownStatement, self.unknown_statement);
         c.add_own(MysqlEvent::Tls, self.tls);
-        c.add_own(MysqlEvent::CompressionUnsupported, self.compression_unsupported);
+        c.add_own(
+            MysqlEvent::CompressionUnsupported,
+            self.compression_unsupported,
+        );
         c.add_own(MysqlEvent::Replication, self.replication);
         c.add_own(MysqlEvent::SkippedBytes, self.skipped_bytes);
         c.add(Event::PendingLimit, self.pending_limit);
@@ -418,7 +421,13 @@ impl MysqlParser {
         self.conn.statements.len()
     }
 
-    fn feed(&mut self, dir: Direction, mut bytes: &[u8], ts: Timestamp, out: &mut Vec<Transaction>) {
+    fn feed(
+        &mut self,
+        dir: Direction,
+        mut bytes: &[u8],
+        ts: Timestamp,
+        out: &mut Vec<Transaction>,
+    ) {
         while !bytes.is_empty() && self.conn.phase != Phase::Stopped {
             if self.conn.compressed {
                 self.feed_compressed(dir, bytes, ts, out);
@@ -436,7 +445,13 @@ impl MysqlParser {
 
     /// Inflate compressed packets and frame the ordinary packets they hold. A compressed
     /// packet first read as an ordinary one (picked up mid-connection) is fed again.
-    fn feed_compressed(&mut self, dir: Direction, mut bytes: &[u8], ts: Timestamp, out: &mut Vec<Transaction>) {
+    fn feed_compressed(
+        &mut self,
+        dir: Direction,
+        mut bytes: &[u8],
+        ts: Timestamp,
+        out: &mut Vec<Transaction>,
+    ) {
         let d = dir.index();
         let mut inf = self.inflaters[d].take().unwrap_or_default();
         loop {
@@ -478,10 +493,9 @@ impl MysqlParser {
         let was_compressed = conn.compressed;
         let mut used = 0;
         while used < bytes.len() && conn.phase != Phase::Stopped {
-            for k in 0..2 {
-                if conn.rearm[k] {
-                    conn.rearm[k] = false;
-                    framers[k].rearm();
+            for (f, rearm) in framers.iter_mut().zip(conn.rearm.iter_mut()) {
+                if std::mem::take(rearm) {
+                    f.rearm();
                 }
             }
             if framers[d].between_messages() {
@@ -704,9 +718,15 @@ impl Conn {
                 });
                 p.operation = CompactString::const_new("PREPARE");
             }
-            COM_STMT_EXECUTE | COM_STMT_BULK_EXECUTE | COM_STMT_FETCH | COM_STMT_RESET
-            | COM_STMT_CLOSE | COM_STMT_SEND_LONG_DATA => {
-                let id = body.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+            COM_STMT_EXECUTE
+            | COM_STMT_BULK_EXECUTE
+            | COM_STMT_FETCH
+            | COM_STMT_RESET
+            | COM_STMT_CLOSE
+            | COM_STMT_SEND_LONG_DATA => {
+                let id = body
+                    .get(..4)
+                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
                 p.statement_id = id;
                 let st = id.and_then(|id| self.statements.get(&id));
                 let verb = match command {
@@ -737,7 +757,8 @@ impl Conn {
                     }
                 }
                 // Flags: a cursor type other than none.
-                p.cursor = command == COM_STMT_EXECUTE && body.get(4).is_some_and(|f| f & 0x0f != 0);
+                p.cursor =
+                    command == COM_STMT_EXECUTE && body.get(4).is_some_and(|f| f & 0x0f != 0);
                 if command == COM_STMT_CLOSE
                     && let Some(id) = id
                 {
@@ -750,7 +771,8 @@ impl Conn {
                 p.summary = p.operation.clone();
             }
             COM_CHANGE_USER => {
-                let (_user, db) = parse_change_user(m.head, self.caps.unwrap_or(CLIENT_SECURE_CONNECTION));
+                let (_user, db) =
+                    parse_change_user(m.head, self.caps.unwrap_or(CLIENT_SECURE_CONNECTION));
                 p.namespace = db.and_then(name);
                 p.operation = CompactString::const_new("CHANGE_USER");
                 p.summary = p.operation.clone();
@@ -856,7 +878,8 @@ impl Conn {
                     self.phase = Phase::Command;
                     self.rearm = [true; 2];
                     let caps = self.caps.unwrap_or(0);
-                    if caps & CLIENT_ZSTD_COMPRESSION_ALGORITHM != 0 && caps & CLIENT_COMPRESS == 0 {
+                    if caps & CLIENT_ZSTD_COMPRESSION_ALGORITHM != 0 && caps & CLIENT_COMPRESS == 0
+                    {
                         self.stats.compression_unsupported += 1;
                         self.phase = Phase::Stopped;
                     } else if caps & CLIENT_COMPRESS != 0 {
@@ -897,7 +920,10 @@ impl Conn {
         let eof = m.head.first() == Some(&0xfe) && m.len < 7;
         if !eof
             && self.caps.is_none()
-            && self.pending.front().is_some_and(|p| p.reply == Reply::PrepColumnsEof)
+            && self
+                .pending
+                .front()
+                .is_some_and(|p| p.reply == Reply::PrepColumnsEof)
             && let Some(p) = self.pending.pop_front()
         {
             // Picked up mid-connection, a PREPARE's column definitions were not followed
@@ -957,7 +983,9 @@ impl Conn {
                 }
                 Some(0x00) if p.command == COM_STMT_PREPARE => {
                     // stmt id 4, columns 2, params 2, filler 1, warnings 2.
-                    let id = h.get(1..5).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                    let id = h
+                        .get(1..5)
+                        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
                     let cols = u16_le(h, 5) as u64;
                     let params = u16_le(h, 7) as u64;
                     if let (Some(id), Some(st)) = (id, p.prepared.take()) {
@@ -970,8 +998,8 @@ impl Conn {
                             self.stats.statements_dropped += 1;
                         }
                     }
-                    let optional = caps & CLIENT_OPTIONAL_RESULTSET_METADATA != 0
-                        && h.get(12) == Some(&0);
+                    let optional =
+                        caps & CLIENT_OPTIONAL_RESULTSET_METADATA != 0 && h.get(12) == Some(&0);
                     if optional {
                         done = true;
                     } else if params > 0 {
@@ -982,30 +1010,32 @@ impl Conn {
                         done = true;
                     }
                 }
-                Some(0x00) | Some(0xfe) => {
-                    match parse_ok(h, m.len) {
-                        Some(ok) => {
-                            p.affected += ok.affected_rows;
-                            p.results += 1;
-                            if ok.status & SERVER_MORE_RESULTS_EXISTS != 0
-                                && matches!(p.command, COM_QUERY | COM_STMT_EXECUTE)
-                            {
-                                p.reply = Reply::First;
-                            } else {
-                                done = true;
-                            }
-                        }
-                        None => {
-                            self.stats.malformed += 1;
+                Some(0x00) | Some(0xfe) => match parse_ok(h, m.len) {
+                    Some(ok) => {
+                        p.affected += ok.affected_rows;
+                        p.results += 1;
+                        if ok.status & SERVER_MORE_RESULTS_EXISTS != 0
+                            && matches!(p.command, COM_QUERY | COM_STMT_EXECUTE)
+                        {
+                            p.reply = Reply::First;
+                        } else {
                             done = true;
                         }
                     }
-                }
+                    None => {
+                        self.stats.malformed += 1;
+                        done = true;
+                    }
+                },
                 Some(0xfb) if p.command == COM_QUERY => p.reply = Reply::Infile,
                 _ if p.command == COM_STATISTICS => done = true,
                 _ if p.command == COM_FIELD_LIST => p.reply = Reply::FieldList,
                 _ if p.command == COM_CHANGE_USER => p.reply = Reply::Auth,
-                _ if matches!(p.command, COM_QUERY | COM_STMT_EXECUTE | COM_STMT_BULK_EXECUTE) => {
+                _ if matches!(
+                    p.command,
+                    COM_QUERY | COM_STMT_EXECUTE | COM_STMT_BULK_EXECUTE
+                ) =>
+                {
                     let mut i = 0;
                     match lenenc(h, &mut i) {
                         Some(n) if n > 0 && n <= 4096 => {
@@ -1236,7 +1266,10 @@ impl Conn {
         } else if p.result_set {
             tx.attr_int("db.response.returned_rows", p.rows as i64);
         } else if p.results > 0
-            && matches!(p.command, COM_QUERY | COM_STMT_EXECUTE | COM_STMT_BULK_EXECUTE)
+            && matches!(
+                p.command,
+                COM_QUERY | COM_STMT_EXECUTE | COM_STMT_BULK_EXECUTE
+            )
         {
             tx.attr_int("podtap.mysql.affected_rows", p.affected as i64);
         }
@@ -1269,7 +1302,10 @@ fn use_target(text: &[u8]) -> Option<CompactString> {
     let t = sqltext::text(text).trim_start();
     let rest = t.get(3..)?.trim_start();
     let rest = rest.trim_end_matches([';', ' ', '\n', '\r', '\t']);
-    let db = rest.strip_prefix('`').and_then(|r| r.strip_suffix('`')).unwrap_or(rest);
+    let db = rest
+        .strip_prefix('`')
+        .and_then(|r| r.strip_suffix('`'))
+        .unwrap_or(rest);
     (!db.is_empty() && db.len() <= 64 && !db.contains(char::is_whitespace))
         .then(|| CompactString::from(db))
 }
@@ -1300,10 +1336,10 @@ fn skip_attributes(body: &[u8], mut i: usize, count: u64) -> Option<usize> {
             continue;
         }
         let size = match t {
-            0x01 => 1,                      // TINY
-            0x02 | 0x0d => 2,               // SHORT, YEAR
-            0x03 | 0x04 | 0x09 => 4,        // LONG, FLOAT, INT24
-            0x05 | 0x08 => 8,               // DOUBLE, LONGLONG
+            0x01 => 1,               // TINY
+            0x02 | 0x0d => 2,        // SHORT, YEAR
+            0x03 | 0x04 | 0x09 => 4, // LONG, FLOAT, INT24
+            0x05 | 0x08 => 8,        // DOUBLE, LONGLONG
             0x07 | 0x0a | 0x0b | 0x0c => {
                 // TIMESTAMP, DATE, TIME, DATETIME: a length byte first.
                 1 + *body.get(i)? as usize
@@ -1332,7 +1368,9 @@ fn looks_compressed_payload(len: u64, h: &[u8]) -> bool {
         inner + 4 == len && h[6] == 0 && h.get(7).is_some_and(|&c| command_name(c).is_some())
     } else {
         // zlib: CMF 0x78 and a valid FCHECK.
-        h[3] == 0x78 && (u16::from_be_bytes([h[3], h[4]]) % 31 == 0) && ulen <= MAX_PACKET as u64
+        h[3] == 0x78
+            && u16::from_be_bytes([h[3], h[4]]).is_multiple_of(31)
+            && ulen <= MAX_PACKET as u64
     }
 }
 
@@ -1421,11 +1459,48 @@ impl L7Parser for MysqlParser {
 
 /// SQL statements' first words: a COM_QUERY that starts with one is MySQL for certain.
 const KEYWORDS: &[&str] = &[
-    "SELECT", "INSERT", "UPDATE", "DELETE", "REPLACE", "SET", "SHOW", "USE", "BEGIN",
-    "COMMIT", "ROLLBACK", "CALL", "CREATE", "DROP", "ALTER", "WITH", "EXPLAIN", "DESC",
-    "DESCRIBE", "START", "TRUNCATE", "GRANT", "REVOKE", "LOCK", "UNLOCK", "SAVEPOINT",
-    "RELEASE", "DO", "LOAD", "ANALYZE", "OPTIMIZE", "KILL", "FLUSH", "PREPARE", "EXECUTE",
-    "DEALLOCATE", "XA", "HANDLER", "RENAME", "CHECK", "REPAIR", "SELECT",
+    "SELECT",
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "REPLACE",
+    "SET",
+    "SHOW",
+    "USE",
+    "BEGIN",
+    "COMMIT",
+    "ROLLBACK",
+    "CALL",
+    "CREATE",
+    "DROP",
+    "ALTER",
+    "WITH",
+    "EXPLAIN",
+    "DESC",
+    "DESCRIBE",
+    "START",
+    "TRUNCATE",
+    "GRANT",
+    "REVOKE",
+    "LOCK",
+    "UNLOCK",
+    "SAVEPOINT",
+    "RELEASE",
+    "DO",
+    "LOAD",
+    "ANALYZE",
+    "OPTIMIZE",
+    "KILL",
+    "FLUSH",
+    "PREPARE",
+    "EXECUTE",
+    "DEALLOCATE",
+    "XA",
+    "HANDLER",
+    "RENAME",
+    "CHECK",
+    "REPAIR",
+    "SELECT",
 ];
 
 /// Whether `text` starts (after blanks and comments' openers) like a SQL statement:
@@ -1436,7 +1511,10 @@ fn sql_start(text: &[u8]) -> Option<bool> {
     if t.starts_with(b"/*") || t.starts_with(b"--") || t.starts_with(b"#") {
         return Some(false);
     }
-    let end = t.iter().position(|c| !c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let end = t
+        .iter()
+        .position(|c| !c.is_ascii_alphabetic())
+        .unwrap_or(t.len());
     if end == 0 {
         return None;
     }
@@ -1445,7 +1523,11 @@ fn sql_start(text: &[u8]) -> Option<bool> {
         // Cut by the end of what was seen.
         return Some(false);
     }
-    Some(KEYWORDS.iter().any(|k| k.as_bytes().eq_ignore_ascii_case(word)))
+    Some(
+        KEYWORDS
+            .iter()
+            .any(|k| k.as_bytes().eq_ignore_ascii_case(word)),
+    )
 }
 
 /// How sure the first bytes of a flow are MySQL. From the server: the greeting (a 4-byte

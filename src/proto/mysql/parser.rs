@@ -681,6 +681,8 @@ impl Inflater {
 
 impl std::fmt::Debug for Inflater {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Inflater").field("left", &self.left).finish()
+        f.debug_struct("Inflater")
+            .field("left", &self.left)
+            .finish()
     }
 }

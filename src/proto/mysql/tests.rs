@@ -42,7 +42,12 @@ fn greeting(version: &str, caps: u32) -> Vec<u8> {
 const SECRET: &str = "hunter2-s3cr3t";
 
 fn login(caps: u32, user: &str, db: Option<&str>) -> Vec<u8> {
-    let caps = caps | if db.is_some() { CLIENT_CONNECT_WITH_DB } else { 0 };
+    let caps = caps
+        | if db.is_some() {
+            CLIENT_CONNECT_WITH_DB
+        } else {
+            0
+        };
     let mut p = caps.to_le_bytes().to_vec();
     p.extend_from_slice(&(1u32 << 24).to_le_bytes());
     p.push(33);
@@ -194,16 +199,31 @@ fn session(deprecate: bool) -> Vec<(Direction, Vec<u8>)> {
         (S, greeting("5.5.5-10.11.6-MariaDB-0+deb12u1", server_caps)),
         (C, login(caps, "app", Some("shop"))),
         (S, pkt(2, &ok_payload(0, 2))),
-        (C, cmd(COM_QUERY, b"SELECT id, name FROM users WHERE pw = 'hunter2-s3cr3t'")),
+        (
+            C,
+            cmd(
+                COM_QUERY,
+                b"SELECT id, name FROM users WHERE pw = 'hunter2-s3cr3t'",
+            ),
+        ),
         (S, result_set(2, 3, 2, deprecate)),
-        (C, cmd(COM_QUERY, b"INSERT INTO users VALUES (1, 'a'), (2, 'b')")),
+        (
+            C,
+            cmd(COM_QUERY, b"INSERT INTO users VALUES (1, 'a'), (2, 'b')"),
+        ),
         (S, pkt(1, &ok_payload(2, 2))),
         (C, cmd(COM_QUERY, b"SELEC oops")),
         (
             S,
-            pkt(1, &err_payload(1064, "42000", "You have an error near 'hunter2-s3cr3t'")),
+            pkt(
+                1,
+                &err_payload(1064, "42000", "You have an error near 'hunter2-s3cr3t'"),
+            ),
         ),
-        (C, cmd(COM_STMT_PREPARE, b"SELECT name FROM users WHERE id = ?")),
+        (
+            C,
+            cmd(COM_STMT_PREPARE, b"SELECT name FROM users WHERE id = ?"),
+        ),
         (S, pkts(1, &prep)),
         (C, cmd(COM_STMT_EXECUTE, &exec)),
         (S, pkts(1, &exec_reply)),
@@ -318,7 +338,10 @@ fn auth_switch_is_not_a_transaction_and_refused_login_is_one() {
         (C, pkt(3, SECRET.as_bytes())),
         (S, pkt(4, &[0x01, 0x04])),
         (C, pkt(5, SECRET.as_bytes())),
-        (S, pkt(6, &err_payload(1045, "28000", "Access denied for user 'u'"))),
+        (
+            S,
+            pkt(6, &err_payload(1045, "28000", "Access denied for user 'u'")),
+        ),
     ];
     let txs = testkit::check_all(decoder, &chunks(&conv));
     assert_eq!(txs.len(), 1);
@@ -339,10 +362,16 @@ fn redact_false_exports_message_and_user() {
         (C, login(BASE_CAPS, "app", None)),
         (S, pkt(2, &ok_payload(0, 2))),
         (C, cmd(COM_QUERY, b"SELECT 1")),
-        (S, pkt(1, &err_payload(1146, "42S02", "Table 'x' doesn't exist"))),
+        (
+            S,
+            pkt(1, &err_payload(1146, "42S02", "Table 'x' doesn't exist")),
+        ),
     ];
     let txs = testkit::check_all(|| MysqlParser::new(&cfg), &chunks(&conv));
-    assert_eq!(s(&txs[0], "podtap.mysql.error_message"), "Table 'x' doesn't exist");
+    assert_eq!(
+        s(&txs[0], "podtap.mysql.error_message"),
+        "Table 'x' doesn't exist"
+    );
     assert_eq!(s(&txs[0], "podtap.mysql.user"), "app");
 }
 
@@ -356,8 +385,14 @@ fn ssl_request_stops() {
     ];
     let mut d = decoder();
     let mut out = Vec::new();
-    assert_eq!(d.on_data(S, &conv[0].1, Timestamp::ZERO, &mut out), Progress::Continue);
-    assert_eq!(d.on_data(C, &conv[1].1, Timestamp::ZERO, &mut out), Progress::Done);
+    assert_eq!(
+        d.on_data(S, &conv[0].1, Timestamp::ZERO, &mut out),
+        Progress::Continue
+    );
+    assert_eq!(
+        d.on_data(C, &conv[1].1, Timestamp::ZERO, &mut out),
+        Progress::Done
+    );
     assert_eq!(d.take_stats().tls, 1);
     assert!(out.is_empty());
 }
@@ -407,7 +442,12 @@ fn payload_over_16_mib_is_one_message() {
     let mut wire = pkt(0, &payload[..MAX_PACKET as usize]);
     wire.extend(pkt(1, &payload[MAX_PACKET as usize..]));
     let reply = pkt(2, &ok_payload(1, 2));
-    for cuts in [vec![], vec![3], vec![5, 17, 4096], vec![MAX_PACKET as usize + 2]] {
+    for cuts in [
+        vec![],
+        vec![3],
+        vec![5, 17, 4096],
+        vec![MAX_PACKET as usize + 2],
+    ] {
         let mut p = decoder();
         let mut out = Vec::new();
         let mut at = 0;
@@ -438,7 +478,13 @@ fn local_infile() {
     let mut req = vec![0xfb];
     req.extend_from_slice(b"/tmp/x.csv");
     let conv = vec![
-        (C, cmd(COM_QUERY, b"LOAD DATA LOCAL INFILE '/tmp/x.csv' INTO TABLE t")),
+        (
+            C,
+            cmd(
+                COM_QUERY,
+                b"LOAD DATA LOCAL INFILE '/tmp/x.csv' INTO TABLE t",
+            ),
+        ),
         (S, pkt(1, &req)),
         (C, pkt(2, b"1,2\n3,4\n")),
         (C, pkt(3, b"")),
@@ -526,7 +572,12 @@ fn statement_map_is_bounded() {
     let mut p = MysqlParser::new(&cfg);
     let mut out = Vec::new();
     for id in 1u32..=4 {
-        p.on_data(C, &cmd(COM_STMT_PREPARE, b"SELECT 1"), Timestamp::ZERO, &mut out);
+        p.on_data(
+            C,
+            &cmd(COM_STMT_PREPARE, b"SELECT 1"),
+            Timestamp::ZERO,
+            &mut out,
+        );
         let mut ok = vec![0];
         ok.extend_from_slice(&id.to_le_bytes());
         ok.extend_from_slice(&[0; 7]);
@@ -604,7 +655,13 @@ fn random_bytes_never_panic() {
 #[test]
 fn query_text_is_opt_in_and_literal_free() {
     let conv = vec![
-        (C, cmd(COM_QUERY, b"SELECT id FROM users WHERE pw = 'hunter2-s3cr3t' AND n = 42")),
+        (
+            C,
+            cmd(
+                COM_QUERY,
+                b"SELECT id FROM users WHERE pw = 'hunter2-s3cr3t' AND n = 42",
+            ),
+        ),
         (S, pkt(1, &ok_payload(0, 2))),
     ];
     let txs = testkit::check_all(decoder, &chunks(&conv));
@@ -615,7 +672,10 @@ fn query_text_is_opt_in_and_literal_free() {
     };
     let txs = testkit::check_all(|| MysqlParser::new(&cfg), &chunks(&conv));
     let text = s(&txs[0], "db.query.text");
-    assert!(text.starts_with("SELECT id FROM users WHERE pw = ?"), "{text}");
+    assert!(
+        text.starts_with("SELECT id FROM users WHERE pw = ?"),
+        "{text}"
+    );
     assert!(!text.contains("hunter2") && !text.contains("42"), "{text}");
     assert_eq!(s(&txs[0], "db.collection.name"), "users");
 }
@@ -669,7 +729,13 @@ fn cursor_fetch() {
         (C, cmd(COM_STMT_EXECUTE, &exec)),
         (S, pkts(1, &[vec![1], coldef("a"), eof_payload(0x41)])),
         (C, cmd(COM_STMT_FETCH, &fetch)),
-        (S, pkts(1, &[vec![0, 0, 1, b'x'], vec![0, 0, 1, b'y'], eof_payload(0x80)])),
+        (
+            S,
+            pkts(
+                1,
+                &[vec![0, 0, 1, b'x'], vec![0, 0, 1, b'y'], eof_payload(0x80)],
+            ),
+        ),
     ];
     let txs = testkit::check_all(decoder, &chunks(&conv));
     assert_eq!(txs.len(), 2);
@@ -743,5 +809,8 @@ fn midstream_prepare_without_parameters_learns_deprecate_eof() {
     assert_eq!(txs.len(), 2);
     assert_eq!(txs[0].operation, "PREPARE");
     assert_eq!(txs[1].operation, "PING");
-    assert!(txs.iter().all(|t| !t.completeness.has(Completeness::NO_RESPONSE)));
+    assert!(
+        txs.iter()
+            .all(|t| !t.completeness.has(Completeness::NO_RESPONSE))
+    );
 }
