@@ -201,6 +201,32 @@ fn corpus_mysql_captures_equal_tshark() {
     };
     // What the upstream tests assert, where they do: packetbeat's affected rows and
     // returned rows, deepflow's statement ids, login error and compressed response.
+    // packetbeat's mysql_with_whitespaces test: 7 queries (podtap also reports the 5
+    // COM_PING between them, which packetbeat does not), the 6th a SELECT of table test
+    // whose response is 118 bytes.
+    let t: Vec<_> = get("packetbeat/mysql_with_whitespaces.pcap")
+        .into_iter()
+        .filter(|t| t["podtap.mysql.command"] == "COM_QUERY")
+        .collect();
+    let ops: Vec<_> = t
+        .iter()
+        .map(|t| t["db.operation.name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            "SET",
+            "SET",
+            "DROP TABLE",
+            "CREATE TABLE",
+            "INSERT",
+            "SELECT",
+            "SELECT"
+        ]
+    );
+    assert_eq!(t[5]["db.collection.name"], "test");
+    assert_eq!(t[5]["podtap.response.bytes"], 118);
+    assert!(t.iter().all(|t| t.get("error.type").is_none()));
     let t = get("packetbeat/mysql_affected_rows.pcap");
     assert_eq!(t[0]["podtap.mysql.affected_rows"], 316);
     let t = get("packetbeat/mysql_long_result.pcap");
