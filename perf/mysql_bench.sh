@@ -8,7 +8,8 @@
 #
 # The capture: a real mariadbd (fresh data directory from mariadb-install-db, in a temp
 # dir) and mysqlslap in two network namespaces joined by a veth pair (nothing leaves the
-# namespaces), `mysqlslap --auto-generate-sql --auto-generate-sql-load-type=mixed`,
+# namespaces), `mysqlslap --auto-generate-sql --auto-generate-sql-load-type=key` (primary
+# key lookups of one row: a mixed load's full scans return every row inserted so far),
 # 8 connections; segmentation offloads off, so tcpdump sees the MTU-sized segments a
 # physical link carries.
 set -euo pipefail
@@ -64,7 +65,8 @@ ip netns exec "$NS_S" tcpdump -i pmb-s$$ -s 0 -B 65536 -w "$CAP" 2>"$TMP/tcpdump
 TCPDUMP_PID=$!
 for _ in $(seq 50); do grep -q "listening on" "$TMP/tcpdump.err" 2>/dev/null && break; sleep 0.1; done
 ip netns exec "$NS_C" mysqlslap --no-defaults -h 10.79.0.1 -u bench -pbench \
-  --auto-generate-sql --auto-generate-sql-load-type=mixed --number-of-queries="$N" \
+  --auto-generate-sql --auto-generate-sql-load-type=key --auto-generate-sql-add-autoincrement \
+  --number-of-queries="$N" \
   --concurrency=8 --iterations=1 > "$TMP/bench.txt" 2>&1
 sleep 0.5; kill -INT "$TCPDUMP_PID"; wait "$TCPDUMP_PID" 2>/dev/null || true; TCPDUMP_PID=
 CAPTURE_DROPS=$(awk '/dropped by kernel/ {print $1}' "$TMP/tcpdump.err")
@@ -115,7 +117,7 @@ SECTION=$(cat <<EOF
 ## MySQL decoding (\`perf/mysql_bench.sh\`)
 
 Latest run: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores, load average before the measurements: $(cut -d' ' -f1-3 /proc/loadavg).
-Capture: \`mysqlslap --auto-generate-sql --auto-generate-sql-load-type=mixed --number-of-queries=$N --concurrency=8\`
+Capture: \`mysqlslap --auto-generate-sql --auto-generate-sql-load-type=key --auto-generate-sql-add-autoincrement --number-of-queries=$N --concurrency=8\`
 against mariadbd $VERSION, tcpdump on the server's veth (offloads off: MTU-sized segments),
 $NF frames, ${CAPTURE_DROPS:-0} dropped by the kernel while capturing. Replay: \`podtap replay FILE --output table --workers 1\`
 (L2-L4, flows, TCP reassembly, detection, MySQL framing, SQL summaries, pairing, the summary's statistics).
