@@ -61,7 +61,7 @@ DB_PID=$!
 for _ in $(seq 300); do mariadb --no-defaults --socket="$TMP/sock" -uroot -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.1; done
 mariadb --no-defaults --socket="$TMP/sock" -uroot -e \
   "CREATE USER 'bench'@'%' IDENTIFIED BY 'bench'; GRANT ALL ON *.* TO 'bench'@'%';"
-ip netns exec "$NS_S" tcpdump -i pmb-s$$ -s 0 -B 65536 -w "$CAP" 2>"$TMP/tcpdump.err" &
+ip netns exec "$NS_S" tcpdump -i pmb-s$$ -s 0 -U --immediate-mode -B 65536 -w "$CAP" 2>"$TMP/tcpdump.err" &
 TCPDUMP_PID=$!
 for _ in $(seq 50); do grep -q "listening on" "$TMP/tcpdump.err" 2>/dev/null && break; sleep 0.1; done
 ip netns exec "$NS_C" mysqlslap --no-defaults -h 10.79.0.1 -u bench -pbench \
