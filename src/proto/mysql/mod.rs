@@ -259,25 +259,42 @@ struct Pending {
     operation: CompactString,
     collection: Option<CompactString>,
     summary: CompactString,
-    text: Option<CompactString>,
     rows: u64,
     result_set: bool,
     affected: u64,
     results: u32,
     error: Option<(u16, Option<[u8; 5]>)>,
-    error_message: Option<CompactString>,
     completeness: u16,
-    /// COM_STMT_PREPARE: the statement to remember under the id its OK gives.
-    prepared: Option<Statement>,
-    /// COM_INIT_DB, COM_CHANGE_USER, `USE x`: the namespace once the server agrees.
-    namespace: Option<CompactString>,
+    /// What few commands carry, boxed so the common command moves less.
+    rare: Option<Box<Rare>>,
     /// COM_STMT_EXECUTE opened a cursor: its result has no rows.
     cursor: bool,
     /// Column definitions are omitted (metadata caching, optional metadata).
     statement_id: Option<u32>,
 }
 
+/// A command's rarer parts.
+#[derive(Default)]
+struct Rare {
+    /// `db.query.text` (opt-in).
+    text: Option<CompactString>,
+    /// The ERR's message (only with `redact = false`).
+    error_message: Option<CompactString>,
+    /// COM_STMT_PREPARE: the statement to remember under the id its OK gives.
+    prepared: Option<Statement>,
+    /// COM_INIT_DB, COM_CHANGE_USER, `USE x`: the namespace once the server agrees.
+    namespace: Option<CompactString>,
+}
+
 impl Pending {
+    fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    fn text(&self) -> Option<&CompactString> {
+        self.rare.as_ref().and_then(|r| r.text.as_ref())
+    }
+
     fn new(command: u8, start: Timestamp) -> Pending {
         Pending {
             command,
@@ -290,16 +307,13 @@ impl Pending {
             operation: CompactString::const_new(""),
             collection: None,
             summary: CompactString::const_new(""),
-            text: None,
             rows: 0,
             result_set: false,
             affected: 0,
             results: 0,
             error: None,
-            error_message: None,
             completeness: 0,
-            prepared: None,
-            namespace: None,
+            rare: None,
             cursor: false,
             statement_id: None,
         }
@@ -705,17 +719,20 @@ impl Conn {
                 let text = self.query_text(body);
                 self.describe(&mut p, text);
                 if p.operation == "USE" {
-                    p.namespace = use_target(text);
+                    if let Some(ns) = use_target(text) {
+                        p.rare().namespace = Some(ns);
+                    }
                 }
             }
             COM_STMT_PREPARE => {
                 self.describe(&mut p, body);
-                p.prepared = Some(Statement {
+                let st = Statement {
                     operation: p.operation.clone(),
                     collection: p.collection.clone(),
                     summary: p.summary.clone(),
-                    text: p.text.clone(),
-                });
+                    text: p.text().cloned(),
+                };
+                p.rare().prepared = Some(st);
                 p.operation = CompactString::const_new("PREPARE");
             }
             COM_STMT_EXECUTE
@@ -741,7 +758,10 @@ impl Conn {
                         p.operation = st.operation.clone();
                         p.collection = st.collection.clone();
                         p.summary = st.summary.clone();
-                        p.text = st.text.clone();
+                        if let Some(t) = &st.text {
+                            let t = t.clone();
+                            p.rare().text = Some(t);
+                        }
                     }
                     (None, None) => {
                         self.stats.unknown_statement += 1;
@@ -766,14 +786,14 @@ impl Conn {
                 }
             }
             COM_INIT_DB => {
-                p.namespace = name(body);
+                p.rare().namespace = name(body);
                 p.operation = CompactString::const_new("INIT_DB");
                 p.summary = p.operation.clone();
             }
             COM_CHANGE_USER => {
                 let (_user, db) =
                     parse_change_user(m.head, self.caps.unwrap_or(CLIENT_SECURE_CONNECTION));
-                p.namespace = db.and_then(name);
+                p.rare().namespace = db.and_then(name);
                 p.operation = CompactString::const_new("CHANGE_USER");
                 p.summary = p.operation.clone();
             }
@@ -838,7 +858,7 @@ impl Conn {
         if self.cfg.query_text {
             sqltext::normalize(text, self.cfg.max_query_text, &mut self.scratch);
             if !self.scratch.is_empty() {
-                p.text = Some(CompactString::from(self.scratch.as_str()));
+                p.rare().text = Some(CompactString::from(self.scratch.as_str()));
             }
         }
     }
@@ -912,7 +932,7 @@ impl Conn {
         p.error = Some((e.code, state));
         if !self.cfg.redact {
             let msg = &e.message[..e.message.len().min(SERVER_HEAD)];
-            p.error_message = Some(lossy(msg));
+            p.rare().error_message = Some(lossy(msg));
         }
     }
 
@@ -966,7 +986,7 @@ impl Conn {
                         let state = e.sqlstate.and_then(|s| <[u8; 5]>::try_from(s).ok());
                         p.error = Some((e.code, state));
                         if !self.cfg.redact {
-                            p.error_message =
+                            p.rare().error_message =
                                 Some(lossy(&e.message[..e.message.len().min(SERVER_HEAD)]));
                         }
                     } else {
@@ -988,7 +1008,8 @@ impl Conn {
                         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
                     let cols = u16_le(h, 5) as u64;
                     let params = u16_le(h, 7) as u64;
-                    if let (Some(id), Some(st)) = (id, p.prepared.take()) {
+                    let prepared = p.rare.as_mut().and_then(|r| r.prepared.take());
+                    if let (Some(id), Some(st)) = (id, prepared) {
                         p.statement_id = Some(id);
                         if self.statements.len() < self.cfg.max_statements
                             || self.statements.contains_key(&id)
@@ -1188,7 +1209,7 @@ impl Conn {
         }
         if done && let Some(p) = self.pending.pop_front() {
             if p.error.is_none() {
-                if let Some(ns) = &p.namespace {
+                if let Some(ns) = p.rare.as_ref().and_then(|r| r.namespace.as_ref()) {
                     self.namespace = Some(ns.clone());
                 }
                 if matches!(p.command, COM_CHANGE_USER | COM_RESET_CONNECTION) {
@@ -1206,7 +1227,8 @@ impl Conn {
             let state = e.sqlstate.and_then(|s| <[u8; 5]>::try_from(s).ok());
             p.error = Some((e.code, state));
             if !redact {
-                p.error_message = Some(lossy(&e.message[..e.message.len().min(SERVER_HEAD)]));
+                p.rare().error_message =
+                    Some(lossy(&e.message[..e.message.len().min(SERVER_HEAD)]));
             }
         }
         true
@@ -1246,7 +1268,8 @@ impl Conn {
             tx.attr_str("db.collection.name", c.clone());
         }
         tx.attr_str("db.query.summary", p.summary);
-        if let Some(t) = p.text {
+        let rare = p.rare.map(|r| *r).unwrap_or_default();
+        if let Some(t) = rare.text {
             tx.attr_str("db.query.text", t);
         }
         if let Some(name) = command_name(p.command).filter(|_| p.command != 0) {
@@ -1259,7 +1282,7 @@ impl Conn {
             if let Some(s) = state {
                 tx.attr_str("podtap.mysql.sqlstate", lossy(&s));
             }
-            if let Some(msg) = p.error_message {
+            if let Some(msg) = rare.error_message {
                 tx.attr_str("podtap.mysql.error_message", msg);
             }
             tx.error = Some(code_s);
