@@ -138,6 +138,17 @@ $NF frames, ${CAPTURE_DROPS:-0} dropped by the kernel while capturing. Replay: \
 Targets (issue 23): >= 1.5 million statements/s per core in replay with L2-L7 and
 pairing; >= 50x \`tshark -Y mysql\` on the same prefix.
 
+Each statement here is a primary-key SELECT answered by a one-row result set: a request
+frame and a response frame of seven MySQL packets (column count, two definitions, EOF,
+the row, EOF). Of the instructions per statement about a fifth are the shared SQL
+tokenizer's (\`proto::sql\`: the operation and table of every statement, for
+\`db.query.summary\`), a little more the MySQL framing and pairing of the eight
+packets, the rest the per-frame pipeline (capture file, L2-L4, flows, reassembly) and the
+per-transaction summary (cachegrind, \`cg_annotate\`). The tshark ratio is wall clock of
+two processes on a 200k-frame prefix: podtap's start-up is a noticeable part of its
+tenth of a second, and the pairs spread widely when other jobs share the two cores (the
+load average above).
+
 podtap's summary rows for MySQL, and its drop and error counters:
 
 \`\`\`
