@@ -142,7 +142,7 @@ Each statement here is a primary-key SELECT answered by a one-row result set: a 
 frame and a response frame of seven MySQL packets (column count, two definitions, EOF,
 the row, EOF). Of the instructions per statement about a fifth are the shared SQL
 tokenizer's (\`proto::sql\`: the operation and table of every statement, for
-\`db.query.summary\`), a little more the MySQL framing and pairing of the eight
+\`db.query.summary\`), about as much again the MySQL framing and pairing of the eight
 packets, the rest the per-frame pipeline (capture file, L2-L4, flows, reassembly) and the
 per-transaction summary (cachegrind, \`cg_annotate\`). The tshark ratio is wall clock of
 two processes on a 200k-frame prefix: podtap's start-up is a noticeable part of its
