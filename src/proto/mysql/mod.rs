@@ -718,10 +718,10 @@ impl Conn {
             COM_QUERY => {
                 let text = self.query_text(body);
                 self.describe(&mut p, text);
-                if p.operation == "USE" {
-                    if let Some(ns) = use_target(text) {
-                        p.rare().namespace = Some(ns);
-                    }
+                if p.operation == "USE"
+                    && let Some(ns) = use_target(text)
+                {
+                    p.rare().namespace = Some(ns);
                 }
             }
             COM_STMT_PREPARE => {
