@@ -67,7 +67,11 @@ run: build
 	./target/release/podtap check || true
 	./target/release/podtap run
 
+# Hygiene first: formatting, and every clippy finding is an error (rustup's components;
+# where a toolchain lacks one, said and skipped: they cannot be downloaded here).
 test: deps-test
+	@if cargo fmt --version >/dev/null 2>&1; then cargo fmt --check; else echo "rustfmt missing: format check skipped"; fi
+	@if cargo clippy --version >/dev/null 2>&1; then cargo clippy --all-targets -- -D warnings; else echo "clippy missing: lint skipped"; fi
 	cargo test --all-targets --no-fail-fast
 
 bench: deps-test

@@ -122,7 +122,10 @@ pub enum CaptureMode {
 #[serde(default, deny_unknown_fields)]
 pub struct FlowConfig {
     /// Most flows tracked at once by one worker. When full, the least recently seen flow
-    /// is closed early (end reason `evicted`) and counted as `flow.evicted`. Default 262144.
+    /// is closed early (end reason `evicted`) and counted as `flow.evicted`. A tracked
+    /// flow costs the table 861 bytes (`flow::table::FLOW_BYTES`, held under 1 KiB by a
+    /// test), and a flow carrying application data up to 848 more for its decoder: the
+    /// default is about 215 MiB per worker for the table. Default 262144.
     pub max_flows: usize,
     /// A TCP flow with no packets for this long is closed (`idle`). Default 300 s.
     pub tcp_idle_timeout_secs: u64,
@@ -157,16 +160,28 @@ impl Default for FlowConfig {
     }
 }
 
+/// The most worker threads `capture.workers`, `replay.workers` and `--workers` accept:
+/// beyond the CPUs of any machine podtap runs on, and far below the point where spawning
+/// them fails.
+pub const MAX_WORKERS: usize = 1024;
+
 /// TCP reassembly bounds.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReassemblyConfig {
-    /// Out-of-order bytes buffered per flow direction before a gap is declared
-    /// (`reassembly.flow_limit`). Default 256 KiB.
+    /// Memory of out-of-order data held per flow direction before a gap is declared
+    /// (`reassembly.flow_limit`): the held buffers' capacity plus
+    /// `flow::reassembly::SEGMENT_OVERHEAD` (48 bytes) per held segment, so it bounds real
+    /// memory whatever the segment sizes. Default 256 KiB.
     pub max_flow_bytes: usize,
-    /// Out-of-order bytes buffered by one worker across all flows
-    /// (`reassembly.worker_limit`). Default 64 MiB.
+    /// Held segments per flow direction (`reassembly.flow_limit` too): real loss leaves a
+    /// few holes per window, a sender crafting thousands is cut short. Default 1024.
+    pub max_flow_segments: usize,
+    /// Memory of out-of-order data held by one worker across all flows, counted as for
+    /// `max_flow_bytes` (`reassembly.worker_limit`). Default 64 MiB.
     pub max_worker_bytes: usize,
+    /// Held segments across one worker's flows (`reassembly.worker_limit`). Default 65536.
+    pub max_worker_segments: usize,
     /// A segment that fills a hole within this long of the segment that opened it is
     /// out-of-order rather than a retransmission (when the handshake RTT is unknown;
     /// otherwise the RTT is used). Default 3 ms, as Wireshark does.
@@ -177,7 +192,9 @@ impl Default for ReassemblyConfig {
     fn default() -> Self {
         ReassemblyConfig {
             max_flow_bytes: 256 * 1024,
+            max_flow_segments: 1024,
             max_worker_bytes: 64 << 20,
+            max_worker_segments: 65536,
             out_of_order_threshold_us: 3000,
         }
     }
@@ -371,6 +388,19 @@ impl Config {
 
     /// Checks that serde cannot express.
     fn validate(&self) -> Result<(), (&'static str, String)> {
+        for (key, n) in [
+            ("capture.workers", self.capture.workers),
+            ("replay.workers", self.replay.workers),
+        ] {
+            if n > MAX_WORKERS {
+                return Err((
+                    key,
+                    format!(
+                        "{n} worker threads: at most {MAX_WORKERS} (one per CPU is the most that helps)"
+                    ),
+                ));
+            }
+        }
         let positive = [
             ("flow.max_flows", self.flow.max_flows),
             ("replay.workers", self.replay.workers),
@@ -411,6 +441,24 @@ impl Config {
         {
             if let Err(e) = check(re) {
                 return Err(("capture.interfaces", e));
+            }
+        }
+        for (key, v) in [
+            ("reassembly.max_flow_bytes", self.reassembly.max_flow_bytes),
+            (
+                "reassembly.max_flow_segments",
+                self.reassembly.max_flow_segments,
+            ),
+            (
+                "reassembly.max_worker_segments",
+                self.reassembly.max_worker_segments,
+            ),
+        ] {
+            if v == 0 {
+                return Err((
+                    key,
+                    "must be at least 1: 0 would hold no out-of-order data".into(),
+                ));
             }
         }
         if self.reassembly.max_worker_bytes < self.reassembly.max_flow_bytes {
@@ -464,5 +512,55 @@ mod tests {
             err.contains("replay.workers") && err.contains("at least 1"),
             "{err}"
         );
+    }
+}
+
+#[cfg(test)]
+mod zero_bounds {
+    use super::*;
+
+    /// Every bound of the embedded configuration set to 0 (which would hold, keep or
+    /// accept nothing) is rejected, and the error names the key and the file.
+    #[test]
+    fn a_zero_bound_is_rejected_with_its_key() {
+        let base: toml::Table = toml::from_str(EMBEDDED).unwrap();
+        let mut bounds = Vec::new();
+        fn walk(t: &toml::Table, path: &str, out: &mut Vec<String>) {
+            for (k, v) in t {
+                let key = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match v {
+                    toml::Value::Table(inner) => walk(inner, &key, out),
+                    toml::Value::Integer(n) if *n > 0 && k.starts_with("max_") => out.push(key),
+                    _ => {}
+                }
+            }
+        }
+        walk(&base, "", &mut bounds);
+        assert!(bounds.len() > 15, "{bounds:?}");
+        let mut accepted = Vec::new();
+        for key in &bounds {
+            let mut t = base.clone();
+            let mut at = &mut t;
+            let parts: Vec<&str> = key.split('.').collect();
+            for p in &parts[..parts.len() - 1] {
+                at = at.get_mut(*p).unwrap().as_table_mut().unwrap();
+            }
+            at.insert(parts[parts.len() - 1].into(), toml::Value::Integer(0));
+            match Config::parse(&toml::to_string(&t).unwrap(), Path::new("zero.toml")) {
+                Ok(_) => accepted.push(key.clone()),
+                Err(e) => {
+                    let e = e.to_string();
+                    let last = parts[parts.len() - 1];
+                    assert!(e.contains(last) && e.contains("zero.toml"), "{key}: {e}");
+                }
+            }
+        }
+        // Where 0 is a choice, not a mistake: Redis summaries without any part of a key.
+        accepted.retain(|k| k != "protocols.redis.max_key_prefix");
+        assert!(accepted.is_empty(), "0 accepted for {accepted:?}");
     }
 }

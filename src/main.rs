@@ -90,7 +90,7 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "jsonl")]
         output: OutputFormat,
         /// Worker threads (default: `replay.workers` from the config).
-        #[arg(long)]
+        #[arg(long, value_parser = workers_arg)]
         workers: Option<usize>,
         /// Packet filter in tcpdump's language: `tcp port 80`, `host 10.0.0.1 and not udp`.
         /// As in tcpdump, `and` and `or` have equal precedence and group from the left
@@ -114,7 +114,7 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "jsonl")]
         output: OutputFormat,
         /// Worker threads (default: `capture.workers` from the config).
-        #[arg(long)]
+        #[arg(long, value_parser = workers_arg)]
         workers: Option<usize>,
         /// Capture engine (default: `capture.mode` from the config).
         #[arg(long, value_enum)]
@@ -144,6 +144,19 @@ enum Cmd {
 fn log_colours() -> bool {
     use std::io::IsTerminal;
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// `--workers`: a count of threads, not beyond what `[capture]`/`[replay]` accept (a
+/// typo such as 40000 would otherwise fail half-way through spawning them).
+fn workers_arg(s: &str) -> Result<usize, String> {
+    let n: usize = s.parse().map_err(|e| format!("{e}"))?;
+    if n > podtap::config::MAX_WORKERS {
+        return Err(format!(
+            "{n} worker threads: at most {} (one per CPU is the most that helps)",
+            podtap::config::MAX_WORKERS
+        ));
+    }
+    Ok(n)
 }
 
 fn main() -> anyhow::Result<()> {

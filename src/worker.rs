@@ -8,7 +8,7 @@ use crate::capture::Frame;
 use crate::config::Config;
 use crate::events::{Counters, Event};
 use crate::export::RecordSink;
-use crate::flow::reassembly::{Chunk, ReassemblyBudget};
+use crate::flow::reassembly::{Chunk, ReassemblyBudget, StreamLimits};
 use crate::flow::tcp::TcpLimits;
 use crate::flow::{EndReason, Flow, FlowId, FlowKey, FlowProgress, FlowTable};
 use crate::k8s::{Attributor, FlowPods};
@@ -37,6 +37,7 @@ pub struct WorkerSettings {
     pub other_idle_ns: u64,
     pub tcp: TcpLimits,
     pub max_worker_reassembly: usize,
+    pub max_worker_segments: usize,
     pub transaction_timeout_ns: u64,
     pub vlan_in_key: bool,
     /// `flow.report_interval_secs` in ns; 0: flows report only when they end.
@@ -53,13 +54,17 @@ impl WorkerSettings {
             udp_idle_ns: s(cfg.flow.udp_idle_timeout_secs),
             other_idle_ns: s(cfg.flow.other_idle_timeout_secs),
             tcp: TcpLimits {
-                max_flow_bytes: cfg.reassembly.max_flow_bytes,
+                stream: StreamLimits {
+                    max_bytes: cfg.reassembly.max_flow_bytes,
+                    max_segments: cfg.reassembly.max_flow_segments,
+                },
                 out_of_order_threshold_ns: cfg
                     .reassembly
                     .out_of_order_threshold_us
                     .saturating_mul(1000),
             },
             max_worker_reassembly: cfg.reassembly.max_worker_bytes,
+            max_worker_segments: cfg.reassembly.max_worker_segments,
             transaction_timeout_ns: s(cfg.protocols.transaction_timeout_secs),
             vlan_in_key: cfg.flow.vlan_in_key,
             report_ns: s(cfg.flow.report_interval_secs),
@@ -125,7 +130,10 @@ impl<S: RecordSink> Worker<S> {
             tracker: Tracker {
                 settings,
                 table: FlowTable::new(settings.max_flows),
-                budget: ReassemblyBudget::new(settings.max_worker_reassembly),
+                budget: ReassemblyBudget::new(
+                    settings.max_worker_reassembly,
+                    settings.max_worker_segments,
+                ),
                 counters: Counters::default(),
                 txs: Vec::with_capacity(64),
                 expired: Vec::with_capacity(MAX_EXPIRE_PER_TICK),

@@ -60,6 +60,24 @@ const PCAPNG_BOM: u32 = 0x1a2b_3c4d;
 impl PcapFileSource {
     pub fn open(path: &Path) -> Result<Self, CaptureError> {
         let p = path.display().to_string();
+        // Captures are read by mapping them: only a regular file can be. Said before
+        // opening, as opening a FIFO would wait for a writer.
+        use std::os::unix::fs::FileTypeExt;
+        let kind = std::fs::metadata(path).ok().map(|m| m.file_type());
+        let not_a_file = match kind {
+            Some(t) if t.is_dir() => Some("is a directory, not a capture file"),
+            Some(t) if t.is_fifo() || t.is_char_device() || t.is_socket() => Some(
+                "is not a regular file (a pipe or device): podtap replay maps capture files; \
+                 write the capture to a file first (tcpdump -w FILE)",
+            ),
+            _ => None,
+        };
+        if let Some(why) = not_a_file {
+            return Err(CaptureError::Format {
+                path: p,
+                message: why.into(),
+            });
+        }
         let file = File::open(path).map_err(|source| CaptureError::Open {
             path: p.clone(),
             source,
@@ -253,9 +271,23 @@ impl Source for PcapFileSource {
                             self.done = true;
                             break;
                         }
-                        Err(()) => {
+                        Err(Damage::Truncated) => {
                             self.truncated();
                             break;
+                        }
+                        Err(Damage::BadPacket(what)) => {
+                            self.stats.malformed += 1;
+                            self.done = true;
+                            tracing::warn!(file = %self.path, offset = self.pos, "capture file has a broken packet block ({what}); stopping there");
+                            break;
+                        }
+                        Err(Damage::Corrupt(what)) => {
+                            self.stats.malformed += 1;
+                            self.done = true;
+                            return Err(CaptureError::Format {
+                                path: self.path.clone(),
+                                message: format!("{what} (block at offset {})", self.pos),
+                            });
                         }
                     }
                 }
@@ -329,15 +361,29 @@ fn enhanced_packet_le<'a>(
     ))
 }
 
+/// What is wrong with a pcapng block.
+#[derive(Debug)]
+enum Damage {
+    /// The file ends inside it: a capture cut short (the writer was killed), read up to
+    /// there.
+    Truncated,
+    /// A packet block that contradicts itself: counted, and the read stops there, as
+    /// for a cut file (what came before is good).
+    BadPacket(&'static str),
+    /// A section header, interface description or block frame that contradicts itself:
+    /// not a capture podtap can trust, an error.
+    Corrupt(&'static str),
+}
+
 /// Read pcapng blocks until the next packet. `Ok(None)`: end of file; `Ok(Some(None))`: a
-/// packet on an interface podtap cannot decode; `Err(())`: truncated or corrupt block.
+/// packet on an interface podtap cannot decode.
 #[allow(clippy::type_complexity)]
 fn next_pcapng_frame<'a>(
     b: &'a [u8],
     pos: &mut usize,
     big: &mut bool,
     ifaces: &mut Vec<Iface>,
-) -> Result<Option<Option<Frame<'a>>>, ()> {
+) -> Result<Option<Option<Frame<'a>>>, Damage> {
     loop {
         let h = *pos;
         if let Some(f) = enhanced_packet_le(b, h, *big, ifaces) {
@@ -348,19 +394,27 @@ fn next_pcapng_frame<'a>(
             return Ok(None);
         }
         if h + 12 > b.len() {
-            return Err(());
+            return Err(Damage::Truncated);
         }
         let raw_type = u32::from_le_bytes([b[h], b[h + 1], b[h + 2], b[h + 3]]);
         if raw_type == PCAPNG_SHB {
             // Byte order of this section from its byte-order magic.
             let bom_le = u32::from_le_bytes([b[h + 8], b[h + 9], b[h + 10], b[h + 11]]);
+            if bom_le != PCAPNG_BOM && bom_le != PCAPNG_BOM.swap_bytes() {
+                return Err(Damage::Corrupt("section header with no byte-order magic"));
+            }
             *big = bom_le != PCAPNG_BOM;
             ifaces.clear();
         }
         let btype = rd32(b, h, *big);
         let blen = rd32(b, h + 4, *big) as usize;
-        if blen < 12 || !blen.is_multiple_of(4) || h + blen > b.len() {
-            return Err(());
+        if blen < 12 || !blen.is_multiple_of(4) {
+            return Err(Damage::Corrupt(
+                "block length not a multiple of 4 of at least 12",
+            ));
+        }
+        if h + blen > b.len() {
+            return Err(Damage::Truncated);
         }
         let body = &b[h + 8..h + blen - 4];
         *pos = h + blen;
@@ -368,7 +422,9 @@ fn next_pcapng_frame<'a>(
             1 => {
                 // Interface Description: linktype(2) reserved(2) snaplen(4) options.
                 if body.len() < 8 {
-                    return Err(());
+                    return Err(Damage::Corrupt(
+                        "interface description block shorter than its fields",
+                    ));
                 }
                 let dlt = rd16(body, 0, *big) as u32;
                 let snaplen = rd32(body, 4, *big);
@@ -383,7 +439,7 @@ fn next_pcapng_frame<'a>(
                 // Enhanced Packet: iface(4) ts_hi(4) ts_lo(4) caplen(4) origlen(4) data.
                 // Obsolete Packet: iface(2) drops(2), then the same.
                 if body.len() < 20 {
-                    return Err(());
+                    return Err(Damage::BadPacket("packet block shorter than its fields"));
                 }
                 let iface_id = if btype == 6 {
                     rd32(body, 0, *big)
@@ -394,10 +450,12 @@ fn next_pcapng_frame<'a>(
                 let caplen = rd32(body, 12, *big) as usize;
                 let orig = rd32(body, 16, *big);
                 if 20 + caplen > body.len() {
-                    return Err(());
+                    return Err(Damage::BadPacket(
+                        "packet block longer than the block holding it",
+                    ));
                 }
                 let Some(iface) = ifaces.get(iface_id as usize) else {
-                    return Err(());
+                    return Err(Damage::BadPacket("packet of an interface never described"));
                 };
                 let Some(link) = iface.link else {
                     return Ok(Some(None));
@@ -415,10 +473,14 @@ fn next_pcapng_frame<'a>(
             3 => {
                 // Simple Packet: origlen(4) data; always interface 0, no timestamp.
                 if body.len() < 4 {
-                    return Err(());
+                    return Err(Damage::BadPacket(
+                        "simple packet block shorter than its fields",
+                    ));
                 }
                 let Some(iface) = ifaces.first() else {
-                    return Err(());
+                    return Err(Damage::BadPacket(
+                        "simple packet block before any interface description",
+                    ));
                 };
                 let orig = rd32(body, 0, *big);
                 let mut caplen = (orig as usize).min(body.len() - 4);
@@ -682,5 +744,86 @@ mod tests {
         std::fs::write(&path, b"hello world, not a pcap").unwrap();
         let err = PcapFileSource::open(&path).err().unwrap().to_string();
         assert!(err.contains("not a pcap"), "{err}");
+    }
+
+    #[test]
+    fn a_directory_or_a_pipe_is_named_for_what_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = PcapFileSource::open(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("is a directory"), "{err}");
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // Answered at once (opening a FIFO for reading would wait for a writer).
+        let err = PcapFileSource::open(&fifo).err().unwrap().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+    }
+
+    /// A damaged section or interface header is an error; a file that ends inside its
+    /// last block is read up to there.
+    #[test]
+    fn corrupt_pcapng_headers_are_errors_and_a_cut_tail_is_not() {
+        let le: fn(u32) -> [u8; 4] = u32::to_le_bytes;
+        let shb = |bom: u32| {
+            let mut body = Vec::new();
+            body.extend_from_slice(&bom.to_le_bytes());
+            body.extend_from_slice(&[1, 0, 0, 0]);
+            body.extend_from_slice(&u64::MAX.to_le_bytes());
+            body
+        };
+        let idb = [1u8, 0, 0, 0, 0xff, 0xff, 0, 0];
+        let mut epb = vec![0u8; 20];
+        epb[12] = 4; // caplen
+        epb[16] = 4; // origlen
+        epb.extend_from_slice(&[1, 2, 3, 4]);
+        let read = |bytes: &[u8]| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("x.pcapng");
+            std::fs::write(&path, bytes).unwrap();
+            let mut src = PcapFileSource::open(&path).map_err(|e| e.to_string())?;
+            let mut frames = 0;
+            while src
+                .next_batch(64, |_| frames += 1)
+                .map_err(|e| e.to_string())?
+                .is_some()
+            {}
+            Ok::<_, String>(frames)
+        };
+        let mut good = Vec::new();
+        pcapng_block(&mut good, le, PCAPNG_SHB, &shb(PCAPNG_BOM));
+        pcapng_block(&mut good, le, 1, &idb);
+        pcapng_block(&mut good, le, 6, &epb);
+        pcapng_block(&mut good, le, 6, &epb);
+        assert_eq!(read(&good), Ok(2));
+        // Cut inside the last block: the first packet, and a warning.
+        assert_eq!(read(&good[..good.len() - 5]), Ok(1));
+        // A section header without its byte-order magic.
+        let mut bad = Vec::new();
+        pcapng_block(&mut bad, le, PCAPNG_SHB, &shb(0x1234_5678));
+        pcapng_block(&mut bad, le, 1, &idb);
+        let err = read(&bad).unwrap_err();
+        assert!(err.contains("byte-order magic"), "{err}");
+        // An interface description too short for its fields.
+        let mut bad = Vec::new();
+        pcapng_block(&mut bad, le, PCAPNG_SHB, &shb(PCAPNG_BOM));
+        pcapng_block(&mut bad, le, 1, &idb[..4]);
+        pcapng_block(&mut bad, le, 6, &epb);
+        let err = read(&bad).unwrap_err();
+        assert!(err.contains("interface description"), "{err}");
+        // A broken packet block ends the read there (the packets before it are good).
+        let mut cut = good.clone();
+        cut.truncate(cut.len() - (12 + epb.len()));
+        let mut broken = epb.clone();
+        broken[12] = 200;
+        pcapng_block(&mut cut, le, 6, &broken);
+        pcapng_block(&mut cut, le, 6, &epb);
+        assert_eq!(read(&cut), Ok(1));
+        // A block length that is not a multiple of 4.
+        let mut bad = good.clone();
+        let at = bad.len() - (12 + epb.len());
+        bad[at + 4] = 13;
+        let err = read(&bad).unwrap_err();
+        assert!(err.contains("multiple of 4"), "{err}");
     }
 }

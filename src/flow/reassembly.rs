@@ -7,8 +7,40 @@
 //! bytes podtap never saw (they were lost before the capture point), the capture cut the
 //! payload (snap length), or the flow closes with holes still open. Overlaps are trimmed:
 //! the first copy of a byte wins.
+//!
+//! Nothing here is worse than linear in what a sender sends: held segments sit in a sorted
+//! deque (found by binary search, drained from the front), a segment that continues the
+//! one before it is appended to it rather than held on its own (a sender dripping one byte
+//! per segment behind a hole holds one growing buffer, not a million), and both the bytes
+//! (counted with what each held segment costs besides its payload) and the number of held
+//! segments are bounded per flow and per worker.
+
+use std::collections::VecDeque;
 
 use crate::events::{Counters, Event};
+
+/// Memory one held segment costs besides its buffer's capacity: its entry in the deque
+/// and the allocator's header of its buffer. The limits count the real memory (capacity
+/// plus this), so a flood of tiny segments cannot hold more than the limits say.
+pub const SEGMENT_OVERHEAD: usize = std::mem::size_of::<Segment>() + 16;
+
+/// Buffers kept for reuse are at most this large: a reused buffer holding a small segment
+/// wastes at most this much (it is charged in full), and the pool stays small.
+const POOL_BUFFER_MAX: usize = 4096;
+
+/// What a held buffer costs.
+fn cost_of(v: &[u8], capacity: usize) -> usize {
+    capacity.max(v.len()) + SEGMENT_OVERHEAD
+}
+
+/// Bounds of one stream's out-of-order buffer.
+#[derive(Clone, Copy, Debug)]
+pub struct StreamLimits {
+    /// Bytes held (buffer capacity plus [`SEGMENT_OVERHEAD`] per segment).
+    pub max_bytes: usize,
+    /// Segments held.
+    pub max_segments: usize,
+}
 
 /// What a stream hands its consumer.
 #[derive(Debug, PartialEq, Eq)]
@@ -21,37 +53,55 @@ pub enum Chunk<'a> {
 /// Per-worker reassembly memory: the byte budget and a pool of reusable buffers, so that
 /// buffering out-of-order data does not allocate once the pool is warm.
 pub struct ReassemblyBudget {
+    /// Bytes held, overhead included.
     used: usize,
     max: usize,
+    segments: usize,
+    max_segments: usize,
     pool: Vec<Vec<u8>>,
 }
 
 impl ReassemblyBudget {
-    pub fn new(max_worker_bytes: usize) -> Self {
+    pub fn new(max_worker_bytes: usize, max_worker_segments: usize) -> Self {
         ReassemblyBudget {
             used: 0,
             max: max_worker_bytes,
+            segments: 0,
+            max_segments: max_worker_segments,
             pool: Vec::new(),
         }
     }
 
-    /// Bytes currently buffered by all streams of the worker.
+    /// Bytes currently held by all streams of the worker, overhead included.
     pub fn used(&self) -> usize {
         self.used
     }
 
-    fn take(&mut self, data: &[u8]) -> Vec<u8> {
+    /// Segments currently held by all streams of the worker.
+    pub fn segments(&self) -> usize {
+        self.segments
+    }
+
+    fn has_room(&self, cost: usize, new_segment: bool) -> bool {
+        self.used + cost <= self.max && (!new_segment || self.segments < self.max_segments)
+    }
+
+    /// A buffer holding `data`, and what it costs (charged here).
+    fn take(&mut self, data: &[u8]) -> (Vec<u8>, usize) {
         let mut v = self.pool.pop().unwrap_or_default();
         v.clear();
         v.extend_from_slice(data);
-        self.used += data.len();
-        v
+        let cost = cost_of(&v, v.capacity());
+        self.used += cost;
+        self.segments += 1;
+        (v, cost)
     }
 
     fn give(&mut self, v: Vec<u8>) {
-        self.used -= v.len();
-        // Keep the pool bounded too: very large buffers are not worth keeping.
-        if self.pool.len() < 4096 && v.capacity() <= 64 * 1024 {
+        self.used -= cost_of(&v, v.capacity());
+        self.segments -= 1;
+        // Keep the pool bounded too: large buffers are not worth keeping.
+        if self.pool.len() < 4096 && v.capacity() <= POOL_BUFFER_MAX {
             self.pool.push(v);
         }
     }
@@ -62,13 +112,20 @@ struct Segment {
     data: Vec<u8>,
 }
 
+impl Segment {
+    fn end(&self) -> u32 {
+        self.seq.wrapping_add(self.data.len() as u32)
+    }
+}
+
 /// One direction of a TCP connection.
 #[derive(Default)]
 pub struct Stream {
     /// Sequence number of the next byte to deliver; `None` until the first segment.
     next: Option<u32>,
     /// Out-of-order segments, sorted by sequence number, non-overlapping.
-    ooo: Vec<Segment>,
+    ooo: VecDeque<Segment>,
+    /// Bytes held in `ooo`, overhead included.
     buffered: usize,
     /// FIN consumed: nothing more follows.
     pub finished: bool,
@@ -108,10 +165,23 @@ impl Stream {
         if seq_diff(end, next) <= 0 {
             return false;
         }
-        // Entirely inside buffered segments?
-        !self.ooo.iter().any(|s| {
-            seq_diff(seq, s.seq) >= 0 && seq_diff(end, s.seq.wrapping_add(s.data.len() as u32)) <= 0
-        })
+        // Entirely inside a buffered segment? Only the first one ending after `seq` can
+        // hold it (they are sorted and do not overlap).
+        let i = self.first_ending_after(seq);
+        !self
+            .ooo
+            .get(i)
+            .is_some_and(|s| seq_diff(seq, s.seq) >= 0 && seq_diff(end, s.end()) <= 0)
+    }
+
+    /// Index of the first held segment that ends after `seq` (binary search).
+    fn first_ending_after(&self, seq: u32) -> usize {
+        self.ooo.partition_point(|s| seq_diff(s.end(), seq) <= 0)
+    }
+
+    /// Index of the first held segment that starts after `seq` (binary search).
+    fn first_starting_after(&self, seq: u32) -> usize {
+        self.ooo.partition_point(|s| seq_diff(s.seq, seq) <= 0)
     }
 
     /// Offer a segment: `data` as captured, `wire_len` its length on the wire (larger when
@@ -123,7 +193,7 @@ impl Stream {
         data: &[u8],
         wire_len: u32,
         fin: bool,
-        max_flow_bytes: usize,
+        limits: StreamLimits,
         budget: &mut ReassemblyBudget,
         counters: &mut Counters,
         deliver: &mut F,
@@ -139,7 +209,7 @@ impl Stream {
             self.in_order(seq, data, wire_len, deliver);
             self.drain_if_buffered(budget, deliver);
         } else if !data.is_empty() {
-            self.buffer(seq, data, max_flow_bytes, budget, counters, deliver);
+            self.buffer(seq, data, limits, budget, counters, deliver);
         }
         if fin {
             let fin_seq = seq.wrapping_add(wire_len);
@@ -183,7 +253,7 @@ impl Stream {
             return;
         }
         // Only declare up to the first buffered segment (or the ack).
-        let limit = match self.ooo.first() {
+        let limit = match self.ooo.front() {
             Some(s) => seq_diff(s.seq, next).min(ahead),
             None => ahead,
         };
@@ -200,7 +270,7 @@ impl Stream {
         counters: &mut Counters,
         deliver: &mut F,
     ) {
-        while let Some(first) = self.ooo.first() {
+        while let Some(first) = self.ooo.front() {
             let next = self.next.unwrap_or(first.seq);
             let hole = seq_diff(first.seq, next);
             if hole > 0 {
@@ -212,7 +282,7 @@ impl Stream {
 
     /// Release buffers without delivering (eviction or shutdown after flush).
     pub fn release(&mut self, budget: &mut ReassemblyBudget) {
-        for s in self.ooo.drain(..) {
+        while let Some(s) = self.ooo.pop_front() {
             budget.give(s.data);
         }
         self.buffered = 0;
@@ -274,13 +344,13 @@ impl Stream {
 
     /// Deliver buffered segments that are now contiguous.
     fn drain<F: FnMut(Chunk<'_>)>(&mut self, budget: &mut ReassemblyBudget, deliver: &mut F) {
-        while let Some(first) = self.ooo.first() {
+        while let Some(first) = self.ooo.front() {
             let next = self.next.unwrap_or(first.seq);
             if seq_diff(first.seq, next) > 0 {
                 break;
             }
-            let s = self.ooo.remove(0);
-            self.buffered -= s.data.len();
+            let Some(s) = self.ooo.pop_front() else { break };
+            self.buffered -= cost_of(&s.data, s.data.capacity());
             let len = s.data.len() as u32;
             self.in_order(s.seq, &s.data, len, deliver);
             budget.give(s.data);
@@ -292,18 +362,19 @@ impl Stream {
         &mut self,
         seq: u32,
         data: &[u8],
-        max_flow_bytes: usize,
+        limits: StreamLimits,
         budget: &mut ReassemblyBudget,
         counters: &mut Counters,
         deliver: &mut F,
     ) {
         // Trim against buffered segments: keep only bytes not held yet (first copy wins).
+        // Segments ending before `seq` cannot overlap: start after them.
         let mut start = seq;
         let mut rest = data;
-        let mut i = 0;
+        let mut i = self.first_ending_after(seq);
         while i < self.ooo.len() && !rest.is_empty() {
             let s_start = self.ooo[i].seq;
-            let s_end = s_start.wrapping_add(self.ooo[i].data.len() as u32);
+            let s_end = self.ooo[i].end();
             let end = start.wrapping_add(rest.len() as u32);
             if seq_diff(end, s_start) <= 0 {
                 break; // entirely before segment i
@@ -315,18 +386,12 @@ impl Stream {
             if seq_diff(start, s_start) < 0 {
                 // Insert the part before segment i, continue with the remainder.
                 let head = seq_diff(s_start, start) as usize;
-                if !self.insert(
-                    i,
-                    start,
-                    &rest[..head],
-                    max_flow_bytes,
-                    budget,
-                    counters,
-                    deliver,
-                ) {
+                if !self.insert(i, start, &rest[..head], limits, budget, counters, deliver) {
                     return;
                 }
-                i += 1;
+                // The piece was appended to segment i-1 or held as a segment before
+                // segment i: find segment i again.
+                i = self.first_ending_after(s_start);
             }
             // Skip the overlap with segment i.
             let overlap_end = seq_diff(s_end, start).max(0) as usize;
@@ -336,29 +401,49 @@ impl Stream {
             i += 1;
         }
         if !rest.is_empty() {
-            let pos = self
-                .ooo
-                .iter()
-                .position(|s| seq_diff(s.seq, start) > 0)
-                .unwrap_or(self.ooo.len());
-            self.insert(pos, start, rest, max_flow_bytes, budget, counters, deliver);
+            let pos = self.first_starting_after(start);
+            self.insert(pos, start, rest, limits, budget, counters, deliver);
         }
     }
 
-    /// Insert one non-overlapping piece at `pos`, or declare a gap when over the limits.
+    /// Whether the flow's bounds leave room for `cost` more bytes (and a new segment).
+    fn has_room(&self, cost: usize, new_segment: bool, limits: StreamLimits) -> bool {
+        self.buffered + cost <= limits.max_bytes
+            && (!new_segment || self.ooo.len() < limits.max_segments)
+    }
+
+    /// Insert one non-overlapping piece at `pos` (appended to the segment before when it
+    /// continues it), or declare a gap when over the limits.
     #[allow(clippy::too_many_arguments)]
     fn insert<F: FnMut(Chunk<'_>)>(
         &mut self,
         pos: usize,
         seq: u32,
         data: &[u8],
-        max_flow_bytes: usize,
+        limits: StreamLimits,
         budget: &mut ReassemblyBudget,
         counters: &mut Counters,
         deliver: &mut F,
     ) -> bool {
-        let over_flow = self.buffered + data.len() > max_flow_bytes;
-        let over_worker = budget.used + data.len() > budget.max;
+        // A piece that continues the segment before it grows that segment: no new entry,
+        // no new overhead. A sender dripping bytes behind a hole holds one buffer.
+        let append = pos > 0 && self.ooo[pos - 1].end() == seq;
+        // What holding the piece costs: a new segment's buffer, or what the segment's
+        // buffer grows by (doubling, so that dripped bytes are copied O(1) times each).
+        let grow_to = if append {
+            let held = &self.ooo[pos - 1].data;
+            let need = held.len() + data.len();
+            (need > held.capacity()).then(|| need.max(held.capacity() * 2))
+        } else {
+            None
+        };
+        let cost = match (append, grow_to) {
+            (true, Some(cap)) => cap - self.ooo[pos - 1].data.capacity(),
+            (true, None) => 0,
+            (false, _) => data.len() + SEGMENT_OVERHEAD,
+        };
+        let over_flow = !self.has_room(cost, !append, limits);
+        let over_worker = !budget.has_room(cost, !append);
         if over_flow || over_worker {
             counters.bump(if over_flow {
                 Event::ReassemblyFlowLimit
@@ -368,7 +453,7 @@ impl Stream {
             // Give up on the oldest hole: skip to the first buffered byte (or to this
             // segment), deliver what becomes contiguous, then retry this piece.
             let next = self.next.unwrap_or(seq);
-            let target = self.ooo.first().map_or(seq, |s| s.seq);
+            let target = self.ooo.front().map_or(seq, |s| s.seq);
             let hole = seq_diff(target, next);
             if hole > 0 {
                 self.gap(hole as u32, counters, deliver);
@@ -380,8 +465,8 @@ impl Stream {
                 self.drain(budget, deliver);
                 return false;
             }
-            if self.buffered + data.len() > max_flow_bytes || budget.used + data.len() > budget.max
-            {
+            let cost = data.len() + SEGMENT_OVERHEAD;
+            if !self.has_room(cost, true, limits) || !budget.has_room(cost, true) {
                 // Still no room: this piece is lost too.
                 let hole = seq_diff(seq, next) as u32;
                 self.gap(hole, counters, deliver);
@@ -389,16 +474,25 @@ impl Stream {
                 self.drain(budget, deliver);
                 return false;
             }
-            let pos = self
-                .ooo
-                .iter()
-                .position(|s| seq_diff(s.seq, seq) > 0)
-                .unwrap_or(self.ooo.len());
-            return self.insert(pos, seq, data, max_flow_bytes, budget, counters, deliver);
+            let pos = self.first_starting_after(seq);
+            return self.insert(pos, seq, data, limits, budget, counters, deliver);
         }
-        let buf = budget.take(data);
-        self.buffered += data.len();
-        self.ooo.insert(pos, Segment { seq, data: buf });
+        if append {
+            // Charge what the buffer really grew by (its capacity may double).
+            let held = &mut self.ooo[pos - 1].data;
+            let before = held.capacity();
+            if let Some(cap) = grow_to {
+                held.reserve_exact(cap - held.len());
+            }
+            held.extend_from_slice(data);
+            let grown = held.capacity() - before;
+            budget.used += grown;
+            self.buffered += grown;
+        } else {
+            let (buf, cost) = budget.take(data);
+            self.buffered += cost;
+            self.ooo.insert(pos, Segment { seq, data: buf });
+        }
         true
     }
 }
@@ -406,6 +500,11 @@ impl Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const LIM: StreamLimits = StreamLimits {
+        max_bytes: 1 << 16,
+        max_segments: 1024,
+    };
 
     /// Collects everything a stream delivers: bytes, with `?` for each missing byte.
     struct Rx {
@@ -424,8 +523,22 @@ mod tests {
             Chunk::Data(d) => rx.out.extend_from_slice(d),
             Chunk::Gap(n) => rx.out.extend(std::iter::repeat_n(b'?', n as usize)),
         };
+        // `limit` payload bytes in one held segment.
+        let limits = StreamLimits {
+            max_bytes: limit + SEGMENT_OVERHEAD,
+            max_segments: 1024,
+        };
         for &(seq, d) in segs {
-            stream.segment(seq, d, d.len() as u32, false, limit, budget, &mut c, &mut f);
+            stream.segment(
+                seq,
+                d,
+                d.len() as u32,
+                false,
+                limits,
+                budget,
+                &mut c,
+                &mut f,
+            );
         }
         stream.flush(budget, &mut c, &mut f);
         rx.out
@@ -433,7 +546,7 @@ mod tests {
 
     #[test]
     fn in_order_and_reordered_give_the_same_stream() {
-        let mut b = ReassemblyBudget::new(1 << 20);
+        let mut b = ReassemblyBudget::new(1 << 20, 1 << 16);
         let mut s = Stream::default();
         s.start_at(100);
         let out = run(
@@ -449,7 +562,7 @@ mod tests {
 
     #[test]
     fn overlaps_and_duplicates_are_trimmed() {
-        let mut b = ReassemblyBudget::new(1 << 20);
+        let mut b = ReassemblyBudget::new(1 << 20, 1 << 16);
         let mut s = Stream::default();
         s.start_at(0);
         let out = run(
@@ -471,7 +584,7 @@ mod tests {
 
     #[test]
     fn wraps_around_sequence_space() {
-        let mut b = ReassemblyBudget::new(1 << 20);
+        let mut b = ReassemblyBudget::new(1 << 20, 1 << 16);
         let mut s = Stream::default();
         s.start_at(u32::MAX - 1);
         let out = run(
@@ -485,7 +598,7 @@ mod tests {
 
     #[test]
     fn flow_limit_declares_gap() {
-        let mut b = ReassemblyBudget::new(1 << 20);
+        let mut b = ReassemblyBudget::new(1 << 20, 1 << 16);
         let mut s = Stream::default();
         s.start_at(0);
         // Hole at 0..2, then 3 segments of 4 bytes with a limit of 8 buffered bytes.
@@ -502,7 +615,7 @@ mod tests {
 
     #[test]
     fn worker_limit_declares_gap() {
-        let mut b = ReassemblyBudget::new(4);
+        let mut b = ReassemblyBudget::new(4, 1 << 16);
         let mut s = Stream::default();
         s.start_at(0);
         let out = run(&mut s, &[(1, b"bcde"), (5, b"f")], 1000, &mut b);
@@ -511,41 +624,165 @@ mod tests {
 
     #[test]
     fn ack_beyond_seen_data_is_a_gap() {
-        let mut b = ReassemblyBudget::new(1 << 20);
+        let mut b = ReassemblyBudget::new(1 << 20, 1 << 16);
         let mut c = Counters::default();
         let mut s = Stream::default();
         let mut got = Vec::new();
         let mut f = |ch: Chunk<'_>| got.push(format!("{ch:?}"));
-        s.segment(10, b"abc", 3, false, 100, &mut b, &mut c, &mut f);
+        s.segment(10, b"abc", 3, false, LIM, &mut b, &mut c, &mut f);
         s.acked(13, &mut b, &mut c, &mut f); // everything seen: no gap
         s.acked(20, &mut b, &mut c, &mut f); // 7 bytes the capture never saw
-        s.segment(20, b"x", 1, false, 100, &mut b, &mut c, &mut f);
+        s.segment(20, b"x", 1, false, LIM, &mut b, &mut c, &mut f);
         assert_eq!(got, ["Data([97, 98, 99])", "Gap(7)", "Data([120])"]);
         assert_eq!(c.get(Event::ReassemblyGap), 1);
     }
 
     #[test]
     fn snap_cut_tail_is_a_gap() {
-        let mut b = ReassemblyBudget::new(1 << 20);
+        let mut b = ReassemblyBudget::new(1 << 20, 1 << 16);
         let mut c = Counters::default();
         let mut s = Stream::default();
         let mut got = Vec::new();
         let mut f = |ch: Chunk<'_>| got.push(format!("{ch:?}"));
-        s.segment(0, b"ab", 5, false, 100, &mut b, &mut c, &mut f);
-        s.segment(5, b"f", 1, false, 100, &mut b, &mut c, &mut f);
+        s.segment(0, b"ab", 5, false, LIM, &mut b, &mut c, &mut f);
+        s.segment(5, b"f", 1, false, LIM, &mut b, &mut c, &mut f);
         assert_eq!(got, ["Data([97, 98])", "Gap(3)", "Data([102])"]);
     }
 
     #[test]
     fn fin_consumes_one_sequence_number() {
-        let mut b = ReassemblyBudget::new(1 << 20);
+        let mut b = ReassemblyBudget::new(1 << 20, 1 << 16);
         let mut c = Counters::default();
         let mut s = Stream::default();
         let mut gaps = 0;
         let mut f = |ch: Chunk<'_>| gaps += matches!(ch, Chunk::Gap(_)) as u32;
-        s.segment(0, b"ab", 2, true, 100, &mut b, &mut c, &mut f);
+        s.segment(0, b"ab", 2, true, LIM, &mut b, &mut c, &mut f);
         s.acked(3, &mut b, &mut c, &mut f);
         assert!(s.finished);
         assert_eq!(gaps, 0);
+    }
+
+    /// A tiny deterministic generator for the randomized tests below.
+    fn rng(mut seed: u64) -> impl FnMut(u64) -> u64 {
+        move |n| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        }
+    }
+
+    /// Any segmentation, duplication and reordering of a stream gives back the stream:
+    /// whole with room to hold it, or with its lost bytes reported as gaps of the right
+    /// size (`?`) when the limits are tight. The memory held returns to zero.
+    #[test]
+    fn any_segmentation_and_order_gives_the_stream_or_its_gaps() {
+        for seed in 1..200u64 {
+            let mut r = rng(seed);
+            let len = 1 + r(3000) as usize;
+            let data: Vec<u8> = (0..len).map(|_| b'a' + r(26) as u8).collect();
+            // Random pieces covering the stream, some repeated, some overlapping.
+            let mut pieces = Vec::new();
+            let mut at = 0;
+            while at < len {
+                let n = (1 + r(200) as usize).min(len - at);
+                pieces.push((at, n));
+                if r(5) == 0 {
+                    let back = r(at as u64 + 1) as usize;
+                    pieces.push((back, (n + r(50) as usize).min(len - back)));
+                }
+                at += n;
+            }
+            // Shuffle within a window (a network reorders locally), sometimes fully.
+            let window = if r(4) == 0 {
+                pieces.len()
+            } else {
+                1 + r(8) as usize
+            };
+            for i in 0..pieces.len() {
+                let j = (i + r(window as u64) as usize).min(pieces.len() - 1);
+                pieces.swap(i, j);
+            }
+            let isn = r(u32::MAX as u64) as u32;
+            let segs: Vec<(u32, &[u8])> = pieces
+                .iter()
+                .map(|&(o, n)| (isn.wrapping_add(o as u32), &data[o..o + n]))
+                .collect();
+            for (limit, worker) in [(1 << 20, 1 << 20), (300, 1 << 20), (1 << 20, 200)] {
+                let mut b = ReassemblyBudget::new(worker, 1 << 16);
+                let mut s = Stream::default();
+                s.start_at(isn);
+                let out = run(&mut s, &segs, limit, &mut b);
+                assert_eq!(out.len(), len, "seed {seed} limit {limit}/{worker}");
+                if limit == 1 << 20 && worker == 1 << 20 {
+                    assert_eq!(out, data, "seed {seed}");
+                }
+                for (i, (&o, &d)) in out.iter().zip(&data).enumerate() {
+                    assert!(o == d || o == b'?', "seed {seed} byte {i}: {o} for {d}");
+                }
+                assert_eq!(
+                    s.gap_bytes as usize,
+                    out.iter().filter(|&&o| o == b'?').count()
+                );
+                assert_eq!((b.used(), b.segments()), (0, 0), "seed {seed}");
+            }
+        }
+    }
+
+    #[test]
+    fn dripped_bytes_are_held_in_one_buffer_and_counted_in_memory() {
+        let mut b = ReassemblyBudget::new(1 << 20, 1 << 16);
+        let mut c = Counters::default();
+        let mut s = Stream::default();
+        s.start_at(0);
+        let mut out = Vec::new();
+        let mut f = |ch: Chunk<'_>| {
+            if let Chunk::Data(d) = ch {
+                out.extend_from_slice(d)
+            }
+        };
+        for i in 1..10_000u32 {
+            s.segment(i, b"z", 1, false, LIM, &mut b, &mut c, &mut f);
+        }
+        // One segment, charged its buffer's capacity (doubling: under 2x the bytes).
+        assert_eq!(b.segments(), 1);
+        assert!(b.used() >= 9_999 + SEGMENT_OVERHEAD && b.used() < 2 * 10_000 + SEGMENT_OVERHEAD);
+        assert_eq!(s.buffered(), b.used());
+        s.segment(0, b"z", 1, false, LIM, &mut b, &mut c, &mut f);
+        assert_eq!(out.len(), 10_000);
+        assert_eq!((b.used(), b.segments()), (0, 0));
+    }
+
+    #[test]
+    fn separate_holes_are_bounded_by_the_segment_limits() {
+        let flow = StreamLimits {
+            max_bytes: 1 << 20,
+            max_segments: 10,
+        };
+        let mut b = ReassemblyBudget::new(1 << 20, 1 << 16);
+        let mut c = Counters::default();
+        let mut s = Stream::default();
+        s.start_at(0);
+        let mut f = |_: Chunk<'_>| {};
+        // Every other byte: each one a segment of its own.
+        for i in 0..100u32 {
+            s.segment(2 * i + 1, b"z", 1, false, flow, &mut b, &mut c, &mut f);
+            assert!(b.segments() <= 10);
+        }
+        assert!(c.get(Event::ReassemblyFlowLimit) >= 90);
+        // The worker's limit, with two streams.
+        let mut b = ReassemblyBudget::new(1 << 20, 15);
+        let (mut s1, mut s2) = (Stream::default(), Stream::default());
+        s1.start_at(0);
+        s2.start_at(0);
+        for i in 0..100u32 {
+            s1.segment(2 * i + 1, b"z", 1, false, flow, &mut b, &mut c, &mut f);
+            s2.segment(2 * i + 1, b"z", 1, false, flow, &mut b, &mut c, &mut f);
+            assert!(b.segments() <= 15);
+        }
+        assert!(c.get(Event::ReassemblyWorkerLimit) > 0);
+        s1.release(&mut b);
+        s2.release(&mut b);
+        assert_eq!((b.used(), b.segments()), (0, 0));
     }
 }

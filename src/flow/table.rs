@@ -194,3 +194,13 @@ impl FlowTable {
         }
     }
 }
+/// What one tracked flow costs the table: its slot, and its entry in the index
+/// (hashbrown: key, value and one control byte, at most 7/8 full).
+pub const FLOW_BYTES: usize =
+    std::mem::size_of::<Slot>() + (std::mem::size_of::<(FlowKey, u32)>() + 1) * 8 / 7 + 1;
+
+// A tracked flow costs at most 1 KiB (issue 27), and so does a flow's decoder (its own
+// allocation, made when the flow carries application data): a field that breaks either
+// breaks the build. (Sizes today: slot 768 bytes, index entry 80, decoder 848.)
+const _: () = assert!(FLOW_BYTES <= 1024);
+const _: () = assert!(std::mem::size_of::<crate::proto::Decoder>() <= 1024);

@@ -6,7 +6,7 @@
 //! server side of the observation point (network to the server and the server's stack),
 //! SYN-ACK → ACK the client side.
 
-use super::reassembly::{Chunk, ReassemblyBudget, Stream, seq_diff};
+use super::reassembly::{Chunk, ReassemblyBudget, Stream, StreamLimits, seq_diff};
 use crate::events::Counters;
 use crate::packet::{TcpHeader, tcp_flags};
 use crate::proto::Direction;
@@ -59,7 +59,8 @@ pub struct TcpConn {
 /// Settings the analysis needs, copied out of the config once per worker.
 #[derive(Clone, Copy, Debug)]
 pub struct TcpLimits {
-    pub max_flow_bytes: usize,
+    /// Each direction's out-of-order buffer.
+    pub stream: StreamLimits,
     pub out_of_order_threshold_ns: u64,
 }
 
@@ -176,7 +177,7 @@ impl TcpConn {
                 payload,
                 payload_wire_len,
                 fin,
-                limits.max_flow_bytes,
+                limits.stream,
                 budget,
                 counters,
                 &mut f,
@@ -290,7 +291,7 @@ mod tests {
             };
             Harness {
                 conn: TcpConn::new(&h),
-                budget: ReassemblyBudget::new(1 << 20),
+                budget: ReassemblyBudget::new(1 << 20, 1 << 16),
                 counters: Counters::default(),
                 data: [Vec::new(), Vec::new()],
             }
@@ -314,7 +315,10 @@ mod tests {
                 window: 1000,
             };
             let limits = TcpLimits {
-                max_flow_bytes: 1 << 16,
+                stream: StreamLimits {
+                    max_bytes: 1 << 16,
+                    max_segments: 1024,
+                },
                 out_of_order_threshold_ns: 3_000_000,
             };
             let data = &mut self.data;
@@ -418,7 +422,10 @@ mod tests {
                 ..Default::default()
             };
             let limits = TcpLimits {
-                max_flow_bytes: 100,
+                stream: StreamLimits {
+                    max_bytes: 100,
+                    max_segments: 1024,
+                },
                 out_of_order_threshold_ns: 1,
             };
             h.conn.segment(

@@ -71,6 +71,17 @@ pub trait ProtocolDecoder: L7Parser + Sized {
     fn telemetry(p: Protocol) -> &'static Telemetry;
 }
 
+/// For `validate`: the first of these bounds that is 0 (which would hold or accept
+/// nothing), as the error naming it.
+pub fn nonzero(bounds: &[(&str, u64)]) -> Result<(), String> {
+    match bounds.iter().find(|(_, v)| *v == 0) {
+        Some((key, _)) => Err(format!(
+            "{key}: must be at least 1 (0 would decode nothing)"
+        )),
+        None => Ok(()),
+    }
+}
+
 /// One `[protocols.<name>]` section: the switch, the port hint, and the decoder's own
 /// settings beside them.
 #[derive(Clone, Debug, Default)]

@@ -688,6 +688,10 @@ impl ProtocolDecoder for DnsParser {
     const TRANSPORTS: &'static [Transport] = &[Transport::Udp, Transport::Tcp];
     type Events = crate::events::NoEvents;
 
+    fn validate(cfg: &Self::Config) -> Result<(), String> {
+        super::registry::nonzero(&[("max_pending", cfg.max_pending as u64), ("max_tcp_message", cfg.max_tcp_message as u64)])
+    }
+
     fn prepare(cfg: &super::ProtocolsConfig) -> Result<Self::Shared, String> {
         Ok(cfg.dns.settings.clone())
     }

@@ -72,6 +72,15 @@ impl Http2Config {
         if self.max_streams == 0 {
             return Err(("max_streams", "must be at least 1".into()));
         }
+        for (key, v) in [
+            ("max_header_block_bytes", self.max_header_block_bytes),
+            ("max_header_list_bytes", self.max_header_list_bytes),
+            ("max_table_bytes", self.max_table_bytes),
+        ] {
+            if v == 0 {
+                return Err((key, "must be at least 1 (0 would decode no headers)".into()));
+            }
+        }
         Ok(())
     }
 

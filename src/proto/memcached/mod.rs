@@ -1105,6 +1105,10 @@ impl ProtocolDecoder for MemcachedParser {
     const TRANSPORTS: &'static [Transport] = &[Transport::Tcp, Transport::Udp];
     type Events = MemcachedEvent;
 
+    fn validate(cfg: &Self::Config) -> Result<(), String> {
+        super::registry::nonzero(&[("max_pending", cfg.max_pending as u64), ("max_value_bytes", cfg.max_value_bytes)])
+    }
+
     fn prepare(cfg: &super::ProtocolsConfig) -> Result<Self::Shared, String> {
         Ok(cfg.memcached.settings.clone())
     }

@@ -111,6 +111,10 @@ impl RedisConfig {
         if self.max_pending == 0 {
             return Err(("redis.max_pending", "must be at least 1".into()));
         }
+        if self.max_bulk_bytes == 0 {
+            return Err(("redis.max_bulk_bytes", "must be at least 1".into()));
+        }
+        // `max_key_prefix = 0` is a choice: summaries without any part of a key.
         Ok(())
     }
 

@@ -813,6 +813,10 @@ impl ProtocolDecoder for TlsParser {
     const TRANSPORTS: &'static [Transport] = &[Transport::Tcp];
     type Events = crate::events::NoEvents;
 
+    fn validate(cfg: &Self::Config) -> Result<(), String> {
+        super::registry::nonzero(&[("max_handshake_message", cfg.max_handshake_message as u64)])
+    }
+
     fn prepare(cfg: &super::ProtocolsConfig) -> Result<Self::Shared, String> {
         Ok(cfg.tls.settings.clone())
     }
