@@ -1641,6 +1641,11 @@ impl ProtocolDecoder for MysqlParser {
     type Events = MysqlEvent;
 
     fn validate(cfg: &Self::Config) -> Result<(), String> {
+        super::registry::nonzero(&[
+            ("max_pending", cfg.max_pending as u64),
+            ("max_statements", cfg.max_statements as u64),
+            ("max_query_text", cfg.max_query_text as u64),
+        ])?;
         if cfg.max_statement_bytes < 64 {
             return Err("max_statement_bytes: at least 64".into());
         }

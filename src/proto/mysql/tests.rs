@@ -754,6 +754,15 @@ fn documented_config_is_the_default() {
         ..MysqlConfig::default()
     };
     assert!(MysqlParser::validate(&small).is_err());
+    let zero = MysqlConfig {
+        max_pending: 0,
+        ..MysqlConfig::default()
+    };
+    assert!(
+        MysqlParser::validate(&zero)
+            .unwrap_err()
+            .contains("max_pending")
+    );
 }
 
 #[test]
