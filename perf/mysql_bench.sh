@@ -39,8 +39,12 @@ NS_S=ptmb-srv-$$; NS_C=ptmb-cli-$$; TMP=$(mktemp -d)
 cleanup() {
   [ -n "${TCPDUMP_PID:-}" ] && kill "$TCPDUMP_PID" 2>/dev/null || true
   [ -n "${DB_PID:-}" ] && kill "$DB_PID" 2>/dev/null && wait "$DB_PID" 2>/dev/null || true
-  ip netns del "$NS_S" 2>/dev/null || true
-  ip netns del "$NS_C" 2>/dev/null || true
+  # Whatever of ours still runs inside goes first; a namespace left behind is said.
+  for ns in "$NS_S" "$NS_C"; do
+    for p in $(ip netns pids "$ns" 2>/dev/null); do kill "$p" 2>/dev/null || true; done
+    ip netns del "$ns" 2>/dev/null || ! ip netns list | grep -qw "$ns" \
+      || echo "mysql_bench: could not delete network namespace $ns" >&2
+  done
   rm -rf "$TMP"
 }
 trap cleanup EXIT
