@@ -6,7 +6,7 @@ export DEBIAN_FRONTEND := noninteractive
 # Packages to build and run podtap.
 RUN_PKGS := netbase build-essential pkg-config clang llvm libelf-dev zlib1g-dev m4 iproute2 ethtool
 # Packages the tests drive: real captures, servers, clients and the reference dissector.
-TEST_PKGS := systemd tshark tcpdump nginx-light nftables iproute2 ethtool curl procps python3 hey time dnsmasq-base dnsutils openssl redis-server redis-tools bc netsniff-ng iputils-ping iperf3 nghttp2-client prometheus python3-pip valgrind memcached libmemcached-tools postgresql postgresql-client
+TEST_PKGS := systemd tshark tcpdump nginx-light nftables iproute2 ethtool curl procps python3 hey time dnsmasq-base dnsutils openssl redis-server redis-tools bc netsniff-ng iputils-ping iperf3 nghttp2-client prometheus python3-pip valgrind memcached libmemcached-tools postgresql postgresql-client mariadb-server mariadb-client
 
 .PHONY: deps deps-test build run test bench
 
@@ -51,6 +51,9 @@ deps-test: deps
 	@# pymemcache: the memcached client of the memcached end-to-end test.
 	@python3 -c 'import pymemcache' 2>/dev/null || python3 -m pip install -q pymemcache \
 	  || python3 -m pip install -q --break-system-packages pymemcache
+	@# PyMySQL: the MySQL client of the MySQL/MariaDB end-to-end test.
+	@python3 -c 'import pymysql' 2>/dev/null || python3 -m pip install -q pymysql \
+	  || python3 -m pip install -q --break-system-packages pymysql
 	@# rotel: a small OpenTelemetry collector the export tests send OTLP to.
 	@python3 -c 'import rotel' 2>/dev/null || python3 -m pip install -q rotel \
 	  || python3 -m pip install -q --break-system-packages rotel

@@ -118,6 +118,7 @@ registry::decoders! {
     Memcached = "memcached" => memcached::MemcachedParser [Memcached = "memcached"],
     Redis = "redis" => redis::RedisParser [Redis = "redis"],
     Postgresql = "postgresql" => postgresql::PgParser [Postgresql = "postgresql"],
+    Mysql = "mysql" => mysql::MysqlParser [Mysql = "mysql", Mariadb = "mariadb"],
 }
 
 /// A small deterministic generator (xorshift64) for the decoders' randomized tests.
