@@ -573,12 +573,14 @@ const CORPUS: &[(&str, u16, Counts)] = &[
     ),
     // Hostile clients: what redis-server took for commands and answered. (Lines like
     // `$0`, `:0392...` or `$-20` are inline commands to redis-server too, answered
-    // "unknown command"; they are no client's commands, and those connections are not
-    // taken for Redis.)
+    // "unknown command"; they are no client's commands. Three connections whose client
+    // sends only `+` are recognised by the server's RESP error replies: those replies are
+    // reported, errors without a request (operation ""), as the decoder reports any reply
+    // it cannot pair; the `+` itself is no command and is passed over.)
     (
         "tcpdump/resp_3_malicious.pcap",
         6379,
-        &[("incr", 3, 0), ("ping", 9, 0)],
+        &[("", 3, 3), ("incr", 3, 0), ("ping", 9, 0)],
     ),
 ];
 

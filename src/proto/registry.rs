@@ -437,6 +437,27 @@ macro_rules! decoders {
             (best.0, best.1, more)
         }
 
+        /// Ask decoder `k`'s probe alone about `bytes`.
+        pub fn probe_kind(
+            k: DecoderKind,
+            bytes: &[u8],
+            dir: Direction,
+            transport: Transport,
+            server_port: u16,
+            cfg: &ProtocolsConfig,
+        ) -> Confidence {
+            use $crate::proto::registry::{Probe, ProtocolDecoder};
+            match k {
+                $( DecoderKind::$variant => {
+                    let hinted = <$module::$ty as ProtocolDecoder>::PORTS.contains(&server_port)
+                        || cfg.$module.ports.contains(&server_port);
+                    <$module::$ty as ProtocolDecoder>::probe(&Probe {
+                        bytes, dir, transport, server_port, hinted,
+                    })
+                } )*
+            }
+        }
+
         /// How transactions of `p` become metrics and spans (None for `Unknown`).
         pub fn telemetry(p: Protocol) -> Option<&'static $crate::proto::registry::Telemetry> {
             use $crate::proto::registry::ProtocolDecoder;

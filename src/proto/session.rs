@@ -118,7 +118,7 @@ impl L7Session {
                 // Each wait holds at least one more byte of a direction, and a direction
                 // holds fewer than PREFIX: bounded, without counting segments.
                 let can_wait = self.transport == Transport::Tcp && n < PREFIX;
-                let dec = match detect(
+                let kind = match detect(
                     &look[..n],
                     dir,
                     self.transport,
@@ -132,16 +132,36 @@ impl L7Session {
                         h.first.get_or_insert(dir);
                         return;
                     }
-                    Detection::Found(p) => f.make(p, self.transport),
+                    Detection::Found(p) => Some(p),
                     _ => None,
                 };
-                let dec = dec.unwrap_or(Decoder::StreamStats(StreamStats::default()));
                 // What the other direction showed came before this chunk; this
                 // direction's own held bytes came before it too (which of the two held
-                // parts came first is `first`).
+                // parts came first is `first`). The other direction's are fed only if
+                // the chosen decoder's probe does not reject them (bytes a client sent
+                // that were no command of the protocol found in the replies are passed
+                // over, as if the connection had been picked up after them).
                 let h = h.clone();
                 let other = dir.reverse();
-                let mut feed = [(dir, h.of(dir)), (other, h.of(other)), (dir, bytes)];
+                let other_bytes = match kind {
+                    Some(k)
+                        if super::probe_kind(
+                            k,
+                            h.of(other),
+                            other,
+                            self.transport,
+                            self.server_port,
+                            &f.protocols,
+                        ) == super::Confidence::No =>
+                    {
+                        &[][..]
+                    }
+                    _ => h.of(other),
+                };
+                let dec = kind
+                    .and_then(|k| f.make(k, self.transport))
+                    .unwrap_or(Decoder::StreamStats(StreamStats::default()));
+                let mut feed = [(dir, h.of(dir)), (other, other_bytes), (dir, bytes)];
                 if h.first == Some(other) {
                     feed.swap(0, 1);
                 }
