@@ -58,7 +58,9 @@ TCPDUMP_PID=$!
 for _ in $(seq 50); do grep -q "listening on" "$TMP/tcpdump.err" 2>/dev/null && break; sleep 0.1; done
 ip netns exec "$NS_C" redis-benchmark -h 10.78.0.1 -n "$N" -P 16 -c 8 -r 100000 -d 3 -t get,set -q \
   > "$TMP/bench.txt" 2>&1
-sleep 0.5; kill -INT "$TCPDUMP_PID"; wait "$TCPDUMP_PID" 2>/dev/null || true; TCPDUMP_PID=
+# tcpdump reads the ring a block at a time, a block handed over when full or after its
+# 1 s timeout: stopped any sooner, it loses the last frames.
+sleep 2; kill -INT "$TCPDUMP_PID"; wait "$TCPDUMP_PID" 2>/dev/null || true; TCPDUMP_PID=
 CAPTURE_DROPS=$(awk '/dropped by kernel/ {print $1}' "$TMP/tcpdump.err")
 kill "$REDIS_PID"; wait "$REDIS_PID" 2>/dev/null || true; REDIS_PID=
 
@@ -106,6 +108,7 @@ SECTION=$(cat <<EOF
 ## Redis decoding (\`perf/redis_bench.sh\`)
 
 Latest run: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores, load average before the measurements: $(cut -d' ' -f1-3 /proc/loadavg).
+Command: \`perf/redis_bench.sh\`$( [ "$QUICK" = 1 ] && echo " (QUICK=1)"), release build (fat LTO) of $(git rev-parse --short HEAD).
 Capture: \`redis-benchmark -n $N -P 16 -c 8 -r 100000 -d 3 -t get,set\` against redis-server
 $(redis-server --version | awk '{print $3}' | tr -d 'v='), tcpdump on the server's veth (offloads off: MTU-sized segments),
 $NF frames, ${CAPTURE_DROPS:-0} dropped by the kernel while capturing. Replay: \`podtap replay FILE --output table --workers 1\`
@@ -131,10 +134,11 @@ the same prefix.
 A frame of this capture carries $(awk -v t="$TX_P" -v n="$NP" 'BEGIN { printf "%.1f", t / n }') commands on average (16 per
 pipelined round trip, each way, plus acknowledgements), where a frame of the HTTP capture
 carries half a transaction: the tshark ratio compares time per frame, and here most of
-podtap's time per frame is per command. Of the $IR_TX instructions per command, about a
-quarter are outside the decoder: handing the transaction to the summary, counting it there
+podtap's time per frame is per command. Of the $IR_TX instructions per command, a fifth
+or so are outside the decoder: handing the transaction to the summary, counting it there
 and freeing it (\`worker::emit\`, \`Summary::count_transaction\`, the \`Transaction\`'s
-attribute vector), the same for every protocol.
+attribute vector), the same for every protocol (see "Redis: instructions per command"
+below for where the rest goes).
 
 podtap's summary rows for Redis, and its drop and error counters:
 

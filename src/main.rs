@@ -82,7 +82,8 @@ struct Cli {
 enum Cmd {
     /// Decode capture files (pcap or pcapng) through the same pipeline as live capture.
     Replay {
-        /// Capture files, processed in order.
+        /// Capture files, processed in order. `-` is standard input (`tcpdump -w - |
+        /// podtap replay -`); it, a FIFO, a device or a socket is streamed by one worker.
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// JSON lines (records on stdout, summary on stderr), only the summary table, or

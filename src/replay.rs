@@ -2,7 +2,8 @@
 //!
 //! N worker threads each read the memory-mapped file and keep their share of the frames
 //! by symmetric flow hash (as PACKET_FANOUT_HASH splits live traffic), while a pager thread
-//! maps the file ahead of them and drops it behind (`capture::file_pager`). With JSON lines
+//! maps the file ahead of them and drops it behind (`capture::file_pager`). Standard input
+//! (`-`) and FIFOs are streamed instead, through a bounded buffer, by one worker. With JSON lines
 //! output a writer thread prints the records and builds the summary; with table output
 //! each worker summarises its own records and the summaries are merged.
 
@@ -87,23 +88,50 @@ pub fn run(
     );
     for file in &opts.files {
         let first = PcapFileSource::open(file)?;
-        let n = opts.workers.max(1);
-        let (pager, progress) = FilePager::new(first.mapping(), n);
+        // A mapped file is read whole by each of N workers, each keeping its share, with a
+        // pager ahead of them; a stream (standard input, a FIFO) can be read only once, by
+        // one worker.
+        let mut pager = None;
+        let mut sources = Vec::new();
+        match first.mapping() {
+            Some(map) => {
+                let n = opts.workers.max(1);
+                let (p, progress) = FilePager::new(map, n);
+                pager = Some(p);
+                for (i, progress) in progress.into_iter().enumerate() {
+                    sources.push(
+                        first
+                            .share()?
+                            .with_fanout(i as u32, n as u32)
+                            .with_progress(progress),
+                    );
+                }
+            }
+            None => {
+                if opts.workers > 1 {
+                    tracing::debug!(
+                        file = %file.display(),
+                        workers = opts.workers,
+                        "a stream is read by one worker"
+                    );
+                }
+                sources.push(first);
+            }
+        }
+        let n = sources.len();
         let (tx, rx) = record_queue(cfg.output.queue_batches, RECORD_BATCH);
         let flows_wanted = cfg.output.flows;
         let per_file = std::thread::scope(|s| -> Result<ReplayTotals, CaptureError> {
             let mut handles = Vec::with_capacity(n);
             // Maps the file ahead of the workers and drops it behind them; it returns when
             // the last worker's source is dropped (see `capture::file_pager`).
-            std::thread::Builder::new()
-                .name("podtap-pager".into())
-                .spawn_scoped(s, move || pager.run())
-                .expect("spawn replay pager");
-            for (i, progress) in progress.into_iter().enumerate() {
-                let src = first
-                    .share()?
-                    .with_fanout(i as u32, n as u32)
-                    .with_progress(progress);
+            if let Some(pager) = pager {
+                std::thread::Builder::new()
+                    .name("podtap-pager".into())
+                    .spawn_scoped(s, move || pager.run())
+                    .expect("spawn replay pager");
+            }
+            for (i, src) in sources.into_iter().enumerate() {
                 let records = match opts.output {
                     OutputFormat::Jsonl => ReplaySink::Writer(ChannelSink::new(tx.clone(), true)),
                     OutputFormat::Table | OutputFormat::None => {

@@ -1,4 +1,5 @@
-//! pcap and pcapng capture files, memory-mapped and read without copying.
+//! pcap and pcapng capture files, memory-mapped and read without copying; or streams
+//! (standard input, FIFOs) read through a bounded buffer the frames borrow from.
 //!
 //! Classic pcap in both byte orders with micro- or nanosecond timestamps; pcapng with any
 //! number of sections and interfaces (per-interface link type and `if_tsresol`), Enhanced,
@@ -10,6 +11,7 @@
 
 use memmap2::Mmap;
 use std::fs::File;
+use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -41,7 +43,8 @@ struct Iface {
 
 pub struct PcapFileSource {
     path: String,
-    map: Arc<Mmap>,
+    backing: Backing,
+    /// Parse position: in the mapping, or in the stream's buffer.
     pos: usize,
     format: Format,
     fanout: (u32, u32),
@@ -52,36 +55,74 @@ pub struct PcapFileSource {
     progress: Option<ReadProgress>,
 }
 
+/// Where the capture's bytes are.
+enum Backing {
+    /// A regular file, mapped whole.
+    Map(Arc<Mmap>),
+    /// Standard input, a FIFO, a device or a socket: read through a bounded buffer.
+    Stream(Box<Stream>),
+}
+
+/// A capture read from a byte stream. Frames borrow `buf`, so it is refilled only between
+/// batches: a batch stops at the first incomplete record, and the next one moves that
+/// record's start to the front of the buffer and reads more after it.
+struct Stream {
+    reader: Box<dyn Read + Send>,
+    /// `buf.len()` is the buffer's size (zeroed once, when it is allocated or grown);
+    /// `buf[..filled]` is what has been read.
+    buf: Vec<u8>,
+    filled: usize,
+    /// Offset in the stream of `buf[0]`, for the offsets messages give.
+    base: u64,
+    /// The largest the buffer may grow to hold one record.
+    max: usize,
+    /// The reader said end of file.
+    eof: bool,
+    /// The last batch stopped at an incomplete record: read before parsing again.
+    need_more: bool,
+}
+
+/// A stream's read buffer: holds a classic pcap record of the largest snapshot length
+/// (256 KiB) many times over, so pcap never grows it.
+pub const STREAM_BUFFER: usize = 4 << 20;
+/// The largest record (pcap record or pcapng block, headers included) a stream's buffer
+/// grows to hold; a longer one is an error, so a damaged length costs at most this much
+/// memory. Files are mapped and have no such bound.
+pub const STREAM_MAX_RECORD: usize = 16 << 20;
+
+/// The name `replay` takes for standard input.
+pub const STDIN: &str = "-";
+
 const PCAP_MAGIC_US: u32 = 0xa1b2_c3d4;
 const PCAP_MAGIC_NS: u32 = 0xa1b2_3c4d;
 const PCAPNG_SHB: u32 = 0x0a0d_0d0a;
 const PCAPNG_BOM: u32 = 0x1a2b_3c4d;
 
 impl PcapFileSource {
+    /// Open a capture: `-` is standard input; a FIFO, character device or socket is read
+    /// as a stream (opening a FIFO waits for its writer, as `cat` does); a regular file is
+    /// mapped.
     pub fn open(path: &Path) -> Result<Self, CaptureError> {
+        if path.as_os_str() == STDIN {
+            return Self::from_reader("standard input", Box::new(std::io::stdin()));
+        }
         let p = path.display().to_string();
-        // Captures are read by mapping them: only a regular file can be. Said before
-        // opening, as opening a FIFO would wait for a writer.
         use std::os::unix::fs::FileTypeExt;
         let kind = std::fs::metadata(path).ok().map(|m| m.file_type());
-        let not_a_file = match kind {
-            Some(t) if t.is_dir() => Some("is a directory, not a capture file"),
-            Some(t) if t.is_fifo() || t.is_char_device() || t.is_socket() => Some(
-                "is not a regular file (a pipe or device): podtap replay maps capture files; \
-                 write the capture to a file first (tcpdump -w FILE)",
-            ),
-            _ => None,
-        };
-        if let Some(why) = not_a_file {
+        if kind.is_some_and(|t| t.is_dir()) {
             return Err(CaptureError::Format {
                 path: p,
-                message: why.into(),
+                message: "is a directory, not a capture file".into(),
             });
         }
+        let streamed = kind.is_some_and(|t| t.is_fifo() || t.is_char_device() || t.is_socket());
         let file = File::open(path).map_err(|source| CaptureError::Open {
             path: p.clone(),
             source,
         })?;
+        if streamed {
+            return Self::from_reader(&p, Box::new(file));
+        }
         // SAFETY: the mapping is read-only; podtap never writes the file. A file truncated by
         // another process while mapped would fault, which is the documented mmap caveat.
         let map = unsafe { Mmap::map(&file) }.map_err(|source| CaptureError::Open {
@@ -91,9 +132,68 @@ impl PcapFileSource {
         Self::from_map(p, Arc::new(map))
     }
 
-    /// Another reader of the same mapping (for fanout across workers).
+    /// Read a capture from a byte stream (`name` is what messages call it), through a
+    /// buffer of [`STREAM_BUFFER`] bytes that grows for a record up to
+    /// [`STREAM_MAX_RECORD`].
+    pub fn from_reader(name: &str, reader: Box<dyn Read + Send>) -> Result<Self, CaptureError> {
+        Self::from_reader_sized(name, reader, STREAM_BUFFER, STREAM_MAX_RECORD)
+    }
+
+    fn from_reader_sized(
+        name: &str,
+        reader: Box<dyn Read + Send>,
+        size: usize,
+        max: usize,
+    ) -> Result<Self, CaptureError> {
+        // Room for the longest file header (24 bytes) and a record header after it.
+        let size = size.max(64);
+        let mut s = Stream {
+            reader,
+            buf: vec![0; size],
+            filled: 0,
+            base: 0,
+            max: max.max(size),
+            eof: false,
+            need_more: false,
+        };
+        let io = |source| CaptureError::Open {
+            path: name.into(),
+            source,
+        };
+        // The file header: until 24 bytes or the end, however the reads split it.
+        while s.filled < 24 && !s.eof {
+            s.read_some().map_err(io)?;
+        }
+        let (format, pos) = detect(name, &s.buf[..s.filled])?;
+        Ok(PcapFileSource {
+            path: name.into(),
+            backing: Backing::Stream(Box::new(s)),
+            pos,
+            format,
+            fanout: (0, 1),
+            stats: SourceStats::default(),
+            done: false,
+            progress: None,
+        })
+    }
+
+    /// Whether this capture is read from a stream (one reader, no pager, no [`share`]).
+    ///
+    /// [`share`]: Self::share
+    pub fn is_stream(&self) -> bool {
+        matches!(self.backing, Backing::Stream(_))
+    }
+
+    /// Another reader of the same mapping (for fanout across workers). A stream has one
+    /// reader.
     pub fn share(&self) -> Result<Self, CaptureError> {
-        Self::from_map(self.path.clone(), self.map.clone())
+        match &self.backing {
+            Backing::Map(map) => Self::from_map(self.path.clone(), map.clone()),
+            Backing::Stream(_) => Err(CaptureError::Format {
+                path: self.path.clone(),
+                message: "a stream is read by one reader".into(),
+            }),
+        }
     }
 
     /// Keep only the frames whose flow hash modulo `count` is `index`.
@@ -102,9 +202,13 @@ impl PcapFileSource {
         self
     }
 
-    /// The file's mapping, for a [`FilePager`](super::file_pager::FilePager).
-    pub fn mapping(&self) -> Arc<Mmap> {
-        self.map.clone()
+    /// The file's mapping, for a [`FilePager`](super::file_pager::FilePager); none for a
+    /// stream.
+    pub fn mapping(&self) -> Option<Arc<Mmap>> {
+        match &self.backing {
+            Backing::Map(map) => Some(map.clone()),
+            Backing::Stream(_) => None,
+        }
     }
 
     /// Publish this reader's position to a pager after each batch.
@@ -114,57 +218,10 @@ impl PcapFileSource {
     }
 
     fn from_map(path: String, map: Arc<Mmap>) -> Result<Self, CaptureError> {
-        let b: &[u8] = &map;
-        if b.len() < 4 {
-            return Err(CaptureError::NotACapture { path, magic: 0 });
-        }
-        let magic_le = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        let magic_be = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-        let (format, pos) = if magic_le == PCAPNG_SHB {
-            // The section header block is parsed as the first block of the loop.
-            (
-                Format::PcapNg {
-                    big_endian: false,
-                    ifaces: Vec::new(),
-                },
-                0,
-            )
-        } else if let Some((big_endian, nanos)) = match (magic_le, magic_be) {
-            (PCAP_MAGIC_US, _) => Some((false, false)),
-            (PCAP_MAGIC_NS, _) => Some((false, true)),
-            (_, PCAP_MAGIC_US) => Some((true, false)),
-            (_, PCAP_MAGIC_NS) => Some((true, true)),
-            _ => None,
-        } {
-            if b.len() < 24 {
-                return Err(CaptureError::Format {
-                    path,
-                    message: "pcap header truncated".into(),
-                });
-            }
-            let dlt = rd32(b, 20, big_endian) & 0x0fff_ffff;
-            let link = LinkType::from_pcap(dlt);
-            if link.is_none() {
-                return Err(CaptureError::UnsupportedLink { path, dlt });
-            }
-            (
-                Format::Pcap {
-                    big_endian,
-                    nanos,
-                    link,
-                    dlt,
-                },
-                24,
-            )
-        } else {
-            return Err(CaptureError::NotACapture {
-                path,
-                magic: magic_be,
-            });
-        };
+        let (format, pos) = detect(&path, &map)?;
         Ok(PcapFileSource {
             path,
-            map,
+            backing: Backing::Map(map),
             pos,
             format,
             fanout: (0, 1),
@@ -181,6 +238,62 @@ impl PcapFileSource {
             Format::PcapNg { .. } => None,
         }
     }
+}
+
+/// The format of a capture from its first bytes (all of them, or at least 24), and where
+/// its first record starts.
+fn detect(path: &str, b: &[u8]) -> Result<(Format, usize), CaptureError> {
+    let path = || path.to_string();
+    if b.len() < 4 {
+        return Err(CaptureError::NotACapture {
+            path: path(),
+            magic: 0,
+        });
+    }
+    let magic_le = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    let magic_be = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    if magic_le == PCAPNG_SHB {
+        // The section header block is parsed as the first block of the loop.
+        return Ok((
+            Format::PcapNg {
+                big_endian: false,
+                ifaces: Vec::new(),
+            },
+            0,
+        ));
+    }
+    let Some((big_endian, nanos)) = (match (magic_le, magic_be) {
+        (PCAP_MAGIC_US, _) => Some((false, false)),
+        (PCAP_MAGIC_NS, _) => Some((false, true)),
+        (_, PCAP_MAGIC_US) => Some((true, false)),
+        (_, PCAP_MAGIC_NS) => Some((true, true)),
+        _ => None,
+    }) else {
+        return Err(CaptureError::NotACapture {
+            path: path(),
+            magic: magic_be,
+        });
+    };
+    if b.len() < 24 {
+        return Err(CaptureError::Format {
+            path: path(),
+            message: "pcap header truncated".into(),
+        });
+    }
+    let dlt = rd32(b, 20, big_endian) & 0x0fff_ffff;
+    let link = LinkType::from_pcap(dlt);
+    if link.is_none() {
+        return Err(CaptureError::UnsupportedLink { path: path(), dlt });
+    }
+    Ok((
+        Format::Pcap {
+            big_endian,
+            nanos,
+            link,
+            dlt,
+        },
+        24,
+    ))
 }
 
 #[inline]
@@ -213,9 +326,63 @@ impl Source for PcapFileSource {
         if self.done {
             return Ok(None);
         }
-        let map = self.map.clone();
-        let b: &[u8] = &map;
+        let n = match &mut self.backing {
+            Backing::Map(map) => {
+                let map = map.clone();
+                let (n, _) = self.parse(&map, true, 0, max, &mut visit)?;
+                if let Some(p) = &self.progress {
+                    p.publish(self.pos);
+                }
+                n
+            }
+            Backing::Stream(s) => {
+                if s.need_more {
+                    let hint = |b: &[u8]| record_len(&self.format, b);
+                    if let Err(e) = s.refill(&mut self.pos, hint, &self.path) {
+                        self.done = true;
+                        return Err(e);
+                    }
+                }
+                // The buffer is lent to the parse (frames borrow it) and given back after.
+                let (buf, filled, eof, base) =
+                    (std::mem::take(&mut s.buf), s.filled, s.eof, s.base);
+                let r = self.parse(&buf[..filled], eof, base, max, &mut visit);
+                let Backing::Stream(s) = &mut self.backing else {
+                    unreachable!("the backing does not change")
+                };
+                s.buf = buf;
+                let (n, incomplete) = r?;
+                s.need_more = incomplete;
+                n
+            }
+        };
+        if n == 0 && self.done {
+            Ok(None)
+        } else {
+            Ok(Some(n))
+        }
+    }
+
+    fn stats(&self) -> SourceStats {
+        self.stats
+    }
+}
+
+impl PcapFileSource {
+    /// Visit up to `max` frames of `b` from `self.pos`. `eof`: nothing follows `b` (a file,
+    /// or a stream at its end), so an incomplete record is a truncated capture; otherwise
+    /// the batch stops before it and says so (`true`), to be read on once more has come.
+    /// `base` is the offset of `b` in the capture.
+    fn parse<F: FnMut(&Frame<'_>)>(
+        &mut self,
+        b: &[u8],
+        eof: bool,
+        base: u64,
+        max: usize,
+        visit: &mut F,
+    ) -> Result<(usize, bool), CaptureError> {
         let mut n = 0;
+        let mut incomplete = false;
         while n < max {
             let frame = match &mut self.format {
                 Format::Pcap {
@@ -224,12 +391,12 @@ impl Source for PcapFileSource {
                     link,
                     ..
                 } => {
-                    if self.pos == b.len() {
+                    if self.pos == b.len() && eof {
                         self.done = true;
                         break;
                     }
                     if self.pos + 16 > b.len() {
-                        self.truncated();
+                        incomplete = true;
                         break;
                     }
                     let h = self.pos;
@@ -241,7 +408,7 @@ impl Source for PcapFileSource {
                     let (secs, caplen) = (secs as u64, caplen as usize);
                     let start = h + 16;
                     if start + caplen > b.len() {
-                        self.truncated();
+                        incomplete = true;
                         break;
                     }
                     self.pos = start + caplen;
@@ -267,18 +434,18 @@ impl Source for PcapFileSource {
                             self.stats.malformed += 1;
                             continue;
                         }
-                        Ok(None) => {
+                        Ok(None) if eof => {
                             self.done = true;
                             break;
                         }
-                        Err(Damage::Truncated) => {
-                            self.truncated();
+                        Ok(None) | Err(Damage::Truncated) => {
+                            incomplete = true;
                             break;
                         }
                         Err(Damage::BadPacket(what)) => {
                             self.stats.malformed += 1;
                             self.done = true;
-                            tracing::warn!(file = %self.path, offset = self.pos, "capture file has a broken packet block ({what}); stopping there");
+                            tracing::warn!(file = %self.path, offset = base + self.pos as u64, "capture file has a broken packet block ({what}); stopping there");
                             break;
                         }
                         Err(Damage::Corrupt(what)) => {
@@ -286,7 +453,10 @@ impl Source for PcapFileSource {
                             self.done = true;
                             return Err(CaptureError::Format {
                                 path: self.path.clone(),
-                                message: format!("{what} (block at offset {})", self.pos),
+                                message: format!(
+                                    "{what} (block at offset {})",
+                                    base + self.pos as u64
+                                ),
                             });
                         }
                     }
@@ -303,26 +473,93 @@ impl Source for PcapFileSource {
             n += 1;
             visit(&frame);
         }
-        if let Some(p) = &self.progress {
-            p.publish(self.pos);
+        if incomplete && eof {
+            // The capture ends inside a record: a writer cut short, read up to there.
+            self.stats.malformed += 1;
+            self.done = true;
+            tracing::warn!(file = %self.path, offset = base + self.pos as u64, "capture file ends in a truncated record; stopping there");
+            incomplete = false;
         }
-        if n == 0 && self.done {
-            Ok(None)
-        } else {
-            Ok(Some(n))
-        }
-    }
-
-    fn stats(&self) -> SourceStats {
-        self.stats
+        Ok((n, incomplete))
     }
 }
 
-impl PcapFileSource {
-    fn truncated(&mut self) {
-        self.stats.malformed += 1;
-        self.done = true;
-        tracing::warn!(file = %self.path, offset = self.pos, "capture file ends in a truncated record; stopping there");
+/// The length of the record at the start of `b` (header included), once `b` holds enough
+/// of it to say: what a stream's buffer must hold to parse it.
+fn record_len(format: &Format, b: &[u8]) -> Option<usize> {
+    match format {
+        Format::Pcap { big_endian, .. } => {
+            (b.len() >= 16).then(|| 16 + rd32(b, 8, *big_endian) as usize)
+        }
+        Format::PcapNg { big_endian, .. } => {
+            if b.len() < 12 {
+                return None;
+            }
+            // A section header block says its own byte order.
+            let big = if rd32(b, 0, false) == PCAPNG_SHB {
+                rd32(b, 8, false) != PCAPNG_BOM
+            } else {
+                *big_endian
+            };
+            Some(rd32(b, 4, big) as usize)
+        }
+    }
+}
+
+impl Stream {
+    /// Before reading on from an incomplete record: move it to the front of the buffer,
+    /// grow the buffer if the record fills it (within `max`), and read.
+    fn refill(
+        &mut self,
+        pos: &mut usize,
+        record_len: impl Fn(&[u8]) -> Option<usize>,
+        path: &str,
+    ) -> Result<(), CaptureError> {
+        if *pos > 0 {
+            self.buf.copy_within(*pos..self.filled, 0);
+            self.filled -= *pos;
+            self.base += *pos as u64;
+            *pos = 0;
+        }
+        if self.filled == self.buf.len() {
+            // One record fills the buffer: room for all of it (doubling, so a run of ever
+            // longer records costs a few copies), or a clean error past the bound.
+            let need = record_len(&self.buf[..self.filled]).unwrap_or(usize::MAX);
+            if need > self.max {
+                return Err(CaptureError::Format {
+                    path: path.into(),
+                    message: format!(
+                        "record at offset {} is {need} bytes long; podtap reads records of \
+                         up to {} bytes from a stream (write the capture to a file to read it)",
+                        self.base, self.max
+                    ),
+                });
+            }
+            let size = need.max(self.buf.len() * 2).min(self.max);
+            self.buf.resize(size, 0);
+        }
+        self.read_some().map_err(|e| CaptureError::Format {
+            path: path.into(),
+            message: format!("read failed: {e}"),
+        })
+    }
+
+    /// One read into the free part of the buffer (what a pipe has ready, up to the
+    /// room): the caller parses what came before asking for more, so a slow writer's
+    /// records are decoded as they arrive.
+    fn read_some(&mut self) -> std::io::Result<()> {
+        while !self.eof && self.filled < self.buf.len() {
+            match self.reader.read(&mut self.buf[self.filled..]) {
+                Ok(0) => self.eof = true,
+                Ok(k) => {
+                    self.filled += k;
+                    return Ok(());
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -747,7 +984,7 @@ mod tests {
     }
 
     #[test]
-    fn a_directory_or_a_pipe_is_named_for_what_it_is() {
+    fn a_directory_is_named_for_what_it_is_and_a_fifo_is_streamed() {
         let dir = tempfile::tempdir().unwrap();
         let err = PcapFileSource::open(dir.path()).err().unwrap().to_string();
         assert!(err.contains("is a directory"), "{err}");
@@ -755,9 +992,231 @@ mod tests {
         let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
         // SAFETY: a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-        // Answered at once (opening a FIFO for reading would wait for a writer).
-        let err = PcapFileSource::open(&fifo).err().unwrap().to_string();
-        assert!(err.contains("not a regular file"), "{err}");
+        let bytes = mixed_pcap();
+        let file = dir.path().join("a.pcap");
+        std::fs::write(&file, &bytes).unwrap();
+        // Opening the FIFO waits for this writer; it writes in pieces, as tcpdump does.
+        let writer = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || {
+                let mut f = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+                for piece in bytes.chunks(1000) {
+                    std::io::Write::write_all(&mut f, piece).unwrap();
+                }
+            })
+        };
+        let mut src = PcapFileSource::open(&fifo).unwrap();
+        assert!(src.is_stream());
+        let streamed = (read_all(&mut src), src.stats());
+        writer.join().unwrap();
+        let mut mapped = PcapFileSource::open(&file).unwrap();
+        assert!(!mapped.is_stream());
+        assert_eq!(streamed, (read_all(&mut mapped), mapped.stats()));
+        assert_eq!(streamed.0.len(), 50);
+    }
+
+    /// A reader that hands out 1 to 7 bytes a read, and now and then is interrupted: a
+    /// slow pipe.
+    struct Drip {
+        data: Vec<u8>,
+        at: usize,
+        calls: usize,
+    }
+
+    impl Read for Drip {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            self.calls += 1;
+            if self.calls.is_multiple_of(11) {
+                return Err(std::io::ErrorKind::Interrupted.into());
+            }
+            let k = (self.calls % 7 + 1)
+                .min(out.len())
+                .min(self.data.len() - self.at);
+            out[..k].copy_from_slice(&self.data[self.at..self.at + k]);
+            self.at += k;
+            Ok(k)
+        }
+    }
+
+    type Frames = Vec<(Vec<u8>, Timestamp, u32)>;
+
+    /// `bytes` read from a mapped file, and dripped through a stream whose buffer starts
+    /// at `buffer` bytes: frames and counts, or the error.
+    fn mapped_and_dripped(
+        bytes: &[u8],
+        buffer: usize,
+        max: usize,
+    ) -> [Result<(Frames, SourceStats), String>; 2] {
+        let read = |src: Result<PcapFileSource, CaptureError>| {
+            let mut src = src.map_err(|e| e.to_string())?;
+            let mut v = Vec::new();
+            while src
+                .next_batch(7, |f| v.push((f.data.to_vec(), f.ts, f.obs)))
+                .map_err(|e| e.to_string())?
+                .is_some()
+            {}
+            Ok((v, src.stats()))
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x");
+        std::fs::write(&path, bytes).unwrap();
+        let drip = Drip {
+            data: bytes.to_vec(),
+            at: 0,
+            calls: 0,
+        };
+        [
+            read(PcapFileSource::open(&path)),
+            read(PcapFileSource::from_reader_sized(
+                "drip",
+                Box::new(drip),
+                buffer,
+                max,
+            )),
+        ]
+    }
+
+    /// A classic pcap of 50 frames of 0 to 1,470 bytes.
+    fn mixed_pcap() -> Vec<u8> {
+        let mut w = PcapWriter::new(Vec::new(), 1).unwrap();
+        for i in 0..50u32 {
+            let len = (i * 733 % 1471) as usize;
+            w.write(
+                Timestamp::from_secs_nanos(7 + i as u64, i * 1000),
+                &vec![i as u8; len],
+            )
+            .unwrap();
+        }
+        w.into_inner()
+    }
+
+    /// A pcapng of two sections (little-, then big-endian), several interfaces (one of a
+    /// link type podtap does not decode), Enhanced, Simple and obsolete Packet blocks of
+    /// 0 to 1,500 bytes and blocks podtap skips.
+    fn mixed_pcapng() -> Vec<u8> {
+        let mut b = Vec::new();
+        for word in [u32::to_le_bytes as fn(u32) -> [u8; 4], u32::to_be_bytes] {
+            b.extend_from_slice(&pcapng_section(word));
+            let half = |v: u16| {
+                if word(1)[0] == 1 {
+                    v.to_le_bytes()
+                } else {
+                    v.to_be_bytes()
+                }
+            };
+            let idb = |dlt: u16, opts: &[u8]| {
+                let mut v = half(dlt).to_vec();
+                v.extend_from_slice(&[0, 0]);
+                v.extend_from_slice(&word(0));
+                v.extend_from_slice(opts);
+                v
+            };
+            pcapng_block(&mut b, word, 1, &idb(1, &[]));
+            let mut tsresol = half(9).to_vec();
+            tsresol.extend_from_slice(&half(1));
+            tsresol.extend_from_slice(&[9, 0, 0, 0, 0, 0, 0, 0]);
+            pcapng_block(&mut b, word, 1, &idb(101, &tsresol));
+            pcapng_block(&mut b, word, 1, &idb(0x7fff, &[]));
+            for i in 0..40u32 {
+                let data = vec![i as u8; (i * 389 % 1501) as usize];
+                let mut body = Vec::new();
+                match i % 5 {
+                    3 => {
+                        // Simple Packet (interface 0).
+                        body.extend_from_slice(&word(data.len() as u32));
+                        body.extend_from_slice(&data);
+                        pcapng_block(&mut b, word, 3, &body);
+                    }
+                    4 => pcapng_block(&mut b, word, 5, &[1, 2, 3, 4, 5, 6, 7, 8]),
+                    _ => {
+                        for v in [i % 3, i, i * 1000, data.len() as u32, data.len() as u32] {
+                            body.extend_from_slice(&word(v));
+                        }
+                        body.extend_from_slice(&data);
+                        pcapng_block(&mut b, word, 6, &body);
+                    }
+                }
+            }
+        }
+        b
+    }
+
+    /// Dripped a few bytes a read through a stream, a capture gives exactly the frames
+    /// and counts its mapped file gives: with the usual buffer, and with a 64-byte one
+    /// that records are moved to the front of and that grows for the longer ones.
+    #[test]
+    fn a_dripped_stream_gives_what_the_mapped_file_gives() {
+        let pcap = mixed_pcap();
+        let pcapng = mixed_pcapng();
+        let mut cut = pcapng.clone();
+        cut.truncate(cut.len() - 9);
+        for (name, bytes) in [
+            ("pcap", pcap.clone()),
+            ("pcap cut", pcap[..pcap.len() - 100].to_vec()),
+            ("pcap header only", pcap[..24].to_vec()),
+            ("pcapng", pcapng.clone()),
+            ("pcapng cut", cut),
+        ] {
+            for buffer in [64, 100, STREAM_BUFFER] {
+                let [mapped, dripped] = mapped_and_dripped(&bytes, buffer, STREAM_MAX_RECORD);
+                let mapped = mapped.unwrap();
+                assert_eq!(Ok(&mapped), dripped.as_ref(), "{name}, buffer {buffer}");
+            }
+        }
+        let [mapped, _] = mapped_and_dripped(&pcapng, 64, STREAM_MAX_RECORD);
+        let (frames, stats) = mapped.unwrap();
+        // A section's 40 blocks: 8 statistics blocks skipped, 8 packets of the undecoded
+        // interface counted, 24 frames; two sections.
+        assert_eq!((frames.len(), stats.malformed), (48, 16));
+        let [_, dripped] = mapped_and_dripped(&pcap[..pcap.len() - 100], 64, 1 << 20);
+        assert_eq!(dripped.unwrap().1.malformed, 1, "the cut record is counted");
+    }
+
+    /// A record longer than the stream's bound is a clean error, not a hang or an
+    /// allocation of what its length claims; broken headers are the errors they are in a
+    /// file.
+    #[test]
+    fn a_stream_bounds_its_records_and_reports_damage() {
+        let mut w = PcapWriter::new(Vec::new(), 1).unwrap();
+        w.write(Timestamp::ZERO, &[1; 100]).unwrap();
+        w.write(Timestamp::ZERO, &[2; 3000]).unwrap();
+        let bytes = w.into_inner();
+        let [_, dripped] = mapped_and_dripped(&bytes, 64, 2048);
+        let err = dripped.unwrap_err();
+        assert!(
+            err.contains("offset 140 is 3016 bytes long") && err.contains("up to 2048"),
+            "{err}"
+        );
+        // A length of 4 GiB: refused at once.
+        let mut huge = bytes.clone();
+        huge[24 + 16 + 100 + 8..][..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        let [mapped, dripped] = mapped_and_dripped(&huge, 64, STREAM_MAX_RECORD);
+        assert_eq!(mapped.unwrap().1.malformed, 1, "a file just ends there");
+        assert!(dripped.unwrap_err().contains("4294967311 bytes long"));
+        // A pcapng block at the bound is read.
+        let mut ng = pcapng_section(u32::to_le_bytes);
+        pcapng_block(&mut ng, u32::to_le_bytes, 1, &[1, 0, 0, 0, 0, 0, 0, 0]);
+        let mut body = vec![0u8; 20];
+        body[12..16].copy_from_slice(&4000u32.to_le_bytes());
+        body.extend_from_slice(&[3; 4000]);
+        pcapng_block(&mut ng, u32::to_le_bytes, 6, &body);
+        let [mapped, dripped] = mapped_and_dripped(&ng, 64, 4032);
+        assert_eq!(mapped.unwrap().0.len(), 1);
+        assert_eq!(dripped.unwrap().0.len(), 1);
+        // Not a capture, empty, damaged.
+        for (bytes, what) in [
+            (&b"hello world, not a pcap"[..], "not a pcap"),
+            (&b""[..], "not a pcap"),
+            (&bytes[..20], "pcap header truncated"),
+        ] {
+            let [mapped, dripped] = mapped_and_dripped(bytes, 64, 1 << 20);
+            assert!(mapped.unwrap_err().contains(what));
+            assert!(dripped.unwrap_err().contains(what), "{what}");
+        }
+        let mut bad = pcapng_section(u32::to_le_bytes);
+        bad[8..12].copy_from_slice(&0x1234_5678u32.to_le_bytes());
+        let [_, dripped] = mapped_and_dripped(&bad, 64, 1 << 20);
+        assert!(dripped.unwrap_err().contains("byte-order magic"));
     }
 
     /// A damaged section or interface header is an error; a file that ends inside its

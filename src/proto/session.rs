@@ -11,11 +11,12 @@ use super::{
 use crate::events::Counters;
 use crate::time::Timestamp;
 
-/// Bytes kept while a signature is still incomplete, and how far a probe sees into a
-/// chunk: the HTTP/2 preface is 24, a memcached or Redis inline command line often longer.
+/// Bytes of each direction held while no probe can tell yet, and how far a probe sees
+/// into a chunk: the HTTP/2 preface is 24, a memcached or Redis inline command line often
+/// longer. Detection decides once a direction has shown this many bytes, however many
+/// segments they came in (a sender dripping one byte per segment is detected as well as
+/// one sending whole messages).
 const PREFIX: usize = 64;
-/// Chunks looked at before giving up on detection.
-const MAX_TRIES: u8 = 4;
 
 impl DecoderFactory {
     /// Fails only on settings that loading the config rejects already.
@@ -24,13 +25,30 @@ impl DecoderFactory {
     }
 }
 
+/// The first bytes of each direction, held until detection decides, then handed to the
+/// decoder in the order they came.
+#[derive(Clone)]
+struct Held {
+    bytes: [[u8; PREFIX]; 2],
+    len: [u8; 2],
+    /// The direction whose bytes came first.
+    first: Option<Direction>,
+}
+
+impl Held {
+    const EMPTY: Held = Held {
+        bytes: [[0; PREFIX]; 2],
+        len: [0; 2],
+        first: None,
+    };
+
+    fn of(&self, dir: Direction) -> &[u8] {
+        &self.bytes[dir.index()][..self.len[dir.index()] as usize]
+    }
+}
+
 enum State {
-    Detecting {
-        prefix: [u8; PREFIX],
-        len: u8,
-        dir: Direction,
-        tries: u8,
-    },
+    Detecting(Held),
     Active(Box<Decoder>),
     /// The decoder has nothing more to learn from this connection.
     Done(Box<Decoder>),
@@ -47,12 +65,7 @@ pub struct L7Session {
 
 impl L7Session {
     pub fn new(transport: Transport, server_port: u16) -> Self {
-        let state = State::Detecting {
-            prefix: [0; PREFIX],
-            len: 0,
-            dir: Direction::ToServer,
-            tries: 0,
-        };
+        let state = State::Detecting(Held::EMPTY);
         L7Session {
             state,
             transport,
@@ -92,20 +105,19 @@ impl L7Session {
                 Progress::Redetect => self.redetect(),
             },
             State::Done(_) => {}
-            State::Detecting {
-                prefix,
-                len,
-                dir: pdir,
-                tries,
-            } => {
-                // Bytes held from an earlier chunk of the same direction come first.
-                let held = if *pdir == dir { *len as usize } else { 0 };
+            State::Detecting(h) => {
+                if bytes.is_empty() {
+                    return;
+                }
+                // Bytes held from earlier chunks of the same direction come first.
+                let held = h.len[dir.index()] as usize;
                 let mut look = [0u8; PREFIX * 2];
                 let n = held + bytes.len().min(PREFIX);
-                look[..held].copy_from_slice(&prefix[..held]);
+                look[..held].copy_from_slice(h.of(dir));
                 look[held..n].copy_from_slice(&bytes[..n - held]);
-                let can_wait =
-                    self.transport == Transport::Tcp && *tries < MAX_TRIES && n <= PREFIX;
+                // Each wait holds at least one more byte of a direction, and a direction
+                // holds fewer than PREFIX: bounded, without counting segments.
+                let can_wait = self.transport == Transport::Tcp && n < PREFIX;
                 let dec = match detect(
                     &look[..n],
                     dir,
@@ -115,37 +127,46 @@ impl L7Session {
                     !can_wait,
                 ) {
                     Detection::NeedMore if can_wait => {
-                        prefix[..n].copy_from_slice(&look[..n]);
-                        *len = n as u8;
-                        *pdir = dir;
-                        *tries += 1;
+                        h.bytes[dir.index()][..n].copy_from_slice(&look[..n]);
+                        h.len[dir.index()] = n as u8;
+                        h.first.get_or_insert(dir);
                         return;
                     }
                     Detection::Found(p) => f.make(p, self.transport),
                     _ => None,
                 };
                 let dec = dec.unwrap_or(Decoder::StreamStats(StreamStats::default()));
-                self.start(dec, dir, &look[..held], bytes, ts, out);
+                // What the other direction showed came before this chunk; this
+                // direction's own held bytes came before it too (which of the two held
+                // parts came first is `first`).
+                let h = h.clone();
+                let other = dir.reverse();
+                let mut feed = [(dir, h.of(dir)), (other, h.of(other)), (dir, bytes)];
+                if h.first == Some(other) {
+                    feed.swap(0, 1);
+                }
+                self.start(dec, &feed, ts, out);
             }
         }
     }
 
+    /// Hand the connection to `dec`, fed `feed` (held bytes, then the chunk) in order.
     fn start(
         &mut self,
         dec: Decoder,
-        dir: Direction,
-        held: &[u8],
-        bytes: &[u8],
+        feed: &[(Direction, &[u8])],
         ts: Timestamp,
         out: &mut Vec<Transaction>,
     ) {
         let mut dec = Box::new(dec);
         let mut progress = Progress::Continue;
-        if !held.is_empty() {
-            progress = dec.on_data(dir, held, ts, out);
-        }
-        if progress == Progress::Continue {
-            progress = dec.on_data(dir, bytes, ts, out);
+        for &(dir, bytes) in feed {
+            if progress != Progress::Continue {
+                break;
+            }
+            if !bytes.is_empty() {
+                progress = dec.on_data(dir, bytes, ts, out);
+            }
         }
         self.state = match progress {
             Progress::Continue => State::Active(dec),
@@ -161,15 +182,7 @@ impl L7Session {
     /// The decoder handed the connection on (STARTTLS): keep its counts, and detect the
     /// protocol of what follows afresh.
     fn redetect(&mut self) {
-        let state = std::mem::replace(
-            &mut self.state,
-            State::Detecting {
-                prefix: [0; PREFIX],
-                len: 0,
-                dir: Direction::ToServer,
-                tries: 0,
-            },
-        );
+        let state = std::mem::replace(&mut self.state, State::Detecting(Held::EMPTY));
         if let State::Active(mut d) | State::Done(mut d) = state {
             let mut c = self.carried.take().unwrap_or_default();
             d.drain_stats(&mut c);
@@ -206,20 +219,12 @@ impl L7Session {
         self.carried = Some(c);
         let h2 = Http2Parser::upgraded(f.http2.0.clone(), f.http2.1.clone(), req);
         let tail = &bytes[bytes.len() - rest.min(bytes.len())..];
-        self.start(Decoder::Http2(h2), dir, &[], tail, ts, out);
+        self.start(Decoder::Http2(h2), &[(dir, tail)], ts, out);
         true
     }
 
     fn finish_active(&mut self) {
-        let state = std::mem::replace(
-            &mut self.state,
-            State::Detecting {
-                prefix: [0; PREFIX],
-                len: 0,
-                dir: Direction::ToServer,
-                tries: MAX_TRIES,
-            },
-        );
+        let state = std::mem::replace(&mut self.state, State::Detecting(Held::EMPTY));
         self.state = match state {
             State::Active(d) => State::Done(d),
             other => other,
@@ -230,7 +235,7 @@ impl L7Session {
         match &mut self.state {
             State::Active(d) => d.on_gap(dir, missing),
             // A gap before the protocol is known: detect afresh on what follows.
-            State::Detecting { len, .. } => *len = 0,
+            State::Detecting(h) => *h = Held::EMPTY,
             State::Done(_) => {}
         }
     }
@@ -277,6 +282,75 @@ mod tests {
             panic!("expected the byte counter")
         };
         assert_eq!(st.delivered[0], 8, "held bytes are delivered too");
+    }
+
+    /// One byte per segment: detection holds the bytes until a probe can tell (or a
+    /// direction has shown PREFIX bytes), whatever the number of segments, and the decoder
+    /// gets every byte, both directions in the order they came.
+    #[test]
+    fn dripped_bytes_are_detected_and_delivered_whole() {
+        let f = DecoderFactory::default();
+        let req = b"GET /drip HTTP/1.1\r\nHost: a\r\n\r\n";
+        let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        let mut s = L7Session::new(Transport::Tcp, 8080);
+        let mut out = Vec::new();
+        for (i, b) in req.iter().enumerate() {
+            s.data(
+                Direction::ToServer,
+                &[*b],
+                Timestamp(1 + i as u64),
+                &f,
+                &mut out,
+            );
+        }
+        for (i, b) in resp.iter().enumerate() {
+            s.data(
+                Direction::ToClient,
+                &[*b],
+                Timestamp(100 + i as u64),
+                &f,
+                &mut out,
+            );
+        }
+        s.close(Timestamp(1000), false, &mut out);
+        assert_eq!(s.protocol(), Protocol::Http);
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            (out[0].resource.as_str(), out[0].status),
+            ("/drip", Some(200))
+        );
+        assert!(out[0].completeness.is_complete());
+
+        // A PostgreSQL startup message, one byte per segment: its probe needs the length,
+        // the protocol version and the parameters, many more bytes than segments.
+        let mut startup = Vec::new();
+        let params = b"user\0alice\0database\0shop\0\0";
+        startup.extend_from_slice(&(8 + params.len() as u32).to_be_bytes());
+        startup.extend_from_slice(&196_608u32.to_be_bytes());
+        startup.extend_from_slice(params);
+        let mut s = L7Session::new(Transport::Tcp, 5432);
+        for (i, b) in startup.iter().enumerate() {
+            s.data(
+                Direction::ToServer,
+                &[*b],
+                Timestamp(1 + i as u64),
+                &f,
+                &mut out,
+            );
+        }
+        assert_eq!(s.protocol(), Protocol::Postgresql);
+
+        // Bytes no probe claims: held up to PREFIX bytes of a direction (the other
+        // direction's held bytes first, as they came first), then counted, all of them.
+        let mut s = L7Session::new(Transport::Tcp, 9999);
+        s.data(Direction::ToClient, b"\x01\x02", Timestamp(1), &f, &mut out);
+        for i in 0..100u64 {
+            s.data(Direction::ToServer, &[0xfe], Timestamp(2 + i), &f, &mut out);
+        }
+        let Some(Decoder::StreamStats(st)) = s.decoder() else {
+            panic!("expected the byte counter")
+        };
+        assert_eq!((st.delivered[0], st.delivered[1]), (100, 2));
     }
 
     #[test]

@@ -583,10 +583,18 @@ impl Http1Parser {
                         }
                         HeadScan::Partial => return true,
                         HeadScan::TooLarge => {
+                            // Reported with what its start line says (method and path,
+                            // or the status), marked truncated: a request never vanishes
+                            // because its head is too large to decode.
                             self.stats.buffer_limit += 1;
-                            self.mark_current(dir, Completeness::TRUNCATED);
+                            let side = self.side(dir);
+                            let start = if side.buf.is_empty() { rest } else { &side.buf };
+                            let line = first_line(start);
+                            self.salvage_line(dir, &line, Completeness::TRUNCATED);
+                            // The rest of this chunk is searched for the next message
+                            // (from the next line on), as any later chunk would be.
                             self.lose_sync(dir, false);
-                            return true;
+                            continue;
                         }
                     }
                 }
@@ -978,17 +986,15 @@ impl Http1Parser {
 
     /// The start line of a head interrupted by a gap (still in the buffer).
     fn salvage_head(&mut self, dir: Direction) {
-        let side = self.side(dir);
-        let line_end = side
-            .buf
-            .iter()
-            .position(|&c| c == b'\n')
-            .unwrap_or(side.buf.len());
-        let line = String::from_utf8_lossy(&side.buf[..line_end])
-            .trim_end()
-            .to_string();
+        let line = first_line(&self.side(dir).buf);
+        self.salvage_line(dir, &line, Completeness::GAP | Completeness::TRUNCATED);
+    }
+
+    /// Report what the start line of a head that cannot be decoded whole says: a request
+    /// (method, target) waits for its response; a response (status) answers the request
+    /// waiting for it. `incomplete`: why the rest is unknown.
+    fn salvage_line(&mut self, dir: Direction, line: &str, incomplete: u16) {
         let mut parts = line.split(' ');
-        let incomplete = Completeness::GAP | Completeness::TRUNCATED;
         match dir {
             Direction::ToServer => {
                 let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
@@ -1042,6 +1048,13 @@ enum HeadScan {
     Complete { consumed: usize, head_in_buf: bool },
     Partial,
     TooLarge,
+}
+
+/// The first line of a head (up to its line feed, or all of `head`), as text: what is
+/// reported of a head that cannot be decoded whole.
+fn first_line(head: &[u8]) -> String {
+    let end = head.iter().position(|&c| c == b'\n').unwrap_or(head.len());
+    String::from_utf8_lossy(&head[..end]).trim_end().to_string()
 }
 
 /// End of the head (index just past the blank line), searching from `from`.

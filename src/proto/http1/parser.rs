@@ -102,7 +102,10 @@ pub fn status_line(head: &[u8]) -> Option<(u8, u16, &[u8])> {
 }
 
 /// Header fields parsed per message; more is a malformed message for podtap's purposes.
-pub const MAX_HEADERS: usize = 100;
+/// Fields are walked, not stored, and `max_header_bytes` bounds the head: this only has
+/// to be above what real peers send (Node.js accepts 2000; a 16 KiB head of short fields
+/// holds a few hundred).
+pub const MAX_HEADERS: usize = 2000;
 
 /// The header fields of a header block, in order, each a name and its raw value: the
 /// bytes after the colon up to the newline, optional whitespace and CR included

@@ -419,12 +419,56 @@ fn oversized_head_is_truncated_and_counted() {
         (S, b"GET /users/42 HTTP/1.1\r\nHost: h\r\n\r\n".as_slice()),
         (C, OK),
     ];
-    let t = run_with(&conv, 7, false, HttpSettings::new(cfg).unwrap());
-    assert_eq!(t.len(), 1);
-    assert_eq!(
-        t[0].resource, "/users/{id}",
-        "decoding resumes at the next request"
+    let t = run_with(&conv, 7, true, HttpSettings::new(cfg.clone()).unwrap());
+    // The oversized request is reported with its method and path, marked truncated, and
+    // answered by the first response; decoding resumes at the next request.
+    assert_eq!(t.len(), 2);
+    assert_eq!((t[0].operation.as_str(), t[0].resource.as_str()), ("GET", "/"));
+    assert_eq!(t[0].status, Some(200));
+    assert!(t[0].completeness.has(Completeness::TRUNCATED));
+    assert_eq!(t[1].resource, "/users/{id}");
+    assert!(t[1].completeness.has(Completeness::NO_RESPONSE));
+    // The same however the bytes come: one per segment included.
+    let settings = Arc::new(HttpSettings::new(cfg).unwrap());
+    let conv: Vec<crate::proto::testkit::Chunk> = conv.to_vec();
+    let all = crate::proto::testkit::check_all(|| Http1Parser::new(settings.clone()), &conv);
+    assert_eq!(all.len(), 2);
+}
+
+/// The largest head allowed (16 KiB, 170 fields) decodes whole however it is cut, one
+/// byte per segment included; a response head over the limit still answers its request.
+#[test]
+fn a_head_at_the_limit_decodes_when_dripped() {
+    let mut head = String::from("POST /orders/7 HTTP/1.1\r\nHost: shop\r\n");
+    for i in 0..170 {
+        head.push_str(&format!("X-Field-{i:03}: {}\r\n", "v".repeat(78)));
+    }
+    head.push_str("Content-Length: 2\r\n\r\nok");
+    assert!(head.len() > 15_000 && head.len() <= 16 * 1024, "{}", head.len());
+    let big_response = format!(
+        "HTTP/1.1 503 Busy\r\nX-Pad: {}\r\nContent-Length: 0\r\n\r\n",
+        "p".repeat(20_000)
     );
+    let conv = [
+        (S, head.as_bytes()),
+        (C, OK),
+        (S, GET),
+        (C, big_response.as_bytes()),
+    ];
+    let settings = Arc::new(HttpSettings::new(HttpConfig::default()).unwrap());
+    let mut out = Vec::new();
+    let mut p = Http1Parser::new(settings);
+    for (i, (dir, bytes)) in conv.iter().enumerate() {
+        for b in bytes.chunks(1) {
+            p.on_data(*dir, b, Timestamp(1 + i as u64), &mut out);
+        }
+    }
+    p.on_close(Timestamp(10), false, &mut out);
+    assert_eq!(out.len(), 2);
+    assert_eq!((out[0].operation.as_str(), out[0].status), ("POST", Some(200)));
+    assert!(out[0].completeness.is_complete(), "{:?}", out[0].completeness);
+    assert_eq!(out[1].status, Some(503), "the oversized response's status");
+    assert!(out[1].completeness.has(Completeness::TRUNCATED));
 }
 
 #[test]

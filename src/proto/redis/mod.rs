@@ -379,14 +379,21 @@ fn upper(name: &[u8]) -> ([u8; NAME_MAX], usize) {
     (out, n)
 }
 
-/// `db.namespace` values of the 16 databases a default redis-server has.
-const DB_NAMES: [&str; 16] = [
-    "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15",
-];
+/// `db.namespace` values of the 16 databases a default redis-server has, made once: a
+/// clone is a copy, where making one from a `&str` costs a call to `memcpy`.
+const DB_NAMES: [CompactString; 16] = {
+    use CompactString as S;
+    [
+        S::const_new("0"), S::const_new("1"), S::const_new("2"), S::const_new("3"),
+        S::const_new("4"), S::const_new("5"), S::const_new("6"), S::const_new("7"),
+        S::const_new("8"), S::const_new("9"), S::const_new("10"), S::const_new("11"),
+        S::const_new("12"), S::const_new("13"), S::const_new("14"), S::const_new("15"),
+    ]
+};
 
 fn db_name(db: u32) -> CompactString {
     match DB_NAMES.get(db as usize) {
-        Some(s) => CompactString::const_new(s),
+        Some(s) => s.clone(),
         None => compact_str::format_compact!("{db}"),
     }
 }
@@ -435,7 +442,9 @@ struct Pending {
     special: Special,
     blocking: bool,
     completeness: u16,
-    query: Option<CompactString>,
+    /// Boxed (only with `redact = false`): a pending command is moved twice, into the
+    /// queue and out, and without it the struct is small enough to be moved inline.
+    query: Option<Box<CompactString>>,
 }
 
 /// How a reply is taken.
@@ -489,6 +498,14 @@ pub struct RedisParser {
     last_ts: Timestamp,
     /// When the server last sent bytes.
     rep_ts: Timestamp,
+    /// The name of the last command looked up, as sent, and what it names (only plain
+    /// known commands: see `on_command`).
+    last_name: [u8; 16],
+    last_name_len: u8,
+    last_spec: Option<&'static Spec>,
+    /// The last command's `db.operation.name`, and the command it was made of.
+    op: CompactString,
+    op_of: &'static str,
     /// The last key prefix reported.
     last_prefix: CompactString,
     /// The last `db.query.summary` built with a prefix, and the command it was built of
@@ -529,6 +546,11 @@ impl RedisParser {
             pipelined: false,
             last_ts: Timestamp::ZERO,
             rep_ts: Timestamp::ZERO,
+            last_name: [0; 16],
+            last_name_len: 0,
+            last_spec: None,
+            op: CompactString::default(),
+            op_of: "",
             last_prefix: CompactString::default(),
             summary: CompactString::default(),
             summary_op: "",
@@ -595,15 +617,36 @@ impl RedisParser {
     /// A command was read (or, with `salvaged`, the start of one before a gap).
     fn on_command(&mut self, ts: Timestamp, salvaged: u16, out: &mut Vec<Transaction>) {
         let cmd = &self.req.cmd;
-        let (name, n) = upper(cmd.args[0].bytes());
-        let name = &name[..n];
+        let raw = cmd.args[0].bytes();
         let whole = cmd.args[0].total() <= NAME_MAX as u64;
-        let mut spec: &'static Spec = match commands::lookup(name) {
-            Some(s) if whole => s,
-            _ => &commands::OTHER,
+        // A connection repeats a few commands: the same name, byte for byte, as the last
+        // plain command's names the same command, found without upper-casing and hashing.
+        // (Not a container or a module command: those need the upper-cased name below.)
+        let (upper_name, n, mut spec, module) = match self.last_spec {
+            Some(s) if whole && short_eq(raw, &self.last_name[..self.last_name_len as usize]) => {
+                ([0u8; NAME_MAX], 0, s, false)
+            }
+            _ => {
+                let (u, n) = upper(raw);
+                let spec: &'static Spec = match commands::lookup(&u[..n]) {
+                    Some(s) if whole => s,
+                    _ => &commands::OTHER,
+                };
+                let module = spec.name == commands::OTHER.name
+                    && whole
+                    && commands::is_module_command(&u[..n]);
+                if spec.name != commands::OTHER.name
+                    && !spec.has(CONTAINER)
+                    && raw.len() <= self.last_name.len()
+                {
+                    self.last_name[..raw.len()].copy_from_slice(raw);
+                    self.last_name_len = raw.len() as u8;
+                    self.last_spec = Some(spec);
+                }
+                (u, n, spec, module)
+            }
         };
-        let module =
-            spec.name == commands::OTHER.name && whole && commands::is_module_command(name);
+        let name = &upper_name[..n];
         if cmd.unsynced && cmd.inline && spec.name == commands::OTHER.name && !module {
             // Stray text while looking for sync (the middle of a value), not a command.
             return;
@@ -625,8 +668,14 @@ impl RedisParser {
         let op = if module {
             // Known module prefix and a name-like rest (checked): valid UTF-8.
             CompactString::from_utf8_lossy(name)
+        } else if std::ptr::eq(spec.op, self.op_of) {
+            // The same command as the last: a clone is a copy, where making it from the
+            // `&str` again costs a call to `memcpy`.
+            self.op.clone()
         } else {
-            CompactString::const_new(spec.op)
+            self.op = CompactString::const_new(spec.op);
+            self.op_of = spec.op;
+            self.op.clone()
         };
         let key_at = if module { 1 } else { spec.key as usize };
         let prefix_len = if (1..=2).contains(&key_at) && cmd.argc > key_at as u64 {
@@ -733,9 +782,9 @@ impl RedisParser {
         }
         let window = &key[..key.len().min(self.cfg.max_key_prefix + delim.len())];
         let at = match delim {
-            // The usual one-byte delimiter: a plain byte search, without a substring
-            // searcher's set-up.
-            [d] => memchr::memchr(*d, window),
+            // The usual one-byte delimiter within a few bytes (`user:`): a byte loop,
+            // without a vector search's or a substring searcher's set-up.
+            [d] => window.iter().position(|c| c == d),
             _ => memchr::memmem::find(window, delim),
         }?;
         (at > 0 && at <= self.cfg.max_key_prefix && key[..at].iter().all(u8::is_ascii_graphic))
@@ -743,10 +792,10 @@ impl RedisParser {
     }
 
     /// `db.query.text` when `redact = false`.
-    fn query_text(&self, spec_op: &str, op: &str) -> Option<CompactString> {
+    fn query_text(&self, spec_op: &str, op: &str) -> Option<Box<CompactString>> {
         let text = self.req.text()?;
         if SECRET_OPS.contains(&spec_op) {
-            return Some(compact_str::format_compact!("{op} ?"));
+            return Some(Box::new(compact_str::format_compact!("{op} ?")));
         }
         let mut s = CompactString::with_capacity(text.len());
         for &c in text {
@@ -756,7 +805,7 @@ impl RedisParser {
                 s.push_str(&compact_str::format_compact!("\\x{c:02x}"));
             }
         }
-        Some(s)
+        Some(Box::new(s))
     }
 
     /// The transaction of `p` as it stands, ended at `end`, pushed onto `out` (built where
@@ -778,7 +827,7 @@ impl RedisParser {
         tx.attr_str("db.namespace", db_name(self.db));
         tx.attr_str("db.query.summary", p.summary);
         if let Some(q) = p.query {
-            tx.attr_str("db.query.text", q);
+            tx.attr_str("db.query.text", *q);
         }
         tx.operation = p.op;
         tx.resource = p.prefix;
