@@ -312,6 +312,19 @@ fn real_server_statements_equal_pg_stat_statements() {
         truth.insert(s.to_string(), tx_all);
     }
     assert_eq!(done, truth, "podtap's statements vs pg_stat_statements");
+    // tshark's dissector on the same capture: every CommandComplete it shows is a
+    // statement podtap reports.
+    let (_, completed, tshark_errors) = tshark_pgsql(&pcap);
+    assert_eq!(
+        completed as u64,
+        done.values().sum::<u64>(),
+        "tshark's CommandCompletes"
+    );
+    assert_eq!(
+        tshark_errors as u64,
+        errors.values().sum::<u64>(),
+        "tshark's ErrorResponses"
+    );
     assert_eq!(errors, errors_truth, "podtap's errors vs the server log");
     assert_eq!(
         errors,
