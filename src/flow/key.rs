@@ -293,4 +293,64 @@ mod tests {
             symmetric_hash(&a, &b, 1235, 80, 6)
         );
     }
+
+    proptest::proptest! {
+        /// The key of a packet and of its reply is one key, with opposite directions
+        /// (the flow table finds both halves of a conversation), whatever the addresses,
+        /// ports, protocol, VLAN and observation point; and the fanout hash agrees.
+        #[test]
+        fn a_packet_and_its_reply_share_one_key(
+            v6 in proptest::bool::ANY,
+            a in proptest::array::uniform16(0u8..),
+            b in proptest::array::uniform16(0u8..),
+            sp in 0u16..,
+            dp in 0u16..,
+            tcp in proptest::bool::ANY,
+            vlan in 0u16..4095,
+            obs in 0u32..,
+            vlan_in_key in proptest::bool::ANY,
+        ) {
+            use crate::packet::{L4, Packet, TunnelId};
+            use crate::time::Timestamp;
+            let ip = |o: [u8; 16]| -> IpAddr {
+                if v6 {
+                    IpAddr::from(o)
+                } else {
+                    IpAddr::from([o[0], o[1], o[2], o[3]])
+                }
+            };
+            let (src, dst) = (ip(a), ip(b));
+            let packet = |src, dst, sp, dp| Packet {
+                ts: Timestamp(0),
+                wire_len: 0,
+                vlan,
+                tunnel: TunnelId::default(),
+                src,
+                dst,
+                ip_proto: if tcp { 6 } else { 17 },
+                l4: if tcp {
+                    L4::Tcp(crate::packet::TcpHeader {
+                        src_port: sp,
+                        dst_port: dp,
+                        ..Default::default()
+                    })
+                } else {
+                    L4::Udp { src_port: sp, dst_port: dp }
+                },
+                payload: &[],
+                payload_wire_len: 0,
+            };
+            let (k1, f1) = FlowKey::of(&packet(src, dst, sp, dp), obs, vlan_in_key);
+            let (k2, f2) = FlowKey::of(&packet(dst, src, dp, sp), obs, vlan_in_key);
+            proptest::prop_assert_eq!(k1, k2);
+            if (src, sp) != (dst, dp) {
+                proptest::prop_assert_ne!(f1, f2);
+            }
+            let proto = if tcp { 6 } else { 17 };
+            proptest::prop_assert_eq!(
+                symmetric_hash(&src, &dst, sp, dp, proto),
+                symmetric_hash(&dst, &src, dp, sp, proto)
+            );
+        }
+    }
 }
