@@ -123,9 +123,9 @@ pub enum CaptureMode {
 pub struct FlowConfig {
     /// Most flows tracked at once by one worker. When full, the least recently seen flow
     /// is closed early (end reason `evicted`) and counted as `flow.evicted`. A tracked
-    /// flow costs the table 861 bytes (`flow::table::FLOW_BYTES`, held under 1 KiB by a
-    /// test), and a flow carrying application data up to 848 more for its decoder: the
-    /// default is about 215 MiB per worker for the table. Default 262144.
+    /// flow costs the table 925 bytes (`flow::table::FLOW_BYTES`, held under 1 KiB when
+    /// building), and a flow carrying application data up to 912 more for its decoder:
+    /// the default is about 231 MiB per worker for the table. Default 262144.
     pub max_flows: usize,
     /// A TCP flow with no packets for this long is closed (`idle`). Default 300 s.
     pub tcp_idle_timeout_secs: u64,
