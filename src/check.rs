@@ -129,6 +129,7 @@ pub fn run(cfg: &Config) -> Report {
     findings.push(bpffs());
     findings.push(memlock());
     findings.push(ring_headroom(&cfg.capture));
+    findings.push(memory_bounds(cfg, mem_total()));
     let mut interfaces = interfaces(cfg);
     findings.push(destructive_binds(&interfaces));
     findings.push(xdp_bind(cfg, &mut interfaces));
@@ -539,6 +540,65 @@ fn ring_headroom(c: &crate::config::CaptureConfig) -> Finding {
     )
 }
 
+/// MemTotal of /proc/meminfo, in bytes.
+fn mem_total() -> Option<u64> {
+    let m = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// What the configured bounds let the workers hold at most, structure by structure, in
+/// bytes: the flow table (each tracked flow's slot and index entry, and a decoder for
+/// every flow in the worst case), the out-of-order reassembly buffers, and the record
+/// queue to the writer (records only: their attribute strings come on top). Fails when
+/// all workers together could hold more than the machine has.
+fn memory_bounds(cfg: &Config, mem_total: Option<u64>) -> Finding {
+    let workers = match cfg.capture.workers {
+        0 if !cfg.capture.cpus.is_empty() => cfg.capture.cpus.len(),
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    } as u64;
+    let flows = cfg.flow.max_flows as u64;
+    let table = flows * crate::flow::table::FLOW_BYTES as u64;
+    let decoders = flows * std::mem::size_of::<crate::proto::Decoder>() as u64;
+    let reassembly = cfg.reassembly.max_worker_bytes as u64;
+    let queue =
+        cfg.output.queue_batches as u64 * 256 * std::mem::size_of::<crate::export::Record>() as u64;
+    let per_worker = table + decoders + reassembly;
+    let total = per_worker * workers + queue;
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    let ok = mem_total.is_none_or(|m| total <= m);
+    finding(
+        "memory bounds",
+        ok,
+        format!(
+            "per worker: flow table {:.0} MiB ({} flows x {} bytes), their decoders up to \
+             {:.0} MiB, reassembly {:.0} MiB; record queue {:.0} MiB; {} workers: {:.0} MiB \
+             at most{}",
+            mib(table),
+            flows,
+            crate::flow::table::FLOW_BYTES,
+            mib(decoders),
+            mib(reassembly),
+            mib(queue),
+            workers,
+            mib(total),
+            mem_total.map_or(String::new(), |m| format!(" of {:.0} MiB", mib(m))),
+        ),
+        Some(
+            "lower flow.max_flows, reassembly.max_worker_bytes or output.queue_batches, or \
+             capture.workers",
+        ),
+    )
+}
+
 fn interfaces(cfg: &Config) -> Vec<Interface> {
     let Ok(dir) = std::fs::read_dir("/sys/class/net") else {
         return Vec::new();
@@ -660,7 +720,7 @@ mod tests {
     #[test]
     fn probes_report_something_for_every_check() {
         let r = run(&Config::default());
-        assert_eq!(r.findings.len(), 9);
+        assert_eq!(r.findings.len(), 10);
         assert!(r.findings.iter().all(|f| !f.detail.is_empty()));
         assert!(
             r.findings.iter().filter(|f| !f.ok).all(|f| f.fix.is_some()),
@@ -743,6 +803,25 @@ mod tests {
     #[test]
     fn loopback_has_addresses() {
         assert!(live_use("lo").addresses.iter().any(|a| a == "127.0.0.1"));
+    }
+
+    #[test]
+    fn memory_bounds_state_each_structure_and_fail_beyond_the_machine() {
+        let mut cfg = Config::default();
+        cfg.capture.workers = 2;
+        let f = memory_bounds(&cfg, Some(64 << 30));
+        assert!(f.ok, "{}", f.detail);
+        let table = (262_144 * crate::flow::table::FLOW_BYTES as u64) >> 20;
+        assert!(
+            f.detail.contains(&format!("flow table {table} MiB")),
+            "{}",
+            f.detail
+        );
+        assert!(f.detail.contains("reassembly 64 MiB"), "{}", f.detail);
+        assert!(f.detail.contains("2 workers"), "{}", f.detail);
+        let bad = memory_bounds(&cfg, Some(256 << 20));
+        assert!(!bad.ok);
+        assert!(bad.fix.unwrap().contains("flow.max_flows"));
     }
 
     #[test]
