@@ -546,7 +546,18 @@ fn real_mariadb_counts_equal_its_com_status() {
         .collect();
     assert_eq!(blob.len(), 1);
     assert!(blob[0]["podtap.request.bytes"].as_u64().unwrap() > 17 << 20);
-    assert_eq!(blob[0]["podtap.complete"], true);
+    // Complete, unless the capture itself lost some of its 17 MB (tcpdump descheduled
+    // under load: tshark sees the hole too); then podtap must say it has a gap.
+    if blob[0]["podtap.complete"] != true {
+        let lost = tshark_count(&pcap, "tcp.analysis.lost_segment");
+        let why = blob[0]["podtap.incomplete_reason"].as_str().unwrap_or("");
+        assert!(
+            lost > 0 && why.contains("gap"),
+            "incomplete without a hole in the capture: {}",
+            blob[0]
+        );
+        eprintln!("the capture lost {lost} segments: the blob has its gap");
+    }
     // Prepared statements report the prepared text.
     let execs: Vec<_> = txs
         .iter()

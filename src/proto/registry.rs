@@ -12,8 +12,10 @@
 //! - detection ([`probe_all`](super::probe_all)), a loop over the decoders' probes;
 //! - the telemetry lookup ([`telemetry`](super::telemetry)).
 //!
-//! Adding a decoder is a folder `src/proto/<name>/` that implements the trait, one line in
-//! the list, and its section in `config/podtap.toml`.
+//! Adding a decoder is a folder `src/proto/<name>/` that implements the trait (its own
+//! events declared with `decoder_events!`, its attributes, errors and counters in its
+//! `SCHEMA.md`, its golden captures in `golden/`), one line in the list, and its section
+//! in `config/podtap.toml`; `tests/decoder_seam.rs` holds every decoder to that.
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
