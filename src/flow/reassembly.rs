@@ -387,6 +387,10 @@ impl Stream {
                 // Insert the part before segment i, continue with the remainder.
                 let head = seq_diff(s_start, start) as usize;
                 if !self.insert(i, start, &rest[..head], limits, budget, counters, deliver) {
+                    // The limits forced a gap and delivered what became contiguous: the
+                    // rest of this segment is offered afresh against the new state.
+                    let tail = start.wrapping_add(head as u32);
+                    self.offer(tail, &rest[head..], limits, budget, counters, deliver);
                     return;
                 }
                 // The piece was appended to segment i-1 or held as a segment before
@@ -403,6 +407,30 @@ impl Stream {
         if !rest.is_empty() {
             let pos = self.first_starting_after(start);
             self.insert(pos, start, rest, limits, budget, counters, deliver);
+        }
+    }
+
+    /// Bytes at `seq` after the stream's state changed under them: delivered if they are
+    /// now in order (trimmed of what was delivered), else held.
+    #[allow(clippy::too_many_arguments)]
+    fn offer<F: FnMut(Chunk<'_>)>(
+        &mut self,
+        seq: u32,
+        data: &[u8],
+        limits: StreamLimits,
+        budget: &mut ReassemblyBudget,
+        counters: &mut Counters,
+        deliver: &mut F,
+    ) {
+        if data.is_empty() {
+            return;
+        }
+        let next = self.next.unwrap_or(seq);
+        if seq_diff(seq, next) <= 0 {
+            self.in_order(seq, data, data.len() as u32, deliver);
+            self.drain(budget, deliver);
+        } else {
+            self.buffer(seq, data, limits, budget, counters, deliver);
         }
     }
 
