@@ -22,3 +22,41 @@ else:
 open(path, "w").write(text)
 PY
 }
+
+# --- replay measurements (the decoder benchmarks) -----------------------------------------
+# They use $PODTAP (the release binary), $RUNS and $PAIRS of the sourcing script. Every
+# run reads its capture and program warm from the page cache (see replay_bench.sh).
+warm() { cat "$PODTAP" "$@" >/dev/null 2>&1 || true; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f", b - a }'; }
+frames() { capinfos -c -M "$1" 2>/dev/null | awk -F: '/Number of packets/ {gsub(/ /,"",$2); print $2}'; }
+rate() { awk -v n="$1" -v t="$2" 'BEGIN { if (t < 0.001) t = 0.001; printf "%.0f", n / t }'; }
+wall() { local t0 t1; warm "${@: -1}"; t0=$EPOCHREALTIME; "$@" >/dev/null 2>&1 || true; t1=$EPOCHREALTIME; secs "$t0" "$t1"; }
+replay() { "$PODTAP" replay "$1" --output table --workers 1 2>/dev/null; }
+
+# per_core CAP: the worker thread's own CPU rate, as podtap prints it (`worker cpu ... T
+# transactions/s per core`): "median (min, max)" of 2 * RUNS + 1 readings.
+per_core() {
+  local v=() _
+  for _ in $(seq $((RUNS * 2 + 1))); do warm "$1"; v+=("$(replay "$1" | awk '/^worker cpu/ {print $(NF-3)}')"); done
+  echo "$(med "${v[@]}") ($(printf '%s\n' "${v[@]}" | sort -g | head -1), $(printf '%s\n' "${v[@]}" | sort -g | tail -1))"
+}
+
+# tshark_pairs FILE FILTER: podtap and `tshark -Y FILTER` on FILE, in PAIRS back-to-back
+# pairs (the machine's speed wanders over minutes): the seconds of each in pp and pt, the
+# ratio tshark / podtap of each pair in pr.
+tshark_pairs() {
+  local tp tt _
+  pr=(); pp=(); pt=()
+  for _ in $(seq "$PAIRS"); do
+    tp=$(wall "$PODTAP" replay --output table --workers 1 "$1")
+    tt=$(wall tshark -n -Y "$2" -r "$1")
+    pp+=("$tp"); pt+=("$tt")
+    pr+=("$(awk -v p="$tp" -v t="$tt" 'BEGIN { printf "%.2f", t / p }')")
+  done
+}
+
+# instructions FILE: whole-process instructions of one replay of FILE (cachegrind).
+instructions() {
+  valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null "$PODTAP" \
+    replay "$1" --output table --workers 1 2>&1 >/dev/null | awk '/I *refs/ {gsub(/,/, "", $4); print $4}'
+}

@@ -136,12 +136,6 @@ kill "$MC_PID"; wait "$MC_PID" 2>/dev/null || true; MC_PID=
 cargo build --release --quiet
 PODTAP=target/release/podtap
 # Every run reads its capture and program warm from the page cache (see replay_bench.sh).
-warm() { cat "$PODTAP" "$@" >/dev/null 2>&1 || true; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f", b - a }'; }
-frames() { capinfos -c -M "$1" 2>/dev/null | awk -F: '/Number of packets/ {gsub(/ /,"",$2); print $2}'; }
-rate() { awk -v n="$1" -v t="$2" 'BEGIN { if (t < 0.001) t = 0.001; printf "%.0f", n / t }'; }
-wall() { local t0 t1; warm "${@: -1}"; t0=$EPOCHREALTIME; "$@" >/dev/null 2>&1 || true; t1=$EPOCHREALTIME; secs "$t0" "$t1"; }
-replay() { "$PODTAP" replay "$1" --output table --workers 1 2>/dev/null; }
 
 NF=$(frames "$CAP")
 SUMMARY=$(replay "$CAP")
@@ -152,8 +146,7 @@ times=(); for _ in $(seq "$RUNS"); do times+=("$(wall "$PODTAP" replay --output 
 T_FULL=$(med "${times[@]}")
 # Per core: the worker thread's own CPU time, as podtap prints it (`worker cpu ... T
 # transactions/s per core`); median, minimum and maximum of 2 * RUNS + 1 readings.
-v=(); for _ in $(seq $((RUNS * 2 + 1))); do warm "$CAP"; v+=("$(replay "$CAP" | awk '/^worker cpu/ {print $(NF-3)}')"); done
-CORE="$(med "${v[@]}") ($(printf '%s\n' "${v[@]}" | sort -g | head -1), $(printf '%s\n' "${v[@]}" | sort -g | tail -1))"
+CORE=$(per_core "$CAP")
 
 editcap -r "$CAP" "$TMP/prefix.pcap" 1-"$PREFIX" 2>/dev/null
 NP=$(frames "$TMP/prefix.pcap")
@@ -164,16 +157,9 @@ TSHARK_CMDS=$(tshark -n -r "$TMP/prefix.pcap" -Y memcache.command -T fields -e m
   | tr ',' '\n' | grep -c -x -e get -e set || true)
 # podtap and tshark -Y memcache on the same prefix, in back-to-back pairs: the machine's
 # speed wanders over minutes; the ratio is the median of the pairs' ratios.
-pr=(); pp=(); pt=()
-for _ in $(seq "$PAIRS"); do
-  tp=$(wall "$PODTAP" replay --output table --workers 1 "$TMP/prefix.pcap")
-  tt=$(wall tshark -n -Y memcache -r "$TMP/prefix.pcap")
-  pp+=("$tp"); pt+=("$tt")
-  pr+=("$(awk -v p="$tp" -v t="$tt" 'BEGIN { printf "%.2f", t / p }')")
-done
+tshark_pairs "$TMP/prefix.pcap" memcache
 # Instructions (cachegrind), whole process, on the prefix.
-IR=$(valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null "$PODTAP" \
-  replay "$TMP/prefix.pcap" --output table --workers 1 2>&1 >/dev/null | awk '/I *refs/ {gsub(/,/, "", $4); print $4}')
+IR=$(instructions "$TMP/prefix.pcap")
 IR_TX=$(awk -v i="$IR" -v t="$TX_P" 'BEGIN { printf "%.0f", i / t }')
 
 SECTION=$(cat <<EOF

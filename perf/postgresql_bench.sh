@@ -69,12 +69,6 @@ CAPTURE_DROPS=$(awk '/dropped by kernel/ {print $1}' "$TMP/tcpdump.err")
 kill "$PG_PID"; wait "$PG_PID" 2>/dev/null || true; PG_PID=
 
 # --- measurements ------------------------------------------------------------------------
-warm() { cat "$PODTAP" "$@" >/dev/null 2>&1 || true; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f", b - a }'; }
-frames() { capinfos -c -M "$1" 2>/dev/null | awk -F: '/Number of packets/ {gsub(/ /,"",$2); print $2}'; }
-rate() { awk -v n="$1" -v t="$2" 'BEGIN { if (t < 0.001) t = 0.001; printf "%.0f", n / t }'; }
-wall() { local t0 t1; warm "${@: -1}"; t0=$EPOCHREALTIME; "$@" >/dev/null 2>&1 || true; t1=$EPOCHREALTIME; secs "$t0" "$t1"; }
-replay() { "$PODTAP" replay "$1" --output table --workers 1 2>/dev/null; }
 
 NF=$(frames "$CAP")
 SUMMARY=$(replay "$CAP")
@@ -83,8 +77,7 @@ EVENTS=$(awk '/^event/,/^$/' <<<"$SUMMARY")
 OPS=$(awk '$1 == "postgresql"' <<<"$SUMMARY")
 times=(); for _ in $(seq "$RUNS"); do times+=("$(wall "$PODTAP" replay --output table --workers 1 "$CAP")"); done
 T_FULL=$(med "${times[@]}")
-v=(); for _ in $(seq $((RUNS * 2 + 1))); do warm "$CAP"; v+=("$(replay "$CAP" | awk '/^worker cpu/ {print $(NF-3)}')"); done
-CORE="$(med "${v[@]}") ($(printf '%s\n' "${v[@]}" | sort -g | head -1), $(printf '%s\n' "${v[@]}" | sort -g | tail -1))"
+CORE=$(per_core "$CAP")
 
 editcap -r "$CAP" "$TMP/prefix.pcap" 1-"$PREFIX" 2>/dev/null
 NP=$(frames "$TMP/prefix.pcap")
@@ -93,15 +86,8 @@ TSHARK_FRAMES=$(tshark -n -r "$TMP/prefix.pcap" -Y pgsql 2>/dev/null | wc -l)
 # What tshark finds in the prefix: the Executes and simple Queries it shows.
 TSHARK_STMTS=$(tshark -n -r "$TMP/prefix.pcap" -Y pgsql -T fields -e pgsql.type 2>/dev/null \
   | tr ',' '\n' | grep -c -e '^Execute$' -e '^Simple query$' || true)
-pr=(); pp=(); pt=()
-for _ in $(seq "$PAIRS"); do
-  tp=$(wall "$PODTAP" replay --output table --workers 1 "$TMP/prefix.pcap")
-  tt=$(wall tshark -n -Y pgsql -r "$TMP/prefix.pcap")
-  pp+=("$tp"); pt+=("$tt")
-  pr+=("$(awk -v p="$tp" -v t="$tt" 'BEGIN { printf "%.2f", t / p }')")
-done
-IR=$(valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null "$PODTAP" \
-  replay "$TMP/prefix.pcap" --output table --workers 1 2>&1 >/dev/null | awk '/I *refs/ {gsub(/,/, "", $4); print $4}')
+tshark_pairs "$TMP/prefix.pcap" pgsql
+IR=$(instructions "$TMP/prefix.pcap")
 IR_TX=$(awk -v i="$IR" -v t="$TX_P" 'BEGIN { printf "%.0f", i / t }')
 
 SECTION=$(cat <<EOF
