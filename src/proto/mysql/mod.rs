@@ -24,7 +24,10 @@
 //! * Replies: OK (affected rows), ERR (error code, SQLSTATE; the message only with
 //!   `redact = false`), result sets (column count, definitions, rows up to the EOF or
 //!   OK that ends them: `db.response.returned_rows`), several results
-//!   (SERVER_MORE_RESULTS_EXISTS, a CALL or a multi-statement query) as one transaction,
+//!   (SERVER_MORE_RESULTS_EXISTS): a CALL's result sets and final OK are one transaction;
+//!   a multi-statement query is split at its semicolons (the shared SQL tokenizer) and each
+//!   statement's result ends its own transaction; after an error the statements left never
+//!   ran (reported `no_response`, `podtap.mysql.skipped`),
 //!   LOCAL INFILE (the file's packets belong to the command).
 //! * Sequence ids are checked: a reply's first packet follows its command's last, each
 //!   packet the one before. A mismatch is counted and the count followed from the packet
@@ -121,6 +124,9 @@ pub struct MysqlStats {
     pub replication: u64,
     /// Bytes skipped while a direction was out of sync. → `mysql.skipped_bytes`
     pub skipped_bytes: u64,
+    /// Statements of a multi-statement query that never ran (one before them failed).
+    /// → `mysql.skipped`
+    pub skipped: u64,
     /// → `l7.pending_limit`
     pub pending_limit: u64,
     /// → `l7.transaction_timeout`
@@ -139,6 +145,7 @@ decoder_events! {
         CompressionUnsupported => "mysql.compression_unsupported", warn, "MySQL compressed connection that cannot be read (zstd, zlib that does not inflate, a gap): not decoded further";
         Replication => "mysql.replication", debug, "MySQL replication stream (COM_BINLOG_DUMP): not decoded further";
         SkippedBytes => "mysql.skipped_bytes", debug, "bytes of a MySQL connection skipped while a direction was out of sync after a gap";
+        Skipped => "mysql.skipped", debug, "MySQL statements of a multi-statement query that never ran (one before them failed): reported no_response with podtap.mysql.skipped";
     }
 }
 
@@ -157,6 +164,7 @@ impl MysqlStats {
         );
         c.add_own(MysqlEvent::Replication, self.replication);
         c.add_own(MysqlEvent::SkippedBytes, self.skipped_bytes);
+        c.add_own(MysqlEvent::Skipped, self.skipped);
         c.add(Event::PendingLimit, self.pending_limit);
         c.add(Event::TransactionTimeout, self.timeouts);
         c.add(Event::ResponseLost, self.responses_lost);
@@ -284,6 +292,9 @@ struct Rare {
     prepared: Option<Statement>,
     /// COM_INIT_DB, COM_CHANGE_USER, `USE x`: the namespace once the server agrees.
     namespace: Option<CompactString>,
+    /// A multi-statement COM_QUERY: the statements after the current one, each reported
+    /// as its own transaction when the result before it ends (SERVER_MORE_RESULTS_EXISTS).
+    more: Option<Box<str>>,
 }
 
 impl Pending {
@@ -717,11 +728,12 @@ impl Conn {
         match command {
             COM_QUERY => {
                 let text = self.query_text(body);
-                self.describe(&mut p, text);
-                if p.operation == "USE"
-                    && let Some(ns) = use_target(text)
-                {
-                    p.rare().namespace = Some(ns);
+                match split_statements(text) {
+                    Some((first, more)) => {
+                        self.describe_query(&mut p, first.as_bytes());
+                        p.rare().more = Some(more.into());
+                    }
+                    None => self.describe_query(&mut p, text),
                 }
             }
             COM_STMT_PREPARE => {
@@ -843,6 +855,80 @@ impl Conn {
             return &body[2..];
         }
         body
+    }
+
+    /// A COM_QUERY statement: its summary, and the database of a `USE`.
+    fn describe_query(&mut self, p: &mut Pending, text: &[u8]) {
+        self.describe(p, text);
+        if p.operation == "USE"
+            && let Some(ns) = use_target(text)
+        {
+            p.rare().namespace = Some(ns);
+        }
+    }
+
+    /// The result of a multi-statement query's statement ended and more follow: report it
+    /// and start the next statement's transaction (from `ts`: the server runs them in turn).
+    fn next_statement(&mut self, ts: Timestamp, out: &mut Vec<Transaction>) {
+        let Some(mut p) = self.pending.pop_front() else {
+            return;
+        };
+        let Some(more) = p.rare.as_mut().and_then(|r| r.more.take()) else {
+            self.pending.push_front(p);
+            return;
+        };
+        let mut next = Pending::new(COM_QUERY, ts);
+        next.seq_next = p.seq_next;
+        next.completeness = p.completeness & Completeness::MIDSTREAM;
+        match split_statements(more.as_bytes()) {
+            Some((s, rest)) => {
+                self.describe_query(&mut next, s.as_bytes());
+                next.rare().more = Some(rest.into());
+            }
+            None => self.describe_query(&mut next, more.as_bytes()),
+        }
+        self.apply_namespace(&p);
+        let tx = self.finish(p, ts, 0);
+        out.push(tx);
+        self.pending.push_front(next);
+    }
+
+    /// The statements of a multi-statement query after the one that failed never ran:
+    /// reported `no_response` and `podtap.mysql.skipped`.
+    fn skip_rest(&mut self, mut more: Box<str>, ts: Timestamp, out: &mut Vec<Transaction>) {
+        loop {
+            let mut q = Pending::new(COM_QUERY, ts);
+            if !self.handshake {
+                q.completeness |= Completeness::MIDSTREAM;
+            }
+            let rest = match split_statements(more.as_bytes()) {
+                Some((s, rest)) => {
+                    self.describe(&mut q, s.as_bytes());
+                    Some(Box::<str>::from(rest))
+                }
+                None => {
+                    self.describe(&mut q, more.as_bytes());
+                    None
+                }
+            };
+            self.stats.skipped += 1;
+            let mut tx = self.finish(q, ts, Completeness::NO_RESPONSE);
+            tx.attr_bool("podtap.mysql.skipped", true);
+            out.push(tx);
+            match rest {
+                Some(r) => more = r,
+                None => break,
+            }
+        }
+    }
+
+    /// A command the server accepted that names the database: the connection's new one.
+    fn apply_namespace(&mut self, p: &Pending) {
+        if p.error.is_none()
+            && let Some(ns) = p.rare.as_ref().and_then(|r| r.namespace.as_ref())
+        {
+            self.namespace = Some(ns.clone());
+        }
     }
 
     fn describe(&mut self, p: &mut Pending, text: &[u8]) {
@@ -977,6 +1063,7 @@ impl Conn {
         let h = m.head;
         let first = h.first().copied();
         let terminator = first == Some(0xfe) && m.len < MAX_PACKET as u64;
+        let was_first = p.reply == Reply::First;
         let mut done = false;
         let mut learned_eof = None;
         match p.reply {
@@ -1207,18 +1294,29 @@ impl Conn {
         {
             self.deprecate_eof_seen = Some(e);
         }
-        if done && let Some(p) = self.pending.pop_front() {
-            if p.error.is_none() {
-                if let Some(ns) = p.rare.as_ref().and_then(|r| r.namespace.as_ref()) {
-                    self.namespace = Some(ns.clone());
-                }
-                if matches!(p.command, COM_CHANGE_USER | COM_RESET_CONNECTION) {
-                    // A new session: the server dropped its prepared statements.
-                    self.statements.clear();
-                }
+        if !done
+            && let Some(p) = self.pending.front()
+            && p.reply == Reply::First
+            && p.rare.as_ref().is_some_and(|r| r.more.is_some())
+            && (was_first || p.operation != "CALL")
+        {
+            // A statement's result ended and the server has more: the next statement's.
+            // (A CALL's own result sets come first; its final OK ends it.)
+            self.next_statement(ts, out);
+            return;
+        }
+        if done && let Some(mut p) = self.pending.pop_front() {
+            self.apply_namespace(&p);
+            if p.error.is_none() && matches!(p.command, COM_CHANGE_USER | COM_RESET_CONNECTION) {
+                // A new session: the server dropped its prepared statements.
+                self.statements.clear();
             }
+            let more = p.rare.as_mut().and_then(|r| r.more.take());
             let tx = self.finish(p, ts, 0);
             out.push(tx);
+            if let Some(more) = more {
+                self.skip_rest(more, ts, out);
+            }
         }
     }
 
@@ -1318,6 +1416,18 @@ fn u16_le(b: &[u8], i: usize) -> u16 {
         (Some(&a), Some(&c)) => u16::from_le_bytes([a, c]),
         _ => 0,
     }
+}
+
+/// A multi-statement text's first statement and the text after it; None for a single
+/// statement (most queries: no `;` at all, found without the tokenizer).
+fn split_statements(text: &[u8]) -> Option<(&str, &str)> {
+    memchr::memchr(b';', text)?;
+    let t = sqltext::text(text);
+    let mut it = crate::proto::sql::statements(crate::proto::sql::Dialect::MySql, t);
+    let first = it.next()?;
+    let second = it.next()?;
+    let off = second.as_ptr() as usize - t.as_ptr() as usize;
+    Some((first, &t[off..]))
 }
 
 /// The database of `USE db` (backquotes removed), bounded.
@@ -1702,6 +1812,7 @@ static TELEMETRY: Telemetry = Telemetry {
         "podtap.mysql.error_message",
         "podtap.mysql.affected_rows",
         "podtap.mysql.results",
+        "podtap.mysql.skipped",
         "podtap.mysql.statement_id",
         "podtap.mysql.user",
     ],

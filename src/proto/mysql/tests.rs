@@ -122,6 +122,11 @@ fn cmd(c: u8, body: &[u8]) -> Vec<u8> {
 /// A result set of `cols` columns and `rows` rows, sequence ids from 1, ending with
 /// `status`; with or without DEPRECATE_EOF.
 fn result_set(cols: usize, rows: usize, status: u16, deprecate: bool) -> Vec<u8> {
+    pkts(1, &result_payloads(cols, rows, status, deprecate))
+}
+
+/// The packets' payloads of [`result_set`].
+fn result_payloads(cols: usize, rows: usize, status: u16, deprecate: bool) -> Vec<Vec<u8>> {
     let mut v = vec![vec![cols as u8]];
     for i in 0..cols {
         v.push(coldef(&format!("c{i}")));
@@ -138,7 +143,7 @@ fn result_set(cols: usize, rows: usize, status: u16, deprecate: bool) -> Vec<u8>
     } else {
         eof_payload(status)
     });
-    pkts(1, &v)
+    v
 }
 
 const BASE_CAPS: u32 = CLIENT_PROTOCOL_41 | CLIENT_SECURE_CONNECTION | CLIENT_PLUGIN_AUTH;
@@ -232,6 +237,33 @@ fn session(deprecate: bool) -> Vec<(Direction, Vec<u8>)> {
         (S, pkt(1, &ok_payload(0, 2))),
         (C, cmd(COM_PING, b"")),
         (S, pkt(1, &ok_payload(0, 2))),
+        // Multi-statement queries: a transaction per statement, each result (a CALL's
+        // result sets with its final OK) to its own; after an error the rest never ran.
+        (
+            C,
+            cmd(
+                COM_QUERY,
+                b"SELECT a FROM t1; UPDATE t2 SET x = 'hunter2-s3cr3t'; CALL p(); SELECT b FROM t3;",
+            ),
+        ),
+        (S, {
+            let more = 2 | SERVER_MORE_RESULTS_EXISTS;
+            let mut v = result_payloads(1, 2, more, deprecate);
+            v.push(ok_payload(3, more));
+            v.extend(result_payloads(1, 1, more, deprecate));
+            v.push(ok_payload(0, more));
+            v.extend(result_payloads(1, 4, 2, deprecate));
+            pkts(1, &v)
+        }),
+        (
+            C,
+            cmd(COM_QUERY, b"SELECT a FROM t1 ; SELEC oops; DELETE FROM t4"),
+        ),
+        (S, {
+            let mut v = result_payloads(1, 1, 2 | SERVER_MORE_RESULTS_EXISTS, deprecate);
+            v.push(err_payload(1064, "42000", "You have an error near 'oops'"));
+            pkts(1, &v)
+        }),
         (C, cmd(COM_QUERY, b"CALL p()")),
         (S, {
             // A result set, then the CALL's own OK.
@@ -277,6 +309,13 @@ fn check_session(deprecate: bool) {
         "mariadb COM_STMT_CLOSE DEALLOCATE SELECT users ns=shop status=- rows=- affected=- results=- []",
         "mariadb COM_INIT_DB INIT_DB ns=billing status=- rows=- affected=- results=- []",
         "mariadb COM_PING PING ns=billing status=- rows=- affected=- results=- []",
+        "mariadb COM_QUERY SELECT t1 ns=billing status=- rows=2 affected=- results=- []",
+        "mariadb COM_QUERY UPDATE t2 ns=billing status=- rows=- affected=3 results=- []",
+        "mariadb COM_QUERY CALL ns=billing status=- rows=1 affected=- results=2 []",
+        "mariadb COM_QUERY SELECT t3 ns=billing status=- rows=4 affected=- results=- []",
+        "mariadb COM_QUERY SELECT t1 ns=billing status=- rows=1 affected=- results=- []",
+        "mariadb COM_QUERY QUERY ns=billing status=1064 rows=- affected=- results=- []",
+        "mariadb COM_QUERY DELETE t4 ns=billing status=- rows=- affected=- results=- [\"no_response\"]",
         "mariadb COM_QUERY CALL ns=billing status=- rows=2 affected=- results=2 []",
         "mariadb COM_QUIT QUIT ns=billing status=- rows=- affected=- results=- []",
     ];
@@ -302,11 +341,16 @@ fn session_with_deprecate_eof() {
 }
 
 #[test]
-fn stats_of_a_clean_session_are_zero() {
+fn stats_of_a_clean_session() {
     let conv = session(false);
     let mut p = decoder();
     testkit::feed_whole(&mut p, &chunks(&conv));
-    assert_eq!(p.take_stats(), MysqlStats::default());
+    // Only the statement the session's failed multi-statement query never ran.
+    let want = MysqlStats {
+        skipped: 1,
+        ..MysqlStats::default()
+    };
+    assert_eq!(p.take_stats(), want);
     assert_eq!(p.statements(), 0, "closed statement forgotten");
 }
 
