@@ -551,7 +551,7 @@ fn real_mariadb_counts_equal_its_com_status() {
     }
     // The multi-statement queries: a transaction per statement, each with its own
     // result; the statement after the failed one never ran.
-    let summaries = |t: &&Value| {
+    let summaries = |t: &Value| {
         format!(
             "{} rows={} affected={} skipped={}",
             t["db.query.summary"].as_str().unwrap_or(""),
@@ -566,7 +566,7 @@ fn real_mariadb_counts_equal_its_com_status() {
         .expect("the CALL");
     let multi: Vec<String> = txs[start + 1..start + 7]
         .iter()
-        .map(|t| summaries(&t))
+        .map(|t| summaries(t))
         .collect();
     assert_eq!(
         multi,

@@ -895,30 +895,18 @@ impl Conn {
 
     /// The statements of a multi-statement query after the one that failed never ran:
     /// reported `no_response` and `podtap.mysql.skipped`.
-    fn skip_rest(&mut self, mut more: Box<str>, ts: Timestamp, out: &mut Vec<Transaction>) {
-        loop {
+    fn skip_rest(&mut self, more: &str, ts: Timestamp, out: &mut Vec<Transaction>) {
+        use crate::proto::sql::{Dialect, statements};
+        for s in statements(Dialect::MySql, more) {
             let mut q = Pending::new(COM_QUERY, ts);
             if !self.handshake {
                 q.completeness |= Completeness::MIDSTREAM;
             }
-            let rest = match split_statements(more.as_bytes()) {
-                Some((s, rest)) => {
-                    self.describe(&mut q, s.as_bytes());
-                    Some(Box::<str>::from(rest))
-                }
-                None => {
-                    self.describe(&mut q, more.as_bytes());
-                    None
-                }
-            };
+            self.describe(&mut q, s.as_bytes());
             self.stats.skipped += 1;
             let mut tx = self.finish(q, ts, Completeness::NO_RESPONSE);
             tx.attr_bool("podtap.mysql.skipped", true);
             out.push(tx);
-            match rest {
-                Some(r) => more = r,
-                None => break,
-            }
         }
     }
 
@@ -1315,7 +1303,7 @@ impl Conn {
             let tx = self.finish(p, ts, 0);
             out.push(tx);
             if let Some(more) = more {
-                self.skip_rest(more, ts, out);
+                self.skip_rest(&more, ts, out);
             }
         }
     }
