@@ -380,3 +380,215 @@ fn redis_messages_do_not_allocate() {
         flows as u64 * 3 * 23
     );
 }
+
+/// Keeps the last transaction (moved in: keeping it does not allocate) and counts them.
+#[derive(Default)]
+struct Keep {
+    last: Option<Transaction>,
+    count: u64,
+}
+impl RecordSink for Keep {
+    fn flow(&mut self, _: FlowRecord) {}
+    fn transaction(&mut self, t: Transaction) {
+        self.count += 1;
+        self.last = Some(t);
+    }
+}
+
+/// Client and server of one TCP connection to `port`, their sequence numbers followed.
+struct Conn {
+    client: u8,
+    port: u16,
+    c_seq: u32,
+    s_seq: u32,
+}
+
+impl Conn {
+    fn frame(&mut self, from_client: bool, payload: &[u8]) -> Vec<u8> {
+        let (c, s) = ([10, 0, 6, self.client], [10, 0, 7, 1]);
+        let (src, dst, sp, dp) = if from_client {
+            (c, s, 42000, self.port)
+        } else {
+            (s, c, self.port, 42000)
+        };
+        let (seq, ack) = if from_client {
+            (self.c_seq, self.s_seq)
+        } else {
+            (self.s_seq, self.c_seq)
+        };
+        if from_client {
+            self.c_seq += payload.len() as u32;
+        } else {
+            self.s_seq += payload.len() as u32;
+        }
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4(src, dst, 64)
+            .tcp(sp, dp, seq, 64000)
+            .ack(ack)
+            .write(&mut v, payload)
+            .unwrap();
+        v
+    }
+}
+
+/// Allocations per statement of a SQL decoder in the steady state (statement maps warm),
+/// against what the exported record itself needs (a copy of one of the records made).
+/// `setup` gives a connection's first frames, `statement` one statement's round trip.
+fn sql_allocations_per_statement(
+    port: u16,
+    setup: impl Fn(&mut Conn) -> Vec<Vec<u8>>,
+    statement: impl Fn(&mut Conn, u32) -> Vec<Vec<u8>>,
+) -> (f64, u64, u64, Transaction) {
+    let mut w = Worker::new(&Config::default(), Keep::default());
+    let flows = 10u8;
+    let mut conns: Vec<Conn> = (0..flows)
+        .map(|client| Conn {
+            client,
+            port,
+            c_seq: 1000,
+            s_seq: 5000,
+        })
+        .collect();
+    let mut ts = 1_000_000_000u64;
+    let mut run = |w: &mut Worker<Keep>, frames: &[Vec<u8>]| {
+        for f in frames {
+            ts += 1000;
+            w.process(&Frame {
+                data: f,
+                ts: Timestamp(ts),
+                wire_len: f.len() as u32,
+                link: LinkType::Ethernet,
+                obs: 1,
+            });
+        }
+    };
+    let mut warm = Vec::new();
+    for c in &mut conns {
+        warm.extend(setup(c));
+        for i in 0..5 {
+            warm.extend(statement(c, i));
+        }
+    }
+    run(&mut w, &warm);
+    let rounds = 50u32;
+    let mut measured = Vec::new();
+    for i in 0..rounds {
+        for c in &mut conns {
+            measured.extend(statement(c, i));
+        }
+    }
+    let before = w.sink_mut().count;
+    let allocs = allocations(|| run(&mut w, &measured));
+    let statements = w.sink_mut().count - before;
+    let last = w.sink_mut().last.clone().expect("a transaction");
+    let record = allocations(|| drop(std::hint::black_box(last.clone())));
+    eprintln!("{allocs} allocations for {statements} statements; a record copy: {record}");
+    (allocs as f64 / statements as f64, statements, record, last)
+}
+
+/// PostgreSQL, extended protocol with a named prepared statement (as pgbench -M prepared):
+/// Bind, Execute, Sync; BindComplete, a row, CommandComplete, ReadyForQuery.
+#[test]
+fn postgresql_statements_allocate_only_their_record() {
+    fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut v = vec![tag];
+        v.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+    let setup = |c: &mut Conn| {
+        let mut startup = Vec::new();
+        let body = b"\0\x03\0\0user\0app\0database\0shop\0\0";
+        startup.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+        startup.extend_from_slice(body);
+        let mut ready = msg(b'R', &[0, 0, 0, 0]);
+        ready.extend(msg(b'Z', b"I"));
+        let mut parse = msg(
+            b'P',
+            b"P0_1\0SELECT abalance FROM pgbench_accounts WHERE aid = $1\0\0\0",
+        );
+        parse.extend(msg(b'S', b""));
+        let mut parsed = msg(b'1', b"");
+        parsed.extend(msg(b'Z', b"I"));
+        vec![
+            c.frame(true, &startup),
+            c.frame(false, &ready),
+            c.frame(true, &parse),
+            c.frame(false, &parsed),
+        ]
+    };
+    let statement = |c: &mut Conn, i: u32| {
+        let mut req = msg(
+            b'B',
+            &[
+                b"\0P0_1\0\0\0\0\x01\0\0\0\x04".as_slice(),
+                &i.to_be_bytes(),
+                b"\0\0",
+            ]
+            .concat(),
+        );
+        req.extend(msg(b'E', b"\0\0\0\0\0"));
+        req.extend(msg(b'S', b""));
+        let mut resp = msg(b'2', b"");
+        resp.extend(msg(b'D', b"\0\x01\0\0\0\x044242"));
+        resp.extend(msg(b'C', b"SELECT 1\0"));
+        resp.extend(msg(b'Z', b"I"));
+        vec![c.frame(true, &req), c.frame(false, &resp)]
+    };
+    let (per, statements, record, last) = sql_allocations_per_statement(5432, setup, statement);
+    assert_eq!(statements, 500, "every statement reported");
+    assert_eq!(
+        last.attr("db.query.summary"),
+        Some(&AttrValue::Str("SELECT pgbench_accounts".into())),
+        "decoded: {last:?}"
+    );
+    assert!(
+        per <= record as f64,
+        "{per} allocations per statement; its record needs {record}"
+    );
+}
+
+/// MySQL: COM_QUERY answered by a one-row result set (as mysqlslap's key reads).
+#[test]
+fn mysql_statements_allocate_only_their_record() {
+    fn pkt(seq: u8, payload: &[u8]) -> Vec<u8> {
+        let mut v = (payload.len() as u32).to_le_bytes()[..3].to_vec();
+        v.push(seq);
+        v.extend_from_slice(payload);
+        v
+    }
+    let setup = |_: &mut Conn| Vec::new();
+    let statement = |c: &mut Conn, i: u32| {
+        let q = format!("SELECT intcol1, charcol1 FROM t1 WHERE id = '{i}'");
+        let req = pkt(0, &[&[3u8][..], q.as_bytes()].concat());
+        let coldef = |name: &str| {
+            let mut p = Vec::new();
+            for s in ["def", "mysqlslap", "t1", "t1", name, name] {
+                p.push(s.len() as u8);
+                p.extend_from_slice(s.as_bytes());
+            }
+            p.extend_from_slice(&[0x0c, 33, 0, 11, 0, 0, 0, 3, 0, 0, 0, 0, 0]);
+            p
+        };
+        let eof = [0xfe, 0, 0, 2, 0];
+        let mut resp = pkt(1, &[2]);
+        resp.extend(pkt(2, &coldef("intcol1")));
+        resp.extend(pkt(3, &coldef("charcol1")));
+        resp.extend(pkt(4, &eof));
+        resp.extend(pkt(5, b"\x0512345\x03abc"));
+        resp.extend(pkt(6, &eof));
+        vec![c.frame(true, &req), c.frame(false, &resp)]
+    };
+    let (per, statements, record, last) = sql_allocations_per_statement(3306, setup, statement);
+    assert_eq!(statements, 500, "every statement reported");
+    assert_eq!(
+        last.attr("db.query.summary"),
+        Some(&AttrValue::Str("SELECT t1".into())),
+        "decoded: {last:?}"
+    );
+    assert!(
+        per <= record as f64,
+        "{per} allocations per statement; its record needs {record}"
+    );
+}
