@@ -39,6 +39,8 @@ pub struct Config {
     pub protocols: crate::proto::ProtocolsConfig,
     pub export: crate::export::config::ExportConfig,
     pub attribution: AttributionConfig,
+    /// `[privileges]`: the capabilities the daemon keeps (see [`crate::privilege`]).
+    pub privileges: crate::privilege::PrivilegeConfig,
 }
 
 /// What is captured, and how.

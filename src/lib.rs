@@ -14,6 +14,7 @@ pub mod filter;
 pub mod flow;
 pub mod k8s;
 pub mod packet;
+pub mod privilege;
 pub mod proto;
 pub mod replay;
 pub mod run;

@@ -284,6 +284,15 @@ fn main() -> anyhow::Result<()> {
             if !interfaces.is_empty() {
                 cfg.capture.interfaces = interfaces;
             }
+            // Least privilege, before any thread starts (threads inherit the sets).
+            match podtap::privilege::drop_unneeded(&cfg)? {
+                Some(d) => tracing::info!(
+                    kept = ?d.kept,
+                    dropped = d.dropped,
+                    "capabilities dropped (privileges.drop)"
+                ),
+                None => tracing::warn!("privileges.drop = false: every capability kept"),
+            }
             let opts = podtap::run::RunOptions {
                 output,
                 workers,

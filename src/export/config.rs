@@ -273,6 +273,16 @@ impl ExportConfig {
         self.otlp.enabled || !self.prometheus.listen.is_empty()
     }
 
+    /// The port `/metrics` is served on, when it is.
+    pub fn prometheus_port(&self) -> Option<u16> {
+        let addr = self
+            .prometheus
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .ok()?;
+        Some(addr.port())
+    }
+
     /// Checks serde cannot express; the error names the key.
     pub fn validate(&self) -> Result<(), KeyError> {
         let err = |k: &str, m: &str| Err((format!("export.{k}"), m.to_string()));
