@@ -259,6 +259,7 @@ core_events! {
     AttributionUnselected => "attribution.unselected", warn, "flow or transaction of pods outside attribution.selector: not reported";
     // Output
     RecordDropped => "output.record_dropped", warn, "flow or transaction record dropped: output queue full";
+    OutputWriteFailed => "output.write_failed", warn, "flow or transaction record lost: the output could not be written (disk full, closed pipe); a file still ends at a whole line";
 }
 
 /// Per-worker counters, one plain integer per [`Event`].

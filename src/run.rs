@@ -526,7 +526,8 @@ pub fn run(
             totals.kernel_dropped += q.kernel_dropped.load(Ordering::Relaxed);
             totals.ring_full += q.ring_full.load(Ordering::Relaxed);
         }
-        writer.join().expect("writer thread panicked");
+        let written = writer.join().expect("writer thread panicked");
+        totals.counters.merge(&written);
         log_stats(&stats, &selected);
         // The mirror goes last: its filters and capture device are removed on drop.
         drop(mirror);
@@ -601,6 +602,9 @@ fn relink(
     handles: &[FilterHandle],
     export: Option<&Exporter>,
 ) {
+    // Said once the filter below takes the interfaces: a log line that says attached means
+    // its frames are being captured.
+    let mut attached = Vec::new();
     for i in now.iter().filter(|i| !before.contains(i)) {
         let (mut engine, mut why) = choose_engine(cfg, &i.name);
         let mut route = Route::Tpacket;
@@ -620,10 +624,7 @@ fn relink(
             engine = Engine::Tpacket;
         }
         routes.insert(i.ifindex, route);
-        log_attach(i, engine, &why);
-        if let Some(e) = export {
-            e.interface_attached(i.ifindex, &i.name);
-        }
+        attached.push((i, engine, why));
     }
     for i in before.iter().filter(|i| !now.contains(i)) {
         if routes.remove(&i.ifindex) == Some(Route::Mirror)
@@ -643,18 +644,36 @@ fn relink(
             tracing::error!("cannot update the capture filter: {e}");
         }
     }
+    for (i, engine, why) in attached {
+        log_attach(i, engine, &why);
+        if let Some(e) = export {
+            e.interface_attached(i.ifindex, &i.name);
+        }
+    }
 }
 
 /// SIGHUP: re-read the config file and apply its attribution settings (selector, label
-/// keys, static map) without losing flows or watch state.
+/// keys, static map) without losing flows or watch state. A file that does not load
+/// changes nothing: the running settings stay and the error (file, key) is logged.
 fn reload(opts: &RunOptions, attribution: Option<&crate::k8s::Attribution>) {
-    let Some(a) = attribution else { return };
-    match Config::load(opts.config_path.as_deref()) {
-        Ok(new) => match a.reload(&new.attribution) {
-            Ok(()) => tracing::info!("SIGHUP: attribution settings reloaded"),
-            Err(e) => tracing::error!("SIGHUP: attribution not reloaded: {e}"),
+    let Some(path) = opts.config_path.as_deref() else {
+        tracing::info!("SIGHUP: running on the embedded config, nothing to reload");
+        return;
+    };
+    match Config::load(Some(path)) {
+        Err(e) => tracing::error!("SIGHUP: config not reloaded, the running one stays: {e}"),
+        Ok(new) => match attribution {
+            Some(a) => match a.reload(&new.attribution) {
+                Ok(()) => tracing::info!("SIGHUP: attribution settings reloaded"),
+                Err(e) => tracing::error!(
+                    "SIGHUP: attribution not reloaded, the running settings stay: {e}"
+                ),
+            },
+            None => tracing::info!(
+                "SIGHUP: {} is valid; only attribution settings apply on SIGHUP, and attribution is off",
+                path.display()
+            ),
         },
-        Err(e) => tracing::error!("SIGHUP: config not reloaded: {e}"),
     }
 }
 
@@ -841,9 +860,10 @@ fn write_records(
     rx: BatchReceiver,
     out: &mut (dyn Write + Send),
     stats: &[Arc<QueueStats>],
-) {
+) -> Counters {
     let mut summary = Summary::default();
     let mut lines = JsonLines::default();
+    let mut sink = Output::default();
     let jsonl = format == OutputFormat::Jsonl;
     let interval = Duration::from_secs(cfg.output.table_interval_secs.max(1));
     let mut next_table = Instant::now() + interval;
@@ -883,15 +903,14 @@ fn write_records(
                 for r in &batch {
                     summary.add(r);
                     if jsonl && lines.push(r, cfg.output.flows) && lines.len() >= jsonl::FLUSH_AT {
-                        let _ = lines.write_to(out);
+                        sink.write(&mut lines, out, false);
                     }
                 }
                 rx.give_back(batch);
                 // Caught up: what is buffered goes out now, so a quiet node's records are
                 // not held back waiting for more.
                 if jsonl && rx.is_empty() {
-                    let _ = lines.write_to(out);
-                    let _ = out.flush();
+                    sink.write(&mut lines, out, true);
                 }
             }
             Err(RecvError::Timeout) => {}
@@ -905,6 +924,45 @@ fn write_records(
     if format == OutputFormat::Table {
         render(&mut summary, out);
     }
-    let _ = lines.write_to(out);
-    let _ = out.flush();
+    sink.write(&mut lines, out, true);
+    sink.counters
+}
+
+/// The writer's side of the output: lines that cannot be written (a full disk, a closed
+/// pipe) are counted (`output.write_failed`), the error logged when it starts and when it
+/// ends, and writing goes on with the next lines: a disk with room again gets them.
+#[derive(Default)]
+struct Output {
+    counters: Counters,
+    failing: bool,
+}
+
+impl Output {
+    fn write(&mut self, lines: &mut JsonLines, out: &mut (dyn Write + Send), flush: bool) {
+        let r = lines.write_to(out).and_then(|()| {
+            if flush {
+                out.flush()
+                    .map_err(|error| jsonl::WriteFailed { lines: 0, error })
+            } else {
+                Ok(())
+            }
+        });
+        match r {
+            Ok(()) if self.failing => {
+                self.failing = false;
+                tracing::info!(
+                    lost = self.counters.get(Event::OutputWriteFailed),
+                    "output writable again"
+                );
+            }
+            Ok(()) => {}
+            Err(e) => {
+                if !self.failing {
+                    self.failing = true;
+                    tracing::error!("cannot write the output: {}", e.error);
+                }
+                self.counters.add(Event::OutputWriteFailed, e.lines);
+            }
+        }
+    }
 }

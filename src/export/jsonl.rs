@@ -78,10 +78,27 @@ impl JsonLines {
         self.buf.is_empty()
     }
 
-    /// Hands the buffered lines to `out` in one `write_all` and empties the buffer (also
-    /// when the write fails: a closed output loses these lines, not the next ones).
-    pub fn write_to(&mut self, out: &mut (impl Write + ?Sized)) -> io::Result<()> {
-        let r = out.write_all(&self.buf);
+    /// Hands the buffered lines to `out` and empties the buffer (also when the write fails:
+    /// a full disk or a closed pipe loses these lines, not the next ones). On failure the
+    /// error comes back with the number of lines that did not get out whole.
+    pub fn write_to(&mut self, out: &mut (impl Write + ?Sized)) -> Result<(), WriteFailed> {
+        let mut pos = 0;
+        let r = loop {
+            if pos == self.buf.len() {
+                break Ok(());
+            }
+            match out.write(&self.buf[pos..]) {
+                Ok(0) => break Err(io::Error::from(io::ErrorKind::WriteZero)),
+                Ok(n) => pos += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        let r = r.map_err(|error| WriteFailed {
+            // The line cut at `pos` ends in this range too: it did not get out whole.
+            lines: memchr::memchr_iter(b'\n', &self.buf[pos..]).count() as u64,
+            error,
+        });
         self.buf.clear();
         // A record far larger than usual grew the buffer: give the memory back.
         if self.buf.capacity() > 16 * FLUSH_AT {
@@ -89,6 +106,15 @@ impl JsonLines {
         }
         r
     }
+}
+
+/// Lines that could not be written, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{lines} records not written: {error}")]
+pub struct WriteFailed {
+    pub lines: u64,
+    #[source]
+    pub error: io::Error,
 }
 
 /// Static keys known to need no escaping, by address and length: a `&'static str` never

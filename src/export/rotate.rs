@@ -1,7 +1,8 @@
 //! JSON lines to a file whose size is bounded: when the next write would take it past
 //! `max_bytes`, the file is renamed `<path>.1` (older ones shift to `.2`, ...; the oldest
 //! beyond `keep` is deleted) and a new file is started. A daemon that writes records to
-//! disk therefore never fills it, however long it runs.
+//! disk therefore never fills it, however long it runs. When the disk is full anyway
+//! (others fill it), a write fails whole: the file keeps ending at a line's end.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -81,9 +82,15 @@ impl Write for RotatingFile {
                 }
             }
         }
-        let n = self.file.write(&buf[..take])?;
-        self.written += n as u64;
-        Ok(n)
+        // Whole lines or nothing: when the disk fills half-way, what was written of these
+        // lines is cut off again, so the file still ends at a line's end and every line in
+        // it parses (the caller counts the lines it could not write).
+        if let Err(e) = self.file.write_all(&buf[..take]) {
+            let _ = self.file.set_len(self.written);
+            return Err(e);
+        }
+        self.written += take as u64;
+        Ok(take)
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -394,3 +394,46 @@ fn decoder_keys_are_escaped_every_time_whatever_shares_their_slot() {
         assert_eq!(&written[written.len() - keys.len()..], keys);
     }
 }
+
+#[test]
+fn a_write_failing_half_way_counts_the_lines_not_out_whole() {
+    /// Takes `room` bytes, a few at a time, then the disk is full.
+    struct Full {
+        room: usize,
+        got: Vec<u8>,
+    }
+    impl Write for Full {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            if self.room == 0 {
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            let n = b.len().min(self.room).min(7);
+            self.room -= n;
+            self.got.extend_from_slice(&b[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let recs = records();
+    let mut w = JsonLines::default();
+    for r in &recs {
+        w.push(r, true);
+    }
+    let all = w.len();
+    let mut out = Full {
+        room: all / 2,
+        got: Vec::new(),
+    };
+    let e = w.write_to(&mut out).unwrap_err();
+    assert_eq!(e.error.raw_os_error(), Some(libc::ENOSPC));
+    let whole = out.got.iter().filter(|&&b| b == b'\n').count() as u64;
+    assert!(whole > 0 && e.lines > 0);
+    assert_eq!(
+        whole + e.lines,
+        recs.len() as u64,
+        "each line out whole or counted"
+    );
+    assert!(w.is_empty());
+}
