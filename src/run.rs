@@ -459,7 +459,25 @@ pub fn run(
                     }
                     known = listed.iter().map(|i| i.ifindex).collect();
                     let now = pods_selected(listed);
-                    if now != selected {
+                    // The capture device deleted by someone else: nothing reaches the AF_XDP
+                    // queues any more. The mirror's filters go (the pods' traffic is
+                    // untouched either way) and its interfaces move to TPACKET_V3.
+                    let mut rerouted = Vec::new();
+                    if mirror.as_ref().is_some_and(|m| !m.device_present()) {
+                        let m = mirror.take().expect("checked");
+                        tracing::error!(
+                            device = m.capture_device(),
+                            "the mirror's capture device was removed by someone else: mirrored interfaces fall back to TPACKET_V3"
+                        );
+                        drop(m);
+                        for (ifindex, r) in routes.iter_mut().filter(|(_, r)| **r == Route::Mirror)
+                        {
+                            *r = Route::Tpacket;
+                            rerouted
+                                .extend(selected.iter().filter(|i| i.ifindex == *ifindex).cloned());
+                        }
+                    }
+                    if now != selected || !rerouted.is_empty() {
                         relink(
                             cfg,
                             &selected,
@@ -492,6 +510,14 @@ pub fn run(
                         if let Some(h) = &health {
                             h.set_capturing(selected.len());
                         }
+                    }
+                    // Said once the rings take them.
+                    for i in &rerouted {
+                        log_attach(
+                            i,
+                            Engine::Tpacket,
+                            "the mirror's capture device was removed",
+                        );
                     }
                 }
             }

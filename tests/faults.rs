@@ -343,3 +343,37 @@ fn an_interface_deleted_under_open_sockets_is_let_go_and_taken_again_when_it_ret
         assert_eq!(s.attached(), "", "{mode}: nothing left attached");
     }
 }
+
+#[test]
+fn a_mirror_device_deleted_by_someone_else_moves_its_interfaces_to_tpacket() {
+    let s = setup();
+    let cfg = s.config("");
+    let mut d = s.daemon(&cfg, &["--mode", "xdp"]);
+    let capturing = d.wait_log("podtap: capturing", Duration::from_secs(1));
+    let device = capturing
+        .split("mirror=")
+        .nth(1)
+        .and_then(|m| m.split('"').nth(1))
+        .unwrap_or_else(|| panic!("no mirror device in: {capturing}"))
+        .to_string();
+    assert!(s.links().contains(&device), "{device}: {:?}", s.links());
+    assert_eq!(s.curl("before.html", 5), 5);
+    sh(Command::new("ip").args(["-n", &s.pair.server.name, "link", "del", &device]));
+    let err = d.wait_log(
+        "capture device was removed by someone else",
+        Duration::from_secs(5),
+    );
+    assert!(err.contains(&device), "{err}");
+    d.wait_log(
+        "reason=\"the mirror's capture device was removed\"",
+        Duration::from_secs(5),
+    );
+    // The mirror's filters are gone with it: the veth carries nothing of podtap's.
+    assert_eq!(s.attached(), "");
+    assert_eq!(s.curl("after.html", 5), 5);
+    std::thread::sleep(Duration::from_millis(300));
+    let all = d.stop();
+    assert_eq!(gets(&all, "before.html"), 5);
+    assert_eq!(gets(&all, "after.html"), 5, "captured by TPACKET_V3 since");
+    assert_eq!(s.attached(), "");
+}

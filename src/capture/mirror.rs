@@ -475,6 +475,11 @@ impl Mirror {
     }
 
     /// Name of the interface the AF_XDP sockets bind (queues `0..queues()`).
+    /// Is the capture device still the one this mirror created? (Someone may delete it.)
+    pub fn device_present(&self) -> bool {
+        ifindex_of(&self.cfg.device) == Some(self.device_ifindex)
+    }
+
     pub fn capture_device(&self) -> &str {
         &self.cfg.peer
     }
