@@ -560,41 +560,48 @@ fn mem_total() -> Option<u64> {
 /// queue to the writer (records only: their attribute strings come on top). Fails when
 /// all workers together could hold more than the machine has.
 fn memory_bounds(cfg: &Config, mem_total: Option<u64>) -> Finding {
-    let workers = match cfg.capture.workers {
-        0 if !cfg.capture.cpus.is_empty() => cfg.capture.cpus.len(),
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    } as u64;
+    let workers = crate::memory::workers(cfg) as u64;
     let flows = cfg.flow.max_flows as u64;
     let table = flows * crate::flow::table::FLOW_BYTES as u64;
     let decoders = flows * std::mem::size_of::<crate::proto::Decoder>() as u64;
     let reassembly = cfg.reassembly.max_worker_bytes as u64;
-    let queue =
-        cfg.output.queue_batches as u64 * 256 * std::mem::size_of::<crate::export::Record>() as u64;
+    let queue = cfg.output.queue_batches as u64 * crate::memory::batch_bytes();
+    let spans = if cfg.export.otlp.enabled {
+        cfg.export.spans.max_buffered_bytes as u64
+    } else {
+        0
+    };
     let per_worker = table + decoders + reassembly;
-    let total = per_worker * workers + queue;
+    let total = per_worker * workers + queue + spans;
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
-    let ok = mem_total.is_none_or(|m| total <= m);
+    let budget = cfg.memory.max_bytes;
+    let ok = mem_total.is_none_or(|m| total <= m) && (budget == 0 || total <= budget);
     finding(
         "memory bounds",
         ok,
         format!(
-            "per worker: flow table {:.0} MiB ({} flows x {} bytes), their decoders up to \
-             {:.0} MiB, reassembly {:.0} MiB; record queue {:.0} MiB; {} workers: {:.0} MiB \
-             at most{}",
+            "{}per worker: flow table {:.0} MiB ({} flows x {} bytes), their decoders up to \
+             {:.0} MiB, reassembly {:.0} MiB; record queue {:.0} MiB; span buffer {:.0} MiB; \
+             {} workers: {:.0} MiB at most{}",
+            if budget > 0 {
+                format!("memory.max_bytes {:.0} MiB: ", mib(budget))
+            } else {
+                String::new()
+            },
             mib(table),
             flows,
             crate::flow::table::FLOW_BYTES,
             mib(decoders),
             mib(reassembly),
             mib(queue),
+            mib(spans),
             workers,
             mib(total),
             mem_total.map_or(String::new(), |m| format!(" of {:.0} MiB", mib(m))),
         ),
         Some(
-            "lower flow.max_flows, reassembly.max_worker_bytes or output.queue_batches, or \
-             capture.workers",
+            "set memory.max_bytes, or lower flow.max_flows, reassembly.max_worker_bytes or \
+             output.queue_batches, or capture.workers",
         ),
     )
 }
@@ -822,6 +829,28 @@ mod tests {
         let bad = memory_bounds(&cfg, Some(256 << 20));
         assert!(!bad.ok);
         assert!(bad.fix.unwrap().contains("flow.max_flows"));
+    }
+
+    #[test]
+    fn memory_bounds_follow_the_budget() {
+        let cfg = Config::parse(
+            "[memory]\nmax_bytes = 134217728\n[capture]\nworkers = 2\n",
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap();
+        let f = memory_bounds(&cfg, Some(64 << 30));
+        assert!(f.ok, "{}", f.detail);
+        assert!(
+            f.detail.starts_with("memory.max_bytes 128 MiB: "),
+            "{}",
+            f.detail
+        );
+        let d = crate::memory::derive(128 << 20, 2);
+        assert!(
+            f.detail.contains(&format!("({} flows", d.max_flows)),
+            "{}",
+            f.detail
+        );
     }
 
     #[test]

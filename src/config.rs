@@ -41,6 +41,8 @@ pub struct Config {
     pub attribution: AttributionConfig,
     /// `[privileges]`: the capabilities the daemon keeps (see [`crate::privilege`]).
     pub privileges: crate::privilege::PrivilegeConfig,
+    /// `[memory]`: one budget the traffic-driven bounds derive from (see [`crate::memory`]).
+    pub memory: crate::memory::MemoryConfig,
 }
 
 /// What is captured, and how.
@@ -356,7 +358,7 @@ impl Config {
             key,
             message,
         };
-        let cfg: Config = from_toml(text).map_err(|(key, mut msg)| {
+        let mut cfg: Config = from_toml(text).map_err(|(key, mut msg)| {
             // The decoders' sections moved under [protocols.<name>].
             if ["http", "http2", "dns", "tls"].contains(&key.as_str()) {
                 msg.push_str(&format!(
@@ -365,6 +367,15 @@ impl Config {
             }
             invalid(key, msg)
         })?;
+        // Bounds the file does not set come from `memory.max_bytes`, when it is set.
+        let table: toml::Table = text.parse().unwrap_or_default();
+        crate::memory::apply(&mut cfg, |section, key| {
+            let mut v = table.get(section);
+            for part in key.split('.') {
+                v = v.and_then(|t| t.get(part));
+            }
+            v.is_some()
+        });
         cfg.validate()
             .map_err(|(key, msg)| invalid(key.into(), msg))?;
         cfg.attribution

@@ -13,6 +13,7 @@ pub mod export;
 pub mod filter;
 pub mod flow;
 pub mod k8s;
+pub mod memory;
 pub mod packet;
 pub mod privilege;
 pub mod proto;

@@ -66,7 +66,7 @@ const RESCANS_AFTER_LINK: [Duration; 3] = [
 /// Frames a worker takes from its ring per batch.
 const BATCH: usize = 256;
 /// Records per batch sent to the writer.
-const RECORD_BATCH: usize = 256;
+pub const RECORD_BATCH: usize = 256;
 /// How often an idle worker wakes to expire flows, flush records and publish counters.
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
 

@@ -1,0 +1,144 @@
+//! One memory budget for what grows with traffic: `memory.max_bytes`. When it is set, the
+//! bounds of the structures that grow with traffic are derived from it, per worker, for
+//! every one the config file does not set itself:
+//!
+//! | share | structure | bound derived |
+//! | --- | --- | --- |
+//! | 5 % | the record queue between workers and the writer | `output.queue_batches` (batches of 256 records) |
+//! | 5 % | the span buffer of the OTLP exporter | `export.spans.max_buffered_bytes` |
+//! | 90 % / workers, of it 60 % | each worker's flow table with the flows' decoder state | `flow.max_flows` (`FLOW_BYTES` + a decoder, in bytes, per flow) |
+//! | 90 % / workers, of it 40 % | each worker's TCP reassembly buffers | `reassembly.max_worker_bytes` (real memory: payload and 48 bytes a segment) |
+//!
+//! Workers are `capture.workers` (0: one per online CPU). Not in the budget: the capture
+//! rings and AF_XDP UMEM (`capture.tpacket`, `capture.xdp`: fixed, locked, allocated at
+//! start and stated by `podtap check`), and decoder state that lives outside the flow
+//! (a connection's pending requests and HPACK tables, bounded per connection by each
+//! decoder's `max_pending` and table settings). `podtap check` prints the resulting
+//! bounds structure by structure, in bytes.
+
+use serde::Deserialize;
+
+use crate::config::Config;
+
+/// `[memory]`: one budget for what grows with traffic.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemoryConfig {
+    /// Bytes for the flow tables, reassembly buffers, record queue and span buffer
+    /// together (see [`crate::memory`] for the shares). Bounds the config file sets
+    /// itself are kept as written. Default 0: no budget, every bound as configured.
+    pub max_bytes: u64,
+}
+
+/// Share of the budget for the record queue, and for the span buffer, in percent.
+const QUEUE_PERCENT: u64 = 5;
+const SPANS_PERCENT: u64 = 5;
+/// Of a worker's share: the flow table (the rest is reassembly), in percent.
+const FLOWS_PERCENT: u64 = 60;
+
+/// The bounds derived from a budget.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Derived {
+    pub workers: usize,
+    pub max_flows: usize,
+    pub reassembly_bytes: usize,
+    pub queue_batches: usize,
+    pub spans_bytes: usize,
+}
+
+/// Bytes a tracked flow can hold in its table slot and decoder.
+pub fn flow_bytes() -> u64 {
+    (crate::flow::table::FLOW_BYTES + std::mem::size_of::<crate::proto::Decoder>()) as u64
+}
+
+/// Bytes a full batch of the record queue holds.
+pub fn batch_bytes() -> u64 {
+    (crate::run::RECORD_BATCH * std::mem::size_of::<crate::export::Record>()) as u64
+}
+
+/// The worker count the budget is divided by.
+pub fn workers(cfg: &Config) -> usize {
+    match cfg.capture.workers {
+        0 if !cfg.capture.cpus.is_empty() => cfg.capture.cpus.len(),
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
+/// What `budget` gives each structure with `workers` workers.
+pub fn derive(budget: u64, workers: usize) -> Derived {
+    let per_worker = budget * (100 - QUEUE_PERCENT - SPANS_PERCENT) / 100 / workers.max(1) as u64;
+    Derived {
+        workers,
+        max_flows: (per_worker * FLOWS_PERCENT / 100 / flow_bytes()).max(1) as usize,
+        reassembly_bytes: (per_worker * (100 - FLOWS_PERCENT) / 100).max(1) as usize,
+        queue_batches: (budget * QUEUE_PERCENT / 100 / batch_bytes()).max(1) as usize,
+        spans_bytes: (budget * SPANS_PERCENT / 100).max(1) as usize,
+    }
+}
+
+/// Set every bound the budget derives and `is_set` (the config file's own keys) does not
+/// name. Nothing changes without a budget.
+pub fn apply(cfg: &mut Config, is_set: impl Fn(&str, &str) -> bool) {
+    if cfg.memory.max_bytes == 0 {
+        return;
+    }
+    let d = derive(cfg.memory.max_bytes, workers(cfg));
+    if !is_set("flow", "max_flows") {
+        cfg.flow.max_flows = d.max_flows;
+    }
+    if !is_set("reassembly", "max_worker_bytes") {
+        cfg.reassembly.max_worker_bytes = d.reassembly_bytes;
+    }
+    if !is_set("output", "queue_batches") {
+        cfg.output.queue_batches = d.queue_batches;
+    }
+    let spans_set = |k| {
+        // `[export.spans]` is a table inside `[export]`.
+        is_set("export", &format!("spans.{k}"))
+    };
+    if !spans_set("max_buffered_bytes") {
+        cfg.export.spans.max_buffered_bytes = d.spans_bytes;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn a_budget_sets_the_bounds_the_file_does_not() {
+        let cfg = Config::parse(
+            "[memory]\nmax_bytes = 268435456\n[capture]\nworkers = 2\n[reassembly]\nmax_worker_bytes = 1000000\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let d = derive(256 << 20, 2);
+        assert_eq!(cfg.flow.max_flows, d.max_flows);
+        assert_eq!(cfg.output.queue_batches, d.queue_batches);
+        assert_eq!(cfg.export.spans.max_buffered_bytes, d.spans_bytes);
+        assert_eq!(
+            cfg.reassembly.max_worker_bytes, 1_000_000,
+            "set in the file: kept"
+        );
+        // The shares add up to the budget.
+        let used = d.max_flows as u64 * flow_bytes() * 2
+            + d.reassembly_bytes as u64 * 2
+            + d.queue_batches as u64 * batch_bytes()
+            + d.spans_bytes as u64;
+        assert!(used <= 256 << 20 && used > 250 << 20, "{used}");
+    }
+
+    #[test]
+    fn no_budget_changes_nothing() {
+        let cfg = Config::parse("[capture]\nworkers = 2\n", Path::new("t.toml")).unwrap();
+        let d = Config::default();
+        assert_eq!(cfg.flow.max_flows, d.flow.max_flows);
+        assert_eq!(
+            cfg.reassembly.max_worker_bytes,
+            d.reassembly.max_worker_bytes
+        );
+        assert_eq!(cfg.output.queue_batches, d.output.queue_batches);
+    }
+}
