@@ -712,13 +712,25 @@ impl ProtocolDecoder for DnsParser {
                 }
             }
             Transport::Tcp => {
-                if b.len() >= 14 && p.hinted {
-                    let len = u16::from_be_bytes([b[0], b[1]]) as usize;
-                    if len >= 12 && looks_like_dns(&b[2..]) {
-                        return Confidence::Likely;
-                    }
+                if !p.hinted {
+                    return Confidence::No;
                 }
-                Confidence::No
+                // The length prefix and the header: a sender dripping bytes shows them a
+                // few at a time.
+                if b.len() < 14 {
+                    let len_ok = b.len() < 2 || u16::from_be_bytes([b[0], b[1]]) >= 12;
+                    return if len_ok {
+                        Confidence::NeedMore
+                    } else {
+                        Confidence::No
+                    };
+                }
+                let len = u16::from_be_bytes([b[0], b[1]]) as usize;
+                if len >= 12 && looks_like_dns(&b[2..]) {
+                    Confidence::Likely
+                } else {
+                    Confidence::No
+                }
             }
         }
     }
