@@ -570,7 +570,7 @@ impl Conn {
                     r.code_name.clone()
                 } else if let Some(code) = r.code {
                     CompactString::from(code.to_string())
-                } else if r.opcode == OP_REPLY {
+                } else if r.opcode == OP_REPLY && r.ok != Some(false) {
                     CompactString::const_new("QueryFailure")
                 } else {
                     CompactString::const_new("CommandFailed")
@@ -686,8 +686,8 @@ impl L7Parser for MongoParser {
 }
 
 /// How sure the first bytes of a flow are MongoDB: a plausible header (a known opcode,
-/// a length it can have) whose opcode fits the direction (requests carry `responseTo` 0,
-/// replies a non-zero one), and for OP_MSG flags of the protocol and a first section of a
+/// a length it can have) whose opcode fits the direction (requests carry `responseTo` 0
+/// or -1), and for OP_MSG flags of the protocol and a first section of a
 /// known kind: `Likely`. A header alone on a MongoDB port: `Port`.
 pub fn probe(b: &[u8], dir: Direction, hinted: bool, max: u32) -> Confidence {
     if b.len() < 16 {
@@ -702,11 +702,18 @@ pub fn probe(b: &[u8], dir: Direction, hinted: bool, max: u32) -> Confidence {
         return Confidence::NeedMore;
     };
     if !h.plausible(max) {
-        return Confidence::No;
+        // An opcode no version sends, framed by a sane length, on a MongoDB port: the
+        // decoder skips and counts it.
+        return if hinted && h.len >= 16 && h.len <= max && !parser::known_opcode(h.opcode) {
+            Confidence::Port
+        } else {
+            Confidence::No
+        };
     }
     let fits = match dir {
         Direction::ToServer => {
-            h.response_to == 0
+            // Old clients send -1 where newer ones send 0.
+            matches!(h.response_to, 0 | u32::MAX)
                 && matches!(
                     h.opcode,
                     OP_MSG | OP_QUERY | OP_GET_MORE | OP_COMPRESSED | OP_INSERT | OP_UPDATE | OP_DELETE | OP_KILL_CURSORS
