@@ -407,7 +407,7 @@ fn is_handshake(t: &Value) -> bool {
 }
 
 /// Transactions by operation (handshakes apart: drivers do not publish them).
-fn by_op<'a>(txs: &[&'a Value]) -> BTreeMap<String, u64> {
+fn by_op(txs: &[&Value]) -> BTreeMap<String, u64> {
     let mut m = BTreeMap::new();
     for t in txs.iter().filter(|t| !is_handshake(t)) {
         *m.entry(op(t).to_string()).or_insert(0) += 1;
