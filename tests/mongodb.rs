@@ -19,7 +19,8 @@
 //!    against the client's monitoring and the hand-built server's own tally.
 //! 3. **The shared corpus** (real third-party captures from packetbeat and deepflow): every
 //!    request and reply tshark's `mongo` dissector finds, podtap reports, and the counts
-//!    packetbeat's and deepflow's own tests assert hold.
+//!    packetbeat's and deepflow's own tests assert hold. The same check runs on the one
+//!    hand-built capture committed in `src/proto/mongodb/golden/` (made by 2.).
 
 mod common;
 
@@ -607,7 +608,9 @@ fn hand_built_server_compressed_and_legacy_counts_match() {
     assert_eq!(event(&summary, "mongodb.malformed_body"), 0);
 }
 
-/// The MongoDB captures of the corpus, with the server port tshark must be told.
+/// The MongoDB captures of the corpus (real, third-party), and the hand-built one of the
+/// golden folder (pymongo against the hand-built server: compressed both ways), with the
+/// server port tshark must be told.
 fn corpus() -> Vec<(PathBuf, u16)> {
     let list = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("src/proto/mongodb/golden/corpus.txt"),
@@ -624,11 +627,17 @@ fn corpus() -> Vec<(PathBuf, u16)> {
             };
             (pcaps_dir().join(l), port)
         })
+        .chain(std::iter::once((
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("src/proto/mongodb/golden/handbuilt_pymongo_snappy_zlib_zstd.pcap"),
+            27017,
+        )))
         .collect()
 }
 
-/// What tshark's `mongo` dissector finds: (requests, replies, messages of other opcodes).
-fn tshark_mongo(file: &Path, port: u16) -> (u64, u64, u64) {
+/// What tshark's `mongo` dissector finds: (requests, replies, legacy writes, messages of
+/// other opcodes).
+fn tshark_mongo(file: &Path, port: u16) -> (u64, u64, u64, u64) {
     let out = Command::new("tshark")
         .args(["-n", "-r"])
         .arg(file)
@@ -638,7 +647,7 @@ fn tshark_mongo(file: &Path, port: u16) -> (u64, u64, u64) {
         .args(["-e", "mongo.opcode", "-e", "mongo.response_to"])
         .output()
         .expect("tshark is installed");
-    let (mut req, mut rep, mut other) = (0, 0, 0);
+    let (mut req, mut rep, mut legacy, mut other) = (0, 0, 0, 0);
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let mut cols = line.split('\t');
         let ops: Vec<&str> = cols.next().unwrap_or("").split(',').collect();
@@ -648,15 +657,17 @@ fn tshark_mongo(file: &Path, port: u16) -> (u64, u64, u64) {
             let to_zero = matches!(to, "0x00000000" | "0xffffffff" | "0" | "-1");
             match *o {
                 "1" => rep += 1,
-                "2013" if to_zero => req += 1,
-                "2013" => rep += 1,
+                // OP_COMPRESSED both ways: a request has no responseTo.
+                "2013" | "2012" if to_zero => req += 1,
+                "2013" | "2012" => rep += 1,
                 "2004" | "2005" => req += 1,
+                "2001" | "2002" | "2006" | "2007" => legacy += 1,
                 "" => {}
                 _ => other += 1,
             }
         }
     }
-    (req, rep, other)
+    (req, rep, legacy, other)
 }
 
 #[test]
@@ -666,10 +677,10 @@ fn corpus_every_request_and_reply_tshark_finds_podtap_reports() {
         return;
     }
     let cases = corpus();
-    assert_eq!(cases.len(), 13);
+    assert_eq!(cases.len(), 14);
     let mut seen = BTreeMap::new();
     for (f, port) in &cases {
-        let (req, rep, other) = tshark_mongo(f, *port);
+        let (req, rep, legacy, other) = tshark_mongo(f, *port);
         let (all, summary) = replay_raw(f);
         let txs = mongo_txs(&all);
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
@@ -682,8 +693,10 @@ fn corpus_every_request_and_reply_tshark_finds_podtap_reports() {
                     .contains("no_request")
             })
             .count() as u64;
+        // A moreToCome request is complete without a reply.
         let with_reply = txs
             .iter()
+            .filter(|t| t["podtap.mongodb.more_to_come"].is_null())
             .filter(|t| {
                 !t["podtap.incomplete_reason"]
                     .as_str()
@@ -693,6 +706,11 @@ fn corpus_every_request_and_reply_tshark_finds_podtap_reports() {
             .count() as u64;
         assert_eq!(with_request, req, "{name}: requests");
         assert_eq!(with_reply, rep, "{name}: replies");
+        assert_eq!(
+            event(&summary, "mongodb.legacy_writes"),
+            legacy,
+            "{name}: legacy writes"
+        );
         assert_eq!(
             event(&summary, "mongodb.unknown_opcode"),
             other,

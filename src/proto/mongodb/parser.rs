@@ -48,6 +48,13 @@ pub const CURSOR_NOT_FOUND: u32 = 1;
 
 const HEADER: usize = 16;
 
+/// Longest message of an unknown opcode framed by its length (see [`Framer::feed`]).
+const MAX_UNKNOWN: u32 = 16 << 10;
+
+/// Buffers of OP_COMPRESSED messages beyond this are freed after use (a connection that
+/// once carried a large message does not keep its memory).
+const KEEP_BUFFER: usize = 64 << 10;
+
 /// Opcodes a MongoDB server or client of any version sends.
 pub fn known_opcode(op: u32) -> bool {
     matches!(
@@ -993,8 +1000,11 @@ impl Framer {
                     };
                     let Some(h) = h else { return };
                     // An opcode no version sends is still framed by its length (counted by
-                    // the decoder), as long as the length is believable.
-                    if h.len < h.min_len() || h.len > self.limits.max_message {
+                    // the decoder), as long as the length is believable and short: a long
+                    // one is more likely bytes that are no header, which would be skipped
+                    // blindly.
+                    let unknown_too_long = !known_opcode(h.opcode) && h.len > MAX_UNKNOWN;
+                    if h.len < h.min_len() || h.len > self.limits.max_message || unknown_too_long {
                         self.lose_sync();
                         on(Ev::Malformed);
                         continue;
@@ -1069,9 +1079,25 @@ impl Framer {
                         self.zend(&data, on);
                         self.zbuf = data;
                         self.zbuf.clear();
+                        self.trim();
                     }
                 }
             }
+        }
+    }
+
+    /// Bytes held by the decompression buffers.
+    pub fn buffered(&self) -> usize {
+        self.plain.capacity() + self.zbuf.capacity()
+    }
+
+    /// Free the decompression buffers a large message left.
+    fn trim(&mut self) {
+        if self.plain.capacity() > KEEP_BUFFER {
+            self.plain = Vec::new();
+        }
+        if self.zbuf.capacity() > KEEP_BUFFER {
+            self.zbuf = Vec::new();
         }
     }
 
@@ -1099,6 +1125,7 @@ impl Framer {
             }
         }
         on(Ev::Msg(self.head, &self.walker.facts));
+        self.trim();
     }
 }
 

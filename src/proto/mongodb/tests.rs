@@ -737,3 +737,33 @@ fn config_section_parses_and_validates() {
     .is_err());
     assert!(toml::from_str::<MongoConfig>("bogus = 1").is_err());
 }
+
+#[test]
+fn long_message_of_an_unknown_opcode_loses_the_framing() {
+    // Bytes that are no header but read as one with a plausible length are not skipped
+    // blindly: the direction resynchronises on the next real header.
+    let junk = message(50, 0, 4242, &vec![0u8; 20_000]);
+    let q = op_msg(51, 0, 0, &find("items"), &[]);
+    let mut p = parser();
+    let txs = feed_whole(&mut p, &[(C, &junk), (C, &q)]);
+    assert_eq!(txs.len(), 1);
+    assert_eq!(txs[0].operation, "find");
+    let st = p.take_stats();
+    assert_eq!((st.malformed, st.unknown_opcode), (1, 0));
+}
+
+#[test]
+fn large_compressed_messages_do_not_keep_their_buffers() {
+    let big = cursor_reply("firstBatch", 2000);
+    let q = op_msg(52, 0, 0, &find("items"), &[]);
+    let r = compress(&op_msg(53, 52, 0, &big, &[]), 2);
+    let mut p = parser();
+    let mut out = Vec::new();
+    let ts = Timestamp::from_secs_nanos(1, 0);
+    p.on_data(C, &q, ts, &mut out);
+    // Split: the compressed bytes are gathered, then freed.
+    p.on_data(S, &r[..r.len() / 2], ts, &mut out);
+    p.on_data(S, &r[r.len() / 2..], ts, &mut out);
+    assert_eq!(int(&out[0], "db.response.returned_rows"), 2000);
+    assert!(p.framers[1].buffered() <= 64 << 10);
+}
