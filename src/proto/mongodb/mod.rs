@@ -691,12 +691,15 @@ impl L7Parser for MongoParser {
 /// known kind: `Likely`. A header alone on a MongoDB port: `Port`.
 pub fn probe(b: &[u8], dir: Direction, hinted: bool, max: u32) -> Confidence {
     if b.len() < 16 {
-        // The length's high byte: no message comes near 16 MiB of header bytes here.
-        return if b.len() >= 4 && b[3] > 0x02 {
-            Confidence::No
-        } else {
-            Confidence::NeedMore
-        };
+        // What a header's start can say: a length a message can have, and a request's
+        // `responseTo` (0, or -1 from old clients).
+        let word = |i: usize| b.get(i..i + 4).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
+        if word(0).is_some_and(|len| !(21..=max).contains(&len))
+            || (dir == Direction::ToServer && word(8).is_some_and(|to| to != 0 && to != u32::MAX))
+        {
+            return Confidence::No;
+        }
+        return Confidence::NeedMore;
     }
     let Some(h) = Header::read(b) else {
         return Confidence::NeedMore;
