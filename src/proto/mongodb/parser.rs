@@ -171,10 +171,6 @@ impl<const N: usize> Text<N> {
             Err(e) => std::str::from_utf8(&b[..e.valid_up_to()]).unwrap_or_default(),
         }
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
 }
 
 /// What one message says, as far as the decoder reads it. Values are never kept but for
@@ -922,15 +918,6 @@ impl Framer {
             zskip: false,
             zlib: None,
         }
-    }
-
-    /// At a message boundary.
-    pub fn between_messages(&self) -> bool {
-        matches!(self.st, FSt::Header { have: 0 })
-    }
-
-    pub fn is_lost(&self) -> bool {
-        matches!(self.st, FSt::Lost)
     }
 
     fn lose_sync(&mut self) {
