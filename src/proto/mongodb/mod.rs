@@ -267,6 +267,8 @@ struct Conn {
     /// Whether the connection was picked up mid-stream (decided by the first message).
     midstream: Option<bool>,
     last: [Timestamp; 2],
+    /// When the message being read in each direction began.
+    msg_start: [Timestamp; 2],
 }
 
 impl MongoParser {
@@ -284,6 +286,7 @@ impl MongoParser {
                 gap_seen: false,
                 midstream: None,
                 last: [Timestamp::default(); 2],
+                msg_start: [Timestamp::default(); 2],
             },
         }
     }
@@ -308,6 +311,7 @@ impl Conn {
         dir: Direction,
         h: &Header,
         f: &Facts,
+        start: Timestamp,
         ts: Timestamp,
         out: &mut Vec<Transaction>,
     ) {
@@ -331,7 +335,7 @@ impl Conn {
             }
             (Direction::ToServer, OP_MSG | OP_QUERY | OP_GET_MORE) => {
                 self.midstream.get_or_insert(false);
-                self.request(h, f, opcode, ts, out);
+                self.request(h, f, opcode, start, ts, out);
             }
             (Direction::ToClient, OP_MSG | OP_REPLY) => {
                 self.midstream.get_or_insert(true);
@@ -346,6 +350,7 @@ impl Conn {
         h: &Header,
         f: &Facts,
         opcode: u32,
+        start: Timestamp,
         ts: Timestamp,
         out: &mut Vec<Transaction>,
     ) {
@@ -387,7 +392,7 @@ impl Conn {
         };
         let p = Pending {
             request_id: h.request_id,
-            start: ts,
+            start,
             req_bytes: u64::from(h.len),
             kind,
             opcode,
@@ -641,10 +646,23 @@ impl L7Parser for MongoParser {
         out: &mut Vec<Transaction>,
     ) -> Progress {
         let c = &mut self.c;
-        c.last[dir.index()] = ts;
-        self.framers[dir.index()].feed(bytes, &mut |ev| match ev {
-            Ev::Msg(h, f) => c.on_msg(dir, &h, f, ts, out),
-            Ev::Malformed => c.stats.malformed += 1,
+        let d = dir.index();
+        c.last[d] = ts;
+        let framer = &mut self.framers[d];
+        // A request starts at its first byte: a message split over chunks began earlier.
+        if !framer.mid_message() {
+            c.msg_start[d] = ts;
+        }
+        framer.feed(bytes, &mut |ev| {
+            match ev {
+                Ev::Msg(h, f) => {
+                    let start = c.msg_start[d];
+                    c.on_msg(dir, &h, f, start, ts, out)
+                }
+                Ev::Malformed => c.stats.malformed += 1,
+            }
+            // The next message starts in this chunk.
+            c.msg_start[d] = ts;
         });
         Progress::Continue
     }

@@ -920,6 +920,11 @@ impl Framer {
         }
     }
 
+    /// Inside a message (part of it read).
+    pub fn mid_message(&self) -> bool {
+        !matches!(self.st, FSt::Header { have: 0 } | FSt::Lost)
+    }
+
     fn lose_sync(&mut self) {
         self.st = FSt::Lost;
         self.zbuf = Vec::new();

@@ -767,3 +767,17 @@ fn large_compressed_messages_do_not_keep_their_buffers() {
     assert_eq!(int(&out[0], "db.response.returned_rows"), 2000);
     assert!(p.framers[1].buffered() <= 64 << 10);
 }
+
+#[test]
+fn a_request_split_over_chunks_starts_at_its_first_byte() {
+    let q = op_msg(95, 0, 0, &find("items"), &[]);
+    let r = op_msg(96, 95, 0, &ok(), &[]);
+    let mut p = parser();
+    let mut out = Vec::new();
+    let t0 = Timestamp::from_secs_nanos(10, 0);
+    p.on_data(C, &q[..20], t0, &mut out);
+    p.on_data(C, &q[20..], t0.add_nanos(5_000), &mut out);
+    p.on_data(S, &r, t0.add_nanos(9_000), &mut out);
+    assert_eq!(out[0].start, t0);
+    assert_eq!(out[0].duration_ns(), 9_000);
+}
