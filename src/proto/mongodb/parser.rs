@@ -222,6 +222,48 @@ pub struct Facts {
     pub undecodable: bool,
 }
 
+impl Facts {
+    /// As new, without zeroing the strings' buffers (once per message).
+    pub fn reset(&mut self, opcode: u32, compressor: Option<u8>) {
+        // Every field named: a new one cannot be forgotten here.
+        let Facts {
+            opcode: op,
+            flags,
+            compressor: z,
+            command,
+            collection,
+            db,
+            ns,
+            code_name,
+            ok,
+            code,
+            err,
+            write_errors,
+            write_error_code,
+            write_concern_error,
+            rows,
+            number_returned,
+            documents,
+            malformed,
+            gap,
+            limit,
+            undecodable,
+        } = self;
+        *op = opcode;
+        *z = compressor;
+        *flags = 0;
+        command.clear();
+        collection.clear();
+        db.clear();
+        ns.clear();
+        code_name.clear();
+        (*ok, *code, *write_error_code, *rows, *number_returned) = (None, None, None, None, None);
+        (*write_errors, *documents) = (0, 0);
+        (*err, *write_concern_error, *malformed, *gap, *limit, *undecodable) =
+            (false, false, false, false, false, false);
+    }
+}
+
 /// The documents the walker descends into.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Ctx {
@@ -367,11 +409,7 @@ impl Walker {
     /// Start a body of `len` bytes of opcode `opcode`.
     pub fn start(&mut self, opcode: u32, len: u32) {
         let compressor = self.facts.compressor.take();
-        self.facts = Facts {
-            opcode,
-            compressor,
-            ..Facts::default()
-        };
+        self.facts.reset(opcode, compressor);
         self.pos = 0;
         self.body_len = len;
         self.sect_end = len;
@@ -611,6 +649,12 @@ impl Walker {
                     self.st = St::Elem;
                 }
                 St::Elem => {
+                    if self.depth > 0 && self.stack[self.depth as usize - 1].ctx == Ctx::Rows {
+                        self.count_rows(b, &mut i);
+                        if i >= b.len() {
+                            return;
+                        }
+                    }
                     let ty = b[i];
                     i += 1;
                     self.pos += 1;
@@ -641,10 +685,16 @@ impl Walker {
                 St::Name { ty } => {
                     let end = self.limit();
                     match self.cstr(b, &mut i, end) {
+                        // Whole in this chunk (the usual case): read in place.
+                        Some((s, true)) if self.name.len == 0 => {
+                            let field = self.field(ty, s);
+                            self.st = St::Value { ty, field };
+                        }
                         Some((s, done)) => {
                             self.name.push(s);
                             if done {
-                                let field = self.field(ty);
+                                let name = self.name;
+                                let field = self.field(ty, name.as_bytes());
                                 self.st = St::Value { ty, field };
                             }
                         }
@@ -692,13 +742,49 @@ impl Walker {
         }
     }
 
+    /// Count the documents of a batch that lie whole in `b` from `i`, in one tight loop
+    /// (a batch is most of a reply); stops before anything else (the array's end, another
+    /// type, a document split by the chunk), which the state machine then reads.
+    fn count_rows(&mut self, b: &[u8], i: &mut usize) {
+        let d = self.depth as usize - 1;
+        let end = self.stack[d].end;
+        let mut n = 0u64;
+        let mut at = *i;
+        let mut pos = self.pos;
+        while at < b.len() && b[at] == 0x03 {
+            let room = (end.saturating_sub(pos) as usize).min(b.len() - at);
+            // The smallest element: type, an empty name, an empty document.
+            if room < 7 {
+                break;
+            }
+            let Some(name) = memchr::memchr(0, &b[at + 1..at + room]) else {
+                break;
+            };
+            let doc = at + 1 + name + 1;
+            let Some(w) = b.get(doc..doc + 4) else { break };
+            let len = le32(w) as usize;
+            let elem = doc - at + len;
+            if len < 5 || elem > room {
+                break;
+            }
+            n += 1;
+            at += elem;
+            pos += elem as u32;
+        }
+        if n > 0 {
+            *self.facts.rows.get_or_insert(0) += n;
+            self.stack[d].index += n as u32;
+            *i = at;
+            self.pos = pos;
+        }
+    }
+
     /// What the element just named is to the decoder.
-    fn field(&mut self, ty: u8) -> Field {
+    fn field(&mut self, ty: u8, name: &[u8]) -> Field {
         let d = self.depth as usize - 1;
         let frame = &mut self.stack[d];
         let index = frame.index;
         frame.index += 1;
-        let name = self.name.as_bytes();
         match frame.ctx {
             Ctx::Rows => {
                 *self.facts.rows.get_or_insert(0) += 1;
@@ -725,7 +811,7 @@ impl Walker {
             },
             Ctx::Top => {
                 if index == 0 {
-                    self.facts.command = Text::default();
+                    self.facts.command.clear();
                     self.facts.command.push(name);
                     self.facts.collection.clear();
                     // A legacy command wrapped with its read preference.
@@ -1041,12 +1127,10 @@ impl Framer {
                     self.zbuf.clear();
                     self.zskip = size > self.limits.max_decompressed
                         || left > self.limits.max_decompressed;
-                    self.walker.facts = Facts {
-                        opcode: le32(&self.zhead),
-                        compressor: Some(self.zhead[8]),
-                        limit: self.zskip,
-                        ..Facts::default()
-                    };
+                    self.walker
+                        .facts
+                        .reset(le32(&self.zhead), Some(self.zhead[8]));
+                    self.walker.facts.limit = self.zskip;
                     self.st = FSt::ZData { left };
                     if left == 0 {
                         self.zend(&[], on);

@@ -674,8 +674,9 @@ fn deep_and_odd_documents_never_panic() {
     let txs = check_all(parser, &[(C, &q)]);
     assert_eq!(s(&txs[0], "db.namespace"), "shop");
     let mut rng = crate::proto::testkit::Rng(0x5eed);
-    for _ in 0..2000 {
-        let mut m = q.clone();
+    let reply = op_msg(91, 90, 0, &cursor_reply("firstBatch", 20), &[]);
+    for round in 0..4000 {
+        let mut m = if round % 2 == 0 { q.clone() } else { reply.clone() };
         for _ in 0..1 + rng.below(4) {
             let i = rng.below(m.len());
             m[i] = rng.next() as u8;
