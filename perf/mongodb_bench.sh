@@ -164,6 +164,12 @@ detection, MongoDB framing, the BSON walk, pairing, the summary's statistics).
 Targets (issue 24): >= 1 million MongoDB operations/s per core in replay with L2-L7 and
 pairing; >= 50x \`tshark -Y mongo\` on the same prefix.
 
+Where the tshark target stands: each operation is a round trip of two frames (the request,
+the reply; ACKs ride on them or are counted apart), so the ratio compares time per frame,
+and most of podtap's time per frame is the work every decoder shares (L2-L4, flow table,
+reassembly, building the record, the summary), not the MongoDB decoder: the instruction
+rows above say how far apart the two programs are per frame.
+
 podtap's summary rows for MongoDB, and its drop and error counters:
 
 \`\`\`
