@@ -461,6 +461,20 @@ impl Walker {
         Some(out)
     }
 
+    /// A 4-byte little-endian integer: read in place when it is whole in `b` (lengths are
+    /// most of what the walker reads), else gathered.
+    #[inline]
+    fn word(&mut self, b: &[u8], i: &mut usize) -> Option<u32> {
+        if self.have == 0
+            && let Some(w) = b.get(*i..*i + 4)
+        {
+            *i += 4;
+            self.pos += 4;
+            return Some(le32(w));
+        }
+        self.gather(b, i, 4).map(|g| le32(&g))
+    }
+
     /// The end of the innermost document (or of the sections).
     fn limit(&self) -> u32 {
         match self.depth {
@@ -482,7 +496,16 @@ impl Walker {
     fn cstr<'b>(&mut self, b: &'b [u8], i: &mut usize, end: u32) -> Option<(&'b [u8], bool)> {
         let room = end.saturating_sub(self.pos) as usize;
         let region = &b[*i..b.len().min(*i + room)];
-        match memchr::memchr(0, region) {
+        // Names are short: a plain scan of the first bytes costs less than memchr's setup.
+        let short = &region[..region.len().min(24)];
+        let nul = match short.iter().position(|&c| c == 0) {
+            Some(n) => Some(n),
+            None if region.len() > short.len() => {
+                memchr::memchr(0, &region[short.len()..]).map(|n| n + short.len())
+            }
+            None => None,
+        };
+        match nul {
             Some(n) => {
                 *i += n + 1;
                 self.pos += n as u32 + 1;
@@ -507,10 +530,10 @@ impl Walker {
                     return;
                 }
                 St::MsgFlags => {
-                    let Some(g) = self.gather(b, &mut i, 4) else {
+                    let Some(w) = self.word(b, &mut i) else {
                         return;
                     };
-                    let flags = le32(&g);
+                    let flags = w;
                     self.facts.flags = flags;
                     if flags & CHECKSUM_PRESENT != 0 {
                         if self.body_len < 4 + 4 {
@@ -546,10 +569,10 @@ impl Walker {
                 }
                 St::SeqSize => {
                     let start = self.pos - u32::from(self.have);
-                    let Some(g) = self.gather(b, &mut i, 4) else {
+                    let Some(w) = self.word(b, &mut i) else {
                         return;
                     };
-                    let size = le32(&g);
+                    let size = w;
                     match start.checked_add(size) {
                         Some(end) if size >= 5 && end <= self.sect_end => {
                             self.st = St::SeqIdent { end }
@@ -573,10 +596,10 @@ impl Walker {
                         continue;
                     }
                     let start = self.pos - u32::from(self.have);
-                    let Some(g) = self.gather(b, &mut i, 4) else {
+                    let Some(w) = self.word(b, &mut i) else {
                         return;
                     };
-                    let len = le32(&g);
+                    let len = w;
                     if len < 5 || len > end - start {
                         self.malformed();
                         continue;
@@ -585,10 +608,10 @@ impl Walker {
                     self.st = St::SeqDoc { end, left: len - 4 };
                 }
                 St::QueryFlags => {
-                    let Some(g) = self.gather(b, &mut i, 4) else {
+                    let Some(w) = self.word(b, &mut i) else {
                         return;
                     };
-                    self.facts.flags = le32(&g);
+                    self.facts.flags = w;
                     self.st = St::QueryName;
                 }
                 St::QueryName | St::GetMoreName => {
@@ -612,7 +635,7 @@ impl Walker {
                     }
                 }
                 St::GetMoreZero => {
-                    if self.gather(b, &mut i, 4).is_some() {
+                    if self.word(b, &mut i).is_some() {
                         self.st = St::GetMoreName;
                     }
                 }
@@ -631,10 +654,10 @@ impl Walker {
                 }
                 St::Doc { after } => {
                     let start = self.pos - u32::from(self.have);
-                    let Some(g) = self.gather(b, &mut i, 4) else {
+                    let Some(w) = self.word(b, &mut i) else {
                         return;
                     };
-                    let len = le32(&g);
+                    let len = w;
                     if len < 5 || len > self.sect_end.saturating_sub(start) {
                         self.malformed();
                         continue;
@@ -889,10 +912,10 @@ impl Walker {
             return;
         }
         let start = self.pos - u32::from(self.have);
-        let Some(g) = self.gather(b, i, 4) else {
+        let Some(w) = self.word(b, i) else {
             return;
         };
-        let len = le32(&g);
+        let len = w;
         let room = end.saturating_sub(self.pos);
         match ty {
             0x02 | 0x0D | 0x0E => {
