@@ -8,7 +8,7 @@ RUN_PKGS := netbase build-essential pkg-config clang llvm libelf-dev zlib1g-dev 
 # Packages the tests drive: real captures, servers, clients and the reference dissector.
 TEST_PKGS := systemd tshark tcpdump nginx-light nftables iproute2 ethtool curl procps python3 hey time dnsmasq-base dnsutils openssl redis-server redis-tools bc netsniff-ng iputils-ping iperf3 nghttp2-client prometheus python3-pip valgrind memcached libmemcached-tools postgresql postgresql-client mariadb-server mariadb-client
 
-.PHONY: deps deps-test build run test bench
+.PHONY: deps deps-test build run test bench fuzz
 
 # Installs only what is missing, without recommended extras (netsniff-ng recommends an
 # NTP daemon that would replace the host's own), and with service start-up refused by a
@@ -88,3 +88,24 @@ test: deps-test
 
 bench: deps-test
 	perf/replay_bench.sh
+
+# Coverage-guided fuzzing (AFL++ through cargo-afl, on stable Rust) of packet decode, a
+# whole worker on fuzzed connections (flows, reassembly, detection, every L7 parser), the
+# capture file reader, the filter parser and the config loader, each for FUZZ_SECS
+# seconds from seeds made of the shared captures. Fails on any crash or hang found
+# (kept under fuzz/out/<target>/default/crashes). See fuzz/README.md.
+FUZZ_SECS ?= 60
+fuzz: deps
+	@command -v cargo-afl >/dev/null || cargo install --locked cargo-afl
+	cd fuzz && cargo afl build --release
+	python3 fuzz/seeds.py ../shared/pcaps fuzz/out/seeds
+	@export AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_UI=1 AFL_NO_AFFINITY=1; \
+	bad=0; for t in packet worker pcap filter config; do \
+	  rm -rf fuzz/out/$$t; \
+	  cargo afl fuzz -i fuzz/out/seeds/$$t -o fuzz/out/$$t -V $(FUZZ_SECS) fuzz/target/release/$$t >fuzz/out/$$t.log 2>&1 \
+	    || { echo "$$t: afl-fuzz failed, see fuzz/out/$$t.log"; bad=1; continue; }; \
+	  s=fuzz/out/$$t/default/fuzzer_stats; \
+	  printf '%-8s execs %-10s corpus %-6s map coverage %-7s crashes %s hangs %s\n' $$t \
+	    $$(awk -F' *: *' '/^execs_done/{e=$$2} /^corpus_count/{c=$$2} /^bitmap_cvg/{b=$$2} /^saved_crashes/{x=$$2} /^saved_hangs/{h=$$2} END{print e, c, b, x, h}' $$s); \
+	  grep -qE '^saved_(crashes|hangs) *: *[1-9]' $$s && bad=1; \
+	done; exit $$bad

@@ -67,13 +67,18 @@ pub fn workers(cfg: &Config) -> usize {
 
 /// What `budget` gives each structure with `workers` workers.
 pub fn derive(budget: u64, workers: usize) -> Derived {
-    let per_worker = budget * (100 - QUEUE_PERCENT - SPANS_PERCENT) / 100 / workers.max(1) as u64;
+    // In u128: a budget near u64::MAX times a percentage must not overflow (found by the
+    // config fuzz target); each share then saturates at usize::MAX.
+    let pct = |v: u128, p: u64| v * p as u128 / 100;
+    let size = |v: u128| usize::try_from(v.max(1)).unwrap_or(usize::MAX);
+    let budget = budget as u128;
+    let per_worker = pct(budget, 100 - QUEUE_PERCENT - SPANS_PERCENT) / workers.max(1) as u128;
     Derived {
         workers,
-        max_flows: (per_worker * FLOWS_PERCENT / 100 / flow_bytes()).max(1) as usize,
-        reassembly_bytes: (per_worker * (100 - FLOWS_PERCENT) / 100).max(1) as usize,
-        queue_batches: (budget * QUEUE_PERCENT / 100 / batch_bytes()).max(1) as usize,
-        spans_bytes: (budget * SPANS_PERCENT / 100).max(1) as usize,
+        max_flows: size(pct(per_worker, FLOWS_PERCENT) / flow_bytes() as u128),
+        reassembly_bytes: size(pct(per_worker, 100 - FLOWS_PERCENT)),
+        queue_batches: size(pct(budget, QUEUE_PERCENT) / batch_bytes() as u128),
+        spans_bytes: size(pct(budget, SPANS_PERCENT)),
     }
 }
 
@@ -128,6 +133,18 @@ mod tests {
             + d.queue_batches as u64 * batch_bytes()
             + d.spans_bytes as u64;
         assert!(used <= 256 << 20 && used > 250 << 20, "{used}");
+    }
+
+    /// Found by the config fuzz target: a budget of 10^19 bytes overflowed the shares.
+    #[test]
+    fn a_huge_budget_does_not_overflow() {
+        let d = derive(u64::MAX, 1);
+        assert!(d.max_flows > 0 && d.spans_bytes > 0);
+        let cfg = Config::parse(
+            "[memory]\nmax_bytes = 10000000000000000000\n",
+            Path::new("t.toml"),
+        );
+        assert!(cfg.is_ok());
     }
 
     #[test]
