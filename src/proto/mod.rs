@@ -119,6 +119,7 @@ registry::decoders! {
     Redis = "redis" => redis::RedisParser [Redis = "redis"],
     Postgresql = "postgresql" => postgresql::PgParser [Postgresql = "postgresql"],
     Mysql = "mysql" => mysql::MysqlParser [Mysql = "mysql", Mariadb = "mariadb"],
+    Kafka = "kafka" => kafka::KafkaParser [Kafka = "kafka"],
 }
 
 /// A small deterministic generator (xorshift64) for the decoders' randomized tests.
