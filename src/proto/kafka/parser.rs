@@ -859,6 +859,10 @@ impl Parser {
                 self.stack[d].idx += 1;
                 continue;
             }
+            if let T::Stop = t {
+                self.st = St::Rest;
+                return Ok(None);
+            }
             if self.left == 0 {
                 return Err(());
             }
@@ -966,6 +970,7 @@ impl Parser {
                     }
                     continue;
                 }
+                // Handled above (it reads nothing).
                 T::Stop => {
                     self.st = St::Rest;
                     return Ok(None);
