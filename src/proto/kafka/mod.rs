@@ -286,7 +286,19 @@ pub struct KafkaParser {
     stats: KafkaStats,
     gap_seen: bool,
     last_ts: Timestamp,
+    /// Which side sends requests is known (the first bytes of one side were a request).
+    decided: bool,
+    /// The requests come from the side the flow calls the server (a capture that saw
+    /// the broker speak first: its first response before the request).
+    swapped: bool,
+    /// The first bytes of the flow while it is not known which side sends requests
+    /// (at most `EARLY_MAX`).
+    early: Vec<(Direction, Vec<u8>, Timestamp)>,
+    early_bytes: usize,
 }
+
+/// Bytes held until the roles are known.
+const EARLY_MAX: usize = 16 << 10;
 
 impl KafkaParser {
     pub fn new(shared: &KafkaShared) -> Self {
@@ -306,7 +318,63 @@ impl KafkaParser {
             stats: KafkaStats::default(),
             gap_seen: false,
             last_ts: Timestamp::default(),
+            decided: false,
+            swapped: false,
+            early: Vec::new(),
+            early_bytes: 0,
         }
+    }
+
+    /// Settle which side sends requests from the first bytes of the flow: a request
+    /// from the flow's client, as usual; a request with a client id from the flow's
+    /// server, with no request from the client before it, swaps the roles (a capture
+    /// without the handshake whose flow took the broker for the client). Until then the bytes are held (bounded: `EARLY_MAX`), and fed in the order
+    /// they came once it is settled. True: `bytes` are to be fed now.
+    fn decide(&mut self, dir: Direction, bytes: &[u8], ts: Timestamp, out: &mut Vec<Transaction>) -> bool {
+        if self.decided {
+            return true;
+        }
+        if !bytes.is_empty() {
+            self.early.push((dir, bytes.to_vec(), ts));
+            self.early_bytes += bytes.len();
+        }
+        let side = |d: Direction| -> Vec<u8> {
+            self.early.iter().filter(|e| e.0 == d).flat_map(|e| e.1.iter().copied()).collect()
+        };
+        let (c, sv) = (side(Direction::ToServer), side(Direction::ToClient));
+        let swapped = match probe(&c, Direction::ToServer, false) {
+            Confidence::Likely => false,
+            Confidence::NeedMore if !c.is_empty() && self.early_bytes <= EARLY_MAX => {
+                return false;
+            }
+            _ => match probe(&sv, Direction::ToServer, false) {
+                Confidence::Likely if sv.len() >= 14 => request_from_server(&sv),
+                Confidence::Likely | Confidence::NeedMore if self.early_bytes <= EARLY_MAX => {
+                    return false;
+                }
+                _ => false,
+            },
+        };
+        self.decided = true;
+        self.swapped = swapped;
+        for (d, b, ts) in std::mem::take(&mut self.early) {
+            self.feed(self.role(d), &b, ts, out);
+        }
+        false
+    }
+
+    /// Settle the roles with the bytes held so far (a gap or the close: no more to
+    /// wait for).
+    fn settle(&mut self, out: &mut Vec<Transaction>) {
+        if !self.decided {
+            self.early_bytes = EARLY_MAX + 1;
+            let ts = self.last_ts;
+            self.decide(Direction::ToServer, &[], ts, out);
+        }
+    }
+
+    fn role(&self, dir: Direction) -> Direction {
+        if self.swapped { dir.reverse() } else { dir }
     }
 
     /// The counts since the last call.
@@ -713,7 +781,9 @@ impl L7Parser for KafkaParser {
     ) -> Progress {
         self.last_ts = ts;
         out.append(&mut self.held);
-        self.feed(dir, bytes, ts, out);
+        if self.decide(dir, bytes, ts, out) {
+            self.feed(self.role(dir), bytes, ts, out);
+        }
         Progress::Continue
     }
 
@@ -725,6 +795,12 @@ impl L7Parser for KafkaParser {
             return;
         }
         self.gap_seen = true;
+        if !self.decided {
+            let mut held = std::mem::take(&mut self.held);
+            self.settle(&mut held);
+            self.held = held;
+        }
+        let dir = self.role(dir);
         let d = dir.index();
         if self.parsers[d].gap(u64::from(missing)) {
             // The message ended in the gap: finished now, handed out with the next
@@ -737,6 +813,7 @@ impl L7Parser for KafkaParser {
 
     fn on_close(&mut self, ts: Timestamp, reset: bool, out: &mut Vec<Transaction>) {
         out.append(&mut self.held);
+        self.settle(out);
         let why = if reset {
             Completeness::RESET
         } else {
@@ -786,6 +863,11 @@ pub fn probe(bytes: &[u8], dir: Direction, port_hinted: bool) -> Confidence {
         Confidence::No
     };
     if dir == Direction::ToClient {
+        // A request from the server's side: a capture that saw the broker's response
+        // before the request it answers took the broker for the client.
+        if request_from_server(bytes) {
+            return Confidence::Likely;
+        }
         return match bytes.get(..4) {
             None => Confidence::NeedMore.max(hinted.min(Confidence::NeedMore)),
             Some(l) => {
@@ -829,6 +911,13 @@ pub fn probe(bytes: &[u8], dir: Direction, port_hinted: bool) -> Confidence {
         }
     }
     Confidence::Likely
+}
+
+/// A request on the side the flow calls the server's: one with a client id (every
+/// client sends one), which a response's first fields rarely imitate.
+fn request_from_server(b: &[u8]) -> bool {
+    probe(b, Direction::ToServer, false) == Confidence::Likely
+        && b.get(12..14).is_some_and(|c| i16::from_be_bytes([c[0], c[1]]) > 0)
 }
 
 #[cfg(test)]

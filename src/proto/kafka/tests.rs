@@ -750,3 +750,39 @@ fn every_kafka_capture_of_the_corpus_decodes_the_same_however_cut() {
     }
 }
 
+
+#[test]
+fn a_capture_that_saw_the_broker_first_swaps_the_roles() {
+    // The flow took the broker for the client: its response came first in the capture.
+    let hb = |w: &mut W| {
+        w.str(Some("billing")).i32(3).str(Some("member-1")).str(None).tags();
+    };
+    let conv = vec![
+        (ToServer, resp(12, 4, 77, |w| {
+            w.i32(0).i16(0).tags();
+        })),
+        (ToClient, req(12, 4, 77, hb)),
+        (ToClient, req(12, 4, 78, hb)),
+        (ToServer, resp(12, 4, 78, |w| {
+            w.i32(0).i16(27).tags();
+        })),
+    ];
+    let txs = check(&conv);
+    let got: Vec<(String, Vec<&str>, Option<&str>)> = txs
+        .iter()
+        .map(|t| {
+            let r = t.completeness.reasons().collect();
+            (t.operation.to_string(), r, t.error.as_deref())
+        })
+        .collect();
+    // The first response preceded its request: it pairs with nothing, and the request
+    // is passed over by the next response. The second pair is whole.
+    assert_eq!(
+        got,
+        [
+            ("unknown".to_string(), vec!["no_request"], None),
+            ("Heartbeat".to_string(), vec!["gap", "no_response"], None),
+            ("Heartbeat".to_string(), vec![], Some("REBALANCE_IN_PROGRESS")),
+        ]
+    );
+}
