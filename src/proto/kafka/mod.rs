@@ -93,6 +93,7 @@ decoder_events! {
         NoRequest => "kafka.no_request", warn, "Kafka response without a request (lost in a gap, or before the pickup): reported with no_request";
         NoResponse => "kafka.no_response", warn, "Kafka request passed over by the response of a later one (its response lost in a gap): reported with no_response";
         AcksZero => "kafka.acks_zero", debug, "Kafka Produce requests with acks=0: the broker sends no response, reported at once";
+        AcksZeroAnswered => "kafka.acks_zero_answered", debug, "Kafka responses to Produce requests with acks=0 (which Apache Kafka never sends; some compatible brokers do): dropped, the request was reported already";
         TopicIdUnresolved => "kafka.topic_id_unresolved", debug, "Kafka topic ids (Fetch v13+, Produce v13+, OffsetCommit v10+) whose name no Metadata response seen had given: reported as podtap.kafka.topic_id";
         TopicIdEvicted => "kafka.topic_id_evicted", debug, "Kafka topic id names forgotten because kafka.topic_ids_per_connection or kafka.topic_ids_per_worker was reached";
     }
@@ -111,6 +112,8 @@ pub struct KafkaStats {
     pub no_response: u64,
     /// → `kafka.acks_zero`
     pub acks_zero: u64,
+    /// → `kafka.acks_zero_answered`
+    pub acks_zero_answered: u64,
     /// → `kafka.topic_id_unresolved`
     pub topic_id_unresolved: u64,
     /// → `kafka.topic_id_evicted`
@@ -130,6 +133,7 @@ impl KafkaStats {
         c.add_own(NoRequest, self.no_request);
         c.add_own(NoResponse, self.no_response);
         c.add_own(AcksZero, self.acks_zero);
+        c.add_own(AcksZeroAnswered, self.acks_zero_answered);
         c.add_own(TopicIdUnresolved, self.topic_id_unresolved);
         c.add_own(TopicIdEvicted, self.topic_id_evicted);
         c.add(CoreEv::PendingLimit, self.pending_limit);
@@ -281,6 +285,11 @@ pub struct KafkaParser {
     /// The request the response being read answers.
     answering: Option<Msg>,
     pending: VecDeque<Msg>,
+    /// Correlation ids of the last Produce requests with acks=0 (reported already): a
+    /// response to one (some brokers answer them) is dropped, not reported unpaired.
+    acks_zero: [Option<i32>; 4],
+    /// The response being read answers one of them.
+    dropping: bool,
     /// Transactions finished by a gap, handed out with the next output.
     held: Vec<Transaction>,
     stats: KafkaStats,
@@ -314,6 +323,8 @@ impl KafkaParser {
             cur: [None, None],
             answering: None,
             pending: VecDeque::new(),
+            acks_zero: [None; 4],
+            dropping: false,
             held: Vec::new(),
             stats: KafkaStats::default(),
             gap_seen: false,
@@ -467,7 +478,13 @@ impl KafkaParser {
                         self.answering = p;
                         what
                     }
-                    None => None,
+                    None => {
+                        if let Some(slot) = self.acks_zero.iter_mut().find(|c| **c == Some(corr)) {
+                            *slot = None;
+                            self.dropping = true;
+                        }
+                        None
+                    }
                 };
                 self.parsers[1].expect(what);
                 let (api, version) = what.unwrap_or((-1, 0));
@@ -570,6 +587,9 @@ impl KafkaParser {
         }
         match dir {
             Direction::ToServer => self.request_done(m, out),
+            Direction::ToClient if std::mem::take(&mut self.dropping) => {
+                self.stats.acks_zero_answered += 1;
+            }
             Direction::ToClient => {
                 let end = m.last;
                 match self.answering.take() {
@@ -602,6 +622,8 @@ impl KafkaParser {
         if m.api == parser::PRODUCE && m.acks == Some(0) {
             // acks=0: the broker never answers.
             self.stats.acks_zero += 1;
+            self.acks_zero.rotate_right(1);
+            self.acks_zero[0] = Some(m.corr);
             let end = m.last;
             let c = if m.gap { Completeness::GAP } else { 0 };
             out.push(self.finish(m, None, end, c));

@@ -786,3 +786,18 @@ fn a_capture_that_saw_the_broker_first_swaps_the_roles() {
         ]
     );
 }
+
+#[test]
+fn a_response_to_acks_zero_is_dropped_not_reported_unpaired() {
+    // Apache Kafka never answers acks=0; tansu does.
+    let conv = vec![
+        (ToServer, produce(9, 4, 0, "logs", &[(0, batch(0, 2, false, 5))])),
+        (ToClient, produce_resp(9, 4, "logs", &[(0, 0)])),
+        (ToServer, metadata_req(9, 5)),
+        (ToClient, metadata_resp(9, 5, &[])),
+    ];
+    let txs = check(&conv);
+    let ops: Vec<&str> = txs.iter().map(|t| t.operation.as_str()).collect();
+    assert_eq!(ops, ["Produce", "Metadata"]);
+    assert!(txs.iter().all(|t| t.completeness.is_complete()));
+}
