@@ -59,8 +59,8 @@ deps-test: deps
 	@python3 -c 'import kafka.net.connection' 2>/dev/null || python3 -m pip install -q 'kafka-python>=3' \
 	  || python3 -m pip install -q --break-system-packages 'kafka-python>=3'
 	@# tansu: the Kafka-compatible broker of the Kafka end-to-end test (memory storage). A
-	@# Rust crate built from source: about 12 minutes on 2 idle cores (23 on 2 busy ones), so
-	@# CI caches ~/.cargo/bin or installs it once per runner image.
+	@# Rust crate built from source: 23 minutes measured on 2 shared, busy cores (less when
+	@# idle), so CI keeps ~/.cargo/bin in its cache or its runner image.
 	@command -v tansu >/dev/null || cargo install --locked tansu --features dynostore
 	@# rotel: a small OpenTelemetry collector the export tests send OTLP to.
 	@python3 -c 'import rotel' 2>/dev/null || python3 -m pip install -q rotel \
