@@ -963,10 +963,10 @@ impl Parser {
                 T::Arr(fields) => {
                     let n = len!(true);
                     self.stack[d].idx += 1;
-                    if n > 0 {
-                        if n as u64 > self.left || !self.push(fields, (n - 1) as u32, Kind::Elem) {
-                            return Err(());
-                        }
+                    if n > 0
+                        && (n as u64 > self.left || !self.push(fields, (n - 1) as u32, Kind::Elem))
+                    {
+                        return Err(());
                     }
                     continue;
                 }

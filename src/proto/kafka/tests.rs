@@ -699,7 +699,7 @@ fn garbage_never_panics_and_is_counted() {
             b = (0..200).map(|_| rng() as u8).collect();
         }
         for c in b.chunks(1 + (rng() as usize) % 40) {
-            let dir = if rng() % 2 == 0 { ToServer } else { ToClient };
+            let dir = if rng().is_multiple_of(2) { ToServer } else { ToClient };
             p.on_data(dir, c, t, &mut out);
         }
         p.on_close(t, false, &mut out);
