@@ -52,9 +52,6 @@ metrics! {
     RpcServerDuration => "rpc.server.call.duration", "s", Histogram, "Duration of RPC server calls, observed on the wire";
     RpcClientDuration => "rpc.client.call.duration", "s", Histogram, "Duration of RPC client calls, observed on the wire";
     DbClientDuration => "db.client.operation.duration", "s", Histogram, "Duration of database client operations, observed on the wire";
-    MessagingClientDuration => "messaging.client.operation.duration", "s", Histogram, "Duration of messaging client operations (produce, fetch, commit, ...), observed on the wire";
-    MessagingSentMessages => "messaging.client.sent.messages", "{message}", Counter, "Messages producers sent to the broker, counted on the wire";
-    MessagingConsumedMessages => "messaging.client.consumed.messages", "{message}", Counter, "Messages the broker delivered to consumers, counted on the wire";
     DnsLookupDuration => "dns.lookup.duration", "s", Histogram, "Duration of DNS queries until their response, observed on the wire";
     TcpHandshake => "podtap.tcp.handshake.duration", "s", Histogram, "TCP handshake round-trip time (SYN to the client's ACK) at the observation point";
     TcpRtt => "podtap.tcp.rtt", "s", Histogram, "Smoothed RTT of each connection's data per sending direction: from the observation point to the receiver and back with its ACK";
@@ -71,6 +68,9 @@ metrics! {
     InterfacePackets => "podtap.interface.packets", "{packet}", Counter, "Frames captured per attached interface";
     InterfaceBytes => "podtap.interface.bytes", "By", Counter, "Wire bytes of the frames captured per attached interface";
     Events => "podtap.events", "{event}", Counter, "podtap drop and error events (capture drops, malformed input, bounds reached), by event";
+    MessagingClientDuration => "messaging.client.operation.duration", "s", Histogram, "Duration of messaging client operations (produce, fetch, commit, ...), observed on the wire";
+    MessagingSentMessages => "messaging.client.sent.messages", "{message}", Counter, "Messages producers sent to the broker, counted on the wire";
+    MessagingConsumedMessages => "messaging.client.consumed.messages", "{message}", Counter, "Messages the broker delivered to consumers, counted on the wire";
 }
 
 /// The Prometheus name of an OpenTelemetry metric: dots become underscores, the unit

@@ -801,3 +801,54 @@ fn a_response_to_acks_zero_is_dropped_not_reported_unpaired() {
     assert_eq!(ops, ["Produce", "Metadata"]);
     assert!(txs.iter().all(|t| t.completeness.is_complete()));
 }
+
+/// The telemetry mapping: Kafka calls become `messaging.client.operation.duration` series,
+/// and the same series count the messages sent (Produce) and consumed (Fetch).
+#[test]
+fn calls_become_messaging_series_with_message_counters() {
+    use crate::stats::{HistogramSpec, Metric, Value, WorkerStats, histogram};
+    let conv = vec![
+        (ToServer, produce(9, 1, 1, "orders", &[(0, batch(0, 3, false, 5))])),
+        (ToClient, produce_resp(9, 1, "orders", &[(0, 0)])),
+        (ToServer, fetch_req(12, 2, Ok("orders"), &[0])),
+        (ToClient, fetch_resp(12, 2, Ok("orders"), &[(0, 0, batch(0, 3, false, 5))])),
+        (ToServer, produce(9, 3, 1, "orders", &[(0, batch(3, 2, false, 5))])),
+        (ToClient, produce_resp(9, 3, "orders", &[(0, 0)])),
+    ];
+    let txs = check(&conv);
+    let mut s = WorkerStats::new(
+        HistogramSpec::Explicit(std::sync::Arc::from(histogram::DEFAULT_BOUNDS)),
+        100,
+    );
+    for tx in &txs {
+        s.transaction(tx);
+    }
+    let d = s.take_delta();
+    let mut got: Vec<(Metric, String, String)> = Vec::new();
+    for (k, v) in d.sorted() {
+        let get = |n: &str| {
+            k.attrs
+                .iter()
+                .find(|(a, _)| *a == n)
+                .map(|(_, v)| v.to_string())
+                .unwrap_or_default()
+        };
+        assert_eq!(get("messaging.system"), "kafka");
+        assert_eq!(get("messaging.destination.name"), "orders");
+        let n = match v {
+            Value::Counter(c) => c.to_string(),
+            Value::Histogram(_) => format!("{} calls", v.count()),
+        };
+        got.push((k.metric, get("messaging.operation.name"), n));
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (Metric::MessagingClientDuration, "receive".into(), "1 calls".into()),
+            (Metric::MessagingClientDuration, "send".into(), "2 calls".into()),
+            (Metric::MessagingSentMessages, "send".into(), "5".into()),
+            (Metric::MessagingConsumedMessages, "receive".into(), "3".into()),
+        ]
+    );
+}
