@@ -61,8 +61,9 @@ pub enum T {
     Arr(&'static [F]),
     /// An array of fixed-size elements (int32 node ids, int64 offsets), skipped.
     FixArr(u8),
-    /// An array of strings: the first one reported as a name, and the walk stops there.
-    FirstStr(Name),
+    /// An array of strings: the first one reported as the consumer group, and the walk
+    /// stops there.
+    FirstGroup,
     /// The request header's client id: a 2-byte-length string in every header version.
     ClientId,
     /// Reported: a partition index (int32).
@@ -947,7 +948,7 @@ impl Parser {
                     self.skip(n.max(0) * i64::from(size))?;
                     None
                 }
-                T::FirstStr(_) => {
+                T::FirstGroup => {
                     let n = len!(true);
                     if n <= 0 {
                         self.st = St::Rest;
@@ -1228,7 +1229,7 @@ const OFFSET_FETCH_PART: &[F] = &[
 const FIND_COORDINATOR_REQ: &[F] = &[
     F(Cap(Name::Group), 0, 3), // key
     F(KeyType, 1, ANY),
-    F(FirstStr(Name::Group), 4, ANY), // coordinator_keys
+    F(FirstGroup, 4, ANY), // coordinator_keys
     F(Stop, 0, ANY),
 ];
 const FIND_COORDINATOR_RESP: &[F] = &[
@@ -1327,7 +1328,7 @@ pub fn schema(api: i16, version: i16, side: Side) -> Option<&'static [F]> {
         11 => throttle_error!(2),
         12..=14 => throttle_error!(1),
         // DescribeGroups: an array of groups.
-        15 if req => &[F(FirstStr(Name::Group), 0, ANY)],
+        15 if req => &[F(FirstGroup, 0, ANY)],
         16 if !req => throttle_error!(1), // ListGroups
         // SaslHandshake, ApiVersions, SaslAuthenticate: the error first. Their payloads
         // (mechanism data, tokens) are never read.
@@ -1349,7 +1350,7 @@ pub fn max_version(api: i16) -> i16 {
     match api {
         PRODUCE => 13,
         FETCH => 18,
-        2 => 10,
+        2 => 11,
         METADATA => 13,
         OFFSET_COMMIT => 10,
         9 => 10,
@@ -1364,7 +1365,7 @@ pub fn max_version(api: i16) -> i16 {
         API_VERSIONS => 4,
         19 => 7,
         20 => 6,
-        22 => 5,
+        22 => 6,
         25 => 4,
         26 => 5,
         TXN_OFFSET_COMMIT => 5,
