@@ -880,7 +880,7 @@ fn every_version_of_every_api_as_kafkas_own_schemas_encode_it() {
             c["flexible"].as_bool().unwrap(),
             "{what}: flexible"
         );
-        let conv = vec![
+        let conv = [
             (ToServer, unhex(c["request"].as_str().unwrap())),
             (ToClient, unhex(c["response"].as_str().unwrap())),
         ];
