@@ -464,13 +464,14 @@ impl KafkaParser {
                 let found = self.pending.iter().position(|p| p.corr == corr);
                 let what = match found {
                     Some(i) => {
-                        // Requests before it were answered in a gap (a broker answers in
-                        // order).
+                        // A broker answers in order: the requests before it will get no
+                        // response (lost in a gap, or never sent).
+                        let gap = if self.gap_seen { Completeness::GAP } else { 0 };
                         for _ in 0..i {
                             if let Some(p) = self.pending.pop_front() {
                                 self.stats.no_response += 1;
                                 let end = p.last;
-                                out.push(self.finish(p, None, end, Completeness::NO_RESPONSE | Completeness::GAP));
+                                out.push(self.finish(p, None, end, Completeness::NO_RESPONSE | gap));
                             }
                         }
                         let p = self.pending.pop_front();
