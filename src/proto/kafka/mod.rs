@@ -304,6 +304,9 @@ pub struct KafkaParser {
     /// (at most `EARLY_MAX`).
     early: Vec<(Direction, Vec<u8>, Timestamp)>,
     early_bytes: usize,
+    /// The first bytes of each side, for the probes.
+    early_head: [[u8; 64]; 2],
+    early_head_len: [u8; 2],
 }
 
 /// Bytes held until the roles are known.
@@ -333,33 +336,44 @@ impl KafkaParser {
             swapped: false,
             early: Vec::new(),
             early_bytes: 0,
+            early_head: [[0; 64]; 2],
+            early_head_len: [0; 2],
         }
     }
 
     /// Settle which side sends requests from the first bytes of the flow: a request
     /// from the flow's client, as usual; a request with a client id from the flow's
     /// server, with no request from the client before it, swaps the roles (a capture
-    /// without the handshake whose flow took the broker for the client). Until then the bytes are held (bounded: `EARLY_MAX`), and fed in the order
-    /// they came once it is settled. True: `bytes` are to be fed now.
+    /// without the handshake whose flow took the broker for the client). Until then the
+    /// bytes are held (bounded: `EARLY_MAX`), and fed in the order they came once it is
+    /// settled. True: `bytes` are to be fed now.
     fn decide(&mut self, dir: Direction, bytes: &[u8], ts: Timestamp, out: &mut Vec<Transaction>) -> bool {
         if self.decided {
             return true;
         }
         if !bytes.is_empty() {
-            self.early.push((dir, bytes.to_vec(), ts));
+            // Consecutive chunks of one side are held as one.
+            match self.early.last_mut() {
+                Some(e) if e.0 == dir => e.1.extend_from_slice(bytes),
+                _ => self.early.push((dir, bytes.to_vec(), ts)),
+            }
             self.early_bytes += bytes.len();
+            let d = dir.index();
+            let (head, len) = (&mut self.early_head[d], &mut self.early_head_len[d]);
+            let k = bytes.len().min(head.len() - *len as usize);
+            head[*len as usize..*len as usize + k].copy_from_slice(&bytes[..k]);
+            *len += k as u8;
         }
-        let side = |d: Direction| -> Vec<u8> {
-            self.early.iter().filter(|e| e.0 == d).flat_map(|e| e.1.iter().copied()).collect()
-        };
-        let (c, sv) = (side(Direction::ToServer), side(Direction::ToClient));
-        let swapped = match probe(&c, Direction::ToServer, false) {
+        // What the probes look at: each side's first bytes.
+        let c = &self.early_head[0][..self.early_head_len[0] as usize];
+        let sv = &self.early_head[1][..self.early_head_len[1] as usize];
+        let swapped = match probe(c, Direction::ToServer, false) {
             Confidence::Likely => false,
             Confidence::NeedMore if !c.is_empty() && self.early_bytes <= EARLY_MAX => {
                 return false;
             }
-            _ => match probe(&sv, Direction::ToServer, false) {
-                Confidence::Likely if sv.len() >= 14 => request_from_server(&sv),
+            _ => match probe(sv, Direction::ToServer, false) {
+                Confidence::Likely if sv.len() >= 14 => request_from_server(sv),
                 Confidence::Likely | Confidence::NeedMore if self.early_bytes <= EARLY_MAX => {
                     return false;
                 }
