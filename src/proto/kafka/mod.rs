@@ -347,7 +347,13 @@ impl KafkaParser {
     /// without the handshake whose flow took the broker for the client). Until then the
     /// bytes are held (bounded: `EARLY_MAX`), and fed in the order they came once it is
     /// settled. True: `bytes` are to be fed now.
-    fn decide(&mut self, dir: Direction, bytes: &[u8], ts: Timestamp, out: &mut Vec<Transaction>) -> bool {
+    fn decide(
+        &mut self,
+        dir: Direction,
+        bytes: &[u8],
+        ts: Timestamp,
+        out: &mut Vec<Transaction>,
+    ) -> bool {
         if self.decided {
             return true;
         }
@@ -438,7 +444,13 @@ impl KafkaParser {
         Topic::Id(*id)
     }
 
-    fn feed(&mut self, dir: Direction, mut bytes: &[u8], ts: Timestamp, out: &mut Vec<Transaction>) {
+    fn feed(
+        &mut self,
+        dir: Direction,
+        mut bytes: &[u8],
+        ts: Timestamp,
+        out: &mut Vec<Transaction>,
+    ) {
         let d = dir.index();
         if dir == Direction::ToClient && self.parsers[1].is_lost() {
             // Resynchronise on a response to one of the pending requests.
@@ -485,7 +497,12 @@ impl KafkaParser {
                             if let Some(p) = self.pending.pop_front() {
                                 self.stats.no_response += 1;
                                 let end = p.last;
-                                out.push(self.finish(p, None, end, Completeness::NO_RESPONSE | gap));
+                                out.push(self.finish(
+                                    p,
+                                    None,
+                                    end,
+                                    Completeness::NO_RESPONSE | gap,
+                                ));
                             }
                         }
                         let p = self.pending.pop_front();
@@ -511,7 +528,9 @@ impl KafkaParser {
             }
             Ev::Malformed => self.stats.malformed += 1,
             Ev::Name(name) => {
-                let Some(m) = self.cur[d].as_mut() else { return };
+                let Some(m) = self.cur[d].as_mut() else {
+                    return;
+                };
                 let bytes = self.parsers[d].captured();
                 match name {
                     Name::Topic => {
@@ -655,7 +674,13 @@ impl KafkaParser {
     }
 
     /// A transaction of request `req` and its response, if any.
-    fn finish(&self, req: Msg, resp: Option<Msg>, end: Timestamp, completeness: u16) -> Transaction {
+    fn finish(
+        &self,
+        req: Msg,
+        resp: Option<Msg>,
+        end: Timestamp,
+        completeness: u16,
+    ) -> Transaction {
         let mut t = Transaction::new(Protocol::Kafka, req.start);
         t.end = end.max(req.start);
         t.req_bytes = req.bytes;
@@ -686,7 +711,10 @@ impl KafkaParser {
         if let Some(id) = &req.client_id {
             t.attr_str("messaging.client.id", id.clone());
         }
-        let group = req.group.as_ref().or(resp.as_ref().and_then(|r| r.group.as_ref()));
+        let group = req
+            .group
+            .as_ref()
+            .or(resp.as_ref().and_then(|r| r.group.as_ref()));
         if let Some(g) = group
             && !(api == parser::FIND_COORDINATOR && req.key_type == 1)
         {
@@ -805,7 +833,14 @@ fn uuid(id: &[u8; 16]) -> CompactString {
     let h = |r: std::ops::Range<usize>| -> CompactString {
         id[r].iter().map(|b| format_compact!("{b:02x}")).collect()
     };
-    format_compact!("{}-{}-{}-{}-{}", h(0..4), h(4..6), h(6..8), h(8..10), h(10..16))
+    format_compact!(
+        "{}-{}-{}-{}-{}",
+        h(0..4),
+        h(4..6),
+        h(6..8),
+        h(8..10),
+        h(10..16)
+    )
 }
 
 impl L7Parser for KafkaParser {
@@ -865,7 +900,12 @@ impl L7Parser for KafkaParser {
         }
         if let Some(m) = self.cur[0].take() {
             let end = m.last;
-            out.push(self.finish(m, None, end, Completeness::NO_RESPONSE | Completeness::TRUNCATED | why | gap));
+            out.push(self.finish(
+                m,
+                None,
+                end,
+                Completeness::NO_RESPONSE | Completeness::TRUNCATED | why | gap,
+            ));
         }
         while let Some(p) = self.pending.pop_front() {
             out.push(self.finish(p, None, ts, Completeness::NO_RESPONSE | why | gap));
@@ -879,7 +919,9 @@ impl L7Parser for KafkaParser {
             if now.since(p.last) < timeout_ns {
                 break;
             }
-            let Some(p) = self.pending.pop_front() else { break };
+            let Some(p) = self.pending.pop_front() else {
+                break;
+            };
             self.stats.timeouts += 1;
             let gap = if self.gap_seen { Completeness::GAP } else { 0 };
             let mut t = self.finish(p, None, now, Completeness::NO_RESPONSE | gap);
@@ -917,7 +959,11 @@ pub fn probe(bytes: &[u8], dir: Direction, port_hinted: bool) -> Confidence {
             }
         };
     }
-    let field = |at: usize| bytes.get(at..at + 2).map(|b| i16::from_be_bytes([b[0], b[1]]));
+    let field = |at: usize| {
+        bytes
+            .get(at..at + 2)
+            .map(|b| i16::from_be_bytes([b[0], b[1]]))
+    };
     if let Some(l) = bytes.get(..4) {
         let len = i32::from_be_bytes([l[0], l[1], l[2], l[3]]);
         if !(10..=1 << 27).contains(&len) {
@@ -954,7 +1000,8 @@ pub fn probe(bytes: &[u8], dir: Direction, port_hinted: bool) -> Confidence {
 /// client sends one), which a response's first fields rarely imitate.
 fn request_from_server(b: &[u8]) -> bool {
     probe(b, Direction::ToServer, false) == Confidence::Likely
-        && b.get(12..14).is_some_and(|c| i16::from_be_bytes([c[0], c[1]]) > 0)
+        && b.get(12..14)
+            .is_some_and(|c| i16::from_be_bytes([c[0], c[1]]) > 0)
 }
 
 #[cfg(test)]
@@ -971,7 +1018,10 @@ impl ProtocolDecoder for KafkaParser {
         super::registry::nonzero(&[
             ("max_pending", cfg.max_pending as u64),
             ("max_message_bytes", u64::from(cfg.max_message_bytes)),
-            ("topic_ids_per_connection", cfg.topic_ids_per_connection as u64),
+            (
+                "topic_ids_per_connection",
+                cfg.topic_ids_per_connection as u64,
+            ),
             ("topic_ids_per_worker", cfg.topic_ids_per_worker as u64),
         ])
     }
@@ -1016,7 +1066,10 @@ impl ProtocolDecoder for KafkaParser {
 
 /// How Kafka calls become metrics and spans (the messaging conventions).
 static TELEMETRY: Telemetry = Telemetry {
-    duration: Some([Metric::MessagingClientDuration, Metric::MessagingClientDuration]),
+    duration: Some([
+        Metric::MessagingClientDuration,
+        Metric::MessagingClientDuration,
+    ]),
     metric_attrs: &[
         MetricAttr::ProtocolName("messaging.system"),
         MetricAttr::Attr("messaging.operation.name"),

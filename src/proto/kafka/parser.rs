@@ -99,7 +99,10 @@ pub enum Ev {
         wire: u64,
     },
     /// A response's correlation id: the decoder answers with [`Parser::expect`].
-    Response { corr: i32, wire: u64 },
+    Response {
+        corr: i32,
+        wire: u64,
+    },
     /// A name: [`Parser::captured`] holds it.
     Name(Name),
     TopicId([u8; 16]),
@@ -109,7 +112,9 @@ pub enum Ev {
     KeyType(i8),
     /// The message is over. `malformed`: its fields did not follow its schema (what was
     /// read before stays valid).
-    End { malformed: bool },
+    End {
+        malformed: bool,
+    },
     /// Bytes that frame no message: the direction resynchronises.
     Malformed,
 }
@@ -516,7 +521,9 @@ impl Parser {
         }
         let n = if wide { 4 } else { 2 };
         match self.take(b, pos, n) {
-            Take::Got(x) if wide => Ok(Some(i64::from(i32::from_be_bytes([x[0], x[1], x[2], x[3]])))),
+            Take::Got(x) if wide => Ok(Some(i64::from(i32::from_be_bytes([
+                x[0], x[1], x[2], x[3],
+            ])))),
             Take::Got(x) => Ok(Some(i64::from(i16::from_be_bytes([x[0], x[1]])))),
             Take::Wait => Ok(None),
             Take::Bad => Err(()),
@@ -563,7 +570,12 @@ impl Parser {
             if self.st == St::Rest && self.left == 0 {
                 self.st = St::Len;
                 self.left = 4;
-                return (pos, Some(Ev::End { malformed: self.malformed }));
+                return (
+                    pos,
+                    Some(Ev::End {
+                        malformed: self.malformed,
+                    }),
+                );
             }
             // The walk may go on without input (structures ending, fields of other
             // versions); everything else needs bytes.
@@ -1045,7 +1057,7 @@ const RECORD_ERROR: &[F] = &[F(I32, 0, ANY), F(Str, 0, ANY)];
 
 // Fetch.
 const FETCH_REQ: &[F] = &[
-    F(I32, 0, 14), // replica_id
+    F(I32, 0, 14),  // replica_id
     F(I32, 0, ANY), // max_wait_ms
     F(I32, 0, ANY), // min_bytes
     F(I32, 3, ANY), // max_bytes
@@ -1117,9 +1129,9 @@ const METADATA_TOPIC: &[F] = &[
 ];
 const METADATA_PART: &[F] = &[
     F(Error, 0, ANY),
-    F(I32, 0, ANY), // partition_index
-    F(I32, 0, ANY), // leader_id
-    F(I32, 7, ANY), // leader_epoch
+    F(I32, 0, ANY),       // partition_index
+    F(I32, 0, ANY),       // leader_id
+    F(I32, 7, ANY),       // leader_epoch
     F(FixArr(4), 0, ANY), // replica_nodes
     F(FixArr(4), 0, ANY), // isr_nodes
     F(FixArr(4), 5, ANY), // offline_replicas
@@ -1260,11 +1272,7 @@ const TXN_OFFSET_COMMIT_REQ: &[F] = &[
     F(Cap(Name::Group), 0, ANY),
     F(Stop, 0, ANY),
 ];
-const TXN_OFFSET_COMMIT_RESP: &[F] = &[
-    F(I32, 0, ANY),
-    F(Arr(TXN_TOPIC), 0, ANY),
-    F(Stop, 0, ANY),
-];
+const TXN_OFFSET_COMMIT_RESP: &[F] = &[F(I32, 0, ANY), F(Arr(TXN_TOPIC), 0, ANY), F(Stop, 0, ANY)];
 const TXN_TOPIC: &[F] = &[F(Cap(Name::Topic), 0, ANY), F(Arr(PARTITION_ERROR), 0, ANY)];
 
 // Topic administration.
@@ -1521,7 +1529,9 @@ pub fn api_name(api: i16) -> Option<&'static str> {
         "AlterShareGroupOffsets",
         "DeleteShareGroupOffsets",
     ];
-    usize::try_from(api).ok().and_then(|i| NAMES.get(i).copied())
+    usize::try_from(api)
+        .ok()
+        .and_then(|i| NAMES.get(i).copied())
 }
 
 /// Kafka's name of an error code (`Errors.java`), None for 0 and codes it does not know.

@@ -165,7 +165,11 @@ fn produce(v: i16, corr: i32, acks: i16, topic: &str, parts: &[(i32, Vec<u8>)]) 
         if v >= 3 {
             w.str(None);
         }
-        w.i16(acks).i32(30_000).arr(1).str(Some(topic)).arr(parts.len());
+        w.i16(acks)
+            .i32(30_000)
+            .arr(1)
+            .str(Some(topic))
+            .arr(parts.len());
         for (p, recs) in parts {
             w.i32(*p).bytes(Some(recs)).tags();
         }
@@ -354,7 +358,16 @@ fn produce_and_fetch_every_version_count_their_records() {
         // A transaction marker: no message.
         recs.extend(batch(5, 1, true, 4));
         let conv = vec![
-            (ToServer, produce(v, 7, 1, "orders", &[(0, recs.clone()), (1, batch(0, 4, false, 3))])),
+            (
+                ToServer,
+                produce(
+                    v,
+                    7,
+                    1,
+                    "orders",
+                    &[(0, recs.clone()), (1, batch(0, 4, false, 3))],
+                ),
+            ),
             (ToClient, produce_resp(v, 7, "orders", &[(0, 0), (1, 0)])),
         ];
         let txs = check(&conv);
@@ -393,10 +406,22 @@ fn produce_and_fetch_every_version_count_their_records() {
 #[test]
 fn partition_errors_become_error_type_by_name() {
     let conv = vec![
-        (ToServer, produce(9, 1, -1, "orders", &[(0, batch(0, 1, false, 1)), (7, batch(0, 1, false, 1))])),
+        (
+            ToServer,
+            produce(
+                9,
+                1,
+                -1,
+                "orders",
+                &[(0, batch(0, 1, false, 1)), (7, batch(0, 1, false, 1))],
+            ),
+        ),
         (ToClient, produce_resp(9, 1, "orders", &[(0, 0), (7, 3)])),
         (ToServer, fetch_req(12, 2, Ok("orders"), &[0])),
-        (ToClient, fetch_resp(12, 2, Ok("orders"), &[(0, 1, Vec::new())])),
+        (
+            ToClient,
+            fetch_resp(12, 2, Ok("orders"), &[(0, 1, Vec::new())]),
+        ),
     ];
     let txs = check(&conv);
     assert_eq!(txs.len(), 2);
@@ -411,8 +436,14 @@ fn partition_errors_become_error_type_by_name() {
 #[test]
 fn acks_zero_produce_gets_no_response_and_does_not_shift_the_pairs() {
     let conv = vec![
-        (ToServer, produce(7, 10, 0, "logs", &[(0, batch(0, 2, false, 5))])),
-        (ToServer, produce(7, 11, 0, "logs", &[(0, batch(2, 3, false, 5))])),
+        (
+            ToServer,
+            produce(7, 10, 0, "logs", &[(0, batch(0, 2, false, 5))]),
+        ),
+        (
+            ToServer,
+            produce(7, 11, 0, "logs", &[(0, batch(2, 3, false, 5))]),
+        ),
         (ToServer, metadata_req(7, 12)),
         (ToClient, metadata_resp(7, 12, &[("logs", ID, 0)])),
     ];
@@ -433,17 +464,26 @@ fn acks_zero_produce_gets_no_response_and_does_not_shift_the_pairs() {
 fn fetch_topic_ids_are_named_from_metadata_seen_on_the_wire() {
     let conv = vec![
         (ToServer, fetch_req(13, 1, Err(ID), &[0])),
-        (ToClient, fetch_resp(13, 1, Err(ID), &[(0, 0, batch(0, 2, false, 3))])),
+        (
+            ToClient,
+            fetch_resp(13, 1, Err(ID), &[(0, 0, batch(0, 2, false, 3))]),
+        ),
         (ToServer, metadata_req(12, 2)),
         (ToClient, metadata_resp(12, 2, &[("payments", ID, 0)])),
         (ToServer, fetch_req(15, 3, Err(ID), &[0])),
-        (ToClient, fetch_resp(15, 3, Err(ID), &[(0, 0, batch(2, 4, false, 3))])),
+        (
+            ToClient,
+            fetch_resp(15, 3, Err(ID), &[(0, 0, batch(2, 4, false, 3))]),
+        ),
     ];
     let txs = check(&conv);
     assert_eq!(txs.len(), 3);
     // Before the Metadata response: the id, and that it is not resolved.
     assert_eq!(s(&txs[0], "messaging.destination.name"), "");
-    assert_eq!(s(&txs[0], "podtap.kafka.topic_id"), "11223344-5566-7788-99aa-bbccddeeff00");
+    assert_eq!(
+        s(&txs[0], "podtap.kafka.topic_id"),
+        "11223344-5566-7788-99aa-bbccddeeff00"
+    );
     assert_eq!(s(&txs[0], "podtap.kafka.topic_id_unresolved"), "true");
     assert_eq!(s(&txs[0], "messaging.batch.message_count"), "2");
     assert_eq!(s(&txs[2], "messaging.destination.name"), "payments");
@@ -463,7 +503,10 @@ fn topic_ids_learned_on_one_connection_serve_the_workers_others_bounded() {
     let id = |i: u8| [i; 16];
     let conv_a = [
         (ToServer, metadata_req(12, 1)),
-        (ToClient, metadata_resp(12, 1, &[("a", id(1), 0), ("b", id(2), 0), ("c", id(3), 0)])),
+        (
+            ToClient,
+            metadata_resp(12, 1, &[("a", id(1), 0), ("b", id(2), 0), ("c", id(3), 0)]),
+        ),
     ];
     let chunks: Vec<Chunk> = conv_a.iter().map(|(d, b)| (*d, &b[..])).collect();
     testkit::feed_whole(&mut bootstrap, &chunks);
@@ -475,7 +518,10 @@ fn topic_ids_learned_on_one_connection_serve_the_workers_others_bounded() {
         .map(|&i| {
             let conv = [
                 (ToServer, fetch_req(13, 5, Err(id(i)), &[0])),
-                (ToClient, fetch_resp(13, 5, Err(id(i)), &[(0, 0, Vec::new())])),
+                (
+                    ToClient,
+                    fetch_resp(13, 5, Err(id(i)), &[(0, 0, Vec::new())]),
+                ),
             ];
             let chunks: Vec<Chunk> = conv.iter().map(|(d, b)| (*d, &b[..])).collect();
             let txs = testkit::feed_whole(&mut leader, &chunks);
@@ -490,7 +536,10 @@ fn topic_ids_learned_on_one_connection_serve_the_workers_others_bounded() {
 fn group_apis_carry_the_consumer_group_and_their_errors() {
     let group_req = |api: i16, v: i16, corr: i32| {
         req(api, v, corr, |w| {
-            w.str(Some("billing")).i32(30_000).str(Some("member-1")).tags();
+            w.str(Some("billing"))
+                .i32(30_000)
+                .str(Some("member-1"))
+                .tags();
         })
     };
     let throttle_err = |api: i16, v: i16, corr: i32, e: i16| {
@@ -500,33 +549,99 @@ fn group_apis_carry_the_consumer_group_and_their_errors() {
     };
     let conv = vec![
         // FindCoordinator v4: key type, then an array of keys.
-        (ToServer, req(10, 4, 1, |w| {
-            w.i8(0).arr(1).str(Some("billing")).tags();
-        })),
-        (ToClient, resp(10, 4, 1, |w| {
-            w.i32(0).arr(1).str(Some("billing")).i32(1).str(Some("h")).i32(9092).i16(15).str(None).tags().tags();
-        })),
+        (
+            ToServer,
+            req(10, 4, 1, |w| {
+                w.i8(0).arr(1).str(Some("billing")).tags();
+            }),
+        ),
+        (
+            ToClient,
+            resp(10, 4, 1, |w| {
+                w.i32(0)
+                    .arr(1)
+                    .str(Some("billing"))
+                    .i32(1)
+                    .str(Some("h"))
+                    .i32(9092)
+                    .i16(15)
+                    .str(None)
+                    .tags()
+                    .tags();
+            }),
+        ),
         (ToServer, group_req(11, 7, 2)),
         (ToClient, throttle_err(11, 7, 2, 79)),
         (ToServer, group_req(14, 5, 3)),
         (ToClient, throttle_err(14, 5, 3, 0)),
         (ToServer, group_req(12, 4, 4)),
         (ToClient, throttle_err(12, 4, 4, 27)),
-        (ToServer, req(8, 8, 5, |w| {
-            w.str(Some("billing")).i32(1).str(Some("m")).str(None).arr(1).str(Some("orders")).arr(1)
-                .i32(0).i64(10).i32(-1).str(None).tags().tags().tags();
-        })),
-        (ToClient, resp(8, 8, 5, |w| {
-            w.i32(0).arr(1).str(Some("orders")).arr(1).i32(0).i16(0).tags().tags().tags();
-        })),
+        (
+            ToServer,
+            req(8, 8, 5, |w| {
+                w.str(Some("billing"))
+                    .i32(1)
+                    .str(Some("m"))
+                    .str(None)
+                    .arr(1)
+                    .str(Some("orders"))
+                    .arr(1)
+                    .i32(0)
+                    .i64(10)
+                    .i32(-1)
+                    .str(None)
+                    .tags()
+                    .tags()
+                    .tags();
+            }),
+        ),
+        (
+            ToClient,
+            resp(8, 8, 5, |w| {
+                w.i32(0)
+                    .arr(1)
+                    .str(Some("orders"))
+                    .arr(1)
+                    .i32(0)
+                    .i16(0)
+                    .tags()
+                    .tags()
+                    .tags();
+            }),
+        ),
         // OffsetFetch v8: an array of groups.
-        (ToServer, req(9, 8, 6, |w| {
-            w.arr(1).str(Some("billing")).len(None, true).tags().i8(0).tags();
-        })),
-        (ToClient, resp(9, 8, 6, |w| {
-            w.i32(0).arr(1).str(Some("billing")).arr(1).str(Some("orders")).arr(1)
-                .i32(0).i64(10).i32(-1).str(None).i16(0).tags().tags().i16(16).tags().tags();
-        })),
+        (
+            ToServer,
+            req(9, 8, 6, |w| {
+                w.arr(1)
+                    .str(Some("billing"))
+                    .len(None, true)
+                    .tags()
+                    .i8(0)
+                    .tags();
+            }),
+        ),
+        (
+            ToClient,
+            resp(9, 8, 6, |w| {
+                w.i32(0)
+                    .arr(1)
+                    .str(Some("billing"))
+                    .arr(1)
+                    .str(Some("orders"))
+                    .arr(1)
+                    .i32(0)
+                    .i64(10)
+                    .i32(-1)
+                    .str(None)
+                    .i16(0)
+                    .tags()
+                    .tags()
+                    .i16(16)
+                    .tags()
+                    .tags();
+            }),
+        ),
         (ToServer, group_req(13, 4, 7)),
         (ToClient, throttle_err(13, 4, 7, 0)),
     ];
@@ -543,17 +658,44 @@ fn group_apis_carry_the_consumer_group_and_their_errors() {
         })
         .collect();
     let want = [
-        ("FindCoordinator", "find_coordinator", "billing", Some("COORDINATOR_NOT_AVAILABLE")),
-        ("JoinGroup", "join_group", "billing", Some("MEMBER_ID_REQUIRED")),
+        (
+            "FindCoordinator",
+            "find_coordinator",
+            "billing",
+            Some("COORDINATOR_NOT_AVAILABLE"),
+        ),
+        (
+            "JoinGroup",
+            "join_group",
+            "billing",
+            Some("MEMBER_ID_REQUIRED"),
+        ),
         ("SyncGroup", "sync_group", "billing", None),
-        ("Heartbeat", "heartbeat", "billing", Some("REBALANCE_IN_PROGRESS")),
+        (
+            "Heartbeat",
+            "heartbeat",
+            "billing",
+            Some("REBALANCE_IN_PROGRESS"),
+        ),
         ("OffsetCommit", "commit", "billing", None),
-        ("OffsetFetch", "offset_fetch", "billing", Some("NOT_COORDINATOR")),
+        (
+            "OffsetFetch",
+            "offset_fetch",
+            "billing",
+            Some("NOT_COORDINATOR"),
+        ),
         ("LeaveGroup", "leave_group", "billing", None),
     ];
     let want: Vec<_> = want
         .iter()
-        .map(|(a, b, c, d)| (a.to_string(), b.to_string(), c.to_string(), d.map(String::from)))
+        .map(|(a, b, c, d)| {
+            (
+                a.to_string(),
+                b.to_string(),
+                c.to_string(),
+                d.map(String::from),
+            )
+        })
         .collect();
     assert_eq!(got, want);
     assert_eq!(s(&txs[4], "messaging.operation.type"), "settle");
@@ -563,18 +705,34 @@ fn group_apis_carry_the_consumer_group_and_their_errors() {
 #[test]
 fn sasl_is_reported_by_name_and_never_exports_its_payload() {
     let conv = vec![
-        (ToServer, req(17, 1, 1, |w| {
-            w.str(Some("PLAIN"));
-        })),
-        (ToClient, resp(17, 1, 1, |w| {
-            w.i16(0).arr(1).str(Some("PLAIN"));
-        })),
-        (ToServer, req(36, 2, 2, |w| {
-            w.bytes(Some(b"\0alice\0hunter2-secret")).tags();
-        })),
-        (ToClient, resp(36, 2, 2, |w| {
-            w.i16(58).str(Some("Authentication failed: invalid credentials")).bytes(Some(b"")).i64(0).tags();
-        })),
+        (
+            ToServer,
+            req(17, 1, 1, |w| {
+                w.str(Some("PLAIN"));
+            }),
+        ),
+        (
+            ToClient,
+            resp(17, 1, 1, |w| {
+                w.i16(0).arr(1).str(Some("PLAIN"));
+            }),
+        ),
+        (
+            ToServer,
+            req(36, 2, 2, |w| {
+                w.bytes(Some(b"\0alice\0hunter2-secret")).tags();
+            }),
+        ),
+        (
+            ToClient,
+            resp(36, 2, 2, |w| {
+                w.i16(58)
+                    .str(Some("Authentication failed: invalid credentials"))
+                    .bytes(Some(b""))
+                    .i64(0)
+                    .tags();
+            }),
+        ),
     ];
     let txs = check(&conv);
     assert_eq!(txs.len(), 2);
@@ -583,19 +741,28 @@ fn sasl_is_reported_by_name_and_never_exports_its_payload() {
     assert_eq!(txs[1].error.as_deref(), Some("SASL_AUTHENTICATION_FAILED"));
     for t in &txs {
         let all = format!("{:?}", t.attrs);
-        assert!(!all.contains("hunter2") && !all.contains("alice") && !all.contains("credentials"), "{all}");
+        assert!(
+            !all.contains("hunter2") && !all.contains("alice") && !all.contains("credentials"),
+            "{all}"
+        );
     }
 }
 
 #[test]
 fn api_versions_responses_use_header_v0_even_when_flexible() {
     let conv = vec![
-        (ToServer, req(18, 3, 1, |w| {
-            w.str(Some("librdkafka")).str(Some("2.0.2")).tags();
-        })),
-        (ToClient, resp(18, 3, 1, |w| {
-            w.i16(35).arr(1).i16(0).i16(0).i16(9).tags().i32(0).tags();
-        })),
+        (
+            ToServer,
+            req(18, 3, 1, |w| {
+                w.str(Some("librdkafka")).str(Some("2.0.2")).tags();
+            }),
+        ),
+        (
+            ToClient,
+            resp(18, 3, 1, |w| {
+                w.i16(35).arr(1).i16(0).i16(0).i16(9).tags().i32(0).tags();
+            }),
+        ),
     ];
     let txs = check(&conv);
     assert_eq!(txs[0].operation, "ApiVersions");
@@ -667,7 +834,12 @@ fn a_gap_in_record_data_costs_only_the_count_of_those_records() {
     p.on_data(ToServer, &msg[..200], t, &mut out);
     p.on_gap(ToServer, 100);
     p.on_data(ToServer, &msg[300..], t, &mut out);
-    p.on_data(ToClient, &produce_resp(9, 1, "orders", &[(0, 0)]), t, &mut out);
+    p.on_data(
+        ToClient,
+        &produce_resp(9, 1, "orders", &[(0, 0)]),
+        t,
+        &mut out,
+    );
     assert_eq!(out.len(), 1);
     assert_eq!(s(&out[0], "messaging.batch.message_count"), "3");
     assert!(out[0].completeness.has(Completeness::GAP));
@@ -691,7 +863,12 @@ fn garbage_never_panics_and_is_counted() {
         let t = Timestamp::from_secs_nanos(1, 0);
         // Real messages with bytes flipped, and plain noise.
         let mut b = produce(9, round, 1, "orders", &[(0, batch(0, 2, false, 10))]);
-        b.extend(fetch_resp(13, round, Err(ID), &[(0, 0, batch(0, 2, false, 10))]));
+        b.extend(fetch_resp(
+            13,
+            round,
+            Err(ID),
+            &[(0, 0, batch(0, 2, false, 10))],
+        ));
         for _ in 0..(rng() % 8) {
             let i = (rng() as usize) % b.len();
             b[i] = rng() as u8;
@@ -700,7 +877,11 @@ fn garbage_never_panics_and_is_counted() {
             b = (0..200).map(|_| rng() as u8).collect();
         }
         for c in b.chunks(1 + (rng() as usize) % 40) {
-            let dir = if rng().is_multiple_of(2) { ToServer } else { ToClient };
+            let dir = if rng().is_multiple_of(2) {
+                ToServer
+            } else {
+                ToClient
+            };
             p.on_data(dir, c, t, &mut out);
         }
         p.on_close(t, false, &mut out);
@@ -713,7 +894,14 @@ fn probe_knows_requests_and_only_hints_responses() {
     assert_eq!(probe(&r, ToServer, false), Confidence::Likely);
     assert_eq!(probe(&r[..6], ToServer, false), Confidence::NeedMore);
     assert_eq!(probe(b"GET / HTTP/1.1\r\n", ToServer, true), Confidence::No);
-    assert_eq!(probe(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", ToServer, true), Confidence::No);
+    assert_eq!(
+        probe(
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+            ToServer,
+            true
+        ),
+        Confidence::No
+    );
     let resp = metadata_resp(1, 1, &[]);
     assert_eq!(probe(&resp, ToClient, false), Confidence::No);
     assert_eq!(probe(&resp, ToClient, true), Confidence::Port);
@@ -751,22 +939,31 @@ fn every_kafka_capture_of_the_corpus_decodes_the_same_however_cut() {
     }
 }
 
-
 #[test]
 fn a_capture_that_saw_the_broker_first_swaps_the_roles() {
     // The flow took the broker for the client: its response came first in the capture.
     let hb = |w: &mut W| {
-        w.str(Some("billing")).i32(3).str(Some("member-1")).str(None).tags();
+        w.str(Some("billing"))
+            .i32(3)
+            .str(Some("member-1"))
+            .str(None)
+            .tags();
     };
     let conv = vec![
-        (ToServer, resp(12, 4, 77, |w| {
-            w.i32(0).i16(0).tags();
-        })),
+        (
+            ToServer,
+            resp(12, 4, 77, |w| {
+                w.i32(0).i16(0).tags();
+            }),
+        ),
         (ToClient, req(12, 4, 77, hb)),
         (ToClient, req(12, 4, 78, hb)),
-        (ToServer, resp(12, 4, 78, |w| {
-            w.i32(0).i16(27).tags();
-        })),
+        (
+            ToServer,
+            resp(12, 4, 78, |w| {
+                w.i32(0).i16(27).tags();
+            }),
+        ),
     ];
     let txs = check(&conv);
     let got: Vec<(String, Vec<&str>, Option<&str>)> = txs
@@ -783,7 +980,11 @@ fn a_capture_that_saw_the_broker_first_swaps_the_roles() {
         [
             ("unknown".to_string(), vec!["no_request"], None),
             ("Heartbeat".to_string(), vec!["no_response"], None),
-            ("Heartbeat".to_string(), vec![], Some("REBALANCE_IN_PROGRESS")),
+            (
+                "Heartbeat".to_string(),
+                vec![],
+                Some("REBALANCE_IN_PROGRESS")
+            ),
         ]
     );
 }
@@ -792,7 +993,10 @@ fn a_capture_that_saw_the_broker_first_swaps_the_roles() {
 fn a_response_to_acks_zero_is_dropped_not_reported_unpaired() {
     // Apache Kafka never answers acks=0; tansu does.
     let conv = vec![
-        (ToServer, produce(9, 4, 0, "logs", &[(0, batch(0, 2, false, 5))])),
+        (
+            ToServer,
+            produce(9, 4, 0, "logs", &[(0, batch(0, 2, false, 5))]),
+        ),
         (ToClient, produce_resp(9, 4, "logs", &[(0, 0)])),
         (ToServer, metadata_req(9, 5)),
         (ToClient, metadata_resp(9, 5, &[])),
@@ -809,11 +1013,20 @@ fn a_response_to_acks_zero_is_dropped_not_reported_unpaired() {
 fn calls_become_messaging_series_with_message_counters() {
     use crate::stats::{HistogramSpec, Metric, Value, WorkerStats, histogram};
     let conv = vec![
-        (ToServer, produce(9, 1, 1, "orders", &[(0, batch(0, 3, false, 5))])),
+        (
+            ToServer,
+            produce(9, 1, 1, "orders", &[(0, batch(0, 3, false, 5))]),
+        ),
         (ToClient, produce_resp(9, 1, "orders", &[(0, 0)])),
         (ToServer, fetch_req(12, 2, Ok("orders"), &[0])),
-        (ToClient, fetch_resp(12, 2, Ok("orders"), &[(0, 0, batch(0, 3, false, 5))])),
-        (ToServer, produce(9, 3, 1, "orders", &[(0, batch(3, 2, false, 5))])),
+        (
+            ToClient,
+            fetch_resp(12, 2, Ok("orders"), &[(0, 0, batch(0, 3, false, 5))]),
+        ),
+        (
+            ToServer,
+            produce(9, 3, 1, "orders", &[(0, batch(3, 2, false, 5))]),
+        ),
         (ToClient, produce_resp(9, 3, "orders", &[(0, 0)])),
     ];
     let txs = check(&conv);
@@ -846,10 +1059,22 @@ fn calls_become_messaging_series_with_message_counters() {
     assert_eq!(
         got,
         [
-            (Metric::MessagingClientDuration, "receive".into(), "1 calls".into()),
-            (Metric::MessagingClientDuration, "send".into(), "2 calls".into()),
+            (
+                Metric::MessagingClientDuration,
+                "receive".into(),
+                "1 calls".into()
+            ),
+            (
+                Metric::MessagingClientDuration,
+                "send".into(),
+                "2 calls".into()
+            ),
             (Metric::MessagingSentMessages, "send".into(), "5".into()),
-            (Metric::MessagingConsumedMessages, "receive".into(), "3".into()),
+            (
+                Metric::MessagingConsumedMessages,
+                "receive".into(),
+                "3".into()
+            ),
         ]
     );
 }
@@ -903,7 +1128,11 @@ fn every_version_of_every_api_as_kafkas_own_schemas_encode_it() {
         walked += usize::from(req_walked || resp_walked);
         let has = |side: &str, k: &str| c[side].get(k).is_some();
         if resp_walked && has("response_has", "error") {
-            assert_eq!(t.error.as_deref(), Some("UNKNOWN_TOPIC_OR_PARTITION"), "{what}");
+            assert_eq!(
+                t.error.as_deref(),
+                Some("UNKNOWN_TOPIC_OR_PARTITION"),
+                "{what}"
+            );
             checked[0] += 1;
         }
         if req_walked && has("request_has", "group") {
