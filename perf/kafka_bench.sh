@@ -102,6 +102,13 @@ CAPTURE_DROPS=$(awk '/dropped by kernel/ {print $1}' "$TMP/tcpdump.err")
 kill "$BROKER_PID"; wait "$BROKER_PID" 2>/dev/null || true; BROKER_PID=
 
 # --- measurements ------------------------------------------------------------------------
+# On a quiet machine only: wait (up to MAX_WAIT seconds) for the 1-minute load average to
+# fall below MAX_LOAD.
+MAX_LOAD=${MAX_LOAD:-3}; MAX_WAIT=${MAX_WAIT:-1800}
+for _ in $(seq $((MAX_WAIT / 10))); do
+  awk -v m="$MAX_LOAD" '{ exit !($1 < m) }' /proc/loadavg && break
+  sleep 10
+done
 
 NF=$(frames "$CAP")
 SUMMARY=$(replay "$CAP")
