@@ -11,7 +11,9 @@
 //! its correlation id; requests before it that got no response (lost in a gap) are
 //! reported `no_response`. Produce with `acks = 0` gets no response at all: it is
 //! reported at once, complete, and never waits, so the pairs after it do not shift. A
-//! response whose request was never seen is reported with `no_request`.
+//! response whose request was never seen is reported with `no_request`. A capture that
+//! took the broker for the client (no handshake seen) is decoded with the roles swapped
+//! once the flow's server side shows a request and its client side did not.
 //!
 //! Topics: Produce, Fetch, ListOffsets, OffsetCommit, OffsetFetch, TxnOffsetCommit,
 //! CreateTopics, DeleteTopics and Metadata name theirs; one topic becomes
