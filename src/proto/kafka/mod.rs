@@ -294,6 +294,9 @@ pub struct KafkaParser {
     dropping: bool,
     /// Transactions finished by a gap, handed out with the next output.
     held: Vec<Transaction>,
+    /// The last topic name and client id read (a connection repeats them).
+    last_topic: CompactString,
+    last_client: CompactString,
     stats: KafkaStats,
     gap_seen: bool,
     last_ts: Timestamp,
@@ -331,6 +334,8 @@ impl KafkaParser {
             acks_zero: [None; 4],
             dropping: false,
             held: Vec::new(),
+            last_topic: CompactString::default(),
+            last_client: CompactString::default(),
             stats: KafkaStats::default(),
             gap_seen: false,
             last_ts: Timestamp::default(),
@@ -536,13 +541,11 @@ impl KafkaParser {
                 let bytes = self.parsers[d].captured();
                 match name {
                     Name::Topic => {
-                        let t = match &m.topic {
-                            Topic::Name(first) if first.as_bytes() == bytes => {
-                                Topic::Name(first.clone())
-                            }
-                            _ => Topic::Name(CompactString::from_utf8_lossy(bytes)),
-                        };
-                        m.topic(t);
+                        // A connection keeps naming the same topic: its last name is reused.
+                        if self.last_topic.as_bytes() != bytes {
+                            self.last_topic = CompactString::from_utf8_lossy(bytes);
+                        }
+                        m.topic(Topic::Name(self.last_topic.clone()));
                         m.named = true;
                     }
                     Name::Group => {
@@ -552,7 +555,10 @@ impl KafkaParser {
                     }
                     Name::ClientId => {
                         if self.cfg.client_id && !bytes.is_empty() {
-                            m.client_id = Some(CompactString::from_utf8_lossy(bytes));
+                            if self.last_client.as_bytes() != bytes {
+                                self.last_client = CompactString::from_utf8_lossy(bytes);
+                            }
+                            m.client_id = Some(self.last_client.clone());
                         }
                     }
                 }

@@ -488,6 +488,16 @@ impl Parser {
 
     /// An unsigned varint (5 bytes at most): `Ok(Some)`, `Ok(None)` for more input.
     fn varint(&mut self, b: &[u8], pos: &mut usize) -> Result<Option<u32>, ()> {
+        // One byte (lengths and counts under 127, tag counts): the usual case.
+        if self.vshift == 0
+            && self.left > 0
+            && let Some(&byte) = b.get(*pos)
+            && byte < 0x80
+        {
+            *pos += 1;
+            self.left -= 1;
+            return Ok(Some(u32::from(byte)));
+        }
         while self.left > 0 || *pos < b.len() {
             if self.left == 0 {
                 return Err(());
