@@ -62,6 +62,14 @@ deps-test: deps
 	@python3 -c 'import secantus, pymongo, snappy; from backports import zstd' 2>/dev/null \
 	  || python3 -m pip install -q SecantusDB pymongo python-snappy backports.zstd \
 	  || python3 -m pip install -q --break-system-packages SecantusDB pymongo python-snappy backports.zstd
+	@# kafka-python (3.x: its protocol classes build the Fetch v13 request): the Kafka client
+	@# of the Kafka end-to-end test.
+	@python3 -c 'import kafka.net.connection' 2>/dev/null || python3 -m pip install -q 'kafka-python>=3' \
+	  || python3 -m pip install -q --break-system-packages 'kafka-python>=3'
+	@# tansu: the Kafka-compatible broker of the Kafka end-to-end test (memory storage). A
+	@# Rust crate built from source, once per machine: about 12 minutes on 2 idle cores (23
+	@# measured on 2 busy ones), inside CI's 90 minutes with the rest of `make test`.
+	@command -v tansu >/dev/null || cargo install --locked tansu --features dynostore
 	@# rotel: a small OpenTelemetry collector the export tests send OTLP to.
 	@python3 -c 'import rotel' 2>/dev/null || python3 -m pip install -q rotel \
 	  || python3 -m pip install -q --break-system-packages rotel

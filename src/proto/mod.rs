@@ -120,6 +120,7 @@ registry::decoders! {
     Postgresql = "postgresql" => postgresql::PgParser [Postgresql = "postgresql"],
     Mysql = "mysql" => mysql::MysqlParser [Mysql = "mysql", Mariadb = "mariadb"],
     Mongodb = "mongodb" => mongodb::MongoParser [Mongodb = "mongodb"],
+    Kafka = "kafka" => kafka::KafkaParser [Kafka = "kafka"],
 }
 
 /// A small deterministic generator (xorshift64) for the decoders' randomized tests.

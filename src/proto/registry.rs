@@ -71,6 +71,11 @@ pub trait ProtocolDecoder: L7Parser + Sized {
     fn drain_stats(&mut self, c: &mut DecoderCounters<'_, Self::Events>);
     /// How a transaction of protocol `p` (one of this decoder's) becomes telemetry.
     fn telemetry(p: Protocol) -> &'static Telemetry;
+    /// A counter the transaction adds to besides its duration (messages a producer sent,
+    /// say), on the same series attributes: the metric and how much. Default none.
+    fn counter(_tx: &Transaction) -> Option<(Metric, u64)> {
+        None
+    }
 }
 
 /// For `validate`: the first of these bounds that is 0 (which would hold or accept
@@ -457,6 +462,15 @@ macro_rules! decoders {
                         bytes, dir, transport, server_port, hinted,
                     })
                 } )*
+            }
+        }
+
+        /// The counter a transaction adds to besides its duration, if its decoder has one.
+        pub fn counter(tx: &Transaction) -> Option<($crate::stats::Metric, u64)> {
+            use $crate::proto::registry::ProtocolDecoder;
+            match tx.protocol {
+                Protocol::Unknown => None,
+                $( $( Protocol::$proto => <$module::$ty as ProtocolDecoder>::counter(tx), )+ )*
             }
         }
 

@@ -68,6 +68,9 @@ metrics! {
     InterfacePackets => "podtap.interface.packets", "{packet}", Counter, "Frames captured per attached interface";
     InterfaceBytes => "podtap.interface.bytes", "By", Counter, "Wire bytes of the frames captured per attached interface";
     Events => "podtap.events", "{event}", Counter, "podtap drop and error events (capture drops, malformed input, bounds reached), by event";
+    MessagingClientDuration => "messaging.client.operation.duration", "s", Histogram, "Duration of messaging client operations (produce, fetch, commit, ...), observed on the wire";
+    MessagingSentMessages => "messaging.client.sent.messages", "{message}", Counter, "Messages producers sent to the broker, counted on the wire";
+    MessagingConsumedMessages => "messaging.client.consumed.messages", "{message}", Counter, "Messages the broker delivered to consumers, counted on the wire";
 }
 
 /// The Prometheus name of an OpenTelemetry metric: dots become underscores, the unit

@@ -314,6 +314,10 @@ impl WorkerStats {
         }
         push_pods(&mut a, tx.pods.as_deref(), &mut self.pod_labels);
         self.store.observe(metric, &a, secs);
+        // A count the decoder adds on the same series (messages sent or consumed).
+        if let Some((m, n)) = crate::proto::counter(tx) {
+            self.store.add(m, &a, n);
+        }
         self.scratch = a;
     }
 

@@ -1,0 +1,1116 @@
+//! Kafka (`messaging.system = kafka`): the binary protocol of Apache Kafka brokers and
+//! compatible ones, every API by name, over TCP.
+//!
+//! Two layers, as in every podtap decoder: [`parser`] frames each direction's bytes into
+//! messages and walks the few fields reported (split anywhere, record data skipped by
+//! length, never buffered), and [`KafkaParser`] pairs requests with responses into
+//! [`Transaction`]s.
+//!
+//! Pairing: a response carries its request's correlation id, and a broker answers the
+//! requests of a connection in order. A response is paired with the pending request of
+//! its correlation id; requests before it that got no response (lost in a gap) are
+//! reported `no_response`. Produce with `acks = 0` gets no response at all: it is
+//! reported at once, complete, and never waits, so the pairs after it do not shift. A
+//! response whose request was never seen is reported with `no_request`. A capture that
+//! took the broker for the client (no handshake seen) is decoded with the roles swapped
+//! once the flow's server side shows a request and its client side did not.
+//!
+//! Topics: Produce, Fetch, ListOffsets, OffsetCommit, OffsetFetch, TxnOffsetCommit,
+//! CreateTopics, DeleteTopics and Metadata name theirs; one topic becomes
+//! `messaging.destination.name` (and `podtap.resource`), several are counted
+//! (`podtap.kafka.topics`). Fetch v13+ (and Produce v13+, OffsetCommit v10+) carry topic
+//! ids instead of names: the decoder learns each id's name from the Metadata responses
+//! (v10+) it sees, on the connection and across the worker's connections (a client asks
+//! its bootstrap broker, then fetches from the leader on another connection), bounded
+//! both ways. An id not learned yet is reported as `podtap.kafka.topic_id` with
+//! `podtap.kafka.topic_id_unresolved = true`.
+//!
+//! Errors: the first non-zero error code of a response (its own, or a partition's or a
+//! topic's) becomes `error.type` (Kafka's name, `UNKNOWN_TOPIC_OR_PARTITION`), the
+//! number of entries with one `podtap.kafka.errors`.
+//!
+//! Messages: the record batches of Produce requests and Fetch responses are counted from
+//! their headers (records count; control batches left out; a batch cut by the end of a
+//! Fetch response not counted), without decompressing: `messaging.batch.message_count`,
+//! which feeds `messaging.client.sent.messages` and `messaging.client.consumed.messages`.
+//!
+//! SASL: SaslHandshake and SaslAuthenticate are reported by name and error code; their
+//! payloads (mechanism data, tokens, passwords) are never read.
+
+pub mod parser;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use compact_str::{CompactString, ToCompactString, format_compact};
+use serde::{Deserialize, Serialize};
+
+use self::parser::{Ev, Name, Parser, Side, api_name, error_name};
+use super::detect::Transport;
+use super::registry::{MetricAttr, Probe, ProtocolDecoder, Telemetry};
+use super::{Completeness, Confidence, Direction, L7Parser, Progress, Protocol, Transaction};
+use crate::events::{DecoderCounters, Event as CoreEv, decoder_events};
+use crate::stats::Metric;
+use crate::time::Timestamp;
+
+/// `[protocols.kafka]`: settings of the Kafka decoder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Requests awaiting their response on one connection. When full, the oldest is
+    /// reported (`no_response`) and counted as `l7.pending_limit`. Default 1024.
+    pub max_pending: usize,
+    /// Longest message believed, in bytes (Kafka's own `socket.request.max.bytes` is
+    /// 100 MiB by default). A longer length is taken for damage: counted as
+    /// `kafka.malformed`, and the direction resynchronises. Default 104857600.
+    pub max_message_bytes: u32,
+    /// Topic ids whose names one connection remembers (from its Metadata responses).
+    /// When full, the oldest is forgotten (`kafka.topic_id_evicted`). Default 256.
+    pub topic_ids_per_connection: usize,
+    /// Topic ids whose names a worker remembers across its connections. When full, the
+    /// oldest is forgotten (`kafka.topic_id_evicted`). Default 16384.
+    pub topic_ids_per_worker: usize,
+    /// Report the client id of the request header as `messaging.client.id`. Default
+    /// true (client ids name applications, not users).
+    pub client_id: bool,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            max_pending: 1024,
+            max_message_bytes: 100 << 20,
+            topic_ids_per_connection: 256,
+            topic_ids_per_worker: 16384,
+            client_id: true,
+        }
+    }
+}
+
+decoder_events! {
+    /// Kafka's own events (`kafka.*` counters).
+    pub enum KafkaEvent {
+        Malformed => "kafka.malformed", warn, "Kafka message length out of bounds (damage, or a pickup in the middle of a message): the direction resynchronises at the next plausible message";
+        BadFields => "kafka.bad_fields", warn, "Kafka message whose fields do not follow the layout of its API version: reported with the fields read before";
+        NoRequest => "kafka.no_request", warn, "Kafka response without a request (lost in a gap, or before the pickup): reported with no_request";
+        NoResponse => "kafka.no_response", warn, "Kafka request passed over by the response of a later one (its response lost in a gap): reported with no_response";
+        AcksZero => "kafka.acks_zero", debug, "Kafka Produce requests with acks=0: the broker sends no response, reported at once";
+        AcksZeroAnswered => "kafka.acks_zero_answered", debug, "Kafka responses to Produce requests with acks=0 (which Apache Kafka never sends; some compatible brokers do): dropped, the request was reported already";
+        TopicIdUnresolved => "kafka.topic_id_unresolved", debug, "Kafka topic ids (Fetch v13+, Produce v13+, OffsetCommit v10+) whose name no Metadata response seen had given: reported as podtap.kafka.topic_id";
+        TopicIdEvicted => "kafka.topic_id_evicted", debug, "Kafka topic id names forgotten because kafka.topic_ids_per_connection or kafka.topic_ids_per_worker was reached";
+    }
+}
+
+/// What went wrong or was notable on one connection since the last `take_stats`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KafkaStats {
+    /// → `kafka.malformed`
+    pub malformed: u64,
+    /// → `kafka.bad_fields`
+    pub bad_fields: u64,
+    /// → `kafka.no_request`
+    pub no_request: u64,
+    /// → `kafka.no_response`
+    pub no_response: u64,
+    /// → `kafka.acks_zero`
+    pub acks_zero: u64,
+    /// → `kafka.acks_zero_answered`
+    pub acks_zero_answered: u64,
+    /// → `kafka.topic_id_unresolved`
+    pub topic_id_unresolved: u64,
+    /// → `kafka.topic_id_evicted`
+    pub topic_id_evicted: u64,
+    /// → `l7.pending_limit`
+    pub pending_limit: u64,
+    /// → `l7.transaction_timeout`
+    pub timeouts: u64,
+}
+
+impl KafkaStats {
+    /// Fold the counts into the worker's event counters.
+    pub fn add_to(&self, c: &mut DecoderCounters<'_, KafkaEvent>) {
+        use KafkaEvent::*;
+        c.add_own(Malformed, self.malformed);
+        c.add_own(BadFields, self.bad_fields);
+        c.add_own(NoRequest, self.no_request);
+        c.add_own(NoResponse, self.no_response);
+        c.add_own(AcksZero, self.acks_zero);
+        c.add_own(AcksZeroAnswered, self.acks_zero_answered);
+        c.add_own(TopicIdUnresolved, self.topic_id_unresolved);
+        c.add_own(TopicIdEvicted, self.topic_id_evicted);
+        c.add(CoreEv::PendingLimit, self.pending_limit);
+        c.add(CoreEv::TransactionTimeout, self.timeouts);
+    }
+}
+
+/// Topic id → name, bounded, the oldest forgotten first.
+#[derive(Debug, Default)]
+pub struct TopicIds {
+    names: HashMap<[u8; 16], CompactString>,
+    order: VecDeque<[u8; 16]>,
+    cap: usize,
+}
+
+impl TopicIds {
+    pub fn new(cap: usize) -> TopicIds {
+        TopicIds {
+            names: HashMap::new(),
+            order: VecDeque::new(),
+            cap,
+        }
+    }
+
+    pub fn get(&self, id: &[u8; 16]) -> Option<&CompactString> {
+        self.names.get(id)
+    }
+
+    /// Remember `id`'s name; true when an older entry was forgotten for it.
+    pub fn insert(&mut self, id: [u8; 16], name: &CompactString) -> bool {
+        if let Some(n) = self.names.get_mut(&id) {
+            if n != name {
+                n.clone_from(name);
+            }
+            return false;
+        }
+        let mut evicted = false;
+        while self.names.len() >= self.cap.max(1) {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            self.names.remove(&old);
+            evicted = true;
+        }
+        self.names.insert(id, name.clone());
+        self.order.push_back(id);
+        evicted
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+/// What every connection of a worker shares: the settings and the worker's topic ids.
+#[derive(Clone, Debug)]
+pub struct KafkaShared {
+    pub cfg: KafkaConfig,
+    /// One per worker (the factory is): uncontended.
+    pub topic_ids: Arc<Mutex<TopicIds>>,
+}
+
+impl KafkaShared {
+    pub fn new(cfg: KafkaConfig) -> KafkaShared {
+        KafkaShared {
+            cfg,
+            topic_ids: Arc::new(Mutex::new(TopicIds::new(cfg.topic_ids_per_worker))),
+        }
+    }
+}
+
+/// The topic(s) of one message.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+enum Topic {
+    #[default]
+    None,
+    Name(CompactString),
+    /// A topic id no Metadata response named.
+    Id([u8; 16]),
+}
+
+/// One message (request or response) as read so far.
+#[derive(Clone, Debug, Default)]
+struct Msg {
+    api: i16,
+    version: i16,
+    corr: i32,
+    start: Timestamp,
+    last: Timestamp,
+    bytes: u64,
+    /// Topic entries, the first one, and whether another differs from it.
+    topics: u32,
+    topic: Topic,
+    several_topics: bool,
+    partitions: u32,
+    partition: i32,
+    /// Entries with a non-zero error code, and the first code.
+    errors: u32,
+    error: i16,
+    acks: Option<i16>,
+    group: Option<CompactString>,
+    client_id: Option<CompactString>,
+    /// FindCoordinator: 1 for a transactional id (not a consumer group).
+    key_type: i8,
+    records: u64,
+    batches: u32,
+    malformed: bool,
+    gap: bool,
+    /// The last name read was a topic's (a Metadata topic id that follows is its id).
+    named: bool,
+}
+
+impl Msg {
+    fn new(api: i16, version: i16, corr: i32, ts: Timestamp, bytes: u64) -> Msg {
+        Msg {
+            api,
+            version,
+            corr,
+            start: ts,
+            last: ts,
+            bytes,
+            ..Msg::default()
+        }
+    }
+
+    fn topic(&mut self, t: Topic) {
+        self.topics += 1;
+        if self.topics == 1 {
+            self.topic = t;
+        } else if self.topic != t {
+            self.several_topics = true;
+        }
+    }
+}
+
+/// One Kafka connection: two directions' parsers, the requests awaiting responses.
+pub struct KafkaParser {
+    cfg: KafkaConfig,
+    worker_ids: Arc<Mutex<TopicIds>>,
+    /// Topic ids learned on this connection (looked up before the worker's).
+    conn_ids: Vec<([u8; 16], CompactString)>,
+    parsers: Box<[Parser; 2]>,
+    /// The message being read in each direction.
+    cur: [Option<Msg>; 2],
+    /// The request the response being read answers.
+    answering: Option<Msg>,
+    pending: VecDeque<Msg>,
+    /// Correlation ids of the last Produce requests with acks=0 (reported already): a
+    /// response to one (some brokers answer them) is dropped, not reported unpaired.
+    acks_zero: [Option<i32>; 4],
+    /// The response being read answers one of them.
+    dropping: bool,
+    /// Transactions finished by a gap, handed out with the next output.
+    held: Vec<Transaction>,
+    /// The last topic name and client id read (a connection repeats them).
+    last_topic: CompactString,
+    last_client: CompactString,
+    stats: KafkaStats,
+    gap_seen: bool,
+    last_ts: Timestamp,
+    /// Which side sends requests is known (the first bytes of one side were a request).
+    decided: bool,
+    /// The requests come from the side the flow calls the server (a capture that saw
+    /// the broker speak first: its first response before the request).
+    swapped: bool,
+    /// The first bytes of the flow while it is not known which side sends requests
+    /// (at most `EARLY_MAX`).
+    early: Vec<(Direction, Vec<u8>, Timestamp)>,
+    early_bytes: usize,
+    /// The first bytes of each side, for the probes.
+    early_head: [[u8; 64]; 2],
+    early_head_len: [u8; 2],
+}
+
+/// Bytes held until the roles are known.
+const EARLY_MAX: usize = 16 << 10;
+
+impl KafkaParser {
+    pub fn new(shared: &KafkaShared) -> Self {
+        let max = shared.cfg.max_message_bytes;
+        KafkaParser {
+            cfg: shared.cfg,
+            worker_ids: shared.topic_ids.clone(),
+            conn_ids: Vec::new(),
+            parsers: Box::new([
+                Parser::new(Side::Requests, max),
+                Parser::new(Side::Responses, max),
+            ]),
+            cur: [None, None],
+            answering: None,
+            pending: VecDeque::new(),
+            acks_zero: [None; 4],
+            dropping: false,
+            held: Vec::new(),
+            last_topic: CompactString::default(),
+            last_client: CompactString::default(),
+            stats: KafkaStats::default(),
+            gap_seen: false,
+            last_ts: Timestamp::default(),
+            decided: false,
+            swapped: false,
+            early: Vec::new(),
+            early_bytes: 0,
+            early_head: [[0; 64]; 2],
+            early_head_len: [0; 2],
+        }
+    }
+
+    /// Settle which side sends requests from the first bytes of the flow: a request
+    /// from the flow's client, as usual; a request with a client id from the flow's
+    /// server, with no request from the client before it, swaps the roles (a capture
+    /// without the handshake whose flow took the broker for the client). Until then the
+    /// bytes are held (bounded: `EARLY_MAX`), and fed in the order they came once it is
+    /// settled. True: `bytes` are to be fed now.
+    fn decide(
+        &mut self,
+        dir: Direction,
+        bytes: &[u8],
+        ts: Timestamp,
+        out: &mut Vec<Transaction>,
+    ) -> bool {
+        if self.decided {
+            return true;
+        }
+        if !bytes.is_empty() {
+            // Consecutive chunks of one side are held as one.
+            match self.early.last_mut() {
+                Some(e) if e.0 == dir => e.1.extend_from_slice(bytes),
+                _ => self.early.push((dir, bytes.to_vec(), ts)),
+            }
+            self.early_bytes += bytes.len();
+            let d = dir.index();
+            let (head, len) = (&mut self.early_head[d], &mut self.early_head_len[d]);
+            let k = bytes.len().min(head.len() - *len as usize);
+            head[*len as usize..*len as usize + k].copy_from_slice(&bytes[..k]);
+            *len += k as u8;
+        }
+        // What the probes look at: each side's first bytes.
+        let c = &self.early_head[0][..self.early_head_len[0] as usize];
+        let sv = &self.early_head[1][..self.early_head_len[1] as usize];
+        let swapped = match probe(c, Direction::ToServer, false) {
+            Confidence::Likely => false,
+            Confidence::NeedMore if !c.is_empty() && self.early_bytes <= EARLY_MAX => {
+                return false;
+            }
+            _ => match probe(sv, Direction::ToServer, false) {
+                Confidence::Likely if sv.len() >= 14 => request_from_server(sv),
+                Confidence::Likely | Confidence::NeedMore if self.early_bytes <= EARLY_MAX => {
+                    return false;
+                }
+                _ => false,
+            },
+        };
+        self.decided = true;
+        self.swapped = swapped;
+        for (d, b, ts) in std::mem::take(&mut self.early) {
+            self.feed(self.role(d), &b, ts, out);
+        }
+        false
+    }
+
+    /// Settle the roles with the bytes held so far (a gap or the close: no more to
+    /// wait for).
+    fn settle(&mut self, out: &mut Vec<Transaction>) {
+        if !self.decided {
+            self.early_bytes = EARLY_MAX + 1;
+            let ts = self.last_ts;
+            self.decide(Direction::ToServer, &[], ts, out);
+        }
+    }
+
+    fn role(&self, dir: Direction) -> Direction {
+        if self.swapped { dir.reverse() } else { dir }
+    }
+
+    /// The counts since the last call.
+    pub fn take_stats(&mut self) -> KafkaStats {
+        std::mem::take(&mut self.stats)
+    }
+
+    fn learn(&mut self, id: [u8; 16], name: &[u8]) {
+        let name = CompactString::from_utf8_lossy(name);
+        if let Some(e) = self.conn_ids.iter_mut().find(|e| e.0 == id) {
+            e.1 = name.clone();
+        } else {
+            if self.conn_ids.len() >= self.cfg.topic_ids_per_connection.max(1) {
+                self.conn_ids.remove(0);
+                self.stats.topic_id_evicted += 1;
+            }
+            self.conn_ids.push((id, name.clone()));
+        }
+        if let Ok(mut w) = self.worker_ids.lock()
+            && w.insert(id, &name)
+        {
+            self.stats.topic_id_evicted += 1;
+        }
+    }
+
+    fn resolve(&mut self, id: &[u8; 16]) -> Topic {
+        if let Some(e) = self.conn_ids.iter().find(|e| &e.0 == id) {
+            return Topic::Name(e.1.clone());
+        }
+        if let Ok(w) = self.worker_ids.lock()
+            && let Some(n) = w.get(id)
+        {
+            return Topic::Name(n.clone());
+        }
+        self.stats.topic_id_unresolved += 1;
+        Topic::Id(*id)
+    }
+
+    fn feed(
+        &mut self,
+        dir: Direction,
+        mut bytes: &[u8],
+        ts: Timestamp,
+        out: &mut Vec<Transaction>,
+    ) {
+        let d = dir.index();
+        if dir == Direction::ToClient && self.parsers[1].is_lost() {
+            // Resynchronise on a response to one of the pending requests.
+            let lo = self.pending.iter().map(|p| p.corr).min();
+            let hi = self.pending.iter().map(|p| p.corr).max();
+            self.parsers[1].corr_window = lo.zip(hi);
+        }
+        if let Some(m) = &mut self.cur[d] {
+            m.last = ts;
+        }
+        loop {
+            let (n, ev) = self.parsers[d].next(bytes);
+            bytes = &bytes[n..];
+            match ev {
+                Some(ev) => self.event(dir, ev, ts, out),
+                None if bytes.is_empty() => break,
+                None => {}
+            }
+        }
+    }
+
+    fn event(&mut self, dir: Direction, ev: Ev, ts: Timestamp, out: &mut Vec<Transaction>) {
+        let d = dir.index();
+        match ev {
+            Ev::Request {
+                api,
+                version,
+                corr,
+                wire,
+            } => {
+                if let Some(m) = self.cur[0].take() {
+                    self.request_done(m, out);
+                }
+                self.cur[0] = Some(Msg::new(api, version, corr, ts, wire));
+            }
+            Ev::Response { corr, wire } => {
+                let found = self.pending.iter().position(|p| p.corr == corr);
+                let what = match found {
+                    Some(i) => {
+                        // A broker answers in order: the requests before it will get no
+                        // response (lost in a gap, or never sent).
+                        let gap = if self.gap_seen { Completeness::GAP } else { 0 };
+                        for _ in 0..i {
+                            if let Some(p) = self.pending.pop_front() {
+                                self.stats.no_response += 1;
+                                let end = p.last;
+                                out.push(self.finish(
+                                    p,
+                                    None,
+                                    end,
+                                    Completeness::NO_RESPONSE | gap,
+                                ));
+                            }
+                        }
+                        let p = self.pending.pop_front();
+                        let what = p.as_ref().map(|p| (p.api, p.version));
+                        self.answering = p;
+                        what
+                    }
+                    None => {
+                        if let Some(slot) = self.acks_zero.iter_mut().find(|c| **c == Some(corr)) {
+                            *slot = None;
+                            self.dropping = true;
+                        }
+                        None
+                    }
+                };
+                self.parsers[1].expect(what);
+                let (api, version) = what.unwrap_or((-1, 0));
+                self.cur[1] = Some(Msg::new(api, version, corr, ts, wire));
+            }
+            Ev::End { malformed } => {
+                let gap = self.parsers[d].gap_in_message();
+                self.end(dir, malformed, gap, out);
+            }
+            Ev::Malformed => self.stats.malformed += 1,
+            Ev::Name(name) => {
+                let Some(m) = self.cur[d].as_mut() else {
+                    return;
+                };
+                let bytes = self.parsers[d].captured();
+                match name {
+                    Name::Topic => {
+                        // A connection keeps naming the same topic: its last name is reused.
+                        if self.last_topic.as_bytes() != bytes {
+                            self.last_topic = CompactString::from_utf8_lossy(bytes);
+                        }
+                        m.topic(Topic::Name(self.last_topic.clone()));
+                        m.named = true;
+                    }
+                    Name::Group => {
+                        if m.group.is_none() && !bytes.is_empty() {
+                            m.group = Some(CompactString::from_utf8_lossy(bytes));
+                        }
+                    }
+                    Name::ClientId => {
+                        if self.cfg.client_id && !bytes.is_empty() {
+                            if self.last_client.as_bytes() != bytes {
+                                self.last_client = CompactString::from_utf8_lossy(bytes);
+                            }
+                            m.client_id = Some(self.last_client.clone());
+                        }
+                    }
+                }
+            }
+            Ev::TopicId(id) => {
+                let Some(m) = self.cur[d].as_ref() else {
+                    return;
+                };
+                if m.named {
+                    // Metadata v10+ (and CreateTopics v7+): a name, then its id.
+                    let name = CompactString::from_utf8_lossy(self.parsers[d].captured());
+                    if let Some(m) = self.cur[d].as_mut() {
+                        m.named = false;
+                    }
+                    if id != [0; 16] && !name.is_empty() {
+                        self.learn(id, name.as_bytes());
+                    }
+                    return;
+                }
+                let t = self.resolve(&id);
+                if let Some(m) = self.cur[d].as_mut() {
+                    m.topic(t);
+                }
+            }
+            Ev::Partition(p) => {
+                if let Some(m) = self.cur[d].as_mut() {
+                    m.partitions += 1;
+                    if m.partitions == 1 {
+                        m.partition = p;
+                    }
+                }
+            }
+            Ev::Error(code) => {
+                if let Some(m) = self.cur[d].as_mut()
+                    && code != 0
+                {
+                    m.errors += 1;
+                    if m.error == 0 {
+                        m.error = code;
+                    }
+                }
+            }
+            Ev::Acks(a) => {
+                if let Some(m) = self.cur[d].as_mut() {
+                    m.acks = Some(a);
+                }
+            }
+            Ev::KeyType(k) => {
+                if let Some(m) = self.cur[d].as_mut() {
+                    m.key_type = k;
+                }
+            }
+        }
+    }
+
+    /// The message of `dir` is over.
+    fn end(&mut self, dir: Direction, malformed: bool, gap: bool, out: &mut Vec<Transaction>) {
+        let d = dir.index();
+        let Some(mut m) = self.cur[d].take() else {
+            return;
+        };
+        m.records = self.parsers[d].records;
+        m.batches = self.parsers[d].batches;
+        m.malformed = malformed;
+        m.gap = gap;
+        if malformed {
+            self.stats.bad_fields += 1;
+        }
+        match dir {
+            Direction::ToServer => self.request_done(m, out),
+            Direction::ToClient if std::mem::take(&mut self.dropping) => {
+                self.stats.acks_zero_answered += 1;
+            }
+            Direction::ToClient => {
+                let end = m.last;
+                match self.answering.take() {
+                    Some(req) => {
+                        let c = if gap { Completeness::GAP } else { 0 };
+                        out.push(self.finish(req, Some(m), end, c));
+                    }
+                    None => {
+                        self.stats.no_request += 1;
+                        let mut c = Completeness::NO_REQUEST;
+                        if self.gap_seen || gap {
+                            c |= Completeness::GAP;
+                        }
+                        // Reported as the response of an unknown request.
+                        let req = Msg {
+                            api: -1,
+                            start: m.start,
+                            last: m.start,
+                            corr: m.corr,
+                            ..Msg::default()
+                        };
+                        out.push(self.finish(req, Some(m), end, c));
+                    }
+                }
+            }
+        }
+    }
+
+    fn request_done(&mut self, m: Msg, out: &mut Vec<Transaction>) {
+        if m.api == parser::PRODUCE && m.acks == Some(0) {
+            // acks=0: the broker never answers.
+            self.stats.acks_zero += 1;
+            self.acks_zero.rotate_right(1);
+            self.acks_zero[0] = Some(m.corr);
+            let end = m.last;
+            let c = if m.gap { Completeness::GAP } else { 0 };
+            out.push(self.finish(m, None, end, c));
+            return;
+        }
+        if self.pending.len() >= self.cfg.max_pending.max(1)
+            && let Some(p) = self.pending.pop_front()
+        {
+            self.stats.pending_limit += 1;
+            let end = p.last;
+            out.push(self.finish(p, None, end, Completeness::NO_RESPONSE));
+        }
+        self.pending.push_back(m);
+    }
+
+    /// A transaction of request `req` and its response, if any.
+    fn finish(
+        &self,
+        req: Msg,
+        resp: Option<Msg>,
+        end: Timestamp,
+        completeness: u16,
+    ) -> Transaction {
+        let mut t = Transaction::new(Protocol::Kafka, req.start);
+        t.end = end.max(req.start);
+        t.req_bytes = req.bytes;
+        let mut c = completeness;
+        if req.gap {
+            c |= Completeness::GAP;
+        }
+        if req.malformed || resp.as_ref().is_some_and(|r| r.malformed) {
+            c |= Completeness::TRUNCATED;
+        }
+        let api = match &resp {
+            Some(r) if req.api < 0 => r.api,
+            _ => req.api,
+        };
+        t.operation = match api_name(api) {
+            Some(n) => CompactString::const_new(n),
+            None if api < 0 => CompactString::const_new("unknown"),
+            None => format_compact!("api_{api}"),
+        };
+        t.attr_str("messaging.system", "kafka");
+        t.attr_str("messaging.operation.name", operation_name(api));
+        if let Some(ty) = operation_type(api) {
+            t.attr_str("messaging.operation.type", ty);
+        }
+        if api >= 0 {
+            t.attr_int("podtap.kafka.api_version", i64::from(req.version));
+        }
+        if let Some(id) = &req.client_id {
+            t.attr_str("messaging.client.id", id.clone());
+        }
+        let group = req
+            .group
+            .as_ref()
+            .or(resp.as_ref().and_then(|r| r.group.as_ref()));
+        if let Some(g) = group
+            && !(api == parser::FIND_COORDINATOR && req.key_type == 1)
+        {
+            t.attr_str("messaging.consumer.group.name", g.clone());
+        }
+        // The request names the topics; a Fetch in a fetch session may name none (the
+        // session's are implied), and its response names those with data.
+        let src = match &resp {
+            Some(r) if req.topics == 0 => r,
+            _ => &req,
+        };
+        if src.topics > 0 {
+            t.attr_int("podtap.kafka.topics", i64::from(src.topics));
+            if !src.several_topics {
+                match &src.topic {
+                    Topic::Name(n) => {
+                        t.attr_str("messaging.destination.name", n.clone());
+                        t.resource = n.clone();
+                    }
+                    Topic::Id(id) => {
+                        t.attr_str("podtap.kafka.topic_id", uuid(id));
+                        t.attr_bool("podtap.kafka.topic_id_unresolved", true);
+                    }
+                    Topic::None => {}
+                }
+            }
+        }
+        if src.partitions > 0 {
+            t.attr_int("podtap.kafka.partitions", i64::from(src.partitions));
+            if src.partitions == 1 {
+                t.attr_str(
+                    "messaging.destination.partition.id",
+                    src.partition.to_compact_string(),
+                );
+            }
+        }
+        if let Some(a) = req.acks {
+            t.attr_int("podtap.kafka.acks", i64::from(a));
+        }
+        match api {
+            parser::PRODUCE if req.batches > 0 => {
+                t.attr_int("messaging.batch.message_count", req.records as i64);
+            }
+            parser::FETCH => {
+                if let Some(r) = &resp
+                    && r.batches > 0
+                {
+                    t.attr_int("messaging.batch.message_count", r.records as i64);
+                }
+            }
+            _ => {}
+        }
+        if let Some(r) = &resp {
+            t.resp_bytes = r.bytes;
+            if r.gap {
+                c |= Completeness::GAP;
+            }
+            t.status = Some(i64::from(r.error));
+            if r.error != 0 {
+                t.error = Some(match error_name(r.error) {
+                    Some(n) => CompactString::const_new(n),
+                    None => r.error.to_compact_string(),
+                });
+                t.attr_int("podtap.kafka.error_code", i64::from(r.error));
+                t.attr_int("podtap.kafka.errors", i64::from(r.errors));
+            }
+        }
+        t.completeness = Completeness(c);
+        t
+    }
+}
+
+/// The semantic conventions' `messaging.operation.name`: `send` (Produce), `receive`
+/// (Fetch), `commit` (offset commits); other APIs by their name in snake case
+/// (`find_coordinator`, `join_group`, `api_versions`).
+pub fn operation_name(api: i16) -> &'static str {
+    match api {
+        parser::PRODUCE => "send",
+        parser::FETCH => "receive",
+        parser::OFFSET_COMMIT | parser::TXN_OFFSET_COMMIT => "commit",
+        2 => "list_offsets",
+        3 => "metadata",
+        9 => "offset_fetch",
+        10 => "find_coordinator",
+        11 => "join_group",
+        12 => "heartbeat",
+        13 => "leave_group",
+        14 => "sync_group",
+        15 => "describe_groups",
+        16 => "list_groups",
+        17 => "sasl_handshake",
+        18 => "api_versions",
+        19 => "create_topics",
+        20 => "delete_topics",
+        22 => "init_producer_id",
+        24 => "add_partitions_to_txn",
+        25 => "add_offsets_to_txn",
+        26 => "end_txn",
+        36 => "sasl_authenticate",
+        _ => "other",
+    }
+}
+
+/// The semantic conventions' `messaging.operation.type`, for the APIs that have one.
+pub fn operation_type(api: i16) -> Option<&'static str> {
+    match api {
+        parser::PRODUCE => Some("send"),
+        parser::FETCH => Some("receive"),
+        parser::OFFSET_COMMIT | parser::TXN_OFFSET_COMMIT => Some("settle"),
+        _ => None,
+    }
+}
+
+/// A topic id as Kafka prints it in logs and tools: standard UUID text.
+fn uuid(id: &[u8; 16]) -> CompactString {
+    let h = |r: std::ops::Range<usize>| -> CompactString {
+        id[r].iter().map(|b| format_compact!("{b:02x}")).collect()
+    };
+    format_compact!(
+        "{}-{}-{}-{}-{}",
+        h(0..4),
+        h(4..6),
+        h(6..8),
+        h(8..10),
+        h(10..16)
+    )
+}
+
+impl L7Parser for KafkaParser {
+    fn on_data(
+        &mut self,
+        dir: Direction,
+        bytes: &[u8],
+        ts: Timestamp,
+        out: &mut Vec<Transaction>,
+    ) -> Progress {
+        self.last_ts = ts;
+        out.append(&mut self.held);
+        if self.decide(dir, bytes, ts, out) {
+            self.feed(self.role(dir), bytes, ts, out);
+        }
+        Progress::Continue
+    }
+
+    /// A gap inside record data costs nothing but those records' count; elsewhere in a
+    /// message it costs the fields after it; across messages the direction
+    /// resynchronises (responses on a pending request's correlation id).
+    fn on_gap(&mut self, dir: Direction, missing: u32) {
+        if missing == 0 {
+            return;
+        }
+        self.gap_seen = true;
+        if !self.decided {
+            let mut held = std::mem::take(&mut self.held);
+            self.settle(&mut held);
+            self.held = held;
+        }
+        let dir = self.role(dir);
+        let d = dir.index();
+        if self.parsers[d].gap(u64::from(missing)) {
+            // The message ended in the gap: finished now, handed out with the next
+            // output.
+            let mut held = std::mem::take(&mut self.held);
+            self.end(dir, false, true, &mut held);
+            self.held = held;
+        }
+    }
+
+    fn on_close(&mut self, ts: Timestamp, reset: bool, out: &mut Vec<Transaction>) {
+        out.append(&mut self.held);
+        self.settle(out);
+        let why = if reset {
+            Completeness::RESET
+        } else {
+            Completeness::CLOSED
+        };
+        let gap = if self.gap_seen { Completeness::GAP } else { 0 };
+        // A response cut by the close: its request, with what was read of it.
+        if let Some(req) = self.answering.take() {
+            let resp = self.cur[1].take();
+            let end = resp.as_ref().map_or(ts, |r| r.last);
+            out.push(self.finish(req, resp, end, why | gap | Completeness::TRUNCATED));
+        }
+        if let Some(m) = self.cur[0].take() {
+            let end = m.last;
+            out.push(self.finish(
+                m,
+                None,
+                end,
+                Completeness::NO_RESPONSE | Completeness::TRUNCATED | why | gap,
+            ));
+        }
+        while let Some(p) = self.pending.pop_front() {
+            out.push(self.finish(p, None, ts, Completeness::NO_RESPONSE | why | gap));
+        }
+        self.cur = [None, None];
+    }
+
+    fn on_tick(&mut self, now: Timestamp, timeout_ns: u64, out: &mut Vec<Transaction>) {
+        out.append(&mut self.held);
+        while let Some(p) = self.pending.front() {
+            if now.since(p.last) < timeout_ns {
+                break;
+            }
+            let Some(p) = self.pending.pop_front() else {
+                break;
+            };
+            self.stats.timeouts += 1;
+            let gap = if self.gap_seen { Completeness::GAP } else { 0 };
+            let mut t = self.finish(p, None, now, Completeness::NO_RESPONSE | gap);
+            t.error = Some(CompactString::const_new("timeout"));
+            out.push(t);
+        }
+    }
+}
+
+/// How sure the first bytes of a flow are Kafka. A request: a length in bounds, an API
+/// key Kafka has, a version of it, and a client id of a plausible length whose bytes
+/// (as far as they go) are printable: `Likely`. A response (a length and a correlation
+/// id, nothing distinctive): `Port` on a Kafka port only.
+pub fn probe(bytes: &[u8], dir: Direction, port_hinted: bool) -> Confidence {
+    let hinted = if port_hinted {
+        Confidence::Port
+    } else {
+        Confidence::No
+    };
+    if dir == Direction::ToClient {
+        // A request from the server's side: a capture that saw the broker's response
+        // before the request it answers took the broker for the client.
+        if request_from_server(bytes) {
+            return Confidence::Likely;
+        }
+        return match bytes.get(..4) {
+            None => Confidence::NeedMore.max(hinted.min(Confidence::NeedMore)),
+            Some(l) => {
+                let len = i32::from_be_bytes([l[0], l[1], l[2], l[3]]);
+                if (4..=1 << 27).contains(&len) {
+                    hinted
+                } else {
+                    Confidence::No
+                }
+            }
+        };
+    }
+    let field = |at: usize| {
+        bytes
+            .get(at..at + 2)
+            .map(|b| i16::from_be_bytes([b[0], b[1]]))
+    };
+    if let Some(l) = bytes.get(..4) {
+        let len = i32::from_be_bytes([l[0], l[1], l[2], l[3]]);
+        if !(10..=1 << 27).contains(&len) {
+            return Confidence::No;
+        }
+    }
+    if let Some(api) = field(4)
+        && api_name(api).is_none()
+    {
+        return Confidence::No;
+    }
+    if let (Some(api), Some(v)) = (field(4), field(6))
+        && !(0..=parser::max_version(api)).contains(&v)
+    {
+        return Confidence::No;
+    }
+    let Some(client) = field(12) else {
+        return Confidence::NeedMore;
+    };
+    let len = i32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    if client < -1 || i32::from(client) > len - 10 {
+        return Confidence::No;
+    }
+    if client > 0 {
+        let id = &bytes[14..bytes.len().min(14 + client as usize)];
+        if !id.iter().all(|c| c.is_ascii_graphic() || *c == b' ') {
+            return Confidence::No;
+        }
+    }
+    Confidence::Likely
+}
+
+/// A request on the side the flow calls the server's: one with a client id (every
+/// client sends one), which a response's first fields rarely imitate.
+fn request_from_server(b: &[u8]) -> bool {
+    probe(b, Direction::ToServer, false) == Confidence::Likely
+        && b.get(12..14)
+            .is_some_and(|c| i16::from_be_bytes([c[0], c[1]]) > 0)
+}
+
+#[cfg(test)]
+mod tests;
+
+impl ProtocolDecoder for KafkaParser {
+    type Config = KafkaConfig;
+    type Shared = KafkaShared;
+    const PORTS: &'static [u16] = &[9092];
+    const TRANSPORTS: &'static [Transport] = &[Transport::Tcp];
+    type Events = KafkaEvent;
+
+    fn validate(cfg: &Self::Config) -> Result<(), String> {
+        super::registry::nonzero(&[
+            ("max_pending", cfg.max_pending as u64),
+            ("max_message_bytes", u64::from(cfg.max_message_bytes)),
+            (
+                "topic_ids_per_connection",
+                cfg.topic_ids_per_connection as u64,
+            ),
+            ("topic_ids_per_worker", cfg.topic_ids_per_worker as u64),
+        ])
+    }
+
+    fn prepare(cfg: &super::ProtocolsConfig) -> Result<Self::Shared, String> {
+        Ok(KafkaShared::new(cfg.kafka.settings))
+    }
+
+    fn probe(p: &Probe<'_>) -> Confidence {
+        probe(p.bytes, p.dir, p.hinted)
+    }
+
+    fn new(shared: &Self::Shared, _transport: Transport) -> Self {
+        KafkaParser::new(shared)
+    }
+
+    fn protocol(&self) -> Protocol {
+        Protocol::Kafka
+    }
+
+    fn drain_stats(&mut self, c: &mut DecoderCounters<'_, Self::Events>) {
+        self.take_stats().add_to(c)
+    }
+
+    fn telemetry(_: Protocol) -> &'static Telemetry {
+        &TELEMETRY
+    }
+
+    /// Messages sent (Produce) and consumed (Fetch), from the record batch headers.
+    fn counter(tx: &Transaction) -> Option<(Metric, u64)> {
+        let Some(super::AttrValue::Int(n)) = tx.attr("messaging.batch.message_count") else {
+            return None;
+        };
+        let metric = match tx.attr("messaging.operation.type") {
+            Some(super::AttrValue::Str(s)) if s == "send" => Metric::MessagingSentMessages,
+            Some(super::AttrValue::Str(s)) if s == "receive" => Metric::MessagingConsumedMessages,
+            _ => return None,
+        };
+        Some((metric, u64::try_from(*n).ok()?))
+    }
+}
+
+/// How Kafka calls become metrics and spans (the messaging conventions).
+static TELEMETRY: Telemetry = Telemetry {
+    duration: Some([
+        Metric::MessagingClientDuration,
+        Metric::MessagingClientDuration,
+    ]),
+    metric_attrs: &[
+        MetricAttr::ProtocolName("messaging.system"),
+        MetricAttr::Attr("messaging.operation.name"),
+        MetricAttr::Attr("messaging.operation.type"),
+        MetricAttr::Attr("messaging.destination.name"),
+        MetricAttr::Attr("messaging.consumer.group.name"),
+        MetricAttr::Error,
+        MetricAttr::Server,
+    ],
+    span_name: |tx| match tx.attr("messaging.destination.name") {
+        Some(super::AttrValue::Str(d)) => match tx.attr("messaging.operation.name") {
+            Some(super::AttrValue::Str(op)) => format!("{op} {d}"),
+            _ => format!("{} {d}", tx.operation),
+        },
+        _ => format!("kafka {}", tx.operation),
+    },
+    attributes: &[
+        "messaging.system",
+        "messaging.operation.name",
+        "messaging.operation.type",
+        "messaging.destination.name",
+        "messaging.destination.partition.id",
+        "messaging.consumer.group.name",
+        "messaging.client.id",
+        "messaging.batch.message_count",
+        "podtap.kafka.api_version",
+        "podtap.kafka.topics",
+        "podtap.kafka.partitions",
+        "podtap.kafka.topic_id",
+        "podtap.kafka.topic_id_unresolved",
+        "podtap.kafka.acks",
+        "podtap.kafka.error_code",
+        "podtap.kafka.errors",
+    ],
+    base: None,
+};
