@@ -134,9 +134,13 @@ mod tests {
             d(&two, Transport::Tcp, 7070),
             Detection::Found(DecoderKind::Http2)
         );
-        // A lone DATA frame header: only on a port configured for HTTP/2.
+        // A lone DATA frame header: HTTP/2 only on a port configured for it (elsewhere its
+        // first bytes also read as the start of a Kafka request: more are needed).
         let data = [0, 0, 0x20, 0, 0, 0, 0, 0, 5, 1, 2, 3];
-        assert_eq!(d(&data, Transport::Tcp, 7070), Detection::Unknown);
+        assert_ne!(
+            d(&data, Transport::Tcp, 7070),
+            Detection::Found(DecoderKind::Http2)
+        );
         assert_eq!(
             d(&data, Transport::Tcp, 50051),
             Detection::Found(DecoderKind::Http2)
