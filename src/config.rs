@@ -39,6 +39,8 @@ pub struct Config {
     pub protocols: crate::proto::ProtocolsConfig,
     pub export: crate::export::config::ExportConfig,
     pub attribution: AttributionConfig,
+    /// `[control]`: the daemon's control socket (`podtap status`, `podtap sniff`).
+    pub control: crate::control::ControlConfig,
 }
 
 /// What is captured, and how.
@@ -467,6 +469,9 @@ impl Config {
                 "must be at least reassembly.max_flow_bytes".into(),
             ));
         }
+        self.control
+            .validate()
+            .map_err(|(key, msg)| (&*format!("control.{key}").leak(), msg))?;
         self.protocols.validate()?;
         self.export
             .validate()

@@ -23,6 +23,9 @@ use crate::capture::tpacket::{FilterHandle, IfaceCount, IfaceFilter, TpacketSour
 use crate::capture::xdp::{Decap, XdpSource};
 use crate::capture::{CaptureError, LiveSource};
 use crate::config::{CaptureMode, Config};
+use crate::control::IfaceStatus;
+use crate::control::server::{DaemonState, Server as ControlServer};
+use crate::control::tap::TapHub;
 use crate::events::{Counters, Event};
 use crate::export::jsonl::{self, JsonLines};
 use crate::export::queue::{BatchReceiver, BatchSender, RecvError, record_queue};
@@ -44,6 +47,8 @@ pub enum RunError {
     Signals(std::io::Error),
     #[error(transparent)]
     Attribution(#[from] crate::k8s::AttrError),
+    #[error(transparent)]
+    Control(#[from] crate::control::ControlError),
 }
 
 pub struct RunOptions {
@@ -200,6 +205,20 @@ pub fn run(
         signal_hook::flag::register(sig, stop.clone()).map_err(RunError::Signals)?;
     }
     let selector = Selector::new(&cfg.capture.interfaces, &cfg.capture.exclude)?;
+    // The control socket first: a bad `control.group` stops the start before capture.
+    let control = if cfg.control.enabled {
+        let c = ControlServer::bind(&cfg.control)?;
+        if c.is_none() {
+            tracing::warn!(
+                socket = %cfg.control.socket,
+                "another podtap daemon answers on the control socket: this one serves none"
+            );
+        }
+        c
+    } else {
+        None
+    };
+    let hub = TapHub::new();
     // Pod attribution; its label selector also decides which pod interfaces are captured.
     let attribution = if cfg.attribution.enabled {
         let mut ac = cfg.attribution.clone();
@@ -331,6 +350,20 @@ pub fn run(
             })
         })
         .collect();
+    let state = DaemonState {
+        started: Instant::now(),
+        node: crate::k8s::node_name(&cfg.attribution),
+        queues: stats.clone(),
+        interfaces: std::sync::Mutex::new(
+            decisions
+                .iter()
+                .map(|(i, e, why)| iface_status(i, *e, why))
+                .collect(),
+        ),
+        mirror: mirror.as_ref().map(|m| m.capture_device().to_string()),
+        hub: hub.clone(),
+        attributor: attributor.clone(),
+    };
     let core_ids = core_affinity::get_core_ids().unwrap_or_default();
     let cpu_of = |i: usize| {
         let cpu = if cfg.capture.cpus.is_empty() {
@@ -353,6 +386,14 @@ pub fn run(
     let captured = Arc::new(selector.clone());
     std::thread::scope(|s| {
         let writer = s.spawn(|| write_records(cfg, opts.output, rx, out, &stats));
+        if let Some(c) = &control {
+            tracing::info!(socket = %c.path().display(), "control socket");
+            let (state, stop) = (&state, &stop);
+            std::thread::Builder::new()
+                .name("podtap-control".into())
+                .spawn_scoped(s, move || c.serve(state, export, stop))
+                .expect("spawn control server");
+        }
         let mut threads = Vec::with_capacity(queues);
         // TPACKET_V3 worker i (also when its ring is opened late, from the control loop).
         let spawn_tpacket = |i: usize, src: TpacketSource, tx: &BatchSender| {
@@ -366,7 +407,8 @@ pub fn run(
                 .name(format!("podtap-t{i}"))
                 .spawn_scoped(s, {
                     let attr = attributor.clone();
-                    move || capture_loop(cfg, src, sink, attr, cpu, &qs, &wstop)
+                    let hub = hub.clone();
+                    move || capture_loop(cfg, src, sink, attr, hub, cpu, &qs, &wstop)
                 })
                 .expect("spawn worker")
         };
@@ -390,7 +432,8 @@ pub fn run(
                     .name(format!("podtap-x{j}"))
                     .spawn_scoped(s, {
                         let attr = attributor.clone();
-                        move || capture_loop(cfg, src, sink, attr, cpu, &qs, &wstop)
+                        let hub = hub.clone();
+                        move || capture_loop(cfg, src, sink, attr, hub, cpu, &qs, &wstop)
                     })
                     .expect("spawn worker"),
             );
@@ -468,6 +511,7 @@ pub fn run(
                             mirror.as_mut(),
                             &handles,
                             export,
+                            &state.interfaces,
                         );
                         // The first interface routed to TPACKET_V3 opens its rings.
                         let f = tpacket_filter(&now, &routes);
@@ -600,7 +644,9 @@ fn relink(
     mut mirror: Option<&mut Mirror>,
     handles: &[FilterHandle],
     export: Option<&Exporter>,
+    status: &std::sync::Mutex<Vec<IfaceStatus>>,
 ) {
+    let mut status = status.lock().unwrap_or_else(|e| e.into_inner());
     for i in now.iter().filter(|i| !before.contains(i)) {
         let (mut engine, mut why) = choose_engine(cfg, &i.name);
         let mut route = Route::Tpacket;
@@ -621,11 +667,13 @@ fn relink(
         }
         routes.insert(i.ifindex, route);
         log_attach(i, engine, &why);
+        status.push(iface_status(i, engine, &why));
         if let Some(e) = export {
             e.interface_attached(i.ifindex, &i.name);
         }
     }
     for i in before.iter().filter(|i| !now.contains(i)) {
+        status.retain(|s| s.ifindex != i.ifindex);
         if routes.remove(&i.ifindex) == Some(Route::Mirror)
             && let Some(m) = mirror.as_deref_mut()
             && let Err(e) = m.detach(i.ifindex)
@@ -676,6 +724,16 @@ fn tpacket_filter(selected: &[Iface], routes: &HashMap<u32, Route>) -> IfaceFilt
     }
 }
 
+fn iface_status(i: &Iface, engine: Engine, reason: &str) -> IfaceStatus {
+    IfaceStatus {
+        name: i.name.clone(),
+        ifindex: i.ifindex,
+        engine: engine.as_str().into(),
+        reason: reason.into(),
+        ..Default::default()
+    }
+}
+
 fn log_attach(i: &Iface, engine: Engine, reason: &str) {
     tracing::info!(
         interface = %i.name,
@@ -692,6 +750,7 @@ fn capture_loop<L: LiveSource>(
     mut src: L,
     sink: ExportSink<ChannelSink>,
     attr: Option<crate::k8s::Attributor>,
+    hub: Arc<TapHub>,
     cpu: Option<core_affinity::CoreId>,
     qs: &QueueStats,
     stop: &AtomicBool,
@@ -701,15 +760,14 @@ fn capture_loop<L: LiveSource>(
     {
         tracing::warn!(cpu = c.id, "cannot pin worker to CPU");
     }
-    let mut worker = Worker::new(cfg, sink).with_attributor(attr);
+    let mut worker = Worker::new(cfg, sink).with_attributor(attr).with_tap(hub);
     let mut next_housekeeping = Instant::now();
     // Frames and bytes per observation point (a few per node: a short vector).
     let mut per_iface: Vec<IfaceCount> = Vec::with_capacity(256);
     loop {
-        let n = src
-            .next_batch(BATCH, |f| {
-                count_iface(&mut per_iface, f.obs, f.wire_len);
-                worker.process(f)
+        let n = worker
+            .batch(&mut src, BATCH, |f| {
+                count_iface(&mut per_iface, f.obs, f.wire_len)
             })
             .unwrap_or(Some(0))
             .unwrap_or(0);

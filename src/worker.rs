@@ -119,6 +119,8 @@ pub struct Worker<S: RecordSink> {
     next_tick: Timestamp,
     packets: u64,
     bytes: u64,
+    /// Copies of frames for `podtap sniff`; looked at only while something subscribes.
+    tap: crate::control::tap::WorkerTap,
 }
 
 impl<S: RecordSink> Worker<S> {
@@ -149,6 +151,39 @@ impl<S: RecordSink> Worker<S> {
             next_tick: Timestamp::ZERO,
             packets: 0,
             bytes: 0,
+            // A hub of its own that nobody subscribes to, unless the daemon gives one.
+            tap: crate::control::tap::WorkerTap::new(crate::control::tap::TapHub::new()),
+        }
+    }
+
+    /// Offer frames to the daemon's sniffs (see `crate::control::tap`).
+    pub fn with_tap(mut self, hub: std::sync::Arc<crate::control::tap::TapHub>) -> Self {
+        self.tap = crate::control::tap::WorkerTap::new(hub);
+        self
+    }
+
+    /// Process one batch of up to `max` frames of `src`, calling `each` on every frame
+    /// first. Whether any sniff wants frames is asked here once per batch (one relaxed
+    /// atomic load), so with none the per-frame path is exactly [`Worker::process`].
+    #[inline]
+    pub fn batch<Src: crate::capture::Source>(
+        &mut self,
+        src: &mut Src,
+        max: usize,
+        mut each: impl FnMut(&Frame<'_>),
+    ) -> Result<Option<usize>, crate::capture::CaptureError> {
+        if self.tap.active() {
+            self.tap.refresh();
+            src.next_batch(max, |f| {
+                each(f);
+                self.tap.offer(f);
+                self.process(f);
+            })
+        } else {
+            src.next_batch(max, |f| {
+                each(f);
+                self.process(f);
+            })
         }
     }
 
