@@ -552,3 +552,85 @@ fn control_socket_refuses_non_root_and_survives_garbage() {
         "{e}"
     );
 }
+
+/// A tmpfs of `kib` KiB mounted at `dir`, unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn new(dir: PathBuf, kib: u32) -> Tmpfs {
+        std::fs::create_dir_all(&dir).unwrap();
+        sh(Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
+            .arg(&dir));
+        Tmpfs(dir)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_or_the_size_limit_ends_the_file_cleanly() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let n = node();
+    let _d = n.daemon();
+    // The size limit: the file stops short of it, whole, and says why.
+    let file = n.dir.path().join("small.pcapng");
+    let mut s = n.sniff(
+        &["--max-size", "20000", "-w", file.to_str().unwrap()],
+        Stdio::null(),
+    );
+    n.traffic();
+    let log = s.wait();
+    assert!(log.contains("ended: size"), "{log}");
+    let len = std::fs::metadata(&file).unwrap().len();
+    assert!(len <= 20000 && len > 10000, "{len}");
+    let (count, _) = frames(&file, "frame");
+    assert!(count > 10, "{count}");
+
+    // A full disk: an error naming it, and a file tshark reads to its end without
+    // complaint (it ends at the last whole block).
+    let fs = Tmpfs::new(n.dir.path().join("full"), 48);
+    let file = fs.0.join("full.pcapng");
+    let mut child = n
+        .podtap()
+        .args(["sniff", "--pod", &n.server.ns.name, "-w"])
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    n.traffic();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "sniff did not stop at a full disk"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("No space left on device")
+            && err.contains("ends cleanly at its last whole block"),
+        "{err}"
+    );
+    let t = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
+    let complaint = String::from_utf8_lossy(&t.stderr).to_lowercase();
+    assert!(
+        !complaint.contains("cut short") && !complaint.contains("error"),
+        "{complaint}"
+    );
+    assert!(String::from_utf8_lossy(&t.stdout).lines().count() > 10);
+}
