@@ -406,9 +406,9 @@ pub fn run(
             std::thread::Builder::new()
                 .name(format!("podtap-t{i}"))
                 .spawn_scoped(s, {
-                    let attr = attributor.clone();
-                    let hub = hub.clone();
-                    move || capture_loop(cfg, src, sink, attr, hub, cpu, &qs, &wstop)
+                    let (attr, hub) = (attributor.clone(), hub.clone());
+                    let worker = move || Worker::new(cfg, sink).with_attributor(attr).with_tap(hub);
+                    move || capture_loop(src, worker, cpu, &qs, &wstop)
                 })
                 .expect("spawn worker")
         };
@@ -431,9 +431,10 @@ pub fn run(
                 std::thread::Builder::new()
                     .name(format!("podtap-x{j}"))
                     .spawn_scoped(s, {
-                        let attr = attributor.clone();
-                        let hub = hub.clone();
-                        move || capture_loop(cfg, src, sink, attr, hub, cpu, &qs, &wstop)
+                        let (attr, hub) = (attributor.clone(), hub.clone());
+                        let worker =
+                            move || Worker::new(cfg, sink).with_attributor(attr).with_tap(hub);
+                        move || capture_loop(src, worker, cpu, &qs, &wstop)
                     })
                     .expect("spawn worker"),
             );
@@ -503,7 +504,7 @@ pub fn run(
                     known = listed.iter().map(|i| i.ifindex).collect();
                     let now = pods_selected(listed);
                     if now != selected {
-                        relink(
+                        let attached = relink(
                             cfg,
                             &selected,
                             &now,
@@ -511,8 +512,11 @@ pub fn run(
                             mirror.as_mut(),
                             &handles,
                             export,
-                            &state.interfaces,
                         );
+                        let mut st = state.interfaces.lock().unwrap_or_else(|e| e.into_inner());
+                        st.retain(|s| now.iter().any(|i| i.ifindex == s.ifindex));
+                        st.extend(attached);
+                        drop(st);
                         // The first interface routed to TPACKET_V3 opens its rings.
                         let f = tpacket_filter(&now, &routes);
                         if let Some(ttx) = tpacket_tx.as_ref()
@@ -635,7 +639,8 @@ fn open_plain(cfg: &Config, name: &str) -> Result<Vec<(String, XdpSource)>, Stri
 }
 
 /// Interfaces came or went: mirror or un-mirror them, and give the TPACKET_V3 rings the
-/// new interface list. Workers keep running throughout.
+/// new interface list. Workers keep running throughout. Returns the new interfaces, with
+/// their engines, for `podtap status`.
 fn relink(
     cfg: &Config,
     before: &[Iface],
@@ -644,9 +649,8 @@ fn relink(
     mut mirror: Option<&mut Mirror>,
     handles: &[FilterHandle],
     export: Option<&Exporter>,
-    status: &std::sync::Mutex<Vec<IfaceStatus>>,
-) {
-    let mut status = status.lock().unwrap_or_else(|e| e.into_inner());
+) -> Vec<IfaceStatus> {
+    let mut attached = Vec::new();
     for i in now.iter().filter(|i| !before.contains(i)) {
         let (mut engine, mut why) = choose_engine(cfg, &i.name);
         let mut route = Route::Tpacket;
@@ -667,13 +671,12 @@ fn relink(
         }
         routes.insert(i.ifindex, route);
         log_attach(i, engine, &why);
-        status.push(iface_status(i, engine, &why));
+        attached.push(iface_status(i, engine, &why));
         if let Some(e) = export {
             e.interface_attached(i.ifindex, &i.name);
         }
     }
     for i in before.iter().filter(|i| !now.contains(i)) {
-        status.retain(|s| s.ifindex != i.ifindex);
         if routes.remove(&i.ifindex) == Some(Route::Mirror)
             && let Some(m) = mirror.as_deref_mut()
             && let Err(e) = m.detach(i.ifindex)
@@ -691,6 +694,7 @@ fn relink(
             tracing::error!("cannot update the capture filter: {e}");
         }
     }
+    attached
 }
 
 /// SIGHUP: re-read the config file and apply its attribution settings (selector, label
@@ -746,11 +750,8 @@ fn log_attach(i: &Iface, engine: Engine, reason: &str) {
 
 /// One worker: read its ring, process frames, and between batches do the housekeeping.
 fn capture_loop<L: LiveSource>(
-    cfg: &Config,
     mut src: L,
-    sink: ExportSink<ChannelSink>,
-    attr: Option<crate::k8s::Attributor>,
-    hub: Arc<TapHub>,
+    worker: impl FnOnce() -> Worker<ExportSink<ChannelSink>>,
     cpu: Option<core_affinity::CoreId>,
     qs: &QueueStats,
     stop: &AtomicBool,
@@ -760,7 +761,8 @@ fn capture_loop<L: LiveSource>(
     {
         tracing::warn!(cpu = c.id, "cannot pin worker to CPU");
     }
-    let mut worker = Worker::new(cfg, sink).with_attributor(attr).with_tap(hub);
+    // Built once pinned, so that its tables are allocated from the worker's CPU.
+    let mut worker = worker();
     let mut next_housekeeping = Instant::now();
     // Frames and bytes per observation point (a few per node: a short vector).
     let mut per_iface: Vec<IfaceCount> = Vec::with_capacity(256);

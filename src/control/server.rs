@@ -603,6 +603,7 @@ fn group_id(group: &str) -> Option<u32> {
         return Some(n);
     }
     let name = std::ffi::CString::new(group).ok()?;
+    // SAFETY: `group` is plain C data (integers and pointers): all-zero is a valid value.
     let mut grp: libc::group = unsafe { std::mem::zeroed() };
     let mut buf = vec![0u8; 16384];
     let mut out: *mut libc::group = std::ptr::null_mut();
