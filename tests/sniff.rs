@@ -634,3 +634,59 @@ fn a_full_disk_or_the_size_limit_ends_the_file_cleanly() {
     );
     assert!(String::from_utf8_lossy(&t.stdout).lines().count() > 10);
 }
+
+/// Mistakes get a clear error and an error exit (status 1, or 2 for usage), no capture.
+#[test]
+fn sniff_and_control_mistakes_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    let sock = dir.path().join("none.sock");
+    let run = |toml: &str, args: &[&str]| {
+        std::fs::write(&cfg, toml).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_podtap"))
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!err.contains("panicked"), "{err}");
+        (out.status.code(), err)
+    };
+    let here = format!("[control]\nsocket = \"{}\"\n", sock.display());
+    let out = dir.path().join("x.pcapng");
+    let out = out.to_str().unwrap();
+    let (code, err) = run(&here, &["sniff", "-w", out]);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, err) = run(
+        &here,
+        &["sniff", "--pod", "a", "--interface", "lo", "-w", out],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    let (code, err) = run(
+        &here,
+        &["sniff", "--interface", "lo", "--filter", "port", "-w", out],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("filter"), "{err}");
+    let (code, err) = run(&here, &["sniff", "--interface", "no-such-if0", "-w", out]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("no interface named \"no-such-if0\""), "{err}");
+    let (code, err) = run(&format!("{here}max_sniffs = 0\n"), &["status"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("control.max_sniffs") && err.contains("c.toml"),
+        "{err}"
+    );
+    let (code, err) = run(
+        &format!("{here}group = \"no-such-group-pt\"\n"),
+        &["run", "-i", "no-such-if0"],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("control.group: no group named \"no-such-group-pt\""),
+        "{err}"
+    );
+    assert!(!sock.exists());
+}
