@@ -51,6 +51,11 @@ fn mac(ns: &Netns) -> String {
 }
 
 fn node() -> Node {
+    node_with("")
+}
+
+/// A node whose config ends with `extra` lines of `[control]`.
+fn node_with(extra: &str) -> Node {
     require_root();
     let dir = tempfile::tempdir().unwrap();
     // Readable by `nobody` (the non-root client reads the config).
@@ -58,6 +63,7 @@ fn node() -> Node {
     let root = dir.path().join("www");
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(root.join("index.html"), vec![b'x'; 3000]).unwrap();
+    std::fs::write(root.join("big.bin"), vec![b'y'; 4 << 20]).unwrap();
     let mut bridge = Bridge::new();
     let server = bridge.pod();
     let client = bridge.pod();
@@ -85,7 +91,7 @@ fn node() -> Node {
     std::fs::write(
         &cfg,
         format!(
-            "[control]\nsocket = \"{}\"\nmax_request_bytes = 4096\nrequest_timeout_ms = 500\n",
+            "[control]\nsocket = \"{}\"\nmax_request_bytes = 4096\nrequest_timeout_ms = 500\n{extra}",
             sock.display()
         ),
     )
@@ -689,4 +695,52 @@ fn sniff_and_control_mistakes_are_clear_errors() {
         "{err}"
     );
     assert!(!sock.exists());
+}
+
+/// A reader that stops reading loses frames, counted: what it wrote plus what it was told
+/// it lost is every frame tcpdump saw, and the daemon's own capture lost nothing.
+#[test]
+fn a_slow_reader_loses_frames_counted_and_capture_goes_on() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let n = node_with("max_sniff_queue_frames = 64\n");
+    let d = n.daemon();
+    let want = n.dir.path().join("slow.tcpdump.pcap");
+    let got = n.dir.path().join("slow.pcapng");
+    let mut td = tcpdump_host(&n.server.host_if, "", &want);
+    let s = n.sniff(&["-w", got.to_str().unwrap()], Stdio::null());
+    // Stopped: its socket fills, then the daemon's queue for it.
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(s.child.id() as i32, libc::SIGSTOP) };
+    let url = format!("http://{}/big.bin", n.server.ip);
+    for _ in 0..3 {
+        sh(n.client
+            .ns
+            .cmd("curl")
+            .args(["-s", "-o", "/dev/null", "--max-time", "20", &url]));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: as above.
+    unsafe { libc::kill(s.child.id() as i32, libc::SIGCONT) };
+    std::thread::sleep(Duration::from_millis(500));
+    let log = s.interrupt();
+    std::thread::sleep(Duration::from_millis(200));
+    td.interrupt();
+    let (total, _) = frames(&want, "frame");
+    let (written, _) = frames(&got, "frame");
+    let line = log
+        .lines()
+        .find(|l| l.contains("frames dropped (read too slowly)"))
+        .unwrap_or_else(|| panic!("{log}"));
+    let dropped: usize = line
+        .split("; ")
+        .find_map(|p| p.strip_suffix(" frames dropped (read too slowly)"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(dropped > 0 && written > 0, "{log}");
+    assert_eq!(written + dropped, total, "{log}");
+    let st = n.podtap().args(["status", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(v["drops"]["kernel"], 0, "{v}");
+    drop(d);
 }

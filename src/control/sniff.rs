@@ -300,7 +300,15 @@ fn from_daemon(
         }
         let mut at = 0;
         let mut r = Ok(());
-        while let Some((rec, n)) = super::decode_record(&buf[at..])? {
+        loop {
+            let (rec, n) = match super::decode_record(&buf[at..]) {
+                Ok(Some(r)) => r,
+                Ok(None) => break,
+                Err(e) => {
+                    r = Err(e.into());
+                    break;
+                }
+            };
             at += n;
             match rec {
                 StreamRecord::Frame(f) if !full => {
