@@ -744,3 +744,34 @@ fn a_slow_reader_loses_frames_counted_and_capture_goes_on() {
     assert_eq!(v["drops"]["kernel"], 0, "{v}");
     drop(d);
 }
+
+/// With `control.group`, its members may use the socket: mode 0660, that group's.
+#[test]
+fn a_configured_group_may_use_the_socket() {
+    use std::os::unix::fs::MetadataExt;
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let n = node_with("group = \"nogroup\"\n");
+    let _d = n.daemon();
+    let gid = |p: &Path| std::fs::metadata(p).unwrap().gid();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let nogroup: u32 = sh(Command::new("getent").args(["group", "nogroup"]))
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!((mode(&n.sock), gid(&n.sock)), (0o660, nogroup));
+    let dir = n.sock.parent().unwrap();
+    assert_eq!((mode(dir), gid(dir)), (0o750, nogroup));
+    let out = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_podtap"))
+        .arg("--config")
+        .arg(&n.cfg)
+        .arg("status")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&n.server.host_if));
+}
