@@ -86,6 +86,9 @@ fn node_with(extra: &str) -> Node {
         ]));
     }
     let nginx = nginx(&server.ns, &server.ip, dir.path(), &root);
+    // New links announce themselves for a second or two (the bridge's IGMP reports of
+    // 224.0.0.106, repeated at random times): the windows start once the veth is quiet.
+    settle(&server.host_if);
     let sock = dir.path().join("run").join("control.sock");
     let cfg = dir.path().join("podtap.toml");
     std::fs::write(
@@ -226,6 +229,22 @@ impl Drop for Sniff {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Wait until `iface` carries nothing for a second and a half (at most 15 s).
+fn settle(iface: &str) {
+    for _ in 0..10 {
+        let st = Command::new("timeout")
+            .args(["1.5", "tcpdump", "-i", iface, "-c", "1", "-w", "/dev/null"])
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        // 124: timed out with nothing captured.
+        if st.code() == Some(124) {
+            return;
+        }
+    }
+    panic!("{iface} never went quiet");
 }
 
 /// tcpdump on a root-namespace interface, with a filter; returns once it listens.
@@ -413,7 +432,7 @@ fn sniff_with_a_filter_and_to_standard_output() {
     let filter = format!("tcp dst port 80 and host {}", n.client.ip);
     let (want, got, log) = window(&n, "filtered", &filter, &["--filter", &filter]);
     assert!(log.contains("ended: interrupted"), "{log}");
-    let (count, bytes) = frames(&want, "frame");
+    let (count, _) = frames(&want, "frame");
     assert!(count >= 3 * REQUESTS, "{count}");
     same_frames(&got, &want);
     assert_eq!(

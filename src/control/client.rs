@@ -28,9 +28,22 @@ pub fn connect(path: &str) -> Result<UnixStream, ControlError> {
 pub fn request(stream: &mut UnixStream, req: &Request) -> Result<Reply, ControlError> {
     let mut line = serde_json::to_vec(req).expect("plain enum serializes");
     line.push(b'\n');
-    stream.write_all(&line)?;
-    let reply = super::read_line(stream, MAX_REPLY_BYTES)?
-        .ok_or_else(|| ControlError::Protocol("the daemon closed the connection".into()))?;
+    // A daemon that refuses the client answers and closes without reading: the reply
+    // is still there to read when writing failed.
+    let written = stream.write_all(&line);
+    let reply = match super::read_line(stream, MAX_REPLY_BYTES) {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            written?;
+            return Err(ControlError::Protocol(
+                "the daemon closed the connection".into(),
+            ));
+        }
+        Err(e) => {
+            written?;
+            return Err(e.into());
+        }
+    };
     let r: Reply = serde_json::from_slice(&reply)
         .map_err(|e| ControlError::Protocol(format!("reply: {e}")))?;
     if !r.ok {
