@@ -470,7 +470,7 @@ fn sniff_with_a_filter_and_to_standard_output() {
 }
 
 #[test]
-fn sniff_ends_at_its_count_and_without_a_daemon_captures_itself() {
+fn sniff_ends_at_its_count_or_duration_and_without_a_daemon_captures_itself() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let n = node();
     // No daemon: its own capture, said on stderr, the same frames as tcpdump.
@@ -496,6 +496,16 @@ fn sniff_ends_at_its_count_and_without_a_daemon_captures_itself() {
         "{log}"
     );
     assert_eq!(frames(&file, "frame").0, 7);
+    // --duration ends it on time, from the daemon, with a valid (here empty) capture.
+    let t = Instant::now();
+    let mut s = n.sniff(
+        &["--duration", "1", "-w", file.to_str().unwrap()],
+        Stdio::null(),
+    );
+    let log = s.wait();
+    assert!(log.contains("ended: duration"), "{log}");
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert_eq!(frames(&file, "frame").0, 0);
 }
 
 /// One raw request line (or bytes) to the socket, the reply line.
