@@ -85,6 +85,8 @@ fn path_name(opts: &SniffOptions) -> String {
     opts.out.display().to_string()
 }
 
+const READER_GONE: &str = "the reader closed standard output";
+
 /// The output: a file, or standard output for `-`.
 enum Out {
     File(std::fs::File),
@@ -127,6 +129,9 @@ struct Capture {
     path: String,
     frames: u64,
     bytes: u64,
+    /// Why no more frames are written, when the file ended before the sniff did: the
+    /// size limit, or the reader of standard output went away.
+    stopped: Option<&'static str>,
 }
 
 impl Capture {
@@ -165,6 +170,7 @@ impl Capture {
             path,
             frames: 0,
             bytes: 0,
+            stopped: None,
         };
         for i in h.interfaces.clone() {
             c.id(i.ifindex, i.linktype);
@@ -188,7 +194,7 @@ impl Capture {
         id
     }
 
-    /// Add a frame; false when the size limit says stop (the frame is not written).
+    /// Add a frame, unless the file has ended (`stopped` says why).
     fn frame(
         &mut self,
         ifindex: u32,
@@ -196,22 +202,44 @@ impl Capture {
         ts_ns: u64,
         wire_len: u32,
         data: &[u8],
-    ) -> Result<bool, SniffError> {
+    ) -> Result<(), SniffError> {
         // An EPB is 32 bytes of header and trailer around the padded data.
+        if self.stopped.is_some() {
+            return Ok(());
+        }
         if self.w.size() + 32 + data.len() as u64 + 3 + 64 > self.max_bytes {
-            return Ok(false);
+            self.stopped = Some("size");
+            return Ok(());
         }
         let id = self.id(ifindex, linktype);
-        self.w
-            .packet(id, ts_ns, wire_len, data)
-            .map_err(|e| self.write_err(e))?;
-        self.frames += 1;
-        self.bytes += wire_len as u64;
-        Ok(true)
+        let r = self.w.packet(id, ts_ns, wire_len, data);
+        self.check(r)?;
+        if self.stopped.is_none() {
+            self.frames += 1;
+            self.bytes += wire_len as u64;
+        }
+        Ok(())
     }
 
     fn flush(&mut self) -> Result<(), SniffError> {
-        self.w.flush().map_err(|e| self.write_err(e))
+        if self.stopped == Some(READER_GONE) {
+            return Ok(());
+        }
+        let r = self.w.flush();
+        self.check(r)
+    }
+
+    /// A write's outcome: standard output closed by its reader (`| head`) ends the
+    /// capture normally; any other failure is an error.
+    fn check(&mut self, r: io::Result<()>) -> Result<(), SniffError> {
+        match r {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe && self.path == "-" => {
+                self.stopped = Some(READER_GONE);
+                Ok(())
+            }
+            Err(e) => Err(self.write_err(e)),
+            Ok(()) => Ok(()),
+        }
     }
 
     fn write_err(&self, source: io::Error) -> SniffError {
@@ -260,15 +288,12 @@ fn from_daemon(
     let hard_end = (opts.request.duration_secs > 0)
         .then(|| Instant::now() + Duration::from_secs(opts.request.duration_secs + 10));
     let mut end: Option<SniffEnd> = None;
-    let mut full = false;
     let result = loop {
         if stopping.is_none() {
             let why = if stop.load(Ordering::Relaxed) {
                 Some("interrupted")
-            } else if full {
-                Some("size")
             } else {
-                None
+                cap.stopped
             };
             if let Some(why) = why {
                 let _ = s.shutdown(std::net::Shutdown::Write);
@@ -311,17 +336,12 @@ fn from_daemon(
             };
             at += n;
             match rec {
-                StreamRecord::Frame(f) if !full => {
-                    match cap.frame(f.ifindex, f.linktype, f.ts_ns, f.wire_len, f.data) {
-                        Ok(true) => {}
-                        Ok(false) => full = true,
-                        Err(e) => {
-                            r = Err(e);
-                            break;
-                        }
+                StreamRecord::Frame(f) => {
+                    if let Err(e) = cap.frame(f.ifindex, f.linktype, f.ts_ns, f.wire_len, f.data) {
+                        r = Err(e);
+                        break;
                     }
                 }
-                StreamRecord::Frame(_) => {}
                 StreamRecord::End(e) => end = Some(e),
             }
         }
@@ -398,11 +418,7 @@ fn local(
         interfaces: ifaces,
     };
     let mut cap = Capture::create(opts, &header)?;
-    let mut defrag = crate::packet::Defragmenter::new(crate::packet::defrag::DefragLimits {
-        max_datagrams: 0,
-        max_datagram_bytes: 0,
-        timeout_ns: 0,
-    });
+    let mut defrag = crate::packet::Defragmenter::new(super::tap::NO_DEFRAG);
     let deadline = Instant::now()
         + Duration::from_secs(match req.duration_secs {
             0 => cfg.control.max_sniff_secs,
@@ -415,7 +431,6 @@ fn local(
         req.snaplen as usize
     };
     let mut err: Option<SniffError> = None;
-    let mut full = false;
     let reason = loop {
         if stop.load(Ordering::Relaxed) {
             break "interrupted";
@@ -426,12 +441,12 @@ fn local(
         if cap.frames >= count {
             break "count";
         }
-        if full {
-            break "size";
+        if let Some(why) = cap.stopped {
+            break why;
         }
         let n = src
             .next_batch(256, |f| {
-                if err.is_some() || full || cap.frames >= count {
+                if err.is_some() || cap.stopped.is_some() || cap.frames >= count {
                     return;
                 }
                 if !super::tap::matches(&filter, &mut defrag, f) {
@@ -439,10 +454,8 @@ fn local(
                 }
                 let data = &f.data[..f.data.len().min(snaplen)];
                 let lt = super::tap::linktype_of(f.link);
-                match cap.frame(f.obs, lt, f.ts.as_nanos(), f.wire_len, data) {
-                    Ok(true) => {}
-                    Ok(false) => full = true,
-                    Err(e) => err = Some(e),
+                if let Err(e) = cap.frame(f.obs, lt, f.ts.as_nanos(), f.wire_len, data) {
+                    err = Some(e);
                 }
             })?
             .unwrap_or(0);

@@ -76,6 +76,9 @@ impl Drop for TapReceiver {
     fn drop(&mut self) {
         self.sub.closed.store(true, Ordering::Relaxed);
         self.hub.remove(&self.sub);
+        // Workers keep their copy of the list (and the sender) until the next change:
+        // the frames still queued are freed now, not then.
+        while self.rx.try_recv().is_ok() {}
     }
 }
 
@@ -233,7 +236,7 @@ impl WorkerTap {
 
 /// The filters decode each frame on its own: IP fragments are not reassembled (a
 /// non-first fragment has no ports), so a filtered sniff holds whole datagrams only.
-const NO_DEFRAG: DefragLimits = DefragLimits {
+pub(crate) const NO_DEFRAG: DefragLimits = DefragLimits {
     max_datagrams: 0,
     max_datagram_bytes: 0,
     timeout_ns: 0,
