@@ -827,3 +827,51 @@ fn a_configured_group_may_use_the_socket() {
     assert!(out.status.success(), "{err}");
     assert!(String::from_utf8_lossy(&out.stdout).contains(&n.server.host_if));
 }
+
+/// A dead daemon's socket is replaced at start; a live one's is left alone (the second
+/// daemon serves none and says so), and its exit does not remove the first one's.
+#[test]
+fn a_stale_socket_is_replaced_and_a_live_one_left_alone() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let n = node();
+    std::fs::create_dir_all(n.sock.parent().unwrap()).unwrap();
+    // Bound and closed: the file stays, nobody listens.
+    drop(std::os::unix::net::UnixListener::bind(&n.sock).unwrap());
+    assert!(n.sock.exists());
+    let _first = n.daemon();
+    let status = || n.podtap().args(["status", "--json"]).output().unwrap();
+    let st = status();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let pid = |st: &std::process::Output| {
+        serde_json::from_slice::<serde_json::Value>(&st.stdout).unwrap()["pid"].clone()
+    };
+    let first_pid = pid(&st);
+    let dir = tempfile::tempdir().unwrap();
+    let regex = format!("{}.*", n.bridge.prefix);
+    let mut second = Daemon::start(
+        dir.path(),
+        &[
+            "--config",
+            n.cfg.to_str().unwrap(),
+            "--mode",
+            "tpacket",
+            "-i",
+            &regex,
+            "--output",
+            "none",
+        ],
+    );
+    second.wait_log("another podtap daemon answers", Duration::from_secs(5));
+    second.stop_raw();
+    let st = status();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    assert_eq!(pid(&st), first_pid);
+}
