@@ -418,6 +418,7 @@ fn main() -> anyhow::Result<()> {
                 },
                 out: write,
                 max_bytes: max_size,
+                on_ready: |m| eprintln!("podtap sniff: {m}"),
             };
             let t = podtap::control::sniff::run(&cfg, &opts)?;
             eprintln!(

@@ -22,6 +22,8 @@ pub struct SniffOptions {
     pub out: PathBuf,
     /// The file ends (cleanly) before it would grow past this many bytes.
     pub max_bytes: u64,
+    /// Told, once the capture runs, where its frames come from (the CLI prints it).
+    pub on_ready: fn(&str),
 }
 
 /// What a sniff did.
@@ -262,8 +264,8 @@ fn from_daemon(
         .sniff
         .ok_or_else(|| ControlError::Protocol("sniff reply without a header".into()))?;
     let mut cap = Capture::create(opts, &header)?;
-    eprintln!(
-        "podtap sniff: capturing {} from the daemon's workers ({} interface{}: {})",
+    (opts.on_ready)(&format!(
+        "capturing {} from the daemon's workers ({} interface{}: {})",
         header.target,
         header.interfaces.len(),
         if header.interfaces.len() == 1 {
@@ -277,7 +279,7 @@ fn from_daemon(
             .map(|i| i.name.as_str())
             .collect::<Vec<_>>()
             .join(", ")
-    );
+    ));
     s.set_read_timeout(Some(Duration::from_millis(100)))?;
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
     let mut chunk = vec![0u8; 1 << 16];
@@ -403,14 +405,14 @@ fn local(
         &IfaceFilter::Only(ifaces.iter().map(|i| i.ifindex).collect()),
         None,
     )?;
-    eprintln!(
-        "podtap sniff: {why}; capturing {target} on its own (TPACKET_V3 on {})",
+    (opts.on_ready)(&format!(
+        "{why}; capturing {target} on its own (TPACKET_V3 on {})",
         ifaces
             .iter()
             .map(|i| i.name.as_str())
             .collect::<Vec<_>>()
             .join(", ")
-    );
+    ));
     let header = SniffHeader {
         node: crate::k8s::node_name(&cfg.attribution),
         target,
