@@ -154,9 +154,15 @@ impl Node {
     /// `podtap sniff` of the server pod with `extra` arguments; returns once it captures,
     /// with its stderr lines so far collected as they come.
     fn sniff(&self, extra: &[&str], stdout: Stdio) -> Sniff {
+        self.sniff_of(&["--pod", &self.server.ns.name], extra, stdout)
+    }
+
+    /// `podtap sniff` of `target` (`--pod ...`, `-l ...`, `--interface ...`).
+    fn sniff_of(&self, target: &[&str], extra: &[&str], stdout: Stdio) -> Sniff {
         let mut child = self
             .podtap()
-            .args(["sniff", "--pod", &self.server.ns.name])
+            .arg("sniff")
+            .args(target)
             .args(extra)
             .stdout(stdout)
             .stderr(Stdio::piped())
@@ -342,13 +348,25 @@ fn window(
     tcpdump_filter: &str,
     sniff_args: &[&str],
 ) -> (PathBuf, PathBuf, String) {
+    let pod = ["--pod", n.server.ns.name.as_str()];
+    window_of(n, &pod, name, tcpdump_filter, sniff_args)
+}
+
+/// [`window`] for a sniff of `target`.
+fn window_of(
+    n: &Node,
+    target: &[&str],
+    name: &str,
+    tcpdump_filter: &str,
+    sniff_args: &[&str],
+) -> (PathBuf, PathBuf, String) {
     let want = n.dir.path().join(format!("{name}.tcpdump.pcap"));
     let got = n.dir.path().join(format!("{name}.pcapng"));
     let mut td = tcpdump_host(&n.server.host_if, tcpdump_filter, &want);
     let mut args = sniff_args.to_vec();
     let out = got.to_str().unwrap().to_string();
     args.extend(["-w", &out]);
-    let s = n.sniff(&args, Stdio::null());
+    let s = n.sniff_of(target, &args, Stdio::null());
     std::thread::sleep(Duration::from_millis(300));
     n.traffic();
     // Frames reach the sniff through the workers' rings (retired every 10 ms) and its
@@ -874,4 +892,80 @@ fn a_stale_socket_is_replaced_and_a_live_one_left_alone() {
         String::from_utf8_lossy(&st.stderr)
     );
     assert_eq!(pid(&st), first_pid);
+}
+
+/// Pods by namespace and name, and by label selector, as a static map names them (what
+/// Kubernetes would): the server pod is `shop/web` with labels app=web, tier=front.
+#[test]
+fn sniff_by_label_selector_and_by_namespaced_name() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let n = node();
+    let map = n.dir.path().join("map.toml");
+    std::fs::write(
+        &map,
+        format!(
+            "[[pod]]\nname = \"web\"\nnamespace = \"shop\"\nnetns = \"{}\"\n\
+             labels = {{ app = \"web\", tier = \"front\" }}\n",
+            n.server.ns.name
+        ),
+    )
+    .unwrap();
+    let mut cfg = std::fs::read_to_string(&n.cfg).unwrap();
+    cfg.push_str(&format!(
+        "[attribution]\nstatic_map = \"{}\"\n",
+        map.display()
+    ));
+    std::fs::write(&n.cfg, cfg).unwrap();
+    let _d = n.daemon();
+    let selector = ["-l", "app=web,tier in (front, back),!canary"];
+    let (want, got, log) = window_of(&n, &selector, "label", "", &[]);
+    assert!(log.contains("capturing pods -l app=web"), "{log}");
+    same_frames(&got, &want);
+    let info = sh(Command::new("capinfos").arg(&got));
+    assert!(info.contains("pods -l app=web"), "{info}");
+    let described = sh(Command::new("tshark").args(["-n", "-r"]).arg(&got).args([
+        "-c",
+        "1",
+        "-T",
+        "fields",
+        "-e",
+        "frame.interface_description",
+    ]));
+    assert!(described.contains("pod shop/web"), "{described}");
+    // By name and namespace, either way of writing it; a selector matching nobody and a
+    // wrong namespace are refused with the reason.
+    for target in [
+        &["--pod", "web", "-n", "shop"][..],
+        &["--pod", "shop/web"][..],
+    ] {
+        let file = n.dir.path().join("named.pcapng");
+        let mut s = n.sniff_of(
+            target,
+            &["--count", "3", "-w", file.to_str().unwrap()],
+            Stdio::null(),
+        );
+        n.traffic();
+        let log = s.wait();
+        assert!(
+            log.contains("capturing pod shop/web") && log.contains("ended: count"),
+            "{log}"
+        );
+    }
+    for (target, why) in [
+        (&["-l", "app=db"][..], "no pods -l app=db on this node"),
+        (
+            &["--pod", "web", "-n", "other"][..],
+            "no pod other/web on this node",
+        ),
+    ] {
+        let out = n
+            .podtap()
+            .arg("sniff")
+            .args(target)
+            .args(["-w", "/dev/null"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(why), "{err}");
+    }
 }
