@@ -847,6 +847,25 @@ fn publish<L: LiveSource>(
     }
 }
 
+/// Frames and bytes per interface, all queues together.
+pub(crate) fn iface_totals(stats: &[Arc<QueueStats>]) -> Vec<IfaceCount> {
+    let mut per: Vec<IfaceCount> = Vec::new();
+    for q in stats {
+        if let Ok(v) = q.per_iface.lock() {
+            for c in v.iter() {
+                match per.iter_mut().find(|p| p.ifindex == c.ifindex) {
+                    Some(p) => {
+                        p.frames += c.frames;
+                        p.bytes += c.bytes;
+                    }
+                    None => per.push(*c),
+                }
+            }
+        }
+    }
+    per
+}
+
 fn log_stats(stats: &[Arc<QueueStats>], selected: &[Iface]) {
     for (i, q) in stats.iter().enumerate() {
         if !q.active.load(Ordering::Relaxed) {
@@ -865,21 +884,7 @@ fn log_stats(stats: &[Arc<QueueStats>], selected: &[Iface]) {
             "queue stats"
         );
     }
-    let mut per: Vec<IfaceCount> = Vec::new();
-    for q in stats {
-        if let Ok(v) = q.per_iface.lock() {
-            for c in v.iter() {
-                match per.iter_mut().find(|p| p.ifindex == c.ifindex) {
-                    Some(p) => {
-                        p.frames += c.frames;
-                        p.bytes += c.bytes;
-                    }
-                    None => per.push(*c),
-                }
-            }
-        }
-    }
-    for c in per {
+    for c in iface_totals(stats) {
         let name = selected
             .iter()
             .find(|i| i.ifindex == c.ifindex)

@@ -778,6 +778,10 @@ fn a_slow_reader_loses_frames_counted_and_capture_goes_on() {
     let got = n.dir.path().join("slow.pcapng");
     let mut td = tcpdump_host(&n.server.host_if, "", &want);
     let s = n.sniff(&["-w", got.to_str().unwrap()], Stdio::null());
+    // Status lists it.
+    let st = n.podtap().args(["status", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(v["sniffs"][0]["target"], format!("pod {}", n.server.ns.name), "{v}");
     // Stopped: its socket fills, then the daemon's queue for it.
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(s.child.id() as i32, libc::SIGSTOP) };

@@ -147,6 +147,21 @@ pub fn render(st: &Status) -> String {
         let _ = writeln!(o, "export: off (no OTLP, no Prometheus)");
     }
     let _ = writeln!(o, "sniffs active: {}", st.sniffs_active);
+    for s in &st.sniffs {
+        let _ = writeln!(
+            o,
+            "  {} (filter: {}) for {}: {} frames sent, {} dropped",
+            s.target,
+            if s.filter.is_empty() {
+                "none"
+            } else {
+                &s.filter
+            },
+            uptime(s.secs),
+            s.frames,
+            s.dropped
+        );
+    }
     o
 }
 

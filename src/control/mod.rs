@@ -189,6 +189,18 @@ pub struct Status {
     pub drops: Drops,
     pub export: ExportStatus,
     pub sniffs_active: usize,
+    /// The sniffs being served: what, how long, frames sent and lost.
+    #[serde(default)]
+    pub sniffs: Vec<SniffStatus>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SniffStatus {
+    pub target: String,
+    pub filter: String,
+    pub secs: u64,
+    pub frames: u64,
+    pub dropped: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]

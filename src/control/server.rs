@@ -6,14 +6,14 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::tap::{QueueBounds, TapHub};
 use super::{
     ControlConfig, ControlError, Drops, ExportStatus, IfaceStatus, Reply, Request, SniffEnd,
-    SniffHeader, SniffRequest, Status, StreamFrame, WorkerStatus,
+    SniffHeader, SniffRequest, SniffStatus, Status, StreamFrame, WorkerStatus,
 };
 use crate::export::Exporter;
 use crate::run::QueueStats;
@@ -110,6 +110,7 @@ impl Server {
     pub fn serve(&self, state: &DaemonState, export: Option<&Exporter>, stop: &AtomicBool) {
         let clients = AtomicUsize::new(0);
         let sniffs = AtomicUsize::new(0);
+        let active = Mutex::new(Vec::new());
         let ctx = Ctx {
             cfg: &self.cfg,
             gid: self.gid,
@@ -117,6 +118,7 @@ impl Server {
             export,
             stop,
             sniffs: &sniffs,
+            active: &active,
         };
         std::thread::scope(|s| {
             while !stop.load(Ordering::Relaxed) {
@@ -183,6 +185,17 @@ struct Ctx<'a> {
     export: Option<&'a Exporter>,
     stop: &'a AtomicBool,
     sniffs: &'a AtomicUsize,
+    /// The sniffs being served, for `podtap status`.
+    active: &'a Mutex<Vec<Arc<ActiveSniff>>>,
+}
+
+/// A sniff being served.
+struct ActiveSniff {
+    target: String,
+    filter: String,
+    started: Instant,
+    frames: AtomicU64,
+    dropped: AtomicU64,
 }
 
 impl Ctx<'_> {
@@ -269,7 +282,6 @@ impl Ctx<'_> {
         let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         let mut drops = Drops::default();
         let mut workers = Vec::new();
-        let mut per: Vec<crate::capture::tpacket::IfaceCount> = Vec::new();
         for (i, q) in st.queues.iter().enumerate() {
             let w = WorkerStatus {
                 queue: i,
@@ -287,18 +299,8 @@ impl Ctx<'_> {
             drops.ring_full += w.ring_full;
             drops.records += w.records_dropped;
             workers.push(w);
-            if let Ok(v) = q.per_iface.lock() {
-                for c in v.iter() {
-                    match per.iter_mut().find(|p| p.ifindex == c.ifindex) {
-                        Some(p) => {
-                            p.frames += c.frames;
-                            p.bytes += c.bytes;
-                        }
-                        None => per.push(*c),
-                    }
-                }
-            }
         }
+        let per = crate::run::iface_totals(&st.queues);
         let snap = st.attributor.as_ref().map(|a| a.snapshot());
         let mut interfaces = st
             .interfaces
@@ -342,6 +344,19 @@ impl Ctx<'_> {
             drops,
             export,
             sniffs_active: st.hub.active_count(),
+            sniffs: self
+                .active
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|a| SniffStatus {
+                    target: a.target.clone(),
+                    filter: a.filter.clone(),
+                    secs: a.started.elapsed().as_secs(),
+                    frames: a.frames.load(Ordering::Relaxed),
+                    dropped: a.dropped.load(Ordering::Relaxed),
+                })
+                .collect(),
         }
     }
 
@@ -389,6 +404,19 @@ impl Ctx<'_> {
             },
         );
         tracing::info!(target = %target, filter = %req.filter, "control: sniff started");
+        let me = Arc::new(ActiveSniff {
+            target: target.clone(),
+            filter: req.filter.clone(),
+            started: Instant::now(),
+            frames: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        });
+        self.active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(me.clone());
+        // Unlisted however this ends.
+        let _listed = Unlist(self.active, me.clone());
         let header = Reply {
             ok: true,
             error: None,
@@ -449,6 +477,8 @@ impl Ctx<'_> {
                 break "client";
             }
             out.clear();
+            me.frames.store(sent, Ordering::Relaxed);
+            me.dropped.store(rx.dropped(), Ordering::Relaxed);
             // The client asked to stop (it shut its side): what was queued before has
             // been sent above.
             if client_done {
@@ -496,6 +526,18 @@ impl Ctx<'_> {
             }
         }
         true
+    }
+}
+
+/// Removes a sniff from the list when dropped.
+struct Unlist<'a>(&'a Mutex<Vec<Arc<ActiveSniff>>>, Arc<ActiveSniff>);
+
+impl Drop for Unlist<'_> {
+    fn drop(&mut self) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|a| !Arc::ptr_eq(a, &self.1));
     }
 }
 
