@@ -606,6 +606,16 @@ fn control_socket_refuses_non_root_and_survives_garbage() {
         false,
     );
     assert!(r.contains("\"ok\":false") && r.contains("filter"), "{r}");
+    // An interface the daemon does not capture (lo is not among the bridge's).
+    let r = raw(
+        &n.sock,
+        b"{\"request\":\"sniff\",\"interface\":\"lo\"}\n",
+        false,
+    );
+    assert!(
+        r.contains("interface lo: lo not captured by the daemon"),
+        "{r}"
+    );
     // Still answering.
     let st = n.podtap().arg("status").output().unwrap();
     assert!(
@@ -781,7 +791,11 @@ fn a_slow_reader_loses_frames_counted_and_capture_goes_on() {
     // Status lists it.
     let st = n.podtap().args(["status", "--json"]).output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
-    assert_eq!(v["sniffs"][0]["target"], format!("pod {}", n.server.ns.name), "{v}");
+    assert_eq!(
+        v["sniffs"][0]["target"],
+        format!("pod {}", n.server.ns.name),
+        "{v}"
+    );
     // Stopped: its socket fills, then the daemon's queue for it.
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(s.child.id() as i32, libc::SIGSTOP) };

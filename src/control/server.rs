@@ -394,6 +394,27 @@ impl Ctx<'_> {
                     return;
                 }
             };
+        // Only what the workers see can be handed over.
+        let attached: Vec<u32> = self
+            .state
+            .interfaces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|i| i.ifindex)
+            .collect();
+        if !ifaces.iter().any(|i| attached.contains(&i.ifindex)) {
+            let names: Vec<&str> = ifaces.iter().map(|i| i.name.as_str()).collect();
+            reply(
+                stream,
+                &Reply::error(format!(
+                    "{target}: {} not captured by the daemon (capture.interfaces, \
+                     attribution.selector)",
+                    names.join(", ")
+                )),
+            );
+            return;
+        }
         let rx = self.state.hub.subscribe(
             ifaces.iter().map(|i| i.ifindex).collect(),
             filter,
