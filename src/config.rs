@@ -43,6 +43,8 @@ pub struct Config {
     pub privileges: crate::privilege::PrivilegeConfig,
     /// `[memory]`: one budget the traffic-driven bounds derive from (see [`crate::memory`]).
     pub memory: crate::memory::MemoryConfig,
+    /// `[control]`: the daemon's control socket (`podtap status`, `podtap sniff`).
+    pub control: crate::control::ControlConfig,
 }
 
 /// What is captured, and how.
@@ -480,6 +482,9 @@ impl Config {
                 "must be at least reassembly.max_flow_bytes".into(),
             ));
         }
+        self.control
+            .validate()
+            .map_err(|(key, msg)| (&*format!("control.{key}").leak(), msg))?;
         self.protocols.validate()?;
         self.export
             .validate()

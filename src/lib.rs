@@ -8,6 +8,7 @@
 pub mod capture;
 pub mod check;
 pub mod config;
+pub mod control;
 pub mod events;
 pub mod export;
 pub mod filter;

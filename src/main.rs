@@ -130,6 +130,49 @@ enum Cmd {
     },
     /// Check whether this host can capture, and which engine each interface would use.
     Check,
+    /// The running daemon's interfaces, engines, workers, drops and export state (from
+    /// its control socket, `control.socket`).
+    Status {
+        /// The daemon's answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A pod's frames, both directions, as pcapng: from the running daemon's workers, or
+    /// (no daemon) from a capture of its own. Ends at --count, --duration, --max-size or
+    /// Ctrl-C, always with a valid file.
+    #[command(group(clap::ArgGroup::new("target").required(true).args(["pod", "selector", "interface"])))]
+    Sniff {
+        /// The pod (its name, `namespace/name`, or its network namespace's name).
+        #[arg(long)]
+        pod: Option<String>,
+        /// The pod's namespace.
+        #[arg(long, short = 'n', requires = "pod")]
+        namespace: Option<String>,
+        /// Every pod matching a label selector: `-l app=web,tier!=db`.
+        #[arg(long = "selector", short = 'l')]
+        selector: Option<String>,
+        /// A host interface instead of a pod.
+        #[arg(long)]
+        interface: Option<String>,
+        /// Packet filter in tcpdump's language (`tcp port 80`).
+        #[arg(long, default_value = "")]
+        filter: String,
+        /// Stop after this many seconds (default, and at most: `control.max_sniff_secs`).
+        #[arg(long, conflicts_with = "count")]
+        duration: Option<u64>,
+        /// Stop after this many frames.
+        #[arg(long, short = 'c')]
+        count: Option<u64>,
+        /// Bytes kept of each frame (default: whole frames).
+        #[arg(long, short = 's', default_value_t = 0)]
+        snaplen: u32,
+        /// Stop before the file grows past this many bytes.
+        #[arg(long, default_value_t = 1 << 30)]
+        max_size: u64,
+        /// Output file; `-` streams to standard output (`| tshark -r -`).
+        #[arg(short = 'w', required = true)]
+        write: PathBuf,
+    },
     /// Write a synthetic capture (HTTP/1.1 over TCP, optional UDP) for demos and benchmarks.
     Synth {
         /// Output pcap file.
@@ -350,6 +393,56 @@ fn main() -> anyhow::Result<()> {
             if !report.all_ok() {
                 std::process::exit(1);
             }
+        }
+        Cmd::Status { json } => {
+            let st = podtap::control::client::status(&cfg.control.socket)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&st)?);
+            } else {
+                print!("{}", podtap::control::client::render(&st));
+            }
+        }
+        Cmd::Sniff {
+            pod,
+            namespace,
+            selector,
+            interface,
+            filter,
+            duration,
+            count,
+            snaplen,
+            max_size,
+            write,
+        } => {
+            let opts = podtap::control::sniff::SniffOptions {
+                request: podtap::control::SniffRequest {
+                    pod,
+                    namespace,
+                    selector,
+                    interface,
+                    filter,
+                    snaplen,
+                    count: count.unwrap_or(0),
+                    duration_secs: duration.unwrap_or(0),
+                },
+                out: write,
+                max_bytes: max_size,
+                on_ready: |m| eprintln!("podtap sniff: {m}"),
+            };
+            let t = podtap::control::sniff::run(&cfg, &opts)?;
+            eprintln!(
+                "podtap sniff: {} frames ({} bytes) written to {}; ended: {}; {} frames dropped{}",
+                t.frames,
+                t.bytes,
+                opts.out.display(),
+                t.reason,
+                t.dropped,
+                if t.from_daemon {
+                    " (read too slowly)"
+                } else {
+                    " by the kernel (ring full)"
+                }
+            );
         }
         Cmd::Synth { out, opts } => {
             let f = std::fs::File::create(&out)

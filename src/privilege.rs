@@ -23,6 +23,7 @@
 //! | `CAP_SYS_ADMIN` | `capture.mode` `auto`/`xdp` (mounting bpffs; BPF on kernels without `CAP_BPF`), or netns attribution | `setns(2)` into pod namespaces to list their addresses and sockets |
 //! | `CAP_SYS_PTRACE`, `CAP_DAC_READ_SEARCH` | netns attribution | reading other processes' `/proc/<pid>/ns/net` and `/proc/<pid>/fd` |
 //! | `CAP_NET_BIND_SERVICE` | `export.prometheus.listen` has a port below 1024 | binding `/metrics` there |
+//! | `CAP_CHOWN` | `control.group` is set | giving the control socket to that group |
 //!
 //! Everything else (`CAP_DAC_OVERRIDE`, `CAP_SETUID`, `CAP_SYS_MODULE`, `CAP_KILL`, ...) is
 //! dropped. `[privileges] keep` adds capabilities for setups this table does not foresee;
@@ -96,6 +97,9 @@ pub fn needed(cfg: &Config) -> Result<CapsHashSet, PrivilegeError> {
     }
     if cfg.export.prometheus_port().is_some_and(|port| port < 1024) {
         keep.insert(Capability::CAP_NET_BIND_SERVICE);
+    }
+    if cfg.control.enabled && !cfg.control.group.is_empty() {
+        keep.insert(Capability::CAP_CHOWN);
     }
     for name in &cfg.privileges.keep {
         let canonical = caps::to_canonical(name);

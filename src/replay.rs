@@ -278,7 +278,7 @@ fn run_worker(
     let mut worker = Worker::new(cfg, sink).with_attributor(attr);
     let start = std::time::Instant::now();
     let mut offered = 0u64;
-    while let Some(n) = src.next_batch(BATCH, |f| worker.process(f))? {
+    while let Some(n) = worker.batch(&mut src, BATCH, |_| {})? {
         // The worker's packets and bytes, as live capture reports them (a file has no
         // kernel drops; its interfaces are not attached ones).
         let (packets, bytes, _) = worker.progress();

@@ -23,6 +23,9 @@ use crate::capture::tpacket::{FilterHandle, IfaceCount, IfaceFilter, TpacketSour
 use crate::capture::xdp::{Decap, XdpSource};
 use crate::capture::{CaptureError, LiveSource};
 use crate::config::{CaptureMode, Config};
+use crate::control::IfaceStatus;
+use crate::control::server::{DaemonState, Server as ControlServer};
+use crate::control::tap::TapHub;
 use crate::events::{Counters, Event};
 use crate::export::jsonl::{self, JsonLines};
 use crate::export::queue::{BatchReceiver, BatchSender, RecvError, record_queue};
@@ -44,6 +47,8 @@ pub enum RunError {
     Signals(std::io::Error),
     #[error(transparent)]
     Attribution(#[from] crate::k8s::AttrError),
+    #[error(transparent)]
+    Control(#[from] crate::control::ControlError),
 }
 
 pub struct RunOptions {
@@ -200,6 +205,20 @@ pub fn run(
         signal_hook::flag::register(sig, stop.clone()).map_err(RunError::Signals)?;
     }
     let selector = Selector::new(&cfg.capture.interfaces, &cfg.capture.exclude)?;
+    // The control socket first: a bad `control.group` stops the start before capture.
+    let control = if cfg.control.enabled {
+        let c = ControlServer::bind(&cfg.control)?;
+        if c.is_none() {
+            tracing::warn!(
+                socket = %cfg.control.socket,
+                "another podtap daemon answers on the control socket: this one serves none"
+            );
+        }
+        c
+    } else {
+        None
+    };
+    let hub = TapHub::new();
     // Pod attribution; its label selector also decides which pod interfaces are captured.
     let attribution = if cfg.attribution.enabled {
         let mut ac = cfg.attribution.clone();
@@ -331,6 +350,20 @@ pub fn run(
             })
         })
         .collect();
+    let state = DaemonState {
+        started: Instant::now(),
+        node: crate::k8s::node_name(&cfg.attribution),
+        queues: stats.clone(),
+        interfaces: std::sync::Mutex::new(
+            decisions
+                .iter()
+                .map(|(i, e, why)| iface_status(i, *e, why))
+                .collect(),
+        ),
+        mirror: mirror.as_ref().map(|m| m.capture_device().to_string()),
+        hub: hub.clone(),
+        attributor: attributor.clone(),
+    };
     let core_ids = core_affinity::get_core_ids().unwrap_or_default();
     let cpu_of = |i: usize| {
         let cpu = if cfg.capture.cpus.is_empty() {
@@ -353,6 +386,14 @@ pub fn run(
     let captured = Arc::new(selector.clone());
     std::thread::scope(|s| {
         let writer = s.spawn(|| write_records(cfg, opts.output, rx, out, &stats));
+        if let Some(c) = &control {
+            tracing::info!(socket = %c.path().display(), "control socket");
+            let (state, stop) = (&state, &stop);
+            std::thread::Builder::new()
+                .name("podtap-control".into())
+                .spawn_scoped(s, move || c.serve(state, export, stop))
+                .expect("spawn control server");
+        }
         let mut threads = Vec::with_capacity(queues);
         // TPACKET_V3 worker i (also when its ring is opened late, from the control loop).
         let spawn_tpacket = |i: usize, src: TpacketSource, tx: &BatchSender| {
@@ -365,8 +406,9 @@ pub fn run(
             std::thread::Builder::new()
                 .name(format!("podtap-t{i}"))
                 .spawn_scoped(s, {
-                    let attr = attributor.clone();
-                    move || capture_loop(cfg, src, sink, attr, cpu, &qs, &wstop)
+                    let (attr, hub) = (attributor.clone(), hub.clone());
+                    let worker = move || Worker::new(cfg, sink).with_attributor(attr).with_tap(hub);
+                    move || capture_loop(src, worker, cpu, &qs, &wstop)
                 })
                 .expect("spawn worker")
         };
@@ -389,8 +431,10 @@ pub fn run(
                 std::thread::Builder::new()
                     .name(format!("podtap-x{j}"))
                     .spawn_scoped(s, {
-                        let attr = attributor.clone();
-                        move || capture_loop(cfg, src, sink, attr, cpu, &qs, &wstop)
+                        let (attr, hub) = (attributor.clone(), hub.clone());
+                        let worker =
+                            move || Worker::new(cfg, sink).with_attributor(attr).with_tap(hub);
+                        move || capture_loop(src, worker, cpu, &qs, &wstop)
                     })
                     .expect("spawn worker"),
             );
@@ -478,7 +522,7 @@ pub fn run(
                         }
                     }
                     if now != selected || !rerouted.is_empty() {
-                        relink(
+                        let attached = relink(
                             cfg,
                             &selected,
                             &now,
@@ -487,6 +531,10 @@ pub fn run(
                             &handles,
                             export,
                         );
+                        let mut st = state.interfaces.lock().unwrap_or_else(|e| e.into_inner());
+                        st.retain(|s| now.iter().any(|i| i.ifindex == s.ifindex));
+                        st.extend(attached);
+                        drop(st);
                         // The first interface routed to TPACKET_V3 opens its rings.
                         let f = tpacket_filter(&now, &routes);
                         if let Some(ttx) = tpacket_tx.as_ref()
@@ -512,12 +560,19 @@ pub fn run(
                         }
                     }
                     // Said once the rings take them.
+                    const REROUTED: &str = "the mirror's capture device was removed";
+                    if !rerouted.is_empty() {
+                        let mut st = state.interfaces.lock().unwrap_or_else(|e| e.into_inner());
+                        for s in st
+                            .iter_mut()
+                            .filter(|s| rerouted.iter().any(|i| i.ifindex == s.ifindex))
+                        {
+                            s.engine = Engine::Tpacket.as_str().into();
+                            s.reason = REROUTED.into();
+                        }
+                    }
                     for i in &rerouted {
-                        log_attach(
-                            i,
-                            Engine::Tpacket,
-                            "the mirror's capture device was removed",
-                        );
+                        log_attach(i, Engine::Tpacket, REROUTED);
                     }
                 }
             }
@@ -618,7 +673,8 @@ fn open_plain(cfg: &Config, name: &str) -> Result<Vec<(String, XdpSource)>, Stri
 }
 
 /// Interfaces came or went: mirror or un-mirror them, and give the TPACKET_V3 rings the
-/// new interface list. Workers keep running throughout.
+/// new interface list. Workers keep running throughout. Returns the new interfaces, with
+/// their engines, for `podtap status`.
 fn relink(
     cfg: &Config,
     before: &[Iface],
@@ -627,7 +683,7 @@ fn relink(
     mut mirror: Option<&mut Mirror>,
     handles: &[FilterHandle],
     export: Option<&Exporter>,
-) {
+) -> Vec<IfaceStatus> {
     // Said once the filter below takes the interfaces: a log line that says attached means
     // its frames are being captured.
     let mut attached = Vec::new();
@@ -670,12 +726,16 @@ fn relink(
             tracing::error!("cannot update the capture filter: {e}");
         }
     }
-    for (i, engine, why) in attached {
-        log_attach(i, engine, &why);
-        if let Some(e) = export {
-            e.interface_attached(i.ifindex, &i.name);
-        }
-    }
+    attached
+        .into_iter()
+        .map(|(i, engine, why)| {
+            log_attach(i, engine, &why);
+            if let Some(e) = export {
+                e.interface_attached(i.ifindex, &i.name);
+            }
+            iface_status(i, engine, &why)
+        })
+        .collect()
 }
 
 /// SIGHUP: re-read the config file and apply its attribution settings (selector, label
@@ -721,6 +781,16 @@ fn tpacket_filter(selected: &[Iface], routes: &HashMap<u32, Route>) -> IfaceFilt
     }
 }
 
+fn iface_status(i: &Iface, engine: Engine, reason: &str) -> IfaceStatus {
+    IfaceStatus {
+        name: i.name.clone(),
+        ifindex: i.ifindex,
+        engine: engine.as_str().into(),
+        reason: reason.into(),
+        ..Default::default()
+    }
+}
+
 fn log_attach(i: &Iface, engine: Engine, reason: &str) {
     tracing::info!(
         interface = %i.name,
@@ -733,10 +803,8 @@ fn log_attach(i: &Iface, engine: Engine, reason: &str) {
 
 /// One worker: read its ring, process frames, and between batches do the housekeeping.
 fn capture_loop<L: LiveSource>(
-    cfg: &Config,
     mut src: L,
-    sink: ExportSink<ChannelSink>,
-    attr: Option<crate::k8s::Attributor>,
+    worker: impl FnOnce() -> Worker<ExportSink<ChannelSink>>,
     cpu: Option<core_affinity::CoreId>,
     qs: &QueueStats,
     stop: &AtomicBool,
@@ -746,15 +814,15 @@ fn capture_loop<L: LiveSource>(
     {
         tracing::warn!(cpu = c.id, "cannot pin worker to CPU");
     }
-    let mut worker = Worker::new(cfg, sink).with_attributor(attr);
+    // Built once pinned, so that its tables are allocated from the worker's CPU.
+    let mut worker = worker();
     let mut next_housekeeping = Instant::now();
     // Frames and bytes per observation point (a few per node: a short vector).
     let mut per_iface: Vec<IfaceCount> = Vec::with_capacity(256);
     loop {
-        let n = src
-            .next_batch(BATCH, |f| {
-                count_iface(&mut per_iface, f.obs, f.wire_len);
-                worker.process(f)
+        let n = worker
+            .batch(&mut src, BATCH, |f| {
+                count_iface(&mut per_iface, f.obs, f.wire_len)
             })
             .unwrap_or(Some(0))
             .unwrap_or(0);
@@ -832,6 +900,25 @@ fn publish<L: LiveSource>(
     }
 }
 
+/// Frames and bytes per interface, all queues together.
+pub(crate) fn iface_totals(stats: &[Arc<QueueStats>]) -> Vec<IfaceCount> {
+    let mut per: Vec<IfaceCount> = Vec::new();
+    for q in stats {
+        if let Ok(v) = q.per_iface.lock() {
+            for c in v.iter() {
+                match per.iter_mut().find(|p| p.ifindex == c.ifindex) {
+                    Some(p) => {
+                        p.frames += c.frames;
+                        p.bytes += c.bytes;
+                    }
+                    None => per.push(*c),
+                }
+            }
+        }
+    }
+    per
+}
+
 fn log_stats(stats: &[Arc<QueueStats>], selected: &[Iface]) {
     for (i, q) in stats.iter().enumerate() {
         if !q.active.load(Ordering::Relaxed) {
@@ -850,21 +937,7 @@ fn log_stats(stats: &[Arc<QueueStats>], selected: &[Iface]) {
             "queue stats"
         );
     }
-    let mut per: Vec<IfaceCount> = Vec::new();
-    for q in stats {
-        if let Ok(v) = q.per_iface.lock() {
-            for c in v.iter() {
-                match per.iter_mut().find(|p| p.ifindex == c.ifindex) {
-                    Some(p) => {
-                        p.frames += c.frames;
-                        p.bytes += c.bytes;
-                    }
-                    None => per.push(*c),
-                }
-            }
-        }
-    }
-    for c in per {
+    for c in iface_totals(stats) {
         let name = selected
             .iter()
             .find(|i| i.ifindex == c.ifindex)
