@@ -32,6 +32,9 @@ struct Node {
     server: Pod,
     bridge: Bridge,
     dir: tempfile::TempDir,
+    /// Root's, for the socket: nginx gives `dir` to its worker user, and the daemon keeps
+    /// no CAP_DAC_OVERRIDE to create the socket's directory in someone else's.
+    _ctl: tempfile::TempDir,
     cfg: PathBuf,
     sock: PathBuf,
 }
@@ -89,7 +92,9 @@ fn node_with(extra: &str) -> Node {
     // New links announce themselves for a second or two (the bridge's IGMP reports of
     // 224.0.0.106, repeated at random times): the windows start once the veth is quiet.
     settle(&server.host_if);
-    let sock = dir.path().join("run").join("control.sock");
+    let ctl = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(ctl.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sock = ctl.path().join("run").join("control.sock");
     let cfg = dir.path().join("podtap.toml");
     std::fs::write(
         &cfg,
@@ -106,6 +111,7 @@ fn node_with(extra: &str) -> Node {
         server,
         bridge,
         dir,
+        _ctl: ctl,
         cfg,
         sock,
     }
