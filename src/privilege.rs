@@ -26,7 +26,9 @@
 //! | `CAP_CHOWN` | `control.group` is set | giving the control socket to that group |
 //!
 //! Everything else (`CAP_DAC_OVERRIDE`, `CAP_SETUID`, `CAP_SYS_MODULE`, `CAP_KILL`, ...) is
-//! dropped. `[privileges] keep` adds capabilities for setups this table does not foresee;
+//! dropped. Without `CAP_DAC_OVERRIDE` even a root daemon writes only where the file modes
+//! let it: `output.file`'s directory and the control socket's must be root's (they are in
+//! the systemd unit and the DaemonSet). `[privileges] keep` adds capabilities for setups this table does not foresee;
 //! `drop = false` turns the whole step off (for debugging).
 
 use std::str::FromStr;

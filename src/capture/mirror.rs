@@ -612,7 +612,9 @@ impl Mirror {
         if let Some(fd) = self.obj.map_fd("podtap_mslots") {
             let _ = bpfobj::map_delete(fd, &ifindex);
         }
-        self.tags.set(a.slot, 0);
+        // The slot keeps naming the interface until it is reused (after the quarantine):
+        // copies tagged with it may still wait in the AF_XDP rings, and must still be
+        // attributed to the interface they came from.
         self.freed.push_back(a.slot);
         self.save_state();
         Ok(())
