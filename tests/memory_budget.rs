@@ -3,6 +3,11 @@
 //! million packets cost in one flow (reading the file, decoding), within the budget, and the bound is enforced by evicting flows
 //! (counted), not by growing. Without the budget the same flood takes several times more.
 //! Peak RSS is the kernel's (`/usr/bin/time`'s maximum resident set size).
+//!
+//! The other hostile captures of the robustness pass, each replayed under the same budget:
+//! 200,000 one-byte segments behind a hole, 100,000 segments each behind a hole of its
+//! own, 200,000 first fragments of datagrams that never complete, and an HTTP/1 header
+//! that never ends (20 MB). Each peaks within the budget above the one-flow run.
 
 use std::io::BufWriter;
 use std::path::Path;
@@ -38,6 +43,102 @@ fn syn_flood(path: &Path, n: u32, distinct: bool) {
         w.write(Timestamp(1_000_000_000 + j as u64 * 1000), &frame)
             .unwrap();
     }
+}
+
+/// A TCP frame of client `c` (port `sp`) to 10.255.0.1:80.
+fn tcp(c: [u8; 4], sp: u16, seq: u32, syn: bool, payload: &[u8]) -> Vec<u8> {
+    let mut b = PacketBuilder::ethernet2([2; 6], [4; 6])
+        .ipv4(c, [10, 255, 0, 1], 64)
+        .tcp(sp, 80, seq, 64240);
+    if syn {
+        b = b.syn();
+    } else {
+        b = b.ack(1);
+    }
+    let mut v = Vec::new();
+    b.write(&mut v, payload).unwrap();
+    v
+}
+
+/// Write `frames` as a pcap.
+fn write(path: &Path, frames: impl Iterator<Item = Vec<u8>>) {
+    let f = std::fs::File::create(path).unwrap();
+    let mut w = PcapWriter::new(BufWriter::new(f), 1).unwrap();
+    for (i, fr) in frames.enumerate() {
+        w.write(Timestamp(1_000_000_000 + i as u64 * 1000), &fr)
+            .unwrap();
+    }
+}
+
+/// The hostile captures besides the SYN flood, by name.
+fn hostile(dir: &Path) -> Vec<(&'static str, std::path::PathBuf)> {
+    let c = [10, 8, 0, 1];
+    let mut v = Vec::new();
+    // One-byte segments behind a one-byte hole: the first byte never comes.
+    let p = dir.join("drip.pcap");
+    write(
+        &p,
+        std::iter::once(tcp(c, 1000, 1000, true, b""))
+            .chain((2..200_002u32).map(|i| tcp(c, 1000, 1000 + i, false, b"x"))),
+    );
+    v.push(("200,000 one-byte segments behind a hole", p));
+    // Every other byte: each segment behind a hole of its own.
+    let p = dir.join("comb.pcap");
+    write(
+        &p,
+        std::iter::once(tcp(c, 1001, 1000, true, b""))
+            .chain((0..100_000u32).map(|i| tcp(c, 1001, 1002 + 2 * i, false, b"y"))),
+    );
+    v.push(("100,000 segments, each behind its own hole", p));
+    // First fragments of datagrams whose rest never comes.
+    let p = dir.join("fragments.pcap");
+    write(
+        &p,
+        (0..200_000u32).map(|i| {
+            let payload = [0u8; 64];
+            let src = [10, 7, (i >> 8) as u8, i as u8];
+            let mut ip = etherparse::Ipv4Header::new(
+                payload.len() as u16,
+                64,
+                etherparse::IpNumber::UDP,
+                src,
+                [10, 255, 0, 1],
+            )
+            .unwrap();
+            ip.identification = (i >> 16) as u16;
+            ip.more_fragments = true;
+            ip.header_checksum = ip.calc_header_checksum();
+            let eth = etherparse::Ethernet2Header {
+                source: [2; 6],
+                destination: [4; 6],
+                ether_type: etherparse::EtherType::IPV4,
+            };
+            let mut f = Vec::new();
+            eth.write(&mut f).unwrap();
+            ip.write(&mut f).unwrap();
+            f.extend_from_slice(&payload);
+            f
+        }),
+    );
+    v.push(("200,000 first fragments that never complete", p));
+    // An HTTP/1 request whose header never ends.
+    let p = dir.join("endless-header.pcap");
+    let chunk: Vec<u8> =
+        b"X-Endless: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n".repeat(18);
+    write(
+        &p,
+        [
+            tcp(c, 1002, 1000, true, b""),
+            tcp(c, 1002, 1001, false, b"GET / HTTP/1.1\r\n"),
+        ]
+        .into_iter()
+        .chain(
+            (0..20_000_000 / chunk.len() as u32)
+                .map(|i| tcp(c, 1002, 1017 + i * chunk.len() as u32, false, &chunk)),
+        ),
+    );
+    v.push(("an HTTP/1 header that never ends (20 MB)", p));
+    v
 }
 
 /// Peak RSS in bytes of `podtap --config CFG replay FILE --output table --workers 1`, and
@@ -79,7 +180,7 @@ fn event(table: &str, event: &str) -> u64 {
 }
 
 #[test]
-fn a_syn_flood_peaks_within_the_memory_budget() {
+fn hostile_captures_peak_within_the_memory_budget() {
     let dir = tempfile::tempdir().unwrap();
     let flood = dir.path().join("syn-flood.pcap");
     syn_flood(&flood, 1_000_000, true);
@@ -126,4 +227,14 @@ fn a_syn_flood_peaks_within_the_memory_budget() {
         "the budget is what bounds it: {} MiB without",
         mib(free)
     );
+    for (what, file) in hostile(dir.path()) {
+        let (p, _) = replay_peak(&budgeted, &file);
+        eprintln!("peak RSS: {what}: {} MiB", mib(p));
+        assert!(
+            p.saturating_sub(base) <= BUDGET,
+            "{what}: {} MiB above one flow's {} MiB",
+            mib(p - base),
+            mib(base)
+        );
+    }
 }
