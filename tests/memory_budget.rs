@@ -6,8 +6,9 @@
 //!
 //! The other hostile captures of the robustness pass, each replayed under the same budget:
 //! 200,000 one-byte segments behind a hole, 100,000 segments each behind a hole of its
-//! own, 200,000 first fragments of datagrams that never complete, and an HTTP/1 header
-//! that never ends (20 MB). Each peaks within the budget above the one-flow run.
+//! own, 200,000 first fragments of datagrams that never complete, an HTTP/1 header that
+//! never ends (20 MB), DNS responses with compression loops, and TLS records claiming more
+//! than they bring. Each peaks within the budget above the one-flow run.
 
 use std::io::BufWriter;
 use std::path::Path;
@@ -138,6 +139,41 @@ fn hostile(dir: &Path) -> Vec<(&'static str, std::path::PathBuf)> {
         ),
     );
     v.push(("an HTTP/1 header that never ends (20 MB)", p));
+    // DNS responses whose answer name points at itself (a compression loop), each from a
+    // client of its own.
+    let p = dir.join("dns-loops.pcap");
+    write(
+        &p,
+        (0..200_000u32).map(|i| {
+            // Header: 1 question, 1 answer; the question name is a pointer to offset 12.
+            let mut m = vec![(i >> 8) as u8, i as u8, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+            m.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
+            m.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 1, 2, 3, 4]);
+            let mut f = Vec::new();
+            PacketBuilder::ethernet2([2; 6], [4; 6])
+                .ipv4([10, 255, 0, 53], [10, 6, (i >> 8) as u8, i as u8], 64)
+                .udp(53, 1024 + (i % 60000) as u16)
+                .write(&mut f, &m)
+                .unwrap();
+            f
+        }),
+    );
+    v.push(("200,000 DNS responses with a compression loop", p));
+    // TLS records that claim 16 KB and bring a few bytes, on 20,000 connections.
+    let p = dir.join("tls-lengths.pcap");
+    write(
+        &p,
+        (0..20_000u32).flat_map(|i| {
+            let c = [10, 5, (i >> 8) as u8, i as u8];
+            let mut rec = vec![22, 3, 1, 0x40, 0];
+            rec.extend_from_slice(&[1, 0, 0x3f, 0xfc, 3, 3]);
+            [
+                tcp(c, 2000, 1000, true, b""),
+                tcp(c, 2000, 1001, false, &rec),
+            ]
+        }),
+    );
+    v.push(("20,000 TLS connections each claiming a 16 KB record", p));
     v
 }
 
