@@ -10,69 +10,24 @@
 mod common;
 
 use common::*;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-struct Setup {
-    pair: Pair,
-    dir: tempfile::TempDir,
-    _nginx: Proc,
-}
+type Setup = WebPair;
 
 fn setup() -> Setup {
-    require_root();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let root = dir.path().join("www");
-    std::fs::create_dir_all(&root).unwrap();
-    std::fs::write(root.join("before.html"), b"before\n").unwrap();
-    std::fs::write(root.join("after.html"), b"after\n").unwrap();
-    let pair = Pair::new();
-    let nginx = nginx(&pair.server, SERVER_IP, dir.path(), &root);
-    Setup {
-        pair,
-        dir,
-        _nginx: nginx,
-    }
+    WebPair::new(&["before.html", "after.html"])
 }
 
-impl Setup {
-    fn config(&self, text: &str) -> PathBuf {
-        let cfg = self.dir.path().join("podtap.toml");
-        std::fs::write(&cfg, text).unwrap();
-        cfg
-    }
+/// What the tests look at beside the daemon's records.
+trait Node {
+    fn links(&self) -> Vec<String>;
+    fn attached(&self) -> String;
+    fn recreate_veth(&self);
+}
 
-    /// `podtap --config CFG run ARGS --interface <server veth>` in the server namespace.
-    fn daemon(&self, cfg: &Path, args: &[&str]) -> Daemon {
-        let mut cmd = self.pair.server.cmd(env!("CARGO_BIN_EXE_podtap"));
-        cmd.args(["--config", cfg.to_str().unwrap(), "run"])
-            .args(args)
-            .args(["--interface", &self.pair.server_if]);
-        let d = Daemon::start_cmd(cmd, self.dir.path());
-        d.wait_log(
-            &format!("interface={}", self.pair.server_if),
-            Duration::from_secs(10),
-        );
-        d
-    }
-
-    /// 200 responses out of `n` curl runs for `page`.
-    fn curl(&self, page: &str, n: usize) -> usize {
-        (0..n)
-            .filter(|_| {
-                self.pair
-                    .client
-                    .cmd("curl")
-                    .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
-                    .args(["--max-time", "2"])
-                    .arg(format!("http://{SERVER_IP}/{page}"))
-                    .output()
-                    .is_ok_and(|o| o.stdout == b"200")
-            })
-            .count()
-    }
-
+impl Node for WebPair {
     /// Links of the server namespace, by name.
     fn links(&self) -> Vec<String> {
         sh(Command::new("ip").args(["-n", &self.pair.server.name, "-o", "link", "show"]))

@@ -49,62 +49,18 @@ fn threads(pid: u32) -> Vec<String> {
         .collect()
 }
 
-struct Setup {
-    pair: Pair,
-    dir: tempfile::TempDir,
-    _nginx: Proc,
+fn setup() -> WebPair {
+    WebPair::new(&["index.html"])
 }
 
-fn setup() -> Setup {
-    require_root();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let root = dir.path().join("www");
-    std::fs::create_dir_all(&root).unwrap();
-    std::fs::write(root.join("index.html"), b"hello\n").unwrap();
-    let pair = Pair::new();
-    let nginx = nginx(&pair.server, SERVER_IP, dir.path(), &root);
-    Setup {
-        pair,
-        dir,
-        _nginx: nginx,
-    }
+trait Check {
+    fn check(&self, config: &str, want: u64);
 }
 
-impl Setup {
-    /// `podtap run` in the server namespace on the server's veth, `config` (TOML) added.
-    fn daemon(&self, config: &str) -> Daemon {
-        let cfg = self.dir.path().join("podtap.toml");
-        std::fs::write(&cfg, config).unwrap();
-        let mut cmd = self.pair.server.cmd(env!("CARGO_BIN_EXE_podtap"));
-        cmd.args(["--config", cfg.to_str().unwrap(), "run", "--interface"])
-            .arg(&self.pair.server_if);
-        let d = Daemon::start_cmd(cmd, self.dir.path());
-        d.wait_log(
-            &format!("interface={}", self.pair.server_if),
-            Duration::from_secs(10),
-        );
-        d
-    }
-
-    /// 200 responses out of `n` curl runs from the client namespace.
-    fn curl(&self, n: usize) -> usize {
-        (0..n)
-            .filter(|_| {
-                self.pair
-                    .client
-                    .cmd("curl")
-                    .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
-                    .args(["--max-time", "2"])
-                    .arg(format!("http://{SERVER_IP}/index.html"))
-                    .output()
-                    .is_ok_and(|o| o.stdout == b"200")
-            })
-            .count()
-    }
-
+impl Check for WebPair {
     /// Check every thread's sets, then that the daemon still sees every request.
     fn check(&self, config: &str, want: u64) {
-        let mut d = self.daemon(config);
+        let mut d = self.daemon(&self.config(config), &[]);
         let pid = d.proc.0.as_ref().unwrap().id();
         let tasks = threads(pid);
         assert!(tasks.len() > 1, "the workers run");
@@ -117,7 +73,7 @@ impl Setup {
             assert_eq!(field(st, "NoNewPrivs:"), 1, "no_new_privs:\n{st}");
         }
         d.wait_log("capabilities dropped", Duration::from_secs(1));
-        assert_eq!(self.curl(REQUESTS), REQUESTS);
+        assert_eq!(self.curl("index.html", REQUESTS), REQUESTS);
         std::thread::sleep(Duration::from_millis(300));
         let all = d.stop();
         let gets = records(&all, "transaction")
@@ -161,7 +117,7 @@ fn tpacket_without_namespace_discovery_keeps_three() {
 #[test]
 fn drop_false_keeps_everything_and_says_so() {
     let s = setup();
-    let d = s.daemon("[privileges]\ndrop = false\n");
+    let d = s.daemon(&s.config("[privileges]\ndrop = false\n"), &[]);
     let ours = field(
         &std::fs::read_to_string("/proc/self/status").unwrap(),
         "CapEff:",

@@ -606,3 +606,68 @@ impl Daemon {
             .ok()
     }
 }
+
+/// A veth pair with nginx serving `pages` at the server end (10.200.0.1), where podtap
+/// runs capturing the server's veth; curl asks from the client namespace.
+pub struct WebPair {
+    pub pair: Pair,
+    pub dir: tempfile::TempDir,
+    _nginx: Proc,
+}
+
+impl WebPair {
+    pub fn new(pages: &[&str]) -> WebPair {
+        require_root();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().join("www");
+        std::fs::create_dir_all(&root).unwrap();
+        for p in pages {
+            std::fs::write(root.join(p), format!("{p}\n")).unwrap();
+        }
+        let pair = Pair::new();
+        let nginx = nginx(&pair.server, SERVER_IP, dir.path(), &root);
+        WebPair {
+            pair,
+            dir,
+            _nginx: nginx,
+        }
+    }
+
+    /// `text` as the config file in the test's directory.
+    pub fn config(&self, text: &str) -> PathBuf {
+        let cfg = self.dir.path().join("podtap.toml");
+        std::fs::write(&cfg, text).unwrap();
+        cfg
+    }
+
+    /// `podtap --config CFG run ARGS --interface <server veth>` in the server namespace,
+    /// once it has attached the veth.
+    pub fn daemon(&self, cfg: &Path, args: &[&str]) -> Daemon {
+        let mut cmd = self.pair.server.cmd(env!("CARGO_BIN_EXE_podtap"));
+        cmd.args(["--config", cfg.to_str().unwrap(), "run"])
+            .args(args)
+            .args(["--interface", &self.pair.server_if]);
+        let d = Daemon::start_cmd(cmd, self.dir.path());
+        d.wait_log(
+            &format!("interface={}", self.pair.server_if),
+            Duration::from_secs(10),
+        );
+        d
+    }
+
+    /// 200 responses out of `n` curl runs for `page`, a connection each.
+    pub fn curl(&self, page: &str, n: usize) -> usize {
+        (0..n)
+            .filter(|_| {
+                self.pair
+                    .client
+                    .cmd("curl")
+                    .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+                    .args(["--max-time", "2"])
+                    .arg(format!("http://{SERVER_IP}/{page}"))
+                    .output()
+                    .is_ok_and(|o| o.stdout == b"200")
+            })
+            .count()
+    }
+}
