@@ -6,7 +6,9 @@ use etherparse::PacketBuilder;
 
 /// Server ports the first input byte chooses from: each decoder's own, and one no decoder
 /// claims (detection by content alone).
-pub const PORTS: [u16; 12] = [80, 443, 53, 6379, 11211, 5432, 3306, 9092, 27017, 8080, 50051, 4000];
+pub const PORTS: [u16; 12] = [
+    80, 443, 53, 6379, 11211, 5432, 3306, 9092, 27017, 8080, 50051, 4000,
+];
 
 /// Frames of one TCP connection (and, for port 53, UDP datagrams) built from `data`:
 /// byte 0 picks the server port; then records of `[flags][seq offset: 2][len][payload]`,
@@ -34,8 +36,14 @@ pub fn frames(data: &[u8]) -> Vec<Vec<u8>> {
         if flags & 16 != 0 {
             let _ = b.udp(sp, dp).write(&mut v, payload);
         } else {
-            let (isn, peer) = if to_server { (c_isn, s_isn) } else { (s_isn, c_isn) };
-            let mut t = b.tcp(sp, dp, isn.wrapping_add(off as u32), 64_000).ack(peer);
+            let (isn, peer) = if to_server {
+                (c_isn, s_isn)
+            } else {
+                (s_isn, c_isn)
+            };
+            let mut t = b
+                .tcp(sp, dp, isn.wrapping_add(off as u32), 64_000)
+                .ack(peer);
             if flags & 2 != 0 {
                 t = t.syn();
             }
