@@ -67,6 +67,20 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// Hand `frames` to `w` as Ethernet frames 1 µs apart, the clock `ts` carried over.
+fn feed<S: RecordSink>(w: &mut Worker<S>, frames: &[Vec<u8>], ts: &mut u64) {
+    for f in frames {
+        *ts += 1000;
+        w.process(&Frame {
+            data: f,
+            ts: Timestamp(*ts),
+            wire_len: f.len() as u32,
+            link: LinkType::Ethernet,
+            obs: 1,
+        });
+    }
+}
+
 /// Discards records: output is not the packet path.
 struct Discard;
 impl RecordSink for Discard {
@@ -124,18 +138,7 @@ fn steady_state_packets_do_not_allocate() {
     let mut w = Worker::new(&Config::default(), Discard);
     let flows = 50;
     let mut ts = 1_000_000_000u64;
-    let mut run = |w: &mut Worker<Discard>, frames: &[Vec<u8>]| {
-        for f in frames {
-            ts += 1000;
-            w.process(&Frame {
-                data: f,
-                ts: Timestamp(ts),
-                wire_len: f.len() as u32,
-                link: LinkType::Ethernet,
-                obs: 1,
-            });
-        }
-    };
+    let mut run = |w: &mut Worker<Discard>, frames: &[Vec<u8>]| feed(w, frames, &mut ts);
     // Warm-up: flows are created, pools and tables reach their working size.
     for r in 0..3 {
         run(&mut w, &round(flows, r));
@@ -338,18 +341,7 @@ fn redis_messages_do_not_allocate() {
         frames
     };
     let mut ts = 1_000_000_000u64;
-    let mut run = |w: &mut Worker<Discard>, frames: &[Vec<u8>]| {
-        for f in frames {
-            ts += 1000;
-            w.process(&Frame {
-                data: f,
-                ts: Timestamp(ts),
-                wire_len: f.len() as u32,
-                link: LinkType::Ethernet,
-                obs: 1,
-            });
-        }
-    };
+    let mut run = |w: &mut Worker<Discard>, frames: &[Vec<u8>]| feed(w, frames, &mut ts);
     let mut hello = Vec::new();
     for f in 0..flows {
         hello.push(redis_tcp(f, true, c0, s0, sub));
@@ -451,18 +443,7 @@ fn sql_allocations_per_statement(
         })
         .collect();
     let mut ts = 1_000_000_000u64;
-    let mut run = |w: &mut Worker<Keep>, frames: &[Vec<u8>]| {
-        for f in frames {
-            ts += 1000;
-            w.process(&Frame {
-                data: f,
-                ts: Timestamp(ts),
-                wire_len: f.len() as u32,
-                link: LinkType::Ethernet,
-                obs: 1,
-            });
-        }
-    };
+    let mut run = |w: &mut Worker<Keep>, frames: &[Vec<u8>]| feed(w, frames, &mut ts);
     let mut warm = Vec::new();
     for c in &mut conns {
         warm.extend(setup(c));

@@ -81,8 +81,8 @@ impl Conn {
     /// `msg` one byte per segment, each acknowledged.
     fn drip(&mut self, from_client: bool, msg: &[u8]) {
         for byte in msg {
-            let (ack_of_other, _) = (if from_client { self.s_seq } else { self.c_seq }, ());
-            self.push(from_client, &[*byte], |b| b.ack(ack_of_other));
+            let ack = if from_client { self.s_seq } else { self.c_seq };
+            self.push(from_client, &[*byte], |b| b.ack(ack));
             if from_client {
                 self.c_seq += 1;
             } else {

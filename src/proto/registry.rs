@@ -189,6 +189,16 @@ pub const DB_METRIC_ATTRS: &[MetricAttr] = &[
     MetricAttr::Server,
 ];
 
+/// A database command's span name, as the database conventions have it: its
+/// `db.query.summary`, else its operation, else the system (`system`).
+pub fn db_span_name(tx: &Transaction, system: &str) -> String {
+    match tx.attr("db.query.summary") {
+        Some(super::AttrValue::Str(s)) if !s.is_empty() => s.to_string(),
+        _ if !tx.operation.is_empty() => tx.operation.to_string(),
+        _ => system.to_string(),
+    }
+}
+
 /// Where a metric series attribute comes from.
 #[derive(Clone, Copy, Debug)]
 pub enum MetricAttr {

@@ -848,11 +848,7 @@ impl ProtocolDecoder for MongoParser {
 static TELEMETRY: Telemetry = Telemetry {
     duration: super::registry::DB_DURATION,
     metric_attrs: super::registry::DB_METRIC_ATTRS,
-    span_name: |tx| match tx.attr("db.query.summary") {
-        Some(super::AttrValue::Str(s)) => s.to_string(),
-        _ if !tx.operation.is_empty() => tx.operation.to_string(),
-        _ => "mongodb".to_string(),
-    },
+    span_name: |tx| super::registry::db_span_name(tx, "mongodb"),
     attributes: &[
         "db.system.name",
         "db.namespace",

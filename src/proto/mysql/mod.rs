@@ -1782,10 +1782,7 @@ impl ProtocolDecoder for MysqlParser {
 static TELEMETRY: Telemetry = Telemetry {
     duration: super::registry::DB_DURATION,
     metric_attrs: super::registry::DB_METRIC_ATTRS,
-    span_name: |tx| match tx.attr("db.query.summary") {
-        Some(super::AttrValue::Str(s)) if !s.is_empty() => s.to_string(),
-        _ => tx.operation.to_string(),
-    },
+    span_name: |tx| super::registry::db_span_name(tx, "mysql"),
     attributes: &[
         "db.system.name",
         "db.namespace",
