@@ -83,8 +83,10 @@ kinds! {
 pub struct AnomalyConfig {
     /// Detect anomalies and emit events. Default true.
     pub enabled: bool,
-    /// A SYN unanswered this long is `syn_unanswered`. Default 3000 (Linux retransmits a
-    /// SYN after 1 s and 3 s: an answer by then is a slow open, later is none).
+    /// A SYN unanswered this long is `syn_unanswered`. Default 5000: Linux resends a SYN
+    /// after 1 s, then 1 or 2 s later (6.x: every second four times, then doubling), so an
+    /// answer within a few resends is a slow open, reported as `syn_retransmitted`; none
+    /// in 5 s is none.
     pub syn_timeout_ms: u64,
     /// Retransmitted segments on one flow within `retransmit_window_ms` that make a
     /// `retransmit_burst`. Default 20.
@@ -122,7 +124,7 @@ impl Default for AnomalyConfig {
     fn default() -> Self {
         AnomalyConfig {
             enabled: true,
-            syn_timeout_ms: 3000,
+            syn_timeout_ms: 5000,
             retransmit_burst: 20,
             retransmit_window_ms: 5000,
             zero_window_stall_ms: 2000,

@@ -329,7 +329,13 @@ mod tests {
         assert!(h.found.is_empty());
         h.seg(C, SYN, 100, 0, 0, 1000, 3000);
         h.tick(4000);
-        h.seg(C, SYN, 100, 0, 0, 1000, 7000);
+        assert!(
+            h.found.is_empty(),
+            "a SYN answered now would be a slow open"
+        );
+        // The client gave up: the tick finds it.
+        h.tick(6000);
+        h.tick(8000);
         assert_eq!(h.found, [(Kind::SynUnanswered, 2)]);
     }
 
