@@ -4,8 +4,8 @@
 //! them beyond recording metrics, and one endpoint's requests spread over every worker
 //! are counted together here.
 //!
-//! Windows are tumbling (`burst_window_secs`); a burst is reported once while it lasts:
-//! it ends with a window below the threshold.
+//! Burst windows slide a second at a time (`burst_window_secs`); a burst is reported once
+//! while it lasts: it ends when the window holds fewer errors than the threshold.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,12 +19,38 @@ use crate::proto::{AttrValue, Endpoint, Protocol};
 use crate::stats::{Metric, SeriesKey, Store, Val, Value};
 use crate::time::Timestamp;
 
-/// One burst counter: errors in the current window, and whether the burst it belongs to
-/// was reported.
-#[derive(Default)]
+/// One burst counter: errors per second over the last `burst_window_secs` (a ring, the
+/// window slides a second at a time), their sum, and whether the burst was reported.
 struct Burst {
+    slots: Box<[u64]>,
+    head: usize,
     count: u64,
     in_burst: bool,
+}
+
+impl Burst {
+    fn new(window_secs: u64) -> Burst {
+        Burst {
+            slots: vec![0; window_secs.max(1) as usize].into_boxed_slice(),
+            head: 0,
+            count: 0,
+            in_burst: false,
+        }
+    }
+
+    fn add(&mut self, n: u64) {
+        self.slots[self.head] += n;
+        self.count += n;
+    }
+
+    /// `secs` seconds passed: the oldest leave the window.
+    fn advance(&mut self, secs: u64) {
+        for _ in 0..secs.min(self.slots.len() as u64) {
+            self.head = (self.head + 1) % self.slots.len();
+            self.count -= self.slots[self.head];
+            self.slots[self.head] = 0;
+        }
+    }
 }
 
 /// One endpoint's latency: seconds in a row its p99 was above the threshold.
@@ -55,7 +81,6 @@ pub struct Detector {
     breach_secs: u64,
     min_requests: u64,
     max_keys: usize,
-    window_start: Instant,
     second_start: Instant,
     dns: HashMap<Vec<(&'static str, Val)>, (Burst, Subject0)>,
     http: HashMap<Vec<(&'static str, Val)>, (Burst, Subject0)>,
@@ -92,7 +117,6 @@ impl Detector {
             breach_secs: cfg.latency_breach_secs,
             min_requests: cfg.latency_min_requests,
             max_keys: cfg.max_tracked,
-            window_start: now,
             second_start: now,
             dns: HashMap::new(),
             http: HashMap::new(),
@@ -113,11 +137,12 @@ impl Detector {
                     });
                     if bad {
                         let (key, subj) = self.subject(k, Protocol::Dns, true);
+                        let w = self.window_secs;
                         let e = bounded(&mut self.dns, self.max_keys, &mut self.forgotten);
                         e.entry(key)
-                            .or_insert_with(|| (Burst::default(), subj))
+                            .or_insert_with(|| (Burst::new(w), subj))
                             .0
-                            .count += h.count;
+                            .add(h.count);
                     }
                 }
                 Metric::HttpServerDuration
@@ -131,11 +156,12 @@ impl Detector {
                     let protocol = if rpc { Protocol::Grpc } else { Protocol::Http };
                     let (key, subj) = self.subject(k, protocol, false);
                     if server_error(k, rpc) {
+                        let w = self.window_secs;
                         let e = bounded(&mut self.http, self.max_keys, &mut self.forgotten);
                         e.entry(key.clone())
-                            .or_insert_with(|| (Burst::default(), subj.clone()))
+                            .or_insert_with(|| (Burst::new(w), subj.clone()))
                             .0
-                            .count += h.count;
+                            .add(h.count);
                     }
                     if self.latency_s > 0.0 {
                         let above = count_above(h, self.latency_s);
@@ -175,14 +201,27 @@ impl Detector {
         }
     }
 
-    /// Once per pass of the exporter: close seconds and windows, report what crossed.
+    /// Once per pass of the exporter: close seconds (sliding the burst windows), report
+    /// what crossed a threshold.
     pub fn tick(&mut self, now: Instant) {
-        if now.duration_since(self.second_start).as_secs() >= 1 {
-            self.second_start = now;
+        let secs = now.duration_since(self.second_start).as_secs();
+        if secs >= 1 {
+            self.second_start += std::time::Duration::from_secs(secs);
             self.latency_second();
+            for (table, threshold) in [
+                (&mut self.dns, self.dns_burst),
+                (&mut self.http, self.http_burst),
+            ] {
+                table.retain(|_, (b, _)| {
+                    b.advance(secs);
+                    // A burst ends when the window holds fewer errors than the threshold.
+                    b.in_burst &= b.count >= threshold;
+                    // A quiet key is forgotten: the tables hold what is active.
+                    b.count > 0 || b.in_burst
+                });
+            }
         }
-        // Bursts are checked on every pass (a burst is reported as soon as it crosses),
-        // windows closed when they end.
+        // Bursts are checked on every pass: one is reported as soon as it crosses.
         for (table, kind, threshold) in [
             (&mut self.dns, Kind::DnsErrorBurst, self.dns_burst),
             (&mut self.http, Kind::HttpErrorBurst, self.http_burst),
@@ -195,21 +234,6 @@ impl Detector {
                         evidence(&[("errors", b.count), ("window_secs", self.window_secs)]);
                     self.hub.push(s);
                 }
-            }
-        }
-        if now.duration_since(self.window_start).as_secs() >= self.window_secs {
-            self.window_start = now;
-            for (table, threshold) in [
-                (&mut self.dns, self.dns_burst),
-                (&mut self.http, self.http_burst),
-            ] {
-                table.retain(|_, (b, _)| {
-                    // A burst ends with a window below the threshold.
-                    b.in_burst &= b.count >= threshold;
-                    b.count = 0;
-                    // A key not in a burst is forgotten: the tables hold what is active.
-                    b.in_burst
-                });
             }
         }
     }
@@ -435,6 +459,25 @@ mod tests {
             s.subject
         );
         assert!(hub.pop().is_none(), "one event per burst");
+        // 15 errors, then 15 more 6 s later: one burst in a sliding 10 s window.
+        let mut det = Detector::new(&cfg, hub.clone());
+        for (i, at) in [0u64, 6].into_iter().enumerate() {
+            let mut d = store();
+            http(&mut d, 503, 0.001, 15);
+            det.observe(&d);
+            det.tick(t0 + std::time::Duration::from_secs(at));
+            assert_eq!(hub.pop().is_some(), i == 1);
+        }
+        // 15, then 15 eleven seconds later: the first left the window.
+        let mut det = Detector::new(&cfg, hub.clone());
+        for at in [0u64, 11] {
+            let mut d = store();
+            http(&mut d, 503, 0.001, 15);
+            det.tick(t0 + std::time::Duration::from_secs(at));
+            det.observe(&d);
+            det.tick(t0 + std::time::Duration::from_secs(at));
+        }
+        assert!(hub.pop().is_none());
     }
 
     #[test]

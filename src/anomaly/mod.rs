@@ -161,6 +161,10 @@ impl AnomalyConfig {
                 return Err((key, "must be at least 1".into()));
             }
         }
+        // A second's count per window second and key: keep the window a bounded ring.
+        if self.burst_window_secs > 3600 {
+            return Err(("anomalies.burst_window_secs", "at most 3600".into()));
+        }
         Ok(())
     }
 }
@@ -168,10 +172,34 @@ impl AnomalyConfig {
 /// Up to three named numbers: what an event rests on (`syn_retransmits`, `waited_ms`).
 pub type Evidence = [(&'static str, u64); 3];
 
+/// Every evidence name a detector uses (`podtap.anomaly.<name>`): the list docs/SCHEMA.md
+/// documents and `tests/schema_docs.rs` checks.
+pub const EVIDENCE_KEYS: &[&str] = &[
+    "syn_retransmits",
+    "waited_ms",
+    "open_ms",
+    "requests",
+    "request_age_ms",
+    "retransmits",
+    "window_ms",
+    "flow_retransmits",
+    "stalled_ms",
+    "errors",
+    "window_secs",
+    "breach_secs",
+    "slow_requests",
+    "dropped",
+];
+
 /// An evidence array from fewer pairs (the rest unnamed, not written).
 pub fn evidence(pairs: &[(&'static str, u64)]) -> Evidence {
     let mut e = [("", 0); 3];
     for (slot, p) in e.iter_mut().zip(pairs) {
+        debug_assert!(
+            EVIDENCE_KEYS.contains(&p.0),
+            "undocumented evidence {}",
+            p.0
+        );
         *slot = *p;
     }
     e
