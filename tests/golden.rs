@@ -156,7 +156,10 @@ fn every_golden_line_is_json_with_a_record_type() {
         for line in text.lines() {
             let v: serde_json::Value = serde_json::from_str(line).expect("valid JSON");
             assert!(
-                matches!(v["podtap.record"].as_str(), Some("flow" | "transaction")),
+                matches!(
+                    v["podtap.record"].as_str(),
+                    Some("flow" | "transaction" | "event")
+                ),
                 "{line}"
             );
         }
