@@ -45,6 +45,9 @@ pub struct Config {
     pub memory: crate::memory::MemoryConfig,
     /// `[control]`: the daemon's control socket (`podtap status`, `podtap sniff`).
     pub control: crate::control::ControlConfig,
+    /// `[probes]`: health probes of neighbours, the API server, URLs and pods (see
+    /// [`crate::probes`]). Off by default.
+    pub probes: crate::probes::ProbesConfig,
 }
 
 /// What is captured, and how.
@@ -488,6 +491,9 @@ impl Config {
         self.protocols.validate()?;
         self.export
             .validate()
+            .map_err(|(key, msg)| (&*key.leak(), msg))?;
+        self.probes
+            .validate(&self.export.prometheus.listen)
             .map_err(|(key, msg)| (&*key.leak(), msg))?;
         Ok(())
     }

@@ -85,6 +85,8 @@ struct Shared {
     /// Interfaces being captured (ifindex, name): their series exist from attachment
     /// until detachment. Workers read it between batches, never locking.
     interfaces: arc_swap::ArcSwap<Vec<(u32, Arc<str>)>>,
+    /// What `/alive` answers, once health probes run (see [`MetricsFeed::serve_alive`]).
+    alive: Arc<std::sync::OnceLock<super::http_server::AliveFn>>,
 }
 
 /// What the exporter did, for the end-of-run report.
@@ -185,6 +187,7 @@ impl Exporter {
             notify: tokio::sync::Notify::new(),
             health,
             interfaces: Default::default(),
+            alive: Default::default(),
             cfg,
         });
         // Every event kind has its series from the start, at zero: an alert on one sees a
@@ -269,6 +272,14 @@ impl Exporter {
 
     pub fn totals(&self) -> ExportTotals {
         self.shared.totals()
+    }
+
+    /// A handle for series recorded off the packet path (health probes): they reach
+    /// `/metrics` and OTLP like the workers' deltas.
+    pub fn metrics_feed(&self) -> MetricsFeed {
+        MetricsFeed {
+            shared: self.shared.clone(),
+        }
     }
 
     /// The health handle `/readyz` reports (the daemon sets how many interfaces capture).
@@ -776,6 +787,49 @@ fn shared_render(shared: &Arc<Shared>) -> super::http_server::Endpoints {
     super::http_server::Endpoints {
         metrics: Arc::new(move || s.render_prometheus()),
         health: h,
+        alive: shared.alive.clone(),
+    }
+}
+
+/// Series recorded outside the workers (the health probes' thread): deltas go through
+/// the workers' queue, series are registered and removed as targets come and go.
+#[derive(Clone)]
+pub struct MetricsFeed {
+    shared: Arc<Shared>,
+}
+
+impl MetricsFeed {
+    /// An empty store with the exporter's histogram and series bounds.
+    pub fn new_store(&self) -> Store {
+        let c = &self.shared.cfg.metrics;
+        Store::new(c.spec(), c.max_series)
+    }
+
+    /// Create `series` at zero where they do not exist yet.
+    pub fn register(&self, series: impl IntoIterator<Item = (Metric, Attrs)>) {
+        self.shared.register(series);
+    }
+
+    /// Hand a delta over; a full queue gives it back (merge it into the next one).
+    pub fn push(&self, delta: Store) -> Result<(), Store> {
+        if delta.is_empty() {
+            return Ok(());
+        }
+        self.shared.deltas.push(delta)?;
+        self.shared.notify.notify_one();
+        Ok(())
+    }
+
+    /// Remove the series `gone` accepts (a target no longer probed).
+    pub fn forget(&self, gone: impl Fn(&crate::stats::SeriesKey) -> bool) {
+        let mut a = self.shared.aggregates.lock().expect("aggregates lock");
+        a.cumulative.retain(|k| !gone(k));
+        a.delta.retain(|k| !gone(k));
+    }
+
+    /// Answer `/alive` with what `f` renders (the first caller wins).
+    pub fn serve_alive(&self, f: super::http_server::AliveFn) {
+        let _ = self.shared.alive.set(f);
     }
 }
 

@@ -16,6 +16,8 @@ pub enum Kind {
     Histogram,
     /// A monotonic sum.
     Counter,
+    /// A last value (probe results): a newer value replaces the older one.
+    Gauge,
 }
 
 pub struct MetricDef {
@@ -71,6 +73,10 @@ metrics! {
     MessagingClientDuration => "messaging.client.operation.duration", "s", Histogram, "Duration of messaging client operations (produce, fetch, commit, ...), observed on the wire";
     MessagingSentMessages => "messaging.client.sent.messages", "{message}", Counter, "Messages producers sent to the broker, counted on the wire";
     MessagingConsumedMessages => "messaging.client.consumed.messages", "{message}", Counter, "Messages the broker delivered to consumers, counted on the wire";
+    ProbeDuration => "podtap.probe.duration", "s", Histogram, "Duration of each health probe attempt (peers, API server, URLs, pods), failed ones included";
+    ProbeErrors => "podtap.probe.errors", "{error}", Counter, "Failed health probe attempts, by target and error type";
+    ProbeUp => "podtap.probe.up", "1", Gauge, "Whether a probe target is up (1) or down (0): down after its failure threshold of consecutive failures";
+    ProbeConsecutiveFailures => "podtap.probe.consecutive_failures", "{failure}", Gauge, "Failed attempts of a probe target since its last success";
 }
 
 /// The Prometheus name of an OpenTelemetry metric: dots become underscores, the unit

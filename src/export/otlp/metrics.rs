@@ -4,7 +4,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::{
     AggregationTemporality, ExponentialHistogram, ExponentialHistogramDataPoint,
-    Histogram as PHistogram, HistogramDataPoint, Metric as PMetric, NumberDataPoint,
+    Gauge as PGauge, Histogram as PHistogram, HistogramDataPoint, Metric as PMetric, NumberDataPoint,
     ResourceMetrics, ScopeMetrics, Sum, exponential_histogram_data_point, metric::Data,
     number_data_point,
 };
@@ -50,6 +50,9 @@ pub fn request(
             description: def.description.into(),
             unit: def.unit.into(),
             data: Some(match (def.kind, value) {
+                (Kind::Gauge, _) => Data::Gauge(PGauge {
+                    data_points: vec![],
+                }),
                 (Kind::Counter, _) => Data::Sum(Sum {
                     data_points: vec![],
                     aggregation_temporality: t,
@@ -77,6 +80,13 @@ pub fn request(
                 start_time_unix_nano: start_ns,
                 time_unix_nano: now_ns,
                 value: Some(number_data_point::Value::AsInt(*c as i64)),
+                ..Default::default()
+            }),
+            (Some(Data::Gauge(g)), Value::Gauge(v)) => g.data_points.push(NumberDataPoint {
+                attributes,
+                // A gauge's value is of its time; it has no start.
+                time_unix_nano: now_ns,
+                value: Some(number_data_point::Value::AsInt(*v)),
                 ..Default::default()
             }),
             (Some(Data::Histogram(p)), Value::Histogram(h)) => {
