@@ -1,0 +1,279 @@
+//! Health probes end to end: two `podtap run` instances in two network namespaces joined
+//! by a veth pair stand in for two nodes, each configured with the other as its static
+//! neighbour; a Python HTTP server in the second namespace stands in for a pod checked
+//! from the first "node" by ICMP echo, TCP connect and HTTP GET, plus two checks that
+//! must fail (a closed port, a missing page). The neighbour discovery through the
+//! Kubernetes API is tested in-process (`kubernetes_discovery_picks_the_ring_neighbours`),
+//! against a small HTTP server on loopback that answers the API's own JSON shape.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const PORT: u16 = 9464;
+const POD_PORT: u16 = 8080;
+
+/// A node's config: the two nodes as static peers, fast probes.
+fn node_config(node: &str, pods: &str) -> String {
+    format!(
+        r#"
+[capture]
+mode = "tpacket"
+[attribution]
+netns = false
+[attribution.kubernetes]
+node_name = "{node}"
+[control]
+enabled = false
+[export.prometheus]
+listen = "0.0.0.0:{PORT}"
+[probes]
+enabled = true
+period_ms = 300
+timeout_ms = 250
+failure_threshold = 3
+[probes.api_server]
+direct = false
+dns = false
+[probes.peers]
+discovery = "static"
+max_neighbours = 2
+nodes = [
+  {{ node = "node-a", address = "{SERVER_IP}:{PORT}" }},
+  {{ node = "node-b", address = "{CLIENT_IP}:{PORT}" }},
+]
+{pods}
+"#
+    )
+}
+
+struct Node {
+    ns_name: String,
+    ip: &'static str,
+    iface: String,
+    cfg: std::path::PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Node {
+    fn new(ns: &Netns, ip: &'static str, iface: &str, node: &str, pods: &str) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("podtap.toml");
+        std::fs::write(&cfg, node_config(node, pods)).unwrap();
+        Node {
+            ns_name: ns.name.clone(),
+            ip,
+            iface: iface.to_string(),
+            cfg,
+            dir,
+        }
+    }
+
+    fn start(&self) -> Daemon {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns_name, env!("CARGO_BIN_EXE_podtap")])
+            .args(["--config", self.cfg.to_str().unwrap(), "run"])
+            .args(["--output", "none", "--interface", &self.iface]);
+        let d = Daemon::start_cmd(cmd, self.dir.path());
+        d.wait_log("health probes started", Duration::from_secs(10));
+        d
+    }
+
+    /// GET `path` from this node's server, from inside its namespace.
+    fn get(&self, path: &str) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns_name, "curl", "-s", "--max-time", "2"])
+            .arg(format!("http://{}:{PORT}{path}", self.ip))
+            .output()
+            .expect("curl is installed");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn alive(&self) -> serde_json::Value {
+        serde_json::from_str(&self.get("/alive")).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The value of the series `name{labels}` on /metrics, exactly that label set.
+    fn metric(&self, series: &str) -> Option<f64> {
+        let text = self.get("/metrics");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+}
+
+/// The `/alive` entry of `target` in `list` (`neighbours` or `checks`).
+fn entry<'a>(
+    alive: &'a serde_json::Value,
+    list: &str,
+    target: &str,
+    method: &str,
+) -> Option<&'a serde_json::Value> {
+    alive[list]
+        .as_array()?
+        .iter()
+        .find(|e| e["target"] == target && e["method"] == method)
+}
+
+/// Poll `cond` every 100 ms for up to `secs`; panics with `what` and the last state.
+fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> Result<(), String>) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        match cond() {
+            Ok(()) => return,
+            Err(state) if Instant::now() > deadline => panic!("{what}: {state}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+fn peer_series(metric: &str, node: &str) -> String {
+    format!(
+        "{metric}{{podtap_probe_target_type=\"peer\",podtap_probe_target=\"{node}\",podtap_probe_method=\"http\"}}"
+    )
+}
+
+fn neighbour_status(n: &Node, peer: &str) -> Result<(), String> {
+    let a = n.alive();
+    match entry(&a, "neighbours", peer, "http") {
+        Some(e) if e["status"] == "up" => Ok(()),
+        _ => Err(a.to_string()),
+    }
+}
+
+#[test]
+fn two_nodes_probe_each_other_and_pods() {
+    require_root();
+    let pair = Pair::new();
+    let www = tempfile::tempdir().unwrap();
+    std::fs::write(www.path().join("index.html"), "pod\n").unwrap();
+    let _pod = python_http(&pair.client, CLIENT_IP, POD_PORT, www.path());
+    let pods = format!(
+        r#"
+[[probes.pods]]
+name = "web"
+method = "icmp"
+address = "{CLIENT_IP}"
+[[probes.pods]]
+name = "web"
+method = "tcp"
+address = "{CLIENT_IP}:{POD_PORT}"
+[[probes.pods]]
+name = "web"
+method = "http"
+address = "http://{CLIENT_IP}:{POD_PORT}/"
+[[probes.pods]]
+name = "closed"
+method = "tcp"
+address = "{CLIENT_IP}:{closed}"
+failure_threshold = 2
+[[probes.pods]]
+name = "missing"
+method = "http"
+address = "http://{CLIENT_IP}:{POD_PORT}/missing"
+failure_threshold = 2
+"#,
+        closed = POD_PORT + 1
+    );
+    let a = Node::new(&pair.server, SERVER_IP, &pair.server_if, "node-a", &pods);
+    let b = Node::new(&pair.client, CLIENT_IP, &pair.client_if, "node-b", "");
+    let _da = a.start();
+    let mut db = b.start();
+
+    // Both see the other up; each has exactly one neighbour (itself is never one).
+    wait_for(15, "node-a sees node-b up", || neighbour_status(&a, "node-b"));
+    wait_for(15, "node-b sees node-a up", || neighbour_status(&b, "node-a"));
+    // The series reach /metrics within a second (the probes hand them over each second).
+    for (n, other) in [(&a, "node-b"), (&b, "node-a")] {
+        let alive = n.alive();
+        assert_eq!(alive["neighbours"].as_array().unwrap().len(), 1, "{alive}");
+        wait_for(5, "the peer's series", || {
+            let up = n.metric(&peer_series("podtap_probe_up", other));
+            let cf = n.metric(&peer_series("podtap_probe_consecutive_failures", other));
+            let count = n.metric(&peer_series("podtap_probe_duration_seconds_count", other));
+            if up == Some(1.0) && cf == Some(0.0) && count > Some(0.0) {
+                Ok(())
+            } else {
+                Err(n.get("/metrics"))
+            }
+        });
+    }
+    assert_eq!(a.get("/alwayshappy"), "ok\n");
+
+    // The pod checks: up by ICMP, TCP and HTTP; the closed port and the missing page are
+    // down, counted with their error type.
+    let pod = |metric: &str, target: &str, method: &str, extra: &str| {
+        format!(
+            "{metric}{{podtap_probe_target_type=\"pod\",podtap_probe_target=\"{target}\",podtap_probe_method=\"{method}\"{extra}}}"
+        )
+    };
+    wait_for(15, "the pod checks settle", || {
+        let alive = a.alive();
+        let ok = ["icmp", "tcp", "http"]
+            .iter()
+            .all(|m| entry(&alive, "checks", "web", m).is_some_and(|e| e["status"] == "up"))
+            && entry(&alive, "checks", "closed", "tcp").is_some_and(|e| e["status"] == "down")
+            && entry(&alive, "checks", "missing", "http").is_some_and(|e| e["status"] == "down");
+        if ok { Ok(()) } else { Err(alive.to_string()) }
+    });
+    wait_for(5, "the pod checks' series", || {
+        let metrics = a.get("/metrics");
+        let ok = ["icmp", "tcp", "http"]
+            .iter()
+            .all(|m| a.metric(&pod("podtap_probe_up", "web", m, "")) == Some(1.0))
+            && a.metric(&pod("podtap_probe_up", "closed", "tcp", "")) == Some(0.0)
+            && a.metric(&pod("podtap_probe_up", "missing", "http", "")) == Some(0.0);
+        if ok { Ok(()) } else { Err(metrics) }
+    });
+    let metrics = a.get("/metrics");
+    for m in ["icmp", "tcp", "http"] {
+        assert!(
+            !metrics.contains(&format!("podtap_probe_target=\"web\",podtap_probe_method=\"{m}\",type=")),
+            "web/{m} never failed: {metrics}"
+        );
+    }
+    assert!(a.metric(&pod("podtap_probe_errors_total", "closed", "tcp", ",type=\"refused\"")) >= Some(2.0), "{metrics}");
+    assert!(a.metric(&pod("podtap_probe_consecutive_failures", "closed", "tcp", "")) >= Some(2.0));
+    assert!(
+        a.metric(&pod("podtap_probe_errors_total", "missing", "http", ",type=\"http_status\"")) >= Some(2.0),
+        "{metrics}"
+    );
+    let alive = a.alive();
+    let closed = entry(&alive, "checks", "closed", "tcp").unwrap();
+    assert_eq!(closed["last_error"]["type"], "refused", "{alive}");
+    assert_eq!(alive["healthy"], false, "two checks are down: {alive}");
+
+    // node-b stops: node-a counts refused connections and, after three, reports it down.
+    let refused = peer_series("podtap_probe_errors_total", "node-b")
+        .replace("\"http\"}", "\"http\",type=\"refused\"}");
+    let before = a.metric(&refused).unwrap_or(0.0);
+    db.stop_raw();
+    wait_for(15, "node-a sees node-b down", || {
+        let alive = a.alive();
+        match entry(&alive, "neighbours", "node-b", "http") {
+            Some(e) if e["status"] == "down" && e["consecutive_failures"].as_u64() >= Some(3) => Ok(()),
+            _ => Err(alive.to_string()),
+        }
+    });
+    wait_for(5, "the refused counter and the gauges follow", || {
+        let errors = a.metric(&refused).unwrap_or(0.0);
+        let up = a.metric(&peer_series("podtap_probe_up", "node-b"));
+        let cf = a.metric(&peer_series("podtap_probe_consecutive_failures", "node-b"));
+        if errors >= before + 3.0 && up == Some(0.0) && cf >= Some(3.0) {
+            Ok(())
+        } else {
+            Err(format!("errors {before} -> {errors}, up {up:?}, consecutive {cf:?}"))
+        }
+    });
+
+    // node-b is back: up again on both sides.
+    let _db2 = b.start();
+    wait_for(15, "node-a sees node-b up again", || neighbour_status(&a, "node-b"));
+    wait_for(15, "node-b sees node-a up again", || neighbour_status(&b, "node-a"));
+    wait_for(5, "the gauges follow", || {
+        let up = a.metric(&peer_series("podtap_probe_up", "node-b"));
+        let cf = a.metric(&peer_series("podtap_probe_consecutive_failures", "node-b"));
+        if up == Some(1.0) && cf == Some(0.0) { Ok(()) } else { Err(format!("{up:?} {cf:?}")) }
+    });
+}
