@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 const PORT: u16 = 9464;
 const POD_PORT: u16 = 8080;
+/// An address on the veth's subnet that no namespace holds: echo requests go unanswered.
+const NOBODY: &str = "10.200.0.9";
 
 /// A node's config: the two nodes as static peers, fast probes.
 fn node_config(node: &str, pods: &str) -> String {
@@ -169,6 +171,11 @@ method = "tcp"
 address = "{CLIENT_IP}:{closed}"
 failure_threshold = 2
 [[probes.pods]]
+name = "nobody"
+method = "icmp"
+address = "{NOBODY}"
+failure_threshold = 2
+[[probes.pods]]
 name = "missing"
 method = "http"
 address = "http://{CLIENT_IP}:{POD_PORT}/missing"
@@ -214,6 +221,7 @@ failure_threshold = 2
             .iter()
             .all(|m| entry(&alive, "checks", "web", m).is_some_and(|e| e["status"] == "up"))
             && entry(&alive, "checks", "closed", "tcp").is_some_and(|e| e["status"] == "down")
+            && entry(&alive, "checks", "nobody", "icmp").is_some_and(|e| e["status"] == "down")
             && entry(&alive, "checks", "missing", "http").is_some_and(|e| e["status"] == "down");
         if ok { Ok(()) } else { Err(alive.to_string()) }
     });
@@ -235,6 +243,10 @@ failure_threshold = 2
     }
     assert!(a.metric(&pod("podtap_probe_errors_total", "closed", "tcp", ",type=\"refused\"")) >= Some(2.0), "{metrics}");
     assert!(a.metric(&pod("podtap_probe_consecutive_failures", "closed", "tcp", "")) >= Some(2.0));
+    assert!(
+        a.metric(&pod("podtap_probe_errors_total", "nobody", "icmp", ",type=\"timeout\"")) >= Some(2.0),
+        "{metrics}"
+    );
     assert!(
         a.metric(&pod("podtap_probe_errors_total", "missing", "http", ",type=\"http_status\"")) >= Some(2.0),
         "{metrics}"
