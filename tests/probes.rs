@@ -9,6 +9,7 @@
 mod common;
 
 use common::*;
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -288,4 +289,259 @@ failure_threshold = 2
         let cf = a.metric(&peer_series("podtap_probe_consecutive_failures", "node-b"));
         if up == Some(1.0) && cf == Some(0.0) { Ok(()) } else { Err(format!("{up:?} {cf:?}")) }
     });
+}
+
+/// The API server stand-in: `GET /api/v1/namespaces/podtap/pods` answers a `PodList`
+/// (the API's JSON shape, as kube-rs parses it) of `pods`, `GET /livez` answers
+/// `livez_status`; every other path, and a peer's `/alwayshappy`, answers 200. Each
+/// request's path and query is kept.
+#[derive(Default)]
+struct FakeApi {
+    pods: Vec<serde_json::Value>,
+    livez_status: u16,
+    requests: Vec<String>,
+}
+
+type Shared = std::sync::Arc<std::sync::Mutex<FakeApi>>;
+
+fn pod(name: &str, node: &str, ip: Option<&str>, deleting: bool) -> serde_json::Value {
+    let mut p = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": "podtap",
+            "labels": {"app.kubernetes.io/name": "podtap"},
+            "resourceVersion": "7",
+        },
+        "spec": {"nodeName": node, "hostNetwork": true, "containers": [{"name": "podtap"}]},
+        "status": {"phase": "Running"},
+    });
+    if let Some(ip) = ip {
+        p["status"]["podIP"] = ip.into();
+    }
+    if deleting {
+        p["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z".into();
+    }
+    p
+}
+
+/// Serve `state` on `addr` (loopback) from a runtime of its own; returns the bound port.
+fn serve(rt: &tokio::runtime::Runtime, addr: &str, state: Shared) -> u16 {
+    use http_body_util::Full;
+    let listener = rt.block_on(tokio::net::TcpListener::bind(addr)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    rt.spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let st = state.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: hyper::Request<_>| {
+                    let mut s = st.lock().unwrap();
+                    let path = req.uri().path().to_string();
+                    s.requests
+                        .push(format!("{path}?{}", req.uri().query().unwrap_or("")));
+                    let (status, body) = match path.as_str() {
+                        "/api/v1/namespaces/podtap/pods" => (
+                            200,
+                            serde_json::json!({
+                                "apiVersion": "v1",
+                                "kind": "PodList",
+                                "metadata": {"resourceVersion": "7"},
+                                "items": s.pods,
+                            })
+                            .to_string(),
+                        ),
+                        "/livez" => (s.livez_status, "ok".to_string()),
+                        _ => (200, "ok\n".to_string()),
+                    };
+                    let resp = hyper::Response::builder()
+                        .status(status)
+                        .header("content-type", "application/json")
+                        .body(Full::new(bytes::Bytes::from(body)))
+                        .unwrap();
+                    async move { Ok::<_, std::convert::Infallible>(resp) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    port
+}
+
+/// GET `url` on loopback.
+fn get(url: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "2", url])
+        .output()
+        .expect("curl is installed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn series(metric: &str, ty: &str, target: &str, method: &str) -> String {
+    format!(
+        "{metric}{{podtap_probe_target_type=\"{ty}\",podtap_probe_target=\"{target}\",podtap_probe_method=\"{method}\"}}"
+    )
+}
+
+fn value(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Node `n2` among the instances the API lists (`n1`..`n4`, one not yet given an
+/// address, one terminating) probes the next two on the ring, `n3` (answering) and `n4`
+/// (nothing listening: refused); when `n3`'s pod goes, `n4` and `n1` are its neighbours
+/// and `n3`'s series are removed. The API server is probed directly and through a name
+/// (`localhost`) resolved by the system resolver; when `/livez` fails it is counted
+/// `http_status` and reported down.
+#[test]
+fn kubernetes_discovery_picks_the_ring_neighbours() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let state: Shared = Default::default();
+    {
+        let mut s = state.lock().unwrap();
+        s.livez_status = 200;
+        s.pods = vec![
+            pod("podtap-1", "n1", Some("127.0.0.5"), false),
+            pod("podtap-2", "n2", Some("127.0.0.2"), false),
+            pod("podtap-3", "n3", Some("127.0.0.3"), false),
+            pod("podtap-4", "n4", Some("127.0.0.4"), false),
+            pod("podtap-new", "n2b", None, false),
+            pod("podtap-old", "n2a", Some("127.0.0.6"), true),
+        ];
+    }
+    let api_port = serve(&rt, "127.0.0.1:0", state.clone());
+    // n3's instance; n4's and n1's addresses have nothing listening on that port.
+    let peer_port = serve(&rt, "127.0.0.3:0", state.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://127.0.0.1:{api_port}\n\
+             contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\ncurrent-context: fake\n\
+             users:\n- name: fake\n  user: {{}}\n"
+        ),
+    )
+    .unwrap();
+    let text = format!(
+        r#"
+[export.prometheus]
+listen = "127.0.0.1:0"
+[probes]
+enabled = true
+period_ms = 200
+timeout_ms = 150
+failure_threshold = 2
+[probes.api_server]
+dns_name = "localhost"
+[probes.peers]
+max_neighbours = 2
+resync_secs = 1
+port = {peer_port}
+"#
+    );
+    let cfg = podtap::config::Config::parse(&text, Path::new("probes.toml")).unwrap();
+    let exporter =
+        podtap::export::Exporter::start(&cfg.export, podtap::export::Health::new()).unwrap();
+    let base = format!("http://{}", exporter.prometheus_addr.unwrap());
+    let ctx = podtap::probes::ProbeContext {
+        node: "n2".into(),
+        kubeconfig: Some(kubeconfig.clone()),
+        own_port: peer_port,
+    };
+    let probes =
+        podtap::probes::Probes::start(&cfg.probes, ctx, exporter.metrics_feed()).unwrap();
+
+    let neighbours = |alive: &serde_json::Value| -> Vec<(String, String)> {
+        alive["neighbours"]
+            .as_array()
+            .map(|v| {
+                v.iter()
+                    .map(|e| {
+                        (
+                            e["target"].as_str().unwrap_or("").to_string(),
+                            e["status"].as_str().unwrap_or("").to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let status = |alive: &serde_json::Value, ty: &str| {
+        alive["checks"]
+            .as_array()
+            .and_then(|v| v.iter().find(|e| e["type"] == ty))
+            .map(|e| e["status"].as_str().unwrap_or("").to_string())
+    };
+    let alive = || serde_json::from_str(&get(&format!("{base}/alive"))).unwrap_or_default();
+    wait_for(15, "n3 up, n4 down, the API server up both ways", || {
+        let a: serde_json::Value = alive();
+        let want = [("n3".to_string(), "up".to_string()), ("n4".into(), "down".into())];
+        if neighbours(&a) == want
+            && status(&a, "api_server").as_deref() == Some("up")
+            && status(&a, "api_server_dns").as_deref() == Some("up")
+            && status(&a, "peer_discovery").as_deref() == Some("up")
+        {
+            Ok(())
+        } else {
+            Err(a.to_string())
+        }
+    });
+    let listed = state.lock().unwrap().requests.clone();
+    assert!(
+        listed.iter().any(|r| r.starts_with("/api/v1/namespaces/podtap/pods?")
+            && r.contains("labelSelector=app.kubernetes.io%2Fname%3Dpodtap")),
+        "{listed:?}"
+    );
+    wait_for(5, "the series on /metrics", || {
+        let m = get(&format!("{base}/metrics"));
+        let refused = series("podtap_probe_errors_total", "peer", "n4", "http")
+            .replace("\"http\"}", "\"http\",type=\"refused\"}");
+        let ok = value(&m, &series("podtap_probe_up", "peer", "n3", "http")) == Some(1.0)
+            && value(&m, &series("podtap_probe_up", "peer", "n4", "http")) == Some(0.0)
+            && value(&m, &refused) >= Some(2.0)
+            && value(&m, &series("podtap_probe_up", "api_server", "kubernetes", "http"))
+                == Some(1.0)
+            && value(&m, &series("podtap_probe_up", "api_server_dns", "localhost", "http"))
+                == Some(1.0)
+            && value(&m, &series("podtap_probe_up", "peer_discovery", "kubernetes", "list"))
+                == Some(1.0);
+        if ok { Ok(()) } else { Err(m) }
+    });
+
+    // n3's pod is gone: the ring moves on to n4 and n1, n3's series go.
+    state.lock().unwrap().pods.retain(|p| p["spec"]["nodeName"] != "n3");
+    wait_for(10, "n4 and n1 are the neighbours", || {
+        let a: serde_json::Value = alive();
+        let names: Vec<String> = neighbours(&a).into_iter().map(|(n, _)| n).collect();
+        if names == ["n1", "n4"] { Ok(()) } else { Err(a.to_string()) }
+    });
+    wait_for(5, "n3's series are removed", || {
+        let m = get(&format!("{base}/metrics"));
+        if m.contains("podtap_probe_target=\"n3\"") { Err(m) } else { Ok(()) }
+    });
+
+    // The API server fails its health check: counted as http_status, down after two.
+    state.lock().unwrap().livez_status = 500;
+    wait_for(10, "the API server is down", || {
+        let a: serde_json::Value = alive();
+        let m = get(&format!("{base}/metrics"));
+        let errors = series("podtap_probe_errors_total", "api_server", "kubernetes", "http")
+            .replace("\"http\"}", "\"http\",type=\"http_status\"}");
+        if status(&a, "api_server").as_deref() == Some("down") && value(&m, &errors) >= Some(2.0) {
+            Ok(())
+        } else {
+            Err(format!("{a}\n{m}"))
+        }
+    });
+    drop(probes);
+    exporter.shutdown(Duration::from_secs(1));
 }
