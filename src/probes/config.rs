@@ -249,13 +249,12 @@ impl ProbesConfig {
     }
 
     /// Checks serde cannot express; the error names the key under `probes.`.
-    /// `prometheus_listen` is `export.prometheus.listen`.
+    /// `prometheus_listen` is `export.prometheus.listen`, which enabled probes need.
     pub fn validate(&self, prometheus_listen: &str) -> Result<(), (String, String)> {
         let err = |k: String, m: String| Err((format!("probes.{k}"), m));
-        if !self.enabled {
-            return Ok(());
-        }
-        if prometheus_listen.is_empty() {
+        // The rest is checked also when the probes are off: a mistake in the section
+        // shows when it is written, not when the probes are turned on.
+        if self.enabled && prometheus_listen.is_empty() {
             return err(
                 "enabled".into(),
                 "health probes need export.prometheus.listen: /alwayshappy and /alive are \
@@ -406,5 +405,71 @@ pub fn http_uri(s: &str) -> Result<http::Uri, String> {
     match (u.scheme_str(), u.host()) {
         (Some("http" | "https"), Some(_)) => Ok(u),
         _ => Err(format!("{s:?}: not an http:// or https:// URL")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use std::path::Path;
+
+    fn error(text: &str) -> String {
+        Config::parse(text, Path::new("p.toml"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn off_by_default_and_the_embedded_section_is_the_default() {
+        let cfg = Config::load(None).unwrap();
+        assert!(!cfg.probes.enabled);
+        assert_eq!(cfg.probes, super::ProbesConfig::default());
+    }
+
+    #[test]
+    fn mistakes_name_the_key_and_the_file() {
+        let listen = "[export.prometheus]\nlisten = \"127.0.0.1:9464\"\n";
+        let e = error("[probes]\nenabled = true\n");
+        assert!(e.contains("p.toml") && e.contains("probes.enabled"), "{e}");
+        for (text, key) in [
+            ("[probes.peers]\nbogus = 1\n", "probes.peers"),
+            (
+                "[probes]\ntimeout_ms = 20000\n",
+                "probes.timeout_ms",
+            ),
+            (
+                "[[probes.pods]]\nname = \"a\"\nmethod = \"icmp\"\naddress = \"10.0.0.1:80\"\n",
+                "probes.pods[0].address",
+            ),
+            (
+                "[[probes.pods]]\nname = \"a\"\nmethod = \"ping\"\naddress = \"10.0.0.1\"\n",
+                "probes.pods[0].method",
+            ),
+            (
+                "[[probes.urls]]\nname = \"a\"\nurl = \"ftp://x/\"\n",
+                "probes.urls[0].url",
+            ),
+            (
+                "[[probes.urls]]\nname = \"a\"\nurl = \"http://x/\"\nfailure_threshold = 0\n",
+                "probes.urls[0].failure_threshold",
+            ),
+            (
+                "[probes.peers]\ndiscovery = \"static\"\n",
+                "probes.peers.nodes",
+            ),
+            (
+                "[probes]\nmax_targets = 4\n[probes.peers]\nmax_neighbours = 3\n",
+                "probes.max_targets",
+            ),
+        ] {
+            let e = error(&format!("{listen}{text}"));
+            assert!(e.contains("p.toml") && e.contains(key), "{text}: {e}");
+        }
+        let ok = format!(
+            "{listen}[probes]\nenabled = true\n[probes.peers]\ndiscovery = \"static\"\n\
+             nodes = [{{ node = \"a\", address = \"10.0.0.1:9464\" }}]\n\
+             [[probes.pods]]\nname = \"a\"\nmethod = \"tcp\"\naddress = \"web.shop:80\"\n"
+        );
+        Config::parse(&ok, Path::new("p.toml")).unwrap();
     }
 }

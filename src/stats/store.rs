@@ -321,4 +321,21 @@ mod tests {
         assert_eq!(total.get(Metric::FlowIo, &overflow).unwrap().count(), 7);
         assert_eq!(total.overflowed, 7);
     }
+
+    #[test]
+    fn a_gauge_keeps_the_newest_value() {
+        let mut total = store(4);
+        let mut d1 = store(4);
+        d1.set(Metric::ProbeUp, &a("/a"), 1);
+        let mut d2 = store(4);
+        d2.set(Metric::ProbeUp, &a("/a"), 0);
+        total.merge(d1);
+        assert_eq!(total.get(Metric::ProbeUp, &a("/a")), Some(&Value::Gauge(1)));
+        total.merge(d2);
+        assert_eq!(total.get(Metric::ProbeUp, &a("/a")), Some(&Value::Gauge(0)));
+        // Registering at zero does not overwrite a value.
+        total.set(Metric::ProbeUp, &a("/b"), 1);
+        total.add(Metric::ProbeUp, &a("/b"), 0);
+        assert_eq!(total.get(Metric::ProbeUp, &a("/b")), Some(&Value::Gauge(1)));
+    }
 }
