@@ -87,7 +87,15 @@ impl Node {
     /// GET `path` from this node's server, from inside its namespace.
     fn get(&self, path: &str) -> String {
         let out = Command::new("ip")
-            .args(["netns", "exec", &self.ns_name, "curl", "-s", "--max-time", "2"])
+            .args([
+                "netns",
+                "exec",
+                &self.ns_name,
+                "curl",
+                "-s",
+                "--max-time",
+                "2",
+            ])
             .arg(format!("http://{}:{PORT}{path}", self.ip))
             .output()
             .expect("curl is installed");
@@ -190,8 +198,12 @@ failure_threshold = 2
     let mut db = b.start();
 
     // Both see the other up; each has exactly one neighbour (itself is never one).
-    wait_for(15, "node-a sees node-b up", || neighbour_status(&a, "node-b"));
-    wait_for(15, "node-b sees node-a up", || neighbour_status(&b, "node-a"));
+    wait_for(15, "node-a sees node-b up", || {
+        neighbour_status(&a, "node-b")
+    });
+    wait_for(15, "node-b sees node-a up", || {
+        neighbour_status(&b, "node-a")
+    });
     // The series reach /metrics within a second (the probes hand them over each second).
     for (n, other) in [(&a, "node-b"), (&b, "node-a")] {
         let alive = n.alive();
@@ -238,18 +250,45 @@ failure_threshold = 2
     let metrics = a.get("/metrics");
     for m in ["icmp", "tcp", "http"] {
         assert!(
-            !metrics.contains(&format!("podtap_probe_target=\"web\",podtap_probe_method=\"{m}\",type=")),
+            !metrics.contains(&format!(
+                "podtap_probe_target=\"web\",podtap_probe_method=\"{m}\",type="
+            )),
             "web/{m} never failed: {metrics}"
         );
     }
-    assert!(a.metric(&pod("podtap_probe_errors_total", "closed", "tcp", ",type=\"refused\"")) >= Some(2.0), "{metrics}");
-    assert!(a.metric(&pod("podtap_probe_consecutive_failures", "closed", "tcp", "")) >= Some(2.0));
     assert!(
-        a.metric(&pod("podtap_probe_errors_total", "nobody", "icmp", ",type=\"timeout\"")) >= Some(2.0),
+        a.metric(&pod(
+            "podtap_probe_errors_total",
+            "closed",
+            "tcp",
+            ",type=\"refused\""
+        )) >= Some(2.0),
         "{metrics}"
     );
     assert!(
-        a.metric(&pod("podtap_probe_errors_total", "missing", "http", ",type=\"http_status\"")) >= Some(2.0),
+        a.metric(&pod(
+            "podtap_probe_consecutive_failures",
+            "closed",
+            "tcp",
+            ""
+        )) >= Some(2.0)
+    );
+    assert!(
+        a.metric(&pod(
+            "podtap_probe_errors_total",
+            "nobody",
+            "icmp",
+            ",type=\"timeout\""
+        )) >= Some(2.0),
+        "{metrics}"
+    );
+    assert!(
+        a.metric(&pod(
+            "podtap_probe_errors_total",
+            "missing",
+            "http",
+            ",type=\"http_status\""
+        )) >= Some(2.0),
         "{metrics}"
     );
     let alive = a.alive();
@@ -265,7 +304,9 @@ failure_threshold = 2
     wait_for(15, "node-a sees node-b down", || {
         let alive = a.alive();
         match entry(&alive, "neighbours", "node-b", "http") {
-            Some(e) if e["status"] == "down" && e["consecutive_failures"].as_u64() >= Some(3) => Ok(()),
+            Some(e) if e["status"] == "down" && e["consecutive_failures"].as_u64() >= Some(3) => {
+                Ok(())
+            }
             _ => Err(alive.to_string()),
         }
     });
@@ -276,18 +317,28 @@ failure_threshold = 2
         if errors >= before + 3.0 && up == Some(0.0) && cf >= Some(3.0) {
             Ok(())
         } else {
-            Err(format!("errors {before} -> {errors}, up {up:?}, consecutive {cf:?}"))
+            Err(format!(
+                "errors {before} -> {errors}, up {up:?}, consecutive {cf:?}"
+            ))
         }
     });
 
     // node-b is back: up again on both sides.
     let _db2 = b.start();
-    wait_for(15, "node-a sees node-b up again", || neighbour_status(&a, "node-b"));
-    wait_for(15, "node-b sees node-a up again", || neighbour_status(&b, "node-a"));
+    wait_for(15, "node-a sees node-b up again", || {
+        neighbour_status(&a, "node-b")
+    });
+    wait_for(15, "node-b sees node-a up again", || {
+        neighbour_status(&b, "node-a")
+    });
     wait_for(5, "the gauges follow", || {
         let up = a.metric(&peer_series("podtap_probe_up", "node-b"));
         let cf = a.metric(&peer_series("podtap_probe_consecutive_failures", "node-b"));
-        if up == Some(1.0) && cf == Some(0.0) { Ok(()) } else { Err(format!("{up:?} {cf:?}")) }
+        if up == Some(1.0) && cf == Some(0.0) {
+            Ok(())
+        } else {
+            Err(format!("{up:?} {cf:?}"))
+        }
     });
 }
 
@@ -457,8 +508,7 @@ port = {peer_port}
         kubeconfig: Some(kubeconfig.clone()),
         own_port: peer_port,
     };
-    let probes =
-        podtap::probes::Probes::start(&cfg.probes, ctx, exporter.metrics_feed()).unwrap();
+    let probes = podtap::probes::Probes::start(&cfg.probes, ctx, exporter.metrics_feed()).unwrap();
 
     let neighbours = |alive: &serde_json::Value| -> Vec<(String, String)> {
         alive["neighbours"]
@@ -484,7 +534,10 @@ port = {peer_port}
     let alive = || serde_json::from_str(&get(&format!("{base}/alive"))).unwrap_or_default();
     wait_for(15, "n3 up, n4 down, the API server up both ways", || {
         let a: serde_json::Value = alive();
-        let want = [("n3".to_string(), "up".to_string()), ("n4".into(), "down".into())];
+        let want = [
+            ("n3".to_string(), "up".to_string()),
+            ("n4".into(), "down".into()),
+        ];
         if neighbours(&a) == want
             && status(&a, "api_server").as_deref() == Some("up")
             && status(&a, "api_server_dns").as_deref() == Some("up")
@@ -497,8 +550,10 @@ port = {peer_port}
     });
     let listed = state.lock().unwrap().requests.clone();
     assert!(
-        listed.iter().any(|r| r.starts_with("/api/v1/namespaces/podtap/pods?")
-            && r.contains("labelSelector=app.kubernetes.io%2Fname%3Dpodtap")),
+        listed
+            .iter()
+            .any(|r| r.starts_with("/api/v1/namespaces/podtap/pods?")
+                && r.contains("labelSelector=app.kubernetes.io%2Fname%3Dpodtap")),
         "{listed:?}"
     );
     wait_for(5, "the series on /metrics", || {
@@ -508,25 +563,43 @@ port = {peer_port}
         let ok = value(&m, &series("podtap_probe_up", "peer", "n3", "http")) == Some(1.0)
             && value(&m, &series("podtap_probe_up", "peer", "n4", "http")) == Some(0.0)
             && value(&m, &refused) >= Some(2.0)
-            && value(&m, &series("podtap_probe_up", "api_server", "kubernetes", "http"))
-                == Some(1.0)
-            && value(&m, &series("podtap_probe_up", "api_server_dns", "localhost", "http"))
-                == Some(1.0)
-            && value(&m, &series("podtap_probe_up", "peer_discovery", "kubernetes", "list"))
-                == Some(1.0);
+            && value(
+                &m,
+                &series("podtap_probe_up", "api_server", "kubernetes", "http"),
+            ) == Some(1.0)
+            && value(
+                &m,
+                &series("podtap_probe_up", "api_server_dns", "localhost", "http"),
+            ) == Some(1.0)
+            && value(
+                &m,
+                &series("podtap_probe_up", "peer_discovery", "kubernetes", "list"),
+            ) == Some(1.0);
         if ok { Ok(()) } else { Err(m) }
     });
 
     // n3's pod is gone: the ring moves on to n4 and n1, n3's series go.
-    state.lock().unwrap().pods.retain(|p| p["spec"]["nodeName"] != "n3");
+    state
+        .lock()
+        .unwrap()
+        .pods
+        .retain(|p| p["spec"]["nodeName"] != "n3");
     wait_for(10, "n4 and n1 are the neighbours", || {
         let a: serde_json::Value = alive();
         let names: Vec<String> = neighbours(&a).into_iter().map(|(n, _)| n).collect();
-        if names == ["n1", "n4"] { Ok(()) } else { Err(a.to_string()) }
+        if names == ["n1", "n4"] {
+            Ok(())
+        } else {
+            Err(a.to_string())
+        }
     });
     wait_for(5, "n3's series are removed", || {
         let m = get(&format!("{base}/metrics"));
-        if m.contains("podtap_probe_target=\"n3\"") { Err(m) } else { Ok(()) }
+        if m.contains("podtap_probe_target=\"n3\"") {
+            Err(m)
+        } else {
+            Ok(())
+        }
     });
 
     // The API server fails its health check: counted as http_status, down after two.
@@ -534,8 +607,13 @@ port = {peer_port}
     wait_for(10, "the API server is down", || {
         let a: serde_json::Value = alive();
         let m = get(&format!("{base}/metrics"));
-        let errors = series("podtap_probe_errors_total", "api_server", "kubernetes", "http")
-            .replace("\"http\"}", "\"http\",type=\"http_status\"}");
+        let errors = series(
+            "podtap_probe_errors_total",
+            "api_server",
+            "kubernetes",
+            "http",
+        )
+        .replace("\"http\"}", "\"http\",type=\"http_status\"}");
         if status(&a, "api_server").as_deref() == Some("down") && value(&m, &errors) >= Some(2.0) {
             Ok(())
         } else {

@@ -810,14 +810,23 @@ impl MetricsFeed {
         self.shared.register(series);
     }
 
-    /// Hand a delta over; a full queue gives it back (merge it into the next one).
-    pub fn push(&self, delta: Store) -> Result<(), Store> {
+    /// Hand what `delta` holds over, leaving it empty; when the queue is full it keeps
+    /// everything (send it again later) and this returns false.
+    pub fn push(&self, delta: &mut Store) -> bool {
         if delta.is_empty() {
-            return Ok(());
+            return true;
         }
-        self.shared.deltas.push(delta)?;
-        self.shared.notify.notify_one();
-        Ok(())
+        let empty = delta.empty_like();
+        match self.shared.deltas.push(std::mem::replace(delta, empty)) {
+            Ok(()) => {
+                self.shared.notify.notify_one();
+                true
+            }
+            Err(back) => {
+                *delta = back;
+                false
+            }
+        }
     }
 
     /// Remove the series `gone` accepts (a target no longer probed).

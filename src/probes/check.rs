@@ -134,7 +134,8 @@ pub async fn http_get(client: &HttpClient, uri: &http::Uri) -> Result<(), Failur
     // Read (a bounded part of) the body: a server that answers its head and then stalls
     // is not healthy. Past the bound it is only left unread.
     if let Err(e) = Limited::new(resp.into_body(), MAX_BODY).collect().await
-        && e.downcast_ref::<http_body_util::LengthLimitError>().is_none()
+        && e.downcast_ref::<http_body_util::LengthLimitError>()
+            .is_none()
     {
         return Err(Failure::classify(&*e));
     }
@@ -196,8 +197,8 @@ pub async fn icmp_echo(ip: IpAddr, seq: u16) -> Result<(), Failure> {
     let (fd, raw) = icmp_socket(ip)?;
     // SAFETY: the OwnedFd is moved in and stays open, the same descriptor, until the
     // AsyncFd drops it.
-    let fd = unsafe { AsyncFd::register(fd) }
-        .map_err(|e| Failure::new("icmp_socket", e.to_string()))?;
+    let fd =
+        unsafe { AsyncFd::register(fd) }.map_err(|e| Failure::new("icmp_socket", e.to_string()))?;
     let token = (std::process::id() as u64) << 16 | u64::from(seq);
     let mut req = [0u8; 24];
     req[0] = if ip.is_ipv4() { 8 } else { 128 };
@@ -285,7 +286,8 @@ fn icmp_socket(ip: IpAddr) -> Result<(OwnedFd, bool), Failure> {
     let mut last = None;
     for (ty, raw) in [(libc::SOCK_DGRAM, false), (libc::SOCK_RAW, true)] {
         // SAFETY: socket(2) with constant arguments; the descriptor is owned below.
-        let fd = unsafe { libc::socket(domain, ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, proto) };
+        let fd =
+            unsafe { libc::socket(domain, ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, proto) };
         if fd < 0 {
             last = Some(std::io::Error::last_os_error());
             continue;

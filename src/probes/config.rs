@@ -226,7 +226,12 @@ pub struct Timing {
 }
 
 impl ProbesConfig {
-    pub fn timing(&self, period: Option<u64>, timeout: Option<u64>, threshold: Option<u32>) -> Timing {
+    pub fn timing(
+        &self,
+        period: Option<u64>,
+        timeout: Option<u64>,
+        threshold: Option<u32>,
+    ) -> Timing {
         Timing {
             period: Duration::from_millis(period.unwrap_or(self.period_ms)),
             timeout: Duration::from_millis(timeout.unwrap_or(self.timeout_ms)),
@@ -277,8 +282,18 @@ impl ProbesConfig {
             );
         }
         let mut timings = vec![
-            (String::new(), Some(self.period_ms), Some(self.timeout_ms), Some(self.failure_threshold)),
-            ("peers.".into(), self.peers.period_ms, self.peers.timeout_ms, self.peers.failure_threshold),
+            (
+                String::new(),
+                Some(self.period_ms),
+                Some(self.timeout_ms),
+                Some(self.failure_threshold),
+            ),
+            (
+                "peers.".into(),
+                self.peers.period_ms,
+                self.peers.timeout_ms,
+                self.peers.failure_threshold,
+            ),
             (
                 "api_server.".into(),
                 self.api_server.period_ms,
@@ -287,10 +302,20 @@ impl ProbesConfig {
             ),
         ];
         for (i, u) in self.urls.iter().enumerate() {
-            timings.push((format!("urls[{i}]."), u.period_ms, u.timeout_ms, u.failure_threshold));
+            timings.push((
+                format!("urls[{i}]."),
+                u.period_ms,
+                u.timeout_ms,
+                u.failure_threshold,
+            ));
         }
         for (i, p) in self.pods.iter().enumerate() {
-            timings.push((format!("pods[{i}]."), p.period_ms, p.timeout_ms, p.failure_threshold));
+            timings.push((
+                format!("pods[{i}]."),
+                p.period_ms,
+                p.timeout_ms,
+                p.failure_threshold,
+            ));
         }
         for (at, period, timeout, threshold) in timings {
             let t = self.timing(period, timeout, threshold);
@@ -307,7 +332,10 @@ impl ProbesConfig {
                 );
             }
             if t.failure_threshold == 0 {
-                return err(format!("{at}failure_threshold"), "must be at least 1".into());
+                return err(
+                    format!("{at}failure_threshold"),
+                    "must be at least 1".into(),
+                );
             }
         }
         let p = &self.peers;
@@ -392,7 +420,9 @@ pub fn host_port(s: &str) -> Result<(), String> {
         return Ok(());
     }
     match s.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && !host.contains(':') && port.parse::<u16>().is_ok() => {
+        Some((host, port))
+            if !host.is_empty() && !host.contains(':') && port.parse::<u16>().is_ok() =>
+        {
             Ok(())
         }
         _ => Err(format!("{s:?}: not host:port")),
@@ -433,10 +463,7 @@ mod tests {
         assert!(e.contains("p.toml") && e.contains("probes.enabled"), "{e}");
         for (text, key) in [
             ("[probes.peers]\nbogus = 1\n", "probes.peers"),
-            (
-                "[probes]\ntimeout_ms = 20000\n",
-                "probes.timeout_ms",
-            ),
+            ("[probes]\ntimeout_ms = 20000\n", "probes.timeout_ms"),
             (
                 "[[probes.pods]]\nname = \"a\"\nmethod = \"icmp\"\naddress = \"10.0.0.1:80\"\n",
                 "probes.pods[0].address",

@@ -196,23 +196,17 @@ impl Shared {
     /// Hand what was recorded to the exporter; a full queue keeps it for the next time.
     fn flush(&self) {
         let mut store = self.store.lock().expect("probe store lock");
-        let delta = store.take();
-        if let Err(back) = self.feed.push(delta) {
-            let newer = store.take();
-            *store = back;
-            store.merge(newer);
-        }
+        self.feed.push(&mut store);
     }
 
     /// `t` is no longer probed: its status and series go.
     fn forget(&self, t: &Target) {
-        self.flush();
         self.status
             .lock()
             .expect("probe status lock")
             .remove(&t.key());
         let attrs = t.attrs();
-        self.feed.forget(|k| {
+        let of_target = |k: &crate::stats::SeriesKey| {
             matches!(
                 k.metric,
                 Metric::ProbeDuration
@@ -221,7 +215,16 @@ impl Shared {
                     | Metric::ProbeConsecutiveFailures
             ) && k.attrs.len() >= attrs.len()
                 && k.attrs[..attrs.len()] == attrs[..]
-        });
+        };
+        // From what is not handed over yet, and from the exporter's stores. (A delta
+        // handed over in the last few milliseconds and not yet merged would bring the
+        // series back; the exporter merges within 50 ms of a hand-over, and hand-overs
+        // are a second apart.)
+        self.store
+            .lock()
+            .expect("probe store lock")
+            .retain(|k| !of_target(k));
+        self.feed.forget(of_target);
     }
 
     /// `/alive`: this node, whether every target whose state is known is up, the
@@ -330,9 +333,8 @@ async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let a = &cfg.api_server;
-    let needs_kube = a.direct
-        || a.dns
-        || (cfg.peers.enabled && cfg.peers.discovery == Discovery::Kubernetes);
+    let needs_kube =
+        a.direct || a.dns || (cfg.peers.enabled && cfg.peers.discovery == Discovery::Kubernetes);
     let kube_cfg = if needs_kube {
         crate::k8s::kube::config(ctx.kubeconfig.as_deref())
             .await
@@ -484,8 +486,7 @@ async fn probe_loop(shared: Arc<Shared>, t: Arc<Target>, mut stop: watch::Receiv
     let mut seq: u16 = 0;
     loop {
         let started = Instant::now();
-        let result = match tokio::time::timeout(t.timing.timeout, attempt(&shared, &t, seq)).await
-        {
+        let result = match tokio::time::timeout(t.timing.timeout, attempt(&shared, &t, seq)).await {
             Ok(r) => r,
             Err(_) => Err(Failure::new(
                 "timeout",
@@ -551,8 +552,7 @@ async fn discover(
             ..timing
         },
     };
-    let mut running: HashMap<peers::Peer, (Arc<Target>, tokio::task::AbortHandle)> =
-        HashMap::new();
+    let mut running: HashMap<peers::Peer, (Arc<Target>, tokio::task::AbortHandle)> = HashMap::new();
     loop {
         let started = Instant::now();
         let found = match p.discovery {
@@ -574,7 +574,11 @@ async fn discover(
                 let r = tokio::time::timeout(timing.timeout, listed)
                     .await
                     .unwrap_or_else(|_| Err(Failure::new("timeout", "listing podtap's pods")));
-                shared.record(&listing, started.elapsed(), r.as_ref().map(drop).map_err(Clone::clone));
+                shared.record(
+                    &listing,
+                    started.elapsed(),
+                    r.as_ref().map(drop).map_err(Clone::clone),
+                );
                 r
             }
         };
