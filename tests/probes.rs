@@ -623,3 +623,123 @@ port = {peer_port}
     drop(probes);
     exporter.shutdown(Duration::from_secs(1));
 }
+
+/// `api_server.dns_server`: the API server's name is resolved by dnsmasq on loopback
+/// (answering 127.0.0.1, where the API stand-in listens) and the check is up; with
+/// dnsmasq stopped the name no longer resolves, counted as `dns`, and it goes down.
+#[test]
+fn api_server_through_a_configured_dns_server() {
+    require_root();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let state: Shared = Default::default();
+    state.lock().unwrap().livez_status = 200;
+    let api_port = serve(&rt, "127.0.0.1:0", state.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://127.0.0.1:{api_port}\n\
+             contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\ncurrent-context: fake\n\
+             users:\n- name: fake\n  user: {{}}\n"
+        ),
+    )
+    .unwrap();
+    let dns_port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut dnsmasq = Proc(Some(
+        Command::new("dnsmasq")
+            .args([
+                "--no-daemon",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--listen-address=127.0.0.1",
+                &format!("--port={dns_port}"),
+                &format!("--pid-file={}/dnsmasq.pid", dir.path().display()),
+                "--address=/kubernetes.default.svc.cluster.local/127.0.0.1",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("dnsmasq is installed (make deps-test)"),
+    ));
+    let text = format!(
+        r#"
+[export.prometheus]
+listen = "127.0.0.1:0"
+[probes]
+enabled = true
+period_ms = 200
+timeout_ms = 150
+failure_threshold = 2
+[probes.api_server]
+direct = false
+dns_server = "127.0.0.1:{dns_port}"
+[probes.peers]
+enabled = false
+"#
+    );
+    let cfg = podtap::config::Config::parse(&text, Path::new("probes.toml")).unwrap();
+    let exporter =
+        podtap::export::Exporter::start(&cfg.export, podtap::export::Health::new()).unwrap();
+    let base = format!("http://{}", exporter.prometheus_addr.unwrap());
+    let ctx = podtap::probes::ProbeContext {
+        node: "n1".into(),
+        kubeconfig: Some(kubeconfig),
+        own_port: 0,
+    };
+    let probes = podtap::probes::Probes::start(&cfg.probes, ctx, exporter.metrics_feed()).unwrap();
+    let name = "kubernetes.default.svc.cluster.local";
+    let check = || {
+        let a: serde_json::Value =
+            serde_json::from_str(&get(&format!("{base}/alive"))).unwrap_or_default();
+        a["checks"]
+            .as_array()
+            .and_then(|v| v.iter().find(|e| e["type"] == "api_server_dns"))
+            .cloned()
+            .unwrap_or_default()
+    };
+    wait_for(15, "the API server is up by its name", || {
+        let c = check();
+        if c["status"] == "up" && c["target"] == name {
+            Ok(())
+        } else {
+            Err(c.to_string())
+        }
+    });
+    assert!(
+        state
+            .lock()
+            .unwrap()
+            .requests
+            .iter()
+            .any(|r| r.starts_with("/livez")),
+        "the request reached the API stand-in"
+    );
+    dnsmasq.interrupt();
+    let errors = format!(
+        "podtap_probe_errors_total{{podtap_probe_target_type=\"api_server_dns\",podtap_probe_target=\"{name}\",podtap_probe_method=\"http\",type=\"dns\"}}"
+    );
+    wait_for(10, "the name no longer resolves", || {
+        let c = check();
+        let m = get(&format!("{base}/metrics"));
+        if c["status"] == "down"
+            && c["last_error"]["type"] == "dns"
+            && value(&m, &errors) >= Some(2.0)
+        {
+            Ok(())
+        } else {
+            Err(format!("{c}\n{m}"))
+        }
+    });
+    drop(probes);
+    exporter.shutdown(Duration::from_secs(1));
+}

@@ -186,6 +186,112 @@ pub async fn kube_get(client: &kube::Client, path: &str) -> Result<(), Failure> 
     }
 }
 
+/// Resolve `name` with the DNS server at `server`: an A query, then AAAA when it has no
+/// IPv4 address; the first address answered. NXDOMAIN, SERVFAIL and the like fail as
+/// `dns`, as does an answer without an address.
+pub async fn dns_lookup(server: SocketAddr, name: &str) -> Result<IpAddr, Failure> {
+    let sock = tokio::net::UdpSocket::bind(if server.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    })
+    .await
+    .map_err(|e| Failure::new("connect", e.to_string()))?;
+    // The name does not resolve, whatever keeps the server from answering.
+    let io = |e: std::io::Error| Failure::new("dns", format!("DNS server {server}: {e}"));
+    sock.connect(server).await.map_err(io)?;
+    // A query id that differs from query to query (answers to older ones are ignored).
+    let id = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos()) as u16;
+    for qtype in [1u16, 28] {
+        let q = dns_query(id, name, qtype)?;
+        sock.send(&q).await.map_err(io)?;
+        let mut buf = [0u8; 1500];
+        loop {
+            let n = sock.recv(&mut buf).await.map_err(io)?;
+            match dns_answer(&buf[..n], id, qtype) {
+                Some(Ok(Some(ip))) => return Ok(ip),
+                Some(Ok(None)) => break,
+                Some(Err(f)) => return Err(f),
+                // Not the answer to this query.
+                None => continue,
+            }
+        }
+    }
+    Err(Failure::new("dns", format!("{name}: no address")))
+}
+
+/// A recursive query for `name`, type `qtype`, class IN.
+fn dns_query(id: u16, name: &str, qtype: u16) -> Result<Vec<u8>, Failure> {
+    let mut q = Vec::with_capacity(18 + name.len());
+    q.extend_from_slice(&id.to_be_bytes());
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.trim_end_matches('.').split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err(Failure::new("config", format!("{name:?}: not a DNS name")));
+        }
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.push(0);
+    q.extend_from_slice(&qtype.to_be_bytes());
+    q.extend_from_slice(&1u16.to_be_bytes());
+    Ok(q)
+}
+
+/// The answer `msg` to query `id` of type `qtype`: its first address (`Ok(None)`: no
+/// address of that type), a failure for an error code; `None` when `msg` is not the
+/// response to that query or cannot be read.
+fn dns_answer(msg: &[u8], id: u16, qtype: u16) -> Option<Result<Option<IpAddr>, Failure>> {
+    let be16 = |at: usize| Some(u16::from_be_bytes([*msg.get(at)?, *msg.get(at + 1)?]));
+    if msg.len() < 12 || be16(0)? != id || msg[2] & 0x80 == 0 {
+        return None;
+    }
+    let rcode = msg[3] & 0x0f;
+    if rcode != 0 {
+        let what = match rcode {
+            2 => "SERVFAIL".to_string(),
+            3 => "NXDOMAIN".to_string(),
+            5 => "REFUSED".to_string(),
+            r => format!("rcode {r}"),
+        };
+        return Some(Err(Failure::new("dns", what)));
+    }
+    let (qd, an) = (be16(4)?, be16(6)?);
+    let mut at = 12;
+    for _ in 0..qd {
+        at = skip_name(msg, at)? + 4;
+    }
+    for _ in 0..an {
+        at = skip_name(msg, at)?;
+        let (ty, len) = (be16(at)?, usize::from(be16(at + 8)?));
+        let data = msg.get(at + 10..at + 10 + len)?;
+        at += 10 + len;
+        match (ty, qtype, data.len()) {
+            (1, 1, 4) => return Some(Ok(Some(IpAddr::from(<[u8; 4]>::try_from(data).ok()?)))),
+            (28, 28, 16) => {
+                return Some(Ok(Some(IpAddr::from(<[u8; 16]>::try_from(data).ok()?))));
+            }
+            // CNAMEs and the like come before the address.
+            _ => {}
+        }
+    }
+    Some(Ok(None))
+}
+
+/// The offset after the (possibly compressed) name at `at`.
+fn skip_name(msg: &[u8], mut at: usize) -> Option<usize> {
+    loop {
+        let len = *msg.get(at)?;
+        match len {
+            0 => return Some(at + 1),
+            l if l & 0xc0 == 0xc0 => return Some(at + 2),
+            l => at += 1 + usize::from(l),
+        }
+    }
+}
+
 /// Echo requests told apart from other processes' (and other targets') by this
 /// identifier (raw sockets see every echo reply) and a per-process token in the payload.
 fn ident() -> u16 {
@@ -382,6 +488,37 @@ mod tests {
         let mut with = msg;
         with[2..4].copy_from_slice(&checksum(&msg).to_be_bytes());
         assert_eq!(checksum(&with), 0);
+    }
+
+    #[test]
+    fn dns_answers_are_read() {
+        let q = dns_query(0x1234, "kubernetes.default.svc", 1).unwrap();
+        assert_eq!(&q[12..31], b"\x0akubernetes\x07default");
+        // The response: the question, a CNAME, then the address (names compressed).
+        let mut r = q.clone();
+        r[2] = 0x81;
+        r[3] = 0x80;
+        r[7] = 2;
+        r.extend_from_slice(&[0xc0, 12, 0, 5, 0, 1, 0, 0, 0, 30, 0, 2, 0xc0, 12]);
+        r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4, 10, 96, 0, 1]);
+        let ip = dns_answer(&r, 0x1234, 1).unwrap().unwrap();
+        assert_eq!(ip, Some("10.96.0.1".parse().unwrap()));
+        assert!(
+            dns_answer(&r, 0x1235, 1).is_none(),
+            "another query's answer"
+        );
+        assert_eq!(dns_answer(&r, 0x1234, 28).unwrap().unwrap(), None);
+        let mut nx = q.clone();
+        nx[2] = 0x81;
+        nx[3] = 0x83;
+        assert_eq!(
+            dns_answer(&nx, 0x1234, 1).unwrap().unwrap_err().message,
+            "NXDOMAIN"
+        );
+        // Cut anywhere: never a panic.
+        for n in 0..r.len() {
+            let _ = dns_answer(&r[..n], 0x1234, 1);
+        }
     }
 
     #[test]

@@ -137,6 +137,10 @@ pub struct ApiServerConfig {
     pub dns_name: String,
     /// The port used with `dns_name`; 0: the direct address's port. Default 0.
     pub dns_port: u16,
+    /// The DNS server (`ip` or `ip:port`) `dns_name` is resolved with (an A query, then
+    /// AAAA, over UDP); the request then goes to the address it answers, with
+    /// `dns_name` as the TLS server name. Empty: the system resolver. Default empty.
+    pub dns_server: String,
     /// The path requested; any 2xx answer is a success. Default "/livez" (readable
     /// without special rights).
     pub path: String,
@@ -152,11 +156,24 @@ impl Default for ApiServerConfig {
             dns: true,
             dns_name: "kubernetes.default.svc.cluster.local".into(),
             dns_port: 0,
+            dns_server: String::new(),
             path: "/livez".into(),
             period_ms: None,
             timeout_ms: None,
             failure_threshold: None,
         }
+    }
+}
+
+impl ApiServerConfig {
+    /// `dns_server` as an address (port 53 when it names none).
+    pub fn dns_server_addr(&self) -> Option<std::net::SocketAddr> {
+        let s = self.dns_server.as_str();
+        s.parse().ok().or_else(|| {
+            s.parse::<std::net::IpAddr>()
+                .ok()
+                .map(|ip| std::net::SocketAddr::new(ip, 53))
+        })
     }
 }
 
@@ -377,6 +394,12 @@ impl ProbesConfig {
         if a.dns && a.dns_name.is_empty() {
             return err("api_server.dns_name".into(), "empty".into());
         }
+        if a.dns && !a.dns_server.is_empty() && a.dns_server_addr().is_none() {
+            return err(
+                "api_server.dns_server".into(),
+                format!("{:?}: not an ip or ip:port", a.dns_server),
+            );
+        }
         if (a.direct || a.dns) && !a.path.starts_with('/') {
             return err("api_server.path".into(), "must start with /".into());
         }
@@ -479,6 +502,10 @@ mod tests {
             (
                 "[[probes.urls]]\nname = \"a\"\nurl = \"http://x/\"\nfailure_threshold = 0\n",
                 "probes.urls[0].failure_threshold",
+            ),
+            (
+                "[probes.api_server]\ndns_server = \"dns.local\"\n",
+                "probes.api_server.dns_server",
             ),
             (
                 "[probes.peers]\ndiscovery = \"static\"\n",

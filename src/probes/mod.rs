@@ -76,6 +76,16 @@ enum Check {
         path: String,
         resolve: Option<String>,
     },
+    /// A request to the API server at the address `server` (a DNS server) answers for
+    /// `name`, with `name` as the TLS server name: a client per attempt, as the address
+    /// may change.
+    KubeVia {
+        config: Result<kube::Config, String>,
+        path: String,
+        name: String,
+        port: u16,
+        server: std::net::SocketAddr,
+    },
     /// The neighbour listing itself (see [`discover`]).
     Discovery,
 }
@@ -366,20 +376,38 @@ async fn run(
             timing: t,
         });
     }
-    if a.dns {
+    let dns_port = |c: &kube::Config| match a.dns_port {
+        0 => c
+            .cluster_url
+            .port_u16()
+            .unwrap_or(if c.cluster_url.scheme_str() == Some("http") {
+                80
+            } else {
+                443
+            }),
+        p => p,
+    };
+    if let (true, Some(server)) = (a.dns, a.dns_server_addr()) {
+        let port = kube_cfg.as_ref().map_or(443, dns_port);
+        targets.push(Target {
+            ty: TargetType::ApiServerDns,
+            name: a.dns_name.clone(),
+            method: "http",
+            address: format!("{}:{port} via {server}", a.dns_name),
+            check: Check::KubeVia {
+                config: kube_cfg.clone(),
+                path: a.path.clone(),
+                name: a.dns_name.clone(),
+                port,
+                server,
+            },
+            timing: cfg.timing(a.period_ms, a.timeout_ms, a.failure_threshold),
+        });
+    } else if a.dns {
         let t = cfg.timing(a.period_ms, a.timeout_ms, a.failure_threshold);
         let (client, host_port) = match &kube_cfg {
             Ok(c) => {
-                let port = match a.dns_port {
-                    0 => c.cluster_url.port_u16().unwrap_or(
-                        if c.cluster_url.scheme_str() == Some("http") {
-                            80
-                        } else {
-                            443
-                        },
-                    ),
-                    p => p,
-                };
+                let port = dns_port(c);
                 let host_port = format!("{}:{port}", a.dns_name);
                 let scheme = c.cluster_url.scheme_str().unwrap_or("https");
                 let mut by_name = c.clone();
@@ -519,6 +547,28 @@ async fn attempt(shared: &Shared, t: &Target, seq: u16) -> Result<(), Failure> {
                 check::resolve(name).await?;
             }
             check::kube_get(client, path).await
+        }
+        Check::KubeVia {
+            config,
+            path,
+            name,
+            port,
+            server,
+        } => {
+            let mut c = config
+                .as_ref()
+                .map_err(|e| Failure::new("config", e.clone()))?
+                .clone();
+            let ip = check::dns_lookup(*server, name).await?;
+            let scheme = c.cluster_url.scheme_str().unwrap_or("https").to_string();
+            c.cluster_url = format!("{scheme}://{}", std::net::SocketAddr::new(ip, *port))
+                .parse()
+                .map_err(|e: http::uri::InvalidUri| Failure::new("config", e.to_string()))?;
+            // The certificate names the Service, not the address it resolved to.
+            c.tls_server_name = Some(name.clone());
+            let client =
+                kube::Client::try_from(c).map_err(|e| Failure::new("config", e.to_string()))?;
+            check::kube_get(&client, path).await
         }
         Check::Discovery => Ok(()),
     }
