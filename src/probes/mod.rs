@@ -80,7 +80,8 @@ enum Check {
     /// `name`, with `name` as the TLS server name: a client per attempt, as the address
     /// may change.
     KubeVia {
-        config: Result<kube::Config, String>,
+        /// Boxed: a client's settings are large, and there is at most one such target.
+        config: Box<Result<kube::Config, String>>,
         path: String,
         name: String,
         port: u16,
@@ -395,7 +396,7 @@ async fn run(
             method: "http",
             address: format!("{}:{port} via {server}", a.dns_name),
             check: Check::KubeVia {
-                config: kube_cfg.clone(),
+                config: Box::new(kube_cfg.clone()),
                 path: a.path.clone(),
                 name: a.dns_name.clone(),
                 port,
@@ -555,7 +556,7 @@ async fn attempt(shared: &Shared, t: &Target, seq: u16) -> Result<(), Failure> {
             port,
             server,
         } => {
-            let mut c = config
+            let mut c = (**config)
                 .as_ref()
                 .map_err(|e| Failure::new("config", e.clone()))?
                 .clone();
