@@ -356,11 +356,49 @@ async fn run(
     if let (true, Err(e)) = (needs_kube, &kube_cfg) {
         tracing::warn!("health probes: no Kubernetes client ({e}): its checks fail as `config`");
     }
-    let client_of = |c: &kube::Config| kube::Client::try_from(c.clone()).map_err(|e| e.to_string());
+    let mut targets = api_server_targets(&cfg, &kube_cfg);
+    targets.extend(configured_targets(&cfg));
+    tracing::info!(
+        targets = targets.len(),
+        peers = cfg.peers.enabled,
+        "health probes started; /alwayshappy and /alive served"
+    );
+    for t in targets {
+        tokio::spawn(probe_loop(shared.clone(), Arc::new(t), stop.clone()));
+    }
+    if cfg.peers.enabled {
+        let client = match (&kube_cfg, cfg.peers.discovery) {
+            (Ok(c), Discovery::Kubernetes) => client_of(c),
+            (Err(e), _) => Err(e.clone()),
+            _ => Err(String::new()),
+        };
+        tokio::spawn(discover(
+            shared.clone(),
+            cfg.clone(),
+            ctx.clone(),
+            client,
+            stop.clone(),
+        ));
+    }
+    // Hand the recorded series over every second, and once more when stopping.
+    while check::sleep_or_stop(Duration::from_secs(1), &mut stop).await {
+        shared.flush();
+    }
+    shared.flush();
+}
+
+fn client_of(c: &kube::Config) -> Result<kube::Client, String> {
+    kube::Client::try_from(c.clone()).map_err(|e| e.to_string())
+}
+
+/// The API server checks, direct and by name, as `[probes.api_server]` asks (a client
+/// that cannot be built makes its check fail as `config` every period).
+fn api_server_targets(cfg: &ProbesConfig, kube_cfg: &Result<kube::Config, String>) -> Vec<Target> {
+    let a = &cfg.api_server;
     let mut targets = Vec::new();
     if a.direct {
         let t = cfg.timing(a.period_ms, a.timeout_ms, a.failure_threshold);
-        let (client, address) = match &kube_cfg {
+        let (client, address) = match kube_cfg {
             Ok(c) => (client_of(c), c.cluster_url.to_string()),
             Err(e) => (Err(e.clone()), String::new()),
         };
@@ -406,7 +444,7 @@ async fn run(
         });
     } else if a.dns {
         let t = cfg.timing(a.period_ms, a.timeout_ms, a.failure_threshold);
-        let (client, host_port) = match &kube_cfg {
+        let (client, host_port) = match kube_cfg {
             Ok(c) => {
                 let port = dns_port(c);
                 let host_port = format!("{}:{port}", a.dns_name);
@@ -436,6 +474,12 @@ async fn run(
             timing: t,
         });
     }
+    targets
+}
+
+/// The `[[probes.urls]]` and `[[probes.pods]]` targets.
+fn configured_targets(cfg: &ProbesConfig) -> Vec<Target> {
+    let mut targets = Vec::new();
     for u in &cfg.urls {
         let Ok(uri) = config::http_uri(&u.url) else {
             continue; // rejected when the config was loaded
@@ -470,33 +514,7 @@ async fn run(
             timing: cfg.timing(p.period_ms, p.timeout_ms, p.failure_threshold),
         });
     }
-    tracing::info!(
-        targets = targets.len(),
-        peers = cfg.peers.enabled,
-        "health probes started; /alwayshappy and /alive served"
-    );
-    for t in targets {
-        tokio::spawn(probe_loop(shared.clone(), Arc::new(t), stop.clone()));
-    }
-    if cfg.peers.enabled {
-        let client = match (&kube_cfg, cfg.peers.discovery) {
-            (Ok(c), Discovery::Kubernetes) => client_of(c),
-            (Err(e), _) => Err(e.clone()),
-            _ => Err(String::new()),
-        };
-        tokio::spawn(discover(
-            shared.clone(),
-            cfg.clone(),
-            ctx.clone(),
-            client,
-            stop.clone(),
-        ));
-    }
-    // Hand the recorded series over every second, and once more when stopping.
-    while check::sleep_or_stop(Duration::from_secs(1), &mut stop).await {
-        shared.flush();
-    }
-    shared.flush();
+    targets
 }
 
 /// Attempt `t` every period until stopped.
