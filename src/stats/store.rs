@@ -230,6 +230,11 @@ impl Store {
         });
     }
 
+    /// Every series, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&SeriesKey, &Value)> {
+        self.series.iter().map(|(k, v)| (k, v))
+    }
+
     /// Series in a stable order (metric, then attributes).
     pub fn sorted(&self) -> Vec<(&SeriesKey, &Value)> {
         let mut v: Vec<_> = self.series.iter().map(|(k, v)| (k, v)).collect();
