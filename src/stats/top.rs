@@ -699,14 +699,9 @@ fn sort_cut<T>(
 }
 
 /// The three tables at `now`, with rates since `base` (`window_secs` earlier), filtered,
-/// sorted and cut to `limit` rows as `q` asks. `node` and `uptime_secs` are the caller's.
-pub fn snapshot(
-    now: &Totals,
-    base: Option<&Totals>,
-    window_secs: f64,
-    q: &TopQuery,
-    limit: usize,
-) -> TopSnapshot {
+/// sorted and cut to `q.limit` rows as `q` asks. `node` and `uptime_secs` are the caller's.
+pub fn snapshot(now: &Totals, base: Option<&Totals>, window_secs: f64, q: &TopQuery) -> TopSnapshot {
+    let limit = q.limit;
     let secs = if base.is_some() { window_secs } else { 0.0 };
     let win = secs > 0.0;
     // Edges: calls by (client, server, port, protocol) ...
