@@ -16,8 +16,8 @@ use super::{
     SniffHeader, SniffRequest, SniffStatus, Status, StreamFrame, WorkerStatus,
 };
 use crate::export::Exporter;
-use crate::stats::top::{self, History, TopQuery, TopSnapshot};
 use crate::run::QueueStats;
+use crate::stats::top::{self, History, TopQuery, TopSnapshot};
 
 /// What the daemon shares with its control server: kept up to date by the control loop
 /// (interfaces) and the workers (queue counters).
@@ -377,10 +377,12 @@ impl Ctx<'_> {
     /// sample. Computed here, on the handler's thread: the workers do nothing more.
     fn top(&self, q: &TopQuery) -> Result<TopSnapshot, String> {
         let Some(e) = self.export else {
-            return Err("no statistics: `podtap top` needs the daemon to keep them; set \
+            return Err(
+                "no statistics: `podtap top` needs the daemon to keep them; set \
                  `control.top = true` (or export metrics: export.prometheus.listen, \
                  export.otlp.enabled)"
-                .into());
+                    .into(),
+            );
         };
         let window = q.window_secs.clamp(1, top::MAX_WINDOW_SECS);
         let limit = q.limit.clamp(1, self.cfg.max_top_rows);

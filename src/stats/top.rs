@@ -42,7 +42,9 @@ pub struct Peer {
     pub name: String,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum PeerKind {
     Pod,
@@ -647,10 +649,10 @@ fn group_calls<K: std::hash::Hash + Eq>(
 
 /// Does a row with these ends and protocol pass the query's filters?
 fn wanted(q: &TopQuery, ends: &[&Peer], protocol: Option<&str>) -> bool {
-    let ns_ok = q.namespace.as_deref().is_none_or(|ns| {
-        ends.iter()
-            .any(|p| p.namespace.as_deref() == Some(ns))
-    });
+    let ns_ok = q
+        .namespace
+        .as_deref()
+        .is_none_or(|ns| ends.iter().any(|p| p.namespace.as_deref() == Some(ns)));
     let pod_ok = q
         .pod
         .as_deref()
@@ -700,15 +702,30 @@ fn sort_cut<T>(
 
 /// The three tables at `now`, with rates since `base` (`window_secs` earlier), filtered,
 /// sorted and cut to `q.limit` rows as `q` asks. `node` and `uptime_secs` are the caller's.
-pub fn snapshot(now: &Totals, base: Option<&Totals>, window_secs: f64, q: &TopQuery) -> TopSnapshot {
+pub fn snapshot(
+    now: &Totals,
+    base: Option<&Totals>,
+    window_secs: f64,
+    q: &TopQuery,
+) -> TopSnapshot {
     let limit = q.limit;
     let secs = if base.is_some() { window_secs } else { 0.0 };
     let win = secs > 0.0;
     // Edges: calls by (client, server, port, protocol) ...
     type EdgeKey = (Peer, Peer, u16, String);
-    let mut edges: HashMap<EdgeKey, Row> = group_calls(now, base, |_| true, |k| {
-        (k.client.clone(), k.server.clone(), k.port, k.protocol.clone())
-    });
+    let mut edges: HashMap<EdgeKey, Row> = group_calls(
+        now,
+        base,
+        |_| true,
+        |k| {
+            (
+                k.client.clone(),
+                k.server.clone(),
+                k.port,
+                k.protocol.clone(),
+            )
+        },
+    );
     // ... with the flow traffic between the same ends and port: on the edge with the
     // most calls (two protocols on one port share one connection's bytes), or as an
     // edge of its own, named by its transport, when no decoder claimed the traffic.
@@ -723,7 +740,12 @@ pub fn snapshot(now: &Totals, base: Option<&Totals>, window_secs: f64, q: &TopQu
         match target {
             Some(e) => e.add_flows(&r),
             None => {
-                let key = (k.client.clone(), k.server.clone(), k.port, k.transport.clone());
+                let key = (
+                    k.client.clone(),
+                    k.server.clone(),
+                    k.port,
+                    k.transport.clone(),
+                );
                 edges.entry(key).or_default().add_flows(&r);
             }
         }
@@ -784,7 +806,14 @@ pub fn snapshot(now: &Totals, base: Option<&Totals>, window_secs: f64, q: &TopQu
         now,
         base,
         |k| wanted(q, &[&k.client, &k.server], Some(&k.protocol)),
-        |k| (k.server.clone(), k.port, k.protocol.clone(), k.operation.clone()),
+        |k| {
+            (
+                k.server.clone(),
+                k.port,
+                k.protocol.clone(),
+                k.operation.clone(),
+            )
+        },
     );
     let mut endpoint_rows: Vec<EndpointRow> = endpoints
         .into_iter()
@@ -812,5 +841,175 @@ pub fn snapshot(now: &Totals, base: Option<&Totals>, window_secs: f64, q: &TopQu
         endpoints: endpoint_rows,
         endpoints_total,
         series_overflowed: now.overflowed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::DirDelta;
+    use crate::k8s::{FlowPods, PodMeta};
+    use crate::proto::Endpoint;
+    use std::sync::Arc;
+
+    fn pod(name: &str, ns: &str) -> Arc<PodMeta> {
+        let mut p = PodMeta {
+            name: Some(name.into()),
+            namespace: Some(ns.into()),
+            ..Default::default()
+        };
+        p.compute_attrs(&[]);
+        Arc::new(p)
+    }
+
+    fn pods(obs: &Arc<PodMeta>, c: &Arc<PodMeta>, s: &Arc<PodMeta>) -> Arc<FlowPods> {
+        Arc::new(FlowPods {
+            obs: Some(obs.clone()),
+            client: crate::k8s::Peer::Pod(c.clone()),
+            server: crate::k8s::Peer::Pod(s.clone()),
+            selected: true,
+            ..Default::default()
+        })
+    }
+
+    /// zeta (batch) calls web (shop) 10 times, alpha (shop) twice with one 503; every
+    /// call and every byte is seen at both pods' veths.
+    fn traffic() -> Store {
+        let (web, alpha, zeta) = (
+            pod("web", "shop"),
+            pod("alpha", "shop"),
+            pod("zeta", "batch"),
+        );
+        let mut s = super::super::tests::stats();
+        let ep = |a: &str, port| Endpoint {
+            addr: a.parse().unwrap(),
+            port,
+        };
+        for (client, n, failed, cip) in [(&zeta, 10, 0, "10.0.0.3"), (&alpha, 2, 1, "10.0.0.2")] {
+            for obs in [client, &web] {
+                for i in 0..n {
+                    let status = if i < failed { 503 } else { 200 };
+                    let mut tx = super::super::tests::http_tx("GET", "/", status, 2);
+                    tx.pods = Some(pods(obs, client, &web));
+                    s.transaction(&tx);
+                }
+                let delta = [
+                    DirDelta {
+                        bytes: 100 * n,
+                        packets: n,
+                        ..Default::default()
+                    },
+                    DirDelta {
+                        bytes: 1000 * n,
+                        packets: n,
+                        ..Default::default()
+                    },
+                ];
+                let p = pods(obs, client, &web);
+                s.flow_traffic(6, &ep(cip, 40000), &ep("10.0.0.2", 80), Some(&p), &delta);
+            }
+        }
+        s.take_delta()
+    }
+
+    #[test]
+    fn calls_seen_at_both_pods_count_once_with_their_flow_bytes() {
+        let now = Totals::from_store(&traffic());
+        let base = Totals::default();
+        let snap = snapshot(&now, Some(&base), 2.0, &TopQuery::default());
+        assert_eq!(snap.edges_total, 2, "{:#?}", snap.edges);
+        let e = &snap.edges[0];
+        assert_eq!(
+            (
+                e.client.label(),
+                e.server.label(),
+                e.port,
+                e.protocol.as_str()
+            ),
+            ("batch/zeta".into(), "shop/web".into(), 80, "http")
+        );
+        assert_eq!((e.stats.requests, e.stats.requests_per_sec), (10, 5.0));
+        assert_eq!(e.stats.bytes, 11_000);
+        assert_eq!(e.stats.bytes_per_sec, 5_500.0);
+        let p50 = e.stats.p50_ms.unwrap();
+        assert!((1.0..=2.5).contains(&p50), "{p50}");
+        let a = &snap.edges[1];
+        assert_eq!((a.client.name.as_str(), a.stats.requests), ("alpha", 2));
+        assert_eq!(a.stats.error_ratio, 0.5);
+        // Pods: web served all 12 calls; each client made its own.
+        let web = snap.pods.iter().find(|p| p.pod.name == "web").unwrap();
+        assert_eq!((web.stats.requests, web.requests_out), (12, 0));
+        assert_eq!(web.stats.bytes, 11_000 + 2_200);
+        let zeta = snap.pods.iter().find(|p| p.pod.name == "zeta").unwrap();
+        assert_eq!((zeta.stats.requests, zeta.requests_out), (0, 10));
+        assert_eq!(zeta.requests_out_per_sec, 5.0);
+        // Endpoints: one route of web, both clients' calls.
+        assert_eq!(snap.endpoints_total, 1);
+        let ep = &snap.endpoints[0];
+        assert_eq!((ep.operation.as_str(), ep.stats.requests), ("GET /", 12));
+    }
+
+    #[test]
+    fn filters_sorting_and_the_limit() {
+        let now = Totals::from_store(&traffic());
+        let q = |f: &dyn Fn(&mut TopQuery)| {
+            let mut q = TopQuery::default();
+            f(&mut q);
+            snapshot(&now, Some(&Totals::default()), 1.0, &q)
+        };
+        // By name: the labels, namespace first (batch/zeta before shop/alpha).
+        let by_name = q(&|q| q.sort = SortKey::Name);
+        assert_eq!(by_name.edges[0].client.name, "zeta");
+        assert_eq!(by_name.pods[0].pod.label(), "batch/zeta");
+        let errors = q(&|q| q.sort = SortKey::Errors);
+        assert_eq!(errors.edges[0].client.name, "alpha");
+        let batch = q(&|q| q.namespace = Some("batch".into()));
+        assert_eq!(batch.edges.len(), 1);
+        assert_eq!(batch.edges[0].client.name, "zeta");
+        let names: Vec<_> = batch.pods.iter().map(|p| p.pod.name.as_str()).collect();
+        assert_eq!(names, ["zeta"], "web is in shop");
+        assert_eq!(batch.endpoints[0].stats.requests, 10, "zeta's calls only");
+        let alpha = q(&|q| q.pod = Some("alph".into()));
+        assert_eq!(alpha.edges.len(), 1);
+        assert!(q(&|q| q.protocol = Some("redis".into())).edges.is_empty());
+        assert_eq!(q(&|q| q.protocol = Some("HTTP".into())).edges.len(), 2);
+        let one = q(&|q| q.limit = 1);
+        assert_eq!((one.edges.len(), one.edges_total), (1, 2));
+    }
+
+    #[test]
+    fn without_an_earlier_sample_there_are_no_rates_but_totals() {
+        let now = Totals::from_store(&traffic());
+        let snap = snapshot(&now, None, 3.0, &TopQuery::default());
+        assert_eq!(snap.window_secs, 0.0);
+        let e = &snap.edges[0];
+        assert_eq!((e.stats.requests, e.stats.requests_per_sec), (10, 0.0));
+        assert!(e.stats.p99_ms.is_some(), "latency over everything so far");
+    }
+
+    #[test]
+    fn history_keeps_samples_a_second_apart_and_finds_the_window() {
+        let mut h = History::default();
+        let t0 = Instant::now();
+        let t = Totals::default();
+        assert!(h.base(t0, Duration::from_secs(5)).is_none());
+        for ms in [0, 400, 1000, 2000, 3000, 30_000] {
+            h.push(t0 + Duration::from_millis(ms), &t);
+        }
+        // 400 ms after the first: not kept; at 30 s the old ones are forgotten.
+        assert_eq!(h.samples.len(), 1);
+        let mut h = History::default();
+        for s in 0..8 {
+            h.push(t0 + Duration::from_secs(s), &t);
+        }
+        let now = t0 + Duration::from_millis(7_200);
+        let (_, age) = h.base(now, Duration::from_secs(5)).unwrap();
+        assert_eq!(age, Duration::from_millis(5_200));
+        let (_, age) = h.base(now, Duration::from_secs(10)).unwrap();
+        assert_eq!(
+            age,
+            Duration::from_millis(7_200),
+            "the oldest when none is as old"
+        );
     }
 }

@@ -100,7 +100,11 @@ const SORT_KEYS: [(char, SortKey); 8] = [
 ];
 
 impl Ui {
-    fn run(&mut self, term: &mut ratatui::DefaultTerminal, opts: &TopOptions) -> Result<(), TopError> {
+    fn run(
+        &mut self,
+        term: &mut ratatui::DefaultTerminal,
+        opts: &TopOptions,
+    ) -> Result<(), TopError> {
         let mut next = Instant::now() + opts.interval;
         loop {
             term.draw(|f| self.draw(f))?;
@@ -189,8 +193,11 @@ impl Ui {
         if let Some(s) = &self.snap {
             let areas = Layout::vertical([Constraint::Ratio(1, 3); 3]).split(body);
             for (t, area) in view::tables(s).iter().zip(areas.iter()) {
-                let widths: Vec<Constraint> =
-                    t.columns.iter().map(|c| Constraint::Length(c.width)).collect();
+                let widths: Vec<Constraint> = t
+                    .columns
+                    .iter()
+                    .map(|c| Constraint::Length(c.width))
+                    .collect();
                 let header = Row::new(
                     t.columns
                         .iter()
@@ -220,10 +227,7 @@ impl Ui {
                     .iter()
                     .map(|(k, s)| format!("{k} {}", s.name()))
                     .collect();
-                format!(
-                    "q quit | sort: {} | / filter, c clear",
-                    keys.join("  ")
-                )
+                format!("q quit | sort: {} | / filter, c clear", keys.join("  "))
             }
         };
         f.render_widget(Paragraph::new(Line::from(help).reversed()), bottom);
@@ -254,11 +258,15 @@ pub fn set_filter(q: &mut TopQuery, text: &str) {
 
 /// The filters as [`set_filter`] reads them.
 fn filter_text(q: &TopQuery) -> String {
-    [("ns", &q.namespace), ("pod", &q.pod), ("proto", &q.protocol)]
-        .iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
-        .collect::<Vec<_>>()
-        .join(" ")
+    [
+        ("ns", &q.namespace),
+        ("pod", &q.pod),
+        ("proto", &q.protocol),
+    ]
+    .iter()
+    .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
+    .collect::<Vec<_>>()
+    .join(" ")
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The tables of a `top` snapshot: their columns once, drawn by ratatui on a terminal and
 //! as plain text for `--once`.
 
-use crate::stats::top::{EndpointRow, EdgeRow, PodRow, RowStats, SortKey, TopSnapshot};
+use crate::stats::top::{EdgeRow, EndpointRow, PodRow, RowStats, SortKey, TopSnapshot};
 
 /// One column: its header, its width, and the sort key it shows (if any).
 pub struct Column {
@@ -37,10 +37,7 @@ pub struct Table {
     pub rows: Vec<Vec<String>>,
 }
 
-static POD_COLS: [Column; 2] = [
-    col("POD", 32, Some(SortKey::Name)),
-    col("OUT/S", 9, None),
-];
+static POD_COLS: [Column; 2] = [col("POD", 32, Some(SortKey::Name)), col("OUT/S", 9, None)];
 static EDGE_COLS: [Column; 4] = [
     col("CLIENT", 30, Some(SortKey::Name)),
     col("SERVER", 30, None),
@@ -231,7 +228,12 @@ pub fn text(s: &TopSnapshot) -> String {
         let line = |cells: Vec<String>| {
             let mut l = String::new();
             for (c, v) in t.columns.iter().zip(cells) {
-                let _ = write!(l, "{:<w$} ", fit(&v, c.width as usize), w = c.width as usize);
+                let _ = write!(
+                    l,
+                    "{:<w$} ",
+                    fit(&v, c.width as usize),
+                    w = c.width as usize
+                );
             }
             l.trim_end().to_string()
         };
