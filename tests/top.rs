@@ -44,7 +44,11 @@ fn node() -> Node {
     let nginx = nginx(&web.ns, &web.ip, dir.path(), &root);
     let map = dir.path().join("map.toml");
     let mut pods = String::new();
-    for (p, name, ns) in [(&web, "web", "shop"), (&alpha, "alpha", "shop"), (&zeta, "zeta", "batch")] {
+    for (p, name, ns) in [
+        (&web, "web", "shop"),
+        (&alpha, "alpha", "shop"),
+        (&zeta, "zeta", "batch"),
+    ] {
         pods.push_str(&format!(
             "[[pod]]\nname = \"{name}\"\nnamespace = \"{ns}\"\nnetns = \"{}\"\n",
             p.ns.name
@@ -171,7 +175,15 @@ impl Tmux {
             socket: unique("ptop"),
         };
         sh(t.cmd().args([
-            "new-session", "-d", "-s", "top", "-x", "200", "-y", "50", command,
+            "new-session",
+            "-d",
+            "-s",
+            "top",
+            "-x",
+            "200",
+            "-y",
+            "50",
+            command,
         ]));
         t
     }
@@ -198,7 +210,10 @@ impl Tmux {
             if ok(&s) {
                 return s;
             }
-            assert!(Instant::now() < deadline, "the screen never became right:\n{s}");
+            assert!(
+                Instant::now() < deadline,
+                "the screen never became right:\n{s}"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -214,11 +229,7 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
-        let _ = self
-            .cmd()
-            .arg("kill-server")
-            .stderr(Stdio::null())
-            .status();
+        let _ = self.cmd().arg("kill-server").stderr(Stdio::null()).status();
     }
 }
 
@@ -279,7 +290,10 @@ fn top_shows_the_edges_their_rates_and_counts() {
     assert_eq!(a["error_ratio"], 0.0);
     let z = edge(&snap, "zeta");
     let zrate = z["requests_per_sec"].as_f64().unwrap();
-    assert!((1.0..=5.0).contains(&zrate), "zeta -> web at {zrate}/s: {z:#}");
+    assert!(
+        (1.0..=5.0).contains(&zrate),
+        "zeta -> web at {zrate}/s: {z:#}"
+    );
     assert_eq!(z["error_ratio"], 1.0, "every /fail is a 500: {z:#}");
     assert!(a["p50_ms"].as_f64().is_some() && a["p99_ms"].as_f64().is_some());
     let web = snap["pods"]
@@ -294,18 +308,29 @@ fn top_shows_the_edges_their_rates_and_counts() {
     let screen = tmux.wait(Duration::from_secs(5), |s| {
         screen_rate(s, "shop/alpha").is_some() && row_of(s, "batch/zeta").is_some()
     });
+    // Shown with the test's output when it fails.
+    eprintln!("{screen}");
     let shown = screen_rate(&screen, "shop/alpha").unwrap();
     assert!(
         (want * 0.6..=want * 1.4).contains(&shown),
         "the screen shows {shown}/s:\n{screen}"
     );
-    assert!(row_of(&screen, "shop/alpha") < row_of(&screen, "batch/zeta"), "{screen}");
+    assert!(
+        row_of(&screen, "shop/alpha") < row_of(&screen, "batch/zeta"),
+        "{screen}"
+    );
     assert!(screen.contains("sort: rate"), "{screen}");
-    assert!(screen.contains("q quit"), "the keys are on screen:\n{screen}");
+    assert!(
+        screen.contains("q quit"),
+        "the keys are on screen:\n{screen}"
+    );
     // By name: batch/zeta sorts before shop/alpha.
     tmux.keys(&["n"]);
     let screen = tmux.wait(Duration::from_secs(5), |s| s.contains("sort: name"));
-    assert!(row_of(&screen, "batch/zeta") < row_of(&screen, "shop/alpha"), "{screen}");
+    assert!(
+        row_of(&screen, "batch/zeta") < row_of(&screen, "shop/alpha"),
+        "{screen}"
+    );
     // Only namespace batch: zeta's edge, not alpha's.
     tmux.keys(&["/", "ns=batch", "Enter"]);
     let screen = tmux.wait(Duration::from_secs(5), |s| s.contains("filter: ns=batch"));
@@ -329,11 +354,15 @@ fn top_shows_the_edges_their_rates_and_counts() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let snap = loop {
         let snap = n.snapshot();
-        if edge(&snap, "alpha")["requests"] == alpha_ok && edge(&snap, "zeta")["requests"] == zeta_failed
+        if edge(&snap, "alpha")["requests"] == alpha_ok
+            && edge(&snap, "zeta")["requests"] == zeta_failed
         {
             break snap;
         }
-        assert!(Instant::now() < deadline, "counts never matched hey's: {snap:#}");
+        assert!(
+            Instant::now() < deadline,
+            "counts never matched hey's: {snap:#}"
+        );
         std::thread::sleep(Duration::from_millis(500));
     };
     assert_eq!(edge(&snap, "zeta")["errors"], zeta_failed);
@@ -347,7 +376,10 @@ fn top_shows_the_edges_their_rates_and_counts() {
     assert_eq!(ep["requests"], zeta_failed);
     // The text form of the same.
     let text = sh(n.podtap().args(["top", "--once", "--window", "1"]));
-    assert!(text.contains("call edges") && text.contains("shop/alpha"), "{text}");
+    assert!(
+        text.contains("call edges") && text.contains("shop/alpha"),
+        "{text}"
+    );
     d.stop_raw();
 }
 
@@ -357,7 +389,11 @@ fn top_without_a_daemon_names_the_socket() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("nobody.sock");
     let cfg = dir.path().join("podtap.toml");
-    std::fs::write(&cfg, format!("[control]\nsocket = \"{}\"\n", sock.display())).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("[control]\nsocket = \"{}\"\n", sock.display()),
+    )
+    .unwrap();
     for args in [&["top", "--once"][..], &["top"][..]] {
         let out = Command::new(env!("CARGO_BIN_EXE_podtap"))
             .arg("--config")

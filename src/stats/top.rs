@@ -633,12 +633,12 @@ fn group_calls<K: std::hash::Hash + Eq>(
     let mut sums: HashMap<K, Sides> = HashMap::new();
     for (k, sides) in now.calls.iter().filter(|(k, _)| keep(k)) {
         let s = sums.entry(group(k)).or_default();
-        for i in 0..SIDES {
-            s.0[i].add(&sides[i]);
+        for (sum, side) in s.0.iter_mut().zip(sides) {
+            sum.add(side);
         }
         if let Some(b) = base.and_then(|b| b.calls.get(k)) {
-            for i in 0..SIDES {
-                s.1[i].add(&b[i]);
+            for (sum, side) in s.1.iter_mut().zip(b) {
+                sum.add(side);
             }
         }
     }

@@ -207,7 +207,7 @@ impl Ui {
                 let rows = t.rows.iter().map(|r| {
                     Row::new(
                         r.iter()
-                            .zip(&t.columns)
+                            .zip(t.columns)
                             .map(|(v, c)| view::fit(v, c.width as usize)),
                     )
                 });

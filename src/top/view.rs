@@ -18,42 +18,61 @@ const fn col(header: &'static str, width: u16, sort: Option<SortKey>) -> Column 
     }
 }
 
-/// The columns every table ends with (see [`stat_cells`]).
-const STATS: [Column; 8] = [
-    col("REQ/S", 9, Some(SortKey::Rate)),
-    col("ERR%", 6, Some(SortKey::Errors)),
-    col("P50", 9, Some(SortKey::P50)),
-    col("P99", 9, Some(SortKey::P99)),
-    col("BYTES/S", 9, Some(SortKey::Bytes)),
-    col("RETX/S", 7, Some(SortKey::Retransmits)),
-    col("RST/S", 7, Some(SortKey::Resets)),
-    col("REQS", 9, None),
-];
-
 /// A table: its title, its columns, its rows as cells.
 pub struct Table {
     pub title: String,
-    pub columns: Vec<&'static Column>,
+    pub columns: &'static [Column],
     pub rows: Vec<Vec<String>>,
 }
 
-static POD_COLS: [Column; 2] = [col("POD", 32, Some(SortKey::Name)), col("OUT/S", 9, None)];
-static EDGE_COLS: [Column; 4] = [
+const REQ: Column = col("REQ/S", 9, Some(SortKey::Rate));
+const ERR: Column = col("ERR%", 6, Some(SortKey::Errors));
+const P50: Column = col("P50", 9, Some(SortKey::P50));
+const P99: Column = col("P99", 9, Some(SortKey::P99));
+const BYTES: Column = col("BYTES/S", 9, Some(SortKey::Bytes));
+const RETX: Column = col("RETX/S", 7, Some(SortKey::Retransmits));
+const RST: Column = col("RST/S", 7, Some(SortKey::Resets));
+const TOTAL: Column = col("REQS", 9, None);
+
+/// Pods: the calls they serve (IN), those they make (OUT), the traffic of both.
+static POD_COLS: [Column; 10] = [
+    col("POD", 32, Some(SortKey::Name)),
+    col("IN/S", 9, Some(SortKey::Rate)),
+    col("OUT/S", 9, None),
+    ERR,
+    P50,
+    P99,
+    BYTES,
+    RETX,
+    RST,
+    col("IN REQS", 9, None),
+];
+static EDGE_COLS: [Column; 12] = [
     col("CLIENT", 30, Some(SortKey::Name)),
     col("SERVER", 30, None),
     col("PORT", 6, None),
     col("PROTO", 10, None),
+    REQ,
+    ERR,
+    P50,
+    P99,
+    BYTES,
+    RETX,
+    RST,
+    TOTAL,
 ];
-static ENDPOINT_COLS: [Column; 4] = [
+/// Endpoints have no flow columns: a connection's bytes are not split by operation.
+static ENDPOINT_COLS: [Column; 9] = [
     col("SERVER", 30, Some(SortKey::Name)),
     col("PORT", 6, None),
     col("PROTO", 10, None),
     col("OPERATION", 36, None),
+    REQ,
+    ERR,
+    P50,
+    P99,
+    TOTAL,
 ];
-
-fn columns(lead: &'static [Column]) -> Vec<&'static Column> {
-    lead.iter().chain(STATS.iter()).collect()
-}
 
 /// `12.3`, `0`, `-`.
 fn rate(v: f64) -> String {
@@ -93,45 +112,64 @@ fn bytes(v: f64) -> String {
     format!("{v:.1}T")
 }
 
-fn stat_cells(s: &RowStats) -> [String; 8] {
+/// ERR%, P50, P99.
+fn call_cells(s: &RowStats) -> [String; 3] {
     [
-        rate(s.requests_per_sec),
         format!("{:.1}", s.error_ratio * 100.0),
         ms(s.p50_ms),
         ms(s.p99_ms),
-        bytes(s.bytes_per_sec),
-        rate(s.retransmits_per_sec),
-        rate(s.resets_per_sec),
-        s.requests.to_string(),
     ]
 }
 
-fn row(lead: impl IntoIterator<Item = String>, s: &RowStats) -> Vec<String> {
-    lead.into_iter().chain(stat_cells(s)).collect()
+/// BYTES/S, RETX/S, RST/S.
+fn flow_cells(s: &RowStats) -> [String; 3] {
+    [
+        bytes(s.bytes_per_sec),
+        rate(s.retransmits_per_sec),
+        rate(s.resets_per_sec),
+    ]
 }
 
 fn pod_row(r: &PodRow) -> Vec<String> {
-    row([r.pod.label(), rate(r.requests_out_per_sec)], &r.stats)
+    let s = &r.stats;
+    let mut v = vec![
+        r.pod.label(),
+        rate(s.requests_per_sec),
+        rate(r.requests_out_per_sec),
+    ];
+    v.extend(call_cells(s));
+    v.extend(flow_cells(s));
+    v.push(s.requests.to_string());
+    v
 }
 
 fn edge_row(r: &EdgeRow) -> Vec<String> {
-    let lead = [
+    let s = &r.stats;
+    let mut v = vec![
         r.client.label(),
         r.server.label(),
         r.port.to_string(),
         r.protocol.clone(),
+        rate(s.requests_per_sec),
     ];
-    row(lead, &r.stats)
+    v.extend(call_cells(s));
+    v.extend(flow_cells(s));
+    v.push(s.requests.to_string());
+    v
 }
 
 fn endpoint_row(r: &EndpointRow) -> Vec<String> {
-    let lead = [
+    let s = &r.stats;
+    let mut v = vec![
         r.server.label(),
         r.port.to_string(),
         r.protocol.clone(),
         r.operation.clone(),
+        rate(s.requests_per_sec),
     ];
-    row(lead, &r.stats)
+    v.extend(call_cells(s));
+    v.push(s.requests.to_string());
+    v
 }
 
 /// The three tables of a snapshot.
@@ -144,17 +182,17 @@ pub fn tables(s: &TopSnapshot) -> [Table; 3] {
                 s.pods.len(),
                 s.pods_total,
             ),
-            columns: columns(&POD_COLS),
+            columns: &POD_COLS,
             rows: s.pods.iter().map(pod_row).collect(),
         },
         Table {
             title: title("call edges", s.edges.len(), s.edges_total),
-            columns: columns(&EDGE_COLS),
+            columns: &EDGE_COLS,
             rows: s.edges.iter().map(edge_row).collect(),
         },
         Table {
             title: title("endpoints", s.endpoints.len(), s.endpoints_total),
-            columns: columns(&ENDPOINT_COLS),
+            columns: &ENDPOINT_COLS,
             rows: s.endpoints.iter().map(endpoint_row).collect(),
         },
     ]
