@@ -1,6 +1,6 @@
-//! The daemon's local control API: a Unix socket (never TCP) that `podtap status` and
-//! `podtap sniff` talk to, and that later requests (a flight recorder's `record`, `top`'s
-//! snapshots) join as further [`Request`] variants.
+//! The daemon's local control API: a Unix socket (never TCP) that `podtap status`,
+//! `podtap sniff` and `podtap top` talk to, and that later requests (a flight recorder's
+//! `record`) join as further [`Request`] variants.
 //!
 //! Protocol: the client sends one request, a JSON object on one line (at most
 //! `control.max_request_bytes`, within `control.request_timeout_ms`); the daemon answers
