@@ -33,7 +33,8 @@ struct Node {
     cfg: PathBuf,
 }
 
-fn node() -> Node {
+/// The three pods, nginx, and a config whose `control.top` is `top`.
+fn node(top: bool) -> Node {
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("www");
@@ -60,7 +61,7 @@ fn node() -> Node {
     std::fs::write(
         &cfg,
         format!(
-            "[control]\nsocket = \"{}\"\ntop = true\n[attribution]\nstatic_map = \"{}\"\n\
+            "[control]\nsocket = \"{}\"\ntop = {top}\n[attribution]\nstatic_map = \"{}\"\n\
              [flow]\nreport_interval_secs = 1\n",
             ctl.path().join("run").join("control.sock").display(),
             map.display()
@@ -256,6 +257,12 @@ fn screen_rate(screen: &str, client: &str) -> Option<f64> {
     })
 }
 
+/// Does the screen's header line (not the help line, where a filter being typed shows)
+/// contain `text`?
+fn header_has(screen: &str, text: &str) -> bool {
+    screen.lines().next().is_some_and(|l| l.contains(text))
+}
+
 /// Where on the edges table a client's line is.
 fn row_of(screen: &str, client: &str) -> Option<usize> {
     edges_table(screen).iter().position(|l| l.contains(client))
@@ -263,7 +270,7 @@ fn row_of(screen: &str, client: &str) -> Option<usize> {
 
 #[test]
 fn top_shows_the_edges_their_rates_and_counts() {
-    let n = node();
+    let n = node(true);
     let mut d = n.daemon();
     let top = format!(
         "{} --config {} top",
@@ -319,26 +326,28 @@ fn top_shows_the_edges_their_rates_and_counts() {
         row_of(&screen, "shop/alpha") < row_of(&screen, "batch/zeta"),
         "{screen}"
     );
-    assert!(screen.contains("sort: rate"), "{screen}");
+    assert!(header_has(&screen, "sort: rate"), "{screen}");
     assert!(
         screen.contains("q quit"),
         "the keys are on screen:\n{screen}"
     );
     // By name: batch/zeta sorts before shop/alpha.
     tmux.keys(&["n"]);
-    let screen = tmux.wait(Duration::from_secs(5), |s| s.contains("sort: name"));
+    let screen = tmux.wait(Duration::from_secs(5), |s| header_has(s, "sort: name"));
     assert!(
         row_of(&screen, "batch/zeta") < row_of(&screen, "shop/alpha"),
         "{screen}"
     );
     // Only namespace batch: zeta's edge, not alpha's.
     tmux.keys(&["/", "ns=batch", "Enter"]);
-    let screen = tmux.wait(Duration::from_secs(5), |s| s.contains("filter: ns=batch"));
+    let screen = tmux.wait(Duration::from_secs(5), |s| {
+        header_has(s, "filter: ns=batch")
+    });
     assert!(row_of(&screen, "batch/zeta").is_some(), "{screen}");
     assert!(row_of(&screen, "shop/alpha").is_none(), "{screen}");
     tmux.keys(&["c"]);
     tmux.wait(Duration::from_secs(5), |s| {
-        s.contains("filter: none") && row_of(s, "shop/alpha").is_some()
+        header_has(s, "filter: none") && row_of(s, "shop/alpha").is_some()
     });
     tmux.keys(&["q"]);
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -409,4 +418,21 @@ fn top_without_a_daemon_names_the_socket() {
             "{args:?}: {err}"
         );
     }
+}
+
+/// A daemon that neither exports metrics nor has `control.top` keeps no statistics: `top`
+/// says so and names the setting.
+#[test]
+fn top_without_statistics_names_control_top() {
+    let n = node(false);
+    let mut d = n.daemon();
+    let out = n
+        .podtap()
+        .args(["top", "--once", "--output", "json"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("control.top = true"), "{err}");
+    d.stop_raw();
 }
