@@ -27,9 +27,9 @@ struct Node {
     zeta: Pod,
     bridge: Bridge,
     dir: tempfile::TempDir,
-    /// The socket's directory: root's (nginx gives `dir` to its worker user, and the
-    /// daemon keeps no CAP_DAC_OVERRIDE to create the socket in someone else's).
-    _ctl: tempfile::TempDir,
+    /// The control and tmux sockets' directory: root's (nginx gives `dir` to its worker
+    /// user, and the daemon keeps no CAP_DAC_OVERRIDE to create a socket in someone else's).
+    ctl: tempfile::TempDir,
     cfg: PathBuf,
 }
 
@@ -75,7 +75,7 @@ fn node(top: bool) -> Node {
         zeta,
         bridge,
         dir,
-        _ctl: ctl,
+        ctl,
         cfg,
     }
 }
@@ -164,16 +164,17 @@ fn edge<'a>(snap: &'a serde_json::Value, client: &str) -> &'a serde_json::Value 
         .unwrap_or_else(|| panic!("no edge {client} -> shop/web http in {snap:#}"))
 }
 
-/// A tmux server of this test's own (`-L`), killed with its sessions on drop.
+/// A tmux server of this test's own (its socket in the test's directory), killed with
+/// its sessions on drop.
 struct Tmux {
-    socket: String,
+    socket: PathBuf,
 }
 
 impl Tmux {
     /// `command` in a detached 200x50 session.
-    fn start(command: &str) -> Tmux {
+    fn start(dir: &std::path::Path, command: &str) -> Tmux {
         let t = Tmux {
-            socket: unique("ptop"),
+            socket: dir.join("tmux.sock"),
         };
         sh(t.cmd().args([
             "new-session",
@@ -191,7 +192,7 @@ impl Tmux {
 
     fn cmd(&self) -> Command {
         let mut c = Command::new("tmux");
-        c.args(["-L", &self.socket]);
+        c.arg("-S").arg(&self.socket);
         c
     }
 
@@ -277,7 +278,7 @@ fn top_shows_the_edges_their_rates_and_counts() {
         env!("CARGO_BIN_EXE_podtap"),
         n.cfg.display()
     );
-    let tmux = Tmux::start(&top);
+    let tmux = Tmux::start(n.ctl.path(), &top);
     tmux.wait(Duration::from_secs(10), |s| s.contains("podtap top: node"));
     let started = Instant::now();
     let mut alpha = n.hey(&n.alpha, "/", ALPHA_REQUESTS, ALPHA_QPS);
