@@ -729,26 +729,29 @@ pub fn snapshot(
     // ... with the flow traffic between the same ends and port: on the edge with the
     // most calls (two protocols on one port share one connection's bytes), or as an
     // edge of its own, named by its transport, when no decoder claimed the traffic.
+    // The protocol of the edge with the most calls per (client, server, port), indexed
+    // once: flows and edges are both bounded by the series count, and a scan per flow
+    // would be their product.
+    let mut busiest: HashMap<(&Peer, &Peer, u16), (&String, u64)> = HashMap::new();
+    for ((c, s, p, proto), r) in &edges {
+        let e = busiest.entry((c, s, *p)).or_insert((proto, r.now.requests));
+        if r.now.requests > e.1 {
+            *e = (proto, r.now.requests);
+        }
+    }
+    let mut joined: Vec<(EdgeKey, Row)> = Vec::with_capacity(now.flows.len());
     for (k, sides) in &now.flows {
         let mut r = Row::default();
         r.set_flows(sides, base.and_then(|b| b.flows.get(k)));
-        let target = edges
-            .iter_mut()
-            .filter(|((c, s, p, _), _)| *c == k.client && *s == k.server && *p == k.port)
-            .max_by_key(|(_, e)| e.now.requests)
-            .map(|(_, e)| e);
-        match target {
-            Some(e) => e.add_flows(&r),
-            None => {
-                let key = (
-                    k.client.clone(),
-                    k.server.clone(),
-                    k.port,
-                    k.transport.clone(),
-                );
-                edges.entry(key).or_default().add_flows(&r);
-            }
-        }
+        let protocol = busiest
+            .get(&(&k.client, &k.server, k.port))
+            .map_or(&k.transport, |(p, _)| *p);
+        let key = (k.client.clone(), k.server.clone(), k.port, protocol.clone());
+        joined.push((key, r));
+    }
+    drop(busiest);
+    for (key, r) in joined {
+        edges.entry(key).or_default().add_flows(&r);
     }
     let edges: Vec<(EdgeKey, Row)> = edges
         .into_iter()
