@@ -45,6 +45,8 @@ pub struct Config {
     pub memory: crate::memory::MemoryConfig,
     /// `[control]`: the daemon's control socket (`podtap status`, `podtap sniff`).
     pub control: crate::control::ControlConfig,
+    /// `[anomalies]`: network anomaly events and their thresholds (see [`crate::anomaly`]).
+    pub anomalies: crate::anomaly::AnomalyConfig,
 }
 
 /// What is captured, and how.
@@ -438,6 +440,7 @@ impl Config {
                 .map(drop)
                 .map_err(|e| e.to_string())
         };
+        self.anomalies.validate()?;
         if let Err(m) = self.capture.tpacket.validate() {
             return Err(("capture.tpacket", m));
         }

@@ -5,6 +5,7 @@
 //! ([`flow`]), decodes application protocols ([`proto`]) and emits flow and transaction
 //! records to a [`export::RecordSink`].
 
+pub mod anomaly;
 pub mod capture;
 pub mod check;
 pub mod config;

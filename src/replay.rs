@@ -18,6 +18,8 @@ use crate::events::Counters;
 use crate::export::jsonl::{self, JsonLines};
 use crate::export::queue::record_queue;
 use crate::export::summary::Summary;
+use std::sync::atomic::Ordering::Relaxed;
+
 use crate::export::{ChannelSink, ExportSink, Exporter, RecordSink};
 use crate::worker::Worker;
 
@@ -121,6 +123,14 @@ pub fn run(
         let n = sources.len();
         let (tx, rx) = record_queue(cfg.output.queue_batches, RECORD_BATCH);
         let flows_wanted = cfg.output.flows;
+        let anomalies = crate::anomaly::engine::Engine::start(
+            &cfg.anomalies,
+            (opts.output == OutputFormat::Jsonl).then(|| tx.clone()),
+            export,
+        );
+        let anomaly_hub = anomalies.as_ref().map(|(h, _)| h.clone());
+        // Workers still running: the engine stops (and drops its sender) after the last.
+        let live = std::sync::atomic::AtomicUsize::new(n);
         let per_file = std::thread::scope(|s| -> Result<ReplayTotals, CaptureError> {
             let mut handles = Vec::with_capacity(n);
             // Maps the file ahead of the workers and drops it behind them; it returns when
@@ -130,6 +140,13 @@ pub fn run(
                     .name("podtap-pager".into())
                     .spawn_scoped(s, move || pager.run())
                     .expect("spawn replay pager");
+            }
+            if let Some((_, e)) = anomalies {
+                let live = &live;
+                std::thread::Builder::new()
+                    .name("podtap-anomaly".into())
+                    .spawn_scoped(s, move || e.run(|| live.load(Relaxed) == 0))
+                    .expect("spawn anomaly engine");
             }
             for (i, src) in sources.into_iter().enumerate() {
                 let records = match opts.output {
@@ -144,10 +161,15 @@ pub fn run(
                 );
                 let attr = opts.attributor.clone();
                 let pps = opts.pps as f64 / n as f64;
+                let (an, live) = (anomaly_hub.clone(), &live);
                 handles.push(
                     std::thread::Builder::new()
                         .name(format!("podtap-r{i}"))
-                        .spawn_scoped(s, move || run_worker(cfg, src, sink, attr, pps))
+                        .spawn_scoped(s, move || {
+                            let done = run_worker(cfg, src, sink, attr, an, pps);
+                            live.fetch_sub(1, Relaxed);
+                            done
+                        })
                         .expect("spawn replay worker"),
                 );
             }
@@ -272,10 +294,13 @@ fn run_worker(
     mut src: PcapFileSource,
     sink: ExportSink<ReplaySink>,
     attr: Option<crate::k8s::Attributor>,
+    anomalies: Option<std::sync::Arc<crate::anomaly::Hub>>,
     pps: f64,
 ) -> Result<WorkerDone, CaptureError> {
     let cpu_start = thread_cpu_ns();
-    let mut worker = Worker::new(cfg, sink).with_attributor(attr);
+    let mut worker = Worker::new(cfg, sink)
+        .with_attributor(attr)
+        .with_anomalies(anomalies, &cfg.anomalies);
     let start = std::time::Instant::now();
     let mut offered = 0u64;
     while let Some(n) = worker.batch(&mut src, BATCH, |_| {})? {

@@ -377,6 +377,14 @@ pub fn run(
 
     let (tx, rx) = record_queue(cfg.output.queue_batches, RECORD_BATCH);
     let workers_stop = Arc::new(AtomicBool::new(false));
+    // Anomaly events: found by the workers and the exporter, sent by the engine's thread.
+    let anomalies = crate::anomaly::engine::Engine::start(
+        &cfg.anomalies,
+        (opts.output == OutputFormat::Jsonl).then(|| tx.clone()),
+        export,
+    );
+    let anomaly_hub = anomalies.as_ref().map(|(h, _)| h.clone());
+    let engine_stop = AtomicBool::new(false);
 
     // With `--output none` the workers queue no records at all.
     let records = |tx: &crate::export::queue::BatchSender| {
@@ -386,6 +394,13 @@ pub fn run(
     let captured = Arc::new(selector.clone());
     std::thread::scope(|s| {
         let writer = s.spawn(|| write_records(cfg, opts.output, rx, out, &stats));
+        let engine = anomalies.map(|(_, e)| {
+            let stop = &engine_stop;
+            std::thread::Builder::new()
+                .name("podtap-anomaly".into())
+                .spawn_scoped(s, move || e.run(|| stop.load(Ordering::Relaxed)))
+                .expect("spawn anomaly engine")
+        });
         if let Some(c) = &control {
             tracing::info!(socket = %c.path().display(), "control socket");
             let (state, stop) = (&state, &stop);
@@ -407,7 +422,13 @@ pub fn run(
                 .name(format!("podtap-t{i}"))
                 .spawn_scoped(s, {
                     let (attr, hub) = (attributor.clone(), hub.clone());
-                    let worker = move || Worker::new(cfg, sink).with_attributor(attr).with_tap(hub);
+                    let an = anomaly_hub.clone();
+                    let worker = move || {
+                        Worker::new(cfg, sink)
+                            .with_attributor(attr)
+                            .with_tap(hub)
+                            .with_anomalies(an, &cfg.anomalies)
+                    };
                     move || capture_loop(src, worker, cpu, &qs, &wstop)
                 })
                 .expect("spawn worker")
@@ -432,8 +453,13 @@ pub fn run(
                     .name(format!("podtap-x{j}"))
                     .spawn_scoped(s, {
                         let (attr, hub) = (attributor.clone(), hub.clone());
-                        let worker =
-                            move || Worker::new(cfg, sink).with_attributor(attr).with_tap(hub);
+                        let an = anomaly_hub.clone();
+                        let worker = move || {
+                            Worker::new(cfg, sink)
+                                .with_attributor(attr)
+                                .with_tap(hub)
+                                .with_anomalies(an, &cfg.anomalies)
+                        };
                         move || capture_loop(src, worker, cpu, &qs, &wstop)
                     })
                     .expect("spawn worker"),
@@ -603,6 +629,11 @@ pub fn run(
             totals.records_dropped += dropped;
         }
         drop(tpacket_tx);
+        // The engine sends what the workers found while finishing, then lets the writer end.
+        engine_stop.store(true, Ordering::Relaxed);
+        if let Some(e) = engine {
+            e.join().expect("anomaly engine panicked");
+        }
         for q in &stats {
             totals.kernel_dropped += q.kernel_dropped.load(Ordering::Relaxed);
             totals.ring_full += q.ring_full.load(Ordering::Relaxed);

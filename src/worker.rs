@@ -4,6 +4,8 @@
 //!
 //! Replay and live capture run this same code; only the [`crate::capture::Source`] differs.
 
+use crate::anomaly::tcp::Finding;
+use crate::anomaly::{FlowThresholds, Hub, Kind, Signal, Subject};
 use crate::capture::Frame;
 use crate::config::Config;
 use crate::events::{Counters, Event};
@@ -17,7 +19,7 @@ use crate::proto::DecoderFactory;
 use crate::proto::Endpoint;
 use crate::proto::detect::Transport;
 use crate::proto::session::L7Session;
-use crate::proto::{Direction, Transaction};
+use crate::proto::{Completeness, Direction, Transaction};
 use crate::time::Timestamp;
 use std::sync::Arc;
 
@@ -109,6 +111,8 @@ struct Tracker<S: RecordSink> {
     transactions: u64,
     /// Pod attribution; resolved per flow, never per packet.
     attr: Option<Attributor>,
+    /// Where anomaly findings go, and the thresholds (`None`: anomalies off).
+    anomalies: Option<(Arc<Hub>, FlowThresholds)>,
 }
 
 pub struct Worker<S: RecordSink> {
@@ -146,6 +150,7 @@ impl<S: RecordSink> Worker<S> {
                 flows: 0,
                 transactions: 0,
                 attr: None,
+                anomalies: None,
             },
             clock: Timestamp::ZERO,
             next_tick: Timestamp::ZERO,
@@ -192,6 +197,18 @@ impl<S: RecordSink> Worker<S> {
                 self.process(f);
             })
         }
+    }
+
+    /// Report anomaly findings to `hub` (see `crate::anomaly`), when `cfg` enables them.
+    pub fn with_anomalies(
+        mut self,
+        hub: Option<Arc<Hub>>,
+        cfg: &crate::anomaly::AnomalyConfig,
+    ) -> Self {
+        self.tracker.anomalies = hub
+            .filter(|_| cfg.enabled)
+            .map(|h| (h, FlowThresholds::from_config(cfg)));
+        self
     }
 
     /// Attribute flows and transactions to pods with `attr` (see `crate::k8s`).
@@ -327,11 +344,12 @@ impl<S: RecordSink> Tracker<S> {
         c.bytes += p.wire_len as u64;
         c.payload_bytes += p.payload_wire_len as u64;
 
-        let Flow { tcp, l7, .. } = flow;
+        let Flow { tcp, l7, watch, .. } = flow;
         let (txs, decoders) = (&mut self.txs, &self.decoders);
         let ts = p.ts;
         let mut feed =
             |dir: Direction, chunk: Chunk<'_>| feed_l7(l7, dir, chunk, ts, decoders, txs);
+        let mut found = None;
         match (p.l4, tcp.as_mut()) {
             (L4::Tcp(h), Some(conn)) => {
                 conn.segment(
@@ -345,9 +363,15 @@ impl<S: RecordSink> Tracker<S> {
                     &mut self.counters,
                     &mut feed,
                 );
+                if let Some((_, th)) = &self.anomalies {
+                    found = watch.segment(conn, dir, &h, ts, th);
+                }
             }
             (L4::Udp { .. }, _) if !p.payload.is_empty() => feed(dir, Chunk::Data(p.payload)),
             _ => {}
+        }
+        if let (Some(f), Some((hub, _))) = (found, &self.anomalies) {
+            report(hub, &self.attr, self.table.get_mut(id), f, ts);
         }
         if !self.txs.is_empty() {
             let n = self.txs.len();
@@ -444,6 +468,7 @@ impl<S: RecordSink> Tracker<S> {
     fn sweep_l7_timeouts(&mut self, now: Timestamp) {
         let timeout = self.settings.transaction_timeout_ns;
         let (txs, counters, attr) = (&mut self.txs, &mut self.counters, &self.attr);
+        let anomalies = &self.anomalies;
         let mut pending = Vec::new();
         // Open flows' traffic for the metrics, at most every `report_ns` per flow. The
         // buffer is the tracker's, reused: a tick allocates nothing once it has grown.
@@ -456,6 +481,13 @@ impl<S: RecordSink> Tracker<S> {
         self.sweep_cursor = self
             .table
             .sweep(self.sweep_cursor, MAX_EXPIRE_PER_TICK, |flow| {
+                // What time alone reveals: a SYN still unanswered, a window still shut.
+                if let Some((hub, th)) = anomalies
+                    && let Some(conn) = flow.tcp.as_ref()
+                    && let Some(f) = flow.watch.tick(conn, now, th)
+                {
+                    report(hub, attr, flow, f, now);
+                }
                 if report_ns > 0
                     && now.since(flow.reported_at) >= report_ns
                     && let Some(delta) = flow.take_progress(now)
@@ -505,6 +537,14 @@ impl<S: RecordSink> Tracker<S> {
             s.close(ts, reason == EndReason::Rst, txs);
             s.drain_stats(&mut self.counters);
         }
+        if let Some((hub, th)) = &self.anomalies {
+            if let Some(conn) = flow.tcp.as_ref()
+                && let Some(f) = flow.watch.tick(conn, ts, th)
+            {
+                report(hub, &self.attr, &mut flow, f, ts);
+            }
+            reset_mid_request(hub, &self.attr, &mut flow, &self.txs);
+        }
         if let Some(t) = flow.tcp.as_ref() {
             // Packets from one side only, though that side acknowledges the other: the
             // other direction went to another worker (or another capture point).
@@ -529,6 +569,73 @@ impl<S: RecordSink> Tracker<S> {
         self.flows += 1;
         self.sink.flow(flow.record(reason));
     }
+}
+
+/// Hand a finding about `flow` to the anomaly engine (flows outside the selector are not
+/// reported, like their records).
+fn report(hub: &Hub, attr: &Option<Attributor>, flow: &mut Flow, f: Finding, ts: Timestamp) {
+    let (client, server, obs, pods, _) = ends(attr, flow, 0);
+    if pods.as_ref().is_some_and(|p| !p.selected) {
+        return;
+    }
+    let mut s = Signal::flow(
+        f.kind,
+        ts,
+        obs,
+        flow.key.proto(),
+        client,
+        server,
+        pods,
+        f.evidence,
+    );
+    s.side = f.side;
+    hub.push(s);
+}
+
+/// A connection reset while requests on it waited for their responses: one finding for
+/// the flow, naming the first such request and how many there were.
+fn reset_mid_request(hub: &Hub, attr: &Option<Attributor>, flow: &mut Flow, txs: &[Transaction]) {
+    let mut cut = txs
+        .iter()
+        .filter(|t| t.completeness.has(Completeness::RESET));
+    let Some(first) = cut.next() else { return };
+    let n = 1 + cut.count() as u64;
+    let waited = first.end.since(first.start) / 1_000_000;
+    let resets = flow
+        .tcp
+        .as_ref()
+        .map_or([0, 0], |t| [t.stats[0].resets, t.stats[1].resets]);
+    let side = match resets {
+        [0, s] if s > 0 => Some(Direction::ToClient),
+        [c, 0] if c > 0 => Some(Direction::ToServer),
+        _ => None,
+    };
+    let f = Finding {
+        kind: Kind::ResetMidRequest,
+        side,
+        evidence: crate::anomaly::evidence(&[("requests", n), ("request_age_ms", waited)]),
+    };
+    let (client, server, obs, pods, _) = ends(attr, flow, 0);
+    if pods.as_ref().is_some_and(|p| !p.selected) {
+        return;
+    }
+    let mut s = Signal::flow(
+        f.kind,
+        first.end,
+        obs,
+        flow.key.proto(),
+        client,
+        server,
+        pods,
+        f.evidence,
+    );
+    s.side = f.side;
+    s.subject = Subject::Request {
+        protocol: first.protocol,
+        operation: first.operation.clone(),
+        resource: first.resource.clone(),
+    };
+    hub.push(s);
 }
 
 /// Hand one piece of a stream to the flow's application layer.

@@ -13,6 +13,8 @@ mod common;
 
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use podtap::anomaly::engine::Event;
+use podtap::anomaly::{EVIDENCE_KEYS, Hub};
 use podtap::capture::Source;
 use podtap::capture::pcap_file::PcapFileSource;
 use podtap::capture::tpacket::IfaceCount;
@@ -100,13 +102,29 @@ fn every_emitted_attribute_key_is_documented() {
     );
     let mut line: Vec<u8> = Vec::new();
     let mut transactions = 0;
+    let mut anomalies = 0;
     for file in common::captures() {
         let name = file.strip_prefix(common::pcaps_dir()).unwrap().display();
         let mut src = PcapFileSource::open(&file).unwrap();
-        let mut w =
-            Worker::new(&cfg, VecSink::default()).with_attributor(Some(attribution.attributor()));
+        let hub = Hub::new(100_000);
+        let mut w = Worker::new(&cfg, VecSink::default())
+            .with_attributor(Some(attribution.attributor()))
+            .with_anomalies(Some(hub.clone()), &cfg.anomalies);
         while src.next_batch(256, |f| w.process(f)).unwrap().is_some() {}
-        let (totals, sink) = w.finish();
+        let (totals, mut sink) = w.finish();
+        // The anomalies the corpus holds, as JSON lines and OTLP log records.
+        while let Some(signal) = hub.pop() {
+            let e = Event {
+                signal,
+                suppressed_before: 1,
+            };
+            anomalies += 1;
+            keys.add_kvs(
+                &podtap::export::otlp::logs::record(&e, 0).attributes,
+                &format!("log record of {name}"),
+            );
+            sink.records.push(Record::Anomaly(Box::new(e)));
+        }
         stats.events(&totals.counters);
         for r in &sink.records {
             let mut lines = jsonl::JsonLines::default();
@@ -120,6 +138,7 @@ fn every_emitted_attribute_key_is_documented() {
             }
             match r {
                 Record::Flow(f) => stats.flow(f),
+                Record::Anomaly(_) => {}
                 Record::Transaction(tx) => {
                     transactions += 1;
                     // Every attribute the decoder set is one its telemetry mapping
@@ -161,6 +180,10 @@ fn every_emitted_attribute_key_is_documented() {
         }
     }
     assert!(transactions > 100, "{transactions} transactions");
+    assert!(anomalies > 0, "the corpus holds no anomaly");
+    for k in EVIDENCE_KEYS {
+        keys.add(&format!("podtap.anomaly.{k}"), || "anomaly evidence".into());
+    }
     let ifaces = [IfaceCount {
         ifindex: 4,
         frames: 1,

@@ -83,6 +83,9 @@ pub struct OtlpConfig {
     /// Full URL for spans / metrics, used as is. Default: derived from `endpoint`.
     pub traces_endpoint: String,
     pub metrics_endpoint: String,
+    /// Full URL for logs (anomaly events), used as is. Default: derived from `endpoint`
+    /// (`/v1/logs` for http/protobuf).
+    pub logs_endpoint: String,
     /// "grpc" or "http/protobuf". Default "grpc".
     pub protocol: Protocol,
     /// Headers sent with every export (authentication). Default none.
@@ -97,6 +100,8 @@ pub struct OtlpConfig {
     pub traces: bool,
     /// Send metrics. Default true.
     pub metrics: bool,
+    /// Send anomaly events as log records. Default true.
+    pub logs: bool,
 }
 
 impl Default for OtlpConfig {
@@ -106,6 +111,7 @@ impl Default for OtlpConfig {
             endpoint: String::new(),
             traces_endpoint: String::new(),
             metrics_endpoint: String::new(),
+            logs_endpoint: String::new(),
             protocol: Protocol::Grpc,
             headers: BTreeMap::new(),
             compression: Compression::None,
@@ -113,6 +119,7 @@ impl Default for OtlpConfig {
             tls_ca_file: String::new(),
             traces: true,
             metrics: true,
+            logs: true,
         }
     }
 }
@@ -143,6 +150,15 @@ impl OtlpConfig {
             (false, _) => self.metrics_endpoint.clone(),
             (true, Protocol::Grpc) => self.base(),
             (true, Protocol::HttpProtobuf) => format!("{}/v1/metrics", self.base()),
+        }
+    }
+
+    /// The URL log records (anomaly events) are sent to.
+    pub fn logs_url(&self) -> String {
+        match (self.logs_endpoint.is_empty(), self.protocol) {
+            (false, _) => self.logs_endpoint.clone(),
+            (true, Protocol::Grpc) => self.base(),
+            (true, Protocol::HttpProtobuf) => format!("{}/v1/logs", self.base()),
         }
     }
 }
@@ -325,6 +341,7 @@ impl ExportConfig {
             ("otlp.endpoint", &self.otlp.endpoint),
             ("otlp.traces_endpoint", &self.otlp.traces_endpoint),
             ("otlp.metrics_endpoint", &self.otlp.metrics_endpoint),
+            ("otlp.logs_endpoint", &self.otlp.logs_endpoint),
         ] {
             if !url.is_empty() {
                 check_url(url).map_err(|m| (format!("export.{k}"), m))?;
@@ -364,6 +381,10 @@ impl ExportConfig {
             (
                 "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
                 &mut self.otlp.metrics_endpoint,
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+                &mut self.otlp.logs_endpoint,
             ),
         ] {
             if let Some(v) = get(var) {

@@ -18,6 +18,7 @@ use compact_str::CompactString;
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use std::collections::VecDeque;
@@ -28,7 +29,7 @@ use std::time::{Duration, Instant};
 use super::config::{ExportConfig, Temporality};
 use super::health::Health;
 use super::otlp::client::{OtlpClient, SendError};
-use super::otlp::{metrics as otlp_metrics, resource, spans};
+use super::otlp::{logs as otlp_logs, metrics as otlp_metrics, resource, spans};
 use super::prometheus::SelfMetric;
 use super::{ExportError, RecordSink};
 use crate::capture::iface::Selector;
@@ -59,6 +60,10 @@ struct Counts {
     points_dropped: AtomicU64,
     trace_failures: AtomicU64,
     metric_failures: AtomicU64,
+    log_failures: AtomicU64,
+    logs_exported: AtomicU64,
+    /// Log records lost: queue or retry buffer full, rejected, or left at shutdown.
+    logs_dropped: AtomicU64,
 }
 
 struct Aggregates {
@@ -85,7 +90,14 @@ struct Shared {
     /// Interfaces being captured (ifindex, name): their series exist from attachment
     /// until detachment. Workers read it between batches, never locking.
     interfaces: arc_swap::ArcSwap<Vec<(u32, Arc<str>)>>,
+    /// Anomaly events' log records, from the event engine to this thread.
+    logs: ArrayQueue<LogRecord>,
+    /// The aggregate anomaly detector, fed from the deltas (when anomalies are on).
+    detector: Mutex<Option<crate::anomaly::aggregate::Detector>>,
 }
+
+/// Log records held while the collector is slow or down; beyond it the oldest are dropped.
+const MAX_LOGS_BUFFERED: usize = 4096;
 
 /// What the exporter did, for the end-of-run report.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -185,6 +197,8 @@ impl Exporter {
             notify: tokio::sync::Notify::new(),
             health,
             interfaces: Default::default(),
+            logs: ArrayQueue::new(MAX_LOGS_BUFFERED),
+            detector: Mutex::new(None),
             cfg,
         });
         // Every event kind has its series from the start, at zero: an alert on one sees a
@@ -282,6 +296,38 @@ impl Exporter {
     pub fn with_stats<R>(&self, f: impl FnOnce(&Store) -> R) -> R {
         let a = self.shared.aggregates.lock().expect("aggregates lock");
         f(&a.cumulative)
+    }
+
+    /// Anomaly events: the aggregate kinds are found from the deltas this exporter merges
+    /// (their findings go to `hub`), and the returned sink turns each event into an OTLP
+    /// log record and a count in `podtap.anomalies` (series at zero from now on).
+    pub fn anomalies(
+        &self,
+        cfg: &crate::anomaly::AnomalyConfig,
+        hub: Arc<crate::anomaly::Hub>,
+    ) -> AnomalyExport {
+        use crate::anomaly::Kind;
+        let series = Kind::ALL.iter().flat_map(|k| {
+            [
+                (Metric::Anomalies, anomaly_attrs(Some(*k), None)),
+                (
+                    Metric::AnomaliesSuppressed,
+                    anomaly_attrs(Some(*k), Some("rate_limited")),
+                ),
+            ]
+        });
+        self.shared.register(series.chain([(
+            Metric::AnomaliesSuppressed,
+            anomaly_attrs(None, Some("queue_full")),
+        )]));
+        *self.shared.detector.lock().expect("detector lock") =
+            Some(crate::anomaly::aggregate::Detector::new(cfg, hub));
+        let c = &self.shared.cfg;
+        AnomalyExport {
+            shared: self.shared.clone(),
+            store: Store::new(c.metrics.spec(), c.metrics.max_series),
+            logs: c.otlp.enabled && c.otlp.logs,
+        }
     }
 
     /// The health handle `/readyz` reports (the daemon sets how many interfaces capture).
@@ -416,6 +462,16 @@ impl Shared {
                 series: vec![
                     (l("signal", "traces"), c.trace_failures.load(Relaxed)),
                     (l("signal", "metrics"), c.metric_failures.load(Relaxed)),
+                    (l("signal", "logs"), c.log_failures.load(Relaxed)),
+                ],
+            },
+            SelfMetric {
+                name: "podtap_export_logs_total",
+                help: "OTLP log records (anomaly events) by outcome",
+                gauge: false,
+                series: vec![
+                    (l("outcome", "exported"), c.logs_exported.load(Relaxed)),
+                    (l("outcome", "dropped"), c.logs_dropped.load(Relaxed)),
                 ],
             },
             SelfMetric {
@@ -529,6 +585,7 @@ async fn run(
     let cfg = &shared.cfg;
     let traces_on = cfg.otlp.enabled && cfg.otlp.traces && cfg.spans.enabled;
     let metrics_on = cfg.otlp.enabled && cfg.otlp.metrics;
+    let logs_on = cfg.otlp.enabled && cfg.otlp.logs;
     let interval = Duration::from_millis(cfg.metrics.interval_ms);
     let mut next_metrics = Instant::now() + interval;
     let mut buf = SpanBuffer {
@@ -541,6 +598,10 @@ async fn run(
     let mut retry_at = Instant::now();
     let mut metrics_retry_at = Instant::now();
     let mut metrics_retry_delay = retry_initial;
+    let mut logs: VecDeque<LogRecord> = VecDeque::new();
+    let mut logs_retry_at = Instant::now();
+    let mut logs_retry_delay = retry_initial;
+    let mut log_log = RateLog::new();
     let mut trace_log = RateLog::new();
     let mut metric_log = RateLog::new();
     let default_service = CompactString::from(cfg.service_name.as_str());
@@ -601,6 +662,48 @@ async fn run(
                 }
             }
             set_buffered(&shared, buf.spans.len());
+        }
+        // Log records (anomaly events): whenever there are some.
+        while let Some(r) = shared.logs.pop() {
+            if logs.len() >= MAX_LOGS_BUFFERED {
+                logs.pop_front();
+                shared.counts.logs_dropped.fetch_add(1, Relaxed);
+            }
+            logs.push_back(r);
+        }
+        if let Some(c) = client.as_mut().filter(|_| logs_on)
+            && !logs.is_empty()
+            && Instant::now() >= logs_retry_at
+            && !past_deadline
+        {
+            let n = logs.len().min(512);
+            let batch: Vec<LogRecord> = logs.drain(..n).collect();
+            let req =
+                otlp_logs::request(batch.clone(), &cfg.service_name, &cfg.resource_attributes);
+            match bounded(deadline, stopping, c.logs(req)).await {
+                Ok(rejected) => {
+                    let r = rejected.min(n as u64);
+                    shared.counts.logs_exported.fetch_add(n as u64 - r, Relaxed);
+                    shared.counts.logs_dropped.fetch_add(r, Relaxed);
+                    logs_retry_delay = retry_initial;
+                }
+                Err(SendError::Permanent(m)) => {
+                    shared.counts.logs_dropped.fetch_add(n as u64, Relaxed);
+                    shared.counts.log_failures.fetch_add(1, Relaxed);
+                    log_log.warn("log export rejected, batch dropped", &m);
+                }
+                Err(e) => {
+                    shared.counts.log_failures.fetch_add(1, Relaxed);
+                    log_log.warn("log export failed", &e);
+                    for r in batch.into_iter().rev() {
+                        logs.push_front(r);
+                    }
+                    logs_retry_at = Instant::now() + logs_retry_delay;
+                    logs_retry_delay = (logs_retry_delay * 2).min(retry_max);
+                }
+            }
+        } else if !logs_on {
+            logs.clear();
         }
         // Metrics: every interval, and once more when stopping.
         let metrics_due = Instant::now() >= next_metrics || (stopping && !final_metrics_done);
@@ -691,7 +794,8 @@ async fn run(
             let spans_done = !traces_on || client.is_none() || buf.spans.is_empty();
             let queues_empty = shared.spans.is_empty() && shared.deltas.is_empty();
             let metrics_done = !metrics_on || client.is_none() || final_metrics_done;
-            if (spans_done && queues_empty && metrics_done) || past_deadline {
+            let logs_done = !logs_on || client.is_none() || logs.is_empty();
+            if (spans_done && queues_empty && metrics_done && logs_done) || past_deadline {
                 break;
             }
             if !sent_any {
@@ -718,6 +822,79 @@ async fn run(
         .spans_dropped_shutdown
         .fetch_add(left, Relaxed);
     set_buffered(&shared, 0);
+    let mut logs_left = logs.len() as u64;
+    while shared.logs.pop().is_some() {
+        logs_left += 1;
+    }
+    shared.counts.logs_dropped.fetch_add(logs_left, Relaxed);
+}
+
+/// `podtap.anomaly.kind` (none for findings lost before their kind was read) and the
+/// suppression reason.
+fn anomaly_attrs(kind: Option<crate::anomaly::Kind>, reason: Option<&'static str>) -> Attrs {
+    let mut a = Attrs::new();
+    if let Some(k) = kind {
+        a.push((
+            "podtap.anomaly.kind",
+            crate::stats::Val::Str(CompactString::const_new(k.name())),
+        ));
+    }
+    if let Some(r) = reason {
+        a.push((
+            "podtap.anomaly.reason",
+            crate::stats::Val::Str(CompactString::const_new(r)),
+        ));
+    }
+    a
+}
+
+/// The exporter's side of the anomaly events (an [`EventSink`] of the event engine):
+/// each event becomes a count in `podtap.anomalies` and, with OTLP logs on, a log record
+/// queued for this exporter's thread (full: dropped, counted).
+///
+/// [`EventSink`]: crate::anomaly::engine::EventSink
+pub struct AnomalyExport {
+    shared: Arc<Shared>,
+    store: Store,
+    logs: bool,
+}
+
+impl crate::anomaly::engine::EventSink for AnomalyExport {
+    fn event(&mut self, e: &crate::anomaly::engine::Event) {
+        self.store.add(
+            Metric::Anomalies,
+            &anomaly_attrs(Some(e.signal.kind), None),
+            1,
+        );
+        if self.logs
+            && self
+                .shared
+                .logs
+                .push(otlp_logs::record(e, now_ns()))
+                .is_err()
+        {
+            self.shared.counts.logs_dropped.fetch_add(1, Relaxed);
+        }
+    }
+
+    fn suppressed(&mut self, kind: Option<crate::anomaly::Kind>, reason: &'static str, n: u64) {
+        self.store.add(
+            Metric::AnomaliesSuppressed,
+            &anomaly_attrs(kind, Some(reason)),
+            n,
+        );
+    }
+
+    fn flush(&mut self) {
+        if self.store.is_empty() {
+            return;
+        }
+        // A full delta queue keeps the counts here for the next flush.
+        if let Err(d) = self.shared.deltas.push(self.store.take()) {
+            self.store.merge(d);
+        }
+        self.shared.notify.notify_one();
+    }
 }
 
 /// A send, cut short by the shutdown deadline when stopping.
@@ -750,7 +927,12 @@ fn ingest(shared: &Shared, buf: &mut SpanBuffer, default_service: &CompactString
     if !shared.deltas.is_empty() {
         let attached = shared.interfaces.load();
         let mut a = shared.aggregates.lock().expect("aggregates lock");
+        let mut det = shared.detector.lock().expect("detector lock");
         while let Some(mut d) = shared.deltas.pop() {
+            if let Some(det) = det.as_mut() {
+                det.observe(&d);
+                det.drops(&d);
+            }
             // A worker may have counted frames of an interface just detached: its series
             // is gone and stays gone.
             d.retain(|k| !of_interface(k, |n| attached.iter().all(|(_, a)| **a != *n)));
@@ -759,6 +941,9 @@ fn ingest(shared: &Shared, buf: &mut SpanBuffer, default_service: &CompactString
             }
             a.cumulative.merge(d);
         }
+    }
+    if let Some(det) = shared.detector.lock().expect("detector lock").as_mut() {
+        det.tick(Instant::now());
     }
     let s = &shared.cfg.spans;
     while let Some(item) = shared.spans.pop() {

@@ -56,6 +56,7 @@ impl JsonLines {
             super::Record::Flow(f) if flows => write_flow(&mut self.obj(), f),
             super::Record::Flow(_) => return false,
             super::Record::Transaction(t) => write_transaction(&mut self.obj(), t),
+            super::Record::Anomaly(e) => write_anomaly(&mut self.obj(), e),
         }
         self.buf.push(b'\n');
         true
@@ -260,6 +261,21 @@ impl Obj<'_> {
         self
     }
 
+    fn field(&mut self, prefix: &str, k: &str, v: Field<'_>) {
+        match v {
+            Field::Attr(v) => self.attr(prefix, k, v),
+            Field::Str(v) => self.attr_str(prefix, k, v),
+            Field::Int(i) => self.attr(prefix, k, &AttrValue::Int(i)),
+            Field::Ip(a) => {
+                self.dyn_key(prefix, k);
+                self.out.push(b'"');
+                push_ip(self.out, a);
+                self.out.push(b'"');
+                self
+            }
+        };
+    }
+
     fn end(&mut self) {
         self.out.push(b'}');
     }
@@ -385,6 +401,15 @@ fn write_flow(o: &mut Obj<'_>, f: &FlowRecord) {
     o.end();
 }
 
+/// One anomaly event as a JSON object (without the newline): its time, then the fields
+/// its OTLP log record carries as attributes ([`crate::anomaly::engine::Event::visit`]).
+fn write_anomaly(o: &mut Obj<'_>, e: &crate::anomaly::engine::Event) {
+    o.out.extend_from_slice(br#"{"podtap.record":"event""#);
+    o.time(k!("podtap.time"), e.signal.ts);
+    e.visit(|prefix, k, v| o.field(prefix, k, v));
+    o.end();
+}
+
 /// One transaction as a JSON object (without the newline).
 fn write_transaction(o: &mut Obj<'_>, t: &Transaction) {
     o.out
@@ -451,51 +476,71 @@ fn write_transaction(o: &mut Obj<'_>, t: &Transaction) {
     o.end();
 }
 
-/// Pod attribution: each end under its side's prefix (`client.k8s.pod.name`,
-/// `server.k8s.service.name`, `client.podtap.kind`), and where the flow was observed.
-fn write_pods(o: &mut Obj<'_>, p: &FlowPods) {
+/// One attribute value, as [`visit_pods`] (and the anomaly events) hand them out to the
+/// JSON lines and the OTLP log records alike.
+pub enum Field<'a> {
+    Attr(&'a AttrValue),
+    Str(&'a str),
+    Int(i64),
+    Ip(IpAddr),
+}
+
+/// Pod attribution as (prefix, key, value): each end under its side's prefix
+/// (`client.k8s.pod.name`, `server.k8s.service.name`, `client.podtap.kind`), and where the
+/// flow was observed. The one mapping the JSON lines and the OTLP log records share.
+pub fn visit_pods(p: &FlowPods, mut f: impl FnMut(&str, &str, Field<'_>)) {
     for ((side, peer), process) in [("client.", &p.client), ("server.", &p.server)]
         .into_iter()
         .zip(&p.process)
     {
         if let Some(kind) = peer.kind() {
-            o.attr_str(side, "podtap.kind", kind);
+            f(side, "podtap.kind", Field::Str(kind));
         }
         match peer {
             Peer::Pod(m) => {
                 for (k, v) in &m.attrs {
-                    o.attr(side, k, v);
+                    f(side, k, Field::Attr(v));
                 }
                 // The process holding the flow's socket at this end.
                 if let Some(pr) = process {
-                    o.attr(side, "process.pid", &AttrValue::Int(pr.pid as i64))
-                        .attr_str(side, "process.executable.name", &pr.comm);
+                    f(
+                        side,
+                        "process.pid",
+                        Field::Attr(&AttrValue::Int(pr.pid as i64)),
+                    );
+                    f(side, "process.executable.name", Field::Str(&pr.comm));
                     if let Some(c) = &pr.container_id {
-                        o.attr_str(side, "container.id", c);
+                        f(side, "container.id", Field::Str(c));
                     }
                 }
             }
             Peer::Service(s) => {
-                o.attr_str(side, "k8s.service.name", &s.name).attr_str(
-                    side,
-                    "k8s.namespace.name",
-                    &s.namespace,
-                );
+                f(side, "k8s.service.name", Field::Str(&s.name));
+                f(side, "k8s.namespace.name", Field::Str(&s.namespace));
             }
             Peer::Node => {
                 if let Some(n) = &p.node_name {
-                    o.attr_str(side, "k8s.node.name", n);
+                    f(side, "k8s.node.name", Field::Str(n));
                 }
             }
             Peer::External | Peer::Unknown => {}
         }
     }
-    o.str(k!("podtap.observation_point.side"), p.observation_side());
+    f(
+        "",
+        "podtap.observation_point.side",
+        Field::Str(p.observation_side()),
+    );
     if let (None, Some(m)) = (p.observed_side(), &p.obs) {
         for (k, v) in &m.attrs {
-            o.attr("podtap.observation_point.", k, v);
+            f("podtap.observation_point.", k, Field::Attr(v));
         }
     }
+}
+
+/// Pod attribution into a JSON object (see [`visit_pods`]).
+fn write_pods(o: &mut Obj<'_>, p: &FlowPods) {
+    visit_pods(p, |prefix, k, v| o.field(prefix, k, v));
 }
 
 #[cfg(test)]

@@ -59,6 +59,8 @@ pub enum Record {
     /// as large as the largest kind. Flows end far less often than transactions do.
     Flow(Box<FlowRecord>),
     Transaction(Transaction),
+    /// An anomaly event (see [`crate::anomaly`]), written by the writer like the rest.
+    Anomaly(Box<crate::anomaly::engine::Event>),
 }
 
 /// Receives the records a worker produces. Implementations must not block the packet

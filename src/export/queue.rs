@@ -216,7 +216,7 @@ mod tests {
     fn status(r: &Record) -> i64 {
         match r {
             Record::Transaction(t) => t.status.unwrap(),
-            Record::Flow(_) => unreachable!(),
+            Record::Flow(_) | Record::Anomaly(_) => unreachable!(),
         }
     }
 

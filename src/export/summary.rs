@@ -121,6 +121,7 @@ impl Summary {
                 }
             }
             Record::Transaction(t) => self.count_transaction(t),
+            Record::Anomaly(_) => {}
         }
     }
 

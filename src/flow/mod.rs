@@ -78,6 +78,8 @@ pub struct Flow {
     /// What the metrics were given so far (see [`FlowProgress`]), and when.
     pub reported: [DirDelta; 2],
     pub reported_at: Timestamp,
+    /// Anomaly detection state (TCP flows; see [`crate::anomaly::tcp`]).
+    pub watch: crate::anomaly::tcp::TcpWatch,
 }
 
 /// Traffic of one direction that the metrics count: frame bytes, packets and TCP
@@ -124,6 +126,7 @@ impl Flow {
             transactions: 0,
             reported: [DirDelta::default(); 2],
             reported_at: p.ts,
+            watch: Default::default(),
         }
     }
 

@@ -82,6 +82,16 @@ impl TcpConn {
         self.reset || (self.dirs[0].fin && self.dirs[1].fin)
     }
 
+    /// When the client's (first) SYN passed, if it was seen.
+    pub fn client_syn_at(&self) -> Option<Timestamp> {
+        self.dirs[Direction::ToServer.index()].syn.map(|(_, ts)| ts)
+    }
+
+    /// The server's SYN-ACK was seen.
+    pub fn syn_acked(&self) -> bool {
+        self.syn_ack_ts.is_some()
+    }
+
     /// Sequence number of the client's SYN, when it was seen.
     pub fn client_isn(&self) -> Option<u32> {
         self.dirs[Direction::ToServer.index()]

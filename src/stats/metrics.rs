@@ -70,6 +70,8 @@ metrics! {
     Events => "podtap.events", "{event}", Counter, "podtap drop and error events (capture drops, malformed input, bounds reached), by event";
     MessagingClientDuration => "messaging.client.operation.duration", "s", Histogram, "Duration of messaging client operations (produce, fetch, commit, ...), observed on the wire";
     MessagingSentMessages => "messaging.client.sent.messages", "{message}", Counter, "Messages producers sent to the broker, counted on the wire";
+    Anomalies => "podtap.anomalies", "{event}", Counter, "Anomaly events emitted, by kind (podtap.anomaly.kind)";
+    AnomaliesSuppressed => "podtap.anomalies.suppressed", "{event}", Counter, "Anomaly events not emitted, by kind and reason (rate_limited per pod and kind; queue_full, kind unknown)";
     MessagingConsumedMessages => "messaging.client.consumed.messages", "{message}", Counter, "Messages the broker delivered to consumers, counted on the wire";
 }
 

@@ -42,8 +42,8 @@ pub fn rotel_bin() -> PathBuf {
     p
 }
 
-/// rotel on loopback with OTLP gRPC and HTTP receivers, logging every span and metric it
-/// receives (detailed debug log) to `out`, exporting nowhere.
+/// rotel on loopback with OTLP gRPC and HTTP receivers, logging every span, metric and log
+/// record it receives (detailed debug log) to `out`, exporting nowhere.
 pub fn rotel(grpc: u16, http: u16, out: &Path, dir: &Path) -> Proc {
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -55,6 +55,7 @@ pub fn rotel(grpc: u16, http: u16, out: &Path, dir: &Path) -> Proc {
         .args(["--otlp-grpc-endpoint", &format!("127.0.0.1:{grpc}")])
         .args(["--otlp-http-endpoint", &format!("127.0.0.1:{http}")])
         .args(["--debug-log", "traces", "--debug-log", "metrics"])
+        .args(["--debug-log", "logs"])
         .args([
             "--debug-log-verbosity",
             "detailed",

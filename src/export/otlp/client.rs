@@ -6,6 +6,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -43,12 +45,14 @@ pub enum OtlpClient {
     Grpc {
         traces: TraceServiceClient<Channel>,
         metrics: MetricsServiceClient<Channel>,
+        logs: LogsServiceClient<Channel>,
         headers: MetadataMap,
     },
     Http {
         client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
         traces_url: http::Uri,
         metrics_url: http::Uri,
+        logs_url: http::Uri,
         headers: http::HeaderMap,
         gzip: bool,
         timeout: Duration,
@@ -93,9 +97,11 @@ impl OtlpClient {
                 };
                 let mut traces = TraceServiceClient::new(channel(cfg.traces_url())?);
                 let mut metrics = MetricsServiceClient::new(channel(cfg.metrics_url())?);
+                let mut logs = LogsServiceClient::new(channel(cfg.logs_url())?);
                 if cfg.compression == Compression::Gzip {
                     traces = traces.send_compressed(CompressionEncoding::Gzip);
                     metrics = metrics.send_compressed(CompressionEncoding::Gzip);
+                    logs = logs.send_compressed(CompressionEncoding::Gzip);
                 }
                 let mut headers = MetadataMap::new();
                 for (k, v) in &cfg.headers {
@@ -108,6 +114,7 @@ impl OtlpClient {
                 Ok(OtlpClient::Grpc {
                     traces,
                     metrics,
+                    logs,
                     headers,
                 })
             }
@@ -150,6 +157,7 @@ impl OtlpClient {
                     client,
                     traces_url: uri("traces_endpoint", cfg.traces_url())?,
                     metrics_url: uri("metrics_endpoint", cfg.metrics_url())?,
+                    logs_url: uri("logs_endpoint", cfg.logs_url())?,
                     headers,
                     gzip: cfg.compression == Compression::Gzip,
                     timeout,
@@ -195,6 +203,25 @@ impl OtlpClient {
             }
             OtlpClient::Http { metrics_url, .. } => {
                 let url = metrics_url.clone();
+                self.post(url, req.encode_to_vec()).await.map(|_| 0)
+            }
+        }
+    }
+
+    /// Send log records; `Ok(rejected)` counts records the collector refused.
+    pub async fn logs(&mut self, req: ExportLogsServiceRequest) -> Result<u64, SendError> {
+        match self {
+            OtlpClient::Grpc { logs, headers, .. } => {
+                let mut r = tonic::Request::new(req);
+                *r.metadata_mut() = headers.clone();
+                let resp = logs.export(r).await.map_err(grpc_error)?;
+                Ok(resp
+                    .into_inner()
+                    .partial_success
+                    .map_or(0, |p| p.rejected_log_records.max(0) as u64))
+            }
+            OtlpClient::Http { logs_url, .. } => {
+                let url = logs_url.clone();
                 self.post(url, req.encode_to_vec()).await.map(|_| 0)
             }
         }
