@@ -47,6 +47,9 @@ pub struct Config {
     pub control: crate::control::ControlConfig,
     /// `[anomalies]`: network anomaly events and their thresholds (see [`crate::anomaly`]).
     pub anomalies: crate::anomaly::AnomalyConfig,
+    /// `[probes]`: health probes of neighbours, the API server, URLs and pods (see
+    /// [`crate::probes`]). Off by default.
+    pub probes: crate::probes::ProbesConfig,
 }
 
 /// What is captured, and how.
@@ -491,6 +494,9 @@ impl Config {
         self.protocols.validate()?;
         self.export
             .validate()
+            .map_err(|(key, msg)| (&*key.leak(), msg))?;
+        self.probes
+            .validate(&self.export.prometheus.listen)
             .map_err(|(key, msg)| (&*key.leak(), msg))?;
         Ok(())
     }

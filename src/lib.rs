@@ -18,6 +18,7 @@ pub mod k8s;
 pub mod memory;
 pub mod packet;
 pub mod privilege;
+pub mod probes;
 pub mod proto;
 pub mod replay;
 pub mod run;

@@ -413,7 +413,26 @@ fn main() -> anyhow::Result<()> {
             } else {
                 None
             };
+            // Health probes, on their own thread; `/alive` and `/alwayshappy` are on the
+            // exporter's server (the config check makes sure there is one).
+            let probes = match exporter.as_ref() {
+                Some(e) if cfg.probes.enabled => {
+                    let k = &cfg.attribution.kubernetes.kubeconfig;
+                    let ctx = podtap::probes::ProbeContext {
+                        node: podtap::k8s::node_name(&cfg.attribution),
+                        kubeconfig: (!k.is_empty()).then(|| k.into()),
+                        own_port: e.prometheus_addr.map_or(0, |a| a.port()),
+                    };
+                    Some(
+                        podtap::probes::Probes::start(&cfg.probes, ctx, e.metrics_feed())
+                            .context("cannot start the health probes")?,
+                    )
+                }
+                _ => None,
+            };
             let t = podtap::run::run(&cfg, &opts, &mut out, stop, exporter.as_ref())?;
+            // Stopped first: their last results go out with the exporter's final flush.
+            drop(probes);
             if let Some(e) = exporter {
                 let totals = e.shutdown(std::time::Duration::from_secs(5));
                 eprintln!("{totals}");

@@ -16,7 +16,7 @@
 //!
 //! | capability | kept when | why |
 //! | --- | --- | --- |
-//! | `CAP_NET_RAW` | always | AF_PACKET rings and AF_XDP sockets, also for interfaces that appear later |
+//! | `CAP_NET_RAW` | always | AF_PACKET rings and AF_XDP sockets, also for interfaces that appear later; the health probes' ICMP echo (a raw socket where datagram ICMP sockets are not allowed) |
 //! | `CAP_NET_ADMIN` | always | the tc mirror, XDP attach and detach, promiscuous mode; removing them at exit |
 //! | `CAP_IPC_LOCK` | always | ring and UMEM memory is locked (RLIMIT_MEMLOCK does not apply with it) |
 //! | `CAP_BPF`, `CAP_PERFMON` | `capture.mode` is `auto` or `xdp` | loading the XDP and mirror programs |

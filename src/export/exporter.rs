@@ -94,6 +94,8 @@ struct Shared {
     logs: ArrayQueue<LogRecord>,
     /// The aggregate anomaly detector, fed from the deltas (when anomalies are on).
     detector: Mutex<Option<crate::anomaly::aggregate::Detector>>,
+    /// What `/alive` answers, once health probes run (see [`MetricsFeed::serve_alive`]).
+    alive: Arc<std::sync::OnceLock<super::http_server::AliveFn>>,
 }
 
 /// Log records held while the collector is slow or down; beyond it the oldest are dropped.
@@ -199,6 +201,7 @@ impl Exporter {
             interfaces: Default::default(),
             logs: ArrayQueue::new(MAX_LOGS_BUFFERED),
             detector: Mutex::new(None),
+            alive: Default::default(),
             cfg,
         });
         // Every event kind has its series from the start, at zero: an alert on one sees a
@@ -327,6 +330,14 @@ impl Exporter {
             shared: self.shared.clone(),
             store: Store::new(c.metrics.spec(), c.metrics.max_series),
             logs: c.otlp.enabled && c.otlp.logs,
+        }
+    }
+
+    /// A handle for series recorded off the packet path (health probes): they reach
+    /// `/metrics` and OTLP like the workers' deltas.
+    pub fn metrics_feed(&self) -> MetricsFeed {
+        MetricsFeed {
+            shared: self.shared.clone(),
         }
     }
 
@@ -974,6 +985,58 @@ fn shared_render(shared: &Arc<Shared>) -> super::http_server::Endpoints {
     super::http_server::Endpoints {
         metrics: Arc::new(move || s.render_prometheus()),
         health: h,
+        alive: shared.alive.clone(),
+    }
+}
+
+/// Series recorded outside the workers (the health probes' thread): deltas go through
+/// the workers' queue, series are registered and removed as targets come and go.
+#[derive(Clone)]
+pub struct MetricsFeed {
+    shared: Arc<Shared>,
+}
+
+impl MetricsFeed {
+    /// An empty store with the exporter's histogram and series bounds.
+    pub fn new_store(&self) -> Store {
+        let c = &self.shared.cfg.metrics;
+        Store::new(c.spec(), c.max_series)
+    }
+
+    /// Create `series` at zero where they do not exist yet.
+    pub fn register(&self, series: impl IntoIterator<Item = (Metric, Attrs)>) {
+        self.shared.register(series);
+    }
+
+    /// Hand what `delta` holds over, leaving it empty; when the queue is full it keeps
+    /// everything (send it again later) and this returns false.
+    pub fn push(&self, delta: &mut Store) -> bool {
+        if delta.is_empty() {
+            return true;
+        }
+        let empty = delta.empty_like();
+        match self.shared.deltas.push(std::mem::replace(delta, empty)) {
+            Ok(()) => {
+                self.shared.notify.notify_one();
+                true
+            }
+            Err(back) => {
+                *delta = back;
+                false
+            }
+        }
+    }
+
+    /// Remove the series `gone` accepts (a target no longer probed).
+    pub fn forget(&self, gone: impl Fn(&crate::stats::SeriesKey) -> bool) {
+        let mut a = self.shared.aggregates.lock().expect("aggregates lock");
+        a.cumulative.retain(|k| !gone(k));
+        a.delta.retain(|k| !gone(k));
+    }
+
+    /// Answer `/alive` with what `f` renders (the first caller wins).
+    pub fn serve_alive(&self, f: super::http_server::AliveFn) {
+        let _ = self.shared.alive.set(f);
     }
 }
 

@@ -1,5 +1,7 @@
 //! The small HTTP server on the exporter's runtime: `/metrics` (Prometheus text),
-//! `/healthz` (the process is alive) and `/readyz` (capturing and exporting).
+//! `/healthz` (the process is alive), `/readyz` (capturing and exporting), and for the
+//! health probes (`crate::probes`) `/alwayshappy` (what other nodes' instances probe)
+//! and `/alive` (the probes' status as JSON).
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -13,12 +15,17 @@ use std::time::Duration;
 
 use super::health::Health;
 
+/// Renders `/alive`: the probes' status as JSON.
+pub type AliveFn = Arc<dyn Fn() -> String + Send + Sync>;
+
 /// What the server answers with.
 #[derive(Clone)]
 pub struct Endpoints {
     /// Renders the current exposition.
     pub metrics: Arc<dyn Fn() -> String + Send + Sync>,
     pub health: Health,
+    /// Set once health probes run; until then `/alive` is 404.
+    pub alive: Arc<std::sync::OnceLock<AliveFn>>,
 }
 
 /// Connections served at once; more wait in the kernel's accept queue.
@@ -76,6 +83,17 @@ fn handle(ep: &Endpoints, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             (ep.metrics)(),
         ),
         "/healthz" => text(StatusCode::OK, "text/plain", "ok\n".into()),
+        // Answered whatever the checks say: a peer probing it learns that this instance
+        // and the path to it work, nothing else.
+        "/alwayshappy" => text(StatusCode::OK, "text/plain", "ok\n".into()),
+        "/alive" => match ep.alive.get() {
+            Some(render) => text(StatusCode::OK, "application/json", render()),
+            None => text(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "health probes are off (probes.enabled)\n".into(),
+            ),
+        },
         "/readyz" => {
             let h = &ep.health;
             if h.ready() {

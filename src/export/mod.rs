@@ -28,7 +28,7 @@ pub mod queue;
 pub mod rotate;
 pub mod summary;
 
-pub use exporter::{ExportSink, ExportTotals, Exporter, WorkerExport};
+pub use exporter::{ExportSink, ExportTotals, Exporter, MetricsFeed, WorkerExport};
 pub use health::Health;
 
 /// Why the exporter could not start.

@@ -80,6 +80,7 @@ pub fn render(store: &Store, own: &[SelfMetric]) -> String {
             let kind = match def.kind {
                 Kind::Counter => "counter",
                 Kind::Histogram => "histogram",
+                Kind::Gauge => "gauge",
             };
             let _ = writeln!(out, "# HELP {name} {}", def.description);
             let _ = writeln!(out, "# TYPE {name} {kind}");
@@ -89,6 +90,11 @@ pub fn render(store: &Store, own: &[SelfMetric]) -> String {
                 out.push_str(&name);
                 labels(&key.attrs, None, &mut out);
                 let _ = writeln!(out, " {c}");
+            }
+            Value::Gauge(g) => {
+                out.push_str(&name);
+                labels(&key.attrs, None, &mut out);
+                let _ = writeln!(out, " {g}");
             }
             Value::Histogram(h) => {
                 for (le, n) in h.cumulative_buckets() {

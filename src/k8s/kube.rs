@@ -34,32 +34,36 @@ pub enum KubeError {
 /// Build a client: from `kubeconfig` when given, else in-cluster or the usual kubeconfig
 /// (`kube::Config::infer`).
 pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, KubeError> {
-    let (desc, cfg) = match kubeconfig {
-        Some(p) => {
-            let desc = format!("kubeconfig {}", p.display());
-            let err = |m: String| KubeError::Config {
-                source_desc: desc.clone(),
-                message: m,
-            };
-            let kc = kube::config::Kubeconfig::read_from(p).map_err(|e| err(e.to_string()))?;
-            let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-                .await
-                .map_err(|e| err(e.to_string()))?;
-            (desc, cfg)
-        }
-        None => {
-            let desc = "in-cluster or default kubeconfig".to_string();
-            let cfg = kube::Config::infer().await.map_err(|e| KubeError::Config {
-                source_desc: desc.clone(),
-                message: e.to_string(),
-            })?;
-            (desc, cfg)
-        }
-    };
+    let cfg = config(kubeconfig).await?;
     Client::try_from(cfg).map_err(|e| KubeError::Config {
-        source_desc: desc,
+        source_desc: describe(kubeconfig),
         message: e.to_string(),
     })
+}
+
+fn describe(kubeconfig: Option<&Path>) -> String {
+    match kubeconfig {
+        Some(p) => format!("kubeconfig {}", p.display()),
+        None => "in-cluster or default kubeconfig".to_string(),
+    }
+}
+
+/// The client settings [`client`] uses (the health probes derive the API server's
+/// address and a second client from them).
+pub async fn config(kubeconfig: Option<&Path>) -> Result<kube::Config, KubeError> {
+    let err = |m: String| KubeError::Config {
+        source_desc: describe(kubeconfig),
+        message: m,
+    };
+    match kubeconfig {
+        Some(p) => {
+            let kc = kube::config::Kubeconfig::read_from(p).map_err(|e| err(e.to_string()))?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .map_err(|e| err(e.to_string()))
+        }
+        None => kube::Config::infer().await.map_err(|e| err(e.to_string())),
+    }
 }
 
 /// Readers of the watched objects.

@@ -16,6 +16,8 @@ pub enum Kind {
     Histogram,
     /// A monotonic sum.
     Counter,
+    /// A last value (probe results): a newer value replaces the older one.
+    Gauge,
 }
 
 pub struct MetricDef {
@@ -73,6 +75,10 @@ metrics! {
     Anomalies => "podtap.anomalies", "{event}", Counter, "Anomaly events emitted, by kind (podtap.anomaly.kind)";
     AnomaliesSuppressed => "podtap.anomalies.suppressed", "{event}", Counter, "Anomaly events not emitted, by kind and reason (rate_limited per pod and kind; queue_full, kind unknown)";
     MessagingConsumedMessages => "messaging.client.consumed.messages", "{message}", Counter, "Messages the broker delivered to consumers, counted on the wire";
+    ProbeDuration => "podtap.probe.duration", "s", Histogram, "Duration of each health probe attempt (peers, API server, URLs, pods), failed ones included";
+    ProbeErrors => "podtap.probe.errors", "{error}", Counter, "Failed health probe attempts, by target and error type";
+    ProbeUp => "podtap.probe.up", "1", Gauge, "Whether a probe target is up (1) or down (0): down after its failure threshold of consecutive failures";
+    ProbeConsecutiveFailures => "podtap.probe.consecutive_failures", "{failure}", Gauge, "Failed attempts of a probe target since its last success";
 }
 
 /// The Prometheus name of an OpenTelemetry metric: dots become underscores, the unit

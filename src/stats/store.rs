@@ -93,6 +93,7 @@ impl Equivalent<SeriesKey> for SeriesRef<'_> {
 pub enum Value {
     Counter(u64),
     Histogram(Histogram),
+    Gauge(i64),
 }
 
 #[derive(Clone, Debug)]
@@ -168,6 +169,7 @@ impl Store {
         let v = match metric.def().kind {
             Kind::Counter => Value::Counter(0),
             Kind::Histogram => Value::Histogram(self.spec.new_histogram()),
+            Kind::Gauge => Value::Gauge(0),
         };
         let key = SeriesKey {
             metric,
@@ -191,6 +193,13 @@ impl Store {
         }
     }
 
+    /// Set the gauge `metric` + `attrs` to `v` (copied only if the series is new).
+    pub fn set(&mut self, metric: Metric, attrs: &[(&'static str, Val)], v: i64) {
+        if let Value::Gauge(g) = self.slot(metric, attrs) {
+            *g = v;
+        }
+    }
+
     /// Fold `other` into this store (bounded the same way).
     pub fn merge(&mut self, other: Store) {
         self.overflowed += other.overflowed;
@@ -201,6 +210,8 @@ impl Store {
             match (slot, &v) {
                 (Value::Counter(a), Value::Counter(b)) => *a += b,
                 (Value::Histogram(a), Value::Histogram(b)) => a.merge(b),
+                // The newer value (deltas are merged in the order they were taken).
+                (Value::Gauge(a), Value::Gauge(b)) => *a = *b,
                 _ => {}
             }
             // Folding here moves a whole series: count its values, not one. An overflow
@@ -251,11 +262,13 @@ impl Store {
 }
 
 impl Value {
-    /// Values recorded: the counter's total or the histogram's count.
+    /// Values recorded: the counter's total or the histogram's count (a gauge holds
+    /// one value).
     pub fn count(&self) -> u64 {
         match self {
             Value::Counter(c) => *c,
             Value::Histogram(h) => h.count,
+            Value::Gauge(_) => 1,
         }
     }
 }
@@ -312,5 +325,22 @@ mod tests {
         let overflow = vec![(OVERFLOW_KEY, Val::Bool(true))];
         assert_eq!(total.get(Metric::FlowIo, &overflow).unwrap().count(), 7);
         assert_eq!(total.overflowed, 7);
+    }
+
+    #[test]
+    fn a_gauge_keeps_the_newest_value() {
+        let mut total = store(4);
+        let mut d1 = store(4);
+        d1.set(Metric::ProbeUp, &a("/a"), 1);
+        let mut d2 = store(4);
+        d2.set(Metric::ProbeUp, &a("/a"), 0);
+        total.merge(d1);
+        assert_eq!(total.get(Metric::ProbeUp, &a("/a")), Some(&Value::Gauge(1)));
+        total.merge(d2);
+        assert_eq!(total.get(Metric::ProbeUp, &a("/a")), Some(&Value::Gauge(0)));
+        // Registering at zero does not overwrite a value.
+        total.set(Metric::ProbeUp, &a("/b"), 1);
+        total.add(Metric::ProbeUp, &a("/b"), 0);
+        assert_eq!(total.get(Metric::ProbeUp, &a("/b")), Some(&Value::Gauge(1)));
     }
 }

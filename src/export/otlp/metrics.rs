@@ -3,7 +3,7 @@
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, ExponentialHistogram, ExponentialHistogramDataPoint,
+    AggregationTemporality, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge as PGauge,
     Histogram as PHistogram, HistogramDataPoint, Metric as PMetric, NumberDataPoint,
     ResourceMetrics, ScopeMetrics, Sum, exponential_histogram_data_point, metric::Data,
     number_data_point,
@@ -50,6 +50,9 @@ pub fn request(
             description: def.description.into(),
             unit: def.unit.into(),
             data: Some(match (def.kind, value) {
+                (Kind::Gauge, _) => Data::Gauge(PGauge {
+                    data_points: vec![],
+                }),
                 (Kind::Counter, _) => Data::Sum(Sum {
                     data_points: vec![],
                     aggregation_temporality: t,
@@ -77,6 +80,13 @@ pub fn request(
                 start_time_unix_nano: start_ns,
                 time_unix_nano: now_ns,
                 value: Some(number_data_point::Value::AsInt(*c as i64)),
+                ..Default::default()
+            }),
+            (Some(Data::Gauge(g)), Value::Gauge(v)) => g.data_points.push(NumberDataPoint {
+                attributes,
+                // A gauge's value is of its time; it has no start.
+                time_unix_nano: now_ns,
+                value: Some(number_data_point::Value::AsInt(*v)),
                 ..Default::default()
             }),
             (Some(Data::Histogram(p)), Value::Histogram(h)) => {
@@ -207,5 +217,24 @@ mod tests {
                 Some(number_data_point::Value::AsInt(100))
             );
         }
+    }
+
+    #[test]
+    fn gauges_are_otlp_gauges() {
+        let mut s = Store::new(HistogramSpec::Explicit(Arc::from(&[1.0][..])), 10);
+        let a = vec![("podtap.probe.target", Val::Str("node-b".into()))];
+        s.set(Metric::ProbeUp, &a, 1);
+        let r = request(&s, Temporality::Cumulative, 1, 2, "svc", &BTreeMap::new());
+        assert_eq!(data_points(&r), 1);
+        let m = &r.resource_metrics[0].scope_metrics[0].metrics[0];
+        assert_eq!(m.name, "podtap.probe.up");
+        let Some(Data::Gauge(g)) = &m.data else {
+            panic!("{m:?}")
+        };
+        assert_eq!(
+            g.data_points[0].value,
+            Some(number_data_point::Value::AsInt(1))
+        );
+        assert_eq!(g.data_points[0].time_unix_nano, 2);
     }
 }

@@ -1052,6 +1052,7 @@ fn calls_become_messaging_series_with_message_counters() {
         let n = match v {
             Value::Counter(c) => c.to_string(),
             Value::Histogram(_) => format!("{} calls", v.count()),
+            Value::Gauge(g) => g.to_string(),
         };
         got.push((k.metric, get("messaging.operation.name"), n));
     }
