@@ -728,10 +728,9 @@ pub fn snapshot(
     );
     // ... with the flow traffic between the same ends and port: on the edge with the
     // most calls (two protocols on one port share one connection's bytes), or as an
-    // edge of its own, named by its transport, when no decoder claimed the traffic.
-    // The protocol of the edge with the most calls per (client, server, port), indexed
-    // once: flows and edges are both bounded by the series count, and a scan per flow
-    // would be their product.
+    // edge of its own, named by its transport, when no decoder claimed the traffic. That
+    // edge is indexed once: flows and edges are both bounded by the series count, and a
+    // scan of the edges per flow would cost their product.
     let mut busiest: HashMap<(&Peer, &Peer, u16), (&String, u64)> = HashMap::new();
     for ((c, s, p, proto), r) in &edges {
         let e = busiest.entry((c, s, *p)).or_insert((proto, r.now.requests));
@@ -749,7 +748,6 @@ pub fn snapshot(
         let key = (k.client.clone(), k.server.clone(), k.port, protocol.clone());
         joined.push((key, r));
     }
-    drop(busiest);
     for (key, r) in joined {
         edges.entry(key).or_default().add_flows(&r);
     }
