@@ -583,9 +583,16 @@ impl<S: RecordSink> Tracker<S> {
 /// Hand a finding about `flow` to the anomaly engine (flows outside the selector are not
 /// reported, like their records).
 fn report(hub: &Hub, attr: &Option<Attributor>, flow: &mut Flow, f: Finding, ts: Timestamp) {
+    if let Some(s) = signal(attr, flow, f, ts) {
+        hub.push(s);
+    }
+}
+
+/// The signal of finding `f` about `flow`; none for a flow of pods outside the selector.
+fn signal(attr: &Option<Attributor>, flow: &mut Flow, f: Finding, ts: Timestamp) -> Option<Signal> {
     let (client, server, obs, pods, _) = ends(attr, flow, 0);
     if pods.as_ref().is_some_and(|p| !p.selected) {
-        return;
+        return None;
     }
     let mut s = Signal::flow(
         f.kind,
@@ -598,7 +605,7 @@ fn report(hub: &Hub, attr: &Option<Attributor>, flow: &mut Flow, f: Finding, ts:
         f.evidence,
     );
     s.side = f.side;
-    hub.push(s);
+    Some(s)
 }
 
 /// A connection reset while requests on it waited for their responses: one finding for
@@ -624,21 +631,9 @@ fn reset_mid_request(hub: &Hub, attr: &Option<Attributor>, flow: &mut Flow, txs:
         side,
         evidence: crate::anomaly::evidence(&[("requests", n), ("request_age_ms", waited)]),
     };
-    let (client, server, obs, pods, _) = ends(attr, flow, 0);
-    if pods.as_ref().is_some_and(|p| !p.selected) {
+    let Some(mut s) = signal(attr, flow, f, first.end) else {
         return;
-    }
-    let mut s = Signal::flow(
-        f.kind,
-        first.end,
-        obs,
-        flow.key.proto(),
-        client,
-        server,
-        pods,
-        f.evidence,
-    );
-    s.side = f.side;
+    };
     s.subject = Subject::Request {
         protocol: first.protocol,
         operation: first.operation.clone(),
