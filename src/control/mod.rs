@@ -1,5 +1,5 @@
-//! The daemon's local control API: a Unix socket (never TCP) that `podtap status` and
-//! `podtap sniff` talk to, and that later requests (a flight recorder's `record`, `top`'s
+//! The daemon's local control API: a Unix socket (never TCP) that `podtap status`,
+//! `podtap sniff` and `podtap record` talk to, and that later requests (`top`'s
 //! snapshots) join as further [`Request`] variants.
 //!
 //! Protocol: the client sends one request, a JSON object on one line (at most
@@ -128,6 +128,22 @@ pub enum Request {
     Status {},
     /// A copy of a pod's (or interface's) frames as they pass the workers.
     Sniff(SniffRequest),
+    /// A flight recording of a pod now (see `crate::recorder`): its last
+    /// `recorder.seconds` and the next `recorder.after_secs`.
+    Record(RecordRequest),
+}
+
+/// What to record. Exactly one of `pod` and `selector`; the pods must be among those
+/// `[recorder]` records.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecordRequest {
+    /// A pod by name (or `namespace/name`, or its network namespace's name).
+    pub pod: Option<String>,
+    /// The pod's Kubernetes namespace, with `pod`.
+    pub namespace: Option<String>,
+    /// A label selector: every matching pod.
+    pub selector: Option<String>,
 }
 
 /// What to sniff. Exactly one of `pod`, `selector` and `interface`.
@@ -162,6 +178,9 @@ pub struct Reply {
     pub status: Option<Status>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sniff: Option<SniffHeader>,
+    /// The answer to `record`: the recording started (or joined).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording: Option<crate::recorder::RecordingInfo>,
 }
 
 impl Reply {
@@ -171,6 +190,7 @@ impl Reply {
             error: Some(msg.into()),
             status: None,
             sniff: None,
+            recording: None,
         }
     }
 }
@@ -192,6 +212,9 @@ pub struct Status {
     /// The sniffs being served: what, how long, frames sent and lost.
     #[serde(default)]
     pub sniffs: Vec<SniffStatus>,
+    /// The flight recorder and the index of its recordings (`None`: off).
+    #[serde(default)]
+    pub recorder: Option<crate::recorder::RecorderStatus>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

@@ -29,6 +29,8 @@ pub struct DaemonState {
     pub mirror: Option<String>,
     pub hub: Arc<TapHub>,
     pub attributor: Option<crate::k8s::Attributor>,
+    /// The flight recorder, when `[recorder]` is on.
+    pub recorder: Option<Arc<crate::recorder::Recorder>>,
 }
 
 /// A bound control socket. Dropping it removes the socket file, if it is still ours.
@@ -266,10 +268,38 @@ impl Ctx<'_> {
                         error: None,
                         status: Some(st),
                         sniff: None,
+                        recording: None,
                     },
                 );
             }
             Request::Sniff(s) => self.sniff(stream, s),
+            Request::Record(r) => {
+                let answer = match &self.state.recorder {
+                    None => Err("the flight recorder is off ([recorder] enabled = false)".into()),
+                    Some(rec) => {
+                        let snap = self.state.attributor.as_ref().map(|a| a.snapshot());
+                        rec.trigger_request(&r, snap.as_deref())
+                    }
+                };
+                match answer {
+                    Ok(info) => {
+                        tracing::info!(file = %info.file, "control: recording requested");
+                        reply(
+                            &stream,
+                            &Reply {
+                                ok: true,
+                                error: None,
+                                status: None,
+                                sniff: None,
+                                recording: Some(info),
+                            },
+                        );
+                    }
+                    Err(e) => {
+                        reply(&stream, &Reply::error(e));
+                    }
+                }
+            }
         }
     }
 
@@ -357,6 +387,7 @@ impl Ctx<'_> {
                     dropped: a.dropped.load(Ordering::Relaxed),
                 })
                 .collect(),
+            recorder: st.recorder.as_ref().map(|r| r.status()),
         }
     }
 
@@ -442,6 +473,7 @@ impl Ctx<'_> {
             ok: true,
             error: None,
             status: None,
+            recording: None,
             sniff: Some(SniffHeader {
                 node: self.state.node.clone(),
                 target,
