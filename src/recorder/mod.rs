@@ -890,7 +890,7 @@ mod tests {
         assert_eq!(sanitize("shop_web/x y"), "shop_web_x_y");
         assert_eq!(
             file_time(Timestamp(1_796_559_300_123_456_789)),
-            "20261206T101500.123Z"
+            "20261206T121500.123Z"
         );
     }
 
