@@ -115,7 +115,15 @@ impl Node {
             .client
             .ns
             .cmd("curl")
-            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "2"])
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "2",
+            ])
             .arg(format!("http://{}{path}", self.server.ip))
             .output()
             .expect("curl");
@@ -124,7 +132,11 @@ impl Node {
 
     fn status(&self) -> Value {
         let out = self.podtap().args(["status", "--json"]).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
@@ -260,7 +272,10 @@ fn a_burst_of_500s_is_recorded_with_the_frames_before_it_and_linked() {
         assert!(a <= b, "{t}");
         let within = format!("frame.number >= {a} && frame.number <= {b}");
         let port = t["client.port"].as_u64().unwrap();
-        let req = tshark_count(&path, &format!("{within} && http.request && tcp.srcport == {port}"));
+        let req = tshark_count(
+            &path,
+            &format!("{within} && http.request && tcp.srcport == {port}"),
+        );
         let resp = tshark_count(
             &path,
             &format!("{within} && http.response.code == 500 && tcp.dstport == {port}"),
@@ -356,7 +371,10 @@ fn podtap_record_writes_a_file_and_retention_removes_the_oldest() {
     // The human form lists them too.
     let text = n.podtap().arg("status").output().unwrap();
     let text = String::from_utf8_lossy(&text.stdout);
-    assert!(text.contains("flight recorder: 1 pods recorded (shop/web)"), "{text}");
+    assert!(
+        text.contains("flight recorder: 1 pods recorded (shop/web)"),
+        "{text}"
+    );
     assert!(text.contains(written[2].to_str().unwrap()), "{text}");
     // A pod the recorder does not record is refused.
     let out = n

@@ -253,6 +253,7 @@ mod tests {
         }
 
         /// One segment at `ms` milliseconds.
+        #[allow(clippy::too_many_arguments)]
         fn seg(
             &mut self,
             dir: Direction,

@@ -85,8 +85,7 @@ pub fn record(
             .recorder
             .iter()
             .flat_map(|r| &r.recordings)
-            .filter(|r| r.file == info.file)
-            .last()
+            .rfind(|r| r.file == info.file)
             .cloned();
         match now {
             Some(r) if r.state != "recording" => return Ok(r),
@@ -212,7 +211,11 @@ pub fn render(st: &Status) -> String {
                 r.dir
             );
             if !r.unrecorded.is_empty() {
-                let _ = writeln!(o, "  not recorded (no ring left): {}", r.unrecorded.join(", "));
+                let _ = writeln!(
+                    o,
+                    "  not recorded (no ring left): {}",
+                    r.unrecorded.join(", ")
+                );
             }
             let _ = writeln!(
                 o,

@@ -205,7 +205,8 @@ impl Hub {
     }
 
     fn publish(&self) {
-        self.generation.fetch_add(1, std::sync::atomic::Ordering::Release);
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
     }
 }
 
@@ -409,7 +410,10 @@ impl Recorder {
         self.cfg.pods.iter().any(|want| match want.split_once('/') {
             Some((wns, wn)) => ns == Some(wns) && name == Some(wn),
             None => name == Some(want.as_str()) || p.netns_name.as_deref() == Some(want),
-        }) || self.selector.as_ref().is_some_and(|s| s.matches(p.labels()))
+        }) || self
+            .selector
+            .as_ref()
+            .is_some_and(|s| s.matches(p.labels()))
     }
 
     /// Bring the selection up to date with pod metadata: a pod keeps its slot while it is
@@ -442,8 +446,7 @@ impl Recorder {
             ..
         } = &mut *st;
         for s in slots.iter_mut() {
-            if s
-                .as_ref()
+            if s.as_ref()
                 .is_some_and(|sp| !wanted.iter().any(|w| w.label == sp.label))
             {
                 *s = None;
@@ -452,11 +455,7 @@ impl Recorder {
         }
         unrecorded.clear();
         for w in wanted {
-            if let Some(s) = slots
-                .iter_mut()
-                .flatten()
-                .find(|s| s.label == w.label)
-            {
+            if let Some(s) = slots.iter_mut().flatten().find(|s| s.label == w.label) {
                 if s.ifaces != w.ifaces {
                     s.ifaces = w.ifaces;
                     changed = true;
@@ -519,7 +518,9 @@ impl Recorder {
             .map(|(i, _)| i as u16)
             .collect();
         if slots.is_empty() {
-            return Err("not a pod the flight recorder records (recorder.pods, recorder.selector)".into());
+            return Err(
+                "not a pod the flight recorder records (recorder.pods, recorder.selector)".into(),
+            );
         }
         if let Some(f) = st
             .inflight
@@ -632,11 +633,10 @@ impl Recorder {
             if let Some(a) = &attributor {
                 self.refresh(&a.snapshot(), a.generation());
             }
-            while let Ok(c) = self.rx.recv_timeout(Duration::from_millis(if stopping {
-                0
-            } else {
-                100
-            })) {
+            while let Ok(c) =
+                self.rx
+                    .recv_timeout(Duration::from_millis(if stopping { 0 } else { 100 }))
+            {
                 self.take(c);
             }
             self.write_due(stopping);
@@ -714,7 +714,11 @@ impl Recorder {
         let mut post: Vec<(&ChunkFrame, &[u8])> = Vec::new();
         for c in &f.chunks {
             let v = if c.pre { &mut pre } else { &mut post };
-            v.extend(c.frames.iter().map(|fr| (fr, &c.data[fr.off..fr.off + fr.len])));
+            v.extend(
+                c.frames
+                    .iter()
+                    .map(|fr| (fr, &c.data[fr.off..fr.off + fr.len])),
+            );
         }
         pre.sort_by_key(|(fr, _)| fr.ts);
         post.sort_by_key(|(fr, _)| fr.seq);
@@ -738,9 +742,10 @@ impl Recorder {
                 Some((_, id)) => *id,
                 None => {
                     let (name, desc) = match f.ifaces.iter().find(|i| i.0 == fr.obs) {
-                        Some((i, n, p)) => {
-                            (n.clone(), format!("pod {p}, host interface {n} (ifindex {i})"))
-                        }
+                        Some((i, n, p)) => (
+                            n.clone(),
+                            format!("pod {p}, host interface {n} (ifindex {i})"),
+                        ),
                         None => (
                             format!("ifindex {}", fr.obs),
                             format!("host interface (ifindex {})", fr.obs),
@@ -788,7 +793,9 @@ impl Recorder {
                     tracing::info!(file = %p.display(), "flight recorder: removed (retention)");
                     removed.push(p.display().to_string());
                 }
-                Err(e) => tracing::warn!(file = %p.display(), "flight recorder: cannot remove: {e}"),
+                Err(e) => {
+                    tracing::warn!(file = %p.display(), "flight recorder: cannot remove: {e}")
+                }
             }
             count -= 1;
             total -= len;

@@ -59,7 +59,9 @@ impl Ring {
     pub fn new(bytes: usize) -> Ring {
         let bytes = bytes.max(4096);
         let n = (bytes / (BYTES_PER_DESCRIPTOR + std::mem::size_of::<Meta>())).max(16);
-        let data = bytes.saturating_sub(n * std::mem::size_of::<Meta>()).max(2048);
+        let data = bytes
+            .saturating_sub(n * std::mem::size_of::<Meta>())
+            .max(2048);
         Ring {
             // Zeroed allocations: the pages are mapped as frames fill them.
             data: vec![0u8; data].into_boxed_slice(),
@@ -333,12 +335,13 @@ impl WorkerRecorder {
         let first_post = started.saturating_sub(ring.first_abs()) as usize;
         let from = ring.lower_bound(tx.start.as_nanos()).max(first_post);
         let to = ring.lower_bound(tx.end.as_nanos().saturating_add(1));
-        let seqs = (from..to)
+        let mut seqs = (from..to)
             .map(|i| ring.get(i).0.seq)
             .filter(|&s| s != NO_SEQ);
-        let (Some(lo), Some(hi)) = (seqs.clone().next(), seqs.last()) else {
+        let Some(lo) = seqs.next() else {
             return;
         };
+        let hi = seqs.next_back().unwrap_or(lo);
         let base = rec.pre.load(Relaxed) + 1;
         tx.attrs.push((
             "podtap.recording.frames",
