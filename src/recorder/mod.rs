@@ -437,6 +437,12 @@ impl Recorder {
                     .collect(),
             })
             .collect();
+        self.select(&mut st, wanted);
+    }
+
+    /// Give the `wanted` pods rings: those already recorded keep theirs, the others take
+    /// free ones; publish the result when it changed.
+    fn select(&self, st: &mut State, wanted: Vec<SlotPod>) {
         let mut changed = false;
         let State {
             slots,
@@ -444,7 +450,7 @@ impl Recorder {
             next_epoch,
             unrecorded,
             ..
-        } = &mut *st;
+        } = st;
         for s in slots.iter_mut() {
             if s.as_ref()
                 .is_some_and(|sp| !wanted.iter().any(|w| w.label == sp.label))
@@ -899,6 +905,153 @@ mod tests {
             file_time(Timestamp(1_796_559_300_123_456_789)),
             "20261206T121500.123Z"
         );
+    }
+
+    /// A frame of `len` bytes on interface `obs` at `ms` milliseconds.
+    fn frame(data: &[u8], obs: u32, ms: u64) -> crate::capture::Frame<'_> {
+        crate::capture::Frame {
+            data,
+            ts: Timestamp(ms * 1_000_000),
+            wire_len: data.len() as u32 + 100,
+            link: crate::packet::LinkType::Ethernet,
+            obs,
+        }
+    }
+
+    /// One worker, one recorded pod on interface 7: the frames before the trigger come
+    /// first in the file, in time order, then the numbered ones; a transaction after the
+    /// trigger names the file and the frames that hold it; another interface's frames
+    /// are not recorded.
+    #[test]
+    fn a_recording_holds_the_window_and_links_by_frame_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = RecorderConfig {
+            enabled: true,
+            seconds: 3,
+            after_secs: 1,
+            pod_bytes: 1 << 20,
+            total_bytes: 2 << 20,
+            dir: dir.path().display().to_string(),
+            ..Default::default()
+        };
+        let r = Recorder::new(&cfg, 1, "n1").unwrap();
+        let mut w = ring::WorkerRecorder::new(r.hub());
+        {
+            let mut st = r.lock();
+            let web = SlotPod {
+                label: "shop/web".into(),
+                ifaces: vec![(7, "veth7".into())],
+            };
+            r.select(&mut st, vec![web]);
+        }
+        w.before_batch(Timestamp::ZERO);
+        assert!(w.wants_frames());
+        // 1 s to 5 s: the window starts at 2.5 s (3 s before the trigger).
+        for s in 1..=5u64 {
+            w.offer(&frame(&[s as u8; 60], 7, s * 1000));
+            w.offer(&frame(&[0xee; 60], 8, s * 1000));
+        }
+        let trig = Timestamp(5_500_000_000);
+        let info = r
+            .trigger(&["shop/web".into()], &[], "http_error_burst", trig)
+            .unwrap();
+        assert!(
+            info.file
+                .ends_with("shop_web-http_error_burst-19700101T000005.500Z.pcapng")
+        );
+        // A second trigger joins it.
+        assert_eq!(
+            r.trigger(&[], &[7], "request", trig).unwrap().file,
+            info.file
+        );
+        assert!(r.trigger(&[], &[8], "request", trig).is_err());
+        w.before_batch(trig);
+        assert!(w.linking());
+        w.offer(&frame(&[6; 60], 7, 6000));
+        w.offer(&frame(&[7; 60], 7, 6200));
+        let mut tx =
+            crate::proto::Transaction::new(crate::proto::Protocol::Http, Timestamp(6_000_000_000));
+        tx.end = Timestamp(6_200_000_000);
+        tx.obs = 7;
+        w.link(&mut tx);
+        let attr = |k: &str| {
+            tx.attrs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| match v {
+                    crate::proto::AttrValue::Str(s) => s.to_string(),
+                    v => panic!("{v:?}"),
+                })
+        };
+        assert_eq!(attr("podtap.recording.file"), Some(info.file.clone()));
+        // Three frames from 3 s to 5 s first, then these two.
+        assert_eq!(attr("podtap.recording.frames").as_deref(), Some("4-5"));
+        // Past the window: after it, this worker is done.
+        w.offer(&frame(&[8; 60], 7, 7000));
+        w.before_batch(Timestamp(7_000_000_000));
+        assert!(!w.linking());
+        while let Ok(c) = r.rx.try_recv() {
+            r.take(c);
+        }
+        r.write_due(false);
+        let st = r.status();
+        let last = st.recordings.last().unwrap();
+        assert_eq!(
+            (last.state.as_str(), last.frames, last.lost),
+            ("written", 5, 0)
+        );
+        let mut src =
+            crate::capture::pcap_file::PcapFileSource::open(Path::new(&info.file)).unwrap();
+        let mut got = Vec::new();
+        use crate::capture::Source;
+        while src
+            .next_batch(16, |f| {
+                got.push((f.ts.as_nanos() / 1_000_000, f.data[0], f.wire_len))
+            })
+            .unwrap()
+            .is_some()
+        {}
+        assert_eq!(
+            got,
+            [3000, 4000, 5000, 6000, 6200]
+                .iter()
+                .zip([3u8, 4, 5, 6, 7])
+                .map(|(&t, b)| (t, b, 160))
+                .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn retention_removes_the_oldest_files_and_counts_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = RecorderConfig {
+            enabled: true,
+            max_files: 2,
+            dir: dir.path().display().to_string(),
+            ..Default::default()
+        };
+        let r = Recorder::new(&cfg, 1, "n1").unwrap();
+        for i in 0..4 {
+            let p = dir.path().join(format!("f{i}.pcapng"));
+            std::fs::write(&p, b"x").unwrap();
+            let t = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1000 + i);
+            std::fs::File::options()
+                .write(true)
+                .open(&p)
+                .unwrap()
+                .set_modified(t)
+                .unwrap();
+        }
+        std::fs::write(dir.path().join("notes.txt"), b"kept").unwrap();
+        r.retention();
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["f2.pcapng", "f3.pcapng", "notes.txt"]);
+        assert_eq!(r.status().removed, 2);
     }
 
     #[test]
