@@ -191,12 +191,14 @@ impl Hub {
     fn send(&self, rec: &Recording, chunk: Chunk) -> bool {
         let n = chunk.frames.len() as u64;
         let bytes = chunk.data.len() as u64;
-        let left = rec.budget.load(Relaxed);
-        if bytes > left {
+        // Workers hand over at once: take the bytes only if they are all still there.
+        let took = rec
+            .budget
+            .fetch_update(Relaxed, Relaxed, |left| left.checked_sub(bytes));
+        if took.is_err() {
             rec.lost.fetch_add(n, Relaxed);
             return false;
         }
-        rec.budget.fetch_sub(bytes, Relaxed);
         if self.tx.try_send(chunk).is_err() {
             rec.lost.fetch_add(n, Relaxed);
             return false;
@@ -639,11 +641,14 @@ impl Recorder {
             if let Some(a) = &attributor {
                 self.refresh(&a.snapshot(), a.generation());
             }
-            while let Ok(c) =
-                self.rx
-                    .recv_timeout(Duration::from_millis(if stopping { 0 } else { 100 }))
-            {
+            // What is queued now, not more: a steady stream of chunks must not hold up
+            // writing the recordings that are due.
+            let wait = Duration::from_millis(if stopping { 0 } else { 100 });
+            if let Ok(c) = self.rx.recv_timeout(wait) {
                 self.take(c);
+                for c in self.rx.try_iter().take(CHUNK_QUEUE) {
+                    self.take(c);
+                }
             }
             self.write_due(stopping);
             if stopping {
@@ -730,7 +735,16 @@ impl Recorder {
         post.sort_by_key(|(fr, _)| fr.seq);
         let path = PathBuf::from(&f.rec.path);
         let tmp = path.with_extension("pcapng.part");
-        let file = std::fs::File::create(&tmp)?;
+        // Frames carry payloads: readable by root (and the directory's group) only.
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::File::options()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o640)
+                .open(&tmp)?
+        };
         let comment = format!(
             "podtap flight recording of {} on node {}; trigger: {} at {}; window {} to {}",
             f.info.pods.join(", "),

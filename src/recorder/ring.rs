@@ -249,8 +249,11 @@ impl WorkerRecorder {
             ring.rec = Some((rec.clone(), ring.pushed));
             cursors.push((slot, ring.pushed));
         }
-        rec.pre.fetch_add(chunk.frames.len() as u64, Relaxed);
-        self.hub.send(&rec, chunk);
+        // Counted only when handed over: the count is where the numbered frames start.
+        let n = chunk.frames.len() as u64;
+        if self.hub.send(&rec, chunk) {
+            rec.pre.fetch_add(n, Relaxed);
+        }
         rec.picked.fetch_add(1, Release);
         self.active.push(Active { rec, cursors });
     }
