@@ -535,7 +535,15 @@ impl Recorder {
             .iter()
             .find(|f| f.rec.slots.iter().any(|s| slots.contains(s)))
         {
-            return Ok(f.info.clone());
+            // Within its window: the trigger's moment is in that file. After it (the
+            // file is being written), the pod's rings are still bound to it.
+            if ts <= f.rec.until {
+                return Ok(f.info.clone());
+            }
+            return Err(format!(
+                "the pod's previous recording ({}) is still being written",
+                f.info.file
+            ));
         }
         st.next_id += 1;
         let id = st.next_id;
