@@ -26,4 +26,5 @@ pub mod run;
 pub mod stats;
 pub mod synth;
 pub mod time;
+pub mod top;
 pub mod worker;

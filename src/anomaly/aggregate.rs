@@ -136,7 +136,7 @@ impl Detector {
                             && matches!(v, Val::Str(s) if s == "NXDOMAIN" || s == "SERVFAIL")
                     });
                     if bad {
-                        let (key, subj) = self.subject(k, Protocol::Dns, true);
+                        let (key, subj) = self.subject(k, true);
                         let w = self.window_secs;
                         let e = bounded(&mut self.dns, self.max_keys, &mut self.forgotten);
                         e.entry(key)
@@ -153,8 +153,7 @@ impl Detector {
                         k.metric,
                         Metric::RpcServerDuration | Metric::RpcClientDuration
                     );
-                    let protocol = if rpc { Protocol::Grpc } else { Protocol::Http };
-                    let (key, subj) = self.subject(k, protocol, false);
+                    let (key, subj) = self.subject(k, false);
                     if server_error(k, rpc) {
                         let w = self.window_secs;
                         let e = bounded(&mut self.http, self.max_keys, &mut self.forgotten);
@@ -266,12 +265,18 @@ impl Detector {
     }
 
     /// The key (endpoint or pod attributes) and the subject of series `k`.
-    fn subject(
-        &self,
-        k: &SeriesKey,
-        protocol: Protocol,
-        per_client: bool,
-    ) -> (Vec<(&'static str, Val)>, Subject0) {
+    fn subject(&self, k: &SeriesKey, per_client: bool) -> (Vec<(&'static str, Val)>, Subject0) {
+        // The protocol whose telemetry mapping records this metric (the first, for a
+        // metric several share: HTTP/1 and HTTP/2 are both `http.server.request.duration`).
+        let protocol = Protocol::ALL
+            .iter()
+            .copied()
+            .find(|p| {
+                crate::proto::telemetry(*p)
+                    .and_then(|t| t.duration)
+                    .is_some_and(|m| m.contains(&k.metric))
+            })
+            .unwrap_or(Protocol::Unknown);
         let key: Vec<_> = k
             .attrs
             .iter()
@@ -478,6 +483,35 @@ mod tests {
             det.tick(t0 + std::time::Duration::from_secs(at));
         }
         assert!(hub.pop().is_none());
+    }
+
+    #[test]
+    fn capture_drops_are_one_finding_per_worker_and_reason_that_grew() {
+        let hub = Hub::new(16);
+        let mut det = Detector::new(&AnomalyConfig::default(), hub.clone());
+        let mut d = store();
+        for (w, reason, n) in [(0, "kernel", 7), (1, "ring_full", 0), (1, "kernel", 2)] {
+            let a = vec![
+                ("podtap.drop.reason", Val::Str(reason.into())),
+                ("podtap.worker", Val::Int(w)),
+            ];
+            d.add(Metric::CaptureDrops, &a, n);
+        }
+        det.drops(&d);
+        let mut got: Vec<_> = std::iter::from_fn(|| hub.pop())
+            .map(|s| match s.subject {
+                Subject::Interface { name, reason } => (name.to_string(), reason, s.evidence[0].1),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("worker 0".to_string(), "kernel", 7),
+                ("worker 1".to_string(), "kernel", 2)
+            ]
+        );
     }
 
     #[test]
