@@ -573,7 +573,9 @@ fn memory_bounds(cfg: &Config, mem_total: Option<u64>) -> Finding {
         0
     };
     let per_worker = table + decoders + reassembly + heap;
-    let total = per_worker * workers + queue + spans;
+    // The flight recorder's rings and the copies of recordings being written.
+    let recorder = cfg.recorder.memory_bound();
+    let total = per_worker * workers + queue + spans + recorder;
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     let budget = cfg.memory.max_bytes;
     let ok = mem_total.is_none_or(|m| total <= m) && (budget == 0 || total <= budget);
@@ -583,6 +585,7 @@ fn memory_bounds(cfg: &Config, mem_total: Option<u64>) -> Finding {
         format!(
             "{}per worker: flow table {:.0} MiB ({} flows x {} bytes), their decoders up to \
              {:.0} MiB, reassembly {:.0} MiB, decoder heap {:.0} MiB; record queue {:.0} MiB; span buffer {:.0} MiB; \
+             flight recorder {:.0} MiB (rings and recordings being written); \
              {} workers: {:.0} MiB at most{}",
             if budget > 0 {
                 format!("memory.max_bytes {:.0} MiB: ", mib(budget))
@@ -597,6 +600,7 @@ fn memory_bounds(cfg: &Config, mem_total: Option<u64>) -> Finding {
             mib(heap),
             mib(queue),
             mib(spans),
+            mib(recorder),
             workers,
             mib(total),
             mem_total.map_or(String::new(), |m| format!(" of {:.0} MiB", mib(m))),

@@ -50,6 +50,8 @@ pub struct Config {
     /// `[probes]`: health probes of neighbours, the API server, URLs and pods (see
     /// [`crate::probes`]). Off by default.
     pub probes: crate::probes::ProbesConfig,
+    /// `[recorder]`: the flight recorder (see [`crate::recorder`]). Off by default.
+    pub recorder: crate::recorder::RecorderConfig,
 }
 
 /// What is captured, and how.
@@ -491,6 +493,9 @@ impl Config {
         self.control
             .validate()
             .map_err(|(key, msg)| (&*format!("control.{key}").leak(), msg))?;
+        self.recorder
+            .validate()
+            .map_err(|(key, msg)| (&*format!("recorder.{key}").leak(), msg))?;
         self.protocols.validate()?;
         self.export
             .validate()

@@ -20,6 +20,7 @@ pub mod packet;
 pub mod privilege;
 pub mod probes;
 pub mod proto;
+pub mod recorder;
 pub mod replay;
 pub mod run;
 pub mod stats;

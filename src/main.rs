@@ -207,6 +207,24 @@ enum Cmd {
         #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..))]
         interval_ms: u64,
     },
+    /// A flight recording of a pod now: the daemon writes its last `recorder.seconds` and
+    /// next `recorder.after_secs` of frames as pcapng into `recorder.dir` (the pod must be
+    /// one `[recorder]` records). Prints the file's path.
+    #[command(group(clap::ArgGroup::new("target").required(true).args(["pod", "selector"])))]
+    Record {
+        /// The pod (its name, `namespace/name`, or its network namespace's name).
+        #[arg(long)]
+        pod: Option<String>,
+        /// The pod's namespace.
+        #[arg(long, short = 'n', requires = "pod")]
+        namespace: Option<String>,
+        /// Every pod matching a label selector: `-l app=web`.
+        #[arg(long = "selector", short = 'l')]
+        selector: Option<String>,
+        /// Wait until the file is written (the window after has passed), then print it.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Write a synthetic capture (HTTP/1.1 over TCP, optional UDP) for demos and benchmarks.
     Synth {
         /// Output pcap file.
@@ -539,6 +557,31 @@ fn main() -> anyhow::Result<()> {
                 }
             } else {
                 podtap::top::interactive(&opts)?;
+            }
+        }
+        Cmd::Record {
+            pod,
+            namespace,
+            selector,
+            wait,
+        } => {
+            let req = podtap::control::RecordRequest {
+                pod,
+                namespace,
+                selector,
+            };
+            let info = podtap::control::client::record(&cfg.control.socket, &req, wait)?;
+            eprintln!(
+                "podtap record: {} of {} ({} to {}): {}",
+                info.file,
+                info.pods.join(", "),
+                info.from,
+                info.until,
+                info.state
+            );
+            println!("{}", info.file);
+            if info.state.starts_with("failed") {
+                std::process::exit(1);
             }
         }
         Cmd::Synth { out, opts } => {

@@ -10,6 +10,11 @@
 //! | 90 % / workers, of it 30 % | each worker's TCP reassembly buffers | `reassembly.max_worker_bytes` (real memory: payload and 48 bytes a segment) |
 //! | 90 % / workers, of it 20 % | what each worker's decoders hold outside the flow slots: pending requests, HPACK tables, statement maps, split messages | `protocols.max_worker_heap_bytes` (from the decoders' allocations' capacities) |
 //!
+//! With the flight recorder on (`[recorder]`), its bound comes off the budget first:
+//! its rings (`recorder.total_bytes` rounded down to whole pods, allocated at start) and
+//! as much again for the copies of the recordings being written; the shares above divide
+//! the rest.
+//!
 //! Workers are `capture.workers` (0: one per online CPU). Not in the budget: the capture
 //! rings and AF_XDP UMEM (`capture.tpacket`, `capture.xdp`: fixed, locked, allocated at
 //! start and stated by `podtap check`). `podtap check` prints the resulting bounds
@@ -91,7 +96,12 @@ pub fn apply(cfg: &mut Config, is_set: impl Fn(&str, &str) -> bool) {
     if cfg.memory.max_bytes == 0 {
         return;
     }
-    let d = derive(cfg.memory.max_bytes, workers(cfg));
+    let budget = cfg
+        .memory
+        .max_bytes
+        .saturating_sub(cfg.recorder.memory_bound())
+        .max(1);
+    let d = derive(budget, workers(cfg));
     if !is_set("flow", "max_flows") {
         cfg.flow.max_flows = d.max_flows;
     }

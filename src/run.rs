@@ -350,6 +350,13 @@ pub fn run(
             })
         })
         .collect();
+    // The flight recorder: each worker's rings share `recorder.pod_bytes` per pod.
+    let recorder = crate::recorder::Recorder::new(
+        &cfg.recorder,
+        queues,
+        &crate::k8s::node_name(&cfg.attribution),
+    );
+    let recorder_hub = recorder.as_ref().map(|r| r.hub());
     let state = DaemonState {
         started: Instant::now(),
         node: crate::k8s::node_name(&cfg.attribution),
@@ -363,6 +370,7 @@ pub fn run(
         mirror: mirror.as_ref().map(|m| m.capture_device().to_string()),
         hub: hub.clone(),
         attributor: attributor.clone(),
+        recorder: recorder.clone(),
     };
     let core_ids = core_affinity::get_core_ids().unwrap_or_default();
     let cpu_of = |i: usize| {
@@ -383,8 +391,16 @@ pub fn run(
         (opts.output == OutputFormat::Jsonl).then(|| tx.clone()),
         export,
     );
+    let anomalies = anomalies.map(|(h, e)| match &recorder {
+        Some(r) => (
+            h,
+            e.with_hook(Box::new(crate::recorder::TriggerHook(r.clone()))),
+        ),
+        None => (h, e),
+    });
     let anomaly_hub = anomalies.as_ref().map(|(h, _)| h.clone());
     let engine_stop = AtomicBool::new(false);
+    let recorder_stop = AtomicBool::new(false);
 
     // With `--output none` the workers queue no records at all.
     let records = |tx: &crate::export::queue::BatchSender| {
@@ -401,6 +417,13 @@ pub fn run(
                 .spawn_scoped(s, move || e.run(|| stop.load(Ordering::Relaxed)))
                 .expect("spawn anomaly engine")
         });
+        let recorder_thread = recorder.as_ref().map(|r| {
+            let (stop, attr) = (&recorder_stop, attributor.clone());
+            std::thread::Builder::new()
+                .name("podtap-recorder".into())
+                .spawn_scoped(s, move || r.run(attr, || stop.load(Ordering::Relaxed)))
+                .expect("spawn flight recorder")
+        });
         if let Some(c) = &control {
             tracing::info!(socket = %c.path().display(), "control socket");
             let (state, stop) = (&state, &stop);
@@ -410,15 +433,17 @@ pub fn run(
                 .expect("spawn control server");
         }
         let mut threads = Vec::with_capacity(queues);
-        // How a capture thread makes its worker around `sink` (attribution, sniff taps and
-        // anomaly findings shared by all).
+        // How a capture thread makes its worker around `sink` (attribution, sniff taps,
+        // anomaly findings and the flight recorder shared by all).
         let worker_of = |sink: ExportSink<ChannelSink>| {
             let (attr, tap, an) = (attributor.clone(), hub.clone(), anomaly_hub.clone());
+            let rh = recorder_hub.clone();
             move || {
                 Worker::new(cfg, sink)
                     .with_attributor(attr)
                     .with_tap(tap)
                     .with_anomalies(an, &cfg.anomalies)
+                    .with_recorder(rh.as_ref())
             }
         };
         // TPACKET_V3 worker i (also when its ring is opened late, from the control loop).
@@ -630,6 +655,11 @@ pub fn run(
         engine_stop.store(true, Ordering::Relaxed);
         if let Some(e) = engine {
             e.join().expect("anomaly engine panicked");
+        }
+        // The workers handed over what they had: recordings still running are written.
+        recorder_stop.store(true, Ordering::Relaxed);
+        if let Some(r) = recorder_thread {
+            r.join().expect("flight recorder panicked");
         }
         for q in &stats {
             totals.kernel_dropped += q.kernel_dropped.load(Ordering::Relaxed);

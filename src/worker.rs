@@ -117,6 +117,8 @@ struct Tracker<S: RecordSink> {
     anomalies: Option<(Arc<Hub>, FlowThresholds)>,
     /// What the decoders hold outside their flow slots, against its bound.
     heap: DecoderHeap,
+    /// The flight recorder's rings (`None`: recorder off).
+    recorder: Option<crate::recorder::ring::WorkerRecorder>,
 }
 
 pub struct Worker<S: RecordSink> {
@@ -156,6 +158,7 @@ impl<S: RecordSink> Worker<S> {
                 attr: None,
                 anomalies: None,
                 heap: DecoderHeap::new(settings.max_worker_heap_bytes),
+                recorder: None,
             },
             clock: Timestamp::ZERO,
             next_tick: Timestamp::ZERO,
@@ -172,17 +175,30 @@ impl<S: RecordSink> Worker<S> {
         self
     }
 
-    /// A frame while sniffs run: offered to them, then processed. Out of line, so the
-    /// pipeline inlined here does not weigh on the loop without sniffs.
+    /// Keep the recent frames of the flight recorder's pods (see `crate::recorder`).
+    pub fn with_recorder(mut self, hub: Option<&Arc<crate::recorder::Hub>>) -> Self {
+        self.tracker.recorder = hub.map(|h| crate::recorder::ring::WorkerRecorder::new(h.clone()));
+        self
+    }
+
+    /// A frame while sniffs run or the flight recorder records: offered to them, then
+    /// processed. Out of line, so the pipeline inlined here does not weigh on the loop
+    /// without them.
     #[inline(never)]
-    fn process_tapped(&mut self, f: &Frame<'_>) {
-        self.tap.offer(f);
+    fn process_tapped(&mut self, f: &Frame<'_>, tapping: bool) {
+        if tapping {
+            self.tap.offer(f);
+        }
+        if let Some(r) = self.tracker.recorder.as_mut() {
+            r.offer(f);
+        }
         self.process(f);
     }
 
     /// Process one batch of up to `max` frames of `src`, calling `each` on every frame
     /// first. Whether any sniff wants frames is asked here once per batch (one relaxed
-    /// atomic load), so with none the per-frame path is exactly [`Worker::process`].
+    /// atomic load), as is whether the flight recorder's selection or recordings changed,
+    /// so with neither the per-frame path is exactly [`Worker::process`].
     #[inline]
     pub fn batch<Src: crate::capture::Source>(
         &mut self,
@@ -190,11 +206,21 @@ impl<S: RecordSink> Worker<S> {
         max: usize,
         mut each: impl FnMut(&Frame<'_>),
     ) -> Result<Option<usize>, crate::capture::CaptureError> {
-        if self.tap.active() {
+        let tapping = self.tap.active();
+        if tapping {
             self.tap.refresh();
+        }
+        let recording = match self.tracker.recorder.as_mut() {
+            Some(r) => {
+                r.before_batch(self.clock);
+                r.wants_frames()
+            }
+            None => false,
+        };
+        if tapping || recording {
             src.next_batch(max, |f| {
                 each(f);
-                self.process_tapped(f);
+                self.process_tapped(f, tapping);
             })
         } else {
             src.next_batch(max, |f| {
@@ -309,6 +335,9 @@ impl<S: RecordSink> Worker<S> {
         counters.merge(&self.defrag.counters);
         t.sink.finish(&counters);
         t.sink.flush();
+        if let Some(r) = t.recorder.as_mut() {
+            r.finish();
+        }
         let totals = WorkerTotals {
             packets: self.packets,
             bytes: self.bytes,
@@ -387,6 +416,7 @@ impl<S: RecordSink> Tracker<S> {
                 &mut self.sink,
                 &mut self.transactions,
                 &mut self.counters,
+                self.recorder.as_ref(),
             );
         }
     }
@@ -522,6 +552,7 @@ impl<S: RecordSink> Tracker<S> {
                 &mut self.sink,
                 &mut self.transactions,
                 &mut self.counters,
+                self.recorder.as_ref(),
             );
         }
         self.counters.add(Event::MemoryShed, self.heap.take_shed());
@@ -570,6 +601,7 @@ impl<S: RecordSink> Tracker<S> {
             &mut self.sink,
             &mut self.transactions,
             &mut self.counters,
+            self.recorder.as_ref(),
         );
         if !selected {
             self.counters.bump(Event::AttributionUnselected);
@@ -687,6 +719,7 @@ fn emit<S: RecordSink>(
     sink: &mut S,
     count: &mut u64,
     counters: &mut Counters,
+    recorder: Option<&crate::recorder::ring::WorkerRecorder>,
 ) {
     if pods.as_ref().is_some_and(|p| !p.selected) {
         counters.add(Event::AttributionUnselected, txs.len() as u64);
@@ -702,6 +735,11 @@ fn emit<S: RecordSink>(
         crate::stats::settle_error(tx);
         // The index stays in the low half: connection identity and index never mix.
         tx.origin = origin.map(|o| o & !0xffff_ffff | (o as u32).wrapping_add(i as u32) as u64);
+    }
+    if let Some(r) = recorder.filter(|r| r.linking()) {
+        for tx in txs.iter_mut() {
+            r.link(tx);
+        }
     }
     *count += txs.len() as u64;
     sink.transactions(txs);

@@ -117,6 +117,7 @@ fn every_emitted_attribute_key_is_documented() {
             let e = Event {
                 signal,
                 suppressed_before: 1,
+                recording: Some("/var/lib/podtap/recordings/x.pcapng".into()),
             };
             anomalies += 1;
             keys.add_kvs(

@@ -20,6 +20,8 @@ use crate::proto::Direction;
 pub struct Event {
     pub signal: Signal,
     pub suppressed_before: u64,
+    /// The flight recording this event started or joined (`podtap.recording.file`).
+    pub recording: Option<Arc<str>>,
 }
 
 impl Event {
@@ -86,6 +88,9 @@ impl Event {
                 Field::Int(self.suppressed_before as i64),
             );
         }
+        if let Some(r) = &self.recording {
+            f("", "podtap.recording.file", Field::Str(r));
+        }
         if let Some(p) = &s.pods {
             visit_pods(p, f);
         }
@@ -143,6 +148,12 @@ impl Event {
     }
 }
 
+/// Sees each event before the sinks and may add to it (the flight recorder names the
+/// file the event starts). Called on the engine's thread.
+pub trait EventHook: Send {
+    fn annotate(&mut self, e: &mut Event);
+}
+
 /// Where events go. Called on the engine's thread; may allocate and lock, never blocks
 /// for long (a full output counts and drops).
 pub trait EventSink: Send {
@@ -190,6 +201,7 @@ pub struct Engine {
     max_tracked: usize,
     rates: HashMap<(Kind, u64), Slot>,
     sinks: Vec<Box<dyn EventSink>>,
+    hooks: Vec<Box<dyn EventHook>>,
     totals: Arc<Totals>,
     /// `hub.dropped` already reported to the sinks.
     queue_full_seen: u64,
@@ -205,6 +217,7 @@ impl Engine {
             max_tracked: cfg.max_tracked,
             rates: HashMap::new(),
             sinks: Vec::new(),
+            hooks: Vec::new(),
             totals: Arc::new(Totals::default()),
             queue_full_seen: 0,
             logged: [0; Kind::COUNT],
@@ -213,6 +226,11 @@ impl Engine {
 
     pub fn with_sink(mut self, s: Box<dyn EventSink>) -> Engine {
         self.sinks.push(s);
+        self
+    }
+
+    pub fn with_hook(mut self, h: Box<dyn EventHook>) -> Engine {
+        self.hooks.push(h);
         self
     }
 
@@ -279,6 +297,7 @@ impl Engine {
         let mut e = Event {
             signal,
             suppressed_before: 0,
+            recording: None,
         };
         let key = (kind, e.subject_key());
         let minute = e.signal.ts.as_nanos() / 60_000_000_000;
@@ -313,6 +332,9 @@ impl Engine {
             tracing::warn!(event = kind.event_name(), "{}", e.summary());
         }
         *seen += 1;
+        for h in &mut self.hooks {
+            h.annotate(&mut e);
+        }
         for s in &mut self.sinks {
             s.event(&e);
         }
@@ -412,6 +434,7 @@ mod tests {
         let e = Event {
             signal: signal(Kind::ConnectionRefused, 80, 1),
             suppressed_before: 0,
+            recording: None,
         };
         let mut keys = Vec::new();
         e.visit(|p, k, v| {

@@ -61,6 +61,40 @@ pub fn status(path: &str) -> Result<Status, ControlError> {
         .ok_or_else(|| ControlError::Protocol("status reply without a status".into()))
 }
 
+/// `podtap record`: start (or join) a recording; with `wait`, poll the status until it
+/// is no longer being recorded and return its final entry.
+pub fn record(
+    path: &str,
+    req: &super::RecordRequest,
+    wait: bool,
+) -> Result<crate::recorder::RecordingInfo, ControlError> {
+    let mut s = connect(path)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let info = request(&mut s, &Request::Record(req.clone()))?
+        .recording
+        .ok_or_else(|| ControlError::Protocol("record reply without a recording".into()))?;
+    if !wait {
+        return Ok(info);
+    }
+    // Bounded: the window (at most an hour each way) and the writing after it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2 * 3600 + 60);
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let st = status(path)?;
+        let now = st
+            .recorder
+            .iter()
+            .flat_map(|r| &r.recordings)
+            .rfind(|r| r.file == info.file)
+            .cloned();
+        match now {
+            Some(r) if r.state != "recording" => return Ok(r),
+            _ if std::time::Instant::now() > deadline => return Ok(info),
+            _ => {}
+        }
+    }
+}
+
 /// The status as a person reads it.
 pub fn render(st: &Status) -> String {
     use std::fmt::Write as _;
@@ -161,6 +195,53 @@ pub fn render(st: &Status) -> String {
             s.frames,
             s.dropped
         );
+    }
+    match &st.recorder {
+        None => {
+            let _ = writeln!(o, "flight recorder: off");
+        }
+        Some(r) => {
+            let _ = writeln!(
+                o,
+                "flight recorder: {} pods recorded ({}), rings {} bytes per pod per worker, {} workers; in {}",
+                r.pods.len(),
+                r.pods.join(", "),
+                r.ring_bytes,
+                r.workers,
+                r.dir
+            );
+            if !r.unrecorded.is_empty() {
+                let _ = writeln!(
+                    o,
+                    "  not recorded (no ring left): {}",
+                    r.unrecorded.join(", ")
+                );
+            }
+            let _ = writeln!(
+                o,
+                "recordings ({}, {} removed by retention):",
+                r.recordings.len(),
+                r.removed
+            );
+            for i in &r.recordings {
+                let _ = writeln!(
+                    o,
+                    "  {}  {}  {}  {}  {} frames {} bytes{}  {}",
+                    i.time,
+                    i.trigger,
+                    i.pods.join(","),
+                    i.state,
+                    i.frames,
+                    i.bytes,
+                    if i.lost > 0 {
+                        format!(" ({} lost)", i.lost)
+                    } else {
+                        String::new()
+                    },
+                    i.file
+                );
+            }
+        }
     }
     o
 }

@@ -1,6 +1,6 @@
 //! The daemon's local control API: a Unix socket (never TCP) that `podtap status`,
-//! `podtap sniff` and `podtap top` talk to, and that later requests (a flight recorder's
-//! `record`) join as further [`Request`] variants.
+//! `podtap sniff`, `podtap top` and `podtap record` talk to, and that later requests join
+//! as further [`Request`] variants.
 //!
 //! Protocol: the client sends one request, a JSON object on one line (at most
 //! `control.max_request_bytes`, within `control.request_timeout_ms`); the daemon answers
@@ -140,6 +140,22 @@ pub enum Request {
     Sniff(SniffRequest),
     /// One snapshot of the busiest pods, call edges and endpoints (`podtap top`).
     Top(crate::stats::top::TopQuery),
+    /// A flight recording of a pod now (see `crate::recorder`): its last
+    /// `recorder.seconds` and the next `recorder.after_secs`.
+    Record(RecordRequest),
+}
+
+/// What to record. Exactly one of `pod` and `selector`; the pods must be among those
+/// `[recorder]` records.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecordRequest {
+    /// A pod by name (or `namespace/name`, or its network namespace's name).
+    pub pod: Option<String>,
+    /// The pod's Kubernetes namespace, with `pod`.
+    pub namespace: Option<String>,
+    /// A label selector: every matching pod.
+    pub selector: Option<String>,
 }
 
 /// What to sniff. Exactly one of `pod`, `selector` and `interface`.
@@ -176,6 +192,9 @@ pub struct Reply {
     pub sniff: Option<SniffHeader>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top: Option<crate::stats::top::TopSnapshot>,
+    /// The answer to `record`: the recording started (or joined).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording: Option<crate::recorder::RecordingInfo>,
 }
 
 impl Reply {
@@ -195,6 +214,7 @@ impl Reply {
             status: None,
             sniff: None,
             top: None,
+            recording: None,
         }
     }
 }
@@ -216,6 +236,9 @@ pub struct Status {
     /// The sniffs being served: what, how long, frames sent and lost.
     #[serde(default)]
     pub sniffs: Vec<SniffStatus>,
+    /// The flight recorder and the index of its recordings (`None`: off).
+    #[serde(default)]
+    pub recorder: Option<crate::recorder::RecorderStatus>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

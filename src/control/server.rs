@@ -30,6 +30,8 @@ pub struct DaemonState {
     pub mirror: Option<String>,
     pub hub: Arc<TapHub>,
     pub attributor: Option<crate::k8s::Attributor>,
+    /// The flight recorder, when `[recorder]` is on.
+    pub recorder: Option<Arc<crate::recorder::Recorder>>,
 }
 
 /// A bound control socket. Dropping it removes the socket file, if it is still ours.
@@ -283,6 +285,30 @@ impl Ctx<'_> {
                 };
                 reply(&stream, &r);
             }
+            Request::Record(r) => {
+                let answer = match &self.state.recorder {
+                    None => Err("the flight recorder is off ([recorder] enabled = false)".into()),
+                    Some(rec) => {
+                        let snap = self.state.attributor.as_ref().map(|a| a.snapshot());
+                        rec.trigger_request(&r, snap.as_deref())
+                    }
+                };
+                match answer {
+                    Ok(info) => {
+                        tracing::info!(file = %info.file, "control: recording requested");
+                        reply(
+                            &stream,
+                            &Reply {
+                                recording: Some(info),
+                                ..Reply::ok()
+                            },
+                        );
+                    }
+                    Err(e) => {
+                        reply(&stream, &Reply::error(e));
+                    }
+                }
+            }
         }
     }
 
@@ -370,6 +396,7 @@ impl Ctx<'_> {
                     dropped: a.dropped.load(Ordering::Relaxed),
                 })
                 .collect(),
+            recorder: st.recorder.as_ref().map(|r| r.status()),
         }
     }
 
