@@ -344,7 +344,13 @@ impl<S: RecordSink> Tracker<S> {
         c.bytes += p.wire_len as u64;
         c.payload_bytes += p.payload_wire_len as u64;
 
-        let Flow { tcp, l7, watch, .. } = flow;
+        let Flow {
+            tcp,
+            l7,
+            watch,
+            pods,
+            ..
+        } = flow;
         let (txs, decoders) = (&mut self.txs, &self.decoders);
         let ts = p.ts;
         let mut feed =
@@ -364,7 +370,7 @@ impl<S: RecordSink> Tracker<S> {
                     &mut feed,
                 );
                 if let Some((_, th)) = &self.anomalies {
-                    found = watch.segment(conn, dir, &h, ts, th);
+                    found = watch.segment(conn, dir, &h, ts, &thresholds(th, pods));
                 }
             }
             (L4::Udp { .. }, _) if !p.payload.is_empty() => feed(dir, Chunk::Data(p.payload)),
@@ -484,7 +490,7 @@ impl<S: RecordSink> Tracker<S> {
                 // What time alone reveals: a SYN still unanswered, a window still shut.
                 if let Some((hub, th)) = anomalies
                     && let Some(conn) = flow.tcp.as_ref()
-                    && let Some(f) = flow.watch.tick(conn, now, th)
+                    && let Some(f) = flow.watch.tick(conn, now, &thresholds(th, &flow.pods))
                 {
                     report(hub, attr, flow, f, now);
                 }
@@ -539,7 +545,7 @@ impl<S: RecordSink> Tracker<S> {
         }
         if let Some((hub, th)) = &self.anomalies {
             if let Some(conn) = flow.tcp.as_ref()
-                && let Some(f) = flow.watch.tick(conn, ts, th)
+                && let Some(f) = flow.watch.tick(conn, ts, &thresholds(th, &flow.pods))
             {
                 report(hub, &self.attr, &mut flow, f, ts);
             }
@@ -568,6 +574,16 @@ impl<S: RecordSink> Tracker<S> {
         }
         self.flows += 1;
         self.sink.flow(flow.record(reason));
+    }
+}
+
+/// The flow thresholds for a flow: `[anomalies]`, with the overrides of the monitoring
+/// policy of the flow's pods (a copy; a flow without one reads nothing more).
+#[inline]
+fn thresholds(base: &FlowThresholds, pods: &Option<Arc<FlowPods>>) -> FlowThresholds {
+    match pods.as_deref().and_then(|p| p.anomalies.as_ref()) {
+        Some(o) => o.apply(base),
+        None => *base,
     }
 }
 

@@ -329,8 +329,7 @@ impl Detector {
                     server_pod.unwrap_or_default()
                 },
                 selected: true,
-                node_name: None,
-                process: [None, None],
+                ..Default::default()
             })
         });
         (
