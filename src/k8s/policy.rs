@@ -81,8 +81,11 @@ impl kube::Resource for PodtapPolicy {
 }
 
 /// `spec`, as written (camelCase, as the CRD's schema).
+/// Unknown fields are refused (`InvalidSpec`): the API server prunes what the CRD does
+/// not declare, so one here is a CRD newer than this podtap, and a field silently
+/// ignored would be a policy silently not applied.
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 struct PolicySpec {
     selector: KubeSelector,
     pod_labels: Vec<String>,
@@ -93,14 +96,14 @@ struct PolicySpec {
 
 /// A Kubernetes `LabelSelector` (`matchLabels`, `matchExpressions`).
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 struct KubeSelector {
     match_labels: BTreeMap<String, String>,
     match_expressions: Vec<Requirement>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CheckSpec {
     #[serde(rename = "type")]
     kind: CheckKind,
@@ -117,6 +120,7 @@ struct CheckSpec {
 }
 
 #[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct MetricSpec {
     family: Family,
     #[serde(default)]
@@ -266,8 +270,8 @@ impl Families {
 /// `spec.anomalies`: thresholds overriding `[anomalies]` for the policy's pods. The
 /// flow kinds are applied where the pod's flows are analysed, the bursts where the
 /// exporter counts the pod's (DNS: the client's; HTTP: the server's) errors.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct AnomalyOverrides {
     pub syn_timeout_ms: Option<u64>,
     pub retransmit_burst: Option<u32>,
