@@ -1566,11 +1566,13 @@ fn validate(schema: &Value, value: &Value, at: &str) -> Check {
             }
         }
         ("integer", Value::Number(n)) if n.is_i64() => {
-            let n = n.as_i64().unwrap_or(0) as f64;
-            if let Some(min) = schema["minimum"].as_f64() {
+            let n = n.as_i64().unwrap_or(0);
+            // Bounds read back as floats (k8s-openapi), of whole numbers.
+            let bound = |k: &str| schema[k].as_f64().map(|b| b as i64);
+            if let Some(min) = bound("minimum") {
                 ensure!(n >= min, "{at}: {n} below {min}");
             }
-            if let Some(max) = schema["maximum"].as_f64() {
+            if let Some(max) = bound("maximum") {
                 ensure!(n <= max, "{at}: {n} above {max}");
             }
         }
