@@ -6,7 +6,7 @@ export DEBIAN_FRONTEND := noninteractive
 # Packages to build and run podtap.
 RUN_PKGS := netbase build-essential pkg-config clang llvm libelf-dev zlib1g-dev m4 iproute2 ethtool
 # Packages the tests drive: real captures, servers, clients and the reference dissector.
-TEST_PKGS := systemd tshark tcpdump nginx-light nftables iproute2 ethtool curl procps python3 hey time dnsmasq-base dnsutils openssl redis-server redis-tools bc netsniff-ng iputils-ping iperf3 nghttp2-client prometheus python3-pip valgrind memcached libmemcached-tools postgresql postgresql-client mariadb-server mariadb-client
+TEST_PKGS := systemd tshark tcpdump nginx-light nftables iproute2 ethtool curl procps python3 hey time dnsmasq-base dnsutils openssl redis-server redis-tools bc netsniff-ng iputils-ping iperf3 nghttp2-client prometheus python3-pip valgrind memcached libmemcached-tools postgresql postgresql-client mariadb-server mariadb-client tmux
 
 .PHONY: deps deps-test build run test bench fuzz
 

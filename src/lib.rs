@@ -25,4 +25,5 @@ pub mod run;
 pub mod stats;
 pub mod synth;
 pub mod time;
+pub mod top;
 pub mod worker;

@@ -173,6 +173,40 @@ enum Cmd {
         #[arg(short = 'w', required = true)]
         write: PathBuf,
     },
+    /// A live view of the busiest pods, call edges (client → server, protocol) and
+    /// endpoints: rates, errors, latency, bytes, retransmissions and resets, from the
+    /// running daemon's control socket. Keys are shown on screen.
+    Top {
+        /// Print one snapshot and exit (rates over the whole --window: on a daemon not
+        /// asked recently this takes that long).
+        #[arg(long)]
+        once: bool,
+        /// With --once: text tables, or the daemon's snapshot as JSON.
+        #[arg(long, value_enum, default_value = "text", requires = "once")]
+        output: podtap::top::Output,
+        /// Sort by: rate, errors, p50, p99, bytes, retransmits, resets, name.
+        #[arg(long, default_value = "rate", value_parser = sort_arg)]
+        sort: podtap::stats::top::SortKey,
+        /// Only rows with an end in this Kubernetes namespace.
+        #[arg(long, short = 'n')]
+        namespace: Option<String>,
+        /// Only rows with an end whose name contains this.
+        #[arg(long)]
+        pod: Option<String>,
+        /// Only calls of this protocol (http, grpc, redis, ...; tcp or udp: undecoded).
+        #[arg(long)]
+        protocol: Option<String>,
+        /// Rows per table (the daemon caps it at control.max_top_rows).
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Rates over about this many seconds (1-10).
+        #[arg(long, default_value_t = podtap::stats::top::DEFAULT_WINDOW_SECS,
+              value_parser = clap::value_parser!(u64).range(1..=podtap::stats::top::MAX_WINDOW_SECS))]
+        window: u64,
+        /// Refresh interval in milliseconds.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..))]
+        interval_ms: u64,
+    },
     /// Write a synthetic capture (HTTP/1.1 over TCP, optional UDP) for demos and benchmarks.
     Synth {
         /// Output pcap file.
@@ -201,6 +235,15 @@ fn workers_arg(s: &str) -> Result<usize, String> {
         ));
     }
     Ok(n)
+}
+
+/// `--sort`: one of the sort keys by name.
+fn sort_arg(s: &str) -> Result<podtap::stats::top::SortKey, String> {
+    use podtap::stats::top::SortKey;
+    SortKey::parse(s).ok_or_else(|| {
+        let names: Vec<_> = SortKey::ALL.iter().map(|k| k.name()).collect();
+        format!("one of {}", names.join(", "))
+    })
 }
 
 fn main() -> anyhow::Result<()> {
@@ -362,7 +405,9 @@ fn main() -> anyhow::Result<()> {
             export_cfg
                 .apply_env(|k| std::env::var(k).ok())
                 .map_err(|(k, m)| anyhow::anyhow!("invalid export setting `{k}`: {m}"))?;
-            let exporter = if export_cfg.active() {
+            // `podtap top` reads the exporter's statistics: kept, without exporting them,
+            // when control.top asks.
+            let exporter = if export_cfg.active() || (cfg.control.enabled && cfg.control.top) {
                 let health = podtap::export::Health::new();
                 Some(podtap::export::Exporter::start(&cfg.export, health)?)
             } else {
@@ -462,6 +507,39 @@ fn main() -> anyhow::Result<()> {
                     " by the kernel (ring full)"
                 }
             );
+        }
+        Cmd::Top {
+            once,
+            output,
+            sort,
+            namespace,
+            pod,
+            protocol,
+            limit,
+            window,
+            interval_ms,
+        } => {
+            let opts = podtap::top::TopOptions {
+                socket: cfg.control.socket.clone(),
+                query: podtap::stats::top::TopQuery {
+                    limit,
+                    window_secs: window,
+                    sort,
+                    namespace,
+                    pod,
+                    protocol,
+                },
+                interval: std::time::Duration::from_millis(interval_ms),
+            };
+            if once {
+                let snap = podtap::top::once(&opts)?;
+                match output {
+                    podtap::top::Output::Json => println!("{}", serde_json::to_string(&snap)?),
+                    podtap::top::Output::Text => print!("{}", podtap::top::view::text(&snap)),
+                }
+            } else {
+                podtap::top::interactive(&opts)?;
+            }
         }
         Cmd::Synth { out, opts } => {
             let f = std::fs::File::create(&out)

@@ -478,3 +478,46 @@ fn background(ns: &Netns, script: &str) -> Proc {
     assert_eq!(line.trim(), "ready");
     Proc(Some(child))
 }
+
+/// An endpoint answering every request in 300 ms, asked 4 at a time for 6 s: its p99 stays
+/// above a 200 ms threshold for the 3 s the test configures, one breach.
+#[test]
+fn a_slow_endpoint_is_one_latency_breach() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let n = node();
+    let server = format!(
+        "import http.server, time\n\
+         class H(http.server.BaseHTTPRequestHandler):\n    \
+             def do_GET(self):\n        \
+                 time.sleep(0.3); self.send_response(200)\n        \
+                 self.send_header('Content-Length', '2'); self.end_headers(); self.wfile.write(b'ok')\n    \
+             def log_message(self, *a):\n        pass\n\
+         s = http.server.ThreadingHTTPServer(('{}', 8081), H); print('ready', flush=True)\n\
+         s.serve_forever()\n",
+        n.server.ip
+    );
+    let _srv = background(&n.server.ns, &server);
+    let mut d = n.daemon(
+        "[anomalies]\nlatency_p99_ms = 200\nlatency_breach_secs = 3\nlatency_min_requests = 2\n",
+    );
+    sh(n.client
+        .ns
+        .cmd("hey")
+        .args(["-z", "6s", "-c", "4", "-disable-keepalive"])
+        .arg(format!("http://{}:8081/slow", n.server.ip)));
+    wait_event(&d, "latency_breach", 5);
+    assert_eq!(counted(&n, "latency_breach"), 1);
+    let records = d.stop();
+    let e = one(&records, "latency_breach", &n);
+    assert_eq!(e["server.port"], 8081, "{e}");
+    assert_eq!(e["podtap.resource"], "/slow", "{e}");
+    assert!(
+        e["podtap.anomaly.breach_secs"].as_u64().unwrap() >= 3,
+        "{e}"
+    );
+    let (slow, all) = (
+        e["podtap.anomaly.slow_requests"].as_u64().unwrap(),
+        e["podtap.anomaly.requests"].as_u64().unwrap(),
+    );
+    assert!(slow * 100 > all && all >= 2, "{e}");
+}

@@ -480,6 +480,35 @@ mod tests {
     }
 
     #[test]
+    fn capture_drops_are_one_finding_per_worker_and_reason_that_grew() {
+        let hub = Hub::new(16);
+        let mut det = Detector::new(&AnomalyConfig::default(), hub.clone());
+        let mut d = store();
+        for (w, reason, n) in [(0, "kernel", 7), (1, "ring_full", 0), (1, "kernel", 2)] {
+            let a = vec![
+                ("podtap.drop.reason", Val::Str(reason.into())),
+                ("podtap.worker", Val::Int(w)),
+            ];
+            d.add(Metric::CaptureDrops, &a, n);
+        }
+        det.drops(&d);
+        let mut got: Vec<_> = std::iter::from_fn(|| hub.pop())
+            .map(|s| match s.subject {
+                Subject::Interface { name, reason } => (name.to_string(), reason, s.evidence[0].1),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("worker 0".to_string(), "kernel", 7),
+                ("worker 1".to_string(), "kernel", 2)
+            ]
+        );
+    }
+
+    #[test]
     fn a_p99_above_the_threshold_for_n_seconds_is_a_latency_breach() {
         let hub = Hub::new(16);
         let cfg = AnomalyConfig {

@@ -309,7 +309,7 @@ impl Engine {
         e.suppressed_before = std::mem::take(&mut slot.suppressed);
         self.totals.emitted[kind as usize].fetch_add(1, Relaxed);
         let seen = &mut self.logged[kind as usize];
-        if *seen % 100 == 0 {
+        if seen.is_multiple_of(100) {
             tracing::warn!(event = kind.event_name(), "{}", e.summary());
         }
         *seen += 1;

@@ -173,3 +173,15 @@ fn uptime(s: u64) -> String {
         s => format!("{s}s"),
     }
 }
+
+/// `podtap top`: one snapshot of the busiest pods, call edges and endpoints.
+pub fn top(
+    path: &str,
+    q: &crate::stats::top::TopQuery,
+) -> Result<crate::stats::top::TopSnapshot, ControlError> {
+    let mut s = connect(path)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    request(&mut s, &Request::Top(q.clone()))?
+        .top
+        .ok_or_else(|| ControlError::Protocol("top reply without a snapshot".into()))
+}

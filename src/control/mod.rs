@@ -1,6 +1,6 @@
-//! The daemon's local control API: a Unix socket (never TCP) that `podtap status` and
-//! `podtap sniff` talk to, and that later requests (a flight recorder's `record`, `top`'s
-//! snapshots) join as further [`Request`] variants.
+//! The daemon's local control API: a Unix socket (never TCP) that `podtap status`,
+//! `podtap sniff` and `podtap top` talk to, and that later requests (a flight recorder's
+//! `record`) join as further [`Request`] variants.
 //!
 //! Protocol: the client sends one request, a JSON object on one line (at most
 //! `control.max_request_bytes`, within `control.request_timeout_ms`); the daemon answers
@@ -54,6 +54,13 @@ pub struct ControlConfig {
     pub max_sniff_queue_bytes: usize,
     /// Longest sniff the daemon serves, whatever the client asks (s). Default 3600.
     pub max_sniff_secs: u64,
+    /// Keep the statistics `podtap top` reads even when nothing exports them (no OTLP,
+    /// no Prometheus): the workers then record the per-call and per-flow series as they
+    /// do for export (a cost on the packet path: perf/RESULTS.md, export overhead).
+    /// Default false: `top` then answers only on a daemon that exports metrics.
+    pub top: bool,
+    /// Rows per table a `top` answer holds at most, whatever the client asks. Default 100.
+    pub max_top_rows: usize,
 }
 
 impl Default for ControlConfig {
@@ -69,6 +76,8 @@ impl Default for ControlConfig {
             max_sniff_queue_frames: 16384,
             max_sniff_queue_bytes: 64 << 20,
             max_sniff_secs: 3600,
+            top: false,
+            max_top_rows: 100,
         }
     }
 }
@@ -91,6 +100,7 @@ impl ControlConfig {
             ("max_sniff_queue_frames", self.max_sniff_queue_frames),
             ("max_sniff_queue_bytes", self.max_sniff_queue_bytes),
             ("max_sniff_secs", self.max_sniff_secs as usize),
+            ("max_top_rows", self.max_top_rows),
         ] {
             if v == 0 {
                 return Err((key, "must be at least 1".into()));
@@ -128,6 +138,8 @@ pub enum Request {
     Status {},
     /// A copy of a pod's (or interface's) frames as they pass the workers.
     Sniff(SniffRequest),
+    /// One snapshot of the busiest pods, call edges and endpoints (`podtap top`).
+    Top(crate::stats::top::TopQuery),
 }
 
 /// What to sniff. Exactly one of `pod`, `selector` and `interface`.
@@ -162,6 +174,8 @@ pub struct Reply {
     pub status: Option<Status>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sniff: Option<SniffHeader>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top: Option<crate::stats::top::TopSnapshot>,
 }
 
 impl Reply {
@@ -169,8 +183,18 @@ impl Reply {
         Reply {
             ok: false,
             error: Some(msg.into()),
+            ..Reply::ok()
+        }
+    }
+
+    /// A success with nothing in it yet.
+    pub fn ok() -> Reply {
+        Reply {
+            ok: true,
+            error: None,
             status: None,
             sniff: None,
+            top: None,
         }
     }
 }
@@ -415,6 +439,12 @@ mod tests {
             serde_json::from_str(r#"{"request":"sniff","pod":"web","filter":"tcp"}"#).unwrap();
         let Request::Sniff(s) = r else { panic!() };
         assert_eq!((s.pod.as_deref(), s.filter.as_str()), (Some("web"), "tcp"));
+        let r: Request =
+            serde_json::from_str(r#"{"request":"top","sort":"p99","protocol":"http"}"#).unwrap();
+        let Request::Top(q) = r else { panic!() };
+        assert_eq!(q.sort, crate::stats::top::SortKey::P99);
+        assert_eq!((q.protocol.as_deref(), q.limit), (Some("http"), 20));
+        assert!(serde_json::from_str::<Request>(r#"{"request":"top","sort":"x"}"#).is_err());
         assert!(serde_json::from_str::<Request>(r#"{"request":"reboot"}"#).is_err());
         assert!(serde_json::from_str::<Request>(r#"{"request":"status","x":1}"#).is_err());
         assert!(serde_json::from_str::<Request>("garbage").is_err());

@@ -17,6 +17,7 @@ use super::{
 };
 use crate::export::Exporter;
 use crate::run::QueueStats;
+use crate::stats::top::{self, History, TopQuery, TopSnapshot};
 
 /// What the daemon shares with its control server: kept up to date by the control loop
 /// (interfaces) and the workers (queue counters).
@@ -111,7 +112,9 @@ impl Server {
         let clients = AtomicUsize::new(0);
         let sniffs = AtomicUsize::new(0);
         let active = Mutex::new(Vec::new());
+        let top_history = Mutex::new(History::default());
         let ctx = Ctx {
+            top_history: &top_history,
             cfg: &self.cfg,
             gid: self.gid,
             state,
@@ -187,6 +190,8 @@ struct Ctx<'a> {
     sniffs: &'a AtomicUsize,
     /// The sniffs being served, for `podtap status`.
     active: &'a Mutex<Vec<Arc<ActiveSniff>>>,
+    /// Earlier `top` samples, for rates (taken only when a client asks).
+    top_history: &'a Mutex<History>,
 }
 
 /// A sniff being served.
@@ -262,14 +267,22 @@ impl Ctx<'_> {
                 reply(
                     &stream,
                     &Reply {
-                        ok: true,
-                        error: None,
                         status: Some(st),
-                        sniff: None,
+                        ..Reply::ok()
                     },
                 );
             }
             Request::Sniff(s) => self.sniff(stream, s),
+            Request::Top(q) => {
+                let r = match self.top(&q) {
+                    Ok(t) => Reply {
+                        top: Some(t),
+                        ..Reply::ok()
+                    },
+                    Err(e) => Reply::error(e),
+                };
+                reply(&stream, &r);
+            }
         }
     }
 
@@ -320,7 +333,7 @@ impl Ctx<'_> {
             Some(e) => {
                 let t = e.totals();
                 ExportStatus {
-                    enabled: true,
+                    enabled: e.exports(),
                     ready: e.health().ready(),
                     failing: e.health().exporter_failing(),
                     prometheus: e.prometheus_addr.map(|a| a.to_string()),
@@ -358,6 +371,39 @@ impl Ctx<'_> {
                 })
                 .collect(),
         }
+    }
+
+    /// A `top` snapshot: the exporter's statistics now, with rates since an earlier
+    /// sample. Computed here, on the handler's thread: the workers do nothing more.
+    fn top(&self, q: &TopQuery) -> Result<TopSnapshot, String> {
+        let Some(e) = self.export else {
+            return Err(
+                "no statistics: `podtap top` needs the daemon to keep them; set \
+                 `control.top = true` (or export metrics: export.prometheus.listen, \
+                 export.otlp.enabled)"
+                    .into(),
+            );
+        };
+        let window = q.window_secs.clamp(1, top::MAX_WINDOW_SECS);
+        let limit = q.limit.clamp(1, self.cfg.max_top_rows);
+        let now_totals = e.with_stats(top::Totals::from_store);
+        let now = Instant::now();
+        let mut h = self.top_history.lock().unwrap_or_else(|e| e.into_inner());
+        let base = h.base(now, Duration::from_secs(window));
+        let mut snap = top::snapshot(
+            &now_totals,
+            base.map(|(t, _)| t),
+            base.map_or(0.0, |(_, age)| age.as_secs_f64()),
+            &TopQuery {
+                window_secs: window,
+                limit,
+                ..q.clone()
+            },
+        );
+        h.push(now, &now_totals);
+        snap.node = self.state.node.clone();
+        snap.uptime_secs = self.state.started.elapsed().as_secs();
+        Ok(snap)
     }
 
     fn sniff(&self, stream: UnixStream, req: SniffRequest) {
@@ -439,15 +485,13 @@ impl Ctx<'_> {
         // Unlisted however this ends.
         let _listed = Unlist(self.active, me.clone());
         let header = Reply {
-            ok: true,
-            error: None,
-            status: None,
             sniff: Some(SniffHeader {
                 node: self.state.node.clone(),
                 target,
                 filter: req.filter.clone(),
                 interfaces: ifaces,
             }),
+            ..Reply::ok()
         };
         if !reply(stream, &header) {
             return;

@@ -288,6 +288,19 @@ impl Exporter {
         self.shared.totals()
     }
 
+    /// Does it send anything (OTLP, or /metrics)? Otherwise it only keeps statistics
+    /// (for `podtap top`, `control.top`).
+    pub fn exports(&self) -> bool {
+        self.shared.cfg.active()
+    }
+
+    /// Read the statistics since start (what /metrics shows), under the lock the export
+    /// thread merges worker deltas with: `f` should be quick. Workers never take it.
+    pub fn with_stats<R>(&self, f: impl FnOnce(&Store) -> R) -> R {
+        let a = self.shared.aggregates.lock().expect("aggregates lock");
+        f(&a.cumulative)
+    }
+
     /// Anomaly events: the aggregate kinds are found from the deltas this exporter merges
     /// (their findings go to `hub`), and the returned sink turns each event into an OTLP
     /// log record and a count in `podtap.anomalies` (series at zero from now on).

@@ -139,6 +139,52 @@ impl Histogram {
     }
 }
 
+/// The `q` quantile (0..=1) of what `now` recorded since `base` (the same histogram
+/// earlier; `None`: since it started), from the buckets: linear within the bucket the rank
+/// falls in, as Prometheus' `histogram_quantile` does, then kept within `now`'s min and
+/// max. `None` when nothing was recorded in between.
+///
+/// Works on the cumulative bucket lists, so it also holds when an exponential histogram
+/// was downscaled between the two instants: a coarser scale's bounds are a subset of a
+/// finer one's, so `base`'s count at each of `now`'s bounds is exact.
+pub fn quantile_since(now: &Histogram, base: Option<&Histogram>, q: f64) -> Option<f64> {
+    let cum = now.cumulative_buckets();
+    let base_cum = base.map(Histogram::cumulative_buckets).unwrap_or_default();
+    // `base`'s count up to `bound`: its last bucket list entry not above the bound.
+    let base_at = |bound: f64| {
+        base_cum
+            .iter()
+            .take_while(|(b, _)| *b <= bound)
+            .last()
+            .map_or(0, |(_, c)| *c)
+    };
+    let delta: Vec<(f64, u64)> = cum
+        .iter()
+        .map(|&(b, c)| (b, c.saturating_sub(base_at(b))))
+        .collect();
+    let total = delta.last().map_or(0, |(_, c)| *c);
+    if total == 0 {
+        return None;
+    }
+    let rank = q.clamp(0.0, 1.0) * total as f64;
+    let i = delta.iter().position(|(_, c)| *c as f64 >= rank)?;
+    let (lower, below) = match i {
+        0 => (0.0, 0),
+        _ => delta[i - 1],
+    };
+    let (upper, upto) = delta[i];
+    let v = if upper.is_infinite() {
+        // The overflow bucket has no upper bound: its lower one, as Prometheus answers.
+        lower
+    } else if upto == below {
+        upper
+    } else {
+        lower + (upper - lower) * (rank - below as f64) / (upto - below) as f64
+    };
+    let (lo, hi) = (now.min, now.max);
+    Some(if lo <= hi { v.clamp(lo, hi) } else { v })
+}
+
 impl ExpBuckets {
     /// Bucket index of `v > 0` at `scale`.
     fn index(v: f64, scale: i32) -> i32 {
@@ -306,6 +352,54 @@ mod tests {
             h.cumulative_buckets(),
             [(0.1, 3), (0.5, 5), (1.0, 7), (f64::INFINITY, 8)]
         );
+    }
+
+    #[test]
+    fn quantiles_over_all_and_since_an_earlier_instant() {
+        let mut h = explicit().new_histogram();
+        assert_eq!(quantile_since(&h, None, 0.5), None);
+        for _ in 0..10 {
+            h.record(0.05);
+        }
+        // All ten in (0, 0.1]: the median interpolates to the middle, kept within min/max.
+        assert_eq!(quantile_since(&h, None, 0.5), Some(0.05));
+        let base = h.clone();
+        for _ in 0..4 {
+            h.record(0.8);
+        }
+        // Since `base`: four values in (0.5, 1.0], clamped to the max seen (0.8).
+        let p50 = quantile_since(&h, Some(&base), 0.5).unwrap();
+        assert!((0.5..=0.8).contains(&p50), "{p50}");
+        assert_eq!(quantile_since(&h, Some(&h), 0.5), None, "nothing since");
+        // Over everything, the median is still in the first bucket, the p99 in the third.
+        assert!(quantile_since(&h, None, 0.5).unwrap() <= 0.1);
+        assert!(quantile_since(&h, None, 0.99).unwrap() > 0.5);
+        // Beyond the last bound: its lower bound, raised to the least value seen.
+        let mut slow = explicit().new_histogram();
+        slow.record(3.0);
+        slow.record(2.0);
+        assert_eq!(quantile_since(&slow, None, 0.99), Some(2.0));
+    }
+
+    #[test]
+    fn quantiles_since_survive_an_exponential_downscale() {
+        let spec = HistogramSpec::Exponential {
+            max_scale: 20,
+            max_size: 8,
+        };
+        let mut h = spec.new_histogram();
+        h.record(0.001);
+        let base = h.clone();
+        for _ in 0..9 {
+            h.record(2.0);
+        }
+        h.record(0.001);
+        let Buckets::Exponential(e) = &h.buckets else {
+            panic!()
+        };
+        assert!(e.scale < 20, "downscaled since base");
+        let p50 = quantile_since(&h, Some(&base), 0.5).unwrap();
+        assert!((1.0..=2.0).contains(&p50), "{p50}");
     }
 
     #[test]

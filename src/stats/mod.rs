@@ -5,6 +5,7 @@
 pub mod histogram;
 pub mod metrics;
 pub mod store;
+pub mod top;
 
 pub use histogram::{Histogram, HistogramSpec};
 pub use metrics::{Kind, Metric};
