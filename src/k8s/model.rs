@@ -86,6 +86,9 @@ pub struct PodMeta {
     /// Metric label values, computed once and shared by every series that names this
     /// pod: namespace, pod name, `service.name` (see [`METRIC_LABELS`]).
     pub metric_labels: [Option<Arc<str>>; 3],
+    /// The monitoring policy's `podLabels` the pod has, as metric labels: the keys on
+    /// the client and the server side (`client.k8s.pod.label.<key>`, ...) and the value.
+    pub policy_metric_labels: Vec<([&'static str; 2], Arc<str>)>,
 }
 
 /// The metric labels of a flow's ends, by side: what [`PodMeta::metric_labels`] holds.

@@ -659,6 +659,42 @@ impl PodPolicy {
     }
 }
 
+/// Distinct label keys that can become metric labels, over the process's life: metric
+/// attribute names are static strings, so each key's two names are made once and kept.
+/// Policies are written by people, so few keys ever appear; the bound keeps a stream of
+/// generated keys from growing memory (keys beyond it are not carried onto metrics,
+/// logged once).
+pub const MAX_METRIC_LABEL_KEYS: usize = 256;
+
+/// The metric label names of pod label `key` on the client and the server side
+/// (`client.k8s.pod.label.<key>`, `server.k8s.pod.label.<key>`); None beyond
+/// [`MAX_METRIC_LABEL_KEYS`].
+pub fn metric_label_keys(key: &str) -> Option<[&'static str; 2]> {
+    use std::sync::Mutex;
+    static KEYS: Mutex<BTreeMap<String, [&'static str; 2]>> = Mutex::new(BTreeMap::new());
+    let mut keys = KEYS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(k) = keys.get(key) {
+        return Some(*k);
+    }
+    if keys.len() >= MAX_METRIC_LABEL_KEYS {
+        if keys.len() == MAX_METRIC_LABEL_KEYS {
+            tracing::warn!(
+                key,
+                "more than {MAX_METRIC_LABEL_KEYS} policy podLabels keys: further keys are not carried onto metrics"
+            );
+            // Marks the warning as given (the sentinel is no label key).
+            keys.insert(String::new(), ["", ""]);
+        }
+        return None;
+    }
+    let leak = |side: &str| -> &'static str {
+        Box::leak(format!("{side}.k8s.pod.label.{key}").into_boxed_str())
+    };
+    let names = [leak("client"), leak("server")];
+    keys.insert(key.to_string(), names);
+    Some(names)
+}
+
 /// Every policy the watch holds, valid or not, sorted by `namespace/name`.
 #[derive(Clone, Debug, Default)]
 pub struct PolicySet {

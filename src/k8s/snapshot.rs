@@ -287,6 +287,16 @@ pub fn build(inputs: &Inputs, generation: u64) -> Snapshot {
                 }
                 _ => p.compute_attrs(&inputs.label_keys),
             }
+            if let Some(pp) = &policy {
+                p.policy_metric_labels = pp
+                    .label_keys
+                    .iter()
+                    .filter_map(|k| {
+                        let v = p.labels.iter().find(|(lk, _)| lk == k)?.1.as_str();
+                        Some((super::policy::metric_label_keys(k)?, Arc::from(v)))
+                    })
+                    .collect();
+            }
             p.policy = policy.map(Arc::new);
             Arc::new(p)
         })
