@@ -384,6 +384,9 @@ pub fn run(
         export,
     );
     let anomaly_hub = anomalies.as_ref().map(|(h, _)| h.clone());
+    if let (Some(e), Some(a)) = (export, &attributor) {
+        e.anomaly_policies(a.clone());
+    }
     let engine_stop = AtomicBool::new(false);
 
     // With `--output none` the workers queue no records at all.
