@@ -17,7 +17,10 @@
 //!   "pod" namespaces (nginx in one, curl in the other) known to the API as pods. The
 //!   config's selector captures the client's veth; a policy for the server takes over
 //!   (the server's veth is captured, the client's is not, transactions carry the
-//!   policy's `podLabels`), and deleting it brings the config's selector back.
+//!   policy's `podLabels`), its health checks run against the server pod (ICMP echo and
+//!   HTTP GET, reported on `/alive`), and deleting it brings the config's selector back
+//!   and removes its checks. The test's bridge gets an address so the node reaches its
+//!   pods, as a CNI's does; traffic stays on the bridge and the pods' veths.
 
 mod common;
 #[path = "common/kube_api.rs"]
@@ -264,7 +267,7 @@ fn a_policy_changes_what_podtap_run_captures_and_labels() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("www");
     std::fs::create_dir_all(&root).unwrap();
-    for page in ["before", "during", "after"] {
+    for page in ["before", "during", "after", "healthz"] {
         std::fs::write(root.join(page), format!("{page}\n")).unwrap();
     }
     let mut bridge = Bridge::new();
@@ -281,12 +284,44 @@ fn a_policy_changes_what_podtap_run_captures_and_labels() {
         ),
     );
     api.apply(PODS, pod("curl-0", &client.ip, json!({"app": "curl"})));
+    // The node reaches its pods through the bridge (the host side of the pod network).
+    let gateway = format!("{}.254", server.ip.rsplit_once('.').unwrap().0);
+    sh(std::process::Command::new("ip").args([
+        "addr",
+        "add",
+        &format!("{gateway}/24"),
+        "dev",
+        &bridge.name,
+    ]));
+    // /metrics and /alive on loopback, a port of this test process's own.
+    let port = 20_000 + (std::process::id() % 20_000) as u16;
+    let probes = format!(
+        "[export.prometheus]\nlisten = \"127.0.0.1:{port}\"\n[probes]\nenabled = true\n\
+         period_ms = 1000\ntimeout_ms = 500\n[probes.api_server]\ndirect = false\ndns = false\n\
+         [probes.peers]\nenabled = false\n"
+    );
     let cfg = dir.path().join("podtap.toml");
     std::fs::write(
         &cfg,
-        config_text(&api.kubeconfig(dir.path()), "").replace("app = \"web\"", "app = \"curl\""),
+        config_text(&api.kubeconfig(dir.path()), &probes)
+            .replace("app = \"web\"", "app = \"curl\""),
     )
     .unwrap();
+    let alive = || -> Vec<Value> {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "--max-time",
+                "2",
+                &format!("http://127.0.0.1:{port}/alive"),
+            ])
+            .output()
+            .expect("curl");
+        serde_json::from_slice::<Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v["checks"].as_array().cloned())
+            .unwrap_or_default()
+    };
     let regex = format!("{}.*", bridge.prefix);
     let mut d = Daemon::start(
         dir.path(),
@@ -336,7 +371,11 @@ fn a_policy_changes_what_podtap_run_captures_and_labels() {
         policy(
             "web",
             1,
-            json!({"selector": {"matchLabels": {"app": "web"}}, "podLabels": ["team"]}),
+            json!({"selector": {"matchLabels": {"app": "web"}}, "podLabels": ["team"],
+                   "healthChecks": [
+                       {"type": "ping", "periodSeconds": 1, "failureThreshold": 1},
+                       {"type": "http", "port": 80, "path": "/healthz", "periodSeconds": 1, "failureThreshold": 1}
+                   ]}),
         ),
     );
     wait_attached(&server.host_if, true);
@@ -344,11 +383,33 @@ fn a_policy_changes_what_podtap_run_captures_and_labels() {
     curl("during");
     let e = eventually("web's status", || last_entry(&api, "web"));
     assert_eq!(e["matchedPods"], 1);
+    let http_check = format!("http://{}:80/healthz", server.ip);
+    for (target, method, address) in [
+        ("shop/web-0".to_string(), "icmp", server.ip.clone()),
+        ("shop/web-0:80/healthz".to_string(), "http", http_check),
+    ] {
+        let c = eventually(&format!("{target} is up on /alive"), || {
+            alive()
+                .into_iter()
+                .find(|c| c["target"] == target && c["status"] == "up")
+        });
+        assert_eq!(
+            (c["type"].as_str(), c["method"].as_str()),
+            (Some("pod"), Some(method))
+        );
+        assert_eq!(c["address"], address);
+    }
 
     // Deleted: the config's selector again.
     api.delete(POLICIES, api.get(POLICIES, "shop/web").unwrap());
     wait_attached(&client.host_if, true);
     wait_attached(&server.host_if, false);
+    eventually("the policy's checks are gone", || {
+        alive()
+            .iter()
+            .all(|c| !c["target"].as_str().unwrap_or("").starts_with("shop/web-0"))
+            .then_some(())
+    });
     curl("after");
     std::thread::sleep(Duration::from_millis(300));
     let all = d.stop();

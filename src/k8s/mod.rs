@@ -69,6 +69,8 @@ struct BuildState {
     /// each snapshot (the status task).
     policies: Option<policy_watch::PolicyStore>,
     statuses: Option<tokio::sync::watch::Sender<Vec<policy_watch::NodeStatus>>>,
+    /// Where the policies' health checks of this node's pods go (the health probes).
+    checks: Option<tokio::sync::watch::Sender<Vec<policy_watch::PodCheck>>>,
     cfg: AttributionConfig,
 }
 
@@ -88,16 +90,23 @@ impl Shared {
         self.current.store(snap.clone());
         self.generation.store(generation, Ordering::Release);
         if let (Some(tx), Some(set)) = (&st.statuses, &st.inputs.policies) {
-            let now = policy_watch::node_statuses(set, &snap);
-            tx.send_if_modified(|old| {
-                let changed = *old != now;
-                if changed {
-                    *old = now;
-                }
-                changed
-            });
+            send_changed(tx, policy_watch::node_statuses(set, &snap));
+        }
+        if let Some(tx) = &st.checks {
+            send_changed(tx, policy_watch::pod_checks(&snap));
         }
     }
+}
+
+/// Hand `now` to the receivers of `tx` when it differs from what they have.
+fn send_changed<T: PartialEq>(tx: &tokio::sync::watch::Sender<T>, now: T) {
+    tx.send_if_modified(|old| {
+        let changed = *old != now;
+        if changed {
+            *old = now;
+        }
+        changed
+    });
 }
 
 /// The worker's handle: cheap to clone, never locks.
@@ -251,6 +260,7 @@ impl Attribution {
                     kube: None,
                     policies: None,
                     statuses: None,
+                    checks: None,
                     cfg: AttributionConfig::default(),
                 }),
                 changed: Arc::new(tokio::sync::Notify::new()),
@@ -305,6 +315,17 @@ impl Attribution {
         }
         self.shared.rebuild();
         Ok(())
+    }
+
+    /// Send the monitoring policies' health checks of this node's pods to `tx` now and
+    /// after every snapshot that changes them (see [`policy_watch::pod_checks`]).
+    pub fn publish_checks(&self, tx: tokio::sync::watch::Sender<Vec<policy_watch::PodCheck>>) {
+        send_changed(&tx, policy_watch::pod_checks(&self.snapshot()));
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .checks = Some(tx);
     }
 
     /// Rescan this host's network namespaces now and publish a snapshot: a pod interface

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use tokio::sync::{Notify, watch};
 
-use super::policy::{PodtapPolicy, Policy, PolicySet};
+use super::policy::{CheckKind, PodtapPolicy, Policy, PolicySet};
 use super::snapshot::Snapshot;
 
 /// The watched policies.
@@ -250,4 +250,54 @@ fn now_rfc3339() -> String {
         .rfc3339()
         .to_string();
     t.replace(".000000000Z", "Z")
+}
+
+/// One health check of one pod, as the policies ask for it: what the health probes run
+/// (`crate::probes`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PodCheck {
+    /// `<namespace>/<pod>`, then `:<port>` (tcp) or `:<port><path>` (http): names the
+    /// target in probe metrics and `/alive`.
+    pub name: String,
+    pub kind: CheckKind,
+    /// An IP (`ping`), `ip:port` (`tcp`), a URL (`http`).
+    pub address: String,
+    pub period_secs: u64,
+    pub timeout_secs: Option<u64>,
+    pub failure_threshold: u32,
+}
+
+/// The health checks of this node's pods that policies match, sorted by name.
+pub fn pod_checks(snap: &Snapshot) -> Vec<PodCheck> {
+    let node = snap.node_name.as_deref();
+    let mut out = Vec::new();
+    for p in snap.pods() {
+        let (Some(policy), true) = (&p.policy, p.node.as_deref() == node) else {
+            continue;
+        };
+        let (Some(ns), Some(name)) = (&p.namespace, &p.name) else {
+            continue;
+        };
+        // The pod's IPv4 address when it has one (ICMP echo and HTTP alike).
+        let Some(ip) = p.ips.iter().find(|ip| ip.is_ipv4()).or(p.ips.first()) else {
+            continue;
+        };
+        for c in &policy.checks {
+            let suffix = match c.kind {
+                CheckKind::Ping => String::new(),
+                CheckKind::Tcp => format!(":{}", c.port),
+                CheckKind::Http => format!(":{}{}", c.port, c.path),
+            };
+            out.push(PodCheck {
+                name: format!("{ns}/{name}{suffix}"),
+                kind: c.kind,
+                address: c.address(*ip),
+                period_secs: c.period_secs,
+                timeout_secs: c.timeout_secs,
+                failure_threshold: c.failure_threshold,
+            });
+        }
+    }
+    out.sort_by(|a, b| (&a.name, a.kind).cmp(&(&b.name, b.kind)));
+    out
 }
