@@ -17,7 +17,7 @@
 //!   "pod" namespaces (nginx in one, curl in the other) known to the API as pods. The
 //!   config's selector captures the client's veth; a policy for the server takes over
 //!   (the server's veth is captured, the client's is not, transactions carry the
-//!   policy's `podLabels`), its health checks run against the server pod (ICMP echo and
+//!   policy's `podLabels`, on `/metrics` too), its health checks run against the server pod (ICMP echo and
 //!   HTTP GET, reported on `/alive`), and deleting it brings the config's selector back
 //!   and removes its checks. The test's bridge gets an address so the node reaches its
 //!   pods, as a CNI's does; traffic stays on the bridge and the pods' veths.
@@ -381,6 +381,25 @@ fn a_policy_changes_what_podtap_run_captures_and_labels() {
     wait_attached(&server.host_if, true);
     wait_attached(&client.host_if, false);
     curl("during");
+    // The policy's podLabels are metric labels too.
+    eventually("/metrics carries the policy's pod label", || {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "--max-time",
+                "2",
+                &format!("http://127.0.0.1:{port}/metrics"),
+            ])
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| {
+                l.starts_with("http_server_request_duration_seconds_count{")
+                    && l.contains("server_k8s_pod_label_team=\"shop-front\"")
+            })
+            .then_some(())
+    });
     let e = eventually("web's status", || last_entry(&api, "web"));
     assert_eq!(e["matchedPods"], 1);
     let http_check = format!("http://{}:80/healthz", server.ip);
