@@ -671,19 +671,19 @@ pub const MAX_METRIC_LABEL_KEYS: usize = 256;
 /// [`MAX_METRIC_LABEL_KEYS`].
 pub fn metric_label_keys(key: &str) -> Option<[&'static str; 2]> {
     use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
     static KEYS: Mutex<BTreeMap<String, [&'static str; 2]>> = Mutex::new(BTreeMap::new());
+    static WARNED: AtomicBool = AtomicBool::new(false);
     let mut keys = KEYS.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(k) = keys.get(key) {
         return Some(*k);
     }
     if keys.len() >= MAX_METRIC_LABEL_KEYS {
-        if keys.len() == MAX_METRIC_LABEL_KEYS {
+        if !WARNED.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 key,
                 "more than {MAX_METRIC_LABEL_KEYS} policy podLabels keys: further keys are not carried onto metrics"
             );
-            // Marks the warning as given (the sentinel is no label key).
-            keys.insert(String::new(), ["", ""]);
         }
         return None;
     }

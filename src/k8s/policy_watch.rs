@@ -169,16 +169,17 @@ pub fn apply_body(node: &str, s: &NodeStatus, transition: &str) -> serde_json::V
         "message": s.message,
         "lastTransitionTime": transition,
     });
+    if let Some(g) = s.generation {
+        condition["observedGeneration"] = g.into();
+    }
     let mut entry = serde_json::json!({
         "node": node,
         "matchedPods": s.matched_pods,
-        "conditions": [],
+        "conditions": [condition],
     });
     if let Some(g) = s.generation {
-        condition["observedGeneration"] = g.into();
         entry["observedGeneration"] = g.into();
     }
-    entry["conditions"] = serde_json::json!([condition]);
     serde_json::json!({
         "apiVersion": format!("{}/{}", super::policy::GROUP, super::policy::VERSION),
         "kind": super::policy::KIND,
