@@ -6,7 +6,7 @@ export DEBIAN_FRONTEND := noninteractive
 # Packages to build and run podtap.
 RUN_PKGS := netbase build-essential pkg-config clang llvm libelf-dev zlib1g-dev m4 iproute2 ethtool
 # Packages the tests drive: real captures, servers, clients and the reference dissector.
-TEST_PKGS := systemd tshark tcpdump nginx-light nftables iproute2 ethtool curl procps python3 hey time dnsmasq-base dnsutils openssl redis-server redis-tools bc netsniff-ng iputils-ping iperf3 nghttp2-client prometheus python3-pip valgrind memcached libmemcached-tools postgresql postgresql-client mariadb-server mariadb-client tmux
+TEST_PKGS := systemd git tshark tcpdump nginx-light nftables iproute2 ethtool curl procps python3 hey time dnsmasq-base dnsutils openssl redis-server redis-tools bc netsniff-ng iputils-ping iperf3 nghttp2-client prometheus python3-pip valgrind memcached libmemcached-tools postgresql postgresql-client mariadb-server mariadb-client tmux
 
 .PHONY: deps deps-test build run test bench fuzz
 
@@ -89,9 +89,10 @@ run: build
 test: deps-test
 	@if cargo fmt --version >/dev/null 2>&1; then cargo fmt --check; else echo "rustfmt missing: format check skipped"; fi
 	@if cargo clippy --version >/dev/null 2>&1; then cargo clippy --all-targets -- -D warnings; else echo "clippy missing: lint skipped"; fi
-	@# Advisories need the RustSec database from github.com, out of CI's reach: see
-	@# docs/DEPENDENCIES.md for how they are checked.
 	cargo-deny check licenses bans sources
+	@# Advisories from the vendored RustSec snapshot (github.com is out of CI's reach; see
+	@# docs/DEPENDENCIES.md).
+	deny/advisories.sh
 	cargo test --all-targets --no-fail-fast
 
 bench: deps-test

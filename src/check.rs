@@ -565,13 +565,14 @@ fn memory_bounds(cfg: &Config, mem_total: Option<u64>) -> Finding {
     let table = flows * crate::flow::table::FLOW_BYTES as u64;
     let decoders = flows * std::mem::size_of::<crate::proto::Decoder>() as u64;
     let reassembly = cfg.reassembly.max_worker_bytes as u64;
+    let heap = cfg.protocols.max_worker_heap_bytes as u64;
     let queue = cfg.output.queue_batches as u64 * crate::memory::batch_bytes();
     let spans = if cfg.export.otlp.enabled {
         cfg.export.spans.max_buffered_bytes as u64
     } else {
         0
     };
-    let per_worker = table + decoders + reassembly;
+    let per_worker = table + decoders + reassembly + heap;
     let total = per_worker * workers + queue + spans;
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     let budget = cfg.memory.max_bytes;
@@ -581,7 +582,7 @@ fn memory_bounds(cfg: &Config, mem_total: Option<u64>) -> Finding {
         ok,
         format!(
             "{}per worker: flow table {:.0} MiB ({} flows x {} bytes), their decoders up to \
-             {:.0} MiB, reassembly {:.0} MiB; record queue {:.0} MiB; span buffer {:.0} MiB; \
+             {:.0} MiB, reassembly {:.0} MiB, decoder heap {:.0} MiB; record queue {:.0} MiB; span buffer {:.0} MiB; \
              {} workers: {:.0} MiB at most{}",
             if budget > 0 {
                 format!("memory.max_bytes {:.0} MiB: ", mib(budget))
@@ -593,6 +594,7 @@ fn memory_bounds(cfg: &Config, mem_total: Option<u64>) -> Finding {
             crate::flow::table::FLOW_BYTES,
             mib(decoders),
             mib(reassembly),
+            mib(heap),
             mib(queue),
             mib(spans),
             workers,
@@ -600,8 +602,8 @@ fn memory_bounds(cfg: &Config, mem_total: Option<u64>) -> Finding {
             mem_total.map_or(String::new(), |m| format!(" of {:.0} MiB", mib(m))),
         ),
         Some(
-            "set memory.max_bytes, or lower flow.max_flows, reassembly.max_worker_bytes or \
-             output.queue_batches, or capture.workers",
+            "set memory.max_bytes, or lower flow.max_flows, reassembly.max_worker_bytes, \
+             protocols.max_worker_heap_bytes or output.queue_batches, or capture.workers",
         ),
     )
 }

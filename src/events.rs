@@ -253,6 +253,7 @@ core_events! {
     L7BufferLimit => "l7.buffer_limit", warn, "application message larger than the decoder's header buffer";
     TransactionTimeout => "l7.transaction_timeout", warn, "request without a response before the timeout";
     PendingLimit => "l7.pending_limit", warn, "too many requests pending on one connection: oldest reported incomplete";
+    MemoryShed => "l7.memory_shed", warn, "a worker's decoders hold protocols.max_worker_heap_bytes: the connection that grew is no longer decoded (its pending requests reported incomplete, `memory`)";
     ResponseLost => "l7.response_lost", warn, "a whole response (HTTP/1, Redis) lost in a TCP gap: its request reported without one";
     HpackError => "l7.hpack_error", warn, "HTTP/2 header block failed to decompress: the connection's HPACK state is now unknown";
     // Attribution

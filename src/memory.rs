@@ -6,15 +6,14 @@
 //! | --- | --- | --- |
 //! | 5 % | the record queue between workers and the writer | `output.queue_batches` (batches of 256 records) |
 //! | 5 % | the span buffer of the OTLP exporter | `export.spans.max_buffered_bytes` |
-//! | 90 % / workers, of it 60 % | each worker's flow table with the flows' decoder state | `flow.max_flows` (`FLOW_BYTES` + a decoder, in bytes, per flow) |
-//! | 90 % / workers, of it 40 % | each worker's TCP reassembly buffers | `reassembly.max_worker_bytes` (real memory: payload and 48 bytes a segment) |
+//! | 90 % / workers, of it 50 % | each worker's flow table with the flows' decoder state | `flow.max_flows` (`FLOW_BYTES` + a decoder, in bytes, per flow) |
+//! | 90 % / workers, of it 30 % | each worker's TCP reassembly buffers | `reassembly.max_worker_bytes` (real memory: payload and 48 bytes a segment) |
+//! | 90 % / workers, of it 20 % | what each worker's decoders hold outside the flow slots: pending requests, HPACK tables, statement maps, split messages | `protocols.max_worker_heap_bytes` (from the decoders' allocations' capacities) |
 //!
 //! Workers are `capture.workers` (0: one per online CPU). Not in the budget: the capture
 //! rings and AF_XDP UMEM (`capture.tpacket`, `capture.xdp`: fixed, locked, allocated at
-//! start and stated by `podtap check`), and decoder state that lives outside the flow
-//! (a connection's pending requests and HPACK tables, bounded per connection by each
-//! decoder's `max_pending` and table settings). `podtap check` prints the resulting
-//! bounds structure by structure, in bytes.
+//! start and stated by `podtap check`). `podtap check` prints the resulting bounds
+//! structure by structure, in bytes.
 
 use serde::Deserialize;
 
@@ -33,8 +32,10 @@ pub struct MemoryConfig {
 /// Share of the budget for the record queue, and for the span buffer, in percent.
 const QUEUE_PERCENT: u64 = 5;
 const SPANS_PERCENT: u64 = 5;
-/// Of a worker's share: the flow table (the rest is reassembly), in percent.
-const FLOWS_PERCENT: u64 = 60;
+/// Of a worker's share: the flow table, and the decoders' heap (the rest is reassembly),
+/// in percent.
+const FLOWS_PERCENT: u64 = 50;
+const HEAP_PERCENT: u64 = 20;
 
 /// The bounds derived from a budget.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +43,7 @@ pub struct Derived {
     pub workers: usize,
     pub max_flows: usize,
     pub reassembly_bytes: usize,
+    pub heap_bytes: usize,
     pub queue_batches: usize,
     pub spans_bytes: usize,
 }
@@ -76,7 +78,8 @@ pub fn derive(budget: u64, workers: usize) -> Derived {
     Derived {
         workers,
         max_flows: size(pct(per_worker, FLOWS_PERCENT) / flow_bytes() as u128),
-        reassembly_bytes: size(pct(per_worker, 100 - FLOWS_PERCENT)),
+        reassembly_bytes: size(pct(per_worker, 100 - FLOWS_PERCENT - HEAP_PERCENT)),
+        heap_bytes: size(pct(per_worker, HEAP_PERCENT)),
         queue_batches: size(pct(budget, QUEUE_PERCENT) / batch_bytes() as u128),
         spans_bytes: size(pct(budget, SPANS_PERCENT)),
     }
@@ -94,6 +97,9 @@ pub fn apply(cfg: &mut Config, is_set: impl Fn(&str, &str) -> bool) {
     }
     if !is_set("reassembly", "max_worker_bytes") {
         cfg.reassembly.max_worker_bytes = d.reassembly_bytes;
+    }
+    if !is_set("protocols", "max_worker_heap_bytes") {
+        cfg.protocols.max_worker_heap_bytes = d.heap_bytes;
     }
     if !is_set("output", "queue_batches") {
         cfg.output.queue_batches = d.queue_batches;
@@ -123,6 +129,7 @@ mod tests {
         assert_eq!(cfg.flow.max_flows, d.max_flows);
         assert_eq!(cfg.output.queue_batches, d.queue_batches);
         assert_eq!(cfg.export.spans.max_buffered_bytes, d.spans_bytes);
+        assert_eq!(cfg.protocols.max_worker_heap_bytes, d.heap_bytes);
         assert_eq!(
             cfg.reassembly.max_worker_bytes, 1_000_000,
             "set in the file: kept"
@@ -130,6 +137,7 @@ mod tests {
         // The shares add up to the budget.
         let used = d.max_flows as u64 * flow_bytes() * 2
             + d.reassembly_bytes as u64 * 2
+            + d.heap_bytes as u64 * 2
             + d.queue_batches as u64 * batch_bytes()
             + d.spans_bytes as u64;
         assert!(used <= 256 << 20 && used > 250 << 20, "{used}");

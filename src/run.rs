@@ -419,6 +419,17 @@ pub fn run(
                 .expect("spawn control server");
         }
         let mut threads = Vec::with_capacity(queues);
+        // How a capture thread makes its worker around `sink` (attribution, sniff taps and
+        // anomaly findings shared by all).
+        let worker_of = |sink: ExportSink<ChannelSink>| {
+            let (attr, tap, an) = (attributor.clone(), hub.clone(), anomaly_hub.clone());
+            move || {
+                Worker::new(cfg, sink)
+                    .with_attributor(attr)
+                    .with_tap(tap)
+                    .with_anomalies(an, &cfg.anomalies)
+            }
+        };
         // TPACKET_V3 worker i (also when its ring is opened late, from the control loop).
         let spawn_tpacket = |i: usize, src: TpacketSource, tx: &BatchSender| {
             let sink = ExportSink::new(
@@ -430,14 +441,7 @@ pub fn run(
             std::thread::Builder::new()
                 .name(format!("podtap-t{i}"))
                 .spawn_scoped(s, {
-                    let (attr, hub) = (attributor.clone(), hub.clone());
-                    let an = anomaly_hub.clone();
-                    let worker = move || {
-                        Worker::new(cfg, sink)
-                            .with_attributor(attr)
-                            .with_tap(hub)
-                            .with_anomalies(an, &cfg.anomalies)
-                    };
+                    let worker = worker_of(sink);
                     move || capture_loop(src, worker, cpu, &qs, &wstop)
                 })
                 .expect("spawn worker")
@@ -461,14 +465,7 @@ pub fn run(
                 std::thread::Builder::new()
                     .name(format!("podtap-x{j}"))
                     .spawn_scoped(s, {
-                        let (attr, hub) = (attributor.clone(), hub.clone());
-                        let an = anomaly_hub.clone();
-                        let worker = move || {
-                            Worker::new(cfg, sink)
-                                .with_attributor(attr)
-                                .with_tap(hub)
-                                .with_anomalies(an, &cfg.anomalies)
-                        };
+                        let worker = worker_of(sink);
                         move || capture_loop(src, worker, cpu, &qs, &wstop)
                     })
                     .expect("spawn worker"),

@@ -18,7 +18,7 @@ use crate::packet::{self, Decoded, Defragmenter, IPPROTO_TCP, IPPROTO_UDP, L4, P
 use crate::proto::DecoderFactory;
 use crate::proto::Endpoint;
 use crate::proto::detect::Transport;
-use crate::proto::session::L7Session;
+use crate::proto::session::{DecoderHeap, L7Session};
 use crate::proto::{Completeness, Direction, Transaction};
 use crate::time::Timestamp;
 use std::sync::Arc;
@@ -41,6 +41,7 @@ pub struct WorkerSettings {
     pub max_worker_reassembly: usize,
     pub max_worker_segments: usize,
     pub transaction_timeout_ns: u64,
+    pub max_worker_heap_bytes: usize,
     pub vlan_in_key: bool,
     /// `flow.report_interval_secs` in ns; 0: flows report only when they end.
     pub report_ns: u64,
@@ -68,6 +69,7 @@ impl WorkerSettings {
             max_worker_reassembly: cfg.reassembly.max_worker_bytes,
             max_worker_segments: cfg.reassembly.max_worker_segments,
             transaction_timeout_ns: s(cfg.protocols.transaction_timeout_secs),
+            max_worker_heap_bytes: cfg.protocols.max_worker_heap_bytes,
             vlan_in_key: cfg.flow.vlan_in_key,
             report_ns: s(cfg.flow.report_interval_secs),
         }
@@ -113,6 +115,8 @@ struct Tracker<S: RecordSink> {
     attr: Option<Attributor>,
     /// Where anomaly findings go, and the thresholds (`None`: anomalies off).
     anomalies: Option<(Arc<Hub>, FlowThresholds)>,
+    /// What the decoders hold outside their flow slots, against its bound.
+    heap: DecoderHeap,
 }
 
 pub struct Worker<S: RecordSink> {
@@ -151,6 +155,7 @@ impl<S: RecordSink> Worker<S> {
                 transactions: 0,
                 attr: None,
                 anomalies: None,
+                heap: DecoderHeap::new(settings.max_worker_heap_bytes),
             },
             clock: Timestamp::ZERO,
             next_tick: Timestamp::ZERO,
@@ -351,10 +356,10 @@ impl<S: RecordSink> Tracker<S> {
             pods,
             ..
         } = flow;
-        let (txs, decoders) = (&mut self.txs, &self.decoders);
+        let (txs, decoders, heap) = (&mut self.txs, &self.decoders, &mut self.heap);
         let ts = p.ts;
         let mut feed =
-            |dir: Direction, chunk: Chunk<'_>| feed_l7(l7, dir, chunk, ts, decoders, txs);
+            |dir: Direction, chunk: Chunk<'_>| feed_l7(l7, dir, chunk, ts, decoders, txs, heap);
         let mut found = None;
         match (p.l4, tcp.as_mut()) {
             (L4::Tcp(h), Some(conn)) => {
@@ -474,7 +479,7 @@ impl<S: RecordSink> Tracker<S> {
     fn sweep_l7_timeouts(&mut self, now: Timestamp) {
         let timeout = self.settings.transaction_timeout_ns;
         let (txs, counters, attr) = (&mut self.txs, &mut self.counters, &self.attr);
-        let anomalies = &self.anomalies;
+        let (anomalies, heap) = (&self.anomalies, &mut self.heap);
         let mut pending = Vec::new();
         // Open flows' traffic for the metrics, at most every `report_ns` per flow. The
         // buffer is the tracker's, reused: a tick allocates nothing once it has grown.
@@ -509,6 +514,7 @@ impl<S: RecordSink> Tracker<S> {
                 }
                 if let Some(s) = flow.l7.as_mut() {
                     s.tick(now, timeout, txs);
+                    s.account(heap, now, txs);
                     s.drain_stats(counters);
                     if !txs.is_empty() {
                         pending.push((ends(attr, flow, txs.len()), std::mem::take(txs)));
@@ -524,6 +530,7 @@ impl<S: RecordSink> Tracker<S> {
                 &mut self.counters,
             );
         }
+        self.counters.add(Event::MemoryShed, self.heap.take_shed());
         for p in self.progress.drain(..) {
             self.sink.flow_progress(&p);
         }
@@ -533,16 +540,18 @@ impl<S: RecordSink> Tracker<S> {
     fn finish(&mut self, mut flow: Flow, reason: EndReason) {
         let ts = flow.last;
         let Flow { tcp, l7, .. } = &mut flow;
-        let (txs, decoders) = (&mut self.txs, &self.decoders);
+        let (txs, decoders, heap) = (&mut self.txs, &self.decoders, &mut self.heap);
         if let Some(conn) = tcp.as_mut() {
             let mut feed =
-                |dir: Direction, chunk: Chunk<'_>| feed_l7(l7, dir, chunk, ts, decoders, txs);
+                |dir: Direction, chunk: Chunk<'_>| feed_l7(l7, dir, chunk, ts, decoders, txs, heap);
             conn.flush(&mut self.budget, &mut self.counters, &mut feed);
         }
         if let Some(s) = l7.as_mut() {
             s.close(ts, reason == EndReason::Rst, txs);
+            s.release(&mut self.heap);
             s.drain_stats(&mut self.counters);
         }
+        self.counters.add(Event::MemoryShed, self.heap.take_shed());
         if let Some((hub, th)) = &self.anomalies {
             if let Some(conn) = flow.tcp.as_ref()
                 && let Some(f) = flow.watch.tick(conn, ts, &thresholds(th, &flow.pods))
@@ -590,9 +599,16 @@ fn thresholds(base: &FlowThresholds, pods: &Option<Arc<FlowPods>>) -> FlowThresh
 /// Hand a finding about `flow` to the anomaly engine (flows outside the selector are not
 /// reported, like their records).
 fn report(hub: &Hub, attr: &Option<Attributor>, flow: &mut Flow, f: Finding, ts: Timestamp) {
+    if let Some(s) = signal(attr, flow, f, ts) {
+        hub.push(s);
+    }
+}
+
+/// The signal of finding `f` about `flow`; none for a flow of pods outside the selector.
+fn signal(attr: &Option<Attributor>, flow: &mut Flow, f: Finding, ts: Timestamp) -> Option<Signal> {
     let (client, server, obs, pods, _) = ends(attr, flow, 0);
     if pods.as_ref().is_some_and(|p| !p.selected) {
-        return;
+        return None;
     }
     let mut s = Signal::flow(
         f.kind,
@@ -605,7 +621,7 @@ fn report(hub: &Hub, attr: &Option<Attributor>, flow: &mut Flow, f: Finding, ts:
         f.evidence,
     );
     s.side = f.side;
-    hub.push(s);
+    Some(s)
 }
 
 /// A connection reset while requests on it waited for their responses: one finding for
@@ -631,21 +647,9 @@ fn reset_mid_request(hub: &Hub, attr: &Option<Attributor>, flow: &mut Flow, txs:
         side,
         evidence: crate::anomaly::evidence(&[("requests", n), ("request_age_ms", waited)]),
     };
-    let (client, server, obs, pods, _) = ends(attr, flow, 0);
-    if pods.as_ref().is_some_and(|p| !p.selected) {
+    let Some(mut s) = signal(attr, flow, f, first.end) else {
         return;
-    }
-    let mut s = Signal::flow(
-        f.kind,
-        first.end,
-        obs,
-        flow.key.proto(),
-        client,
-        server,
-        pods,
-        f.evidence,
-    );
-    s.side = f.side;
+    };
     s.subject = Subject::Request {
         protocol: first.protocol,
         operation: first.operation.clone(),
@@ -654,7 +658,8 @@ fn reset_mid_request(hub: &Hub, attr: &Option<Attributor>, flow: &mut Flow, txs:
     hub.push(s);
 }
 
-/// Hand one piece of a stream to the flow's application layer.
+/// Hand one piece of a stream to the flow's application layer, and account for what its
+/// decoder holds afterwards.
 #[inline]
 fn feed_l7(
     l7: &mut Option<L7Session>,
@@ -663,12 +668,14 @@ fn feed_l7(
     ts: Timestamp,
     decoders: &DecoderFactory,
     txs: &mut Vec<Transaction>,
+    heap: &mut DecoderHeap,
 ) {
     let Some(s) = l7.as_mut() else { return };
     match chunk {
         Chunk::Data(b) => s.data(dir, b, ts, decoders, txs),
         Chunk::Gap(n) => s.gap(dir, n),
     }
+    s.account(heap, ts, txs);
 }
 
 /// A flow's ends as its records carry them: client, server, observation point, pods, and

@@ -174,8 +174,63 @@ fn hostile(dir: &Path) -> Vec<(&'static str, std::path::PathBuf)> {
         }),
     );
     v.push(("20,000 TLS connections each claiming a 16 KB record", p));
+    // HTTP/2 connections whose one HEADERS block (30 new literal headers with incremental
+    // indexing, 128 bytes each) fills the client side's HPACK dynamic table.
+    let p = dir.join("hpack.pcap");
+    let mut block = Vec::new();
+    for h in 0..30u8 {
+        block.push(0x40);
+        block.push(5);
+        block.extend_from_slice(format!("x-h{h:02}").as_bytes());
+        block.push(120);
+        block.extend_from_slice(&[b'v'; 120]);
+    }
+    let mut h2 = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    h2.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    let len = block.len() as u32;
+    h2.extend_from_slice(&[
+        (len >> 16) as u8,
+        (len >> 8) as u8,
+        len as u8,
+        1,
+        5,
+        0,
+        0,
+        0,
+        1,
+    ]);
+    h2.extend_from_slice(&block);
+    write(
+        &p,
+        (0..20_000u32).flat_map(|i| {
+            let c = [10, 4, (i >> 8) as u8, i as u8];
+            [
+                tcp(c, 3000, 1000, true, b""),
+                tcp(c, 3000, 1001, false, &h2),
+            ]
+        }),
+    );
+    v.push((HPACK, p));
+    // Redis connections pipelining 200 commands each that are never answered: every
+    // connection's pending queue fills.
+    let p = dir.join("pending.pcap");
+    let cmds = b"*1\r\n$4\r\nPING\r\n".repeat(200);
+    write(
+        &p,
+        (0..5_000u32).flat_map(|i| {
+            let c = [10, 3, (i >> 8) as u8, i as u8];
+            [
+                tcp(c, 4000, 1000, true, b""),
+                tcp(c, 4000, 1001, false, &cmds),
+            ]
+        }),
+    );
+    v.push((PENDING, p));
     v
 }
+
+const HPACK: &str = "20,000 HTTP/2 connections each filling its HPACK table";
+const PENDING: &str = "5,000 Redis connections each with 200 unanswered commands";
 
 /// Peak RSS in bytes of `podtap --config CFG replay FILE --output table --workers 1`, and
 /// its standard output.
@@ -264,7 +319,7 @@ fn hostile_captures_peak_within_the_memory_budget() {
         mib(free)
     );
     for (what, file) in hostile(dir.path()) {
-        let (p, _) = replay_peak(&budgeted, &file);
+        let (p, table) = replay_peak(&budgeted, &file);
         eprintln!("peak RSS: {what}: {} MiB", mib(p));
         assert!(
             p.saturating_sub(base) <= BUDGET,
@@ -272,5 +327,9 @@ fn hostile_captures_peak_within_the_memory_budget() {
             mib(p - base),
             mib(base)
         );
+        // Decoder state outside the flow slots is bounded by shedding connections, counted.
+        if what == HPACK || what == PENDING {
+            assert!(event(&table, "l7.memory_shed") > 0, "{what}:\n{table}");
+        }
     }
 }

@@ -178,7 +178,7 @@ impl Detector {
                             && matches!(v, Val::Str(s) if s == "NXDOMAIN" || s == "SERVFAIL")
                     });
                     if bad {
-                        let (key, subj) = self.subject(k, Protocol::Dns, true);
+                        let (key, subj) = self.subject(k, true);
                         let w = self.window_secs;
                         let e = bounded(&mut self.dns, self.max_keys, &mut self.forgotten);
                         e.entry(key)
@@ -195,8 +195,7 @@ impl Detector {
                         k.metric,
                         Metric::RpcServerDuration | Metric::RpcClientDuration
                     );
-                    let protocol = if rpc { Protocol::Grpc } else { Protocol::Http };
-                    let (key, subj) = self.subject(k, protocol, false);
+                    let (key, subj) = self.subject(k, false);
                     if server_error(k, rpc) {
                         let w = self.window_secs;
                         let e = bounded(&mut self.http, self.max_keys, &mut self.forgotten);
@@ -309,12 +308,18 @@ impl Detector {
     }
 
     /// The key (endpoint or pod attributes) and the subject of series `k`.
-    fn subject(
-        &self,
-        k: &SeriesKey,
-        protocol: Protocol,
-        per_client: bool,
-    ) -> (Vec<(&'static str, Val)>, Subject0) {
+    fn subject(&self, k: &SeriesKey, per_client: bool) -> (Vec<(&'static str, Val)>, Subject0) {
+        // The protocol whose telemetry mapping records this metric (the first, for a
+        // metric several share: HTTP/1 and HTTP/2 are both `http.server.request.duration`).
+        let protocol = Protocol::ALL
+            .iter()
+            .copied()
+            .find(|p| {
+                crate::proto::telemetry(*p)
+                    .and_then(|t| t.duration)
+                    .is_some_and(|m| m.contains(&k.metric))
+            })
+            .unwrap_or(Protocol::Unknown);
         let key: Vec<_> = k
             .attrs
             .iter()

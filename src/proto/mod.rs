@@ -104,6 +104,13 @@ pub trait L7Parser {
 
     /// Called periodically with the packet clock: report requests whose response is overdue.
     fn on_tick(&mut self, _now: Timestamp, _timeout_ns: u64, _out: &mut Vec<Transaction>) {}
+
+    /// Bytes of heap the connection's state holds outside its flow slot (buffers, pending
+    /// requests, header tables, statement maps), from capacities: O(1), counted against
+    /// the worker's `protocols.max_worker_heap_bytes`. Default none.
+    fn heap_bytes(&self) -> usize {
+        0
+    }
 }
 
 use detect::Transport;

@@ -78,6 +78,23 @@ pub trait ProtocolDecoder: L7Parser + Sized {
     }
 }
 
+/// Heap bytes of a queue's allocation (its capacity; the elements' own heap not counted).
+pub fn deque_bytes<T>(q: &std::collections::VecDeque<T>) -> usize {
+    q.capacity() * std::mem::size_of::<T>()
+}
+
+/// Heap bytes of a vector's allocation (its capacity, which a slice does not know).
+#[allow(clippy::ptr_arg)]
+pub fn vec_bytes<T>(v: &Vec<T>) -> usize {
+    v.capacity() * std::mem::size_of::<T>()
+}
+
+/// Heap bytes of a map's table, with `extra` bytes per entry for what its entries own
+/// (an estimate where they own strings: statement texts are summaries, short).
+pub fn map_bytes<K, V, S>(m: &hashbrown::HashMap<K, V, S>, extra: usize) -> usize {
+    m.capacity() * (std::mem::size_of::<(K, V)>() + 1) + m.len() * extra
+}
+
 /// For `validate`: the first of these bounds that is 0 (which would hold or accept
 /// nothing), as the error naming it.
 pub fn nonzero(bounds: &[(&str, u64)]) -> Result<(), String> {
@@ -345,6 +362,13 @@ macro_rules! decoders {
                     $( Decoder::$variant(p) => p.on_tick(now, timeout_ns, out), )*
                 }
             }
+            #[inline]
+            fn heap_bytes(&self) -> usize {
+                match self {
+                    Decoder::StreamStats(p) => p.heap_bytes(),
+                    $( Decoder::$variant(p) => p.heap_bytes(), )*
+                }
+            }
         }
 
         /// `[protocols]`: the request timeout, and one section per decoder.
@@ -354,6 +378,12 @@ macro_rules! decoders {
             /// A request with no response for this long is reported incomplete
             /// (`no_response`, `error.type = "timeout"`). Default 30 s.
             pub transaction_timeout_secs: u64,
+            /// Bytes of heap each worker's decoders may hold outside their flow slots
+            /// (pending requests, HPACK tables, statement maps, split messages). Beyond
+            /// it the connection whose decoder grew is no longer decoded: its pending
+            /// requests are reported incomplete (`memory`), counted in `l7.memory_shed`.
+            /// Default 268435456 (256 MiB); derived from `memory.max_bytes` when set.
+            pub max_worker_heap_bytes: usize,
             $(
                 #[serde(rename = $section)]
                 pub $module: $crate::proto::registry::Section<
@@ -366,6 +396,7 @@ macro_rules! decoders {
             fn default() -> Self {
                 ProtocolsConfig {
                     transaction_timeout_secs: 30,
+                    max_worker_heap_bytes: 256 << 20,
                     $( $module: $crate::proto::registry::Section::new(), )*
                 }
             }
@@ -380,6 +411,9 @@ macro_rules! decoders {
             /// The decoders' own checks, with the key they concern.
             pub fn validate(&self) -> Result<(), (&'static str, String)> {
                 use $crate::proto::registry::ProtocolDecoder;
+                if self.max_worker_heap_bytes == 0 {
+                    return Err(("protocols.max_worker_heap_bytes", "must be at least 1".into()));
+                }
                 $(
                     <$module::$ty as ProtocolDecoder>::validate(&self.$module.settings)
                         .map_err(|m| (concat!("protocols.", $section), m))?;

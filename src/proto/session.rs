@@ -52,6 +52,41 @@ enum State {
     Active(Box<Decoder>),
     /// The decoder has nothing more to learn from this connection.
     Done(Box<Decoder>),
+    /// The worker's decoder heap was full: the decoder was dropped with its state (the
+    /// protocol it had found is kept for the flow's record).
+    Shed(Protocol),
+}
+
+/// What a worker's decoders hold on the heap outside their flow slots (pending requests,
+/// header tables, statement maps, split messages: [`L7Parser::heap_bytes`]), against
+/// `protocols.max_worker_heap_bytes`. Above it, the connection whose decoder just grew is
+/// shed: it is the one growing, and dropping it frees what it held at once.
+///
+/// [`L7Parser::heap_bytes`]: super::L7Parser::heap_bytes
+#[derive(Debug)]
+pub struct DecoderHeap {
+    pub used: usize,
+    pub max: usize,
+    /// The most held at once.
+    pub peak: usize,
+    /// Connections shed since the last [`DecoderHeap::take_shed`].
+    shed: u64,
+}
+
+impl DecoderHeap {
+    pub fn new(max: usize) -> DecoderHeap {
+        DecoderHeap {
+            used: 0,
+            max,
+            peak: 0,
+            shed: 0,
+        }
+    }
+
+    /// Connections shed since the last call (for `l7.memory_shed`).
+    pub fn take_shed(&mut self) -> u64 {
+        std::mem::take(&mut self.shed)
+    }
 }
 
 pub struct L7Session {
@@ -61,6 +96,8 @@ pub struct L7Session {
     /// Counts of a decoder handed over to another (h2c upgrade), not yet drained. Boxed:
     /// rare, and the counters are larger than the rest of the flow's session.
     carried: Option<Box<Counters>>,
+    /// What the decoder held on the heap when last accounted (see [`DecoderHeap`]).
+    heap: u32,
 }
 
 impl L7Session {
@@ -71,17 +108,21 @@ impl L7Session {
             transport,
             server_port,
             carried: None,
+            heap: 0,
         }
     }
 
     pub fn protocol(&self) -> Protocol {
-        self.decoder().map_or(Protocol::Unknown, |d| d.protocol())
+        match &self.state {
+            State::Shed(p) => *p,
+            _ => self.decoder().map_or(Protocol::Unknown, |d| d.protocol()),
+        }
     }
 
     pub fn decoder(&self) -> Option<&Decoder> {
         match &self.state {
             State::Active(d) | State::Done(d) => Some(d),
-            State::Detecting { .. } => None,
+            State::Detecting { .. } | State::Shed(_) => None,
         }
     }
 
@@ -104,7 +145,7 @@ impl L7Session {
                 }
                 Progress::Redetect => self.redetect(),
             },
-            State::Done(_) => {}
+            State::Done(_) | State::Shed(_) => {}
             State::Detecting(h) => {
                 if bytes.is_empty() {
                     return;
@@ -256,8 +297,48 @@ impl L7Session {
             State::Active(d) => d.on_gap(dir, missing),
             // A gap before the protocol is known: detect afresh on what follows.
             State::Detecting(h) => *h = Held::EMPTY,
-            State::Done(_) => {}
+            State::Done(_) | State::Shed(_) => {}
         }
+    }
+
+    /// Bring the worker's `heap` up to date with what this connection's decoder holds now
+    /// (after data or a tick); over the bound, shed it: its pending requests are reported
+    /// incomplete (`memory`) into `out`, its counts kept, its state freed.
+    #[inline]
+    pub fn account(&mut self, heap: &mut DecoderHeap, ts: Timestamp, out: &mut Vec<Transaction>) {
+        let State::Active(d) = &self.state else {
+            return;
+        };
+        let now = u32::try_from(d.heap_bytes()).unwrap_or(u32::MAX);
+        if now == self.heap {
+            return;
+        }
+        heap.used = heap.used - self.heap as usize + now as usize;
+        self.heap = now;
+        heap.peak = heap.peak.max(heap.used);
+        if heap.used <= heap.max {
+            return;
+        }
+        let protocol = d.protocol();
+        let state = std::mem::replace(&mut self.state, State::Shed(protocol));
+        if let State::Active(mut d) = state {
+            let from = out.len();
+            d.on_close(ts, false, out);
+            for tx in &mut out[from..] {
+                tx.completeness.set(super::Completeness::MEMORY);
+            }
+            let mut c = self.carried.take().unwrap_or_default();
+            d.drain_stats(&mut c);
+            self.carried = Some(c);
+        }
+        self.release(heap);
+        heap.shed += 1;
+    }
+
+    /// The flow is over (or shed): what its decoder held leaves the worker's heap.
+    pub fn release(&mut self, heap: &mut DecoderHeap) {
+        heap.used -= self.heap as usize;
+        self.heap = 0;
     }
 
     pub fn close(&mut self, ts: Timestamp, reset: bool, out: &mut Vec<Transaction>) {
@@ -436,5 +517,50 @@ mod tests {
             ]
         );
         assert!(out.iter().all(|t| t.completeness.is_complete()));
+    }
+
+    /// Past the worker's heap bound, the connection that grew is shed: its pending
+    /// requests come out marked `memory`, what it held leaves the account, and it decodes
+    /// nothing more; other connections go on.
+    #[test]
+    fn a_connection_over_the_heap_bound_is_shed() {
+        let f = DecoderFactory::default();
+        let mut heap = DecoderHeap::new(4096);
+        let mut out = Vec::new();
+        let mut a = L7Session::new(Transport::Tcp, 6379);
+        let cmds = b"*1\r\n$4\r\nPING\r\n".repeat(100);
+        a.data(Direction::ToServer, &cmds, Timestamp(1), &f, &mut out);
+        a.account(&mut heap, Timestamp(1), &mut out);
+        assert_eq!(a.protocol(), Protocol::Redis, "the protocol stays known");
+        assert_eq!(heap.take_shed(), 1);
+        assert_eq!(heap.used, 0);
+        assert_eq!(out.len(), 100, "every pending command reported");
+        assert!(
+            out.iter()
+                .all(|t| t.completeness.has(super::super::Completeness::MEMORY))
+        );
+        out.clear();
+        a.data(
+            Direction::ToClient,
+            b"+PONG\r\n",
+            Timestamp(2),
+            &f,
+            &mut out,
+        );
+        assert!(out.is_empty(), "a shed connection decodes nothing more");
+        // A small connection stays within the bound and is accounted until it ends.
+        let mut b = L7Session::new(Transport::Tcp, 6379);
+        b.data(
+            Direction::ToServer,
+            b"*1\r\n$4\r\nPING\r\n",
+            Timestamp(3),
+            &f,
+            &mut out,
+        );
+        b.account(&mut heap, Timestamp(3), &mut out);
+        assert!(heap.used > 0 && heap.used <= heap.max, "{heap:?}");
+        assert_eq!(heap.take_shed(), 0);
+        b.release(&mut heap);
+        assert_eq!(heap.used, 0);
     }
 }

@@ -49,8 +49,11 @@ impl Completeness {
     pub const NO_REQUEST: u16 = 1 << 7;
     /// The decoder's bounded header buffer overflowed; some fields are missing.
     pub const TRUNCATED: u16 = 1 << 8;
+    /// The worker's decoders reached their heap bound: this connection stopped being
+    /// decoded with the exchange open.
+    pub const MEMORY: u16 = 1 << 9;
 
-    const NAMES: [(u16, &'static str); 9] = [
+    const NAMES: [(u16, &'static str); 10] = [
         (Self::MIDSTREAM, "midstream"),
         (Self::GAP, "gap"),
         (Self::HPACK_UNKNOWN, "hpack_unknown"),
@@ -60,6 +63,7 @@ impl Completeness {
         (Self::CLOSED, "closed"),
         (Self::NO_REQUEST, "no_request"),
         (Self::TRUNCATED, "truncated"),
+        (Self::MEMORY, "memory"),
     ];
 
     pub fn is_complete(self) -> bool {

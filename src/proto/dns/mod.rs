@@ -588,6 +588,11 @@ impl DnsParser {
 }
 
 impl L7Parser for DnsParser {
+    fn heap_bytes(&self) -> usize {
+        use crate::proto::registry::{deque_bytes, vec_bytes};
+        deque_bytes(&self.pending) + self.framers.iter().map(|f| vec_bytes(&f.buf)).sum::<usize>()
+    }
+
     fn on_data(
         &mut self,
         dir: Direction,

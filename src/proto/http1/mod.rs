@@ -1141,6 +1141,14 @@ fn resync(b: &[u8], dir: Direction, line_start: &mut bool, carry: &mut Vec<u8>) 
 }
 
 impl L7Parser for Http1Parser {
+    fn heap_bytes(&self) -> usize {
+        use crate::proto::registry::{deque_bytes, vec_bytes};
+        deque_bytes(&self.pending)
+            + vec_bytes(&self.ready)
+            + vec_bytes(&self.req.buf)
+            + vec_bytes(&self.resp.buf)
+    }
+
     fn on_data(
         &mut self,
         dir: Direction,

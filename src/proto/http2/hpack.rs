@@ -187,6 +187,15 @@ pub struct Decoder {
 }
 
 impl Decoder {
+    /// Heap bytes of the table and the scratch buffers (entries counted at their RFC size,
+    /// which includes 32 bytes for the allocation).
+    pub fn heap_bytes(&self) -> usize {
+        self.size
+            + crate::proto::registry::deque_bytes(&self.entries)
+            + self.name_buf.capacity()
+            + self.value_buf.capacity()
+    }
+
     /// A decoder for a connection seen from its start (`known`) or picked up midstream.
     pub fn new(limits: Limits, known: bool) -> Decoder {
         Decoder {

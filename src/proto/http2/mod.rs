@@ -1049,6 +1049,16 @@ fn read_field(
 }
 
 impl L7Parser for Http2Parser {
+    fn heap_bytes(&self) -> usize {
+        use crate::proto::registry::vec_bytes;
+        let sides: usize = self
+            .sides
+            .iter()
+            .map(|s| vec_bytes(&s.buf) + vec_bytes(&s.block_buf) + s.hpack.heap_bytes())
+            .sum();
+        sides + vec_bytes(&self.streams) + vec_bytes(&self.ready)
+    }
+
     fn on_data(
         &mut self,
         dir: Direction,

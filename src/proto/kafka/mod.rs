@@ -852,6 +852,14 @@ fn uuid(id: &[u8; 16]) -> CompactString {
 }
 
 impl L7Parser for KafkaParser {
+    fn heap_bytes(&self) -> usize {
+        use crate::proto::registry::{deque_bytes, vec_bytes};
+        deque_bytes(&self.pending)
+            + vec_bytes(&self.held)
+            + vec_bytes(&self.early)
+            + self.early.iter().map(|(_, b, _)| b.capacity()).sum::<usize>()
+    }
+
     fn on_data(
         &mut self,
         dir: Direction,

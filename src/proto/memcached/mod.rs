@@ -878,6 +878,10 @@ impl MemcachedParser {
 }
 
 impl L7Parser for MemcachedParser {
+    fn heap_bytes(&self) -> usize {
+        crate::proto::registry::deque_bytes(&self.pending)
+    }
+
     fn on_data(
         &mut self,
         dir: Direction,

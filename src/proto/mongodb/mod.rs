@@ -638,6 +638,10 @@ fn compressor_name(id: u8) -> &'static str {
 }
 
 impl L7Parser for MongoParser {
+    fn heap_bytes(&self) -> usize {
+        crate::proto::registry::deque_bytes(&self.c.pending) + self.framers.iter().map(|f| f.heap_bytes()).sum::<usize>()
+    }
+
     fn on_data(
         &mut self,
         dir: Direction,

@@ -1014,6 +1014,13 @@ pub struct Framer {
 }
 
 impl Framer {
+    /// Heap bytes of the buffers (split compressed data, the decompressed body).
+    pub fn heap_bytes(&self) -> usize {
+        self.zbuf.capacity() + self.plain.capacity()
+    }
+}
+
+impl Framer {
     pub fn new(limits: Limits) -> Self {
         Framer {
             st: FSt::Header { have: 0 },

@@ -1496,6 +1496,14 @@ fn looks_compressed_payload(len: u64, h: &[u8]) -> bool {
 }
 
 impl L7Parser for MysqlParser {
+    fn heap_bytes(&self) -> usize {
+        use crate::proto::registry::{deque_bytes, map_bytes, vec_bytes};
+        // A statement's strings: its operation, collection and summary, short.
+        map_bytes(&self.conn.statements, 64)
+            + deque_bytes(&self.conn.pending)
+            + vec_bytes(&self.conn.refeed)
+    }
+
     fn on_data(
         &mut self,
         dir: Direction,

@@ -1097,6 +1097,16 @@ impl Conn {
 }
 
 impl L7Parser for PgParser {
+    fn heap_bytes(&self) -> usize {
+        use crate::proto::registry::{deque_bytes, map_bytes};
+        // A statement's name and summary strings, short; the statement itself is shared.
+        let stmt = std::mem::size_of::<Stmt>() + 64;
+        deque_bytes(&self.c.pending)
+            + map_bytes(&self.c.statements, stmt)
+            + map_bytes(&self.c.portals, 32)
+            + self.framers.iter().map(|f| f.heap_bytes()).sum::<usize>()
+    }
+
     fn on_data(
         &mut self,
         dir: Direction,

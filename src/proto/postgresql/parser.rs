@@ -175,6 +175,13 @@ pub struct Framer {
 }
 
 impl Framer {
+    /// Heap bytes of the buffer of a message split over chunks.
+    pub fn heap_bytes(&self) -> usize {
+        self.buf.capacity()
+    }
+}
+
+impl Framer {
     pub fn new(side: Side, keep: Keep) -> Self {
         Framer {
             side,

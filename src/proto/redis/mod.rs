@@ -1067,6 +1067,10 @@ fn special_of(op: &str, cmd: &parser::Command) -> Special {
 }
 
 impl L7Parser for RedisParser {
+    fn heap_bytes(&self) -> usize {
+        crate::proto::registry::deque_bytes(&self.pending) + crate::proto::registry::vec_bytes(&self.ready)
+    }
+
     fn on_data(
         &mut self,
         dir: Direction,

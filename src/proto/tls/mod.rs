@@ -654,6 +654,10 @@ impl TlsParser {
 }
 
 impl L7Parser for TlsParser {
+    fn heap_bytes(&self) -> usize {
+        self.dirs.iter().map(|d| d.hs.buf.capacity()).sum()
+    }
+
     fn on_data(
         &mut self,
         dir: Direction,
