@@ -825,6 +825,70 @@ mod tests {
         feed(w, &tcp(C, S, port, 80, isn + 6, Some(907), "", b""), t0 + 7);
     }
 
+    /// A pod's monitoring policy lowers `syn_timeout_ms` for its flows only: a SYN to
+    /// the policy's pod is unanswered after 0.5 s, one to another pod is not yet.
+    #[test]
+    fn a_pods_policy_sets_its_flows_anomaly_thresholds() {
+        use crate::k8s::policy::{PodtapPolicy, Policy, PolicySet};
+        let pod = |name: &str, app: &str, ip: &str| -> Arc<k8s_openapi::api::core::v1::Pod> {
+            Arc::new(
+                serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": name, "namespace": "shop", "labels": {"app": app}},
+                    "spec": {"nodeName": "n", "containers": [{"name": "c"}]},
+                    "status": {"phase": "Running", "podIP": ip}
+                }))
+                .unwrap(),
+            )
+        };
+        let policy = Policy::from_object(&PodtapPolicy {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some("db".into()),
+                namespace: Some("shop".into()),
+                ..Default::default()
+            },
+            spec: serde_json::json!({"selector": {"matchLabels": {"app": "db"}},
+                                     "anomalies": {"synTimeoutMs": 500}}),
+            status: None,
+        });
+        let other = Policy::from_object(&PodtapPolicy {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some("web".into()),
+                namespace: Some("shop".into()),
+                ..Default::default()
+            },
+            spec: serde_json::json!({"selector": {"matchLabels": {"app": "web"}}}),
+            status: None,
+        });
+        let attribution = crate::k8s::Attribution::with_inputs(crate::k8s::Inputs {
+            kube: Some(crate::k8s::KubeObjects {
+                pods: vec![
+                    pod("db-0", "db", "10.0.0.2"),
+                    pod("web-0", "web", "10.0.0.3"),
+                ],
+                ..Default::default()
+            }),
+            policies: Some(Arc::new(PolicySet::new(vec![policy, other]))),
+            ..Default::default()
+        });
+        let hub = Hub::new(8);
+        let mut w = Worker::new(&Config::default(), VecSink::default())
+            .with_attributor(Some(attribution.attributor()))
+            .with_anomalies(Some(hub.clone()), &Default::default());
+        feed(&mut w, &tcp(C, S, 40000, 5432, 1, None, "S", b""), 0);
+        feed(
+            &mut w,
+            &tcp(C, [10, 0, 0, 3], 40001, 80, 1, None, "S", b""),
+            0,
+        );
+        w.idle(Timestamp(1_500_000_000));
+        let s = hub
+            .pop()
+            .expect("the db pod's SYN is unanswered after 0.5 s");
+        assert_eq!(s.kind, Kind::SynUnanswered);
+        assert_eq!(s.server.port, 5432);
+        assert!(hub.pop().is_none(), "web-0 keeps the default 5 s");
+    }
+
     #[test]
     fn connection_is_one_flow_with_both_directions() {
         let mut w = Worker::new(&Config::default(), VecSink::default());

@@ -13,6 +13,8 @@
 //!   apply under the node's field manager, once per change (the write's own MODIFIED
 //!   event does not write again); a bad selector gets `Ready=False`, `InvalidSelector`,
 //!   and the other policies go on applying.
+//! - `without_the_crd_the_config_selector_applies_at_once`: a 404 for the policies
+//!   does not hold up the start, and the config's selector applies.
 //! - `a_policy_changes_what_podtap_run_captures_and_labels` (root): `podtap run` on two
 //!   "pod" namespaces (nginx in one, curl in the other) known to the API as pods. The
 //!   config's selector captures the client's veth; a policy for the server takes over
@@ -258,6 +260,34 @@ fn policies_select_label_and_report_status() {
         (selected(&s, "web-1") && !selected(&s, "db-0") && label(&s, "db-0", "team").is_none())
             .then_some(())
     });
+}
+
+/// An API server without the CRD: the policy watch gets 404, counts as listed (no
+/// policies) so the start is not held up, and the config's selector applies.
+#[test]
+fn without_the_crd_the_config_selector_applies_at_once() {
+    let api = FakeApi::start();
+    api.remove(POLICIES);
+    api.apply(PODS, pod("web-1", "10.0.1.5", json!({"app": "web"})));
+    api.apply(PODS, pod("db-0", "10.0.1.6", json!({"app": "db"})));
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let a = Attribution::start(&config(&api.kubeconfig(dir.path()))).expect("connects");
+    assert!(a.wait_synced(Duration::from_secs(15)), "initial lists");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a missing CRD held the start for {:?}",
+        started.elapsed()
+    );
+    eventually("the pods are known", || {
+        a.snapshot().pod_named("shop/db-0").map(|_| ())
+    });
+    let s = a.snapshot();
+    assert!(selected(&s, "web-1") && !selected(&s, "db-0"));
+    assert!(
+        !api.requests(POLICIES, false).is_empty(),
+        "the policies were asked for"
+    );
 }
 
 /// `podtap run` against the fake API: what it captures and how it labels follow a policy.

@@ -243,6 +243,11 @@ impl FakeApi {
             .collect()
     }
 
+    /// Serve `path` no more (404), as an API server without a resource's CRD.
+    pub fn remove(&self, path: &str) {
+        self.state.lock().unwrap().collections.remove(path);
+    }
+
     /// The status writes received so far.
     pub fn patches(&self) -> Vec<StatusPatch> {
         self.state.lock().unwrap().patches.clone()
