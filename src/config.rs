@@ -337,7 +337,7 @@ impl Default for AttributionConfig {
 }
 
 /// The Kubernetes API source.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct KubernetesConfig {
     /// Watch this node's pods, Services, EndpointSlices, ReplicaSets and Jobs. Default false.
@@ -347,6 +347,21 @@ pub struct KubernetesConfig {
     pub kubeconfig: String,
     /// This node's name; empty: the `NODE_NAME` environment variable, else the host name.
     pub node_name: String,
+    /// Also watch `PodtapPolicy` monitoring policies (docs/POLICIES.md) and write each
+    /// one's status for this node. While a valid policy exists, the policies' selectors
+    /// decide what is captured instead of `attribution.selector`. Default true.
+    pub policies: bool,
+}
+
+impl Default for KubernetesConfig {
+    fn default() -> Self {
+        KubernetesConfig {
+            enabled: false,
+            kubeconfig: String::new(),
+            node_name: String::new(),
+            policies: true,
+        }
+    }
 }
 
 /// Deserialize TOML into `T`, naming the dotted key a bad value or an unknown key sits at

@@ -397,10 +397,24 @@ fn main() -> anyhow::Result<()> {
                 ),
                 None => tracing::warn!("privileges.drop = false: every capability kept"),
             }
+            // The monitoring policies' health checks: published by attribution (in `run`),
+            // run by the health probes.
+            let with_checks = cfg.probes.enabled
+                && cfg.attribution.enabled
+                && cfg.attribution.kubernetes.enabled
+                && cfg.attribution.kubernetes.policies;
+            let (checks_tx, checks_rx) = match with_checks {
+                true => {
+                    let (tx, rx) = tokio::sync::watch::channel(Vec::new());
+                    (Some(tx), Some(rx))
+                }
+                false => (None, None),
+            };
             let opts = podtap::run::RunOptions {
                 output,
                 workers,
                 config_path: cli.config.clone(),
+                policy_checks: checks_tx,
             };
             let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
             // JSON lines to a size-rotated file when `output.file` names one.
@@ -440,6 +454,7 @@ fn main() -> anyhow::Result<()> {
                         node: podtap::k8s::node_name(&cfg.attribution),
                         kubeconfig: (!k.is_empty()).then(|| k.into()),
                         own_port: e.prometheus_addr.map_or(0, |a| a.port()),
+                        policy_checks: checks_rx,
                     };
                     Some(
                         podtap::probes::Probes::start(&cfg.probes, ctx, e.metrics_feed())

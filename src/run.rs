@@ -58,6 +58,9 @@ pub struct RunOptions {
     /// The config file, re-read on SIGHUP (attribution settings take effect; `None`: the
     /// embedded config).
     pub config_path: Option<std::path::PathBuf>,
+    /// Where attribution publishes the monitoring policies' health checks of this
+    /// node's pods (the health probes run them); None: nobody runs them.
+    pub policy_checks: Option<tokio::sync::watch::Sender<Vec<crate::k8s::policy_watch::PodCheck>>>,
 }
 
 /// After a new interface appears, the namespace rescans that follow the immediate one
@@ -228,6 +231,9 @@ pub fn run(
     } else {
         None
     };
+    if let (Some(a), Some(tx)) = (&attribution, &opts.policy_checks) {
+        a.publish_checks(tx.clone());
+    }
     let attributor = attribution.as_ref().map(|a| a.attributor());
     let hup = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
@@ -399,6 +405,9 @@ pub fn run(
         None => (h, e),
     });
     let anomaly_hub = anomalies.as_ref().map(|(h, _)| h.clone());
+    if let (Some(e), Some(a)) = (export, &attributor) {
+        e.anomaly_policies(a.clone());
+    }
     let engine_stop = AtomicBool::new(false);
     let recorder_stop = AtomicBool::new(false);
 

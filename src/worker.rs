@@ -378,7 +378,13 @@ impl<S: RecordSink> Tracker<S> {
         c.bytes += p.wire_len as u64;
         c.payload_bytes += p.payload_wire_len as u64;
 
-        let Flow { tcp, l7, watch, .. } = flow;
+        let Flow {
+            tcp,
+            l7,
+            watch,
+            pods,
+            ..
+        } = flow;
         let (txs, decoders, heap) = (&mut self.txs, &self.decoders, &mut self.heap);
         let ts = p.ts;
         let mut feed =
@@ -398,7 +404,7 @@ impl<S: RecordSink> Tracker<S> {
                     &mut feed,
                 );
                 if let Some((_, th)) = &self.anomalies {
-                    found = watch.segment(conn, dir, &h, ts, th);
+                    found = watch.segment(conn, dir, &h, ts, &thresholds(th, pods));
                 }
             }
             (L4::Udp { .. }, _) if !p.payload.is_empty() => feed(dir, Chunk::Data(p.payload)),
@@ -519,7 +525,7 @@ impl<S: RecordSink> Tracker<S> {
                 // What time alone reveals: a SYN still unanswered, a window still shut.
                 if let Some((hub, th)) = anomalies
                     && let Some(conn) = flow.tcp.as_ref()
-                    && let Some(f) = flow.watch.tick(conn, now, th)
+                    && let Some(f) = flow.watch.tick(conn, now, &thresholds(th, &flow.pods))
                 {
                     report(hub, attr, flow, f, now);
                 }
@@ -579,7 +585,7 @@ impl<S: RecordSink> Tracker<S> {
         self.counters.add(Event::MemoryShed, self.heap.take_shed());
         if let Some((hub, th)) = &self.anomalies {
             if let Some(conn) = flow.tcp.as_ref()
-                && let Some(f) = flow.watch.tick(conn, ts, th)
+                && let Some(f) = flow.watch.tick(conn, ts, &thresholds(th, &flow.pods))
             {
                 report(hub, &self.attr, &mut flow, f, ts);
             }
@@ -609,6 +615,16 @@ impl<S: RecordSink> Tracker<S> {
         }
         self.flows += 1;
         self.sink.flow(flow.record(reason));
+    }
+}
+
+/// The flow thresholds for a flow: `[anomalies]`, with the overrides of the monitoring
+/// policy of the flow's pods (a copy; a flow without one reads nothing more).
+#[inline]
+fn thresholds(base: &FlowThresholds, pods: &Option<Arc<FlowPods>>) -> FlowThresholds {
+    match pods.as_deref().and_then(|p| p.anomalies.as_ref()) {
+        Some(o) => o.apply(base),
+        None => *base,
     }
 }
 
@@ -845,6 +861,70 @@ mod tests {
             t0 + 6,
         );
         feed(w, &tcp(C, S, port, 80, isn + 6, Some(907), "", b""), t0 + 7);
+    }
+
+    /// A pod's monitoring policy lowers `syn_timeout_ms` for its flows only: a SYN to
+    /// the policy's pod is unanswered after 0.5 s, one to another pod is not yet.
+    #[test]
+    fn a_pods_policy_sets_its_flows_anomaly_thresholds() {
+        use crate::k8s::policy::{PodtapPolicy, Policy, PolicySet};
+        let pod = |name: &str, app: &str, ip: &str| -> Arc<k8s_openapi::api::core::v1::Pod> {
+            Arc::new(
+                serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": name, "namespace": "shop", "labels": {"app": app}},
+                    "spec": {"nodeName": "n", "containers": [{"name": "c"}]},
+                    "status": {"phase": "Running", "podIP": ip}
+                }))
+                .unwrap(),
+            )
+        };
+        let policy = Policy::from_object(&PodtapPolicy {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some("db".into()),
+                namespace: Some("shop".into()),
+                ..Default::default()
+            },
+            spec: serde_json::json!({"selector": {"matchLabels": {"app": "db"}},
+                                     "anomalies": {"synTimeoutMs": 500}}),
+            status: None,
+        });
+        let other = Policy::from_object(&PodtapPolicy {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some("web".into()),
+                namespace: Some("shop".into()),
+                ..Default::default()
+            },
+            spec: serde_json::json!({"selector": {"matchLabels": {"app": "web"}}}),
+            status: None,
+        });
+        let attribution = crate::k8s::Attribution::with_inputs(crate::k8s::Inputs {
+            kube: Some(crate::k8s::KubeObjects {
+                pods: vec![
+                    pod("db-0", "db", "10.0.0.2"),
+                    pod("web-0", "web", "10.0.0.3"),
+                ],
+                ..Default::default()
+            }),
+            policies: Some(Arc::new(PolicySet::new(vec![policy, other]))),
+            ..Default::default()
+        });
+        let hub = Hub::new(8);
+        let mut w = Worker::new(&Config::default(), VecSink::default())
+            .with_attributor(Some(attribution.attributor()))
+            .with_anomalies(Some(hub.clone()), &Default::default());
+        feed(&mut w, &tcp(C, S, 40000, 5432, 1, None, "S", b""), 0);
+        feed(
+            &mut w,
+            &tcp(C, [10, 0, 0, 3], 40001, 80, 1, None, "S", b""),
+            0,
+        );
+        w.idle(Timestamp(1_500_000_000));
+        let s = hub
+            .pop()
+            .expect("the db pod's SYN is unanswered after 0.5 s");
+        assert_eq!(s.kind, Kind::SynUnanswered);
+        assert_eq!(s.server.port, 5432);
+        assert!(hub.pop().is_none(), "web-0 keeps the default 5 s");
     }
 
     #[test]

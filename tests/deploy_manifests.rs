@@ -133,6 +133,9 @@ fn dropped_fields(written: &Value, read_back: &Value, path: &str) -> Check {
             Ok(())
         }
         _ if written == read_back => Ok(()),
+        // A schema's `minimum: 1` reads back as 1.0 (k8s-openapi holds it as a float):
+        // the same number to the API server.
+        (Value::Number(w), Value::Number(r)) if w.as_f64() == r.as_f64() => Ok(()),
         _ => Err(format!("{path}: {written} reads back as {read_back}")),
     }
 }
@@ -431,9 +434,20 @@ fn watched<T: Resource>() -> Watched {
     }
 }
 
-/// What `kube::start` watches. Tied to the code twice: the count is `kube::WATCHED`, and
-/// the type names are the `Api::<T>` of src/k8s/kube.rs, so a new watch there fails
-/// here until it is added (and granted).
+/// The `PodtapPolicy` custom resource, as `src/k8s/policy.rs` names it.
+fn watched_policies() -> Watched {
+    use podtap::k8s::policy;
+    Watched {
+        type_name: "PodtapPolicy",
+        group: policy::GROUP,
+        plural: policy::PLURAL,
+    }
+}
+
+/// What `kube::start` and `policy_watch::start` watch. Tied to the code twice: the
+/// count is `kube::WATCHED` plus the policies, and the type names are the `Api::<T>` of
+/// src/k8s/kube.rs and src/k8s/policy_watch.rs, so a new watch there fails here until
+/// it is added (and granted).
 fn kube_rs_watches() -> Result<Vec<Watched>, String> {
     let list = vec![
         watched::<Pod>(),
@@ -441,14 +455,15 @@ fn kube_rs_watches() -> Result<Vec<Watched>, String> {
         watched::<EndpointSlice>(),
         watched::<ReplicaSet>(),
         watched::<Job>(),
+        watched_policies(),
     ];
     ensure!(
-        list.len() as u32 == podtap::k8s::kube::WATCHED,
-        "this test lists {} watched resources, src/k8s/kube.rs says WATCHED = {}",
+        list.len() as u32 == podtap::k8s::kube::WATCHED + 1,
+        "this test lists {} watched resources, src/k8s/kube.rs says WATCHED = {} (and the policies)",
         list.len(),
         podtap::k8s::kube::WATCHED
     );
-    let source = read("src/k8s/kube.rs");
+    let source = read("src/k8s/kube.rs") + &read("src/k8s/policy_watch.rs");
     let re = regex::Regex::new(r"Api::<(\w+)>").expect("static regex");
     let in_code: BTreeSet<&str> = re
         .captures_iter(&source)
@@ -458,13 +473,17 @@ fn kube_rs_watches() -> Result<Vec<Watched>, String> {
     let listed: BTreeSet<&str> = list.iter().map(|w| w.type_name).collect();
     ensure!(
         in_code == listed,
-        "src/k8s/kube.rs watches {in_code:?}, this test lists {listed:?}"
+        "src/k8s/kube.rs and policy_watch.rs watch {in_code:?}, this test lists {listed:?}"
     );
     Ok(list)
 }
 
+/// The subresource podtap writes: each node's entry of a policy's status.
+const STATUS: &str = "podtappolicies/status";
+
 /// The ClusterRole grants list and watch on every watched resource in its API group, and
-/// nothing else: only read verbs, only those resources, no wildcards.
+/// patch on the policies' status, and nothing else: only read verbs elsewhere, only
+/// those resources, no wildcards.
 fn check_rbac(m: &Manifests) -> Check {
     let watches = kube_rs_watches()?;
     let rules = m.cluster_role.rules.as_deref().unwrap_or_default();
@@ -492,7 +511,20 @@ fn check_rbac(m: &Manifests) -> Check {
             );
         }
     }
-    let allowed: BTreeSet<(&str, &str)> = watches.iter().map(|w| (w.group, w.plural)).collect();
+    let policies = watched_policies();
+    let patches_status = rules.iter().any(|r| {
+        r.api_groups.as_deref().unwrap_or_default() == [policies.group]
+            && r.resources.as_deref().unwrap_or_default() == [STATUS]
+            && r.verbs == ["patch"]
+    });
+    ensure!(
+        patches_status,
+        "the ClusterRole does not grant patch on {STATUS} (group {:?}) alone, where \
+         src/k8s/policy_watch.rs writes each node's status",
+        policies.group
+    );
+    let mut allowed: BTreeSet<(&str, &str)> = watches.iter().map(|w| (w.group, w.plural)).collect();
+    allowed.insert((policies.group, STATUS));
     for r in rules {
         ensure!(
             r.non_resource_urls
@@ -501,10 +533,11 @@ fn check_rbac(m: &Manifests) -> Check {
                 .is_empty(),
             "the ClusterRole grants non-resource URLs"
         );
+        let status_only = r.resources.as_deref().unwrap_or_default() == [STATUS];
         for v in &r.verbs {
             ensure!(
-                ["get", "list", "watch"].contains(&v.as_str()),
-                "the ClusterRole grants {v:?}; podtap only reads"
+                ["get", "list", "watch"].contains(&v.as_str()) || (status_only && v == "patch"),
+                "the ClusterRole grants {v:?}; podtap only reads (and patches {STATUS})"
             );
         }
         for g in r.api_groups.as_deref().unwrap_or_default() {
@@ -1050,6 +1083,8 @@ fn cluster_role_grants_list_and_watch_on_what_kube_rs_watches() {
         ("discovery.k8s.io", "endpointslices"),
         ("apps", "replicasets"),
         ("batch", "jobs"),
+        ("podtap.io", "podtappolicies"),
+        ("podtap.io", "podtappolicies/status"),
     ]
     .iter()
     .map(|(g, r)| (g.to_string(), r.to_string()))
@@ -1283,6 +1318,24 @@ fn broken_manifests_are_caught() {
             "\"secrets\"",
         ),
         (
+            "policies patched, not only their status",
+            "resources: [\"podtappolicies\"]\n    verbs: [\"list\", \"watch\"]",
+            "resources: [\"podtappolicies\"]\n    verbs: [\"list\", \"watch\", \"patch\"]",
+            "grants \"patch\"",
+        ),
+        (
+            "no status patch",
+            "    resources: [\"podtappolicies/status\"]\n    verbs: [\"patch\"]\n",
+            "    resources: [\"podtappolicies/status\"]\n    verbs: [\"get\"]\n",
+            "does not grant patch on podtappolicies/status",
+        ),
+        (
+            "policies not watched",
+            "resources: [\"podtappolicies\"]\n    verbs: [\"list\", \"watch\"]",
+            "resources: [\"podtappolicies\"]\n    verbs: [\"list\"]",
+            "watch on podtappolicies",
+        ),
+        (
             "write verb granted",
             "resources: [\"pods\", \"services\"]\n    verbs: [\"list\", \"watch\"]",
             "resources: [\"pods\", \"services\"]\n    verbs: [\"list\", \"watch\", \"delete\"]",
@@ -1364,6 +1417,311 @@ fn broken_manifests_are_caught() {
         );
         match check(&good.replacen(from, to, 1)) {
             Ok(()) => missed.push(format!("{what}: passed")),
+            Err(e) if e.contains(expect) => eprintln!("{what}: {e}"),
+            Err(e) => missed.push(format!("{what}: failed with {e:?}, expected {expect:?}")),
+        }
+    }
+    assert!(missed.is_empty(), "{}", missed.join("\n"));
+}
+
+// ---------------------------------------------------------------------------------------
+// The PodtapPolicy CustomResourceDefinition against src/k8s/policy.rs and docs/POLICIES.md.
+
+const CRD: &str = "deploy/kubernetes/podtappolicy-crd.yaml";
+
+type Crd =
+    k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+
+/// The CRD file: one CustomResourceDefinition (checked like every other manifest:
+/// its k8s-openapi type, no unknown field), naming the group, kind and plural the
+/// code watches, namespaced, one served and stored version the code's, with a status
+/// subresource, and a structural schema (every object property typed).
+fn check_crd(text: &str) -> Result<Crd, String> {
+    use podtap::k8s::policy;
+    let docs = documents(text, CRD)?;
+    ensure!(
+        docs.len() == 1,
+        "{CRD}: {} documents, expected one",
+        docs.len()
+    );
+    let crd: Crd = typed(&docs[0], &format!("{CRD} document 1"))?;
+    let s = &crd.spec;
+    ensure!(
+        s.group == policy::GROUP
+            && s.names.kind == policy::KIND
+            && s.names.plural == policy::PLURAL
+            && name(&crd.metadata) == format!("{}.{}", policy::PLURAL, policy::GROUP),
+        "{CRD}: names {}/{} in group {} (metadata.name {}), the code watches {}/{} in {}",
+        s.names.kind,
+        s.names.plural,
+        s.group,
+        name(&crd.metadata),
+        policy::KIND,
+        policy::PLURAL,
+        policy::GROUP
+    );
+    ensure!(
+        s.scope == "Namespaced",
+        "{CRD}: scope {}, policies are namespaced",
+        s.scope
+    );
+    ensure!(
+        s.versions.len() == 1,
+        "{CRD}: {} versions, the code reads one",
+        s.versions.len()
+    );
+    let v = &s.versions[0];
+    ensure!(
+        v.name == policy::VERSION && v.served && v.storage,
+        "{CRD}: version {} (served {}, storage {}), the code reads {}",
+        v.name,
+        v.served,
+        v.storage,
+        policy::VERSION
+    );
+    ensure!(
+        v.subresources
+            .as_ref()
+            .and_then(|r| r.status.as_ref())
+            .is_some(),
+        "{CRD}: no status subresource: each node's status write would change the spec's generation"
+    );
+    let schema = v
+        .schema
+        .as_ref()
+        .and_then(|s| s.open_api_v3_schema.as_ref())
+        .ok_or_else(|| format!("{CRD}: no openAPIV3Schema"))?;
+    let schema = serde_json::to_value(schema).map_err(|e| e.to_string())?;
+    structural(&schema, "openAPIV3Schema")?;
+    for part in ["spec", "status"] {
+        ensure!(
+            schema["properties"][part].is_object(),
+            "{CRD}: the schema has no {part}"
+        );
+    }
+    let nodes = &schema["properties"]["status"]["properties"]["nodes"];
+    ensure!(
+        nodes["x-kubernetes-list-type"] == "map"
+            && nodes["x-kubernetes-list-map-keys"] == serde_json::json!(["node"]),
+        "{CRD}: status.nodes is not a list-map keyed by node: nodes would overwrite each other's entries"
+    );
+    Ok(crd)
+}
+
+/// Every schema node has a type, and every object's properties are schemas too
+/// (a structural schema: the API server refuses a CRD otherwise).
+fn structural(s: &Value, at: &str) -> Check {
+    let ty = s["type"]
+        .as_str()
+        .ok_or_else(|| format!("{CRD}: {at} has no type"))?;
+    if let Some(props) = s["properties"].as_object() {
+        ensure!(ty == "object", "{CRD}: {at} has properties but is a {ty}");
+        for (k, v) in props {
+            structural(v, &format!("{at}.{k}"))?;
+        }
+    }
+    if ty == "array" {
+        structural(&s["items"], &format!("{at}[]"))?;
+    }
+    if let Some(ap) = s.get("additionalProperties") {
+        structural(ap, &format!("{at}.*"))?;
+    }
+    Ok(())
+}
+
+/// `value` is valid under `schema` as the API server checks it: types, known
+/// properties, required ones, enums and bounds.
+fn validate(schema: &Value, value: &Value, at: &str) -> Check {
+    let ty = schema["type"].as_str().unwrap_or("");
+    match (ty, value) {
+        ("object", Value::Object(m)) => {
+            for r in schema["required"].as_array().into_iter().flatten() {
+                let r = r.as_str().unwrap_or("");
+                ensure!(m.contains_key(r), "{at}.{r}: required");
+            }
+            for (k, v) in m {
+                let sub = match (
+                    schema["properties"].get(k),
+                    schema.get("additionalProperties"),
+                ) {
+                    (Some(p), _) => p,
+                    (None, Some(ap)) => ap,
+                    (None, None) if schema.get("properties").is_none() => continue,
+                    (None, None) => return Err(format!("{at}.{k}: not in the schema")),
+                };
+                validate(sub, v, &format!("{at}.{k}"))?;
+            }
+        }
+        ("array", Value::Array(items)) => {
+            if let Some(max) = schema["maxItems"].as_u64() {
+                ensure!(items.len() as u64 <= max, "{at}: more than {max} items");
+            }
+            for (i, v) in items.iter().enumerate() {
+                validate(&schema["items"], v, &format!("{at}[{i}]"))?;
+            }
+        }
+        ("string", Value::String(v)) => {
+            if let Some(e) = schema["enum"].as_array() {
+                ensure!(e.iter().any(|x| x == v), "{at}: {v:?} not one of {e:?}");
+            }
+        }
+        ("integer", Value::Number(n)) if n.is_i64() => {
+            let n = n.as_i64().unwrap_or(0);
+            // Bounds read back as floats (k8s-openapi), of whole numbers.
+            let bound = |k: &str| schema[k].as_f64().map(|b| b as i64);
+            if let Some(min) = bound("minimum") {
+                ensure!(n >= min, "{at}: {n} below {min}");
+            }
+            if let Some(max) = bound("maximum") {
+                ensure!(n <= max, "{at}: {n} above {max}");
+            }
+        }
+        _ => return Err(format!("{at}: {value} is not a {ty}")),
+    }
+    Ok(())
+}
+
+/// The example policy of docs/POLICIES.md (its first `yaml` block).
+fn doc_example() -> Value {
+    let doc = read("docs/POLICIES.md");
+    let start = doc
+        .find("```yaml\n")
+        .expect("a yaml block in docs/POLICIES.md")
+        + 8;
+    let len = doc[start..].find("```").expect("the block's end");
+    let y: serde_yaml_ng::Value = serde_yaml_ng::from_str(&doc[start..start + len]).unwrap();
+    serde_json::to_value(y).unwrap()
+}
+
+#[test]
+fn policy_crd_matches_the_code_and_the_documented_example() {
+    let crd = check_crd(&read(CRD)).unwrap_or_else(|e| panic!("{e}"));
+    let schema = serde_json::to_value(
+        crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .unwrap()
+            .open_api_v3_schema
+            .as_ref()
+            .unwrap(),
+    )
+    .unwrap();
+    // The documented example is valid under the schema, uses every field of the spec,
+    // and podtap reads all of it (it rejects fields it does not know).
+    let example = doc_example();
+    assert_eq!(example["kind"], "PodtapPolicy");
+    validate(&schema, &example, "example").unwrap();
+    let used: BTreeSet<&String> = example["spec"].as_object().unwrap().keys().collect();
+    let declared: BTreeSet<&String> = schema["properties"]["spec"]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(used, declared, "the example shows every field of the spec");
+    let obj: podtap::k8s::policy::PodtapPolicy = serde_json::from_value(example.clone()).unwrap();
+    let p = podtap::k8s::policy::Policy::from_object(&obj);
+    let rules = p.rules.as_ref().unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(!rules.checks.is_empty() && !rules.label_keys.is_empty());
+    assert!(rules.families.is_some() && !rules.anomalies.is_empty());
+    // Every anomaly threshold the schema declares, podtap reads, and the other way round.
+    let thresholds = &schema["properties"]["spec"]["properties"]["anomalies"]["properties"];
+    let mut all = serde_json::Map::new();
+    for k in thresholds.as_object().unwrap().keys() {
+        all.insert(k.clone(), 1.into());
+    }
+    let mut with_all = example.clone();
+    with_all["spec"]["anomalies"] = Value::Object(all);
+    let obj: podtap::k8s::policy::PodtapPolicy = serde_json::from_value(with_all).unwrap();
+    let r = podtap::k8s::policy::Policy::from_object(&obj)
+        .rules
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(r.anomalies)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .len(),
+        thresholds.as_object().unwrap().len()
+    );
+    assert!(
+        serde_json::to_value(r.anomalies)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|v| v == 1),
+        "the schema declares a threshold podtap does not read"
+    );
+    // What the schema refuses and what only podtap can (a selector's semantics).
+    let mut bad = example.clone();
+    bad["spec"]["healthChecks"][0]["type"] = "arping".into();
+    assert!(
+        validate(&schema, &bad, "bad")
+            .unwrap_err()
+            .contains("not one of")
+    );
+    let mut bad = example.clone();
+    bad["spec"]["selector"]["matchExpressions"] =
+        serde_json::json!([{"key": "app", "operator": "In"}]);
+    validate(&schema, &bad, "bad").unwrap();
+    let obj: podtap::k8s::policy::PodtapPolicy = serde_json::from_value(bad).unwrap();
+    let e = podtap::k8s::policy::Policy::from_object(&obj)
+        .rules
+        .unwrap_err();
+    assert_eq!(e.reason, "InvalidSelector");
+}
+
+#[test]
+fn broken_policy_crds_are_caught() {
+    let good = read(CRD);
+    check_crd(&good).unwrap();
+    let breaks: &[(&str, &str, &str, &str)] = &[
+        (
+            "cluster-scoped",
+            "scope: Namespaced",
+            "scope: Cluster",
+            "policies are namespaced",
+        ),
+        (
+            "another group",
+            "  group: podtap.io",
+            "  group: podtap.dev",
+            "the code watches",
+        ),
+        (
+            "no status subresource",
+            "      subresources:\n        status: {}\n",
+            "",
+            "no status subresource",
+        ),
+        (
+            "misspelt field",
+            "      served: true",
+            "      served: true\n      serverd: true",
+            "serverd: unknown field",
+        ),
+        (
+            "untyped property",
+            "                podLabels:\n                  type: array\n",
+            "                podLabels:\n",
+            "podLabels has no type",
+        ),
+        (
+            "status entries not keyed by node",
+            "                  x-kubernetes-list-map-keys: [\"node\"]\n",
+            "                  x-kubernetes-list-map-keys: [\"matchedPods\"]\n",
+            "keyed by node",
+        ),
+    ];
+    let mut missed = Vec::new();
+    for (what, from, to, expect) in breaks {
+        assert_eq!(
+            good.matches(from).count(),
+            1,
+            "{what}: {from:?} once in {CRD}"
+        );
+        match check_crd(&good.replacen(from, to, 1)) {
+            Ok(_) => missed.push(format!("{what}: passed")),
             Err(e) if e.contains(expect) => eprintln!("{what}: {e}"),
             Err(e) => missed.push(format!("{what}: failed with {e:?}, expected {expect:?}")),
         }

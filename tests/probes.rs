@@ -507,6 +507,7 @@ port = {peer_port}
         node: "n2".into(),
         kubeconfig: Some(kubeconfig.clone()),
         own_port: peer_port,
+        policy_checks: None,
     };
     let probes = podtap::probes::Probes::start(&cfg.probes, ctx, exporter.metrics_feed()).unwrap();
 
@@ -695,6 +696,7 @@ enabled = false
         node: "n1".into(),
         kubeconfig: Some(kubeconfig),
         own_port: 0,
+        policy_checks: None,
     };
     let probes = podtap::probes::Probes::start(&cfg.probes, ctx, exporter.metrics_feed()).unwrap();
     let name = "kubernetes.default.svc.cluster.local";

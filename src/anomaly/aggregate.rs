@@ -26,6 +26,10 @@ struct Burst {
     head: usize,
     count: u64,
     in_burst: bool,
+    /// The pod's monitoring policy's threshold, if it sets one, as of snapshot
+    /// generation `policy_generation` (0: not looked up yet).
+    threshold: Option<u64>,
+    policy_generation: u64,
 }
 
 impl Burst {
@@ -35,6 +39,8 @@ impl Burst {
             head: 0,
             count: 0,
             in_burst: false,
+            threshold: None,
+            policy_generation: 0,
         }
     }
 
@@ -87,6 +93,8 @@ pub struct Detector {
     slow: HashMap<Vec<(&'static str, Val)>, (Slow, Subject0)>,
     /// Keys forgotten because a table was full.
     pub forgotten: u64,
+    /// Where pods' monitoring policies are found (their burst thresholds).
+    policies: Option<crate::k8s::Attributor>,
 }
 
 /// Attributes that tell one call's outcome, not its endpoint.
@@ -122,6 +130,40 @@ impl Detector {
             http: HashMap::new(),
             slow: HashMap::new(),
             forgotten: 0,
+            policies: None,
+        }
+    }
+
+    /// Let pods' monitoring policies set their burst thresholds: DNS bursts the client
+    /// pod's `dnsErrorBurst`, HTTP bursts the server pod's `httpErrorBurst`.
+    pub fn with_policies(&mut self, attr: crate::k8s::Attributor) {
+        self.policies = Some(attr);
+    }
+
+    /// Look up the policy thresholds of the bursts whose pods' snapshot is older than
+    /// the current one (once per key and snapshot, not per pass).
+    fn policy_thresholds(&mut self) {
+        let Some(a) = &self.policies else { return };
+        let generation = a.generation();
+        let mut snap = None;
+        for (table, dns) in [(&mut self.dns, true), (&mut self.http, false)] {
+            for (b, subj) in table.values_mut() {
+                if b.policy_generation == generation {
+                    continue;
+                }
+                let snap = snap.get_or_insert_with(|| a.snapshot());
+                b.policy_generation = generation;
+                b.threshold = subj.pods.as_ref().and_then(|p| {
+                    let m = if dns { &p.client } else { &p.server }.pod()?;
+                    let key = format!("{}/{}", m.namespace.as_deref()?, m.name.as_deref()?);
+                    let o = &snap.pod_named(&key)?.policy.as_ref()?.anomalies;
+                    if dns {
+                        o.dns_error_burst
+                    } else {
+                        o.http_error_burst
+                    }
+                });
+            }
         }
     }
 
@@ -203,6 +245,7 @@ impl Detector {
     /// Once per pass of the exporter: close seconds (sliding the burst windows), report
     /// what crossed a threshold.
     pub fn tick(&mut self, now: Instant) {
+        self.policy_thresholds();
         let secs = now.duration_since(self.second_start).as_secs();
         if secs >= 1 {
             self.second_start += std::time::Duration::from_secs(secs);
@@ -214,7 +257,7 @@ impl Detector {
                 table.retain(|_, (b, _)| {
                     b.advance(secs);
                     // A burst ends when the window holds fewer errors than the threshold.
-                    b.in_burst &= b.count >= threshold;
+                    b.in_burst &= b.count >= b.threshold.unwrap_or(threshold);
                     // A quiet key is forgotten: the tables hold what is active.
                     b.count > 0 || b.in_burst
                 });
@@ -226,7 +269,7 @@ impl Detector {
             (&mut self.http, Kind::HttpErrorBurst, self.http_burst),
         ] {
             for (b, subj) in table.values_mut() {
-                if b.count >= threshold && !b.in_burst {
+                if b.count >= b.threshold.unwrap_or(threshold) && !b.in_burst {
                     b.in_burst = true;
                     let mut s = aggregate_signal(kind, Some(subj));
                     s.evidence =
@@ -334,8 +377,7 @@ impl Detector {
                     server_pod.unwrap_or_default()
                 },
                 selected: true,
-                node_name: None,
-                process: [None, None],
+                ..Default::default()
             })
         });
         (
@@ -483,6 +525,69 @@ mod tests {
             det.tick(t0 + std::time::Duration::from_secs(at));
         }
         assert!(hub.pop().is_none());
+    }
+
+    /// The server pod's monitoring policy lowers its HTTP burst threshold; another
+    /// pod keeps `[anomalies]`'s.
+    #[test]
+    fn a_pods_policy_sets_its_burst_threshold() {
+        use crate::k8s::policy::{PodtapPolicy, Policy, PolicySet};
+        let pod = |name: &str, app: &str, ip: &str| -> Arc<k8s_openapi::api::core::v1::Pod> {
+            Arc::new(
+                serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": name, "namespace": "shop", "labels": {"app": app}},
+                    "spec": {"nodeName": "n", "containers": [{"name": "c"}]},
+                    "status": {"phase": "Running", "podIP": ip}
+                }))
+                .unwrap(),
+            )
+        };
+        let policy = Policy::from_object(&PodtapPolicy {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some("api".into()),
+                namespace: Some("shop".into()),
+                ..Default::default()
+            },
+            spec: serde_json::json!({"selector": {"matchLabels": {"app": "api"}},
+                                     "anomalies": {"httpErrorBurst": 5}}),
+            status: None,
+        });
+        let attribution = crate::k8s::Attribution::with_inputs(crate::k8s::Inputs {
+            kube: Some(crate::k8s::KubeObjects {
+                pods: vec![
+                    pod("api-0", "api", "10.0.0.2"),
+                    pod("web-0", "web", "10.0.0.3"),
+                ],
+                ..Default::default()
+            }),
+            policies: Some(Arc::new(PolicySet::new(vec![policy]))),
+            ..Default::default()
+        });
+        let hub = Hub::new(16);
+        let mut det = Detector::new(&AnomalyConfig::default(), hub.clone());
+        det.with_policies(attribution.attributor());
+        let t0 = Instant::now();
+        for server in ["api-0", "web-0"] {
+            let mut d = store();
+            let a = vec![
+                ("http.response.status_code", Val::Int(500)),
+                ("server.k8s.namespace.name", Val::Str("shop".into())),
+                ("server.k8s.pod.name", Val::Str(server.into())),
+            ];
+            for _ in 0..6 {
+                d.observe(Metric::HttpServerDuration, &a, 0.001);
+            }
+            det.observe(&d);
+        }
+        det.tick(t0);
+        let s = hub.pop().expect("the api pod's burst");
+        let server = s.pods.as_ref().unwrap().server.pod().unwrap().name.clone();
+        assert_eq!(server.as_deref(), Some("api-0"));
+        assert_eq!(s.evidence[0], ("errors", 6));
+        assert!(
+            hub.pop().is_none(),
+            "web-0 keeps the default threshold of 20"
+        );
     }
 
     #[test]

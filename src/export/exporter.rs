@@ -333,6 +333,14 @@ impl Exporter {
         }
     }
 
+    /// Pods' monitoring policies set their burst thresholds (see
+    /// `anomaly::aggregate::Detector::with_policies`); a no-op with anomalies off.
+    pub fn anomaly_policies(&self, attr: crate::k8s::Attributor) {
+        if let Some(d) = self.shared.detector.lock().expect("detector lock").as_mut() {
+            d.with_policies(attr);
+        }
+    }
+
     /// A handle for series recorded off the packet path (health probes): they reach
     /// `/metrics` and OTLP like the workers' deltas.
     pub fn metrics_feed(&self) -> MetricsFeed {

@@ -16,6 +16,8 @@ pub mod cidr;
 pub mod kube;
 pub mod model;
 pub mod netns;
+pub mod policy;
+pub mod policy_watch;
 pub mod selector;
 pub mod snapshot;
 pub mod sockets;
@@ -56,11 +58,19 @@ struct Shared {
     state: Mutex<BuildState>,
     changed: Arc<tokio::sync::Notify>,
     kube_synced: Arc<AtomicU32>,
+    /// Watches whose first list `wait_synced` waits for.
+    kube_watches: AtomicU32,
 }
 
 struct BuildState {
     inputs: Inputs,
     kube: Option<kube::KubeStores>,
+    /// The `PodtapPolicy` watch, and where this node's view of each policy goes after
+    /// each snapshot (the status task).
+    policies: Option<policy_watch::PolicyStore>,
+    statuses: Option<tokio::sync::watch::Sender<Vec<policy_watch::NodeStatus>>>,
+    /// Where the policies' health checks of this node's pods go (the health probes).
+    checks: Option<tokio::sync::watch::Sender<Vec<policy_watch::PodCheck>>>,
     cfg: AttributionConfig,
 }
 
@@ -71,12 +81,32 @@ impl Shared {
         if let Some(k) = &st.kube {
             st.inputs.kube = Some(k.objects());
         }
+        if let Some(p) = &st.policies {
+            st.inputs.policies = Some(Arc::new(p.policies()));
+        }
         let generation = self.current.load().generation + 1;
-        let snap = snapshot::build(&st.inputs, generation);
+        let snap = Arc::new(snapshot::build(&st.inputs, generation));
         tracing::debug!(generation, pods = snap.pods().len(), "attribution snapshot");
-        self.current.store(Arc::new(snap));
+        self.current.store(snap.clone());
         self.generation.store(generation, Ordering::Release);
+        if let (Some(tx), Some(set)) = (&st.statuses, &st.inputs.policies) {
+            send_changed(tx, policy_watch::node_statuses(set, &snap));
+        }
+        if let Some(tx) = &st.checks {
+            send_changed(tx, policy_watch::pod_checks(&snap));
+        }
     }
+}
+
+/// Hand `now` to the receivers of `tx` when it differs from what they have.
+fn send_changed<T: PartialEq>(tx: &tokio::sync::watch::Sender<T>, now: T) {
+    tx.send_if_modified(|old| {
+        let changed = *old != now;
+        if changed {
+            *old = now;
+        }
+        changed
+    });
 }
 
 /// The worker's handle: cheap to clone, never locks.
@@ -181,16 +211,27 @@ impl Attribution {
             let client = rt.block_on(kube::client(path))?;
             let _guard = rt.enter();
             let stores = kube::start(
-                client,
+                client.clone(),
                 &node,
                 a.shared.changed.clone(),
                 a.shared.kube_synced.clone(),
             );
+            let mut st = a.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.kube = Some(stores);
             a.shared
-                .state
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .kube = Some(stores);
+                .kube_watches
+                .store(kube::WATCHED, Ordering::Relaxed);
+            if cfg.kubernetes.policies {
+                st.policies = Some(policy_watch::start(
+                    client.clone(),
+                    a.shared.changed.clone(),
+                    a.shared.kube_synced.clone(),
+                ));
+                a.shared.kube_watches.fetch_add(1, Ordering::Relaxed);
+                let (tx, rx) = tokio::sync::watch::channel(Vec::new());
+                st.statuses = Some(tx);
+                tokio::spawn(policy_watch::report(client, node.clone(), rx));
+            }
         }
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let shared = a.shared.clone();
@@ -217,10 +258,14 @@ impl Attribution {
                 state: Mutex::new(BuildState {
                     inputs,
                     kube: None,
+                    policies: None,
+                    statuses: None,
+                    checks: None,
                     cfg: AttributionConfig::default(),
                 }),
                 changed: Arc::new(tokio::sync::Notify::new()),
                 kube_synced: Arc::new(AtomicU32::new(0)),
+                kube_watches: AtomicU32::new(0),
             }),
             stop: None,
             thread: None,
@@ -272,6 +317,17 @@ impl Attribution {
         Ok(())
     }
 
+    /// Send the monitoring policies' health checks of this node's pods to `tx` now and
+    /// after every snapshot that changes them (see [`policy_watch::pod_checks`]).
+    pub fn publish_checks(&self, tx: tokio::sync::watch::Sender<Vec<policy_watch::PodCheck>>) {
+        send_changed(&tx, policy_watch::pod_checks(&self.snapshot()));
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .checks = Some(tx);
+    }
+
     /// Rescan this host's network namespaces now and publish a snapshot: a pod interface
     /// has just appeared, and its pod must be known before its first flow is reported,
     /// not at the next periodic rescan. Flows already open re-resolve against the new
@@ -310,7 +366,8 @@ impl Attribution {
     pub fn wait_synced(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
-            let synced = self.shared.kube_synced.load(Ordering::Relaxed) >= kube::WATCHED;
+            let synced = self.shared.kube_synced.load(Ordering::Relaxed)
+                >= self.shared.kube_watches.load(Ordering::Relaxed);
             let enabled = self
                 .shared
                 .state

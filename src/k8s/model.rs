@@ -6,6 +6,7 @@ use compact_str::CompactString;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use super::policy::{AnomalyOverrides, PodPolicy};
 use super::sockets::ProcessTable;
 use crate::proto::AttrValue;
 
@@ -75,13 +76,19 @@ pub struct PodMeta {
     pub container_ids: Vec<CompactString>,
     /// Host-side interfaces (veth) leading into the pod: index and name.
     pub host_ifaces: Vec<(u32, CompactString)>,
-    /// Within `attribution.selector` (always true without a selector).
+    /// Within `attribution.selector` (always true without a selector), or, while
+    /// monitoring policies exist, matched by one.
     pub selected: bool,
+    /// The monitoring policies matching this pod, combined (see [`super::policy`]).
+    pub policy: Option<Arc<PodPolicy>>,
     /// Output attributes without the side prefix (`k8s.pod.name`, ...), computed once.
     pub attrs: Vec<(CompactString, AttrValue)>,
     /// Metric label values, computed once and shared by every series that names this
     /// pod: namespace, pod name, `service.name` (see [`METRIC_LABELS`]).
     pub metric_labels: [Option<Arc<str>>; 3],
+    /// The monitoring policy's `podLabels` the pod has, as metric labels: the keys on
+    /// the client and the server side (`client.k8s.pod.label.<key>`, ...) and the value.
+    pub policy_metric_labels: Vec<([&'static str; 2], Arc<str>)>,
 }
 
 /// The metric labels of a flow's ends, by side: what [`PodMeta::metric_labels`] holds.
@@ -242,6 +249,11 @@ pub struct FlowPods {
     /// The process holding the flow's socket at each end (client, server), when the end
     /// is a pod whose sockets discovery has seen (see [`super::sockets`]).
     pub process: [Option<Arc<ProcessInfo>>; 2],
+    /// The monitoring policy that applies to the flow: the observed pod's, or, seen at
+    /// neither end's interface, both ends' combined. None without policies.
+    pub policy: Option<Arc<PodPolicy>>,
+    /// `policy`'s anomaly thresholds, inline: the worker reads them per segment.
+    pub anomalies: Option<AnomalyOverrides>,
 }
 
 impl FlowPods {

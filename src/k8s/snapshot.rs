@@ -16,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use super::cidr::CidrTable;
 use super::model::{FlowPods, Peer, PodMeta, ProcessInfo, ServiceMeta, Workload};
 use super::netns::Discovery;
+use super::policy::{PodPolicy, PolicySet};
 use super::selector::LabelSelector;
 use super::sockets::ProcessTable;
 use super::static_map::StaticMap;
@@ -42,6 +43,9 @@ pub struct Inputs {
     /// Pod label keys passed through as `k8s.pod.label.<key>`.
     pub label_keys: Vec<String>,
     pub selector: LabelSelector,
+    /// The monitoring policies (`PodtapPolicy` objects) the watch holds. While one of
+    /// them is valid, they decide which pods are selected, not `selector`.
+    pub policies: Option<Arc<PolicySet>>,
     /// Replay: observation point `i` (pcapng interface `i`) was captured on the host
     /// interface (or `/var/run/netns` namespace) named `obs_interfaces[i]`. Empty: the
     /// observation point is an ifindex (live capture).
@@ -155,6 +159,16 @@ impl Snapshot {
             self.process(&client, ip_proto, client_ep, server_ep, false),
             self.process(&server, ip_proto, server_ep, client_ep, true),
         ];
+        let policy = match &obs {
+            Some(o) => o.policy.clone(),
+            None => match (
+                client.pod().and_then(|p| p.policy.as_ref()),
+                server.pod().and_then(|p| p.policy.as_ref()),
+            ) {
+                (Some(a), Some(b)) if !Arc::ptr_eq(a, b) => Some(Arc::new(PodPolicy::union(a, b))),
+                (a, b) => a.or(b).cloned(),
+            },
+        };
         let selected = if !self.selector_active {
             true
         } else if let Some(o) = &obs {
@@ -172,6 +186,11 @@ impl Snapshot {
             selected,
             node_name: self.node_name.clone(),
             process,
+            anomalies: policy
+                .as_ref()
+                .map(|p| p.anomalies)
+                .filter(|a| !a.is_empty()),
+            policy,
         }
     }
 
@@ -203,10 +222,12 @@ impl Snapshot {
 /// discovery (which contributes namespaces, processes and host interfaces).
 pub fn build(inputs: &Inputs, generation: u64) -> Snapshot {
     let mut b = Builder::default();
+    // Valid policies replace the configured selector (docs/POLICIES.md).
+    let policies = inputs.policies.as_deref().filter(|p| p.active());
     let mut snap = Snapshot {
         generation,
         node_name: inputs.node_name.as_deref().map(Into::into),
-        selector_active: !inputs.selector.is_empty(),
+        selector_active: policies.is_some() || !inputs.selector.is_empty(),
         has_sources: inputs.netns.is_some() || inputs.static_map.is_some() || inputs.kube.is_some(),
         ..Default::default()
     };
@@ -247,9 +268,36 @@ pub fn build(inputs: &Inputs, generation: u64) -> Snapshot {
         .drafts
         .into_iter()
         .map(|mut p| {
-            p.selected = inputs.selector.matches(p.labels());
+            let policy = policies.and_then(|set| set.for_pod(p.namespace.as_deref(), p.labels()));
+            p.selected = match policies {
+                Some(_) => policy.is_some(),
+                None => inputs.selector.matches(p.labels()),
+            };
             p.fill_service_name();
-            p.compute_attrs(&inputs.label_keys);
+            match &policy {
+                Some(pp) if !pp.label_keys.is_empty() => {
+                    let mut keys = inputs.label_keys.clone();
+                    keys.extend(
+                        pp.label_keys
+                            .iter()
+                            .filter(|k| !inputs.label_keys.contains(k))
+                            .cloned(),
+                    );
+                    p.compute_attrs(&keys);
+                }
+                _ => p.compute_attrs(&inputs.label_keys),
+            }
+            if let Some(pp) = &policy {
+                p.policy_metric_labels = pp
+                    .label_keys
+                    .iter()
+                    .filter_map(|k| {
+                        let v = p.labels.iter().find(|(lk, _)| lk == k)?.1.as_str();
+                        Some((super::policy::metric_label_keys(k)?, Arc::from(v)))
+                    })
+                    .collect();
+            }
+            p.policy = policy.map(Arc::new);
             Arc::new(p)
         })
         .collect();

@@ -341,6 +341,99 @@ fn selector_limits_capture_and_reporting() {
     assert!(a.snapshot().is_selected(12) && a.snapshot().is_selected(99));
 }
 
+fn policy(name: &str, spec: serde_json::Value) -> policy::Policy {
+    policy::Policy::from_object(&policy::PodtapPolicy {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("shop".into()),
+            generation: Some(1),
+            ..Default::default()
+        },
+        spec,
+        status: None,
+    })
+}
+
+/// Valid policies replace the configured selector: the union of their selectors is
+/// what is captured; their pods get the label keys and thresholds; an invalid policy
+/// selects nothing and, alone, leaves the configured selector in charge.
+#[test]
+fn policies_decide_selection_labels_and_thresholds() {
+    let a = Attribution::with_inputs(Inputs {
+        kube: Some(kube_objects()),
+        netns: Some(discovery()),
+        node_name: Some("node1".into()),
+        selector: toml::from_str(r#"match_labels = { app = "web" }"#).unwrap(),
+        ..Default::default()
+    });
+    let set = |p: Vec<policy::Policy>| Some(Arc::new(policy::PolicySet::new(p)));
+    let broken = || {
+        policy(
+            "broken",
+            serde_json::json!({"selector": {"matchExpressions": [{"key": "app", "operator": "In"}]}}),
+        )
+    };
+    a.update(|i| i.policies = set(vec![broken()]));
+    let snap = a.snapshot();
+    assert!(
+        snap.is_selected(11),
+        "only an invalid policy: the config's selector"
+    );
+    let st = policy_watch::node_statuses(i_policies(&a).as_ref(), &snap);
+    assert_eq!(
+        (st[0].ready, st[0].reason.as_str()),
+        (false, "InvalidSelector")
+    );
+
+    a.update(|i| {
+        i.policies = set(vec![
+            broken(),
+            policy(
+                "db",
+                serde_json::json!({"selector": {"matchLabels": {"app.kubernetes.io/name": "postgres"}},
+                    "podLabels": ["app.kubernetes.io/name"], "anomalies": {"synTimeoutMs": 700}}),
+            ),
+        ])
+    });
+    let snap = a.snapshot();
+    let db = snap.pod_named("shop/db-0").unwrap();
+    assert!(db.selected && !snap.pod_named("shop/web-7d9f-abcde").unwrap().selected);
+    assert_eq!(
+        db.attr("k8s.pod.label.app.kubernetes.io/name"),
+        Some("postgres")
+    );
+    let flow = a
+        .attributor()
+        .resolve(0, 6, ep("10.0.9.9", 1), ep("10.0.1.6", 5432));
+    assert!(flow.selected);
+    assert_eq!(flow.anomalies.unwrap().syn_timeout_ms, Some(700));
+    let st = policy_watch::node_statuses(i_policies(&a).as_ref(), &snap);
+    let db_st = st.iter().find(|s| s.name == "db").unwrap();
+    assert_eq!((db_st.matched_pods, db_st.ready), (1, true));
+    // Deleted: back to the configured selector.
+    a.update(|i| i.policies = set(vec![]));
+    let snap = a.snapshot();
+    assert!(snap.pod_named("shop/web-7d9f-abcde").unwrap().selected);
+    assert!(!snap.pod_named("shop/db-0").unwrap().selected);
+    assert_eq!(
+        snap.pod_named("shop/db-0")
+            .unwrap()
+            .attr("k8s.pod.label.app.kubernetes.io/name"),
+        None
+    );
+}
+
+fn i_policies(a: &Attribution) -> Arc<policy::PolicySet> {
+    a.shared
+        .state
+        .lock()
+        .unwrap()
+        .inputs
+        .policies
+        .clone()
+        .unwrap()
+}
+
 #[test]
 fn flows_re_resolve_on_a_new_generation_and_keep_deleted_pods() {
     let a = Attribution::with_inputs(Inputs {

@@ -33,6 +33,8 @@ use compact_str::CompactString;
 use tokio::sync::watch;
 
 use crate::export::MetricsFeed;
+use crate::k8s::policy::CheckKind;
+use crate::k8s::policy_watch::PodCheck as PolicyCheck;
 use crate::stats::{Attrs, Metric, Store, Val};
 use check::Failure;
 use config::Timing;
@@ -284,6 +286,9 @@ pub struct ProbeContext {
     pub node: String,
     pub kubeconfig: Option<PathBuf>,
     pub own_port: u16,
+    /// The monitoring policies' health checks of this node's pods, as attribution
+    /// publishes them (`k8s::Attribution::publish_checks`); None: none.
+    pub policy_checks: Option<watch::Receiver<Vec<PolicyCheck>>>,
 }
 
 /// The running probes; dropping it stops them.
@@ -377,6 +382,17 @@ async fn run(
             cfg.clone(),
             ctx.clone(),
             client,
+            stop.clone(),
+        ));
+    }
+    if let Some(rx) = ctx.policy_checks.clone() {
+        // What the configuration leaves of `max_targets` (checked when it was loaded).
+        let budget = cfg.max_targets.saturating_sub(cfg.most_targets());
+        tokio::spawn(follow_policy_checks(
+            shared.clone(),
+            cfg.clone(),
+            rx,
+            budget,
             stop.clone(),
         ));
     }
@@ -515,6 +531,81 @@ fn configured_targets(cfg: &ProbesConfig) -> Vec<Target> {
         });
     }
     targets
+}
+
+/// Keep one probe task per policy health check: start the new ones, stop (and forget)
+/// those no policy asks for any more, as attribution publishes them. At most `budget`
+/// run; the rest are logged.
+async fn follow_policy_checks(
+    shared: Arc<Shared>,
+    cfg: ProbesConfig,
+    mut rx: watch::Receiver<Vec<PolicyCheck>>,
+    budget: usize,
+    stop: watch::Receiver<bool>,
+) {
+    let mut running: HashMap<PolicyCheck, (Arc<Target>, tokio::task::AbortHandle)> = HashMap::new();
+    let mut warned = false;
+    loop {
+        let want = rx.borrow_and_update().clone();
+        running.retain(|c, (t, task)| {
+            let keep = want.contains(c);
+            if !keep {
+                task.abort();
+                shared.forget(t);
+            }
+            keep
+        });
+        for c in &want {
+            if running.contains_key(c) {
+                continue;
+            }
+            if running.len() >= budget {
+                if !std::mem::replace(&mut warned, true) {
+                    tracing::warn!(
+                        checks = want.len(),
+                        budget,
+                        "policy health checks beyond probes.max_targets are not run"
+                    );
+                }
+                break;
+            }
+            let Some(t) = policy_target(&cfg, c) else {
+                continue;
+            };
+            let t = Arc::new(t);
+            let task = tokio::spawn(probe_loop(shared.clone(), t.clone(), stop.clone()));
+            running.insert(c.clone(), (t, task.abort_handle()));
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The probe target of a policy health check.
+fn policy_target(cfg: &ProbesConfig, c: &PolicyCheck) -> Option<Target> {
+    let (method, check) = match c.kind {
+        CheckKind::Ping => (PodMethod::Icmp, Check::Icmp(c.address.parse().ok()?)),
+        CheckKind::Tcp => (PodMethod::Tcp, Check::Tcp(c.address.clone())),
+        CheckKind::Http => (
+            PodMethod::Http,
+            Check::Http(config::http_uri(&c.address).ok()?),
+        ),
+    };
+    let mut timing = cfg.timing(
+        Some(c.period_secs.saturating_mul(1000)),
+        c.timeout_secs.map(|t| t.saturating_mul(1000)),
+        Some(c.failure_threshold),
+    );
+    timing.timeout = timing.timeout.min(timing.period);
+    Some(Target {
+        ty: TargetType::Pod,
+        name: c.name.clone(),
+        method: method.as_str(),
+        address: c.address.clone(),
+        check,
+        timing,
+    })
 }
 
 /// Attempt `t` every period until stopped.

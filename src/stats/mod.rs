@@ -18,6 +18,7 @@ use crate::capture::tpacket::IfaceCount;
 use crate::events::{Counters, Event};
 use crate::flow::{DirDelta, FlowRecord, transport_name};
 use crate::k8s::PodMeta;
+use crate::k8s::policy::Granularity;
 use crate::proto::{AttrValue, Endpoint, Protocol, Transaction};
 
 /// Which side of a call the observation point is on.
@@ -136,6 +137,8 @@ pub struct WorkerStats {
     /// Attributes of the series being recorded, reused so recording allocates only for
     /// a new series.
     scratch: Attrs,
+    /// A series' attributes at pod granularity (see [`Recorder`]), reused likewise.
+    view: Attrs,
     pod_labels: PodLabelCache,
 }
 
@@ -149,8 +152,12 @@ struct PodLabelCache {
     by_pod: hashbrown::HashMap<usize, (Arc<PodMeta>, Labels)>,
 }
 
-/// Namespace, pod name, `service.name` (see `k8s::METRIC_LABELS`).
-type Labels = [Option<Arc<str>>; 3];
+/// Namespace, pod name, `service.name` (see `k8s::METRIC_LABELS`), and the pod's
+/// monitoring policy's `podLabels` (keys by side, value).
+struct Labels {
+    base: [Option<Arc<str>>; 3],
+    policy: Vec<([&'static str; 2], Arc<str>)>,
+}
 
 impl PodLabelCache {
     const MAX_PODS: usize = 4096;
@@ -164,8 +171,13 @@ impl PodLabelCache {
             .by_pod
             .entry(key)
             .or_insert_with(|| {
-                let own = m.metric_labels.clone().map(|v| v.as_deref().map(Arc::from));
-                (m.clone(), own)
+                let base = m.metric_labels.clone().map(|v| v.as_deref().map(Arc::from));
+                let policy = m
+                    .policy_metric_labels
+                    .iter()
+                    .map(|(k, v)| (*k, Arc::from(&**v)))
+                    .collect();
+                (m.clone(), Labels { base, policy })
             })
             .1
     }
@@ -180,6 +192,7 @@ impl WorkerStats {
             iface_seen: Vec::new(),
             worker_series: None,
             scratch: Attrs::with_capacity(8),
+            view: Attrs::new(),
             pod_labels: PodLabelCache::default(),
         }
     }
@@ -277,6 +290,10 @@ impl WorkerStats {
         // TLS handshakes and the like are flows, not calls.
         let Some(metrics) = t.duration else { return };
         let metric = metrics[(observed_side(tx) == Side::Client) as usize];
+        let pods = tx.pods.as_deref();
+        if granularity(pods, metric).is_none() {
+            return;
+        }
         let secs = tx.duration_ns() as f64 / 1e9;
         let mut a = std::mem::take(&mut self.scratch);
         a.clear();
@@ -313,11 +330,16 @@ impl WorkerStats {
                 MetricAttr::Server => push_server(&mut a, &tx.server),
             }
         }
-        push_pods(&mut a, tx.pods.as_deref(), &mut self.pod_labels);
-        self.store.observe(metric, &a, secs);
+        push_pods(&mut a, pods, &mut self.pod_labels);
+        let mut r = Recorder {
+            store: &mut self.store,
+            view: &mut self.view,
+            pods,
+        };
+        r.observe(metric, &a, secs);
         // A count the decoder adds on the same series (messages sent or consumed).
         if let Some((m, n)) = crate::proto::counter(tx) {
-            self.store.add(m, &a, n);
+            r.add(m, &a, n);
         }
         self.scratch = a;
     }
@@ -333,6 +355,11 @@ impl WorkerStats {
         delta: &[DirDelta; 2],
     ) {
         let mut a = std::mem::take(&mut self.scratch);
+        let mut r = Recorder {
+            store: &mut self.store,
+            view: &mut self.view,
+            pods,
+        };
         for (i, d) in delta.iter().enumerate() {
             edge_attrs(
                 &mut a,
@@ -344,14 +371,13 @@ impl WorkerStats {
                 Some(direction(i)),
             );
             if d.bytes > 0 {
-                self.store.add(Metric::FlowIo, &a, d.bytes);
+                r.add(Metric::FlowIo, &a, d.bytes);
             }
             if d.packets > 0 {
-                self.store.add(Metric::FlowPackets, &a, d.packets);
+                r.add(Metric::FlowPackets, &a, d.packets);
             }
             if d.retransmits > 0 {
-                self.store
-                    .add(Metric::TcpRetransmissions, &a, d.retransmits);
+                r.add(Metric::TcpRetransmissions, &a, d.retransmits);
             }
         }
         self.scratch = a;
@@ -367,34 +393,101 @@ impl WorkerStats {
         let mut edge = |a: &mut Attrs, extra| {
             edge_attrs(a, cache, f.ip_proto, &f.client, &f.server, pods, extra)
         };
+        let mut r = Recorder {
+            store: &mut self.store,
+            view: &mut self.view,
+            pods,
+        };
         if let (Some(s), Some(c)) = (t.server_rtt_ns, t.client_rtt_ns) {
             edge(&mut a, None);
-            self.store
-                .observe(Metric::TcpHandshake, &a, (s + c) as f64 / 1e9);
+            r.observe(Metric::TcpHandshake, &a, (s + c) as f64 / 1e9);
         }
         for (i, srtt) in t.srtt_ns.iter().enumerate() {
             if let Some(ns) = srtt {
                 edge(&mut a, Some(direction(i)));
-                self.store.observe(Metric::TcpRtt, &a, *ns as f64 / 1e9);
+                r.observe(Metric::TcpRtt, &a, *ns as f64 / 1e9);
             }
         }
         for (i, st) in t.stats.iter().enumerate() {
             edge(&mut a, Some(direction(i)));
             if st.resets > 0 {
-                self.store.add(Metric::TcpResets, &a, st.resets);
+                r.add(Metric::TcpResets, &a, st.resets);
             }
             if st.zero_windows > 0 {
-                self.store.add(Metric::TcpZeroWindows, &a, st.zero_windows);
+                r.add(Metric::TcpZeroWindows, &a, st.zero_windows);
             }
         }
         if !t.midstream {
             edge(&mut a, None);
-            self.store.add(Metric::TcpOpened, &a, 1);
+            r.add(Metric::TcpOpened, &a, 1);
         }
         let reason = ("podtap.flow.end_reason", Val::Str(f.reason.as_str().into()));
         edge(&mut a, Some(reason));
-        self.store.add(Metric::TcpClosed, &a, 1);
+        r.add(Metric::TcpClosed, &a, 1);
         self.scratch = a;
+    }
+}
+
+/// What the monitoring policy of a flow's pods says about metric `m`: None, not
+/// produced; else the granularity of its series. Without a policy: every metric, per
+/// flow edge.
+#[inline]
+fn granularity(pods: Option<&crate::k8s::FlowPods>, m: Metric) -> Option<Granularity> {
+    match pods.and_then(|p| p.policy.as_deref()) {
+        Some(p) => p.granularity(m),
+        None => Some(Granularity::Flow),
+    }
+}
+
+/// Records a flow's series as its pods' monitoring policy says: a family the policy
+/// leaves out is not recorded; at pod granularity, the series is the observed pod's,
+/// without the addresses, ports and the peer (a copy of the attributes, made only
+/// then).
+struct Recorder<'a> {
+    store: &'a mut Store,
+    view: &'a mut Attrs,
+    pods: Option<&'a crate::k8s::FlowPods>,
+}
+
+impl Recorder<'_> {
+    /// `a` at pod granularity, into `view`.
+    fn pod_view(&mut self, a: &Attrs) {
+        let local = self.pods.and_then(|p| p.observed_side());
+        self.view.clear();
+        self.view.extend(
+            a.iter()
+                .filter(|(k, _)| {
+                    !matches!(*k, "client.address" | "server.address" | "server.port")
+                        && match local {
+                            Some("client") => !k.starts_with("server."),
+                            Some("server") => !k.starts_with("client."),
+                            _ => true,
+                        }
+                })
+                .cloned(),
+        );
+    }
+
+    fn add(&mut self, m: Metric, a: &Attrs, n: u64) {
+        match granularity(self.pods, m) {
+            None => {}
+            Some(Granularity::Flow) => self.store.add(m, a, n),
+            Some(Granularity::Pod) => {
+                self.pod_view(a);
+                self.store.add(m, self.view, n);
+            }
+        }
+    }
+
+    fn observe(&mut self, m: Metric, a: &Attrs, v: f64) {
+        match granularity(self.pods, m) {
+            None => {}
+            Some(Granularity::Flow) => self.store.observe(m, a, v),
+            Some(Granularity::Pod) => {
+                self.pod_view(a);
+                self.store.observe(m, self.view, v);
+            }
+        }
     }
 }
 
@@ -459,10 +552,14 @@ fn push_pods(a: &mut Attrs, pods: Option<&crate::k8s::FlowPods>, cache: &mut Pod
     for (i, peer) in [&p.client, &p.server].into_iter().enumerate() {
         match peer {
             Peer::Pod(m) => {
-                for (k, v) in METRIC_LABELS[i].iter().zip(cache.labels(m)) {
+                let labels = cache.labels(m);
+                for (k, v) in METRIC_LABELS[i].iter().zip(&labels.base) {
                     if let Some(v) = v {
                         a.push((k, Val::Shared(v.clone())));
                     }
+                }
+                for (keys, v) in &labels.policy {
+                    a.push((keys[i], Val::Shared(v.clone())));
                 }
             }
             Peer::Service(svc) => {
@@ -686,6 +783,93 @@ mod side_tests {
         assert!(sides.iter().any(|(s, n)| s.contains("client") && *n == 100));
         assert!(sides.iter().any(|(s, n)| s.contains("server") && *n == 100));
         assert!(sides.iter().any(|(s, n)| s.contains("tap") && *n == 200));
+    }
+
+    /// A monitoring policy decides which families a pod's metrics keep, at which
+    /// granularity, and carries its `podLabels` onto them.
+    #[test]
+    fn a_policy_picks_families_granularity_and_labels() {
+        use crate::k8s::policy::{PodtapPolicy, Policy, PolicySet};
+        let set = PolicySet::new(vec![Policy::from_object(&PodtapPolicy {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some("web".into()),
+                namespace: Some("shop".into()),
+                ..Default::default()
+            },
+            spec: serde_json::json!({"podLabels": ["team"],
+                "metrics": [{"family": "http", "granularity": "pod"}, {"family": "flow"}]}),
+            status: None,
+        })]);
+        let policy = Arc::new(set.for_pod(Some("shop"), [("team", "a")]).unwrap());
+        let mut api = PodMeta {
+            name: Some("api-1".into()),
+            namespace: Some("shop".into()),
+            service_name: Some("api".into()),
+            policy: Some(policy.clone()),
+            policy_metric_labels: vec![(
+                crate::k8s::policy::metric_label_keys("team").unwrap(),
+                Arc::from("a"),
+            )],
+            ..Default::default()
+        };
+        api.compute_attrs(&[]);
+        let (web, api) = (pod("web-1", "web"), Arc::new(api));
+        let pods = Arc::new(FlowPods {
+            obs: Some(api.clone()),
+            client: Peer::Pod(web),
+            server: Peer::Pod(api),
+            selected: true,
+            policy: Some(policy),
+            ..Default::default()
+        });
+        let mut s = super::tests::stats();
+        let mut tx = super::tests::http_tx("GET", "/", 200, 5);
+        tx.pods = Some(pods.clone());
+        s.transaction(&tx);
+        let ep = |a: &str, port| Endpoint {
+            addr: a.parse().unwrap(),
+            port,
+        };
+        let delta = [
+            DirDelta {
+                bytes: 100,
+                packets: 1,
+                retransmits: 1,
+            },
+            DirDelta::default(),
+        ];
+        s.flow_traffic(
+            6,
+            &ep("10.0.0.1", 4000),
+            &ep("10.0.0.2", 80),
+            Some(&pods),
+            &delta,
+        );
+        let d = s.take_delta();
+        let metrics: Vec<Metric> = d.sorted().iter().map(|(k, _)| k.metric).collect();
+        assert!(
+            !metrics.contains(&Metric::TcpRetransmissions),
+            "tcp is not a family of the policy: {metrics:?}"
+        );
+        let keys = |m: Metric| -> Vec<&str> {
+            let (k, _) = d.sorted().into_iter().find(|(k, _)| k.metric == m).unwrap();
+            k.attrs.iter().map(|(n, _)| *n).collect()
+        };
+        let http = keys(Metric::HttpServerDuration);
+        assert!(
+            http.contains(&"server.k8s.pod.name") && http.contains(&"server.k8s.pod.label.team")
+        );
+        assert!(
+            !http
+                .iter()
+                .any(|k| k.starts_with("client.") || *k == "server.address"),
+            "pod granularity: the observed pod only: {http:?}"
+        );
+        let io = keys(Metric::FlowIo);
+        assert!(
+            io.contains(&"client.address") && io.contains(&"server.address"),
+            "flow granularity keeps the edge: {io:?}"
+        );
     }
 
     /// An HTTP 4xx is an error (`error.type` = the code) where the client is observed
