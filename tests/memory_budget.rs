@@ -7,8 +7,10 @@
 //! The other hostile captures of the robustness pass, each replayed under the same budget:
 //! 200,000 one-byte segments behind a hole, 100,000 segments each behind a hole of its
 //! own, 200,000 first fragments of datagrams that never complete, an HTTP/1 header that
-//! never ends (20 MB), DNS responses with compression loops, and TLS records claiming more
-//! than they bring. Each peaks within the budget above the one-flow run.
+//! never ends (20 MB), DNS responses with compression loops, TLS records claiming more
+//! than they bring, HTTP/2 connections filling their HPACK tables, and pipelines that are
+//! never answered (Redis commands; HTTP/1 requests with long paths). Each peaks within the
+//! budget above the one-flow run.
 
 use std::io::BufWriter;
 use std::path::Path;
@@ -226,11 +228,27 @@ fn hostile(dir: &Path) -> Vec<(&'static str, std::path::PathBuf)> {
         }),
     );
     v.push((PENDING, p));
+    // HTTP/1 connections pipelining 40 requests with 1 KB paths each, never answered: what
+    // the pending requests own (their paths) counts, not only the queue.
+    let p = dir.join("paths.pcap");
+    let reqs = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(1000)).repeat(40);
+    write(
+        &p,
+        (0..1_500u32).flat_map(|i| {
+            let c = [10, 2, (i >> 8) as u8, i as u8];
+            [
+                tcp(c, 5000, 1000, true, b""),
+                tcp(c, 5000, 1001, false, reqs.as_bytes()),
+            ]
+        }),
+    );
+    v.push((PATHS, p));
     v
 }
 
 const HPACK: &str = "20,000 HTTP/2 connections each filling its HPACK table";
 const PENDING: &str = "5,000 Redis connections each with 200 unanswered commands";
+const PATHS: &str = "1,500 HTTP/1 connections each with 40 unanswered 1 KB-path requests";
 
 /// Peak RSS in bytes of `podtap --config CFG replay FILE --output table --workers 1`, and
 /// its standard output.
@@ -328,7 +346,7 @@ fn hostile_captures_peak_within_the_memory_budget() {
             mib(base)
         );
         // Decoder state outside the flow slots is bounded by shedding connections, counted.
-        if what == HPACK || what == PENDING {
+        if [HPACK, PENDING, PATHS].contains(&what) {
             assert!(event(&table, "l7.memory_shed") > 0, "{what}:\n{table}");
         }
     }

@@ -8,6 +8,7 @@
 //! (UDP), and tells it about gaps and the close of the connection.
 
 pub mod detect;
+pub mod heap;
 pub mod http_common;
 pub mod sql;
 #[macro_use]

@@ -8,11 +8,11 @@
 //! h2c) or a successful CONNECT the connection is no longer HTTP/1 and decoding stops.
 
 use compact_str::CompactString;
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 // Request-line starts, shared with protocol detection.
 use super::detect::Transport;
+use super::heap::{HeapSize, TrackedDeque};
 use super::http_common::{HttpSettings, HttpStats, RouteCache, TraceHeaders, lossy};
 use super::registry::{Probe, ProtocolDecoder, Telemetry};
 use super::scan::token_eq_lower;
@@ -254,6 +254,12 @@ struct Pending {
     connect: bool,
 }
 
+impl HeapSize for Pending {
+    fn heap_size(&self) -> usize {
+        self.tx.heap_size()
+    }
+}
+
 pub struct Http1Parser {
     settings: Arc<HttpSettings>,
     req: Side,
@@ -261,7 +267,7 @@ pub struct Http1Parser {
     /// Requests in order, oldest first; while `answering`, the first is the one whose
     /// response is being received (it stays in place: a transaction is a few hundred bytes
     /// to copy), and those after it wait.
-    pending: VecDeque<Pending>,
+    pending: TrackedDeque<Pending>,
     /// A response head was read and its message is not complete yet: `pending`'s first
     /// request is the one it answers.
     answering: bool,
@@ -457,7 +463,7 @@ impl Http1Parser {
             settings,
             req: Side::new(),
             resp: Side::new(),
-            pending: VecDeque::new(),
+            pending: TrackedDeque::new(),
             answering: false,
             pipelined: false,
             resp_gap: false,
@@ -748,6 +754,8 @@ impl Http1Parser {
         p.id = self.req_id;
         p.head_request = method.eq_ignore_ascii_case("HEAD");
         p.connect = method.eq_ignore_ascii_case("CONNECT");
+        // Built in place: what it owns now counts against the worker's decoder heap.
+        self.pending.recount_back();
         // The queue holds the new request already: beyond the limit by one.
         let waiting = self.pending.len() - self.first_waiting();
         if waiting > self.settings.cfg.max_pending.max(1)
@@ -1033,7 +1041,7 @@ impl Http1Parser {
     fn give_up_all(&mut self, ts: Timestamp, why: u16, out: &mut Vec<Transaction>) {
         // The request being answered first, then those waiting, in order.
         self.answering = false;
-        for mut p in self.pending.drain(..) {
+        for mut p in self.pending.drain() {
             p.tx.completeness.set(why);
             if p.tx.status.is_none() {
                 p.tx.completeness.set(Completeness::NO_RESPONSE);
@@ -1142,8 +1150,8 @@ fn resync(b: &[u8], dir: Direction, line_start: &mut bool, carry: &mut Vec<u8>) 
 
 impl L7Parser for Http1Parser {
     fn heap_bytes(&self) -> usize {
-        use crate::proto::registry::{deque_bytes, vec_bytes};
-        deque_bytes(&self.pending)
+        use crate::proto::registry::vec_bytes;
+        self.pending.heap_bytes()
             + vec_bytes(&self.ready)
             + vec_bytes(&self.req.buf)
             + vec_bytes(&self.resp.buf)
