@@ -8,7 +8,7 @@
 //! | 5 % | the span buffer of the OTLP exporter | `export.spans.max_buffered_bytes` |
 //! | 90 % / workers, of it 50 % | each worker's flow table with the flows' decoder state | `flow.max_flows` (`FLOW_BYTES` + a decoder, in bytes, per flow) |
 //! | 90 % / workers, of it 30 % | each worker's TCP reassembly buffers | `reassembly.max_worker_bytes` (real memory: payload and 48 bytes a segment) |
-//! | 90 % / workers, of it 20 % | what each worker's decoders hold outside the flow slots: pending requests, HPACK tables, statement maps, split messages | `protocols.max_worker_heap_bytes` (from the decoders' allocations' capacities) |
+//! | 90 % / workers, of it 20 % | what each worker's decoders hold outside the flow slots: pending requests, HPACK tables, statement maps, split messages | `protocols.max_worker_heap_bytes` (the decoders' allocations' capacities, what queued requests own as they are queued, HPACK entries at their RFC size; statement maps' strings estimated at 64 bytes an entry) |
 //!
 //! With the flight recorder on (`[recorder]`), its bound comes off the budget first:
 //! its rings (`recorder.total_bytes` rounded down to whole pods, allocated at start) and

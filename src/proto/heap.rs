@@ -14,7 +14,8 @@ pub trait HeapSize {
     fn heap_size(&self) -> usize;
 }
 
-fn str_heap(s: &CompactString) -> usize {
+/// Heap bytes of a string that did not fit inline.
+pub fn str_heap(s: &CompactString) -> usize {
     if s.is_heap_allocated() {
         s.capacity()
     } else {
@@ -62,6 +63,19 @@ impl<T> Default for TrackedDeque<T> {
     }
 }
 
+impl<T> std::ops::Index<usize> for TrackedDeque<T> {
+    type Output = T;
+    fn index(&self, i: usize) -> &T {
+        &self.q[i].0
+    }
+}
+
+impl<T> std::ops::IndexMut<usize> for TrackedDeque<T> {
+    fn index_mut(&mut self, i: usize) -> &mut T {
+        &mut self.q[i].0
+    }
+}
+
 impl<T: HeapSize> TrackedDeque<T> {
     pub fn new() -> Self {
         Self::default()
@@ -103,6 +117,19 @@ impl<T: HeapSize> TrackedDeque<T> {
     pub fn remove(&mut self, i: usize) -> Option<T> {
         let e = self.q.remove(i);
         self.out(e)
+    }
+
+    /// Keep the elements `f` accepts.
+    pub fn retain(&mut self, mut f: impl FnMut(&T) -> bool) {
+        let mut gone = 0;
+        self.q.retain(|(v, n)| {
+            let keep = f(v);
+            if !keep {
+                gone += *n as usize;
+            }
+            keep
+        });
+        self.owned -= gone;
     }
 
     /// Every element, oldest first, leaving the queue empty.

@@ -42,7 +42,6 @@ mod tests;
 
 pub use parser::*;
 
-use std::collections::VecDeque;
 
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
@@ -145,6 +144,13 @@ struct Pending {
     answers: u64,
     truncated: bool,
     xfr_soa: u32,
+}
+
+impl crate::proto::heap::HeapSize for Pending {
+    /// The strings that did not fit inline.
+    fn heap_size(&self) -> usize {
+        crate::proto::heap::str_heap(&self.name) + crate::proto::heap::str_heap(&self.resource)
+    }
 }
 
 impl Pending {
@@ -254,7 +260,7 @@ pub struct DnsParser {
     transport: Transport,
     max_pending: usize,
     max_tcp_message: usize,
-    pending: VecDeque<Pending>,
+    pending: crate::proto::heap::TrackedDeque<Pending>,
     recent: [Answered; RECENT_ANSWERS],
     recent_next: usize,
     framers: [Framer; 2],
@@ -279,7 +285,7 @@ impl DnsParser {
             transport,
             max_pending: cfg.max_pending.max(1),
             max_tcp_message: cfg.max_tcp_message.clamp(HEADER_LEN, 65535),
-            pending: VecDeque::new(),
+            pending: crate::proto::heap::TrackedDeque::new(),
             recent: [Answered::default(); RECENT_ANSWERS],
             recent_next: 0,
             framers: Default::default(),
@@ -431,7 +437,8 @@ impl DnsParser {
     ) {
         let id = m.header.id;
         let rcode = m.rcode();
-        if let Some(i) = self.pending.iter().position(|p| p.matches_response(id, &q)) {
+        let found = self.pending.iter().position(|p| p.matches_response(id, &q));
+        if let Some(i) = found {
             let tcp = self.transport == Transport::Tcp;
             let Some(p) = self.pending.get_mut(i) else {
                 return;
@@ -589,8 +596,8 @@ impl DnsParser {
 
 impl L7Parser for DnsParser {
     fn heap_bytes(&self) -> usize {
-        use crate::proto::registry::{deque_bytes, vec_bytes};
-        deque_bytes(&self.pending) + self.framers.iter().map(|f| vec_bytes(&f.buf)).sum::<usize>()
+        use crate::proto::registry::vec_bytes;
+        self.pending.heap_bytes() + self.framers.iter().map(|f| vec_bytes(&f.buf)).sum::<usize>()
     }
 
     fn on_data(
@@ -655,7 +662,7 @@ impl L7Parser for DnsParser {
             Completeness::CLOSED
         };
         let gap = if self.gap { Completeness::GAP } else { 0 };
-        for p in self.pending.drain(..) {
+        for p in self.pending.drain() {
             // A zone transfer cut short ends at its last message; anything else never got
             // an answer.
             let tx = if p.responses > 0 {

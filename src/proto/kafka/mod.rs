@@ -252,6 +252,16 @@ struct Msg {
     named: bool,
 }
 
+impl crate::proto::heap::HeapSize for Msg {
+    /// The topic name, when it did not fit inline.
+    fn heap_size(&self) -> usize {
+        match &self.topic {
+            Topic::Name(n) => crate::proto::heap::str_heap(n),
+            _ => 0,
+        }
+    }
+}
+
 impl Msg {
     fn new(api: i16, version: i16, corr: i32, ts: Timestamp, bytes: u64) -> Msg {
         Msg {
@@ -286,7 +296,7 @@ pub struct KafkaParser {
     cur: [Option<Msg>; 2],
     /// The request the response being read answers.
     answering: Option<Msg>,
-    pending: VecDeque<Msg>,
+    pending: crate::proto::heap::TrackedDeque<Msg>,
     /// Correlation ids of the last Produce requests with acks=0 (reported already): a
     /// response to one (some brokers answer them) is dropped, not reported unpaired.
     acks_zero: [Option<i32>; 4],
@@ -330,7 +340,7 @@ impl KafkaParser {
             ]),
             cur: [None, None],
             answering: None,
-            pending: VecDeque::new(),
+            pending: crate::proto::heap::TrackedDeque::new(),
             acks_zero: [None; 4],
             dropping: false,
             held: Vec::new(),
@@ -853,8 +863,8 @@ fn uuid(id: &[u8; 16]) -> CompactString {
 
 impl L7Parser for KafkaParser {
     fn heap_bytes(&self) -> usize {
-        use crate::proto::registry::{deque_bytes, vec_bytes};
-        deque_bytes(&self.pending)
+        use crate::proto::registry::vec_bytes;
+        self.pending.heap_bytes()
             + vec_bytes(&self.held)
             + vec_bytes(&self.early)
             + self.early.iter().map(|(_, b, _)| b.capacity()).sum::<usize>()

@@ -47,7 +47,6 @@
 
 pub mod parser;
 
-use std::collections::VecDeque;
 
 use compact_str::{CompactString, format_compact};
 use serde::{Deserialize, Serialize};
@@ -178,6 +177,13 @@ struct Pending {
     after_gap: bool,
     /// The first key's prefix, only with `redact = false`.
     resource: CompactString,
+}
+
+impl crate::proto::heap::HeapSize for Pending {
+    /// A pending command owns no strings (its key is summarised when it is read).
+    fn heap_size(&self) -> usize {
+        0
+    }
 }
 
 impl Pending {
@@ -462,7 +468,7 @@ pub struct MemcachedParser {
     parsers: [Parser; 2],
     /// Time of the chunk holding the first byte of each direction's current message.
     msg_start: [Timestamp; 2],
-    pending: VecDeque<Pending>,
+    pending: crate::proto::heap::TrackedDeque<Pending>,
     /// UDP: the request id of the datagram being read, per direction; and the reply
     /// datagram expected next (request id, sequence number).
     udp_id: [Option<u16>; 2],
@@ -500,7 +506,7 @@ impl MemcachedParser {
                 Parser::new(Side::Replies, max_value, false),
             ],
             msg_start: [Timestamp::ZERO; 2],
-            pending: VecDeque::new(),
+            pending: crate::proto::heap::TrackedDeque::new(),
             udp_id: [None; 2],
             udp_next: None,
             udp_frame: [false; 2],
@@ -879,7 +885,7 @@ impl MemcachedParser {
 
 impl L7Parser for MemcachedParser {
     fn heap_bytes(&self) -> usize {
-        crate::proto::registry::deque_bytes(&self.pending)
+        self.pending.heap_bytes()
     }
 
     fn on_data(

@@ -39,7 +39,6 @@
 
 pub mod parser;
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use compact_str::CompactString;
@@ -206,6 +205,13 @@ struct Pending {
     completeness: u16,
 }
 
+impl crate::proto::heap::HeapSize for Pending {
+    /// The strings that did not fit inline.
+    fn heap_size(&self) -> usize {
+        crate::proto::heap::str_heap(&self.op) + crate::proto::heap::str_heap(&self.collection) + crate::proto::heap::str_heap(&self.db)
+    }
+}
+
 /// How a reply ended a request.
 struct Reply {
     bytes: u64,
@@ -261,7 +267,7 @@ pub struct MongoParser {
 /// The pairing state of one connection.
 struct Conn {
     settings: Arc<Settings>,
-    pending: VecDeque<Pending>,
+    pending: crate::proto::heap::TrackedDeque<Pending>,
     stats: MongoStats,
     gap_seen: bool,
     /// Whether the connection was picked up mid-stream (decided by the first message).
@@ -281,7 +287,7 @@ impl MongoParser {
             framers: Box::new([Framer::new(limits), Framer::new(limits)]),
             c: Conn {
                 settings,
-                pending: VecDeque::new(),
+                pending: crate::proto::heap::TrackedDeque::new(),
                 stats: MongoStats::default(),
                 gap_seen: false,
                 midstream: None,
@@ -639,7 +645,7 @@ fn compressor_name(id: u8) -> &'static str {
 
 impl L7Parser for MongoParser {
     fn heap_bytes(&self) -> usize {
-        crate::proto::registry::deque_bytes(&self.c.pending) + self.framers.iter().map(|f| f.heap_bytes()).sum::<usize>()
+        self.c.pending.heap_bytes() + self.framers.iter().map(|f| f.heap_bytes()).sum::<usize>()
     }
 
     fn on_data(

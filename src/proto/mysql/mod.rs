@@ -38,7 +38,6 @@
 
 pub mod parser;
 
-use std::collections::VecDeque;
 
 use compact_str::{CompactString, ToCompactString, format_compact};
 use hashbrown::HashMap;
@@ -281,6 +280,13 @@ struct Pending {
     statement_id: Option<u32>,
 }
 
+impl crate::proto::heap::HeapSize for Pending {
+    /// The strings that did not fit inline.
+    fn heap_size(&self) -> usize {
+        crate::proto::heap::str_heap(&self.operation) + crate::proto::heap::str_heap(&self.summary)
+    }
+}
+
 /// A command's rarer parts.
 #[derive(Default)]
 struct Rare {
@@ -366,7 +372,7 @@ struct Conn {
     login_bytes: u64,
     compressed: bool,
     statements: HashMap<u32, Statement>,
-    pending: VecDeque<Pending>,
+    pending: crate::proto::heap::TrackedDeque<Pending>,
     stats: MysqlStats,
     gap_seen: bool,
     scratch: String,
@@ -411,7 +417,7 @@ impl MysqlParser {
                 login_bytes: 0,
                 compressed: false,
                 statements: HashMap::new(),
-                pending: VecDeque::new(),
+                pending: crate::proto::heap::TrackedDeque::new(),
                 stats: MysqlStats::default(),
                 gap_seen: false,
                 scratch: String::new(),
@@ -1497,10 +1503,10 @@ fn looks_compressed_payload(len: u64, h: &[u8]) -> bool {
 
 impl L7Parser for MysqlParser {
     fn heap_bytes(&self) -> usize {
-        use crate::proto::registry::{deque_bytes, map_bytes, vec_bytes};
+        use crate::proto::registry::{map_bytes, vec_bytes};
         // A statement's strings: its operation, collection and summary, short.
         map_bytes(&self.conn.statements, 64)
-            + deque_bytes(&self.conn.pending)
+            + self.conn.pending.heap_bytes()
             + vec_bytes(&self.conn.refeed)
     }
 

@@ -28,7 +28,6 @@
 mod commands;
 pub mod parser;
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use compact_str::CompactString;
@@ -447,6 +446,13 @@ struct Pending {
     query: Option<Box<CompactString>>,
 }
 
+impl crate::proto::heap::HeapSize for Pending {
+    /// The strings that did not fit inline.
+    fn heap_size(&self) -> usize {
+        crate::proto::heap::str_heap(&self.op) + crate::proto::heap::str_heap(&self.prefix) + crate::proto::heap::str_heap(&self.summary)
+    }
+}
+
 /// How a reply is taken.
 enum Class {
     Reply,
@@ -471,7 +477,7 @@ pub struct RedisParser {
     rep: ReplyParser,
     /// When the message under way in each direction began.
     req_start: Timestamp,
-    pending: VecDeque<Pending>,
+    pending: crate::proto::heap::TrackedDeque<Pending>,
     /// Commands at the front of the order that were reported already (timed out, or
     /// beyond `max_pending`): the next replies are theirs.
     reported: u64,
@@ -532,7 +538,7 @@ impl RedisParser {
             rep: ReplyParser::new(limits),
             cfg,
             req_start: Timestamp::ZERO,
-            pending: VecDeque::new(),
+            pending: crate::proto::heap::TrackedDeque::new(),
             reported: 0,
             skip_confirms: 0,
             argless_unsub: false,
@@ -1068,7 +1074,7 @@ fn special_of(op: &str, cmd: &parser::Command) -> Special {
 
 impl L7Parser for RedisParser {
     fn heap_bytes(&self) -> usize {
-        crate::proto::registry::deque_bytes(&self.pending) + crate::proto::registry::vec_bytes(&self.ready)
+        self.pending.heap_bytes() + crate::proto::registry::vec_bytes(&self.ready)
     }
 
     fn on_data(
