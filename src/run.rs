@@ -418,7 +418,8 @@ pub fn run(
     // Spans link a client pod's end only where its veth is captured.
     let captured = Arc::new(selector.clone());
     std::thread::scope(|s| {
-        let writer = s.spawn(|| write_records(cfg, opts.output, rx, out, &stats));
+        let feed = export.map(|e| e.metrics_feed());
+        let writer = s.spawn(|| write_records(cfg, opts.output, rx, out, &stats, feed));
         let engine = anomalies.map(|(_, e)| {
             let stop = &engine_stop;
             std::thread::Builder::new()
@@ -1026,10 +1027,14 @@ fn write_records(
     rx: BatchReceiver,
     out: &mut (dyn Write + Send),
     stats: &[Arc<QueueStats>],
+    feed: Option<crate::export::exporter::MetricsFeed>,
 ) -> Counters {
     let mut summary = Summary::default();
     let mut lines = JsonLines::default();
     let mut sink = Output::default();
+    // Lines lost to write failures reach /metrics and OTLP as `podtap.events`
+    // {output.write_failed} too: a full disk must show where the alerts look.
+    let mut failed = ExportedCount::new(feed, Event::OutputWriteFailed);
     let jsonl = format == OutputFormat::Jsonl;
     let interval = Duration::from_secs(cfg.output.table_interval_secs.max(1));
     let mut next_table = Instant::now() + interval;
@@ -1082,6 +1087,7 @@ fn write_records(
             Err(RecvError::Timeout) => {}
             Err(RecvError::Disconnected) => break,
         }
+        failed.update(sink.counters.get(Event::OutputWriteFailed));
         if format == OutputFormat::Table && Instant::now() >= next_table {
             next_table = Instant::now() + interval;
             render(&mut summary, out);
@@ -1091,7 +1097,40 @@ fn write_records(
         render(&mut summary, out);
     }
     sink.write(&mut lines, out, true);
+    failed.update(sink.counters.get(Event::OutputWriteFailed));
     sink.counters
+}
+
+/// One counter kept outside the workers, handed to the exporter as it grows.
+struct ExportedCount {
+    feed: Option<(crate::export::exporter::MetricsFeed, crate::stats::Store)>,
+    event: Event,
+    reported: u64,
+}
+
+impl ExportedCount {
+    fn new(feed: Option<crate::export::exporter::MetricsFeed>, event: Event) -> Self {
+        ExportedCount {
+            feed: feed.map(|f| {
+                let s = f.new_store();
+                (f, s)
+            }),
+            event,
+            reported: 0,
+        }
+    }
+
+    /// The counter is `now`: hand the growth over (a full queue keeps it for next time).
+    fn update(&mut self, now: u64) {
+        let Some((feed, delta)) = self.feed.as_mut() else {
+            return;
+        };
+        if now > self.reported {
+            crate::stats::add_event(delta, self.event, now - self.reported);
+            self.reported = now;
+        }
+        feed.push(delta);
+    }
 }
 
 /// The writer's side of the output: lines that cannot be written (a full disk, a closed

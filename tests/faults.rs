@@ -180,7 +180,8 @@ fn a_full_disk_loses_counted_records_only_and_writing_resumes_when_room_returns(
     std::fs::write(&filler, vec![b'x'; 200 * 1024]).unwrap();
     let out = disk.0.join("podtap.jsonl");
     let cfg = s.config(&format!(
-        "[output]\nfile = \"{}\"\nflows = false\n",
+        "[output]\nfile = \"{}\"\nflows = false\n\
+         [export.prometheus]\nlisten = \"127.0.0.1:9469\"\n",
         out.display()
     ));
     let mut d = s.daemon(&cfg, &["--output", "jsonl"]);
@@ -194,6 +195,17 @@ fn a_full_disk_loses_counted_records_only_and_writing_resumes_when_room_returns(
     std::fs::remove_file(&filler).unwrap();
     assert_eq!(s.curl("after.html", AFTER), AFTER);
     d.wait_log("output writable again", Duration::from_secs(10));
+    // The loss is on /metrics (the daemon's namespace is the server's), as the log says.
+    let metrics = sh(s
+        .pair
+        .server
+        .cmd("curl")
+        .args(["-s", "http://127.0.0.1:9469/metrics"]));
+    let exported: u64 = metrics
+        .lines()
+        .find(|l| l.starts_with("podtap_events_total{") && l.contains("\"output.write_failed\""))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no output.write_failed series:\n{metrics}"));
     d.stop_raw();
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(text.ends_with('\n'), "the file ends at a whole line");
@@ -206,6 +218,7 @@ fn a_full_disk_loses_counted_records_only_and_writing_resumes_when_room_returns(
         .expect("the loss is counted");
     let before = gets(&lines, "before.html");
     assert!(lost > 0 && before > 0, "lost {lost}, written {before}");
+    assert_eq!(exported, lost, "/metrics counts what the log counts");
     assert_eq!(
         before as u64 + lost,
         BEFORE as u64,

@@ -119,6 +119,12 @@ pub fn event_series() -> impl Iterator<Item = (Metric, Attrs)> {
     Event::all().map(|e| (Metric::Events, event_attrs(e)))
 }
 
+/// Count `n` more of event `e` into `store` (`podtap.events`), for counters kept outside
+/// the workers (the writer's `output.write_failed`).
+pub fn add_event(store: &mut Store, e: Event, n: u64) {
+    store.add(Metric::Events, &event_attrs(e), n);
+}
+
 fn event_attrs(e: Event) -> Attrs {
     vec![("podtap.event", Val::Str(CompactString::const_new(e.name())))]
 }
