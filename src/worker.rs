@@ -691,8 +691,9 @@ fn reset_mid_request(hub: &Hub, attr: &Option<Attributor>, flow: &mut Flow, txs:
 }
 
 /// Hand one piece of a stream to the flow's application layer, and account for what its
-/// decoder holds afterwards.
-#[inline]
+/// decoder holds afterwards. Always inlined: the per-segment closures that call it stay
+/// in the packet loop (a call per segment otherwise, measured with cachegrind).
+#[inline(always)]
 fn feed_l7(
     l7: &mut Option<L7Session>,
     dir: Direction,

@@ -943,24 +943,9 @@ fn set_buffered(shared: &Shared, n: usize) {
 
 /// Merge worker deltas; build spans from queued transactions into the bounded buffer.
 fn ingest(shared: &Shared, buf: &mut SpanBuffer, default_service: &CompactString) {
-    if !shared.deltas.is_empty() {
-        let attached = shared.interfaces.load();
-        let mut a = shared.aggregates.lock().expect("aggregates lock");
-        let mut det = shared.detector.lock().expect("detector lock");
-        while let Some(mut d) = shared.deltas.pop() {
-            if let Some(det) = det.as_mut() {
-                det.observe(&d);
-                det.drops(&d);
-            }
-            // A worker may have counted frames of an interface just detached: its series
-            // is gone and stays gone.
-            d.retain(|k| !of_interface(k, |n| attached.iter().all(|(_, a)| **a != *n)));
-            if shared.cfg.metrics.temporality == Temporality::Delta {
-                a.delta.merge(d.clone());
-            }
-            a.cumulative.merge(d);
-        }
-    }
+    let mut a = shared.aggregates.lock().expect("aggregates lock");
+    merge_deltas(shared, &mut a);
+    drop(a);
     if let Some(det) = shared.detector.lock().expect("detector lock").as_mut() {
         det.tick(Instant::now());
     }
@@ -977,6 +962,29 @@ fn ingest(shared: &Shared, buf: &mut SpanBuffer, default_service: &CompactString
         }
     }
     set_buffered(shared, buf.spans.len());
+}
+
+/// Merge the deltas queued so far into `a` (the caller holds the aggregates lock), feeding
+/// the anomaly detector on the way.
+fn merge_deltas(shared: &Shared, a: &mut Aggregates) {
+    if shared.deltas.is_empty() {
+        return;
+    }
+    let attached = shared.interfaces.load();
+    let mut det = shared.detector.lock().expect("detector lock");
+    while let Some(mut d) = shared.deltas.pop() {
+        if let Some(det) = det.as_mut() {
+            det.observe(&d);
+            det.drops(&d);
+        }
+        // A worker may have counted frames of an interface just detached: its series
+        // is gone and stays gone.
+        d.retain(|k| !of_interface(k, |n| attached.iter().all(|(_, a)| **a != *n)));
+        if shared.cfg.metrics.temporality == Temporality::Delta {
+            a.delta.merge(d.clone());
+        }
+        a.cumulative.merge(d);
+    }
 }
 
 /// Is `k` a per-interface series whose interface name `pred` accepts?
@@ -1038,6 +1046,9 @@ impl MetricsFeed {
     /// Remove the series `gone` accepts (a target no longer probed).
     pub fn forget(&self, gone: impl Fn(&crate::stats::SeriesKey) -> bool) {
         let mut a = self.shared.aggregates.lock().expect("aggregates lock");
+        // Deltas handed over but not merged yet would bring the series back: merge them
+        // first, under the same lock.
+        merge_deltas(&self.shared, &mut a);
         a.cumulative.retain(|k| !gone(k));
         a.delta.retain(|k| !gone(k));
     }

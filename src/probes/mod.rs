@@ -229,10 +229,8 @@ impl Shared {
             ) && k.attrs.len() >= attrs.len()
                 && k.attrs[..attrs.len()] == attrs[..]
         };
-        // From what is not handed over yet, and from the exporter's stores. (A delta
-        // handed over in the last few milliseconds and not yet merged would bring the
-        // series back; the exporter merges within 50 ms of a hand-over, and hand-overs
-        // are a second apart.)
+        // From what is not handed over yet, and from the exporter's stores (which merge
+        // what was handed over first, so nothing brings the series back).
         self.store
             .lock()
             .expect("probe store lock")

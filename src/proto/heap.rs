@@ -92,6 +92,14 @@ impl<T: HeapSize> TrackedDeque<T> {
         })
     }
 
+    /// Queue `v` uncounted, for an element built in place afterwards and counted then
+    /// ([`TrackedDeque::recount_back`]): an empty one owns nothing yet.
+    #[inline]
+    pub fn push_back_empty(&mut self, v: T) {
+        self.q.push_back((v, 0));
+    }
+
+    #[inline]
     pub fn push_back(&mut self, v: T) {
         let n = Self::size(&v);
         self.owned += n as usize;

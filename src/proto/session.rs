@@ -304,7 +304,10 @@ impl L7Session {
     /// Bring the worker's `heap` up to date with what this connection's decoder holds now
     /// (after data or a tick); over the bound, shed it: its pending requests are reported
     /// incomplete (`memory`) into `out`, its counts kept, its state freed.
-    #[inline]
+    ///
+    /// Inlined into the per-chunk path (a capacity read or two and a compare when nothing
+    /// grew); shedding is out of line.
+    #[inline(always)]
     pub fn account(&mut self, heap: &mut DecoderHeap, ts: Timestamp, out: &mut Vec<Transaction>) {
         let State::Active(d) = &self.state else {
             return;
@@ -316,10 +319,15 @@ impl L7Session {
         heap.used = heap.used - self.heap as usize + now as usize;
         self.heap = now;
         heap.peak = heap.peak.max(heap.used);
-        if heap.used <= heap.max {
-            return;
+        if heap.used > heap.max {
+            self.shed(heap, ts, out);
         }
-        let protocol = d.protocol();
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn shed(&mut self, heap: &mut DecoderHeap, ts: Timestamp, out: &mut Vec<Transaction>) {
+        let protocol = self.protocol();
         let state = std::mem::replace(&mut self.state, State::Shed(protocol));
         if let State::Active(mut d) = state {
             let from = out.len();

@@ -718,7 +718,7 @@ impl Http1Parser {
         // The transaction is built where it waits for its response: it is a few hundred
         // bytes, and building it aside costs copies into the queue. A head that turns out
         // incomplete or malformed takes it back out (nothing else has changed then).
-        self.pending.push_back(Pending {
+        self.pending.push_back_empty(Pending {
             id: 0,
             tx: Transaction::new(Protocol::Http, self.req.msg_start),
             head_request: false,
