@@ -29,26 +29,14 @@ struct Node {
 }
 
 fn node() -> Node {
-    require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("www");
-    std::fs::create_dir_all(&root).unwrap();
-    std::fs::write(root.join("index.html"), "hello\n").unwrap();
-    std::fs::write(root.join("big.bin"), vec![b'y'; 3 << 20]).unwrap();
-    let mut bridge = Bridge::new();
-    let server = bridge.pod();
-    let client = bridge.pod();
-    let nginx = nginx(&server.ns, &server.ip, dir.path(), &root);
-    let map = dir.path().join("map.toml");
-    std::fs::write(
-        &map,
-        format!(
-            "[[pod]]\nname = \"web\"\nnamespace = \"shop\"\nnetns = \"{}\"\n\
-             [[pod]]\nname = \"buyer\"\nnamespace = \"shop\"\nnetns = \"{}\"\n",
-            server.ns.name, client.ns.name
-        ),
-    )
-    .unwrap();
+    let big = vec![b'y'; 3 << 20];
+    let ShopPods {
+        bridge,
+        server,
+        client,
+        dir,
+        nginx,
+    } = ShopPods::new(&[("index.html", b"hello\n"), ("big.bin", &big)]);
     Node {
         _bridge: bridge,
         server,

@@ -40,25 +40,13 @@ struct Node {
 }
 
 fn node() -> Node {
-    require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("www");
-    std::fs::create_dir_all(&root).unwrap();
-    std::fs::write(root.join("index.html"), "hello\n").unwrap();
-    let mut bridge = Bridge::new();
-    let server = bridge.pod();
-    let client = bridge.pod();
-    let nginx = nginx(&server.ns, &server.ip, dir.path(), &root);
-    let map = dir.path().join("map.toml");
-    std::fs::write(
-        &map,
-        format!(
-            "[[pod]]\nname = \"web\"\nnamespace = \"shop\"\nnetns = \"{}\"\n\
-             [[pod]]\nname = \"buyer\"\nnamespace = \"shop\"\nnetns = \"{}\"\n",
-            server.ns.name, client.ns.name
-        ),
-    )
-    .unwrap();
+    let ShopPods {
+        bridge,
+        server,
+        client,
+        dir,
+        nginx,
+    } = ShopPods::new(&[("index.html", b"hello\n")]);
     let ctl = tempfile::tempdir().unwrap();
     std::fs::set_permissions(ctl.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let cfg = dir.path().join("podtap.toml");

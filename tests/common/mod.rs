@@ -671,3 +671,48 @@ impl WebPair {
             .count()
     }
 }
+
+/// Two "pods" on a bridge, named by a static pod map (`dir/map.toml`) as Kubernetes would
+/// name them: `shop/web` (nginx on port 80 serving `files` from `dir/www`, `/fail`
+/// answering 500) and `shop/buyer`.
+#[allow(dead_code)] // not every test crate uses it
+pub struct ShopPods {
+    pub bridge: Bridge,
+    pub server: Pod,
+    pub client: Pod,
+    pub dir: tempfile::TempDir,
+    pub nginx: Proc,
+}
+
+#[allow(dead_code)]
+impl ShopPods {
+    pub fn new(files: &[(&str, &[u8])]) -> ShopPods {
+        require_root();
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("www");
+        std::fs::create_dir_all(&root).unwrap();
+        for (name, body) in files {
+            std::fs::write(root.join(name), body).unwrap();
+        }
+        let mut bridge = Bridge::new();
+        let server = bridge.pod();
+        let client = bridge.pod();
+        let nginx = nginx(&server.ns, &server.ip, dir.path(), &root);
+        std::fs::write(
+            dir.path().join("map.toml"),
+            format!(
+                "[[pod]]\nname = \"web\"\nnamespace = \"shop\"\nnetns = \"{}\"\n\
+                 [[pod]]\nname = \"buyer\"\nnamespace = \"shop\"\nnetns = \"{}\"\n",
+                server.ns.name, client.ns.name
+            ),
+        )
+        .unwrap();
+        ShopPods {
+            bridge,
+            server,
+            client,
+            dir,
+            nginx,
+        }
+    }
+}
