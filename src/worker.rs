@@ -868,36 +868,17 @@ mod tests {
     /// the policy's pod is unanswered after 0.5 s, one to another pod is not yet.
     #[test]
     fn a_pods_policy_sets_its_flows_anomaly_thresholds() {
-        use crate::k8s::policy::{PodtapPolicy, Policy, PolicySet};
-        let pod = |name: &str, app: &str, ip: &str| -> Arc<k8s_openapi::api::core::v1::Pod> {
-            Arc::new(
-                serde_json::from_value(serde_json::json!({
-                    "metadata": {"name": name, "namespace": "shop", "labels": {"app": app}},
-                    "spec": {"nodeName": "n", "containers": [{"name": "c"}]},
-                    "status": {"phase": "Running", "podIP": ip}
-                }))
-                .unwrap(),
-            )
-        };
-        let policy = Policy::from_object(&PodtapPolicy {
-            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-                name: Some("db".into()),
-                namespace: Some("shop".into()),
-                ..Default::default()
-            },
-            spec: serde_json::json!({"selector": {"matchLabels": {"app": "db"}},
-                                     "anomalies": {"synTimeoutMs": 500}}),
-            status: None,
-        });
-        let other = Policy::from_object(&PodtapPolicy {
-            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-                name: Some("web".into()),
-                namespace: Some("shop".into()),
-                ..Default::default()
-            },
-            spec: serde_json::json!({"selector": {"matchLabels": {"app": "web"}}}),
-            status: None,
-        });
+        use crate::k8s::policy::PolicySet;
+        use crate::k8s::policy::testing::{pod, policy};
+        let db = policy(
+            "db",
+            serde_json::json!({"selector": {"matchLabels": {"app": "db"}},
+                               "anomalies": {"synTimeoutMs": 500}}),
+        );
+        let other = policy(
+            "web",
+            serde_json::json!({"selector": {"matchLabels": {"app": "web"}}}),
+        );
         let attribution = crate::k8s::Attribution::with_inputs(crate::k8s::Inputs {
             kube: Some(crate::k8s::KubeObjects {
                 pods: vec![
@@ -906,7 +887,7 @@ mod tests {
                 ],
                 ..Default::default()
             }),
-            policies: Some(Arc::new(PolicySet::new(vec![policy, other]))),
+            policies: Some(Arc::new(PolicySet::new(vec![db, other]))),
             ..Default::default()
         });
         let hub = Hub::new(8);

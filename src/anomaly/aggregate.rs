@@ -531,27 +531,13 @@ mod tests {
     /// pod keeps `[anomalies]`'s.
     #[test]
     fn a_pods_policy_sets_its_burst_threshold() {
-        use crate::k8s::policy::{PodtapPolicy, Policy, PolicySet};
-        let pod = |name: &str, app: &str, ip: &str| -> Arc<k8s_openapi::api::core::v1::Pod> {
-            Arc::new(
-                serde_json::from_value(serde_json::json!({
-                    "metadata": {"name": name, "namespace": "shop", "labels": {"app": app}},
-                    "spec": {"nodeName": "n", "containers": [{"name": "c"}]},
-                    "status": {"phase": "Running", "podIP": ip}
-                }))
-                .unwrap(),
-            )
-        };
-        let policy = Policy::from_object(&PodtapPolicy {
-            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-                name: Some("api".into()),
-                namespace: Some("shop".into()),
-                ..Default::default()
-            },
-            spec: serde_json::json!({"selector": {"matchLabels": {"app": "api"}},
-                                     "anomalies": {"httpErrorBurst": 5}}),
-            status: None,
-        });
+        use crate::k8s::policy::PolicySet;
+        use crate::k8s::policy::testing::{pod, policy};
+        let api = policy(
+            "api",
+            serde_json::json!({"selector": {"matchLabels": {"app": "api"}},
+                               "anomalies": {"httpErrorBurst": 5}}),
+        );
         let attribution = crate::k8s::Attribution::with_inputs(crate::k8s::Inputs {
             kube: Some(crate::k8s::KubeObjects {
                 pods: vec![
@@ -560,7 +546,7 @@ mod tests {
                 ],
                 ..Default::default()
             }),
-            policies: Some(Arc::new(PolicySet::new(vec![policy]))),
+            policies: Some(Arc::new(PolicySet::new(vec![api]))),
             ..Default::default()
         });
         let hub = Hub::new(16);

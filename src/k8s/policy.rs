@@ -733,12 +733,14 @@ impl PolicySet {
     }
 }
 
+/// Policies and pods for unit tests across the crate (attribution, the worker's and the
+/// exporter's anomaly thresholds).
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
-    use serde_json::json;
 
-    fn policy(name: &str, spec: serde_json::Value) -> Policy {
+    /// Policy `name` in namespace `shop` with `spec`, generation 1.
+    pub fn policy(name: &str, spec: serde_json::Value) -> Policy {
         Policy::from_object(&PodtapPolicy {
             metadata: ObjectMeta {
                 name: Some(name.into()),
@@ -750,6 +752,25 @@ mod tests {
             status: None,
         })
     }
+
+    /// A running pod `shop/name` on node `n` with label `app` and address `ip`.
+    pub fn pod(name: &str, app: &str, ip: &str) -> std::sync::Arc<k8s_openapi::api::core::v1::Pod> {
+        std::sync::Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "namespace": "shop", "labels": {"app": app}},
+                "spec": {"nodeName": "n", "containers": [{"name": "c"}]},
+                "status": {"phase": "Running", "podIP": ip}
+            }))
+            .unwrap(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::policy;
+    use super::*;
+    use serde_json::json;
 
     #[test]
     fn a_full_spec_is_read() {

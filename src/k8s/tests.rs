@@ -341,18 +341,7 @@ fn selector_limits_capture_and_reporting() {
     assert!(a.snapshot().is_selected(12) && a.snapshot().is_selected(99));
 }
 
-fn policy(name: &str, spec: serde_json::Value) -> policy::Policy {
-    policy::Policy::from_object(&policy::PodtapPolicy {
-        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some("shop".into()),
-            generation: Some(1),
-            ..Default::default()
-        },
-        spec,
-        status: None,
-    })
-}
+use policy::testing::policy;
 
 /// Valid policies replace the configured selector: the union of their selectors is
 /// what is captured; their pods get the label keys and thresholds; an invalid policy
