@@ -401,6 +401,11 @@ fn bounded<'a, K, V>(
 ) -> &'a mut HashMap<K, V> {
     if table.len() >= max {
         *forgotten += table.len() as u64;
+        tracing::warn!(
+            keys = table.len(),
+            total = *forgotten,
+            "anomaly detector table full: its bursts and streaks forgotten (anomalies.max_tracked)"
+        );
         table.clear();
     }
     table
@@ -421,6 +426,13 @@ fn server_error(k: &SeriesKey, rpc: bool) -> bool {
 fn count_above(h: &crate::stats::Histogram, threshold: f64) -> u64 {
     if h.max <= threshold {
         return 0;
+    }
+    // Explicit buckets (the default) are read in place: this runs per series per delta.
+    if let crate::stats::histogram::Buckets::Explicit { bounds, counts } = &h.buckets {
+        return match bounds.iter().position(|b| *b >= threshold) {
+            Some(i) => counts[i + 1..].iter().sum(),
+            None => 0,
+        };
     }
     let below = h
         .cumulative_buckets()

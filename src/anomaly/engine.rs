@@ -305,7 +305,12 @@ impl Engine {
             // Forgetting every rate at once keeps the table bounded and each insert O(1)
             // amortised; the price is that a flood may pass `max_per_minute` once.
             self.rates.clear();
-            self.totals.rate_table_full.fetch_add(1, Relaxed);
+            let n = self.totals.rate_table_full.fetch_add(1, Relaxed) + 1;
+            tracing::warn!(
+                max_tracked = self.max_tracked,
+                times = n,
+                "anomaly rate table full: every pod's rate forgotten (anomalies.max_tracked)"
+            );
         }
         let slot = self.rates.entry(key).or_insert(Slot {
             minute,

@@ -112,8 +112,9 @@ pub struct AnomalyConfig {
     /// Events per pod and kind per minute; the rest are suppressed and counted
     /// (`podtap.anomalies.suppressed`), and the next event says how many. Default 10.
     pub max_per_minute: u32,
-    /// Pod-and-kind pairs whose rate is tracked. When full, the oldest minute is forgotten
-    /// (`podtap.anomaly.rate_table_full`). Default 16384 (about 1 MiB).
+    /// Pod-and-kind pairs whose rate is tracked. When full, every rate is forgotten at
+    /// once (logged, with how many times). The aggregate detector's tables (per endpoint and
+    /// per pod) have the same bound. Default 16384 (about 1 MiB).
     pub max_tracked: usize,
     /// Findings queued between the workers and the event engine; beyond it they are
     /// dropped and counted. Default 4096.
