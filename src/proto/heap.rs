@@ -9,6 +9,23 @@ use compact_str::CompactString;
 
 use super::{AttrValue, Transaction};
 
+/// Heap bytes of a queue's allocation (its capacity; the elements' own heap not counted).
+pub fn deque_bytes<T>(q: &VecDeque<T>) -> usize {
+    q.capacity() * std::mem::size_of::<T>()
+}
+
+/// Heap bytes of a vector's allocation (its capacity, which a slice does not know).
+#[allow(clippy::ptr_arg)]
+pub fn vec_bytes<T>(v: &Vec<T>) -> usize {
+    v.capacity() * std::mem::size_of::<T>()
+}
+
+/// Heap bytes of a map's table, with `extra` bytes per entry for what its entries own
+/// (an estimate where they own strings: statement texts are summaries, short).
+pub fn map_bytes<K, V, S>(m: &hashbrown::HashMap<K, V, S>, extra: usize) -> usize {
+    m.capacity() * (std::mem::size_of::<(K, V)>() + 1) + m.len() * extra
+}
+
 /// Heap bytes a value owns beyond its own size.
 pub trait HeapSize {
     fn heap_size(&self) -> usize;

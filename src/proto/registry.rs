@@ -78,23 +78,6 @@ pub trait ProtocolDecoder: L7Parser + Sized {
     }
 }
 
-/// Heap bytes of a queue's allocation (its capacity; the elements' own heap not counted).
-pub fn deque_bytes<T>(q: &std::collections::VecDeque<T>) -> usize {
-    q.capacity() * std::mem::size_of::<T>()
-}
-
-/// Heap bytes of a vector's allocation (its capacity, which a slice does not know).
-#[allow(clippy::ptr_arg)]
-pub fn vec_bytes<T>(v: &Vec<T>) -> usize {
-    v.capacity() * std::mem::size_of::<T>()
-}
-
-/// Heap bytes of a map's table, with `extra` bytes per entry for what its entries own
-/// (an estimate where they own strings: statement texts are summaries, short).
-pub fn map_bytes<K, V, S>(m: &hashbrown::HashMap<K, V, S>, extra: usize) -> usize {
-    m.capacity() * (std::mem::size_of::<(K, V)>() + 1) + m.len() * extra
-}
-
 /// For `validate`: the first of these bounds that is 0 (which would hold or accept
 /// nothing), as the error naming it.
 pub fn nonzero(bounds: &[(&str, u64)]) -> Result<(), String> {

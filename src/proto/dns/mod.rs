@@ -596,7 +596,7 @@ impl DnsParser {
 
 impl L7Parser for DnsParser {
     fn heap_bytes(&self) -> usize {
-        use crate::proto::registry::vec_bytes;
+        use crate::proto::heap::vec_bytes;
         self.pending.heap_bytes() + self.framers.iter().map(|f| vec_bytes(&f.buf)).sum::<usize>()
     }
 

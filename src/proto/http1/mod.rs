@@ -1150,7 +1150,7 @@ fn resync(b: &[u8], dir: Direction, line_start: &mut bool, carry: &mut Vec<u8>) 
 
 impl L7Parser for Http1Parser {
     fn heap_bytes(&self) -> usize {
-        use crate::proto::registry::vec_bytes;
+        use crate::proto::heap::vec_bytes;
         self.pending.heap_bytes()
             + vec_bytes(&self.ready)
             + vec_bytes(&self.req.buf)

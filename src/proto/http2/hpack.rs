@@ -191,7 +191,7 @@ impl Decoder {
     /// which includes 32 bytes for the allocation).
     pub fn heap_bytes(&self) -> usize {
         self.size
-            + crate::proto::registry::deque_bytes(&self.entries)
+            + crate::proto::heap::deque_bytes(&self.entries)
             + self.name_buf.capacity()
             + self.value_buf.capacity()
     }

@@ -1050,7 +1050,7 @@ fn read_field(
 
 impl L7Parser for Http2Parser {
     fn heap_bytes(&self) -> usize {
-        use crate::proto::registry::vec_bytes;
+        use crate::proto::heap::vec_bytes;
         let sides: usize = self
             .sides
             .iter()

@@ -863,7 +863,7 @@ fn uuid(id: &[u8; 16]) -> CompactString {
 
 impl L7Parser for KafkaParser {
     fn heap_bytes(&self) -> usize {
-        use crate::proto::registry::vec_bytes;
+        use crate::proto::heap::vec_bytes;
         self.pending.heap_bytes()
             + vec_bytes(&self.held)
             + vec_bytes(&self.early)

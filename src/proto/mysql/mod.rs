@@ -1503,7 +1503,7 @@ fn looks_compressed_payload(len: u64, h: &[u8]) -> bool {
 
 impl L7Parser for MysqlParser {
     fn heap_bytes(&self) -> usize {
-        use crate::proto::registry::{map_bytes, vec_bytes};
+        use crate::proto::heap::{map_bytes, vec_bytes};
         // A statement's strings: its operation, collection and summary, short.
         map_bytes(&self.conn.statements, 64)
             + self.conn.pending.heap_bytes()

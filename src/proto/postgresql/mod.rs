@@ -1098,7 +1098,7 @@ impl Conn {
 
 impl L7Parser for PgParser {
     fn heap_bytes(&self) -> usize {
-        use crate::proto::registry::{deque_bytes, map_bytes};
+        use crate::proto::heap::{deque_bytes, map_bytes};
         // A statement's name and summary strings, short; the statement itself is shared.
         let stmt = std::mem::size_of::<Stmt>() + 64;
         deque_bytes(&self.c.pending)

@@ -1074,7 +1074,7 @@ fn special_of(op: &str, cmd: &parser::Command) -> Special {
 
 impl L7Parser for RedisParser {
     fn heap_bytes(&self) -> usize {
-        self.pending.heap_bytes() + crate::proto::registry::vec_bytes(&self.ready)
+        self.pending.heap_bytes() + crate::proto::heap::vec_bytes(&self.ready)
     }
 
     fn on_data(
