@@ -73,6 +73,11 @@ struct Lexer<'a> {
     b: &'a [u8],
     i: usize,
     d: Dialect,
+    /// Bytes at and after this index have not been looked at (an upper bound: every
+    /// token looks at most two bytes past its end). What the caller concluded depends on
+    /// `b[..far]` alone, and on the text's length when `far > b.len()`: `SummaryMemo`
+    /// relies on it.
+    far: usize,
 }
 
 #[inline]
@@ -91,6 +96,7 @@ impl<'a> Lexer<'a> {
             b: text.as_bytes(),
             i: 0,
             d,
+            far: 0,
         }
     }
 
@@ -196,11 +202,13 @@ impl<'a> Lexer<'a> {
             // A tag is an identifier (at most 63 bytes in PostgreSQL): bounding it keeps the
             // search for the closing tag linear.
             if j - self.i > 64 || !(b[j].is_ascii_alphanumeric() || b[j] == b'_' || b[j] >= 0x80) {
+                self.far = self.far.max(j + 1);
                 return false;
             }
             j += 1;
         }
         if j >= b.len() {
+            self.far = self.far.max(j + 1);
             return false;
         }
         let tag = &b[self.i..=j];
@@ -249,6 +257,14 @@ impl<'a> Lexer<'a> {
     }
 
     fn next(&mut self) -> Option<Tok> {
+        let t = self.token();
+        // A token looks at most two bytes past where it ends (`--`, `/*`, `e+1`, `E'`);
+        // at the end of the text this passes the length, which says the end was seen.
+        self.far = self.far.max(self.i + 2);
+        t
+    }
+
+    fn token(&mut self) -> Option<Tok> {
         let space = self.skip_space();
         let start = self.i;
         let c = *self.b.get(start)?;
@@ -484,7 +500,73 @@ pub fn summarize(text: &str) -> SqlSummary<'_> {
 
 /// The statement summary of the first statement of `text`, read in dialect `d`.
 pub fn summarize_in(d: Dialect, text: &str) -> SqlSummary<'_> {
+    summarize_tracked(d, text).0
+}
+
+/// The last summary a connection made, with the bytes of text it depended on.
+///
+/// Applications send the same statement shapes over and over with other literals
+/// (`SELECT .. FROM t1 WHERE id = '15'`, then `'16'`): the summary only ever depends on
+/// the text up to the main table's name, which the next statement usually repeats. A
+/// text that starts with those bytes gets the same summary from one comparison instead of
+/// a tokenizer pass. The result is exactly what [`summarize_in`] gives (a test checks it
+/// on every statement of the corpus and on random ones). One per connection, at most
+/// [`SummaryMemo::MAX_KEY`] bytes on the heap (counted in the decoder's heap).
+#[derive(Debug, Default)]
+pub struct SummaryMemo {
+    key: Vec<u8>,
+    /// The summary looked at the text's end: only the same text gives it again.
+    ended: bool,
+    operation: Option<&'static str>,
+    collection: Option<(usize, usize)>,
+}
+
+impl SummaryMemo {
+    /// Longer dependencies are not remembered (the comparison would cost what it saves
+    /// and the memory would grow with what a client sends).
+    pub const MAX_KEY: usize = 192;
+
+    /// [`summarize_in`] of `text`, from the memo when `text` repeats what the last
+    /// summary depended on.
+    pub fn summarize<'t>(&mut self, d: Dialect, text: &'t str) -> SqlSummary<'t> {
+        let b = text.as_bytes();
+        let k = self.key.len();
+        if k > 0 && b.len() >= k && (!self.ended || b.len() == k) && b[..k] == self.key[..] {
+            return SqlSummary {
+                operation: self.operation,
+                collection: self.collection.map(|(s, e)| &text[s..e]),
+            };
+        }
+        let (s, far) = summarize_tracked(d, text);
+        let n = far.min(b.len());
+        self.key.clear();
+        if n <= Self::MAX_KEY {
+            self.key.extend_from_slice(&b[..n]);
+            self.ended = far > b.len();
+            self.operation = s.operation;
+            let base = text.as_ptr() as usize;
+            self.collection = s.collection.map(|c| {
+                let at = c.as_ptr() as usize - base;
+                (at, at + c.len())
+            });
+        }
+        s
+    }
+
+    /// Heap bytes held (for the decoder's heap accounting).
+    pub fn heap_bytes(&self) -> usize {
+        self.key.capacity()
+    }
+}
+
+/// [`summarize_in`], and how far into `text` it looked (see `Lexer::far`).
+fn summarize_tracked(d: Dialect, text: &str) -> (SqlSummary<'_>, usize) {
     let mut lx = Lexer::new(text, d);
+    let s = summarize_lexed(&mut lx, text);
+    (s, lx.far)
+}
+
+fn summarize_lexed<'a>(lx: &mut Lexer<'a>, text: &'a str) -> SqlSummary<'a> {
     let mut s = SqlSummary::default();
     // The first word, past opening parentheses: `(SELECT ...) UNION ...`.
     let first = loop {
@@ -526,19 +608,19 @@ pub fn summarize_in(d: Dialect, text: &str) -> SqlSummary<'_> {
     let op = OPERATIONS[op];
     s.operation = Some(op);
     match op {
-        "SELECT" => s.collection = after_keyword(&mut lx, text, "FROM"),
+        "SELECT" => s.collection = after_keyword(lx, text, "FROM"),
         "INSERT" | "REPLACE" | "MERGE" => {
             // INSERT [IGNORE|LOW_PRIORITY...] INTO x; MySQL allows INSERT x.
-            s.collection = after_keyword(&mut lx, text, "INTO")
+            s.collection = after_keyword(lx, text, "INTO")
         }
         "UPDATE" => {
             // UPDATE [ONLY|LOW_PRIORITY|IGNORE] x
-            s.collection = name_after(&mut lx, text, &["ONLY", "LOW_PRIORITY", "IGNORE"]);
+            s.collection = name_after(lx, text, &["ONLY", "LOW_PRIORITY", "IGNORE"]);
         }
-        "DELETE" => s.collection = after_keyword(&mut lx, text, "FROM"),
-        "TABLE" | "COPY" => s.collection = name_after(&mut lx, text, &["ONLY", "BINARY"]),
+        "DELETE" => s.collection = after_keyword(lx, text, "FROM"),
+        "TABLE" | "COPY" => s.collection = name_after(lx, text, &["ONLY", "BINARY"]),
         "TRUNCATE" | "LOCK" => {
-            s.collection = name_after(&mut lx, text, &["TABLE", "TABLES", "ONLY"]);
+            s.collection = name_after(lx, text, &["TABLE", "TABLES", "ONLY"]);
         }
         "CREATE" | "ALTER" | "DROP" => {
             let verb = match op {
@@ -556,7 +638,7 @@ pub fn summarize_in(d: Dialect, text: &str) -> SqlSummary<'_> {
                 if let Some(o) = lookup(w, OBJECTS) {
                     s.operation = Some(DDL[verb][o]);
                     if o == 0 {
-                        s.collection = name_after(&mut lx, text, &["IF", "NOT", "EXISTS", "ONLY"]);
+                        s.collection = name_after(lx, text, &["IF", "NOT", "EXISTS", "ONLY"]);
                     }
                     break;
                 }
@@ -776,6 +858,60 @@ mod tests {
         let mut s = String::new();
         normalize_in(d, text, 1000, &mut s);
         s
+    }
+
+    /// Pieces that exercise every look-ahead of the tokenizer: comments, quotes, dollar
+    /// quoting, exponents, qualified names, parentheses, statement ends.
+    const PIECES: &[&str] = &[
+        "SELECT", "select", " ", "\n", "a", "t1", ",", "FROM", "from", "INTO", "INSERT",
+        "UPDATE", "WITH", "CREATE", "TABLE", "IF", "NOT", "EXISTS", ".", "x", "'s'", "'",
+        "\"q\"", "`b`", "--", "-- ", "#", "/*", "*/", "$$", "$a$", "$1", "$", "(", ")",
+        ";", "1", "1e", "e+5", "E'", "ONLY", "?", ":p", "::", "0x", "\\",
+    ];
+
+    proptest::proptest! {
+        /// A memo gives exactly what the tokenizer gives, for any text after any other:
+        /// the bytes it says a summary depended on are all the summary depended on.
+        #[test]
+        fn a_memo_gives_what_the_tokenizer_gives(
+            first in proptest::collection::vec(0..PIECES.len(), 0..12),
+            second in proptest::collection::vec(0..PIECES.len(), 0..12),
+            shared in 0usize..12,
+            dialect in 0u8..3,
+        ) {
+            let d = [Dialect::Generic, Dialect::Postgres, Dialect::MySql][dialect as usize];
+            let a: String = first.iter().map(|&i| PIECES[i]).collect();
+            // The second text often starts like the first, where the memo answers.
+            let n = shared.min(first.len());
+            let b: String = first[..n].iter().chain(&second).map(|&i| PIECES[i]).collect();
+            let mut memo = SummaryMemo::default();
+            proptest::prop_assert_eq!(memo.summarize(d, &a), summarize_in(d, &a));
+            proptest::prop_assert_eq!(memo.summarize(d, &b), summarize_in(d, &b));
+            proptest::prop_assert_eq!(memo.summarize(d, &b), summarize_in(d, &b));
+            proptest::prop_assert_eq!(memo.summarize(d, &a), summarize_in(d, &a));
+            proptest::prop_assert!(memo.heap_bytes() <= 2 * SummaryMemo::MAX_KEY);
+        }
+    }
+
+    #[test]
+    fn a_memo_answers_a_repeated_shape_and_not_a_changed_one() {
+        let d = Dialect::MySql;
+        let mut memo = SummaryMemo::default();
+        let s = memo.summarize(d, "SELECT a,b FROM t1 WHERE id = '15'");
+        assert_eq!((s.operation, s.collection), (Some("SELECT"), Some("t1")));
+        // Up to the word after the name (a `.` there would qualify it), short of the
+        // literal.
+        assert_eq!(memo.key, b"SELECT a,b FROM t1 WHERE i");
+        let s = memo.summarize(d, "SELECT a,b FROM t1 WHERE id = '16'");
+        assert_eq!(s.collection, Some("t1"));
+        let s = memo.summarize(d, "SELECT a,b FROM t1.x WHERE id = '16'");
+        assert_eq!(s.collection, Some("t1.x"));
+        let s = memo.summarize(d, "BEGIN");
+        assert_eq!((s.operation, s.collection), (Some("BEGIN"), None));
+        // `BEGIN` looked at its end: `BEGIN WORK` is another text.
+        assert!(memo.ended);
+        let s = memo.summarize(d, "BEGINNING");
+        assert_eq!(s.operation, None);
     }
 
     #[test]

@@ -191,8 +191,8 @@ mod sqltext {
 
     /// The statement's operation (None when the first word is not a statement keyword),
     /// main table and `db.query.summary`, from the shared SQL tokenizer (MySQL dialect).
-    pub fn summarize(b: &[u8]) -> Summary {
-        let s = crate::proto::sql::summarize_in(crate::proto::sql::Dialect::MySql, text(b));
+    pub fn summarize(b: &[u8], memo: &mut crate::proto::sql::SummaryMemo) -> Summary {
+        let s = memo.summarize(crate::proto::sql::Dialect::MySql, text(b));
         let operation = s.operation.map(CompactString::const_new);
         // As `sql::query_summary` builds it, without a `String` on the way.
         let summary = match (s.operation, s.collection) {
@@ -376,6 +376,8 @@ struct Conn {
     stats: MysqlStats,
     gap_seen: bool,
     scratch: String,
+    /// The last statement's summary: the next one usually repeats its shape.
+    memo: crate::proto::sql::SummaryMemo,
     /// A compressed packet read as an ordinary one, to be read again as compressed.
     refeed: Vec<u8>,
     /// Time of the chunk holding the first byte of each direction's current message.
@@ -421,6 +423,7 @@ impl MysqlParser {
                 stats: MysqlStats::default(),
                 gap_seen: false,
                 scratch: String::new(),
+                memo: Default::default(),
                 refeed: Vec::new(),
                 msg_start: [Timestamp::ZERO; 2],
                 resp_lost: false,
@@ -926,7 +929,7 @@ impl Conn {
     }
 
     fn describe(&mut self, p: &mut Pending, text: &[u8]) {
-        let s = sqltext::summarize(text);
+        let s = sqltext::summarize(text, &mut self.memo);
         // A text whose first word is no statement keyword: the command's own name.
         p.operation = s.operation.unwrap_or(CompactString::const_new("QUERY"));
         p.collection = s.collection;
@@ -1508,6 +1511,8 @@ impl L7Parser for MysqlParser {
         map_bytes(&self.conn.statements, 64)
             + self.conn.pending.heap_bytes()
             + vec_bytes(&self.conn.refeed)
+            + self.conn.memo.heap_bytes()
+            + self.conn.scratch.capacity()
     }
 
     fn on_data(

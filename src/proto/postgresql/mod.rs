@@ -188,8 +188,8 @@ pub struct Settings {
 }
 
 impl Settings {
-    fn stmt(&self, text: &str, truncated: bool) -> Stmt {
-        let s = sql::summarize_in(Dialect::Postgres, text);
+    fn stmt(&self, memo: &mut sql::SummaryMemo, text: &str, truncated: bool) -> Stmt {
+        let s = memo.summarize(Dialect::Postgres, text);
         let mut st = Stmt {
             op: s.operation,
             collection: s.collection.map(CompactString::from).unwrap_or_default(),
@@ -372,6 +372,8 @@ struct Conn {
     gap_seen: bool,
     last: [Timestamp; 2],
     stats: PgStats,
+    /// The last statement's summary: the next one usually repeats its shape.
+    memo: sql::SummaryMemo,
 }
 
 impl PgParser {
@@ -410,6 +412,7 @@ impl PgParser {
                 gap_seen: false,
                 last: [Timestamp::ZERO; 2],
                 stats: PgStats::default(),
+                memo: Default::default(),
             },
         }
     }
@@ -495,7 +498,7 @@ impl Conn {
                     Box::<str>::from(&text[off..])
                 });
                 let cur = first.map(|s| {
-                    let mut tx = Tx::new(Src::Own(self.settings.stmt(s, truncated)), ts);
+                    let mut tx = Tx::new(Src::Own(self.settings.stmt(&mut self.memo, s, truncated)), ts);
                     tx.req_bytes = wire;
                     tx
                 });
@@ -516,7 +519,7 @@ impl Conn {
                     return;
                 };
                 let text = utf8_prefix(cstr_lenient(rest));
-                let stmt = Arc::new(self.settings.stmt(text, !m.whole));
+                let stmt = Arc::new(self.settings.stmt(&mut self.memo, text, !m.whole));
                 if name.is_empty() {
                     self.unnamed = Some(stmt.clone());
                 } else {
@@ -849,7 +852,7 @@ impl Conn {
         let truncated = q.truncated;
         let mut it = sql::statements(Dialect::Postgres, &rest);
         let s = it.next()?;
-        let stmt = self.settings.stmt(s, truncated);
+        let stmt = self.settings.stmt(&mut self.memo, s, truncated);
         let after = it.next().map(|second| {
             let off = second.as_ptr() as usize - rest.as_ptr() as usize;
             Box::<str>::from(&rest[off..])
@@ -956,7 +959,7 @@ impl Conn {
                 while let Some(rest) = q.rest.take() {
                     let mut it = sql::statements(Dialect::Postgres, &rest);
                     let Some(s) = it.next() else { break };
-                    let stmt = self.settings.stmt(s, q.truncated);
+                    let stmt = self.settings.stmt(&mut self.memo, s, q.truncated);
                     q.rest = it.next().map(|second| {
                         let off = second.as_ptr() as usize - rest.as_ptr() as usize;
                         Box::<str>::from(&rest[off..])
@@ -1105,6 +1108,7 @@ impl L7Parser for PgParser {
             + map_bytes(&self.c.statements, stmt)
             + map_bytes(&self.c.portals, 32)
             + self.framers.iter().map(|f| f.heap_bytes()).sum::<usize>()
+            + self.c.memo.heap_bytes()
     }
 
     fn on_data(
