@@ -9,7 +9,8 @@
 //! single tap) and the larger side is printed, and each endpoint shows the latency seen at
 //! the server and at the client side by side.
 
-use hashbrown::HashMap;
+use hashbrown::{DefaultHashBuilder, HashTable};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -80,6 +81,15 @@ impl Endpoint {
 /// Protocol, server, operation and resource.
 type EndpointKey = (Protocol, ProtoEndpoint, CompactString, CompactString);
 
+fn key_hash(s: &DefaultHashBuilder, p: Protocol, e: &ProtoEndpoint, op: &str, res: &str) -> u64 {
+    let mut h = s.build_hasher();
+    p.hash(&mut h);
+    e.hash(&mut h);
+    op.hash(&mut h);
+    res.hash(&mut h);
+    h.finish()
+}
+
 #[derive(Default)]
 pub struct Summary {
     flows: PerSide,
@@ -95,7 +105,10 @@ pub struct Summary {
     /// In order of first sight, found through `index` by their key: cloned inline strings,
     /// no formatting per transaction.
     endpoints: Vec<(EndpointKey, Endpoint)>,
-    index: HashMap<EndpointKey, usize>,
+    /// Positions in `endpoints`, hashed by key: a transaction's key is looked up from its
+    /// borrowed strings, and cloned only when it is new.
+    index: HashTable<usize>,
+    hasher: DefaultHashBuilder,
     /// The endpoint of the last transaction: the next one is most often the same (a
     /// connection's requests come in a row), found without hashing the key.
     last: usize,
@@ -158,27 +171,30 @@ impl Summary {
             e.add(t);
             return;
         }
-        let key = (
-            t.protocol,
-            t.server,
-            t.operation.clone(),
-            t.resource.clone(),
-        );
-        self.last = self.endpoint(key);
+        self.last = self.endpoint(t.protocol, t.server, &t.operation, &t.resource);
         self.endpoints[self.last].1.add(t);
     }
 
-    /// Index in `endpoints` of `key`'s entry, added if new.
-    fn endpoint(&mut self, key: EndpointKey) -> usize {
-        let next = self.endpoints.len();
-        match self.index.entry(key) {
-            hashbrown::hash_map::Entry::Occupied(o) => *o.get(),
-            hashbrown::hash_map::Entry::Vacant(v) => {
-                self.endpoints.push((v.key().clone(), Endpoint::default()));
-                v.insert(next);
-                next
-            }
+    /// Index in `endpoints` of the key's entry, added if new.
+    fn endpoint(&mut self, p: Protocol, server: ProtoEndpoint, op: &str, res: &str) -> usize {
+        let h = key_hash(&self.hasher, p, &server, op, res);
+        let eps = &self.endpoints;
+        let same = |&i: &usize| {
+            let k = &eps[i].0;
+            k.0 == p && k.1 == server && k.2 == op && k.3 == res
+        };
+        if let Some(&i) = self.index.find(h, same) {
+            return i;
         }
+        let next = self.endpoints.len();
+        self.endpoints
+            .push(((p, server, op.into(), res.into()), Endpoint::default()));
+        let (eps, hasher) = (&self.endpoints, &self.hasher);
+        self.index.insert_unique(h, next, |&i| {
+            let k = &eps[i].0;
+            key_hash(hasher, k.0, &k.1, &k.2, &k.3)
+        });
+        next
     }
 
     /// Add another summary's counts (one per replay worker) to this one.
@@ -197,7 +213,7 @@ impl Summary {
         self.top.extend(other.top);
         self.trim_top();
         for (k, o) in other.endpoints {
-            let i = self.endpoint(k);
+            let i = self.endpoint(k.0, k.1, &k.2, &k.3);
             let e = &mut self.endpoints[i].1;
             for (mine, theirs) in e.at.iter_mut().zip(o.at) {
                 mine.count += theirs.count;
