@@ -573,7 +573,8 @@ fn memory_bounds(cfg: &Config, mem_total: Option<u64>) -> Finding {
         0
     };
     let per_worker = table + decoders + reassembly + heap;
-    // The flight recorder's rings and the copies of recordings being written.
+    // The flight recorder's rings, the copies of recordings being written and the
+    // transaction records it holds back.
     let recorder = cfg.recorder.memory_bound();
     let total = per_worker * workers + queue + spans + recorder;
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
@@ -585,7 +586,7 @@ fn memory_bounds(cfg: &Config, mem_total: Option<u64>) -> Finding {
         format!(
             "{}per worker: flow table {:.0} MiB ({} flows x {} bytes), their decoders up to \
              {:.0} MiB, reassembly {:.0} MiB, decoder heap {:.0} MiB; record queue {:.0} MiB; span buffer {:.0} MiB; \
-             flight recorder {:.0} MiB (rings and recordings being written); \
+             flight recorder {:.0} MiB (rings, recordings being written, held records); \
              {} workers: {:.0} MiB at most{}",
             if budget > 0 {
                 format!("memory.max_bytes {:.0} MiB: ", mib(budget))

@@ -261,6 +261,8 @@ core_events! {
     // Output
     RecordDropped => "output.record_dropped", warn, "flow or transaction record dropped: output queue full";
     OutputWriteFailed => "output.write_failed", warn, "flow or transaction record lost: the output could not be written (disk full, closed pipe); a file still ends at a whole line";
+    // Flight recorder
+    RecorderHoldFull => "recorder.hold_full", warn, "transaction records of recorded pods beyond recorder.hold_bytes: the oldest left before their time, not linked to a recording that starts later";
 }
 
 /// Per-worker counters, one plain integer per [`Event`].

@@ -11,9 +11,9 @@
 //! | 90 % / workers, of it 20 % | what each worker's decoders hold outside the flow slots: pending requests, HPACK tables, statement maps, split messages | `protocols.max_worker_heap_bytes` (the decoders' allocations' capacities, what queued requests own as they are queued, HPACK entries at their RFC size; statement maps' strings estimated at 64 bytes an entry) |
 //!
 //! With the flight recorder on (`[recorder]`), its bound comes off the budget first:
-//! its rings (`recorder.total_bytes` rounded down to whole pods, allocated at start) and
-//! as much again for the copies of the recordings being written; the shares above divide
-//! the rest.
+//! its rings (`recorder.total_bytes` rounded down to whole pods, allocated at start), as
+//! much again for the copies of the recordings being written, and the transaction records
+//! it holds back (`recorder.hold_bytes`); the shares above divide the rest.
 //!
 //! Workers are `capture.workers` (0: one per online CPU). Not in the budget: the capture
 //! rings and AF_XDP UMEM (`capture.tpacket`, `capture.xdp`: fixed, locked, allocated at

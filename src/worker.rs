@@ -212,7 +212,7 @@ impl<S: RecordSink> Worker<S> {
         }
         let recording = match self.tracker.recorder.as_mut() {
             Some(r) => {
-                r.before_batch(self.clock);
+                r.before_batch(self.clock, &mut self.tracker.sink);
                 r.wants_frames()
             }
             None => false,
@@ -331,13 +331,14 @@ impl<S: RecordSink> Worker<S> {
             };
             t.finish(flow, reason);
         }
+        // Running recordings get this worker's frames; the held records leave.
+        if let Some(r) = t.recorder.as_mut() {
+            r.finish(&mut t.sink);
+        }
         let mut counters = t.counters.clone();
         counters.merge(&self.defrag.counters);
         t.sink.finish(&counters);
         t.sink.flush();
-        if let Some(r) = t.recorder.as_mut() {
-            r.finish();
-        }
         let totals = WorkerTotals {
             packets: self.packets,
             bytes: self.bytes,
@@ -422,7 +423,7 @@ impl<S: RecordSink> Tracker<S> {
                 &mut self.sink,
                 &mut self.transactions,
                 &mut self.counters,
-                self.recorder.as_ref(),
+                self.recorder.as_mut(),
             );
         }
     }
@@ -558,7 +559,7 @@ impl<S: RecordSink> Tracker<S> {
                 &mut self.sink,
                 &mut self.transactions,
                 &mut self.counters,
-                self.recorder.as_ref(),
+                self.recorder.as_mut(),
             );
         }
         self.counters.add(Event::MemoryShed, self.heap.take_shed());
@@ -607,7 +608,7 @@ impl<S: RecordSink> Tracker<S> {
             &mut self.sink,
             &mut self.transactions,
             &mut self.counters,
-            self.recorder.as_ref(),
+            self.recorder.as_mut(),
         );
         if !selected {
             self.counters.bump(Event::AttributionUnselected);
@@ -736,7 +737,7 @@ fn emit<S: RecordSink>(
     sink: &mut S,
     count: &mut u64,
     counters: &mut Counters,
-    recorder: Option<&crate::recorder::ring::WorkerRecorder>,
+    recorder: Option<&mut crate::recorder::ring::WorkerRecorder>,
 ) {
     if pods.as_ref().is_some_and(|p| !p.selected) {
         counters.add(Event::AttributionUnselected, txs.len() as u64);
@@ -753,12 +754,11 @@ fn emit<S: RecordSink>(
         // The index stays in the low half: connection identity and index never mix.
         tx.origin = origin.map(|o| o & !0xffff_ffff | (o as u32).wrapping_add(i as u32) as u64);
     }
-    if let Some(r) = recorder.filter(|r| r.linking()) {
-        for tx in txs.iter_mut() {
-            r.link(tx);
-        }
-    }
     *count += txs.len() as u64;
+    // The flight recorder holds its pods' records back (statistics taken now).
+    if let Some(r) = recorder.filter(|r| r.wants_frames()) {
+        r.hold(txs, sink, counters);
+    }
     sink.transactions(txs);
 }
 

@@ -828,6 +828,11 @@ fn check_host_mounts(m: &Manifests, cfg: &Config) -> Check {
             "capture.mirror.state_dir, which must outlive the container",
             None,
         ),
+        (
+            cfg.recorder.dir.as_str(),
+            "recorder.dir, whose recordings must outlive the container",
+            None,
+        ),
     ];
     for (path, why, propagation) in wanted {
         let vm = mounts
@@ -942,7 +947,7 @@ fn memory_bounds(cfg: &Config) -> (u64, u64) {
     let up_front = workers * (ring + umem);
     (
         up_front,
-        up_front + workers * (flows + reassembly) + records + spans,
+        up_front + workers * (flows + reassembly) + records + spans + cfg.recorder.memory_bound(),
     )
 }
 
@@ -1394,6 +1399,18 @@ fn broken_manifests_are_caught() {
             "mountPath: /run/podtap\n",
             "mountPath: /run/podtap-state\n",
             "capture.mirror.state_dir",
+        ),
+        (
+            "recordings not on the node",
+            "mountPath: /var/lib/podtap/recordings\n",
+            "mountPath: /var/lib/podtap\n",
+            "recorder.dir",
+        ),
+        (
+            "recorder on without room for it",
+            "    enabled = false\n    # On the node",
+            "    enabled = true\n    # On the node",
+            "memory limit",
         ),
         (
             "memory limit below the bounds",

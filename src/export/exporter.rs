@@ -1140,6 +1140,11 @@ impl WorkerExport {
     /// caller then calls [`WorkerExport::queue_span`]).
     pub fn observe(&mut self, tx: &Transaction) -> Option<spans::SpanIds> {
         self.stats.transaction(tx);
+        self.sample(tx)
+    }
+
+    /// The ids of `tx`'s span, or `None` when it is not sampled (statistics not taken).
+    fn sample(&mut self, tx: &Transaction) -> Option<spans::SpanIds> {
         if !self.spans_on {
             return None;
         }
@@ -1293,6 +1298,36 @@ impl<S: RecordSink> RecordSink for ExportSink<S> {
             }
         }
         inner.transactions(txs);
+    }
+
+    fn observe(&mut self, txs: &[Transaction]) {
+        if let Some(e) = self.export.as_mut() {
+            for tx in txs {
+                e.stats.transaction(tx);
+            }
+        }
+    }
+
+    fn held(&mut self, txs: &mut Vec<Transaction>) {
+        match (self.export.as_mut(), self.inner.as_mut()) {
+            (Some(e), Some(inner)) => {
+                for tx in txs.iter() {
+                    if let Some(ids) = e.sample(tx) {
+                        e.queue_span(tx.clone(), ids);
+                    }
+                }
+                inner.held(txs);
+            }
+            (Some(e), None) => {
+                for tx in txs.drain(..) {
+                    if let Some(ids) = e.sample(&tx) {
+                        e.queue_span(tx, ids);
+                    }
+                }
+            }
+            (None, Some(inner)) => inner.held(txs),
+            (None, None) => txs.clear(),
+        }
     }
 
     fn tick(&mut self, counters: &Counters) {

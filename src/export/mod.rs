@@ -75,6 +75,15 @@ pub trait RecordSink {
             self.transaction(tx);
         }
     }
+    /// The flight recorder holds the records of `txs` back (see `crate::recorder`): what
+    /// is taken from them at once (statistics) is taken now, the records come later
+    /// through [`RecordSink::held`].
+    fn observe(&mut self, _txs: &[Transaction]) {}
+    /// Transactions the flight recorder held back, [`RecordSink::observe`]d already:
+    /// their records (JSON lines, spans). Leaves `txs` empty.
+    fn held(&mut self, txs: &mut Vec<Transaction>) {
+        self.transactions(txs)
+    }
     /// An open flow's traffic since its last report (only if [`RecordSink::wants_progress`]).
     fn flow_progress(&mut self, _p: &crate::flow::FlowProgress) {}
     /// Does this sink use [`RecordSink::flow_progress`]? (Saves the worker the work.)

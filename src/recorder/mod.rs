@@ -23,7 +23,7 @@ pub mod ring;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Acquire, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -42,6 +42,10 @@ const NS: u64 = 1_000_000_000;
 const GRACE: Duration = Duration::from_secs(3);
 /// Chunks queued between the workers and the recorder thread.
 const CHUNK_QUEUE: usize = 4096;
+/// How long transaction records of recorded pods are held beyond `seconds`: the time from
+/// a trigger's moment until every worker has taken it up and the recorder has numbered
+/// the file's first part (about 100 ms each, more on a loaded node).
+pub const HOLD_MARGIN: Duration = Duration::from_secs(2);
 
 /// `[recorder]`: the flight recorder. Off by default.
 #[derive(Clone, Debug, Deserialize)]
@@ -82,6 +86,12 @@ pub struct RecorderConfig {
     /// Anomaly kinds that trigger a recording (`podtap.anomaly.kind` names). Default:
     /// every kind about pods (all but `capture_drops`).
     pub triggers: Vec<String>,
+    /// Bytes of transaction records (JSON lines, spans) of recorded pods held back for
+    /// `seconds` + 2 s before they are exported, so that a trigger can still name its file
+    /// and frames in those that completed before it (all workers together; their
+    /// statistics are not held). When full, the oldest leave early, unlinked, counted in
+    /// `recorder.hold_full`. 0: nothing is held. Default 16777216 (16 MiB).
+    pub hold_bytes: usize,
 }
 
 impl Default for RecorderConfig {
@@ -103,6 +113,7 @@ impl Default for RecorderConfig {
                 .filter(|k| **k != Kind::CaptureDrops)
                 .map(|k| k.name().to_string())
                 .collect(),
+            hold_bytes: 16 << 20,
         }
     }
 }
@@ -150,11 +161,11 @@ impl RecorderConfig {
         (self.total_bytes / self.pod_bytes.max(1)).clamp(1, u16::MAX as usize)
     }
 
-    /// Bytes the recorder can hold at most: the rings, and copies for the recordings
-    /// being written.
+    /// Bytes the recorder can hold at most: the rings, copies for the recordings being
+    /// written, and the transaction records held back.
     pub fn memory_bound(&self) -> u64 {
         if self.enabled {
-            2 * (self.slots() * self.pod_bytes) as u64
+            2 * (self.slots() * self.pod_bytes) as u64 + self.hold_bytes as u64
         } else {
             0
         }
@@ -182,6 +193,10 @@ pub struct Hub {
     /// Bytes of one worker's ring for one pod.
     ring_bytes: usize,
     snaplen: usize,
+    /// Bytes of transaction records one worker holds back (`hold_bytes / workers`), and
+    /// for how long (`seconds` + [`HOLD_MARGIN`]).
+    hold_bytes: usize,
+    hold_ns: u64,
     tx: crossbeam_channel::Sender<Chunk>,
 }
 
@@ -233,6 +248,18 @@ pub struct Recording {
     /// Frames lost: overwritten before hand-over, or over the copy budget.
     pub lost: AtomicU64,
     budget: AtomicU64,
+    /// The timestamps of the file's first part (the frames from before the trigger), in
+    /// file order: set by the recorder thread once every worker has handed its part over
+    /// (or when the file is written), after which a frame's number in the file can be
+    /// told from its time. Workers wait for it before naming frame ranges.
+    index: OnceLock<Box<[u64]>>,
+}
+
+impl Recording {
+    /// The first part's timestamps, once final.
+    fn index(&self) -> Option<&[u64]> {
+        self.index.get().map(|b| &**b)
+    }
 }
 
 /// Frames a worker hands over for one recording.
@@ -324,6 +351,8 @@ struct SlotPod {
 struct InFlight {
     rec: Arc<Recording>,
     chunks: Vec<Chunk>,
+    /// Frames from before the trigger received (to know when all of them are).
+    pre_frames: u64,
     /// Interfaces of the pods: ifindex, name, pod.
     ifaces: Vec<(u32, String, String)>,
     info: RecordingInfo,
@@ -373,6 +402,8 @@ impl Recorder {
             slots,
             ring_bytes: cfg.pod_bytes / workers.max(1),
             snaplen: cfg.snaplen as usize,
+            hold_bytes: cfg.hold_bytes / workers.max(1),
+            hold_ns: cfg.seconds * NS + HOLD_MARGIN.as_nanos() as u64,
             tx,
         });
         let mut triggers = [false; Kind::COUNT];
@@ -530,20 +561,15 @@ impl Recorder {
                 "not a pod the flight recorder records (recorder.pods, recorder.selector)".into(),
             );
         }
+        // Within the window of a recording of one of the pods: the trigger's moment is
+        // in that file. After it (the file may still be being written), a new recording
+        // starts; the workers end their part of the previous one when they take it up.
         if let Some(f) = st
             .inflight
             .iter()
-            .find(|f| f.rec.slots.iter().any(|s| slots.contains(s)))
+            .find(|f| ts <= f.rec.until && f.rec.slots.iter().any(|s| slots.contains(s)))
         {
-            // Within its window: the trigger's moment is in that file. After it (the
-            // file is being written), the pod's rings are still bound to it.
-            if ts <= f.rec.until {
-                return Ok(f.info.clone());
-            }
-            return Err(format!(
-                "the pod's previous recording ({}) is still being written",
-                f.info.file
-            ));
+            return Ok(f.info.clone());
         }
         st.next_id += 1;
         let id = st.next_id;
@@ -592,6 +618,7 @@ impl Recorder {
             next: AtomicU64::new(0),
             lost: AtomicU64::new(0),
             budget: AtomicU64::new((self.cfg.pod_bytes * slots.len()) as u64),
+            index: OnceLock::new(),
         });
         let info = RecordingInfo {
             file: path,
@@ -607,6 +634,7 @@ impl Recorder {
         st.inflight.push(InFlight {
             rec: rec.clone(),
             chunks: Vec::new(),
+            pre_frames: 0,
             ifaces,
             info: info.clone(),
         });
@@ -658,6 +686,7 @@ impl Recorder {
                     self.take(c);
                 }
             }
+            self.number();
             self.write_due(stopping);
             if stopping {
                 break;
@@ -668,7 +697,25 @@ impl Recorder {
     fn take(&self, c: Chunk) {
         let mut st = self.lock();
         if let Some(f) = st.inflight.iter_mut().find(|f| f.rec.id == c.rec) {
+            if c.pre {
+                f.pre_frames += c.frames.len() as u64;
+            }
             f.chunks.push(c);
+        }
+    }
+
+    /// Publish the first part's timestamps of the recordings whose first part is
+    /// complete: every worker took the trigger up and all it handed over has arrived
+    /// (the count is final once they all took it up: each adds to it before saying so).
+    fn number(&self) {
+        let st = self.lock();
+        for f in &st.inflight {
+            if f.rec.index.get().is_none()
+                && f.rec.picked.load(Acquire) >= f.rec.workers
+                && f.pre_frames >= f.rec.pre.load(Relaxed)
+            {
+                let _ = f.rec.index.set(pre_index(&f.chunks));
+            }
         }
     }
 
@@ -701,6 +748,11 @@ impl Recorder {
         self.hub.recordings.store(Arc::new(list));
         self.hub.publish();
         for f in due {
+            // The file's first part is what arrived: frame ranges are given from it even
+            // when a worker never took the trigger up.
+            if f.rec.index.get().is_none() {
+                let _ = f.rec.index.set(pre_index(&f.chunks));
+            }
             let mut info = f.info.clone();
             info.lost = f.rec.lost.load(Relaxed);
             match self.write(&f) {
@@ -891,6 +943,17 @@ fn create_dir(dir: &str) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The timestamps of the frames from before the trigger, in the order the file holds them.
+fn pre_index(chunks: &[Chunk]) -> Box<[u64]> {
+    let mut ts: Vec<u64> = chunks
+        .iter()
+        .filter(|c| c.pre)
+        .flat_map(|c| c.frames.iter().map(|f| f.ts))
+        .collect();
+    ts.sort_unstable();
+    ts.into_boxed_slice()
+}
+
 /// A file-name-safe form: letters, digits, `.`, `_` and `-` kept, the rest `_`.
 fn sanitize(s: &str) -> String {
     s.chars()
@@ -940,24 +1003,57 @@ mod tests {
         }
     }
 
-    /// One worker, one recorded pod on interface 7: the frames before the trigger come
-    /// first in the file, in time order, then the numbered ones; a transaction after the
-    /// trigger names the file and the frames that hold it; another interface's frames
-    /// are not recorded.
-    #[test]
-    fn a_recording_holds_the_window_and_links_by_frame_number() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A transaction seen at `obs` from `start` to `end` (ms).
+    fn tx(obs: u32, start: u64, end: u64) -> crate::proto::Transaction {
+        let mut t = crate::proto::Transaction::new(
+            crate::proto::Protocol::Http,
+            Timestamp(start * 1_000_000),
+        );
+        t.end = Timestamp(end * 1_000_000);
+        t.obs = obs;
+        t
+    }
+
+    /// Attribute `k` (a string) of the transactions the sink got, by start (ms).
+    fn attrs(sink: &crate::export::VecSink, k: &str) -> Vec<(u64, Option<String>)> {
+        sink.records
+            .iter()
+            .filter_map(|r| match r {
+                crate::export::Record::Transaction(t) => Some(t),
+                _ => None,
+            })
+            .map(|t| {
+                let v = t.attrs.iter().find(|(n, _)| *n == k).map(|(_, v)| match v {
+                    crate::proto::AttrValue::Str(s) => s.to_string(),
+                    v => panic!("{v:?}"),
+                });
+                (t.start.as_nanos() / 1_000_000, v)
+            })
+            .collect()
+    }
+
+    /// The recorder thread's part: take the chunks handed over, number the first parts.
+    fn recorder_step(r: &Recorder) {
+        while let Ok(c) = r.rx.try_recv() {
+            r.take(c);
+        }
+        r.number();
+    }
+
+    /// A recorder of one worker recording pod shop/web on interface 7.
+    fn one_worker(dir: &Path, hold_bytes: usize) -> (Arc<Recorder>, ring::WorkerRecorder) {
         let cfg = RecorderConfig {
             enabled: true,
             seconds: 3,
             after_secs: 1,
             pod_bytes: 1 << 20,
             total_bytes: 2 << 20,
-            dir: dir.path().display().to_string(),
+            dir: dir.display().to_string(),
+            hold_bytes,
             ..Default::default()
         };
         let r = Recorder::new(&cfg, 1, "n1").unwrap();
-        let mut w = ring::WorkerRecorder::new(r.hub());
+        let w = ring::WorkerRecorder::new(r.hub());
         {
             let mut st = r.lock();
             let web = SlotPod {
@@ -966,13 +1062,32 @@ mod tests {
             };
             r.select(&mut st, vec![web]);
         }
-        w.before_batch(Timestamp::ZERO);
+        (r, w)
+    }
+
+    /// One worker, one recorded pod on interface 7: the frames before the trigger come
+    /// first in the file, in time order, then the numbered ones. A transaction that
+    /// completed before the trigger, held back, and one after it name the file and the
+    /// frames that hold them; one of another interface is not held; the statistics see
+    /// every transaction at once.
+    #[test]
+    fn a_recording_holds_the_window_and_links_by_frame_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, mut w) = one_worker(dir.path(), 1 << 20);
+        let mut sink = crate::export::VecSink::default();
+        let mut counters = crate::events::Counters::default();
+        w.before_batch(Timestamp::ZERO, &mut sink);
         assert!(w.wants_frames());
         // 1 s to 5 s: the window starts at 2.5 s (3 s before the trigger).
         for s in 1..=5u64 {
             w.offer(&frame(&[s as u8; 60], 7, s * 1000));
             w.offer(&frame(&[0xee; 60], 8, s * 1000));
         }
+        // Completed before the trigger: held; another interface's is not.
+        let mut txs = vec![tx(7, 4000, 5000), tx(8, 4000, 5000)];
+        w.hold(&mut txs, &mut sink, &mut counters);
+        assert_eq!(txs.len(), 1, "the other interface's transaction goes on");
+        assert!(sink.records.is_empty());
         let trig = Timestamp(5_500_000_000);
         let info = r
             .trigger(&["shop/web".into()], &[], "http_error_burst", trig)
@@ -981,40 +1096,43 @@ mod tests {
             info.file
                 .ends_with("shop_web-http_error_burst-19700101T000005.500Z.pcapng")
         );
-        // A second trigger joins it.
+        // A second trigger within the window joins it.
         assert_eq!(
             r.trigger(&[], &[7], "request", trig).unwrap().file,
             info.file
         );
         assert!(r.trigger(&[], &[8], "request", trig).is_err());
-        w.before_batch(trig);
-        assert!(w.linking());
+        w.before_batch(trig, &mut sink);
         w.offer(&frame(&[6; 60], 7, 6000));
         w.offer(&frame(&[7; 60], 7, 6200));
-        let mut tx =
-            crate::proto::Transaction::new(crate::proto::Protocol::Http, Timestamp(6_000_000_000));
-        tx.end = Timestamp(6_200_000_000);
-        tx.obs = 7;
-        w.link(&mut tx);
-        let attr = |k: &str| {
-            tx.attrs
-                .iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| match v {
-                    crate::proto::AttrValue::Str(s) => s.to_string(),
-                    v => panic!("{v:?}"),
-                })
-        };
-        assert_eq!(attr("podtap.recording.file"), Some(info.file.clone()));
-        // Three frames from 3 s to 5 s first, then these two.
-        assert_eq!(attr("podtap.recording.frames").as_deref(), Some("4-5"));
-        // Past the window: after it, this worker is done.
+        // Completed after the trigger, before the first part is numbered.
+        let mut txs = vec![tx(7, 6000, 6200)];
+        w.hold(&mut txs, &mut sink, &mut counters);
+        assert!(txs.is_empty());
+        recorder_step(&r);
+        // Past the window: after it, this worker is done. Nothing is due yet (a held
+        // record leaves 3 s + 2 s after it completed).
         w.offer(&frame(&[8; 60], 7, 7000));
-        w.before_batch(Timestamp(7_000_000_000));
-        assert!(!w.linking());
-        while let Ok(c) = r.rx.try_recv() {
-            r.take(c);
-        }
+        w.before_batch(Timestamp(7_000_000_000), &mut sink);
+        assert!(sink.records.is_empty());
+        // The one that completed at 5 s leaves at 10 s.
+        w.before_batch(Timestamp(10_000_000_000), &mut sink);
+        assert_eq!(sink.records.len(), 1);
+        w.finish(&mut sink);
+        assert_eq!(
+            attrs(&sink, "podtap.recording.file"),
+            [
+                (4000, Some(info.file.clone())),
+                (6000, Some(info.file.clone()))
+            ]
+        );
+        // Three frames from 3 s to 5 s first (the one at 4 s and the one at 5 s hold the
+        // first transaction), then the two after the trigger.
+        assert_eq!(
+            attrs(&sink, "podtap.recording.frames"),
+            [(4000, Some("2-3".into())), (6000, Some("4-5".into()))]
+        );
+        recorder_step(&r);
         r.write_due(false);
         let st = r.status();
         let last = st.recordings.last().unwrap();
@@ -1041,6 +1159,43 @@ mod tests {
                 .map(|(&t, b)| (t, b, 160))
                 .collect::<Vec<_>>()
         );
+    }
+
+    /// A trigger after a recording's window, while its file is not written yet, starts a
+    /// recording of its own: the worker ends its part in the first when it takes the
+    /// second up, and both files are written.
+    #[test]
+    fn a_trigger_after_the_window_starts_a_new_recording() {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, mut w) = one_worker(dir.path(), 1 << 20);
+        let mut sink = crate::export::VecSink::default();
+        w.before_batch(Timestamp::ZERO, &mut sink);
+        for s in 1..=5u64 {
+            w.offer(&frame(&[s as u8; 60], 7, s * 1000));
+        }
+        let first = r
+            .trigger(&[], &[7], "request", Timestamp(5_000_000_000))
+            .unwrap();
+        w.before_batch(Timestamp(5_000_000_000), &mut sink);
+        w.offer(&frame(&[6; 60], 7, 5500));
+        // After the first window (until 6 s), before this worker passed it.
+        let second = r
+            .trigger(&[], &[7], "request", Timestamp(6_500_000_000))
+            .unwrap();
+        assert_ne!(first.file, second.file);
+        w.before_batch(Timestamp(5_600_000_000), &mut sink);
+        w.offer(&frame(&[7; 60], 7, 6600));
+        w.before_batch(Timestamp(8_000_000_000), &mut sink);
+        recorder_step(&r);
+        r.write_due(false);
+        let st = r.status();
+        let frames = |f: &str| {
+            let i = st.recordings.iter().find(|i| i.file == f).unwrap();
+            assert_eq!(i.state, "written", "{i:?}");
+            i.frames
+        };
+        // 2 s to 5 s and 5.5 s; then 3.5 s to 5.5 s and 6.6 s.
+        assert_eq!((frames(&first.file), frames(&second.file)), (5, 4));
     }
 
     #[test]
