@@ -10,9 +10,9 @@
 //! the server and at the client side by side.
 
 use hashbrown::{DefaultHashBuilder, HashTable};
-use std::hash::{BuildHasher, Hash, Hasher};
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::hash::{BuildHasher, Hash, Hasher};
 
 use crate::events::Counters;
 use crate::export::{Record, RecordSink};

@@ -863,10 +863,10 @@ mod tests {
     /// Pieces that exercise every look-ahead of the tokenizer: comments, quotes, dollar
     /// quoting, exponents, qualified names, parentheses, statement ends.
     const PIECES: &[&str] = &[
-        "SELECT", "select", " ", "\n", "a", "t1", ",", "FROM", "from", "INTO", "INSERT",
-        "UPDATE", "WITH", "CREATE", "TABLE", "IF", "NOT", "EXISTS", ".", "x", "'s'", "'",
-        "\"q\"", "`b`", "--", "-- ", "#", "/*", "*/", "$$", "$a$", "$1", "$", "(", ")",
-        ";", "1", "1e", "e+5", "E'", "ONLY", "?", ":p", "::", "0x", "\\",
+        "SELECT", "select", " ", "\n", "a", "t1", ",", "FROM", "from", "INTO", "INSERT", "UPDATE",
+        "WITH", "CREATE", "TABLE", "IF", "NOT", "EXISTS", ".", "x", "'s'", "'", "\"q\"", "`b`",
+        "--", "-- ", "#", "/*", "*/", "$$", "$a$", "$1", "$", "(", ")", ";", "1", "1e", "e+5",
+        "E'", "ONLY", "?", ":p", "::", "0x", "\\",
     ];
 
     proptest::proptest! {
