@@ -512,7 +512,7 @@ pub fn summarize_in(d: Dialect, text: &str) -> SqlSummary<'_> {
 /// a tokenizer pass. The result is exactly what [`summarize_in`] gives (a test checks it
 /// on every statement of the corpus and on random ones). One per connection, at most
 /// [`SummaryMemo::MAX_KEY`] bytes on the heap (counted in the decoder's heap).
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct SummaryMemo {
     key: Vec<u8>,
     /// The summary looked at the text's end: only the same text gives it again.
@@ -529,16 +529,31 @@ impl SummaryMemo {
     /// [`summarize_in`] of `text`, from the memo when `text` repeats what the last
     /// summary depended on.
     pub fn summarize<'t>(&mut self, d: Dialect, text: &'t str) -> SqlSummary<'t> {
-        let b = text.as_bytes();
-        let k = self.key.len();
-        if k > 0 && b.len() >= k && (!self.ended || b.len() == k) && b[..k] == self.key[..] {
+        if self.repeats(text.as_bytes()) {
             return SqlSummary {
                 operation: self.operation,
                 collection: self.collection.map(|(s, e)| &text[s..e]),
             };
         }
+        self.learn(d, text)
+    }
+
+    /// Whether raw statement bytes `b` repeat what the last summary depended on: then
+    /// the summary of `b`'s text (valid UTF-8 as far as it goes) is the last one. The
+    /// key ends at a character boundary, so `b`'s valid part covers all of it.
+    pub fn repeats(&self, b: &[u8]) -> bool {
+        let k = self.key.len();
+        k > 0 && b.len() >= k && (!self.ended || b.len() == k) && b[..k] == self.key[..]
+    }
+
+    /// [`summarize_in`] of `text`, remembered for the next statement.
+    pub fn learn<'t>(&mut self, d: Dialect, text: &'t str) -> SqlSummary<'t> {
+        let b = text.as_bytes();
         let (s, far) = summarize_tracked(d, text);
-        let n = far.min(b.len());
+        let mut n = far.min(b.len());
+        while !text.is_char_boundary(n) {
+            n += 1;
+        }
         self.key.clear();
         if n <= Self::MAX_KEY {
             self.key.extend_from_slice(&b[..n]);
@@ -912,6 +927,12 @@ mod tests {
         assert!(memo.ended);
         let s = memo.summarize(d, "BEGINNING");
         assert_eq!(s.operation, None);
+        // The look-ahead past `t1` ends inside `€`: the key takes the whole character,
+        // so bytes that cut it short are not taken for a repeat.
+        memo.summarize(d, "UPDATE t1 'x'€ y");
+        assert_eq!(memo.key, "UPDATE t1 'x'€".as_bytes());
+        assert!(memo.repeats("UPDATE t1 'x'€ z".as_bytes()));
+        assert!(!memo.repeats(b"UPDATE t1 'x'\xe2\x82\xff"));
     }
 
     #[test]

@@ -175,6 +175,7 @@ impl MysqlStats {
 mod sqltext {
     use compact_str::CompactString;
 
+    #[derive(Clone, Default)]
     pub struct Summary {
         pub operation: Option<CompactString>,
         pub collection: Option<CompactString>,
@@ -191,8 +192,36 @@ mod sqltext {
 
     /// The statement's operation (None when the first word is not a statement keyword),
     /// main table and `db.query.summary`, from the shared SQL tokenizer (MySQL dialect).
-    pub fn summarize(b: &[u8], memo: &mut crate::proto::sql::SummaryMemo) -> Summary {
-        let s = memo.summarize(crate::proto::sql::Dialect::MySql, text(b));
+    /// What [`summarize`] made of the statement the memo remembers.
+    #[derive(Clone, Default)]
+    pub struct Memo {
+        sql: crate::proto::sql::SummaryMemo,
+        last: Summary,
+    }
+
+    impl Memo {
+        pub fn heap_bytes(&self) -> usize {
+            self.sql.heap_bytes()
+                + [&self.last.operation, &self.last.collection]
+                    .into_iter()
+                    .flatten()
+                    .chain([&self.last.summary])
+                    .map(|s| if s.is_heap_allocated() { s.capacity() } else { 0 })
+                    .sum::<usize>()
+        }
+    }
+
+    /// [`summarize_text`], from the memo when the statement repeats the last one's shape
+    /// (compared as bytes, before they are read as text).
+    pub fn summarize(b: &[u8], memo: &mut Memo) -> Summary {
+        if !memo.sql.repeats(b) {
+            memo.last = summarize_text(b, &mut memo.sql);
+        }
+        memo.last.clone()
+    }
+
+    fn summarize_text(b: &[u8], memo: &mut crate::proto::sql::SummaryMemo) -> Summary {
+        let s = memo.learn(crate::proto::sql::Dialect::MySql, text(b));
         let operation = s.operation.map(CompactString::const_new);
         // As `sql::query_summary` builds it, without a `String` on the way.
         let summary = match (s.operation, s.collection) {
@@ -377,7 +406,7 @@ struct Conn {
     gap_seen: bool,
     scratch: String,
     /// The last statement's summary: the next one usually repeats its shape.
-    memo: crate::proto::sql::SummaryMemo,
+    memo: sqltext::Memo,
     /// A compressed packet read as an ordinary one, to be read again as compressed.
     refeed: Vec<u8>,
     /// Time of the chunk holding the first byte of each direction's current message.
