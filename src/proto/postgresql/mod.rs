@@ -242,7 +242,9 @@ fn utf8_prefix(b: &[u8]) -> &str {
 /// its own), a prepared statement (shared with the statement map), or nowhere.
 enum Src {
     None,
-    Own(Stmt),
+    /// Boxed: a pending request moves in and out of the queue, and the statement inline
+    /// would make every one of them (mostly `Shared`) three times as big to move.
+    Own(Box<Stmt>),
     Shared(Arc<Stmt>),
 }
 
@@ -498,7 +500,7 @@ impl Conn {
                     Box::<str>::from(&text[off..])
                 });
                 let cur = first.map(|s| {
-                    let mut tx = Tx::new(Src::Own(self.settings.stmt(&mut self.memo, s, truncated)), ts);
+                    let mut tx = Tx::new(Src::Own(Box::new(self.settings.stmt(&mut self.memo, s, truncated))), ts);
                     tx.req_bytes = wire;
                     tx
                 });
@@ -860,7 +862,7 @@ impl Conn {
         if let Some(Exp::Query(q)) = self.pending.front_mut() {
             q.rest = after;
         }
-        Some(Tx::new(Src::Own(stmt), ts))
+        Some(Tx::new(Src::Own(Box::new(stmt)), ts))
     }
 
     fn on_error(&mut self, err: ErrorFields<'_>, ts: Timestamp, out: &mut Vec<Transaction>) {
@@ -966,7 +968,7 @@ impl Conn {
                     });
                     self.stats.skipped += 1;
                     let t = self.finish(
-                        Tx::new(Src::Own(stmt), ts),
+                        Tx::new(Src::Own(Box::new(stmt)), ts),
                         ts,
                         End {
                             completeness: Completeness::NO_RESPONSE,
@@ -1104,7 +1106,9 @@ impl L7Parser for PgParser {
         use crate::proto::heap::{deque_bytes, map_bytes};
         // A statement's name and summary strings, short; the statement itself is shared.
         let stmt = std::mem::size_of::<Stmt>() + 64;
+        // Any pending request can own its statement (boxed): counted as if each did.
         deque_bytes(&self.c.pending)
+            + self.c.pending.capacity() * stmt
             + map_bytes(&self.c.statements, stmt)
             + map_bytes(&self.c.portals, 32)
             + self.framers.iter().map(|f| f.heap_bytes()).sum::<usize>()
