@@ -530,13 +530,17 @@ impl Parser {
             return Ok(self.varint(b, pos)?.map(|v| i64::from(v) - 1));
         }
         let n = if wide { 4 } else { 2 };
-        match self.take(b, pos, n) {
-            Take::Got(x) if wide => Ok(Some(i64::from(i32::from_be_bytes([
-                x[0], x[1], x[2], x[3],
-            ])))),
-            Take::Got(x) => Ok(Some(i64::from(i16::from_be_bytes([x[0], x[1]])))),
-            Take::Wait => Ok(None),
-            Take::Bad => Err(()),
+        // Read where the bytes are (no copy out): every string and array has a length.
+        let be = |x: &[u8]| match *x {
+            [a, b, c, d] => i64::from(i32::from_be_bytes([a, b, c, d])),
+            [a, b, ..] => i64::from(i16::from_be_bytes([a, b])),
+            _ => 0,
+        };
+        match self.fill(b, pos, n) {
+            Fill::Input(at) => Ok(Some(be(&b[at..at + n]))),
+            Fill::Carry => Ok(Some(be(&self.carry[..n]))),
+            Fill::Wait => Ok(None),
+            Fill::Bad => Err(()),
         }
     }
 
@@ -705,6 +709,16 @@ impl Parser {
                     Take::Got(x) => x,
                     Take::Wait => return Ok(None),
                     Take::Bad => return Err(()),
+                }
+            };
+        }
+        // A fixed-size field nothing is read of: passed over without copying it out.
+        macro_rules! pass {
+            ($n:expr) => {
+                match self.fill(b, pos, $n) {
+                    Fill::Input(_) | Fill::Carry => {}
+                    Fill::Wait => return Ok(None),
+                    Fill::Bad => return Err(()),
                 }
             };
         }
@@ -894,23 +908,23 @@ impl Parser {
             }
             let ev = match t {
                 T::I8 => {
-                    take!(1);
+                    pass!(1);
                     None
                 }
                 T::I16 => {
-                    take!(2);
+                    pass!(2);
                     None
                 }
                 T::I32 => {
-                    take!(4);
+                    pass!(4);
                     None
                 }
                 T::I64 => {
-                    take!(8);
+                    pass!(8);
                     None
                 }
                 T::Uuid => {
-                    take!(16);
+                    pass!(16);
                     None
                 }
                 T::Partition => {
