@@ -10,7 +10,8 @@
 //! the server and at the client side by side.
 //!
 //! The latency percentiles are nearest ranks over a histogram per endpoint and side
-//! ([`Latencies`]: exact up to 127 µs, within 0.8% above), so the table's memory does not
+//! ([`Latencies`]: exact while an endpoint has seen at most 128 transactions, and up to
+//! 127 µs; within 0.8% above), so the table's memory does not
 //! grow with the number of transactions a capture holds.
 
 use hashbrown::{DefaultHashBuilder, HashTable};
@@ -59,20 +60,24 @@ struct View {
     durations: Latencies,
 }
 
-/// Latencies in microseconds as a log-linear histogram: exact up to 127 µs, then 64
-/// buckets per power of two, so a percentile is within 0.8% of the true value (the table
-/// prints milliseconds to three decimals). Memory stays under 14 KiB per endpoint and
-/// side however many transactions a capture holds (a list of every duration grew by
-/// four bytes a transaction).
+/// Latencies in microseconds: the first [`Latencies::EXACT`] as they are, then a
+/// log-linear histogram, exact up to 127 µs and with 64 buckets per power of two above,
+/// so a percentile is within 0.8% of the true value (the table prints milliseconds to
+/// three decimals). Memory stays under 14 KiB per endpoint and side however many
+/// transactions a capture holds (a list of every duration grew by four bytes a
+/// transaction), and an endpoint seen a few times (a DNS name) keeps a few values only.
 #[derive(Clone, Debug, Default, PartialEq)]
 struct Latencies {
-    /// Counts per bucket, up to the highest bucket used.
+    /// The values, while there are at most `EXACT` of them.
+    exact: Vec<u32>,
+    /// Counts per bucket, up to the highest bucket used (once past `EXACT` values).
     counts: Vec<u64>,
     n: u64,
 }
 
 impl Latencies {
     const SUB: u32 = 6;
+    const EXACT: usize = 128;
 
     fn bucket(us: u32) -> usize {
         let e = 31u32.saturating_sub(us.leading_zeros());
@@ -94,22 +99,42 @@ impl Latencies {
     }
 
     fn record(&mut self, us: u32) {
+        self.n += 1;
+        if self.counts.is_empty() && self.exact.len() < Self::EXACT {
+            self.exact.push(us);
+            return;
+        }
+        for v in std::mem::take(&mut self.exact) {
+            self.count(v);
+        }
+        self.count(us);
+    }
+
+    fn count(&mut self, us: u32) {
         let b = Self::bucket(us);
         if b >= self.counts.len() {
             self.counts.resize(b + 1, 0);
         }
         self.counts[b] += 1;
-        self.n += 1;
     }
 
     fn merge(&mut self, o: &Latencies) {
-        if o.counts.len() > self.counts.len() {
-            self.counts.resize(o.counts.len(), 0);
+        let n = self.n + o.n;
+        for &v in &o.exact {
+            self.record(v);
         }
-        for (mine, theirs) in self.counts.iter_mut().zip(&o.counts) {
-            *mine += theirs;
+        if !o.counts.is_empty() {
+            for v in std::mem::take(&mut self.exact) {
+                self.count(v);
+            }
+            if o.counts.len() > self.counts.len() {
+                self.counts.resize(o.counts.len(), 0);
+            }
+            for (mine, theirs) in self.counts.iter_mut().zip(&o.counts) {
+                *mine += theirs;
+            }
         }
-        self.n += o.n;
+        self.n = n;
     }
 
     fn is_empty(&self) -> bool {
@@ -118,10 +143,15 @@ impl Latencies {
 
     /// Nearest-rank percentiles for quantiles `qs` (0 without values).
     fn percentiles<const N: usize>(&self, qs: [f64; N]) -> [u32; N] {
+        if self.counts.is_empty() {
+            let mut v = self.exact.clone();
+            v.sort_unstable();
+            return qs.map(|q| {
+                let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len().max(1));
+                v.get(rank - 1).copied().unwrap_or(0)
+            });
+        }
         qs.map(|q| {
-            if self.n == 0 {
-                return 0;
-            }
             let rank = ((q * self.n as f64).ceil() as u64).clamp(1, self.n);
             let mut seen = 0;
             for (b, &c) in self.counts.iter().enumerate() {
@@ -533,6 +563,7 @@ mod tests {
             .map(|(k, e)| {
                 let mut d = e.at[0].durations.clone();
                 d.merge(&e.at[1].durations);
+                d.exact.sort_unstable();
                 (k.clone(), e.once(|v| v.count), e.once(|v| v.errors), d)
             })
             .collect();
@@ -706,11 +737,10 @@ mod tests {
             .unwrap()
             .split_whitespace()
             .collect();
-        // protocol server GET /a count errors incomp srv-p50 srv-p99 cli-p50 cli-p99: the
-        // middles of 8 us buckets (the exact figures are 1.004, 1.009, 1.204, 1.209).
+        // protocol server GET /a count errors incomp srv-p50 srv-p99 cli-p50 cli-p99
         assert_eq!(
             row[4..],
-            ["10", "1", "0", "1.004", "1.012", "1.208", "1.208"]
+            ["10", "1", "0", "1.004", "1.009", "1.204", "1.209"]
         );
         let top: Vec<&str> = table.lines().filter(|l| l.contains(" -> ")).collect();
         assert_eq!(top.len(), 2, "heading and one flow: {table}");
@@ -782,8 +812,20 @@ mod tests {
             );
         }
         // The largest value a u32 holds needs the last bucket: the bound on the counts.
-        let max = latencies([u32::MAX]);
+        let max = latencies(std::iter::repeat_n(u32::MAX, Latencies::EXACT + 1));
         assert_eq!(max.counts.len(), Latencies::bucket(u32::MAX) + 1);
         assert!(max.counts.len() * 8 < 14 << 10);
+        assert!(max.exact.capacity() == 0);
+        // A few values are kept as they are: exact percentiles, little memory.
+        let few = latencies([1009, 1001, 1005]);
+        assert_eq!(few.percentiles([0.5, 1.0]), [1005, 1009]);
+        assert!(few.counts.is_empty());
+        // Merging a few into a histogram, and a histogram into a few, counts them all.
+        let mut a = latencies(0..200);
+        a.merge(&latencies([5000, 6000]));
+        let mut b = latencies([5000, 6000]);
+        b.merge(&latencies(0..200));
+        assert_eq!((a.n, b.n), (202, 202));
+        assert_eq!(a.percentiles([0.5, 1.0]), b.percentiles([0.5, 1.0]));
     }
 }
