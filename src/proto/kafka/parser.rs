@@ -226,8 +226,8 @@ pub struct Parser {
 
 /// A fixed read: the bytes (first `n` of 16), more input needed, or the message is
 /// too short for it.
-enum Take {
-    Got([u8; 16]),
+enum Take<const N: usize> {
+    Got([u8; N]),
     Wait,
     Bad,
 }
@@ -421,13 +421,14 @@ impl Parser {
         }
     }
 
-    /// `n` (at most 16) bytes of the message, copied out.
+    /// `N` (at most 64) bytes of the message, copied out (a size known when compiling:
+    /// a few register moves, not a copy call).
     #[inline]
-    fn take(&mut self, b: &[u8], pos: &mut usize, n: usize) -> Take {
-        let mut out = [0u8; 16];
-        match self.fill(b, pos, n) {
-            Fill::Input(at) => out[..n].copy_from_slice(&b[at..at + n]),
-            Fill::Carry => out[..n].copy_from_slice(&self.carry[..n]),
+    fn take<const N: usize>(&mut self, b: &[u8], pos: &mut usize) -> Take<N> {
+        let mut out = [0u8; N];
+        match self.fill(b, pos, N) {
+            Fill::Input(at) => out.copy_from_slice(&b[at..at + N]),
+            Fill::Carry => out.copy_from_slice(&self.carry[..N]),
             Fill::Wait => return Take::Wait,
             Fill::Bad => return Take::Bad,
         }
@@ -529,19 +530,20 @@ impl Parser {
         if self.flexible {
             return Ok(self.varint(b, pos)?.map(|v| i64::from(v) - 1));
         }
-        let n = if wide { 4 } else { 2 };
-        // Read where the bytes are (no copy out): every string and array has a length.
-        let be = |x: &[u8]| match *x {
-            [a, b, c, d] => i64::from(i32::from_be_bytes([a, b, c, d])),
-            [a, b, ..] => i64::from(i16::from_be_bytes([a, b])),
-            _ => 0,
+        let n = if wide {
+            match self.take::<4>(b, pos) {
+                Take::Got(x) => i64::from(i32::from_be_bytes(x)),
+                Take::Wait => return Ok(None),
+                Take::Bad => return Err(()),
+            }
+        } else {
+            match self.take::<2>(b, pos) {
+                Take::Got(x) => i64::from(i16::from_be_bytes(x)),
+                Take::Wait => return Ok(None),
+                Take::Bad => return Err(()),
+            }
         };
-        match self.fill(b, pos, n) {
-            Fill::Input(at) => Ok(Some(be(&b[at..at + n]))),
-            Fill::Carry => Ok(Some(be(&self.carry[..n]))),
-            Fill::Wait => Ok(None),
-            Fill::Bad => Err(()),
-        }
+        Ok(Some(n))
     }
 
     /// Whether a message plausibly starts at `b` (resynchronisation).
@@ -607,7 +609,7 @@ impl Parser {
                     // resynchronises.
                     None => return (b.len(), None),
                 },
-                St::Len => match self.take(b, &mut pos, 4) {
+                St::Len => match self.take::<4>(b, &mut pos) {
                     Take::Got(x) => {
                         let len = i32::from_be_bytes([x[0], x[1], x[2], x[3]]);
                         let min = match self.side {
@@ -633,16 +635,21 @@ impl Parser {
                     }
                 },
                 St::Head => {
-                    let n = match self.side {
-                        Side::Requests => 8,
-                        Side::Responses => 4,
+                    let x = match self.side {
+                        Side::Requests => match self.take::<8>(b, &mut pos) {
+                            Take::Got(x) => Some(x),
+                            Take::Wait => return (pos, None),
+                            Take::Bad => None,
+                        },
+                        Side::Responses => match self.take::<4>(b, &mut pos) {
+                            Take::Got([a, b, c, d]) => Some([a, b, c, d, 0, 0, 0, 0]),
+                            Take::Wait => return (pos, None),
+                            Take::Bad => None,
+                        },
                     };
-                    match self.take(b, &mut pos, n) {
-                        Take::Got(x) => return (pos, Some(self.head(&x))),
-                        Take::Wait => return (pos, None),
-                        Take::Bad => {
-                            self.bad();
-                        }
+                    match x {
+                        Some(x) => return (pos, Some(self.head(&x))),
+                        None => self.bad(),
                     }
                 }
                 // The decoder did not say what the response answers.
@@ -664,7 +671,7 @@ impl Parser {
     }
 
     /// The fixed head of a header.
-    fn head(&mut self, x: &[u8; 16]) -> Ev {
+    fn head(&mut self, x: &[u8; 8]) -> Ev {
         let wire = self.wire;
         match self.side {
             Side::Requests => {
@@ -705,7 +712,7 @@ impl Parser {
     fn walk(&mut self, b: &[u8], pos: &mut usize) -> Result<Option<Ev>, ()> {
         macro_rules! take {
             ($n:expr) => {
-                match self.take(b, pos, $n) {
+                match self.take::<$n>(b, pos) {
                     Take::Got(x) => x,
                     Take::Wait => return Ok(None),
                     Take::Bad => return Err(()),
