@@ -87,7 +87,22 @@ impl Server {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(err(e)),
         }
-        let listener = UnixListener::bind(&path).map_err(err)?;
+        let listener = match UnixListener::bind(&path) {
+            Ok(l) => l,
+            // Another daemon bound it since the check above (two started at once): when it
+            // answers, it serves and this one goes on without; it may need a moment between
+            // its bind and its listen.
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                for _ in 0..50 {
+                    if UnixStream::connect(&path).is_ok() {
+                        return Ok(None);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                return Err(err(e));
+            }
+            Err(e) => return Err(err(e)),
+        };
         // Bound with the process umask (others cannot connect: no write bit); narrowed now.
         let mode = if gid.is_some() { 0o660 } else { 0o600 };
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(err)?;
@@ -757,4 +772,47 @@ fn group_id(group: &str) -> Option<u32> {
 
 fn chown(path: &Path, gid: u32) -> io::Result<()> {
     std::os::unix::fs::chown(path, Some(0), Some(gid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Daemons started at once on one socket path: one serves, the others go on without,
+    /// none fails (a check-then-bind race made the late ones exit with "address in use").
+    #[test]
+    fn daemons_binding_at_once_leave_one_server_and_no_error() {
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..20 {
+            let cfg = ControlConfig {
+                socket: dir
+                    .path()
+                    .join(format!("c{round}.sock"))
+                    .display()
+                    .to_string(),
+                ..Default::default()
+            };
+            let barrier = std::sync::Barrier::new(4);
+            let got: Vec<_> = std::thread::scope(|s| {
+                let hs: Vec<_> = (0..4)
+                    .map(|_| {
+                        s.spawn(|| {
+                            barrier.wait();
+                            Server::bind(&cfg).map_err(|e| e.to_string())
+                        })
+                    })
+                    .collect();
+                hs.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let servers = got.iter().filter(|r| matches!(r, Ok(Some(_)))).count();
+            assert!(
+                got.iter().all(|r| r.is_ok()),
+                "round {round}: {:?}",
+                got.iter()
+                    .filter_map(|r| r.as_ref().err())
+                    .collect::<Vec<_>>()
+            );
+            assert_eq!(servers, 1, "round {round}");
+        }
+    }
 }
