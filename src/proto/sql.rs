@@ -509,8 +509,8 @@ pub fn summarize_in(d: Dialect, text: &str) -> SqlSummary<'_> {
 /// (`SELECT .. FROM t1 WHERE id = '15'`, then `'16'`): the summary only ever depends on
 /// the text up to the main table's name, which the next statement usually repeats. A
 /// text that starts with those bytes gets the same summary from one comparison instead of
-/// a tokenizer pass. The result is exactly what [`summarize_in`] gives (a test checks it
-/// on every statement of the corpus and on random ones). One per connection, at most
+/// a tokenizer pass. The result is exactly what [`summarize_in`] gives (a property test
+/// checks it for random texts after random others). One per connection, at most
 /// [`SummaryMemo::MAX_KEY`] bytes on the heap (counted in the decoder's heap).
 #[derive(Clone, Debug, Default)]
 pub struct SummaryMemo {

@@ -500,7 +500,8 @@ impl Conn {
                     Box::<str>::from(&text[off..])
                 });
                 let cur = first.map(|s| {
-                    let mut tx = Tx::new(Src::Own(Box::new(self.settings.stmt(&mut self.memo, s, truncated))), ts);
+                    let stmt = self.settings.stmt(&mut self.memo, s, truncated);
+                    let mut tx = Tx::new(Src::Own(Box::new(stmt)), ts);
                     tx.req_bytes = wire;
                     tx
                 });
