@@ -205,7 +205,11 @@ impl Hub {
     /// recording's copy budget or the queue is full.
     fn send(&self, rec: &Recording, chunk: Chunk) -> bool {
         let n = chunk.frames.len() as u64;
-        let bytes = chunk.data.len() as u64;
+        // What the copy holds: the frames' bytes, their descriptors, and the 8 bytes of
+        // the first part's numbering (`pre_index`), so that the copies stay within
+        // `pod_bytes` per pod all told, as `memory_bound` counts them.
+        let per_frame = std::mem::size_of::<ChunkFrame>() + std::mem::size_of::<u64>();
+        let bytes = chunk.data.len() as u64 + n * per_frame as u64;
         // Workers hand over at once: take the bytes only if they are all still there.
         let took = rec
             .budget
