@@ -161,6 +161,31 @@ fn spawn_watch<K>(
         + Sync
         + 'static,
 {
+    spawn_reflector(api, wc, writer, what, changed, synced, None);
+}
+
+/// Keep `writer`'s store in step with `api` on the current tokio runtime: `changed` is
+/// notified on every change, `synced` incremented once the first list is in. With
+/// `missing`, a resource the API server does not know (a CRD not installed) counts as
+/// synced and empty, `missing` is logged once, and the watch keeps retrying so that a
+/// resource installed later is picked up.
+pub(super) fn spawn_reflector<K>(
+    api: Api<K>,
+    wc: watcher::Config,
+    writer: reflector::store::Writer<K>,
+    what: &'static str,
+    changed: &Arc<Notify>,
+    synced: &Arc<AtomicU32>,
+    missing: Option<&'static str>,
+) where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
     let (changed, synced) = (changed.clone(), synced.clone());
     tokio::spawn(async move {
         let stream = watcher(api, wc).default_backoff().reflect(writer);
@@ -170,8 +195,7 @@ fn spawn_watch<K>(
         while let Some(ev) = stream.next().await {
             match ev {
                 Ok(watcher::Event::InitDone) => {
-                    if first_sync {
-                        first_sync = false;
+                    if std::mem::take(&mut first_sync) {
                         synced.fetch_add(1, Ordering::Relaxed);
                     }
                     tracing::debug!(resource = what, "watch list complete");
@@ -183,11 +207,27 @@ fn spawn_watch<K>(
                     // 410 Gone re-lists and other errors retry with backoff inside the
                     // watcher; log the first and then every power of ten.
                     errors += 1;
-                    if errors.is_power_of_two() || errors.is_multiple_of(1000) {
+                    if let Some(why) = missing
+                        && is_not_found(&e)
+                        && std::mem::take(&mut first_sync)
+                    {
+                        synced.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(resource = what, "{why}");
+                    } else if errors.is_power_of_two() || errors.is_multiple_of(1000) {
                         tracing::warn!(resource = what, errors, "Kubernetes watch: {e}");
                     }
                 }
             }
         }
     });
+}
+
+/// The API server does not know the resource (404 on list or watch).
+fn is_not_found(e: &watcher::Error) -> bool {
+    match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s)) => s.code == 404,
+        watcher::Error::WatchError(s) => s.code == 404,
+        _ => false,
+    }
 }

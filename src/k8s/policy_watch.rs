@@ -14,14 +14,13 @@
 //! other's. An entry is written only when it changed, so the MODIFIED event a status
 //! write causes does not write again.
 
-use futures::StreamExt;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Api, Client};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::AtomicU32;
 use tokio::sync::{Notify, watch};
 
 use super::policy::{CheckKind, PodtapPolicy, Policy, PolicySet};
@@ -53,49 +52,19 @@ impl PolicyStore {
 pub fn start(client: Client, changed: Arc<Notify>, synced: Arc<AtomicU32>) -> PolicyStore {
     let (store, writer) = reflector::store();
     let api = Api::<PodtapPolicy>::all(client);
-    tokio::spawn(async move {
-        let wc = watcher::Config::default().any_semantic();
-        let stream = watcher(api, wc).default_backoff().reflect(writer);
-        let mut stream = std::pin::pin!(stream);
-        let mut first_sync = true;
-        let mut errors: u64 = 0;
-        while let Some(ev) = stream.next().await {
-            match ev {
-                Ok(watcher::Event::InitDone) => {
-                    if std::mem::take(&mut first_sync) {
-                        synced.fetch_add(1, Ordering::Relaxed);
-                    }
-                    tracing::debug!("policy watch list complete");
-                    changed.notify_one();
-                }
-                Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => changed.notify_one(),
-                Ok(_) => {}
-                Err(e) => {
-                    errors += 1;
-                    let missing = is_not_found(&e);
-                    if missing && std::mem::take(&mut first_sync) {
-                        synced.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(
-                            "the PodtapPolicy resource is not installed (deploy/kubernetes/podtappolicy-crd.yaml): \
-                             attribution.selector applies until it is"
-                        );
-                    } else if errors.is_power_of_two() || errors.is_multiple_of(1000) {
-                        tracing::warn!(errors, "PodtapPolicy watch: {e}");
-                    }
-                }
-            }
-        }
-    });
+    super::kube::spawn_reflector(
+        api,
+        watcher::Config::default().any_semantic(),
+        writer,
+        "podtappolicies",
+        &changed,
+        &synced,
+        Some(
+            "the PodtapPolicy resource is not installed (deploy/kubernetes/podtappolicy-crd.yaml): \
+             attribution.selector applies until it is",
+        ),
+    );
     PolicyStore { store }
-}
-
-fn is_not_found(e: &watcher::Error) -> bool {
-    match e {
-        watcher::Error::InitialListFailed(kube::Error::Api(s))
-        | watcher::Error::WatchStartFailed(kube::Error::Api(s)) => s.code == 404,
-        watcher::Error::WatchError(s) => s.code == 404,
-        _ => false,
-    }
 }
 
 /// One policy's status as this node sees it.
