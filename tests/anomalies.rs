@@ -72,24 +72,8 @@ impl Node {
         d
     }
 
-    fn curl(&self, url: &str, max_secs: &str) -> String {
-        let out = self
-            .client
-            .ns
-            .cmd("curl")
-            .args([
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "--max-time",
-                max_secs,
-            ])
-            .arg(url)
-            .output()
-            .expect("curl");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+    fn curl(&self, url: &str, max_secs: u32) -> String {
+        self.client.ns.http_status(url, max_secs)
     }
 
     fn nft(&self, ns: &Netns, rules: &str) {
@@ -167,7 +151,7 @@ fn refused_connections_and_unanswered_or_resent_syns() {
     let mut d = n.daemon("");
     let srv = &n.server.ip;
     // Nothing listens on 81: the server's stack answers the SYN with a reset.
-    assert_eq!(n.curl(&format!("http://{srv}:81/"), "2"), "000");
+    assert_eq!(n.curl(&format!("http://{srv}:81/"), 2), "000");
     wait_event(&d, "connection_refused", 5);
     assert_eq!(counted(&n, "connection_refused"), 1);
     // SYNs to 82 dropped for good (after the capture saw them): one event after 5 s,
@@ -176,7 +160,7 @@ fn refused_connections_and_unanswered_or_resent_syns() {
         &n.server.ns,
         "table inet drop82 {\n chain in { type filter hook input priority 0; tcp dport 82 drop; }\n}\n",
     );
-    assert_eq!(n.curl(&format!("http://{srv}:82/"), "2"), "000");
+    assert_eq!(n.curl(&format!("http://{srv}:82/"), 2), "000");
     wait_event(&d, "syn_unanswered", 10);
     // SYNs to 80 dropped for the first 1.5 s: the second resend gets through.
     n.nft(
@@ -184,7 +168,7 @@ fn refused_connections_and_unanswered_or_resent_syns() {
         "table inet slow80 {\n chain in { type filter hook input priority 0; tcp dport 80 tcp flags syn drop; }\n}\n",
     );
     let slow = std::thread::scope(|s| {
-        let t = s.spawn(|| n.curl(&format!("http://{srv}/index.html"), "10"));
+        let t = s.spawn(|| n.curl(&format!("http://{srv}/index.html"), 10));
         std::thread::sleep(Duration::from_millis(1500));
         sh(n.server
             .ns
@@ -242,7 +226,7 @@ fn a_reset_in_the_middle_of_a_request() {
     );
     let _srv = background(&n.server.ns, &script);
     let mut d = n.daemon("");
-    let code = n.curl(&format!("http://{}:8080/orders/42", n.server.ip), "3");
+    let code = n.curl(&format!("http://{}:8080/orders/42", n.server.ip), 3);
     assert_eq!(code, "000", "curl saw the reset");
     wait_event(&d, "reset_mid_request", 8);
     let records = d.stop();
@@ -269,7 +253,7 @@ fn random_loss_is_one_retransmission_burst() {
          tcp sport 80 meta length > 1000 numgen random mod 10 < 1 drop; }\n}\n",
     );
     assert_eq!(
-        n.curl(&format!("http://{}/big.bin", n.server.ip), "30"),
+        n.curl(&format!("http://{}/big.bin", n.server.ip), 30),
         "200"
     );
     wait_event(&d, "retransmit_burst", 8);
@@ -357,7 +341,7 @@ fn bursts_of_server_errors_and_of_nxdomain() {
     std::thread::sleep(Duration::from_millis(300));
     let mut d = n.daemon("");
     for _ in 0..30 {
-        assert_eq!(n.curl(&format!("http://{}/fail", n.server.ip), "2"), "500");
+        assert_eq!(n.curl(&format!("http://{}/fail", n.server.ip), 2), "500");
     }
     for i in 0..30 {
         let out = sh(n.client.ns.cmd("dig").args([
@@ -370,7 +354,7 @@ fn bursts_of_server_errors_and_of_nxdomain() {
     }
     // A few good answers change nothing.
     for _ in 0..5 {
-        assert_eq!(n.curl(&format!("http://{}/", n.server.ip), "2"), "200");
+        assert_eq!(n.curl(&format!("http://{}/", n.server.ip), 2), "200");
     }
     wait_event(&d, "http_error_burst", 8);
     wait_event(&d, "dns_error_burst", 8);
@@ -396,7 +380,7 @@ fn the_rate_limit_counts_what_it_suppresses() {
     let n = node();
     let mut d = n.daemon("[anomalies]\nmax_per_minute = 4\n");
     for _ in 0..12 {
-        assert_eq!(n.curl(&format!("http://{}:81/", n.server.ip), "2"), "000");
+        assert_eq!(n.curl(&format!("http://{}:81/", n.server.ip), 2), "000");
     }
     let deadline = Instant::now() + Duration::from_secs(5);
     let suppressed = |m: &str| {
@@ -428,7 +412,7 @@ fn events_reach_a_real_collector_as_log_records() {
     let mut d = n.daemon(&format!(
         "[export.otlp]\nenabled = true\nendpoint = \"http://127.0.0.1:{grpc}\"\n"
     ));
-    assert_eq!(n.curl(&format!("http://{}:81/", n.server.ip), "2"), "000");
+    assert_eq!(n.curl(&format!("http://{}:81/", n.server.ip), 2), "000");
     let deadline = Instant::now() + Duration::from_secs(10);
     let text = loop {
         let t = std::fs::read_to_string(&log).unwrap_or_default();

@@ -103,19 +103,8 @@ impl Node {
         (0..n)
             .filter(|_| {
                 self.node
-                    .cmd("curl")
-                    .args([
-                        "-s",
-                        "-o",
-                        "/dev/null",
-                        "-w",
-                        "%{http_code}",
-                        "--max-time",
-                        "2",
-                    ])
-                    .arg(format!("http://{PEER_IP}/index.html"))
-                    .output()
-                    .is_ok_and(|o| o.stdout == b"200")
+                    .http_status(&format!("http://{PEER_IP}/index.html"), 2)
+                    == "200"
             })
             .count()
     }

@@ -102,23 +102,9 @@ impl Node {
     }
 
     fn curl(&self, path: &str) -> String {
-        let out = self
-            .client
+        self.client
             .ns
-            .cmd("curl")
-            .args([
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "--max-time",
-                "2",
-            ])
-            .arg(format!("http://{}{path}", self.server.ip))
-            .output()
-            .expect("curl");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+            .http_status(&format!("http://{}{path}", self.server.ip), 2)
     }
 
     fn status(&self) -> Value {

@@ -119,24 +119,7 @@ fn node_with(extra: &str) -> Node {
 
 impl Node {
     fn daemon(&self) -> Daemon {
-        let regex = format!("{}.*", self.bridge.prefix);
-        let d = Daemon::start(
-            self.dir.path(),
-            &[
-                "--config",
-                self.cfg.to_str().unwrap(),
-                "--mode",
-                "tpacket",
-                "--workers",
-                "2",
-                "-i",
-                &regex,
-                "--output",
-                "none",
-            ],
-        );
-        d.wait_log("control socket", Duration::from_secs(5));
-        d
+        Daemon::on_interfaces(self.dir.path(), &self.cfg, &self.bridge.prefix)
     }
 
     /// `REQUESTS` GETs from the client pod, one connection each.

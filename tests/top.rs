@@ -82,24 +82,7 @@ fn node(top: bool) -> Node {
 
 impl Node {
     fn daemon(&self) -> Daemon {
-        let regex = format!("{}.*", self.bridge.prefix);
-        let d = Daemon::start(
-            self.dir.path(),
-            &[
-                "--config",
-                self.cfg.to_str().unwrap(),
-                "--mode",
-                "tpacket",
-                "--workers",
-                "2",
-                "-i",
-                &regex,
-                "--output",
-                "none",
-            ],
-        );
-        d.wait_log("control socket", Duration::from_secs(5));
-        d
+        Daemon::on_interfaces(self.dir.path(), &self.cfg, &self.bridge.prefix)
     }
 
     fn podtap(&self) -> Command {

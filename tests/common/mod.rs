@@ -58,6 +58,19 @@ impl Netns {
         c.args(["netns", "exec", &self.name, program]);
         c
     }
+
+    /// The HTTP status `curl` in this namespace gets from `url` within `max_secs`
+    /// (`000` when it gets none).
+    pub fn http_status(&self, url: &str, max_secs: u32) -> String {
+        let out = self
+            .cmd("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time"])
+            .arg(max_secs.to_string())
+            .arg(url)
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
 }
 
 impl Drop for Netns {
@@ -517,6 +530,29 @@ impl Daemon {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_podtap"));
         cmd.arg("run").args(args);
         Daemon::start_cmd(cmd, dir)
+    }
+
+    /// `podtap run` with config `cfg` on the interfaces named `prefix*` (TPACKET, two
+    /// workers, no record output), once its control socket is up.
+    pub fn on_interfaces(dir: &Path, cfg: &Path, prefix: &str) -> Daemon {
+        let regex = format!("{prefix}.*");
+        let d = Daemon::start(
+            dir,
+            &[
+                "--config",
+                cfg.to_str().unwrap(),
+                "--mode",
+                "tpacket",
+                "--workers",
+                "2",
+                "-i",
+                &regex,
+                "--output",
+                "none",
+            ],
+        );
+        d.wait_log("control socket", Duration::from_secs(5));
+        d
     }
 
     /// `podtap run` as `cmd` prepared it (inside a namespace, with its own environment).
