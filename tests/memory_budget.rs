@@ -64,6 +64,21 @@ fn tcp(c: [u8; 4], sp: u16, seq: u32, syn: bool, payload: &[u8]) -> Vec<u8> {
 }
 
 /// Write `frames` as a pcap.
+/// `n` client connections from 10.`net`.x.y, port `port`, each a SYN and then `payload`
+/// that is never answered.
+fn connections(path: &Path, n: u32, net: u8, port: u16, payload: &[u8]) {
+    write(
+        path,
+        (0..n).flat_map(|i| {
+            let c = [10, net, (i >> 8) as u8, i as u8];
+            [
+                tcp(c, port, 1000, true, b""),
+                tcp(c, port, 1001, false, payload),
+            ]
+        }),
+    );
+}
+
 fn write(path: &Path, frames: impl Iterator<Item = Vec<u8>>) {
     let f = std::fs::File::create(path).unwrap();
     let mut w = PcapWriter::new(BufWriter::new(f), 1).unwrap();
@@ -202,46 +217,19 @@ fn hostile(dir: &Path) -> Vec<(&'static str, std::path::PathBuf)> {
         1,
     ]);
     h2.extend_from_slice(&block);
-    write(
-        &p,
-        (0..20_000u32).flat_map(|i| {
-            let c = [10, 4, (i >> 8) as u8, i as u8];
-            [
-                tcp(c, 3000, 1000, true, b""),
-                tcp(c, 3000, 1001, false, &h2),
-            ]
-        }),
-    );
+    connections(&p, 20_000, 4, 3000, &h2);
     v.push((HPACK, p));
     // Redis connections pipelining 200 commands each that are never answered: every
     // connection's pending queue fills.
     let p = dir.join("pending.pcap");
     let cmds = b"*1\r\n$4\r\nPING\r\n".repeat(200);
-    write(
-        &p,
-        (0..5_000u32).flat_map(|i| {
-            let c = [10, 3, (i >> 8) as u8, i as u8];
-            [
-                tcp(c, 4000, 1000, true, b""),
-                tcp(c, 4000, 1001, false, &cmds),
-            ]
-        }),
-    );
+    connections(&p, 5_000, 3, 4000, &cmds);
     v.push((PENDING, p));
     // HTTP/1 connections pipelining 40 requests with 1 KB paths each, never answered: what
     // the pending requests own (their paths) counts, not only the queue.
     let p = dir.join("paths.pcap");
     let reqs = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(1000)).repeat(40);
-    write(
-        &p,
-        (0..1_500u32).flat_map(|i| {
-            let c = [10, 2, (i >> 8) as u8, i as u8];
-            [
-                tcp(c, 5000, 1000, true, b""),
-                tcp(c, 5000, 1001, false, reqs.as_bytes()),
-            ]
-        }),
-    );
+    connections(&p, 1_500, 2, 5000, reqs.as_bytes());
     v.push((PATHS, p));
     v
 }
