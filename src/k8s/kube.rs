@@ -99,43 +99,55 @@ pub fn start(
     let wc = watcher::Config::default().any_semantic();
     let node_pods = wc.clone().fields(&format!("spec.nodeName={node}"));
     let (pods, w) = reflector::store();
-    spawn_watch(
+    spawn_reflector(
         Api::<Pod>::all(client.clone()),
         node_pods,
         w,
         "pods",
         &changed,
         &synced,
+        None,
     );
     let (services, w) = reflector::store();
-    spawn_watch(
+    spawn_reflector(
         Api::<Service>::all(client.clone()),
         wc.clone(),
         w,
         "services",
         &changed,
         &synced,
+        None,
     );
     let (slices, w) = reflector::store();
-    spawn_watch(
+    spawn_reflector(
         Api::<EndpointSlice>::all(client.clone()),
         wc.clone(),
         w,
         "endpointslices",
         &changed,
         &synced,
+        None,
     );
     let (replica_sets, w) = reflector::store();
-    spawn_watch(
+    spawn_reflector(
         Api::<ReplicaSet>::all(client.clone()),
         wc.clone(),
         w,
         "replicasets",
         &changed,
         &synced,
+        None,
     );
     let (jobs, w) = reflector::store();
-    spawn_watch(Api::<Job>::all(client), wc, w, "jobs", &changed, &synced);
+    spawn_reflector(
+        Api::<Job>::all(client),
+        wc,
+        w,
+        "jobs",
+        &changed,
+        &synced,
+        None,
+    );
     KubeStores {
         pods,
         services,
@@ -143,25 +155,6 @@ pub fn start(
         replica_sets,
         jobs,
     }
-}
-
-fn spawn_watch<K>(
-    api: Api<K>,
-    wc: watcher::Config,
-    writer: reflector::store::Writer<K>,
-    what: &'static str,
-    changed: &Arc<Notify>,
-    synced: &Arc<AtomicU32>,
-) where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    spawn_reflector(api, wc, writer, what, changed, synced, None);
 }
 
 /// Keep `writer`'s store in step with `api` on the current tokio runtime: `changed` is
