@@ -15,8 +15,9 @@
 //! that is early or late therefore costs time, never correctness.
 
 use memmap2::{Advice, Mmap, UncheckedAdvice};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::Thread;
 use std::time::Duration;
 
 /// Bytes mapped ahead of the fastest reader. A worker reads a few GB/s at most, so this is
@@ -39,6 +40,10 @@ const FINISHED: usize = usize::MAX;
 /// The readers' positions, shared between the readers and the pager.
 struct Positions {
     at: Box<[AtomicUsize]>,
+    /// The pager's thread, woken when a reader finishes: the replay joins the pager after
+    /// its readers, and a pager left in its nap would hold the end of every replay up by
+    /// as much as [`MAX_NAP`] (a quarter of a short replay's time).
+    pager: OnceLock<Thread>,
 }
 
 impl Positions {
@@ -77,6 +82,10 @@ impl ReadProgress {
 impl Drop for ReadProgress {
     fn drop(&mut self) {
         self.publish(FINISHED);
+        // A pager not running yet finds every reader finished at its first look.
+        if let Some(pager) = self.positions.pager.get() {
+            pager.unpark();
+        }
     }
 }
 
@@ -95,6 +104,8 @@ pub struct FilePager {
     populate: bool,
     /// Cleared when `MADV_DONTNEED` fails: pages then stay mapped until the end.
     drop_behind: bool,
+    /// The first and the longest pause ([`NAP`], [`MAX_NAP`]).
+    naps: (Duration, Duration),
 }
 
 impl FilePager {
@@ -111,6 +122,7 @@ impl FilePager {
     ) -> (FilePager, Vec<ReadProgress>) {
         let positions = Arc::new(Positions {
             at: (0..readers).map(|_| AtomicUsize::new(0)).collect(),
+            pager: OnceLock::new(),
         });
         let slots = (0..readers)
             .map(|index| ReadProgress {
@@ -127,19 +139,24 @@ impl FilePager {
             dropped: 0,
             populate: true,
             drop_behind: true,
+            naps: (NAP, MAX_NAP),
         };
         (pager, slots)
     }
 
     /// Keep the window moving until every reader has finished.
     pub fn run(mut self) {
-        let mut nap = NAP;
+        // Set before the first look: a reader finishing after it wakes the nap below (an
+        // unpark before the park makes the park return at once).
+        let _ = self.positions.pager.set(std::thread::current());
+        let (first, longest) = self.naps;
+        let mut nap = first;
         while let Some(busy) = self.step() {
             if busy {
-                nap = NAP;
+                nap = first;
             } else {
-                std::thread::sleep(nap);
-                nap = (nap * 2).min(MAX_NAP);
+                std::thread::park_timeout(nap);
+                nap = (nap * 2).min(longest);
             }
         }
     }
@@ -272,5 +289,24 @@ mod tests {
             drop(s);
         }
         t.join().unwrap();
+    }
+
+    #[test]
+    fn the_last_reader_to_leave_wakes_a_napping_pager() {
+        let (_f, map) = mapped_file(4 * MIB);
+        let (mut pager, mut slots) = FilePager::new(map, 1);
+        // Naps of a minute: only the wake ends this one in time.
+        pager.naps = (Duration::from_secs(60), Duration::from_secs(60));
+        let t = std::thread::spawn(move || pager.run());
+        // Let it populate the whole (small) file and fall asleep.
+        std::thread::sleep(Duration::from_millis(100));
+        let start = std::time::Instant::now();
+        drop(slots.pop());
+        t.join().unwrap();
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the pager slept on: {:?}",
+            start.elapsed()
+        );
     }
 }
