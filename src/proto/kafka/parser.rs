@@ -187,6 +187,8 @@ enum St {
     Await,
     /// Walking fields.
     Walk,
+    /// Handing out the events of a fast walk ([`Whole`]).
+    Queued,
     /// Skipping the rest of the message.
     Rest,
     /// Framing unknown: looking for a plausible message start.
@@ -222,6 +224,15 @@ pub struct Parser {
     pub batches: u32,
     /// Response resynchronisation: plausible correlation ids (the pending requests').
     pub corr_window: Option<(i32, i32)>,
+    /// Set when a walk begins: nothing of it read yet, so a message whose remaining bytes
+    /// are all in the chunk can take the fast walk.
+    fresh: bool,
+    /// The fast walk's events, handed out one a call from `q_at` to `q_len`.
+    queue: [Queued; QUEUE],
+    q_len: u8,
+    q_at: u8,
+    /// Walked bytes handed out with the queued events so far.
+    q_done: u32,
 }
 
 /// A fixed read: the bytes (first `n` of 16), more input needed, or the message is
@@ -264,6 +275,11 @@ impl Parser {
             records: 0,
             batches: 0,
             corr_window: None,
+            fresh: false,
+            queue: [NO_EVENT; QUEUE],
+            q_len: 0,
+            q_at: 0,
+            q_done: 0,
         }
     }
 
@@ -319,6 +335,7 @@ impl Parser {
         self.push(fields, 0, Kind::Body);
         self.sub = Sub::Next;
         self.st = St::Walk;
+        self.fresh = true;
     }
 
     fn push(&mut self, fields: &'static [F], more: u32, kind: Kind) -> bool {
@@ -342,6 +359,11 @@ impl Parser {
     /// bytes being skipped anyway (record data). A gap running past the message's end, or
     /// between messages, loses the framing.
     pub fn gap(&mut self, missing: u64) -> bool {
+        if self.st == St::Queued {
+            // The queue is handed out within its chunk, before a gap can come; were one
+            // to come, the message's remaining fields are not read.
+            self.st = St::Rest;
+        }
         match self.st {
             St::Len | St::Lost | St::Head => {
                 // A header cut by the gap was never announced: nothing to finish.
@@ -435,26 +457,11 @@ impl Parser {
         Take::Got(out)
     }
 
-    /// Count a record batch from its header (the bytes after base offset and length:
-    /// partition leader epoch, magic, crc, attributes, ..., records count).
+    /// Count a record batch from its header.
     fn count_batch(&mut self, h: &[u8]) {
-        match h.get(4) {
-            Some(2) if h.len() >= 49 => {
-                let attributes = u16::from_be_bytes([h[9], h[10]]);
-                let n = i32::from_be_bytes([h[45], h[46], h[47], h[48]]);
-                // Control batches (transaction markers) hold no messages.
-                if attributes & 0x20 == 0 {
-                    self.records += n.max(0) as u64;
-                }
-                self.batches += 1;
-            }
-            // Magic 0 and 1: a message set entry is one message (a compressed wrapper
-            // counts as one: its inner messages are compressed).
-            Some(0 | 1) => {
-                self.records += 1;
-                self.batches += 1;
-            }
-            _ => {}
+        if let Some(n) = batch_records(h) {
+            self.records += n;
+            self.batches += 1;
         }
     }
 
@@ -659,6 +666,40 @@ impl Parser {
                     pos += k as usize;
                     self.left -= k;
                 }
+                St::Walk if self.fresh => {
+                    self.fresh = false;
+                    let rest = b.len() - pos;
+                    if rest as u64 >= self.left {
+                        self.walk_whole(&b[pos..pos + self.left as usize]);
+                    }
+                }
+                St::Queued => {
+                    let q = self.queue[self.q_at as usize];
+                    let k = (q.end - self.q_done) as usize;
+                    if let Ev::Name(_) = q.ev {
+                        // The name is in the rest of the chunk the walk read, which the
+                        // caller hands back (checked all the same).
+                        let at = pos + (q.name_at - self.q_done) as usize;
+                        let Some(name) = b.get(at..at + q.name_len as usize) else {
+                            self.bad();
+                            continue;
+                        };
+                        self.cap[..name.len()].copy_from_slice(name);
+                        self.cap_len = name.len() as u16;
+                    }
+                    if pos + k > b.len() {
+                        self.bad();
+                        continue;
+                    }
+                    pos += k;
+                    self.left -= k as u64;
+                    self.q_done = q.end;
+                    self.q_at += 1;
+                    if self.q_at == self.q_len {
+                        self.st = St::Rest;
+                    }
+                    return (pos, Some(q.ev));
+                }
                 St::Walk => match self.walk(b, &mut pos) {
                     Ok(Some(ev)) => return (pos, Some(ev)),
                     // Waiting for input (the walker uses all it is given first).
@@ -668,6 +709,37 @@ impl Parser {
                 },
             }
         }
+    }
+
+    /// Walk `m`, the rest of the message, with [`Whole`]: its events queued, or nothing
+    /// changed when it fails (the field-by-field walk goes on from where it is).
+    fn walk_whole(&mut self, m: &[u8]) {
+        let mut w = Whole {
+            m,
+            pos: 0,
+            version: self.version,
+            flexible: self.flexible,
+            evs: [NO_EVENT; QUEUE],
+            n: 0,
+            records: 0,
+            batches: 0,
+        };
+        // The stack as `begin` left it: the body, and the header's frame above it.
+        for i in (0..self.depth as usize).rev() {
+            let fr = self.stack[i];
+            match w.fields(fr.fields, fr.kind, i + 1) {
+                Ok(Flow::Go) => {}
+                Ok(Flow::Stop) => break,
+                Err(()) => return,
+            }
+        }
+        self.records += w.records;
+        self.batches += w.batches;
+        self.queue = w.evs;
+        self.q_len = w.n as u8;
+        self.q_at = 0;
+        self.q_done = 0;
+        self.st = if w.n > 0 { St::Queued } else { St::Rest };
     }
 
     /// The fixed head of a header.
@@ -1025,6 +1097,284 @@ impl Parser {
                 return Ok(ev);
             }
         }
+    }
+}
+
+/// The records a record batch counts for, from its header (the bytes after base offset and
+/// length: partition leader epoch, magic, crc, attributes, ..., records count); `None`
+/// for a header too short or of an unknown magic (the batch is not counted).
+fn batch_records(h: &[u8]) -> Option<u64> {
+    match h.get(4) {
+        Some(2) if h.len() >= 49 => {
+            let attributes = u16::from_be_bytes([h[9], h[10]]);
+            let n = i32::from_be_bytes([h[45], h[46], h[47], h[48]]);
+            // Control batches (transaction markers) hold no messages.
+            Some(if attributes & 0x20 == 0 { n.max(0) as u64 } else { 0 })
+        }
+        // Magic 0 and 1: a message set entry is one message (a compressed wrapper
+        // counts as one: its inner messages are compressed).
+        Some(0 | 1) => Some(1),
+        _ => None,
+    }
+}
+
+/// Events one fast walk may queue; a message that makes more takes the field-by-field
+/// walk (a Metadata response naming many topics, a Fetch of many partitions).
+const QUEUE: usize = 8;
+
+/// An event of a fast walk, with where the field-by-field walk would have handed it out.
+#[derive(Clone, Copy, Debug)]
+struct Queued {
+    /// Offset in the walked bytes just past the field that made the event.
+    end: u32,
+    /// `Ev::Name`: where the name's (kept) bytes start, and how many.
+    name_at: u32,
+    name_len: u16,
+    ev: Ev,
+}
+
+const NO_EVENT: Queued = Queued {
+    end: 0,
+    name_at: 0,
+    name_len: 0,
+    ev: Ev::Malformed,
+};
+
+/// Whether a fast walk goes on after a structure.
+enum Flow {
+    Go,
+    /// Nothing more is read of the message (the body ended, or a `Stop`).
+    Stop,
+}
+
+/// The fast walk of a message whose remaining bytes are all in one chunk (the usual case:
+/// a request or response of a few hundred bytes in its own segment). It reads the same
+/// fields in the same order as [`Parser::walk`], but straight from the slice, with
+/// nothing kept between bytes: no carry, no per-field state to save and restore, and
+/// the nesting on the call stack. Any error ends it with nothing changed, and the
+/// field-by-field walk reads the message instead (and reports what it finds).
+struct Whole<'a> {
+    m: &'a [u8],
+    pos: usize,
+    version: u8,
+    flexible: bool,
+    evs: [Queued; QUEUE],
+    n: usize,
+    records: u64,
+    batches: u32,
+}
+
+impl Whole<'_> {
+    fn left(&self) -> usize {
+        self.m.len() - self.pos
+    }
+
+    #[inline]
+    fn bytes<const N: usize>(&mut self) -> Result<[u8; N], ()> {
+        let s = self.m.get(self.pos..self.pos + N).ok_or(())?;
+        self.pos += N;
+        let mut out = [0u8; N];
+        out.copy_from_slice(s);
+        Ok(out)
+    }
+
+    fn event(&mut self, ev: Ev, name_at: usize, name_len: usize) -> Result<(), ()> {
+        let slot = self.evs.get_mut(self.n).ok_or(())?;
+        *slot = Queued {
+            end: self.pos as u32,
+            name_at: name_at as u32,
+            name_len: name_len as u16,
+            ev,
+        };
+        self.n += 1;
+        Ok(())
+    }
+
+    /// As [`Parser::varint`]: five bytes at most.
+    fn varint(&mut self) -> Result<u32, ()> {
+        let mut v = 0u32;
+        for shift in (0..35).step_by(7) {
+            let byte = *self.m.get(self.pos).ok_or(())?;
+            self.pos += 1;
+            v |= u32::from(byte & 0x7f).wrapping_shl(shift);
+            if byte & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(())
+    }
+
+    /// As [`Parser::length`].
+    fn length(&mut self, wide: bool) -> Result<i64, ()> {
+        if self.flexible {
+            return Ok(i64::from(self.varint()?) - 1);
+        }
+        Ok(if wide {
+            i64::from(i32::from_be_bytes(self.bytes::<4>()?))
+        } else {
+            i64::from(i16::from_be_bytes(self.bytes::<2>()?))
+        })
+    }
+
+    fn skip(&mut self, n: i64) -> Result<(), ()> {
+        if n > 0 {
+            if n as u64 > self.left() as u64 {
+                return Err(());
+            }
+            self.pos += n as usize;
+        }
+        Ok(())
+    }
+
+    /// As [`Parser::capture`]: the event is where the kept bytes end.
+    fn capture(&mut self, name: Name, n: i64) -> Result<(), ()> {
+        if n < 0 {
+            return Ok(());
+        }
+        if n as u64 > self.left() as u64 {
+            return Err(());
+        }
+        let len = (n as usize).min(CAPTURE_MAX);
+        let at = self.pos;
+        self.pos += len;
+        self.event(Ev::Name(name), at, len)?;
+        self.pos += n as usize - len;
+        Ok(())
+    }
+
+    /// A structure's tagged fields (flexible versions).
+    fn tags(&mut self) -> Result<(), ()> {
+        for _ in 0..self.varint()? {
+            self.varint()?;
+            let n = self.varint()?;
+            self.skip(i64::from(n))?;
+        }
+        Ok(())
+    }
+
+    /// A record set of `n` bytes, batch by batch, as the walk's `Sub::Records`.
+    fn records(&mut self, n: i64) -> Result<(), ()> {
+        if n <= 0 {
+            return Ok(());
+        }
+        if n as u64 > self.left() as u64 {
+            return Err(());
+        }
+        let mut left = n as usize;
+        while left > 0 {
+            if left < 12 {
+                self.pos += left;
+                break;
+            }
+            let x = self.bytes::<12>()?;
+            left -= 12;
+            let len = i32::from_be_bytes([x[8], x[9], x[10], x[11]]);
+            if len < 0 || len as usize > left {
+                // Cut by the end of the set: not counted.
+                self.pos += left;
+                break;
+            }
+            let h = (len as usize).min(49);
+            if let Some(r) = batch_records(&self.m[self.pos..self.pos + h]) {
+                self.records += r;
+                self.batches += 1;
+            }
+            self.pos += len as usize;
+            left -= len as usize;
+        }
+        Ok(())
+    }
+
+    /// One structure of kind `kind` at nesting `depth` (frames on the walk's stack).
+    fn fields(&mut self, fields: &'static [F], kind: Kind, depth: usize) -> Result<Flow, ()> {
+        for &F(t, lo, hi) in fields {
+            if self.version < lo || self.version > hi {
+                continue;
+            }
+            if let T::Stop = t {
+                return Ok(Flow::Stop);
+            }
+            if self.left() == 0 {
+                return Err(());
+            }
+            match t {
+                T::I8 => drop(self.bytes::<1>()?),
+                T::I16 => drop(self.bytes::<2>()?),
+                T::I32 => drop(self.bytes::<4>()?),
+                T::I64 => drop(self.bytes::<8>()?),
+                T::Uuid => drop(self.bytes::<16>()?),
+                T::Partition => {
+                    let x = i32::from_be_bytes(self.bytes::<4>()?);
+                    self.event(Ev::Partition(x), 0, 0)?;
+                }
+                T::Error => {
+                    let x = i16::from_be_bytes(self.bytes::<2>()?);
+                    self.event(Ev::Error(x), 0, 0)?;
+                }
+                T::Acks => {
+                    let x = i16::from_be_bytes(self.bytes::<2>()?);
+                    self.event(Ev::Acks(x), 0, 0)?;
+                }
+                T::KeyType => {
+                    let x = self.bytes::<1>()?[0] as i8;
+                    self.event(Ev::KeyType(x), 0, 0)?;
+                }
+                T::TopicId => {
+                    let x = self.bytes::<16>()?;
+                    self.event(Ev::TopicId(x), 0, 0)?;
+                }
+                T::Str | T::Bytes => {
+                    let n = self.length(matches!(t, T::Bytes))?;
+                    self.skip(n)?;
+                }
+                T::Cap(name) => {
+                    let n = self.length(false)?;
+                    self.capture(name, n)?;
+                }
+                T::ClientId => {
+                    // Never compact, even in header v2.
+                    let n = i64::from(i16::from_be_bytes(self.bytes::<2>()?));
+                    self.capture(Name::ClientId, n)?;
+                }
+                T::Records => {
+                    let n = self.length(true)?;
+                    self.records(n)?;
+                }
+                T::FixArr(size) => {
+                    let n = self.length(true)?;
+                    self.skip(n.max(0) * i64::from(size))?;
+                }
+                T::FirstGroup => {
+                    let n = self.length(true)?;
+                    if n <= 0 || depth >= DEPTH {
+                        // (Too deep: the walk would call it malformed.)
+                        return if n <= 0 { Ok(Flow::Stop) } else { Err(()) };
+                    }
+                    return self.fields(FIRST_GROUP, Kind::Elem, depth + 1);
+                }
+                T::Arr(inner) => {
+                    let n = self.length(true)?;
+                    if n > 0 {
+                        if n as u64 > self.left() as u64 || depth >= DEPTH {
+                            return Err(());
+                        }
+                        for _ in 0..n {
+                            if let Flow::Stop = self.fields(inner, Kind::Elem, depth + 1)? {
+                                return Ok(Flow::Stop);
+                            }
+                        }
+                    }
+                }
+                T::Stop => return Ok(Flow::Stop),
+            }
+        }
+        if kind == Kind::Body {
+            return Ok(Flow::Stop);
+        }
+        if self.flexible {
+            self.tags()?;
+        }
+        Ok(Flow::Go)
     }
 }
 
