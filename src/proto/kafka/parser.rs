@@ -233,6 +233,9 @@ pub struct Parser {
     q_at: u8,
     /// Walked bytes handed out with the queued events so far.
     q_done: u32,
+    /// Messages read by the fast walk (tests check that it is taken).
+    #[cfg(test)]
+    pub fast_walks: u32,
 }
 
 /// A fixed read: the bytes (first `n` of 16), more input needed, or the message is
@@ -280,6 +283,8 @@ impl Parser {
             q_len: 0,
             q_at: 0,
             q_done: 0,
+            #[cfg(test)]
+            fast_walks: 0,
         }
     }
 
@@ -740,6 +745,10 @@ impl Parser {
         self.q_at = 0;
         self.q_done = 0;
         self.st = if w.n > 0 { St::Queued } else { St::Rest };
+        #[cfg(test)]
+        {
+            self.fast_walks += 1;
+        }
     }
 
     /// The fixed head of a header.

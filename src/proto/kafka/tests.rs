@@ -350,6 +350,59 @@ fn metadata_req(v: i16, corr: i32) -> Vec<u8> {
 
 const ID: [u8; 16] = *b"\x11\x22\x33\x44\x55\x66\x77\x88\x99\xaa\xbb\xcc\xdd\xee\xff\x00";
 
+/// A direction's events from `msgs` fed in chunks of `chunk` bytes (`usize::MAX`: each
+/// message whole), with the names they captured; responses are taken as answering `api`.
+fn parser_events(side: parser::Side, api: i16, msgs: &[(i16, Vec<u8>)], chunk: usize) -> (Vec<String>, u32) {
+    let mut p = parser::Parser::new(side, 1 << 20);
+    let mut evs = Vec::new();
+    for (v, m) in msgs {
+        for mut b in m.chunks(chunk.min(m.len())) {
+            loop {
+                let (n, ev) = p.next(b);
+                b = &b[n..];
+                match ev {
+                    Some(parser::Ev::Response { .. }) => p.expect(Some((api, *v))),
+                    Some(_) => {}
+                    None if b.is_empty() => break,
+                    None => continue,
+                }
+                let name = String::from_utf8_lossy(p.captured()).into_owned();
+                evs.push(match ev {
+                    Some(e @ parser::Ev::Name(_)) => format!("{e:?} {name}"),
+                    e => format!("{e:?}"),
+                });
+            }
+        }
+        evs.push(format!("records {} batches {}", p.records, p.batches));
+    }
+    (evs, p.fast_walks)
+}
+
+#[test]
+fn a_message_whole_in_its_chunk_is_walked_fast_with_the_field_walks_events() {
+    let recs = |n| batch(0, n, false, 30);
+    // Up to v12: v13 names topics by id, which `produce` does not write.
+    for v in 0..=12 {
+        let reqs = [(v, produce(v, 7, 1, "orders", &[(0, recs(3)), (5, recs(2))]))];
+        let resps = [(v, produce_resp(v, 7, "orders", &[(0, 0), (5, 6)]))];
+        for (side, msgs) in [(parser::Side::Requests, &reqs), (parser::Side::Responses, &resps)] {
+            let (whole, fast) = parser_events(side, parser::PRODUCE, msgs, usize::MAX);
+            let (bytewise, slow) = parser_events(side, parser::PRODUCE, msgs, 1);
+            assert_eq!(whole, bytewise, "Produce v{v} {side:?}");
+            assert_eq!((fast, slow), (1, 0), "Produce v{v} {side:?}: {whole:?}");
+            assert!(whole.iter().any(|e| e.contains("orders")), "{whole:?}");
+        }
+        assert!(parser_events(parser::Side::Requests, 0, &reqs, usize::MAX).0.iter().any(|e| e == "records 5 batches 2"));
+    }
+    // More events than the queue holds: the field walk reads it, with the same events.
+    let parts: Vec<(i32, i16)> = (0..20).map(|p| (p, 0)).collect();
+    let many = [(3, produce_resp(3, 9, "t", &parts))];
+    let (whole, fast) = parser_events(parser::Side::Responses, parser::PRODUCE, &many, usize::MAX);
+    assert_eq!(fast, 0);
+    assert_eq!(whole, parser_events(parser::Side::Responses, parser::PRODUCE, &many, 1).0);
+    assert_eq!(whole.iter().filter(|e| e.contains("Partition(")).count(), 20);
+}
+
 #[test]
 fn produce_and_fetch_every_version_count_their_records() {
     for v in 0..=12 {
