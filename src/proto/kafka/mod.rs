@@ -515,7 +515,7 @@ impl KafkaParser {
                                 self.stats.no_response += 1;
                                 let end = p.last;
                                 out.push(self.finish(
-                                    p,
+                                    &p,
                                     None,
                                     end,
                                     Completeness::NO_RESPONSE | gap,
@@ -627,7 +627,7 @@ impl KafkaParser {
     /// The message of `dir` is over.
     fn end(&mut self, dir: Direction, malformed: bool, gap: bool, out: &mut Vec<Transaction>) {
         let d = dir.index();
-        let Some(mut m) = self.cur[d].take() else {
+        let Some(m) = self.cur[d].as_mut() else {
             return;
         };
         m.records = self.parsers[d].records;
@@ -638,16 +638,23 @@ impl KafkaParser {
             self.stats.bad_fields += 1;
         }
         match dir {
-            Direction::ToServer => self.request_done(m, out),
+            Direction::ToServer => {
+                if let Some(m) = self.cur[0].take() {
+                    self.request_done(m, out);
+                }
+            }
             Direction::ToClient if std::mem::take(&mut self.dropping) => {
                 self.stats.acks_zero_answered += 1;
             }
+            // The request and its response are read where they are (no moves of either).
             Direction::ToClient => {
                 let end = m.last;
-                match self.answering.take() {
+                let resp = self.cur[1].as_ref();
+                match &self.answering {
                     Some(req) => {
                         let c = if gap { Completeness::GAP } else { 0 };
-                        out.push(self.finish(req, Some(m), end, c));
+                        out.push(self.finish(req, resp, end, c));
+                        self.answering = None;
                     }
                     None => {
                         self.stats.no_request += 1;
@@ -656,18 +663,21 @@ impl KafkaParser {
                             c |= Completeness::GAP;
                         }
                         // Reported as the response of an unknown request.
-                        let req = Msg {
+                        let req = resp.map(|m| Msg {
                             api: -1,
                             start: m.start,
                             last: m.start,
                             corr: m.corr,
                             ..Msg::default()
-                        };
-                        out.push(self.finish(req, Some(m), end, c));
+                        });
+                        if let Some(req) = req {
+                            out.push(self.finish(&req, self.cur[1].as_ref(), end, c));
+                        }
                     }
                 }
             }
         }
+        self.cur[d] = None;
     }
 
     fn request_done(&mut self, m: Msg, out: &mut Vec<Transaction>) {
@@ -678,7 +688,7 @@ impl KafkaParser {
             self.acks_zero[0] = Some(m.corr);
             let end = m.last;
             let c = if m.gap { Completeness::GAP } else { 0 };
-            out.push(self.finish(m, None, end, c));
+            out.push(self.finish(&m, None, end, c));
             return;
         }
         if self.pending.len() >= self.cfg.max_pending.max(1)
@@ -686,7 +696,7 @@ impl KafkaParser {
         {
             self.stats.pending_limit += 1;
             let end = p.last;
-            out.push(self.finish(p, None, end, Completeness::NO_RESPONSE));
+            out.push(self.finish(&p, None, end, Completeness::NO_RESPONSE));
         }
         self.pending.push_back(m);
     }
@@ -694,8 +704,8 @@ impl KafkaParser {
     /// A transaction of request `req` and its response, if any.
     fn finish(
         &self,
-        req: Msg,
-        resp: Option<Msg>,
+        req: &Msg,
+        resp: Option<&Msg>,
         end: Timestamp,
         completeness: u16,
     ) -> Transaction {
@@ -922,19 +932,19 @@ impl L7Parser for KafkaParser {
         if let Some(req) = self.answering.take() {
             let resp = self.cur[1].take();
             let end = resp.as_ref().map_or(ts, |r| r.last);
-            out.push(self.finish(req, resp, end, why | gap | Completeness::TRUNCATED));
+            out.push(self.finish(&req, resp.as_ref(), end, why | gap | Completeness::TRUNCATED));
         }
         if let Some(m) = self.cur[0].take() {
             let end = m.last;
             out.push(self.finish(
-                m,
+                &m,
                 None,
                 end,
                 Completeness::NO_RESPONSE | Completeness::TRUNCATED | why | gap,
             ));
         }
         while let Some(p) = self.pending.pop_front() {
-            out.push(self.finish(p, None, ts, Completeness::NO_RESPONSE | why | gap));
+            out.push(self.finish(&p, None, ts, Completeness::NO_RESPONSE | why | gap));
         }
         self.cur = [None, None];
     }
@@ -950,7 +960,7 @@ impl L7Parser for KafkaParser {
             };
             self.stats.timeouts += 1;
             let gap = if self.gap_seen { Completeness::GAP } else { 0 };
-            let mut t = self.finish(p, None, now, Completeness::NO_RESPONSE | gap);
+            let mut t = self.finish(&p, None, now, Completeness::NO_RESPONSE | gap);
             t.error = Some(CompactString::const_new("timeout"));
             out.push(t);
         }

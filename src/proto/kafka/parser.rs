@@ -724,14 +724,13 @@ impl Parser {
             pos: 0,
             version: self.version,
             flexible: self.flexible,
-            evs: [NO_EVENT; QUEUE],
+            evs: &mut self.queue,
             n: 0,
             records: 0,
             batches: 0,
         };
         // The stack as `begin` left it: the body, and the header's frame above it.
-        for i in (0..self.depth as usize).rev() {
-            let fr = self.stack[i];
+        for (i, fr) in self.stack[..self.depth as usize].iter().enumerate().rev() {
             match w.fields(fr.fields, fr.kind, i + 1) {
                 Ok(Flow::Go) => {}
                 Ok(Flow::Stop) => break,
@@ -740,7 +739,6 @@ impl Parser {
         }
         self.records += w.records;
         self.batches += w.batches;
-        self.queue = w.evs;
         self.q_len = w.n as u8;
         self.q_at = 0;
         self.q_done = 0;
@@ -1167,7 +1165,8 @@ struct Whole<'a> {
     pos: usize,
     version: u8,
     flexible: bool,
-    evs: [Queued; QUEUE],
+    /// The parser's queue, written in place (it counts only once `q_len` says so).
+    evs: &'a mut [Queued; QUEUE],
     n: usize,
     records: u64,
     batches: u32,
