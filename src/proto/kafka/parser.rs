@@ -595,6 +595,34 @@ impl Parser {
     pub fn next(&mut self, b: &[u8]) -> (usize, Option<Ev>) {
         let mut pos = 0;
         loop {
+            // First: most calls hand out an event of a fast walk.
+            if self.st == St::Queued {
+                let q = self.queue[self.q_at as usize];
+                let k = (q.end - self.q_done) as usize;
+                if let Ev::Name(_) = q.ev {
+                    // The name is in the rest of the chunk the walk read, which the
+                    // caller hands back (checked all the same).
+                    let at = pos + (q.name_at - self.q_done) as usize;
+                    let Some(name) = b.get(at..at + q.name_len as usize) else {
+                        self.bad();
+                        continue;
+                    };
+                    self.cap[..name.len()].copy_from_slice(name);
+                    self.cap_len = name.len() as u16;
+                }
+                if pos + k > b.len() {
+                    self.bad();
+                    continue;
+                }
+                pos += k;
+                self.left -= k as u64;
+                self.q_done = q.end;
+                self.q_at += 1;
+                if self.q_at == self.q_len {
+                    self.st = St::Rest;
+                }
+                return (pos, Some(q.ev));
+            }
             if self.st == St::Rest && self.left == 0 {
                 self.st = St::Len;
                 self.left = 4;
@@ -611,6 +639,8 @@ impl Parser {
                 return (pos, None);
             }
             match self.st {
+                // Handed out above.
+                St::Queued => {}
                 St::Lost => match (pos..b.len()).find(|&i| self.plausible(&b[i..])) {
                     Some(i) => {
                         pos = i;
@@ -677,33 +707,6 @@ impl Parser {
                     if rest as u64 >= self.left {
                         self.walk_whole(&b[pos..pos + self.left as usize]);
                     }
-                }
-                St::Queued => {
-                    let q = self.queue[self.q_at as usize];
-                    let k = (q.end - self.q_done) as usize;
-                    if let Ev::Name(_) = q.ev {
-                        // The name is in the rest of the chunk the walk read, which the
-                        // caller hands back (checked all the same).
-                        let at = pos + (q.name_at - self.q_done) as usize;
-                        let Some(name) = b.get(at..at + q.name_len as usize) else {
-                            self.bad();
-                            continue;
-                        };
-                        self.cap[..name.len()].copy_from_slice(name);
-                        self.cap_len = name.len() as u16;
-                    }
-                    if pos + k > b.len() {
-                        self.bad();
-                        continue;
-                    }
-                    pos += k;
-                    self.left -= k as u64;
-                    self.q_done = q.end;
-                    self.q_at += 1;
-                    if self.q_at == self.q_len {
-                        self.st = St::Rest;
-                    }
-                    return (pos, Some(q.ev));
                 }
                 St::Walk => match self.walk(b, &mut pos) {
                     Ok(Some(ev)) => return (pos, Some(ev)),
@@ -1186,6 +1189,16 @@ impl Whole<'_> {
         Ok(out)
     }
 
+    /// Pass over `n` bytes nothing is read of.
+    #[inline]
+    fn pass(&mut self, n: usize) -> Result<(), ()> {
+        if n > self.left() {
+            return Err(());
+        }
+        self.pos += n;
+        Ok(())
+    }
+
     fn event(&mut self, ev: Ev, name_at: usize, name_len: usize) -> Result<(), ()> {
         let slot = self.evs.get_mut(self.n).ok_or(())?;
         *slot = Queued {
@@ -1295,8 +1308,8 @@ impl Whole<'_> {
 
     /// One structure of kind `kind` at nesting `depth` (frames on the walk's stack).
     fn fields(&mut self, fields: &'static [F], kind: Kind, depth: usize) -> Result<Flow, ()> {
-        for &F(t, lo, hi) in fields {
-            if self.version < lo || self.version > hi {
+        for F(t, lo, hi) in fields {
+            if self.version < *lo || self.version > *hi {
                 continue;
             }
             if let T::Stop = t {
@@ -1305,12 +1318,12 @@ impl Whole<'_> {
             if self.left() == 0 {
                 return Err(());
             }
-            match t {
-                T::I8 => drop(self.bytes::<1>()?),
-                T::I16 => drop(self.bytes::<2>()?),
-                T::I32 => drop(self.bytes::<4>()?),
-                T::I64 => drop(self.bytes::<8>()?),
-                T::Uuid => drop(self.bytes::<16>()?),
+            match *t {
+                T::I8 => self.pass(1)?,
+                T::I16 => self.pass(2)?,
+                T::I32 => self.pass(4)?,
+                T::I64 => self.pass(8)?,
+                T::Uuid => self.pass(16)?,
                 T::Partition => {
                     let x = i32::from_be_bytes(self.bytes::<4>()?);
                     self.event(Ev::Partition(x), 0, 0)?;
