@@ -198,7 +198,22 @@ fn key_hash(s: &DefaultHashBuilder, p: Protocol, e: &ProtoEndpoint, op: &str, re
     h.finish()
 }
 
-#[derive(Default)]
+/// The operation of the row per protocol that counts the transactions of endpoints beyond
+/// [`Summary::new`]'s bound.
+const OTHER: &str = "(other endpoints)";
+
+/// The endpoint rows a summary keeps when not told (`output.table_max_endpoints`).
+pub const DEFAULT_MAX_ENDPOINTS: usize = 1000;
+
+/// At most the bytes one endpoint row takes: its entry and index slot, and per side the
+/// exact values and the latency histogram at their largest (a bucket for every value up
+/// to the largest microsecond count a transaction can have).
+pub fn endpoint_max_bytes() -> u64 {
+    let entry = std::mem::size_of::<(EndpointKey, Endpoint)>() + std::mem::size_of::<usize>() + 1;
+    let side = Latencies::EXACT * 4 + (Latencies::bucket(u32::MAX) + 1) * 8;
+    (entry + 2 * side) as u64
+}
+
 pub struct Summary {
     flows: PerSide,
     by_transport: BTreeMap<&'static str, (PerSide, PerSide)>,
@@ -221,6 +236,20 @@ pub struct Summary {
     /// connection's requests come in a row), found without hashing the key.
     last: usize,
     transactions: PerSide,
+    /// Endpoint rows kept, the `(other endpoints)` rows aside: a capture or an interval
+    /// with more distinct endpoints (servers x operations) would grow the table without
+    /// bound, by up to [`endpoint_max_bytes`] a row.
+    max_endpoints: usize,
+    /// The `(other endpoints)` rows (one per protocol at most), and the transactions
+    /// counted in them.
+    others: usize,
+    folded: u64,
+}
+
+impl Default for Summary {
+    fn default() -> Self {
+        Summary::new(DEFAULT_MAX_ENDPOINTS)
+    }
 }
 
 const TOP_FLOWS: usize = 10;
@@ -234,6 +263,28 @@ pub struct Interval {
 }
 
 impl Summary {
+    /// A summary keeping at most `max_endpoints` endpoint rows (at least one), and one
+    /// `(other endpoints)` row per protocol for the transactions of the endpoints after.
+    pub fn new(max_endpoints: usize) -> Summary {
+        Summary {
+            flows: PerSide::default(),
+            by_transport: BTreeMap::new(),
+            by_reason: BTreeMap::new(),
+            retransmits: PerSide::default(),
+            resets: PerSide::default(),
+            top: Vec::new(),
+            top_floor: None,
+            endpoints: Vec::new(),
+            index: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
+            last: 0,
+            transactions: PerSide::default(),
+            max_endpoints: max_endpoints.max(1),
+            others: 0,
+            folded: 0,
+        }
+    }
+
     pub fn add(&mut self, r: &Record) {
         match r {
             Record::Flow(f) => {
@@ -279,21 +330,51 @@ impl Summary {
             e.add(t);
             return;
         }
-        self.last = self.endpoint(t.protocol, t.server, &t.operation, &t.resource);
-        self.endpoints[self.last].1.add(t);
+        let (i, folded) = self.endpoint(t.protocol, t.server, &t.operation, &t.resource);
+        self.last = i;
+        self.folded += folded as u64;
+        self.endpoints[i].1.add(t);
     }
 
-    /// Index in `endpoints` of the key's entry, added if new.
-    fn endpoint(&mut self, p: Protocol, server: ProtoEndpoint, op: &str, res: &str) -> usize {
+    /// Index in `endpoints` of the key's entry, added if new; once `max_endpoints` rows
+    /// are kept, a new key's transactions go to its protocol's `(other endpoints)` row
+    /// (`true`: folded there).
+    fn endpoint(
+        &mut self,
+        p: Protocol,
+        server: ProtoEndpoint,
+        op: &str,
+        res: &str,
+    ) -> (usize, bool) {
+        if let Some(i) = self.find(p, server, op, res) {
+            return (i, false);
+        }
+        if self.endpoints.len() - self.others < self.max_endpoints {
+            return (self.insert(p, server, op, res), false);
+        }
+        let other = ProtoEndpoint::default();
+        let i = match self.find(p, other, OTHER, "") {
+            Some(i) => i,
+            None => self.insert(p, other, OTHER, ""),
+        };
+        (i, true)
+    }
+
+    fn find(&self, p: Protocol, server: ProtoEndpoint, op: &str, res: &str) -> Option<usize> {
         let h = key_hash(&self.hasher, p, &server, op, res);
         let eps = &self.endpoints;
         let same = |&i: &usize| {
             let k = &eps[i].0;
             k.0 == p && k.1 == server && k.2 == op && k.3 == res
         };
-        if let Some(&i) = self.index.find(h, same) {
-            return i;
+        self.index.find(h, same).copied()
+    }
+
+    fn insert(&mut self, p: Protocol, server: ProtoEndpoint, op: &str, res: &str) -> usize {
+        if op == OTHER && res.is_empty() && server == ProtoEndpoint::default() {
+            self.others += 1;
         }
+        let h = key_hash(&self.hasher, p, &server, op, res);
         let next = self.endpoints.len();
         self.endpoints
             .push(((p, server, op.into(), res.into()), Endpoint::default()));
@@ -320,8 +401,12 @@ impl Summary {
         self.resets.merge(other.resets);
         self.top.extend(other.top);
         self.trim_top();
+        self.folded += other.folded;
         for (k, o) in other.endpoints {
-            let i = self.endpoint(k.0, k.1, &k.2, &k.3);
+            let (i, folded) = self.endpoint(k.0, k.1, &k.2, &k.3);
+            if folded {
+                self.folded += o.at[0].count + o.at[1].count;
+            }
             let e = &mut self.endpoints[i].1;
             for (mine, theirs) in e.at.iter_mut().zip(o.at) {
                 mine.count += theirs.count;
@@ -482,12 +567,24 @@ impl Summary {
                         .map(|p| format!("{:.3}", p as f64 / 1e3))
                 });
                 let proto = proto.as_str();
-                let server = format!("{}:{}", server.addr, server.port);
+                let server = if op == OTHER {
+                    "*".to_string()
+                } else {
+                    format!("{}:{}", server.addr, server.port)
+                };
                 let op: String = format!("{op} {res}").chars().take(36).collect();
                 let _ = writeln!(
                     s,
                     "{proto:<10} {server:<24} {op:<36} {count:>7} {errors:>6} {incomplete:>6} {:>10} {:>10} {:>10} {:>10}",
                     srv[0], srv[1], cli[0], cli[1]
+                );
+            }
+            if self.folded > 0 {
+                let _ = writeln!(
+                    s,
+                    "{} transactions of endpoints after the first {} are in the {OTHER} rows \
+                     (output.table_max_endpoints)",
+                    self.folded, self.max_endpoints
                 );
             }
         }
