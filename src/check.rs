@@ -577,6 +577,8 @@ fn memory_bounds(cfg: &Config, mem_total: Option<u64>) -> Finding {
     // transaction records it holds back.
     let recorder = cfg.recorder.memory_bound();
     let total = per_worker * workers + queue + spans + recorder;
+    // Only with `--output table` (not the daemon's default): stated, not added to the total.
+    let rows = cfg.output.table_max_endpoints as u64 * crate::export::summary::endpoint_max_bytes();
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     let budget = cfg.memory.max_bytes;
     let ok = mem_total.is_none_or(|m| total <= m) && (budget == 0 || total <= budget);
@@ -587,7 +589,8 @@ fn memory_bounds(cfg: &Config, mem_total: Option<u64>) -> Finding {
             "{}per worker: flow table {:.0} MiB ({} flows x {} bytes), their decoders up to \
              {:.0} MiB, reassembly {:.0} MiB, decoder heap {:.0} MiB; record queue {:.0} MiB; span buffer {:.0} MiB; \
              flight recorder {:.0} MiB (rings, recordings being written, held records); \
-             {} workers: {:.0} MiB at most{}",
+             {} workers: {:.0} MiB at most{}; with --output table, its endpoint rows up to {:.0} MiB \
+             more ({} rows)",
             if budget > 0 {
                 format!("memory.max_bytes {:.0} MiB: ", mib(budget))
             } else {
@@ -605,6 +608,8 @@ fn memory_bounds(cfg: &Config, mem_total: Option<u64>) -> Finding {
             workers,
             mib(total),
             mem_total.map_or(String::new(), |m| format!(" of {:.0} MiB", mib(m))),
+            mib(rows),
+            cfg.output.table_max_endpoints,
         ),
         Some(
             "set memory.max_bytes, or lower flow.max_flows, reassembly.max_worker_bytes, \

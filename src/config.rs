@@ -267,6 +267,12 @@ pub struct OutputConfig {
     pub flows: bool,
     /// `podtap run --output table`: seconds between tables. Default 10.
     pub table_interval_secs: u64,
+    /// `--output table` (`podtap run` per interval, `podtap replay` per file): endpoint
+    /// rows kept (server x operation); the transactions of later endpoints are counted in
+    /// one `(other endpoints)` row per protocol. A row takes up to
+    /// [`crate::export::summary::endpoint_max_bytes`] (~28 KiB); the table prints the 50
+    /// busiest. Default 1000.
+    pub table_max_endpoints: usize,
     /// `podtap run`: seconds between capture statistics lines in the log. 0: only at
     /// exit. Default 60.
     pub stats_interval_secs: u64,
@@ -286,6 +292,7 @@ impl Default for OutputConfig {
             queue_batches: 1024,
             flows: true,
             table_interval_secs: 10,
+            table_max_endpoints: crate::export::summary::DEFAULT_MAX_ENDPOINTS,
             stats_interval_secs: 60,
             file: String::new(),
             file_max_bytes: 100 << 20,
@@ -456,6 +463,10 @@ impl Config {
             ("replay.workers", self.replay.workers),
             ("defrag.max_datagrams", self.defrag.max_datagrams),
             ("output.queue_batches", self.output.queue_batches),
+            (
+                "output.table_max_endpoints",
+                self.output.table_max_endpoints,
+            ),
         ];
         if self.output.file_max_bytes < 4096 {
             return Err(("output.file_max_bytes", "must be at least 4096".into()));

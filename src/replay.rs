@@ -77,7 +77,7 @@ pub fn run(
     export: Option<&Exporter>,
 ) -> Result<ReplayTotals, CaptureError> {
     let mut totals = ReplayTotals::default();
-    let mut summary = Summary::default();
+    let mut summary = Summary::new(cfg.output.table_max_endpoints);
     // The file holds the interfaces `attribution.replay_interfaces` names (pcapng ids).
     let names: Vec<String> = cfg
         .attribution
@@ -152,7 +152,7 @@ pub fn run(
                 let records = match opts.output {
                     OutputFormat::Jsonl => ReplaySink::Writer(ChannelSink::new(tx.clone(), true)),
                     OutputFormat::Table | OutputFormat::None => {
-                        ReplaySink::Summary(Summary::default())
+                        ReplaySink::Summary(Summary::new(cfg.output.table_max_endpoints))
                     }
                 };
                 let sink = ExportSink::new(

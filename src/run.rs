@@ -1029,7 +1029,7 @@ fn write_records(
     stats: &[Arc<QueueStats>],
     feed: Option<crate::export::exporter::MetricsFeed>,
 ) -> Counters {
-    let mut summary = Summary::default();
+    let mut summary = Summary::new(cfg.output.table_max_endpoints);
     let mut lines = JsonLines::default();
     let mut sink = Output::default();
     // Lines lost to write failures reach /metrics and OTLP as `podtap.events`
@@ -1065,7 +1065,7 @@ fn write_records(
         );
         let _ = out.write_all(table.as_bytes());
         let _ = out.flush();
-        *summary = Summary::default();
+        *summary = Summary::new(cfg.output.table_max_endpoints);
         (from, at_start) = (to, (packets, bytes));
     };
     loop {

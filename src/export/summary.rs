@@ -12,7 +12,9 @@
 //! The latency percentiles are nearest ranks over a histogram per endpoint and side
 //! ([`Latencies`]: exact while an endpoint has seen at most 128 transactions, and up to
 //! 127 µs; within 0.8% above), so the table's memory does not
-//! grow with the number of transactions a capture holds.
+//! grow with the number of transactions a capture holds. Nor with the number of endpoints:
+//! past `output.table_max_endpoints` rows, a new endpoint's transactions are counted in
+//! one `(other endpoints)` row per protocol, and the table says how many.
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 use std::collections::BTreeMap;
@@ -924,5 +926,52 @@ mod tests {
         b.merge(&latencies(0..200));
         assert_eq!((a.n, b.n), (202, 202));
         assert_eq!(a.percentiles([0.5, 1.0]), b.percentiles([0.5, 1.0]));
+    }
+
+    /// Transactions counted in `s`'s rows of `p` whose operation is `op`.
+    fn row_count(s: &Summary, p: Protocol, op: &str) -> u64 {
+        s.endpoints
+            .iter()
+            .filter(|(k, _)| k.0 == p && k.2 == op)
+            .map(|(_, e)| e.at[0].count + e.at[1].count)
+            .sum()
+    }
+
+    #[test]
+    fn endpoints_beyond_the_bound_are_counted_in_one_other_row_per_protocol() {
+        let fill = |s: &mut Summary, ports: std::ops::Range<u16>| {
+            for port in ports {
+                for _ in 0..2 {
+                    s.count_transaction(&tx(port, "/a", 100, false));
+                }
+            }
+            let mut dns = tx(53, "x", 10, false);
+            dns.protocol = Protocol::Dns;
+            s.count_transaction(&dns);
+        };
+        let mut s = Summary::new(3);
+        fill(&mut s, 8000..8010);
+        // Three rows kept, and one (other endpoints) row each for HTTP and DNS.
+        assert_eq!(s.endpoints.len(), 5);
+        assert_eq!(s.folded, 15);
+        assert_eq!(row_count(&s, Protocol::Http, OTHER), 14);
+        assert_eq!(row_count(&s, Protocol::Dns, OTHER), 1);
+        assert_eq!(s.transactions.once(), 21);
+        let out = s.render(0, 0, &Counters::default());
+        assert!(out.contains("(other endpoints)"), "{out}");
+        assert!(
+            out.contains("15 transactions of endpoints after the first 3"),
+            "{out}"
+        );
+        // Merged (replay's workers), the bound holds and nothing is lost.
+        let mut other = Summary::new(3);
+        fill(&mut other, 9000..9004);
+        s.merge(other);
+        assert_eq!(s.endpoints.len(), 5);
+        // The other's own folded 3 (one HTTP, its DNS), and its three kept rows (6).
+        assert_eq!(s.folded, 15 + 3 + 6);
+        assert_eq!(row_count(&s, Protocol::Http, OTHER), 14 + 2 + 6);
+        assert_eq!(s.transactions.once(), 21 + 9);
+        assert!(endpoint_max_bytes() > 2 * 13 * 1024 && endpoint_max_bytes() < 32 * 1024);
     }
 }
