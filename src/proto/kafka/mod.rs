@@ -45,7 +45,7 @@ use std::sync::{Arc, Mutex};
 use compact_str::{CompactString, ToCompactString, format_compact};
 use serde::{Deserialize, Serialize};
 
-use self::parser::{Ev, Name, Parser, Side, api_name, error_name};
+use self::parser::{Ev, Fields, Name, Parser, Side, api_name, error_name};
 use super::detect::Transport;
 use super::registry::{MetricAttr, Probe, ProtocolDecoder, Telemetry};
 use super::{Completeness, Confidence, Direction, L7Parser, Progress, Protocol, Transaction};
@@ -593,34 +593,59 @@ impl KafkaParser {
                     m.topic(t);
                 }
             }
-            Ev::Partition(p) => {
-                if let Some(m) = self.cur[d].as_mut() {
-                    m.partitions += 1;
-                    if m.partitions == 1 {
-                        m.partition = p;
-                    }
-                }
-            }
-            Ev::Error(code) => {
-                if let Some(m) = self.cur[d].as_mut()
-                    && code != 0
-                {
-                    m.errors += 1;
-                    if m.error == 0 {
-                        m.error = code;
-                    }
-                }
-            }
-            Ev::Acks(a) => {
-                if let Some(m) = self.cur[d].as_mut() {
-                    m.acks = Some(a);
-                }
-            }
-            Ev::KeyType(k) => {
-                if let Some(m) = self.cur[d].as_mut() {
-                    m.key_type = k;
-                }
-            }
+            Ev::Partition(p) => self.fields(
+                d,
+                Fields {
+                    partitions: 1,
+                    partition: p,
+                    ..Fields::default()
+                },
+            ),
+            Ev::Error(code) => self.fields(
+                d,
+                Fields {
+                    errors: (code != 0) as u32,
+                    error: code,
+                    ..Fields::default()
+                },
+            ),
+            Ev::Acks(a) => self.fields(
+                d,
+                Fields {
+                    acks: Some(a),
+                    ..Fields::default()
+                },
+            ),
+            Ev::KeyType(k) => self.fields(
+                d,
+                Fields {
+                    key_type: Some(k),
+                    ..Fields::default()
+                },
+            ),
+            Ev::Fields(f) => self.fields(d, f),
+        }
+    }
+
+    /// Partitions, error codes, `acks` and `key_type` read of the message of `d`: the
+    /// first partition and the first non-zero error are reported, the others counted.
+    fn fields(&mut self, d: usize, f: Fields) {
+        let Some(m) = self.cur[d].as_mut() else {
+            return;
+        };
+        if m.partitions == 0 && f.partitions > 0 {
+            m.partition = f.partition;
+        }
+        m.partitions += f.partitions;
+        if m.error == 0 && f.errors > 0 {
+            m.error = f.error;
+        }
+        m.errors += f.errors;
+        if f.acks.is_some() {
+            m.acks = f.acks;
+        }
+        if let Some(k) = f.key_type {
+            m.key_type = k;
         }
     }
 

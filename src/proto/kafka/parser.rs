@@ -87,6 +87,28 @@ pub struct F(pub T, pub u8, pub u8);
 /// Open-ended version range.
 pub const ANY: u8 = u8::MAX;
 
+/// The fixed fields a message reports, summed over it as the decoder sums
+/// [`Ev::Partition`], [`Ev::Error`], [`Ev::Acks`] and [`Ev::KeyType`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Fields {
+    /// Partition entries, and the first one's index.
+    pub partitions: u32,
+    pub partition: i32,
+    /// Non-zero error codes, and the first one.
+    pub errors: u32,
+    pub error: i16,
+    /// The last `acks` and `key_type` read.
+    pub acks: Option<i16>,
+    pub key_type: Option<i8>,
+}
+
+impl Fields {
+    /// Whether any field was read.
+    fn any(&self) -> bool {
+        *self != Fields::default()
+    }
+}
+
 /// What the parser hands out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ev {
@@ -110,6 +132,9 @@ pub enum Ev {
     Error(i16),
     Acks(i16),
     KeyType(i8),
+    /// What a fast walk read of the message's partitions, error codes, `acks` and
+    /// `key_type`, in one event (the field walk hands out each as it reads it).
+    Fields(Fields),
     /// The message is over. `malformed`: its fields did not follow its schema (what was
     /// read before stays valid).
     End {
@@ -729,6 +754,7 @@ impl Parser {
             flexible: self.flexible,
             evs: &mut self.queue,
             n: 0,
+            fields: Fields::default(),
             records: 0,
             batches: 0,
         };
@@ -739,6 +765,9 @@ impl Parser {
                 Ok(Flow::Stop) => break,
                 Err(()) => return,
             }
+        }
+        if w.fields.any() && w.event(Ev::Fields(w.fields), 0, 0).is_err() {
+            return;
         }
         self.records += w.records;
         self.batches += w.batches;
@@ -1171,6 +1200,8 @@ struct Whole<'a> {
     /// The parser's queue, written in place (it counts only once `q_len` says so).
     evs: &'a mut [Queued; QUEUE],
     n: usize,
+    /// Partitions, errors, acks and key type: one [`Ev::Fields`] after the walk.
+    fields: Fields,
     records: u64,
     batches: u32,
 }
@@ -1326,20 +1357,26 @@ impl Whole<'_> {
                 T::Uuid => self.pass(16)?,
                 T::Partition => {
                     let x = i32::from_be_bytes(self.bytes::<4>()?);
-                    self.event(Ev::Partition(x), 0, 0)?;
+                    let f = &mut self.fields;
+                    f.partitions += 1;
+                    if f.partitions == 1 {
+                        f.partition = x;
+                    }
                 }
                 T::Error => {
                     let x = i16::from_be_bytes(self.bytes::<2>()?);
-                    self.event(Ev::Error(x), 0, 0)?;
+                    let f = &mut self.fields;
+                    if x != 0 {
+                        f.errors += 1;
+                        if f.error == 0 {
+                            f.error = x;
+                        }
+                    }
                 }
                 T::Acks => {
-                    let x = i16::from_be_bytes(self.bytes::<2>()?);
-                    self.event(Ev::Acks(x), 0, 0)?;
+                    self.fields.acks = Some(i16::from_be_bytes(self.bytes::<2>()?));
                 }
-                T::KeyType => {
-                    let x = self.bytes::<1>()?[0] as i8;
-                    self.event(Ev::KeyType(x), 0, 0)?;
-                }
+                T::KeyType => self.fields.key_type = Some(self.bytes::<1>()?[0] as i8),
                 T::TopicId => {
                     let x = self.bytes::<16>()?;
                     self.event(Ev::TopicId(x), 0, 0)?;

@@ -352,25 +352,55 @@ const ID: [u8; 16] = *b"\x11\x22\x33\x44\x55\x66\x77\x88\x99\xaa\xbb\xcc\xdd\xee
 
 /// A direction's events from `msgs` fed in chunks of `chunk` bytes (`usize::MAX`: each
 /// message whole), with the names they captured; responses are taken as answering `api`.
-fn parser_events(side: parser::Side, api: i16, msgs: &[(i16, Vec<u8>)], chunk: usize) -> (Vec<String>, u32) {
+/// Partitions, errors, acks and key types (handed out one by one by the field walk, in one
+/// `Ev::Fields` by the fast walk) are summed per message and shown at its end.
+fn parser_events(
+    side: parser::Side,
+    api: i16,
+    msgs: &[(i16, Vec<u8>)],
+    chunk: usize,
+) -> (Vec<String>, u32) {
+    use parser::Ev;
     let mut p = parser::Parser::new(side, 1 << 20);
     let mut evs = Vec::new();
+    let mut sum = parser::Fields::default();
     for (v, m) in msgs {
         for mut b in m.chunks(chunk.min(m.len())) {
             loop {
                 let (n, ev) = p.next(b);
                 b = &b[n..];
-                match ev {
-                    Some(parser::Ev::Response { .. }) => p.expect(Some((api, *v))),
-                    Some(_) => {}
-                    None if b.is_empty() => break,
-                    None => continue,
-                }
+                let Some(ev) = ev else {
+                    if b.is_empty() {
+                        break;
+                    }
+                    continue;
+                };
                 let name = String::from_utf8_lossy(p.captured()).into_owned();
-                evs.push(match ev {
-                    Some(e @ parser::Ev::Name(_)) => format!("{e:?} {name}"),
-                    e => format!("{e:?}"),
-                });
+                match ev {
+                    Ev::Response { .. } => p.expect(Some((api, *v))),
+                    Ev::Partition(x) => {
+                        sum.partition = if sum.partitions == 0 { x } else { sum.partition };
+                        sum.partitions += 1;
+                    }
+                    Ev::Error(x) if x != 0 => {
+                        sum.error = if sum.errors == 0 { x } else { sum.error };
+                        sum.errors += 1;
+                    }
+                    Ev::Error(_) => {}
+                    Ev::Acks(a) => sum.acks = Some(a),
+                    Ev::KeyType(k) => sum.key_type = Some(k),
+                    Ev::Fields(f) => sum = f,
+                    _ => {}
+                }
+                match ev {
+                    Ev::Partition(_) | Ev::Error(_) | Ev::Acks(_) | Ev::KeyType(_) | Ev::Fields(_) => {}
+                    Ev::Name(_) => evs.push(format!("{ev:?} {name}")),
+                    Ev::End { .. } => {
+                        evs.push(format!("{:?}", std::mem::take(&mut sum)));
+                        evs.push(format!("{ev:?}"));
+                    }
+                    _ => evs.push(format!("{ev:?}")),
+                }
             }
         }
         evs.push(format!("records {} batches {}", p.records, p.batches));
@@ -394,13 +424,21 @@ fn a_message_whole_in_its_chunk_is_walked_fast_with_the_field_walks_events() {
         }
         assert!(parser_events(parser::Side::Requests, 0, &reqs, usize::MAX).0.iter().any(|e| e == "records 5 batches 2"));
     }
-    // More events than the queue holds: the field walk reads it, with the same events.
-    let parts: Vec<(i32, i16)> = (0..20).map(|p| (p, 0)).collect();
+    // Twenty partitions are one event of the fast walk.
+    let parts: Vec<(i32, i16)> = (0..20).map(|p| (p, (p % 3 == 1) as i16 * 6)).collect();
     let many = [(3, produce_resp(3, 9, "t", &parts))];
     let (whole, fast) = parser_events(parser::Side::Responses, parser::PRODUCE, &many, usize::MAX);
-    assert_eq!(fast, 0);
+    assert_eq!(fast, 1);
     assert_eq!(whole, parser_events(parser::Side::Responses, parser::PRODUCE, &many, 1).0);
-    assert_eq!(whole.iter().filter(|e| e.contains("Partition(")).count(), 20);
+    assert!(whole.iter().any(|e| e.contains("partitions: 20, partition: 0, errors: 7, error: 6")), "{whole:?}");
+    // More names than the queue holds: the field walk reads it, with the same events.
+    let names: Vec<String> = (0..12).map(|i| format!("topic-{i}")).collect();
+    let topics: Vec<(&str, [u8; 16], i16)> = names.iter().map(|n| (n.as_str(), [0; 16], 0)).collect();
+    let many = [(1, metadata_resp(1, 9, &topics))];
+    let (whole, fast) = parser_events(parser::Side::Responses, parser::METADATA, &many, usize::MAX);
+    assert_eq!(fast, 0);
+    assert_eq!(whole, parser_events(parser::Side::Responses, parser::METADATA, &many, 1).0);
+    assert_eq!(whole.iter().filter(|e| e.contains("Name(Topic) topic-")).count(), 12, "{whole:?}");
 }
 
 #[test]
