@@ -16,6 +16,11 @@
 //! id; at most [`CAPTURE_MAX`] bytes each) are copied. Fixed fields split over two chunks
 //! pass through a 16-byte carry, so a message may be cut at any byte.
 //!
+//! Most messages arrive whole in one chunk: their fields are read by [`Whole`], straight
+//! from the slice, and its events handed out as the field walk would hand them out; the
+//! field walk reads the rest (split messages, more events than the queue holds, anything
+//! malformed), and every test feeds both whole and split conversations to check they agree.
+//!
 //! Flexible versions use compact encodings: unsigned varint lengths (length + 1, 0 for
 //! null) and tagged fields at the end of every structure; the walker reads both.
 
