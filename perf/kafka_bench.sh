@@ -173,8 +173,8 @@ no per-field state saved and restored, the nesting on the call stack), and its e
 queued and handed out where the field-by-field walk would have; that walk reads the rest
 (messages split over segments, more than eight events, anything malformed). Per core the
 median reads 0.93 to 1.08 million by run with this code (the worker runs 20-30 ms, and
-the machine's speed moves by a third between runs: 1.08 million on a calm machine, the
-table above), so 1 million is met with little margin; 50x tshark needs the decoder and
+the machine's speed moves by a third between runs: 1.08 million on a calm machine on
+2026-12-06), so 1 million is met with little margin; 50x tshark needs the decoder and
 the per-packet path at about half.
 
 podtap's summary rows for Kafka, and its drop and error counters:
