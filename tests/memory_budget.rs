@@ -50,8 +50,13 @@ fn syn_flood(path: &Path, n: u32, distinct: bool) {
 
 /// A TCP frame of client `c` (port `sp`) to 10.255.0.1:80.
 fn tcp(c: [u8; 4], sp: u16, seq: u32, syn: bool, payload: &[u8]) -> Vec<u8> {
+    tcp_to(c, [10, 255, 0, 1], sp, seq, syn, payload)
+}
+
+/// A TCP frame of client `c` (port `sp`) to server `s`, port 80.
+fn tcp_to(c: [u8; 4], s: [u8; 4], sp: u16, seq: u32, syn: bool, payload: &[u8]) -> Vec<u8> {
     let mut b = PacketBuilder::ethernet2([2; 6], [4; 6])
-        .ipv4(c, [10, 255, 0, 1], 64)
+        .ipv4(c, s, 64)
         .tcp(sp, 80, seq, 64240);
     if syn {
         b = b.syn();
@@ -338,4 +343,33 @@ fn hostile_captures_peak_within_the_memory_budget() {
             assert!(event(&table, "l7.memory_shed") > 0, "{what}:\n{table}");
         }
     }
+}
+
+/// 3,000 HTTP servers, a request each: the table keeps `output.table_max_endpoints` rows
+/// and counts the other servers' transactions in the `(other endpoints)` row.
+#[test]
+fn table_rows_stop_at_table_max_endpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("servers.pcap");
+    let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    write(
+        &file,
+        (0..3000u32).flat_map(|i| {
+            let (c, s) = ([10, 9, 0, 1], [10, 200, (i >> 8) as u8, i as u8]);
+            let sp = 2000 + i as u16;
+            [
+                tcp_to(c, s, sp, 1000, true, b""),
+                tcp_to(c, s, sp, 1001, false, request),
+            ]
+        }),
+    );
+    let cfg = dir.path().join("rows.toml");
+    std::fs::write(&cfg, "[output]\ntable_max_endpoints = 100\n").unwrap();
+    let (_, table) = replay_peak(&cfg, &file);
+    assert!(table.contains("transactions 3000"), "{table}");
+    assert!(
+        table.contains("2900 transactions of endpoints after the first 100"),
+        "{table}"
+    );
+    assert!(table.contains("(other endpoints)"), "{table}");
 }

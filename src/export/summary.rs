@@ -351,7 +351,11 @@ impl Summary {
         if let Some(i) = self.find(p, server, op, res) {
             return (i, false);
         }
-        if self.endpoints.len() - self.others < self.max_endpoints {
+        // An `(other endpoints)` row merged from another summary: its transactions were
+        // folded (and counted) there.
+        if Self::is_other(server, op, res)
+            || self.endpoints.len() - self.others < self.max_endpoints
+        {
             return (self.insert(p, server, op, res), false);
         }
         let other = ProtoEndpoint::default();
@@ -372,8 +376,12 @@ impl Summary {
         self.index.find(h, same).copied()
     }
 
+    fn is_other(server: ProtoEndpoint, op: &str, res: &str) -> bool {
+        op == OTHER && res.is_empty() && server == ProtoEndpoint::default()
+    }
+
     fn insert(&mut self, p: Protocol, server: ProtoEndpoint, op: &str, res: &str) -> usize {
-        if op == OTHER && res.is_empty() && server == ProtoEndpoint::default() {
+        if Self::is_other(server, op, res) {
             self.others += 1;
         }
         let h = key_hash(&self.hasher, p, &server, op, res);
@@ -972,6 +980,12 @@ mod tests {
         assert_eq!(s.folded, 15 + 3 + 6);
         assert_eq!(row_count(&s, Protocol::Http, OTHER), 14 + 2 + 6);
         assert_eq!(s.transactions.once(), 21 + 9);
+        // Merged into an empty summary (replay's total), the folded ones count once.
+        let mut total = Summary::new(3);
+        total.merge(s);
+        assert_eq!(total.folded, 24);
+        assert_eq!(row_count(&total, Protocol::Http, OTHER), 22);
+        assert_eq!(total.endpoints.len(), 5);
         assert!(endpoint_max_bytes() > 2 * 13 * 1024 && endpoint_max_bytes() < 32 * 1024);
     }
 }
