@@ -234,16 +234,11 @@ struct Msg {
     topics: u32,
     topic: Topic,
     several_topics: bool,
-    partitions: u32,
-    partition: i32,
-    /// Entries with a non-zero error code, and the first code.
-    errors: u32,
-    error: i16,
-    acks: Option<i16>,
+    /// Partitions, error codes, `acks`, and FindCoordinator's `key_type` (1 for a
+    /// transactional id, not a consumer group).
+    fields: Fields,
     group: Option<CompactString>,
     client_id: Option<CompactString>,
-    /// FindCoordinator: 1 for a transactional id (not a consumer group).
-    key_type: i8,
     records: u64,
     batches: u32,
     malformed: bool,
@@ -593,59 +588,18 @@ impl KafkaParser {
                     m.topic(t);
                 }
             }
-            Ev::Partition(p) => self.fields(
-                d,
-                Fields {
-                    partitions: 1,
-                    partition: p,
-                    ..Fields::default()
-                },
-            ),
-            Ev::Error(code) => self.fields(
-                d,
-                Fields {
-                    errors: (code != 0) as u32,
-                    error: code,
-                    ..Fields::default()
-                },
-            ),
-            Ev::Acks(a) => self.fields(
-                d,
-                Fields {
-                    acks: Some(a),
-                    ..Fields::default()
-                },
-            ),
-            Ev::KeyType(k) => self.fields(
-                d,
-                Fields {
-                    key_type: Some(k),
-                    ..Fields::default()
-                },
-            ),
+            Ev::Partition(p) => self.fields(d, Fields::partition(p)),
+            Ev::Error(code) => self.fields(d, Fields::error(code)),
+            Ev::Acks(a) => self.fields(d, Fields::acks(a)),
+            Ev::KeyType(k) => self.fields(d, Fields::key_type(k)),
             Ev::Fields(f) => self.fields(d, f),
         }
     }
 
-    /// Partitions, error codes, `acks` and `key_type` read of the message of `d`: the
-    /// first partition and the first non-zero error are reported, the others counted.
+    /// Partitions, error codes, `acks` and `key_type` read of the message of `d`.
     fn fields(&mut self, d: usize, f: Fields) {
-        let Some(m) = self.cur[d].as_mut() else {
-            return;
-        };
-        if m.partitions == 0 && f.partitions > 0 {
-            m.partition = f.partition;
-        }
-        m.partitions += f.partitions;
-        if m.error == 0 && f.errors > 0 {
-            m.error = f.error;
-        }
-        m.errors += f.errors;
-        if f.acks.is_some() {
-            m.acks = f.acks;
-        }
-        if let Some(k) = f.key_type {
-            m.key_type = k;
+        if let Some(m) = self.cur[d].as_mut() {
+            m.fields.add(f);
         }
     }
 
@@ -706,7 +660,7 @@ impl KafkaParser {
     }
 
     fn request_done(&mut self, m: Msg, out: &mut Vec<Transaction>) {
-        if m.api == parser::PRODUCE && m.acks == Some(0) {
+        if m.api == parser::PRODUCE && m.fields.acks == Some(0) {
             // acks=0: the broker never answers.
             self.stats.acks_zero += 1;
             self.acks_zero.rotate_right(1);
@@ -769,7 +723,7 @@ impl KafkaParser {
             .as_ref()
             .or(resp.as_ref().and_then(|r| r.group.as_ref()));
         if let Some(g) = group
-            && !(api == parser::FIND_COORDINATOR && req.key_type == 1)
+            && !(api == parser::FIND_COORDINATOR && req.fields.key_type == Some(1))
         {
             t.attr_str("messaging.consumer.group.name", g.clone());
         }
@@ -795,16 +749,16 @@ impl KafkaParser {
                 }
             }
         }
-        if src.partitions > 0 {
-            t.attr_int("podtap.kafka.partitions", i64::from(src.partitions));
-            if src.partitions == 1 {
+        if src.fields.partitions > 0 {
+            t.attr_int("podtap.kafka.partitions", i64::from(src.fields.partitions));
+            if src.fields.partitions == 1 {
                 t.attr_str(
                     "messaging.destination.partition.id",
-                    src.partition.to_compact_string(),
+                    src.fields.partition.to_compact_string(),
                 );
             }
         }
-        if let Some(a) = req.acks {
+        if let Some(a) = req.fields.acks {
             t.attr_int("podtap.kafka.acks", i64::from(a));
         }
         match api {
@@ -825,14 +779,15 @@ impl KafkaParser {
             if r.gap {
                 c |= Completeness::GAP;
             }
-            t.status = Some(i64::from(r.error));
-            if r.error != 0 {
-                t.error = Some(match error_name(r.error) {
+            let (error, errors) = (r.fields.error, r.fields.errors);
+            t.status = Some(i64::from(error));
+            if error != 0 {
+                t.error = Some(match error_name(error) {
                     Some(n) => CompactString::const_new(n),
-                    None => r.error.to_compact_string(),
+                    None => error.to_compact_string(),
                 });
-                t.attr_int("podtap.kafka.error_code", i64::from(r.error));
-                t.attr_int("podtap.kafka.errors", i64::from(r.errors));
+                t.attr_int("podtap.kafka.error_code", i64::from(error));
+                t.attr_int("podtap.kafka.errors", i64::from(errors));
             }
         }
         t.completeness = Completeness(c);

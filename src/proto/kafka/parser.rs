@@ -108,6 +108,52 @@ pub struct Fields {
 }
 
 impl Fields {
+    pub fn partition(p: i32) -> Fields {
+        Fields {
+            partitions: 1,
+            partition: p,
+            ..Fields::default()
+        }
+    }
+
+    pub fn error(code: i16) -> Fields {
+        Fields {
+            errors: (code != 0) as u32,
+            error: code,
+            ..Fields::default()
+        }
+    }
+
+    pub fn acks(a: i16) -> Fields {
+        Fields {
+            acks: Some(a),
+            ..Fields::default()
+        }
+    }
+
+    pub fn key_type(k: i8) -> Fields {
+        Fields {
+            key_type: Some(k),
+            ..Fields::default()
+        }
+    }
+
+    /// `f`, read after `self` in the same message: the first partition and the first
+    /// non-zero error stay, the others are counted; the later `acks` and `key_type` win.
+    #[inline]
+    pub fn add(&mut self, f: Fields) {
+        if self.partitions == 0 {
+            self.partition = f.partition;
+        }
+        self.partitions += f.partitions;
+        if self.errors == 0 {
+            self.error = f.error;
+        }
+        self.errors += f.errors;
+        self.acks = f.acks.or(self.acks);
+        self.key_type = f.key_type.or(self.key_type);
+    }
+
     /// Whether any field was read.
     fn any(&self) -> bool {
         *self != Fields::default()
@@ -1362,26 +1408,20 @@ impl Whole<'_> {
                 T::Uuid => self.pass(16)?,
                 T::Partition => {
                     let x = i32::from_be_bytes(self.bytes::<4>()?);
-                    let f = &mut self.fields;
-                    f.partitions += 1;
-                    if f.partitions == 1 {
-                        f.partition = x;
-                    }
+                    self.fields.add(Fields::partition(x));
                 }
                 T::Error => {
                     let x = i16::from_be_bytes(self.bytes::<2>()?);
-                    let f = &mut self.fields;
-                    if x != 0 {
-                        f.errors += 1;
-                        if f.error == 0 {
-                            f.error = x;
-                        }
-                    }
+                    self.fields.add(Fields::error(x));
                 }
                 T::Acks => {
-                    self.fields.acks = Some(i16::from_be_bytes(self.bytes::<2>()?));
+                    let x = i16::from_be_bytes(self.bytes::<2>()?);
+                    self.fields.add(Fields::acks(x));
                 }
-                T::KeyType => self.fields.key_type = Some(self.bytes::<1>()?[0] as i8),
+                T::KeyType => {
+                    let x = self.bytes::<1>()?[0] as i8;
+                    self.fields.add(Fields::key_type(x));
+                }
                 T::TopicId => {
                     let x = self.bytes::<16>()?;
                     self.event(Ev::TopicId(x), 0, 0)?;

@@ -378,18 +378,11 @@ fn parser_events(
                 let name = String::from_utf8_lossy(p.captured()).into_owned();
                 match ev {
                     Ev::Response { .. } => p.expect(Some((api, *v))),
-                    Ev::Partition(x) => {
-                        sum.partition = if sum.partitions == 0 { x } else { sum.partition };
-                        sum.partitions += 1;
-                    }
-                    Ev::Error(x) if x != 0 => {
-                        sum.error = if sum.errors == 0 { x } else { sum.error };
-                        sum.errors += 1;
-                    }
-                    Ev::Error(_) => {}
-                    Ev::Acks(a) => sum.acks = Some(a),
-                    Ev::KeyType(k) => sum.key_type = Some(k),
-                    Ev::Fields(f) => sum = f,
+                    Ev::Partition(x) => sum.add(parser::Fields::partition(x)),
+                    Ev::Error(x) => sum.add(parser::Fields::error(x)),
+                    Ev::Acks(a) => sum.add(parser::Fields::acks(a)),
+                    Ev::KeyType(k) => sum.add(parser::Fields::key_type(k)),
+                    Ev::Fields(f) => sum.add(f),
                     _ => {}
                 }
                 match ev {
