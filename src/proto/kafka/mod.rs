@@ -707,7 +707,7 @@ impl KafkaParser {
             None if api < 0 => CompactString::const_new("unknown"),
             None => format_compact!("api_{api}"),
         };
-        t.attr_str("messaging.system", "kafka");
+        t.attr_str("messaging.system", CompactString::const_new("kafka"));
         t.attr_str("messaging.operation.name", operation_name(api));
         if let Some(ty) = operation_type(api) {
             t.attr_str("messaging.operation.type", ty);

@@ -429,7 +429,7 @@ fn finish(
         }
         status_code = Some(word);
     }
-    tx.attr_str("db.system.name", "memcached");
+    tx.attr_str("db.system.name", CompactString::const_new("memcached"));
     tx.attr_str("db.operation.name", op.clone());
     if s.redact || p.resource.is_empty() {
         tx.attr_str("db.query.summary", op.clone());

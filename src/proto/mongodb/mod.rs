@@ -524,7 +524,7 @@ impl Conn {
             c |= Completeness::GAP;
         }
         t.completeness = Completeness(c);
-        t.attr_str("db.system.name", "mongodb");
+        t.attr_str("db.system.name", CompactString::const_new("mongodb"));
         if !p.op.is_empty() {
             t.attr_str("db.operation.name", p.op.clone());
         }

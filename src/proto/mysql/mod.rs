@@ -416,6 +416,9 @@ struct Conn {
     resp_lost: bool,
     /// Set when a direction must be re-armed (the other reached a boundary).
     rearm: [bool; 2],
+    /// The last command's `podtap.mysql.command` value: a connection mostly repeats one
+    /// command, and a clone is a copy where making the name again is a copy of its text.
+    command_label: (u8, CompactString),
 }
 
 /// The MySQL/MariaDB state machine of one connection. See the module docs.
@@ -457,6 +460,7 @@ impl MysqlParser {
                 msg_start: [Timestamp::ZERO; 2],
                 resp_lost: false,
                 rearm: [false; 2],
+                command_label: (0, CompactString::const_new("")),
             },
         }
     }
@@ -1382,7 +1386,12 @@ impl Conn {
         tx.completeness = Completeness(p.completeness | extra);
         tx.attr_str(
             "db.system.name",
-            if self.mariadb { "mariadb" } else { "mysql" },
+            // Constants: a 24-byte copy each, where a `&str` goes through `From`.
+            if self.mariadb {
+                CompactString::const_new("mariadb")
+            } else {
+                CompactString::const_new("mysql")
+            },
         );
         if let Some(ns) = &self.namespace {
             tx.attr_str("db.namespace", ns.clone());
@@ -1396,8 +1405,14 @@ impl Conn {
         if let Some(t) = rare.text {
             tx.attr_str("db.query.text", t);
         }
-        if let Some(name) = command_name(p.command).filter(|_| p.command != 0) {
-            tx.attr_str("podtap.mysql.command", name);
+        if p.command != 0 {
+            if self.command_label.0 != p.command || self.command_label.1.is_empty() {
+                let name = command_name(p.command).unwrap_or_default();
+                self.command_label = (p.command, CompactString::from(name));
+            }
+            if !self.command_label.1.is_empty() {
+                tx.attr_str("podtap.mysql.command", self.command_label.1.clone());
+            }
         }
         if let Some((code, state)) = p.error {
             let code_s = code.to_compact_string();
