@@ -178,6 +178,8 @@ impl PgStats {
 #[derive(Debug, Default)]
 struct Stmt {
     op: Option<&'static str>,
+    /// `op` as the attribute value, made once: each execution clones it.
+    op_name: CompactString,
     collection: CompactString,
     summary: CompactString,
     text: Option<CompactString>,
@@ -193,6 +195,7 @@ impl Settings {
         let s = memo.summarize(Dialect::Postgres, text);
         let mut st = Stmt {
             op: s.operation,
+            op_name: s.operation.map(CompactString::from).unwrap_or_default(),
             collection: s.collection.map(CompactString::from).unwrap_or_default(),
             summary: CompactString::default(),
             text: None,
@@ -271,8 +274,8 @@ impl From<Option<Rc<Stmt>>> for Src {
 /// A statement under way.
 struct Tx {
     stmt: Src,
-    /// Operation when there is no statement text (FunctionCall).
-    hint: &'static str,
+    /// A FunctionCall: its operation, there being no statement text.
+    function: bool,
     start: Timestamp,
     req_bytes: u64,
     resp_bytes: u64,
@@ -286,7 +289,7 @@ impl Tx {
     fn new(stmt: impl Into<Src>, start: Timestamp) -> Tx {
         Tx {
             stmt: stmt.into(),
-            hint: "",
+            function: false,
             start,
             req_bytes: 0,
             resp_bytes: 0,
@@ -316,7 +319,9 @@ enum Exp {
     Sync,
     Execute(Tx),
     Func(Tx),
-    Query(Query),
+    /// Boxed: the rarer request, and the biggest; inline it would make every other one
+    /// bigger to move in and out of the queue.
+    Query(Box<Query>),
 }
 
 impl Exp {
@@ -510,12 +515,12 @@ impl Conn {
                     tx
                 });
                 self.push(
-                    Exp::Query(Query {
+                    Exp::Query(Box::new(Query {
                         cur,
                         rest,
                         truncated,
                         failed: false,
-                    }),
+                    })),
                     ts,
                     out,
                 );
@@ -637,7 +642,7 @@ impl Conn {
             }
             b'F' => {
                 let mut tx = Tx::new(Src::None, ts);
-                tx.hint = "FUNCTION CALL";
+                tx.function = true;
                 tx.req_bytes = wire;
                 if !self.skip_until_sync {
                     self.push(Exp::Func(tx), ts, out);
@@ -763,6 +768,11 @@ impl Conn {
     /// A reply to a Parse, Bind, Describe or Close: the first such request waiting; the
     /// requests before it lost their replies (a gap).
     fn answer(&mut self, is: impl Fn(&Exp) -> bool, ts: Timestamp, out: &mut Vec<Transaction>) {
+        // Mostly the first one: no search.
+        if self.pending.front().is_some_and(&is) {
+            self.pending.pop_front();
+            return;
+        }
         let Some(i) = self.pending.iter().take(64).position(is) else {
             return;
         };
@@ -783,6 +793,12 @@ impl Conn {
     /// The first statement waiting (Execute, FunctionCall or the Query's current one),
     /// with the Parse/Bind/Describe/Close before it answered or lost.
     fn statement_front(&mut self, ts: Timestamp, out: &mut Vec<Transaction>) -> bool {
+        if matches!(
+            self.pending.front(),
+            Some(Exp::Execute(_) | Exp::Func(_) | Exp::Query(_))
+        ) {
+            return true;
+        }
         let Some(i) = self
             .pending
             .iter()
@@ -943,6 +959,12 @@ impl Conn {
     /// ReadyForQuery: the Sync or Query it answers is done, with whatever was still
     /// waiting before it.
     fn ready(&mut self, ts: Timestamp, out: &mut Vec<Transaction>) {
+        // Mostly a Sync with nothing before it: no search, nothing to report.
+        if matches!(self.pending.front(), Some(Exp::Sync)) {
+            self.pending.pop_front();
+            self.resp_acc = 0;
+            return;
+        }
         let Some(i) = self
             .pending
             .iter()
@@ -1040,11 +1062,11 @@ impl Conn {
                 .map(|(cmd, _)| utf8_prefix(cmd))
                 .filter(|c| !c.is_empty())
         };
-        let op: CompactString = match stmt.and_then(|s| s.op) {
-            Some(op) => CompactString::const_new(op),
+        let op: CompactString = match stmt.filter(|s| s.op.is_some()) {
+            Some(s) => s.op_name.clone(),
             None => match tag_cmd() {
                 Some(cmd) => CompactString::from(cmd),
-                None if !tx.hint.is_empty() => CompactString::const_new(tx.hint),
+                None if tx.function => CompactString::const_new("FUNCTION CALL"),
                 None => CompactString::default(),
             },
         };
