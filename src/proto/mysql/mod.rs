@@ -197,17 +197,14 @@ mod sqltext {
     pub struct Memo {
         sql: crate::proto::sql::SummaryMemo,
         last: Summary,
+        /// Heap bytes of `last`'s strings, counted when it is made (the decoder's heap is
+        /// asked for after every chunk; the memo changes far less often).
+        last_heap: usize,
     }
 
     impl Memo {
         pub fn heap_bytes(&self) -> usize {
-            self.sql.heap_bytes()
-                + [&self.last.operation, &self.last.collection]
-                    .into_iter()
-                    .flatten()
-                    .chain([&self.last.summary])
-                    .map(|s| if s.is_heap_allocated() { s.capacity() } else { 0 })
-                    .sum::<usize>()
+            self.sql.heap_bytes() + self.last_heap
         }
     }
 
@@ -216,6 +213,13 @@ mod sqltext {
     pub fn summarize(b: &[u8], memo: &mut Memo) -> Summary {
         if !memo.sql.repeats(b) {
             memo.last = summarize_text(b, &mut memo.sql);
+            let l = &memo.last;
+            memo.last_heap = [&l.operation, &l.collection]
+                .into_iter()
+                .flatten()
+                .chain([&l.summary])
+                .map(crate::proto::heap::str_heap)
+                .sum();
         }
         memo.last.clone()
     }
