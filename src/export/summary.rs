@@ -672,8 +672,8 @@ mod tests {
     }
 
     fn mixed() -> Vec<Transaction> {
-        // Runs of one endpoint and alternations, so that the last-endpoint shortcut both
-        // hits and misses.
+        // Runs of one endpoint and alternations, so that the recent-endpoint slots both
+        // hit and miss.
         (0..300u64)
             .map(|i| {
                 let (port, path) = match i % 7 {
@@ -795,6 +795,33 @@ mod tests {
         let bytes: u64 = flows.iter().map(|f| f.dirs[0].bytes).sum();
         let (n, b) = a.by_transport["tcp"];
         assert_eq!((n.once(), b.once()), (500, bytes));
+    }
+
+    #[test]
+    fn endpoints_sharing_a_recent_slot_are_counted_apart() {
+        // 40 endpoints cycled through 16 slots: slots are shared, and a slot's endpoint is
+        // replaced again and again; every count must still land on its own row.
+        let mut s = Summary::default();
+        let paths: Vec<String> = (0..40).map(|i| format!("/p{i}")).collect();
+        let server = tx(80, "/", 0, false).server;
+        let slots: std::collections::HashSet<usize> = paths
+            .iter()
+            .map(|p| recent_slot(Protocol::Http, &server, "GET", p))
+            .collect();
+        assert!(slots.len() < paths.len() && slots.len() > 4, "{slots:?}");
+        for round in 0..5u64 {
+            for (i, p) in paths.iter().enumerate() {
+                for _ in 0..=i % 3 {
+                    s.add(&Record::Transaction(tx(80, p, round, false)));
+                }
+            }
+        }
+        let r = rows(&s);
+        assert_eq!(r.len(), 40);
+        for (k, n, _, _) in &r {
+            let i: usize = k.3[2..].parse().unwrap();
+            assert_eq!(*n, 5 * (i % 3 + 1) as u64, "{k:?}");
+        }
     }
 
     #[test]
