@@ -256,10 +256,12 @@ pub struct Summary {
     /// borrowed strings, and cloned only when it is new.
     index: HashTable<usize>,
     hasher: DefaultHashBuilder,
-    /// Endpoints seen lately, in slots chosen by [`recent_slot`]: the next transaction's
-    /// endpoint is most often one of a few (a connection's requests in a row, a client
-    /// cycling through a handful of statements), found with one comparison instead of
-    /// hashing its whole key. `usize::MAX`: empty.
+    /// The endpoint of the last transaction: the next one is most often the same (a
+    /// connection's requests come in a row), found without hashing the key.
+    last: usize,
+    /// Else one of a few seen lately (a client cycling through a handful of statements):
+    /// in slots chosen by [`recent_slot`], found with one comparison instead of hashing
+    /// the whole key. `usize::MAX`: empty.
     recent: [usize; RECENT],
     transactions: PerSide,
     /// Endpoint rows kept, the `(other endpoints)` rows aside: a capture or an interval
@@ -303,6 +305,7 @@ impl Summary {
             endpoints: Vec::new(),
             index: HashTable::new(),
             hasher: DefaultHashBuilder::default(),
+            last: 0,
             recent: [usize::MAX; RECENT],
             transactions: PerSide::default(),
             max_endpoints: max_endpoints.max(1),
@@ -349,16 +352,23 @@ impl Summary {
 
     fn count_transaction(&mut self, t: &Transaction) {
         self.transactions.0[side_of_tx(t)] += 1;
+        let same = |(k, _): &(EndpointKey, Endpoint)| {
+            (k.0, k.1) == (t.protocol, t.server) && (&k.2, &k.3) == (&t.operation, &t.resource)
+        };
+        if let Some(e) = self.endpoints.get_mut(self.last).filter(|e| same(e)) {
+            e.1.add(t);
+            return;
+        }
         let slot = recent_slot(t.protocol, &t.server, &t.operation, &t.resource);
-        if let Some((k, e)) = self.endpoints.get_mut(self.recent[slot])
-            && (k.0, k.1) == (t.protocol, t.server)
-            && (&k.2, &k.3) == (&t.operation, &t.resource)
-        {
-            e.add(t);
+        let i = self.recent[slot];
+        if let Some(e) = self.endpoints.get_mut(i).filter(|e| same(e)) {
+            e.1.add(t);
+            self.last = i;
             return;
         }
         let (i, folded) = self.endpoint(t.protocol, t.server, &t.operation, &t.resource);
         self.recent[slot] = i;
+        self.last = i;
         self.folded += folded as u64;
         self.endpoints[i].1.add(t);
     }
