@@ -203,22 +203,21 @@ fn key_hash(s: &DefaultHashBuilder, p: Protocol, e: &ProtoEndpoint, op: &str, re
 /// Slots of [`Summary`]'s recent endpoints.
 const RECENT: usize = 16;
 
-/// A recent-endpoint slot for a key, from a few of its bytes: the operation's first
-/// eight, the resource's last eight (`UPDATE pgbench_tellers` and `UPDATE
-/// pgbench_branches` differ there), both lengths and the server's port. Two keys in one
-/// slot only cost a lookup; a hit is always checked against the whole key.
+/// A recent-endpoint slot for a key, from a few of its bytes (reading more would cost
+/// what the slot saves): both lengths, the operation's first byte, the resource's middle
+/// and last ones (`UPDATE pgbench_accounts` and `UPDATE pgbench_branches` differ in the
+/// middle), the server's port and the protocol. Two keys in one slot only cost a lookup;
+/// a hit is always checked against the whole key.
 fn recent_slot(p: Protocol, server: &ProtoEndpoint, op: &str, res: &str) -> usize {
-    fn word(c: Option<&[u8; 8]>, b: &[u8]) -> u64 {
-        match c {
-            Some(w) => u64::from_le_bytes(*w),
-            None => b.iter().fold(0, |a, &x| a << 8 | x as u64),
-        }
-    }
     let (o, r) = (op.as_bytes(), res.as_bytes());
-    let x = word(o.first_chunk(), o)
-        ^ word(r.last_chunk(), r).rotate_left(29)
-        ^ ((o.len() as u64) << 40 | (r.len() as u64) << 24 | server.port as u64)
-        ^ (p as u64) << 56;
+    let byte = |b: &[u8], i: usize| b.get(i).copied().unwrap_or(0) as u64;
+    let x = (o.len() as u64)
+        | (r.len() as u64) << 8
+        | byte(o, 0) << 16
+        | byte(r, r.len() / 2) << 24
+        | byte(r, r.len().wrapping_sub(1)) << 32
+        | (server.port as u64) << 40
+        | (p as u64) << 56;
     (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize % RECENT
 }
 
@@ -256,12 +255,10 @@ pub struct Summary {
     /// borrowed strings, and cloned only when it is new.
     index: HashTable<usize>,
     hasher: DefaultHashBuilder,
-    /// The endpoint of the last transaction: the next one is most often the same (a
-    /// connection's requests come in a row), found without hashing the key.
-    last: usize,
-    /// Else one of a few seen lately (a client cycling through a handful of statements):
-    /// in slots chosen by [`recent_slot`], found with one comparison instead of hashing
-    /// the whole key. `usize::MAX`: empty.
+    /// Endpoints seen lately, in slots chosen by [`recent_slot`]: the next transaction's
+    /// endpoint is most often one of a few (a connection's requests in a row, a client
+    /// cycling through a handful of statements), found with one comparison instead of
+    /// hashing its whole key. `usize::MAX`: empty.
     recent: [usize; RECENT],
     transactions: PerSide,
     /// Endpoint rows kept, the `(other endpoints)` rows aside: a capture or an interval
@@ -305,7 +302,6 @@ impl Summary {
             endpoints: Vec::new(),
             index: HashTable::new(),
             hasher: DefaultHashBuilder::default(),
-            last: 0,
             recent: [usize::MAX; RECENT],
             transactions: PerSide::default(),
             max_endpoints: max_endpoints.max(1),
@@ -352,23 +348,16 @@ impl Summary {
 
     fn count_transaction(&mut self, t: &Transaction) {
         self.transactions.0[side_of_tx(t)] += 1;
-        let same = |(k, _): &(EndpointKey, Endpoint)| {
-            (k.0, k.1) == (t.protocol, t.server) && (&k.2, &k.3) == (&t.operation, &t.resource)
-        };
-        if let Some(e) = self.endpoints.get_mut(self.last).filter(|e| same(e)) {
-            e.1.add(t);
-            return;
-        }
         let slot = recent_slot(t.protocol, &t.server, &t.operation, &t.resource);
-        let i = self.recent[slot];
-        if let Some(e) = self.endpoints.get_mut(i).filter(|e| same(e)) {
-            e.1.add(t);
-            self.last = i;
+        if let Some((k, e)) = self.endpoints.get_mut(self.recent[slot])
+            && (k.0, k.1) == (t.protocol, t.server)
+            && (&k.2, &k.3) == (&t.operation, &t.resource)
+        {
+            e.add(t);
             return;
         }
         let (i, folded) = self.endpoint(t.protocol, t.server, &t.operation, &t.resource);
         self.recent[slot] = i;
-        self.last = i;
         self.folded += folded as u64;
         self.endpoints[i].1.add(t);
     }
