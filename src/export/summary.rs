@@ -200,27 +200,6 @@ fn key_hash(s: &DefaultHashBuilder, p: Protocol, e: &ProtoEndpoint, op: &str, re
     h.finish()
 }
 
-/// Slots of [`Summary`]'s recent endpoints.
-const RECENT: usize = 16;
-
-/// A recent-endpoint slot for a key, from a few of its bytes (reading more would cost
-/// what the slot saves): both lengths, the operation's first byte, the resource's middle
-/// and last ones (`UPDATE pgbench_accounts` and `UPDATE pgbench_branches` differ in the
-/// middle), the server's port and the protocol. Two keys in one slot only cost a lookup;
-/// a hit is always checked against the whole key.
-fn recent_slot(p: Protocol, server: &ProtoEndpoint, op: &str, res: &str) -> usize {
-    let (o, r) = (op.as_bytes(), res.as_bytes());
-    let byte = |b: &[u8], i: usize| b.get(i).copied().unwrap_or(0) as u64;
-    let x = (o.len() as u64)
-        | (r.len() as u64) << 8
-        | byte(o, 0) << 16
-        | byte(r, r.len() / 2) << 24
-        | byte(r, r.len().wrapping_sub(1)) << 32
-        | (server.port as u64) << 40
-        | (p as u64) << 56;
-    (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize % RECENT
-}
-
 /// The operation of the row per protocol that counts the transactions of endpoints beyond
 /// [`Summary::new`]'s bound.
 const OTHER: &str = "(other endpoints)";
@@ -255,11 +234,9 @@ pub struct Summary {
     /// borrowed strings, and cloned only when it is new.
     index: HashTable<usize>,
     hasher: DefaultHashBuilder,
-    /// Endpoints seen lately, in slots chosen by [`recent_slot`]: the next transaction's
-    /// endpoint is most often one of a few (a connection's requests in a row, a client
-    /// cycling through a handful of statements), found with one comparison instead of
-    /// hashing its whole key. `usize::MAX`: empty.
-    recent: [usize; RECENT],
+    /// The endpoint of the last transaction: the next one is most often the same (a
+    /// connection's requests come in a row), found without hashing the key.
+    last: usize,
     transactions: PerSide,
     /// Endpoint rows kept, the `(other endpoints)` rows aside: a capture or an interval
     /// with more distinct endpoints (servers x operations) would grow the table without
@@ -302,7 +279,7 @@ impl Summary {
             endpoints: Vec::new(),
             index: HashTable::new(),
             hasher: DefaultHashBuilder::default(),
-            recent: [usize::MAX; RECENT],
+            last: 0,
             transactions: PerSide::default(),
             max_endpoints: max_endpoints.max(1),
             others: 0,
@@ -348,8 +325,7 @@ impl Summary {
 
     fn count_transaction(&mut self, t: &Transaction) {
         self.transactions.0[side_of_tx(t)] += 1;
-        let slot = recent_slot(t.protocol, &t.server, &t.operation, &t.resource);
-        if let Some((k, e)) = self.endpoints.get_mut(self.recent[slot])
+        if let Some((k, e)) = self.endpoints.get_mut(self.last)
             && (k.0, k.1) == (t.protocol, t.server)
             && (&k.2, &k.3) == (&t.operation, &t.resource)
         {
@@ -357,7 +333,7 @@ impl Summary {
             return;
         }
         let (i, folded) = self.endpoint(t.protocol, t.server, &t.operation, &t.resource);
-        self.recent[slot] = i;
+        self.last = i;
         self.folded += folded as u64;
         self.endpoints[i].1.add(t);
     }
@@ -671,8 +647,8 @@ mod tests {
     }
 
     fn mixed() -> Vec<Transaction> {
-        // Runs of one endpoint and alternations, so that the recent-endpoint slots both
-        // hit and miss.
+        // Runs of one endpoint and alternations, so that the last-endpoint shortcut both
+        // hits and misses.
         (0..300u64)
             .map(|i| {
                 let (port, path) = match i % 7 {
@@ -794,33 +770,6 @@ mod tests {
         let bytes: u64 = flows.iter().map(|f| f.dirs[0].bytes).sum();
         let (n, b) = a.by_transport["tcp"];
         assert_eq!((n.once(), b.once()), (500, bytes));
-    }
-
-    #[test]
-    fn endpoints_sharing_a_recent_slot_are_counted_apart() {
-        // 40 endpoints cycled through 16 slots: slots are shared, and a slot's endpoint is
-        // replaced again and again; every count must still land on its own row.
-        let mut s = Summary::default();
-        let paths: Vec<String> = (0..40).map(|i| format!("/p{i}")).collect();
-        let server = tx(80, "/", 0, false).server;
-        let slots: std::collections::HashSet<usize> = paths
-            .iter()
-            .map(|p| recent_slot(Protocol::Http, &server, "GET", p))
-            .collect();
-        assert!(slots.len() < paths.len() && slots.len() > 4, "{slots:?}");
-        for round in 0..5u64 {
-            for (i, p) in paths.iter().enumerate() {
-                for _ in 0..=i % 3 {
-                    s.add(&Record::Transaction(tx(80, p, round, false)));
-                }
-            }
-        }
-        let r = rows(&s);
-        assert_eq!(r.len(), 40);
-        for (k, n, _, _) in &r {
-            let i: usize = k.3[2..].parse().unwrap();
-            assert_eq!(*n, 5 * (i % 3 + 1) as u64, "{k:?}");
-        }
     }
 
     #[test]

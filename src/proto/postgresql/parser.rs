@@ -130,9 +130,19 @@ const fn keep_kind(side: Side, tag: u8) -> KeepKind {
 }
 
 impl Keep {
-    /// The bytes kept of a body, indexed by [`KeepKind`].
-    fn bounds(&self) -> [u32; 9] {
-        [0, self.query, self.query.saturating_add(64), 160, 1024, 64, self.error, 1, 4]
+    /// The bytes kept of a body of this kind.
+    fn bound(&self, kind: KeepKind) -> u32 {
+        match kind {
+            KeepKind::Nothing => 0,
+            KeepKind::Query => self.query,
+            KeepKind::Parse => self.query.saturating_add(64),
+            KeepKind::Names => 160,
+            KeepKind::Startup => 1024,
+            KeepKind::CommandTag => 64,
+            KeepKind::Error => self.error,
+            KeepKind::OneByte => 1,
+            KeepKind::FourBytes => 4,
+        }
     }
 }
 
@@ -225,10 +235,7 @@ pub struct Framer {
     st: St,
     hdr: [u8; 5],
     buf: Vec<u8>,
-    /// This side's [`TagInfo`] per type byte.
-    tags: &'static [TagInfo; 256],
-    /// [`Keep::bounds`].
-    keeps: [u32; 9],
+    keep: Keep,
     /// Server side: the next byte is the answer to an SSLRequest/GSSENCRequest.
     pub encryption_answer_next: bool,
 }
@@ -247,11 +254,7 @@ impl Framer {
             st: St::Header { have: 0 },
             hdr: [0; 5],
             buf: Vec::new(),
-            tags: match side {
-                Side::Client => &CLIENT_TAGS,
-                Side::Server => &SERVER_TAGS,
-            },
-            keeps: keep.bounds(),
+            keep,
             encryption_answer_next: false,
         }
     }
@@ -285,8 +288,16 @@ impl Framer {
         false
     }
 
+    /// What this side's message of type `t` is like.
+    fn info(&self, t: u8) -> TagInfo {
+        match self.side {
+            Side::Client => CLIENT_TAGS[t as usize],
+            Side::Server => SERVER_TAGS[t as usize],
+        }
+    }
+
     fn tag_ok(&self, t: u8) -> bool {
-        self.tags[t as usize].ok
+        self.info(t).ok
     }
 
     /// Whether a header at the start of `b` (5 bytes at least) is plausible enough to
@@ -299,7 +310,7 @@ impl Framer {
         if !(4..=1 << 24).contains(&len) {
             return false;
         }
-        if let Some(f) = self.tags[b[0] as usize].fixed
+        if let Some(f) = self.info(b[0]).fixed
             && len - 4 != f
         {
             return false;
@@ -323,7 +334,7 @@ impl Framer {
             && !self.encryption_answer_next
             && let Some(&[tag, l0, l1, l2, l3]) = b.first_chunk::<5>()
         {
-            let info = self.tags[tag as usize];
+            let info = self.info(tag);
             let len = u32::from_be_bytes([l0, l1, l2, l3]);
             let body = len.wrapping_sub(4);
             if info.ok
@@ -331,7 +342,7 @@ impl Framer {
                 && info.fixed.is_none_or(|f| f == body)
                 && b.len() - 5 >= body as usize
             {
-                let keep = self.keeps[info.keep as usize].min(body);
+                let keep = self.keep.bound(info.keep).min(body);
                 return (
                     5 + body as usize,
                     Some(Ev::Msg(Msg {
@@ -397,14 +408,14 @@ impl Framer {
                         (hdr[0], u32::from_be_bytes([hdr[1], hdr[2], hdr[3], hdr[4]]))
                     };
                     let min = if untagged { 8 } else { 4 };
-                    let info = self.tags[tag as usize];
+                    let info = self.info(tag);
                     let fixed_ok = info.fixed.is_none_or(|f| len.wrapping_sub(4) == f);
                     if len < min || len > MAX_LEN || (!untagged && !self.tag_ok(tag)) || !fixed_ok {
                         self.lose_sync();
                         return (pos, Some(Ev::Malformed));
                     }
                     let len = len - 4;
-                    let keep = self.keeps[info.keep as usize].min(len);
+                    let keep = self.keep.bound(info.keep).min(len);
                     let avail = b.len() - pos;
                     self.st = St::Header { have: 0 };
                     if avail >= len as usize {
