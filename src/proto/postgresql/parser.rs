@@ -99,49 +99,38 @@ pub struct Keep {
     pub error: u32,
 }
 
-/// Which bound of [`Keep`] applies to a message type's body.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum KeepKind {
-    Nothing,
-    Query,
-    Parse,
-    /// Names only: a portal and a statement name (63 bytes each at most).
-    Names,
-    /// Startup parameters.
-    Startup,
-    CommandTag,
-    Error,
-    OneByte,
-    FourBytes,
-}
+/// Keep bounds that come from the configuration, as [`keep_of`] names them (every other
+/// bound is a number of bytes, far below these).
+const KEEP_QUERY: u32 = u32::MAX;
+const KEEP_PARSE: u32 = u32::MAX - 1;
+const KEEP_ERROR: u32 = u32::MAX - 2;
 
-const fn keep_kind(side: Side, tag: u8) -> KeepKind {
+/// The bytes kept of a message type's body, or which configured bound applies.
+const fn keep_of(side: Side, tag: u8) -> u32 {
     match (side, tag) {
-        (Side::Client, b'Q') => KeepKind::Query,
-        (Side::Client, b'P') => KeepKind::Parse,
-        (Side::Client, b'B' | b'E' | b'D' | b'C') => KeepKind::Names,
-        (Side::Client, 0) => KeepKind::Startup,
-        (Side::Server, b'C') => KeepKind::CommandTag,
-        (Side::Server, b'E') => KeepKind::Error,
-        (Side::Server, b'Z' | b'G' | b'H' | b'W') => KeepKind::OneByte,
-        (Side::Server, b'R') => KeepKind::FourBytes,
-        _ => KeepKind::Nothing,
+        (Side::Client, b'Q') => KEEP_QUERY,
+        (Side::Client, b'P') => KEEP_PARSE,
+        // Names only: a portal and a statement name (63 bytes each at most).
+        (Side::Client, b'B' | b'E' | b'D' | b'C') => 160,
+        // Startup parameters.
+        (Side::Client, 0) => 1024,
+        (Side::Server, b'C') => 64,
+        (Side::Server, b'E') => KEEP_ERROR,
+        (Side::Server, b'Z' | b'G' | b'H' | b'W') => 1,
+        (Side::Server, b'R') => 4,
+        _ => 0,
     }
 }
 
 impl Keep {
-    /// The bytes kept of a body of this kind.
-    fn bound(&self, kind: KeepKind) -> u32 {
-        match kind {
-            KeepKind::Nothing => 0,
-            KeepKind::Query => self.query,
-            KeepKind::Parse => self.query.saturating_add(64),
-            KeepKind::Names => 160,
-            KeepKind::Startup => 1024,
-            KeepKind::CommandTag => 64,
-            KeepKind::Error => self.error,
-            KeepKind::OneByte => 1,
-            KeepKind::FourBytes => 4,
+    /// The bytes kept of a body whose type's [`keep_of`] is `k`.
+    #[inline]
+    fn bound(&self, k: u32) -> u32 {
+        match k {
+            KEEP_QUERY => self.query,
+            KEEP_PARSE => self.query.saturating_add(64),
+            KEEP_ERROR => self.error,
+            n => n,
         }
     }
 }
@@ -153,14 +142,15 @@ struct TagInfo {
     ok: bool,
     /// Its body length, when fixed.
     fixed: Option<u32>,
-    keep: KeepKind,
+    /// [`keep_of`].
+    keep: u32,
 }
 
 const fn tag_table(side: Side) -> [TagInfo; 256] {
     let mut t = [TagInfo {
         ok: false,
         fixed: None,
-        keep: KeepKind::Nothing,
+        keep: 0,
     }; 256];
     let mut i = 0;
     while i < 256 {
@@ -171,7 +161,7 @@ const fn tag_table(side: Side) -> [TagInfo; 256] {
                 Side::Server => server_tag(tag),
             },
             fixed: fixed_len(side, tag),
-            keep: keep_kind(side, tag),
+            keep: keep_of(side, tag),
         };
         i += 1;
     }
