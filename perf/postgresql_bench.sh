@@ -116,15 +116,18 @@ Targets (issue 23): >= 1.5 million PostgreSQL statements/s per core in replay wi
 and pairing; >= 50x \`tshark -Y pgsql\` on the same prefix.
 
 Where the tshark target stands: a frame of this capture carries half a statement (each
-statement is a round trip: Bind, Execute, Sync in one segment; BindComplete, the rows,
-CommandComplete, ReadyForQuery in the answer), so the ratio compares time per frame. By
-instructions (cachegrind on a 20 000-frame prefix, each program's start-up on a one-frame
-file subtracted; 2026-12-06): tshark -Y pgsql 74 400 per frame, podtap 2 920 per frame
-(25x). Of podtap's ~5 900 instructions per statement about 1 500 are the PostgreSQL decoder
-(framing, statement map, pairing, building the record); the rest is the per-packet and
-per-transaction work every decoder shares (L2-L4, flow table, reassembly, the summary). A
-decoder that cost nothing would leave ~2 200 instructions per frame (~34x): reaching 50x
-on this capture takes a cheaper shared per-packet path, not only a cheaper decoder.
+statement is a round trip: Bind, Describe, Execute, Sync in one segment; BindComplete,
+NoData or RowDescription and the rows, CommandComplete, ReadyForQuery in the answer), so
+the ratio compares time per frame. By instructions (cachegrind on a 20 000-frame prefix,
+each program's start-up on a one-frame file subtracted; stop 34, 2026-12-06): tshark -Y
+pgsql 74 400 per frame, podtap 2 470 per frame (30x; 2 920 and 25x at the start of the
+stop). Of podtap's ~4 950 instructions per statement, callgrind puts ~2 150 in the
+PostgreSQL decoder (framing eight messages, the statement map, pairing, building the
+record: ~3 050 before this stop), ~700 in handing the record over and counting it in
+the summary, and ~1 060 per frame (two frames a statement) in the per-packet work every
+decoder shares (capture file, L2-L4, flow table, TCP, reassembly). The wall-clock ratio
+has run at about 1.5 times the instruction ratio: 50x wants about 4 400 instructions a
+statement, some 500 fewer than now.
 
 podtap's summary rows for PostgreSQL, and its drop and error counters:
 
