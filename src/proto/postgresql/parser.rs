@@ -589,6 +589,45 @@ mod tests {
         );
     }
 
+    /// The tag read word by word from its end, as before the backward pass: the oracle.
+    fn command_tag_by_words(tag: &[u8]) -> (&[u8], Option<u64>) {
+        let tag = cstr_lenient(tag);
+        let (mut end, mut rows) = (tag.len(), None);
+        while end > 0 {
+            let start = tag[..end]
+                .iter()
+                .rposition(|&c| c == b' ')
+                .map_or(0, |p| p + 1);
+            let word = &tag[start..end];
+            if word.is_empty() || !word.iter().all(u8::is_ascii_digit) || start == 0 {
+                break;
+            }
+            if rows.is_none() {
+                rows = word.iter().try_fold(0u64, |n, &d| {
+                    n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+                });
+            }
+            end = start - 1;
+        }
+        (&tag[..end], rows)
+    }
+
+    #[test]
+    fn command_tags_read_backwards_as_word_by_word() {
+        // Random tags of letters, digits, spaces and NULs (xorshift: the same every run).
+        let alphabet = b"A 0123456789\0 9";
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..50_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let tag: Vec<u8> = (0..x % 14)
+                .map(|i| alphabet[(x >> (4 * (i % 14) + 3)) as usize % alphabet.len()])
+                .collect();
+            assert_eq!(command_tag(&tag), command_tag_by_words(&tag), "{tag:?}");
+        }
+    }
+
     #[test]
     fn error_fields_read() {
         let e = error_fields(b"SERROR\0VERROR\0C42P01\0Mrelation \"x\" does not exist\0\0");
