@@ -177,9 +177,9 @@ impl PgStats {
 /// What a statement's text says, computed once per Parse (or Query).
 #[derive(Debug, Default)]
 struct Stmt {
-    op: Option<&'static str>,
-    /// `op` as the attribute value, made once: each execution clones it.
-    op_name: CompactString,
+    /// The operation (empty when the text names none), made once: each execution clones
+    /// it.
+    op: CompactString,
     collection: CompactString,
     summary: CompactString,
     text: Option<CompactString>,
@@ -194,8 +194,7 @@ impl Settings {
     fn stmt(&self, memo: &mut sql::SummaryMemo, text: &str, truncated: bool) -> Stmt {
         let s = memo.summarize(Dialect::Postgres, text);
         let mut st = Stmt {
-            op: s.operation,
-            op_name: s.operation.map(CompactString::from).unwrap_or_default(),
+            op: s.operation.map(CompactString::from).unwrap_or_default(),
             collection: s.collection.map(CompactString::from).unwrap_or_default(),
             summary: CompactString::default(),
             text: None,
@@ -1063,8 +1062,8 @@ impl Conn {
                 .map(|(cmd, _)| utf8_prefix(cmd))
                 .filter(|c| !c.is_empty())
         };
-        let op: CompactString = match stmt.filter(|s| s.op.is_some()) {
-            Some(s) => s.op_name.clone(),
+        let op: CompactString = match stmt.filter(|s| !s.op.is_empty()) {
+            Some(s) => s.op.clone(),
             None => match tag_cmd() {
                 Some(cmd) => CompactString::from(cmd),
                 None if tx.function => CompactString::const_new("FUNCTION CALL"),

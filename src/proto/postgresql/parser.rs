@@ -290,6 +290,20 @@ impl Framer {
         self.info(t).ok
     }
 
+    /// A header's body length and the bytes of the body kept, when the header is one this
+    /// side sends (`untagged`: the client's startup family, typed by its code, not a byte);
+    /// None is damage.
+    #[inline]
+    fn checked(&self, tag: u8, len: u32, untagged: bool) -> Option<(u32, u32)> {
+        let info = self.info(tag);
+        let min = if untagged { 8 } else { 4 };
+        let body = len.wrapping_sub(4);
+        let ok = (min..=MAX_LEN).contains(&len)
+            && (untagged || info.ok)
+            && info.fixed.is_none_or(|f| f == body);
+        ok.then(|| (body, self.keep.bound(info.keep).min(body)))
+    }
+
     /// Whether a header at the start of `b` (5 bytes at least) is plausible enough to
     /// resynchronise on.
     fn plausible(&self, b: &[u8]) -> bool {
@@ -324,15 +338,10 @@ impl Framer {
             && !self.encryption_answer_next
             && let Some(&[tag, l0, l1, l2, l3]) = b.first_chunk::<5>()
         {
-            let info = self.info(tag);
             let len = u32::from_be_bytes([l0, l1, l2, l3]);
-            let body = len.wrapping_sub(4);
-            if info.ok
-                && (4..=MAX_LEN).contains(&len)
-                && info.fixed.is_none_or(|f| f == body)
+            if let Some((body, keep)) = self.checked(tag, len, false)
                 && b.len() - 5 >= body as usize
             {
-                let keep = self.keep.bound(info.keep).min(body);
                 return (
                     5 + body as usize,
                     Some(Ev::Msg(Msg {
@@ -397,15 +406,10 @@ impl Framer {
                     } else {
                         (hdr[0], u32::from_be_bytes([hdr[1], hdr[2], hdr[3], hdr[4]]))
                     };
-                    let min = if untagged { 8 } else { 4 };
-                    let info = self.info(tag);
-                    let fixed_ok = info.fixed.is_none_or(|f| len.wrapping_sub(4) == f);
-                    if len < min || len > MAX_LEN || (!untagged && !self.tag_ok(tag)) || !fixed_ok {
+                    let Some((len, keep)) = self.checked(tag, len, untagged) else {
                         self.lose_sync();
                         return (pos, Some(Ev::Malformed));
-                    }
-                    let len = len - 4;
-                    let keep = self.keep.bound(info.keep).min(len);
+                    };
                     let avail = b.len() - pos;
                     self.st = St::Header { have: 0 };
                     if avail >= len as usize {
