@@ -10,7 +10,9 @@ use podtap::replay::{self, OutputFormat, ReplayOptions};
 /// Transactions are built in the workers and freed by the writer thread: glibc's arena
 /// lock made that cross-thread traffic the top cost. mimalloc frees across threads cheaply.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: allocator::Mimalloc = allocator::Mimalloc;
+
+mod allocator;
 
 /// `podtap replay` runs with transparent huge pages off, from its first allocation on. A
 /// replay is short and touches nearly all of its heap for the first time: with huge pages

@@ -204,6 +204,11 @@ fn key_hash(s: &DefaultHashBuilder, p: Protocol, e: &ProtoEndpoint, op: &str, re
 /// [`Summary::new`]'s bound.
 const OTHER: &str = "(other endpoints)";
 
+/// Connections whose last row [`Summary`] remembers (by client port).
+const FOLLOW_SLOTS: usize = 64;
+/// No row: [`Summary`]'s `next` and `follow` before they know one.
+const NO_ROW: u32 = u32::MAX;
+
 /// The endpoint rows a summary keeps when not told (`output.table_max_endpoints`).
 pub const DEFAULT_MAX_ENDPOINTS: usize = 1000;
 
@@ -211,7 +216,11 @@ pub const DEFAULT_MAX_ENDPOINTS: usize = 1000;
 /// exact values and the latency histogram at their largest (a bucket for every value up
 /// to the largest microsecond count a transaction can have).
 pub fn endpoint_max_bytes() -> u64 {
-    let entry = std::mem::size_of::<(EndpointKey, Endpoint)>() + std::mem::size_of::<usize>() + 1;
+    // The entry, its index slot and its prediction.
+    let entry = std::mem::size_of::<(EndpointKey, Endpoint)>()
+        + std::mem::size_of::<usize>()
+        + 1
+        + std::mem::size_of::<u32>();
     let side = Latencies::EXACT * 4 + (Latencies::bucket(u32::MAX) + 1) * 8;
     (entry + 2 * side) as u64
 }
@@ -234,9 +243,20 @@ pub struct Summary {
     /// borrowed strings, and cloned only when it is new.
     index: HashTable<usize>,
     hasher: DefaultHashBuilder,
-    /// The endpoint of the last transaction: the next one is most often the same (a
+    /// The endpoint of the last transaction: the next one is often the same (a
     /// connection's requests come in a row), found without hashing the key.
     last: usize,
+    /// Per row, the row that the next transaction of the same connection counted in the
+    /// last time one did (`NO_ROW`: none yet). Clients repeat their sequences (a pgbench
+    /// transaction's seven statements, a service's query after query): the prediction,
+    /// checked against the whole key, spares the hashing of most transactions of
+    /// interleaved connections.
+    next: Vec<u32>,
+    /// The last row of a few recent connections, by client port (the port in the high
+    /// half, the row in the low): where their next transaction's prediction starts.
+    /// Clients that share a slot or a port only cost predictions: a predicted row counts
+    /// a transaction only when its whole key is the transaction's.
+    follow: [u64; FOLLOW_SLOTS],
     transactions: PerSide,
     /// Endpoint rows kept, the `(other endpoints)` rows aside: a capture or an interval
     /// with more distinct endpoints (servers x operations) would grow the table without
@@ -280,6 +300,8 @@ impl Summary {
             index: HashTable::new(),
             hasher: DefaultHashBuilder::default(),
             last: 0,
+            next: Vec::new(),
+            follow: [NO_ROW as u64; FOLLOW_SLOTS],
             transactions: PerSide::default(),
             max_endpoints: max_endpoints.max(1),
             others: 0,
@@ -325,17 +347,54 @@ impl Summary {
 
     fn count_transaction(&mut self, t: &Transaction) {
         self.transactions.0[side_of_tx(t)] += 1;
+        let port = t.client.port;
         if let Some((k, e)) = self.endpoints.get_mut(self.last)
-            && (k.0, k.1) == (t.protocol, t.server)
-            && (&k.2, &k.3) == (&t.operation, &t.resource)
+            && Self::is(k, t)
         {
             e.add(t);
+            self.follow[port as usize % FOLLOW_SLOTS] = (port as u64) << 32 | self.last as u64;
             return;
         }
-        let (i, folded) = self.endpoint(t.protocol, t.server, &t.operation, &t.resource);
+        let i = self.row_of(t);
         self.last = i;
-        self.folded += folded as u64;
         self.endpoints[i].1.add(t);
+    }
+
+    /// Whether `k` is the key of `t`'s row.
+    #[inline(always)]
+    fn is(k: &EndpointKey, t: &Transaction) -> bool {
+        (k.0, k.1) == (t.protocol, t.server) && (&k.2, &k.3) == (&t.operation, &t.resource)
+    }
+
+    /// The row of `t`, not the last transaction's: the one predicted for its connection,
+    /// or found (or added) by its key. Out of line: the common case, the last row again,
+    /// stays small.
+    #[inline(never)]
+    fn row_of(&mut self, t: &Transaction) -> usize {
+        let port = t.client.port;
+        let slot = port as usize % FOLLOW_SLOTS;
+        // The row this client port's last transaction counted in, and the row that
+        // followed that one the last time.
+        let f = self.follow[slot];
+        let prev = if (f >> 32) as u16 == port {
+            f as u32
+        } else {
+            NO_ROW
+        };
+        let predicted = self.next.get(prev as usize).copied().unwrap_or(NO_ROW) as usize;
+        let i = match self.endpoints.get(predicted) {
+            Some((k, _)) if Self::is(k, t) => predicted,
+            _ => {
+                let (i, folded) = self.endpoint(t.protocol, t.server, &t.operation, &t.resource);
+                self.folded += folded as u64;
+                if let Some(n) = self.next.get_mut(prev as usize) {
+                    *n = i as u32;
+                }
+                i
+            }
+        };
+        self.follow[slot] = (port as u64) << 32 | i as u64;
+        i
     }
 
     /// Index in `endpoints` of the key's entry, added if new; once `max_endpoints` rows
@@ -388,6 +447,7 @@ impl Summary {
         let next = self.endpoints.len();
         self.endpoints
             .push(((p, server, op.into(), res.into()), Endpoint::default()));
+        self.next.push(NO_ROW);
         let (eps, hasher) = (&self.endpoints, &self.hasher);
         self.index.insert_unique(h, next, |&i| {
             let k = &eps[i].0;
@@ -704,6 +764,68 @@ mod tests {
         assert_eq!(one.transactions.once(), 300);
         // Microseconds, rounded: 37 us and 400 ns is 37 us.
         assert!(r[0].3.counts[Latencies::bucket(37)] > 0);
+    }
+
+    /// Interleaved connections, each repeating a sequence of rows (the predicted case),
+    /// with clients whose ports share a prediction slot or are the same port of another
+    /// address, and one connection in random order: every transaction is counted in its
+    /// own row, as a plain count per key says, and nothing more is folded than the bound
+    /// asks.
+    #[test]
+    fn predicted_rows_count_exactly_what_their_keys_say() {
+        let seq = ["/begin", "/a", "/b", "/a", "/c", "/end"];
+        let mut txs = Vec::new();
+        let mut rng = 0x9e37_79b9_u32;
+        for round in 0..40 {
+            // Ports 1000 and 1064 share a slot; 1000 also comes from a second address.
+            for (client, a) in [(1000, 1), (1064, 1), (1000, 2), (2000, 1), (3000, 1)] {
+                let mut t = tx(80, "", 10, false);
+                t.client = ProtoEndpoint {
+                    addr: std::net::Ipv4Addr::new(10, 0, 0, a).into(),
+                    port: client,
+                };
+                t.resource = if client == 3000 {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 17;
+                    rng ^= rng << 5;
+                    seq[rng as usize % seq.len()].into()
+                } else {
+                    seq[(round + client as usize) % seq.len()].into()
+                };
+                txs.push(t);
+            }
+        }
+        for bound in [1000, 3] {
+            let mut s = Summary::new(bound);
+            for t in &txs {
+                s.count_transaction(t);
+            }
+            let mut want: std::collections::HashMap<&str, u64> = Default::default();
+            for t in &txs {
+                *want.entry(t.resource.as_str()).or_default() += 1;
+            }
+            let kept: Vec<_> = s.endpoints.iter().filter(|(k, _)| k.2 != OTHER).collect();
+            assert_eq!(kept.len(), bound.min(seq.len() - 1), "bound {bound}");
+            for (k, e) in &kept {
+                assert_eq!(
+                    e.once(|v| v.count),
+                    want[k.3.as_str()],
+                    "{k:?}, bound {bound}"
+                );
+            }
+            let folded: u64 = want
+                .iter()
+                .filter(|(r, _)| !kept.iter().any(|(k, _)| k.3 == **r))
+                .map(|(_, n)| n)
+                .sum();
+            assert_eq!(s.folded, folded, "bound {bound}");
+            assert_eq!(
+                row_count(&s, Protocol::Http, OTHER),
+                folded,
+                "bound {bound}"
+            );
+            assert_eq!(s.transactions.once(), txs.len() as u64);
+        }
     }
 
     fn flow(port: u16, bytes: u64) -> FlowRecord {

@@ -358,9 +358,11 @@ struct Conn {
     /// The client sent SSLRequest/GSSENCRequest: the server's next byte answers it.
     want_encryption_answer: bool,
     pending: VecDeque<Exp>,
-    statements: HashMap<CompactString, Rc<Stmt>>,
+    /// Keyed by the name's bytes as sent: a Bind or Execute looks its name up without
+    /// checking it is text first (names are the server's identifiers, any bytes but NUL).
+    statements: HashMap<Box<[u8]>, Rc<Stmt>>,
     unnamed: Option<Rc<Stmt>>,
-    portals: HashMap<CompactString, Option<Rc<Stmt>>>,
+    portals: HashMap<Box<[u8]>, Option<Rc<Stmt>>>,
     unnamed_portal: Option<Rc<Stmt>>,
     namespace: CompactString,
     replication: Option<&'static str>,
@@ -534,15 +536,12 @@ impl Conn {
                 let stmt = Rc::new(self.settings.stmt(&mut self.memo, text, !m.whole));
                 if name.is_empty() {
                     self.unnamed = Some(stmt.clone());
+                } else if let Some(old) = self.statements.get_mut(name) {
+                    *old = stmt.clone();
+                } else if self.statements.len() >= self.settings.cfg.max_statements {
+                    self.stats.statement_limit += 1;
                 } else {
-                    let name = CompactString::from(utf8_prefix(name));
-                    if self.statements.len() >= self.settings.cfg.max_statements
-                        && !self.statements.contains_key(&name)
-                    {
-                        self.stats.statement_limit += 1;
-                    } else {
-                        self.statements.insert(name, stmt.clone());
-                    }
+                    self.statements.insert(name.into(), stmt.clone());
                 }
                 if !self.skip_until_sync {
                     self.push(Exp::Parse(Some(stmt)), ts, out);
@@ -555,7 +554,7 @@ impl Conn {
                 let stmt = if name.is_empty() {
                     self.unnamed.clone()
                 } else {
-                    let s = self.statements.get(utf8_prefix(name)).cloned();
+                    let s = self.statements.get(name).cloned();
                     if s.is_none() {
                         self.stats.unknown_statement += 1;
                     }
@@ -563,15 +562,12 @@ impl Conn {
                 };
                 if portal.is_empty() {
                     self.unnamed_portal = stmt.clone();
+                } else if let Some(old) = self.portals.get_mut(portal) {
+                    *old = stmt.clone();
+                } else if self.portals.len() >= self.settings.cfg.max_portals {
+                    self.stats.portal_limit += 1;
                 } else {
-                    let portal = CompactString::from(utf8_prefix(portal));
-                    if self.portals.len() >= self.settings.cfg.max_portals
-                        && !self.portals.contains_key(&portal)
-                    {
-                        self.stats.portal_limit += 1;
-                    } else {
-                        self.portals.insert(portal, stmt.clone());
-                    }
+                    self.portals.insert(portal.into(), stmt.clone());
                 }
                 if !self.skip_until_sync {
                     self.push(Exp::Bind(stmt), ts, out);
@@ -586,7 +582,7 @@ impl Conn {
             b'C' => {
                 self.batch(wire, ts);
                 if let Some((&kind, rest)) = m.body.split_first() {
-                    let name = utf8_prefix(cstr_lenient(rest));
+                    let name = cstr_lenient(rest);
                     match kind {
                         b'S' if name.is_empty() => self.unnamed = None,
                         b'S' => {
@@ -608,7 +604,7 @@ impl Conn {
                 let stmt = if portal.is_empty() {
                     self.unnamed_portal.clone()
                 } else {
-                    match self.portals.get(utf8_prefix(portal)) {
+                    match self.portals.get(portal) {
                         Some(s) => s.clone(),
                         None => {
                             self.stats.unknown_statement += 1;
