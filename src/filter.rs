@@ -365,13 +365,16 @@ impl Filter {
         })
     }
 
-    /// Whether the packet passes the filter.
-    #[inline]
+    /// Whether the packet passes the filter. Inlined: with no filter (the usual case) a
+    /// packet costs one test, where the call cost a dozen instructions.
+    #[inline(always)]
     pub fn matches(&self, p: &Packet<'_>) -> bool {
+        self.prog.is_empty() || self.run(p)
+    }
+
+    #[inline(never)]
+    fn run(&self, p: &Packet<'_>) -> bool {
         let prog = &self.prog[..];
-        if prog.is_empty() {
-            return true;
-        }
         let mut pc = 0usize;
         loop {
             // `get` rather than indexing: compile() only emits valid targets, but a filter

@@ -427,37 +427,43 @@ impl PcapFileSource {
                     }
                 }
                 Format::PcapNg { big_endian, ifaces } => {
-                    match next_pcapng_frame(b, &mut self.pos, big_endian, ifaces) {
-                        Ok(Some(Some(f))) => f,
-                        Ok(Some(None)) => {
-                            // A frame on an interface whose link type podtap cannot decode.
-                            self.stats.malformed += 1;
-                            continue;
-                        }
-                        Ok(None) if eof => {
-                            self.done = true;
-                            break;
-                        }
-                        Ok(None) | Err(Damage::Truncated) => {
-                            incomplete = true;
-                            break;
-                        }
-                        Err(Damage::BadPacket(what)) => {
-                            self.stats.malformed += 1;
-                            self.done = true;
-                            tracing::warn!(file = %self.path, offset = base + self.pos as u64, "capture file has a broken packet block ({what}); stopping there");
-                            break;
-                        }
-                        Err(Damage::Corrupt(what)) => {
-                            self.stats.malformed += 1;
-                            self.done = true;
-                            return Err(CaptureError::Format {
-                                path: self.path.clone(),
-                                message: format!(
-                                    "{what} (block at offset {})",
-                                    base + self.pos as u64
-                                ),
-                            });
+                    // The usual block read here, without the call into the general path.
+                    if let Some((f, n)) = enhanced_packet_le(b, self.pos, *big_endian, ifaces) {
+                        self.pos += n;
+                        f
+                    } else {
+                        match next_pcapng_frame(b, &mut self.pos, big_endian, ifaces) {
+                            Ok(Some(Some(f))) => f,
+                            Ok(Some(None)) => {
+                                // A frame on an interface whose link type podtap cannot decode.
+                                self.stats.malformed += 1;
+                                continue;
+                            }
+                            Ok(None) if eof => {
+                                self.done = true;
+                                break;
+                            }
+                            Ok(None) | Err(Damage::Truncated) => {
+                                incomplete = true;
+                                break;
+                            }
+                            Err(Damage::BadPacket(what)) => {
+                                self.stats.malformed += 1;
+                                self.done = true;
+                                tracing::warn!(file = %self.path, offset = base + self.pos as u64, "capture file has a broken packet block ({what}); stopping there");
+                                break;
+                            }
+                            Err(Damage::Corrupt(what)) => {
+                                self.stats.malformed += 1;
+                                self.done = true;
+                                return Err(CaptureError::Format {
+                                    path: self.path.clone(),
+                                    message: format!(
+                                        "{what} (block at offset {})",
+                                        base + self.pos as u64
+                                    ),
+                                });
+                            }
                         }
                     }
                 }

@@ -302,6 +302,9 @@ impl Stream {
     }
 
     /// Deliver a segment that starts at or before `next`, trimming what was delivered.
+    /// Inlined: nearly every segment comes here, and the call was a layer of the packet
+    /// path's cost of its own (measured with cachegrind).
+    #[inline(always)]
     fn in_order<F: FnMut(Chunk<'_>)>(
         &mut self,
         seq: u32,

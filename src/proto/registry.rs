@@ -313,8 +313,10 @@ macro_rules! decoders {
             }
         }
 
+        // The dispatch is inlined into the packet path, where each chunk comes through
+        // it: a call layer less per packet, for every protocol.
         impl L7Parser for Decoder {
-            #[inline]
+            #[inline(always)]
             fn on_data(
                 &mut self,
                 dir: Direction,
@@ -345,7 +347,7 @@ macro_rules! decoders {
                     $( Decoder::$variant(p) => p.on_tick(now, timeout_ns, out), )*
                 }
             }
-            #[inline]
+            #[inline(always)]
             fn heap_bytes(&self) -> usize {
                 match self {
                     Decoder::StreamStats(p) => p.heap_bytes(),

@@ -1405,8 +1405,20 @@ impl Conn {
             tx.attr_str("db.collection.name", c.clone());
         }
         tx.attr_str("db.query.summary", p.summary);
-        let rare = p.rare.map(|r| *r).unwrap_or_default();
-        if let Some(t) = rare.text {
+        // Only what the record takes of the rare parts: a whole default `Rare` made for
+        // every command that has none cost a 180-byte fill and its drop.
+        let (text, error_message) = match p.rare {
+            Some(r) => {
+                let Rare {
+                    text,
+                    error_message,
+                    ..
+                } = *r;
+                (text, error_message)
+            }
+            None => (None, None),
+        };
+        if let Some(t) = text {
             tx.attr_str("db.query.text", t);
         }
         if p.command != 0 {
@@ -1425,7 +1437,7 @@ impl Conn {
             if let Some(s) = state {
                 tx.attr_str("podtap.mysql.sqlstate", lossy(&s));
             }
-            if let Some(msg) = rare.error_message {
+            if let Some(msg) = error_message {
                 tx.attr_str("podtap.mysql.error_message", msg);
             }
             tx.error = Some(code_s);
