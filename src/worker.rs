@@ -720,6 +720,7 @@ type Ends = (Endpoint, Endpoint, u32, Option<Arc<FlowPods>>, Option<u64>);
 /// The flow's ends for reporting its next `n` transactions, with its attribution brought
 /// up to date (a pointer comparison unless the metadata snapshot changed since the flow
 /// last reported).
+#[inline(always)]
 fn ends(attr: &Option<Attributor>, flow: &mut Flow, n: usize) -> Ends {
     let (client, server, obs) = (flow.client(), flow.server(), flow.key.obs());
     if let Some(a) = attr {
