@@ -203,6 +203,26 @@ fn key_hash(s: &DefaultHashBuilder, p: Protocol, e: &ProtoEndpoint, op: &str, re
     h.finish()
 }
 
+/// `a == b`, for the short texts of a row's key (an operation, a table, a route) without a
+/// call to `memcmp`: up to 16 bytes as two overlapping words (or halves of one), longer
+/// ones compared whole. Every transaction's key is compared this way at least once.
+#[inline(always)]
+fn same_text(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], i: usize| u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
+    let half = |s: &[u8], i: usize| u32::from_le_bytes(s[i..i + 4].try_into().expect("4 bytes"));
+    match n {
+        0 => true,
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
+    }
+}
+
 /// The operation of the row per protocol that counts the transactions of endpoints beyond
 /// [`Summary::new`]'s bound.
 const OTHER: &str = "(other endpoints)";
@@ -367,7 +387,9 @@ impl Summary {
     /// Whether `k` is the key of `t`'s row.
     #[inline(always)]
     fn is(k: &EndpointKey, t: &Transaction) -> bool {
-        (k.0, k.1) == (t.protocol, t.server) && (&k.2, &k.3) == (&t.operation, &t.resource)
+        (k.0, k.1) == (t.protocol, t.server)
+            && same_text(k.2.as_bytes(), t.operation.as_bytes())
+            && same_text(k.3.as_bytes(), t.resource.as_bytes())
     }
 
     /// The row of `t`, not the last transaction's: the one predicted for its connection,
@@ -768,6 +790,30 @@ mod tests {
         assert_eq!(one.transactions.once(), 300);
         // Microseconds, rounded: 37 us and 400 ns is 37 us.
         assert!(r[0].3.counts[Latencies::bucket(37)] > 0);
+    }
+
+    #[test]
+    fn same_text_is_byte_equality_at_every_length() {
+        let mut x: u32 = 0x1234_5678;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        };
+        for n in 0..40usize {
+            for _ in 0..300 {
+                let a: Vec<u8> = (0..n).map(|_| b"ab"[next() as usize % 2]).collect();
+                // Equal, or one byte changed anywhere, or a length one off.
+                let mut b = a.clone();
+                match next() % 3 {
+                    0 => {}
+                    1 if n > 0 => b[next() as usize % n] ^= 1,
+                    _ => b.push(b'a'),
+                }
+                assert_eq!(same_text(&a, &b), a == b, "{a:?} {b:?}");
+            }
+        }
     }
 
     /// Interleaved connections, each repeating a sequence of rows (the predicted case),

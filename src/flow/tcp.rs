@@ -216,7 +216,35 @@ impl TcpConn {
     }
 
     /// Retransmission, out-of-order or keep-alive, from sequence numbers alone.
+    ///
+    /// Inlined for the usual segment, the next in sequence or a bare ACK (what
+    /// [`TcpConn::classify_all`] does with them, without its call).
+    #[inline(always)]
     fn classify(
+        &mut self,
+        dir: Direction,
+        seq: u32,
+        len: u32,
+        fin: bool,
+        ts: Timestamp,
+        limits: &TcpLimits,
+    ) {
+        let seg_len = len + fin as u32;
+        let st = &mut self.dirs[dir.index()];
+        if let Some(high) = st.high {
+            if seg_len == 0 {
+                return;
+            }
+            if seq == high {
+                st.high = Some(seq.wrapping_add(seg_len));
+                return;
+            }
+        }
+        self.classify_all(dir, seq, len, fin, ts, limits);
+    }
+
+    #[inline(never)]
+    fn classify_all(
         &mut self,
         dir: Direction,
         seq: u32,

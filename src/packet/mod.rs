@@ -131,7 +131,10 @@ enum Next<'a> {
 
 /// Decode one captured frame. `defrag` holds IP fragments until their datagram is whole;
 /// the returned packet then borrows the reassembled datagram from it.
-#[inline]
+///
+/// Always inlined: the common frame's path (`decode_plain`) is then part of the packet
+/// loop, without a call per packet; everything else is out of line.
+#[inline(always)]
 pub fn decode<'a>(
     frame: &'a [u8],
     link: LinkType,
