@@ -120,11 +120,11 @@ statement is a round trip: Bind, Describe, Execute, Sync in one segment; BindCom
 NoData or RowDescription and the rows, CommandComplete, ReadyForQuery in the answer), so
 the ratio compares time per frame. By instructions (cachegrind on a 20 000-frame prefix,
 each program's start-up on a one-frame file subtracted; stop 35, 2026-12-06): tshark -Y
-pgsql 74 400 per frame, podtap 2 190 per frame (34x; 2 470 and 30x at the start of the
-stop, 2 920 and 25x at the start of stop 34). Of podtap's ~4 400 instructions per
+pgsql 74 400 per frame, podtap 2 110 per frame (35x; 2 470 and 30x at the start of the
+stop, 2 920 and 25x at the start of stop 34). Of podtap's ~4 250 instructions per
 statement, callgrind puts ~2 050 in the PostgreSQL decoder (framing eight messages, the
-statement map, pairing, building the record), ~570 in handing the record over and
-counting it in the summary (~700 before this stop), and ~875 per frame (two frames a
+statement map, pairing, building the record), ~545 in handing the record over and
+counting it in the summary (~700 before this stop), and ~815 per frame (two frames a
 statement) in the per-packet work every decoder shares (capture file, L2-L4, flow table,
 TCP, reassembly: ~1 060 before this stop). The wall-clock ratio has run at 1.35 to 1.5
 times the instruction ratio, and its pairs spread over a factor of two on this shared
