@@ -25,6 +25,8 @@ pub mod replay;
 pub mod run;
 pub mod stats;
 pub mod synth;
+#[cfg(test)]
+mod test_rng;
 pub mod time;
 pub mod top;
 pub mod worker;

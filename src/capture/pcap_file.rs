@@ -427,7 +427,8 @@ impl PcapFileSource {
                     }
                 }
                 Format::PcapNg { big_endian, ifaces } => {
-                    // The usual block read here, without the call into the general path.
+                    // The usual block read here, without the call into the general path
+                    // (which reads every other block, and packet blocks after them).
                     if let Some((f, n)) = enhanced_packet_le(b, self.pos, *big_endian, ifaces) {
                         self.pos += n;
                         f
@@ -629,10 +630,6 @@ fn next_pcapng_frame<'a>(
 ) -> Result<Option<Option<Frame<'a>>>, Damage> {
     loop {
         let h = *pos;
-        if let Some(f) = enhanced_packet_le(b, h, *big, ifaces) {
-            *pos = h + f.1;
-            return Ok(Some(Some(f.0)));
-        }
         if h == b.len() {
             return Ok(None);
         }

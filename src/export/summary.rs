@@ -376,7 +376,7 @@ impl Summary {
             && Self::is(k, t)
         {
             e.add(t);
-            self.follow[port as usize % FOLLOW_SLOTS] = (port as u64) << 32 | self.last as u64;
+            self.remember_last(port, self.last);
             return;
         }
         let i = self.row_of(t);
@@ -398,10 +398,9 @@ impl Summary {
     #[inline(never)]
     fn row_of(&mut self, t: &Transaction) -> usize {
         let port = t.client.port;
-        let slot = port as usize % FOLLOW_SLOTS;
         // The row this client port's last transaction counted in, and the row that
         // followed that one the last time.
-        let f = self.follow[slot];
+        let f = self.follow[port as usize % FOLLOW_SLOTS];
         let prev = if (f >> 32) as u16 == port {
             f as u32
         } else {
@@ -419,8 +418,14 @@ impl Summary {
                 i
             }
         };
-        self.follow[slot] = (port as u64) << 32 | i as u64;
+        self.remember_last(port, i);
         i
+    }
+
+    /// Remember `row` as client `port`'s last.
+    #[inline(always)]
+    fn remember_last(&mut self, port: u16, row: usize) {
+        self.follow[port as usize % FOLLOW_SLOTS] = (port as u64) << 32 | row as u64;
     }
 
     /// Index in `endpoints` of the key's entry, added if new; once `max_endpoints` rows
@@ -794,21 +799,15 @@ mod tests {
 
     #[test]
     fn same_text_is_byte_equality_at_every_length() {
-        let mut x: u32 = 0x1234_5678;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x
-        };
+        let mut r = crate::test_rng::rng(0x1234_5678);
         for n in 0..40usize {
             for _ in 0..300 {
-                let a: Vec<u8> = (0..n).map(|_| b"ab"[next() as usize % 2]).collect();
+                let a: Vec<u8> = (0..n).map(|_| b"ab"[r(2) as usize]).collect();
                 // Equal, or one byte changed anywhere, or a length one off.
                 let mut b = a.clone();
-                match next() % 3 {
+                match r(3) {
                     0 => {}
-                    1 if n > 0 => b[next() as usize % n] ^= 1,
+                    1 if n > 0 => b[r(n as u64) as usize] ^= 1,
                     _ => b.push(b'a'),
                 }
                 assert_eq!(same_text(&a, &b), a == b, "{a:?} {b:?}");
@@ -825,7 +824,7 @@ mod tests {
     fn predicted_rows_count_exactly_what_their_keys_say() {
         let seq = ["/begin", "/a", "/b", "/a", "/c", "/end"];
         let mut txs = Vec::new();
-        let mut rng = 0x9e37_79b9_u32;
+        let mut r = crate::test_rng::rng(0x9e37_79b9);
         for round in 0..40 {
             // Ports 1000 and 1064 share a slot; 1000 also comes from a second address.
             for (client, a) in [(1000, 1), (1064, 1), (1000, 2), (2000, 1), (3000, 1)] {
@@ -835,10 +834,7 @@ mod tests {
                     port: client,
                 };
                 t.resource = if client == 3000 {
-                    rng ^= rng << 13;
-                    rng ^= rng >> 17;
-                    rng ^= rng << 5;
-                    seq[rng as usize % seq.len()].into()
+                    seq[r(seq.len() as u64) as usize].into()
                 } else {
                     seq[(round + client as usize) % seq.len()].into()
                 };

@@ -693,23 +693,13 @@ mod tests {
         assert_eq!(gaps, 0);
     }
 
-    /// A tiny deterministic generator for the randomized tests below.
-    fn rng(mut seed: u64) -> impl FnMut(u64) -> u64 {
-        move |n| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        }
-    }
-
     /// Any segmentation, duplication and reordering of a stream gives back the stream:
     /// whole with room to hold it, or with its lost bytes reported as gaps of the right
     /// size (`?`) when the limits are tight. The memory held returns to zero.
     #[test]
     fn any_segmentation_and_order_gives_the_stream_or_its_gaps() {
         for seed in 1..200u64 {
-            let mut r = rng(seed);
+            let mut r = crate::test_rng::rng(seed);
             let len = 1 + r(3000) as usize;
             let data: Vec<u8> = (0..len).map(|_| b'a' + r(26) as u8).collect();
             // Random pieces covering the stream, some repeated, some overlapping.

@@ -139,49 +139,40 @@ impl L7Session {
         f: &DecoderFactory,
         out: &mut Vec<Transaction>,
     ) {
-        if let State::Active(d) = &mut self.state {
-            match d.on_data(dir, bytes, ts, out) {
-                Progress::Continue => {}
-                p => self.active_ended(p, dir, bytes, ts, f, out),
-            }
-        } else {
-            self.data_otherwise(dir, bytes, ts, f, out);
-        }
+        let ended = match &mut self.state {
+            State::Active(d) => match d.on_data(dir, bytes, ts, out) {
+                Progress::Continue => return,
+                p => Some(p),
+            },
+            _ => None,
+        };
+        self.data_rest(ended, dir, bytes, ts, f, out);
     }
 
-    /// The active decoder is done with the connection, or asks for detection afresh.
-    #[cold]
+    /// The rest of [`L7Session::data`]: the active decoder `ended` with this chunk (it is
+    /// done, or asks for detection afresh), or there is no active decoder (detection, or
+    /// nothing).
     #[inline(never)]
-    fn active_ended(
+    fn data_rest(
         &mut self,
-        p: Progress,
+        ended: Option<Progress>,
         dir: Direction,
         bytes: &[u8],
         ts: Timestamp,
         f: &DecoderFactory,
         out: &mut Vec<Transaction>,
     ) {
-        match p {
-            Progress::Continue => {}
-            Progress::Done => {
+        match ended {
+            Some(Progress::Continue) => return,
+            Some(Progress::Done) => {
                 if !self.upgrade(dir, bytes, ts, f, out) {
                     self.finish_active();
                 }
+                return;
             }
-            Progress::Redetect => self.redetect(),
+            Some(Progress::Redetect) => return self.redetect(),
+            None => {}
         }
-    }
-
-    /// [`L7Session::data`] of a connection with no active decoder: detection, or nothing.
-    #[inline(never)]
-    fn data_otherwise(
-        &mut self,
-        dir: Direction,
-        bytes: &[u8],
-        ts: Timestamp,
-        f: &DecoderFactory,
-        out: &mut Vec<Transaction>,
-    ) {
         match &mut self.state {
             State::Active(_) | State::Done(_) | State::Shed(_) => {}
             State::Detecting(h) => {

@@ -479,7 +479,7 @@ impl Framer {
 /// A NUL-terminated string at the start of `b`, and what follows its NUL (None without
 /// a NUL).
 pub fn cstr(b: &[u8]) -> Option<(&[u8], &[u8])> {
-    let n = b.iter().position(|&c| c == 0)?;
+    let n = first_nul(b)?;
     Some((&b[..n], &b[n + 1..]))
 }
 
@@ -540,8 +540,9 @@ pub fn error_fields(mut b: &[u8]) -> ErrorFields<'_> {
     f
 }
 
-/// The position of the first NUL in `b`. Eight bytes a step: a CommandComplete tag is
-/// read once per statement, and a byte loop over it was a fifth of that reading.
+/// The position of the first NUL in `b`. Eight bytes a step: every string of the protocol
+/// is NUL-terminated (a statement's text, a CommandComplete tag once per statement), and a
+/// byte loop over a tag was a fifth of its reading.
 fn first_nul(b: &[u8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
@@ -563,7 +564,7 @@ fn first_nul(b: &[u8]) -> Option<usize> {
 /// A CommandComplete tag split into its command and its row count: `INSERT 0 5` →
 /// (`INSERT`, 5), `SELECT 3` → (`SELECT`, 3), `CREATE TABLE` → (`CREATE TABLE`, None).
 pub fn command_tag(tag: &[u8]) -> (&[u8], Option<u64>) {
-    let tag = &tag[..first_nul(tag).unwrap_or(tag.len())];
+    let tag = cstr_lenient(tag);
     let mut end = tag.len();
     let mut rows = None;
     // Trailing numbers: the last is the row count (INSERT has the oid before it). One
@@ -638,15 +639,13 @@ mod tests {
 
     #[test]
     fn command_tags_read_backwards_as_word_by_word() {
-        // Random tags of letters, digits, spaces and NULs (xorshift: the same every run).
+        // Random tags of letters, digits, spaces and NULs (the same every run).
         let alphabet = b"A 0123456789\0 9";
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut r = crate::test_rng::rng(0x9e37_79b9_7f4a_7c15);
         for _ in 0..50_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let tag: Vec<u8> = (0..x % 24)
-                .map(|i| alphabet[(x >> (4 * (i % 14) + 3)) as usize % alphabet.len()])
+            let len = r(24);
+            let tag: Vec<u8> = (0..len)
+                .map(|_| alphabet[r(alphabet.len() as u64) as usize])
                 .collect();
             assert_eq!(command_tag(&tag), command_tag_by_words(&tag), "{tag:?}");
         }
@@ -655,19 +654,14 @@ mod tests {
     #[test]
     fn first_nul_is_the_first_zero_byte_whatever_surrounds_it() {
         // Every byte value around the zeros (0x01 above a zero is what a borrow marks).
-        let mut x: u32 = 0x2545_f491;
+        let mut r = crate::test_rng::rng(0x2545_f491);
         for len in 0..40usize {
             for _ in 0..200 {
                 let b: Vec<u8> = (0..len)
-                    .map(|_| {
-                        x ^= x << 13;
-                        x ^= x >> 17;
-                        x ^= x << 5;
-                        match x % 8 {
-                            0 => 0,
-                            1 => 1,
-                            _ => (x >> 8) as u8,
-                        }
+                    .map(|_| match r(8) {
+                        0 => 0,
+                        1 => 1,
+                        _ => r(256) as u8,
                     })
                     .collect();
                 assert_eq!(first_nul(&b), b.iter().position(|&c| c == 0), "{b:?}");
