@@ -6,6 +6,7 @@
 //! records to a [`export::RecordSink`].
 
 pub mod anomaly;
+pub mod bytes;
 pub mod capture;
 pub mod check;
 pub mod config;

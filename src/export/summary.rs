@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::hash::{BuildHasher, Hash, Hasher};
 
+use crate::bytes::same_text;
 use crate::events::Counters;
 use crate::export::{Record, RecordSink};
 use crate::flow::FlowRecord;
@@ -81,6 +82,7 @@ impl Latencies {
     const SUB: u32 = 6;
     const EXACT: usize = 128;
 
+    #[inline]
     fn bucket(us: u32) -> usize {
         let e = 31u32.saturating_sub(us.leading_zeros());
         if e < Self::SUB {
@@ -100,8 +102,23 @@ impl Latencies {
         (((1 << Self::SUB) + m) << shift) + ((1 << shift) >> 1)
     }
 
+    /// Once an endpoint has its histogram (the usual case under load), a value is one
+    /// bucket count: inlined, with the first values' list and a histogram that has to
+    /// grow out of line.
+    #[inline(always)]
     fn record(&mut self, us: u32) {
         self.n += 1;
+        let b = Self::bucket(us);
+        match self.counts.get_mut(b) {
+            Some(c) => *c += 1,
+            None => self.record_rest(us),
+        }
+    }
+
+    /// `record`'s rare half: still keeping exact values, or a bucket past the histogram's
+    /// end.
+    #[inline(never)]
+    fn record_rest(&mut self, us: u32) {
         if self.counts.is_empty() && self.exact.len() < Self::EXACT {
             self.exact.push(us);
             return;
@@ -203,26 +220,6 @@ fn key_hash(s: &DefaultHashBuilder, p: Protocol, e: &ProtoEndpoint, op: &str, re
     h.finish()
 }
 
-/// `a == b`, for the short texts of a row's key (an operation, a table, a route) without a
-/// call to `memcmp`: up to 16 bytes as two overlapping words (or halves of one), longer
-/// ones compared whole. Every transaction's key is compared this way at least once.
-#[inline(always)]
-fn same_text(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len();
-    if n != b.len() {
-        return false;
-    }
-    let word = |s: &[u8], i: usize| u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
-    let half = |s: &[u8], i: usize| u32::from_le_bytes(s[i..i + 4].try_into().expect("4 bytes"));
-    match n {
-        0 => true,
-        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
-        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
-        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
-        _ => a == b,
-    }
-}
-
 /// The operation of the row per protocol that counts the transactions of endpoints beyond
 /// [`Summary::new`]'s bound.
 const OTHER: &str = "(other endpoints)";
@@ -266,8 +263,9 @@ pub struct Summary {
     /// borrowed strings, and cloned only when it is new.
     index: HashTable<usize>,
     hasher: DefaultHashBuilder,
-    /// The endpoint of the last transaction: the next one is often the same (a
-    /// connection's requests come in a row), found without hashing the key.
+    /// The row of the last transaction whose prediction missed: the next such one is
+    /// often the same (queries from fresh ports, such as DNS ones), found without hashing
+    /// the key.
     last: usize,
     /// Per row, the row that the next transaction of the same connection counted in the
     /// last time one did (`NO_ROW`: none yet). Clients repeat their sequences (a pgbench
@@ -372,16 +370,23 @@ impl Summary {
     fn count_transaction(&mut self, t: &Transaction) {
         self.transactions.0[side_of_tx(t)] += 1;
         let port = t.client.port;
-        if let Some((k, e)) = self.endpoints.get_mut(self.last)
-            && Self::is(k, t)
-        {
+        // The row this client port's last transaction counted in, and the row that
+        // followed that one the last time: the prediction, checked against the whole key.
+        let f = self.follow[port as usize % FOLLOW_SLOTS];
+        let prev = if (f >> 32) as u16 == port {
+            f as u32
+        } else {
+            NO_ROW
+        };
+        let predicted = self.next.get(prev as usize).copied().unwrap_or(NO_ROW) as usize;
+        let i = match self.endpoints.get(predicted) {
+            Some((k, _)) if Self::is(k, t) => predicted,
+            _ => self.row_of(t, prev),
+        };
+        self.remember_last(port, i);
+        if let Some((_, e)) = self.endpoints.get_mut(i) {
             e.add(t);
-            self.remember_last(port, self.last);
-            return;
         }
-        let i = self.row_of(t);
-        self.last = i;
-        self.endpoints[i].1.add(t);
     }
 
     /// Whether `k` is the key of `t`'s row.
@@ -392,33 +397,25 @@ impl Summary {
             && same_text(k.3.as_bytes(), t.resource.as_bytes())
     }
 
-    /// The row of `t`, not the last transaction's: the one predicted for its connection,
-    /// or found (or added) by its key. Out of line: the common case, the last row again,
-    /// stays small.
+    /// The row of `t` when its connection's prediction missed (`prev`: the row its port
+    /// counted in last, or `NO_ROW`): the row of the last such transaction again (clients
+    /// on fresh ports, such as DNS queries, repeat an endpoint too), or found (or added)
+    /// by its key. Learnt as the row that follows `prev`. Out of line: the predicted
+    /// case stays small.
     #[inline(never)]
-    fn row_of(&mut self, t: &Transaction) -> usize {
-        let port = t.client.port;
-        // The row this client port's last transaction counted in, and the row that
-        // followed that one the last time.
-        let f = self.follow[port as usize % FOLLOW_SLOTS];
-        let prev = if (f >> 32) as u16 == port {
-            f as u32
-        } else {
-            NO_ROW
-        };
-        let predicted = self.next.get(prev as usize).copied().unwrap_or(NO_ROW) as usize;
-        let i = match self.endpoints.get(predicted) {
-            Some((k, _)) if Self::is(k, t) => predicted,
+    fn row_of(&mut self, t: &Transaction, prev: u32) -> usize {
+        let i = match self.endpoints.get(self.last) {
+            Some((k, _)) if Self::is(k, t) => self.last,
             _ => {
                 let (i, folded) = self.endpoint(t.protocol, t.server, &t.operation, &t.resource);
                 self.folded += folded as u64;
-                if let Some(n) = self.next.get_mut(prev as usize) {
-                    *n = i as u32;
-                }
                 i
             }
         };
-        self.remember_last(port, i);
+        if let Some(n) = self.next.get_mut(prev as usize) {
+            *n = i as u32;
+        }
+        self.last = i;
         i
     }
 
@@ -795,24 +792,6 @@ mod tests {
         assert_eq!(one.transactions.once(), 300);
         // Microseconds, rounded: 37 us and 400 ns is 37 us.
         assert!(r[0].3.counts[Latencies::bucket(37)] > 0);
-    }
-
-    #[test]
-    fn same_text_is_byte_equality_at_every_length() {
-        let mut r = crate::test_rng::rng(0x1234_5678);
-        for n in 0..40usize {
-            for _ in 0..300 {
-                let a: Vec<u8> = (0..n).map(|_| b"ab"[r(2) as usize]).collect();
-                // Equal, or one byte changed anywhere, or a length one off.
-                let mut b = a.clone();
-                match r(3) {
-                    0 => {}
-                    1 if n > 0 => b[r(n as u64) as usize] ^= 1,
-                    _ => b.push(b'a'),
-                }
-                assert_eq!(same_text(&a, &b), a == b, "{a:?} {b:?}");
-            }
-        }
     }
 
     /// Interleaved connections, each repeating a sequence of rows (the predicted case),

@@ -564,9 +564,12 @@ impl MysqlParser {
         let was_compressed = conn.compressed;
         let mut used = 0;
         while used < bytes.len() && conn.phase != Phase::Stopped {
-            for (f, rearm) in framers.iter_mut().zip(conn.rearm.iter_mut()) {
-                if std::mem::take(rearm) {
-                    f.rearm();
+            // Set once, when the login ends.
+            if conn.rearm != [false; 2] {
+                for (f, rearm) in framers.iter_mut().zip(conn.rearm.iter_mut()) {
+                    if std::mem::take(rearm) {
+                        f.rearm();
+                    }
                 }
             }
             if framers[d].between_messages() {
@@ -582,7 +585,7 @@ impl MysqlParser {
                 // MySQL speaks in turns: a whole message from one side means the other
                 // is between messages (how a side that lost its framing in a gap finds
                 // it again).
-                conn.rearm[1 - d] = true;
+                framers[1 - d].rearm();
                 if conn.compressed != was_compressed {
                     // The rest of these bytes is compressed.
                     return used;

@@ -216,6 +216,7 @@ impl Framer {
 
     /// The other direction showed this one must be at a message boundary (MySQL speaks in
     /// turns: a client sends its next command only after the whole reply).
+    #[inline]
     pub fn rearm(&mut self) {
         if self.lost {
             self.reset();

@@ -352,6 +352,19 @@ pub struct PgParser {
     c: Conn,
 }
 
+/// A statement or portal name looked up as sent: hashed as the map's `Box<[u8]>` keys
+/// are, compared inline (the names are short: a call to `memcmp` per Bind was a
+/// percent of a pgbench replay's time).
+#[derive(Hash)]
+struct Name<'a>(&'a [u8]);
+
+impl hashbrown::Equivalent<Box<[u8]>> for Name<'_> {
+    #[inline]
+    fn equivalent(&self, key: &Box<[u8]>) -> bool {
+        crate::bytes::same_text(self.0, key)
+    }
+}
+
 /// The pairing state of one connection.
 struct Conn {
     settings: Arc<Settings>,
@@ -471,7 +484,8 @@ impl PgParser {
                 Some(Ev::Malformed) => c.stats.malformed += 1,
                 None => {}
             }
-            if std::mem::take(&mut c.want_encryption_answer) {
+            if c.want_encryption_answer {
+                c.want_encryption_answer = false;
                 self.framers[1].encryption_answer_next = true;
             }
             if n == 0 {
@@ -536,7 +550,7 @@ impl Conn {
                 let stmt = Rc::new(self.settings.stmt(&mut self.memo, text, !m.whole));
                 if name.is_empty() {
                     self.unnamed = Some(stmt.clone());
-                } else if let Some(old) = self.statements.get_mut(name) {
+                } else if let Some(old) = self.statements.get_mut(&Name(name)) {
                     *old = stmt.clone();
                 } else if self.statements.len() >= self.settings.cfg.max_statements {
                     self.stats.statement_limit += 1;
@@ -554,7 +568,7 @@ impl Conn {
                 let stmt = if name.is_empty() {
                     self.unnamed.clone()
                 } else {
-                    let s = self.statements.get(name).cloned();
+                    let s = self.statements.get(&Name(name)).cloned();
                     if s.is_none() {
                         self.stats.unknown_statement += 1;
                     }
@@ -562,7 +576,7 @@ impl Conn {
                 };
                 if portal.is_empty() {
                     self.unnamed_portal = stmt.clone();
-                } else if let Some(old) = self.portals.get_mut(portal) {
+                } else if let Some(old) = self.portals.get_mut(&Name(portal)) {
                     *old = stmt.clone();
                 } else if self.portals.len() >= self.settings.cfg.max_portals {
                     self.stats.portal_limit += 1;
@@ -586,11 +600,11 @@ impl Conn {
                     match kind {
                         b'S' if name.is_empty() => self.unnamed = None,
                         b'S' => {
-                            self.statements.remove(name);
+                            self.statements.remove(&Name(name));
                         }
                         b'P' if name.is_empty() => self.unnamed_portal = None,
                         b'P' => {
-                            self.portals.remove(name);
+                            self.portals.remove(&Name(name));
                         }
                         _ => {}
                     }
@@ -604,7 +618,7 @@ impl Conn {
                 let stmt = if portal.is_empty() {
                     self.unnamed_portal.clone()
                 } else {
-                    match self.portals.get(portal) {
+                    match self.portals.get(&Name(portal)) {
                         Some(s) => s.clone(),
                         None => {
                             self.stats.unknown_statement += 1;
@@ -616,7 +630,7 @@ impl Conn {
                 tx.req_bytes = std::mem::take(&mut self.req_acc) + wire;
                 if self.skip_until_sync {
                     self.stats.skipped += 1;
-                    let t = self.finish(
+                    self.finish(
                         tx,
                         ts,
                         End {
@@ -624,8 +638,8 @@ impl Conn {
                             skipped: true,
                             ..End::default()
                         },
+                    out,
                     );
-                    out.push(t);
                 } else {
                     self.push(Exp::Execute(tx), ts, out);
                 }
@@ -825,15 +839,15 @@ impl Conn {
             if end.tag.is_some() {
                 self.stats.no_request += 1;
                 let tx = Tx::new(Src::None, ts);
-                let t = self.finish(
+                self.finish(
                     tx,
                     ts,
                     End {
                         completeness: Completeness::NO_REQUEST,
                         ..end
                     },
+                out,
                 );
-                out.push(t);
             }
             return;
         }
@@ -849,13 +863,11 @@ impl Conn {
                     // An empty query: nothing ran.
                     return;
                 }
-                let t = self.finish(tx, ts, end);
-                out.push(t);
+                self.finish(tx, ts, end, out);
             }
             Some(Exp::Execute(_) | Exp::Func(_)) => {
                 if let Some(Exp::Execute(tx) | Exp::Func(tx)) = self.pending.pop_front() {
-                    let t = self.finish(tx, ts, end);
-                    out.push(t);
+                    self.finish(tx, ts, end, out);
                 }
             }
             _ => {}
@@ -895,8 +907,7 @@ impl Conn {
             Exp::Query(q) => {
                 q.failed = true;
                 let tx = q.cur.take().unwrap_or_else(|| Tx::new(Src::None, ts));
-                let t = self.finish(tx, ts, end());
-                out.push(t);
+                self.finish(tx, ts, end(), out);
                 return;
             }
             Exp::Sync => {
@@ -912,8 +923,7 @@ impl Conn {
         if let Some(Exp::Execute(tx) | Exp::Func(tx)) =
             failed.take_if(|e| matches!(e, Exp::Execute(_) | Exp::Func(_)))
         {
-            let t = self.finish(tx, ts, end());
-            out.push(t);
+            self.finish(tx, ts, end(), out);
             reported = true;
         }
         let mut synced = false;
@@ -928,8 +938,7 @@ impl Conn {
             match e {
                 Exp::Execute(tx) | Exp::Func(tx) if !reported => {
                     // The statement a failed Parse, Bind or Describe stopped.
-                    let t = self.finish(tx, ts, end());
-                    out.push(t);
+                    self.finish(tx, ts, end(), out);
                     reported = true;
                 }
                 _ => {
@@ -946,8 +955,7 @@ impl Conn {
                 Some(Exp::Parse(s) | Exp::Bind(s)) => s,
                 _ => None,
             };
-            let t = self.finish(Tx::new(stmt, self.batch_start.unwrap_or(ts)), ts, end());
-            out.push(t);
+            self.finish(Tx::new(stmt, self.batch_start.unwrap_or(ts)), ts, end(), out);
         }
         self.skip_until_sync = !synced;
     }
@@ -990,7 +998,7 @@ impl Conn {
                         Box::<str>::from(&rest[off..])
                     });
                     self.stats.skipped += 1;
-                    let t = self.finish(
+                    self.finish(
                         Tx::new(Src::Own(Box::new(stmt)), ts),
                         ts,
                         End {
@@ -998,8 +1006,8 @@ impl Conn {
                             skipped: true,
                             ..End::default()
                         },
+                    out,
                     );
-                    out.push(t);
                 }
             }
         }
@@ -1024,7 +1032,7 @@ impl Conn {
             },
             _ => return,
         };
-        let t = self.finish(
+        self.finish(
             tx,
             ts,
             End {
@@ -1032,13 +1040,15 @@ impl Conn {
                 skipped,
                 ..End::default()
             },
+        out,
         );
-        out.push(t);
     }
 
-    /// The transaction of a finished statement.
-    fn finish(&mut self, tx: Tx, end_ts: Timestamp, end: End<'_>) -> Transaction {
-        let mut t = Transaction::new(Protocol::Postgresql, tx.start);
+    /// The transaction of a finished statement, added to `out`. Built where it is kept:
+    /// returned, it was copied there whole (a call to `memcpy` per statement).
+    fn finish(&mut self, tx: Tx, end_ts: Timestamp, end: End<'_>, out: &mut Vec<Transaction>) {
+        out.push(Transaction::new(Protocol::Postgresql, tx.start));
+        let Some(t) = out.last_mut() else { return };
         t.end = end_ts.max(tx.start);
         t.req_bytes = tx.req_bytes;
         t.resp_bytes = tx.resp_bytes + std::mem::take(&mut self.resp_acc);
@@ -1120,7 +1130,6 @@ impl Conn {
             t.attr_str("podtap.postgresql.replication", r);
         }
         t.operation = op;
-        t
     }
 }
 
