@@ -74,14 +74,15 @@ deps-test: deps
 	@python3 -c 'import rotel' 2>/dev/null || python3 -m pip install -q rotel \
 	  || python3 -m pip install -q --break-system-packages rotel
 
+# The release binary, profile-guided (pgo/build.sh: an instrumented build replays
+# captures, and the release build is laid out by what it counted); its path is printed.
 build: deps
-	cargo build --release
+	pgo/build.sh
 
 # The daemon on this host, default embedded config, until Ctrl-C. It needs root (or
 # CAP_NET_RAW + CAP_IPC_LOCK) to open capture rings.
-run: build
-	./target/release/podtap check || true
-	./target/release/podtap run
+run: deps
+	@bin=$$(pgo/build.sh) && { $$bin check || true; } && $$bin run
 
 # Hygiene first: formatting, every clippy finding is an error (rustup's components;
 # where a toolchain lacks one, said and skipped: they cannot be downloaded here), and the

@@ -7,6 +7,12 @@ use std::process::Command;
 fn main() {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
     println!("cargo:rerun-if-changed=bpf");
+    // pgo/build.sh names the profile a release build is optimised with: new counts
+    // rebuild the crate (the RUSTFLAGS carrying the profile's path stay the same).
+    println!("cargo:rerun-if-env-changed=PODTAP_PGO_PROFILE");
+    if let Some(profile) = std::env::var_os("PODTAP_PGO_PROFILE") {
+        println!("cargo:rerun-if-changed={}", profile.to_string_lossy());
+    }
     // The uapi asm/ headers live in the multiarch directory on Debian.
     let multiarch = Command::new("gcc")
         .arg("-print-multiarch")

@@ -61,8 +61,8 @@ need trafgen netsniff-ng; need netsniff-ng netsniff-ng; need tcpdump tcpdump
 want() { command -v "$1" >/dev/null || { echo "missing $1 (apt-get install $2): $3" >&2; return 1; }; }
 [ "$SAMPLE" = 1 ] && { want perf linux-perf "the sampled kernel cost will be n/a" || SAMPLE=0; }
 
-cargo build --release --quiet --bin podtap --example xdp_count --example bpf_prog_stats
-PODTAP=$PWD/target/release/podtap
+cargo build --release --quiet --example xdp_count --example bpf_prog_stats
+PODTAP=$(pgo/build.sh)
 XDP_COUNT=$PWD/target/release/examples/xdp_count
 BPF_STATS=$PWD/target/release/examples/bpf_prog_stats
 NS=ptcapb-$$; HOST_IF=ptcapb$$; GEN_IF=tg$$; TMP=$(mktemp -d)

@@ -30,8 +30,7 @@ RATIO=${RATIO:-0.1}
 ROTEL=$(python3 -c 'import rotel, os; print(os.path.join(os.path.dirname(rotel.__file__), "rotel-agent"))' 2>/dev/null || true)
 [ -x "$ROTEL" ] || { echo "rotel-agent missing: make deps-test (pip install rotel)" >&2; exit 1; }
 
-cargo build --release --quiet
-PODTAP=target/release/podtap
+PODTAP=$(pgo/build.sh)
 PCAP=$OUT/export_synth.pcap
 "$PODTAP" synth "$PCAP" --tcp-flows "$TX_FLOWS" --requests "$TX_REQS" 2>/dev/null
 

@@ -36,8 +36,7 @@ BASELINE_NAME=${BASELINE_NAME:-$(basename "${BASELINE:-none}")}
 
 command -v valgrind >/dev/null || { echo "missing valgrind: apt-get install valgrind" >&2; exit 1; }
 if [ -z "${PODTAP:-}" ]; then
-  cargo build --release --quiet
-  PODTAP=target/release/podtap
+  PODTAP=$(pgo/build.sh)
 fi
 PCAP=$OUT/http-jsonl.pcap
 if [ "$FRESH" = 1 ] || [ ! -s "$PCAP" ]; then

@@ -34,8 +34,7 @@ need tcpdump tcpdump; need tshark tshark; need editcap tshark; need valgrind val
 need tansu "cargo install --locked tansu --features dynostore"; need capinfos tshark
 python3 -c 'import kafka.net.connection' 2>/dev/null || { echo "missing kafka-python 3: make deps-test" >&2; exit 1; }
 
-cargo build --release --quiet
-PODTAP=target/release/podtap
+PODTAP=$(pgo/build.sh)
 
 # --- capture ----------------------------------------------------------------------------
 CAP=$OUT/kafka.pcap
@@ -136,6 +135,7 @@ SECTION=$(cat <<EOF
 ## Kafka decoding (\`perf/kafka_bench.sh\`)
 
 Latest run: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores, load average before the measurements: $(cut -d' ' -f1-3 /proc/loadavg).
+Binary: $(build_kind).
 Capture: kafka-python's producer, $BATCHES Produce requests of $BATCH records of $RECORD bytes (acks=1), then
 its consumer reading them back in $FETCH-byte fetches, against tansu $(tansu --version 2>/dev/null | awk '{print $NF}')
 (memory storage), tcpdump on the broker's veth (offloads off: MTU-sized segments), $NF frames,

@@ -23,6 +23,17 @@ open(path, "w").write(text)
 PY
 }
 
+# The benchmarks measure the binary `PODTAP=$(pgo/build.sh)` names: the profile-guided
+# build `make build` makes too, or the plain release build where the llvm-profdata matching
+# rustc is missing (pgo/build.sh says so). How $PODTAP was built, for a result's heading
+# lines:
+build_kind() {
+  case "$PODTAP" in
+    */target/pgo/*) echo "profile-guided release build (\`pgo/build.sh\`) of $(git rev-parse --short HEAD)" ;;
+    *) echo "release build (fat LTO, no profile: llvm-profdata missing) of $(git rev-parse --short HEAD)" ;;
+  esac
+}
+
 # --- replay measurements (the decoder benchmarks) -----------------------------------------
 # They use $PODTAP (the release binary), $RUNS and $PAIRS of the sourcing script. Every
 # run reads its capture and program warm from the page cache (see replay_bench.sh).

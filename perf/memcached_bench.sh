@@ -133,8 +133,7 @@ kill "$MC_PID"; wait "$MC_PID" 2>/dev/null || true; MC_PID=
 [ "${CAPTURE_ONLY:-0}" = 1 ] && { cat "$TMP/load.txt"; echo "$CAP"; exit 0; }
 
 # --- measurements ------------------------------------------------------------------------
-cargo build --release --quiet
-PODTAP=target/release/podtap
+PODTAP=$(pgo/build.sh)
 # Every run reads its capture and program warm from the page cache (see replay_bench.sh).
 
 NF=$(frames "$CAP")
@@ -166,7 +165,7 @@ SECTION=$(cat <<EOF
 ## Memcached decoding (\`perf/memcached_bench.sh\`)
 
 Latest run: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores, load average before the measurements: $(cut -d' ' -f1-3 /proc/loadavg).
-Command: \`perf/memcached_bench.sh\`$( [ "$QUICK" = 1 ] && echo " (QUICK=1)"), release build (fat LTO) of $(git rev-parse --short HEAD).
+Command: \`perf/memcached_bench.sh\`$( [ "$QUICK" = 1 ] && echo " (QUICK=1)"), $(build_kind).
 Capture: $N text-protocol sets, then $N gets, of random keys (100000 of them, 3-byte values) from
 $CONNS connections, $DEPTH commands per write (the \`redis-benchmark -P 16 -t get,set\` of the
 Redis section, for memcached; a bounded raw-socket loop, \`load.py\` in the script) against

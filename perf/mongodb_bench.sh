@@ -31,8 +31,7 @@ need() { command -v "$1" >/dev/null || { echo "missing $1: make deps-test (or ap
 need tcpdump tcpdump; need tshark tshark; need editcap tshark; need valgrind valgrind
 python3 -c 'import pymongo, snappy; from backports import zstd' 2>/dev/null || { echo "missing pymongo: make deps-test" >&2; exit 1; }
 
-cargo build --release --quiet
-PODTAP=target/release/podtap
+PODTAP=$(pgo/build.sh)
 
 # --- capture ----------------------------------------------------------------------------
 CAP=$OUT/mongodb.pcap
@@ -139,6 +138,7 @@ SECTION=$(cat <<EOF
 ## MongoDB decoding (\`perf/mongodb_bench.sh\`)
 
 Latest run: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores, load average before the measurements: $(cut -d' ' -f1-3 /proc/loadavg).
+Binary: $(build_kind).
 Capture: $CLIENTS pymongo $(python3 -c 'import pymongo; print(pymongo.version)') clients x $N operations (insert_one, insert_many of 5 in a document
 sequence, find_one, find of 5) against the hand-built server of tests/mongodb.rs (hand-built
 replies; SecantusDB, the real server of the end-to-end test, is too slow to fill a benchmark), tcpdump on the server's veth

@@ -30,8 +30,7 @@ need() { command -v "$1" >/dev/null || { echo "missing $1: make deps-test (or ap
 need tcpdump tcpdump; need tshark tshark; need editcap tshark; need mariadb-install-db mariadb-server
 need mysqlslap mariadb-client; need valgrind valgrind
 
-cargo build --release --quiet
-PODTAP=target/release/podtap
+PODTAP=$(pgo/build.sh)
 
 # --- capture ----------------------------------------------------------------------------
 CAP=$OUT/mysql.pcap
@@ -107,6 +106,7 @@ SECTION=$(cat <<EOF
 ## MySQL decoding (\`perf/mysql_bench.sh\`)
 
 Latest run: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores, load average before the measurements: $(cut -d' ' -f1-3 /proc/loadavg).
+Binary: $(build_kind).
 Capture: \`mysqlslap --auto-generate-sql --auto-generate-sql-load-type=key --auto-generate-sql-add-autoincrement --number-of-queries=$N --concurrency=8\`
 against mariadbd $VERSION, tcpdump on the server's veth (offloads off: MTU-sized segments),
 $NF frames, ${CAPTURE_DROPS:-0} dropped by the kernel while capturing. Replay: \`podtap replay FILE --output table --workers 1\`

@@ -30,8 +30,7 @@ need() { command -v "$1" >/dev/null || { echo "missing $1: make deps-test (or ap
 need tcpdump tcpdump; need tshark tshark; need editcap tshark; need valgrind valgrind
 [ -x "$PGBIN/postgres" ] || { echo "missing PostgreSQL 15: make deps-test (postgresql)" >&2; exit 1; }
 
-cargo build --release --quiet
-PODTAP=target/release/podtap
+PODTAP=$(pgo/build.sh)
 
 # --- capture ----------------------------------------------------------------------------
 CAP=$OUT/postgresql.pcap
@@ -94,6 +93,7 @@ SECTION=$(cat <<EOF
 ## PostgreSQL decoding (\`perf/postgresql_bench.sh\`)
 
 Latest run: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores, load average before the measurements: $(cut -d' ' -f1-3 /proc/loadavg).
+Binary: $(build_kind).
 Capture: \`pgbench -M prepared -c $CLIENTS -j 2 -t $T\` (TPC-B-like, scale 4) against PostgreSQL
 $("$PGBIN/postgres" --version | awk '{print $3}'), tcpdump on the server's veth (offloads off: MTU-sized segments),
 $NF frames, ${CAPTURE_DROPS:-0} dropped by the kernel while capturing. Replay: \`podtap replay FILE --output table --workers 1\`
@@ -118,17 +118,15 @@ and pairing; >= 50x \`tshark -Y pgsql\` on the same prefix.
 Where the tshark target stands: a frame of this capture carries half a statement (each
 statement is a round trip: Bind, Describe, Execute, Sync in one segment; BindComplete,
 NoData or RowDescription and the rows, CommandComplete, ReadyForQuery in the answer), so
-the ratio compares time per frame. By instructions (cachegrind on a 20 000-frame prefix,
-each program's start-up on a one-frame file subtracted; stop 35, 2026-12-06): tshark -Y
-pgsql 74 400 per frame, podtap 2 110 per frame (35x; 2 470 and 30x at the start of the
-stop, 2 920 and 25x at the start of stop 34). Of podtap's ~4 250 instructions per
-statement, callgrind puts ~2 050 in the PostgreSQL decoder (framing eight messages, the
-statement map, pairing, building the record), ~545 in handing the record over and
-counting it in the summary (~700 before this stop), and ~815 per frame (two frames a
-statement) in the per-packet work every decoder shares (capture file, L2-L4, flow table,
-TCP, reassembly: ~1 060 before this stop). The wall-clock ratio has run at 1.35 to 1.5
-times the instruction ratio, and its pairs spread over a factor of two on this shared
-machine: the median of one run lands on either side of 50x.
+the ratio compares time per frame. By instructions (cachegrind, whole process, the bench
+prefix; stop 36, 2026-12-07): podtap 3 810 per statement with the profile-guided build
+(4 045 for the same code without it, 4 210 at the start of stop 36, 4 940 at the start of
+stop 35); tshark -Y pgsql runs ~74 400 per frame. The profile-guided build is what moved the wall clock most:
+laid out and inlined by the counts of a training run (pgo/build.sh; trained on other
+captures, not this one), it ran this prefix in ~45 ms where the same code built without
+the profile took ~53 to 57 ms (alternating runs). Pairs still spread on this shared
+machine (a quiet one gives the narrow spread above; earlier runs without the profile
+spread over a factor of two).
 
 podtap's summary rows for PostgreSQL, and its drop and error counters:
 

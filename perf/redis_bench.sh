@@ -28,8 +28,7 @@ need() { command -v "$1" >/dev/null || { echo "missing $1: make deps-test (or ap
 need tcpdump tcpdump; need tshark tshark; need editcap tshark; need redis-server redis-server
 need redis-benchmark redis-tools; need valgrind valgrind
 
-cargo build --release --quiet
-PODTAP=target/release/podtap
+PODTAP=$(pgo/build.sh)
 
 # --- capture ----------------------------------------------------------------------------
 CAP=$OUT/redis.pcap
@@ -94,7 +93,7 @@ SECTION=$(cat <<EOF
 ## Redis decoding (\`perf/redis_bench.sh\`)
 
 Latest run: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores, load average before the measurements: $(cut -d' ' -f1-3 /proc/loadavg).
-Command: \`perf/redis_bench.sh\`$( [ "$QUICK" = 1 ] && echo " (QUICK=1)"), release build (fat LTO) of $(git rev-parse --short HEAD).
+Command: \`perf/redis_bench.sh\`$( [ "$QUICK" = 1 ] && echo " (QUICK=1)"), $(build_kind).
 Capture: \`redis-benchmark -n $N -P 16 -c 8 -r 100000 -d 3 -t get,set\` against redis-server
 $(redis-server --version | awk '{print $3}' | tr -d 'v='), tcpdump on the server's veth (offloads off: MTU-sized segments),
 $NF frames, ${CAPTURE_DROPS:-0} dropped by the kernel while capturing. Replay: \`podtap replay FILE --output table --workers 1\`

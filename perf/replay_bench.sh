@@ -28,8 +28,7 @@ PREFIX=${PREFIX:-300000}
 need() { command -v "$1" >/dev/null || { echo "missing $1: make deps-test (or apt-get install $2)" >&2; exit 1; }; }
 need tcpdump tcpdump; need tshark tshark; need editcap tshark; need nginx nginx-light; need hey hey; need /usr/bin/time time; need valgrind valgrind
 
-cargo build --release --quiet
-PODTAP=target/release/podtap
+PODTAP=$(pgo/build.sh)
 
 # --- captures ---------------------------------------------------------------------------
 SMALL=$OUT/small64.pcap
