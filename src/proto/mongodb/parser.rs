@@ -166,6 +166,12 @@ impl<const N: usize> Text<N> {
     /// The valid UTF-8 start (a cut may end inside a character).
     pub fn as_str(&self) -> &str {
         let b = self.as_bytes();
+        // Names are nearly always ASCII: a word-at-a-time test costs a fraction of
+        // `from_utf8`'s general check on a short string.
+        if b.is_ascii() {
+            // SAFETY: ASCII bytes are valid UTF-8.
+            return unsafe { std::str::from_utf8_unchecked(b) };
+        }
         match std::str::from_utf8(b) {
             Ok(s) => s,
             Err(e) => std::str::from_utf8(&b[..e.valid_up_to()]).unwrap_or_default(),
@@ -491,6 +497,19 @@ impl Walker {
         left - n as u32
     }
 
+    /// Skip the `left` bytes of a value that is not read, as far as `b` holds them, then
+    /// go on with the next element (or wait in `Skip` for the rest). Called as soon as
+    /// the value's length is known: a value whole in the chunk costs no turn of the loop.
+    #[inline]
+    fn skip_value(&mut self, b: &[u8], i: &mut usize, left: u32) {
+        let left = self.skip(b, i, left);
+        self.st = if left == 0 {
+            St::Elem
+        } else {
+            St::Skip { left }
+        };
+    }
+
     /// A C string ending before `end`: its bytes in this chunk, and whether it ended (None:
     /// no NUL before `end`, malformed).
     fn cstr<'b>(&mut self, b: &'b [u8], i: &mut usize, end: u32) -> Option<(&'b [u8], bool)> {
@@ -703,7 +722,22 @@ impl Walker {
                         continue;
                     }
                     self.name.clear();
-                    self.st = St::Name { ty };
+                    // The usual element, its name whole in this chunk: the name read and
+                    // the value begun at once, without a turn of this loop for each (what
+                    // the Name and Value states do; they take a name split by the chunk).
+                    match self.cstr(b, &mut i, end) {
+                        Some((s, true)) => {
+                            let field = self.field(ty, s);
+                            // Where a value split by the chunk goes on.
+                            self.st = St::Value { ty, field };
+                            self.value(b, &mut i, ty, field);
+                        }
+                        Some((s, false)) => {
+                            self.name.push(s);
+                            self.st = St::Name { ty };
+                        }
+                        None => self.malformed(),
+                    }
                 }
                 St::Name { ty } => {
                     let end = self.limit();
@@ -744,14 +778,7 @@ impl Walker {
                         St::Str { left, field }
                     };
                 }
-                St::Skip { left } => {
-                    let left = self.skip(b, &mut i, left);
-                    if left == 0 {
-                        self.st = St::Elem;
-                    } else {
-                        self.st = St::Skip { left };
-                    }
-                }
+                St::Skip { left } => self.skip_value(b, &mut i, left),
                 St::Regex { strings } => {
                     let end = self.limit();
                     match self.cstr(b, &mut i, end) {
@@ -880,11 +907,7 @@ impl Walker {
                 return self.malformed();
             }
             if !matches!(field, Field::Ok | Field::Code | Field::WriteCode) {
-                self.st = St::Skip { left: n };
-                if n == 0 {
-                    self.st = St::Elem;
-                }
-                return;
+                return self.skip_value(b, i, n);
             }
             let Some(g) = self.gather(b, i, n as usize) else {
                 return;
@@ -922,20 +945,20 @@ impl Walker {
                 if len == 0 || len > room {
                     return self.malformed();
                 }
-                self.st = if matches!(
+                if matches!(
                     field,
                     Field::Command | Field::Db | Field::CodeName | Field::Collection
                 ) {
-                    St::Str { left: len, field }
+                    self.st = St::Str { left: len, field };
                 } else {
-                    St::Skip { left: len }
-                };
+                    self.skip_value(b, i, len);
+                }
             }
             0x05 => {
                 if len >= room {
                     return self.malformed();
                 }
-                self.st = St::Skip { left: len + 1 };
+                self.skip_value(b, i, len + 1);
             }
             0x03 | 0x04 => {
                 if len < 5 || len > end.saturating_sub(start) {
@@ -951,21 +974,21 @@ impl Walker {
                         self.depth += 1;
                         self.st = St::Elem;
                     }
-                    _ => self.st = St::Skip { left: len - 4 },
+                    _ => self.skip_value(b, i, len - 4),
                 }
             }
             0x0F => {
                 if len < 4 + 4 + 5 || len > end.saturating_sub(start) {
                     return self.malformed();
                 }
-                self.st = St::Skip { left: len - 4 };
+                self.skip_value(b, i, len - 4);
             }
             // DBPointer: a string and a 12-byte id.
             0x0C => {
                 if len == 0 || len.saturating_add(12) > room {
                     return self.malformed();
                 }
-                self.st = St::Skip { left: len + 12 };
+                self.skip_value(b, i, len + 12);
             }
             _ => self.malformed(),
         }
