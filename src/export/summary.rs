@@ -876,11 +876,11 @@ mod tests {
         let cycle = ["insert", "insert", "find", "find"];
         let mut learnt = 0;
         for round in 0..50 {
-            for step in 0..cycle.len() {
+            for op in cycle {
                 for client in [40000u16, 40001, 40002, 40003] {
                     let mut t = tx(27017, "", 10, false);
                     t.client.port = client;
-                    t.operation = cycle[step].into();
+                    t.operation = op.into();
                     t.resource = format!("items{}", client - 40000).as_str().into();
                     s.count_transaction(&t);
                 }
