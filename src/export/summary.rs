@@ -388,12 +388,14 @@ impl Summary {
         // The rows this client port's last two transactions counted in, and the row that
         // followed those two the last time: the prediction, checked against the whole key.
         let f = self.follow[port as usize % FOLLOW_SLOTS];
-        let last = if (f >> 48) as u16 == port {
-            f & ROW_MASK
+        // A port new to its slot starts as every new port does (no rows), not from the
+        // rows of the port it displaces.
+        let (before, last) = if (f >> 48) as u16 == port {
+            (f >> 24 & ROW_MASK, f & ROW_MASK)
         } else {
-            ROW_MASK
+            (ROW_MASK, ROW_MASK)
         };
-        let slot = pair_slot(f >> 24 & ROW_MASK, last);
+        let slot = pair_slot(before, last);
         let predicted = self.after[slot] as usize;
         let i = match self.endpoints.get(predicted) {
             Some((k, _)) if Self::is(k, t) => predicted,
