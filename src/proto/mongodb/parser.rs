@@ -510,6 +510,29 @@ impl Walker {
         };
     }
 
+    /// An element's name (or the rest of one split by the chunk), then its value begun at
+    /// once: a name and value whole in the chunk cost no turn of the state loop each. The
+    /// state stays `Name` while the name is incomplete, and is `Value` while the value
+    /// waits for bytes.
+    #[inline]
+    fn name_then_value(&mut self, b: &[u8], i: &mut usize, ty: u8, end: u32) {
+        let field = match self.cstr(b, i, end) {
+            // Whole in this chunk (the usual case): read in place.
+            Some((s, true)) if self.name.len == 0 => self.field(ty, s),
+            Some((s, done)) => {
+                self.name.push(s);
+                if !done {
+                    return;
+                }
+                let name = self.name;
+                self.field(ty, name.as_bytes())
+            }
+            None => return self.malformed(),
+        };
+        self.st = St::Value { ty, field };
+        self.value(b, i, ty, field);
+    }
+
     /// A C string ending before `end`: its bytes in this chunk, and whether it ended (None:
     /// no NUL before `end`, malformed).
     fn cstr<'b>(&mut self, b: &'b [u8], i: &mut usize, end: u32) -> Option<(&'b [u8], bool)> {
@@ -722,41 +745,13 @@ impl Walker {
                         continue;
                     }
                     self.name.clear();
-                    // The usual element, its name whole in this chunk: the name read and
-                    // the value begun at once, without a turn of this loop for each (what
-                    // the Name and Value states do; they take a name split by the chunk).
-                    match self.cstr(b, &mut i, end) {
-                        Some((s, true)) => {
-                            let field = self.field(ty, s);
-                            // Where a value split by the chunk goes on.
-                            self.st = St::Value { ty, field };
-                            self.value(b, &mut i, ty, field);
-                        }
-                        Some((s, false)) => {
-                            self.name.push(s);
-                            self.st = St::Name { ty };
-                        }
-                        None => self.malformed(),
-                    }
+                    self.st = St::Name { ty };
+                    // In the same turn of the loop: the usual name is whole in the chunk.
+                    self.name_then_value(b, &mut i, ty, end);
                 }
                 St::Name { ty } => {
                     let end = self.limit();
-                    match self.cstr(b, &mut i, end) {
-                        // Whole in this chunk (the usual case): read in place.
-                        Some((s, true)) if self.name.len == 0 => {
-                            let field = self.field(ty, s);
-                            self.st = St::Value { ty, field };
-                        }
-                        Some((s, done)) => {
-                            self.name.push(s);
-                            if done {
-                                let name = self.name;
-                                let field = self.field(ty, name.as_bytes());
-                                self.st = St::Value { ty, field };
-                            }
-                        }
-                        None => self.malformed(),
-                    }
+                    self.name_then_value(b, &mut i, ty, end);
                 }
                 St::Value { ty, field } => self.value(b, &mut i, ty, field),
                 St::Str { left, field } => {
