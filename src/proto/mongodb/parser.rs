@@ -15,7 +15,9 @@
 //!   (0 noop, 1 snappy, 2 zlib, 3 zstd) and the compressed body: decompressed into a
 //!   buffer bounded by `max_decompressed_bytes`, then read as the original opcode.
 //!
-//! The body is read by a resumable state machine ([`Walker`]) as its bytes come: it
+//! An OP_MSG body that lies whole in the chunk at hand (nearly every one) is read in one
+//! pass ([`Walker::whole_msg`]); any other body, and any whole one that is not well formed,
+//! is read by a resumable state machine ([`Walker`]) as its bytes come: it
 //! keeps no more than a 20-byte field being gathered and the few short strings it reads
 //! (the command's name, its string value, `$db`, `codeName`, a legacy namespace, each cut
 //! at a fixed size), and skips everything else by its length. It descends at most three
@@ -758,12 +760,7 @@ impl Walker {
                     let n = (left as usize).min(b.len() - i);
                     // The string's bytes without its NUL.
                     let text = &b[i..i + n.min(left.saturating_sub(1) as usize)];
-                    match field {
-                        Field::Command | Field::Collection => self.facts.collection.push(text),
-                        Field::Db => self.facts.db.push(text),
-                        Field::CodeName => self.facts.code_name.push(text),
-                        _ => {}
-                    }
+                    push_text(&mut self.facts, field, text);
                     i += n;
                     self.pos += n as u32;
                     let left = left - n as u32;
@@ -784,6 +781,156 @@ impl Walker {
                     }
                 }
             }
+        }
+    }
+
+    /// Read an OP_MSG body that lies whole in `b` in one pass, with the nesting on the
+    /// call stack and no state saved between elements: most messages arrive whole in one
+    /// segment, and this costs a fraction of the state machine's turns. False when the
+    /// body is anything but well formed (or ends early): the caller then reads it with
+    /// [`Walker::start`] and [`Walker::feed`], which say what is wrong with it exactly as
+    /// they would for a body split anywhere. For a body read here, `facts` are what the
+    /// state machine would have found (a test compares the two on damaged bodies).
+    pub fn whole_msg(&mut self, b: &[u8]) -> bool {
+        let compressor = self.facts.compressor.take();
+        self.facts.reset(OP_MSG, compressor);
+        let Some(flags) = b.get(..4).map(le32) else {
+            return false;
+        };
+        self.facts.flags = flags;
+        let mut sect_end = b.len();
+        if flags & CHECKSUM_PRESENT != 0 {
+            if b.len() < 8 {
+                return false;
+            }
+            sect_end = b.len() - 4;
+        }
+        let (mut p, mut seen_body) = (4, false);
+        while p < sect_end {
+            let kind = b[p];
+            p += 1;
+            let Some(len) = b.get(p..p + 4).map(|w| le32(w) as usize) else {
+                return false;
+            };
+            match kind {
+                0 if !seen_body => {
+                    seen_body = true;
+                    if len < 5 || len > sect_end - p || !self.whole_doc(b, p, p + len, Ctx::Top, 1)
+                    {
+                        return false;
+                    }
+                }
+                1 => {
+                    // A document sequence: its identifier, then documents counted.
+                    let end = p + len;
+                    if len < 5 || end > sect_end {
+                        return false;
+                    }
+                    let Some(nul) = memchr::memchr(0, &b[p + 4..end]) else {
+                        return false;
+                    };
+                    let mut at = p + 4 + nul + 1;
+                    while at < end {
+                        let Some(n) = b.get(at..at + 4).map(|w| le32(w) as usize) else {
+                            return false;
+                        };
+                        if n < 5 || n > end - at {
+                            return false;
+                        }
+                        self.facts.documents += 1;
+                        at += n;
+                    }
+                }
+                _ => return false,
+            }
+            p += len;
+        }
+        self.st = St::Rest;
+        self.pos = b.len() as u32;
+        self.body_len = b.len() as u32;
+        true
+    }
+
+    /// The elements of the document `b[start..end]` (`end` checked against its container
+    /// by the caller), which is a `ctx` at nesting `depth` (the top document is 1): false
+    /// where the state machine would find it malformed or wait for more.
+    fn whole_doc(&mut self, b: &[u8], start: usize, end: usize, ctx: Ctx, depth: usize) -> bool {
+        let (mut p, mut index) = (start + 4, 0u32);
+        loop {
+            if p >= end {
+                return false;
+            }
+            let ty = b[p];
+            p += 1;
+            if ty == 0 {
+                return p == end;
+            }
+            if !known_type(ty) || p >= end {
+                return false;
+            }
+            // Names are short: a plain scan costs less than memchr's set-up.
+            let region = &b[p..end];
+            let nul = match region.iter().take(24).position(|&c| c == 0) {
+                Some(n) => n,
+                None => match memchr::memchr(0, region) {
+                    Some(n) => n,
+                    None => return false,
+                },
+            };
+            let field = classify(&mut self.facts, ctx, index, ty, &region[..nul]);
+            index += 1;
+            p += nul + 1;
+            if let Some(n) = fixed_size(ty) {
+                let n = n as usize;
+                if n > end - p {
+                    return false;
+                }
+                if matches!(field, Field::Ok | Field::Code | Field::WriteCode) {
+                    number(&mut self.facts, ty, field, &b[p..p + n]);
+                }
+                p += n;
+                continue;
+            }
+            if ty == 0x0B {
+                // A regular expression: its pattern and options, two C strings.
+                for _ in 0..2 {
+                    match memchr::memchr(0, &b[p.min(end)..end]) {
+                        Some(n) => p += n + 1,
+                        None => return false,
+                    }
+                }
+                continue;
+            }
+            let at = p;
+            let Some(len) = b.get(p..p + 4).map(|w| le32(w) as usize) else {
+                return false;
+            };
+            p += 4;
+            let room = end.saturating_sub(p);
+            let whole = end.saturating_sub(at);
+            p += match ty {
+                0x02 | 0x0D | 0x0E => {
+                    if len == 0 || len > room {
+                        return false;
+                    }
+                    push_text(&mut self.facts, field, &b[p..p + len - 1]);
+                    len
+                }
+                0x05 if len < room => len + 1,
+                0x03 | 0x04 if len >= 5 && len <= whole => {
+                    if let Field::Into(c) = field
+                        && depth < MAX_DEPTH
+                        && !self.whole_doc(b, at, at + len, c, depth + 1)
+                    {
+                        return false;
+                    }
+                    len - 4
+                }
+                0x0F if len >= 4 + 4 + 5 && len <= whole => len - 4,
+                // DBPointer: a string and a 12-byte id.
+                0x0C if len != 0 && len.saturating_add(12) <= room => len + 12,
+                _ => return false,
+            };
         }
     }
 
@@ -830,67 +977,7 @@ impl Walker {
         let frame = &mut self.stack[d];
         let index = frame.index;
         frame.index += 1;
-        match frame.ctx {
-            Ctx::Rows => {
-                *self.facts.rows.get_or_insert(0) += 1;
-                Field::None
-            }
-            Ctx::WriteErrors => {
-                self.facts.write_errors += 1;
-                if index == 0 && ty == 0x03 {
-                    Field::Into(Ctx::WriteError)
-                } else {
-                    Field::None
-                }
-            }
-            Ctx::WriteError => match name {
-                b"code" => Field::WriteCode,
-                _ => Field::None,
-            },
-            Ctx::Cursor => match name {
-                b"firstBatch" | b"nextBatch" if ty == 0x04 => {
-                    self.facts.rows = Some(0);
-                    Field::Into(Ctx::Rows)
-                }
-                _ => Field::None,
-            },
-            Ctx::Top => {
-                if index == 0 {
-                    self.facts.command.clear();
-                    self.facts.command.push(name);
-                    self.facts.collection.clear();
-                    // A legacy command wrapped with its read preference.
-                    if name == b"$query" && ty == 0x03 && self.facts.opcode == OP_QUERY {
-                        return Field::Into(Ctx::Top);
-                    }
-                }
-                match name {
-                    b"$db" => Field::Db,
-                    b"ok" => Field::Ok,
-                    b"code" => Field::Code,
-                    b"codeName" => Field::CodeName,
-                    b"$err" => {
-                        self.facts.err = true;
-                        Field::None
-                    }
-                    b"writeErrors" if ty == 0x04 => {
-                        self.facts.write_errors = 0;
-                        Field::Into(Ctx::WriteErrors)
-                    }
-                    b"writeConcernError" => {
-                        self.facts.write_concern_error = true;
-                        Field::None
-                    }
-                    b"cursor" if ty == 0x03 => Field::Into(Ctx::Cursor),
-                    b"collection" if self.facts.command.as_bytes() == b"getMore" => {
-                        self.facts.collection.clear();
-                        Field::Collection
-                    }
-                    _ if index == 0 => Field::Command,
-                    _ => Field::None,
-                }
-            }
-        }
+        classify(&mut self.facts, frame.ctx, index, ty, name)
     }
 
     /// An element's value.
@@ -907,21 +994,7 @@ impl Walker {
             let Some(g) = self.gather(b, i, n as usize) else {
                 return;
             };
-            let num: Option<f64> = match ty {
-                0x01 => Some(f64::from_le_bytes(g[..8].try_into().unwrap_or_default())),
-                0x10 => Some(f64::from(le32(&g) as i32)),
-                0x12 => Some(i64::from_le_bytes(g[..8].try_into().unwrap_or_default()) as f64),
-                0x08 => Some(f64::from(g[0])),
-                _ => None,
-            };
-            match (field, num) {
-                (Field::Ok, Some(v)) => self.facts.ok = Some(v != 0.0),
-                (Field::Code, Some(v)) if v.is_finite() => self.facts.code = Some(v as i64),
-                (Field::WriteCode, Some(v)) if v.is_finite() => {
-                    self.facts.write_error_code = Some(v as i64)
-                }
-                _ => {}
-            }
+            number(&mut self.facts, ty, field, &g);
             self.st = St::Elem;
             return;
         }
@@ -987,6 +1060,101 @@ impl Walker {
             }
             _ => self.malformed(),
         }
+    }
+}
+
+/// What an element named `name`, of type `ty`, the `index`th of a document `ctx`, is to
+/// the decoder; what it says alone (a row, a write error, the command's name) goes into
+/// `facts`. Shared by the state machine and the whole-body walk.
+fn classify(facts: &mut Facts, ctx: Ctx, index: u32, ty: u8, name: &[u8]) -> Field {
+    match ctx {
+        Ctx::Rows => {
+            *facts.rows.get_or_insert(0) += 1;
+            Field::None
+        }
+        Ctx::WriteErrors => {
+            facts.write_errors += 1;
+            if index == 0 && ty == 0x03 {
+                Field::Into(Ctx::WriteError)
+            } else {
+                Field::None
+            }
+        }
+        Ctx::WriteError => match name {
+            b"code" => Field::WriteCode,
+            _ => Field::None,
+        },
+        Ctx::Cursor => match name {
+            b"firstBatch" | b"nextBatch" if ty == 0x04 => {
+                facts.rows = Some(0);
+                Field::Into(Ctx::Rows)
+            }
+            _ => Field::None,
+        },
+        Ctx::Top => {
+            if index == 0 {
+                facts.command.clear();
+                facts.command.push(name);
+                facts.collection.clear();
+                // A legacy command wrapped with its read preference.
+                if name == b"$query" && ty == 0x03 && facts.opcode == OP_QUERY {
+                    return Field::Into(Ctx::Top);
+                }
+            }
+            match name {
+                b"$db" => Field::Db,
+                b"ok" => Field::Ok,
+                b"code" => Field::Code,
+                b"codeName" => Field::CodeName,
+                b"$err" => {
+                    facts.err = true;
+                    Field::None
+                }
+                b"writeErrors" if ty == 0x04 => {
+                    facts.write_errors = 0;
+                    Field::Into(Ctx::WriteErrors)
+                }
+                b"writeConcernError" => {
+                    facts.write_concern_error = true;
+                    Field::None
+                }
+                b"cursor" if ty == 0x03 => Field::Into(Ctx::Cursor),
+                b"collection" if facts.command.as_bytes() == b"getMore" => {
+                    facts.collection.clear();
+                    Field::Collection
+                }
+                _ if index == 0 => Field::Command,
+                _ => Field::None,
+            }
+        }
+    }
+}
+
+/// A string value's bytes (or part of them) for `field`, kept where the field says.
+fn push_text(facts: &mut Facts, field: Field, text: &[u8]) {
+    match field {
+        Field::Command | Field::Collection => facts.collection.push(text),
+        Field::Db => facts.db.push(text),
+        Field::CodeName => facts.code_name.push(text),
+        _ => {}
+    }
+}
+
+/// A number read for `field` (`ok`, `code`, a write error's `code`), of type `ty`, from
+/// its bytes `g`.
+fn number(facts: &mut Facts, ty: u8, field: Field, g: &[u8]) {
+    let num: Option<f64> = match ty {
+        0x01 => Some(f64::from_le_bytes(g[..8].try_into().unwrap_or_default())),
+        0x10 => Some(f64::from(le32(g) as i32)),
+        0x12 => Some(i64::from_le_bytes(g[..8].try_into().unwrap_or_default()) as f64),
+        0x08 => Some(f64::from(g[0])),
+        _ => None,
+    };
+    match (field, num) {
+        (Field::Ok, Some(v)) => facts.ok = Some(v != 0.0),
+        (Field::Code, Some(v)) if v.is_finite() => facts.code = Some(v as i64),
+        (Field::WriteCode, Some(v)) if v.is_finite() => facts.write_error_code = Some(v as i64),
+        _ => {}
     }
 }
 
@@ -1141,6 +1309,17 @@ impl Framer {
                         self.st = FSt::ZHead { have: 0, left };
                     } else {
                         self.walker.facts.compressor = None;
+                        // A command or reply whole in this chunk (the usual case): read in
+                        // one pass.
+                        let rest = &b[pos..];
+                        if h.opcode == OP_MSG
+                            && let Some(body) = rest.get(..left as usize)
+                            && self.walker.whole_msg(body)
+                        {
+                            pos += body.len();
+                            self.end(on);
+                            continue;
+                        }
                         self.walker.start(h.opcode, left);
                         self.st = FSt::Body { left };
                         if left == 0 {
@@ -1242,8 +1421,10 @@ impl Framer {
             let max = self.limits.max_decompressed;
             match decompress(id, data, size as usize, max, &mut self.plain, &mut self.zlib) {
                 Ok(()) => {
-                    self.walker.start(op, size);
-                    self.walker.feed(&self.plain);
+                    if !(op == OP_MSG && self.walker.whole_msg(&self.plain)) {
+                        self.walker.start(op, size);
+                        self.walker.feed(&self.plain);
+                    }
                 }
                 Err(()) => self.walker.facts.undecodable = true,
             }

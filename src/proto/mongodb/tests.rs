@@ -782,3 +782,73 @@ fn a_request_split_over_chunks_starts_at_its_first_byte() {
     assert_eq!(out[0].start, t0);
     assert_eq!(out[0].duration_ns(), 9_000);
 }
+
+#[test]
+fn whole_body_walk_says_what_the_state_machine_says() {
+    // `Walker::whole_msg` reads a body whole in one chunk; where it accepts one, its
+    // facts must be the state machine's, on good bodies and on damaged ones alike (where
+    // it refuses, the state machine reads the body: nothing to compare).
+    let docs: Vec<Vec<u8>> = (0..3).map(|i| doc(&[("_id", V::I32(i)), ("pw", V::Str("x"))])).collect();
+    let werr = doc(&[("index", V::I32(0)), ("code", V::I32(11000))]);
+    let bodies: Vec<Vec<u8>> = vec![
+        op_msg(1, 0, 0, &find("items"), &[]),
+        op_msg(2, 1, 0, &cursor_reply("firstBatch", 4), &[]),
+        op_msg(3, 1, 0, &cursor_reply("nextBatch", 0), &[]),
+        op_msg(4, 0, 0, &doc(&[("insert", V::Str("u")), ("$db", V::Str("app"))]), &[("documents", &docs)]),
+        op_msg(
+            5,
+            4,
+            0,
+            &doc(&[
+                ("n", V::I32(0)),
+                ("writeErrors", V::Arr(vec![werr.clone(), werr])),
+                ("ok", V::F64(1.0)),
+            ]),
+            &[],
+        ),
+        op_msg(
+            6,
+            0,
+            0,
+            &doc(&[("ok", V::F64(0.0)), ("code", V::I64(13)), ("codeName", V::Str("Unauthorized"))]),
+            &[],
+        ),
+        op_msg(7, 0, CHECKSUM_PRESENT, &find("c"), &[]),
+    ]
+    .into_iter()
+    .map(|m| m[16..].to_vec())
+    .collect();
+    let facts = |w: &parser::Walker| format!("{:?}", w.facts);
+    let mut rng = crate::proto::testkit::Rng(0xb0d1);
+    let (mut accepted, mut refused) = (0, 0);
+    for round in 0..20_000 {
+        let mut b = bodies[round % bodies.len()].clone();
+        // A fifth of the rounds read the body as built; the rest damage a few bytes.
+        if round % 5 != 0 {
+            for _ in 0..1 + rng.below(3) {
+                let i = rng.below(b.len());
+                b[i] = match rng.below(3) {
+                    0 => 0,
+                    1 => b[i].wrapping_add(1),
+                    _ => rng.next() as u8,
+                };
+            }
+        }
+        let mut stream = parser::Walker::default();
+        stream.start(parser::OP_MSG, b.len() as u32);
+        stream.feed(&b);
+        let mut whole = parser::Walker::default();
+        if whole.whole_msg(&b) {
+            accepted += 1;
+            assert_eq!(facts(&whole), facts(&stream), "round {round}: {b:?}");
+        } else {
+            refused += 1;
+            if round % 5 == 0 {
+                panic!("a good body was refused: {b:?}");
+            }
+        }
+    }
+    // Both paths were exercised: damage that leaves a body well formed (a changed value),
+    // and damage that does not.
+    assert!(accepted > 8_000 && refused > 2_000, "{accepted} accepted, {refused} refused");
+}
