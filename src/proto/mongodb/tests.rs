@@ -852,3 +852,24 @@ fn whole_body_walk_says_what_the_state_machine_says() {
     // and damage that does not.
     assert!(accepted > 8_000 && refused > 2_000, "{accepted} accepted, {refused} refused");
 }
+
+#[test]
+fn name_end_finds_the_first_nul() {
+    // Every length up to past the word-at-a-time part, a NUL anywhere or nowhere, and
+    // bytes that fool a careless zero-byte test (0x80, 0x01 after a zero, 0xff).
+    let mut rng = crate::proto::testkit::Rng(0x2e40);
+    for round in 0..20_000 {
+        let len = rng.below(40);
+        let b: Vec<u8> = (0..len)
+            .map(|_| match rng.below(6) {
+                0 => 0,
+                1 => 0x80,
+                2 => 0x01,
+                3 => 0xff,
+                _ => b'a' + rng.below(26) as u8,
+            })
+            .collect();
+        let want = b.iter().position(|&c| c == 0);
+        assert_eq!(parser::name_end(&b), want, "round {round}: {b:?}");
+    }
+}
