@@ -815,7 +815,7 @@ impl Walker {
             match kind {
                 0 if !seen_body => {
                     seen_body = true;
-                    if len < 5 || len > sect_end - p || !self.whole_doc(b, p, p + len, Ctx::Top, 1)
+                    if len < 5 || len > sect_end - p || !self.whole_doc(&b[..p + len], p, Ctx::Top, 1)
                     {
                         return false;
                     }
@@ -851,37 +851,36 @@ impl Walker {
         true
     }
 
-    /// The elements of the document `b[start..end]` (`end` checked against its container
-    /// by the caller), which is a `ctx` at nesting `depth` (the top document is 1): false
-    /// where the state machine would find it malformed or wait for more.
-    fn whole_doc(&mut self, b: &[u8], start: usize, end: usize, ctx: Ctx, depth: usize) -> bool {
+    /// The elements of the document that starts at `start` and ends with `b` (cut there
+    /// by the caller, against its container), which is a `ctx` at nesting `depth` (the
+    /// top document is 1): false where the state machine would find it malformed or wait
+    /// for more.
+    fn whole_doc(&mut self, b: &[u8], start: usize, ctx: Ctx, depth: usize) -> bool {
+        let end = b.len();
         let (mut p, mut index) = (start + 4, 0u32);
         loop {
-            if p >= end {
+            let Some(&ty) = b.get(p) else {
                 return false;
-            }
-            let ty = b[p];
+            };
             p += 1;
             if ty == 0 {
                 return p == end;
             }
-            if !known_type(ty) || p >= end {
-                return false;
-            }
-            let region = &b[p..end];
-            let Some(nul) = name_end(region) else {
+            // An unknown type is refused below, with the value: nothing read before it
+            // counts, as the state machine reads the body again.
+            let Some(nul) = name_end(&b[p..]) else {
                 return false;
             };
-            let field = classify(&mut self.facts, ctx, index, ty, &region[..nul]);
+            let field = classify(&mut self.facts, ctx, index, ty, &b[p..p + nul]);
             index += 1;
             p += nul + 1;
             if let Some(n) = fixed_size(ty) {
                 let n = n as usize;
-                if n > end - p {
+                let Some(v) = b.get(p..p + n) else {
                     return false;
-                }
+                };
                 if matches!(field, Field::Ok | Field::Code | Field::WriteCode) {
-                    number(&mut self.facts, ty, field, &b[p..p + n]);
+                    number(&mut self.facts, ty, field, v);
                 }
                 p += n;
                 continue;
@@ -889,7 +888,7 @@ impl Walker {
             if ty == 0x0B {
                 // A regular expression: its pattern and options, two C strings.
                 for _ in 0..2 {
-                    match memchr::memchr(0, &b[p.min(end)..end]) {
+                    match memchr::memchr(0, b.get(p..).unwrap_or_default()) {
                         Some(n) => p += n + 1,
                         None => return false,
                     }
@@ -901,8 +900,8 @@ impl Walker {
                 return false;
             };
             p += 4;
-            let room = end.saturating_sub(p);
-            let whole = end.saturating_sub(at);
+            let room = end - p;
+            let whole = end - at;
             p += match ty {
                 0x02 | 0x0D | 0x0E => {
                     if len == 0 || len > room {
@@ -915,7 +914,7 @@ impl Walker {
                 0x03 | 0x04 if len >= 5 && len <= whole => {
                     if let Field::Into(c) = field
                         && depth < MAX_DEPTH
-                        && !self.whole_doc(b, at, at + len, c, depth + 1)
+                        && !self.whole_doc(&b[..at + len], at, c, depth + 1)
                     {
                         return false;
                     }
