@@ -197,6 +197,8 @@ struct Pending {
     op: CompactString,
     collection: CompactString,
     db: CompactString,
+    /// `db.query.summary`: the command and its collection (empty: none).
+    summary: CompactString,
     documents: u32,
     compressor: Option<u8>,
     malformed: bool,
@@ -208,8 +210,23 @@ struct Pending {
 impl crate::proto::heap::HeapSize for Pending {
     /// The strings that did not fit inline.
     fn heap_size(&self) -> usize {
-        crate::proto::heap::str_heap(&self.op) + crate::proto::heap::str_heap(&self.collection) + crate::proto::heap::str_heap(&self.db)
+        crate::proto::heap::str_heap(&self.op)
+            + crate::proto::heap::str_heap(&self.collection)
+            + crate::proto::heap::str_heap(&self.db)
+            + crate::proto::heap::str_heap(&self.summary)
     }
+}
+
+/// A request's strings, as the transaction reports them.
+#[derive(Clone, Default)]
+struct Names {
+    op: CompactString,
+    /// The first element's string value as read (kept as `collection` for the commands
+    /// that name one).
+    raw_collection: CompactString,
+    collection: CompactString,
+    db: CompactString,
+    summary: CompactString,
 }
 
 /// How a reply ended a request.
@@ -275,6 +292,8 @@ struct Conn {
     last: [Timestamp; 2],
     /// When the message being read in each direction began.
     msg_start: [Timestamp; 2],
+    /// The strings of the last two OP_MSG requests (see `Conn::names`).
+    recent: Box<[Names; 2]>,
 }
 
 impl MongoParser {
@@ -293,6 +312,7 @@ impl MongoParser {
                 midstream: None,
                 last: [Timestamp::default(); 2],
                 msg_start: [Timestamp::default(); 2],
+                recent: Box::default(),
             },
         }
     }
@@ -351,17 +371,21 @@ impl Conn {
         }
     }
 
-    fn request(
-        &mut self,
-        h: &Header,
-        f: &Facts,
-        opcode: u32,
-        start: Timestamp,
-        ts: Timestamp,
-        out: &mut Vec<Transaction>,
-    ) {
+    /// A request's kind and strings. An OP_MSG command like one of the last two of the
+    /// connection (a client repeats a few commands on a few collections) takes their
+    /// strings made then; the others are made here and remembered.
+    fn names(&mut self, f: &Facts, opcode: u32) -> (Kind, Names) {
+        if opcode == OP_MSG
+            && let Some(n) = self.recent.iter().find(|n| {
+                n.op.as_bytes() == f.command.as_bytes()
+                    && n.raw_collection.as_bytes() == f.collection.as_bytes()
+                    && n.db.as_bytes() == f.db.as_bytes()
+            })
+        {
+            return (Kind::Command, n.clone());
+        }
         let ns = f.ns.as_str();
-        let (kind, op, collection, db) = match opcode {
+        let (kind, op, raw, db) = match opcode {
             OP_QUERY => {
                 let (db, coll) = split_ns(ns);
                 if coll == "$cmd" || coll.starts_with("$cmd.") {
@@ -392,19 +416,53 @@ impl Conn {
             || op == "getMore"
             || COLLECTION_COMMANDS.contains(&op)
         {
-            collection
+            raw
         } else {
             ""
         };
+        let summary = if !collection.is_empty() {
+            let mut s = CompactString::with_capacity(op.len() + 1 + collection.len());
+            s.push_str(op);
+            s.push(' ');
+            s.push_str(collection);
+            s
+        } else {
+            CompactString::from(op)
+        };
+        let names = Names {
+            op: CompactString::from(op),
+            raw_collection: CompactString::from(raw),
+            collection: CompactString::from(collection),
+            db: CompactString::from(db),
+            summary,
+        };
+        if opcode == OP_MSG {
+            self.recent.rotate_right(1);
+            self.recent[0] = names.clone();
+        }
+        (kind, names)
+    }
+
+    fn request(
+        &mut self,
+        h: &Header,
+        f: &Facts,
+        opcode: u32,
+        start: Timestamp,
+        ts: Timestamp,
+        out: &mut Vec<Transaction>,
+    ) {
+        let (kind, names) = self.names(f, opcode);
         let p = Pending {
             request_id: h.request_id,
             start,
             req_bytes: u64::from(h.len),
             kind,
             opcode,
-            op: CompactString::from(op),
-            collection: CompactString::from(collection),
-            db: CompactString::from(db),
+            op: names.op,
+            collection: names.collection,
+            db: names.db,
+            summary: names.summary,
             documents: f.documents,
             compressor: f.compressor,
             malformed: f.malformed || f.gap || f.limit || f.undecodable,
@@ -475,6 +533,7 @@ impl Conn {
                     op: CompactString::default(),
                     collection: CompactString::default(),
                     db: CompactString::default(),
+                    summary: CompactString::default(),
                     documents: 0,
                     compressor: None,
                     malformed: false,
@@ -492,6 +551,7 @@ impl Conn {
             op: p.op.clone(),
             collection: p.collection.clone(),
             db: p.db.clone(),
+            summary: p.summary.clone(),
             documents: 0,
             compressor: None,
             malformed: false,
@@ -533,14 +593,10 @@ impl Conn {
         }
         if !p.collection.is_empty() {
             t.attr_str("db.collection.name", p.collection.clone());
-            let mut s = CompactString::with_capacity(p.op.len() + 1 + p.collection.len());
-            s.push_str(&p.op);
-            s.push(' ');
-            s.push_str(&p.collection);
-            t.attr_str("db.query.summary", s);
             t.resource = p.collection.clone();
-        } else if !p.op.is_empty() {
-            t.attr_str("db.query.summary", p.op.clone());
+        }
+        if !p.summary.is_empty() {
+            t.attr_str("db.query.summary", p.summary.clone());
         }
         if is_handshake(&p.op) {
             t.attr_bool("podtap.mongodb.handshake", true);
@@ -645,7 +701,17 @@ fn compressor_name(id: u8) -> &'static str {
 
 impl L7Parser for MongoParser {
     fn heap_bytes(&self) -> usize {
-        self.c.pending.heap_bytes() + self.framers.iter().map(|f| f.heap_bytes()).sum::<usize>()
+        use crate::proto::heap::str_heap;
+        let recent = self.c.recent.iter().map(|n| {
+            [&n.op, &n.raw_collection, &n.collection, &n.db, &n.summary]
+                .into_iter()
+                .map(str_heap)
+                .sum::<usize>()
+        });
+        self.c.pending.heap_bytes()
+            + self.framers.iter().map(|f| f.heap_bytes()).sum::<usize>()
+            + std::mem::size_of::<[Names; 2]>()
+            + recent.sum::<usize>()
     }
 
     fn on_data(
