@@ -164,15 +164,14 @@ detection, MongoDB framing, the BSON walk, pairing, the summary's statistics).
 Targets (issue 24): >= 1 million MongoDB operations/s per core in replay with L2-L7 and
 pairing; >= 50x \`tshark -Y mongo\` on the same prefix.
 
-Where the tshark target stands (not met): each operation is a round trip of two frames (the
-request, the reply), so the ratio compares time per frame. By callgrind on the 20 000-frame
-prefix (2026-12-06): of podtap's ~8 000 instructions per operation, ~5 300 are the MongoDB
-decoder (the streaming BSON walk ~3 500, that is ~1 700 a message; pairing and building the
-record ~1 500) and ~2 700 the per-frame and per-transaction work every decoder shares
-(L2-L4, flow table, reassembly, the summary), ~1 350 a frame. A decoder that cost nothing
-would leave podtap at ~1 350 instructions a frame against tshark's ~71 700 (~53x): 50x
-needs the walk to cost a small fraction of what it does now (a whole-document fast path for
-messages that arrive in one segment is the next step), not only a cheaper shared path.
+Where the tshark target stands: each operation is a round trip of two frames (the request,
+the reply), so the ratio compares time per frame. Stop 38 (2026-12-07) read an OP_MSG body
+that lies whole in the chunk in one pass (\`Walker::whole_msg\`: the nesting on the call
+stack, no per-element state; the state machine reads split or damaged bodies). By callgrind
+on the 20 000-frame prefix (plain release build, 579b467): of podtap's ~5 600 instructions
+per operation, ~3 250 are the MongoDB decoder (the walk ~1 830, that is ~910 a message;
+pairing and building the record ~1 140), ~460 handing the record to the summary, and ~1 900
+the per-frame work every decoder shares (L2-L4, flow table, reassembly), ~950 a frame.
 
 podtap's summary rows for MongoDB, and its drop and error counters:
 
