@@ -873,3 +873,52 @@ fn name_end_finds_the_first_nul() {
         assert_eq!(parser::name_end(&b), want, "round {round}: {b:?}");
     }
 }
+
+#[test]
+fn repeated_commands_keep_their_own_names() {
+    // A connection's last two commands lend their strings to a like one: a command that
+    // differs in its name, collection or database alone must not take them.
+    let cmd = |name: &str, coll: &str, db: &str| doc(&[(name, V::Str(coll)), ("$db", V::Str(db))]);
+    let reqs = [
+        cmd("find", "a", "shop"),
+        cmd("find", "b", "shop"),
+        cmd("find", "a", "shop"),
+        cmd("insert", "a", "shop"),
+        cmd("find", "a", "other"),
+        cmd("ping", "a", "shop"),
+        cmd("find", "a", "shop"),
+        cmd("ping", "b", "shop"),
+    ];
+    let mut conv = Vec::new();
+    for (i, q) in reqs.iter().enumerate() {
+        let id = 10 + i as u32;
+        conv.push((C, op_msg(id, 0, 0, q, &[])));
+        conv.push((S, op_msg(500 + id, id, 0, &ok(), &[])));
+    }
+    let chunks: Vec<Chunk> = conv.iter().map(|(d, b)| (*d, b.as_slice())).collect();
+    let txs = check_all(parser, &chunks);
+    let got: Vec<(String, String, String)> = txs
+        .iter()
+        .map(|t| {
+            let coll = match t.attr("db.collection.name") {
+                Some(AttrValue::Str(c)) => c.to_string(),
+                _ => "-".into(),
+            };
+            (s(t, "db.query.summary"), coll, s(t, "db.namespace"))
+        })
+        .collect();
+    let want = [
+        ("find a", "a", "shop"),
+        ("find b", "b", "shop"),
+        ("find a", "a", "shop"),
+        ("insert a", "a", "shop"),
+        ("find a", "a", "other"),
+        // ping names no collection: its string value is not exported.
+        ("ping", "-", "shop"),
+        ("find a", "a", "shop"),
+        ("ping", "-", "shop"),
+    ];
+    let want: Vec<(String, String, String)> =
+        want.iter().map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())).collect();
+    assert_eq!(got, want);
+}
