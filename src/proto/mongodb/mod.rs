@@ -210,10 +210,10 @@ struct Pending {
 impl crate::proto::heap::HeapSize for Pending {
     /// The strings that did not fit inline.
     fn heap_size(&self) -> usize {
-        crate::proto::heap::str_heap(&self.op)
-            + crate::proto::heap::str_heap(&self.collection)
-            + crate::proto::heap::str_heap(&self.db)
-            + crate::proto::heap::str_heap(&self.summary)
+        [&self.op, &self.collection, &self.db, &self.summary]
+            .into_iter()
+            .map(crate::proto::heap::str_heap)
+            .sum()
     }
 }
 
@@ -227,6 +227,16 @@ struct Names {
     collection: CompactString,
     db: CompactString,
     summary: CompactString,
+}
+
+impl Names {
+    /// The strings that did not fit inline.
+    fn heap_size(&self) -> usize {
+        [&self.op, &self.raw_collection, &self.collection, &self.db, &self.summary]
+            .into_iter()
+            .map(crate::proto::heap::str_heap)
+            .sum()
+    }
 }
 
 /// How a reply ended a request.
@@ -701,17 +711,10 @@ fn compressor_name(id: u8) -> &'static str {
 
 impl L7Parser for MongoParser {
     fn heap_bytes(&self) -> usize {
-        use crate::proto::heap::str_heap;
-        let recent = self.c.recent.iter().map(|n| {
-            [&n.op, &n.raw_collection, &n.collection, &n.db, &n.summary]
-                .into_iter()
-                .map(str_heap)
-                .sum::<usize>()
-        });
         self.c.pending.heap_bytes()
             + self.framers.iter().map(|f| f.heap_bytes()).sum::<usize>()
             + std::mem::size_of::<[Names; 2]>()
-            + recent.sum::<usize>()
+            + self.c.recent.iter().map(Names::heap_size).sum::<usize>()
     }
 
     fn on_data(

@@ -396,6 +396,11 @@ fn le32(b: &[u8]) -> u32 {
     u32::from_le_bytes([b[0], b[1], b[2], b[3]])
 }
 
+/// The 4-byte little-endian length at `p` of `b`, if `b` holds it.
+fn len_at(b: &[u8], p: usize) -> Option<usize> {
+    b.get(p..p + 4).map(|w| le32(w) as usize)
+}
+
 /// Bytes of a fixed-size BSON value (None: length-prefixed, C strings, or unknown type).
 fn fixed_size(ty: u8) -> Option<u32> {
     Some(match ty {
@@ -809,7 +814,7 @@ impl Walker {
         while p < sect_end {
             let kind = b[p];
             p += 1;
-            let Some(len) = b.get(p..p + 4).map(|w| le32(w) as usize) else {
+            let Some(len) = len_at(b, p) else {
                 return false;
             };
             match kind {
@@ -831,7 +836,7 @@ impl Walker {
                     };
                     let mut at = p + 4 + nul + 1;
                     while at < end {
-                        let Some(n) = b.get(at..at + 4).map(|w| le32(w) as usize) else {
+                        let Some(n) = len_at(b, at) else {
                             return false;
                         };
                         if n < 5 || n > end - at {
@@ -845,9 +850,6 @@ impl Walker {
             }
             p += len;
         }
-        self.st = St::Rest;
-        self.pos = b.len() as u32;
-        self.body_len = b.len() as u32;
         true
     }
 
@@ -896,7 +898,7 @@ impl Walker {
                 continue;
             }
             let at = p;
-            let Some(len) = b.get(p..p + 4).map(|w| le32(w) as usize) else {
+            let Some(len) = len_at(b, p) else {
                 return false;
             };
             p += 4;
