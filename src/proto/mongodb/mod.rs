@@ -303,7 +303,16 @@ struct Conn {
     /// When the message being read in each direction began.
     msg_start: [Timestamp; 2],
     /// The strings of the last two OP_MSG requests (see `Conn::names`).
-    recent: Box<[Names; 2]>,
+    recent: Box<Recent>,
+}
+
+/// The strings of a connection's last two OP_MSG requests.
+#[derive(Default)]
+struct Recent {
+    names: [Names; 2],
+    /// What of them lies on the heap, summed when they change: the heap count is read
+    /// on every chunk.
+    heap: usize,
 }
 
 impl MongoParser {
@@ -386,7 +395,7 @@ impl Conn {
     /// strings made then; the others are made here and remembered.
     fn names(&mut self, f: &Facts, opcode: u32) -> (Kind, Names) {
         if opcode == OP_MSG
-            && let Some(n) = self.recent.iter().find(|n| {
+            && let Some(n) = self.recent.names.iter().find(|n| {
                 n.op.as_bytes() == f.command.as_bytes()
                     && n.raw_collection.as_bytes() == f.collection.as_bytes()
                     && n.db.as_bytes() == f.db.as_bytes()
@@ -447,8 +456,10 @@ impl Conn {
             summary,
         };
         if opcode == OP_MSG {
-            self.recent.rotate_right(1);
-            self.recent[0] = names.clone();
+            let r = &mut *self.recent;
+            r.names.rotate_right(1);
+            r.names[0] = names.clone();
+            r.heap = r.names.iter().map(Names::heap_size).sum();
         }
         (kind, names)
     }
@@ -713,8 +724,8 @@ impl L7Parser for MongoParser {
     fn heap_bytes(&self) -> usize {
         self.c.pending.heap_bytes()
             + self.framers.iter().map(|f| f.heap_bytes()).sum::<usize>()
-            + std::mem::size_of::<[Names; 2]>()
-            + self.c.recent.iter().map(Names::heap_size).sum::<usize>()
+            + std::mem::size_of::<Recent>()
+            + self.c.recent.heap
     }
 
     fn on_data(

@@ -156,7 +156,7 @@ impl<const N: usize> Text<N> {
     fn push(&mut self, b: &[u8]) {
         let have = self.len as usize;
         let n = b.len().min(N - have);
-        self.buf[have..have + n].copy_from_slice(&b[..n]);
+        copy_short(&mut self.buf[have..have + n], &b[..n]);
         self.len += n as u16;
         self.cut |= n < b.len();
     }
@@ -269,6 +269,27 @@ impl Facts {
         (*write_errors, *documents) = (0, 0);
         (*err, *write_concern_error, *malformed, *gap, *limit, *undecodable) =
             (false, false, false, false, false, false);
+    }
+}
+
+/// `dst.copy_from_slice(src)` (same lengths) without a call for the short strings kept
+/// here (names and collections of a few bytes, twice a message): two overlapping word
+/// copies instead of `memcpy`'s call and size dispatch.
+#[inline(always)]
+pub(super) fn copy_short(dst: &mut [u8], src: &[u8]) {
+    let n = src.len();
+    if (8..=16).contains(&n) {
+        dst[..8].copy_from_slice(&src[..8]);
+        dst[n - 8..].copy_from_slice(&src[n - 8..]);
+    } else if (4..8).contains(&n) {
+        dst[..4].copy_from_slice(&src[..4]);
+        dst[n - 4..].copy_from_slice(&src[n - 4..]);
+    } else if n < 4 {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = *s;
+        }
+    } else {
+        dst.copy_from_slice(src);
     }
 }
 
@@ -1062,12 +1083,43 @@ impl Walker {
 /// What an element named `name`, of type `ty`, the `index`th of a document `ctx`, is to
 /// the decoder; what it says alone (a row, a write error, the command's name) goes into
 /// `facts`. Shared by the state machine and the whole-body walk.
+///
+/// Inlined where it is called: most elements are rows, or names no document context
+/// reads (`filter`, `lsid`, `id`, ...), told apart by their length and first byte; only
+/// the others pay for the call and the comparisons of [`classify_named`].
+#[inline(always)]
 fn classify(facts: &mut Facts, ctx: Ctx, index: u32, ty: u8, name: &[u8]) -> Field {
     match ctx {
         Ctx::Rows => {
             *facts.rows.get_or_insert(0) += 1;
             Field::None
         }
+        // `$db`, `$err`; `ok`; `code`, `cursor`, `codeName`, `collection`; `writeErrors`,
+        // `writeConcernError` (the first element is the command, whatever its name).
+        Ctx::Top
+            if index > 0
+                && !matches!(
+                    (name.len(), name.first()),
+                    (3 | 4, Some(b'$'))
+                        | (2, Some(b'o'))
+                        | (4 | 6 | 8 | 10, Some(b'c'))
+                        | (11 | 17, Some(b'w'))
+                ) =>
+        {
+            Field::None
+        }
+        // `nextBatch`, `firstBatch`.
+        Ctx::Cursor if !matches!(name.len(), 9 | 10) => Field::None,
+        _ => classify_named(facts, ctx, index, ty, name),
+    }
+}
+
+/// [`classify`] for the elements whose name may matter.
+#[inline(never)]
+fn classify_named(facts: &mut Facts, ctx: Ctx, index: u32, ty: u8, name: &[u8]) -> Field {
+    match ctx {
+        // Counted by `classify`, which never sends a row here.
+        Ctx::Rows => Field::None,
         Ctx::WriteErrors => {
             facts.write_errors += 1;
             if index == 0 && ty == 0x03 {
@@ -1512,4 +1564,39 @@ fn decompress(
         _ => return Err(()),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `classify`'s quick filter must pass every element the full classification reads: a
+    /// name added there and not to the filter would be ignored without a word.
+    #[test]
+    fn the_quick_filter_passes_every_name_read() {
+        let names: &[&[u8]] = &[
+            b"$db", b"ok", b"code", b"codeName", b"$err", b"writeErrors",
+            b"writeConcernError", b"cursor", b"collection", b"firstBatch", b"nextBatch",
+            b"$query", b"find", b"insert", b"filter", b"lsid", b"n", b"id", b"ns", b"o",
+            b"c", b"w", b"$", b"okay", b"cursors", b"", b"0", b"1",
+        ];
+        for ctx in [Ctx::Top, Ctx::Cursor, Ctx::WriteErrors, Ctx::WriteError] {
+            for &name in names {
+                for ty in [0x01, 0x02, 0x03, 0x04, 0x10] {
+                    for index in [0, 1, 5] {
+                        let (mut quick, mut full) = (Facts::default(), Facts::default());
+                        quick.reset(OP_MSG, None);
+                        full.reset(OP_MSG, None);
+                        full.command.push(b"getMore");
+                        quick.command.push(b"getMore");
+                        let q = classify(&mut quick, ctx, index, ty, name);
+                        let f = classify_named(&mut full, ctx, index, ty, name);
+                        let what = format!("{ctx:?} {:?} {ty} {index}", name.escape_ascii());
+                        assert_eq!(q, f, "{what}");
+                        assert_eq!(format!("{quick:?}"), format!("{full:?}"), "{what}");
+                    }
+                }
+            }
+        }
+    }
 }

@@ -875,6 +875,20 @@ fn name_end_finds_the_first_nul() {
 }
 
 #[test]
+fn short_copies_agree_with_copy_from_slice() {
+    // Every length through the word-at-a-time cases and past them, into a buffer whose
+    // old bytes must all be overwritten.
+    let mut rng = crate::proto::testkit::Rng(0x5a3e);
+    for round in 0..20_000 {
+        let len = rng.below(40);
+        let a: Vec<u8> = (0..len).map(|_| rng.below(256) as u8).collect();
+        let mut dst = vec![0xAAu8; len];
+        parser::copy_short(&mut dst, &a);
+        assert_eq!(dst, a, "round {round}: copy of {a:?}");
+    }
+}
+
+#[test]
 fn repeated_commands_keep_their_own_names() {
     // A connection's last two commands lend their strings to a like one: a command that
     // differs in its name, collection or database alone must not take them.
