@@ -39,6 +39,7 @@
 
 pub mod parser;
 
+use std::rc::Rc;
 use std::sync::Arc;
 
 use compact_str::CompactString;
@@ -194,11 +195,9 @@ struct Pending {
     req_bytes: u64,
     kind: Kind,
     opcode: u32,
-    op: CompactString,
-    collection: CompactString,
-    db: CompactString,
-    /// `db.query.summary`: the command and its collection (empty: none).
-    summary: CompactString,
+    /// The request's strings, shared with the connection's memo of recent ones (a
+    /// pending request moves in and out of the queue: a pointer moves, not five strings).
+    names: Rc<Names>,
     documents: u32,
     compressor: Option<u8>,
     malformed: bool,
@@ -208,17 +207,15 @@ struct Pending {
 }
 
 impl crate::proto::heap::HeapSize for Pending {
-    /// The strings that did not fit inline.
+    /// The strings' block, counted whole by each holder (the memo too): a bound, not
+    /// an exact count.
     fn heap_size(&self) -> usize {
-        [&self.op, &self.collection, &self.db, &self.summary]
-            .into_iter()
-            .map(crate::proto::heap::str_heap)
-            .sum()
+        self.names.block_size()
     }
 }
 
 /// A request's strings, as the transaction reports them.
-#[derive(Clone, Default)]
+#[derive(Default)]
 struct Names {
     op: CompactString,
     /// The first element's string value as read (kept as `collection` for the commands
@@ -226,16 +223,20 @@ struct Names {
     raw_collection: CompactString,
     collection: CompactString,
     db: CompactString,
+    /// `db.query.summary`: the command and its collection (empty: none).
     summary: CompactString,
 }
 
 impl Names {
-    /// The strings that did not fit inline.
-    fn heap_size(&self) -> usize {
-        [&self.op, &self.raw_collection, &self.collection, &self.db, &self.summary]
-            .into_iter()
-            .map(crate::proto::heap::str_heap)
-            .sum()
+    /// The heap block of an `Rc<Names>`: the counts and the strings, and what of the
+    /// strings did not fit inline.
+    fn block_size(&self) -> usize {
+        std::mem::size_of::<Names>()
+            + 2 * std::mem::size_of::<usize>()
+            + [&self.op, &self.raw_collection, &self.collection, &self.db, &self.summary]
+                .into_iter()
+                .map(crate::proto::heap::str_heap)
+                .sum::<usize>()
     }
 }
 
@@ -309,7 +310,7 @@ struct Conn {
 /// The strings of a connection's last two OP_MSG requests.
 #[derive(Default)]
 struct Recent {
-    names: [Names; 2],
+    names: [Option<Rc<Names>>; 2],
     /// What of them lies on the heap, summed when they change: the heap count is read
     /// on every chunk.
     heap: usize,
@@ -393,15 +394,15 @@ impl Conn {
     /// A request's kind and strings. An OP_MSG command like one of the last two of the
     /// connection (a client repeats a few commands on a few collections) takes their
     /// strings made then; the others are made here and remembered.
-    fn names(&mut self, f: &Facts, opcode: u32) -> (Kind, Names) {
+    fn names(&mut self, f: &Facts, opcode: u32) -> (Kind, Rc<Names>) {
         if opcode == OP_MSG
-            && let Some(n) = self.recent.names.iter().find(|n| {
+            && let Some(n) = self.recent.names.iter().flatten().find(|n| {
                 n.op.as_bytes() == f.command.as_bytes()
                     && n.raw_collection.as_bytes() == f.collection.as_bytes()
                     && n.db.as_bytes() == f.db.as_bytes()
             })
         {
-            return (Kind::Command, n.clone());
+            return (Kind::Command, Rc::clone(n));
         }
         let ns = f.ns.as_str();
         let (kind, op, raw, db) = match opcode {
@@ -448,18 +449,18 @@ impl Conn {
         } else {
             CompactString::from(op)
         };
-        let names = Names {
+        let names = Rc::new(Names {
             op: CompactString::from(op),
             raw_collection: CompactString::from(raw),
             collection: CompactString::from(collection),
             db: CompactString::from(db),
             summary,
-        };
+        });
         if opcode == OP_MSG {
             let r = &mut *self.recent;
             r.names.rotate_right(1);
-            r.names[0] = names.clone();
-            r.heap = r.names.iter().map(Names::heap_size).sum();
+            r.names[0] = Some(Rc::clone(&names));
+            r.heap = r.names.iter().flatten().map(|n| n.block_size()).sum();
         }
         (kind, names)
     }
@@ -480,10 +481,7 @@ impl Conn {
             req_bytes: u64::from(h.len),
             kind,
             opcode,
-            op: names.op,
-            collection: names.collection,
-            db: names.db,
-            summary: names.summary,
+            names,
             documents: f.documents,
             compressor: f.compressor,
             malformed: f.malformed || f.gap || f.limit || f.undecodable,
@@ -551,10 +549,7 @@ impl Conn {
                         Kind::Command
                     },
                     opcode: 0,
-                    op: CompactString::default(),
-                    collection: CompactString::default(),
-                    db: CompactString::default(),
-                    summary: CompactString::default(),
+                    names: Rc::default(),
                     documents: 0,
                     compressor: None,
                     malformed: false,
@@ -569,17 +564,14 @@ impl Conn {
             req_bytes: 0,
             kind: p.kind,
             opcode: p.opcode,
-            op: p.op.clone(),
-            collection: p.collection.clone(),
-            db: p.db.clone(),
-            summary: p.summary.clone(),
+            names: Rc::clone(&p.names),
             documents: 0,
             compressor: None,
             malformed: false,
             exhaust: true,
             completeness: 0,
         });
-        let t = self.finish(p, ts, Some(r), 0);
+        let t = self.finish(p, ts, Some(&r), 0);
         out.push(t);
         if let Some(n) = next {
             self.pending.push_back(n);
@@ -591,7 +583,7 @@ impl Conn {
         &mut self,
         p: Pending,
         end: Timestamp,
-        r: Option<Reply>,
+        r: Option<&Reply>,
         completeness: u16,
     ) -> Transaction {
         let mut t = Transaction::new(Protocol::Mongodb, p.start);
@@ -606,20 +598,21 @@ impl Conn {
         }
         t.completeness = Completeness(c);
         t.attr_str("db.system.name", CompactString::const_new("mongodb"));
-        if !p.op.is_empty() {
-            t.attr_str("db.operation.name", p.op.clone());
+        let n = &*p.names;
+        if !n.op.is_empty() {
+            t.attr_str("db.operation.name", n.op.clone());
         }
-        if !p.db.is_empty() {
-            t.attr_str("db.namespace", p.db.clone());
+        if !n.db.is_empty() {
+            t.attr_str("db.namespace", n.db.clone());
         }
-        if !p.collection.is_empty() {
-            t.attr_str("db.collection.name", p.collection.clone());
-            t.resource = p.collection.clone();
+        if !n.collection.is_empty() {
+            t.attr_str("db.collection.name", n.collection.clone());
+            t.resource = n.collection.clone();
         }
-        if !p.summary.is_empty() {
-            t.attr_str("db.query.summary", p.summary.clone());
+        if !n.summary.is_empty() {
+            t.attr_str("db.query.summary", n.summary.clone());
         }
-        if is_handshake(&p.op) {
+        if is_handshake(&n.op) {
             t.attr_bool("podtap.mongodb.handshake", true);
         }
         if p.opcode != 0 && p.opcode != OP_MSG {
@@ -635,7 +628,7 @@ impl Conn {
         if p.documents > 0 {
             t.attr_int("podtap.mongodb.documents", i64::from(p.documents));
         }
-        if let Some(z) = p.compressor.or(r.as_ref().and_then(|r| r.compressor)) {
+        if let Some(z) = p.compressor.or(r.and_then(|r| r.compressor)) {
             t.attr_str("podtap.mongodb.compressor", compressor_name(z));
         }
         if p.exhaust {
@@ -695,7 +688,7 @@ impl Conn {
         if unreadable {
             t.attr_bool("podtap.mongodb.unread", true);
         }
-        t.operation = p.op;
+        t.operation = n.op.clone();
         t
     }
 
