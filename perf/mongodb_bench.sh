@@ -167,11 +167,14 @@ pairing; >= 50x \`tshark -Y mongo\` on the same prefix.
 Where the tshark target stands: each operation is a round trip of two frames (the request,
 the reply), so the ratio compares time per frame. Stop 38 (2026-12-07) read an OP_MSG body
 that lies whole in the chunk in one pass (\`Walker::whole_msg\`: the nesting on the call
-stack, no per-element state; the state machine reads split or damaged bodies). By callgrind
-on the 20 000-frame prefix (plain release build, 579b467): of podtap's ~5 600 instructions
-per operation, ~3 250 are the MongoDB decoder (the walk ~1 830, that is ~910 a message;
-pairing and building the record ~1 140), ~460 handing the record to the summary, and ~1 900
-the per-frame work every decoder shares (L2-L4, flow table, reassembly), ~950 a frame.
+stack, no per-element state; the state machine reads split or damaged bodies); stop 39 told
+rows and unread names apart before the name comparisons and shared a request's strings
+through one \`Rc\` (perf/RESULTS.md, "Instructions per replay, stop 39"). By callgrind on the
+20 000-frame prefix (plain release build, e26f24c): of podtap's ~5 240 instructions per
+operation, ~2 960 are the MongoDB decoder (the walk ~1 710, that is ~860 a message; pairing
+and building the record ~960; framing ~280), ~460 handing the record to the summary, and
+~1 580 the per-frame work every decoder shares (pcap reading, L2-L4, flow table,
+reassembly), ~790 a frame; the rest is start-up.
 
 podtap's summary rows for MongoDB, and its drop and error counters:
 
