@@ -303,8 +303,9 @@ struct Conn {
     last: [Timestamp; 2],
     /// When the message being read in each direction began.
     msg_start: [Timestamp; 2],
-    /// The strings of the last two OP_MSG requests (see `Conn::names`).
-    recent: Box<Recent>,
+    /// The strings of the last two OP_MSG requests (see `Conn::names`): two pointers,
+    /// kept inline.
+    recent: Recent,
 }
 
 /// The strings of a connection's last two OP_MSG requests.
@@ -332,7 +333,7 @@ impl MongoParser {
                 midstream: None,
                 last: [Timestamp::default(); 2],
                 msg_start: [Timestamp::default(); 2],
-                recent: Box::default(),
+                recent: Recent::default(),
             },
         }
     }
@@ -457,7 +458,7 @@ impl Conn {
             summary,
         });
         if opcode == OP_MSG {
-            let r = &mut *self.recent;
+            let r = &mut self.recent;
             r.names.rotate_right(1);
             r.names[0] = Some(Rc::clone(&names));
             r.heap = r.names.iter().flatten().map(|n| n.block_size()).sum();
@@ -717,7 +718,6 @@ impl L7Parser for MongoParser {
     fn heap_bytes(&self) -> usize {
         self.c.pending.heap_bytes()
             + self.framers.iter().map(|f| f.heap_bytes()).sum::<usize>()
-            + std::mem::size_of::<Recent>()
             + self.c.recent.heap
     }
 
