@@ -45,7 +45,7 @@ use std::sync::{Arc, Mutex};
 use compact_str::{CompactString, ToCompactString, format_compact};
 use serde::{Deserialize, Serialize};
 
-use self::parser::{Ev, Fields, Name, Parser, Side, api_name, error_name};
+use self::parser::{Ev, Fields, Head, Name, Parser, Side, Sink, api_name, error_name};
 use super::detect::Transport;
 use super::registry::{MetricAttr, Probe, ProtocolDecoder, Telemetry};
 use super::{Completeness, Confidence, Direction, L7Parser, Progress, Protocol, Transaction};
@@ -278,6 +278,106 @@ impl Msg {
             self.several_topics = true;
         }
     }
+
+    /// What a whole-message walk summed.
+    fn walked(&mut self, w: parser::Walked) {
+        self.fields = w.fields;
+        self.records = w.records;
+        self.batches = w.batches;
+    }
+
+    /// A name read of the message (by either walk).
+    fn name(&mut self, name: Name, bytes: &[u8], recent: &mut Recent, client_id: bool) {
+        match name {
+            Name::Topic => {
+                // A connection keeps naming the same topic: its last name is reused.
+                if recent.topic.as_bytes() != bytes {
+                    recent.topic = CompactString::from_utf8_lossy(bytes);
+                }
+                self.topic(Topic::Name(recent.topic.clone()));
+                self.named = true;
+            }
+            Name::Group => {
+                if self.group.is_none() && !bytes.is_empty() {
+                    self.group = Some(CompactString::from_utf8_lossy(bytes));
+                }
+            }
+            Name::ClientId => {
+                if client_id && !bytes.is_empty() {
+                    if recent.client.as_bytes() != bytes {
+                        recent.client = CompactString::from_utf8_lossy(bytes);
+                    }
+                    self.client_id = Some(recent.client.clone());
+                }
+            }
+        }
+    }
+}
+
+/// The last topic name and client id read on a connection (it repeats them: a clone of
+/// one is a copy, or a reference count, not a new string).
+#[derive(Debug, Default)]
+struct Recent {
+    topic: CompactString,
+    client: CompactString,
+}
+
+/// Topic ids a whole-message walk may find; a message with more is read by the field walk.
+const DIRECT_IDS: usize = 4;
+
+/// Where a whole-message walk ([`parser::walk_request`], [`parser::walk_response`]) puts
+/// what it reads: the message's `Msg`, as the field walk's events fill it. Topic ids are
+/// kept aside and looked up or learned once the walk has succeeded (a failed walk must
+/// leave nothing changed: the field walk then reads the message again).
+struct Direct<'a, 'm> {
+    m: &'m mut Msg,
+    recent: &'m mut Recent,
+    client_id: bool,
+    /// The last name read (Metadata v10+ gives a topic's id after its name).
+    last: &'a [u8],
+    /// Each id, with the name it is learned with, or `None`: a topic of the message.
+    ids: [([u8; 16], Option<&'a [u8]>); DIRECT_IDS],
+    n_ids: usize,
+}
+
+impl<'a, 'm> Direct<'a, 'm> {
+    fn new(m: &'m mut Msg, recent: &'m mut Recent, client_id: bool) -> Self {
+        Direct {
+            m,
+            recent,
+            client_id,
+            last: &[],
+            ids: [([0; 16], None); DIRECT_IDS],
+            n_ids: 0,
+        }
+    }
+}
+
+impl<'a> Sink<'a> for Direct<'a, '_> {
+    fn name(&mut self, name: Name, bytes: &'a [u8]) -> Result<(), ()> {
+        // A topic name after a topic id: the field walk counts them in that order.
+        if name == Name::Topic && self.ids[..self.n_ids].iter().any(|e| e.1.is_none()) {
+            return Err(());
+        }
+        self.m.name(name, bytes, self.recent, self.client_id);
+        self.last = bytes;
+        Ok(())
+    }
+
+    fn topic_id(&mut self, id: [u8; 16]) -> Result<(), ()> {
+        let slot = self.ids.get_mut(self.n_ids).ok_or(())?;
+        if self.m.named {
+            self.m.named = false;
+            *slot = (id, Some(self.last));
+        } else if self.m.topics > 0 {
+            // A topic id after a topic name: counted in that order by the field walk.
+            return Err(());
+        } else {
+            *slot = (id, None);
+        }
+        self.n_ids += 1;
+        Ok(())
+    }
 }
 
 /// One Kafka connection: two directions' parsers, the requests awaiting responses.
@@ -299,9 +399,7 @@ pub struct KafkaParser {
     dropping: bool,
     /// Transactions finished by a gap, handed out with the next output.
     held: Vec<Transaction>,
-    /// The last topic name and client id read (a connection repeats them).
-    last_topic: CompactString,
-    last_client: CompactString,
+    recent: Recent,
     stats: KafkaStats,
     gap_seen: bool,
     last_ts: Timestamp,
@@ -317,6 +415,9 @@ pub struct KafkaParser {
     /// The first bytes of each side, for the probes.
     early_head: [[u8; 64]; 2],
     early_head_len: [u8; 2],
+    /// Messages read by the whole-message walk (tests check that it is taken).
+    #[cfg(test)]
+    direct: u32,
 }
 
 /// Bytes held until the roles are known.
@@ -339,8 +440,7 @@ impl KafkaParser {
             acks_zero: [None; 4],
             dropping: false,
             held: Vec::new(),
-            last_topic: CompactString::default(),
-            last_client: CompactString::default(),
+            recent: Recent::default(),
             stats: KafkaStats::default(),
             gap_seen: false,
             last_ts: Timestamp::default(),
@@ -350,6 +450,8 @@ impl KafkaParser {
             early_bytes: 0,
             early_head: [[0; 64]; 2],
             early_head_len: [0; 2],
+            #[cfg(test)]
+            direct: 0,
         }
     }
 
@@ -474,12 +576,126 @@ impl KafkaParser {
             m.last = ts;
         }
         loop {
+            // Most messages are whole in their chunk: read in one go.
+            if self.parsers[d].between_messages()
+                && let Some(n) = self.whole(dir, bytes, ts, out)
+            {
+                bytes = &bytes[n..];
+                if bytes.is_empty() {
+                    break;
+                }
+                continue;
+            }
             let (n, ev) = self.parsers[d].next(bytes);
             bytes = &bytes[n..];
             match ev {
                 Some(ev) => self.event(dir, ev, ts, out),
                 None if bytes.is_empty() => break,
                 None => {}
+            }
+        }
+    }
+
+    /// The message at the start of `b`, when all of it is there: framed, walked straight
+    /// into its `Msg` and paired, as the field walk's events would have done it. The bytes
+    /// it took; `None` when it is not whole or its walk failed (the field walk reads it
+    /// then, and reports what it finds), with nothing changed.
+    fn whole(
+        &mut self,
+        dir: Direction,
+        b: &[u8],
+        ts: Timestamp,
+        out: &mut Vec<Transaction>,
+    ) -> Option<usize> {
+        let side = match dir {
+            Direction::ToServer => Side::Requests,
+            Direction::ToClient => Side::Responses,
+        };
+        let f = parser::frame(b, side, self.cfg.max_message_bytes)?;
+        let wire = f.wire as u64;
+        match f.head {
+            Head::Request { api, version, corr } => {
+                let mut m = Msg::new(api, version, corr, ts, wire);
+                let mut sink = Direct::new(&mut m, &mut self.recent, self.cfg.client_id);
+                let w = parser::walk_request(f.body, api, version, &mut sink).ok()?;
+                let (ids, n_ids) = (sink.ids, sink.n_ids);
+                m.walked(w);
+                self.topic_ids(&mut m, &ids[..n_ids]);
+                if let Some(prev) = self.cur[0].take() {
+                    self.request_done(prev, out);
+                }
+                self.request_done(m, out);
+            }
+            Head::Response { corr } => {
+                let found = self.pending.iter().position(|p| p.corr == corr);
+                let what = found.and_then(|i| self.pending.get(i)).map(|p| (p.api, p.version));
+                let (api, version) = what.unwrap_or((-1, 0));
+                let mut m = Msg::new(api, version, corr, ts, wire);
+                let mut sink = Direct::new(&mut m, &mut self.recent, self.cfg.client_id);
+                let w = parser::walk_response(f.body, what, &mut sink).ok()?;
+                let (ids, n_ids) = (sink.ids, sink.n_ids);
+                m.walked(w);
+                self.response_begins(corr, found, out);
+                self.topic_ids(&mut m, &ids[..n_ids]);
+                self.response_done(&m, false, out);
+            }
+        }
+        #[cfg(test)]
+        {
+            self.direct += 1;
+        }
+        Some(f.wire)
+    }
+
+    /// The topic ids a whole-message walk set aside: learned with their names, or looked
+    /// up as the message's topics.
+    fn topic_ids(&mut self, m: &mut Msg, ids: &[([u8; 16], Option<&[u8]>)]) {
+        for (id, name) in ids {
+            match name {
+                Some(name) => {
+                    if *id != [0; 16] && !name.is_empty() {
+                        self.learn(*id, name);
+                    }
+                }
+                None => {
+                    let t = self.resolve(id);
+                    m.topic(t);
+                }
+            }
+        }
+    }
+
+    /// A response to correlation id `corr` begins; `found`: where its request is in
+    /// `pending`. The requests before it get no response (a broker answers in order), and
+    /// its request waits in `answering`. Returns what the response answers.
+    fn response_begins(
+        &mut self,
+        corr: i32,
+        found: Option<usize>,
+        out: &mut Vec<Transaction>,
+    ) -> Option<(i16, i16)> {
+        match found {
+            Some(i) => {
+                // Lost in a gap, or never sent.
+                let gap = if self.gap_seen { Completeness::GAP } else { 0 };
+                for _ in 0..i {
+                    if let Some(p) = self.pending.pop_front() {
+                        self.stats.no_response += 1;
+                        let end = p.last;
+                        out.push(self.finish(&p, None, end, Completeness::NO_RESPONSE | gap));
+                    }
+                }
+                let p = self.pending.pop_front();
+                let what = p.as_ref().map(|p| (p.api, p.version));
+                self.answering = p;
+                what
+            }
+            None => {
+                if let Some(slot) = self.acks_zero.iter_mut().find(|c| **c == Some(corr)) {
+                    *slot = None;
+                    self.dropping = true;
+                }
+                None
             }
         }
     }
@@ -500,36 +716,7 @@ impl KafkaParser {
             }
             Ev::Response { corr, wire } => {
                 let found = self.pending.iter().position(|p| p.corr == corr);
-                let what = match found {
-                    Some(i) => {
-                        // A broker answers in order: the requests before it will get no
-                        // response (lost in a gap, or never sent).
-                        let gap = if self.gap_seen { Completeness::GAP } else { 0 };
-                        for _ in 0..i {
-                            if let Some(p) = self.pending.pop_front() {
-                                self.stats.no_response += 1;
-                                let end = p.last;
-                                out.push(self.finish(
-                                    &p,
-                                    None,
-                                    end,
-                                    Completeness::NO_RESPONSE | gap,
-                                ));
-                            }
-                        }
-                        let p = self.pending.pop_front();
-                        let what = p.as_ref().map(|p| (p.api, p.version));
-                        self.answering = p;
-                        what
-                    }
-                    None => {
-                        if let Some(slot) = self.acks_zero.iter_mut().find(|c| **c == Some(corr)) {
-                            *slot = None;
-                            self.dropping = true;
-                        }
-                        None
-                    }
-                };
+                let what = self.response_begins(corr, found, out);
                 self.parsers[1].expect(what);
                 let (api, version) = what.unwrap_or((-1, 0));
                 self.cur[1] = Some(Msg::new(api, version, corr, ts, wire));
@@ -540,59 +727,33 @@ impl KafkaParser {
             }
             Ev::Malformed => self.stats.malformed += 1,
             Ev::Name(name) => {
-                let Some(m) = self.cur[d].as_mut() else {
-                    return;
-                };
-                let bytes = self.parsers[d].captured();
-                match name {
-                    Name::Topic => {
-                        // A connection keeps naming the same topic: its last name is reused.
-                        if self.last_topic.as_bytes() != bytes {
-                            self.last_topic = CompactString::from_utf8_lossy(bytes);
-                        }
-                        m.topic(Topic::Name(self.last_topic.clone()));
-                        m.named = true;
-                    }
-                    Name::Group => {
-                        if m.group.is_none() && !bytes.is_empty() {
-                            m.group = Some(CompactString::from_utf8_lossy(bytes));
-                        }
-                    }
-                    Name::ClientId => {
-                        if self.cfg.client_id && !bytes.is_empty() {
-                            if self.last_client.as_bytes() != bytes {
-                                self.last_client = CompactString::from_utf8_lossy(bytes);
-                            }
-                            m.client_id = Some(self.last_client.clone());
-                        }
-                    }
+                if let Some(m) = self.cur[d].as_mut() {
+                    let bytes = self.parsers[d].captured();
+                    m.name(name, bytes, &mut self.recent, self.cfg.client_id);
                 }
             }
             Ev::TopicId(id) => {
-                let Some(m) = self.cur[d].as_ref() else {
+                let Some(mut m) = self.cur[d].take() else {
                     return;
                 };
                 if m.named {
                     // Metadata v10+ (and CreateTopics v7+): a name, then its id.
-                    let name = CompactString::from_utf8_lossy(self.parsers[d].captured());
-                    if let Some(m) = self.cur[d].as_mut() {
-                        m.named = false;
-                    }
+                    m.named = false;
+                    let name = self.parsers[d].captured();
                     if id != [0; 16] && !name.is_empty() {
+                        let name = CompactString::from_utf8_lossy(name);
                         self.learn(id, name.as_bytes());
                     }
-                    return;
-                }
-                let t = self.resolve(&id);
-                if let Some(m) = self.cur[d].as_mut() {
+                } else {
+                    let t = self.resolve(&id);
                     m.topic(t);
                 }
+                self.cur[d] = Some(m);
             }
             Ev::Partition(p) => self.fields(d, Fields::partition(p)),
             Ev::Error(code) => self.fields(d, Fields::error(code)),
             Ev::Acks(a) => self.fields(d, Fields::acks(a)),
             Ev::KeyType(k) => self.fields(d, Fields::key_type(k)),
-            Ev::Fields(f) => self.fields(d, f),
         }
     }
 
@@ -603,10 +764,10 @@ impl KafkaParser {
         }
     }
 
-    /// The message of `dir` is over.
+    /// The message of `dir` read by the field walk is over.
     fn end(&mut self, dir: Direction, malformed: bool, gap: bool, out: &mut Vec<Transaction>) {
         let d = dir.index();
-        let Some(m) = self.cur[d].as_mut() else {
+        let Some(mut m) = self.cur[d].take() else {
             return;
         };
         m.records = self.parsers[d].records;
@@ -617,46 +778,40 @@ impl KafkaParser {
             self.stats.bad_fields += 1;
         }
         match dir {
-            Direction::ToServer => {
-                if let Some(m) = self.cur[0].take() {
-                    self.request_done(m, out);
-                }
+            Direction::ToServer => self.request_done(m, out),
+            Direction::ToClient => self.response_done(&m, gap, out),
+        }
+    }
+
+    /// Response `resp` is over: paired with the request in `answering`, if any.
+    fn response_done(&mut self, resp: &Msg, gap: bool, out: &mut Vec<Transaction>) {
+        if std::mem::take(&mut self.dropping) {
+            self.stats.acks_zero_answered += 1;
+            return;
+        }
+        let end = resp.last;
+        match self.answering.take() {
+            Some(req) => {
+                let c = if gap { Completeness::GAP } else { 0 };
+                out.push(self.finish(&req, Some(resp), end, c));
             }
-            Direction::ToClient if std::mem::take(&mut self.dropping) => {
-                self.stats.acks_zero_answered += 1;
-            }
-            // The request and its response are read where they are (no moves of either).
-            Direction::ToClient => {
-                let end = m.last;
-                let resp = self.cur[1].as_ref();
-                match &self.answering {
-                    Some(req) => {
-                        let c = if gap { Completeness::GAP } else { 0 };
-                        out.push(self.finish(req, resp, end, c));
-                        self.answering = None;
-                    }
-                    None => {
-                        self.stats.no_request += 1;
-                        let mut c = Completeness::NO_REQUEST;
-                        if self.gap_seen || gap {
-                            c |= Completeness::GAP;
-                        }
-                        // Reported as the response of an unknown request.
-                        let req = resp.map(|m| Msg {
-                            api: -1,
-                            start: m.start,
-                            last: m.start,
-                            corr: m.corr,
-                            ..Msg::default()
-                        });
-                        if let Some(req) = req {
-                            out.push(self.finish(&req, self.cur[1].as_ref(), end, c));
-                        }
-                    }
+            None => {
+                self.stats.no_request += 1;
+                let mut c = Completeness::NO_REQUEST;
+                if self.gap_seen || gap {
+                    c |= Completeness::GAP;
                 }
+                // Reported as the response of an unknown request.
+                let req = Msg {
+                    api: -1,
+                    start: resp.start,
+                    last: resp.start,
+                    corr: resp.corr,
+                    ..Msg::default()
+                };
+                out.push(self.finish(&req, Some(resp), end, c));
             }
         }
-        self.cur[d] = None;
     }
 
     fn request_done(&mut self, m: Msg, out: &mut Vec<Transaction>) {

@@ -153,11 +153,6 @@ impl Fields {
         self.acks = f.acks.or(self.acks);
         self.key_type = f.key_type.or(self.key_type);
     }
-
-    /// Whether any field was read.
-    fn any(&self) -> bool {
-        *self != Fields::default()
-    }
 }
 
 /// What the parser hands out.
@@ -183,9 +178,6 @@ pub enum Ev {
     Error(i16),
     Acks(i16),
     KeyType(i8),
-    /// What a fast walk read of the message's partitions, error codes, `acks` and
-    /// `key_type`, in one event (the field walk hands out each as it reads it).
-    Fields(Fields),
     /// The message is over. `malformed`: its fields did not follow its schema (what was
     /// read before stays valid).
     End {
@@ -263,8 +255,6 @@ enum St {
     Await,
     /// Walking fields.
     Walk,
-    /// Handing out the events of a fast walk ([`Whole`]).
-    Queued,
     /// Skipping the rest of the message.
     Rest,
     /// Framing unknown: looking for a plausible message start.
@@ -300,18 +290,6 @@ pub struct Parser {
     pub batches: u32,
     /// Response resynchronisation: plausible correlation ids (the pending requests').
     pub corr_window: Option<(i32, i32)>,
-    /// Set when a walk begins: nothing of it read yet, so a message whose remaining bytes
-    /// are all in the chunk can take the fast walk.
-    fresh: bool,
-    /// The fast walk's events, handed out one a call from `q_at` to `q_len`.
-    queue: [Queued; QUEUE],
-    q_len: u8,
-    q_at: u8,
-    /// Walked bytes handed out with the queued events so far.
-    q_done: u32,
-    /// Messages read by the fast walk (tests check that it is taken).
-    #[cfg(test)]
-    pub fast_walks: u32,
 }
 
 /// A fixed read: the bytes (first `n` of 16), more input needed, or the message is
@@ -354,13 +332,6 @@ impl Parser {
             records: 0,
             batches: 0,
             corr_window: None,
-            fresh: false,
-            queue: [NO_EVENT; QUEUE],
-            q_len: 0,
-            q_at: 0,
-            q_done: 0,
-            #[cfg(test)]
-            fast_walks: 0,
         }
     }
 
@@ -416,7 +387,6 @@ impl Parser {
         self.push(fields, 0, Kind::Body);
         self.sub = Sub::Next;
         self.st = St::Walk;
-        self.fresh = true;
     }
 
     fn push(&mut self, fields: &'static [F], more: u32, kind: Kind) -> bool {
@@ -440,11 +410,6 @@ impl Parser {
     /// bytes being skipped anyway (record data). A gap running past the message's end, or
     /// between messages, loses the framing.
     pub fn gap(&mut self, missing: u64) -> bool {
-        if self.st == St::Queued {
-            // The queue is handed out within its chunk, before a gap can come; were one
-            // to come, the message's remaining fields are not read.
-            self.st = St::Rest;
-        }
         match self.st {
             St::Len | St::Lost | St::Head => {
                 // A header cut by the gap was never announced: nothing to finish.
@@ -671,34 +636,6 @@ impl Parser {
     pub fn next(&mut self, b: &[u8]) -> (usize, Option<Ev>) {
         let mut pos = 0;
         loop {
-            // First: most calls hand out an event of a fast walk.
-            if self.st == St::Queued {
-                let q = self.queue[self.q_at as usize];
-                let k = (q.end - self.q_done) as usize;
-                if let Ev::Name(_) = q.ev {
-                    // The name is in the rest of the chunk the walk read, which the
-                    // caller hands back (checked all the same).
-                    let at = pos + (q.name_at - self.q_done) as usize;
-                    let Some(name) = b.get(at..at + q.name_len as usize) else {
-                        self.bad();
-                        continue;
-                    };
-                    self.cap[..name.len()].copy_from_slice(name);
-                    self.cap_len = name.len() as u16;
-                }
-                if pos + k > b.len() {
-                    self.bad();
-                    continue;
-                }
-                pos += k;
-                self.left -= k as u64;
-                self.q_done = q.end;
-                self.q_at += 1;
-                if self.q_at == self.q_len {
-                    self.st = St::Rest;
-                }
-                return (pos, Some(q.ev));
-            }
             if self.st == St::Rest && self.left == 0 {
                 self.st = St::Len;
                 self.left = 4;
@@ -715,8 +652,6 @@ impl Parser {
                 return (pos, None);
             }
             match self.st {
-                // Handed out above.
-                St::Queued => {}
                 St::Lost => match (pos..b.len()).find(|&i| self.plausible(&b[i..])) {
                     Some(i) => {
                         pos = i;
@@ -777,13 +712,6 @@ impl Parser {
                     pos += k as usize;
                     self.left -= k;
                 }
-                St::Walk if self.fresh => {
-                    self.fresh = false;
-                    let rest = b.len() - pos;
-                    if rest as u64 >= self.left {
-                        self.walk_whole(&b[pos..pos + self.left as usize]);
-                    }
-                }
                 St::Walk => match self.walk(b, &mut pos) {
                     Ok(Some(ev)) => return (pos, Some(ev)),
                     // Waiting for input (the walker uses all it is given first).
@@ -792,43 +720,6 @@ impl Parser {
                     Err(()) => self.bad(),
                 },
             }
-        }
-    }
-
-    /// Walk `m`, the rest of the message, with [`Whole`]: its events queued, or nothing
-    /// changed when it fails (the field-by-field walk goes on from where it is).
-    fn walk_whole(&mut self, m: &[u8]) {
-        let mut w = Whole {
-            m,
-            pos: 0,
-            version: self.version,
-            flexible: self.flexible,
-            evs: &mut self.queue,
-            n: 0,
-            fields: Fields::default(),
-            records: 0,
-            batches: 0,
-        };
-        // The stack as `begin` left it: the body, and the header's frame above it.
-        for (i, fr) in self.stack[..self.depth as usize].iter().enumerate().rev() {
-            match w.fields(fr.fields, fr.kind, i + 1) {
-                Ok(Flow::Go) => {}
-                Ok(Flow::Stop) => break,
-                Err(()) => return,
-            }
-        }
-        if w.fields.any() && w.event(Ev::Fields(w.fields), 0, 0).is_err() {
-            return;
-        }
-        self.records += w.records;
-        self.batches += w.batches;
-        self.q_len = w.n as u8;
-        self.q_at = 0;
-        self.q_done = 0;
-        self.st = if w.n > 0 { St::Queued } else { St::Rest };
-        #[cfg(test)]
-        {
-            self.fast_walks += 1;
         }
     }
 
@@ -1208,56 +1099,149 @@ fn batch_records(h: &[u8]) -> Option<u64> {
     }
 }
 
-/// Events one fast walk may queue; a message that makes more takes the field-by-field
-/// walk (a Metadata response naming many topics, a Fetch of many partitions).
-const QUEUE: usize = 8;
-
-/// An event of a fast walk, with where the field-by-field walk would have handed it out.
-#[derive(Clone, Copy, Debug)]
-struct Queued {
-    /// Offset in the walked bytes just past the field that made the event.
-    end: u32,
-    /// `Ev::Name`: where the name's (kept) bytes start, and how many.
-    name_at: u32,
-    name_len: u16,
-    ev: Ev,
+/// Where a whole-message walk hands what it reads besides the fixed fields (which it sums
+/// in [`Walked::fields`]): the decoder's message, as the field walk's events would fill it.
+/// An error ends the walk; the caller then reads the message with the field walk instead.
+pub trait Sink<'a> {
+    /// A name: its kept bytes (at most [`CAPTURE_MAX`]), a slice of the message.
+    fn name(&mut self, name: Name, bytes: &'a [u8]) -> Result<(), ()>;
+    fn topic_id(&mut self, id: [u8; 16]) -> Result<(), ()>;
 }
 
-const NO_EVENT: Queued = Queued {
-    end: 0,
-    name_at: 0,
-    name_len: 0,
-    ev: Ev::Malformed,
-};
+/// What a whole-message walk sums over the message.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Walked {
+    /// Partitions, error codes, `acks` and `key_type`, as [`Fields::add`] sums them.
+    pub fields: Fields,
+    pub records: u64,
+    pub batches: u32,
+}
 
-/// Whether a fast walk goes on after a structure.
+/// The fixed head of a message read by [`frame`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Head {
+    Request { api: i16, version: i16, corr: i32 },
+    Response { corr: i32 },
+}
+
+/// A message whole in one slice: its fixed head, the bytes after it, and its size on the
+/// wire (length prefix included).
+#[derive(Clone, Copy, Debug)]
+pub struct Framed<'a> {
+    pub head: Head,
+    pub body: &'a [u8],
+    pub wire: usize,
+}
+
+/// The message at the start of `b`, when all of it is there and its length is one
+/// [`Parser`] accepts; `None` otherwise (the field walk frames it, and reports a bad
+/// length).
+#[inline]
+pub fn frame(b: &[u8], side: Side, max_len: u32) -> Option<Framed<'_>> {
+    let l = b.get(..4)?;
+    let len = i32::from_be_bytes([l[0], l[1], l[2], l[3]]);
+    let min = match side {
+        Side::Requests => 8,
+        Side::Responses => 4,
+    };
+    if len < min || len as u32 > max_len {
+        return None;
+    }
+    let wire = 4 + len as usize;
+    let m = b.get(4..wire)?;
+    let head = match side {
+        Side::Requests => Head::Request {
+            api: i16::from_be_bytes([m[0], m[1]]),
+            version: i16::from_be_bytes([m[2], m[3]]),
+            corr: i32::from_be_bytes([m[4], m[5], m[6], m[7]]),
+        },
+        Side::Responses => Head::Response {
+            corr: i32::from_be_bytes([m[0], m[1], m[2], m[3]]),
+        },
+    };
+    let body = &m[if side == Side::Requests { 8 } else { 4 }..];
+    Some(Framed { head, body, wire })
+}
+
+/// Walk a request whose bytes after the fixed head are `m` (the client id, the tagged
+/// fields of header v2, the body), all of it at hand: the fields [`Parser`] reads, in the
+/// same order, into `sink`.
+pub fn walk_request<'a>(
+    m: &'a [u8],
+    api: i16,
+    version: i16,
+    sink: &mut impl Sink<'a>,
+) -> Result<Walked, ()> {
+    // As `Parser::head`.
+    let (body, flexible) = match schema(api, version, Side::Requests) {
+        Some(f) => (f, flexible_from(api).is_some_and(|f| version >= f)),
+        None => (STOP, false),
+    };
+    let mut w = Whole::new(m, version, flexible, sink);
+    if !(api == 7 && version == 0) && matches!(w.fields(HEADER, Kind::Header, 2)?, Flow::Stop) {
+        return Ok(w.walked);
+    }
+    w.fields(body, Kind::Body, 1)?;
+    Ok(w.walked)
+}
+
+/// Walk a response to `api` version `version` whose bytes after the correlation id are
+/// `m`, as [`walk_request`]; `None` for `api`: the request is unknown, nothing is read.
+pub fn walk_response<'a>(
+    m: &'a [u8],
+    what: Option<(i16, i16)>,
+    sink: &mut impl Sink<'a>,
+) -> Result<Walked, ()> {
+    // As `Parser::expect`.
+    let Some((api, version, body)) =
+        what.and_then(|(api, v)| Some((api, v, schema(api, v, Side::Responses)?)))
+    else {
+        return Ok(Walked::default());
+    };
+    let flexible = flexible_from(api).is_some_and(|f| version >= f);
+    let mut w = Whole::new(m, version, flexible, sink);
+    // ApiVersions answers with header v0 always.
+    if flexible && api != API_VERSIONS {
+        w.tags()?;
+    }
+    w.fields(body, Kind::Body, 1)?;
+    Ok(w.walked)
+}
+
+/// Whether a whole-message walk goes on after a structure.
 enum Flow {
     Go,
     /// Nothing more is read of the message (the body ended, or a `Stop`).
     Stop,
 }
 
-/// The fast walk of a message whose remaining bytes are all in one chunk (the usual case:
-/// a request or response of a few hundred bytes in its own segment). It reads the same
-/// fields in the same order as [`Parser::walk`], but straight from the slice, with
-/// nothing kept between bytes: no carry, no per-field state to save and restore, and
-/// the nesting on the call stack. Any error ends it with nothing changed, and the
-/// field-by-field walk reads the message instead (and reports what it finds).
-struct Whole<'a> {
+/// The walk of a message whose bytes are all in one slice (the usual case: a request or
+/// response of a few hundred bytes in its own segment). It reads the same fields in the
+/// same order as [`Parser::walk`], but straight from the slice, with nothing kept between
+/// bytes: no carry, no per-field state to save and restore, the nesting on the call
+/// stack, and what it finds handed straight to the decoder's message.
+struct Whole<'a, 's, S> {
     m: &'a [u8],
     pos: usize,
     version: u8,
     flexible: bool,
-    /// The parser's queue, written in place (it counts only once `q_len` says so).
-    evs: &'a mut [Queued; QUEUE],
-    n: usize,
-    /// Partitions, errors, acks and key type: one [`Ev::Fields`] after the walk.
-    fields: Fields,
-    records: u64,
-    batches: u32,
+    sink: &'s mut S,
+    walked: Walked,
 }
 
-impl Whole<'_> {
+impl<'a, 's, S: Sink<'a>> Whole<'a, 's, S> {
+    fn new(m: &'a [u8], version: i16, flexible: bool, sink: &'s mut S) -> Self {
+        Whole {
+            m,
+            pos: 0,
+            // As `Parser::begin`.
+            version: version.clamp(0, ANY as i16 - 1) as u8,
+            flexible,
+            sink,
+            walked: Walked::default(),
+        }
+    }
+
     fn left(&self) -> usize {
         self.m.len() - self.pos
     }
@@ -1278,18 +1262,6 @@ impl Whole<'_> {
             return Err(());
         }
         self.pos += n;
-        Ok(())
-    }
-
-    fn event(&mut self, ev: Ev, name_at: usize, name_len: usize) -> Result<(), ()> {
-        let slot = self.evs.get_mut(self.n).ok_or(())?;
-        *slot = Queued {
-            end: self.pos as u32,
-            name_at: name_at as u32,
-            name_len: name_len as u16,
-            ev,
-        };
-        self.n += 1;
         Ok(())
     }
 
@@ -1329,7 +1301,7 @@ impl Whole<'_> {
         Ok(())
     }
 
-    /// As [`Parser::capture`]: the event is where the kept bytes end.
+    /// As [`Parser::capture`].
     fn capture(&mut self, name: Name, n: i64) -> Result<(), ()> {
         if n < 0 {
             return Ok(());
@@ -1338,10 +1310,9 @@ impl Whole<'_> {
             return Err(());
         }
         let len = (n as usize).min(CAPTURE_MAX);
-        let at = self.pos;
-        self.pos += len;
-        self.event(Ev::Name(name), at, len)?;
-        self.pos += n as usize - len;
+        let m = self.m;
+        self.sink.name(name, &m[self.pos..self.pos + len])?;
+        self.pos += n as usize;
         Ok(())
     }
 
@@ -1379,8 +1350,8 @@ impl Whole<'_> {
             }
             let h = (len as usize).min(49);
             if let Some(r) = batch_records(&self.m[self.pos..self.pos + h]) {
-                self.records += r;
-                self.batches += 1;
+                self.walked.records += r;
+                self.walked.batches += 1;
             }
             self.pos += len as usize;
             left -= len as usize;
@@ -1394,12 +1365,7 @@ impl Whole<'_> {
             if self.version < *lo || self.version > *hi {
                 continue;
             }
-            if let T::Stop = t {
-                return Ok(Flow::Stop);
-            }
-            if self.left() == 0 {
-                return Err(());
-            }
+            // (A field with no bytes left fails on reading them, as the field walk fails.)
             match *t {
                 T::I8 => self.pass(1)?,
                 T::I16 => self.pass(2)?,
@@ -1408,23 +1374,23 @@ impl Whole<'_> {
                 T::Uuid => self.pass(16)?,
                 T::Partition => {
                     let x = i32::from_be_bytes(self.bytes::<4>()?);
-                    self.fields.add(Fields::partition(x));
+                    self.walked.fields.add(Fields::partition(x));
                 }
                 T::Error => {
                     let x = i16::from_be_bytes(self.bytes::<2>()?);
-                    self.fields.add(Fields::error(x));
+                    self.walked.fields.add(Fields::error(x));
                 }
                 T::Acks => {
                     let x = i16::from_be_bytes(self.bytes::<2>()?);
-                    self.fields.add(Fields::acks(x));
+                    self.walked.fields.add(Fields::acks(x));
                 }
                 T::KeyType => {
                     let x = self.bytes::<1>()?[0] as i8;
-                    self.fields.add(Fields::key_type(x));
+                    self.walked.fields.add(Fields::key_type(x));
                 }
                 T::TopicId => {
                     let x = self.bytes::<16>()?;
-                    self.event(Ev::TopicId(x), 0, 0)?;
+                    self.sink.topic_id(x)?;
                 }
                 T::Str | T::Bytes => {
                     let n = self.length(matches!(t, T::Bytes))?;

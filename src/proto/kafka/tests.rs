@@ -350,16 +350,15 @@ fn metadata_req(v: i16, corr: i32) -> Vec<u8> {
 
 const ID: [u8; 16] = *b"\x11\x22\x33\x44\x55\x66\x77\x88\x99\xaa\xbb\xcc\xdd\xee\xff\x00";
 
-/// A direction's events from `msgs` fed in chunks of `chunk` bytes (`usize::MAX`: each
-/// message whole), with the names they captured; responses are taken as answering `api`.
-/// Partitions, errors, acks and key types (handed out one by one by the field walk, in one
-/// `Ev::Fields` by the fast walk) are summed per message and shown at its end.
+/// A direction's events from `msgs` fed to the field walk in chunks of `chunk` bytes, with
+/// the names they captured; responses are taken as answering `api`. Partitions, errors,
+/// acks and key types (handed out one by one) are summed per message and shown at its end.
 fn parser_events(
     side: parser::Side,
     api: i16,
     msgs: &[(i16, Vec<u8>)],
     chunk: usize,
-) -> (Vec<String>, u32) {
+) -> Vec<String> {
     use parser::Ev;
     let mut p = parser::Parser::new(side, 1 << 20);
     let mut evs = Vec::new();
@@ -382,11 +381,10 @@ fn parser_events(
                     Ev::Error(x) => sum.add(parser::Fields::error(x)),
                     Ev::Acks(a) => sum.add(parser::Fields::acks(a)),
                     Ev::KeyType(k) => sum.add(parser::Fields::key_type(k)),
-                    Ev::Fields(f) => sum.add(f),
                     _ => {}
                 }
                 match ev {
-                    Ev::Partition(_) | Ev::Error(_) | Ev::Acks(_) | Ev::KeyType(_) | Ev::Fields(_) => {}
+                    Ev::Partition(_) | Ev::Error(_) | Ev::Acks(_) | Ev::KeyType(_) => {}
                     Ev::Name(_) => evs.push(format!("{ev:?} {name}")),
                     Ev::End { .. } => {
                         evs.push(format!("{:?}", std::mem::take(&mut sum)));
@@ -398,40 +396,110 @@ fn parser_events(
         }
         evs.push(format!("records {} batches {}", p.records, p.batches));
     }
-    (evs, p.fast_walks)
+    evs
+}
+
+/// What a whole-message walk hands its sink, as [`parser_events`] shows the field walk's.
+#[derive(Default)]
+struct Shown(Vec<String>);
+
+impl<'a> parser::Sink<'a> for Shown {
+    fn name(&mut self, name: parser::Name, bytes: &'a [u8]) -> Result<(), ()> {
+        let ev = parser::Ev::Name(name);
+        self.0.push(format!("{ev:?} {}", String::from_utf8_lossy(bytes)));
+        Ok(())
+    }
+
+    fn topic_id(&mut self, id: [u8; 16]) -> Result<(), ()> {
+        self.0.push(format!("{:?}", parser::Ev::TopicId(id)));
+        Ok(())
+    }
+}
+
+/// `msgs` read by the whole-message walk ([`parser::frame`], [`parser::walk_request`],
+/// [`parser::walk_response`]), shown as [`parser_events`] shows the field walk's; `None`
+/// when a message is not framed or its walk fails.
+fn whole_events(side: parser::Side, api: i16, msgs: &[(i16, Vec<u8>)]) -> Option<Vec<String>> {
+    use parser::{Ev, Head};
+    let mut shown = Shown::default();
+    for (v, m) in msgs {
+        let f = parser::frame(m, side, 1 << 20)?;
+        let wire = f.wire as u64;
+        let w = match f.head {
+            Head::Request { api, version, corr } => {
+                let ev = Ev::Request { api, version, corr, wire };
+                shown.0.push(format!("{ev:?}"));
+                parser::walk_request(f.body, api, version, &mut shown).ok()?
+            }
+            Head::Response { corr } => {
+                shown.0.push(format!("{:?}", Ev::Response { corr, wire }));
+                parser::walk_response(f.body, Some((api, *v)), &mut shown).ok()?
+            }
+        };
+        shown.0.push(format!("{:?}", w.fields));
+        shown.0.push(format!("{:?}", Ev::End { malformed: false }));
+        shown.0.push(format!("records {} batches {}", w.records, w.batches));
+    }
+    Some(shown.0)
 }
 
 #[test]
-fn a_message_whole_in_its_chunk_is_walked_fast_with_the_field_walks_events() {
+fn a_message_whole_in_its_chunk_is_walked_in_one_go_as_the_field_walk_reads_it() {
     let recs = |n| batch(0, n, false, 30);
     // Up to v12: v13 names topics by id, which `produce` does not write.
     for v in 0..=12 {
         let reqs = [(v, produce(v, 7, 1, "orders", &[(0, recs(3)), (5, recs(2))]))];
         let resps = [(v, produce_resp(v, 7, "orders", &[(0, 0), (5, 6)]))];
         for (side, msgs) in [(parser::Side::Requests, &reqs), (parser::Side::Responses, &resps)] {
-            let (whole, fast) = parser_events(side, parser::PRODUCE, msgs, usize::MAX);
-            let (bytewise, slow) = parser_events(side, parser::PRODUCE, msgs, 1);
+            let whole = whole_events(side, parser::PRODUCE, msgs).unwrap();
+            let bytewise = parser_events(side, parser::PRODUCE, msgs, 1);
             assert_eq!(whole, bytewise, "Produce v{v} {side:?}");
-            assert_eq!((fast, slow), (1, 0), "Produce v{v} {side:?}: {whole:?}");
+            assert_eq!(parser_events(side, parser::PRODUCE, msgs, usize::MAX), bytewise);
             assert!(whole.iter().any(|e| e.contains("orders")), "{whole:?}");
         }
-        assert!(parser_events(parser::Side::Requests, 0, &reqs, usize::MAX).0.iter().any(|e| e == "records 5 batches 2"));
+        assert!(whole_events(parser::Side::Requests, 0, &reqs).unwrap().iter().any(|e| e == "records 5 batches 2"));
     }
-    // Twenty partitions are one event of the fast walk.
+    // Twenty partitions are summed alike.
     let parts: Vec<(i32, i16)> = (0..20).map(|p| (p, (p % 3 == 1) as i16 * 6)).collect();
     let many = [(3, produce_resp(3, 9, "t", &parts))];
-    let (whole, fast) = parser_events(parser::Side::Responses, parser::PRODUCE, &many, usize::MAX);
-    assert_eq!(fast, 1);
-    assert_eq!(whole, parser_events(parser::Side::Responses, parser::PRODUCE, &many, 1).0);
+    let whole = whole_events(parser::Side::Responses, parser::PRODUCE, &many).unwrap();
+    assert_eq!(whole, parser_events(parser::Side::Responses, parser::PRODUCE, &many, 1));
     assert!(whole.iter().any(|e| e.contains("partitions: 20, partition: 0, errors: 7, error: 6")), "{whole:?}");
-    // More names than the queue holds: the field walk reads it, with the same events.
-    let names: Vec<String> = (0..12).map(|i| format!("topic-{i}")).collect();
-    let topics: Vec<(&str, [u8; 16], i16)> = names.iter().map(|n| (n.as_str(), [0; 16], 0)).collect();
-    let many = [(1, metadata_resp(1, 9, &topics))];
-    let (whole, fast) = parser_events(parser::Side::Responses, parser::METADATA, &many, usize::MAX);
-    assert_eq!(fast, 0);
-    assert_eq!(whole, parser_events(parser::Side::Responses, parser::METADATA, &many, 1).0);
-    assert_eq!(whole.iter().filter(|e| e.contains("Name(Topic) topic-")).count(), 12, "{whole:?}");
+    // Topic ids: learned with their names (Metadata v10+), or the topics (Fetch v13+).
+    let topics = [("orders", ID, 0), ("audit", [7; 16], 3)];
+    for (api, v, msgs) in [
+        (parser::METADATA, 12, vec![(12, metadata_resp(12, 9, &topics))]),
+        (parser::FETCH, 13, vec![(13, fetch_resp(13, 9, Err(ID), &[(5, 0, batch(0, 2, false, 9))]))]),
+    ] {
+        let whole = whole_events(parser::Side::Responses, api, &msgs).unwrap();
+        assert_eq!(whole, parser_events(parser::Side::Responses, api, &msgs, 1), "{api} v{v}");
+        assert!(whole.iter().any(|e| e.starts_with("TopicId")), "{whole:?}");
+    }
+    // A message cut short fails the walk (the field walk then reads it and says so).
+    let mut cut = produce(9, 7, 1, "orders", &[(0, recs(3))]);
+    let n = cut.len();
+    cut.truncate(n - 5);
+    let len = (cut.len() - 4) as u32;
+    cut[..4].copy_from_slice(&len.to_be_bytes());
+    assert_eq!(whole_events(parser::Side::Requests, 0, &[(9, cut)]), None);
+}
+
+/// Produce and its response each read in one go by the decoder when whole in their chunk,
+/// by the field walk when fed a byte at a time, with the same transactions.
+#[test]
+fn the_decoder_reads_whole_messages_in_one_go_and_split_ones_field_by_field() {
+    let conv = [
+        (ToServer, produce(9, 7, 1, "orders", &[(0, batch(0, 3, false, 30))])),
+        (ToClient, produce_resp(9, 7, "orders", &[(0, 0)])),
+    ];
+    let chunks: Vec<Chunk> = conv.iter().map(|(d, b)| (*d, &b[..])).collect();
+    let mut whole = KafkaParser::new(&shared());
+    let a = testkit::feed_whole(&mut whole, &chunks);
+    let mut split = KafkaParser::new(&shared());
+    let b = testkit::feed_bytewise(&mut split, &chunks);
+    assert_eq!((whole.direct, split.direct), (2, 0));
+    assert_eq!(a.iter().map(testkit::shape).collect::<Vec<_>>(), b.iter().map(testkit::shape).collect::<Vec<_>>());
+    assert_eq!(s(&a[0], "messaging.batch.message_count"), "3");
 }
 
 #[test]
