@@ -45,7 +45,7 @@ use std::sync::{Arc, Mutex};
 use compact_str::{CompactString, ToCompactString, format_compact};
 use serde::{Deserialize, Serialize};
 
-use self::parser::{Ev, Fields, Head, Name, Parser, Side, Sink, api_name, error_name};
+use self::parser::{Ev, Fields, Head, Name, NotWalked, Parser, Side, Sink, api_name, error_name};
 use super::detect::Transport;
 use super::registry::{MetricAttr, Probe, ProtocolDecoder, Telemetry};
 use super::{Completeness, Confidence, Direction, L7Parser, Progress, Protocol, Transaction};
@@ -354,24 +354,24 @@ impl<'a, 'm> Direct<'a, 'm> {
 }
 
 impl<'a> Sink<'a> for Direct<'a, '_> {
-    fn name(&mut self, name: Name, bytes: &'a [u8]) -> Result<(), ()> {
+    fn name(&mut self, name: Name, bytes: &'a [u8]) -> Result<(), NotWalked> {
         // A topic name after a topic id: the field walk counts them in that order.
         if name == Name::Topic && self.ids[..self.n_ids].iter().any(|e| e.1.is_none()) {
-            return Err(());
+            return Err(NotWalked);
         }
         self.m.name(name, bytes, self.recent, self.client_id);
         self.last = bytes;
         Ok(())
     }
 
-    fn topic_id(&mut self, id: [u8; 16]) -> Result<(), ()> {
-        let slot = self.ids.get_mut(self.n_ids).ok_or(())?;
+    fn topic_id(&mut self, id: [u8; 16]) -> Result<(), NotWalked> {
+        let slot = self.ids.get_mut(self.n_ids).ok_or(NotWalked)?;
         if self.m.named {
             self.m.named = false;
             *slot = (id, Some(self.last));
         } else if self.m.topics > 0 {
             // A topic id after a topic name: counted in that order by the field walk.
-            return Err(());
+            return Err(NotWalked);
         } else {
             *slot = (id, None);
         }

@@ -1104,9 +1104,14 @@ fn batch_records(h: &[u8]) -> Option<u64> {
 /// An error ends the walk; the caller then reads the message with the field walk instead.
 pub trait Sink<'a> {
     /// A name: its kept bytes (at most [`CAPTURE_MAX`]), a slice of the message.
-    fn name(&mut self, name: Name, bytes: &'a [u8]) -> Result<(), ()>;
-    fn topic_id(&mut self, id: [u8; 16]) -> Result<(), ()>;
+    fn name(&mut self, name: Name, bytes: &'a [u8]) -> Result<(), NotWalked>;
+    fn topic_id(&mut self, id: [u8; 16]) -> Result<(), NotWalked>;
 }
+
+/// A whole-message walk gave up: the message does not follow its schema, or the sink
+/// declined what it read. The field walk reads the message instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotWalked;
 
 /// What a whole-message walk sums over the message.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -1171,18 +1176,23 @@ pub fn walk_request<'a>(
     api: i16,
     version: i16,
     sink: &mut impl Sink<'a>,
-) -> Result<Walked, ()> {
+) -> Result<Walked, NotWalked> {
     // As `Parser::head`.
     let (body, flexible) = match schema(api, version, Side::Requests) {
         Some(f) => (f, flexible_from(api).is_some_and(|f| version >= f)),
         None => (STOP, false),
     };
     let mut w = Whole::new(m, version, flexible, sink);
-    if !(api == 7 && version == 0) && matches!(w.fields(HEADER, Kind::Header, 2)?, Flow::Stop) {
-        return Ok(w.walked);
+    // ControlledShutdown v0 is the one request with header v0 (no client id).
+    if !(api == 7 && version == 0) {
+        match w.fields(HEADER, Kind::Header, 2) {
+            Ok(Flow::Go) => {}
+            Ok(Flow::Stop) => return w.done(Ok(())),
+            Err(()) => return w.done(Err(())),
+        }
     }
-    w.fields(body, Kind::Body, 1)?;
-    Ok(w.walked)
+    let r = w.fields(body, Kind::Body, 1).map(|_| ());
+    w.done(r)
 }
 
 /// Walk a response to `api` version `version` whose bytes after the correlation id are
@@ -1191,7 +1201,7 @@ pub fn walk_response<'a>(
     m: &'a [u8],
     what: Option<(i16, i16)>,
     sink: &mut impl Sink<'a>,
-) -> Result<Walked, ()> {
+) -> Result<Walked, NotWalked> {
     // As `Parser::expect`.
     let Some((api, version, body)) =
         what.and_then(|(api, v)| Some((api, v, schema(api, v, Side::Responses)?)))
@@ -1201,11 +1211,14 @@ pub fn walk_response<'a>(
     let flexible = flexible_from(api).is_some_and(|f| version >= f);
     let mut w = Whole::new(m, version, flexible, sink);
     // ApiVersions answers with header v0 always.
+    let mut r = Ok(());
     if flexible && api != API_VERSIONS {
-        w.tags()?;
+        r = w.tags();
     }
-    w.fields(body, Kind::Body, 1)?;
-    Ok(w.walked)
+    if r.is_ok() {
+        r = w.fields(body, Kind::Body, 1).map(|_| ());
+    }
+    w.done(r)
 }
 
 /// Whether a whole-message walk goes on after a structure.
@@ -1240,6 +1253,11 @@ impl<'a, 's, S: Sink<'a>> Whole<'a, 's, S> {
             sink,
             walked: Walked::default(),
         }
+    }
+
+    /// What the walk summed, unless it failed.
+    fn done(self, r: Result<(), ()>) -> Result<Walked, NotWalked> {
+        r.map(|()| self.walked).map_err(|()| NotWalked)
     }
 
     fn left(&self) -> usize {
@@ -1311,7 +1329,7 @@ impl<'a, 's, S: Sink<'a>> Whole<'a, 's, S> {
         }
         let len = (n as usize).min(CAPTURE_MAX);
         let m = self.m;
-        self.sink.name(name, &m[self.pos..self.pos + len])?;
+        self.sink.name(name, &m[self.pos..self.pos + len]).map_err(|_| ())?;
         self.pos += n as usize;
         Ok(())
     }
@@ -1390,7 +1408,7 @@ impl<'a, 's, S: Sink<'a>> Whole<'a, 's, S> {
                 }
                 T::TopicId => {
                     let x = self.bytes::<16>()?;
-                    self.sink.topic_id(x)?;
+                    self.sink.topic_id(x).map_err(|_| ())?;
                 }
                 T::Str | T::Bytes => {
                     let n = self.length(matches!(t, T::Bytes))?;

@@ -404,13 +404,13 @@ fn parser_events(
 struct Shown(Vec<String>);
 
 impl<'a> parser::Sink<'a> for Shown {
-    fn name(&mut self, name: parser::Name, bytes: &'a [u8]) -> Result<(), ()> {
+    fn name(&mut self, name: parser::Name, bytes: &'a [u8]) -> Result<(), parser::NotWalked> {
         let ev = parser::Ev::Name(name);
         self.0.push(format!("{ev:?} {}", String::from_utf8_lossy(bytes)));
         Ok(())
     }
 
-    fn topic_id(&mut self, id: [u8; 16]) -> Result<(), ()> {
+    fn topic_id(&mut self, id: [u8; 16]) -> Result<(), parser::NotWalked> {
         self.0.push(format!("{:?}", parser::Ev::TopicId(id)));
         Ok(())
     }
@@ -482,6 +482,10 @@ fn a_message_whole_in_its_chunk_is_walked_in_one_go_as_the_field_walk_reads_it()
     let len = (cut.len() - 4) as u32;
     cut[..4].copy_from_slice(&len.to_be_bytes());
     assert_eq!(whole_events(parser::Side::Requests, 0, &[(9, cut)]), None);
+    // So does a client id running past the message's end (in the header, before the body).
+    let mut long_id = produce(9, 7, 1, "orders", &[(0, recs(3))]);
+    long_id[12..14].copy_from_slice(&30000i16.to_be_bytes());
+    assert_eq!(whole_events(parser::Side::Requests, 0, &[(9, long_id)]), None);
 }
 
 /// Produce and its response each read in one go by the decoder when whole in their chunk,
