@@ -459,6 +459,29 @@ fn a_message_whole_in_its_chunk_is_walked_in_one_go_as_the_field_walk_reads_it()
         }
         assert!(whole_events(parser::Side::Requests, 0, &reqs).unwrap().iter().any(|e| e == "records 5 batches 2"));
     }
+    // Record errors and an error message (v8+), a transactional id: passed over alike.
+    for v in [8, 9, 11] {
+        let rsp = resp(0, v, 7, |w| {
+            w.arr(1).str(Some("orders")).arr(2);
+            for (p, e) in [(0, 0), (3, 87)] {
+                w.i32(p).i16(e).i64(42).i64(-1).i64(0);
+                w.arr(2).i32(1).str(Some("bad record")).tags().i32(4).str(None).tags();
+                w.str(Some("INVALID_RECORD")).tag(3);
+            }
+            w.tags().i32(0).tags();
+        });
+        let rq = req(0, v, 7, |w| {
+            w.str(Some("txn-1")).i16(-1).i32(30_000).arr(1).str(Some("orders")).arr(1);
+            w.i32(3).bytes(Some(&recs(4))).tags();
+            w.tags().tags();
+        });
+        for (side, m) in [(parser::Side::Responses, rsp), (parser::Side::Requests, rq)] {
+            let msgs = [(v, m)];
+            let whole = whole_events(side, parser::PRODUCE, &msgs).unwrap();
+            assert_eq!(whole, parser_events(side, parser::PRODUCE, &msgs, 1), "v{v} {side:?}");
+            assert!(whole.iter().any(|e| e.contains("errors: 1, error: 87") || e.contains("acks: Some(-1)")), "{whole:?}");
+        }
+    }
     // Twenty partitions are summed alike.
     let parts: Vec<(i32, i16)> = (0..20).map(|p| (p, (p % 3 == 1) as i16 * 6)).collect();
     let many = [(3, produce_resp(3, 9, "t", &parts))];
