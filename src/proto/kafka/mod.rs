@@ -322,8 +322,9 @@ struct Recent {
     client: CompactString,
 }
 
-/// Topic ids a whole-message walk may find; a message with more is read by the field walk.
-const DIRECT_IDS: usize = 4;
+/// Topic ids one whole-message walk keeps aside (a bound on its memory: a message with
+/// more is read by the field walk, which handles each id as it reads it).
+const DIRECT_IDS: usize = 64;
 
 /// Where a whole-message walk ([`parser::walk_request`], [`parser::walk_response`]) puts
 /// what it reads: the message's `Msg`, as the field walk's events fill it. Topic ids are
@@ -333,22 +334,26 @@ struct Direct<'a, 'm> {
     m: &'m mut Msg,
     recent: &'m mut Recent,
     client_id: bool,
+    /// The message is a response whose request named its topics: `finish` reports the
+    /// request's, so the response's topic names are passed over (not compared, kept nor
+    /// counted).
+    request_named: bool,
     /// The last name read (Metadata v10+ gives a topic's id after its name).
     last: &'a [u8],
-    /// Each id, with the name it is learned with, or `None`: a topic of the message.
-    ids: [([u8; 16], Option<&'a [u8]>); DIRECT_IDS],
-    n_ids: usize,
+    /// Each id, with the name it is learned with, or `None`: a topic of the message. (No
+    /// allocation for the messages without: Produce before v13, most of them.)
+    ids: Vec<([u8; 16], Option<&'a [u8]>)>,
 }
 
 impl<'a, 'm> Direct<'a, 'm> {
-    fn new(m: &'m mut Msg, recent: &'m mut Recent, client_id: bool) -> Self {
+    fn new(m: &'m mut Msg, recent: &'m mut Recent, client_id: bool, request_named: bool) -> Self {
         Direct {
             m,
             recent,
             client_id,
+            request_named,
             last: &[],
-            ids: [([0; 16], None); DIRECT_IDS],
-            n_ids: 0,
+            ids: Vec::new(),
         }
     }
 }
@@ -356,26 +361,32 @@ impl<'a, 'm> Direct<'a, 'm> {
 impl<'a> Sink<'a> for Direct<'a, '_> {
     fn name(&mut self, name: Name, bytes: &'a [u8]) -> Result<(), NotWalked> {
         // A topic name after a topic id: the field walk counts them in that order.
-        if name == Name::Topic && self.ids[..self.n_ids].iter().any(|e| e.1.is_none()) {
+        if name == Name::Topic && self.ids.iter().any(|e| e.1.is_none()) {
             return Err(NotWalked);
         }
-        self.m.name(name, bytes, self.recent, self.client_id);
+        if name == Name::Topic && self.request_named {
+            // (Its id, should one follow, is still learned with it.)
+            self.m.named = true;
+        } else {
+            self.m.name(name, bytes, self.recent, self.client_id);
+        }
         self.last = bytes;
         Ok(())
     }
 
     fn topic_id(&mut self, id: [u8; 16]) -> Result<(), NotWalked> {
-        let slot = self.ids.get_mut(self.n_ids).ok_or(NotWalked)?;
+        if self.ids.len() >= DIRECT_IDS {
+            return Err(NotWalked);
+        }
         if self.m.named {
             self.m.named = false;
-            *slot = (id, Some(self.last));
+            self.ids.push((id, Some(self.last)));
         } else if self.m.topics > 0 {
             // A topic id after a topic name: counted in that order by the field walk.
             return Err(NotWalked);
         } else {
-            *slot = (id, None);
+            self.ids.push((id, None));
         }
-        self.n_ids += 1;
         Ok(())
     }
 }
@@ -616,11 +627,11 @@ impl KafkaParser {
         match f.head {
             Head::Request { api, version, corr } => {
                 let mut m = Msg::new(api, version, corr, ts, wire);
-                let mut sink = Direct::new(&mut m, &mut self.recent, self.cfg.client_id);
+                let mut sink = Direct::new(&mut m, &mut self.recent, self.cfg.client_id, false);
                 let w = parser::walk_request(f.body, api, version, &mut sink).ok()?;
-                let (ids, n_ids) = (sink.ids, sink.n_ids);
+                let ids = sink.ids;
                 m.walked(w);
-                self.topic_ids(&mut m, &ids[..n_ids]);
+                self.topic_ids(&mut m, &ids);
                 if let Some(prev) = self.cur[0].take() {
                     self.request_done(prev, out);
                 }
@@ -628,15 +639,17 @@ impl KafkaParser {
             }
             Head::Response { corr } => {
                 let found = self.pending.iter().position(|p| p.corr == corr);
-                let what = found.and_then(|i| self.pending.get(i)).map(|p| (p.api, p.version));
+                let req = found.and_then(|i| self.pending.get(i));
+                let what = req.map(|p| (p.api, p.version));
+                let named = req.is_some_and(|p| p.topics > 0);
                 let (api, version) = what.unwrap_or((-1, 0));
                 let mut m = Msg::new(api, version, corr, ts, wire);
-                let mut sink = Direct::new(&mut m, &mut self.recent, self.cfg.client_id);
+                let mut sink = Direct::new(&mut m, &mut self.recent, self.cfg.client_id, named);
                 let w = parser::walk_response(f.body, what, &mut sink).ok()?;
-                let (ids, n_ids) = (sink.ids, sink.n_ids);
+                let ids = sink.ids;
                 m.walked(w);
                 self.response_begins(corr, found, out);
-                self.topic_ids(&mut m, &ids[..n_ids]);
+                self.topic_ids(&mut m, &ids);
                 self.response_done(&m, false, out);
             }
         }
@@ -883,7 +896,8 @@ impl KafkaParser {
             t.attr_str("messaging.consumer.group.name", g.clone());
         }
         // The request names the topics; a Fetch in a fetch session may name none (the
-        // session's are implied), and its response names those with data.
+        // session's are implied), and its response names those with data. (A response
+        // read in one go keeps no topic names when its request named some.)
         let src = match &resp {
             Some(r) if req.topics == 0 => r,
             _ => &req,
@@ -909,7 +923,7 @@ impl KafkaParser {
             if src.fields.partitions == 1 {
                 t.attr_str(
                     "messaging.destination.partition.id",
-                    src.fields.partition.to_compact_string(),
+                    partition_text(src.fields.partition),
                 );
             }
         }
@@ -991,6 +1005,18 @@ pub fn operation_type(api: i16) -> Option<&'static str> {
     }
 }
 
+/// A partition index as text; the small ones (a topic has a few dozen partitions at most,
+/// mostly) from a table instead of formatted.
+fn partition_text(p: i32) -> CompactString {
+    const SMALL: [&str; 16] = [
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15",
+    ];
+    match usize::try_from(p).ok().and_then(|i| SMALL.get(i)) {
+        Some(s) => CompactString::const_new(s),
+        None => p.to_compact_string(),
+    }
+}
+
 /// A topic id as Kafka prints it in logs and tools: standard UUID text.
 fn uuid(id: &[u8; 16]) -> CompactString {
     let h = |r: std::ops::Range<usize>| -> CompactString {
@@ -1023,8 +1049,10 @@ impl L7Parser for KafkaParser {
         out: &mut Vec<Transaction>,
     ) -> Progress {
         self.last_ts = ts;
-        out.append(&mut self.held);
-        if self.decide(dir, bytes, ts, out) {
+        if !self.held.is_empty() {
+            out.append(&mut self.held);
+        }
+        if self.decided || self.decide(dir, bytes, ts, out) {
             self.feed(self.role(dir), bytes, ts, out);
         }
         Progress::Continue

@@ -527,6 +527,26 @@ fn the_decoder_reads_whole_messages_in_one_go_and_split_ones_field_by_field() {
     assert_eq!((whole.direct, split.direct), (2, 0));
     assert_eq!(a.iter().map(testkit::shape).collect::<Vec<_>>(), b.iter().map(testkit::shape).collect::<Vec<_>>());
     assert_eq!(s(&a[0], "messaging.batch.message_count"), "3");
+
+    // A Metadata response naming more topic ids than one walk keeps aside is read by the
+    // field walk, which learns every one of them all the same.
+    let names: Vec<String> = (0..70).map(|i| format!("t{i}")).collect();
+    let topics: Vec<(&str, [u8; 16], i16)> =
+        names.iter().enumerate().map(|(i, n)| (n.as_str(), [i as u8 + 1; 16], 0)).collect();
+    let conv = [
+        (ToServer, metadata_req(12, 1)),
+        (ToClient, metadata_resp(12, 1, &topics)),
+        (ToServer, fetch_req(13, 2, Err([70; 16]), &[0])),
+        (ToClient, fetch_resp(13, 2, Err([70; 16]), &[(0, 0, batch(0, 1, false, 4))])),
+    ];
+    let chunks: Vec<Chunk> = conv.iter().map(|(d, b)| (*d, &b[..])).collect();
+    let mut p = KafkaParser::new(&shared());
+    let txs = testkit::feed_whole(&mut p, &chunks);
+    assert_eq!(p.direct, 3, "the Metadata response is not read in one go");
+    assert_eq!(p.conn_ids.len(), 70);
+    assert_eq!(s(&txs[1], "messaging.destination.name"), "t69", "{:?}", txs[1].attrs);
+    let shapes = |t: &[Transaction]| t.iter().map(testkit::shape).collect::<Vec<_>>();
+    assert_eq!(shapes(&txs), shapes(&check(&conv)));
 }
 
 #[test]
@@ -1336,4 +1356,11 @@ fn every_version_of_every_api_as_kafkas_own_schemas_encode_it() {
     }
     assert!(walked > 150, "{walked} cases walked");
     assert_eq!(checked, [170, 71, 56, 33], "{walked} walked");
+}
+
+#[test]
+fn partition_ids_read_as_their_numbers_from_the_table_and_beyond() {
+    for p in [0, 1, 9, 10, 15, 16, 99, 123_456, -1, i32::MAX, i32::MIN] {
+        assert_eq!(super::partition_text(p), p.to_string(), "{p}");
+    }
 }
