@@ -1183,12 +1183,15 @@ pub fn walk_request<'a>(
         None => (STOP, false),
     };
     let mut w = Whole::new(m, version, flexible, sink);
-    // ControlledShutdown v0 is the one request with header v0 (no client id).
+    // ControlledShutdown v0 is the one request with header v0 (no client id). The
+    // others: [`HEADER`], then header v2's tagged fields.
     if !(api == 7 && version == 0) {
-        match w.fields(HEADER, Kind::Header, 2) {
-            Ok(Flow::Go) => {}
-            Ok(Flow::Stop) => return w.done(Ok(())),
-            Err(()) => return w.done(Err(())),
+        let mut r = w.client_id();
+        if r.is_ok() && flexible {
+            r = w.tags();
+        }
+        if r.is_err() {
+            return w.done(r);
         }
     }
     let r = match api {
@@ -1347,6 +1350,13 @@ impl<'a, 's, S: Sink<'a>> Whole<'a, 's, S> {
         Ok(())
     }
 
+    /// The request header's client id: never compact, even in header v2.
+    #[inline]
+    fn client_id(&mut self) -> Result<(), ()> {
+        let n = i64::from(i16::from_be_bytes(self.bytes::<2>()?));
+        self.capture(Name::ClientId, n)
+    }
+
     /// A structure's tagged fields (flexible versions).
     fn tags(&mut self) -> Result<(), ()> {
         for _ in 0..self.varint()? {
@@ -1431,11 +1441,7 @@ impl<'a, 's, S: Sink<'a>> Whole<'a, 's, S> {
                     let n = self.length(false)?;
                     self.capture(name, n)?;
                 }
-                T::ClientId => {
-                    // Never compact, even in header v2.
-                    let n = i64::from(i16::from_be_bytes(self.bytes::<2>()?));
-                    self.capture(Name::ClientId, n)?;
-                }
+                T::ClientId => self.client_id()?,
                 T::Records => {
                     let n = self.length(true)?;
                     self.records(n)?;
