@@ -4,7 +4,9 @@
 //! Two layers, as in every podtap decoder: [`parser`] frames each direction's bytes into
 //! messages and walks the few fields reported (split anywhere, record data skipped by
 //! length, never buffered), and [`KafkaParser`] pairs requests with responses into
-//! [`Transaction`]s.
+//! [`Transaction`]s. A message whole in its chunk (nearly all) is framed, walked into its
+//! `Msg` and paired in one go (`KafkaParser::whole`); the others go through the parser's
+//! events one at a time.
 //!
 //! Pairing: a response carries its request's correlation id, and a broker answers the
 //! requests of a connection in order. A response is paired with the pending request of

@@ -16,10 +16,14 @@
 //! id; at most [`CAPTURE_MAX`] bytes each) are copied. Fixed fields split over two chunks
 //! pass through a 16-byte carry, so a message may be cut at any byte.
 //!
-//! Most messages arrive whole in one chunk: their fields are read by [`Whole`], straight
-//! from the slice, and its events handed out as the field walk would hand them out; the
-//! field walk reads the rest (split messages, more events than the queue holds, anything
-//! malformed), and every test feeds both whole and split conversations to check they agree.
+//! Most messages arrive whole in one chunk: [`frame`] finds them, and [`walk_request`] or
+//! [`walk_response`] reads their fields straight from the slice (`Whole`: the same fields in
+//! the same order, nothing kept between bytes), handing names and topic ids to the
+//! decoder's [`Sink`] and summing the fixed fields. Produce, most of the requests of a busy
+//! cluster, has a walk written for it. The field walk ([`Parser`]) reads the rest: split
+//! messages, and any message the whole walk gives up on (malformed, or declined by the
+//! sink). The tests hold the two walks to the same result for every API and version, and
+//! feed whole and split conversations to the decoder to check they agree.
 //!
 //! Flexible versions use compact encodings: unsigned varint lengths (length + 1, 0 for
 //! null) and tagged fields at the end of every structure; the walker reads both.
