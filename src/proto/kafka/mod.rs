@@ -650,9 +650,9 @@ impl KafkaParser {
                 let w = parser::walk_response(f.body, what, &mut sink).ok()?;
                 let ids = sink.ids;
                 m.walked(w);
-                self.response_begins(corr, found, out);
+                let req = self.response_begins(corr, found, out);
                 self.topic_ids(&mut m, &ids);
-                self.response_done(&m, false, out);
+                self.response_done(req.as_ref(), &m, false, out);
             }
         }
         #[cfg(test)]
@@ -681,14 +681,14 @@ impl KafkaParser {
     }
 
     /// A response to correlation id `corr` begins; `found`: where its request is in
-    /// `pending`. The requests before it get no response (a broker answers in order), and
-    /// its request waits in `answering`. Returns what the response answers.
+    /// `pending`. The requests before it get no response (a broker answers in order).
+    /// Returns the request it answers, taken out of `pending`.
     fn response_begins(
         &mut self,
         corr: i32,
         found: Option<usize>,
         out: &mut Vec<Transaction>,
-    ) -> Option<(i16, i16)> {
+    ) -> Option<Msg> {
         match found {
             Some(i) => {
                 // Lost in a gap, or never sent.
@@ -700,10 +700,7 @@ impl KafkaParser {
                         out.push(self.finish(&p, None, end, Completeness::NO_RESPONSE | gap));
                     }
                 }
-                let p = self.pending.pop_front();
-                let what = p.as_ref().map(|p| (p.api, p.version));
-                self.answering = p;
-                what
+                self.pending.pop_front()
             }
             None => {
                 if let Some(slot) = self.acks_zero.iter_mut().find(|c| **c == Some(corr)) {
@@ -731,7 +728,9 @@ impl KafkaParser {
             }
             Ev::Response { corr, wire } => {
                 let found = self.pending.iter().position(|p| p.corr == corr);
-                let what = self.response_begins(corr, found, out);
+                let req = self.response_begins(corr, found, out);
+                let what = req.as_ref().map(|p| (p.api, p.version));
+                self.answering = req;
                 self.parsers[1].expect(what);
                 let (api, version) = what.unwrap_or((-1, 0));
                 self.cur[1] = Some(Msg::new(api, version, corr, ts, wire));
@@ -794,21 +793,30 @@ impl KafkaParser {
         }
         match dir {
             Direction::ToServer => self.request_done(m, out),
-            Direction::ToClient => self.response_done(&m, gap, out),
+            Direction::ToClient => {
+                let req = self.answering.take();
+                self.response_done(req.as_ref(), &m, gap, out);
+            }
         }
     }
 
-    /// Response `resp` is over: paired with the request in `answering`, if any.
-    fn response_done(&mut self, resp: &Msg, gap: bool, out: &mut Vec<Transaction>) {
+    /// Response `resp` is over: paired with its request `req`, if any.
+    fn response_done(
+        &mut self,
+        req: Option<&Msg>,
+        resp: &Msg,
+        gap: bool,
+        out: &mut Vec<Transaction>,
+    ) {
         if std::mem::take(&mut self.dropping) {
             self.stats.acks_zero_answered += 1;
             return;
         }
         let end = resp.last;
-        match self.answering.take() {
+        match req {
             Some(req) => {
                 let c = if gap { Completeness::GAP } else { 0 };
-                out.push(self.finish(&req, Some(resp), end, c));
+                out.push(self.finish(req, Some(resp), end, c));
             }
             None => {
                 self.stats.no_request += 1;
@@ -872,15 +880,22 @@ impl KafkaParser {
             Some(r) if req.api < 0 => r.api,
             _ => req.api,
         };
-        t.operation = match api_name(api) {
-            Some(n) => CompactString::const_new(n),
+        let texts = &*API_TEXTS;
+        let known = usize::try_from(api).ok().and_then(|i| texts.get(i));
+        t.operation = match known {
+            Some(k) => k.name.clone(),
             None if api < 0 => CompactString::const_new("unknown"),
             None => format_compact!("api_{api}"),
         };
         t.attr_str("messaging.system", CompactString::const_new("kafka"));
-        t.attr_str("messaging.operation.name", operation_name(api));
-        if let Some(ty) = operation_type(api) {
-            t.attr_str("messaging.operation.type", ty);
+        match known {
+            Some(k) => {
+                t.attr_str("messaging.operation.name", k.operation.clone());
+                if let Some(ty) = &k.kind {
+                    t.attr_str("messaging.operation.type", ty.clone());
+                }
+            }
+            None => t.attr_str("messaging.operation.name", operation_name(api)),
         }
         if api >= 0 {
             t.attr_int("podtap.kafka.api_version", i64::from(req.version));
@@ -965,6 +980,29 @@ impl KafkaParser {
         t
     }
 }
+
+/// An API's name, `messaging.operation.name` and `messaging.operation.type` as they go into
+/// every transaction.
+struct ApiText {
+    name: CompactString,
+    operation: CompactString,
+    kind: Option<CompactString>,
+}
+
+/// [`ApiText`] of every API [`api_name`] knows, by API key, built once: a clone of a short
+/// `CompactString` is a copy of 24 bytes, where building one from a `&str` copies it byte
+/// by byte (three strings a transaction).
+static API_TEXTS: std::sync::LazyLock<Vec<ApiText>> = std::sync::LazyLock::new(|| {
+    (0..)
+        .map_while(|api| {
+            Some(ApiText {
+                name: CompactString::const_new(api_name(api)?),
+                operation: CompactString::const_new(operation_name(api)),
+                kind: operation_type(api).map(CompactString::const_new),
+            })
+        })
+        .collect()
+});
 
 /// The semantic conventions' `messaging.operation.name`: `send` (Produce), `receive`
 /// (Fetch), `commit` (offset commits); other APIs by their name in snake case

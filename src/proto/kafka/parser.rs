@@ -1182,10 +1182,7 @@ pub fn walk_request<'a>(
     sink: &mut impl Sink<'a>,
 ) -> Result<Walked, NotWalked> {
     // As `Parser::head`.
-    let (body, flexible) = match schema(api, version, Side::Requests) {
-        Some(f) => (f, flexible_from(api).is_some_and(|f| version >= f)),
-        None => (STOP, false),
-    };
+    let (body, flexible) = layout(api, version, Side::Requests).unwrap_or((STOP, false));
     let mut w = Whole::new(m, version, flexible, sink);
     // ControlledShutdown v0 is the one request with header v0 (no client id). The
     // others: [`HEADER`], then header v2's tagged fields.
@@ -1213,12 +1210,11 @@ pub fn walk_response<'a>(
     sink: &mut impl Sink<'a>,
 ) -> Result<Walked, NotWalked> {
     // As `Parser::expect`.
-    let Some((api, version, body)) =
-        what.and_then(|(api, v)| Some((api, v, schema(api, v, Side::Responses)?)))
+    let Some((api, version, (body, flexible))) =
+        what.and_then(|(api, v)| Some((api, v, layout(api, v, Side::Responses)?)))
     else {
         return Ok(Walked::default());
     };
-    let flexible = flexible_from(api).is_some_and(|f| version >= f);
     let mut w = Whole::new(m, version, flexible, sink);
     // ApiVersions answers with header v0 always.
     let mut r = Ok(());
@@ -1232,6 +1228,24 @@ pub fn walk_response<'a>(
         };
     }
     w.done(r)
+}
+
+/// The schema of `api` `version` on `side` and whether that version is flexible, as
+/// [`schema`] and [`flexible_from`] say; Produce (most messages) without their lookups.
+#[inline]
+pub(super) fn layout(api: i16, version: i16, side: Side) -> Option<(&'static [F], bool)> {
+    if api == PRODUCE {
+        if !(0..=max_version(PRODUCE)).contains(&version) {
+            return None;
+        }
+        let body = match side {
+            Side::Requests => PRODUCE_REQ,
+            Side::Responses => PRODUCE_RESP,
+        };
+        return Some((body, flexible_from(PRODUCE).is_some_and(|f| version >= f)));
+    }
+    let body = schema(api, version, side)?;
+    Some((body, flexible_from(api).is_some_and(|f| version >= f)))
 }
 
 /// Whether a whole-message walk goes on after a structure.
@@ -1362,7 +1376,19 @@ impl<'a, 's, S: Sink<'a>> Whole<'a, 's, S> {
     }
 
     /// A structure's tagged fields (flexible versions).
+    #[inline]
     fn tags(&mut self) -> Result<(), ()> {
+        // None: the usual case.
+        if self.m.get(self.pos) == Some(&0) {
+            self.pos += 1;
+            return Ok(());
+        }
+        self.some_tags()
+    }
+
+    /// Tagged fields, as [`Whole::tags`], when there may be some.
+    #[inline(never)]
+    fn some_tags(&mut self) -> Result<(), ()> {
         for _ in 0..self.varint()? {
             self.varint()?;
             let n = self.varint()?;
@@ -1942,6 +1968,7 @@ pub fn schema(api: i16, version: i16, side: Side) -> Option<&'static [F]> {
 
 /// The newest version of `api` whose layout the schemas know (older ones are walked,
 /// newer ones only framed and paired).
+#[inline]
 pub fn max_version(api: i16) -> i16 {
     match api {
         PRODUCE => 13,
@@ -1974,6 +2001,7 @@ pub fn max_version(api: i16) -> i16 {
 
 /// The first flexible version of `api` (compact encodings, tagged fields, header v2 for
 /// the request and v1 for the response); None: never flexible.
+#[inline]
 pub fn flexible_from(api: i16) -> Option<i16> {
     Some(match api {
         0 => 9,

@@ -1364,3 +1364,16 @@ fn partition_ids_read_as_their_numbers_from_the_table_and_beyond() {
         assert_eq!(super::partition_text(p), p.to_string(), "{p}");
     }
 }
+
+#[test]
+fn the_produce_shortcut_to_a_layout_agrees_with_the_schema_tables() {
+    for api in -2..100 {
+        for v in -2..25 {
+            for side in [parser::Side::Requests, parser::Side::Responses] {
+                let tables = parser::schema(api, v, side).map(|f| (f, flexible_from(api).is_some_and(|f| v >= f)));
+                let layout = parser::layout(api, v, side);
+                assert_eq!(tables.map(|(f, x)| (f.as_ptr(), x)), layout.map(|(f, x)| (f.as_ptr(), x)), "{api} v{v} {side:?}");
+            }
+        }
+    }
+}
