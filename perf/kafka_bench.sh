@@ -160,22 +160,21 @@ Kafka framing, the Produce/Fetch field walk with record batch counting, pairing,
 Targets (issue 24): >= 1 million Kafka requests/s per core, Gbit/s of Kafka payload per
 core reported; >= 50x \`tshark -Y kafka\`.
 
-Where the targets stand (callgrind on the whole capture, fat-LTO build of stop 33): ~8 450
-instructions per Kafka request for the whole process (a request and its response are ~2
-frames here, with ~0.8 bare acknowledgements). About 5 000 of them are the Kafka decoder:
-~1 350 the walk of both messages' fields, ~930 pairing and building the record, the rest
-framing and handing the walk's events to the pairing (a dozen calls a round trip); ~2 850
-are the per-packet work every decoder shares (pcap reading, L2-L4, flow table, TCP,
-reassembly: ~1 000 a frame) and ~520 handing the record to the summary. A message whose
-rest is in the chunk at hand (nearly all of them: a request or response of a few hundred
-bytes in its own segment) is walked straight from the slice (\`parser::Whole\`: no carry,
-no per-field state saved and restored, the nesting on the call stack), and its events
-queued and handed out where the field-by-field walk would have; that walk reads the rest
-(messages split over segments, more than eight events, anything malformed). Per core the
-median reads 0.93 to 1.08 million by run with this code (the worker runs 20-30 ms, and
-the machine's speed moves by a third between runs: 1.08 million on a calm machine on
-2026-12-06), so 1 million is met with little margin; 50x tshark needs the decoder and
-the per-packet path at about half.
+Where the targets stand (callgrind on the 20 000-frame prefix, profile-guided build of
+stop 40): ~4 020 instructions per Kafka request for the whole process (a request and its
+response are a frame each here). About 2 040 of them are the Kafka decoder: framing, the
+walk of both messages and the pairing, ~450 of those building the transaction record;
+~1 800 are the per-packet work every decoder shares (pcap reading, L2-L4, flow table, TCP,
+reassembly: ~750 a frame) and handing the record to the summary. A message whole in its
+chunk (nearly all of them: a request or response of a few hundred bytes in its own
+segment) is framed, walked straight from the slice into the decoder's message and paired
+in one go (\`KafkaParser::whole\`, \`parser::walk_request\` and \`walk_response\`;
+Produce by code written for it, the other APIs by their schemas); the field-by-field walk
+reads the rest (messages split over segments, anything malformed). Stop 39's code took
+~7 450 instructions a request (PGO) and reached 36x on a calm machine; the ratio is wall
+clock, so a slow or noisy machine moves it by a third from run to run. Start-up (~3 ms of
+page faults: relocations, the allocator's arena, the threads) is a fifth to an eighth of podtap's time
+on this capture, by the machine's speed.
 
 podtap's summary rows for Kafka, and its drop and error counters:
 
