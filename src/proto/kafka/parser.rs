@@ -1353,6 +1353,22 @@ impl<'a, 's, S: Sink<'a>> Whole<'a, 's, S> {
         Ok(())
     }
 
+    /// A partition index, summed in [`Walked::fields`].
+    #[inline]
+    fn partition(&mut self) -> Result<(), ()> {
+        let p = i32::from_be_bytes(self.bytes::<4>()?);
+        self.walked.fields.add(Fields::partition(p));
+        Ok(())
+    }
+
+    /// An error code, summed in [`Walked::fields`].
+    #[inline]
+    fn error(&mut self) -> Result<(), ()> {
+        let e = i16::from_be_bytes(self.bytes::<2>()?);
+        self.walked.fields.add(Fields::error(e));
+        Ok(())
+    }
+
     /// As [`Parser::capture`].
     fn capture(&mut self, name: Name, n: i64) -> Result<(), ()> {
         if n < 0 {
@@ -1443,14 +1459,8 @@ impl<'a, 's, S: Sink<'a>> Whole<'a, 's, S> {
                 T::I32 => self.pass(4)?,
                 T::I64 => self.pass(8)?,
                 T::Uuid => self.pass(16)?,
-                T::Partition => {
-                    let x = i32::from_be_bytes(self.bytes::<4>()?);
-                    self.walked.fields.add(Fields::partition(x));
-                }
-                T::Error => {
-                    let x = i16::from_be_bytes(self.bytes::<2>()?);
-                    self.walked.fields.add(Fields::error(x));
-                }
+                T::Partition => self.partition()?,
+                T::Error => self.error()?,
                 T::Acks => {
                     let x = i16::from_be_bytes(self.bytes::<2>()?);
                     self.walked.fields.add(Fields::acks(x));
@@ -1507,9 +1517,7 @@ impl<'a, 's, S: Sink<'a>> Whole<'a, 's, S> {
         if kind == Kind::Body {
             return Ok(Flow::Stop);
         }
-        if self.flexible {
-            self.tags()?;
-        }
+        self.struct_end()?;
         Ok(Flow::Go)
     }
 }
@@ -1533,6 +1541,19 @@ impl<'a, S: Sink<'a>> Whole<'a, '_, S> {
         Ok(n as u64)
     }
 
+    /// The end of a structure: its tagged fields, in the flexible versions.
+    #[inline]
+    fn struct_end(&mut self) -> Result<(), ()> {
+        if self.flexible { self.tags() } else { Ok(()) }
+    }
+
+    /// A string nothing is read of.
+    #[inline]
+    fn skip_str(&mut self) -> Result<(), ()> {
+        let n = self.length(false)?;
+        self.skip(n)
+    }
+
     /// A topic's name (v0-v12) or id (v13).
     #[inline]
     fn produce_topic(&mut self) -> Result<(), ()> {
@@ -1548,9 +1569,7 @@ impl<'a, S: Sink<'a>> Whole<'a, '_, S> {
     /// As [`PRODUCE_REQ`].
     fn produce_request(&mut self) -> Result<(), ()> {
         if self.version >= 3 {
-            // transactional_id
-            let n = self.length(false)?;
-            self.skip(n)?;
+            self.skip_str()?; // transactional_id
         }
         let acks = i16::from_be_bytes(self.bytes::<2>()?);
         self.walked.fields.add(Fields::acks(acks));
@@ -1558,17 +1577,12 @@ impl<'a, S: Sink<'a>> Whole<'a, '_, S> {
         for _ in 0..self.count()? {
             self.produce_topic()?;
             for _ in 0..self.count()? {
-                let p = i32::from_be_bytes(self.bytes::<4>()?);
-                self.walked.fields.add(Fields::partition(p));
+                self.partition()?;
                 let n = self.length(true)?;
                 self.records(n)?;
-                if self.flexible {
-                    self.tags()?;
-                }
+                self.struct_end()?;
             }
-            if self.flexible {
-                self.tags()?;
-            }
+            self.struct_end()?;
         }
         Ok(())
     }
@@ -1579,33 +1593,22 @@ impl<'a, S: Sink<'a>> Whole<'a, '_, S> {
         for _ in 0..self.count()? {
             self.produce_topic()?;
             for _ in 0..self.count()? {
-                let p = i32::from_be_bytes(self.bytes::<4>()?);
-                self.walked.fields.add(Fields::partition(p));
-                let e = i16::from_be_bytes(self.bytes::<2>()?);
-                self.walked.fields.add(Fields::error(e));
+                self.partition()?;
+                self.error()?;
                 // base_offset, log_append_time_ms (v2+), log_start_offset (v5+)
                 self.pass(8 + 8 * usize::from(v >= 2) + 8 * usize::from(v >= 5))?;
                 if v >= 8 {
                     for _ in 0..self.count()? {
-                        // record_errors: batch_index_error_message
+                        // record_errors: batch_index, batch_index_error_message
                         self.pass(4)?;
-                        let n = self.length(false)?;
-                        self.skip(n)?;
-                        if self.flexible {
-                            self.tags()?;
-                        }
+                        self.skip_str()?;
+                        self.struct_end()?;
                     }
-                    // error_message
-                    let n = self.length(false)?;
-                    self.skip(n)?;
+                    self.skip_str()?; // error_message
                 }
-                if self.flexible {
-                    self.tags()?;
-                }
+                self.struct_end()?;
             }
-            if self.flexible {
-                self.tags()?;
-            }
+            self.struct_end()?;
         }
         Ok(())
     }
