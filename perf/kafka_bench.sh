@@ -173,8 +173,8 @@ Produce by code written for it, the other APIs by their schemas); the field-by-f
 reads the rest (messages split over segments, anything malformed). Stop 39's code took
 ~7 450 instructions a request (PGO) and reached 36x on a calm machine; the ratio is wall
 clock, so a slow or noisy machine moves it by a third from run to run. Start-up (~3 ms of
-page faults: relocations, the allocator's arena, the threads) is a fifth to an eighth of podtap's time
-on this capture, by the machine's speed.
+page faults: relocations, the allocator's arena, the threads) is a fifth to an eighth of
+podtap's time on this capture, by the machine's speed.
 
 podtap's summary rows for Kafka, and its drop and error counters:
 
