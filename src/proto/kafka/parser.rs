@@ -1231,19 +1231,8 @@ pub fn walk_response<'a>(
 }
 
 /// The schema of `api` `version` on `side` and whether that version is flexible, as
-/// [`schema`] and [`flexible_from`] say; Produce (most messages) without their lookups.
-#[inline]
+/// [`schema`] and [`flexible_from`] say (both whole-message walks read them so).
 pub(super) fn layout(api: i16, version: i16, side: Side) -> Option<(&'static [F], bool)> {
-    if api == PRODUCE {
-        if !(0..=max_version(PRODUCE)).contains(&version) {
-            return None;
-        }
-        let body = match side {
-            Side::Requests => PRODUCE_REQ,
-            Side::Responses => PRODUCE_RESP,
-        };
-        return Some((body, flexible_from(PRODUCE).is_some_and(|f| version >= f)));
-    }
     let body = schema(api, version, side)?;
     Some((body, flexible_from(api).is_some_and(|f| version >= f)))
 }
@@ -1971,7 +1960,6 @@ pub fn schema(api: i16, version: i16, side: Side) -> Option<&'static [F]> {
 
 /// The newest version of `api` whose layout the schemas know (older ones are walked,
 /// newer ones only framed and paired).
-#[inline]
 pub fn max_version(api: i16) -> i16 {
     match api {
         PRODUCE => 13,
@@ -2004,7 +1992,6 @@ pub fn max_version(api: i16) -> i16 {
 
 /// The first flexible version of `api` (compact encodings, tagged fields, header v2 for
 /// the request and v1 for the response); None: never flexible.
-#[inline]
 pub fn flexible_from(api: i16) -> Option<i16> {
     Some(match api {
         0 => 9,

@@ -1366,7 +1366,7 @@ fn partition_ids_read_as_their_numbers_from_the_table_and_beyond() {
 }
 
 #[test]
-fn the_produce_shortcut_to_a_layout_agrees_with_the_schema_tables() {
+fn the_whole_walks_layout_agrees_with_the_schema_tables() {
     for api in -2..100 {
         for v in -2..25 {
             for side in [parser::Side::Requests, parser::Side::Responses] {
