@@ -453,6 +453,23 @@ impl crate::proto::heap::HeapSize for Pending {
     }
 }
 
+/// The last command, when it was a plain one (a known command without subcommands, side
+/// effects on the connection or a reply to read specially): a command with the same name
+/// and key prefix is reported as it was, read in place (`repeat_command`) instead of
+/// through the parser and `on_command`. Most connections repeat a few commands.
+struct Repeat {
+    /// Its name as sent (any case), and what it was reported as.
+    name: [u8; 16],
+    name_len: u8,
+    /// Where its key is (the name is 0), when its prefix is part of the summary; 0 when
+    /// the command has no key that contributes one.
+    key_at: u8,
+    blocking: bool,
+    op: CompactString,
+    prefix: CompactString,
+    summary: CompactString,
+}
+
 /// How a reply is taken.
 enum Class {
     Reply,
@@ -518,6 +535,9 @@ pub struct RedisParser {
     /// (of `last_prefix`).
     summary: CompactString,
     summary_op: &'static str,
+    /// The last command, when the next may repeat it (boxed: most connections of other
+    /// kinds never have one, and the parser stays small).
+    repeat: Option<Box<Repeat>>,
     /// Transactions finished by a gap, emitted with the next call that has an output.
     ready: Vec<Transaction>,
     stats: RedisStats,
@@ -560,6 +580,7 @@ impl RedisParser {
             last_prefix: CompactString::default(),
             summary: CompactString::default(),
             summary_op: "",
+            repeat: None,
             ready: Vec::new(),
             stats: RedisStats::default(),
         }
@@ -583,6 +604,10 @@ impl RedisParser {
         while !rest.is_empty() {
             if self.req.at_boundary() || self.req.is_lost() {
                 self.req_start = ts;
+                if let Some(used) = self.repeat_command(rest, ts, out) {
+                    rest = &rest[used..];
+                    continue;
+                }
             }
             let step = self.req.next(rest);
             rest = &rest[step.used..];
@@ -603,6 +628,10 @@ impl RedisParser {
 
     fn feed_replies(&mut self, mut rest: &[u8], ts: Timestamp, out: &mut Vec<Transaction>) {
         while !rest.is_empty() {
+            if let Some(used) = self.plain_reply(rest, ts, out) {
+                rest = &rest[used..];
+                continue;
+            }
             let step = self.rep.next(rest);
             rest = &rest[step.used..];
             match step.out {
@@ -618,6 +647,132 @@ impl RedisParser {
                 }
             }
         }
+    }
+
+    /// The command at the start of `b`, when it is whole and repeats the last plain one
+    /// (see [`Repeat`]): queued as `on_command` would queue it, without the parser. Its
+    /// length; `None` leaves it to the parser.
+    #[inline]
+    fn repeat_command(
+        &mut self,
+        b: &[u8],
+        ts: Timestamp,
+        out: &mut Vec<Transaction>,
+    ) -> Option<usize> {
+        let r = self.repeat.as_deref()?;
+        if !self.req.in_step() || self.reply_mode != ReplyMode::On {
+            return None;
+        }
+        let (used, name, key) = parser::peek_command(b, r.key_at as usize, self.cfg.max_bulk_bytes)?;
+        if !short_eq(name, &r.name[..r.name_len as usize]) {
+            return None;
+        }
+        if r.key_at > 0 {
+            // The same prefix, then the delimiter: the first delimiter is where the last
+            // key's was (nothing before it differs), so the prefix is the same.
+            let key = key?;
+            let delim = self.cfg.key_prefix_delimiter.as_bytes();
+            let n = r.prefix.len();
+            if key.get(n..n + delim.len()) != Some(delim) || !short_eq(&key[..n], r.prefix.as_bytes()) {
+                return None;
+            }
+        }
+        let p = Pending {
+            start: self.req_start,
+            req_bytes: used as u64,
+            op: r.op.clone(),
+            prefix: r.prefix.clone(),
+            summary: r.summary.clone(),
+            special: Special::None,
+            blocking: r.blocking,
+            completeness: 0,
+            query: None,
+        };
+        self.queue(p, ts, out);
+        Some(used)
+    }
+
+    /// Keep the command of `p` for its reply (the oldest is reported without one beyond
+    /// `max_pending`).
+    #[inline]
+    fn queue(&mut self, p: Pending, ts: Timestamp, out: &mut Vec<Transaction>) {
+        self.pending.push_back(p);
+        if self.pending.len() > self.cfg.max_pending.max(1)
+            && let Some(old) = self.pending.pop_front()
+        {
+            self.stats.pending_limit += 1;
+            self.reported += 1;
+            let tx = self.transaction(old, ts, out);
+            tx.completeness.set(Completeness::NO_RESPONSE);
+        }
+    }
+
+    /// The reply at the start of `b`, when it is a whole scalar and simply answers the
+    /// oldest command (no error, no `+QUEUED`, no command that reads its reply specially,
+    /// nothing lost before it): paired as `on_reply` would pair it, without the parser.
+    /// Its length; `None` leaves it to the parser.
+    #[inline]
+    fn plain_reply(&mut self, b: &[u8], ts: Timestamp, out: &mut Vec<Transaction>) -> Option<usize> {
+        if !self.rep.in_step()
+            || self.monitor
+            || self.reported > 0
+            || self.resp_lost
+            || self.resp_gap
+            || self.pending.front()?.special != Special::None
+        {
+            return None;
+        }
+        let (used, kind, text) = parser::peek_scalar(b, self.cfg.max_bulk_bytes)?;
+        if kind == Kind::Error || (kind == Kind::SimpleString && text == b"QUEUED") {
+            return None;
+        }
+        self.argless_unsub = false;
+        if self.pending.len() > 1 {
+            self.pipelined = true;
+        }
+        let p = self.pending.pop_front()?;
+        let tx = self.transaction(p, ts, out);
+        tx.resp_bytes = used as u64;
+        Some(used)
+    }
+
+    /// Remember the command just queued as `p` for [`Repeat`], when it is plain.
+    fn remember(&mut self, spec: &'static Spec, key_at: usize, p: &Pending) {
+        let name = self.req.cmd.args[0].bytes();
+        // (A SELECT whose argument is not a database number is not special, but the next
+        // one may be.)
+        let plain = p.special == Special::None
+            && spec.op != "SELECT"
+            && p.completeness == 0
+            && p.query.is_none()
+            && !self.req.cmd.inline
+            && name.len() <= 16
+            && !std::ptr::eq(spec, &commands::OTHER);
+        // A key that can contribute a prefix must have: the next command's is checked
+        // against it.
+        let key_at = if (1..=2).contains(&key_at) { key_at } else { 0 };
+        if !plain || (key_at > 0 && p.prefix.is_empty()) {
+            self.repeat = None;
+            return;
+        }
+        let r = self.repeat.get_or_insert_with(|| {
+            Box::new(Repeat {
+                name: [0; 16],
+                name_len: 0,
+                key_at: 0,
+                blocking: false,
+                op: CompactString::default(),
+                prefix: CompactString::default(),
+                summary: CompactString::default(),
+            })
+        });
+        r.name[..name.len()].copy_from_slice(name);
+        r.name_len = name.len() as u8;
+        r.key_at = key_at as u8;
+        r.blocking = p.blocking;
+        r.op.clone_from(&p.op);
+        r.prefix.clone_from(&p.prefix);
+        r.summary.clone_from(&p.summary);
     }
 
     /// A command was read (or, with `salvaged`, the start of one before a gap).
@@ -657,7 +812,8 @@ impl RedisParser {
             // Stray text while looking for sync (the middle of a value), not a command.
             return;
         }
-        if spec.has(CONTAINER) && cmd.argc >= 2 {
+        let container = spec.has(CONTAINER);
+        if container && cmd.argc >= 2 {
             let sub = cmd.args[1].bytes();
             if cmd.args[1].is_whole() && !sub.is_empty() && n + 1 + sub.len() <= NAME_MAX {
                 let mut full = [0u8; NAME_MAX];
@@ -736,19 +892,18 @@ impl RedisParser {
             self.silenced(spec.op, mode.bytes())
         };
         if silenced {
+            self.repeat = None;
             let tx = self.transaction(p, ts, out);
             tx.attr_bool("podtap.redis.no_reply", true);
             return;
         }
-        self.pending.push_back(p);
-        if self.pending.len() > self.cfg.max_pending.max(1)
-            && let Some(old) = self.pending.pop_front()
-        {
-            self.stats.pending_limit += 1;
-            self.reported += 1;
-            let tx = self.transaction(old, ts, out);
-            tx.completeness.set(Completeness::NO_RESPONSE);
+        if module || container {
+            // Its name alone does not say what it is.
+            self.repeat = None;
+        } else {
+            self.remember(spec, key_at, &p);
         }
+        self.queue(p, ts, out);
     }
 
     /// Whether this command gets no reply (`CLIENT REPLY`); updates the mode.

@@ -247,6 +247,106 @@ fn whole_data<'a>(b: &'a [u8], p: &mut usize, len: u64) -> Option<&'a [u8]> {
     Some(&b[start..end])
 }
 
+/// The bulk strings of a multibulk command wholly at the start of `b` (`*<n>\r\n`, then
+/// `n` times `$<len>\r\n<bytes>\r\n`), each handed to `each` as its index, offset and
+/// length; the command's length and argument count. `None` when it is cut short, is not
+/// well formed, or announces more than `max_bulk` bytes for an argument or more arguments
+/// than redis-server accepts. Linear in `b`: every argument takes at least 4 of its bytes.
+#[inline(always)]
+fn walk_multibulk(
+    b: &[u8],
+    max_bulk: u64,
+    mut each: impl FnMut(u64, usize, usize),
+) -> Option<(usize, u64)> {
+    if b.first() != Some(&b'*') {
+        return None;
+    }
+    let mut p = 1;
+    let argc = whole_number(b, &mut p)?;
+    if argc == 0 || argc > MAX_ARGS {
+        return None;
+    }
+    for index in 0..argc {
+        if b.get(p) != Some(&b'$') {
+            return None;
+        }
+        p += 1;
+        let len = whole_number(b, &mut p)?;
+        if len > max_bulk {
+            return None;
+        }
+        let at = p;
+        let value = whole_data(b, &mut p, len)?;
+        each(index, at, value.len());
+    }
+    Some((p, argc))
+}
+
+/// A multibulk command wholly at the start of `b`, read in place and kept nowhere: its
+/// length, its name, and its argument `key` (the name is 0) when it has that many. For a
+/// caller that needs no more of it (see [`RequestParser::in_step`]); `None` as
+/// [`walk_multibulk`].
+#[inline(always)]
+pub fn peek_command(b: &[u8], key: usize, max_bulk: u64) -> Option<(usize, &[u8], Option<&[u8]>)> {
+    let (mut name, mut key_arg) = ((0, 0), None);
+    let (used, _) = walk_multibulk(b, max_bulk, |index, at, len| {
+        if index == 0 {
+            name = (at, len);
+        } else if index == key as u64 {
+            key_arg = Some((at, len));
+        }
+    })?;
+    Some((
+        used,
+        &b[name.0..name.0 + name.1],
+        key_arg.map(|(at, len)| &b[at..at + len]),
+    ))
+}
+
+/// A scalar reply wholly at the start of `b`: a simple string or error (`+`, `-`), an
+/// integer (`:`), a bulk string or RESP2's null (`$`). Its length, its kind, and its text
+/// (a simple string's or error's; empty otherwise). `None` for anything else, and for a
+/// reply cut short or not well formed: [`ReplyParser`] reads those.
+#[inline(always)]
+pub fn peek_scalar(b: &[u8], max_bulk: u64) -> Option<(usize, Kind, &[u8])> {
+    let ty = *b.first()?;
+    let mut p = 1;
+    match ty {
+        b'+' | b'-' => {
+            // Simple strings are short (`+OK`): a byte loop finds their end sooner than a
+            // vector search is set up.
+            let end = match b.iter().take(32).position(|&c| c == b'\r' || c == b'\n') {
+                Some(e) => e,
+                None => memchr::memchr2(b'\r', b'\n', b)?,
+            };
+            if b[end] != b'\r' || b.get(end + 1) != Some(&b'\n') {
+                return None;
+            }
+            let kind = if ty == b'+' {
+                Kind::SimpleString
+            } else {
+                Kind::Error
+            };
+            Some((end + 2, kind, &b[1..end]))
+        }
+        b':' => {
+            p += (b.get(1) == Some(&b'-')) as usize;
+            whole_number(b, &mut p)?;
+            Some((p, Kind::Integer, &[]))
+        }
+        b'$' if b.get(1..5) == Some(b"-1\r\n") => Some((5, Kind::Null, &[])),
+        b'$' => {
+            let len = whole_number(b, &mut p)?;
+            if len > max_bulk {
+                return None;
+            }
+            whole_data(b, &mut p, len)?;
+            Some((p, Kind::BulkString, &[]))
+        }
+        _ => None,
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Requests
 
@@ -430,32 +530,29 @@ impl RequestParser {
     /// malformed, or anything unusual), with nothing changed that it does not reset.
     #[inline]
     fn whole_command(&mut self, b: &[u8]) -> Option<usize> {
-        let mut p = 1;
-        let argc = whole_number(b, &mut p)?;
-        if argc == 0 || argc > MAX_ARGS {
-            return None;
-        }
+        let mut args = [(0, 0); 3];
+        let (p, argc) = walk_multibulk(b, self.limits.max_bulk, |index, at, len| {
+            if let Some(a) = args.get_mut(index as usize) {
+                *a = (at, len);
+            }
+        })?;
         self.begin();
-        for index in 0..argc {
-            if b.get(p) != Some(&b'$') {
-                return None;
-            }
-            p += 1;
-            let len = whole_number(b, &mut p)?;
-            if len > self.limits.max_bulk {
-                return None;
-            }
-            let at = p;
-            whole_data(b, &mut p, len)?;
-            if let Some(a) = self.cmd.args.get_mut(index as usize) {
-                a.set(b, at, len as usize);
-            }
+        for (a, &(at, len)) in self.cmd.args.iter_mut().zip(&args).take(argc as usize) {
+            a.set(b, at, len);
         }
         self.cmd.argc = argc;
         self.cmd.bytes = p as u64;
         self.synced = true;
         self.recovering = false;
         Some(p)
+    }
+
+    /// At a message boundary, in sync, keeping no text: the next command, if it is whole in
+    /// what follows, may be read in place without the parser ([`peek_command`]), leaving
+    /// it as it is.
+    #[inline]
+    pub fn in_step(&self) -> bool {
+        self.state == Req::Start && self.synced && !self.recovering && self.text.is_none()
     }
 
     /// Bytes lost from the stream: see [`GapEffect`].
@@ -920,6 +1017,13 @@ impl ReplyParser {
         self.state == Rep::Lost
     }
 
+    /// At a message boundary and in sync: the next reply, if it is a whole scalar, may be
+    /// read in place without the parser ([`peek_scalar`]), leaving it as it is.
+    #[inline]
+    pub fn in_step(&self) -> bool {
+        self.state == Rep::Start && self.stack.is_empty() && !self.top_attr && !self.recovering
+    }
+
     /// Room for open aggregates (bounded by `max_depth`).
     pub fn stack_capacity(&self) -> usize {
         self.stack.capacity()
@@ -1165,46 +1269,12 @@ impl ReplyParser {
         let ty = *b.first()?;
         let mut p = 1;
         match ty {
-            b'+' | b'-' => {
-                // Simple strings are short (`+OK`): a byte loop finds their end sooner
-                // than a vector search is set up.
-                let end = match b.iter().take(32).position(|&c| c == b'\r' || c == b'\n') {
-                    Some(e) => e,
-                    None => memchr::memchr2(b'\r', b'\n', b)?,
-                };
-                if b[end] != b'\r' || b.get(end + 1) != Some(&b'\n') {
-                    return None;
-                }
+            b'+' | b'-' | b':' | b'$' => {
+                let (used, kind, text) = peek_scalar(b, self.limits.max_bulk)?;
                 self.begin();
-                self.reply.kind = if ty == b'+' {
-                    Kind::SimpleString
-                } else {
-                    Kind::Error
-                };
-                self.reply.text.set(b, 1, end - 1);
-                p = end + 2;
-            }
-            b':' => {
-                let neg = b.get(1) == Some(&b'-');
-                p += neg as usize;
-                whole_number(b, &mut p)?;
-                self.begin();
-                self.reply.kind = Kind::Integer;
-            }
-            b'$' => {
-                if b.get(1..5) == Some(b"-1\r\n") {
-                    self.begin();
-                    self.reply.kind = Kind::Null;
-                    p = 5;
-                } else {
-                    let len = whole_number(b, &mut p)?;
-                    if len > self.limits.max_bulk {
-                        return None;
-                    }
-                    whole_data(b, &mut p, len)?;
-                    self.begin();
-                    self.reply.kind = Kind::BulkString;
-                }
+                self.reply.kind = kind;
+                self.reply.text.set(b, 1, text.len());
+                p = used;
             }
             b'*' => {
                 if b.get(1..5) == Some(b"-1\r\n") {
