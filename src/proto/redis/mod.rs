@@ -663,23 +663,25 @@ impl RedisParser {
         if !self.req.in_step() || self.reply_mode != ReplyMode::On {
             return None;
         }
-        let (used, name, key) = parser::peek_command(b, r.key_at as usize, self.cfg.max_bulk_bytes)?;
-        if !short_eq(name, &r.name[..r.name_len as usize]) {
+        let c = parser::peek_command(b, r.key_at as usize, self.cfg.max_bulk_bytes)?;
+        if !short_eq(c.name, &r.name[..r.name_len as usize]) {
             return None;
         }
         if r.key_at > 0 {
             // The same prefix, then the delimiter: the first delimiter is where the last
             // key's was (nothing before it differs), so the prefix is the same.
-            let key = key?;
+            let key = c.key?;
             let delim = self.cfg.key_prefix_delimiter.as_bytes();
             let n = r.prefix.len();
-            if key.get(n..n + delim.len()) != Some(delim) || !short_eq(&key[..n], r.prefix.as_bytes()) {
+            if key.get(n..n + delim.len()) != Some(delim)
+                || !short_eq(&key[..n], r.prefix.as_bytes())
+            {
                 return None;
             }
         }
         let p = Pending {
             start: self.req_start,
-            req_bytes: used as u64,
+            req_bytes: c.len as u64,
             op: r.op.clone(),
             prefix: r.prefix.clone(),
             summary: r.summary.clone(),
@@ -689,7 +691,7 @@ impl RedisParser {
             query: None,
         };
         self.queue(p, ts, out);
-        Some(used)
+        Some(c.len)
     }
 
     /// Keep the command of `p` for its reply (the oldest is reported without one beyond

@@ -282,25 +282,33 @@ fn walk_multibulk(
     Some((p, argc))
 }
 
+/// A command read in place by [`peek_command`].
+pub struct Peeked<'a> {
+    /// Its length on the wire.
+    pub len: usize,
+    pub name: &'a [u8],
+    /// The argument asked for, when the command has that many.
+    pub key: Option<&'a [u8]>,
+}
+
 /// A multibulk command wholly at the start of `b`, read in place and kept nowhere: its
-/// length, its name, and its argument `key` (the name is 0) when it has that many. For a
-/// caller that needs no more of it (see [`RequestParser::in_step`]); `None` as
-/// [`walk_multibulk`].
+/// length, its name, and its argument `key` (the name is 0). For a caller that needs no
+/// more of it (see [`RequestParser::in_step`]); `None` as [`walk_multibulk`].
 #[inline(always)]
-pub fn peek_command(b: &[u8], key: usize, max_bulk: u64) -> Option<(usize, &[u8], Option<&[u8]>)> {
+pub fn peek_command(b: &[u8], key: usize, max_bulk: u64) -> Option<Peeked<'_>> {
     let (mut name, mut key_arg) = ((0, 0), None);
-    let (used, _) = walk_multibulk(b, max_bulk, |index, at, len| {
+    let (len, _) = walk_multibulk(b, max_bulk, |index, at, len| {
         if index == 0 {
             name = (at, len);
         } else if index == key as u64 {
             key_arg = Some((at, len));
         }
     })?;
-    Some((
-        used,
-        &b[name.0..name.0 + name.1],
-        key_arg.map(|(at, len)| &b[at..at + len]),
-    ))
+    Some(Peeked {
+        len,
+        name: &b[name.0..name.0 + name.1],
+        key: key_arg.map(|(at, len)| &b[at..at + len]),
+    })
 }
 
 /// A scalar reply wholly at the start of `b`: a simple string or error (`+`, `-`), an
