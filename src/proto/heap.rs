@@ -123,6 +123,14 @@ impl<T: HeapSize> TrackedDeque<T> {
         self.q.push_back((v, n));
     }
 
+    /// Queue `v`, which owns `n` heap bytes (its `heap_size`, known to the caller: an
+    /// element made of the same strings as the last, say).
+    #[inline]
+    pub fn push_back_sized(&mut self, v: T, n: u32) {
+        self.owned += n as usize;
+        self.q.push_back((v, n));
+    }
+
     pub fn push_front(&mut self, v: T) {
         let n = Self::size(&v);
         self.owned += n as usize;

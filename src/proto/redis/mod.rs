@@ -28,6 +28,7 @@
 mod commands;
 pub mod parser;
 
+use std::io::Write;
 use std::sync::Arc;
 
 use compact_str::CompactString;
@@ -37,7 +38,10 @@ use self::commands::{BLOCKING, CONTAINER, Command as Spec};
 use self::parser::{GapEffect, Kind, Limits, Out, ParseError, Reply, ReplyParser, RequestParser};
 use super::detect::Transport;
 use super::registry::{Probe, ProtocolDecoder, Telemetry};
-use super::{Completeness, Confidence, Direction, L7Parser, Progress, Protocol, Transaction};
+use super::{
+    AttrValue, Completeness, Confidence, Direction, L7Parser, Progress, Protocol, Transaction,
+};
+use crate::bytes::same_text;
 use crate::events::{DecoderCounters, Event, decoder_events};
 use crate::time::Timestamp;
 
@@ -454,21 +458,30 @@ impl crate::proto::heap::HeapSize for Pending {
 }
 
 /// The last command, when it was a plain one (a known command without subcommands, side
-/// effects on the connection or a reply to read specially): a command with the same name
-/// and key prefix is reported as it was, read in place (`repeat_command`) instead of
-/// through the parser and `on_command`. Most connections repeat a few commands.
+/// effects on the connection or a reply to read specially, with at most one key, its
+/// first argument): a command that starts with the same bytes up to its key's prefix and
+/// delimiter is reported as it was, read in place (`repeat_command`) instead of through
+/// the parser and `on_command`. Most connections repeat a few commands.
 struct Repeat {
-    /// Its name as sent (any case), and what it was reported as.
-    name: [u8; 16],
-    name_len: u8,
-    /// Where its key is (the name is 0), when its prefix is part of the summary; 0 when
-    /// the command has no key that contributes one.
-    key_at: u8,
+    /// How it starts on the wire: `*<argc>\r\n$<len>\r\n<name>\r\n`, the name as sent
+    /// (any case).
+    head: [u8; HEAD_MAX],
+    head_len: u8,
+    argc: u64,
+    /// Its key is its first argument, and the key's prefix is part of the summary: the
+    /// key must start with `lead`, the prefix and the delimiter.
+    keyed: bool,
+    lead: CompactString,
     blocking: bool,
     op: CompactString,
     prefix: CompactString,
     summary: CompactString,
+    /// The heap bytes of a command made of these strings (`Pending::heap_size`).
+    heap: u32,
 }
+
+/// Longest [`Repeat::head`]: two-digit counts and a name of up to 16 bytes.
+const HEAD_MAX: usize = 32;
 
 /// How a reply is taken.
 enum Class {
@@ -663,25 +676,28 @@ impl RedisParser {
         if !self.req.in_step() || self.reply_mode != ReplyMode::On {
             return None;
         }
-        let c = parser::peek_command(b, r.key_at as usize, self.cfg.max_bulk_bytes)?;
-        if !short_eq(c.name, &r.name[..r.name_len as usize]) {
+        let head = &r.head[..r.head_len as usize];
+        if !b.get(..head.len()).is_some_and(|h| same_text(h, head)) {
             return None;
         }
-        if r.key_at > 0 {
+        let max = self.cfg.max_bulk_bytes;
+        let mut at = head.len();
+        let mut left = r.argc - 1;
+        if r.keyed {
             // The same prefix, then the delimiter: the first delimiter is where the last
             // key's was (nothing before it differs), so the prefix is the same.
-            let key = c.key?;
-            let delim = self.cfg.key_prefix_delimiter.as_bytes();
-            let n = r.prefix.len();
-            if key.get(n..n + delim.len()) != Some(delim)
-                || !short_eq(&key[..n], r.prefix.as_bytes())
-            {
+            let key = parser::whole_bulk(b, &mut at, max)?;
+            if !key.get(..r.lead.len()).is_some_and(|k| same_text(k, r.lead.as_bytes())) {
                 return None;
             }
+            left -= 1;
+        }
+        for _ in 0..left {
+            parser::whole_bulk(b, &mut at, max)?;
         }
         let p = Pending {
             start: self.req_start,
-            req_bytes: c.len as u64,
+            req_bytes: at as u64,
             op: r.op.clone(),
             prefix: r.prefix.clone(),
             summary: r.summary.clone(),
@@ -690,15 +706,15 @@ impl RedisParser {
             completeness: 0,
             query: None,
         };
-        self.queue(p, ts, out);
-        Some(c.len)
+        let heap = r.heap;
+        self.pending.push_back_sized(p, heap);
+        self.bound_pending(ts, out);
+        Some(at)
     }
 
-    /// Keep the command of `p` for its reply (the oldest is reported without one beyond
-    /// `max_pending`).
+    /// Beyond `max_pending` commands waiting, the oldest is reported without its reply.
     #[inline]
-    fn queue(&mut self, p: Pending, ts: Timestamp, out: &mut Vec<Transaction>) {
-        self.pending.push_back(p);
+    fn bound_pending(&mut self, ts: Timestamp, out: &mut Vec<Transaction>) {
         if self.pending.len() > self.cfg.max_pending.max(1)
             && let Some(old) = self.pending.pop_front()
         {
@@ -740,41 +756,63 @@ impl RedisParser {
 
     /// Remember the command just queued as `p` for [`Repeat`], when it is plain.
     fn remember(&mut self, spec: &'static Spec, key_at: usize, p: &Pending) {
-        let name = self.req.cmd.args[0].bytes();
+        let cmd = &self.req.cmd;
+        let name = cmd.args[0].bytes();
         // (A SELECT whose argument is not a database number is not special, but the next
         // one may be.)
         let plain = p.special == Special::None
             && spec.op != "SELECT"
             && p.completeness == 0
             && p.query.is_none()
-            && !self.req.cmd.inline
+            && !cmd.inline
+            && cmd.argc < 100
             && name.len() <= 16
             && !std::ptr::eq(spec, &commands::OTHER);
         // A key that can contribute a prefix must have: the next command's is checked
-        // against it.
-        let key_at = if (1..=2).contains(&key_at) { key_at } else { 0 };
-        if !plain || (key_at > 0 && p.prefix.is_empty()) {
+        // against it. Only a first argument's.
+        let keyed = match key_at {
+            1 => true,
+            2 => cmd.argc > 2,
+            _ => false,
+        };
+        if !plain || (keyed && (key_at != 1 || p.prefix.is_empty())) {
             self.repeat = None;
             return;
         }
+        let mut head = [0u8; HEAD_MAX];
+        let mut w = std::io::Cursor::new(&mut head[..]);
+        let _ = write!(w, "*{}\r\n${}\r\n", cmd.argc, name.len());
+        let n = w.position() as usize;
+        head[n..n + name.len()].copy_from_slice(name);
+        head[n + name.len()..n + name.len() + 2].copy_from_slice(b"\r\n");
         let r = self.repeat.get_or_insert_with(|| {
             Box::new(Repeat {
-                name: [0; 16],
-                name_len: 0,
-                key_at: 0,
+                head: [0; HEAD_MAX],
+                head_len: 0,
+                argc: 0,
+                keyed: false,
+                lead: CompactString::default(),
                 blocking: false,
                 op: CompactString::default(),
                 prefix: CompactString::default(),
                 summary: CompactString::default(),
+                heap: 0,
             })
         });
-        r.name[..name.len()].copy_from_slice(name);
-        r.name_len = name.len() as u8;
-        r.key_at = key_at as u8;
+        r.head = head;
+        r.head_len = (n + name.len() + 2) as u8;
+        r.argc = cmd.argc;
+        r.keyed = keyed;
+        r.lead.clear();
+        if keyed {
+            r.lead.push_str(&p.prefix);
+            r.lead.push_str(&self.cfg.key_prefix_delimiter);
+        }
         r.blocking = p.blocking;
         r.op.clone_from(&p.op);
         r.prefix.clone_from(&p.prefix);
         r.summary.clone_from(&p.summary);
+        r.heap = u32::try_from(crate::proto::heap::HeapSize::heap_size(p)).unwrap_or(u32::MAX);
     }
 
     /// A command was read (or, with `salvaged`, the start of one before a gap).
@@ -905,7 +943,8 @@ impl RedisParser {
         } else {
             self.remember(spec, key_at, &p);
         }
-        self.queue(p, ts, out);
+        self.pending.push_back(p);
+        self.bound_pending(ts, out);
     }
 
     /// Whether this command gets no reply (`CLIENT REPLY`); updates the mode.
@@ -985,10 +1024,13 @@ impl RedisParser {
         tx.end = end.max(p.start);
         tx.req_bytes = p.req_bytes;
         tx.completeness = Completeness(p.completeness);
-        tx.attr_str("db.system.name", CompactString::const_new("redis"));
-        tx.attr_str("db.operation.name", p.op.clone());
-        tx.attr_str("db.namespace", db_name(self.db));
-        tx.attr_str("db.query.summary", p.summary);
+        // One length update and capacity check for the four, not one each.
+        tx.attrs.extend([
+            ("db.system.name", AttrValue::Str(CompactString::const_new("redis"))),
+            ("db.operation.name", AttrValue::Str(p.op.clone())),
+            ("db.namespace", AttrValue::Str(db_name(self.db))),
+            ("db.query.summary", AttrValue::Str(p.summary)),
+        ]);
         if let Some(q) = p.query {
             tx.attr_str("db.query.text", *q);
         }

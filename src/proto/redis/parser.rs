@@ -267,48 +267,25 @@ fn walk_multibulk(
         return None;
     }
     for index in 0..argc {
-        if b.get(p) != Some(&b'$') {
-            return None;
-        }
-        p += 1;
-        let len = whole_number(b, &mut p)?;
-        if len > max_bulk {
-            return None;
-        }
-        let at = p;
-        let value = whole_data(b, &mut p, len)?;
-        each(index, at, value.len());
+        let value = whole_bulk(b, &mut p, max_bulk)?;
+        each(index, p - 2 - value.len(), value.len());
     }
     Some((p, argc))
 }
 
-/// A command read in place by [`peek_command`].
-pub struct Peeked<'a> {
-    /// Its length on the wire.
-    pub len: usize,
-    pub name: &'a [u8],
-    /// The argument asked for, when the command has that many.
-    pub key: Option<&'a [u8]>,
-}
-
-/// A multibulk command wholly at the start of `b`, read in place and kept nowhere: its
-/// length, its name, and its argument `key` (the name is 0). For a caller that needs no
-/// more of it (see [`RequestParser::in_step`]); `None` as [`walk_multibulk`].
+/// A bulk string wholly in `b` at `*p` (`$<len>\r\n<bytes>\r\n`, at most `max_bulk`
+/// bytes): its bytes, `*p` moved past it.
 #[inline(always)]
-pub fn peek_command(b: &[u8], key: usize, max_bulk: u64) -> Option<Peeked<'_>> {
-    let (mut name, mut key_arg) = ((0, 0), None);
-    let (len, _) = walk_multibulk(b, max_bulk, |index, at, len| {
-        if index == 0 {
-            name = (at, len);
-        } else if index == key as u64 {
-            key_arg = Some((at, len));
-        }
-    })?;
-    Some(Peeked {
-        len,
-        name: &b[name.0..name.0 + name.1],
-        key: key_arg.map(|(at, len)| &b[at..at + len]),
-    })
+pub fn whole_bulk<'a>(b: &'a [u8], p: &mut usize, max_bulk: u64) -> Option<&'a [u8]> {
+    if b.get(*p) != Some(&b'$') {
+        return None;
+    }
+    *p += 1;
+    let len = whole_number(b, p)?;
+    if len > max_bulk {
+        return None;
+    }
+    whole_data(b, p, len)
 }
 
 /// A scalar reply wholly at the start of `b`: a simple string or error (`+`, `-`), an
@@ -317,16 +294,24 @@ pub fn peek_command(b: &[u8], key: usize, max_bulk: u64) -> Option<Peeked<'_>> {
 /// reply cut short or not well formed: [`ReplyParser`] reads those.
 #[inline(always)]
 pub fn peek_scalar(b: &[u8], max_bulk: u64) -> Option<(usize, Kind, &[u8])> {
+    // The most common reply of all, compared whole.
+    if b.get(..5) == Some(b"+OK\r\n") {
+        return Some((5, Kind::SimpleString, &b[1..3]));
+    }
     let ty = *b.first()?;
     let mut p = 1;
     match ty {
         b'+' | b'-' => {
             // Simple strings are short (`+OK`): a byte loop finds their end sooner than a
             // vector search is set up.
-            let end = match b.iter().take(32).position(|&c| c == b'\r' || c == b'\n') {
-                Some(e) => e,
-                None => memchr::memchr2(b'\r', b'\n', b)?,
-            };
+            let short = &b[..b.len().min(33)];
+            let mut end = 1;
+            while end < short.len() && short[end] != b'\r' && short[end] != b'\n' {
+                end += 1;
+            }
+            if end == short.len() {
+                end = memchr::memchr2(b'\r', b'\n', b)?;
+            }
             if b[end] != b'\r' || b.get(end + 1) != Some(&b'\n') {
                 return None;
             }
@@ -556,8 +541,7 @@ impl RequestParser {
     }
 
     /// At a message boundary, in sync, keeping no text: the next command, if it is whole in
-    /// what follows, may be read in place without the parser ([`peek_command`]), leaving
-    /// it as it is.
+    /// what follows, may be read in place without the parser, leaving it as it is.
     #[inline]
     pub fn in_step(&self) -> bool {
         self.state == Req::Start && self.synced && !self.recovering && self.text.is_none()
