@@ -554,6 +554,9 @@ pub struct RedisParser {
     /// Transactions finished by a gap, emitted with the next call that has an output.
     ready: Vec<Transaction>,
     stats: RedisStats,
+    /// Commands and replies read in place (tests check that the shortcuts are taken).
+    #[cfg(test)]
+    in_place: [u32; 2],
 }
 
 impl Default for RedisParser {
@@ -596,6 +599,8 @@ impl RedisParser {
             repeat: None,
             ready: Vec::new(),
             stats: RedisStats::default(),
+            #[cfg(test)]
+            in_place: [0; 2],
         }
     }
 
@@ -709,6 +714,10 @@ impl RedisParser {
         let heap = r.heap;
         self.pending.push_back_sized(p, heap);
         self.bound_pending(ts, out);
+        #[cfg(test)]
+        {
+            self.in_place[0] += 1;
+        }
         Some(at)
     }
 
@@ -751,6 +760,10 @@ impl RedisParser {
         let p = self.pending.pop_front()?;
         let tx = self.transaction(p, ts, out);
         tx.resp_bytes = used as u64;
+        #[cfg(test)]
+        {
+            self.in_place[1] += 1;
+        }
         Some(used)
     }
 

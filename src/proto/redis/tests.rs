@@ -1574,3 +1574,88 @@ fn testkit_feeds_every_way() {
         ]
     );
 }
+
+/// A command that repeats the last plain one (its first bytes, its key's prefix) and a
+/// scalar reply that simply answers the oldest command are read in place, without the
+/// parsers; everything else goes through them. Fed whole, the conversation takes the
+/// shortcuts where it can; fed byte by byte, split anywhere or with gaps, it never does:
+/// the transactions must be the same.
+#[test]
+fn repeated_commands_and_plain_replies_read_in_place_report_as_the_parsers_do() {
+    let conv = vec![
+        c(&["SET", "user:1", "a"]),
+        c(&["SET", "user:2", "b"]),
+        s("+OK\r\n+OK\r\n"),
+        // The same name with another prefix, another argument count, another case; a key
+        // without a prefix (not remembered: its next may have one).
+        c(&["SET", "order:1", "c"]),
+        c(&["SET", "order:2", "d", "EX", "10"]),
+        c(&["set", "order:3", "e"]),
+        c(&["SET", "order", "f"]),
+        c(&["SET", "order", "g"]),
+        s("+OK\r\n+OK\r\n+OK\r\n+OK\r\n+OK\r\n"),
+        // An error among plain replies.
+        c(&["GET", "user:1"]),
+        c(&["GET", "user:2"]),
+        c(&["GET", "user:3"]),
+        s("$1\r\na\r\n-WRONGTYPE Operation against a key\r\n$-1\r\n"),
+        // A SELECT that selects nothing, then one that does: never taken for plain.
+        c(&["SELECT", "x"]),
+        s("-ERR value is not an integer or out of range\r\n"),
+        c(&["SELECT", "3"]),
+        s("+OK\r\n"),
+        c(&["GET", "user:4"]),
+        s("$-1\r\n"),
+        // Queued commands: +QUEUED is not a plain reply.
+        c(&["MULTI"]),
+        s("+OK\r\n"),
+        c(&["INCR", "n:1"]),
+        c(&["INCR", "n:2"]),
+        s("+QUEUED\r\n+QUEUED\r\n"),
+        c(&["EXEC"]),
+        s("*2\r\n:1\r\n:1\r\n"),
+        // A key that is not the first argument; a command without a key.
+        c(&["BITOP", "AND", "d:1", "s:1"]),
+        c(&["BITOP", "AND", "d:2", "s:2"]),
+        s(":0\r\n:0\r\n"),
+        c(&["PING"]),
+        c(&["PING"]),
+        s("+PONG\r\n+PONG\r\n"),
+    ];
+    let got = kit::check_splits(RedisParser::default, &conv, describe);
+    assert_eq!(
+        got,
+        lines(&[
+            "SET [user] ns=0 sum=SET user err=- code=- rows=-",
+            "SET [user] ns=0 sum=SET user err=- code=- rows=-",
+            "SET [order] ns=0 sum=SET order err=- code=- rows=-",
+            "SET [order] ns=0 sum=SET order err=- code=- rows=-",
+            "SET [order] ns=0 sum=SET order err=- code=- rows=-",
+            "SET [] ns=0 sum=SET err=- code=- rows=-",
+            "SET [] ns=0 sum=SET err=- code=- rows=-",
+            "GET [user] ns=0 sum=GET user err=- code=- rows=-",
+            "GET [user] ns=0 sum=GET user err=WRONGTYPE code=WRONGTYPE rows=-",
+            "GET [user] ns=0 sum=GET user err=- code=- rows=-",
+            "SELECT [] ns=0 sum=SELECT err=ERR code=ERR rows=-",
+            "SELECT [] ns=0 sum=SELECT err=- code=- rows=-",
+            "GET [user] ns=3 sum=GET user err=- code=- rows=-",
+            "MULTI [] ns=3 sum=MULTI err=- code=- rows=-",
+            "INCR [n] ns=3 sum=INCR n err=- code=- rows=- queued",
+            "INCR [n] ns=3 sum=INCR n err=- code=- rows=- queued",
+            "EXEC [] ns=3 sum=EXEC err=- code=- rows=-",
+            "BITOP [d] ns=3 sum=BITOP d err=- code=- rows=-",
+            "BITOP [d] ns=3 sum=BITOP d err=- code=- rows=-",
+            "PING [] ns=3 sum=PING err=- code=- rows=-",
+            "PING [] ns=3 sum=PING err=- code=- rows=-",
+        ])
+    );
+    // Fed whole: the second SET user, GET user:2 and :3, INCR n:2 and PING in place, and
+    // every plain reply (two and five +OK, $1, two $-1, two :0, two +PONG).
+    let mut p = RedisParser::default();
+    kit::run(&mut p, &conv, 0, kit::whole);
+    assert_eq!(p.in_place, [5, 14]);
+    // Byte by byte: never.
+    let mut p = RedisParser::default();
+    kit::run(&mut p, &conv, 0, kit::bytewise);
+    assert_eq!(p.in_place, [0, 0]);
+}
