@@ -45,12 +45,14 @@ fn bench(c: &mut Criterion) {
         udp_flows: 2000,
         requests: 10,
         payload: 64,
+        protocol: podtap::synth::SynthProtocol::Http,
     });
     let http = frames(&SynthOptions {
         tcp_flows: 500,
         udp_flows: 0,
         requests: 40,
         payload: 0,
+        protocol: podtap::synth::SynthProtocol::Http,
     });
     for (name, set) in [("small64", &small), ("http", &http)] {
         let bytes: u64 = set.iter().map(|(f, _)| f.len() as u64).sum();

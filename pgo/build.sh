@@ -15,9 +15,9 @@
 #
 # The training captures are not the benchmarks' captures: real third-party traffic of
 # every decoded protocol (../shared/pcaps, where the checkout has it), the MongoDB golden
-# capture, and HTTP/1.1 traffic `podtap synth` writes. Profiles steer the code layout and
-# inlining, never what the program does: the instrumented and the final binaries decode
-# alike (the tests run on ordinary builds; perf/ compares outputs).
+# capture, and HTTP/1.1 and pipelined Redis traffic `podtap synth` writes. Profiles steer
+# the code layout and inlining, never what the program does: the instrumented and the
+# final binaries decode alike (the tests run on ordinary builds; perf/ compares outputs).
 #
 # llvm-profdata must be the LLVM version rustc is built with (rust-toolchain.toml pins
 # rustc): `llvm-<major>` is installed from Debian when missing. Without it, the plain
@@ -55,7 +55,9 @@ if [ ! -s "$PROFILE" ] || [ "$TRAINEE" -nt "$PROFILE" ]; then
   echo "pgo/build.sh: training on captures" >&2
   rm -rf "$GEN/raw" "$GEN/train"; mkdir -p "$GEN/raw" "$GEN/train"
   "$TRAINEE" synth "$GEN/train/http.pcap" --tcp-flows 200 --requests 50 >/dev/null 2>&1
-  captures=("$GEN/train/http.pcap" src/proto/mongodb/golden/*.pcap)
+  # Pipelined Redis (the corpus's Redis captures are a command at a time).
+  "$TRAINEE" synth "$GEN/train/redis.pcap" --protocol redis --tcp-flows 20 --requests 50 >/dev/null 2>&1
+  captures=("$GEN/train/http.pcap" "$GEN/train/redis.pcap" src/proto/mongodb/golden/*.pcap)
   if [ -d ../shared/pcaps ]; then
     while IFS= read -r f; do captures+=("$f"); done < <(find ../shared/pcaps -name '*.pcap' | sort)
   else

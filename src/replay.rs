@@ -372,6 +372,7 @@ mod tests {
             udp_flows,
             requests,
             payload: 0,
+            protocol: synth::SynthProtocol::Http,
         };
         let frames = synth::write(std::fs::File::create(&file).unwrap(), &o).unwrap();
         (file, frames)
@@ -438,5 +439,29 @@ mod tests {
         assert!(by_workers.contains("transactions 210"), "{by_workers}");
         // The heading of the top flows and the ten biggest of the 40.
         assert_eq!(by_workers.matches(" -> ").count(), 1 + 10);
+    }
+
+    #[test]
+    fn synthetic_redis_pipelines_are_every_command_paired() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("redis.pcap");
+        let o = SynthOptions {
+            tcp_flows: 6,
+            udp_flows: 0,
+            requests: 4,
+            payload: 0,
+            protocol: synth::SynthProtocol::Redis,
+        };
+        synth::write(std::fs::File::create(&file).unwrap(), &o).unwrap();
+        let (t, _, table) = replay(&file, OutputFormat::Table);
+        // 6 connections of 4 pipelines of 16 commands, half SETs and half GETs.
+        assert_eq!(t.transactions, 6 * 4 * 16);
+        for op in ["SET key", "GET key"] {
+            let row = table
+                .lines()
+                .find(|l| l.starts_with("redis") && l.contains(op))
+                .unwrap_or_else(|| panic!("{op}: {table}"));
+            assert_eq!(row.split_whitespace().nth(4), Some("192"), "{row}");
+        }
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! Each TCP connection is a full handshake, `requests` HTTP/1.1 request/response pairs
 //! (keep-alive) and a FIN exchange; each UDP flow is request/response datagrams. Payload
-//! sizes and flow counts are parameters.
+//! sizes and flow counts are parameters. With `--protocol redis` each exchange is instead a
+//! pipeline of 16 Redis commands (SETs or GETs of `key:<n>`) and their 16 replies.
 
 use etherparse::PacketBuilder;
 use std::io::Write;
@@ -22,9 +23,59 @@ pub struct SynthOptions {
     /// Request/response exchanges per flow.
     #[arg(long, default_value_t = 10)]
     pub requests: u32,
-    /// TCP/UDP payload bytes per packet; 0 writes real HTTP/1.1 requests and responses.
+    /// TCP/UDP payload bytes per packet; 0 writes real requests and responses.
     #[arg(long, default_value_t = 0)]
     pub payload: usize,
+    /// What the TCP connections speak (with `--payload 0`).
+    #[arg(long, value_enum, default_value_t = SynthProtocol::Http)]
+    pub protocol: SynthProtocol,
+}
+
+/// The application protocol of [`SynthOptions::protocol`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SynthProtocol {
+    /// Keep-alive HTTP/1.1 GETs of a JSON resource, on port 80.
+    #[default]
+    Http,
+    /// Pipelines of 16 Redis commands, alternately SETs and GETs, on port 6379.
+    Redis,
+}
+
+/// Commands in one synthetic Redis pipeline.
+const PIPELINE: u32 = 16;
+
+/// The request and response of exchange `r` of connection `i`.
+fn exchange(o: &SynthOptions, i: u32, r: u32) -> (String, String) {
+    match o.protocol {
+        SynthProtocol::Http => {
+            let req = format!(
+                "GET /api/items/{r} HTTP/1.1\r\nHost: synth\r\nUser-Agent: podtap-synth\r\n\r\n"
+            );
+            let body = "{\"ok\":true}";
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            (req, resp)
+        }
+        SynthProtocol::Redis => {
+            let (mut req, mut resp) = (String::new(), String::new());
+            for k in 0..PIPELINE {
+                let key = format!("key:{:012}", (i * o.requests + r) * PIPELINE + k);
+                if r % 2 == 0 {
+                    req.push_str(&format!(
+                        "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n$3\r\nxxx\r\n",
+                        key.len()
+                    ));
+                    resp.push_str("+OK\r\n");
+                } else {
+                    req.push_str(&format!("*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len()));
+                    resp.push_str("$3\r\nxxx\r\n");
+                }
+            }
+            (req, resp)
+        }
+    }
 }
 
 struct Clock(u64);
@@ -42,6 +93,10 @@ pub fn write<W: Write>(out: W, o: &SynthOptions) -> std::io::Result<u64> {
     let mut frames = 0u64;
     let mut frame = Vec::with_capacity(2048);
     let fixed = vec![b'x'; o.payload];
+    let server_port = match o.protocol {
+        SynthProtocol::Http => 80,
+        SynthProtocol::Redis => 6379,
+    };
     for i in 0..o.tcp_flows {
         let c_ip = [10, 1, (i >> 8) as u8, i as u8];
         let s_ip = [10, 2, 0, 1];
@@ -55,9 +110,9 @@ pub fn write<W: Write>(out: W, o: &SynthOptions) -> std::io::Result<u64> {
                         ts: Timestamp| {
             frame.clear();
             let (src, dst, sp, dp, seq, ack) = if from_client {
-                (c_ip, s_ip, c_port, 80, *cs, *ss)
+                (c_ip, s_ip, c_port, server_port, *cs, *ss)
             } else {
-                (s_ip, c_ip, 80, c_port, *ss, *cs)
+                (s_ip, c_ip, server_port, c_port, *ss, *cs)
             };
             let mut b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
                 .ipv4(src, dst, 64)
@@ -91,14 +146,7 @@ pub fn write<W: Write>(out: W, o: &SynthOptions) -> std::io::Result<u64> {
         for r in 0..o.requests {
             let (req, resp);
             let (req_b, resp_b): (&[u8], &[u8]) = if o.payload == 0 {
-                req = format!(
-                    "GET /api/items/{r} HTTP/1.1\r\nHost: synth\r\nUser-Agent: podtap-synth\r\n\r\n"
-                );
-                let body = "{\"ok\":true}";
-                resp = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                    body.len()
-                );
+                (req, resp) = exchange(o, i, r);
                 (req.as_bytes(), resp.as_bytes())
             } else {
                 (&fixed, &fixed)
