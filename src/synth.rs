@@ -62,7 +62,7 @@ fn exchange(o: &SynthOptions, i: u32, r: u32) -> (String, String) {
             let (mut req, mut resp) = (String::new(), String::new());
             for k in 0..PIPELINE {
                 let key = format!("key:{:012}", (i * o.requests + r) * PIPELINE + k);
-                if r % 2 == 0 {
+                if r.is_multiple_of(2) {
                     req.push_str(&format!(
                         "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n$3\r\nxxx\r\n",
                         key.len()
