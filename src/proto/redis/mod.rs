@@ -458,10 +458,11 @@ impl crate::proto::heap::HeapSize for Pending {
 }
 
 /// The last command, when it was a plain one (a known command without subcommands, side
-/// effects on the connection or a reply to read specially, with at most one key, its
-/// first argument): a command that starts with the same bytes up to its key's prefix and
-/// delimiter is reported as it was, read in place (`repeat_command`) instead of through
-/// the parser and `on_command`. Most connections repeat a few commands.
+/// effects on the connection or a reply to read specially, whose key prefix, if it has
+/// one, is its first argument's): a command that starts with the same bytes up to its
+/// key's prefix and delimiter is reported as it was, read in place (`repeat_command`)
+/// instead of through the parser and `on_command`. Most connections repeat a few
+/// commands.
 struct Repeat {
     /// How it starts on the wire: `*<argc>\r\n$<len>\r\n<name>\r\n`, the name as sent
     /// (any case).
@@ -476,7 +477,8 @@ struct Repeat {
     op: CompactString,
     prefix: CompactString,
     summary: CompactString,
-    /// The heap bytes of a command made of these strings (`Pending::heap_size`).
+    /// The heap bytes of a command made of these strings (`Pending::heap_size` of the one
+    /// remembered; its copies' strings have the same lengths).
     heap: u32,
 }
 
@@ -781,19 +783,17 @@ impl RedisParser {
             && cmd.argc < 100
             && name.len() <= 16
             && !std::ptr::eq(spec, &commands::OTHER);
-        // A key that can contribute a prefix must have: the next command's is checked
-        // against it. Only a first argument's.
-        let keyed = match key_at {
-            1 => true,
-            2 => cmd.argc > 2,
-            _ => false,
-        };
+        // The summary has the prefix of the key at `key_at` (1 or 2) when the command has
+        // that argument. A repeat is checked for a first argument's prefix only, and only
+        // for one that was found: a key without one may be followed by one with one.
+        let keyed = (1..=2).contains(&key_at) && cmd.argc > key_at as u64;
         if !plain || (keyed && (key_at != 1 || p.prefix.is_empty())) {
             self.repeat = None;
             return;
         }
         let mut head = [0u8; HEAD_MAX];
         let mut w = std::io::Cursor::new(&mut head[..]);
+        // At most 10 bytes (`argc` and the name's length have two digits at most).
         let _ = write!(w, "*{}\r\n${}\r\n", cmd.argc, name.len());
         let n = w.position() as usize;
         head[n..n + name.len()].copy_from_slice(name);

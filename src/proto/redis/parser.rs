@@ -247,32 +247,6 @@ fn whole_data<'a>(b: &'a [u8], p: &mut usize, len: u64) -> Option<&'a [u8]> {
     Some(&b[start..end])
 }
 
-/// The bulk strings of a multibulk command wholly at the start of `b` (`*<n>\r\n`, then
-/// `n` times `$<len>\r\n<bytes>\r\n`), each handed to `each` as its index, offset and
-/// length; the command's length and argument count. `None` when it is cut short, is not
-/// well formed, or announces more than `max_bulk` bytes for an argument or more arguments
-/// than redis-server accepts. Linear in `b`: every argument takes at least 4 of its bytes.
-#[inline(always)]
-fn walk_multibulk(
-    b: &[u8],
-    max_bulk: u64,
-    mut each: impl FnMut(u64, usize, usize),
-) -> Option<(usize, u64)> {
-    if b.first() != Some(&b'*') {
-        return None;
-    }
-    let mut p = 1;
-    let argc = whole_number(b, &mut p)?;
-    if argc == 0 || argc > MAX_ARGS {
-        return None;
-    }
-    for index in 0..argc {
-        let value = whole_bulk(b, &mut p, max_bulk)?;
-        each(index, p - 2 - value.len(), value.len());
-    }
-    Some((p, argc))
-}
-
 /// A bulk string wholly in `b` at `*p` (`$<len>\r\n<bytes>\r\n`, at most `max_bulk`
 /// bytes): its bytes, `*p` moved past it.
 #[inline(always)]
@@ -523,12 +497,19 @@ impl RequestParser {
     /// malformed, or anything unusual), with nothing changed that it does not reset.
     #[inline]
     fn whole_command(&mut self, b: &[u8]) -> Option<usize> {
+        let mut p = 1;
+        let argc = whole_number(b, &mut p)?;
+        if argc == 0 || argc > MAX_ARGS {
+            return None;
+        }
+        // Linear in `b`: every argument takes at least 4 of its bytes.
         let mut args = [(0, 0); 3];
-        let (p, argc) = walk_multibulk(b, self.limits.max_bulk, |index, at, len| {
+        for index in 0..argc {
+            let value = whole_bulk(b, &mut p, self.limits.max_bulk)?;
             if let Some(a) = args.get_mut(index as usize) {
-                *a = (at, len);
+                *a = (p - 2 - value.len(), value.len());
             }
-        })?;
+        }
         self.begin();
         for (a, &(at, len)) in self.cmd.args.iter_mut().zip(&args).take(argc as usize) {
             a.set(b, at, len);
