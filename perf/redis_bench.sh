@@ -119,11 +119,11 @@ the same prefix.
 A frame of this capture carries $(awk -v t="$TX_P" -v n="$NP" 'BEGIN { printf "%.1f", t / n }') commands on average (16 per
 pipelined round trip, each way, plus acknowledgements), where a frame of the HTTP capture
 carries half a transaction: the tshark ratio compares time per frame, and here most of
-podtap's time per frame is per command. Of the $IR_TX instructions per command, a fifth
-or so are outside the decoder: handing the transaction to the summary, counting it there
-and freeing it (\`worker::emit\`, \`Summary::count_transaction\`, the \`Transaction\`'s
-attribute vector), the same for every protocol (see "Redis: instructions per command"
-below for where the rest goes).
+podtap's time per frame is per command. Of the $IR_TX instructions per command, about
+400 are outside the decoder (stop 41's profile): a frame's share of the packet path (~94),
+and handing the transaction to the summary, counting it there and freeing it
+(\`worker::emit\`, \`Summary::count_transaction\`, the \`Transaction\`'s attribute vector),
+the same for every protocol (see "Instructions per replay, stop 41" below).
 
 podtap's summary rows for Redis, and its drop and error counters:
 
