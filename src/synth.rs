@@ -61,7 +61,8 @@ fn exchange(o: &SynthOptions, i: u32, r: u32) -> (String, String) {
         SynthProtocol::Redis => {
             let (mut req, mut resp) = (String::new(), String::new());
             for k in 0..PIPELINE {
-                let key = format!("key:{:012}", (i * o.requests + r) * PIPELINE + k);
+                let n = (u64::from(i) * u64::from(o.requests) + u64::from(r)) * u64::from(PIPELINE);
+                let key = format!("key:{:012}", n + u64::from(k));
                 if r.is_multiple_of(2) {
                     req.push_str(&format!(
                         "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n$3\r\nxxx\r\n",
