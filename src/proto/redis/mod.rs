@@ -463,6 +463,7 @@ impl crate::proto::heap::HeapSize for Pending {
 /// key's prefix and delimiter is reported as it was, read in place (`repeat_command`)
 /// instead of through the parser and `on_command`. Most connections repeat a few
 /// commands.
+#[derive(Default)]
 struct Repeat {
     /// How it starts on the wire: `*<argc>\r\n$<len>\r\n<name>\r\n`, the name as sent
     /// (any case).
@@ -550,8 +551,8 @@ pub struct RedisParser {
     /// (of `last_prefix`).
     summary: CompactString,
     summary_op: &'static str,
-    /// The last command, when the next may repeat it (boxed: most connections of other
-    /// kinds never have one, and the parser stays small).
+    /// The last command, when the next may repeat it (boxed: every flow's decoder slot is
+    /// as large as the largest decoder, and this keeps Redis's from growing).
     repeat: Option<Box<Repeat>>,
     /// Transactions finished by a gap, emitted with the next call that has an output.
     ready: Vec<Transaction>,
@@ -791,28 +792,13 @@ impl RedisParser {
             self.repeat = None;
             return;
         }
-        let mut head = [0u8; HEAD_MAX];
-        let mut w = std::io::Cursor::new(&mut head[..]);
+        let r = self.repeat.get_or_insert_with(Box::default);
+        let mut w = std::io::Cursor::new(&mut r.head[..]);
         // At most 10 bytes (`argc` and the name's length have two digits at most).
         let _ = write!(w, "*{}\r\n${}\r\n", cmd.argc, name.len());
         let n = w.position() as usize;
-        head[n..n + name.len()].copy_from_slice(name);
-        head[n + name.len()..n + name.len() + 2].copy_from_slice(b"\r\n");
-        let r = self.repeat.get_or_insert_with(|| {
-            Box::new(Repeat {
-                head: [0; HEAD_MAX],
-                head_len: 0,
-                argc: 0,
-                keyed: false,
-                lead: CompactString::default(),
-                blocking: false,
-                op: CompactString::default(),
-                prefix: CompactString::default(),
-                summary: CompactString::default(),
-                heap: 0,
-            })
-        });
-        r.head = head;
+        r.head[n..n + name.len()].copy_from_slice(name);
+        r.head[n + name.len()..n + name.len() + 2].copy_from_slice(b"\r\n");
         r.head_len = (n + name.len() + 2) as u8;
         r.argc = cmd.argc;
         r.keyed = keyed;
