@@ -172,6 +172,24 @@ impl Transaction {
         }
     }
 
+    /// A new transaction added to `out`, built where it is kept. `out.push(Transaction::new(..))`
+    /// builds it on the stack and copies it into `out` (a call to `memcpy` of the whole
+    /// struct per transaction, measured with callgrind); writing it into `out`'s spare
+    /// room lets the compiler fill it in place.
+    #[inline(always)]
+    pub fn push_new(
+        out: &mut Vec<Transaction>,
+        protocol: Protocol,
+        start: Timestamp,
+    ) -> &mut Transaction {
+        let len = out.len();
+        out.reserve(1);
+        out.spare_capacity_mut()[0].write(Transaction::new(protocol, start));
+        // SAFETY: `reserve` made room for the element at `len`, and it was just written.
+        unsafe { out.set_len(len + 1) };
+        &mut out[len]
+    }
+
     pub fn duration_ns(&self) -> u64 {
         self.end.since(self.start)
     }

@@ -1047,8 +1047,7 @@ impl Conn {
     /// The transaction of a finished statement, added to `out`. Built where it is kept:
     /// returned, it was copied there whole (a call to `memcpy` per statement).
     fn finish(&mut self, tx: Tx, end_ts: Timestamp, end: End<'_>, out: &mut Vec<Transaction>) {
-        out.push(Transaction::new(Protocol::Postgresql, tx.start));
-        let Some(t) = out.last_mut() else { return };
+        let t = Transaction::push_new(out, Protocol::Postgresql, tx.start);
         t.end = end_ts.max(tx.start);
         t.req_bytes = tx.req_bytes;
         t.resp_bytes = tx.resp_bytes + std::mem::take(&mut self.resp_acc);

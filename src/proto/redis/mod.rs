@@ -1017,19 +1017,17 @@ impl RedisParser {
         end: Timestamp,
         out: &'o mut Vec<Transaction>,
     ) -> &'o mut Transaction {
-        out.push(Transaction::new(Protocol::Redis, p.start));
-        let last = out.len() - 1;
-        let tx = &mut out[last];
+        let tx = Transaction::push_new(out, Protocol::Redis, p.start);
         tx.end = end.max(p.start);
         tx.req_bytes = p.req_bytes;
         tx.completeness = Completeness(p.completeness);
-        // One length update and capacity check for the four, not one each.
-        tx.attrs.extend([
-            ("db.system.name", AttrValue::Str(CompactString::const_new("redis"))),
-            ("db.operation.name", AttrValue::Str(p.op.clone())),
-            ("db.namespace", AttrValue::Str(db_name(self.db))),
-            ("db.query.summary", AttrValue::Str(p.summary)),
-        ]);
+        // One push each: `extend` with an array of the four copied the array whole (a call
+        // to `memcpy`) before moving each out of it.
+        let a = &mut tx.attrs;
+        a.push(("db.system.name", AttrValue::Str(CompactString::const_new("redis"))));
+        a.push(("db.operation.name", AttrValue::Str(p.op.clone())));
+        a.push(("db.namespace", AttrValue::Str(db_name(self.db))));
+        a.push(("db.query.summary", AttrValue::Str(p.summary)));
         if let Some(q) = p.query {
             tx.attr_str("db.query.text", *q);
         }
