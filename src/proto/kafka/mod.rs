@@ -697,7 +697,7 @@ impl KafkaParser {
                     if let Some(p) = self.pending.pop_front() {
                         self.stats.no_response += 1;
                         let end = p.last;
-                        out.push(self.finish(&p, None, end, Completeness::NO_RESPONSE | gap));
+                        self.finish(&p, None, end, Completeness::NO_RESPONSE | gap, out);
                     }
                 }
                 self.pending.pop_front()
@@ -816,7 +816,7 @@ impl KafkaParser {
         match req {
             Some(req) => {
                 let c = if gap { Completeness::GAP } else { 0 };
-                out.push(self.finish(req, Some(resp), end, c));
+                self.finish(req, Some(resp), end, c, out);
             }
             None => {
                 self.stats.no_request += 1;
@@ -832,7 +832,7 @@ impl KafkaParser {
                     corr: resp.corr,
                     ..Msg::default()
                 };
-                out.push(self.finish(&req, Some(resp), end, c));
+                self.finish(&req, Some(resp), end, c, out);
             }
         }
     }
@@ -845,7 +845,7 @@ impl KafkaParser {
             self.acks_zero[0] = Some(m.corr);
             let end = m.last;
             let c = if m.gap { Completeness::GAP } else { 0 };
-            out.push(self.finish(&m, None, end, c));
+            self.finish(&m, None, end, c, out);
             return;
         }
         if self.pending.len() >= self.cfg.max_pending.max(1)
@@ -853,20 +853,22 @@ impl KafkaParser {
         {
             self.stats.pending_limit += 1;
             let end = p.last;
-            out.push(self.finish(&p, None, end, Completeness::NO_RESPONSE));
+            self.finish(&p, None, end, Completeness::NO_RESPONSE, out);
         }
         self.pending.push_back(m);
     }
 
-    /// A transaction of request `req` and its response, if any.
-    fn finish(
+    /// The transaction of request `req` and its response, if any, added to `out` (built
+    /// where it is kept: returned, it was copied there whole).
+    fn finish<'o>(
         &self,
         req: &Msg,
         resp: Option<&Msg>,
         end: Timestamp,
         completeness: u16,
-    ) -> Transaction {
-        let mut t = Transaction::new(Protocol::Kafka, req.start);
+        out: &'o mut Vec<Transaction>,
+    ) -> &'o mut Transaction {
+        let t = Transaction::push_new(out, Protocol::Kafka, req.start);
         t.end = end.max(req.start);
         t.req_bytes = req.bytes;
         let mut c = completeness;
@@ -1135,19 +1137,18 @@ impl L7Parser for KafkaParser {
         if let Some(req) = self.answering.take() {
             let resp = self.cur[1].take();
             let end = resp.as_ref().map_or(ts, |r| r.last);
-            out.push(self.finish(&req, resp.as_ref(), end, why | gap | Completeness::TRUNCATED));
+            self.finish(&req, resp.as_ref(), end, why | gap | Completeness::TRUNCATED, out);
         }
         if let Some(m) = self.cur[0].take() {
             let end = m.last;
-            out.push(self.finish(
+            self.finish(
                 &m,
                 None,
                 end,
-                Completeness::NO_RESPONSE | Completeness::TRUNCATED | why | gap,
-            ));
+                Completeness::NO_RESPONSE | Completeness::TRUNCATED | why | gap, out);
         }
         while let Some(p) = self.pending.pop_front() {
-            out.push(self.finish(&p, None, ts, Completeness::NO_RESPONSE | why | gap));
+            self.finish(&p, None, ts, Completeness::NO_RESPONSE | why | gap, out);
         }
         self.cur = [None, None];
     }
@@ -1163,9 +1164,8 @@ impl L7Parser for KafkaParser {
             };
             self.stats.timeouts += 1;
             let gap = if self.gap_seen { Completeness::GAP } else { 0 };
-            let mut t = self.finish(&p, None, now, Completeness::NO_RESPONSE | gap);
+            let t = self.finish(&p, None, now, Completeness::NO_RESPONSE | gap, out);
             t.error = Some(CompactString::const_new("timeout"));
-            out.push(t);
         }
     }
 }

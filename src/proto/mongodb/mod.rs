@@ -491,9 +491,8 @@ impl Conn {
         };
         if opcode == OP_MSG && f.flags & MORE_TO_COME != 0 {
             // No reply will come.
-            let mut t = self.finish(p, ts, None, 0);
+            let t = self.finish(p, ts, None, 0, out);
             t.attr_bool("podtap.mongodb.more_to_come", true);
-            out.push(t);
             return;
         }
         if self.pending.len() >= self.settings.cfg.max_pending
@@ -501,8 +500,7 @@ impl Conn {
         {
             self.stats.pending_limit += 1;
             if !old.exhaust {
-                let t = self.finish(old, ts, None, Completeness::NO_RESPONSE);
-                out.push(t);
+                self.finish(old, ts, None, Completeness::NO_RESPONSE, out);
             }
         }
         self.pending.push_back(p);
@@ -523,8 +521,7 @@ impl Conn {
                         && !old.exhaust
                     {
                         self.stats.unanswered += 1;
-                        let t = self.finish(old, ts, None, Completeness::NO_RESPONSE);
-                        out.push(t);
+                        self.finish(old, ts, None, Completeness::NO_RESPONSE, out);
                     }
                 }
                 self.pending.pop_front()
@@ -572,22 +569,23 @@ impl Conn {
             exhaust: true,
             completeness: 0,
         });
-        let t = self.finish(p, ts, Some(&r), 0);
-        out.push(t);
+        self.finish(p, ts, Some(&r), 0, out);
         if let Some(n) = next {
             self.pending.push_back(n);
         }
     }
 
-    /// The transaction of a request, with its reply if one came.
-    fn finish(
+    /// The transaction of a request, with its reply if one came, added to `out` (built
+    /// where it is kept: returned, it was copied there whole).
+    fn finish<'o>(
         &mut self,
         p: Pending,
         end: Timestamp,
         r: Option<&Reply>,
         completeness: u16,
-    ) -> Transaction {
-        let mut t = Transaction::new(Protocol::Mongodb, p.start);
+        out: &'o mut Vec<Transaction>,
+    ) -> &'o mut Transaction {
+        let t = Transaction::push_new(out, Protocol::Mongodb, p.start);
         t.end = end.max(p.start);
         t.req_bytes = p.req_bytes;
         let mut c = p.completeness | completeness;
@@ -697,8 +695,7 @@ impl Conn {
         while let Some(p) = self.pending.pop_front() {
             // An announced further reply is no request: nothing was lost.
             if !p.exhaust {
-                let t = self.finish(p, ts, None, why);
-                out.push(t);
+                self.finish(p, ts, None, why, out);
             }
         }
     }

@@ -628,8 +628,7 @@ impl Conn {
         self.phase = Phase::Stopped;
         while let Some(p) = self.pending.pop_front() {
             let end = p.last;
-            let tx = self.finish(p, end, Completeness::TRUNCATED);
-            out.push(tx);
+            self.finish(p, end, Completeness::TRUNCATED, out);
         }
     }
 
@@ -746,8 +745,7 @@ impl Conn {
         {
             self.stats.pending_limit += 1;
             let end = p.last;
-            let tx = self.finish(p, end, Completeness::NO_RESPONSE);
-            out.push(tx);
+            self.finish(p, end, Completeness::NO_RESPONSE, out);
         }
         if self.resp_lost {
             // The replies of the commands before this one were lost in a gap.
@@ -760,8 +758,7 @@ impl Conn {
                 } else {
                     Completeness::GAP | Completeness::NO_RESPONSE
                 };
-                let tx = self.finish(p, end, why);
-                out.push(tx);
+                self.finish(p, end, why, out);
             }
         }
         let mut p = Pending::new(command, self.msg_start[0]);
@@ -863,8 +860,7 @@ impl Conn {
                 self.stats.replication += 1;
                 p.operation = CompactString::const_new(&command_name(command).unwrap_or("")[4..]);
                 p.summary = p.operation.clone();
-                let tx = self.finish(p, ts, 0);
-                out.push(tx);
+                self.finish(p, ts, 0, out);
                 self.phase = Phase::Stopped;
                 return;
             }
@@ -876,8 +872,7 @@ impl Conn {
         }
         if matches!(command, COM_STMT_CLOSE | COM_STMT_SEND_LONG_DATA | COM_QUIT) {
             // No reply: reported at once.
-            let tx = self.finish(p, ts, 0);
-            out.push(tx);
+            self.finish(p, ts, 0, out);
             return;
         }
         self.pending.push_back(p);
@@ -937,8 +932,7 @@ impl Conn {
             None => self.describe_query(&mut next, more.as_bytes()),
         }
         self.apply_namespace(&p);
-        let tx = self.finish(p, ts, 0);
-        out.push(tx);
+        self.finish(p, ts, 0, out);
         self.pending.push_front(next);
     }
 
@@ -953,9 +947,8 @@ impl Conn {
             }
             self.describe(&mut q, s.as_bytes());
             self.stats.skipped += 1;
-            let mut tx = self.finish(q, ts, Completeness::NO_RESPONSE);
+            let tx = self.finish(q, ts, Completeness::NO_RESPONSE, out);
             tx.attr_bool("podtap.mysql.skipped", true);
-            out.push(tx);
         }
     }
 
@@ -1007,8 +1000,7 @@ impl Conn {
                     p.summary = p.operation.clone();
                     p.resp_bytes = m.wire;
                     self.set_error(&mut p, &e);
-                    let tx = self.finish(p, ts, 0);
-                    out.push(tx);
+                    self.finish(p, ts, 0, out);
                     return;
                 }
                 // Counted once per reply: its first packet follows a one-packet command.
@@ -1038,8 +1030,7 @@ impl Conn {
                     if let Some(e) = parse_err(m.head) {
                         self.set_error(&mut p, &e);
                     }
-                    let tx = self.finish(p, ts, 0);
-                    out.push(tx);
+                    self.finish(p, ts, 0, out);
                     self.phase = Phase::Stopped;
                 }
                 // Auth switch, more data: the exchange goes on.
@@ -1074,8 +1065,7 @@ impl Conn {
             // was complete, and this message starts the next reply.
             self.deprecate_eof_seen = Some(true);
             let end = p.last;
-            let tx = self.finish(p, end, 0);
-            out.push(tx);
+            self.finish(p, end, 0, out);
         }
         let deprecate_eof = self.deprecate_eof();
         let caps = self.caps.unwrap_or(0);
@@ -1349,8 +1339,7 @@ impl Conn {
                 self.statements.clear();
             }
             let more = p.rare.as_mut().and_then(|r| r.more.take());
-            let tx = self.finish(p, ts, 0);
-            out.push(tx);
+            self.finish(p, ts, 0, out);
             if let Some(more) = more {
                 self.skip_rest(&more, ts, out);
             }
@@ -1384,9 +1373,16 @@ impl Conn {
         }
     }
 
-    /// Build the transaction of a finished command.
-    fn finish(&mut self, p: Pending, end: Timestamp, extra: u16) -> Transaction {
-        let mut tx = Transaction::new(self.protocol(), p.start);
+    /// The transaction of a finished command, added to `out` (built where it is kept:
+    /// returned, it was copied there whole).
+    fn finish<'o>(
+        &mut self,
+        p: Pending,
+        end: Timestamp,
+        extra: u16,
+        out: &'o mut Vec<Transaction>,
+    ) -> &'o mut Transaction {
+        let tx = Transaction::push_new(out, self.protocol(), p.start);
         tx.end = end.max(p.start);
         tx.req_bytes = p.req_bytes;
         tx.resp_bytes = p.resp_bytes;
@@ -1636,8 +1632,7 @@ impl L7Parser for MysqlParser {
             } else {
                 (ts, why | Completeness::NO_RESPONSE)
             };
-            let tx = self.conn.finish(p, end, extra);
-            out.push(tx);
+            self.conn.finish(p, end, extra, out);
         }
         for f in &mut self.framers {
             f.reset();
@@ -1653,9 +1648,8 @@ impl L7Parser for MysqlParser {
                 break;
             };
             self.conn.stats.timeouts += 1;
-            let mut tx = self.conn.finish(p, now, Completeness::NO_RESPONSE);
+            let tx = self.conn.finish(p, now, Completeness::NO_RESPONSE, out);
             tx.error = Some(CompactString::const_new("timeout"));
-            out.push(tx);
         }
     }
 }
