@@ -1141,11 +1141,8 @@ impl L7Parser for KafkaParser {
         }
         if let Some(m) = self.cur[0].take() {
             let end = m.last;
-            self.finish(
-                &m,
-                None,
-                end,
-                Completeness::NO_RESPONSE | Completeness::TRUNCATED | why | gap, out);
+            let c = Completeness::NO_RESPONSE | Completeness::TRUNCATED | why | gap;
+            self.finish(&m, None, end, c, out);
         }
         while let Some(p) = self.pending.pop_front() {
             self.finish(&p, None, ts, Completeness::NO_RESPONSE | why | gap, out);
