@@ -213,3 +213,32 @@ impl Transaction {
         self.attrs.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pushed transactions land after those already there, as built.
+    #[test]
+    fn transactions_are_pushed_in_order_as_built() {
+        let mut out = vec![Transaction::new(Protocol::Http, Timestamp(1))];
+        let t = Transaction::push_new(&mut out, Protocol::Redis, Timestamp(2));
+        assert_eq!(
+            (t.protocol, t.start, t.end),
+            (Protocol::Redis, Timestamp(2), Timestamp(2))
+        );
+        assert!(t.attrs.is_empty());
+        t.attr_int("e", 5);
+        Transaction::push_new(&mut out, Protocol::Kafka, Timestamp(3));
+        let order: Vec<_> = out.iter().map(|t| (t.protocol, t.start)).collect();
+        assert_eq!(
+            order,
+            [
+                (Protocol::Http, Timestamp(1)),
+                (Protocol::Redis, Timestamp(2)),
+                (Protocol::Kafka, Timestamp(3))
+            ]
+        );
+        assert_eq!(out[1].attr("e"), Some(&AttrValue::Int(5)));
+    }
+}
