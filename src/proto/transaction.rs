@@ -172,10 +172,10 @@ impl Transaction {
         }
     }
 
-    /// A new transaction added to `out`, built where it is kept. `out.push(Transaction::new(..))`
-    /// builds it on the stack and copies it into `out` (a call to `memcpy` of the whole
-    /// struct per transaction, measured with callgrind); writing it into `out`'s spare
-    /// room lets the compiler fill it in place.
+    /// A new transaction added to `out`, built where it is kept.
+    /// `out.push(Transaction::new(..))` builds it on the stack and copies it into `out` (a
+    /// call to `memcpy` of the whole struct per transaction, measured with callgrind);
+    /// writing it into `out`'s spare room lets the compiler fill it in place.
     #[inline(always)]
     pub fn push_new(
         out: &mut Vec<Transaction>,
