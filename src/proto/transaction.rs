@@ -145,7 +145,8 @@ pub struct Transaction {
 }
 
 impl Transaction {
-    // Inlined so that a decoder's transaction is built where it is kept, not copied there.
+    // Inlined so that a transaction can be built where it is kept; a decoder adding one
+    // to its output does that with [`Transaction::push_new`].
     #[inline]
     pub fn new(protocol: Protocol, start: Timestamp) -> Self {
         // Decoders add about ten attributes: size once instead of growing four times.
