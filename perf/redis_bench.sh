@@ -27,6 +27,7 @@ if [ "$QUICK" = 1 ]; then N=${N:-200000}; else N=${N:-1000000}; fi
 need() { command -v "$1" >/dev/null || { echo "missing $1: make deps-test (or apt-get install $2)" >&2; exit 1; }; }
 need tcpdump tcpdump; need tshark tshark; need editcap tshark; need redis-server redis-server
 need redis-benchmark redis-tools; need valgrind valgrind
+need nginx nginx; need hey hey; need curl curl
 
 PODTAP=$(pgo/build.sh)
 
@@ -82,9 +83,29 @@ NP=$(frames "$TMP/prefix.pcap")
 TX_P=$(replay "$TMP/prefix.pcap" | awk '/^packets/ {print $8}')
 # What tshark's dissector finds in the prefix: the frames it shows, the commands in them.
 TSHARK_FRAMES=$(tshark -n -r "$TMP/prefix.pcap" -Y resp 2>/dev/null | wc -l)
-# podtap and tshark -Y resp on the same prefix, in back-to-back pairs: the machine's speed
-# wanders over minutes; the ratio is the median of the pairs' ratios.
-tshark_pairs "$TMP/prefix.pcap" resp
+# The yardstick: the HTTP bench's capture and prefix (perf/http_capture.sh with
+# replay_bench.sh's counts), measured in the same rounds. A tshark ratio depends on the
+# machine as well as on the two programs: the same binaries read 52x on HTTP where the
+# HTTP bench was recorded and about 64x on stop 43's machine, where tshark ran at less
+# than half the speed. The HTTP ratio here says how this machine compares, and Redis's
+# ratio over HTTP's in each round takes the machine out.
+perf/http_capture.sh "$TMP/http.pcap" 150000 1500 >/dev/null 2>&1
+editcap -r "$TMP/http.pcap" "$TMP/http-prefix.pcap" 1-"$PREFIX" 2>/dev/null
+HTTP_RECORDED=$(awk -F'|' '/podtap \/ tshark -Y http \(prefix/ {gsub(/ /, "", $3); sub(/x.*/, "", $3); print $3; exit}' perf/RESULTS.md)
+# podtap and tshark -Y resp on the same prefix, in back-to-back pairs (the machine's speed
+# wanders over minutes; the ratio is the median of the pairs' ratios), each round followed
+# by a pair on the HTTP prefix.
+pr=(); pp=(); pt=(); hr=(); rh=()
+for _ in $(seq "$PAIRS"); do
+  tp=$(wall "$PODTAP" replay --output table --workers 1 "$TMP/prefix.pcap")
+  tt=$(wall tshark -n -Y resp -r "$TMP/prefix.pcap")
+  hp=$(wall "$PODTAP" replay --output table --workers 1 "$TMP/http-prefix.pcap")
+  ht=$(wall tshark -n -Y http -r "$TMP/http-prefix.pcap")
+  pp+=("$tp"); pt+=("$tt")
+  pr+=("$(awk -v p="$tp" -v t="$tt" 'BEGIN { printf "%.2f", t / p }')")
+  hr+=("$(awk -v p="$hp" -v t="$ht" 'BEGIN { printf "%.2f", t / p }')")
+  rh+=("$(awk -v a="${pr[-1]}" -v b="${hr[-1]}" 'BEGIN { printf "%.3f", a / b }')")
+done
 # Instructions (cachegrind), whole process, on the prefix.
 IR=$(instructions "$TMP/prefix.pcap")
 IR_TX=$(awk -v i="$IR" -v t="$TX_P" 'BEGIN { printf "%.0f", i / t }')
@@ -109,12 +130,17 @@ $NF frames, ${CAPTURE_DROPS:-0} dropped by the kernel while capturing. Replay: \
 | tshark -n -Y resp, frames/s (prefix, median of the pairs) | $(rate "$NP" "$(med "${pt[@]}")") |
 | podtap frames/s (prefix, wall clock, median of the pairs) | $(rate "$NP" "$(med "${pp[@]}")") |
 | podtap / tshark -Y resp (prefix, wall clock; median of $PAIRS back-to-back pairs, min, max) | $(med "${pr[@]}")x ($(printf '%s\n' "${pr[@]}" | sort -g | head -1), $(printf '%s\n' "${pr[@]}" | sort -g | tail -1)) |
+| yardstick: podtap / tshark -Y http on the HTTP bench's prefix, in the same rounds (median, min, max) | $(med "${hr[@]}")x ($(printf '%s\n' "${hr[@]}" | sort -g | head -1), $(printf '%s\n' "${hr[@]}" | sort -g | tail -1)) |
+| Redis ratio / HTTP ratio, per round (median, min, max) | $(med "${rh[@]}") ($(printf '%s\n' "${rh[@]}" | sort -g | head -1), $(printf '%s\n' "${rh[@]}" | sort -g | tail -1)) |
+| Redis ratio on the HTTP bench's machine (median of the rounds' Redis / HTTP, times the ${HTTP_RECORDED}x recorded there) | $(awk -v r="$(med "${rh[@]}")" -v h="$HTTP_RECORDED" 'BEGIN { printf "%.1f", r * h }')x |
 | instructions, prefix, whole process (cachegrind) | $IR |
 | instructions per Redis command (prefix) | $IR_TX |
 
 Targets (issue 22): >= 3 million Redis commands/s per core in replay with L2-L7 and
 pairing; >= 50x \`tshark -Y redis\` (the dissector is named \`resp\` in tshark 4.0) on
-the same prefix.
+the same prefix. The yardstick rows read that ratio against the HTTP bench's: on the
+machine that recorded ${HTTP_RECORDED}x for HTTP, 50x for Redis is a Redis / HTTP ratio of
+$(awk -v h="$HTTP_RECORDED" 'BEGIN { printf "%.2f", 50 / h }') in the same rounds.
 
 A frame of this capture carries $(awk -v t="$TX_P" -v n="$NP" 'BEGIN { printf "%.1f", t / n }') commands on average (16 per
 pipelined round trip, each way, plus acknowledgements), where a frame of the HTTP capture
