@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Redis replay benchmark: podtap's Redis commands per second against tshark's RESP
-# dissector on the same capture. Replaces its own section of perf/RESULTS.md and leaves
-# the others alone.
+# dissector on the same capture, with the HTTP bench's ratio measured in the same rounds
+# as a yardstick. Replaces its own section of perf/RESULTS.md and leaves the others alone.
 #
-#   perf/redis_bench.sh            # 2 x 1M commands (a few minutes)
+#   perf/redis_bench.sh            # 2 x 1M commands (about ten minutes with the build)
 #   QUICK=1 perf/redis_bench.sh    # 2 x 200k commands
 #
 # The capture: a real redis-server and redis-benchmark in two network namespaces joined
@@ -86,9 +86,9 @@ TSHARK_FRAMES=$(tshark -n -r "$TMP/prefix.pcap" -Y resp 2>/dev/null | wc -l)
 # The yardstick: the HTTP bench's capture and prefix (perf/http_capture.sh with
 # replay_bench.sh's counts), measured in the same rounds. A tshark ratio depends on the
 # machine as well as on the two programs: the same binaries read 52x on HTTP where the
-# HTTP bench was recorded and about 64x on stop 43's machine, where tshark ran at less
-# than half the speed. The HTTP ratio here says how this machine compares, and Redis's
-# ratio over HTTP's in each round takes the machine out.
+# HTTP bench was recorded and 87x on stop 43's machine, where tshark ran at less than
+# half the speed. The HTTP ratio here says how this machine compares, and Redis's ratio
+# over HTTP's in each round takes the machine out.
 perf/http_capture.sh "$TMP/http.pcap" 150000 1500 >/dev/null 2>&1
 editcap -r "$TMP/http.pcap" "$TMP/http-prefix.pcap" 1-"$PREFIX" 2>/dev/null
 HTTP_RECORDED=$(awk -F'|' '/podtap \/ tshark -Y http \(prefix/ {gsub(/ /, "", $3); sub(/x.*/, "", $3); print $3; exit}' perf/RESULTS.md)
