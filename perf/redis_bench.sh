@@ -27,7 +27,7 @@ if [ "$QUICK" = 1 ]; then N=${N:-200000}; else N=${N:-1000000}; fi
 need() { command -v "$1" >/dev/null || { echo "missing $1: make deps-test (or apt-get install $2)" >&2; exit 1; }; }
 need tcpdump tcpdump; need tshark tshark; need editcap tshark; need redis-server redis-server
 need redis-benchmark redis-tools; need valgrind valgrind
-need nginx nginx; need hey hey; need curl curl
+need nginx nginx-light; need hey hey; need curl curl
 
 PODTAP=$(pgo/build.sh)
 
