@@ -52,17 +52,24 @@ per_core() {
   echo "$(med "${v[@]}") ($(printf '%s\n' "${v[@]}" | sort -g | head -1), $(printf '%s\n' "${v[@]}" | sort -g | tail -1))"
 }
 
-# tshark_pairs FILE FILTER: podtap and `tshark -Y FILTER` on FILE, in PAIRS back-to-back
-# pairs (the machine's speed wanders over minutes): the seconds of each in pp and pt, the
-# ratio tshark / podtap of each pair in pr.
+# tshark_pairs FILE FILTER [YARD_FILE YARD_FILTER]: podtap and `tshark -Y FILTER` on FILE,
+# in PAIRS back-to-back pairs (the machine's speed wanders over minutes): the seconds of
+# each in pp and pt, the ratio tshark / podtap of each pair in pr. With a yardstick (a
+# capture another bench recorded its ratio on), each pair is followed by one on it: its
+# ratio in hr, and the round's ratio over it in rh, which takes the machine out.
 tshark_pairs() {
-  local tp tt _
-  pr=(); pp=(); pt=()
+  local tp tt hp ht _
+  pr=(); pp=(); pt=(); hr=(); rh=()
   for _ in $(seq "$PAIRS"); do
     tp=$(wall "$PODTAP" replay --output table --workers 1 "$1")
     tt=$(wall tshark -n -Y "$2" -r "$1")
     pp+=("$tp"); pt+=("$tt")
     pr+=("$(awk -v p="$tp" -v t="$tt" 'BEGIN { printf "%.2f", t / p }')")
+    [ $# -ge 4 ] || continue
+    hp=$(wall "$PODTAP" replay --output table --workers 1 "$3")
+    ht=$(wall tshark -n -Y "$4" -r "$3")
+    hr+=("$(awk -v p="$hp" -v t="$ht" 'BEGIN { printf "%.2f", t / p }')")
+    rh+=("$(awk -v a="${pr[-1]}" -v b="${hr[-1]}" 'BEGIN { printf "%.3f", a / b }')")
   done
 }
 

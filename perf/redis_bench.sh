@@ -92,20 +92,9 @@ TSHARK_FRAMES=$(tshark -n -r "$TMP/prefix.pcap" -Y resp 2>/dev/null | wc -l)
 perf/http_capture.sh "$TMP/http.pcap" 150000 1500 >/dev/null 2>&1
 editcap -r "$TMP/http.pcap" "$TMP/http-prefix.pcap" 1-"$PREFIX" 2>/dev/null
 HTTP_RECORDED=$(awk -F'|' '/podtap \/ tshark -Y http \(prefix/ {gsub(/ /, "", $3); sub(/x.*/, "", $3); print $3; exit}' perf/RESULTS.md)
-# podtap and tshark -Y resp on the same prefix, in back-to-back pairs (the machine's speed
-# wanders over minutes; the ratio is the median of the pairs' ratios), each round followed
-# by a pair on the HTTP prefix.
-pr=(); pp=(); pt=(); hr=(); rh=()
-for _ in $(seq "$PAIRS"); do
-  tp=$(wall "$PODTAP" replay --output table --workers 1 "$TMP/prefix.pcap")
-  tt=$(wall tshark -n -Y resp -r "$TMP/prefix.pcap")
-  hp=$(wall "$PODTAP" replay --output table --workers 1 "$TMP/http-prefix.pcap")
-  ht=$(wall tshark -n -Y http -r "$TMP/http-prefix.pcap")
-  pp+=("$tp"); pt+=("$tt")
-  pr+=("$(awk -v p="$tp" -v t="$tt" 'BEGIN { printf "%.2f", t / p }')")
-  hr+=("$(awk -v p="$hp" -v t="$ht" 'BEGIN { printf "%.2f", t / p }')")
-  rh+=("$(awk -v a="${pr[-1]}" -v b="${hr[-1]}" 'BEGIN { printf "%.3f", a / b }')")
-done
+# podtap and tshark -Y resp on the same prefix, in back-to-back pairs, each followed by a
+# pair on the HTTP prefix.
+tshark_pairs "$TMP/prefix.pcap" resp "$TMP/http-prefix.pcap" http
 # Instructions (cachegrind), whole process, on the prefix.
 IR=$(instructions "$TMP/prefix.pcap")
 IR_TX=$(awk -v i="$IR" -v t="$TX_P" 'BEGIN { printf "%.0f", i / t }')

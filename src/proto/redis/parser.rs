@@ -493,8 +493,9 @@ impl RequestParser {
     }
 
     /// A multibulk command wholly at the start of `b` (which starts with `*`: the caller
-    /// looked), well formed: read as the byte-wise path would read it; its length. `None` leaves the byte-wise path to it (cut short,
-    /// malformed, or anything unusual), with nothing changed that it does not reset.
+    /// looked), well formed: read as the byte-wise path would read it; its length. `None`
+    /// leaves the byte-wise path to it (cut short, malformed, or anything unusual), with
+    /// nothing changed that it does not reset.
     #[inline]
     fn whole_command(&mut self, b: &[u8]) -> Option<usize> {
         let mut p = 1;
