@@ -270,6 +270,25 @@ impl RecordSink for ReplaySink {
         }
     }
 
+    fn wants_records(&self) -> bool {
+        match self {
+            ReplaySink::Writer(c) => c.wants_records(),
+            ReplaySink::Summary(s) => s.wants_records(),
+        }
+    }
+
+    fn tally(
+        &mut self,
+        tally: &crate::proto::Tally,
+        server: &crate::proto::Endpoint,
+        pods: Option<&std::sync::Arc<crate::k8s::FlowPods>>,
+    ) {
+        match self {
+            ReplaySink::Writer(c) => c.tally(tally, server, pods),
+            ReplaySink::Summary(s) => s.tally(tally, server, pods),
+        }
+    }
+
     fn flush(&mut self) {
         if let ReplaySink::Writer(c) = self {
             c.flush();

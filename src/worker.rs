@@ -19,7 +19,7 @@ use crate::proto::DecoderFactory;
 use crate::proto::Endpoint;
 use crate::proto::detect::Transport;
 use crate::proto::session::{DecoderHeap, L7Session};
-use crate::proto::{Completeness, Direction, Transaction};
+use crate::proto::{Completeness, Direction, Tally, Transaction};
 use crate::time::Timestamp;
 use std::sync::Arc;
 
@@ -102,6 +102,10 @@ struct Tracker<S: RecordSink> {
     budget: ReassemblyBudget,
     counters: Counters,
     txs: Vec<Transaction>,
+    /// Plain requests counted without records (see `crate::proto::tally`), when
+    /// `tallying`: the sink wants no records, and no flight recorder holds them back.
+    tally: Tally,
+    tallying: bool,
     expired: Vec<FlowId>,
     /// Open flows' traffic reports gathered by a sweep, handed to the sink after it.
     progress: Vec<FlowProgress>,
@@ -136,6 +140,7 @@ pub struct Worker<S: RecordSink> {
 impl<S: RecordSink> Worker<S> {
     pub fn new(cfg: &Config, sink: S) -> Self {
         let settings = WorkerSettings::from_config(cfg);
+        let tallying = !sink.wants_records();
         Worker {
             defrag: Defragmenter::new(cfg.defrag.limits()),
             filter: cfg.capture.filter.clone(),
@@ -148,6 +153,8 @@ impl<S: RecordSink> Worker<S> {
                 ),
                 counters: Counters::default(),
                 txs: Vec::with_capacity(64),
+                tally: Tally::default(),
+                tallying,
                 expired: Vec::with_capacity(MAX_EXPIRE_PER_TICK),
                 progress: Vec::new(),
                 decoders: DecoderFactory::from_config(cfg).expect("config validated route rules"),
@@ -178,6 +185,8 @@ impl<S: RecordSink> Worker<S> {
     /// Keep the recent frames of the flight recorder's pods (see `crate::recorder`).
     pub fn with_recorder(mut self, hub: Option<&Arc<crate::recorder::Hub>>) -> Self {
         self.tracker.recorder = hub.map(|h| crate::recorder::ring::WorkerRecorder::new(h.clone()));
+        // The recorder keeps its pods' records.
+        self.tracker.tallying &= self.tracker.recorder.is_none();
         self
     }
 
@@ -387,9 +396,20 @@ impl<S: RecordSink> Tracker<S> {
             ..
         } = flow;
         let (txs, decoders, heap) = (&mut self.txs, &self.decoders, &mut self.heap);
+        let mut tally = self.tallying.then_some(&mut self.tally);
         let ts = p.ts;
-        let mut feed =
-            |dir: Direction, chunk: Chunk<'_>| feed_l7(l7, dir, chunk, ts, decoders, txs, heap);
+        let mut feed = |dir: Direction, chunk: Chunk<'_>| {
+            feed_l7(
+                l7,
+                dir,
+                chunk,
+                ts,
+                decoders,
+                txs,
+                tally.as_deref_mut(),
+                heap,
+            )
+        };
         let mut found = None;
         match (p.l4, tcp.as_mut()) {
             (L4::Tcp(h), Some(conn)) => {
@@ -414,11 +434,12 @@ impl<S: RecordSink> Tracker<S> {
         if let (Some(f), Some((hub, _))) = (found, &self.anomalies) {
             report(hub, &self.attr, self.table.get_mut(id), f, ts);
         }
-        if !self.txs.is_empty() {
-            let n = self.txs.len();
+        if !self.txs.is_empty() || !self.tally.is_empty() {
+            let n = self.txs.len() + self.tally.len();
             let ends = ends(&self.attr, self.table.get_mut(id), n);
             emit(
                 &mut self.txs,
+                &mut self.tally,
                 ends,
                 &mut self.sink,
                 &mut self.transactions,
@@ -555,6 +576,7 @@ impl<S: RecordSink> Tracker<S> {
         for (ends, mut batch) in pending {
             emit(
                 &mut batch,
+                &mut self.tally,
                 ends,
                 &mut self.sink,
                 &mut self.transactions,
@@ -574,8 +596,9 @@ impl<S: RecordSink> Tracker<S> {
         let Flow { tcp, l7, .. } = &mut flow;
         let (txs, decoders, heap) = (&mut self.txs, &self.decoders, &mut self.heap);
         if let Some(conn) = tcp.as_mut() {
-            let mut feed =
-                |dir: Direction, chunk: Chunk<'_>| feed_l7(l7, dir, chunk, ts, decoders, txs, heap);
+            let mut feed = |dir: Direction, chunk: Chunk<'_>| {
+                feed_l7(l7, dir, chunk, ts, decoders, txs, None, heap)
+            };
             conn.flush(&mut self.budget, &mut self.counters, &mut feed);
         }
         if let Some(s) = l7.as_mut() {
@@ -604,6 +627,7 @@ impl<S: RecordSink> Tracker<S> {
         let selected = ends.3.as_ref().is_none_or(|p| p.selected);
         emit(
             &mut self.txs,
+            &mut self.tally,
             ends,
             &mut self.sink,
             &mut self.transactions,
@@ -695,6 +719,7 @@ fn reset_mid_request(hub: &Hub, attr: &Option<Attributor>, flow: &mut Flow, txs:
 /// decoder holds afterwards. Always inlined: the per-segment closures that call it stay
 /// in the packet loop (a call per segment otherwise, measured with cachegrind).
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn feed_l7(
     l7: &mut Option<L7Session>,
     dir: Direction,
@@ -702,11 +727,12 @@ fn feed_l7(
     ts: Timestamp,
     decoders: &DecoderFactory,
     txs: &mut Vec<Transaction>,
+    tally: Option<&mut Tally>,
     heap: &mut DecoderHeap,
 ) {
     let Some(s) = l7.as_mut() else { return };
     match chunk {
-        Chunk::Data(b) => s.data(dir, b, ts, decoders, txs),
+        Chunk::Data(b) => s.data_tallied(dir, b, ts, decoders, txs, tally),
         Chunk::Gap(n) => s.gap(dir, n),
     }
     s.account(heap, ts, txs);
@@ -732,8 +758,12 @@ fn ends(attr: &Option<Attributor>, flow: &mut Flow, n: usize) -> Ends {
     (client, server, obs, flow.pods.clone(), origin)
 }
 
+/// Hand a flow's records `txs` and its requests counted without records `tally` (taken
+/// after the records in the flow's order: nothing reads the order of those) to the sink.
+#[allow(clippy::too_many_arguments)]
 fn emit<S: RecordSink>(
     txs: &mut Vec<Transaction>,
+    tally: &mut Tally,
     (client, server, obs, pods, origin): Ends,
     sink: &mut S,
     count: &mut u64,
@@ -741,9 +771,18 @@ fn emit<S: RecordSink>(
     recorder: Option<&mut crate::recorder::ring::WorkerRecorder>,
 ) {
     if pods.as_ref().is_some_and(|p| !p.selected) {
-        counters.add(Event::AttributionUnselected, txs.len() as u64);
+        counters.add(
+            Event::AttributionUnselected,
+            (txs.len() + tally.len()) as u64,
+        );
         txs.clear();
+        tally.clear();
         return;
+    }
+    if !tally.is_empty() {
+        *count += tally.len() as u64;
+        sink.tally(tally, &server, pods.as_ref());
+        tally.clear();
     }
     // Completed in place and handed over together: every move of a transaction copies it.
     for (i, tx) in txs.iter_mut().enumerate() {

@@ -34,6 +34,40 @@ fn replay_summary(file: &Path) -> (Vec<Value>, String) {
     (records, stderr)
 }
 
+/// `podtap replay --output table` of one file: the table alone. Nothing wants the
+/// records there, so plainly answered commands are counted without them (see
+/// `podtap::proto::tally`).
+fn replay_table(file: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_podtap"))
+        .args(["replay", "--workers", "1", "--output", "table"])
+        .arg(file)
+        .output()
+        .expect("run podtap");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The summary's rows per endpoint (protocol, server, operation, counts, percentiles).
+fn endpoint_rows(summary: &str) -> Vec<&str> {
+    summary
+        .lines()
+        .skip_while(|l| !l.starts_with("protocol "))
+        .take_while(|l| !l.trim().is_empty())
+        .collect()
+}
+
+/// The table counted without records is, row for row, the table the records make.
+fn assert_tallied_table_is_the_records_table(file: &Path, records_summary: &str) {
+    let table = replay_table(file);
+    let rows = endpoint_rows(&table);
+    assert!(rows.len() > 1, "{}: {table}", file.display());
+    assert_eq!(rows, endpoint_rows(records_summary), "{}", file.display());
+}
+
 fn redis_transactions(records: &[Value]) -> Vec<&Value> {
     records
         .iter()
@@ -507,6 +541,7 @@ fn real_server_commands_equal_its_commandstats() {
     // Every command tshark's dissector finds, podtap reports, and no other.
     let tshark = tshark_commands(&pcap, 6379);
     assert_eq!(by_first_word(&txs), tshark, "podtap vs tshark");
+    assert_tallied_table_is_the_records_table(&pcap, &summary);
 }
 
 /// Per command (`INFO commandstats` naming): transactions and errors.
@@ -621,6 +656,7 @@ fn corpus_redis_captures_replay_to_the_known_transactions() {
         for e in ["redis.too_deep", "redis.bulk_too_large"] {
             assert_eq!(event(summary, e), 0, "{rel}: {summary}");
         }
+        assert_tallied_table_is_the_records_table(&dir.join(rel), summary);
     }
     let get = |rel: &str| {
         let r = results.iter().find(|r| r.0 == rel).unwrap();

@@ -1300,6 +1300,23 @@ impl<S: RecordSink> RecordSink for ExportSink<S> {
         inner.transactions(txs);
     }
 
+    /// Statistics and spans read every record: only a sink without export may go
+    /// without them.
+    fn wants_records(&self) -> bool {
+        self.export.is_some() || self.inner.as_ref().is_none_or(|i| i.wants_records())
+    }
+
+    fn tally(
+        &mut self,
+        tally: &crate::proto::Tally,
+        server: &crate::proto::Endpoint,
+        pods: Option<&Arc<crate::k8s::FlowPods>>,
+    ) {
+        if let Some(i) = self.inner.as_mut() {
+            i.tally(tally, server, pods);
+        }
+    }
+
     fn observe(&mut self, txs: &[Transaction]) {
         if let Some(e) = self.export.as_mut() {
             for tx in txs {

@@ -84,6 +84,25 @@ pub trait RecordSink {
     fn held(&mut self, txs: &mut Vec<Transaction>) {
         self.transactions(txs)
     }
+    /// Does this sink use the records of plain requests? A sink that only counts says no:
+    /// decoders may then count them into a [`crate::proto::Tally`] instead of building a
+    /// record each, and the worker hands that over through [`RecordSink::tally`].
+    fn wants_records(&self) -> bool {
+        true
+    }
+    /// Requests counted without records (only for a sink that does not
+    /// [`RecordSink::wants_records`]), of one flow to `server` with `pods`.
+    fn tally(
+        &mut self,
+        tally: &crate::proto::Tally,
+        _server: &crate::proto::Endpoint,
+        _pods: Option<&std::sync::Arc<crate::k8s::FlowPods>>,
+    ) {
+        debug_assert!(
+            tally.is_empty(),
+            "a sink that wants no records counts tallies"
+        );
+    }
     /// An open flow's traffic since its last report (only if [`RecordSink::wants_progress`]).
     fn flow_progress(&mut self, _p: &crate::flow::FlowProgress) {}
     /// Does this sink use [`RecordSink::flow_progress`]? (Saves the worker the work.)

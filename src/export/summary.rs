@@ -20,12 +20,14 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::Arc;
 
 use crate::bytes::same_text;
 use crate::events::Counters;
 use crate::export::{Record, RecordSink};
 use crate::flow::FlowRecord;
-use crate::proto::{Endpoint as ProtoEndpoint, Protocol, Transaction};
+use crate::k8s::FlowPods;
+use crate::proto::{Endpoint as ProtoEndpoint, Protocol, Tally, Transaction};
 use crate::time::Timestamp;
 use compact_str::CompactString;
 
@@ -34,10 +36,13 @@ fn side_of_tx(t: &Transaction) -> usize {
     (crate::stats::observed_side(t) == crate::stats::Side::Client) as usize
 }
 
+/// [`side_of_tx`] of a flow's transactions, from the flow's pods.
+fn side_of_pods(pods: Option<&FlowPods>) -> usize {
+    pods.is_some_and(|p| p.observed_side() == Some("client")) as usize
+}
+
 fn side_of_flow(f: &FlowRecord) -> usize {
-    f.pods
-        .as_ref()
-        .is_some_and(|p| p.observed_side() == Some("client")) as usize
+    side_of_pods(f.pods.as_deref())
 }
 
 /// A count kept per observation side, printed as the larger side: a call seen at both
@@ -199,13 +204,27 @@ impl Endpoint {
         v.count += 1;
         v.errors += t.error.is_some() as u64;
         v.incomplete += !t.completeness.is_complete() as u64;
-        let us = t.duration_ns().saturating_add(500) / 1000;
-        v.durations.record(us.min(u32::MAX as u64) as u32);
+        v.durations.record(micros(t.duration_ns()));
+    }
+
+    /// Requests counted without records (complete, no error), seen at `side`.
+    fn add_tallied(&mut self, side: usize, durations_ns: &[u64]) {
+        let v = &mut self.at[side];
+        v.count += durations_ns.len() as u64;
+        for &ns in durations_ns {
+            v.durations.record(micros(ns));
+        }
     }
 
     fn once(&self, f: impl Fn(&View) -> u64) -> u64 {
         f(&self.at[0]).max(f(&self.at[1]))
     }
+}
+
+/// A duration in nanoseconds as the table keeps it: whole microseconds, rounded.
+#[inline(always)]
+fn micros(ns: u64) -> u32 {
+    (ns.saturating_add(500) / 1000).min(u32::MAX as u64) as u32
 }
 
 /// Protocol, server, operation and resource.
@@ -223,6 +242,9 @@ fn key_hash(s: &DefaultHashBuilder, p: Protocol, e: &ProtoEndpoint, op: &str, re
 /// The operation of the row per protocol that counts the transactions of endpoints beyond
 /// [`Summary::new`]'s bound.
 const OTHER: &str = "(other endpoints)";
+
+/// Shapes of tallied requests whose rows [`Summary`] remembers (see [`Summary::tally`]).
+const SHAPE_SLOTS: usize = 256;
 
 /// Connections whose last two rows [`Summary`] remembers (by client port).
 const FOLLOW_SLOTS: usize = 64;
@@ -292,6 +314,10 @@ pub struct Summary {
     /// the slots are not.
     follow: Box<[u64; FOLLOW_SLOTS]>,
     transactions: PerSide,
+    /// The rows of recent tallied shapes (see [`crate::proto::tally`]), by shape number:
+    /// the shape, its row, and whether that row is its protocol's `(other endpoints)`.
+    /// Shape numbers are never reused, so a shape found is its row.
+    shapes: Box<[(u64, u32, bool); SHAPE_SLOTS]>,
     /// Endpoint rows kept, the `(other endpoints)` rows aside: a capture or an interval
     /// with more distinct endpoints (servers x operations) would grow the table without
     /// bound, by up to [`endpoint_max_bytes`] a row.
@@ -339,6 +365,7 @@ impl Summary {
             after: Box::new([NO_ROW; PAIR_SLOTS]),
             follow: Box::new([u64::MAX; FOLLOW_SLOTS]),
             transactions: PerSide::default(),
+            shapes: Box::new([(0, 0, false); SHAPE_SLOTS]),
             max_endpoints: max_endpoints.max(1),
             others: 0,
             folded: 0,
@@ -404,6 +431,31 @@ impl Summary {
         self.remember_last(port, last, i);
         if let Some((_, e)) = self.endpoints.get_mut(i) {
             e.add(t);
+        }
+    }
+
+    /// Requests a decoder counted without records (see [`RecordSink::wants_records`]),
+    /// of a flow to `server` with `pods`: each run's row is found once by its shape.
+    fn count_tally(&mut self, t: &Tally, server: ProtoEndpoint, pods: Option<&FlowPods>) {
+        let side = side_of_pods(pods);
+        self.transactions.0[side] += t.len() as u64;
+        for (run, durations) in t.runs() {
+            let slot = (run.shape % SHAPE_SLOTS as u64) as usize;
+            let (row, folded) = match self.shapes[slot] {
+                (shape, row, folded) if shape == run.shape => (row as usize, folded),
+                _ => {
+                    let (row, folded) =
+                        self.endpoint(run.protocol, server, &run.operation, &run.resource);
+                    self.shapes[slot] = (run.shape, row as u32, folded);
+                    (row, folded)
+                }
+            };
+            if folded {
+                self.folded += durations.len() as u64;
+            }
+            if let Some((_, e)) = self.endpoints.get_mut(row) {
+                e.add_tallied(side, durations);
+            }
         }
     }
 
@@ -732,6 +784,15 @@ impl RecordSink for Summary {
             self.count_transaction(tx);
         }
         txs.clear();
+    }
+
+    /// A table counts: plain requests need no records.
+    fn wants_records(&self) -> bool {
+        false
+    }
+
+    fn tally(&mut self, t: &Tally, server: &ProtoEndpoint, pods: Option<&Arc<FlowPods>>) {
+        self.count_tally(t, *server, pods.map(|p| &**p));
     }
 }
 
@@ -1145,6 +1206,47 @@ mod tests {
             .filter(|(k, _)| k.0 == p && k.2 == op)
             .map(|(_, e)| e.at[0].count + e.at[1].count)
             .sum()
+    }
+
+    #[test]
+    fn tallied_requests_make_the_table_their_records_make() {
+        // Runs of shapes over endpoints beyond the bound (three rows kept): each request
+        // counted by a record in one summary and tallied in the other.
+        let shapes: Vec<(u16, &str, u64)> = (0..6)
+            .map(|i| {
+                (
+                    8000 + i / 2,
+                    ["/a", "/b"][i as usize % 2],
+                    crate::proto::tally::new_shape(),
+                )
+            })
+            .collect();
+        let (mut by_record, mut by_tally) = (Summary::new(3), Summary::new(3));
+        let mut tally = Tally::default();
+        for round in 0..40u64 {
+            let (port, path, shape) = shapes[(round * 7 % 6) as usize];
+            let server = ProtoEndpoint {
+                port,
+                ..Default::default()
+            };
+            for k in 0..(round % 3 + 1) {
+                let t = tx(port, path, round * 37 + k, false);
+                by_record.count_transaction(&t);
+                tally.count(
+                    Protocol::Http,
+                    shape,
+                    &t.operation,
+                    &t.resource,
+                    t.duration_ns(),
+                );
+            }
+            by_tally.count_tally(&tally, server, None);
+            tally.clear();
+        }
+        assert!(by_record.folded > 0);
+        assert_eq!(by_tally.folded, by_record.folded);
+        let c = Counters::default();
+        assert_eq!(by_tally.render(0, 0, &c), by_record.render(0, 0, &c));
     }
 
     #[test]

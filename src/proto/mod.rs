@@ -16,11 +16,13 @@ pub mod registry;
 pub mod scan;
 pub mod session;
 pub mod stream_stats;
+pub mod tally;
 #[cfg(test)]
 pub(crate) mod testkit;
 pub mod transaction;
 
 pub use stream_stats::StreamStats;
+pub use tally::Tally;
 pub use transaction::{AttrValue, Completeness, Endpoint, TraceContext, Transaction};
 
 use crate::events::Counters;
@@ -95,6 +97,21 @@ pub trait L7Parser {
         ts: Timestamp,
         out: &mut Vec<Transaction>,
     ) -> Progress;
+
+    /// As [`L7Parser::on_data`], when no sink wants the records of plain requests: a
+    /// decoder may count those into `tally` instead of reporting them (see
+    /// [`tally`]). Default: reports every one.
+    #[inline(always)]
+    fn on_data_tallied(
+        &mut self,
+        dir: Direction,
+        bytes: &[u8],
+        ts: Timestamp,
+        out: &mut Vec<Transaction>,
+        _tally: &mut Tally,
+    ) -> Progress {
+        self.on_data(dir, bytes, ts, out)
+    }
 
     /// `missing` bytes of direction `dir` will never arrive; the stream resumes after them.
     fn on_gap(&mut self, dir: Direction, missing: u32);

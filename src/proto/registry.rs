@@ -329,6 +329,20 @@ macro_rules! decoders {
                     $( Decoder::$variant(p) => p.on_data(dir, bytes, ts, out), )*
                 }
             }
+            #[inline(always)]
+            fn on_data_tallied(
+                &mut self,
+                dir: Direction,
+                bytes: &[u8],
+                ts: Timestamp,
+                out: &mut Vec<Transaction>,
+                tally: &mut $crate::proto::Tally,
+            ) -> Progress {
+                match self {
+                    Decoder::StreamStats(p) => p.on_data(dir, bytes, ts, out),
+                    $( Decoder::$variant(p) => p.on_data_tallied(dir, bytes, ts, out, tally), )*
+                }
+            }
             fn on_gap(&mut self, dir: Direction, missing: u32) {
                 match self {
                     Decoder::StreamStats(p) => p.on_gap(dir, missing),

@@ -6,7 +6,7 @@ use super::detect::{Detection, Transport, detect};
 use super::http2::Http2Parser;
 use super::{
     Decoder, DecoderFactory, DecoderKind, Direction, L7Parser, Progress, Protocol, StreamStats,
-    Transaction,
+    Tally, Transaction,
 };
 use crate::events::Counters;
 use crate::time::Timestamp;
@@ -139,8 +139,26 @@ impl L7Session {
         f: &DecoderFactory,
         out: &mut Vec<Transaction>,
     ) {
+        self.data_tallied(dir, bytes, ts, f, out, None)
+    }
+
+    /// [`L7Session::data`], with plain requests counted into `tally` (when there is one)
+    /// instead of reported: see [`crate::proto::tally`].
+    #[inline(always)]
+    pub fn data_tallied(
+        &mut self,
+        dir: Direction,
+        bytes: &[u8],
+        ts: Timestamp,
+        f: &DecoderFactory,
+        out: &mut Vec<Transaction>,
+        tally: Option<&mut Tally>,
+    ) {
         let ended = match &mut self.state {
-            State::Active(d) => match d.on_data(dir, bytes, ts, out) {
+            State::Active(d) => match match tally {
+                Some(t) => d.on_data_tallied(dir, bytes, ts, out, t),
+                None => d.on_data(dir, bytes, ts, out),
+            } {
                 Progress::Continue => return,
                 p => Some(p),
             },

@@ -39,7 +39,8 @@ use self::parser::{GapEffect, Kind, Limits, Out, ParseError, Reply, ReplyParser,
 use super::detect::Transport;
 use super::registry::{Probe, ProtocolDecoder, Telemetry};
 use super::{
-    AttrValue, Completeness, Confidence, Direction, L7Parser, Progress, Protocol, Transaction,
+    AttrValue, Completeness, Confidence, Direction, L7Parser, Progress, Protocol, Tally,
+    Transaction,
 };
 use crate::bytes::same_text;
 use crate::events::{DecoderCounters, Event, decoder_events};
@@ -445,6 +446,9 @@ struct Pending {
     special: Special,
     blocking: bool,
     completeness: u16,
+    /// Its operation's and prefix's [`crate::proto::tally`] shape on this connection (0:
+    /// none, never counted without a record).
+    shape: u64,
     /// Boxed (only with `redact = false`): a pending command is moved twice, into the
     /// queue and out, and without it the struct is small enough to be moved inline.
     query: Option<Box<CompactString>>,
@@ -478,6 +482,8 @@ struct Repeat {
     op: CompactString,
     prefix: CompactString,
     summary: CompactString,
+    /// The shape of `op` and `prefix` (see [`Pending::shape`]): a new one when they change.
+    shape: u64,
     /// The heap bytes of a command made of these strings (`Pending::heap_size` of the one
     /// remembered; its copies' strings have the same lengths).
     heap: u32,
@@ -647,9 +653,15 @@ impl RedisParser {
         }
     }
 
-    fn feed_replies(&mut self, mut rest: &[u8], ts: Timestamp, out: &mut Vec<Transaction>) {
+    fn feed_replies(
+        &mut self,
+        mut rest: &[u8],
+        ts: Timestamp,
+        out: &mut Vec<Transaction>,
+        mut tally: Option<&mut Tally>,
+    ) {
         while !rest.is_empty() {
-            if let Some(used) = self.plain_reply(rest, ts, out) {
+            if let Some(used) = self.plain_reply(rest, ts, out, tally.as_deref_mut()) {
                 rest = &rest[used..];
                 continue;
             }
@@ -657,7 +669,7 @@ impl RedisParser {
             rest = &rest[step.used..];
             match step.out {
                 Out::More => {}
-                Out::Message => self.on_reply(ts, out),
+                Out::Message => self.on_reply(ts, out, tally.as_deref_mut()),
                 Out::Error(e) => {
                     self.stats.count(e);
                     if self.rep.lost_partial() {
@@ -712,6 +724,7 @@ impl RedisParser {
             special: Special::None,
             blocking: r.blocking,
             completeness: 0,
+            shape: r.shape,
             query: None,
         };
         let heap = r.heap;
@@ -740,9 +753,16 @@ impl RedisParser {
     /// The reply at the start of `b`, when it is a whole scalar and simply answers the
     /// oldest command (no error, no `+QUEUED`, no command that reads its reply specially,
     /// nothing lost before it): paired as `on_reply` would pair it, without the parser.
-    /// Its length; `None` leaves it to the parser.
+    /// Its length; `None` leaves it to the parser. With a `tally`, a command whole and
+    /// of a known shape is counted there, without a record.
     #[inline]
-    fn plain_reply(&mut self, b: &[u8], ts: Timestamp, out: &mut Vec<Transaction>) -> Option<usize> {
+    fn plain_reply(
+        &mut self,
+        b: &[u8],
+        ts: Timestamp,
+        out: &mut Vec<Transaction>,
+        tally: Option<&mut Tally>,
+    ) -> Option<usize> {
         if !self.rep.in_step()
             || self.monitor
             || self.reported > 0
@@ -761,8 +781,12 @@ impl RedisParser {
             self.pipelined = true;
         }
         let p = self.pending.pop_front()?;
-        let tx = self.transaction(p, ts, out);
-        tx.resp_bytes = used as u64;
+        match tally {
+            Some(t) if p.shape != 0 && p.completeness == 0 => {
+                t.count(Protocol::Redis, p.shape, &p.op, &p.prefix, ts.since(p.start));
+            }
+            _ => self.transaction(p, ts, out).resp_bytes = used as u64,
+        }
         #[cfg(test)]
         {
             self.in_place[1] += 1;
@@ -771,7 +795,7 @@ impl RedisParser {
     }
 
     /// Remember the command just queued as `p` for [`Repeat`], when it is plain.
-    fn remember(&mut self, spec: &'static Spec, key_at: usize, p: &Pending) {
+    fn remember(&mut self, spec: &'static Spec, key_at: usize, p: &mut Pending) {
         let cmd = &self.req.cmd;
         let name = cmd.args[0].bytes();
         // (A SELECT whose argument is not a database number is not special, but the next
@@ -808,10 +832,14 @@ impl RedisParser {
             r.lead.push_str(&self.cfg.key_prefix_delimiter);
         }
         r.blocking = p.blocking;
+        if r.shape == 0 || r.op != p.op || r.prefix != p.prefix {
+            r.shape = crate::proto::tally::new_shape();
+        }
         r.op.clone_from(&p.op);
         r.prefix.clone_from(&p.prefix);
         r.summary.clone_from(&p.summary);
-        r.heap = u32::try_from(crate::proto::heap::HeapSize::heap_size(p)).unwrap_or(u32::MAX);
+        r.heap = u32::try_from(crate::proto::heap::HeapSize::heap_size(&*p)).unwrap_or(u32::MAX);
+        p.shape = r.shape;
     }
 
     /// A command was read (or, with `salvaged`, the start of one before a gap).
@@ -913,7 +941,7 @@ impl RedisParser {
             }
             None => (CompactString::default(), op.clone()),
         };
-        let p = Pending {
+        let mut p = Pending {
             start: self.req_start,
             req_bytes,
             op,
@@ -922,6 +950,7 @@ impl RedisParser {
             special,
             blocking: spec.has(BLOCKING),
             completeness,
+            shape: 0,
             query,
         };
         let silenced = if self.reply_mode == ReplyMode::On && spec.op != "CLIENT REPLY" {
@@ -940,7 +969,7 @@ impl RedisParser {
             // Its name alone does not say what it is.
             self.repeat = None;
         } else {
-            self.remember(spec, key_at, &p);
+            self.remember(spec, key_at, &mut p);
         }
         self.pending.push_back(p);
         self.bound_pending(ts, out);
@@ -1076,7 +1105,9 @@ impl RedisParser {
         }
     }
 
-    fn on_reply(&mut self, ts: Timestamp, out: &mut Vec<Transaction>) {
+    /// A reply was read. With a `tally`, one that plainly answers a command of a known
+    /// shape is counted there, without a record.
+    fn on_reply(&mut self, ts: Timestamp, out: &mut Vec<Transaction>, tally: Option<&mut Tally>) {
         out.append(&mut self.ready);
         match self.classify(&self.rep.reply) {
             Class::Message => {
@@ -1142,6 +1173,7 @@ impl RedisParser {
                 special: Special::None,
                 blocking: false,
                 completeness: Completeness::NO_REQUEST | if gap { Completeness::GAP } else { 0 },
+                shape: 0,
                 query: None,
             };
             let tx = self.transaction(p, ts, out);
@@ -1152,6 +1184,16 @@ impl RedisParser {
             p.completeness |= Completeness::GAP;
         }
         let special = p.special;
+        if let Some(t) = tally
+            && special == Special::None
+            && p.shape != 0
+            && p.completeness == 0
+            && !self.rep.reply.kind.is_error()
+            && !(self.rep.reply.kind == Kind::SimpleString && self.rep.reply.text.bytes() == b"QUEUED")
+        {
+            t.count(Protocol::Redis, p.shape, &p.op, &p.prefix, ts.since(p.start));
+            return;
+        }
         let tx = self.transaction(p, ts, out);
         self.answer(tx, special);
     }
@@ -1288,9 +1330,29 @@ impl L7Parser for RedisParser {
             Direction::ToServer => self.feed_requests(bytes, ts, out),
             Direction::ToClient => {
                 self.rep_ts = ts;
-                self.feed_replies(bytes, ts, out)
+                self.feed_replies(bytes, ts, out, None)
             }
         }
+        Progress::Continue
+    }
+
+    fn on_data_tallied(
+        &mut self,
+        dir: Direction,
+        bytes: &[u8],
+        ts: Timestamp,
+        out: &mut Vec<Transaction>,
+        tally: &mut Tally,
+    ) -> Progress {
+        if dir == Direction::ToServer {
+            return self.on_data(dir, bytes, ts, out);
+        }
+        self.last_ts = ts;
+        if !self.ready.is_empty() {
+            out.append(&mut self.ready);
+        }
+        self.rep_ts = ts;
+        self.feed_replies(bytes, ts, out, Some(tally));
         Progress::Continue
     }
 

@@ -7,7 +7,7 @@ use Direction::{ToClient as S, ToServer as C};
 /// Feeding a decoder a conversation in every way a capture can deliver it. Written for
 /// Redis, kept free of it: it moves to `proto/testkit.rs` when the shared kit lands.
 pub(crate) mod kit {
-    use crate::proto::{Direction, L7Parser, Transaction};
+    use crate::proto::{Direction, L7Parser, Tally, Transaction};
     use crate::time::Timestamp;
     use std::ops::Range;
 
@@ -33,14 +33,29 @@ pub(crate) mod kit {
         p: &mut P,
         conv: &Conv,
         from: usize,
+        pieces: impl FnMut(usize, &[u8]) -> Vec<Piece>,
+    ) -> Vec<Transaction> {
+        run_tallied(p, conv, from, pieces, None)
+    }
+
+    /// [`run`], with plain requests counted into `tally` when there is one.
+    pub fn run_tallied<P: L7Parser>(
+        p: &mut P,
+        conv: &Conv,
+        from: usize,
         mut pieces: impl FnMut(usize, &[u8]) -> Vec<Piece>,
+        mut tally: Option<&mut Tally>,
     ) -> Vec<Transaction> {
         let mut out = Vec::new();
         for (i, (dir, bytes)) in conv.iter().enumerate().skip(from) {
             for piece in pieces(i, bytes) {
                 match piece {
                     Piece::Data(r) => {
-                        p.on_data(*dir, &bytes[r], ts(i), &mut out);
+                        let b = &bytes[r];
+                        match tally.as_deref_mut() {
+                            Some(t) => p.on_data_tallied(*dir, b, ts(i), &mut out, t),
+                            None => p.on_data(*dir, b, ts(i), &mut out),
+                        };
                     }
                     Piece::Gap(r) => p.on_gap(*dir, r.len() as u32),
                 }
@@ -1658,4 +1673,74 @@ fn repeated_commands_and_plain_replies_read_in_place_report_as_the_parsers_do() 
     let mut p = RedisParser::default();
     kit::run(&mut p, &conv, 0, kit::bytewise);
     assert_eq!(p.in_place, [0, 0]);
+}
+
+/// Counted without records (a sink that only counts), plainly answered commands are
+/// tallied, everything else is still a record, and together they are what the records
+/// alone say: the same commands, rows and durations, however the bytes arrive.
+#[test]
+fn plain_commands_are_tallied_and_the_rest_are_records() {
+    let conv = vec![
+        c(&["SET", "user:1", "a"]),
+        c(&["SET", "user:2", "b"]),
+        c(&["GET", "user:1"]),
+        s("+OK\r\n+OK\r\n$1\r\na\r\n"),
+        c(&["GET", "user:1"]),
+        c(&["GET", "user:2"]),
+        c(&["LPUSH", "user:1", "x"]),
+        s("$1\r\na\r\n$1\r\nb\r\n-WRONGTYPE Operation against a key\r\n"),
+        c(&["SELECT", "3"]),
+        s("+OK\r\n"),
+        c(&["GET", "cart:9"]),
+        c(&["GET", "cart:9"]),
+        s("$-1\r\n$-1\r\n"),
+        c(&["MULTI"]),
+        c(&["INCR", "n:1"]),
+        c(&["EXEC"]),
+        s("+OK\r\n+QUEUED\r\n*1\r\n:1\r\n"),
+        c(&["HGETALL", "h:1"]),
+        s("*2\r\n$1\r\nf\r\n$1\r\nv\r\n"),
+    ];
+    // (operation, resource, duration, error, complete) of each command.
+    type Row = (String, String, u64, Option<String>, bool);
+    let row = |t: &Transaction| -> Row {
+        let (op, res) = (t.operation.to_string(), t.resource.to_string());
+        (op, res, t.duration_ns(), t.error.as_ref().map(|e| e.to_string()), t.completeness.is_complete())
+    };
+    let sorted = |mut v: Vec<Row>| {
+        v.sort();
+        v
+    };
+    let want = sorted(kit::run(&mut RedisParser::default(), &conv, 0, kit::whole).iter().map(row).collect());
+    assert_eq!(want.len(), 13);
+    type Pieces = Box<dyn FnMut(usize, &[u8]) -> Vec<Piece>>;
+    let feeds: Vec<(&str, Pieces)> = vec![
+        ("whole", Box::new(kit::whole)),
+        ("bytewise", Box::new(kit::bytewise)),
+        ("split", Box::new(kit::split(3, 7))),
+    ];
+    for (how, pieces) in feeds {
+        let mut tally = Tally::default();
+        let records = kit::run_tallied(&mut RedisParser::default(), &conv, 0, pieces, Some(&mut tally));
+        // Errors, and the commands that change the connection (SELECT, MULTI, EXEC),
+        // are records.
+        assert!(records.iter().any(|t| t.error.as_deref() == Some("WRONGTYPE")), "{how}");
+        assert!(records.iter().any(|t| t.operation == "EXEC"), "{how}");
+        let ops: Vec<_> = records.iter().map(|t| t.operation.as_str()).collect();
+        assert_eq!(ops, ["LPUSH", "SELECT", "MULTI", "INCR", "EXEC"], "{how}");
+        assert_eq!(tally.len(), 8, "{how}: {tally:?}");
+        let mut got: Vec<Row> = records.iter().map(row).collect();
+        for (run, durations) in tally.runs() {
+            assert_eq!(run.protocol, Protocol::Redis);
+            for &d in durations {
+                got.push((run.operation.to_string(), run.resource.to_string(), d, None, true));
+            }
+        }
+        assert_eq!(sorted(got), want, "{how}");
+    }
+    // A gap in the replies: what follows it is read by the parser, not counted plainly.
+    let mut tally = Tally::default();
+    let records = kit::run_tallied(&mut RedisParser::default(), &conv, 0, kit::gap(7, 0..4), Some(&mut tally));
+    assert!(records.iter().any(|t| !t.completeness.is_complete()));
+    assert!(tally.runs().all(|(r, _)| r.shape != 0));
 }

@@ -1,0 +1,139 @@
+//! Requests counted without records.
+//!
+//! A sink that only counts (the replay's `--output table`: see
+//! [`crate::export::RecordSink::wants_records`]) reads five things of a transaction: its
+//! protocol, operation and resource (its row), its duration, and that it succeeded. For
+//! the plainest requests (answered at once, whole, without an error) a decoder that can
+//! tells exactly that through a [`Tally`] instead of building a [`Transaction`]: building,
+//! handing over, counting and dropping one record per Redis command was half of a
+//! worker's time on a pipelined cache workload (perf/RESULTS.md, stop 43's profile).
+//!
+//! Requests of one *shape* (the same operation and resource on one connection, named by a
+//! [`new_shape`] number) come in runs: a sink looks a shape's row up once and counts the
+//! rest of the run against it.
+//!
+//! [`Transaction`]: crate::proto::Transaction
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use compact_str::CompactString;
+
+use crate::proto::Protocol;
+
+/// The next shape number; 0 is "no shape".
+static SHAPES: AtomicU64 = AtomicU64::new(1);
+
+/// A shape number no other connection or shape has: a decoder takes one when a
+/// connection's requests change shape (rarely: most connections repeat a few commands),
+/// never per request.
+pub fn new_shape() -> u64 {
+    SHAPES.fetch_add(1, Relaxed)
+}
+
+/// Consecutive counted requests of one shape.
+#[derive(Debug)]
+pub struct Run {
+    pub protocol: Protocol,
+    /// From [`new_shape`]: the same number means the same protocol, operation and
+    /// resource (on the same connection).
+    pub shape: u64,
+    pub operation: CompactString,
+    pub resource: CompactString,
+    /// Where the run's durations end in [`Tally::durations`].
+    end: usize,
+}
+
+/// The requests one packet's bytes completed that were counted without records, in
+/// order. Each is complete, answered, and not an error (anything else is a record).
+/// Reused from packet to packet: its vectors grow to the most one packet completed
+/// (bounded by the packet's bytes) and stay there.
+#[derive(Debug, Default)]
+pub struct Tally {
+    runs: Vec<Run>,
+    /// Each request's duration in nanoseconds.
+    durations: Vec<u64>,
+}
+
+impl Tally {
+    /// Count one request of `shape` (taking `operation` and `resource` only when a run
+    /// of a new shape starts).
+    #[inline]
+    pub fn count(
+        &mut self,
+        protocol: Protocol,
+        shape: u64,
+        operation: &CompactString,
+        resource: &CompactString,
+        duration_ns: u64,
+    ) {
+        self.durations.push(duration_ns);
+        match self.runs.last_mut() {
+            Some(r) if r.shape == shape => r.end = self.durations.len(),
+            _ => self.runs.push(Run {
+                protocol,
+                shape,
+                operation: operation.clone(),
+                resource: resource.clone(),
+                end: self.durations.len(),
+            }),
+        }
+    }
+
+    /// Requests counted.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.durations.len()
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.durations.is_empty()
+    }
+
+    /// The runs, each with its requests' durations (nanoseconds).
+    pub fn runs(&self) -> impl Iterator<Item = (&Run, &[u64])> {
+        let mut start = 0;
+        self.runs.iter().map(move |r| {
+            let d = &self.durations[start..r.end];
+            start = r.end;
+            (r, d)
+        })
+    }
+
+    pub fn clear(&mut self) {
+        self.runs.clear();
+        self.durations.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_of_one_shape_make_one_run_and_a_new_shape_starts_another() {
+        let (get, set, user) = ("GET".into(), "SET".into(), "user".into());
+        let (a, b) = (new_shape(), new_shape());
+        assert_ne!(a, b);
+        let mut t = Tally::default();
+        t.count(Protocol::Redis, a, &get, &user, 10);
+        t.count(Protocol::Redis, a, &get, &user, 20);
+        t.count(Protocol::Redis, b, &set, &user, 30);
+        t.count(Protocol::Redis, a, &get, &user, 40);
+        assert_eq!(t.len(), 4);
+        let runs: Vec<_> = t
+            .runs()
+            .map(|(r, d)| (r.operation.to_string(), d.to_vec()))
+            .collect();
+        assert_eq!(
+            runs,
+            [
+                ("GET".to_string(), vec![10, 20]),
+                ("SET".to_string(), vec![30]),
+                ("GET".to_string(), vec![40]),
+            ]
+        );
+        t.clear();
+        assert!(t.is_empty() && t.runs().next().is_none());
+    }
+}
