@@ -102,10 +102,9 @@ struct Tracker<S: RecordSink> {
     budget: ReassemblyBudget,
     counters: Counters,
     txs: Vec<Transaction>,
-    /// Plain requests counted without records (see `crate::proto::tally`), when
-    /// `tallying`: the sink wants no records, and no flight recorder holds them back.
+    /// Plain requests counted without records (see `crate::proto::tally`); on when the
+    /// sink wants no records and no flight recorder holds them back.
     tally: Tally,
-    tallying: bool,
     expired: Vec<FlowId>,
     /// Open flows' traffic reports gathered by a sweep, handed to the sink after it.
     progress: Vec<FlowProgress>,
@@ -140,7 +139,7 @@ pub struct Worker<S: RecordSink> {
 impl<S: RecordSink> Worker<S> {
     pub fn new(cfg: &Config, sink: S) -> Self {
         let settings = WorkerSettings::from_config(cfg);
-        let tallying = !sink.wants_records();
+        let tally = Tally::new(!sink.wants_records());
         Worker {
             defrag: Defragmenter::new(cfg.defrag.limits()),
             filter: cfg.capture.filter.clone(),
@@ -153,8 +152,7 @@ impl<S: RecordSink> Worker<S> {
                 ),
                 counters: Counters::default(),
                 txs: Vec::with_capacity(64),
-                tally: Tally::default(),
-                tallying,
+                tally,
                 expired: Vec::with_capacity(MAX_EXPIRE_PER_TICK),
                 progress: Vec::new(),
                 decoders: DecoderFactory::from_config(cfg).expect("config validated route rules"),
@@ -186,7 +184,9 @@ impl<S: RecordSink> Worker<S> {
     pub fn with_recorder(mut self, hub: Option<&Arc<crate::recorder::Hub>>) -> Self {
         self.tracker.recorder = hub.map(|h| crate::recorder::ring::WorkerRecorder::new(h.clone()));
         // The recorder keeps its pods' records.
-        self.tracker.tallying &= self.tracker.recorder.is_none();
+        if self.tracker.recorder.is_some() {
+            self.tracker.tally = Tally::new(false);
+        }
         self
     }
 
@@ -396,19 +396,10 @@ impl<S: RecordSink> Tracker<S> {
             ..
         } = flow;
         let (txs, decoders, heap) = (&mut self.txs, &self.decoders, &mut self.heap);
-        let mut tally = self.tallying.then_some(&mut self.tally);
+        let tally = &mut self.tally;
         let ts = p.ts;
         let mut feed = |dir: Direction, chunk: Chunk<'_>| {
-            feed_l7(
-                l7,
-                dir,
-                chunk,
-                ts,
-                decoders,
-                txs,
-                tally.as_deref_mut(),
-                heap,
-            )
+            feed_l7(l7, dir, chunk, ts, decoders, txs, tally, heap)
         };
         let mut found = None;
         match (p.l4, tcp.as_mut()) {
@@ -596,8 +587,9 @@ impl<S: RecordSink> Tracker<S> {
         let Flow { tcp, l7, .. } = &mut flow;
         let (txs, decoders, heap) = (&mut self.txs, &self.decoders, &mut self.heap);
         if let Some(conn) = tcp.as_mut() {
+            let tally = &mut self.tally;
             let mut feed = |dir: Direction, chunk: Chunk<'_>| {
-                feed_l7(l7, dir, chunk, ts, decoders, txs, None, heap)
+                feed_l7(l7, dir, chunk, ts, decoders, txs, tally, heap)
             };
             conn.flush(&mut self.budget, &mut self.counters, &mut feed);
         }
@@ -727,7 +719,7 @@ fn feed_l7(
     ts: Timestamp,
     decoders: &DecoderFactory,
     txs: &mut Vec<Transaction>,
-    tally: Option<&mut Tally>,
+    tally: &mut Tally,
     heap: &mut DecoderHeap,
 ) {
     let Some(s) = l7.as_mut() else { return };

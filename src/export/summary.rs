@@ -1222,7 +1222,7 @@ mod tests {
             })
             .collect();
         let (mut by_record, mut by_tally) = (Summary::new(3), Summary::new(3));
-        let mut tally = Tally::default();
+        let mut tally = Tally::new(true);
         for round in 0..40u64 {
             let (port, path, shape) = shapes[(round * 7 % 6) as usize];
             let server = ProtoEndpoint {

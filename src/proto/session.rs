@@ -139,10 +139,10 @@ impl L7Session {
         f: &DecoderFactory,
         out: &mut Vec<Transaction>,
     ) {
-        self.data_tallied(dir, bytes, ts, f, out, None)
+        self.data_tallied(dir, bytes, ts, f, out, &mut Tally::default())
     }
 
-    /// [`L7Session::data`], with plain requests counted into `tally` (when there is one)
+    /// [`L7Session::data`], with plain requests counted into `tally` (when it is on)
     /// instead of reported: see [`crate::proto::tally`].
     #[inline(always)]
     pub fn data_tallied(
@@ -152,13 +152,10 @@ impl L7Session {
         ts: Timestamp,
         f: &DecoderFactory,
         out: &mut Vec<Transaction>,
-        tally: Option<&mut Tally>,
+        tally: &mut Tally,
     ) {
         let ended = match &mut self.state {
-            State::Active(d) => match match tally {
-                Some(t) => d.on_data_tallied(dir, bytes, ts, out, t),
-                None => d.on_data(dir, bytes, ts, out),
-            } {
+            State::Active(d) => match d.on_data_tallied(dir, bytes, ts, out, tally) {
                 Progress::Continue => return,
                 p => Some(p),
             },

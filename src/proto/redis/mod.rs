@@ -440,9 +440,9 @@ struct Pending {
     start: Timestamp,
     req_bytes: u64,
     op: CompactString,
+    /// The key's prefix (empty: none); `db.query.summary` is made of the two when the
+    /// command is reported (see `RedisParser::summary_of`).
     prefix: CompactString,
-    /// `db.query.summary`: the command and the prefix.
-    summary: CompactString,
     special: Special,
     blocking: bool,
     completeness: u16,
@@ -457,7 +457,7 @@ struct Pending {
 impl crate::proto::heap::HeapSize for Pending {
     /// The strings that did not fit inline.
     fn heap_size(&self) -> usize {
-        crate::proto::heap::str_heap(&self.op) + crate::proto::heap::str_heap(&self.prefix) + crate::proto::heap::str_heap(&self.summary)
+        crate::proto::heap::str_heap(&self.op) + crate::proto::heap::str_heap(&self.prefix)
     }
 }
 
@@ -481,7 +481,6 @@ struct Repeat {
     blocking: bool,
     op: CompactString,
     prefix: CompactString,
-    summary: CompactString,
     /// The shape of `op` and `prefix` (see [`Pending::shape`]): a new one when they change.
     shape: u64,
     /// The heap bytes of a command made of these strings (`Pending::heap_size` of the one
@@ -553,10 +552,8 @@ pub struct RedisParser {
     op_of: &'static str,
     /// The last key prefix reported.
     last_prefix: CompactString,
-    /// The last `db.query.summary` built with a prefix, and the command it was built of
-    /// (of `last_prefix`).
+    /// The last `db.query.summary` made with a prefix (see `summary_of`).
     summary: CompactString,
-    summary_op: &'static str,
     /// The last command, when the next may repeat it (boxed: every flow's decoder slot is
     /// as large as the largest decoder, and this keeps Redis's from growing).
     repeat: Option<Box<Repeat>>,
@@ -604,7 +601,6 @@ impl RedisParser {
             op_of: "",
             last_prefix: CompactString::default(),
             summary: CompactString::default(),
-            summary_op: "",
             repeat: None,
             ready: Vec::new(),
             stats: RedisStats::default(),
@@ -720,7 +716,6 @@ impl RedisParser {
             req_bytes: at as u64,
             op: r.op.clone(),
             prefix: r.prefix.clone(),
-            summary: r.summary.clone(),
             special: Special::None,
             blocking: r.blocking,
             completeness: 0,
@@ -837,7 +832,6 @@ impl RedisParser {
         }
         r.op.clone_from(&p.op);
         r.prefix.clone_from(&p.prefix);
-        r.summary.clone_from(&p.summary);
         r.heap = u32::try_from(crate::proto::heap::HeapSize::heap_size(&*p)).unwrap_or(u32::MAX);
         p.shape = r.shape;
     }
@@ -919,34 +913,23 @@ impl RedisParser {
             completeness |= Completeness::GAP;
         }
         let req_bytes = cmd.bytes;
-        let (prefix, summary) = match prefix_len {
+        let prefix = match prefix_len {
             Some(at) => {
-                // A connection's keys share few prefixes and its commands are few: the last
-                // prefix and summary are kept, and most commands reuse them.
+                // A connection's keys share few prefixes: the last is kept, and most
+                // commands reuse it.
                 let key = &self.req.cmd.args[key_at].bytes()[..at];
-                let mut fresh = false;
                 if !short_eq(key, self.last_prefix.as_bytes()) {
                     self.last_prefix = CompactString::from_utf8_lossy(key);
-                    fresh = true;
                 }
-                if fresh || module || !std::ptr::eq(spec.op, self.summary_op) {
-                    let mut s = CompactString::with_capacity(op.len() + 1 + at);
-                    s.push_str(&op);
-                    s.push(' ');
-                    s.push_str(&self.last_prefix);
-                    self.summary = s;
-                    self.summary_op = if module { "" } else { spec.op };
-                }
-                (self.last_prefix.clone(), self.summary.clone())
+                self.last_prefix.clone()
             }
-            None => (CompactString::default(), op.clone()),
+            None => CompactString::default(),
         };
         let mut p = Pending {
             start: self.req_start,
             req_bytes,
             op,
             prefix,
-            summary,
             special,
             blocking: spec.has(BLOCKING),
             completeness,
@@ -1046,6 +1029,7 @@ impl RedisParser {
         end: Timestamp,
         out: &'o mut Vec<Transaction>,
     ) -> &'o mut Transaction {
+        let summary = self.summary_of(&p.op, &p.prefix);
         let tx = Transaction::push_new(out, Protocol::Redis, p.start);
         tx.end = end.max(p.start);
         tx.req_bytes = p.req_bytes;
@@ -1056,13 +1040,35 @@ impl RedisParser {
         a.push(("db.system.name", AttrValue::Str(CompactString::const_new("redis"))));
         a.push(("db.operation.name", AttrValue::Str(p.op.clone())));
         a.push(("db.namespace", AttrValue::Str(db_name(self.db))));
-        a.push(("db.query.summary", AttrValue::Str(p.summary)));
+        a.push(("db.query.summary", AttrValue::Str(summary)));
         if let Some(q) = p.query {
             tx.attr_str("db.query.text", *q);
         }
         tx.operation = p.op;
         tx.resource = p.prefix;
         tx
+    }
+
+    /// `db.query.summary`: the command, and its key's prefix when it has one. The last
+    /// one made with a prefix is kept: a connection repeats a few (made per record, not
+    /// kept per waiting command: most commands are counted without a record).
+    fn summary_of(&mut self, op: &CompactString, prefix: &CompactString) -> CompactString {
+        if prefix.is_empty() {
+            return op.clone();
+        }
+        let s = self.summary.as_bytes();
+        let same = s.len() == op.len() + 1 + prefix.len()
+            && s.starts_with(op.as_bytes())
+            && s[op.len()] == b' '
+            && s.ends_with(prefix.as_bytes());
+        if !same {
+            let mut s = CompactString::with_capacity(op.len() + 1 + prefix.len());
+            s.push_str(op);
+            s.push(' ');
+            s.push_str(prefix);
+            self.summary = s;
+        }
+        self.summary.clone()
     }
 
     fn classify(&self, r: &Reply) -> Class {
@@ -1169,7 +1175,6 @@ impl RedisParser {
                 req_bytes: 0,
                 op: CompactString::default(),
                 prefix: CompactString::default(),
-                summary: CompactString::default(),
                 special: Special::None,
                 blocking: false,
                 completeness: Completeness::NO_REQUEST | if gap { Completeness::GAP } else { 0 },

@@ -1720,7 +1720,7 @@ fn plain_commands_are_tallied_and_the_rest_are_records() {
         ("split", Box::new(kit::split(3, 7))),
     ];
     for (how, pieces) in feeds {
-        let mut tally = Tally::default();
+        let mut tally = Tally::new(true);
         let records = kit::run_tallied(&mut RedisParser::default(), &conv, 0, pieces, Some(&mut tally));
         // Errors, and the commands that change the connection (SELECT, MULTI, EXEC),
         // are records.
@@ -1739,7 +1739,7 @@ fn plain_commands_are_tallied_and_the_rest_are_records() {
         assert_eq!(sorted(got), want, "{how}");
     }
     // A gap in the replies: what follows it is read by the parser, not counted plainly.
-    let mut tally = Tally::default();
+    let mut tally = Tally::new(true);
     let records = kit::run_tallied(&mut RedisParser::default(), &conv, 0, kit::gap(7, 0..4), Some(&mut tally));
     assert!(records.iter().any(|t| !t.completeness.is_complete()));
     assert!(tally.runs().all(|(r, _)| r.shape != 0));
