@@ -94,6 +94,14 @@ pub struct WorkerTotals {
     pub counters: Counters,
 }
 
+/// What a flow's decoders reported since it was last emitted.
+struct Reported {
+    txs: Vec<Transaction>,
+    /// Plain requests counted without records (see `crate::proto::tally`); on when the
+    /// sink wants no records and no flight recorder holds them back.
+    tally: Tally,
+}
+
 /// Flow state and everything that feeds it: kept apart from the defragmenter so a decoded
 /// packet (which may borrow the defragmenter's buffer) can be processed.
 struct Tracker<S: RecordSink> {
@@ -101,10 +109,8 @@ struct Tracker<S: RecordSink> {
     table: FlowTable,
     budget: ReassemblyBudget,
     counters: Counters,
-    txs: Vec<Transaction>,
-    /// Plain requests counted without records (see `crate::proto::tally`); on when the
-    /// sink wants no records and no flight recorder holds them back.
-    tally: Tally,
+    /// What the decoders report: one place, so the packet path passes one pointer.
+    out: Reported,
     expired: Vec<FlowId>,
     /// Open flows' traffic reports gathered by a sweep, handed to the sink after it.
     progress: Vec<FlowProgress>,
@@ -151,8 +157,10 @@ impl<S: RecordSink> Worker<S> {
                     settings.max_worker_segments,
                 ),
                 counters: Counters::default(),
-                txs: Vec::with_capacity(64),
-                tally,
+                out: Reported {
+                    txs: Vec::with_capacity(64),
+                    tally,
+                },
                 expired: Vec::with_capacity(MAX_EXPIRE_PER_TICK),
                 progress: Vec::new(),
                 decoders: DecoderFactory::from_config(cfg).expect("config validated route rules"),
@@ -185,7 +193,7 @@ impl<S: RecordSink> Worker<S> {
         self.tracker.recorder = hub.map(|h| crate::recorder::ring::WorkerRecorder::new(h.clone()));
         // The recorder keeps its pods' records.
         if self.tracker.recorder.is_some() {
-            self.tracker.tally = Tally::new(false);
+            self.tracker.out.tally = Tally::new(false);
         }
         self
     }
@@ -395,12 +403,10 @@ impl<S: RecordSink> Tracker<S> {
             pods,
             ..
         } = flow;
-        let (txs, decoders, heap) = (&mut self.txs, &self.decoders, &mut self.heap);
-        let tally = &mut self.tally;
+        let (out, decoders, heap) = (&mut self.out, &self.decoders, &mut self.heap);
         let ts = p.ts;
-        let mut feed = |dir: Direction, chunk: Chunk<'_>| {
-            feed_l7(l7, dir, chunk, ts, decoders, txs, tally, heap)
-        };
+        let mut feed =
+            |dir: Direction, chunk: Chunk<'_>| feed_l7(l7, dir, chunk, ts, decoders, out, heap);
         let mut found = None;
         match (p.l4, tcp.as_mut()) {
             (L4::Tcp(h), Some(conn)) => {
@@ -425,12 +431,12 @@ impl<S: RecordSink> Tracker<S> {
         if let (Some(f), Some((hub, _))) = (found, &self.anomalies) {
             report(hub, &self.attr, self.table.get_mut(id), f, ts);
         }
-        if !self.txs.is_empty() || !self.tally.is_empty() {
-            let n = self.txs.len() + self.tally.len();
+        if !self.out.txs.is_empty() || !self.out.tally.is_empty() {
+            let n = self.out.txs.len() + self.out.tally.len();
             let ends = ends(&self.attr, self.table.get_mut(id), n);
             emit(
-                &mut self.txs,
-                &mut self.tally,
+                &mut self.out.txs,
+                &mut self.out.tally,
                 ends,
                 &mut self.sink,
                 &mut self.transactions,
@@ -521,7 +527,7 @@ impl<S: RecordSink> Tracker<S> {
     /// the table per tick, round-robin, so the cost per tick stays small.
     fn sweep_l7_timeouts(&mut self, now: Timestamp) {
         let timeout = self.settings.transaction_timeout_ns;
-        let (txs, counters, attr) = (&mut self.txs, &mut self.counters, &self.attr);
+        let (txs, counters, attr) = (&mut self.out.txs, &mut self.counters, &self.attr);
         let (anomalies, heap) = (&self.anomalies, &mut self.heap);
         let mut pending = Vec::new();
         // Open flows' traffic for the metrics, at most every `report_ns` per flow. The
@@ -567,7 +573,7 @@ impl<S: RecordSink> Tracker<S> {
         for (ends, mut batch) in pending {
             emit(
                 &mut batch,
-                &mut self.tally,
+                &mut self.out.tally,
                 ends,
                 &mut self.sink,
                 &mut self.transactions,
@@ -585,16 +591,14 @@ impl<S: RecordSink> Tracker<S> {
     fn finish(&mut self, mut flow: Flow, reason: EndReason) {
         let ts = flow.last;
         let Flow { tcp, l7, .. } = &mut flow;
-        let (txs, decoders, heap) = (&mut self.txs, &self.decoders, &mut self.heap);
+        let (out, decoders, heap) = (&mut self.out, &self.decoders, &mut self.heap);
         if let Some(conn) = tcp.as_mut() {
-            let tally = &mut self.tally;
-            let mut feed = |dir: Direction, chunk: Chunk<'_>| {
-                feed_l7(l7, dir, chunk, ts, decoders, txs, tally, heap)
-            };
+            let mut feed =
+                |dir: Direction, chunk: Chunk<'_>| feed_l7(l7, dir, chunk, ts, decoders, out, heap);
             conn.flush(&mut self.budget, &mut self.counters, &mut feed);
         }
         if let Some(s) = l7.as_mut() {
-            s.close(ts, reason == EndReason::Rst, txs);
+            s.close(ts, reason == EndReason::Rst, &mut out.txs);
             s.release(&mut self.heap);
             s.drain_stats(&mut self.counters);
         }
@@ -605,7 +609,7 @@ impl<S: RecordSink> Tracker<S> {
             {
                 report(hub, &self.attr, &mut flow, f, ts);
             }
-            reset_mid_request(hub, &self.attr, &mut flow, &self.txs);
+            reset_mid_request(hub, &self.attr, &mut flow, &self.out.txs);
         }
         if let Some(t) = flow.tcp.as_ref() {
             // Packets from one side only, though that side acknowledges the other: the
@@ -614,12 +618,12 @@ impl<S: RecordSink> Tracker<S> {
                 self.counters.bump(Event::FlowSplit);
             }
         }
-        let n = self.txs.len();
+        let n = self.out.txs.len() + self.out.tally.len();
         let ends = ends(&self.attr, &mut flow, n);
         let selected = ends.3.as_ref().is_none_or(|p| p.selected);
         emit(
-            &mut self.txs,
-            &mut self.tally,
+            &mut self.out.txs,
+            &mut self.out.tally,
             ends,
             &mut self.sink,
             &mut self.transactions,
@@ -711,23 +715,21 @@ fn reset_mid_request(hub: &Hub, attr: &Option<Attributor>, flow: &mut Flow, txs:
 /// decoder holds afterwards. Always inlined: the per-segment closures that call it stay
 /// in the packet loop (a call per segment otherwise, measured with cachegrind).
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn feed_l7(
     l7: &mut Option<L7Session>,
     dir: Direction,
     chunk: Chunk<'_>,
     ts: Timestamp,
     decoders: &DecoderFactory,
-    txs: &mut Vec<Transaction>,
-    tally: &mut Tally,
+    out: &mut Reported,
     heap: &mut DecoderHeap,
 ) {
     let Some(s) = l7.as_mut() else { return };
     match chunk {
-        Chunk::Data(b) => s.data_tallied(dir, b, ts, decoders, txs, tally),
+        Chunk::Data(b) => s.data_tallied(dir, b, ts, decoders, &mut out.txs, &mut out.tally),
         Chunk::Gap(n) => s.gap(dir, n),
     }
-    s.account(heap, ts, txs);
+    s.account(heap, ts, &mut out.txs);
 }
 
 /// A flow's ends as its records carry them: client, server, observation point, pods, and

@@ -243,7 +243,8 @@ fn key_hash(s: &DefaultHashBuilder, p: Protocol, e: &ProtoEndpoint, op: &str, re
 /// [`Summary::new`]'s bound.
 const OTHER: &str = "(other endpoints)";
 
-/// Shapes of tallied requests whose rows [`Summary`] remembers (see [`Summary::tally`]).
+/// Shapes of tallied requests whose rows [`Summary`] remembers (see
+/// [`Summary::count_tally`]).
 const SHAPE_SLOTS: usize = 256;
 
 /// Connections whose last two rows [`Summary`] remembers (by client port).

@@ -414,7 +414,7 @@ enum Special {
     /// A (P|S)SUBSCRIBE or (P|S)UNSUBSCRIBE: answered by `channels` confirmations (0: by
     /// one per subscription the connection has, an unsubscribe without arguments).
     Subscribe {
-        channels: u64,
+        channels: u32,
     },
     Multi,
     Exec,
@@ -481,7 +481,7 @@ struct Repeat {
     blocking: bool,
     op: CompactString,
     prefix: CompactString,
-    /// The shape of `op` and `prefix` (see [`Pending::shape`]): a new one when they change.
+    /// The shape of `op` and `prefix` (see `RedisParser::shape_of`).
     shape: u64,
     /// The heap bytes of a command made of these strings (`Pending::heap_size` of the one
     /// remembered; its copies' strings have the same lengths).
@@ -554,6 +554,9 @@ pub struct RedisParser {
     last_prefix: CompactString,
     /// The last `db.query.summary` made with a prefix (see `summary_of`).
     summary: CompactString,
+    /// The last two tally shapes (see `shape_of`): operation, prefix, shape (boxed and
+    /// made on first use, like `repeat`).
+    shapes: Option<Box<[(CompactString, CompactString, u64); 2]>>,
     /// The last command, when the next may repeat it (boxed: every flow's decoder slot is
     /// as large as the largest decoder, and this keeps Redis's from growing).
     repeat: Option<Box<Repeat>>,
@@ -601,6 +604,7 @@ impl RedisParser {
             op_of: "",
             last_prefix: CompactString::default(),
             summary: CompactString::default(),
+            shapes: None,
             repeat: None,
             ready: Vec::new(),
             stats: RedisStats::default(),
@@ -790,7 +794,7 @@ impl RedisParser {
     }
 
     /// Remember the command just queued as `p` for [`Repeat`], when it is plain.
-    fn remember(&mut self, spec: &'static Spec, key_at: usize, p: &mut Pending) {
+    fn remember(&mut self, spec: &'static Spec, key_at: usize, p: &Pending) {
         let cmd = &self.req.cmd;
         let name = cmd.args[0].bytes();
         // (A SELECT whose argument is not a database number is not special, but the next
@@ -827,13 +831,26 @@ impl RedisParser {
             r.lead.push_str(&self.cfg.key_prefix_delimiter);
         }
         r.blocking = p.blocking;
-        if r.shape == 0 || r.op != p.op || r.prefix != p.prefix {
-            r.shape = crate::proto::tally::new_shape();
-        }
+        r.shape = p.shape;
         r.op.clone_from(&p.op);
         r.prefix.clone_from(&p.prefix);
-        r.heap = u32::try_from(crate::proto::heap::HeapSize::heap_size(&*p)).unwrap_or(u32::MAX);
-        p.shape = r.shape;
+        r.heap = u32::try_from(crate::proto::heap::HeapSize::heap_size(p)).unwrap_or(u32::MAX);
+    }
+
+    /// The [`crate::proto::tally`] shape of `op` and `prefix` on this connection: the
+    /// last two are kept (a connection alternating two commands keeps two numbers).
+    fn shape_of(&mut self, op: &CompactString, prefix: &CompactString) -> u64 {
+        let s = self.shapes.get_or_insert_with(Box::default);
+        let is = |k: &(CompactString, CompactString, u64)| {
+            k.2 != 0 && short_eq(k.0.as_bytes(), op.as_bytes()) && short_eq(k.1.as_bytes(), prefix.as_bytes())
+        };
+        if !is(&s[0]) {
+            if !is(&s[1]) {
+                s[1] = (op.clone(), prefix.clone(), crate::proto::tally::new_shape());
+            }
+            s.swap(0, 1);
+        }
+        s[0].2
     }
 
     /// A command was read (or, with `salvaged`, the start of one before a gap).
@@ -936,6 +953,10 @@ impl RedisParser {
             shape: 0,
             query,
         };
+        if special == Special::None && completeness == 0 {
+            // Its reply may be counted without a record, by this shape.
+            p.shape = self.shape_of(&p.op, &p.prefix);
+        }
         let silenced = if self.reply_mode == ReplyMode::On && spec.op != "CLIENT REPLY" {
             false
         } else {
@@ -952,7 +973,7 @@ impl RedisParser {
             // Its name alone does not say what it is.
             self.repeat = None;
         } else {
-            self.remember(spec, key_at, &mut p);
+            self.remember(spec, key_at, &p);
         }
         self.pending.push_back(p);
         self.bound_pending(ts, out);
@@ -1253,7 +1274,7 @@ impl RedisParser {
             Special::Monitor if ok => self.monitor = true,
             Special::Subscribe { channels } if !r.kind.is_error() => {
                 if channels > 1 {
-                    self.skip_confirms += channels - 1;
+                    self.skip_confirms += u64::from(channels - 1);
                 }
                 self.argless_unsub = channels == 0;
             }
@@ -1303,7 +1324,7 @@ fn special_of(op: &str, cmd: &parser::Command) -> Special {
         }
         "SUBSCRIBE" | "PSUBSCRIBE" | "SSUBSCRIBE" | "UNSUBSCRIBE" | "PUNSUBSCRIBE"
         | "SUNSUBSCRIBE" => Special::Subscribe {
-            channels: cmd.argc.saturating_sub(1),
+            channels: u32::try_from(cmd.argc.saturating_sub(1)).unwrap_or(u32::MAX),
         },
         "MULTI" => Special::Multi,
         "EXEC" => Special::Exec,
@@ -1317,7 +1338,11 @@ fn special_of(op: &str, cmd: &parser::Command) -> Special {
 
 impl L7Parser for RedisParser {
     fn heap_bytes(&self) -> usize {
-        self.pending.heap_bytes() + crate::proto::heap::vec_bytes(&self.ready)
+        use crate::proto::heap::{str_heap, vec_bytes};
+        let shapes = self.shapes.as_deref().map_or(0, |s| {
+            std::mem::size_of_val(s) + s.iter().map(|k| str_heap(&k.0) + str_heap(&k.1)).sum::<usize>()
+        });
+        self.pending.heap_bytes() + vec_bytes(&self.ready) + shapes
     }
 
     fn on_data(

@@ -1744,3 +1744,40 @@ fn plain_commands_are_tallied_and_the_rest_are_records() {
     assert!(records.iter().any(|t| !t.completeness.is_complete()));
     assert!(tally.runs().all(|(r, _)| r.shape != 0));
 }
+
+/// A connection alternating two commands keeps two tally shapes, and a key without a
+/// prefix is counted as well (by its command alone).
+#[test]
+fn alternating_commands_keep_their_two_shapes() {
+    let mut conv = Vec::new();
+    for i in 0..6 {
+        conv.push(c(&["GET", &format!("user:{i}")]));
+        conv.push(s("$-1\r\n"));
+        conv.push(c(&["SET", &format!("user:{i}"), "v"]));
+        conv.push(s("+OK\r\n"));
+    }
+    conv.push(c(&["GET", "plainkey"]));
+    conv.push(s("$-1\r\n"));
+    let mut tally = Tally::new(true);
+    let records = kit::run_tallied(
+        &mut RedisParser::default(),
+        &conv,
+        0,
+        kit::whole,
+        Some(&mut tally),
+    );
+    assert!(records.is_empty(), "{records:?}");
+    let runs: Vec<_> = tally
+        .runs()
+        .map(|(r, d)| (r.shape, r.operation.to_string(), r.resource.to_string(), d.len()))
+        .collect();
+    assert_eq!(runs.len(), 13);
+    let (get, set) = (runs[0].0, runs[1].0);
+    assert_ne!(get, set);
+    for (i, r) in runs[..12].iter().enumerate() {
+        let want = if i % 2 == 0 { (get, "GET") } else { (set, "SET") };
+        assert_eq!((r.0, r.1.as_str(), r.2.as_str(), r.3), (want.0, want.1, "user", 1));
+    }
+    assert_eq!((runs[12].1.as_str(), runs[12].2.as_str()), ("GET", ""));
+    assert!(runs[12].0 != get && runs[12].0 != set);
+}
