@@ -134,11 +134,11 @@ $(awk -v h="$HTTP_RECORDED" 'BEGIN { printf "%.2f", 50 / h }') in the same round
 A frame of this capture carries $(awk -v t="$TX_P" -v n="$NP" 'BEGIN { printf "%.1f", t / n }') commands on average (16 per
 pipelined round trip, each way, plus acknowledgements), where a frame of the HTTP capture
 carries half a transaction: the tshark ratio compares time per frame, and here most of
-podtap's time per frame is per command. Of the $IR_TX instructions per command, about
-400 are outside the decoder (stop 41's profile): a frame's share of the packet path (~94),
-and handing the transaction to the summary, counting it there and freeing it
-(\`worker::emit\`, \`Summary::count_transaction\`, the \`Transaction\`'s attribute vector),
-the same for every protocol (see "Instructions per replay, stop 41" below).
+podtap's time per frame is per command. The table wants no records, so a plainly answered
+command is counted without one (\`proto::tally\`: its duration, in a run of its command
+and key prefix, counted against the summary's row found once per run); errors, commands
+that change the connection and anything cut short are records (see "Instructions per
+replay, stop 44" below). The daemon's export still builds a record per command.
 
 podtap's summary rows for Redis, and its drop and error counters:
 

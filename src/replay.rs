@@ -166,9 +166,12 @@ pub fn run(
                     std::thread::Builder::new()
                         .name(format!("podtap-r{i}"))
                         .spawn_scoped(s, move || {
-                            let done = run_worker(cfg, src, sink, attr, an, pps);
-                            live.fetch_sub(1, Relaxed);
-                            done
+                            // Counted out when the worker ends, also by a panic: the anomaly
+                            // engine (which holds a sender of the writer's queue) stops when
+                            // no worker is left, and the writer below with it, so a panic
+                            // ends the replay with its message instead of hanging it.
+                            let _out = CountedOut(live);
+                            run_worker(cfg, src, sink, attr, an, pps)
                         })
                         .expect("spawn replay worker"),
                 );
@@ -237,6 +240,15 @@ pub fn run(
         totals.transactions as f64 / cpu
     );
     Ok(totals)
+}
+
+/// Takes one from the count of running workers when dropped.
+struct CountedOut<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for CountedOut<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
 }
 
 /// Where a replay worker's records go.

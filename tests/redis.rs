@@ -20,14 +20,8 @@ type Value = serde_json::Value;
 
 /// `podtap replay` of one file: its records and its summary (stderr).
 fn replay_summary(file: &Path) -> (Vec<Value>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_podtap"))
-        .args(["replay", "--workers", "1", "--output", "jsonl"])
-        .arg(file)
-        .output()
-        .expect("run podtap");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "podtap replay failed: {stderr}");
-    let records = String::from_utf8_lossy(&out.stdout)
+    let (stdout, stderr) = replay_text(file, &["--workers", "1", "--output", "jsonl"]);
+    let records = stdout
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON line"))
         .collect();
@@ -38,17 +32,7 @@ fn replay_summary(file: &Path) -> (Vec<Value>, String) {
 /// records there, so plainly answered commands are counted without them (see
 /// `podtap::proto::tally`).
 fn replay_table(file: &Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_podtap"))
-        .args(["replay", "--workers", "1", "--output", "table"])
-        .arg(file)
-        .output()
-        .expect("run podtap");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    replay_text(file, &["--workers", "1", "--output", "table"]).0
 }
 
 /// The summary's rows per endpoint (protocol, server, operation, counts, percentiles).

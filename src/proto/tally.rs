@@ -47,6 +47,10 @@ pub fn new_shape() -> u64 {
     })
 }
 
+/// Requests whose room a [`Tally`] keeps between packets (64 KiB of durations): far more
+/// than a full-sized packet of pipelined replies completes.
+pub const KEEP: usize = 8192;
+
 /// Consecutive counted requests of one shape.
 #[derive(Debug)]
 pub struct Run {
@@ -62,8 +66,10 @@ pub struct Run {
 
 /// The requests one packet's bytes completed that were counted without records, in
 /// order. Each is complete, answered, and not an error (anything else is a record).
-/// Reused from packet to packet: its vectors grow to the most one packet completed
-/// (bounded by the packet's bytes) and stay there.
+/// Reused from packet to packet. One packet can complete at most a request per few bytes
+/// it delivers to a decoder (its own, and what reassembly held for it: at most
+/// `reassembly.max_flow_bytes`); past [`KEEP`] requests the room is given back when the
+/// tally is emptied.
 #[derive(Debug, Default)]
 pub struct Tally {
     /// Whether requests may be counted here at all (off: every request is a record).
@@ -137,6 +143,11 @@ impl Tally {
     pub fn clear(&mut self) {
         self.runs.clear();
         self.durations.clear();
+        if self.durations.capacity() > KEEP {
+            // A burst (a reassembled backlog) does not keep its room.
+            self.durations.shrink_to(KEEP);
+            self.runs.shrink_to(KEEP / 8);
+        }
     }
 }
 
@@ -179,5 +190,12 @@ mod tests {
         );
         t.clear();
         assert!(t.is_empty() && t.runs().next().is_none());
+        // A burst's room is given back.
+        for i in 0..(KEEP as u64 * 4) {
+            t.count(Protocol::Redis, a, &get, &user, i);
+        }
+        assert_eq!(t.runs().count(), 1);
+        t.clear();
+        assert!(t.durations.capacity() <= KEEP);
     }
 }

@@ -329,6 +329,19 @@ pub fn pids_named(ns: &Netns, comm: &str) -> Vec<u32> {
         .collect()
 }
 
+/// `podtap replay FILE ARGS...`, which must succeed: its stdout and stderr.
+pub fn replay_text(file: &Path, args: &[&str]) -> (String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_podtap"))
+        .arg("replay")
+        .args(args)
+        .arg(file)
+        .output()
+        .expect("run podtap");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "podtap replay failed: {stderr}");
+    (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+}
+
 /// Run `podtap replay` on files and return its JSON records.
 pub fn replay(files: &[&Path], extra: &[&str]) -> Vec<serde_json::Value> {
     let out = Command::new(env!("CARGO_BIN_EXE_podtap"))

@@ -1374,7 +1374,7 @@ impl L7Parser for RedisParser {
         out: &mut Vec<Transaction>,
         tally: &mut Tally,
     ) -> Progress {
-        if dir == Direction::ToServer {
+        if dir == Direction::ToServer || !tally.is_on() {
             return self.on_data(dir, bytes, ts, out);
         }
         self.last_ts = ts;

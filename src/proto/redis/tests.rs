@@ -1738,6 +1738,17 @@ fn plain_commands_are_tallied_and_the_rest_are_records() {
         }
         assert_eq!(sorted(got), want, "{how}");
     }
+    // A tally that is off (a sink reads records) is never counted into.
+    let mut off = Tally::default();
+    let records = kit::run_tallied(
+        &mut RedisParser::default(),
+        &conv,
+        0,
+        kit::whole,
+        Some(&mut off),
+    );
+    assert!(off.is_empty());
+    assert_eq!(sorted(records.iter().map(row).collect()), want);
     // A gap in the replies: what follows it is read by the parser, not counted plainly.
     let mut tally = Tally::new(true);
     let records = kit::run_tallied(&mut RedisParser::default(), &conv, 0, kit::gap(7, 0..4), Some(&mut tally));
