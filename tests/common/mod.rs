@@ -630,7 +630,13 @@ impl Daemon {
             let deadline = Instant::now() + Duration::from_secs(30);
             loop {
                 if let Ok(Some(st)) = c.try_wait() {
-                    assert!(st.success(), "podtap exited with {st}");
+                    if !st.success() {
+                        // What it said last (a panic's message) tells why.
+                        std::thread::sleep(Duration::from_millis(200));
+                        let log = self.log.lock().unwrap();
+                        let tail = log[log.len().saturating_sub(30)..].join("\n");
+                        panic!("podtap exited with {st}; its last log lines:\n{tail}");
+                    }
                     break;
                 }
                 if Instant::now() > deadline {
