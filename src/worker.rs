@@ -102,6 +102,24 @@ struct Reported {
     tally: Tally,
 }
 
+impl Reported {
+    /// Records alone (what the timeout sweep takes from a flow).
+    fn records(txs: Vec<Transaction>) -> Self {
+        Reported {
+            txs,
+            tally: Tally::default(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.txs.is_empty() && self.tally.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.txs.len() + self.tally.len()
+    }
+}
+
 /// Flow state and everything that feeds it: kept apart from the defragmenter so a decoded
 /// packet (which may borrow the defragmenter's buffer) can be processed.
 struct Tracker<S: RecordSink> {
@@ -431,12 +449,10 @@ impl<S: RecordSink> Tracker<S> {
         if let (Some(f), Some((hub, _))) = (found, &self.anomalies) {
             report(hub, &self.attr, self.table.get_mut(id), f, ts);
         }
-        if !self.out.txs.is_empty() || !self.out.tally.is_empty() {
-            let n = self.out.txs.len() + self.out.tally.len();
-            let ends = ends(&self.attr, self.table.get_mut(id), n);
+        if !self.out.is_empty() {
+            let ends = ends(&self.attr, self.table.get_mut(id), self.out.len());
             emit(
-                &mut self.out.txs,
-                &mut self.out.tally,
+                &mut self.out,
                 ends,
                 &mut self.sink,
                 &mut self.transactions,
@@ -566,14 +582,14 @@ impl<S: RecordSink> Tracker<S> {
                     s.account(heap, now, txs);
                     s.drain_stats(counters);
                     if !txs.is_empty() {
-                        pending.push((ends(attr, flow, txs.len()), std::mem::take(txs)));
+                        let ends = ends(attr, flow, txs.len());
+                        pending.push((ends, Reported::records(std::mem::take(txs))));
                     }
                 }
             });
         for (ends, mut batch) in pending {
             emit(
                 &mut batch,
-                &mut self.out.tally,
                 ends,
                 &mut self.sink,
                 &mut self.transactions,
@@ -618,12 +634,10 @@ impl<S: RecordSink> Tracker<S> {
                 self.counters.bump(Event::FlowSplit);
             }
         }
-        let n = self.out.txs.len() + self.out.tally.len();
-        let ends = ends(&self.attr, &mut flow, n);
+        let ends = ends(&self.attr, &mut flow, self.out.len());
         let selected = ends.3.as_ref().is_none_or(|p| p.selected);
         emit(
-            &mut self.out.txs,
-            &mut self.out.tally,
+            &mut self.out,
             ends,
             &mut self.sink,
             &mut self.transactions,
@@ -752,18 +766,18 @@ fn ends(attr: &Option<Attributor>, flow: &mut Flow, n: usize) -> Ends {
     (client, server, obs, flow.pods.clone(), origin)
 }
 
-/// Hand a flow's records `txs` and its requests counted without records `tally` (taken
-/// after the records in the flow's order: nothing reads the order of those) to the sink.
-#[allow(clippy::too_many_arguments)]
+/// Hand what a flow's decoders reported to the sink, leaving `out` empty: the requests
+/// counted without records first (nothing reads their order against the records), then
+/// the records.
 fn emit<S: RecordSink>(
-    txs: &mut Vec<Transaction>,
-    tally: &mut Tally,
+    out: &mut Reported,
     (client, server, obs, pods, origin): Ends,
     sink: &mut S,
     count: &mut u64,
     counters: &mut Counters,
     recorder: Option<&mut crate::recorder::ring::WorkerRecorder>,
 ) {
+    let Reported { txs, tally } = out;
     if pods.as_ref().is_some_and(|p| !p.selected) {
         counters.add(
             Event::AttributionUnselected,

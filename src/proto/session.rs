@@ -126,11 +126,8 @@ impl L7Session {
         }
     }
 
-    /// In-order bytes (TCP) or one datagram (UDP) from `dir`.
-    ///
-    /// Inlined: nearly every chunk goes to an active decoder that goes on, and that path
-    /// is a call less per packet this way; the rest is out of line.
-    #[inline(always)]
+    /// [`L7Session::data_tallied`] with every request reported (the decoders' tests).
+    #[cfg(test)]
     pub fn data(
         &mut self,
         dir: Direction,
@@ -142,8 +139,11 @@ impl L7Session {
         self.data_tallied(dir, bytes, ts, f, out, &mut Tally::default())
     }
 
-    /// [`L7Session::data`], with plain requests counted into `tally` (when it is on)
-    /// instead of reported: see [`crate::proto::tally`].
+    /// In-order bytes (TCP) or one datagram (UDP) from `dir`, with plain requests counted
+    /// into `tally` when it is on instead of reported (see [`crate::proto::tally`]).
+    ///
+    /// Inlined: nearly every chunk goes to an active decoder that goes on, and that path
+    /// is a call less per packet this way; the rest is out of line.
     #[inline(always)]
     pub fn data_tallied(
         &mut self,
@@ -164,7 +164,7 @@ impl L7Session {
         self.data_rest(ended, dir, bytes, ts, f, out);
     }
 
-    /// The rest of [`L7Session::data`]: the active decoder `ended` with this chunk (it is
+    /// The rest of [`L7Session::data_tallied`]: the active decoder `ended` with this chunk (it is
     /// done, or asks for detection afresh), or there is no active decoder (detection, or
     /// nothing).
     #[inline(never)]

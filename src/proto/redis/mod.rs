@@ -627,6 +627,30 @@ impl RedisParser {
         self.rep.stack_capacity()
     }
 
+    /// `on_data`, with replies that plainly answer counted into `tally` when there is one.
+    #[inline(always)]
+    fn data(
+        &mut self,
+        dir: Direction,
+        bytes: &[u8],
+        ts: Timestamp,
+        out: &mut Vec<Transaction>,
+        tally: Option<&mut Tally>,
+    ) -> Progress {
+        self.last_ts = ts;
+        if !self.ready.is_empty() {
+            out.append(&mut self.ready);
+        }
+        match dir {
+            Direction::ToServer => self.feed_requests(bytes, ts, out),
+            Direction::ToClient => {
+                self.rep_ts = ts;
+                self.feed_replies(bytes, ts, out, tally)
+            }
+        }
+        Progress::Continue
+    }
+
     fn feed_requests(&mut self, mut rest: &[u8], ts: Timestamp, out: &mut Vec<Transaction>) {
         while !rest.is_empty() {
             if self.req.at_boundary() || self.req.is_lost() {
@@ -780,11 +804,8 @@ impl RedisParser {
             self.pipelined = true;
         }
         let p = self.pending.pop_front()?;
-        match tally {
-            Some(t) if p.shape != 0 && p.completeness == 0 => {
-                t.count(Protocol::Redis, p.shape, &p.op, &p.prefix, ts.since(p.start));
-            }
-            _ => self.transaction(p, ts, out).resp_bytes = used as u64,
+        if !counted(tally, &p, ts) {
+            self.transaction(p, ts, out).resp_bytes = used as u64;
         }
         #[cfg(test)]
         {
@@ -1210,14 +1231,11 @@ impl RedisParser {
             p.completeness |= Completeness::GAP;
         }
         let special = p.special;
-        if let Some(t) = tally
-            && special == Special::None
-            && p.shape != 0
-            && p.completeness == 0
-            && !self.rep.reply.kind.is_error()
-            && !(self.rep.reply.kind == Kind::SimpleString && self.rep.reply.text.bytes() == b"QUEUED")
-        {
-            t.count(Protocol::Redis, p.shape, &p.op, &p.prefix, ts.since(p.start));
+        let r = &self.rep.reply;
+        let plain = special == Special::None
+            && !r.kind.is_error()
+            && !(r.kind == Kind::SimpleString && r.text.bytes() == b"QUEUED");
+        if plain && counted(tally, &p, ts) {
             return;
         }
         let tx = self.transaction(p, ts, out);
@@ -1297,6 +1315,19 @@ impl RedisParser {
     }
 }
 
+/// Count `p`, answered plainly at `ts`, into `tally` when there is one and `p` may be
+/// counted without a record (a known shape, nothing lost). Whether it was.
+#[inline(always)]
+fn counted(tally: Option<&mut Tally>, p: &Pending, ts: Timestamp) -> bool {
+    match tally {
+        Some(t) if p.shape != 0 && p.completeness == 0 => {
+            t.count(Protocol::Redis, p.shape, &p.op, &p.prefix, ts.since(p.start));
+            true
+        }
+        _ => false,
+    }
+}
+
 /// The error's prefix: its first word when that is an upper-case code (`ERR`,
 /// `WRONGTYPE`, `MOVED`), else `ERR`.
 fn error_code(text: &[u8]) -> CompactString {
@@ -1352,18 +1383,7 @@ impl L7Parser for RedisParser {
         ts: Timestamp,
         out: &mut Vec<Transaction>,
     ) -> Progress {
-        self.last_ts = ts;
-        if !self.ready.is_empty() {
-            out.append(&mut self.ready);
-        }
-        match dir {
-            Direction::ToServer => self.feed_requests(bytes, ts, out),
-            Direction::ToClient => {
-                self.rep_ts = ts;
-                self.feed_replies(bytes, ts, out, None)
-            }
-        }
-        Progress::Continue
+        self.data(dir, bytes, ts, out, None)
     }
 
     fn on_data_tallied(
@@ -1374,16 +1394,8 @@ impl L7Parser for RedisParser {
         out: &mut Vec<Transaction>,
         tally: &mut Tally,
     ) -> Progress {
-        if dir == Direction::ToServer || !tally.is_on() {
-            return self.on_data(dir, bytes, ts, out);
-        }
-        self.last_ts = ts;
-        if !self.ready.is_empty() {
-            out.append(&mut self.ready);
-        }
-        self.rep_ts = ts;
-        self.feed_replies(bytes, ts, out, Some(tally));
-        Progress::Continue
+        let tally = tally.is_on().then_some(tally);
+        self.data(dir, bytes, ts, out, tally)
     }
 
     fn on_gap(&mut self, dir: Direction, missing: u32) {
