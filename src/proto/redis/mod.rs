@@ -26,6 +26,7 @@
 //! `db.query.text`, for debugging only.
 
 mod commands;
+mod names;
 pub mod parser;
 
 use std::io::Write;
@@ -35,6 +36,7 @@ use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use self::commands::{BLOCKING, CONTAINER, Command as Spec};
+use self::names::{NameId, Names};
 use self::parser::{GapEffect, Kind, Limits, Out, ParseError, Reply, ReplyParser, RequestParser};
 use super::detect::Transport;
 use super::registry::{Probe, ProtocolDecoder, Telemetry};
@@ -439,25 +441,24 @@ enum ReplyMode {
 struct Pending {
     start: Timestamp,
     req_bytes: u64,
-    op: CompactString,
-    /// The key's prefix (empty: none); `db.query.summary` is made of the two when the
-    /// command is reported (see `RedisParser::summary_of`).
-    prefix: CompactString,
+    /// Its operation and key prefix, held in the connection's [`Names`] (let go when it
+    /// is reported or counted); `db.query.summary` is made of the two when the command is
+    /// reported (see `RedisParser::summary_of`).
+    name: NameId,
     special: Special,
     blocking: bool,
     completeness: u16,
-    /// Its operation's and prefix's [`crate::proto::tally`] shape on this connection (0:
-    /// none, never counted without a record).
-    shape: u64,
     /// Boxed (only with `redact = false`): a pending command is moved twice, into the
     /// queue and out, and without it the struct is small enough to be moved inline.
     query: Option<Box<CompactString>>,
 }
 
 impl crate::proto::heap::HeapSize for Pending {
-    /// The strings that did not fit inline.
+    /// Its query text (its names are the table's: see `Names::heap_bytes`).
     fn heap_size(&self) -> usize {
-        crate::proto::heap::str_heap(&self.op) + crate::proto::heap::str_heap(&self.prefix)
+        self.query
+            .as_deref()
+            .map_or(0, |q| std::mem::size_of_val(q) + crate::proto::heap::str_heap(q))
     }
 }
 
@@ -479,13 +480,8 @@ struct Repeat {
     keyed: bool,
     lead: CompactString,
     blocking: bool,
-    op: CompactString,
-    prefix: CompactString,
-    /// The shape of `op` and `prefix` (see `RedisParser::shape_of`).
-    shape: u64,
-    /// The heap bytes of a command made of these strings (`Pending::heap_size` of the one
-    /// remembered; its copies' strings have the same lengths).
-    heap: u32,
+    /// Its operation and prefix, held.
+    name: Option<NameId>,
 }
 
 /// Longest [`Repeat::head`]: two-digit counts and a name of up to 16 bytes.
@@ -547,16 +543,11 @@ pub struct RedisParser {
     last_name: [u8; 16],
     last_name_len: u8,
     last_spec: Option<&'static Spec>,
-    /// The last command's `db.operation.name`, and the command it was made of.
-    op: CompactString,
-    op_of: &'static str,
-    /// The last key prefix reported.
-    last_prefix: CompactString,
+    /// The operations and key prefixes of the commands waiting, the repeat's and the
+    /// last two looked up, each kept once.
+    names: Names,
     /// The last `db.query.summary` made with a prefix (see `summary_of`).
     summary: CompactString,
-    /// The last two tally shapes (see `shape_of`): operation, prefix, shape (boxed and
-    /// made on first use, like `repeat`).
-    shapes: Option<Box<[(CompactString, CompactString, u64); 2]>>,
     /// The last command, when the next may repeat it (boxed: every flow's decoder slot is
     /// as large as the largest decoder, and this keeps Redis's from growing).
     repeat: Option<Box<Repeat>>,
@@ -600,11 +591,8 @@ impl RedisParser {
             last_name: [0; 16],
             last_name_len: 0,
             last_spec: None,
-            op: CompactString::default(),
-            op_of: "",
-            last_prefix: CompactString::default(),
+            names: Names::default(),
             summary: CompactString::default(),
-            shapes: None,
             repeat: None,
             ready: Vec::new(),
             stats: RedisStats::default(),
@@ -648,7 +636,18 @@ impl RedisParser {
                 self.feed_replies(bytes, ts, out, tally)
             }
         }
+        #[cfg(test)]
+        self.check_holds();
         Progress::Continue
+    }
+
+    /// Every hold on a name is a waiting command's, the repeat's or one of the last two
+    /// looked up: none was forgotten (a forgotten one would keep its slot forever).
+    #[cfg(test)]
+    fn check_holds(&self) {
+        let (held, recent) = self.names.holds();
+        let repeat = self.repeat.as_ref().is_some_and(|r| r.name.is_some()) as usize;
+        assert_eq!(held, self.pending.len() + recent + repeat, "a name held and never let go");
     }
 
     fn feed_requests(&mut self, mut rest: &[u8], ts: Timestamp, out: &mut Vec<Transaction>) {
@@ -717,6 +716,7 @@ impl RedisParser {
         out: &mut Vec<Transaction>,
     ) -> Option<usize> {
         let r = self.repeat.as_deref()?;
+        let name = r.name?;
         if !self.req.in_step() || self.reply_mode != ReplyMode::On {
             return None;
         }
@@ -742,16 +742,13 @@ impl RedisParser {
         let p = Pending {
             start: self.req_start,
             req_bytes: at as u64,
-            op: r.op.clone(),
-            prefix: r.prefix.clone(),
+            name: self.names.hold(name),
             special: Special::None,
             blocking: r.blocking,
             completeness: 0,
-            shape: r.shape,
             query: None,
         };
-        let heap = r.heap;
-        self.pending.push_back_sized(p, heap);
+        self.pending.push_back_empty(p);
         self.bound_pending(ts, out);
         #[cfg(test)]
         {
@@ -804,7 +801,7 @@ impl RedisParser {
             self.pipelined = true;
         }
         let p = self.pending.pop_front()?;
-        if !counted(tally, &p, ts) {
+        if let Some(p) = self.counted(tally, p, ts) {
             self.transaction(p, ts, out).resp_bytes = used as u64;
         }
         #[cfg(test)]
@@ -812,6 +809,22 @@ impl RedisParser {
             self.in_place[1] += 1;
         }
         Some(used)
+    }
+
+    /// Count `p`, answered plainly at `ts`, into `tally` when there is one and `p` may be
+    /// counted without a record (nothing special about it, nothing lost; its name let
+    /// go); else `p` back, to be reported.
+    #[inline(always)]
+    fn counted(&mut self, tally: Option<&mut Tally>, p: Pending, ts: Timestamp) -> Option<Pending> {
+        match tally {
+            Some(t) if p.special == Special::None && p.completeness == 0 => {
+                let n = self.names.get(p.name);
+                t.count(Protocol::Redis, n.shape, &n.op, &n.prefix, ts.since(p.start));
+                self.names.release(p.name);
+                None
+            }
+            _ => Some(p),
+        }
     }
 
     /// Remember the command just queued as `p` for [`Repeat`], when it is plain.
@@ -832,8 +845,9 @@ impl RedisParser {
         // that argument. A repeat is checked for a first argument's prefix only, and only
         // for one that was found: a key without one may be followed by one with one.
         let keyed = (1..=2).contains(&key_at) && cmd.argc > key_at as u64;
-        if !plain || (keyed && (key_at != 1 || p.prefix.is_empty())) {
-            self.repeat = None;
+        let prefix = &self.names.get(p.name).prefix;
+        if !plain || (keyed && (key_at != 1 || prefix.is_empty())) {
+            self.forget_repeat();
             return;
         }
         let r = self.repeat.get_or_insert_with(Box::default);
@@ -848,30 +862,24 @@ impl RedisParser {
         r.keyed = keyed;
         r.lead.clear();
         if keyed {
-            r.lead.push_str(&p.prefix);
+            r.lead.push_str(prefix);
             r.lead.push_str(&self.cfg.key_prefix_delimiter);
         }
         r.blocking = p.blocking;
-        r.shape = p.shape;
-        r.op.clone_from(&p.op);
-        r.prefix.clone_from(&p.prefix);
-        r.heap = u32::try_from(crate::proto::heap::HeapSize::heap_size(p)).unwrap_or(u32::MAX);
+        let old = r.name.replace(p.name);
+        if old != Some(p.name) {
+            self.names.hold(p.name);
+            if let Some(old) = old {
+                self.names.release(old);
+            }
+        }
     }
 
-    /// The [`crate::proto::tally`] shape of `op` and `prefix` on this connection: the
-    /// last two are kept (a connection alternating two commands keeps two numbers).
-    fn shape_of(&mut self, op: &CompactString, prefix: &CompactString) -> u64 {
-        let s = self.shapes.get_or_insert_with(Box::default);
-        let is = |k: &(CompactString, CompactString, u64)| {
-            k.2 != 0 && short_eq(k.0.as_bytes(), op.as_bytes()) && short_eq(k.1.as_bytes(), prefix.as_bytes())
-        };
-        if !is(&s[0]) {
-            if !is(&s[1]) {
-                s[1] = (op.clone(), prefix.clone(), crate::proto::tally::new_shape());
-            }
-            s.swap(0, 1);
+    /// No repeat shortcut (its name let go).
+    fn forget_repeat(&mut self) {
+        if let Some(id) = self.repeat.as_mut().and_then(|r| r.name.take()) {
+            self.names.release(id);
         }
-        s[0].2
     }
 
     /// A command was read (or, with `salvaged`, the start of one before a gap).
@@ -926,17 +934,13 @@ impl RedisParser {
                 }
             }
         }
+        let module_op;
         let op = if module {
             // Known module prefix and a name-like rest (checked): valid UTF-8.
-            CompactString::from_utf8_lossy(name)
-        } else if std::ptr::eq(spec.op, self.op_of) {
-            // The same command as the last: a clone is a copy, where making it from the
-            // `&str` again costs a call to `memcpy`.
-            self.op.clone()
+            module_op = String::from_utf8_lossy(name);
+            &module_op
         } else {
-            self.op = CompactString::const_new(spec.op);
-            self.op_of = spec.op;
-            self.op.clone()
+            spec.op
         };
         let key_at = if module { 1 } else { spec.key as usize };
         let prefix_len = if (1..=2).contains(&key_at) && cmd.argc > key_at as u64 {
@@ -945,39 +949,25 @@ impl RedisParser {
             None
         };
         let special = special_of(spec.op, cmd);
-        let query = self.query_text(spec.op, &op);
+        let query = self.query_text(spec.op, op);
         let mut completeness = salvaged;
         if cmd.gap {
             completeness |= Completeness::GAP;
         }
         let req_bytes = cmd.bytes;
         let prefix = match prefix_len {
-            Some(at) => {
-                // A connection's keys share few prefixes: the last is kept, and most
-                // commands reuse it.
-                let key = &self.req.cmd.args[key_at].bytes()[..at];
-                if !short_eq(key, self.last_prefix.as_bytes()) {
-                    self.last_prefix = CompactString::from_utf8_lossy(key);
-                }
-                self.last_prefix.clone()
-            }
-            None => CompactString::default(),
+            Some(at) => &self.req.cmd.args[key_at].bytes()[..at],
+            None => &[],
         };
-        let mut p = Pending {
+        let p = Pending {
             start: self.req_start,
             req_bytes,
-            op,
-            prefix,
+            name: self.names.lookup(op, prefix),
             special,
             blocking: spec.has(BLOCKING),
             completeness,
-            shape: 0,
             query,
         };
-        if special == Special::None && completeness == 0 {
-            // Its reply may be counted without a record, by this shape.
-            p.shape = self.shape_of(&p.op, &p.prefix);
-        }
         let silenced = if self.reply_mode == ReplyMode::On && spec.op != "CLIENT REPLY" {
             false
         } else {
@@ -985,14 +975,14 @@ impl RedisParser {
             self.silenced(spec.op, mode.bytes())
         };
         if silenced {
-            self.repeat = None;
+            self.forget_repeat();
             let tx = self.transaction(p, ts, out);
             tx.attr_bool("podtap.redis.no_reply", true);
             return;
         }
         if module || container {
             // Its name alone does not say what it is.
-            self.repeat = None;
+            self.forget_repeat();
         } else {
             self.remember(spec, key_at, &p);
         }
@@ -1071,7 +1061,10 @@ impl RedisParser {
         end: Timestamp,
         out: &'o mut Vec<Transaction>,
     ) -> &'o mut Transaction {
-        let summary = self.summary_of(&p.op, &p.prefix);
+        let n = self.names.get(p.name);
+        let (op, prefix) = (n.op.clone(), n.prefix.clone());
+        self.names.release(p.name);
+        let summary = self.summary_of(&op, &prefix);
         let tx = Transaction::push_new(out, Protocol::Redis, p.start);
         tx.end = end.max(p.start);
         tx.req_bytes = p.req_bytes;
@@ -1080,14 +1073,14 @@ impl RedisParser {
         // to `memcpy`) before moving each out of it.
         let a = &mut tx.attrs;
         a.push(("db.system.name", AttrValue::Str(CompactString::const_new("redis"))));
-        a.push(("db.operation.name", AttrValue::Str(p.op.clone())));
+        a.push(("db.operation.name", AttrValue::Str(op.clone())));
         a.push(("db.namespace", AttrValue::Str(db_name(self.db))));
         a.push(("db.query.summary", AttrValue::Str(summary)));
         if let Some(q) = p.query {
             tx.attr_str("db.query.text", *q);
         }
-        tx.operation = p.op;
-        tx.resource = p.prefix;
+        tx.operation = op;
+        tx.resource = prefix;
         tx
     }
 
@@ -1215,12 +1208,10 @@ impl RedisParser {
             let p = Pending {
                 start: ts,
                 req_bytes: 0,
-                op: CompactString::default(),
-                prefix: CompactString::default(),
+                name: self.names.lookup("", b""),
                 special: Special::None,
                 blocking: false,
                 completeness: Completeness::NO_REQUEST | if gap { Completeness::GAP } else { 0 },
-                shape: 0,
                 query: None,
             };
             let tx = self.transaction(p, ts, out);
@@ -1235,9 +1226,14 @@ impl RedisParser {
         let plain = special == Special::None
             && !r.kind.is_error()
             && !(r.kind == Kind::SimpleString && r.text.bytes() == b"QUEUED");
-        if plain && counted(tally, &p, ts) {
-            return;
-        }
+        let p = if plain {
+            match self.counted(tally, p, ts) {
+                Some(p) => p,
+                None => return,
+            }
+        } else {
+            p
+        };
         let tx = self.transaction(p, ts, out);
         self.answer(tx, special);
     }
@@ -1315,18 +1311,6 @@ impl RedisParser {
     }
 }
 
-/// Count `p`, answered plainly at `ts`, into `tally` when there is one and `p` may be
-/// counted without a record (a known shape, nothing lost). Whether it was.
-#[inline(always)]
-fn counted(tally: Option<&mut Tally>, p: &Pending, ts: Timestamp) -> bool {
-    match tally {
-        Some(t) if p.shape != 0 && p.completeness == 0 => {
-            t.count(Protocol::Redis, p.shape, &p.op, &p.prefix, ts.since(p.start));
-            true
-        }
-        _ => false,
-    }
-}
 
 /// The error's prefix: its first word when that is an upper-case code (`ERR`,
 /// `WRONGTYPE`, `MOVED`), else `ERR`.
@@ -1369,11 +1353,8 @@ fn special_of(op: &str, cmd: &parser::Command) -> Special {
 
 impl L7Parser for RedisParser {
     fn heap_bytes(&self) -> usize {
-        use crate::proto::heap::{str_heap, vec_bytes};
-        let shapes = self.shapes.as_deref().map_or(0, |s| {
-            std::mem::size_of_val(s) + s.iter().map(|k| str_heap(&k.0) + str_heap(&k.1)).sum::<usize>()
-        });
-        self.pending.heap_bytes() + vec_bytes(&self.ready) + shapes
+        use crate::proto::heap::vec_bytes;
+        self.pending.heap_bytes() + vec_bytes(&self.ready) + self.names.heap_bytes()
     }
 
     fn on_data(
@@ -1447,6 +1428,8 @@ impl L7Parser for RedisParser {
             self.transaction(p, ts, out);
         }
         self.reported = 0;
+        #[cfg(test)]
+        self.check_holds();
     }
 
     fn on_tick(&mut self, now: Timestamp, timeout_ns: u64, out: &mut Vec<Transaction>) {
@@ -1466,6 +1449,8 @@ impl L7Parser for RedisParser {
             let tx = self.transaction(p, now, out);
             tx.error = Some(CompactString::const_new("timeout"));
         }
+        #[cfg(test)]
+        self.check_holds();
     }
 }
 
