@@ -60,8 +60,9 @@ pub struct Run {
     pub shape: u64,
     pub operation: CompactString,
     pub resource: CompactString,
-    /// Where the run's durations end in [`Tally::durations`].
-    end: usize,
+    /// Where the run's durations start in [`Tally::durations`] (they end where the next
+    /// run's start).
+    start: usize,
 }
 
 /// The requests one packet's bytes completed that were counted without records, in
@@ -75,6 +76,9 @@ pub struct Tally {
     /// Whether requests may be counted here at all (off: every request is a record).
     on: bool,
     runs: Vec<Run>,
+    /// The shape of the last run (0: none), kept here: a request of the same shape as
+    /// the last is one comparison and one push.
+    last: u64,
     /// Each request's duration in nanoseconds.
     durations: Vec<u64>,
 }
@@ -106,17 +110,29 @@ impl Tally {
         resource: &CompactString,
         duration_ns: u64,
     ) {
-        self.durations.push(duration_ns);
-        match self.runs.last_mut() {
-            Some(r) if r.shape == shape => r.end = self.durations.len(),
-            _ => self.runs.push(Run {
-                protocol,
-                shape,
-                operation: operation.clone(),
-                resource: resource.clone(),
-                end: self.durations.len(),
-            }),
+        if shape != self.last {
+            self.start_run(protocol, shape, operation, resource);
         }
+        self.durations.push(duration_ns);
+    }
+
+    /// A run of a new shape starts with the next request.
+    #[inline(never)]
+    fn start_run(
+        &mut self,
+        protocol: Protocol,
+        shape: u64,
+        operation: &CompactString,
+        resource: &CompactString,
+    ) {
+        self.runs.push(Run {
+            protocol,
+            shape,
+            operation: operation.clone(),
+            resource: resource.clone(),
+            start: self.durations.len(),
+        });
+        self.last = shape;
     }
 
     /// Requests counted.
@@ -132,17 +148,14 @@ impl Tally {
 
     /// The runs, each with its requests' durations (nanoseconds).
     pub fn runs(&self) -> impl Iterator<Item = (&Run, &[u64])> {
-        let mut start = 0;
-        self.runs.iter().map(move |r| {
-            let d = &self.durations[start..r.end];
-            start = r.end;
-            (r, d)
-        })
+        let ends = self.runs.iter().skip(1).map(|r| r.start).chain([self.durations.len()]);
+        self.runs.iter().zip(ends).map(|(r, end)| (r, &self.durations[r.start..end]))
     }
 
     pub fn clear(&mut self) {
         self.runs.clear();
         self.durations.clear();
+        self.last = 0;
         if self.durations.capacity() > KEEP {
             // A burst (a reassembled backlog) does not keep its room.
             self.durations.shrink_to(KEEP);

@@ -507,6 +507,10 @@ const CONFIRMATIONS: [&[u8]; 6] = [
 
 pub struct RedisParser {
     cfg: Arc<RedisConfig>,
+    /// `cfg`'s `max_bulk_bytes` and `max_pending` (at least 1), read for every command:
+    /// kept here, a load away instead of two.
+    max_bulk: u64,
+    max_pending: usize,
     req: RequestParser,
     rep: ReplyParser,
     /// When the message under way in each direction began.
@@ -572,6 +576,8 @@ impl RedisParser {
         RedisParser {
             req: RequestParser::new(limits, text),
             rep: ReplyParser::new(limits),
+            max_bulk: cfg.max_bulk_bytes,
+            max_pending: cfg.max_pending.max(1),
             cfg,
             req_start: Timestamp::ZERO,
             pending: crate::proto::heap::TrackedDeque::new(),
@@ -724,7 +730,7 @@ impl RedisParser {
         if !b.get(..head.len()).is_some_and(|h| same_text(h, head)) {
             return None;
         }
-        let max = self.cfg.max_bulk_bytes;
+        let max = self.max_bulk;
         let mut at = head.len();
         let mut left = r.argc - 1;
         if r.keyed {
@@ -760,7 +766,7 @@ impl RedisParser {
     /// Beyond `max_pending` commands waiting, the oldest is reported without its reply.
     #[inline]
     fn bound_pending(&mut self, ts: Timestamp, out: &mut Vec<Transaction>) {
-        if self.pending.len() > self.cfg.max_pending.max(1)
+        if self.pending.len() > self.max_pending
             && let Some(old) = self.pending.pop_front()
         {
             self.stats.pending_limit += 1;
@@ -792,7 +798,7 @@ impl RedisParser {
         {
             return None;
         }
-        let (used, kind, text) = parser::peek_scalar(b, self.cfg.max_bulk_bytes)?;
+        let (used, kind, text) = parser::peek_scalar(b, self.max_bulk)?;
         if kind == Kind::Error || (kind == Kind::SimpleString && text == b"QUEUED") {
             return None;
         }
@@ -821,6 +827,11 @@ impl RedisParser {
                 let n = self.names.get(p.name);
                 t.count(Protocol::Redis, n.shape, &n.op, &n.prefix, ts.since(p.start));
                 self.names.release(p.name);
+                // Only a query text (kept with `redact = false`) needs dropping: checked
+                // here, the usual case skips a call to drop it.
+                if let Some(q) = p.query {
+                    drop(q);
+                }
                 None
             }
             _ => Some(p),
