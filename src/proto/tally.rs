@@ -148,8 +148,16 @@ impl Tally {
 
     /// The runs, each with its requests' durations (nanoseconds).
     pub fn runs(&self) -> impl Iterator<Item = (&Run, &[u64])> {
-        let ends = self.runs.iter().skip(1).map(|r| r.start).chain([self.durations.len()]);
-        self.runs.iter().zip(ends).map(|(r, end)| (r, &self.durations[r.start..end]))
+        let ends = self
+            .runs
+            .iter()
+            .skip(1)
+            .map(|r| r.start)
+            .chain([self.durations.len()]);
+        self.runs
+            .iter()
+            .zip(ends)
+            .map(|(r, end)| (r, &self.durations[r.start..end]))
     }
 
     pub fn clear(&mut self) {
