@@ -225,9 +225,10 @@ fn hostile(dir: &Path) -> Vec<(&'static str, std::path::PathBuf)> {
     connections(&p, 20_000, 4, 3000, &h2);
     v.push((HPACK, p));
     // Redis connections pipelining 200 commands each that are never answered: every
-    // connection's pending queue fills.
+    // connection's pending queue fills. Two commands alternate: a run of identical ones
+    // waits as one entry, and an attacker would not send those.
     let p = dir.join("pending.pcap");
-    let cmds = b"*1\r\n$4\r\nPING\r\n".repeat(200);
+    let cmds = b"*1\r\n$4\r\nPING\r\n*1\r\n$4\r\nTIME\r\n".repeat(100);
     connections(&p, 5_000, 3, 4000, &cmds);
     v.push((PENDING, p));
     // HTTP/1 connections pipelining 40 requests with 1 KB paths each, never answered: what

@@ -129,8 +129,9 @@ fn sorted(s: &str) -> Vec<&str> {
 /// come from the anomaly engine's own thread, so where they fall among the worker's
 /// lines depends on timing (under load they came first in one run, last in the other).
 fn in_order(s: &str) -> (Vec<&str>, Vec<&str>) {
-    let (mut events, lines): (Vec<&str>, Vec<&str>) =
-        s.lines().partition(|l| l.starts_with(r#"{"podtap.record":"event""#));
+    let (mut events, lines): (Vec<&str>, Vec<&str>) = s
+        .lines()
+        .partition(|l| l.starts_with(r#"{"podtap.record":"event""#));
     events.sort_unstable();
     (lines, events)
 }
@@ -161,7 +162,11 @@ fn stdin_and_a_fifo_give_the_json_lines_of_the_file() {
             assert_eq!(in_order(&got), in_order(&want), "fifo {what}");
             // More workers asked for: still one reads the stream.
             let got = replay_stdin(bytes, &["--output", "jsonl", "--workers", "4"]);
-            assert_eq!(in_order(&got), in_order(&want), "stdin, 4 workers asked, {what}");
+            assert_eq!(
+                in_order(&got),
+                in_order(&want),
+                "stdin, 4 workers asked, {what}"
+            );
         }
         // The file with four workers: the same lines, in another order.
         let four = replay_file(&file, &["--output", "jsonl", "--workers", "4"]);

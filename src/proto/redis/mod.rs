@@ -28,6 +28,7 @@
 mod commands;
 mod names;
 pub mod parser;
+mod waiting;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -37,6 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use self::commands::{BLOCKING, CONTAINER, Command as Spec};
 use self::names::{NameId, Names};
+use self::waiting::Waiting;
 use self::parser::{GapEffect, Kind, Limits, Out, ParseError, Reply, ReplyParser, RequestParser};
 use super::detect::Transport;
 use super::registry::{Probe, ProtocolDecoder, Telemetry};
@@ -515,7 +517,7 @@ pub struct RedisParser {
     rep: ReplyParser,
     /// When the message under way in each direction began.
     req_start: Timestamp,
-    pending: crate::proto::heap::TrackedDeque<Pending>,
+    pending: Waiting,
     /// Commands at the front of the order that were reported already (timed out, or
     /// beyond `max_pending`): the next replies are theirs.
     reported: u64,
@@ -580,7 +582,7 @@ impl RedisParser {
             max_pending: cfg.max_pending.max(1),
             cfg,
             req_start: Timestamp::ZERO,
-            pending: crate::proto::heap::TrackedDeque::new(),
+            pending: Waiting::new(),
             reported: 0,
             skip_confirms: 0,
             argless_unsub: false,
@@ -653,7 +655,7 @@ impl RedisParser {
     fn check_holds(&self) {
         let (held, recent) = self.names.holds();
         let repeat = self.repeat.as_ref().is_some_and(|r| r.name.is_some()) as usize;
-        assert_eq!(held, self.pending.len() + recent + repeat, "a name held and never let go");
+        assert_eq!(held, self.pending.entries() + recent + repeat, "a name held and never let go");
     }
 
     fn feed_requests(&mut self, mut rest: &[u8], ts: Timestamp, out: &mut Vec<Transaction>) {
@@ -745,16 +747,9 @@ impl RedisParser {
         for _ in 0..left {
             parser::whole_bulk(b, &mut at, max)?;
         }
-        let p = Pending {
-            start: self.req_start,
-            req_bytes: at as u64,
-            name: self.names.hold(name),
-            special: Special::None,
-            blocking: r.blocking,
-            completeness: 0,
-            query: None,
-        };
-        self.pending.push_back_empty(p);
+        let blocking = r.blocking;
+        self.pending
+            .push_plain(name, self.req_start, at as u64, blocking, &mut self.names);
         self.bound_pending(ts, out);
         #[cfg(test)]
         {
@@ -767,7 +762,7 @@ impl RedisParser {
     #[inline]
     fn bound_pending(&mut self, ts: Timestamp, out: &mut Vec<Transaction>) {
         if self.pending.len() > self.max_pending
-            && let Some(old) = self.pending.pop_front()
+            && let Some(old) = self.pending.pop_front(&mut self.names)
         {
             self.stats.pending_limit += 1;
             self.reported += 1;
@@ -806,9 +801,18 @@ impl RedisParser {
         if self.pending.len() > 1 {
             self.pipelined = true;
         }
-        let p = self.pending.pop_front()?;
-        if let Some(p) = self.counted(tally, p, ts) {
-            self.transaction(p, ts, out).resp_bytes = used as u64;
+        match tally {
+            Some(t) if self.pending.front()?.completeness == 0 => {
+                // Counted where it waits (plain: no special, nothing lost).
+                let f = self.pending.front()?;
+                let n = self.names.get(f.name);
+                t.count(Protocol::Redis, n.shape, &n.op, &n.prefix, ts.since(f.start));
+                self.pending.drop_front(&mut self.names);
+            }
+            _ => {
+                let p = self.pending.pop_front(&mut self.names)?;
+                self.transaction(p, ts, out).resp_bytes = used as u64;
+            }
         }
         #[cfg(test)]
         {
@@ -997,7 +1001,7 @@ impl RedisParser {
         } else {
             self.remember(spec, key_at, &p);
         }
-        self.pending.push_back(p);
+        self.pending.push(p, &mut self.names);
         self.bound_pending(ts, out);
     }
 
@@ -1203,7 +1207,7 @@ impl RedisParser {
                 // A client that does not pipeline sends a command once the one before it
                 // was answered: those answers were in the gap, this one answers the last.
                 while self.pending.len() > 1 {
-                    if let Some(mut p) = self.pending.pop_front() {
+                    if let Some(mut p) = self.pending.pop_front(&mut self.names) {
                         p.completeness |= Completeness::GAP | Completeness::NO_RESPONSE;
                         self.stats.replies_lost += 1;
                         let end = self.pending.front().map_or(ts, |n| n.start);
@@ -1214,7 +1218,7 @@ impl RedisParser {
         } else if self.pending.len() > 1 {
             self.pipelined = true;
         }
-        let Some(mut p) = self.pending.pop_front() else {
+        let Some(mut p) = self.pending.pop_front(&mut self.names) else {
             // A reply without its command: picked up mid-stream, or the command was lost.
             let p = Pending {
                 start: ts,
@@ -1314,7 +1318,7 @@ impl RedisParser {
             self.reported -= 1;
             return;
         }
-        if let Some(mut p) = self.pending.pop_front() {
+        if let Some(mut p) = self.pending.pop_front(&mut self.names) {
             p.completeness |= why | Completeness::NO_RESPONSE;
             let tx = self.transaction(p, self.last_ts, out);
             tx.resp_bytes = self.rep.reply.bytes;
@@ -1428,13 +1432,13 @@ impl L7Parser for RedisParser {
         };
         if !self.rep.at_boundary() && !self.rep.is_lost() && self.reported == 0 {
             // A reply was under way: its command is reported with what was seen of it.
-            if let Some(mut p) = self.pending.pop_front() {
+            if let Some(mut p) = self.pending.pop_front(&mut self.names) {
                 p.completeness |= why | Completeness::TRUNCATED;
                 let tx = self.transaction(p, self.rep_ts, out);
                 tx.resp_bytes = self.rep.reply.bytes;
             }
         }
-        while let Some(mut p) = self.pending.pop_front() {
+        while let Some(mut p) = self.pending.pop_front(&mut self.names) {
             p.completeness |= why | Completeness::NO_RESPONSE;
             self.transaction(p, ts, out);
         }
@@ -1451,7 +1455,7 @@ impl L7Parser for RedisParser {
             if p.blocking || now.since(p.start) < timeout_ns {
                 break;
             }
-            let Some(mut p) = self.pending.pop_front() else {
+            let Some(mut p) = self.pending.pop_front(&mut self.names) else {
                 break;
             };
             self.stats.timeouts += 1;
