@@ -120,23 +120,27 @@ impl Latencies {
         }
     }
 
-    /// `record` for each of `durations_ns` (nanoseconds). The loop keeps the histogram's
+    /// `record` for each of `durations_ns` (nanoseconds, each as many times as its
+    /// count: a tally's batch of equal durations). The loop keeps the histogram's
     /// place and the count in registers: through `record`, each value wrote `n` back and
     /// read the histogram's pointer again (a bucket count might have been either, as far
     /// as the compiler knew), a chain of stores and loads through one address.
-    fn record_all(&mut self, durations_ns: &[u64]) {
+    fn record_all(&mut self, durations_ns: &[(u64, u32)]) {
         let counts = &mut self.counts[..];
-        let mut done = 0;
-        for &ns in durations_ns {
+        let (mut done, mut n) = (0, 0);
+        for &(ns, k) in durations_ns {
             match counts.get_mut(Self::bucket(micros(ns))) {
-                Some(c) => *c += 1,
+                Some(c) => *c += k as u64,
                 None => break,
             }
             done += 1;
+            n += k as u64;
         }
-        self.n += done as u64;
-        for &ns in &durations_ns[done..] {
-            self.record(micros(ns));
+        self.n += n;
+        for &(ns, k) in &durations_ns[done..] {
+            for _ in 0..k {
+                self.record(micros(ns));
+            }
         }
     }
 
@@ -228,9 +232,9 @@ impl Endpoint {
     }
 
     /// Requests counted without records (complete, no error), seen at `side`.
-    fn add_tallied(&mut self, side: usize, durations_ns: &[u64]) {
+    fn add_tallied(&mut self, side: usize, durations_ns: &[(u64, u32)], requests: u64) {
         let v = &mut self.at[side];
-        v.count += durations_ns.len() as u64;
+        v.count += requests;
         v.durations.record_all(durations_ns);
     }
 
@@ -469,11 +473,12 @@ impl Summary {
                     (row, folded)
                 }
             };
+            let requests: u64 = durations.iter().map(|&(_, k)| k as u64).sum();
             if folded {
-                self.folded += durations.len() as u64;
+                self.folded += requests;
             }
             if let Some((_, e)) = self.endpoints.get_mut(row) {
-                e.add_tallied(side, durations);
+                e.add_tallied(side, durations, requests);
             }
         }
     }
@@ -1164,22 +1169,28 @@ mod tests {
 
     #[test]
     fn recording_many_at_once_is_recording_each() {
-        // Nanoseconds: the first values kept exact, then a histogram, then values past its
-        // end (the loop's way out), then more within it.
-        let ns: Vec<u64> = (0..300u64)
-            .map(|i| i * 997 % 50_000)
-            .chain([10_000_000_000, 3_000, 7_000_000, 0, u64::MAX])
-            .chain((0..300u64).map(|i| i * 7_919 % 9_000_000))
+        // Nanoseconds with how many times each: the first values kept exact, then a
+        // histogram, then values past its end (the loop's way out), then more within it.
+        let ns: Vec<(u64, u32)> = (0..300u64)
+            .map(|i| (i * 997 % 50_000, 1 + (i % 3) as u32))
+            .chain([
+                (10_000_000_000, 2),
+                (3_000, 1),
+                (7_000_000, 5),
+                (0, 1),
+                (u64::MAX, 1),
+            ])
+            .chain((0..300u64).map(|i| (i * 7_919 % 9_000_000, 1 + (i % 2) as u32)))
             .collect();
-        for cut in [0, 1, 100, 128, 129, 300, 303, ns.len()] {
+        let each = ns
+            .iter()
+            .flat_map(|&(v, k)| std::iter::repeat_n(micros(v), k as usize));
+        let each = latencies(each);
+        for cut in [0, 1, 42, 43, 100, 300, 303, ns.len()] {
             let mut all = Latencies::default();
             all.record_all(&ns[..cut]);
             all.record_all(&ns[cut..]);
-            assert_eq!(
-                all,
-                latencies(ns.iter().map(|&v| micros(v))),
-                "cut at {cut}"
-            );
+            assert_eq!(all, each, "cut at {cut}");
         }
     }
 
@@ -1269,8 +1280,9 @@ mod tests {
                 port,
                 ..Default::default()
             };
-            for k in 0..(round % 3 + 1) {
-                let t = tx(port, path, round * 37 + k, false);
+            // Up to five requests a round, some of equal durations (one tally entry).
+            for k in 0..(round % 5 + 1) {
+                let t = tx(port, path, round * 37 + k / 2, false);
                 by_record.count_transaction(&t);
                 tally.count(
                     Protocol::Http,

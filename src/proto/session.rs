@@ -580,7 +580,8 @@ mod tests {
         let mut heap = DecoderHeap::new(4096);
         let mut out = Vec::new();
         let mut a = L7Session::new(Transport::Tcp, 6379);
-        let cmds = b"*1\r\n$4\r\nPING\r\n".repeat(100);
+        // Two commands alternating: a run of like commands waits as one entry.
+        let cmds = b"*1\r\n$4\r\nPING\r\n*1\r\n$4\r\nTIME\r\n".repeat(50);
         a.data(Direction::ToServer, &cmds, Timestamp(1), &f, &mut out);
         a.account(&mut heap, Timestamp(1), &mut out);
         assert_eq!(a.protocol(), Protocol::Redis, "the protocol stays known");

@@ -47,7 +47,7 @@ pub fn new_shape() -> u64 {
     })
 }
 
-/// Requests whose room a [`Tally`] keeps between packets (64 KiB of durations): far more
+/// Durations whose room a [`Tally`] keeps between packets (128 KiB): far more
 /// than a full-sized packet of pipelined replies completes.
 pub const KEEP: usize = 8192;
 
@@ -79,8 +79,14 @@ pub struct Tally {
     /// The shape of the last run (0: none), kept here: a request of the same shape as
     /// the last is one comparison and one push.
     last: u64,
-    /// Each request's duration in nanoseconds.
-    durations: Vec<u64>,
+    /// Where the last run's durations start.
+    last_start: usize,
+    /// The requests' durations in nanoseconds, each with how many requests of its run in
+    /// a row took just that long: a pipelined batch is sent in one packet and answered in
+    /// one, so its requests' durations are equal, and the batch is one entry.
+    durations: Vec<(u64, u32)>,
+    /// Requests counted.
+    len: usize,
 }
 
 impl Tally {
@@ -113,7 +119,16 @@ impl Tally {
         if shape != self.last {
             self.start_run(protocol, shape, operation, resource);
         }
-        self.durations.push(duration_ns);
+        self.len += 1;
+        if self.durations.len() > self.last_start
+            && let Some((d, n)) = self.durations.last_mut()
+            && *d == duration_ns
+            && *n < u32::MAX
+        {
+            *n += 1;
+            return;
+        }
+        self.durations.push((duration_ns, 1));
     }
 
     /// A run of a new shape starts with the next request.
@@ -133,21 +148,22 @@ impl Tally {
             start: self.durations.len(),
         });
         self.last = shape;
+        self.last_start = self.durations.len();
     }
 
     /// Requests counted.
     #[inline]
     pub fn len(&self) -> usize {
-        self.durations.len()
+        self.len
     }
 
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.durations.is_empty()
+        self.len == 0
     }
 
     /// The runs, each with its requests' durations (nanoseconds).
-    pub fn runs(&self) -> impl Iterator<Item = (&Run, &[u64])> {
+    pub fn runs(&self) -> impl Iterator<Item = (&Run, &[(u64, u32)])> {
         let ends = self
             .runs
             .iter()
@@ -164,6 +180,8 @@ impl Tally {
         self.runs.clear();
         self.durations.clear();
         self.last = 0;
+        self.last_start = 0;
+        self.len = 0;
         if self.durations.capacity() > KEEP {
             // A burst (a reassembled backlog) does not keep its room.
             self.durations.shrink_to(KEEP);
@@ -194,19 +212,23 @@ mod tests {
         assert!(t.is_on() && !Tally::default().is_on());
         t.count(Protocol::Redis, a, &get, &user, 10);
         t.count(Protocol::Redis, a, &get, &user, 20);
+        t.count(Protocol::Redis, a, &get, &user, 20);
+        t.count(Protocol::Redis, b, &set, &user, 20);
         t.count(Protocol::Redis, b, &set, &user, 30);
+        t.count(Protocol::Redis, a, &get, &user, 30);
         t.count(Protocol::Redis, a, &get, &user, 40);
-        assert_eq!(t.len(), 4);
+        assert_eq!(t.len(), 7);
         let runs: Vec<_> = t
             .runs()
             .map(|(r, d)| (r.operation.to_string(), d.to_vec()))
             .collect();
+        // Equal durations in a row are one entry, within a run, never across two.
         assert_eq!(
             runs,
             [
-                ("GET".to_string(), vec![10, 20]),
-                ("SET".to_string(), vec![30]),
-                ("GET".to_string(), vec![40]),
+                ("GET".to_string(), vec![(10, 1), (20, 2)]),
+                ("SET".to_string(), vec![(20, 1), (30, 1)]),
+                ("GET".to_string(), vec![(30, 1), (40, 1)]),
             ]
         );
         t.clear();

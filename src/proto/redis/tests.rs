@@ -1739,8 +1739,10 @@ fn plain_commands_are_tallied_and_the_rest_are_records() {
         let mut got: Vec<Row> = records.iter().map(row).collect();
         for (run, durations) in tally.runs() {
             assert_eq!(run.protocol, Protocol::Redis);
-            for &d in durations {
-                got.push((run.operation.to_string(), run.resource.to_string(), d, None, true));
+            for &(d, k) in durations {
+                for _ in 0..k {
+                    got.push((run.operation.to_string(), run.resource.to_string(), d, None, true));
+                }
             }
         }
         assert_eq!(sorted(got), want, "{how}");
