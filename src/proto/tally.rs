@@ -162,7 +162,8 @@ impl Tally {
         self.len == 0
     }
 
-    /// The runs, each with its requests' durations (nanoseconds).
+    /// The runs, each with its requests' durations (nanoseconds), each duration with how
+    /// many requests in a row took it.
     pub fn runs(&self) -> impl Iterator<Item = (&Run, &[(u64, u32)])> {
         let ends = self
             .runs
