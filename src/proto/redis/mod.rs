@@ -804,9 +804,7 @@ impl RedisParser {
         match tally {
             Some(t) if self.pending.front()?.completeness == 0 => {
                 // Counted where it waits (plain: no special, nothing lost).
-                let f = self.pending.front()?;
-                let n = self.names.get(f.name);
-                t.count(Protocol::Redis, n.shape, &n.op, &n.prefix, ts.since(f.start));
+                self.count_into(t, self.pending.front()?, ts);
                 self.pending.drop_front(&mut self.names);
             }
             _ => {
@@ -828,8 +826,7 @@ impl RedisParser {
     fn counted(&mut self, tally: Option<&mut Tally>, p: Pending, ts: Timestamp) -> Option<Pending> {
         match tally {
             Some(t) if p.special == Special::None && p.completeness == 0 => {
-                let n = self.names.get(p.name);
-                t.count(Protocol::Redis, n.shape, &n.op, &n.prefix, ts.since(p.start));
+                self.count_into(t, &p, ts);
                 self.names.release(p.name);
                 // Only a query text (kept with `redact = false`) needs dropping: checked
                 // here, the usual case skips a call to drop it.
@@ -840,6 +837,13 @@ impl RedisParser {
             }
             _ => Some(p),
         }
+    }
+
+    /// Count `p`, answered at `ts`, into `t` by its name's shape.
+    #[inline(always)]
+    fn count_into(&self, t: &mut Tally, p: &Pending, ts: Timestamp) {
+        let n = self.names.get(p.name);
+        t.count(Protocol::Redis, n.shape, &n.op, &n.prefix, ts.since(p.start));
     }
 
     /// Remember the command just queued as `p` for [`Repeat`], when it is plain.

@@ -69,21 +69,32 @@ impl Waiting {
 
     /// Queue `p`, which holds its name.
     pub fn push(&mut self, p: Pending, names: &mut Names) {
-        self.len += 1;
-        if let Some((b, n)) = self.q.back_mut()
-            && *n < u32::MAX
-            && b.name == p.name
-            && b.start == p.start
-            && b.req_bytes == p.req_bytes
-            && b.blocking == p.blocking
-            && plain(b)
-            && plain(&p)
-        {
-            *n += 1;
+        if plain(&p) && self.join_back(p.name, p.start, p.req_bytes, p.blocking) {
             names.release(p.name);
             return;
         }
+        self.len += 1;
         self.q.push_back((p, 1));
+    }
+
+    /// Count a plain command like this one into the run at the back, if there is one.
+    #[inline(always)]
+    fn join_back(&mut self, name: NameId, start: Timestamp, req_bytes: u64, blocking: bool) -> bool {
+        match self.q.back_mut() {
+            Some((b, n))
+                if *n < u32::MAX
+                    && b.name == name
+                    && b.start == start
+                    && b.req_bytes == req_bytes
+                    && b.blocking == blocking
+                    && plain(b) =>
+            {
+                *n += 1;
+                self.len += 1;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Queue a plain command of `name` (not held: the queue holds it if it needs to).
@@ -97,18 +108,10 @@ impl Waiting {
         blocking: bool,
         names: &mut Names,
     ) {
-        self.len += 1;
-        if let Some((b, n)) = self.q.back_mut()
-            && *n < u32::MAX
-            && b.name == name
-            && b.start == start
-            && b.req_bytes == req_bytes
-            && b.blocking == blocking
-            && plain(b)
-        {
-            *n += 1;
+        if self.join_back(name, start, req_bytes, blocking) {
             return;
         }
+        self.len += 1;
         let p = Pending {
             start,
             req_bytes,
